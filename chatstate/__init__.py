@@ -1,0 +1,33 @@
+"""chatstate: what a chat bot remembers between webhook deliveries, for Django.
+
+Everything public is importable from here; each name says where it lives.
+"""
+
+from chatstate.adapters.base import StateAdapter
+from chatstate.adapters.types import (
+    BackendUnavailable,
+    ChatStateError,
+    LockError,
+    LockResult,
+    NotOwner,
+    PendingEntry,
+    Strategy,
+)
+from chatstate.registry import get_adapter
+from chatstate.snapshot import Snapshot, default_snapshot, normalize_snapshot, validate_snapshot
+
+__all__ = [
+    "BackendUnavailable",
+    "ChatStateError",
+    "LockError",
+    "LockResult",
+    "NotOwner",
+    "PendingEntry",
+    "Snapshot",
+    "StateAdapter",
+    "Strategy",
+    "default_snapshot",
+    "get_adapter",
+    "normalize_snapshot",
+    "validate_snapshot",
+]

@@ -1,0 +1,284 @@
+"""``MemoryStateAdapter``: state in this process's memory, for tests and development.
+
+Thread-safe (one re-entrant mutex per adapter, so a threaded development server may share
+one), not shared between processes. Maps and metadata are kept as JSON text, so what a
+caller gets back is always a fresh copy and what it passed in cannot be mutated later.
+Leases use the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+from chatstate.adapters.base import DedupeKey, StateAdapter, StateFn
+from chatstate.adapters.types import (
+    STRATEGIES,
+    LockResult,
+    NotOwner,
+    PendingEntry,
+    Strategy,
+    epoch_to_iso,
+    from_iso,
+)
+from chatstate.adapters.validation import dump_map, dump_metadata
+from chatstate.snapshot import Snapshot
+
+_loads = json.loads
+_monotonic = time.monotonic
+_time = time.time
+_ACQUIRED = LockResult.ACQUIRED
+_BUSY = LockResult.BUSY
+_QUEUED = LockResult.QUEUED
+_REJECT = Strategy.REJECT
+_DEBOUNCE = Strategy.DEBOUNCE
+
+# A held lock: [owner, strategy, metadata_json, expires (monotonic), acquired, expires_text].
+# A pending entry: (owner, strategy, metadata_json, enqueued).
+# Times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact);
+# ``expires_text`` is that text until the lease changes, else None.
+_Pending = tuple[str, Strategy, str, float]
+
+
+class MemoryStateAdapter(StateAdapter):
+    """Chat state held in this process; each instance has its own."""
+
+    name = "memory"
+
+    def __init__(self, namespace: str | None = None) -> None:
+        super().__init__(namespace)
+        self._mutex = threading.RLock()
+        self._subscriptions: set[str] = set()
+        self._dedupe: OrderedDict[DedupeKey, None] = OrderedDict()
+        self._states: dict[tuple[str, str], str] = {}
+        self._locks: dict[str, list[Any]] = {}
+        self._pending: dict[str, deque[_Pending]] = {}
+
+    async def _arun(self, fn: Any, *args: Any) -> Any:
+        # Every hook is a few dict operations under a mutex: no thread hop needed.
+        return fn(*args)
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _do_is_subscribed(self, thread_id: str) -> bool:
+        return thread_id in self._subscriptions
+
+    def _do_subscribe(self, thread_id: str) -> None:
+        with self._mutex:
+            self._subscriptions.add(thread_id)
+
+    def _do_unsubscribe(self, thread_id: str) -> None:
+        with self._mutex:
+            self._subscriptions.discard(thread_id)
+
+    # -- state maps ----------------------------------------------------------------------
+
+    def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]:
+        text = self._states.get((kind, object_id))
+        return {} if text is None else _loads(text)  # type: ignore[no-any-return]
+
+    def _do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> None:
+        with self._mutex:
+            self._states[(kind, object_id)] = value_json
+
+    def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> dict[str, Any]:
+        with self._mutex:
+            new = fn(self._do_get_state(kind, object_id))
+            text = dump_map(new, f"{kind} state returned by fn")
+            self._states[(kind, object_id)] = text
+            return _loads(text)  # type: ignore[no-any-return]
+
+    # -- dedupe --------------------------------------------------------------------------
+
+    def _do_is_duplicate(self, key: DedupeKey) -> bool:
+        return key in self._dedupe
+
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
+        dedupe = self._dedupe
+        with self._mutex:
+            if key in dedupe:
+                return False
+            dedupe[key] = None
+            while len(dedupe) > limit:
+                dedupe.popitem(last=False)
+            return True
+
+    def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
+        with self._mutex:
+            self._dedupe.pop(key, None)
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def _do_lock(
+        self,
+        key: str,
+        owner: str,
+        strategy: Strategy,
+        metadata: str,
+        ttl: float,
+        max_pending: int | None,
+        overflow: str,
+    ) -> LockResult:
+        now = _monotonic()
+        with self._mutex:
+            held = self._locks.get(key)
+            if held is None or held[3] <= now:
+                self._locks[key] = [owner, strategy, metadata, now + ttl, _time(), None]
+                return _ACQUIRED
+            if strategy is _REJECT:
+                return _BUSY
+            entry = (owner, strategy, metadata, _time())
+            if strategy is _DEBOUNCE:
+                self._pending[key] = deque((entry,))
+                return LockResult.DEBOUNCED
+            queue = self._pending.get(key)
+            if queue is None:
+                queue = self._pending[key] = deque()
+            if max_pending is not None and len(queue) >= max_pending:
+                if overflow == "drop_newest":
+                    return LockResult.DROPPED
+                while len(queue) >= max_pending:
+                    queue.popleft()
+            queue.append(entry)
+            return _QUEUED
+
+    def _do_holds(self, key: str, owner: str) -> bool:
+        held = self._locks.get(key)
+        return held is not None and held[0] == owner
+
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
+        now = _monotonic()
+        with self._mutex:
+            held = self._locks.get(key)
+            if held is None or held[0] != owner or held[3] <= now:
+                return False
+            held[3] = now + ttl
+            held[5] = None
+            return True
+
+    def _do_release_lock(self, key: str, owner: str, keep_pending: bool) -> list[PendingEntry]:
+        with self._mutex:
+            held = self._locks.get(key)
+            if held is None or held[0] != owner:
+                holder = "nobody" if held is None else repr(held[0])
+                raise NotOwner(f"{owner!r} does not hold the lock {key!r} (held by {holder})")
+            del self._locks[key]
+            if keep_pending:
+                return []
+            return _entries(self._pending.pop(key, ()))
+
+    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
+        with self._mutex:
+            self._locks.pop(key, None)
+            return _entries(self._pending.pop(key, ()))
+
+    # -- snapshots and housekeeping ------------------------------------------------------
+
+    def _do_snapshot(self) -> Snapshot:
+        with self._mutex:
+            now_mono, now_wall = _monotonic(), _time()
+            order = list(self._dedupe)
+            return Snapshot(
+                subscriptions=set(self._subscriptions),
+                dedupe=set(order),
+                dedupe_order=order,
+                thread_state={i: _loads(t) for (k, i), t in self._states.items() if k == "thread"},
+                channel_state={
+                    i: _loads(t) for (k, i), t in self._states.items() if k == "channel"
+                },
+                locks={
+                    key: {
+                        "owner": owner,
+                        "strategy": strategy.value,
+                        "metadata": _loads(meta),
+                        "acquired_at": _iso(acquired),
+                        "expires_at": expires_text
+                        or epoch_to_iso(now_wall + (expires - now_mono)),
+                    }
+                    for key, (owner, strategy, meta, expires, acquired, expires_text) in (
+                        self._locks.items()
+                    )
+                },
+                pending_locks={
+                    key: [e.to_dict() for e in _entries(queue)]
+                    for key, queue in self._pending.items()
+                    if queue
+                },
+            )
+
+    def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> None:
+        now_mono, now_wall = _monotonic(), _time()
+        locks: dict[str, list[Any]] = {}
+        for key, lock in snapshot.locks.items():
+            expires_text = lock.get("expires_at")
+            expires = _epoch(expires_text, now_wall + self.lock_ttl)
+            locks[key] = [
+                lock["owner"],
+                STRATEGIES[lock["strategy"]],
+                dump_metadata(lock.get("metadata")),
+                now_mono + (expires - now_wall),
+                lock.get("acquired_at") or now_wall,
+                expires_text if isinstance(expires_text, str) else None,
+            ]
+        pending = {
+            key: deque(
+                (
+                    e["owner"],
+                    STRATEGIES[e["strategy"]],
+                    dump_metadata(e.get("metadata")),
+                    e.get("enqueued_at") or now_wall,
+                )
+                for e in entries
+            )
+            for key, entries in snapshot.pending_locks.items()
+        }
+        states = {("thread", i): dump_map(v) for i, v in snapshot.thread_state.items()}
+        states.update({("channel", i): dump_map(v) for i, v in snapshot.channel_state.items()})
+        with self._mutex:
+            if not merge:
+                self._subscriptions.clear()
+                self._dedupe.clear()
+                self._states.clear()
+                self._locks.clear()
+                self._pending.clear()
+            self._subscriptions.update(snapshot.subscriptions)
+            for key in snapshot.dedupe_order:
+                self._dedupe[key] = None
+            self._states.update(states)
+            self._locks.update(locks)
+            for key, queue in pending.items():
+                self._pending.setdefault(key, deque()).extend(queue)
+
+    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]:
+        now = _monotonic()
+        with self._mutex:
+            expired = [key for key, held in self._locks.items() if held[3] <= now]
+            trimmed = max(0, len(self._dedupe) - dedupe_limit)
+            if not dry_run:
+                for key in expired:
+                    del self._locks[key]
+                for _ in range(trimmed):
+                    self._dedupe.popitem(last=False)
+        return {"expired_locks": len(expired), "dedupe_trimmed": trimmed}
+
+
+def _entries(queue: Any) -> list[PendingEntry]:
+    return [
+        PendingEntry(owner, strategy, _loads(meta), _iso(enqueued))
+        for owner, strategy, meta, enqueued in queue
+    ]
+
+
+def _iso(value: float | str) -> str:
+    return value if isinstance(value, str) else epoch_to_iso(value)
+
+
+def _epoch(text: object, default: float) -> float:
+    return from_iso(text).timestamp() if isinstance(text, str) else default
+
+

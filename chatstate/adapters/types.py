@@ -1,0 +1,94 @@
+"""Values and errors shared by every adapter: strategies, lock results, pending entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Strategy(_StrEnum):
+    """What ``lock`` does when the key is already held."""
+
+    REJECT = "reject"
+    QUEUE = "queue"
+    DEBOUNCE = "debounce"
+    CONCURRENT = "concurrent"
+
+
+class LockResult(_StrEnum):
+    """The outcome of ``lock``."""
+
+    ACQUIRED = "acquired"
+    QUEUED = "queued"
+    DEBOUNCED = "debounced"
+    BUSY = "busy"
+    DROPPED = "dropped"
+
+
+#: Plain strings and members alike, to the member (a dict lookup, cheaper than ``Strategy(s)``).
+STRATEGIES: dict[str, Strategy] = {s.value: s for s in Strategy}
+RESULTS: dict[str, LockResult] = {r.value: r for r in LockResult}
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """A message that arrived while its thread's lock was held, in arrival order.
+
+    ``metadata`` is always a dict (``{}`` when the caller gave ``None``); ``enqueued_at`` is the
+    ISO 8601 UTC time the entry was queued, where the backend knows it.
+    """
+
+    owner: str
+    strategy: Strategy
+    metadata: dict[str, Any] = field(default_factory=dict)
+    enqueued_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot form: ``{"owner", "strategy", "metadata"}`` plus ``enqueued_at`` if known."""
+        out: dict[str, Any] = {
+            "owner": self.owner,
+            "strategy": self.strategy.value,
+            "metadata": self.metadata,
+        }
+        if self.enqueued_at is not None:
+            out["enqueued_at"] = self.enqueued_at
+        return out
+
+
+class ChatStateError(Exception):
+    """Base class of every error chatstate raises on purpose."""
+
+
+class LockError(ChatStateError):
+    """A lock operation could not be carried out."""
+
+
+class NotOwner(LockError):
+    """``release_lock`` by an owner that does not hold the lock; nothing was changed."""
+
+
+class BackendUnavailable(ChatStateError):
+    """The adapter's backing service (database or Redis) cannot be reached."""
+
+
+def to_iso(dt: datetime) -> str:
+    """``dt`` as ISO 8601 UTC with microseconds and a ``Z``: the snapshot timestamp form."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> datetime:
+    """Parse a snapshot timestamp (any ISO 8601 form; naive means UTC) to an aware datetime."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def epoch_to_iso(seconds: float) -> str:
+    """A POSIX timestamp in the snapshot timestamp form."""
+    return to_iso(datetime.fromtimestamp(seconds, timezone.utc))

@@ -1,0 +1,154 @@
+"""The tables behind ``DatabaseStateAdapter``. Every row carries its ``namespace``.
+
+Unique constraints make the database itself refuse duplicates (one subscription per thread,
+one dedupe row per key, one lock per key); indexes serve the hot paths (lookup by namespace
+and id, dedupe trimming by position, pending entries in arrival order).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+ID_LENGTH = 255
+
+
+class Subscription(models.Model):
+    """A thread the bot follows."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    thread_id = models.CharField(max_length=ID_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "thread_id"], name="chatstate_subscription_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.thread_id
+
+
+class DedupeEntry(models.Model):
+    """A handled message ``(adapter, message_id)`` in the namespace's dedupe window.
+
+    ``seq`` is the entry's position in the window (1, 2, 3, … in marking order); the window
+    keeps the entries whose ``seq`` is among the newest ``limit``.
+    """
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    adapter = models.CharField(max_length=ID_LENGTH)
+    message_id = models.CharField(max_length=ID_LENGTH)
+    seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "dedupe entry"
+        verbose_name_plural = "dedupe entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "adapter", "message_id"], name="chatstate_dedupe_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["namespace", "seq"], name="chatstate_dedupe_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.adapter}:{self.message_id}"
+
+
+class DedupeWindow(models.Model):
+    """Per namespace, the position of the newest dedupe entry (internal bookkeeping).
+
+    Trimming the window deletes ``seq <= head - limit``: an index range, never a scan.
+    """
+
+    namespace = models.CharField(max_length=ID_LENGTH, unique=True)
+    head = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}: {self.head}"
+
+
+class ThreadState(models.Model):
+    """A thread's JSON map."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    thread_id = models.CharField(max_length=ID_LENGTH)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "thread_id"], name="chatstate_threadstate_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.thread_id
+
+
+class ChannelState(models.Model):
+    """A channel's JSON map."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    channel_id = models.CharField(max_length=ID_LENGTH)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "channel_id"], name="chatstate_channelstate_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.channel_id
+
+
+STRATEGY_CHOICES = [(s, s) for s in ("reject", "queue", "debounce", "concurrent")]
+
+
+class Lock(models.Model):
+    """A held thread lock: a lease that ends at ``expires_at`` (the database's clock)."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    key = models.CharField(max_length=ID_LENGTH)
+    owner = models.CharField(max_length=ID_LENGTH)
+    strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES)
+    metadata = models.JSONField(default=dict)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="chatstate_lock_unique")
+        ]
+        indexes = [
+            models.Index(fields=["namespace", "expires_at"], name="chatstate_lock_expiry"),
+            models.Index(fields=["namespace", "strategy"], name="chatstate_lock_strategy"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PendingLockEntry(models.Model):
+    """A message queued (or debounced) behind a lock; ``id`` orders arrival."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    key = models.CharField(max_length=ID_LENGTH)
+    owner = models.CharField(max_length=ID_LENGTH)
+    strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES)
+    metadata = models.JSONField(default=dict)
+    enqueued_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "pending lock entry"
+        verbose_name_plural = "pending lock entries"
+        indexes = [models.Index(fields=["namespace", "key", "id"], name="chatstate_pending_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ← {self.owner}"

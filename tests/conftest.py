@@ -1,0 +1,128 @@
+"""Fixtures shared by the suite: ``store`` runs a test against every adapter of the run.
+
+Like Django's own cache tests, one body of tests runs against every backend: ``memory``,
+``database`` (the run's database: SQLite, or PostgreSQL through its fast path),
+``database_orm`` (PostgreSQL through the portable ORM path) and ``redis`` (when the Redis
+adapter is installed and the server reachable; required under ``CI=true``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from tests import services
+
+VENDOR = "postgresql" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "sqlite"
+_namespaces = itertools.count(1)
+
+
+def _memory(request: pytest.FixtureRequest, namespace: str) -> Any:
+    from chatstate.adapters.memory import MemoryStateAdapter
+
+    return MemoryStateAdapter(namespace=namespace)
+
+
+def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
+    from chatstate.adapters.database import DatabaseStateAdapter
+
+    return DatabaseStateAdapter(namespace=namespace)
+
+
+def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:
+    from chatstate.adapters.database import DatabaseStateAdapter
+
+    return DatabaseStateAdapter(namespace=namespace, fast_sql=False)
+
+
+def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:
+    from chatstate.adapters.redis import RedisStateAdapter
+
+    adapter = RedisStateAdapter(namespace=namespace, alias="chatstate")
+    request.addfinalizer(adapter.clear)
+    return adapter
+
+
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, str], Any]] = {
+    "memory": _memory,
+    "database": _database,
+}
+if VENDOR == "postgresql":
+    STORE_FACTORIES["database_orm"] = _database_orm
+
+
+def _redis_adapter_exists() -> bool:
+    try:
+        import chatstate.adapters.redis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Memory runs in the SQLite run only; Redis in the PostgreSQL run only (once each is enough).
+if VENDOR == "postgresql":
+    del STORE_FACTORIES["memory"]
+    if _redis_adapter_exists():
+        if not settings.REDIS_AVAILABLE and services.IN_CI:
+            raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
+        if settings.REDIS_AVAILABLE:
+            STORE_FACTORIES["redis"] = _redis
+
+
+@pytest.fixture(params=list(STORE_FACTORIES))
+def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
+    """A fresh, empty adapter in its own namespace, for each backend of this run.
+
+    Every test gets the ``db`` fixture (each test in a transaction rolled back at its end),
+    so database-backed stores start empty; the others ignore it.
+    """
+    namespace = f"t{os.getpid()}-{next(_namespaces)}"
+    yield STORE_FACTORIES[request.param](request, namespace)
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]:
+    """Build another adapter of the same backend as ``store`` (e.g. in another namespace)."""
+    kind = request.node.callspec.params["store"]
+
+    def make(namespace: str | None = None) -> Any:
+        return STORE_FACTORIES[kind](request, namespace or f"t{os.getpid()}-{next(_namespaces)}")
+
+    return make
+
+
+# -- per-backend counts in the summary -------------------------------------------------
+
+_tally: Counter[tuple[str, str]] = Counter()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("store") if callspec else None
+        label = backend or "other"
+        if backend == "database" or backend is None:
+            label = f"{label}/{VENDOR}"
+        _tally[(label, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    labels = sorted({label for label, _ in _tally})
+    if not labels:
+        return
+    terminalreporter.write_sep("-", f"tests per backend ({VENDOR} run)")
+    for label in labels:
+        counts = ", ".join(
+            f"{_tally[(label, o)]} {o}" for o in ("passed", "failed", "skipped")
+            if _tally[(label, o)]
+        )
+        terminalreporter.write_line(f"{label:>22}: {counts}")

@@ -1,0 +1,82 @@
+"""Which real services the test run uses, decided once per run.
+
+``CHATSTATE_TEST_DB`` picks the database of the run (``sqlite``, the default, or
+``postgres``). PostgreSQL and Redis are used when reachable; under ``CI=true`` they are
+required, and an unreachable one fails the run instead of being skipped.
+
+Run as a script (``python -m tests.services postgres``) it exits 0 when the service is
+reachable, 1 when it is not (and, under CI, prints why and exits 2).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+PG = {
+    "HOST": os.environ.get("CHATSTATE_PG_HOST", "127.0.0.1"),
+    "PORT": int(os.environ.get("CHATSTATE_PG_PORT", "5432")),
+    "USER": os.environ.get("CHATSTATE_PG_USER", "postgres"),
+    "PASSWORD": os.environ.get("CHATSTATE_PG_PASSWORD", ""),
+    "NAME": os.environ.get("CHATSTATE_PG_NAME", "postgres"),
+    # Parallel runs on one server need distinct test databases.
+    "TEST_NAME": os.environ.get("CHATSTATE_PG_TEST_NAME", "test_chatstate"),
+}
+REDIS_URL = os.environ.get("CHATSTATE_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_reachable() -> bool:
+    if not _port_open(PG["HOST"], PG["PORT"]):
+        return False
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        psycopg.connect(
+            host=PG["HOST"], port=PG["PORT"], user=PG["USER"], password=PG["PASSWORD"],
+            dbname=PG["NAME"], connect_timeout=2,
+        ).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def redis_reachable() -> bool:
+    try:
+        import redis
+    except ImportError:
+        return False
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+CHECKS = {"postgres": postgres_reachable, "redis": redis_reachable}
+
+
+def main(argv: list[str]) -> int:
+    name = argv[1]
+    if CHECKS[name]():
+        return 0
+    if IN_CI:
+        print(f"CI=true and {name} is unreachable: the {name} suite is required in CI.",
+              file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,97 @@
+"""Settings for the test suite: ``CHATSTATE_TEST_DB`` selects SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from tests import services
+
+TEST_DB = os.environ.get("CHATSTATE_TEST_DB", "sqlite")
+
+SECRET_KEY = "chatstate-tests"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "chatstate",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+if TEST_DB == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("CHATSTATE_SQLITE_NAME", "chatstate-tests.sqlite3"),
+            "OPTIONS": {"timeout": 20},
+            "TEST": {"NAME": os.environ.get("CHATSTATE_SQLITE_TEST_NAME")},
+        }
+    }
+elif TEST_DB == "postgres":
+    if not services.postgres_reachable():
+        raise ImproperlyConfigured(
+            f"CHATSTATE_TEST_DB=postgres but PostgreSQL at {services.PG['HOST']}:"
+            f"{services.PG['PORT']} is unreachable"
+        )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": services.PG["HOST"],
+            "PORT": services.PG["PORT"],
+            "USER": services.PG["USER"],
+            "PASSWORD": services.PG["PASSWORD"],
+            "NAME": services.PG["NAME"],
+            "TEST": {"NAME": services.PG["TEST_NAME"]},
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"CHATSTATE_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
+
+# Redis joins the run when reachable (always required under CI=true, see conftest).
+REDIS_AVAILABLE = services.redis_reachable()
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "chatstate": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": services.REDIS_URL,
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    },
+}
+
+CHATSTATE = {
+    "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
+    "NAMESPACE": "default",
+}
