@@ -1,0 +1,49 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both make their own venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-sqlite test-postgres lint typecheck tox bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: the example chat bot on SQLite: migrate, replay a sample conversation, explain.
+demo: venv
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py demo
+
+## test: the whole suite: SQLite always; PostgreSQL (+ Redis) when reachable, required in CI.
+test: venv
+	@echo "== SQLite run =="
+	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m tests.services postgres; rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		echo "== PostgreSQL run =="; \
+		CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	elif [ $$rc -eq 2 ]; then exit 1; \
+	else echo "SKIPPED the PostgreSQL suite: PostgreSQL is unreachable (set CHATSTATE_PG_HOST/PORT)."; fi
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check chatstate
+
+typecheck: venv
+	$(PY) -m mypy
+
+tox: venv
+	$(VENV)/bin/tox
+
+bench: venv
+	$(PY) manage.py chatstate_bench --adapter memory --workers 1 --cycles 20000
+	$(PY) manage.py chatstate_bench --adapter database --workers 1 --cycles 2000
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3
