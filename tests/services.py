@@ -16,9 +16,9 @@ import sys
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
-PG = {
+PG: dict[str, str] = {
     "HOST": os.environ.get("CHATSTATE_PG_HOST", "127.0.0.1"),
-    "PORT": int(os.environ.get("CHATSTATE_PG_PORT", "5432")),
+    "PORT": os.environ.get("CHATSTATE_PG_PORT", "5432"),
     "USER": os.environ.get("CHATSTATE_PG_USER", "postgres"),
     "PASSWORD": os.environ.get("CHATSTATE_PG_PASSWORD", ""),
     "NAME": os.environ.get("CHATSTATE_PG_NAME", "postgres"),
@@ -37,7 +37,7 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def postgres_reachable() -> bool:
-    if not _port_open(PG["HOST"], PG["PORT"]):
+    if not _port_open(PG["HOST"], int(PG["PORT"])):
         return False
     try:
         import psycopg
