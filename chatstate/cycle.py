@@ -100,6 +100,10 @@ class MessageCycle:
             return thread_id, owner, strategy, None, None
         return thread_id, owner, strategy, state, state_json
 
+    def _abort_args(self) -> tuple[DedupeKey, str, str, Strategy]:
+        dedupe_key, thread_id, owner, strategy = self._args[:4]
+        return dedupe_key, thread_id, owner, strategy
+
     def _must_abort(self) -> bool:
         return not self.duplicate and self.result not in _KEEP_CLAIM
 
@@ -115,14 +119,19 @@ class MessageCycle:
     ) -> None:
         if exc_type is not None:
             if self._must_abort():
-                dedupe_key, thread_id, owner, strategy = self._args[:4]
                 if self.result is LockResult.ACQUIRED:
-                    self._adapter._cycle_abort(dedupe_key, thread_id, owner, strategy)
+                    self._adapter._cycle_abort(*self._abort_args())
                 else:
-                    self._adapter._do_withdraw_dedupe(dedupe_key)
+                    self._adapter._do_withdraw_dedupe(self.dedupe_key)
             return
         if self.result is LockResult.ACQUIRED:
-            self.pending = self._adapter._cycle_commit(*self._commit_args())
+            try:
+                args = self._commit_args()
+            except TypeError:
+                # The block left a state that cannot be stored: treat it as a failed block.
+                self._adapter._cycle_abort(*self._abort_args())
+                raise
+            self.pending = self._adapter._cycle_commit(*args)
 
 
 class AsyncMessageCycle(MessageCycle):
@@ -143,12 +152,15 @@ class AsyncMessageCycle(MessageCycle):
         adapter = self._adapter
         if exc_type is not None:
             if self._must_abort():
-                dedupe_key, thread_id, owner, strategy = self._args[:4]
                 if self.result is LockResult.ACQUIRED:
-                    await adapter._arun(adapter._cycle_abort, dedupe_key, thread_id, owner,
-                                        strategy)
+                    await adapter._arun(adapter._cycle_abort, *self._abort_args())
                 else:
-                    await adapter._arun(adapter._do_withdraw_dedupe, dedupe_key)
+                    await adapter._arun(adapter._do_withdraw_dedupe, self.dedupe_key)
             return
         if self.result is LockResult.ACQUIRED:
-            self.pending = await adapter._arun(adapter._cycle_commit, *self._commit_args())
+            try:
+                args = self._commit_args()
+            except TypeError:
+                await adapter._arun(adapter._cycle_abort, *self._abort_args())
+                raise
+            self.pending = await adapter._arun(adapter._cycle_commit, *args)
