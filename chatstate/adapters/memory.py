@@ -36,10 +36,10 @@ _QUEUED = LockResult.QUEUED
 _REJECT = Strategy.REJECT
 _DEBOUNCE = Strategy.DEBOUNCE
 
-# A held lock: [owner, strategy, metadata_json, expires (monotonic), acquired, expires_text].
+# A held lock: [owner, strategy, metadata_json, expires (monotonic), acquired, expires_wall].
 # A pending entry: (owner, strategy, metadata_json, enqueued).
-# Times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact);
-# ``expires_text`` is that text until the lease changes, else None.
+# Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact);
+# ``expires_wall`` is recorded with the lease, so two snapshots of an unchanged store agree.
 _Pending = tuple[str, Strategy, str, float]
 
 
@@ -128,7 +128,8 @@ class MemoryStateAdapter(StateAdapter):
         with self._mutex:
             held = self._locks.get(key)
             if held is None or held[3] <= now:
-                self._locks[key] = [owner, strategy, metadata, now + ttl, _time(), None]
+                wall = _time()
+                self._locks[key] = [owner, strategy, metadata, now + ttl, wall, wall + ttl]
                 return _ACQUIRED
             if strategy is _REJECT:
                 return _BUSY
@@ -158,7 +159,7 @@ class MemoryStateAdapter(StateAdapter):
             if held is None or held[0] != owner or held[3] <= now:
                 return False
             held[3] = now + ttl
-            held[5] = None
+            held[5] = _time() + ttl
             return True
 
     def _do_release_lock(self, key: str, owner: str, keep_pending: bool) -> list[PendingEntry]:
@@ -181,7 +182,6 @@ class MemoryStateAdapter(StateAdapter):
 
     def _do_snapshot(self) -> Snapshot:
         with self._mutex:
-            now_mono, now_wall = _monotonic(), _time()
             order = list(self._dedupe)
             return Snapshot(
                 subscriptions=set(self._subscriptions),
@@ -197,10 +197,9 @@ class MemoryStateAdapter(StateAdapter):
                         "strategy": strategy.value,
                         "metadata": _loads(meta),
                         "acquired_at": _iso(acquired),
-                        "expires_at": expires_text
-                        or epoch_to_iso(now_wall + (expires - now_mono)),
+                        "expires_at": _iso(expires_wall),
                     }
-                    for key, (owner, strategy, meta, expires, acquired, expires_text) in (
+                    for key, (owner, strategy, meta, _, acquired, expires_wall) in (
                         self._locks.items()
                     )
                 },
@@ -223,7 +222,7 @@ class MemoryStateAdapter(StateAdapter):
                 dump_metadata(lock.get("metadata")),
                 now_mono + (expires - now_wall),
                 lock.get("acquired_at") or now_wall,
-                expires_text if isinstance(expires_text, str) else None,
+                expires_text if isinstance(expires_text, str) else expires,
             ]
         pending = {
             key: deque(
