@@ -1,0 +1,815 @@
+"""``RedisStateAdapter``: chat state in Redis, through a django-redis cache alias.
+
+For many hosts and hot paths: every operation is one atomic server-side step — a Lua script
+(:mod:`chatstate.adapters.redis_scripts`) called by SHA, or one command — never a read
+followed by a separate write; the message cycle of ``handle_message`` costs two round trips
+(one script to enter, one to commit). The async twins use ``redis.asyncio``, not threads.
+
+Connection: ``django_redis.get_redis_connection(alias)``, so the alias's ``CACHES`` options
+(pool size, TLS, timeouts, password) apply. The async client is built from the same
+settings: the sync pool's ``connection_kwargs`` (host, port, db, credentials, timeouts,
+TLS/unix-socket options) are handed to a ``redis.asyncio.ConnectionPool`` of the matching
+async connection class, one pool per event loop (asyncio connections belong to the loop that
+opened them). Options that only make sense to the sync client (its ``retry`` object, connect
+callbacks) are left to the async defaults; a pool of another connection class (sentinel)
+runs the async twins in a worker thread instead.
+
+Key layout — every key of a namespace starts with ``chatstate:{<namespace>}:`` (the braces
+are a Redis Cluster hash tag: one namespace lives in one slot; ``\\`` and ``}`` in a
+namespace are escaped with ``\\`` so no namespace's prefix is a prefix of another's):
+
+==================  ======  ===========================================================
+suffix              type    holds
+==================  ======  ===========================================================
+``subs``            set     subscribed thread ids
+``dd``              zset    dedupe window: member ``["adapter","message_id"]`` (JSON),
+                            score the claim's sequence number (oldest first); trimmed by
+                            rank in the script that adds
+``ddseq``           string  the namespace's dedupe counter (``INCR`` in the same script)
+``ts`` / ``cs``     hash    thread / channel id → state map (JSON text)
+``locks``           hash    lock key → lock record (see ``redis_scripts``); the lease is
+                            an expiry time on Redis's clock (``TIME``), so an expired lock
+                            behaves as free while its pending list stays
+``q:<key>``         list    the lock's pending entries, oldest first
+``qkeys``           set     lock keys whose pending list is not empty
+``tmp:<token>:…``   —       a snapshot being loaded (expires if the load dies midway)
+==================  ======  ===========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import uuid
+import weakref
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core import checks
+
+from chatstate.adapters import redis_scripts as lua
+from chatstate.adapters.base import CycleEntry, DedupeKey, StateAdapter, StateFn
+from chatstate.adapters.types import (
+    RESULTS,
+    STRATEGIES,
+    BackendUnavailable,
+    LockResult,
+    NotOwner,
+    PendingEntry,
+    Strategy,
+    epoch_to_iso,
+    from_iso,
+)
+from chatstate.adapters.validation import check_id, check_limit, dump_map, dump_metadata
+from chatstate.snapshot import Snapshot, normalize_snapshot
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.connection
+    import redis.connection
+    from redis.exceptions import NoScriptError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
+    raise ImportError(
+        "RedisStateAdapter needs django-redis and redis: pip install 'chatstate[redis]'"
+    ) from exc
+
+T = TypeVar("T")
+
+#: A request an operation hands to the driver: ``(EVAL, script, keys, args)``,
+#: ``(CALL, method, args)`` or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI).
+Request = tuple[Any, ...]
+Op = Generator[Request, Any, T]
+EVAL, CALL, BATCH = "eval", "call", "batch"
+
+CHUNK = 2000
+"""Items per round trip when a snapshot is read or written (``SCAN`` counts, pipelines)."""
+
+LOAD_TTL_MS = 3_600_000
+"""How long the keys of an interrupted ``load_snapshot`` survive before Redis drops them."""
+
+_DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+# Records are UTF-8 as Redis stores them: a string UTF-8 cannot encode (a lone surrogate) is
+# refused with ``UnicodeEncodeError`` (a ``ValueError``), as it is in a key or a hash field.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+
+# The async connection class for each sync one; kwargs the sync pool holds that mean
+# nothing to (or are objects of) the sync client only.
+_ASYNC_CONNECTIONS: dict[type, type] = {
+    redis.connection.SSLConnection: redis.asyncio.connection.SSLConnection,
+    redis.connection.UnixDomainSocketConnection: (
+        redis.asyncio.connection.UnixDomainSocketConnection
+    ),
+    redis.connection.Connection: redis.asyncio.connection.Connection,
+}
+_SYNC_ONLY_KWARGS = frozenset({
+    "retry", "redis_connect_func", "event_dispatcher", "parser_class", "himport_registry",
+    "maint_notifications_config", "maint_notifications_pool_handler", "maintenance_state",
+    "maintenance_notification_hash", "oss_cluster_maint_notifications_handler",
+    "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout",
+})
+
+
+def namespace_prefix(namespace: str) -> str:
+    """``chatstate:{<namespace>}:`` with ``\\`` and ``}`` escaped: the namespace's key prefix."""
+    escaped = namespace.replace("\\", "\\\\").replace("}", "\\}")
+    return f"chatstate:{{{escaped}}}:"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Keys:
+    """The key names of one namespace (or of a snapshot being loaded into it)."""
+
+    __slots__ = ("prefix", "subs", "dd", "ddseq", "ts", "cs", "locks", "qkeys", "states")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.subs = prefix + "subs"
+        self.dd = prefix + "dd"
+        self.ddseq = prefix + "ddseq"
+        self.ts = prefix + "ts"
+        self.cs = prefix + "cs"
+        self.locks = prefix + "locks"
+        self.qkeys = prefix + "qkeys"
+        self.states = {"thread": self.ts, "channel": self.cs}
+
+    def q(self, key: str) -> str:
+        return self.prefix + "q:" + key
+
+    def fixed(self) -> list[str]:
+        return [self.subs, self.dd, self.ddseq, self.ts, self.cs, self.locks, self.qkeys]
+
+
+def _member(key: DedupeKey) -> str:
+    return _dumps([key[0], key[1]])
+
+
+def _ttl_ms(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
+def _iso(ms: Any, text: Any) -> str:
+    return text if isinstance(text, str) else epoch_to_iso(float(ms) / 1000)
+
+
+def _ms(text: object, default: int) -> int:
+    return round(from_iso(text).timestamp() * 1000) if isinstance(text, str) else default
+
+
+def _entry(raw: Any) -> PendingEntry:
+    owner, strategy, meta, enqueued_ms, enqueued_text = _loads(raw)
+    return PendingEntry(owner, STRATEGIES[strategy], _loads(meta), _iso(enqueued_ms, enqueued_text))
+
+
+def _released(key: str, owner: str, reply: Any) -> list[PendingEntry]:
+    if not int(reply[0]):
+        holder = _text(reply[1])
+        held_by = repr(holder) if holder else "nobody"
+        raise NotOwner(f"{owner!r} does not hold the lock {key!r} (held by {held_by})")
+    return [_entry(raw) for raw in reply[2]]
+
+
+def _execute(client: Any, request: Request) -> Any:
+    kind = request[0]
+    if kind is EVAL:
+        script, keys, args = request[1], request[2], request[3]
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(script.text)
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+    if kind is CALL:
+        return getattr(client, request[1])(*request[2])
+    pipe = client.pipeline(transaction=False)
+    for method, args in request[1]:
+        getattr(pipe, method)(*args)
+    return pipe.execute()
+
+
+async def _aexecute(client: Any, request: Request) -> Any:
+    kind = request[0]
+    if kind is EVAL:
+        script, keys, args = request[1], request[2], request[3]
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(script.text)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+    if kind is CALL:
+        return await getattr(client, request[1])(*request[2])
+    pipe = client.pipeline(transaction=False)
+    for method, args in request[1]:
+        getattr(pipe, method)(*args)
+    return await pipe.execute()
+
+
+def async_client_for(sync_client: Any) -> Any:
+    """A ``redis.asyncio.Redis`` with the connection settings of ``sync_client``'s pool.
+
+    None when the pool's connection class has no async counterpart here (e.g. sentinel).
+    """
+    pool = sync_client.connection_pool
+    connection_class = _ASYNC_CONNECTIONS.get(pool.connection_class)
+    if connection_class is None:
+        return None
+    accepted: set[str] = set()
+    for cls in connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            accepted.update(inspect.signature(init).parameters)
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name in accepted and name not in _SYNC_ONLY_KWARGS and type(value) is not object
+    }
+    async_pool = redis.asyncio.ConnectionPool(
+        connection_class=connection_class, max_connections=pool.max_connections, **kwargs
+    )
+    return redis.asyncio.Redis(connection_pool=async_pool)
+
+
+class RedisStateAdapter(StateAdapter):
+    """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias."""
+
+    name = "redis"
+
+    def __init__(self, namespace: str | None = None, alias: str = "default") -> None:
+        super().__init__(namespace)
+        self.alias: str = check_id(alias, "alias")
+        self.keys = _Keys(namespace_prefix(self.namespace))
+        self._connection: Any = None
+        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"<RedisStateAdapter namespace={self.namespace!r} alias={self.alias!r}>"
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Any:
+        """The ``redis.Redis`` client of the cache alias (resolved on first use)."""
+        if self._connection is None:
+            self._connection = self._resolve_connection()
+        return self._connection
+
+    def _resolve_connection(self) -> Any:
+        from django.core.cache import InvalidCacheBackendError, caches
+
+        try:
+            from django_redis import get_redis_connection
+
+            return get_redis_connection(self.alias, write=True)
+        except InvalidCacheBackendError:
+            raise BackendUnavailable(
+                f"chatstate's Redis cache alias {self.alias!r} is not defined in CACHES"
+            ) from None
+        except NotImplementedError:
+            pass
+        from django.core.cache.backends.redis import RedisCache
+
+        cache = caches[self.alias]
+        if isinstance(cache, RedisCache):  # Django's own Redis backend: its write client.
+            return cache._cache.get_client(None, write=True)
+        raise BackendUnavailable(
+            f"chatstate's cache alias {self.alias!r} is not a Redis cache "
+            f"({type(cache).__module__}.{type(cache).__name__}); use {_DJANGO_REDIS_BACKEND}"
+        )
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = async_client_for(self.connection) or False
+        return client
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Redis of cache alias {self.alias!r} is unavailable: {type(exc).__name__}: {exc}"
+        )
+
+    def _drive(self, op: Op[T]) -> T:
+        """Run ``op`` on the sync client: each request it yields is one round trip."""
+        client = self.connection
+        try:
+            request = next(op)
+            while True:
+                try:
+                    reply = _execute(client, request)
+                except _UNAVAILABLE:
+                    raise
+                except Exception as exc:  # a refused command: the operation may clean up
+                    request = op.throw(exc)
+                    continue
+                request = op.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _adrive(self, op: Op[T]) -> T:
+        """Run ``op`` on this event loop's ``redis.asyncio`` client."""
+        client = self._async_client()
+        if client is False:
+            return await super()._arun(self._drive, op)
+        try:
+            request = next(op)
+            while True:
+                try:
+                    reply = await _aexecute(client, request)
+                except _UNAVAILABLE:
+                    raise
+                except Exception as exc:
+                    request = op.throw(exc)
+                    continue
+                request = op.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _arun(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a hook's operation natively on ``redis.asyncio`` (hook ``_x`` → ``_op_x``)."""
+        make_op = getattr(self, "_op" + getattr(fn, "__name__", ""), None)
+        if make_op is None:
+            return await super()._arun(fn, *args)
+        return await self._adrive(make_op(*args))
+
+    # -- checks and housekeeping for tests -----------------------------------------------
+
+    def check(self) -> list[checks.CheckMessage]:
+        """System-check messages: ``chatstate.W002`` when the alias is not a django-redis cache."""
+        config = getattr(settings, "CACHES", {}).get(self.alias)
+        backend = config.get("BACKEND") if isinstance(config, Mapping) else None
+        if backend == _DJANGO_REDIS_BACKEND or _is_django_redis(backend):
+            return []
+        where = (
+            "is not defined in CACHES" if backend is None else f"uses {backend}"
+        )
+        return [
+            checks.Warning(
+                f"RedisStateAdapter's cache alias {self.alias!r} {where}, not django-redis.",
+                hint=f"Point CHATSTATE['OPTIONS']['alias'] at a CACHES entry whose BACKEND is "
+                f"{_DJANGO_REDIS_BACKEND!r} (pip install 'chatstate[redis]'); Django's own "
+                "RedisCache works but ignores django-redis options.",
+                id="chatstate.W002",
+            )
+        ]
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (``SCAN`` + ``UNLINK``); returns how many."""
+        return self._drive(self._op_clear())
+
+    def _op_clear(self) -> Op[int]:
+        pattern = _glob_escape(self.keys.prefix) + "*"
+        cursor, removed = 0, 0
+        while True:
+            cursor, found = yield (CALL, "scan", (cursor, pattern, 10 * CHUNK))
+            if found:
+                removed += (yield (CALL, "unlink", tuple(found))) or 0
+            if not int(cursor):
+                return removed
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _do_is_subscribed(self, thread_id: str) -> bool:
+        return self._drive(self._op_do_is_subscribed(thread_id))
+
+    def _op_do_is_subscribed(self, thread_id: str) -> Op[bool]:
+        return bool((yield (CALL, "sismember", (self.keys.subs, thread_id))))
+
+    def _do_subscribe(self, thread_id: str) -> None:
+        self._drive(self._op_do_subscribe(thread_id))
+
+    def _op_do_subscribe(self, thread_id: str) -> Op[None]:
+        yield (CALL, "sadd", (self.keys.subs, thread_id))
+
+    def _do_unsubscribe(self, thread_id: str) -> None:
+        self._drive(self._op_do_unsubscribe(thread_id))
+
+    def _op_do_unsubscribe(self, thread_id: str) -> Op[None]:
+        yield (CALL, "srem", (self.keys.subs, thread_id))
+
+    # -- state maps ----------------------------------------------------------------------
+
+    def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]:
+        return self._drive(self._op_do_get_state(kind, object_id))
+
+    def _op_do_get_state(self, kind: str, object_id: str) -> Op[dict[str, Any]]:
+        text = yield (CALL, "hget", (self.keys.states[kind], object_id))
+        return {} if text is None else _loads(text)
+
+    def _do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> None:
+        self._drive(self._op_do_put_state(kind, object_id, value, value_json))
+
+    def _op_do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> Op[None]:
+        yield (CALL, "hset", (self.keys.states[kind], object_id, value_json))
+
+    def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> dict[str, Any]:
+        return self._drive(self._op_do_update_state(kind, object_id, fn))
+
+    def _op_do_update_state(self, kind: str, object_id: str, fn: StateFn) -> Op[dict[str, Any]]:
+        # Optimistic: read, apply ``fn``, then compare-and-set in one script; another
+        # writer in between makes the script refuse, and ``fn`` runs again on the new map.
+        # (WATCH would do the same at key granularity, and the hash holds every thread.)
+        hash_key = self.keys.states[kind]
+        while True:
+            old = yield (CALL, "hget", (hash_key, object_id))
+            old_text = "" if old is None else _text(old)
+            new = fn({} if old is None else _loads(old_text))
+            text = dump_map(new, f"{kind} state returned by fn")
+            if int((yield (EVAL, lua.COMPARE_AND_SET, [hash_key], [object_id, old_text, text]))):
+                return _loads(text)
+
+    # -- dedupe --------------------------------------------------------------------------
+
+    def _do_is_duplicate(self, key: DedupeKey) -> bool:
+        return self._drive(self._op_do_is_duplicate(key))
+
+    def _op_do_is_duplicate(self, key: DedupeKey) -> Op[bool]:
+        return (yield (CALL, "zscore", (self.keys.dd, _member(key)))) is not None
+
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
+        return self._drive(self._op_do_claim_dedupe(key, limit))
+
+    def _op_do_claim_dedupe(self, key: DedupeKey, limit: int) -> Op[bool]:
+        keys = [self.keys.dd, self.keys.ddseq]
+        return bool(int((yield (EVAL, lua.CLAIM, keys, [_member(key), limit]))))
+
+    def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
+        self._drive(self._op_do_withdraw_dedupe(key))
+
+    def _op_do_withdraw_dedupe(self, key: DedupeKey) -> Op[None]:
+        # The window is "the newest ``limit`` by rank": removing the member keeps it exact.
+        yield (CALL, "zrem", (self.keys.dd, _member(key)))
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def _lock_keys(self, key: str) -> list[str]:
+        return [self.keys.locks, self.keys.q(key), self.keys.qkeys]
+
+    def _do_lock(
+        self,
+        key: str,
+        owner: str,
+        strategy: Strategy,
+        metadata: str,
+        ttl: float,
+        max_pending: int | None,
+        overflow: str,
+    ) -> LockResult:
+        return self._drive(
+            self._op_do_lock(key, owner, strategy, metadata, ttl, max_pending, overflow)
+        )
+
+    def _op_do_lock(
+        self,
+        key: str,
+        owner: str,
+        strategy: Strategy,
+        metadata: str,
+        ttl: float,
+        max_pending: int | None,
+        overflow: str,
+    ) -> Op[LockResult]:
+        args = [key, owner, strategy.value, metadata, _ttl_ms(ttl),
+                "" if max_pending is None else max_pending, overflow]
+        return RESULTS[_text((yield (EVAL, lua.LOCK, self._lock_keys(key), args)))]
+
+    def _do_holds(self, key: str, owner: str) -> bool:
+        return self._drive(self._op_do_holds(key, owner))
+
+    def _op_do_holds(self, key: str, owner: str) -> Op[bool]:
+        record = yield (CALL, "hget", (self.keys.locks, key))
+        return record is not None and _loads(record)[0] == owner
+
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
+        return self._drive(self._op_do_extend_lock(key, owner, ttl))
+
+    def _op_do_extend_lock(self, key: str, owner: str, ttl: float) -> Op[bool]:
+        args = [key, owner, _ttl_ms(ttl)]
+        return bool(int((yield (EVAL, lua.EXTEND, [self.keys.locks], args))))
+
+    def _do_release_lock(self, key: str, owner: str, keep_pending: bool) -> list[PendingEntry]:
+        return self._drive(self._op_do_release_lock(key, owner, keep_pending))
+
+    def _op_do_release_lock(
+        self, key: str, owner: str, keep_pending: bool
+    ) -> Op[list[PendingEntry]]:
+        args = [key, owner, "1" if keep_pending else "0"]
+        return _released(key, owner, (yield (EVAL, lua.RELEASE, self._lock_keys(key), args)))
+
+    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
+        return self._drive(self._op_do_force_release_lock(key))
+
+    def _op_do_force_release_lock(self, key: str) -> Op[list[PendingEntry]]:
+        reply = yield (EVAL, lua.RELEASE, self._lock_keys(key), [key, "", "0"])
+        return [_entry(raw) for raw in reply[2]]
+
+    # -- the message cycle: one script to enter, one to commit ---------------------------
+
+    def _cycle_enter(
+        self,
+        dedupe_key: DedupeKey,
+        thread_id: str,
+        owner: str,
+        strategy: Strategy,
+        metadata: str,
+        limit: int,
+        ttl: float,
+    ) -> CycleEntry:
+        return self._drive(
+            self._op_cycle_enter(dedupe_key, thread_id, owner, strategy, metadata, limit, ttl)
+        )
+
+    def _op_cycle_enter(
+        self,
+        dedupe_key: DedupeKey,
+        thread_id: str,
+        owner: str,
+        strategy: Strategy,
+        metadata: str,
+        limit: int,
+        ttl: float,
+    ) -> Op[CycleEntry]:
+        k = self.keys
+        reply = yield (
+            EVAL,
+            lua.CYCLE_ENTER,
+            [k.dd, k.ddseq, k.subs, k.ts, k.locks, k.q(thread_id), k.qkeys],
+            [_member(dedupe_key), limit, thread_id, owner, strategy.value, metadata,
+             _ttl_ms(ttl)],
+        )
+        if not int(reply[0]):
+            return False, bool(int(reply[1])), None, {}
+        result = RESULTS[_text(reply[2])]
+        state = reply[3] if len(reply) > 3 else None
+        return True, bool(int(reply[1])), result, {} if state is None else _loads(state)
+
+    def _cycle_commit(
+        self,
+        thread_id: str,
+        owner: str,
+        strategy: Strategy,
+        state: dict[str, Any] | None,
+        state_json: str | None,
+    ) -> list[PendingEntry]:
+        return self._drive(self._op_cycle_commit(thread_id, owner, strategy, state, state_json))
+
+    def _op_cycle_commit(
+        self,
+        thread_id: str,
+        owner: str,
+        strategy: Strategy,
+        state: dict[str, Any] | None,
+        state_json: str | None,
+    ) -> Op[list[PendingEntry]]:
+        if strategy is Strategy.CONCURRENT:
+            if state_json is not None:
+                yield (CALL, "hset", (self.keys.ts, thread_id, state_json))
+            return []
+        keys = [*self._lock_keys(thread_id), self.keys.ts]
+        args = [thread_id, owner, state_json or ""]
+        return _released(thread_id, owner, (yield (EVAL, lua.CYCLE_COMMIT, keys, args)))
+
+    def _cycle_abort(
+        self, dedupe_key: DedupeKey, thread_id: str, owner: str, strategy: Strategy
+    ) -> None:
+        self._drive(self._op_cycle_abort(dedupe_key, thread_id, owner, strategy))
+
+    def _op_cycle_abort(
+        self, dedupe_key: DedupeKey, thread_id: str, owner: str, strategy: Strategy
+    ) -> Op[None]:
+        keys = [self.keys.dd, *self._lock_keys(thread_id)]
+        locked = "0" if strategy is Strategy.CONCURRENT else "1"
+        yield (EVAL, lua.CYCLE_ABORT, keys, [_member(dedupe_key), thread_id, owner, locked])
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def _do_snapshot(self) -> Snapshot:
+        return self._drive(self._op_do_snapshot())
+
+    def _op_do_snapshot(self) -> Op[Snapshot]:
+        """Read the namespace section by section, ``CHUNK`` items per round trip.
+
+        Each section is read by cursor (``SSCAN``/``HSCAN``, the dedupe window by score), so
+        nothing is read twice or skipped that stays put meanwhile; a snapshot taken under
+        concurrent writes is not one instant's state (take it from a quiet namespace).
+        """
+        k = self.keys
+        subscriptions = {_text(t) for t in (yield from self._op_scan_set(k.subs))}
+        order: list[DedupeKey] = [
+            (a, m) for a, m in map(_loads, (yield from self._op_dedupe_members(k.dd)))
+        ]
+        thread_state = {
+            _text(i): _loads(v) for i, v in (yield from self._op_scan_hash(k.ts))
+        }
+        channel_state = {
+            _text(i): _loads(v) for i, v in (yield from self._op_scan_hash(k.cs))
+        }
+        locks: dict[str, dict[str, Any]] = {}
+        for key, record in (yield from self._op_scan_hash(k.locks)):
+            owner, strategy, meta, acquired, expires, acquired_at, expires_at = _loads(record)
+            locks[_text(key)] = {
+                "owner": owner,
+                "strategy": strategy,
+                "metadata": _loads(meta),
+                "acquired_at": _iso(acquired, acquired_at),
+                "expires_at": _iso(expires, expires_at),
+            }
+        pending: dict[str, list[dict[str, Any]]] = {}
+        qkeys = sorted({_text(q) for q in (yield from self._op_scan_set(k.qkeys))})
+        for start in range(0, len(qkeys), CHUNK):
+            batch = qkeys[start:start + CHUNK]
+            lists = yield (BATCH, [("lrange", (k.q(q), 0, -1)) for q in batch])
+            for key, items in zip(batch, lists, strict=True):
+                if items:
+                    pending[key] = [_entry(raw).to_dict() for raw in items]
+        return Snapshot(
+            subscriptions=subscriptions,
+            dedupe=set(order),
+            dedupe_order=order,
+            thread_state=thread_state,
+            channel_state=channel_state,
+            locks=locks,
+            pending_locks=pending,
+        )
+
+    def _op_scan_set(self, key: str) -> Op[list[Any]]:
+        found: list[Any] = []
+        cursor = 0
+        while True:
+            cursor, items = yield (CALL, "sscan", (key, cursor, None, CHUNK))
+            found.extend(items)
+            if not int(cursor):
+                return found
+
+    def _op_scan_hash(self, key: str) -> Op[list[tuple[Any, Any]]]:
+        found: dict[Any, Any] = {}
+        cursor = 0
+        while True:
+            cursor, items = yield (CALL, "hscan", (key, cursor, None, CHUNK))
+            found.update(items)
+            if not int(cursor):
+                return list(found.items())
+
+    def _op_dedupe_members(self, key: str) -> Op[list[Any]]:
+        """The window's members oldest first, ``CHUNK`` per round trip (by score)."""
+        members: list[Any] = []
+        low: Any = "-inf"
+        while True:
+            page = yield (CALL, "zrangebyscore", (key, low, "+inf", 0, CHUNK, True))
+            members.extend(member for member, _ in page)
+            if len(page) < CHUNK:
+                return members
+            low = f"({int(page[-1][1])}"
+
+    def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> None:
+        self._drive(self._op_do_load_snapshot(snapshot, merge))
+
+    async def aload_snapshot(
+        self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False
+    ) -> None:
+        if not isinstance(snapshot, (Snapshot, Mapping)):
+            raise TypeError(
+                f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}"
+            )
+        await self._adrive(self._op_do_load_snapshot(normalize_snapshot(snapshot), bool(merge)))
+
+    def _op_do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> Op[None]:
+        """Build the new state under a temporary prefix, then switch to it in one script.
+
+        All or nothing: until the switching script runs, the live keys are untouched; if the
+        build fails the temporary keys are removed (or expire after ``LOAD_TTL_MS``).
+        """
+        seconds, micros = yield (CALL, "time", ())
+        now = int(seconds) * 1000 + int(micros) // 1000
+        tmp = _Keys(f"{self.keys.prefix}tmp:{uuid.uuid4().hex}:")
+        try:
+            for batch in _chunks(self._build_commands(snapshot, tmp, now)):
+                yield (BATCH, batch)
+            script = lua.LOAD_MERGE if merge else lua.LOAD_REPLACE
+            yield (EVAL, script, [], [self.keys.prefix, tmp.prefix])
+        except Exception:
+            yield from _op_unlink_prefix(tmp.prefix)
+            raise
+
+    def _build_commands(
+        self, snapshot: Snapshot, tmp: _Keys, now: int
+    ) -> Iterable[tuple[str, tuple[Any, ...]]]:
+        """Pipeline commands writing ``snapshot`` under ``tmp``, each key set to expire."""
+
+        def expiring(key: str, method: str, *args: Any) -> Iterable[tuple[str, tuple[Any, ...]]]:
+            yield method, (key, *args)
+            yield "pexpire", (key, LOAD_TTL_MS)
+
+        for part in _parts(sorted(snapshot.subscriptions)):
+            yield from expiring(tmp.subs, "sadd", *part)
+        order = snapshot.dedupe_order
+        for start in range(0, len(order), CHUNK):
+            chunk = order[start:start + CHUNK]
+            scores = {_member(key): start + i for i, key in enumerate(chunk, 1)}
+            yield from expiring(tmp.dd, "zadd", scores)
+        if order:
+            yield from expiring(tmp.ddseq, "set", len(order))
+        for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
+            for state_part in _parts(sorted(maps.items())):
+                mapping = {i: dump_map(v) for i, v in state_part}
+                yield from expiring(tmp.states[kind], "hset", None, None, mapping)
+        default_expiry = now + _ttl_ms(self.lock_ttl)
+        records = [
+            (key, _dumps([
+                lock["owner"], lock["strategy"], dump_metadata(lock.get("metadata")),
+                _ms(lock.get("acquired_at"), now), _ms(lock.get("expires_at"), default_expiry),
+                lock.get("acquired_at") or False, lock.get("expires_at") or False,
+            ]))
+            for key, lock in sorted(snapshot.locks.items())
+        ]
+        for lock_part in _parts(records):
+            yield from expiring(tmp.locks, "hset", None, None, dict(lock_part))
+        for key, entries in sorted(snapshot.pending_locks.items()):
+            if not entries:
+                continue
+            items = [
+                _dumps([
+                    e["owner"], e["strategy"], dump_metadata(e.get("metadata")),
+                    _ms(e.get("enqueued_at"), now), e.get("enqueued_at") or False,
+                ])
+                for e in entries
+            ]
+            for part in _parts(items):
+                yield from expiring(tmp.q(key), "rpush", *part)
+            yield from expiring(tmp.qkeys, "sadd", key)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]:
+        return self._drive(self._op_do_prune(dedupe_limit, dry_run))
+
+    async def aprune(
+        self, dedupe_limit: int | None = None, dry_run: bool = False
+    ) -> dict[str, int]:
+        limit = self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit)
+        return await self._adrive(self._op_do_prune(limit, bool(dry_run)))
+
+    def _op_do_prune(self, dedupe_limit: int, dry_run: bool) -> Op[dict[str, int]]:
+        keys = [self.keys.locks, self.keys.dd]
+        expired, trimmed = yield (EVAL, lua.PRUNE, keys, [dedupe_limit, "1" if dry_run else "0"])
+        return {"expired_locks": int(expired), "dedupe_trimmed": int(trimmed)}
+
+
+def _op_unlink_prefix(prefix: str) -> Op[None]:
+    cursor = 0
+    pattern = _glob_escape(prefix) + "*"
+    while True:
+        cursor, found = yield (CALL, "scan", (cursor, pattern, 10 * CHUNK))
+        if found:
+            yield (CALL, "unlink", tuple(found))
+        if not int(cursor):
+            return
+
+
+def _parts(items: list[T]) -> Iterable[list[T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
+
+
+def _chunks(
+    commands: Iterable[tuple[str, tuple[Any, ...]]],
+) -> Iterable[list[tuple[str, tuple[Any, ...]]]]:
+    """Group pipeline commands into batches of at most ``CHUNK // 10`` commands."""
+    batch: list[tuple[str, tuple[Any, ...]]] = []
+    for command in commands:
+        batch.append(command)
+        if len(batch) >= CHUNK // 10:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _is_django_redis(backend: object) -> bool:
+    if not isinstance(backend, str):
+        return False
+    try:
+        from django.utils.module_loading import import_string
+        from django_redis.cache import RedisCache
+
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, RedisCache)

@@ -1,0 +1,276 @@
+"""The Lua scripts of ``RedisStateAdapter``: each operation is one atomic server-side step.
+
+Redis runs a script without interleaving any other command, so a script that reads and then
+writes is what a PL/pgSQL function is to the PostgreSQL fast path. The scripts share a few
+Lua functions (below), composed into one script per operation; the adapter loads each once
+per server and calls it by SHA (``EVALSHA``; on ``NOSCRIPT`` it loads it and calls again).
+
+Time is Redis's clock (``TIME``), in milliseconds, so hosts whose clocks drift agree on
+who holds a lease.
+
+Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json``):
+
+* a lock, a field of the ``locks`` hash:
+  ``[owner, strategy, metadata_json, acquired_ms, expires_ms, acquired_at|false,
+  expires_at|false]`` — the two last are the exact ISO text a snapshot gave (kept so a
+  round trip is exact) until the lease changes;
+* a pending entry, an item of a ``q:<key>`` list:
+  ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A script's text and SHA1 (its name in Redis's script cache)."""
+
+    name: str
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+_PRELUDE = r"""
+if redis.replicate_commands then redis.replicate_commands() end
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Mark ``member`` unless present (1), then trim the window to its newest ``limit``.
+local function claim(dd, seq, member, limit)
+    if redis.call('ZSCORE', dd, member) then return 0 end
+    redis.call('ZADD', dd, redis.call('INCR', seq), member)
+    local size = redis.call('ZCARD', dd)
+    if size > limit then redis.call('ZREMRANGEBYRANK', dd, 0, size - limit - 1) end
+    return 1
+end
+
+-- ``lock`` for a non-concurrent strategy; an expired lease counts as free.
+local function take(locks, q, qkeys, key, owner, strategy, meta, ttl, maxp, overflow)
+    local now = now_ms()
+    local rec = redis.call('HGET', locks, key)
+    if rec and tonumber(cjson.decode(rec)[5]) > now then
+        if strategy == 'reject' then return 'busy' end
+        local entry = cjson.encode({owner, strategy, meta, now, false})
+        local result = 'queued'
+        if strategy == 'debounce' then
+            redis.call('DEL', q)
+            result = 'debounced'
+        elseif maxp then
+            local depth = redis.call('LLEN', q)
+            if depth >= maxp then
+                if overflow == 'drop_newest' then return 'dropped' end
+                redis.call('LTRIM', q, depth - maxp + 1, -1)
+            end
+        end
+        redis.call('RPUSH', q, entry)
+        redis.call('SADD', qkeys, key)
+        return result
+    end
+    redis.call('HSET', locks, key,
+               cjson.encode({owner, strategy, meta, now, now + ttl, false, false}))
+    return 'acquired'
+end
+
+-- Remove ``owner``'s lock (owner '': whoever holds it) and, unless ``keep``, its pending
+-- list. Returns {1, '', entries} when released, {0, holder} when not ('' holder: nobody).
+local function release(locks, q, qkeys, key, owner, keep)
+    local rec = redis.call('HGET', locks, key)
+    if owner ~= '' then
+        if not rec then return {0, ''} end
+        local holder = cjson.decode(rec)[1]
+        if holder ~= owner then return {0, holder} end
+    end
+    if rec then redis.call('HDEL', locks, key) end
+    if keep then return {1, '', {}} end
+    local entries = redis.call('LRANGE', q, 0, -1)
+    redis.call('DEL', q)
+    redis.call('SREM', qkeys, key)
+    return {1, '', entries}
+end
+"""
+
+
+def _script(name: str, body: str) -> LuaScript:
+    return LuaScript(name, _PRELUDE + body)
+
+
+# KEYS: dd, ddseq. ARGV: member, limit.
+CLAIM = _script("claim", "return claim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))")
+
+# KEYS: locks, q, qkeys. ARGV: key, owner, strategy, meta, ttl_ms, max_pending|'', overflow.
+LOCK = _script(
+    "lock",
+    "return take(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4],"
+    " tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])",
+)
+
+# KEYS: locks. ARGV: key, owner, ttl_ms. Returns 1 when renewed.
+EXTEND = _script(
+    "extend",
+    r"""
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return 0 end
+local held = cjson.decode(rec)
+local now = now_ms()
+if held[1] ~= ARGV[2] or tonumber(held[5]) <= now then return 0 end
+held[5] = now + tonumber(ARGV[3])
+held[7] = false
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+return 1
+""",
+)
+
+# KEYS: locks, q, qkeys. ARGV: key, owner ('' to force), keep ('1' keeps the pending list).
+RELEASE = _script(
+    "release",
+    "return release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3] == '1')",
+)
+
+# KEYS: hash. ARGV: field, expected ('' when absent), new. Returns 1 when written.
+COMPARE_AND_SET = _script(
+    "compare_and_set",
+    r"""
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+""",
+)
+
+# The message cycle: entry (claim, subscription, lock, state) and commit (release + write).
+# KEYS: dd, ddseq, subs, ts, locks, q, qkeys.
+# ARGV: member, limit, thread, owner, strategy, meta, ttl_ms.
+# Returns {claimed, subscribed, result, state|nil}.
+CYCLE_ENTER = _script(
+    "cycle_enter",
+    r"""
+local claimed = claim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+local subscribed = redis.call('SISMEMBER', KEYS[3], ARGV[3])
+if claimed == 0 then return {0, subscribed} end
+local result = 'acquired'
+if ARGV[5] ~= 'concurrent' then
+    result = take(KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+                  tonumber(ARGV[7]), nil, 'drop_oldest')
+end
+local state = false
+if result == 'acquired' then state = redis.call('HGET', KEYS[4], ARGV[3]) end
+return {1, subscribed, result, state}
+""",
+)
+
+# KEYS: locks, q, qkeys, ts. ARGV: thread, owner, state_json ('' leaves the state as is).
+# Returns what ``release`` returns; the state is written only when released.
+CYCLE_COMMIT = _script(
+    "cycle_commit",
+    r"""
+local released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], false)
+if released[1] == 1 and ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
+return released
+""",
+)
+
+# KEYS: dd, locks, q, qkeys. ARGV: member, thread, owner, locked ('1': release, keep pending).
+CYCLE_ABORT = _script(
+    "cycle_abort",
+    r"""
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then release(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], true) end
+return 1
+""",
+)
+
+# KEYS: locks, dd. ARGV: dedupe_limit, dry_run ('1'). Returns {expired_locks, trimmed}.
+PRUNE = _script(
+    "prune",
+    r"""
+local now = now_ms()
+local dry = ARGV[2] == '1'
+local expired = 0
+local cursor = '0'
+repeat
+    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+    cursor = page[1]
+    local items = page[2]
+    for i = 1, #items, 2 do
+        if tonumber(cjson.decode(items[i + 1])[5]) <= now then
+            expired = expired + 1
+            if not dry then redis.call('HDEL', KEYS[1], items[i]) end
+        end
+    end
+until cursor == '0'
+local trimmed = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
+if trimmed < 0 then trimmed = 0 end
+if trimmed > 0 and not dry then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, trimmed - 1) end
+return {expired, trimmed}
+""",
+)
+
+# Loading a snapshot: the new state was built under a temporary prefix; switch to it in one
+# step. The keys of one namespace share a hash tag (one cluster slot), so computing the
+# pending-list keys from the ``qkeys`` set inside the script stays on one node.
+# ARGV: live prefix, temporary prefix. ``SECTIONS`` below names the fixed keys.
+_SWITCH_COMMON = r"""
+local live, tmp = ARGV[1], ARGV[2]
+local sections = {'subs', 'dd', 'ddseq', 'ts', 'cs', 'locks', 'qkeys'}
+"""
+
+LOAD_REPLACE = _script(
+    "load_replace",
+    _SWITCH_COMMON
+    + r"""
+for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
+    redis.call('UNLINK', live .. 'q:' .. k)
+end
+for _, name in ipairs(sections) do
+    redis.call('UNLINK', live .. name)
+    if redis.call('EXISTS', tmp .. name) == 1 then
+        redis.call('RENAME', tmp .. name, live .. name)
+        redis.call('PERSIST', live .. name)
+    end
+end
+for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
+    redis.call('RENAME', tmp .. 'q:' .. k, live .. 'q:' .. k)
+    redis.call('PERSIST', live .. 'q:' .. k)
+end
+return 1
+""",
+)
+
+LOAD_MERGE = _script(
+    "load_merge",
+    _SWITCH_COMMON
+    + r"""
+if redis.call('EXISTS', tmp .. 'subs') == 1 then
+    redis.call('SUNIONSTORE', live .. 'subs', live .. 'subs', tmp .. 'subs')
+end
+for _, member in ipairs(redis.call('ZRANGE', tmp .. 'dd', 0, -1)) do
+    if not redis.call('ZSCORE', live .. 'dd', member) then
+        redis.call('ZADD', live .. 'dd', redis.call('INCR', live .. 'ddseq'), member)
+    end
+end
+for _, name in ipairs({'ts', 'cs', 'locks'}) do
+    local items = redis.call('HGETALL', tmp .. name)
+    for i = 1, #items, 2 do redis.call('HSET', live .. name, items[i], items[i + 1]) end
+end
+for _, k in ipairs(redis.call('SMEMBERS', tmp .. 'qkeys')) do
+    for _, entry in ipairs(redis.call('LRANGE', tmp .. 'q:' .. k, 0, -1)) do
+        redis.call('RPUSH', live .. 'q:' .. k, entry)
+    end
+    redis.call('SADD', live .. 'qkeys', k)
+    redis.call('UNLINK', tmp .. 'q:' .. k)
+end
+for _, name in ipairs(sections) do redis.call('UNLINK', tmp .. name) end
+return 1
+""",
+)
+
+ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
+       PRUNE, LOAD_REPLACE, LOAD_MERGE)
