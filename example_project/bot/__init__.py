@@ -1,0 +1,1 @@
+"""The example chat bot: a signed webhook that follows threads and answers in them."""

@@ -1,0 +1,94 @@
+"""Request signatures, the way Slack signs its webhooks.
+
+A sender computes ``v0=<hex HMAC-SHA256 of "v0:{timestamp}:{body}">`` with the shared secret
+``BOT_SIGNING_SECRET`` and sends it as ``X-Chatstate-Signature``, with the Unix timestamp it
+used as ``X-Chatstate-Request-Timestamp``. The receiver recomputes it over the raw body it
+received and compares in constant time; a timestamp further than ``BOT_SIGNATURE_MAX_AGE``
+seconds from its clock is refused, so a captured request cannot be replayed later.
+For a GET, the signed "body" is the raw query string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+from django.core.exceptions import ImproperlyConfigured
+
+from example_project.bot.conf import setting
+
+SIGNATURE_HEADER = "X-Chatstate-Signature"
+TIMESTAMP_HEADER = "X-Chatstate-Request-Timestamp"
+VERSION = "v0"
+
+
+class SignatureError(Exception):
+    """The request's signature is missing, malformed, stale or wrong.
+
+    ``field`` names the header at fault.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _secret(secret: str | None) -> bytes:
+    value = setting("BOT_SIGNING_SECRET") if secret is None else secret
+    if not value:
+        raise ImproperlyConfigured(
+            "BOT_SIGNING_SECRET is empty: the webhook cannot check signatures"
+        )
+    return str(value).encode()
+
+
+def sign(body: bytes, timestamp: int | str, secret: str | None = None) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``: ``v0=<64 hex digits>``."""
+    base = f"{VERSION}:{timestamp}:".encode() + body
+    return f"{VERSION}=" + hmac.new(_secret(secret), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: bytes, secret: str | None = None, now: float | None = None
+) -> dict[str, str]:
+    """The two headers a sender adds to a request carrying ``body``."""
+    timestamp = int(time.time() if now is None else now)
+    return {
+        SIGNATURE_HEADER: sign(body, timestamp, secret),
+        TIMESTAMP_HEADER: str(timestamp),
+    }
+
+
+def verify(
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    secret: str | None = None,
+    now: float | None = None,
+) -> None:
+    """Return when ``signature`` is the valid, fresh signature of ``body``; else raise.
+
+    Raises :class:`SignatureError` naming the header at fault: missing header, a timestamp
+    that is not an integer or is more than ``BOT_SIGNATURE_MAX_AGE`` seconds away from now,
+    or a signature that does not match (compared in constant time).
+    """
+    if not timestamp:
+        raise SignatureError(f"missing {TIMESTAMP_HEADER} header", TIMESTAMP_HEADER)
+    if not signature:
+        raise SignatureError(f"missing {SIGNATURE_HEADER} header", SIGNATURE_HEADER)
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} must be a Unix time in seconds", TIMESTAMP_HEADER
+        ) from None
+    max_age = int(setting("BOT_SIGNATURE_MAX_AGE"))
+    if abs((time.time() if now is None else now) - sent_at) > max_age:
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} is more than {max_age} seconds away from the server's clock",
+            TIMESTAMP_HEADER,
+        )
+    expected = sign(body, timestamp, secret)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body", SIGNATURE_HEADER)

@@ -1,0 +1,85 @@
+"""Settings of the example project: a chat bot on chatstate, SQLite by default.
+
+Development settings (``DEBUG=True``, a published signing secret): run it, read it, copy what
+you need. Environment variables override the values a deployment would change:
+``EXAMPLE_SQLITE_PATH`` (the database file), ``BOT_SIGNING_SECRET``, ``BOT_THINK_SECONDS``,
+``DJANGO_SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-insecure-development-key")
+DEBUG = True
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "chatstate",
+    "example_project.bot",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+ASGI_APPLICATION = "example_project.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        # The threaded development server writes from several threads at once.
+        "OPTIONS": {"timeout": 20},
+    }
+}
+
+# The bot's state lives in this project's database, in its own namespace.
+CHATSTATE = {
+    "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
+    "NAMESPACE": "example-bot",
+    "DEDUPE_LIMIT": 10_000,
+    "LOCK_TTL": 60,
+}
+
+# The webhook (see example_project/bot/conf.py for every BOT_* setting and its default).
+BOT_SIGNING_SECRET = os.environ.get("BOT_SIGNING_SECRET", "example-signing-secret")
+BOT_MAX_BODY_BYTES = 16 * 1024
+BOT_SIGNATURE_MAX_AGE = 300
+# Seconds the bot "thinks" per reply while holding the thread (stands in for a model call),
+# so that a burst of messages visibly queues behind the one being answered.
+BOT_THINK_SECONDS = float(os.environ.get("BOT_THINK_SECONDS", "0.2"))

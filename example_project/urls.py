@@ -1,0 +1,9 @@
+"""URLs of the example project: the admin and the bot's webhook."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("bot/", include("example_project.bot.urls")),
+]
