@@ -1,0 +1,59 @@
+"""``manage.py chatstate_bench``: message cycles per second, latency, statements per cycle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from chatstate import bench
+
+
+class Command(BaseCommand):
+    help = (
+        "Run M message cycles (claim, subscription, lock, state read and write, release) "
+        "split over N worker processes, and report cycles/s, p50/p99 latency and statements "
+        "and commits per cycle."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--adapter", choices=bench.ADAPTERS, default="database")
+        parser.add_argument("--workers", type=int, default=1, help="worker processes")
+        parser.add_argument("--cycles", type=int, default=1000, help="cycles over all workers")
+        parser.add_argument(
+            "--mode", choices=bench.MODES, default="cycle",
+            help="cycle: handle_message; primitives: the six calls; raw: plain psycopg "
+                 "(PostgreSQL) sending the fast path's two statements",
+        )
+        parser.add_argument(
+            "--history", type=int, default=0,
+            help="pre-fill the namespace with this many dedupe keys and thread states "
+                 "(the dedupe window limit is then this number, so each claim trims one)",
+        )
+        parser.add_argument("--database", default=None, help="database alias (database adapter)")
+        parser.add_argument(
+            "--orm", action="store_true",
+            help="database adapter: the portable ORM path even on PostgreSQL (fast_sql=False)",
+        )
+        parser.add_argument("--redis-alias", default="default", help="CACHES alias (redis)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--keep", action="store_true", help="leave the run's namespace in place afterwards"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            config = bench.build_config(
+                adapter=options["adapter"], workers=options["workers"],
+                cycles=options["cycles"], mode=options["mode"], history=options["history"],
+                using=options["database"], fast_sql=not options["orm"],
+                redis_alias=options["redis_alias"],
+            )
+            figures = bench.run_bench(config, keep=options["keep"])
+        except (ValueError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(figures))
+        else:
+            self.stdout.write(bench.format_table(figures))
