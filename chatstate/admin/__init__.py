@@ -1,0 +1,38 @@
+"""The chatstate admin: inspect and operate chat state (see DESIGN.md, "Admin").
+
+Six read-only pages (``DedupeWindow`` is internal bookkeeping and is not listed), actions
+that go through the adapter (``force_release``, ``unsubscribe``, ``delete_entries``) and a
+namespace overview. Every page reads through indexes, so it stays fast at millions of rows.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from chatstate.admin.dedupe import DedupeEntryAdmin
+from chatstate.admin.locks import LockAdmin, PendingLockEntryAdmin
+from chatstate.admin.state import ChannelStateAdmin, SubscriptionAdmin, ThreadStateAdmin
+from chatstate.models import (
+    ChannelState,
+    DedupeEntry,
+    Lock,
+    PendingLockEntry,
+    Subscription,
+    ThreadState,
+)
+
+admin.site.register(Subscription, SubscriptionAdmin)
+admin.site.register(DedupeEntry, DedupeEntryAdmin)
+admin.site.register(ThreadState, ThreadStateAdmin)
+admin.site.register(ChannelState, ChannelStateAdmin)
+admin.site.register(Lock, LockAdmin)
+admin.site.register(PendingLockEntry, PendingLockEntryAdmin)
+
+__all__ = [
+    "ChannelStateAdmin",
+    "DedupeEntryAdmin",
+    "LockAdmin",
+    "PendingLockEntryAdmin",
+    "SubscriptionAdmin",
+    "ThreadStateAdmin",
+]

@@ -1,0 +1,104 @@
+"""Admin page for the dedupe window; the ``delete_entries`` action that clears entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from chatstate.admin import display
+from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
+from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values, id_condition
+from chatstate.models import DedupeEntry
+
+#: Deletions of at most this many entries are recorded one by one in the admin log.
+LOGGED_DELETIONS = 100
+
+
+class DedupeEntryAdmin(ChatStateAdmin):
+    """The handled messages of each namespace's window, newest first.
+
+    Deleting entries clears them from the window: a redelivery of those messages is handled
+    again. The window's head (``DedupeWindow``) stays put, so positions stay absolute and
+    trimming keeps working; a window only ever shrinks by a deletion.
+    """
+
+    list_display = ("message_id", "adapter", "namespace", "seq", "created_at", "handled_ago")
+    list_filter = (NamespaceFilter,)
+    id_fields = ("message_id",)
+    search_help_text = (
+        "An exact message id, or adapter:message_id, or a prefix ending in * (e.g. m12*)."
+    )
+    actions = ("delete_entries",)
+    fields = ("namespace", "adapter", "message_id", "seq", "created_at", "handled_ago")
+    readonly_fields = fields
+
+    @admin.display(description="handled")
+    def handled_ago(self, obj: DedupeEntry) -> str:
+        return f"{display.age(obj.created_at, self.now())} ago"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """Our ``delete_entries`` replaces ``delete_selected``, which loads every row."""
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def term_filter(self, queryset: QuerySet[Any], term: str, namespaces: list[str]) -> Q:
+        """A message id through the ``(namespace, adapter, message_id)`` index.
+
+        Every ``(namespace, adapter)`` pair is named, so each is one index probe; a term
+        ``adapter:message_id`` also matches that exact key.
+        """
+        using = queryset.db
+        condition = Q(pk__in=[])
+        for namespace in namespaces:
+            for adapter in distinct_values(DedupeEntry, using, "adapter", {"namespace": namespace}):
+                condition |= Q(namespace=namespace, adapter=adapter) & id_condition(
+                    "message_id", term, using
+                )
+        adapter, sep, message_id = term.partition(":")
+        if sep and adapter and message_id and namespaces:
+            condition |= Q(namespace__in=namespaces, adapter=adapter) & id_condition(
+                "message_id", message_id, using
+            )
+        return condition
+
+    @admin.action(
+        description="Delete the selected dedupe entries (their messages count as new again)",
+        permissions=["delete"],
+    )
+    def delete_entries(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        """After a confirmation page, deletes the selected entries in one statement."""
+        sample = list(queryset.order_by()[:20])
+        if not request.POST.get("post"):
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Delete dedupe entries?",
+                "opts": self.opts,
+                "sample": sample,
+                "count": EstimatedCountPaginator(queryset, self.list_per_page).count_label,
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "media": self.media,
+            }
+            return TemplateResponse(
+                request, "admin/chatstate/dedupeentry/delete_confirmation.html", context
+            )
+        if queryset.order_by()[: LOGGED_DELETIONS + 1].count() <= LOGGED_DELETIONS:
+            self.log_deletions(request, queryset)
+        deleted, _ = queryset.order_by().delete()
+        self.message_user(
+            request,
+            f"Deleted {deleted} dedupe entr{'y' if deleted == 1 else 'ies'}; "
+            "a redelivery of those messages will be handled again.",
+            messages.SUCCESS,
+        )
+        return None

@@ -1,0 +1,158 @@
+"""Index-backed building blocks that keep the admin fast on tables of millions of rows.
+
+Every chatstate table has an index whose leading column is ``namespace``; these helpers
+only ever read through such indexes:
+
+- :func:`distinct_values` lists the distinct values of an indexed column with a loose index
+  scan (one index probe per distinct value), never a scan of the table;
+- :func:`exact_id_filter` turns an id search into equality (or prefix range) conditions that
+  name the namespaces, so PostgreSQL probes the ``(namespace, id)`` index;
+- :class:`EstimatedCountPaginator` counts exactly only up to a bound, estimates beyond it
+  (PostgreSQL's planner), and caps how deep pages go, so no page runs ``COUNT(*)`` over the
+  table or an ``OFFSET`` of millions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, cast
+
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Model, Q, QuerySet
+
+#: At most this many distinct values are listed (filters, namespace-qualified searches).
+MAX_DISTINCT = 200
+
+
+def distinct_values(
+    model: type[Model], using: str, column: str, where: dict[str, str] | None = None
+) -> list[str]:
+    """The distinct non-null values of ``column`` (sorted, at most ``MAX_DISTINCT``).
+
+    ``where`` holds equality conditions on the columns before ``column`` in an index (e.g.
+    ``{"namespace": "ns"}`` for ``adapter``): the recursive query then reads one index entry
+    per distinct value (a "loose index scan"), on PostgreSQL and SQLite alike.
+    """
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    col = qn(column)
+    conditions = "".join(f" AND {qn(name)} = %s" for name in (where or {}))
+    params = list((where or {}).values())
+    sql = (
+        f"WITH RECURSIVE v(x) AS ("
+        f" SELECT MIN({col}) FROM {table} WHERE 1 = 1{conditions}"
+        f" UNION ALL"
+        f" SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > v.x{conditions})"
+        f" FROM v WHERE v.x IS NOT NULL"
+        f") SELECT x FROM v WHERE x IS NOT NULL LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *params, MAX_DISTINCT])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _codepoint_collation(using: str) -> bool:
+    """Whether text sorts by code point on ``using`` (so a prefix is an index range)."""
+    connection = connections[using]
+    if connection.vendor == "sqlite":
+        return True  # BINARY collation: memcmp of UTF-8, i.e. code point order
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+        collate = str(cursor.fetchone()[0])
+    return collate in {"C", "POSIX"} or collate.upper().startswith("C.")
+
+
+def id_condition(field: str, term: str, using: str) -> Q:
+    """``field`` equal to ``term``; or, for ``term`` ending in ``*``, starting with the rest.
+
+    A prefix becomes an index range (``>= prefix AND < next prefix``) where the database
+    sorts text by code point; the ``startswith`` condition beside it keeps the result exact.
+    """
+    if not term.endswith("*") or len(term) == 1:
+        return Q(**{field: term})
+    prefix = term[:-1]
+    condition = Q(**{f"{field}__startswith": prefix})
+    if _codepoint_collation(using):
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
+        condition &= Q(**{f"{field}__gte": prefix})
+        if upper is not None:
+            condition &= Q(**{f"{field}__lt": upper})
+    return condition
+
+
+def exact_id_filter(
+    queryset: QuerySet[Any], fields: Sequence[str], term: str, namespaces: Sequence[str]
+) -> Q:
+    """Rows whose ``fields`` (each second in a ``(namespace, field)`` index) match ``term``.
+
+    Naming every namespace (``namespace IN (...)``) lets PostgreSQL probe the composite index
+    once per namespace instead of scanning it; the namespaces come from
+    :func:`distinct_values`. No namespace at all matches nothing.
+    """
+    if not namespaces:
+        return Q(pk__in=[])
+    scope = Q(namespace__in=list(namespaces))
+    matches = Q()
+    for field in fields:
+        matches |= id_condition(field, term, queryset.db)
+    return scope & matches
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never counts a whole table and never offsets past ``max_pages``.
+
+    ``count`` is exact up to ``exact_limit`` rows (a ``LIMIT``-bounded count). Beyond, it is
+    PostgreSQL's planner estimate for the filtered query (``count_qualifier`` "about"), or
+    on other databases the bound itself (``count_qualifier`` "more than"). Pages stop at
+    ``max_pages``: deeper rows are reached by searching or filtering, so a page never costs
+    an ``OFFSET`` of millions of rows.
+    """
+
+    exact_limit = 10_000
+    max_pages = 1_000
+
+    #: "" when ``count`` is exact, else "about" (an estimate) or "more than" (a bound).
+    count_qualifier = ""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = cast("QuerySet[Any]", self.object_list)
+        bounded = queryset.order_by().values("pk")[: self.exact_limit + 1].count()
+        if bounded <= self.exact_limit:
+            return int(bounded)
+        estimate = planner_estimate(queryset)
+        if estimate > self.exact_limit:
+            self.count_qualifier = "about"
+            return estimate
+        self.count_qualifier = "more than"
+        return self.exact_limit + 1
+
+    @cached_property
+    def num_pages(self) -> int:
+        return min(super().num_pages, self.max_pages)
+
+    @property
+    def capped(self) -> bool:
+        """Whether rows exist beyond the last page offered."""
+        return self.num_pages * self.per_page < self.count
+
+    @property
+    def count_label(self) -> str:
+        """The row count as the operator should read it: "12", "about 1000000", …"""
+        if self.count_qualifier == "more than":
+            return f"more than {self.exact_limit}"
+        return f"{self.count_qualifier} {self.count}".strip()
+
+
+def planner_estimate(queryset: QuerySet[Any]) -> int:
+    """PostgreSQL's estimate of how many rows ``queryset`` returns; 0 on other databases."""
+    if connections[queryset.db].vendor != "postgresql":
+        return 0
+    plan = json.loads(queryset.order_by().explain(format="json"))
+    return int(plan[0]["Plan"]["Plan Rows"])

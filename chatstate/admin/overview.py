@@ -1,0 +1,114 @@
+"""The namespace overview: counts per model, the oldest held lock, the deepest queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.admin import AdminSite
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Model
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from chatstate.admin import display
+from chatstate.admin.indexed import distinct_values
+from chatstate.models import (
+    ChannelState,
+    DedupeEntry,
+    Lock,
+    PendingLockEntry,
+    Subscription,
+    ThreadState,
+)
+
+MODELS: tuple[type[Model], ...] = (
+    Subscription,
+    DedupeEntry,
+    ThreadState,
+    ChannelState,
+    Lock,
+    PendingLockEntry,
+)
+#: Counts stop at this many rows ("more than …"): a count is an index range, never a table.
+COUNT_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class ModelCount:
+    """One line of the overview: a model, how many rows the namespace has, where to see them."""
+
+    name: str
+    count: str
+    url: str
+
+
+def bounded_count(queryset: Any, limit: int = COUNT_LIMIT) -> str:
+    """The exact row count up to ``limit``, else ``"more than <limit>"``."""
+    count = queryset.order_by().values("pk")[: limit + 1].count()
+    return f"more than {limit}" if count > limit else str(count)
+
+
+def namespaces(using: str) -> list[str]:
+    """Every namespace with at least one row in some chatstate table (index probes only)."""
+    found: set[str] = set()
+    for model in MODELS:
+        found.update(distinct_values(model, using, "namespace"))
+    return sorted(found)
+
+
+def overview_context(site: AdminSite, request: HttpRequest, using: str) -> dict[str, Any]:
+    """What the overview page shows for the namespace in ``?namespace=`` (else the first)."""
+    names = namespaces(using)
+    namespace = request.GET.get("namespace") or (names[0] if names else "")
+    now: datetime = timezone.now()
+    counts = [
+        ModelCount(
+            name=str(model._meta.verbose_name_plural),
+            count=bounded_count(model._default_manager.using(using).filter(namespace=namespace)),
+            url=display.changelist_url(
+                site.name, model._meta.model_name or "", namespace=namespace
+            ),
+        )
+        for model in MODELS
+        if model in site._registry and site._registry[model].has_view_permission(request)
+    ]
+    locks = Lock.objects.using(using).filter(namespace=namespace)
+    oldest = locks.order_by("acquired_at", "pk").first()
+    deepest = (
+        PendingLockEntry.objects.using(using)
+        .filter(namespace=namespace)
+        .values("key")
+        .annotate(depth=Count("id"))
+        .order_by("-depth", "key")
+        .first()
+    )
+    return {
+        **site.each_context(request),
+        "title": f"Namespace overview: {namespace}" if namespace else "Namespace overview",
+        "namespaces": [(name, "?" + urlencode({"namespace": name})) for name in names],
+        "namespace": namespace,
+        "counts": counts,
+        "oldest_lock": oldest,
+        "oldest_lock_age": display.age(oldest.acquired_at, now) if oldest else "",
+        "oldest_lock_url": display.change_url(site.name, oldest) if oldest else "",
+        "deepest_queue": deepest,
+        "deepest_queue_url": display.changelist_url(
+            site.name, "pendinglockentry", namespace=namespace, key=deepest["key"]
+        )
+        if deepest
+        else "",
+    }
+
+
+def overview_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """The overview page; 403 for staff who may not view locks."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    using = model_admin.get_queryset(request).db
+    context = overview_context(model_admin.admin_site, request, using)
+    context["opts"] = model_admin.opts
+    return TemplateResponse(request, "admin/chatstate/overview.html", context)
