@@ -1,0 +1,412 @@
+"""What only the Redis adapter has: its key layout, its round trips, its errors and checks.
+
+The behaviour every adapter shares is the conformance suite's (tests/conformance, where the
+``redis`` store joins the PostgreSQL run). These tests talk to the real Redis of the test
+settings (``CACHES["chatstate"]``); the round-trip counts come from a ``redis.Redis``
+subclass that counts the commands it sends on the adapter's own connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core import checks
+from django.test import override_settings
+
+from tests import services
+
+pytestmark = pytest.mark.skipif(
+    not settings.REDIS_AVAILABLE and not services.IN_CI,
+    reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
+)
+
+redis = pytest.importorskip("redis") if not services.IN_CI else __import__("redis")
+from chatstate import LockResult  # noqa: E402
+from chatstate.adapters.redis import (  # noqa: E402
+    RedisStateAdapter,
+    async_client_for,
+    namespace_prefix,
+)
+from chatstate.adapters.types import BackendUnavailable  # noqa: E402
+
+ALIAS = "chatstate"
+_names = itertools.count(1)
+
+
+def _namespace() -> str:
+    return f"rs{os.getpid()}-{next(_names)}"
+
+
+@pytest.fixture
+def make() -> Iterator[Any]:
+    """Build Redis adapters on the test alias; their namespaces are cleared afterwards."""
+    made: list[RedisStateAdapter] = []
+
+    def build(namespace: str | None = None) -> RedisStateAdapter:
+        adapter = RedisStateAdapter(namespace=namespace or _namespace(), alias=ALIAS)
+        made.append(adapter)
+        return adapter
+
+    yield build
+    for adapter in made:
+        adapter.clear()
+
+
+@pytest.fixture
+def rstore(make: Any) -> RedisStateAdapter:
+    return make()  # type: ignore[no-any-return]
+
+
+class CountingRedis(redis.Redis):  # type: ignore[misc]
+    """A real client on the adapter's pool that counts the commands (round trips) it sends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[str] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+class CountingAsyncRedis(redis.asyncio.Redis):  # type: ignore[misc]
+    """The async counterpart; also records which thread sent each command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[str] = []
+        self.threads: set[int] = set()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        self.threads.add(threading.get_ident())
+        return await super().execute_command(*args, **options)
+
+
+def counting(adapter: RedisStateAdapter) -> CountingRedis:
+    client = CountingRedis(connection_pool=adapter.connection.connection_pool)
+    adapter._connection = client
+    return client
+
+
+def round_trips(client: CountingRedis, fn: Any, *args: Any, **kwargs: Any) -> int:
+    before = len(client.sent)
+    fn(*args, **kwargs)
+    return len(client.sent) - before
+
+
+def _keys_under(adapter: RedisStateAdapter) -> dict[str, str]:
+    conn = adapter.connection
+    prefix = adapter.keys.prefix
+    return {
+        key.decode()[len(prefix):]: conn.type(key).decode()
+        for key in conn.scan_iter(match=prefix.replace("\\", "\\\\") + "*", count=1000)
+    }
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _caches(**aliases: dict[str, Any]) -> dict[str, Any]:
+    return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, **aliases}
+
+
+# -- key layout ------------------------------------------------------------------------
+
+
+def test_every_key_lives_under_the_namespace_prefix_with_its_documented_type(
+    rstore: RedisStateAdapter,
+) -> None:
+    assert rstore.keys.prefix == f"chatstate:{{{rstore.namespace}}}:"
+    rstore.subscribe("t1")
+    rstore.claim_dedupe(("slack", "m1"), 10)
+    rstore.put_thread_state("t1", {"n": 1})
+    rstore.put_channel_state("c1", {"topic": "x"})
+    assert rstore.lock("t1", "w1") is LockResult.ACQUIRED
+    assert rstore.lock("t1", "w2", "queue") is LockResult.QUEUED
+
+    assert _keys_under(rstore) == {
+        "subs": "set",
+        "dd": "zset",
+        "ddseq": "string",
+        "ts": "hash",
+        "cs": "hash",
+        "locks": "hash",
+        "q:t1": "list",
+        "qkeys": "set",
+    }
+    conn = rstore.connection
+    found = {k.decode() for k in conn.scan_iter(match=f"*{rstore.namespace}*", count=1000)}
+    assert found and all(k.startswith(rstore.keys.prefix) for k in found)
+    # The dedupe window is a sorted set scored by the namespace's counter.
+    assert conn.zrange(rstore.keys.dd, 0, -1, withscores=True) == [(b'["slack","m1"]', 1.0)]
+
+    rstore.release_lock("t1", "w1")
+    assert "q:t1" not in _keys_under(rstore) and "qkeys" not in _keys_under(rstore)
+
+
+def test_the_dedupe_window_is_trimmed_in_the_claiming_script(rstore: RedisStateAdapter) -> None:
+    for i in range(5):
+        assert rstore.claim_dedupe(("a", str(i)), 3)
+    assert rstore.connection.zcard(rstore.keys.dd) == 3
+    assert rstore.snapshot().dedupe_order == [("a", "2"), ("a", "3"), ("a", "4")]
+
+
+def test_a_namespace_prefix_is_never_a_prefix_of_another_namespaces(make: Any) -> None:
+    base = _namespace()
+    plain = make(base)
+    tricky = make(base + "}:locks")  # unescaped, its keys would start with plain's prefix
+    assert tricky.keys.prefix == f"chatstate:{{{base}\\}}:locks}}:"
+    assert not tricky.keys.prefix.startswith(plain.keys.prefix)
+    assert namespace_prefix("a\\}") == "chatstate:{a\\\\\\}}:"
+    for adapter in (plain, tricky):
+        adapter.subscribe("t")
+        adapter.lock("k", "w")
+    plain.clear()
+    assert not plain.is_subscribed("t")
+    assert tricky.is_subscribed("t") and tricky.snapshot().locks["k"]["owner"] == "w"
+
+
+def test_clear_removes_exactly_the_namespace(make: Any) -> None:
+    mine, other = make(), make()
+    for adapter in (mine, other):
+        adapter.subscribe("t")
+        adapter.lock("k", "w")
+        adapter.lock("k", "v", "queue")
+    assert mine.clear() == 4  # subs, locks, q:k, qkeys
+    assert _keys_under(mine) == {}
+    assert len(_keys_under(other)) == 4
+
+
+# -- round trips -----------------------------------------------------------------------
+
+
+def test_round_trips_per_operation(rstore: RedisStateAdapter) -> None:
+    rstore.claim_dedupe(("warm", "up"))  # loads the scripts' shared text once per server
+    client = counting(rstore)
+    for name, fn, args, expected in [
+        ("subscribe", rstore.subscribe, ("t",), 1),
+        ("is_subscribed", rstore.is_subscribed, ("t",), 1),
+        ("put_thread_state", rstore.put_thread_state, ("t", {"n": 1}), 1),
+        ("thread_state", rstore.thread_state, ("t",), 1),
+        ("update_thread_state", rstore.update_thread_state, ("t", lambda s: {"n": 2}), 2),
+        ("is_duplicate", rstore.is_duplicate, (("a", "1"),), 1),
+        ("claim_dedupe", rstore.claim_dedupe, (("a", "1"),), 1),
+        ("mark_dedupe", rstore.mark_dedupe, (("a", "2"),), 1),
+        ("lock", rstore.lock, ("k", "w"), 1),
+        ("lock (queue)", rstore.lock, ("k", "v", "queue"), 1),
+        ("extend_lock", rstore.extend_lock, ("k", "w", 30), 1),
+        ("release_lock", rstore.release_lock, ("k", "w"), 1),
+        ("force_release_lock", rstore.force_release_lock, ("k",), 1),
+        ("prune", rstore.prune, (), 1),
+    ]:
+        # Scripts not called before cost NOSCRIPT + SCRIPT LOAD once: call each one twice.
+        fn(*args)
+        if name in ("claim_dedupe", "mark_dedupe"):
+            args = ((args[0][0], args[0][1] + "x"),)
+        if name == "release_lock":
+            rstore.lock("k", "w")
+        assert round_trips(client, fn, *args) == expected, name
+
+
+def test_the_message_cycle_costs_two_round_trips(rstore: RedisStateAdapter) -> None:
+    client = counting(rstore)
+    with rstore.handle_message(("s", "warm"), thread_id="t", owner="w") as msg:
+        msg.state["n"] = 0
+
+    def cycle(message_id: str) -> None:
+        with rstore.handle_message(("s", message_id), thread_id="t", owner="w") as msg:
+            assert msg.acquired
+            msg.state["n"] += 1
+
+    assert round_trips(client, cycle, "m1") == 2
+    assert client.sent[-2:] == ["EVALSHA", "EVALSHA"]
+    assert rstore.thread_state("t") == {"n": 1}
+
+    def duplicate() -> None:
+        with rstore.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.duplicate
+
+    assert round_trips(client, duplicate) == 1
+
+    def failing() -> None:
+        with pytest.raises(RuntimeError):
+            with rstore.handle_message(("s", "m2"), thread_id="t", owner="w") as msg:
+                msg.state["n"] = 99
+                raise RuntimeError("handler failed")
+
+    failing()  # loads the abort script
+    rstore.claim_dedupe(("s", "spare"))
+    assert round_trips(client, failing) == 2  # enter, then abort in one script
+    assert rstore.thread_state("t") == {"n": 1} and not rstore.is_duplicate(("s", "m2"))
+
+
+def test_async_twins_use_redis_asyncio_on_the_event_loop_thread(
+    rstore: RedisStateAdapter,
+) -> None:
+    rstore.subscribe("t")
+    with rstore.handle_message(("s", "warm"), thread_id="t", owner="w"):
+        pass
+
+    async def run() -> tuple[CountingAsyncRedis, int]:
+        pool = async_client_for(rstore.connection).connection_pool
+        client = CountingAsyncRedis(connection_pool=pool)
+        rstore._async_clients[asyncio.get_running_loop()] = client
+        async with rstore.ahandle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.acquired and msg.subscribed
+            msg.state["n"] = 1
+        assert await rstore.athread_state("t") == {"n": 1}
+        await pool.disconnect()
+        return client, threading.get_ident()
+
+    client, loop_thread = asyncio.run(run())
+    assert client.sent == ["EVALSHA", "EVALSHA", "HGET"]
+    assert client.threads == {loop_thread}
+
+
+def test_the_async_client_has_the_sync_pools_connection_settings(
+    rstore: RedisStateAdapter,
+) -> None:
+    sync_kwargs = rstore.connection.connection_pool.connection_kwargs
+    client = async_client_for(rstore.connection)
+    kwargs = client.connection_pool.connection_kwargs
+    for name in ("host", "port", "db", "password", "socket_timeout"):
+        assert kwargs.get(name) == sync_kwargs.get(name), name
+    assert kwargs["db"] == 15
+
+
+def test_a_pool_without_an_async_counterpart_still_serves_the_async_twins(
+    rstore: RedisStateAdapter,
+) -> None:
+    class CustomConnection(redis.connection.Connection):  # type: ignore[misc]
+        pass
+
+    kwargs = dict(rstore.connection.connection_pool.connection_kwargs)
+    pool = redis.ConnectionPool(connection_class=CustomConnection, **kwargs)
+    rstore._connection = redis.Redis(connection_pool=pool)
+    assert async_client_for(rstore.connection) is None
+
+    async def run() -> bool:
+        await rstore.asubscribe("t")
+        return await rstore.ais_subscribed("t")
+
+    assert asyncio.run(run())
+    pool.disconnect()
+
+
+def test_scripts_are_reloaded_after_the_server_forgets_them(rstore: RedisStateAdapter) -> None:
+    assert rstore.lock("k", "w") is LockResult.ACQUIRED
+    rstore.connection.script_flush()
+    assert rstore.lock("k", "v") is LockResult.BUSY
+
+
+# -- snapshots -------------------------------------------------------------------------
+
+
+def test_a_load_leaves_no_temporary_keys_and_no_expiry(rstore: RedisStateAdapter) -> None:
+    rstore.subscribe("old")
+    source = RedisStateAdapter(namespace=_namespace(), alias=ALIAS)
+    try:
+        source.subscribe("t")
+        source.claim_dedupe(("a", "1"))
+        source.put_thread_state("t", {"n": 1})
+        source.lock("k", "w")
+        source.lock("k", "v", "queue")
+        snap = source.snapshot()
+    finally:
+        source.clear()
+    rstore.load_snapshot(snap)
+    assert rstore.snapshot() == snap
+    layout = _keys_under(rstore)
+    assert not [k for k in layout if k.startswith("tmp:")]
+    conn = rstore.connection
+    assert all(conn.pttl(rstore.keys.prefix + k) == -1 for k in layout)
+    rstore.load_snapshot({"subscriptions": ["m"]}, merge=True)
+    assert rstore.snapshot().subscriptions == {"t", "m"}
+    assert not [k for k in _keys_under(rstore) if k.startswith("tmp:")]
+
+
+def test_a_failed_load_removes_what_it_built(rstore: RedisStateAdapter) -> None:
+    rstore.subscribe("keep")
+    before = rstore.snapshot()
+    poisoned = {
+        "subscriptions": [f"s{i}" for i in range(50)],
+        "pending_locks": {"k": [{"owner": "bad\ud800", "strategy": "queue", "metadata": {}}]},
+    }
+    with pytest.raises(ValueError):
+        rstore.load_snapshot(poisoned)
+    assert rstore.snapshot() == before
+    assert not [k for k in _keys_under(rstore) if k.startswith("tmp:")]
+
+
+# -- errors and checks -----------------------------------------------------------------
+
+
+def test_an_unreachable_server_raises_backend_unavailable_naming_the_alias() -> None:
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    with override_settings(CACHES=_caches(gone={
+        "BACKEND": "django_redis.cache.RedisCache", "LOCATION": url,
+    })):
+        adapter = RedisStateAdapter(namespace=_namespace(), alias="gone")
+        with pytest.raises(BackendUnavailable, match="'gone'"):
+            adapter.subscribe("t")
+        with pytest.raises(BackendUnavailable, match="'gone'"):
+            with adapter.handle_message(("s", "1"), thread_id="t", owner="w"):
+                pass
+        with pytest.raises(BackendUnavailable, match="'gone'"):
+            asyncio.run(adapter.alock("k", "w"))
+
+
+def test_an_alias_that_is_not_a_redis_cache_is_reported_on_use() -> None:
+    with override_settings(CACHES=_caches()):
+        with pytest.raises(BackendUnavailable, match="'nowhere' is not defined in CACHES"):
+            RedisStateAdapter(alias="nowhere").subscribe("t")
+        with pytest.raises(BackendUnavailable, match="'default' is not a Redis cache"):
+            RedisStateAdapter(alias="default").subscribe("t")
+
+
+def test_the_check_is_quiet_for_a_django_redis_alias() -> None:
+    assert RedisStateAdapter(alias=ALIAS).check() == []
+
+
+@pytest.mark.parametrize("backend", [None, "django.core.cache.backends.locmem.LocMemCache"])
+def test_the_check_warns_when_the_alias_is_not_django_redis(backend: str | None) -> None:
+    aliases = {} if backend is None else {"other": {"BACKEND": backend}}
+    with override_settings(CACHES=_caches(**aliases)):
+        messages = RedisStateAdapter(alias="other").check()
+    assert [m.id for m in messages] == ["chatstate.W002"]
+    assert "'other'" in messages[0].msg and isinstance(messages[0], checks.Warning)
+
+
+def test_manage_py_check_reports_w002() -> None:
+    chatstate = {
+        "ADAPTER": "chatstate.adapters.redis.RedisStateAdapter",
+        "OPTIONS": {"alias": "default"},
+    }
+    with override_settings(CACHES=_caches(), CHATSTATE=chatstate):
+        ids = [m.id for m in checks.run_checks()]
+    assert "chatstate.W002" in ids
+
+
+def test_djangos_own_redis_cache_works_with_a_warning() -> None:
+    alias = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+             "LOCATION": services.REDIS_URL}
+    with override_settings(CACHES=_caches(plain=alias)):
+        adapter = RedisStateAdapter(namespace=_namespace(), alias="plain")
+        try:
+            adapter.subscribe("t")
+            assert adapter.is_subscribed("t")
+            assert [m.id for m in adapter.check()] == ["chatstate.W002"]
+        finally:
+            adapter.clear()
