@@ -241,10 +241,12 @@ def test_the_message_cycle_costs_two_round_trips(rstore: RedisStateAdapter) -> N
     assert round_trips(client, duplicate) == 1
 
     def failing() -> None:
-        with pytest.raises(RuntimeError):
-            with rstore.handle_message(("s", "m2"), thread_id="t", owner="w") as msg:
-                msg.state["n"] = 99
-                raise RuntimeError("handler failed")
+        with (
+            pytest.raises(RuntimeError),
+            rstore.handle_message(("s", "m2"), thread_id="t", owner="w") as msg,
+        ):
+            msg.state["n"] = 99
+            raise RuntimeError("handler failed")
 
     failing()  # loads the abort script
     rstore.claim_dedupe(("s", "spare"))
@@ -361,9 +363,11 @@ def test_an_unreachable_server_raises_backend_unavailable_naming_the_alias() -> 
         adapter = RedisStateAdapter(namespace=_namespace(), alias="gone")
         with pytest.raises(BackendUnavailable, match="'gone'"):
             adapter.subscribe("t")
-        with pytest.raises(BackendUnavailable, match="'gone'"):
-            with adapter.handle_message(("s", "1"), thread_id="t", owner="w"):
-                pass
+        with (
+            pytest.raises(BackendUnavailable, match="'gone'"),
+            adapter.handle_message(("s", "1"), thread_id="t", owner="w"),
+        ):
+            pass
         with pytest.raises(BackendUnavailable, match="'gone'"):
             asyncio.run(adapter.alock("k", "w"))
 
