@@ -1,0 +1,80 @@
+"""Fixtures of the cross-process tests: real OS processes against the PostgreSQL test
+database (and Redis, when the Redis adapter is part of the run).
+
+These tests need a server shared by processes, so they belong to the PostgreSQL run only:
+in the SQLite run they are deselected (reported as such), not skipped.
+
+``store`` is overridden here: the same backends as the rest of the suite (minus the
+in-process memory adapter), but on ``transactional_db``, so what the parent writes is
+committed and visible to its children, and what the children write is visible to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from tests.conftest import STORE_FACTORIES, VENDOR
+from tests.crossprocess.harness import Crew, Target
+
+HERE = Path(__file__).parent
+#: Backends another process can reach (the memory adapter lives in one process).
+KINDS = [kind for kind in STORE_FACTORIES if kind != "memory"]
+_namespaces = itertools.count(1)
+_figures: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside the PostgreSQL run, deselect the tests of this directory."""
+    ours = [item for item in items if HERE in Path(str(item.path)).parents]
+    if VENDOR != "postgresql" and ours:
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [item for item in items if item not in ours]
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, transactional_db: None) -> Any:
+    """The parent's adapter, in a namespace of its own, on committed transactions."""
+    namespace = f"x{os.getpid()}-{next(_namespaces)}"
+    return STORE_FACTORIES[request.param](request, namespace)
+
+
+@pytest.fixture
+def crew(request: pytest.FixtureRequest, store: Any) -> Iterator[Crew]:
+    """Spawns children working on the same backend and namespace as ``store``."""
+    target = Target(
+        db_name=connections["default"].settings_dict["NAME"],
+        kind=request.node.callspec.params["store"],
+        namespace=store.namespace,
+    )
+    crew = Crew(target)
+    yield crew
+    crew.close()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record the figures of a test (printed now, and again in the terminal summary)."""
+
+    def record(**values: Any) -> None:
+        text = ", ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+        )
+        line = f"{request.node.name}: {text}"
+        print(f"\n[crossprocess] {line}")
+        _figures.append(line)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.write_sep("-", "cross-process figures")
+        for line in _figures:
+            terminalreporter.write_line(line)

@@ -1,0 +1,251 @@
+"""What the children of the cross-process tests do, one function per task.
+
+Each task runs in a spawned process, after Django is set up and the start barrier passed:
+``task(adapter, index, events, **args)`` where ``index`` numbers the child in its batch and
+``events`` holds the crew's named events. It returns plain data (lists, dicts, str, int)
+for the parent to check; an exception travels to the parent as a traceback and fails the
+test. Tasks only record what they observe: the assertions are the parent's.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from chatstate import LockResult, NotOwner
+
+Events = dict[str, Event]
+
+
+def shuffled_in_blocks(items: Sequence[Any], seed: int, block: int) -> list[Any]:
+    """``items`` with each run of ``block`` consecutive items shuffled (by ``seed``).
+
+    Every child walks the same ids at about the same pace but in its own order, so children
+    hit the same id at the same moment far more often than with a whole-list shuffle.
+    """
+    rng = random.Random(seed)
+    out: list[Any] = []
+    for start in range(0, len(items), block):
+        chunk = list(items[start : start + block])
+        rng.shuffle(chunk)
+        out.extend(chunk)
+    return out
+
+
+def mutual_exclusion(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    key: str,
+    counter: str,
+    acquisitions: int,
+    hold: float,
+    deadline: float,
+) -> dict[str, Any]:
+    """Take ``key`` with ``reject`` until acquired ``acquisitions`` times (or ``deadline`` s).
+
+    While holding it: read the counter map, mark it held by this child, sleep ``hold``
+    seconds, write back the count read before plus one (deliberately not atomic: two
+    holders at once would lose an increment) and clear the mark. ``overlaps`` counts the
+    times this child found another holder's mark.
+    """
+    me = f"p{index}"
+    rng = random.Random(index)
+    acquired = busy = overlaps = 0
+    others: list[str] = []
+    stop = time.monotonic() + deadline
+    while acquired < acquisitions and time.monotonic() < stop:
+        result = adapter.lock(key, me, "reject")
+        if result == LockResult.BUSY:
+            busy += 1
+            time.sleep(rng.uniform(0, 0.002))
+            continue
+        if result != LockResult.ACQUIRED:
+            raise AssertionError(f"lock(reject) returned {result!r}")
+        acquired += 1
+        seen = adapter.thread_state(counter)
+        if seen.get("holder") is not None:
+            overlaps += 1
+        adapter.put_thread_state(counter, {"n": seen.get("n", 0), "holder": me})
+        time.sleep(hold)
+        during = adapter.thread_state(counter)
+        if during.get("holder") != me:
+            overlaps += 1
+        adapter.put_thread_state(counter, {"n": seen.get("n", 0) + 1, "holder": None})
+        others.extend(e.owner for e in adapter.release_lock(key, me))
+        time.sleep(rng.uniform(0, 0.002))  # let the others in
+    return {"acquired": acquired, "busy": busy, "overlaps": overlaps, "pending": others}
+
+
+def queue_entries(
+    adapter: Any, index: int, events: Events, *, key: str, entries: int
+) -> dict[str, Any]:
+    """Queue ``entries`` entries on ``key`` (held by the parent), metadata ``{proc, n}``."""
+    results = [
+        adapter.lock(key, f"p{index}", "queue", {"proc": index, "n": n}).value
+        for n in range(entries)
+    ]
+    return {"results": results}
+
+
+def subscribe_and_mark(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    ids: list[str],
+    limit: int,
+    block: int,
+) -> dict[str, Any]:
+    """Subscribe thread ``id`` and mark dedupe key ``("xproc", id)`` for every id.
+
+    Every exception is recorded (and the walk goes on), so the parent sees them all.
+    """
+    errors: list[str] = []
+    calls = 0
+    for thread_id in shuffled_in_blocks(ids, index, block):
+        for method, args in (
+            (adapter.subscribe, (thread_id,)),
+            (adapter.mark_dedupe, (("xproc", thread_id), limit)),
+        ):
+            calls += 1
+            try:
+                method(*args)
+            except Exception as exc:  # noqa: BLE001 - the parent must see every one
+                errors.append(
+                    f"{method.__name__}({thread_id!r}): "
+                    f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+                )
+    return {"calls": calls, "errors": errors}
+
+
+def claim_keys(
+    adapter: Any, index: int, events: Events, *, ids: list[str], limit: int, block: int
+) -> dict[str, Any]:
+    """``claim_dedupe(("xproc", id), limit)`` for every id in this child's order."""
+    order = shuffled_in_blocks(ids, index, block)
+    return {"claimed": [i for i in order if adapter.claim_dedupe(("xproc", i), limit)]}
+
+
+def increments(
+    adapter: Any, index: int, events: Events, *, thread_id: str, count: int
+) -> dict[str, Any]:
+    """Apply ``count`` increments to the thread's map with ``update_thread_state``.
+
+    Each bumps ``count`` and this child's own ``p<index>``; returns the ``count`` each call
+    stored (no two calls anywhere may store the same value).
+    """
+    me = f"p{index}"
+
+    def bump(state: dict[str, Any]) -> dict[str, Any]:
+        return {**state, "count": state.get("count", 0) + 1, me: state.get(me, 0) + 1}
+
+    return {"seen": [adapter.update_thread_state(thread_id, bump)["count"] for _ in range(count)]}
+
+
+def message_cycles(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    thread_id: str,
+    cycles: int,
+    hold: float,
+) -> dict[str, Any]:
+    """Run ``cycles`` deliveries through ``handle_message(strategy="queue")`` on one thread.
+
+    An acquired cycle increments ``count`` in ``msg.state``, appends its message id to
+    ``handled`` and sleeps ``hold`` seconds; after it, the entries its release returned
+    are recorded. Returns each cycle's result and every pending entry received.
+    """
+    results: dict[str, str] = {}
+    received: list[dict[str, Any]] = []
+    for n in range(cycles):
+        message_id = f"p{index}-m{n}"
+        with adapter.handle_message(
+            ("xproc", message_id),
+            thread_id=thread_id,
+            owner=message_id,
+            strategy="queue",
+            metadata={"proc": index, "n": n},
+        ) as msg:
+            if msg.duplicate:
+                raise AssertionError(f"{message_id} was found a duplicate")
+            if msg.acquired:
+                msg.state["count"] = msg.state.get("count", 0) + 1
+                msg.state["handled"] = [*msg.state.get("handled", []), message_id]
+                time.sleep(hold)
+        results[message_id] = msg.result.value if msg.result is not None else "none"
+        received.extend({"owner": e.owner, **e.metadata} for e in msg.pending)
+    return {"results": results, "received": received}
+
+
+def hold_and_hang(
+    adapter: Any, index: int, events: Events, *, key: str, owner: str, ttl: float, probe: str
+) -> dict[str, Any]:
+    """Take ``key`` with a ``ttl`` lease, say so, then hang until killed.
+
+    Before setting ``events["held"]`` it stores in channel ``probe`` the host time just
+    before the ``lock`` call (the lease cannot end before that plus ``ttl``) and the result.
+    """
+    before = time.time()
+    result = adapter.lock(key, owner, "reject", ttl=ttl)
+    adapter.put_channel_state(probe, {"lock_called_at": before, "result": result.value})
+    events["held"].set()
+    time.sleep(600)
+    return {}
+
+
+def take_over(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    key: str,
+    owner: str,
+    dead_owner: str,
+    poll: float,
+    deadline: float,
+) -> dict[str, Any]:
+    """Once ``events["go"]`` is set: try ``key`` once, then poll until acquired.
+
+    Then try to release it as ``dead_owner`` (must be refused) and release it as ``owner``.
+    Returns the first result with its host time, the time acquired, the number of tries,
+    the refusal, and the pending entries received.
+    """
+    if not events["go"].wait(timeout=deadline):
+        raise AssertionError("the parent never said go")
+    first = adapter.lock(key, owner, "reject").value
+    first_at = time.time()
+    tries = 1
+    stop = time.monotonic() + deadline
+    result = first
+    while result != LockResult.ACQUIRED and time.monotonic() < stop:
+        time.sleep(poll)
+        result = adapter.lock(key, owner, "reject").value
+        tries += 1
+    acquired_at = time.time()
+    refused = ""
+    if result == LockResult.ACQUIRED:
+        try:
+            adapter.release_lock(key, dead_owner)
+        except NotOwner as exc:
+            refused = type(exc).__name__
+        entries = adapter.release_lock(key, owner)
+    else:
+        entries = []
+    return {
+        "first": first,
+        "first_at": first_at,
+        "result": result,
+        "acquired_at": acquired_at,
+        "tries": tries,
+        "refused": refused,
+        "entries": [
+            {"owner": e.owner, "strategy": e.strategy.value, **e.metadata} for e in entries
+        ],
+    }
