@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "chatstate",
+    "example_project.bot",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

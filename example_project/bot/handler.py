@@ -7,7 +7,7 @@ strategy, keyed by ``(platform, message_id)`` so that a redelivered message is d
 * **acquired** — this delivery holds the thread: the message is applied to the thread's
   state and answered (if the bot follows the thread), the state is written and the lock
   released in one step; then the messages that **queued** behind it meanwhile are
-  processed, in arrival order (:func:`_drain`);
+  processed, in arrival order (:func:`drain`);
 * **queued** — another delivery holds the thread: the message waits in the lock's pending
   list (a 202); the holder processes it after its own.
 
@@ -175,6 +175,11 @@ def _log_failed_drain(thread: str, drainer: str, batch: list[Message]) -> None:
     )
 
 
+def _thread_of(pending: list[PendingEntry]) -> str:
+    batch = _unpack(pending)
+    return thread_key(batch[0]) if batch else ""
+
+
 def _ids(messages: Iterable[Message]) -> list[str]:
     return [m["message_id"] for m in messages]
 
@@ -221,27 +226,31 @@ def handle(store: StateAdapter, message: Message) -> Delivery:
         if subscribed != msg.subscribed:
             (store.subscribe if subscribed else store.unsubscribe)(thread)
     store.update_channel_state(channel_key(message), _channel_update(thread, 1, subscribed))
-    delivery = Delivery("handled", thread, replies)
-    _drain(store, message, owner, msg.pending, delivery)
-    return delivery
+    return drain(store, msg.pending, owner, Delivery("handled", thread, replies))
 
 
-def _drain(
-    store: StateAdapter, message: Message, owner: str, pending: list[PendingEntry],
-    delivery: Delivery,
-) -> None:
-    """Process ``pending`` (entries this delivery received on release) in order, then what
-    queued meanwhile, until the thread is quiet or a newer holder took the batch."""
-    thread = thread_key(message)
+def drain(
+    store: StateAdapter, pending: list[PendingEntry], owner: str,
+    into: Delivery | None = None,
+) -> Delivery:
+    """Process ``pending`` — the entries ``release_lock`` returned for one thread — in order.
+
+    Then whatever queued meanwhile, until the thread is quiet or a newer holder took the
+    batch (see the module docstring). ``owner`` names the drainer (suffixed per round).
+    Records what it did in ``into`` (a new ``handled`` :class:`Delivery` if None): ``drained``
+    ids and their ``replies``, or the ids ``handed_over``.
+    """
+    delivery = into or Delivery("handled", _thread_of(pending))
     rounds = 0
     while pending:
         batch = _unpack(pending)
+        thread = thread_key(batch[0])
         rounds += 1
         drainer = f"{owner}:drain{rounds}"
         taken = store.lock(thread, drainer, Strategy.QUEUE, {"handover": list(batch)})
         if taken is not LockResult.ACQUIRED:
             delivery.handed_over += _ids(batch)
-            return
+            break
         try:
             subscribed = store.is_subscribed(thread)
             out: dict[str, Any] = {}
@@ -250,7 +259,7 @@ def _drain(
             if out["subscribed"] != subscribed:
                 (store.subscribe if out["subscribed"] else store.unsubscribe)(thread)
             store.update_channel_state(
-                channel_key(message), _channel_update(thread, len(batch), out["subscribed"])
+                channel_key(batch[0]), _channel_update(thread, len(batch), out["subscribed"])
             )
         except Exception:
             _log_failed_drain(thread, drainer, batch)
@@ -258,6 +267,7 @@ def _drain(
         pending = store.release_lock(thread, drainer)
         delivery.drained += _ids(batch)
         delivery.replies += out["replies"]
+    return delivery
 
 
 # -- async (the same steps, with the adapter's a… twins) ---------------------------------
@@ -284,26 +294,25 @@ async def ahandle(store: StateAdapter, message: Message) -> Delivery:
     await store.aupdate_channel_state(
         channel_key(message), _channel_update(thread, 1, subscribed)
     )
-    delivery = Delivery("handled", thread, replies)
-    await _adrain(store, message, owner, msg.pending, delivery)
-    return delivery
+    return await adrain(store, msg.pending, owner, Delivery("handled", thread, replies))
 
 
-async def _adrain(
-    store: StateAdapter, message: Message, owner: str, pending: list[PendingEntry],
-    delivery: Delivery,
-) -> None:
-    """The async twin of :func:`_drain`."""
-    thread = thread_key(message)
+async def adrain(
+    store: StateAdapter, pending: list[PendingEntry], owner: str,
+    into: Delivery | None = None,
+) -> Delivery:
+    """The async twin of :func:`drain`."""
+    delivery = into or Delivery("handled", _thread_of(pending))
     rounds = 0
     while pending:
         batch = _unpack(pending)
+        thread = thread_key(batch[0])
         rounds += 1
         drainer = f"{owner}:drain{rounds}"
         taken = await store.alock(thread, drainer, Strategy.QUEUE, {"handover": list(batch)})
         if taken is not LockResult.ACQUIRED:
             delivery.handed_over += _ids(batch)
-            return
+            break
         try:
             subscribed = await store.ais_subscribed(thread)
             out: dict[str, Any] = {}
@@ -312,7 +321,7 @@ async def _adrain(
             if out["subscribed"] != subscribed:
                 await (store.asubscribe if out["subscribed"] else store.aunsubscribe)(thread)
             await store.aupdate_channel_state(
-                channel_key(message), _channel_update(thread, len(batch), out["subscribed"])
+                channel_key(batch[0]), _channel_update(thread, len(batch), out["subscribed"])
             )
         except Exception:
             _log_failed_drain(thread, drainer, batch)
@@ -320,3 +329,4 @@ async def _adrain(
         pending = await store.arelease_lock(thread, drainer)
         delivery.drained += _ids(batch)
         delivery.replies += out["replies"]
+    return delivery

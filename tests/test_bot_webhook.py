@@ -1,0 +1,420 @@
+"""The example bot's webhook: validation, signatures, size limit, dedupe, queued bursts.
+
+Each test runs against every adapter of the run (the ``store`` fixture), which the views
+get in place of the configured one; the sync view and its async twin run the same cases.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.handlers.asgi import ASGIRequest
+from django.test import AsyncClient, Client
+
+from chatstate import LockResult, default_snapshot
+from example_project.bot import handler, views
+from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from tests.conformance.helpers import LEASE, outlive, run_async
+
+SECRET = "test-signing-secret"
+THREAD = "slack:C1:T1"
+OTHER_HOLDER = "someone-else"
+
+
+@pytest.fixture(autouse=True)
+def bot_settings(settings: Any) -> None:
+    settings.BOT_SIGNING_SECRET = SECRET
+    settings.BOT_THINK_SECONDS = 0
+    settings.BOT_MAX_BODY_BYTES = 16 * 1024
+    settings.BOT_SIGNATURE_MAX_AGE = 300
+
+
+@pytest.fixture
+def bot(store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The bot's views use ``store`` (each backend of the run) as their adapter."""
+    monkeypatch.setattr(views, "get_adapter", lambda: store)
+    return store
+
+
+def message(mid: str, text: str = "hello", user: str = "alice", **fields: Any) -> dict[str, Any]:
+    return {"platform": "slack", "message_id": mid, "channel_id": "C1", "thread_id": "T1",
+            "user": user, "text": text, "ts": 1700000000.5, **fields}
+
+
+def body_of(data: Any) -> bytes:
+    return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+Post = Callable[..., tuple[int, dict[str, Any]]]
+
+
+def _post_sync(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    body = body_of(data)
+    response = Client().post("/bot/webhook", body, content_type="application/json",
+                             headers=signed_headers(body, SECRET) if headers is None else headers)
+    return response.status_code, response.json()
+
+
+def _post_async(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    body = body_of(data)
+
+    async def post() -> Any:
+        return await AsyncClient().post(
+            "/bot/webhook-async", body, content_type="application/json",
+            headers=signed_headers(body, SECRET) if headers is None else headers,
+        )
+
+    response = run_async(post)
+    return response.status_code, response.json()
+
+
+@pytest.fixture(params=["sync", "async"])
+def post(request: pytest.FixtureRequest) -> Post:
+    """POST a (signed, unless ``headers`` are given) body to the sync or the async view."""
+    return _post_sync if request.param == "sync" else _post_async
+
+
+@pytest.fixture
+def drain(request: pytest.FixtureRequest, post: Post) -> Callable[..., handler.Delivery]:
+    """:func:`handler.drain`, or its async twin alongside the async view."""
+    if post is _post_sync:
+        return handler.drain
+    return lambda *args, **kwargs: run_async(handler.adrain, *args, **kwargs)
+
+
+def assert_untouched(store: Any) -> None:
+    assert store.snapshot() == default_snapshot()
+
+
+# -- the happy path --------------------------------------------------------------------
+
+
+def test_mention_subscribes_and_answers(bot: Any, post: Post) -> None:
+    status, body = post(message("m1", "@bot hi there"))
+    assert status == 200
+    assert body["status"] == "handled"
+    assert body["thread"] == THREAD
+    assert [r["in_reply_to"] for r in body["replies"]] == ["m1"]
+    assert "following this thread" in body["replies"][0]["text"]
+    assert bot.is_subscribed(THREAD)
+    state = bot.thread_state(THREAD)
+    assert state["turns"] == 1
+    assert state["participants"] == ["alice"]
+    assert state["last_message"]["text"] == "@bot hi there"
+    assert state["processed"] == ["m1"]
+    assert bot.channel_state("slack:C1") == {"messages": 1, "active_threads": [THREAD]}
+    assert bot.lock(THREAD, "probe") is LockResult.ACQUIRED  # the lock was released
+
+
+def test_unmentioned_thread_is_tracked_not_answered(bot: Any, post: Post) -> None:
+    status, body = post(message("m1", "just chatting"))
+    assert (status, body["status"], body["replies"]) == (200, "handled", [])
+    assert not bot.is_subscribed(THREAD)
+    assert bot.thread_state(THREAD)["turns"] == 1
+    assert bot.channel_state("slack:C1") == {"messages": 1, "active_threads": []}
+
+
+def test_followed_thread_answers_every_message_until_stop(bot: Any, post: Post) -> None:
+    post(message("m1", "@bot help"))
+    status, body = post(message("m2", "any news?", user="bob"))
+    assert [r["in_reply_to"] for r in body["replies"]] == ["m2"]
+    assert "2 people" in body["replies"][0]["text"]
+    status, body = post(message("m3", "thanks @BOT stop"))
+    assert "stop following" in body["replies"][0]["text"]
+    assert not bot.is_subscribed(THREAD)
+    status, body = post(message("m4", "bye"))
+    assert body["replies"] == []
+    state = bot.thread_state(THREAD)
+    assert state["turns"] == 4
+    assert state["participants"] == ["alice", "bob"]
+    assert [r["in_reply_to"] for r in state["replies"]] == ["m1", "m2", "m3"]
+    assert bot.channel_state("slack:C1") == {"messages": 4, "active_threads": []}
+
+
+# -- validation --------------------------------------------------------------------------
+
+INVALID: list[tuple[str, Any, str | None]] = [
+    ("not json", b"{nope", None),
+    ("not an object", [1, 2], None),
+    ("not utf-8", b"\xff\xfe{}", None),
+    *[(f"missing {f}", {k: v for k, v in message("m1").items() if k != f}, f)
+      for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text", "ts")],
+    ("platform not a string", message("m1", platform=7), "platform"),
+    ("platform empty", message("m1", platform=""), "platform"),
+    ("platform too long", message("m1", platform="p" * 33), "platform"),
+    ("platform with colon", message("m1", platform="a:b"), "platform"),
+    ("message_id null", message(None), "message_id"),
+    ("message_id too long", message("m" * 129), "message_id"),
+    ("message_id with space", message("m 1"), "message_id"),
+    ("channel_id with colon", message("m1", channel_id="C:1"), "channel_id"),
+    ("channel_id with newline", message("m1", channel_id="C\n1"), "channel_id"),
+    ("thread_id a list", message("m1", thread_id=["T1"]), "thread_id"),
+    ("user empty", message("m1", user=""), "user"),
+    ("text not a string", message("m1", text=None), "text"),
+    ("text too long", message("m1", text="x" * 4001), "text"),
+    ("ts not a number", message("m1", ts="yesterday"), "ts"),
+    ("ts negative", message("m1", ts=-1), "ts"),
+    ("ts a boolean", message("m1", ts=True), "ts"),
+    ("ts infinite", message("m1", ts="inf"), "ts"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "field"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_message_is_refused_naming_the_field(
+    bot: Any, post: Post, case: str, data: Any, field: str | None
+) -> None:
+    status, body = post(data)
+    assert status == 400
+    assert body["field"] == field
+    assert body["error"]
+    if field:
+        assert field in body["error"]
+    assert_untouched(bot)
+
+
+def test_unknown_fields_are_ignored_and_numeric_string_ts_accepted(bot: Any, post: Post) -> None:
+    status, body = post(message("m1", ts="1700000000.000100", attachments=[{"a": 1}]))
+    assert (status, body["status"]) == (200, "handled")
+    assert bot.thread_state(THREAD)["last_message"]["ts"] == pytest.approx(1700000000.0001)
+
+
+def test_get_is_not_allowed(bot: Any) -> None:
+    response = Client().get("/bot/webhook")
+    assert response.status_code == 405
+    assert response.json()["field"] is None
+    assert_untouched(bot)
+
+
+# -- signatures -----------------------------------------------------------------------
+
+
+def _headers(body: bytes, **changes: Any) -> dict[str, str]:
+    headers = signed_headers(body, SECRET)
+    for name, value in changes.items():
+        header = {"signature": SIGNATURE_HEADER, "timestamp": TIMESTAMP_HEADER}[name]
+        if value is None:
+            del headers[header]
+        else:
+            headers[header] = value
+    return headers
+
+
+def _signature_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], str]]:
+    now = int(time.time())
+    return [
+        ("no signature", lambda b: _headers(b, signature=None), SIGNATURE_HEADER),
+        ("no timestamp", lambda b: _headers(b, timestamp=None), TIMESTAMP_HEADER),
+        ("no headers", lambda b: {}, TIMESTAMP_HEADER),
+        ("wrong secret", lambda b: signed_headers(b, "not-the-secret"), SIGNATURE_HEADER),
+        ("other body", lambda b: signed_headers(b + b" ", SECRET), SIGNATURE_HEADER),
+        ("garbage", lambda b: _headers(b, signature="v0=zz"), SIGNATURE_HEADER),
+        ("other version", lambda b: _headers(b, signature="v1" + _headers(b)[SIGNATURE_HEADER][2:]),
+         SIGNATURE_HEADER),
+        ("timestamp not a number", lambda b: _headers(b, timestamp="soon"), TIMESTAMP_HEADER),
+        ("stale", lambda b: signed_headers(b, SECRET, now=now - 301), TIMESTAMP_HEADER),
+        ("from the future", lambda b: signed_headers(b, SECRET, now=now + 301), TIMESTAMP_HEADER),
+        # The signature covers the timestamp: re-dating a captured request breaks it.
+        ("re-dated", lambda b: {**signed_headers(b, SECRET, now=now - 400),
+                                TIMESTAMP_HEADER: str(now)}, SIGNATURE_HEADER),
+    ]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in _signature_cases()])
+def test_bad_signature_is_refused(bot: Any, post: Post, case: str) -> None:
+    make_headers, field = {c[0]: c[1:] for c in _signature_cases()}[case]
+    body = body_of(message("m1", "@bot hi"))
+    status, answer = post(body, make_headers(body))
+    assert status == 401
+    assert answer["field"] == field
+    assert_untouched(bot)
+    # The same message, properly signed, is then handled: nothing was claimed.
+    assert post(body)[0] == 200
+
+
+def test_signature_within_max_age_is_accepted(bot: Any, post: Post) -> None:
+    body = body_of(message("m1"))
+    assert post(body, signed_headers(body, SECRET, now=time.time() - 290))[0] == 200
+
+
+# -- size limit ---------------------------------------------------------------------------
+
+
+def _padded(size: int) -> bytes:
+    """A valid message body of exactly ``size`` bytes (padding in an ignored field)."""
+    base = body_of(message("m1", pad=""))
+    return body_of(message("m1", pad="x" * (size - len(base))))
+
+
+def test_body_at_the_limit_is_accepted_one_more_byte_is_413(
+    bot: Any, post: Post, settings: Any
+) -> None:
+    settings.BOT_MAX_BODY_BYTES = 400
+    status, body = post(_padded(401))
+    assert status == 413
+    assert body["field"] == "body"
+    assert "400 bytes" in body["error"]
+    assert_untouched(bot)
+    assert len(_padded(400)) == 400
+    assert post(_padded(400))[0] == 200
+
+
+def test_413_before_the_signature_is_checked(bot: Any, post: Post, settings: Any) -> None:
+    settings.BOT_MAX_BODY_BYTES = 100
+    assert post(_padded(500), {})[0] == 413
+
+
+def _asgi_request(body: bytes, content_length: bool) -> ASGIRequest:
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed_headers(body, SECRET).items()]
+    headers.append((b"content-type", b"application/json"))
+    if content_length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    scope = {"type": "http", "method": "POST", "path": "/bot/webhook-async",
+             "query_string": b"", "headers": headers, "server": ("localhost", 80)}
+    return ASGIRequest(scope, io.BytesIO(body))
+
+
+def test_413_when_the_body_is_larger_than_no_content_length_says(
+    bot: Any, settings: Any
+) -> None:
+    """A chunked body declares no Content-Length: the bytes read are bounded all the same."""
+    settings.BOT_MAX_BODY_BYTES = 400
+    response = run_async(views.webhook_async, _asgi_request(_padded(401), content_length=False))
+    assert response.status_code == 413
+    assert_untouched(bot)
+    response = run_async(views.webhook_async, _asgi_request(_padded(400), content_length=False))
+    assert response.status_code == 200
+
+
+def test_bad_content_length_is_400(bot: Any) -> None:
+    body = body_of(message("m1"))
+    response = Client().generic("POST", "/bot/webhook", body, "application/json",
+                                CONTENT_LENGTH="lots", headers=signed_headers(body, SECRET))
+    assert response.status_code == 400
+    assert response.json()["field"] == "Content-Length"
+
+
+# -- dedupe -------------------------------------------------------------------------------
+
+
+def test_redelivery_is_answered_once(bot: Any, post: Post) -> None:
+    first = post(message("m1", "@bot hi"))
+    again = post(message("m1", "@bot hi"))
+    assert first[0] == again[0] == 200
+    assert first[1]["status"] == "handled"
+    assert len(first[1]["replies"]) == 1
+    assert again[1] == {"status": "duplicate", "thread": THREAD, "replies": [], "drained": [],
+                        "handed_over": []}
+    state = bot.thread_state(THREAD)
+    assert (state["turns"], len(state["replies"])) == (1, 1)
+    assert bot.channel_state("slack:C1")["messages"] == 1
+
+
+def test_same_message_id_on_another_platform_is_not_a_duplicate(bot: Any, post: Post) -> None:
+    assert post(message("m1"))[1]["status"] == "handled"
+    assert post(message("m1", platform="teams"))[1]["status"] == "handled"
+
+
+# -- a busy thread -------------------------------------------------------------------------
+
+
+def test_burst_into_busy_thread_queues_then_drains_in_order(
+    bot: Any, post: Post, drain: Callable[..., handler.Delivery]
+) -> None:
+    post(message("m1", "@bot watch this thread"))
+    assert bot.lock(THREAD, OTHER_HOLDER) is LockResult.ACQUIRED  # another worker is busy
+    users = {"m2": "bob", "m3": "carol", "m4": "dave"}
+    for mid, user in users.items():
+        status, body = post(message(mid, f"msg {mid}", user=user))
+        assert (status, body["status"], body["replies"]) == (202, "queued", [])
+    assert post(message("m3", "msg m3", user="carol"))[1]["status"] == "duplicate"
+    assert bot.thread_state(THREAD)["turns"] == 1  # nothing processed while busy
+
+    pending = bot.release_lock(THREAD, OTHER_HOLDER)
+    assert [e.metadata["message_id"] for e in pending] == ["m2", "m3", "m4"]
+    delivery = drain(bot, pending, "worker-2")
+    assert delivery.drained == ["m2", "m3", "m4"]
+    assert [r["in_reply_to"] for r in delivery.replies] == ["m2", "m3", "m4"]
+    state = bot.thread_state(THREAD)
+    assert state["processed"] == ["m1", "m2", "m3", "m4"]
+    assert state["turns"] == 4
+    assert state["participants"] == ["alice", "bob", "carol", "dave"]
+    assert bot.channel_state("slack:C1")["messages"] == 4
+    assert bot.lock(THREAD, "probe") is LockResult.ACQUIRED  # the drainer released
+    # A queued message redelivered after it was processed is still a duplicate.
+    assert post(message("m2", "msg m2", user="bob"))[1]["status"] == "duplicate"
+
+
+def test_drain_hands_the_batch_to_a_newer_holder(
+    bot: Any, post: Post, drain: Callable[..., handler.Delivery]
+) -> None:
+    post(message("m1", "@bot hi"))
+    bot.lock(THREAD, OTHER_HOLDER)
+    post(message("m2"))
+    post(message("m3"))
+    pending = bot.release_lock(THREAD, OTHER_HOLDER)
+    bot.lock(THREAD, "newer")  # a new delivery takes the thread before the drainer
+    first = drain(bot, pending, "worker-2")
+    assert (first.drained, first.handed_over) == ([], ["m2", "m3"])
+    post(message("m4"))  # queued behind the newer holder, after the handed-over batch
+    handed = bot.release_lock(THREAD, "newer")
+    assert [e.owner for e in handed][0] == "worker-2:drain1"
+    second = drain(bot, handed, "newer")
+    assert second.drained == ["m2", "m3", "m4"]
+    assert bot.thread_state(THREAD)["processed"] == ["m1", "m2", "m3", "m4"]
+
+
+def test_delivery_after_an_expired_lease_drains_what_waited(bot: Any, post: Post) -> None:
+    """A worker died holding the thread: once its lease expires, the next delivery takes
+    the thread, answers, then processes the messages that waited behind the dead one."""
+    post(message("m1", "@bot hi"))
+    bot.lock(THREAD, "dead-worker", ttl=LEASE)
+    assert post(message("m2"))[1]["status"] == "queued"
+    assert post(message("m3"))[1]["status"] == "queued"
+    outlive()
+    status, body = post(message("m4"))
+    assert (status, body["status"], body["drained"]) == (200, "handled", ["m2", "m3"])
+    assert [r["in_reply_to"] for r in body["replies"]] == ["m4", "m2", "m3"]
+    assert bot.thread_state(THREAD)["processed"] == ["m1", "m4", "m2", "m3"]
+
+
+def test_failing_handler_withdraws_the_claim(
+    bot: Any, post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot raising mid-message (a bug, a dead model API) is a 500 that leaves no trace,
+    so the platform's redelivery is handled."""
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("model unavailable")
+
+    body = body_of(message("m1", "@bot hi"))
+    with monkeypatch.context() as patch:
+        patch.setattr(handler, "_respond_all", broken)
+        with pytest.raises(RuntimeError, match="model unavailable"):
+            post(body)  # the test client re-raises what would be a 500
+    assert_untouched(bot)
+    assert post(body)[1]["status"] == "handled"
+
+
+# -- the signed state lookup ---------------------------------------------------------------
+
+
+def test_thread_lookup(bot: Any) -> None:
+    _post_sync(message("m1", "@bot hi"))
+    query = "platform=slack&channel_id=C1&thread_id=T1"
+    response = Client().get(f"/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET))
+    assert response.status_code == 200
+    data = response.json()
+    assert data["thread"] == THREAD and data["subscribed"] is True
+    assert data["state"]["processed"] == ["m1"]
+    assert data["channel_state"]["messages"] == 1
+    unsigned = Client().get(f"/bot/threads?{query}")
+    assert unsigned.status_code == 401
+    missing = "platform=slack&channel_id=C1"
+    response = Client().get(f"/bot/threads?{missing}",
+                            headers=signed_headers(missing.encode(), SECRET))
+    assert (response.status_code, response.json()["field"]) == (400, "thread_id")
