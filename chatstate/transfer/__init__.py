@@ -1,0 +1,14 @@
+"""Snapshots at scale: streamed JSON writing and reading, and the operations behind the
+``chatstate_snapshot`` / ``chatstate_restore`` management commands.
+
+- :mod:`~chatstate.transfer.sections`: ``SnapshotSections``, a snapshot as one stream per
+  section (what the adapters' streaming hooks exchange);
+- :mod:`~chatstate.transfer.writer`: ``write_snapshot``, exactly ``Snapshot.to_json``'s text;
+- :mod:`~chatstate.transfer.jsonstream` and :mod:`~chatstate.transfer.reader`: the file
+  checked as ``Snapshot.from_json`` would check it, then streamed;
+- :mod:`~chatstate.transfer.operations`: export, restore, dry-run report.
+"""
+
+from chatstate.transfer.sections import SECTIONS, SnapshotSections
+
+__all__ = ["SECTIONS", "SnapshotSections"]

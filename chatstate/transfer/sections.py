@@ -1,0 +1,110 @@
+"""``SnapshotSections``: a snapshot as one stream per section, never all in memory at once.
+
+This is the value the streaming hooks of :class:`~chatstate.adapters.base.StateAdapter`
+exchange (``snapshot_sections`` / ``load_snapshot_stream``), the writer turns into JSON and
+the reader produces from a file. Pure Python; no Django import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from chatstate.snapshot import Snapshot
+
+DedupeKey = tuple[str, str]
+Entry = tuple[str, dict[str, Any]]
+PendingList = tuple[str, list[dict[str, Any]]]
+_T = TypeVar("_T")
+
+#: The sections of the JSON form, in the order ``normalize_snapshot`` reads them.
+SECTIONS = (
+    "subscriptions",
+    "dedupe",
+    "dedupe_order",
+    "thread_state",
+    "channel_state",
+    "locks",
+    "pending_locks",
+)
+
+
+@dataclass
+class SnapshotSections:
+    """A snapshot as iterables, one per section; ``counts`` gives their lengths if known.
+
+    Orders (what ``Snapshot.to_json`` writes, so that the writer never sorts):
+
+    - ``subscriptions``: thread ids, sorted (code-point order, as Python sorts ``str``);
+    - ``dedupe``: ``(adapter, message_id)`` tuples, sorted;
+    - ``dedupe_order``: the same keys, oldest first;
+    - ``thread_state`` / ``channel_state``: ``(id, map)`` pairs sorted by id;
+    - ``locks``: ``(key, {"owner", "strategy", "metadata"[, "acquired_at", "expires_at"]})``
+      sorted by key;
+    - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order.
+
+    Each iterable is consumed at most once, section by section in any order. Values are what
+    ``validate_snapshot`` accepts: a loader may trust them. ``dedupe`` may be left empty by a
+    producer that only feeds a loader (loaders read ``dedupe_order``, the authority).
+    """
+
+    subscriptions: Iterable[str] = ()
+    dedupe: Iterable[DedupeKey] = ()
+    dedupe_order: Iterable[DedupeKey] = ()
+    thread_state: Iterable[Entry] = ()
+    channel_state: Iterable[Entry] = ()
+    locks: Iterable[Entry] = ()
+    pending_locks: Iterable[PendingList] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> SnapshotSections:
+        """The sections of an in-memory ``snapshot`` (its JSON form's orders and values)."""
+        data = snapshot.to_dict()
+        sections = cls(
+            subscriptions=data["subscriptions"],
+            dedupe=[(a, m) for a, m in data["dedupe"]],
+            dedupe_order=[(a, m) for a, m in data["dedupe_order"]],
+            thread_state=list(data["thread_state"].items()),
+            channel_state=list(data["channel_state"].items()),
+            locks=list(data["locks"].items()),
+            pending_locks=list(data["pending_locks"].items()),
+        )
+        sections.counts = {name: len(getattr(sections, name)) for name in SECTIONS}
+        return sections
+
+    def to_snapshot(self) -> Snapshot:
+        """Consume every section into one in-memory ``Snapshot`` (for small namespaces)."""
+        order = list(self.dedupe_order)
+        return Snapshot(
+            subscriptions=set(self.subscriptions),
+            dedupe=set(order) | set(self.dedupe),
+            dedupe_order=order,
+            thread_state=dict(self.thread_state),
+            channel_state=dict(self.channel_state),
+            locks=dict(self.locks),
+            pending_locks=dict(self.pending_locks),
+        )
+
+    def total(self) -> int:
+        """Entries over every section (the ``counts`` known; for progress reports)."""
+        return sum(self.counts.values())
+
+    def observed(self, tick: Callable[[int], None], every: int = 10_000) -> SnapshotSections:
+        """The same sections, each iterable calling ``tick(n)`` after every ``every`` entries
+        (and at its end with the remainder), so a caller can show progress."""
+        wrapped = {name: _ticking(getattr(self, name), tick, every) for name in SECTIONS}
+        return SnapshotSections(**wrapped, counts=dict(self.counts))
+
+
+def _ticking(items: Iterable[_T], tick: Callable[[int], None], every: int) -> Iterator[_T]:
+    n = 0
+    for item in items:
+        yield item
+        n += 1
+        if n == every:
+            tick(n)
+            n = 0
+    if n:
+        tick(n)
