@@ -92,7 +92,9 @@ def rows_shown(response: Any) -> list[str]:
     """The text of the first column of each result row of a changelist."""
     return [
         html.unescape(re.sub(r"<[^>]+>", "", cell))
-        for cell in re.findall(r'<th class="field-[^"]+"[^>]*>(.*?)</th>', response.content.decode())
+        for cell in re.findall(
+            r'<th class="field-[^"]+"[^>]*>(.*?)</th>', response.content.decode()
+        )
     ]
 
 
@@ -293,7 +295,9 @@ def test_force_release_drops_the_lock_and_names_what_was_pending(
 
 def test_force_release_says_when_nothing_was_pending(admin_client: Client, state: Any) -> None:
     lock = Lock.objects.get(key="slack:C2:1")
-    page = html.unescape(post_action(admin_client, "lock", "force_release", [lock]).content.decode())
+    page = html.unescape(
+        post_action(admin_client, "lock", "force_release", [lock]).content.decode()
+    )
     assert "Released lock 'slack:C2:1' (namespace 'ns-a', held by 'worker-3'); nothing" in page
 
 
@@ -345,8 +349,13 @@ def test_delete_across_a_filtered_namespace_clears_its_window(
 ) -> None:
     response = admin_client.post(
         changelist("dedupeentry") + "?namespace=ns-a",
-        {"action": "delete_entries", "index": "0", "select_across": "1", "post": "yes",
-         "_selected_action": [str(DedupeEntry.objects.filter(namespace="ns-a").first().pk)]},
+        {
+            "action": "delete_entries",
+            "index": "0",
+            "select_across": "1",
+            "post": "yes",
+            "_selected_action": [str(DedupeEntry.objects.filter(namespace="ns-a").first().pk)],
+        },
     )
     assert response.status_code == 302
     assert not DedupeEntry.objects.filter(namespace="ns-a").exists()
@@ -359,9 +368,7 @@ def test_view_only_user_cannot_delete_dedupe_entries(viewer: Client, state: Any)
     assert DedupeEntry.objects.filter(namespace="ns-a").count() == 4
 
 
-def test_the_change_permission_alone_allows_the_actions(
-    django_user_model: Any, state: Any
-) -> None:
+def test_the_change_permission_alone_allows_the_actions(django_user_model: Any, state: Any) -> None:
     operator = _user(django_user_model, "operator", ["change_lock"])
     lock = Lock.objects.get(namespace="ns-a", key=THREAD)
     post_action(operator, "lock", "force_release", [lock])

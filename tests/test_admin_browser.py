@@ -56,19 +56,21 @@ def page() -> Iterator[Any]:
         pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="chatstate-chromium-") as profile:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1600, "height": 900},
-            )
-            try:
-                yield context.new_page()
-            finally:
-                context.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="chatstate-chromium-") as profile,
+        sync_playwright() as playwright,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1600, "height": 900},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
 
 
 def _screenshot(page: Any, name: str) -> None:

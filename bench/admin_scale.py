@@ -1,0 +1,216 @@
+"""Measure the admin at scale on PostgreSQL (a measurement, not a test).
+
+Fills a dedicated database (``chatstate_admin_bench``, created if missing) with
+``--dedupe`` DedupeEntry rows and ``--threads`` ThreadState and Subscription rows (plus locks
+and pending entries), then times, through Django's test client as a logged-in superuser,
+the first and deep pages of every changelist, exact-id and prefix searches, a namespace
+filter and the overview. With ``--scale 10`` it then grows the dedupe and thread tables
+tenfold and measures again, to show the times stay flat.
+
+    .venv/bin/python bench/admin_scale.py [--dedupe 1000000] [--threads 100000] [--scale 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "chatstate_admin_bench"
+os.environ["CHATSTATE_TEST_DB"] = "postgres"
+os.environ["CHATSTATE_PG_NAME"] = DB_NAME
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+
+def create_database() -> None:
+    """Creates the bench database on the configured server unless it exists."""
+    import psycopg
+
+    from tests.services import PG
+
+    with psycopg.connect(
+        host=PG["HOST"],
+        port=PG["PORT"],
+        user=PG["USER"],
+        password=PG["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+FILL_SQL = """
+INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)
+SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
+       CASE WHEN mod(g, 3) = 0 THEN 'discord' ELSE 'slack' END,
+       'm' || g, g, now() - make_interval(secs => %(dedupe_hi)s - g)
+FROM generate_series(%(dedupe_lo)s, %(dedupe_hi)s) AS g;
+
+INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)
+SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
+       'slack:C' || (mod(g, 500)) || ':' || g,
+       jsonb_build_object('turns', mod(g, 17), 'topic', 'support', 'last', 'm' || g),
+       now() - make_interval(secs => mod(g, 86400))
+FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
+
+INSERT INTO chatstate_subscription (namespace, thread_id, created_at)
+SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
+       'slack:C' || (mod(g, 500)) || ':' || g, now() - make_interval(secs => mod(g, 86400))
+FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
+"""
+
+SMALL_SQL = """
+INSERT INTO chatstate_channelstate (namespace, channel_id, value, updated_at)
+SELECT 'prod', 'slack:C' || g, jsonb_build_object('topic', 'support'), now()
+FROM generate_series(1, 500) AS g;
+
+INSERT INTO chatstate_lock (namespace, key, owner, strategy, metadata, acquired_at, expires_at)
+SELECT CASE WHEN g % 10 = 0 THEN 'staging' ELSE 'prod' END,
+       'slack:C' || (g % 500) || ':' || g, 'worker-' || (g % 32),
+       (ARRAY['reject', 'queue', 'debounce'])[1 + g % 3],
+       jsonb_build_object('message_id', 'm' || g),
+       now() - make_interval(secs => g), now() + make_interval(secs => 300 - g % 600)
+FROM generate_series(1, 2000) AS g;
+
+INSERT INTO chatstate_pendinglockentry (namespace, key, owner, strategy, metadata, enqueued_at)
+SELECT l.namespace, l.key, 'worker-' || q, 'queue', jsonb_build_object('message_id', 'q' || q),
+       now()
+FROM chatstate_lock l, generate_series(1, 3) AS q WHERE l.strategy = 'queue';
+"""
+
+
+def fill(dedupe: tuple[int, int], threads: tuple[int, int], small: bool) -> float:
+    """Inserts the given id ranges (server-side ``generate_series``); returns seconds taken."""
+    from django.db import connection
+
+    started = time.perf_counter()
+    params = {
+        "dedupe_lo": dedupe[0],
+        "dedupe_hi": dedupe[1],
+        "threads_lo": threads[0],
+        "threads_hi": threads[1],
+    }
+    with connection.cursor() as cursor:
+        for statement in FILL_SQL.split(";"):
+            if statement.strip():
+                cursor.execute(statement, params)
+        if small:
+            for statement in SMALL_SQL.split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+        cursor.execute(
+            "INSERT INTO chatstate_dedupewindow (namespace, head) "
+            "SELECT namespace, max(seq) FROM chatstate_dedupeentry GROUP BY namespace "
+            "ON CONFLICT (namespace) DO UPDATE SET head = EXCLUDED.head"
+        )
+        for table in ("dedupeentry", "threadstate", "subscription", "lock", "pendinglockentry"):
+            # VACUUM sets the visibility map, as autovacuum would on a live database.
+            cursor.execute(f"VACUUM ANALYZE chatstate_{table}")
+    return time.perf_counter() - started
+
+
+def timed(client: object, url: str, repeat: int = 5) -> float:
+    """Median milliseconds of ``repeat`` GETs of ``url`` (after one warm-up GET).
+
+    NaN when the page does not exist at this size (the admin redirects with ``?e=1``).
+    """
+    response = client.get(url)  # type: ignore[attr-defined]
+    if response.status_code == 302:
+        return float("nan")
+    assert response.status_code == 200, (url, response.status_code)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(url)  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[str, float]]:
+    """Times the admin pages an operator opens; returns ``(what, ms)`` pairs."""
+    base = "/admin/chatstate"
+    mid_message = f"m{dedupe_rows // 2 + 1}"
+    mid_thread = f"slack:C{(thread_rows // 2 + 1) % 500}:{thread_rows // 2 + 1}"
+    urls = [
+        ("dedupe: first page", f"{base}/dedupeentry/"),
+        ("dedupe: page 500", f"{base}/dedupeentry/?p=500"),
+        ("dedupe: last offered page (1000)", f"{base}/dedupeentry/?p=1000"),
+        ("dedupe: search exact message id", f"{base}/dedupeentry/?q={mid_message}"),
+        ("dedupe: search adapter:message_id", f"{base}/dedupeentry/?q=slack:{mid_message}"),
+        ("dedupe: search prefix m12345*", f"{base}/dedupeentry/?q=m12345*"),
+        ("dedupe: namespace filter, page 200", f"{base}/dedupeentry/?namespace=prod&p=200"),
+        ("thread state: first page", f"{base}/threadstate/"),
+        ("thread state: page 500", f"{base}/threadstate/?p=500"),
+        ("thread state: search exact id", f"{base}/threadstate/?q={mid_thread}"),
+        ("subscription: first page", f"{base}/subscription/"),
+        ("subscription: page 500", f"{base}/subscription/?p=500"),
+        ("subscription: search exact id", f"{base}/subscription/?q={mid_thread}"),
+        ("channel state: first page", f"{base}/channelstate/"),
+        ("lock: first page", f"{base}/lock/"),
+        ("lock: search owner", f"{base}/lock/?q=worker-7"),
+        ("pending: first page", f"{base}/pendinglockentry/"),
+        ("overview: prod", f"{base}/lock/overview/?namespace=prod"),
+    ]
+    return [(what, timed(client, url)) for what, url in urls]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dedupe", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, default=100_000)
+    parser.add_argument("--scale", type=int, default=1, help="then grow the big tables N-fold")
+    args = parser.parse_args()
+
+    create_database()
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE chatstate_dedupeentry, chatstate_dedupewindow, chatstate_threadstate, "
+            "chatstate_subscription, chatstate_channelstate, chatstate_lock, "
+            "chatstate_pendinglockentry"
+        )
+    user_model = get_user_model()
+    user = user_model.objects.filter(
+        username="bench"
+    ).first() or user_model.objects.create_superuser("bench", "bench@example.com", "bench")
+    client = Client()
+    client.force_login(user)
+
+    dedupe, threads = args.dedupe, args.threads
+    seconds = fill((1, dedupe), (1, threads), small=True)
+    print(f"filled {dedupe:,} dedupe entries and {threads:,} threads in {seconds:.1f} s")
+    report = {1: measure(client, dedupe, threads)}
+    if args.scale > 1:
+        seconds = fill(
+            (dedupe + 1, dedupe * args.scale), (threads + 1, threads * args.scale), False
+        )
+        print(
+            f"grew to {dedupe * args.scale:,} dedupe entries and {threads * args.scale:,} "
+            f"threads in {seconds:.1f} s"
+        )
+        report[args.scale] = measure(client, dedupe * args.scale, threads * args.scale)
+
+    scales = sorted(report)
+    header = "".join(f"{f'{dedupe * s:,} dedupe (ms)':>24}" for s in scales)
+    print(f"\n{'page':<40}{header}")
+    for i, (what, _) in enumerate(report[1]):
+        cells = "".join(f"{report[s][i][1]:>24.1f}" for s in scales)
+        print(f"{what:<40}{cells}")
+
+
+if __name__ == "__main__":
+    main()
