@@ -65,11 +65,11 @@ def test_pending_entries_queued_during_the_block_are_returned_in_order(store: An
 def test_an_exception_writes_nothing_withdraws_the_claim_and_keeps_pending(store: Any) -> None:
     store.put_thread_state("t", {"turns": 1})
     store.mark_dedupe(("slack", "m0"), 10)
-    with pytest.raises(Boom):
-        with store.handle_message(KEY, thread_id="t", owner="w", strategy="queue") as msg:
-            msg.state["turns"] = 2
-            store.lock("t", "w2", "queue", {"m": 2})
-            raise Boom
+    cycle = store.handle_message(KEY, thread_id="t", owner="w", strategy="queue")
+    with pytest.raises(Boom), cycle as msg:
+        msg.state["turns"] = 2
+        store.lock("t", "w2", "queue", {"m": 2})
+        raise Boom
     snap = store.snapshot()
     assert snap.thread_state == {"t": {"turns": 1}}
     assert snap.dedupe_order == [("slack", "m0")]
@@ -98,9 +98,8 @@ def test_a_duplicate_runs_the_block_and_writes_nothing(store: Any) -> None:
 
 def test_a_duplicate_that_raises_leaves_the_original_claim(store: Any) -> None:
     store.mark_dedupe(KEY, 10)
-    with pytest.raises(Boom):
-        with store.handle_message(KEY, thread_id="t", owner="w"):
-            raise Boom
+    with pytest.raises(Boom), store.handle_message(KEY, thread_id="t", owner="w"):
+        raise Boom
     assert store.is_duplicate(KEY)
 
 
@@ -148,11 +147,11 @@ def test_concurrent_acquires_without_a_lock_and_writes_on_exit(store: Any) -> No
 
 def test_a_lost_lease_raises_not_owner_and_writes_nothing(store: Any) -> None:
     store.put_thread_state("t", {"n": 1})
-    with pytest.raises(NotOwner):
-        with store.handle_message(KEY, thread_id="t", owner="w", ttl=0.2) as msg:
-            msg.state["n"] = 2
-            outlive(0.2)
-            assert store.lock("t", "other", ttl=60) is LockResult.ACQUIRED
+    with pytest.raises(NotOwner), store.handle_message(KEY, thread_id="t", owner="w",
+                                                       ttl=0.2) as msg:
+        msg.state["n"] = 2
+        outlive(0.2)
+        assert store.lock("t", "other", ttl=60) is LockResult.ACQUIRED
     assert store.thread_state("t") == {"n": 1}
     assert store.snapshot().locks["t"]["owner"] == "other"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from chatstate import LockResult, NotOwner, default_snapshot
 from tests.conformance.helpers import entries, populate
-
-import pytest
 
 
 def test_state_in_one_namespace_is_invisible_in_another(store: Any, make_store: Any) -> None:

@@ -1,0 +1,87 @@
+"""System checks: a misconfigured ``CHATSTATE`` is reported by ``manage.py check``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.db import connection, transaction
+from django.test import override_settings
+
+MEMORY = "chatstate.adapters.memory.MemoryStateAdapter"
+DATABASE = "chatstate.adapters.database.DatabaseStateAdapter"
+
+
+def chatstate_messages(databases: list[str] | None = None) -> dict[str, str]:
+    """``{id: "message hint"}`` of the chatstate messages of ``run_checks()``."""
+    return {
+        m.id: f"{m.msg} {m.hint or ''}" for m in checks.run_checks(databases=databases)
+        if m.id and m.id.startswith("chatstate.")
+    }
+
+
+def test_the_test_settings_pass() -> None:
+    assert chatstate_messages() == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected", "mentions"),
+    [
+        ("not a dict", "chatstate.E001", "must be a dict"),
+        ({"ADAPTER": DATABASE, "NAMESAPCE": "typo"}, "chatstate.E002", "NAMESAPCE"),
+        ({"ADAPTER": "chatstate.adapters.nope.NopeAdapter"}, "chatstate.E003", "nope"),
+        ({"ADAPTER": "chatstate.conf.DEFAULTS"}, "chatstate.E003", "chatstate.conf.DEFAULTS"),
+        ({"ADAPTER": "NotADottedPath"}, "chatstate.E003", "NotADottedPath"),
+        ({"ADAPTER": MEMORY, "OPTIONS": ["namespace"]}, "chatstate.E004", "OPTIONS"),
+        ({"ADAPTER": MEMORY, "OPTIONS": {"colour": "blue"}}, "chatstate.E004", "colour"),
+        ({"ADAPTER": DATABASE, "OPTIONS": {"using": "missing"}}, "chatstate.E004", "missing"),
+        ({"NAMESPACE": ""}, "chatstate.E004", "namespace"),
+        ({"DEDUPE_LIMIT": 0}, "chatstate.E004", "DEDUPE_LIMIT"),
+        ({"LOCK_TTL": -1}, "chatstate.E004", "ttl"),
+        ({"DATABASE": "replica"}, "chatstate.E005", "replica"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("chatstate.") else None,
+)
+def test_a_misconfiguration_is_reported(setting: Any, expected: str, mentions: str) -> None:
+    with override_settings(CHATSTATE=setting):
+        found = chatstate_messages()
+    assert expected in found, found
+    assert mentions in found[expected]
+
+
+@pytest.mark.parametrize(("debug", "warned"), [(False, True), (True, False)])
+def test_the_memory_adapter_without_debug_is_a_warning(debug: bool, warned: bool) -> None:
+    with override_settings(CHATSTATE={"ADAPTER": MEMORY}, DEBUG=debug):
+        messages = checks.run_checks()
+    found = [m for m in messages if m.id == "chatstate.W001"]
+    assert bool(found) is warned
+    if warned:
+        assert found[0].level == checks.WARNING
+        assert not any(m.id and m.id.startswith("chatstate.E") for m in messages)
+
+
+@pytest.mark.django_db
+def test_missing_tables_are_reported_with_database_checks() -> None:
+    assert chatstate_messages(databases=["default"]) == {}
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+        found = chatstate_messages(databases=["default"])
+        raise Rollback
+    assert "chatstate.E006" in found and "migrate chatstate" in found["chatstate.E006"]
+    assert chatstate_messages(databases=["default"]) == {}
+
+
+@pytest.mark.django_db
+def test_missing_tables_do_not_matter_to_another_adapter() -> None:
+    with override_settings(CHATSTATE={"ADAPTER": MEMORY}, DEBUG=True), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+        found = chatstate_messages(databases=["default"])
+        transaction.set_rollback(True)
+    assert found == {}
