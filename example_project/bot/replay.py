@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -206,10 +207,14 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total, self.done, self.label = total, 0, label
+        self._lock = threading.Lock()
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled:
+        """Count ``n`` more done and redraw (safe from several sender threads)."""
+        with self._lock:
+            self.done += n
+            if not self.enabled:
+                return
             filled = 30 * self.done // max(self.total, 1)
             self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
                               f"{self.done}/{self.total}")
@@ -274,8 +279,8 @@ def drained_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
 
 
 def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str]:
-    """Every broken promise: an error answer, a message handled not exactly once, a queued
-    message never processed. ``[]`` when the replay went as chatstate guarantees."""
+    """Every broken promise: an error answer, a message accepted (handled or queued) more
+    than once, an accepted message never processed. ``[]`` when all went as guaranteed."""
     found = [f"step {o.step} {o.message['message_id']}: HTTP {o.status} {o.body}"
              for o in outcomes if o.kind == "error"]
     failed = {o.message["message_id"] for o in outcomes if o.kind == "error"}
@@ -285,8 +290,9 @@ def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str
         mid = o.message["message_id"]
         thread_of[mid] = thread_key(o.message)
         accepted[mid] = accepted.get(mid, 0) + (o.kind in ("handled", "queued"))
-    found += [f"{mid}: accepted {n} times (expected exactly once)"
-              for mid, n in accepted.items() if n != 1 and mid not in failed]
+    # None accepted is fine (all duplicates: it was handled before this replay); two is not.
+    found += [f"{mid}: accepted {n} times (expected at most once)"
+              for mid, n in accepted.items() if n > 1 and mid not in failed]
     for info in threads:
         processed = info["state"].get("processed", [])
         twice = sorted({mid for mid in processed if processed.count(mid) > 1})

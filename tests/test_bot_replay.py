@@ -1,0 +1,166 @@
+"""The example project end to end, in real processes: ``replay`` over HTTP against
+``runserver``, and ``migrate`` + ``demo`` as ``make demo`` runs them.
+
+Each test gets its own SQLite file (the example project runs on SQLite), so they run in the
+SQLite run of the suite only; no test database is involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import VENDOR
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "replay-test-secret"
+#: Upper bound on any one subprocess; the whole module finishes well within a minute.
+TIMEOUT = 120
+
+pytestmark = [
+    pytest.mark.crossprocess,
+    pytest.mark.skipif(VENDOR != "sqlite", reason="the example project runs on SQLite; "
+                       "the SQLite run covers it"),
+]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The example project's settings on a fresh SQLite file, with a known secret."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "EXAMPLE_SQLITE_PATH": str(tmp_path / "example.sqlite3"),
+        "BOT_SIGNING_SECRET": SECRET,
+        "BOT_THINK_SECONDS": "0.2",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``runserver`` (threaded, no reloader) on a migrated fresh database; its base URL."""
+    migrated = manage(env, "migrate", "--noinput", "-v", "0")
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                log.seek(0)
+                assert process.poll() is None, f"runserver exited:\n{log.read()}"
+                assert time.monotonic() < deadline, f"runserver never listened:\n{log.read()}"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def thread_info(base: str, channel: str, thread: str) -> dict[str, object]:
+    from example_project.bot.signing import signed_headers
+
+    query = urlencode({"platform": "slack", "channel_id": channel, "thread_id": thread})
+    request = urllib.request.Request(f"{base}/bot/threads?{query}",
+                                     headers=signed_headers(query.encode(), SECRET))
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def before(order: list[str], first: str, *later: str) -> bool:
+    return all(order.index(first) < order.index(mid) for mid in later)
+
+
+def test_replay_over_http_against_runserver(env: dict[str, str], server: str) -> None:
+    replayed = manage(env, "replay", "--url", server, "--concurrency", "4")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    out = replayed.stdout
+    assert f"{server}, sync view, 4 concurrent senders" in out
+    assert ("17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out), out
+    assert replayed.stderr == ""  # no progress bar: stderr is not a terminal
+    assert "duplicate, dropped" in out and "slack:C-support:deploy-42" in out
+
+    deploy = thread_info(server, "C-support", "deploy-42")
+    order = deploy["state"]["processed"]  # type: ignore[index]
+    # Every accepted message processed exactly once; the bursts in any order the lock
+    # decided, but each burst after what was sent before it and before what came after.
+    assert sorted(order) == ["m01", "m02", "m03", "m04", "m05", "m06", "m07", "m09", "m10"]
+    assert order[:2] == ["m01", "m02"]
+    assert set(order[2:6]) == {"m03", "m04", "m05", "m06"}
+    assert order[6] == "m07" and set(order[7:]) == {"m09", "m10"}
+    assert deploy["subscribed"] is True
+    assert deploy["state"]["turns"] == 9  # type: ignore[index]
+    assert len(deploy["state"]["replies"]) == 8  # type: ignore[index]  # m01: not yet followed
+    assert deploy["channel_state"] == {"messages": 9, "active_threads": [deploy["thread"]]}
+
+    lunch = thread_info(server, "C-random", "lunch-7")
+    order = lunch["state"]["processed"]  # type: ignore[index]
+    assert order[0] == "m08" and set(order[1:3]) == {"m11", "m12"} and order[3:] == ["m13", "m14"]
+    assert lunch["subscribed"] is False
+    assert lunch["channel_state"] == {"messages": 5, "active_threads": []}
+
+    # The server remembers: replaying again (through the async view) drops everything.
+    again = manage(env, "replay", "--url", server, "--async")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "17 deliveries: 0 handled at once, 0 queued then handled in order, " \
+           "17 duplicates dropped, 0 errors." in again.stdout
+    assert thread_info(server, "C-support", "deploy-42")["state"] == deploy["state"]
+
+
+def test_replay_reports_an_unreachable_server(env: dict[str, str]) -> None:
+    result = manage(env, "replay", "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "cannot reach the server" in result.stderr
+
+
+def test_make_demo_steps_on_a_fresh_database_twice(env: dict[str, str]) -> None:
+    """What ``make demo`` runs, on a fresh database, and again (it is idempotent)."""
+    outputs = []
+    for _ in range(2):
+        migrated = manage(env, "migrate", "--noinput", "-v", "0")
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        demo = manage(env, "demo")
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        outputs.append(demo.stdout)
+    first, second = outputs
+    for out in outputs:
+        assert "17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out
+        assert ".venv/bin/python manage.py runserver" in out
+        assert "http://127.0.0.1:8000/admin/" in out
+    assert "Superuser 'admin' (password 'admin') created." in first
+    assert "Superuser 'admin' (password 'admin') already exists." in second
+    assert "cleared" not in first and "cleared" in second
