@@ -78,7 +78,7 @@ class MemoryStateAdapter(StateAdapter):
 
     def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]:
         text = self._states.get((kind, object_id))
-        return {} if text is None else _loads(text)  # type: ignore[no-any-return]
+        return {} if text is None else _loads(text)
 
     def _do_put_state(
         self, kind: str, object_id: str, value: dict[str, Any], value_json: str
@@ -91,7 +91,7 @@ class MemoryStateAdapter(StateAdapter):
             new = fn(self._do_get_state(kind, object_id))
             text = dump_map(new, f"{kind} state returned by fn")
             self._states[(kind, object_id)] = text
-            return _loads(text)  # type: ignore[no-any-return]
+            return _loads(text)
 
     # -- dedupe --------------------------------------------------------------------------
 
@@ -246,8 +246,8 @@ class MemoryStateAdapter(StateAdapter):
                 self._locks.clear()
                 self._pending.clear()
             self._subscriptions.update(snapshot.subscriptions)
-            for key in snapshot.dedupe_order:
-                self._dedupe[key] = None
+            for dedupe_key in snapshot.dedupe_order:
+                self._dedupe[dedupe_key] = None
             self._states.update(states)
             self._locks.update(locks)
             for key, queue in pending.items():

@@ -67,7 +67,7 @@ def check_overflow(overflow: object) -> str:
     """Return ``overflow`` when it is ``"drop_oldest"`` or ``"drop_newest"``."""
     if overflow not in OVERFLOWS:
         raise ValueError(f"overflow must be 'drop_oldest' or 'drop_newest', not {overflow!r}")
-    return overflow  # type: ignore[return-value]
+    return overflow
 
 
 def dump_map(value: object, what: str = "state") -> str:
