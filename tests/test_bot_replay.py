@@ -7,6 +7,7 @@ SQLite run of the suite only; no test database is involved.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from example_project.bot import replay
 from tests.conftest import VENDOR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +29,9 @@ SECRET = "replay-test-secret"
 #: Upper bound on any one subprocess; the whole module finishes well within a minute.
 TIMEOUT = 120
 
-pytestmark = [
-    pytest.mark.crossprocess,
-    pytest.mark.skipif(VENDOR != "sqlite", reason="the example project runs on SQLite; "
-                       "the SQLite run covers it"),
-]
+pytestmark = pytest.mark.skipif(
+    VENDOR != "sqlite", reason="the example project runs on SQLite; the SQLite run covers it"
+)
 
 
 @pytest.fixture
@@ -105,6 +105,7 @@ def before(order: list[str], first: str, *later: str) -> bool:
     return all(order.index(first) < order.index(mid) for mid in later)
 
 
+@pytest.mark.crossprocess
 def test_replay_over_http_against_runserver(env: dict[str, str], server: str) -> None:
     replayed = manage(env, "replay", "--url", server, "--concurrency", "4")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
@@ -141,12 +142,14 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
     assert thread_info(server, "C-support", "deploy-42")["state"] == deploy["state"]
 
 
+@pytest.mark.crossprocess
 def test_replay_reports_an_unreachable_server(env: dict[str, str]) -> None:
     result = manage(env, "replay", "--url", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "cannot reach the server" in result.stderr
 
 
+@pytest.mark.crossprocess
 def test_make_demo_steps_on_a_fresh_database_twice(env: dict[str, str]) -> None:
     """What ``make demo`` runs, on a fresh database, and again (it is idempotent)."""
     outputs = []
@@ -164,3 +167,40 @@ def test_make_demo_steps_on_a_fresh_database_twice(env: dict[str, str]) -> None:
     assert "Superuser 'admin' (password 'admin') created." in first
     assert "Superuser 'admin' (password 'admin') already exists." in second
     assert "cleared" not in first and "cleared" in second
+
+
+def test_conversation_file_errors_name_the_line(tmp_path: Path) -> None:
+    good = replay.SAMPLE.read_text().splitlines()[0]
+    cases = {
+        "not json": ("{oops", "line 2: not JSON"),
+        "no deliveries": ('{"note": "x"}', "line 2: expected an object with a 'deliveries' list"),
+        "bad message": ('{"deliveries": [{"platform": "slack"}]}',
+                        "line 2: deliveries[0]: message_id is required"),
+    }
+    for name, (line, error) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(f"{good}\n{line}\n")
+        with pytest.raises(ValueError, match=error.replace("[", r"\[").replace("]", r"\]")):
+            replay.load_steps(path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="no steps"):
+        replay.load_steps(empty)
+    assert len(replay.load_steps(replay.SAMPLE)) == 9
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = replay.Progress(4, stream)
+        for _ in range(4):
+            bar.advance()
+        bar.close()
+    assert "replay [###############...............] 2/4" in terminal.getvalue()
+    assert "4/4" in terminal.getvalue() and terminal.getvalue().endswith("\r")
+    assert pipe.getvalue() == ""
