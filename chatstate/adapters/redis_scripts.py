@@ -48,8 +48,8 @@ end
 local function claim(dd, seq, member, limit)
     if redis.call('ZSCORE', dd, member) then return 0 end
     redis.call('ZADD', dd, redis.call('INCR', seq), member)
-    local size = redis.call('ZCARD', dd)
-    if size > limit then redis.call('ZREMRANGEBYRANK', dd, 0, size - limit - 1) end
+    -- Ranks 0 .. -(limit + 1): all but the newest ``limit`` (nothing while not full).
+    redis.call('ZREMRANGEBYRANK', dd, 0, -(limit + 1))
     return 1
 end
 
@@ -92,8 +92,10 @@ local function release(locks, q, qkeys, key, owner, keep)
     if rec then redis.call('HDEL', locks, key) end
     if keep then return {1, '', {}} end
     local entries = redis.call('LRANGE', q, 0, -1)
-    redis.call('DEL', q)
-    redis.call('SREM', qkeys, key)
+    if #entries > 0 then
+        redis.call('DEL', q)
+        redis.call('SREM', qkeys, key)
+    end
     return {1, '', entries}
 end
 """
