@@ -37,6 +37,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import re
 import statistics
 import time
 from array import array
@@ -259,33 +260,53 @@ def _run_workers(config: Config) -> tuple[float, list[float]]:
 
 
 _WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE")
+_WRITING_FUNCTION = re.compile(r"\bchatstate_(claim|withdraw|lock|release|enter|commit|abort)\(")
 
 
 def _is_write(sql: str) -> bool:
-    text = sql.lstrip().upper()
-    return text.startswith(_WRITE_PREFIXES) or "FOR UPDATE" in text or "CHATSTATE_" in text
+    """Whether ``sql`` writes or locks rows (so its transaction's commit flushes WAL)."""
+    text = sql.lstrip()
+    return (
+        text.upper().startswith(_WRITE_PREFIXES)
+        or "FOR UPDATE" in text.upper()
+        or _WRITING_FUNCTION.search(text) is not None
+    )
+
+
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 @contextlib.contextmanager
 def count_statements(using: str) -> Iterator[dict[str, int]]:
-    """Count the statements and committed transactions on database ``using`` in the block.
+    """Count the statements, round trips and committed transactions on ``using`` in the block.
 
-    Yields ``{"statements", "commits", "write_commits"}``, filled in as the block runs. A
-    statement outside ``transaction.atomic()`` is its own transaction (autocommit); an
-    outermost atomic block that commits is one transaction. A transaction is a *write*
-    commit when one of its statements writes or locks rows (see :func:`_is_write`).
+    Yields ``{"statements", "round_trips", "commits", "write_commits"}``, filled in as the
+    block runs:
+
+    * ``statements`` — every statement sent through a Django cursor (savepoints included);
+    * ``round_trips`` — those, plus the BEGIN and COMMIT the driver sends around each
+      outermost ``transaction.atomic()`` block (on SQLite, in process, Django sends its own
+      BEGIN as a statement and COMMIT costs no round trip). This is what Django logs in
+      ``connection.queries`` and what ``django_assert_num_queries`` counts;
+    * ``commits`` — committed transactions: each statement run outside
+      ``transaction.atomic()`` (autocommit) and each outermost atomic block that commits;
+    * ``write_commits`` — those transactions that write or lock rows (see :func:`_is_write`):
+      the ones that cost a WAL flush.
     """
     from django.db import connections
 
     connection = connections[using]
-    counts = {"statements": 0, "commits": 0, "write_commits": 0}
+    counts = {"statements": 0, "round_trips": 0, "commits": 0, "write_commits": 0}
     pending_write = [False]
+    driver_begin = connection.vendor != "sqlite"
 
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         counts["statements"] += 1
-        if connection.in_atomic_block:
+        counts["round_trips"] += 1
+        control = sql.lstrip().upper().startswith(_TRANSACTION_CONTROL)
+        if connection.in_atomic_block or not connection.get_autocommit():
             pending_write[0] = pending_write[0] or _is_write(sql)
-        else:
+        elif not control:
             counts["commits"] += 1
             counts["write_commits"] += _is_write(sql)
         return execute(sql, params, many, context)
@@ -295,6 +316,7 @@ def count_statements(using: str) -> Iterator[dict[str, int]]:
     def commit() -> None:
         counts["commits"] += 1
         counts["write_commits"] += pending_write[0]
+        counts["round_trips"] += 2 if driver_begin else 1
         pending_write[0] = False
         original_commit()
 
@@ -347,7 +369,7 @@ def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
         figures["statements_per_cycle"] = counts["statements"]
         figures["commits_per_cycle"] = counts["commits"]
         figures["write_commits_per_cycle"] = counts["write_commits"]
-        figures["round_trips_per_cycle"] = counts["statements"]
+        figures["round_trips_per_cycle"] = counts["round_trips"]
     elif config["mode"] == "raw":
         # By construction: chatstate_enter + chatstate_commit, autocommit, both write.
         figures.update(statements_per_cycle=2, commits_per_cycle=2, write_commits_per_cycle=2,

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: The adapter hooks this module replaces when the database is PostgreSQL.
 FAST_METHODS = (
+    "_do_subscribe",
+    "_do_unsubscribe",
+    "_do_put_state",
     "_do_claim_dedupe",
     "_do_withdraw_dedupe",
     "_do_lock",
@@ -208,6 +211,11 @@ def _call(adapter: DatabaseStateAdapter, sql: str, params: tuple[Any, ...]) -> A
         return cursor.fetchone()
 
 
+def _execute(adapter: DatabaseStateAdapter, sql: str, params: tuple[Any, ...]) -> None:
+    with connections[adapter.using].cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _json(value: Any) -> Any:
     # Django's psycopg setup hands jsonb back as text; a bare connection parses it.
     return json.loads(value) if isinstance(value, (str, bytes)) else value
@@ -229,6 +237,43 @@ def _released(adapter: DatabaseStateAdapter, key: str, owner: str, row: Any) -> 
 
 
 # Each function below replaces the DatabaseStateAdapter hook of the same name.
+
+# One statement is atomic on its own: sent in autocommit mode, it is one round trip and one
+# commit (the ORM's bulk_create / delete would wrap it in BEGIN ... COMMIT: three).
+_STATE_TABLES = {"thread": ("chatstate_threadstate", "thread_id"),
+                 "channel": ("chatstate_channelstate", "channel_id")}
+
+
+def _do_subscribe(self: DatabaseStateAdapter, thread_id: str) -> None:
+    _execute(
+        self,
+        "INSERT INTO chatstate_subscription (namespace, thread_id, created_at)"
+        " VALUES (%s, %s, statement_timestamp()) ON CONFLICT (namespace, thread_id) DO NOTHING",
+        (self.namespace, thread_id),
+    )
+
+
+def _do_unsubscribe(self: DatabaseStateAdapter, thread_id: str) -> None:
+    _execute(
+        self,
+        "DELETE FROM chatstate_subscription WHERE namespace = %s AND thread_id = %s",
+        (self.namespace, thread_id),
+    )
+
+
+def _do_put_state(
+    self: DatabaseStateAdapter, kind: str, object_id: str, value: dict[str, Any], value_json: str
+) -> None:
+    table, column = _STATE_TABLES[kind]
+    _execute(
+        self,
+        f"INSERT INTO {table} (namespace, {column}, value, updated_at)"
+        " VALUES (%s, %s, %s::jsonb, statement_timestamp())"
+        f" ON CONFLICT (namespace, {column})"
+        " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+        (self.namespace, object_id, value_json),
+    )
+
 
 
 def _do_claim_dedupe(self: DatabaseStateAdapter, key: DedupeKey, limit: int) -> bool:

@@ -1,0 +1,271 @@
+"""Query budgets: how many statements and commits each operation sends, fixed at their optimum.
+
+A regression (an extra round trip, an extra commit) fails here; speed itself is judged by
+``manage.py chatstate_bench``, never by a timed test.
+
+The tests run on ``transactional_db`` (no wrapping test transaction), so the counts are
+those of production in autocommit mode. A budget is ``(round trips, commits)``:
+
+* round trips — what ``django_assert_num_queries`` counts: every statement, plus the BEGIN
+  and COMMIT around each ``transaction.atomic()`` block (Django >= 4.2 logs those too);
+  :func:`chatstate.bench.count_statements` must agree;
+* commits — committed transactions, counted by ``count_statements``: a statement outside
+  ``transaction.atomic()`` is one (autocommit), an outermost atomic block is one.
+
+* PostgreSQL fast path (``DatabaseStateAdapter`` on PostgreSQL): defined in the PostgreSQL
+  run only. Each primitive is one statement and one commit; the uncontended
+  ``handle_message`` cycle is two (``chatstate_enter``, ``chatstate_commit``).
+* Portable ORM path (``fast_sql=False`` on PostgreSQL; the only path on SQLite): its own
+  budgets, per vendor, so that a regression there shows too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from chatstate.adapters.database import DatabaseStateAdapter
+from chatstate.bench import count_statements
+
+VENDOR = connection.vendor
+_names = itertools.count(1)
+
+Op = Callable[[DatabaseStateAdapter], Any]
+
+
+def _setup_lock(s: DatabaseStateAdapter) -> None:
+    s.lock("k", "a")
+
+
+def _setup_queue(s: DatabaseStateAdapter) -> None:
+    s.lock("k", "a")
+    s.lock("k", "b", "queue")
+
+
+def _setup_state(s: DatabaseStateAdapter) -> None:
+    s.put_thread_state("t", {"n": 1})
+
+
+def _setup_subscribed(s: DatabaseStateAdapter) -> None:
+    s.subscribe("t")
+    s.put_thread_state("t", {"n": 1})
+
+
+def _cycle(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w") as msg:
+        assert msg.acquired
+        msg.state["n"] += 1
+
+
+def _cycle_unchanged(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w") as msg:
+        assert msg.acquired
+
+
+def _cycle_duplicate(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m0"), thread_id="t", owner="w") as msg:
+        assert msg.duplicate
+
+
+def _setup_duplicate(s: DatabaseStateAdapter) -> None:
+    _setup_subscribed(s)
+    s.mark_dedupe(("slack", "m0"))
+
+
+def _noop(s: DatabaseStateAdapter) -> None:
+    pass
+
+
+#: name -> (setup, operation). Each runs in a fresh namespace.
+OPERATIONS: dict[str, tuple[Op, Op]] = {
+    "is_subscribed": (_noop, lambda s: s.is_subscribed("t")),
+    "subscribe": (_noop, lambda s: s.subscribe("t")),
+    "unsubscribe": (_setup_subscribed, lambda s: s.unsubscribe("t")),
+    "thread_state": (_setup_state, lambda s: s.thread_state("t")),
+    "put_thread_state": (_setup_state, lambda s: s.put_thread_state("t", {"n": 2})),
+    "channel_state": (_noop, lambda s: s.channel_state("c")),
+    "put_channel_state": (_noop, lambda s: s.put_channel_state("c", {"n": 2})),
+    "is_duplicate": (_noop, lambda s: s.is_duplicate(("slack", "m1"))),
+    "claim_dedupe": (_noop, lambda s: s.claim_dedupe(("slack", "m1"))),
+    "claim_dedupe_duplicate": (_setup_duplicate, lambda s: s.claim_dedupe(("slack", "m0"))),
+    "mark_dedupe": (_noop, lambda s: s.mark_dedupe(("slack", "m1"))),
+    "lock": (_noop, lambda s: s.lock("k", "a")),
+    "lock_busy": (_setup_lock, lambda s: s.lock("k", "b")),
+    "lock_queue": (_setup_lock, lambda s: s.lock("k", "b", "queue")),
+    "lock_debounce": (_setup_queue, lambda s: s.lock("k", "c", "debounce")),
+    "extend_lock": (_setup_lock, lambda s: s.extend_lock("k", "a", 60)),
+    "release_lock": (_setup_lock, lambda s: s.release_lock("k", "a")),
+    "release_lock_with_pending": (_setup_queue, lambda s: s.release_lock("k", "a")),
+    "force_release_lock": (_setup_lock, lambda s: s.force_release_lock("k")),
+    "update_thread_state": (
+        _setup_state, lambda s: s.update_thread_state("t", lambda m: {**m, "n": 2})
+    ),
+    "handle_message": (_setup_subscribed, _cycle),
+    "handle_message_unchanged_state": (_setup_subscribed, _cycle_unchanged),
+    "handle_message_duplicate": (_setup_duplicate, _cycle_duplicate),
+}
+
+#: PostgreSQL fast path: name -> (round trips, commits). Every primitive is one statement in
+#: autocommit mode; ``update_thread_state`` keeps ``select_for_update`` on the state row inside
+#: one transaction (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT).
+FAST_BUDGETS: dict[str, tuple[int, int]] = {
+    "is_subscribed": (1, 1),
+    "subscribe": (1, 1),
+    "unsubscribe": (1, 1),
+    "thread_state": (1, 1),
+    "put_thread_state": (1, 1),
+    "channel_state": (1, 1),
+    "put_channel_state": (1, 1),
+    "is_duplicate": (1, 1),
+    "claim_dedupe": (1, 1),
+    "claim_dedupe_duplicate": (1, 1),
+    "mark_dedupe": (1, 1),
+    "lock": (1, 1),
+    "lock_busy": (1, 1),
+    "lock_queue": (1, 1),
+    "lock_debounce": (1, 1),
+    "extend_lock": (1, 1),
+    "release_lock": (1, 1),
+    "release_lock_with_pending": (1, 1),
+    "force_release_lock": (1, 1),
+    "update_thread_state": (4, 1),
+    "handle_message": (2, 2),
+    "handle_message_unchanged_state": (2, 2),
+    "handle_message_duplicate": (1, 1),
+}
+
+#: Portable ORM path, per vendor: name -> (round trips, commits). On SQLite a write
+#: transaction starts with Django's BEGIN and one statement that takes the write lock.
+ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
+    "postgresql": {
+        "is_subscribed": (1, 1),
+        "subscribe": (3, 1),
+        "unsubscribe": (3, 1),
+        "thread_state": (1, 1),
+        "put_thread_state": (3, 1),
+        "channel_state": (1, 1),
+        "put_channel_state": (3, 1),
+        "is_duplicate": (1, 1),
+        "claim_dedupe": (10, 2),
+        "claim_dedupe_duplicate": (1, 1),
+        "mark_dedupe": (10, 2),
+        "lock": (7, 1),
+        "lock_busy": (4, 1),
+        "lock_queue": (5, 1),
+        "lock_debounce": (6, 1),
+        "extend_lock": (4, 1),
+        "release_lock": (5, 1),
+        "release_lock_with_pending": (6, 1),
+        "force_release_lock": (5, 1),
+        "update_thread_state": (4, 1),
+        "handle_message": (27, 6),
+        "handle_message_unchanged_state": (24, 6),
+        "handle_message_duplicate": (2, 2),
+    },
+    "sqlite": {
+        "is_subscribed": (1, 1),
+        "subscribe": (4, 1),
+        "unsubscribe": (4, 1),
+        "thread_state": (1, 1),
+        "put_thread_state": (4, 1),
+        "channel_state": (1, 1),
+        "put_channel_state": (4, 1),
+        "is_duplicate": (1, 1),
+        "claim_dedupe": (11, 2),
+        "claim_dedupe_duplicate": (1, 1),
+        "mark_dedupe": (11, 2),
+        "lock": (7, 1),
+        "lock_busy": (4, 1),
+        "lock_queue": (5, 1),
+        "lock_debounce": (6, 1),
+        "extend_lock": (4, 1),
+        "release_lock": (6, 1),
+        "release_lock_with_pending": (7, 1),
+        "force_release_lock": (6, 1),
+        "update_thread_state": (5, 1),
+        "handle_message": (30, 6),
+        "handle_message_unchanged_state": (26, 6),
+        "handle_message_duplicate": (2, 2),
+    },
+}
+
+
+def _measure(
+    adapter: DatabaseStateAdapter, name: str, assert_num_queries: Any, round_trips: int
+) -> tuple[int, list[str]]:
+    """Run operation ``name`` after its setup; assert its round trips; (commits, SQL sent)."""
+    setup, operation = OPERATIONS[name]
+    setup(adapter)
+    with assert_num_queries(round_trips) as captured, count_statements(adapter.using) as counts:
+        operation(adapter)
+    assert counts["round_trips"] == round_trips
+    return counts["commits"], [q["sql"] for q in captured.captured_queries]
+
+
+def _adapter(fast_sql: bool) -> DatabaseStateAdapter:
+    return DatabaseStateAdapter(namespace=f"budget-{next(_names)}", fast_sql=fast_sql)
+
+
+if VENDOR == "postgresql":
+    # Defined in the PostgreSQL run only: on SQLite there is no fast path to budget.
+
+    @pytest.mark.parametrize("name", list(FAST_BUDGETS))
+    def test_fast_path_budget(
+        name: str, transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        assert adapter.fast_sql
+        round_trips, commits = FAST_BUDGETS[name]
+        counted_commits, _ = _measure(adapter, name, django_assert_num_queries, round_trips)
+        assert counted_commits == commits, f"{name}: {counted_commits} commits, budget {commits}"
+
+    def test_the_fast_cycle_is_one_function_call_on_entry_and_one_on_exit(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _, sqls = _measure(adapter, "handle_message", django_assert_num_queries, 2)
+        assert "chatstate_enter(" in sqls[0]
+        assert "chatstate_commit(" in sqls[1]
+
+    def test_queueing_locks_the_held_lock_row_inside_chatstate_lock(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _, sqls = _measure(adapter, "lock_queue", django_assert_num_queries, 1)
+        assert "chatstate_lock(" in sqls[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'chatstate_lock'")
+            source = cursor.fetchone()[0]
+        assert re.search(r"FROM chatstate_lock\s+WHERE .*FOR UPDATE", source, re.S)
+
+
+@pytest.mark.parametrize("name", list(ORM_BUDGETS["postgresql"]))
+def test_orm_path_budget(name: str, transactional_db: None, django_assert_num_queries: Any) -> None:
+    adapter = _adapter(fast_sql=False)
+    assert not adapter.fast_sql
+    round_trips, commits = ORM_BUDGETS[VENDOR][name]
+    counted_commits, _ = _measure(adapter, name, django_assert_num_queries, round_trips)
+    assert counted_commits == commits, f"{name}: {counted_commits} commits, budget {commits}"
+
+
+def test_update_thread_state_reads_the_row_for_update(
+    transactional_db: None, django_assert_num_queries: Any
+) -> None:
+    for fast_sql in (True, False):
+        adapter = _adapter(fast_sql=fast_sql)
+        round_trips = (FAST_BUDGETS if adapter.fast_sql else ORM_BUDGETS[VENDOR])[
+            "update_thread_state"
+        ][0]
+        _, sqls = _measure(adapter, "update_thread_state", django_assert_num_queries,
+                           round_trips)
+        reads = [sql for sql in sqls if "chatstate_threadstate" in sql and "SELECT" in sql]
+        if VENDOR == "postgresql":
+            assert "FOR UPDATE" in reads[0]
+        else:
+            # SQLite has no row locks: the transaction holds the database write lock first.
+            assert sqls[1].startswith("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
