@@ -167,7 +167,7 @@ class Batch:
         if problems:
             pytest.fail(
                 f"cross-process task {self.task!r}: {len(done)} of {len(self.processes)} "
-                f"children reported within {self._timeout:.0f}s\n" + "\n".join(problems),
+                f"children finished cleanly (bound: {self._timeout:.0f}s)\n" + "\n".join(problems),
                 pytrace=False,
             )
         return [done[i] for i in range(len(self.processes))]
