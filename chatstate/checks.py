@@ -87,7 +87,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 @checks.register(checks.Tags.database)
 def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--database``: the database adapter's tables must exist (migrations applied)."""
+    """With ``--database``: warn when the database adapter's tables do not exist yet."""
     from chatstate.adapters.database import DatabaseStateAdapter
     from chatstate.registry import adapter_class
 
@@ -102,11 +102,14 @@ def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any
         return []
     tables = connections[alias].introspection.table_names()
     if "chatstate_lock" not in tables:
+        # A warning, not an error: ``migrate`` runs database checks before migrating, and
+        # must not be stopped by the very thing it is about to fix.
         return [
-            checks.Error(
-                f"chatstate's tables are missing from database {alias!r}.",
+            checks.Warning(
+                f"chatstate's tables are missing from database {alias!r}: the database "
+                "adapter will fail until its migrations are applied.",
                 hint=f"Run: manage.py migrate chatstate --database {alias}",
-                id="chatstate.E006",
+                id="chatstate.W003",
             )
         ]
     return []
