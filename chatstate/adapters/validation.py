@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from chatstate.adapters.types import STRATEGIES, Strategy
 

@@ -203,3 +203,22 @@ def test_the_dedupe_limit_applies_to_the_claim(store: Any) -> None:
     with store.handle_message(KEY, thread_id="t", owner="w", dedupe_limit=1):
         pass
     assert store.snapshot().dedupe_order == [KEY]
+
+
+@pytest.mark.parametrize("bad", [{"x": object()}, {"x": float("nan")}, [1]],
+                         ids=["object", "nan", "not-a-dict"])
+def test_a_state_that_cannot_be_stored_fails_the_cycle_like_an_exception(
+    store: Any, bad: Any
+) -> None:
+    store.put_thread_state("t", {"n": 1})
+    with pytest.raises(TypeError), store.handle_message(KEY, thread_id="t", owner="w",
+                                                        strategy="queue") as msg:
+        store.lock("t", "w2", "queue")
+        if isinstance(bad, dict):
+            msg.state.update(bad)
+        else:
+            msg.state = bad
+    snap = store.snapshot()
+    assert snap.thread_state == {"t": {"n": 1}}
+    assert snap.locks == {} and not store.is_duplicate(KEY)
+    assert [e["owner"] for e in snap.pending_locks["t"]] == ["w2"]
