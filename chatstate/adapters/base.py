@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -35,6 +36,7 @@ from chatstate.adapters.validation import (
     dump_metadata,
 )
 from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.transfer.sections import SnapshotSections
 
 if TYPE_CHECKING:
     from chatstate.cycle import AsyncMessageCycle, MessageCycle
@@ -280,6 +282,34 @@ class StateAdapter(abc.ABC):
         adapter.load_snapshot(snapshot)
         return adapter
 
+    # -- streaming snapshots (the snapshot commands; see chatstate.transfer) -------------
+
+    def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
+        """The namespace's state as one stream per section: ``with adapter.snapshot_sections()
+        as sections: write_snapshot(sections, out)``.
+
+        Guarantees: inside the ``with`` block the sections describe one consistent state, in
+        the orders :class:`~chatstate.transfer.sections.SnapshotSections` documents (sorted
+        where the JSON form is sorted, ``dedupe_order`` oldest first), each consumed at most
+        once; ``counts`` gives each section's length where known (for progress). The default
+        builds :meth:`snapshot` in memory; a backend holding a lot of state overrides it to
+        stream (server-side cursors, scans).
+        """
+        return nullcontext(SnapshotSections.from_snapshot(self.snapshot()))
+
+    def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
+        """:meth:`load_snapshot` from streamed ``sections``: replace (or with ``merge=True``
+        merge into) this namespace's state, all or nothing, with the merge rules of
+        :meth:`load_snapshot`.
+
+        ``sections`` hold entries ``validate_snapshot`` accepts (no duplicates), possibly in
+        file order rather than sorted; ``dedupe_order`` is the authority (``dedupe`` may be
+        empty). Each section may be consumed once, in any order. The default collects them
+        into a ``Snapshot`` and calls :meth:`load_snapshot`; a backend holding a lot of state
+        overrides it to stream (bulk copy).
+        """
+        self.load_snapshot(sections.to_snapshot(), merge)
+
     # -- housekeeping --------------------------------------------------------------------
 
     def prune(self, dedupe_limit: int | None = None, dry_run: bool = False) -> dict[str, int]:
@@ -441,11 +471,11 @@ class StateAdapter(abc.ABC):
         """
         if not self._do_claim_dedupe(dedupe_key, limit):
             return False, self._do_is_subscribed(thread_id), None, {}
-        subscribed = self._do_is_subscribed(thread_id)
         if strategy is Strategy.CONCURRENT:
             result = LockResult.ACQUIRED
         else:
             result = self._do_lock(thread_id, owner, strategy, metadata, ttl, None, "drop_oldest")
+        subscribed = self._do_is_subscribed(thread_id)  # after the lock: the holder's view
         state = self._do_get_state("thread", thread_id) if result is LockResult.ACQUIRED else {}
         return True, subscribed, result, state
 

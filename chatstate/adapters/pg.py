@@ -153,15 +153,17 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
 LANGUAGE plpgsql AS $$
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit);
+    IF claimed THEN
+        IF p_strategy = 'concurrent' THEN
+            result := 'acquired';
+        ELSE
+            result := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
+                                     NULL, 'drop_oldest');
+        END IF;
+    END IF;
+    -- Read after the lock: a fresh snapshot sees what the previous holder committed.
     subscribed := EXISTS (SELECT 1 FROM chatstate_subscription
                           WHERE namespace = p_ns AND thread_id = p_thread);
-    IF NOT claimed THEN RETURN; END IF;
-    IF p_strategy = 'concurrent' THEN
-        result := 'acquired';
-    ELSE
-        result := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
-                                 NULL, 'drop_oldest');
-    END IF;
     IF result = 'acquired' THEN
         SELECT value INTO state FROM chatstate_threadstate
             WHERE namespace = p_ns AND thread_id = p_thread;
