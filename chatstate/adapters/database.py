@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import MethodType
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chatstate import conf
+from chatstate.adapters import database_transfer
 from chatstate.adapters.base import DedupeKey, StateAdapter, StateFn
 from chatstate.adapters.types import (
     STRATEGIES,
@@ -44,6 +46,7 @@ from chatstate.models import (
     ThreadState,
 )
 from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
 
 T = TypeVar("T")
 
@@ -459,6 +462,14 @@ class DatabaseStateAdapter(StateAdapter):
             )
 
         self._write(load)
+
+    def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
+        """Streamed by server-side cursors in one read transaction: see database_transfer."""
+        return database_transfer.snapshot_sections(self)
+
+    def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
+        """On PostgreSQL, ``COPY`` in one transaction; see database_transfer."""
+        database_transfer.load_sections(self, sections, bool(merge))
 
     def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]:
         def prune() -> dict[str, int]:

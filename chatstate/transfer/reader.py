@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import operator
-import shutil
 import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from chatstate.snapshot import (
     FORMAT,
@@ -55,15 +54,17 @@ class Check:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def open_source(path: str, stdin: BinaryIO | None = None) -> BinaryIO:
+def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
     """A seekable binary file for ``path``; ``"-"`` spools ``stdin`` (default: the process's
-    standard input) to a temporary file, since both passes need to read it. ``OSError`` when
-    the file cannot be opened."""
+    standard input; a text stream is encoded as UTF-8) to a temporary file, since both passes
+    need to read it. ``OSError`` when the file cannot be opened."""
     if path != "-":
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    source = stdin if stdin is not None else sys.stdin.buffer
+    source: IO[Any] = stdin if stdin is not None else sys.stdin
+    source = getattr(source, "buffer", source)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open
-    shutil.copyfileobj(source, spool, 1 << 20)
+    while chunk := source.read(1 << 20):
+        spool.write(chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk)
     spool.seek(0)
     return spool
 
