@@ -56,3 +56,21 @@ def test_claim_dedupe_gives_each_key_to_exactly_one_process(
     snap = store.snapshot()
     assert snap.dedupe == {("xproc", i) for i in ids}
     assert sorted(snap.dedupe_order) == sorted(snap.dedupe)
+
+
+def test_a_trimmed_window_stays_exact_under_contention(
+    store: Any, crew: Crew, figures: Callable[..., None]
+) -> None:
+    """Many processes marking past the limit leave exactly ``limit`` keys, each once."""
+    processes, ids, limit = 4, [f"w{n:03d}" for n in range(200)], 50
+    reports, seconds = crew.run(
+        "claim_keys", [{"ids": ids, "limit": limit, "block": 10}] * processes
+    )
+
+    claims = sum(len(r["claimed"]) for r in reports)
+    figures(processes=processes, keys=len(ids), limit=limit, won=claims, seconds=seconds)
+    assert claims >= len(ids)  # a key trimmed out may be claimed again, none is lost
+    snap = store.snapshot()
+    assert len(snap.dedupe_order) == limit
+    assert set(snap.dedupe_order) == snap.dedupe <= {("xproc", i) for i in ids}
+    assert all(store.is_duplicate(key) for key in snap.dedupe_order)
