@@ -73,7 +73,8 @@ def test_missing_tables_are_reported_with_database_checks() -> None:
             cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
         found = chatstate_messages(databases=["default"])
         raise Rollback
-    assert "chatstate.E006" in found and "migrate chatstate" in found["chatstate.E006"]
+    # A warning, not an error, so that ``migrate`` itself is not stopped by it.
+    assert "chatstate.W003" in found and "migrate chatstate" in found["chatstate.W003"]
     assert chatstate_messages(databases=["default"]) == {}
 
 
