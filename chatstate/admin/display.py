@@ -67,8 +67,11 @@ def link(url: str, label: str) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, label)
 
 
-def thread_links(site_name: str, namespace: str, thread_id: str) -> SafeString:
-    """Links from a thread to its lock, subscription and state (filtered changelists)."""
+def thread_links(site_name: str, namespace: str, thread_id: str, exclude: str = "") -> SafeString:
+    """Links from a thread to its lock, subscription and state (filtered changelists).
+
+    ``exclude`` names the model of the page the links are on (no link to itself).
+    """
     targets = [
         ("lock", "lock", {"key": thread_id}),
         ("subscription", "subscription", {"thread_id": thread_id}),
@@ -77,5 +80,6 @@ def thread_links(site_name: str, namespace: str, thread_id: str) -> SafeString:
     links = [
         link(changelist_url(site_name, model, namespace=namespace, **params), label)
         for model, label, params in targets
+        if model != exclude
     ]
     return SafeString(" · ".join(links))

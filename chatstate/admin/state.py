@@ -31,7 +31,8 @@ class SubscriptionAdmin(ChatStateAdmin):
 
     @admin.display(description="related")
     def related(self, obj: Subscription) -> SafeString:
-        return display.thread_links(self.admin_site.name, obj.namespace, obj.thread_id)
+        site = self.admin_site.name
+        return display.thread_links(site, obj.namespace, obj.thread_id, exclude="subscription")
 
     @admin.action(description="Unsubscribe the selected threads", permissions=["change"])
     def unsubscribe(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -74,7 +75,8 @@ class ThreadStateAdmin(StateAdmin):
 
     @admin.display(description="related")
     def related(self, obj: ThreadState) -> SafeString:
-        return display.thread_links(self.admin_site.name, obj.namespace, obj.thread_id)
+        site = self.admin_site.name
+        return display.thread_links(site, obj.namespace, obj.thread_id, exclude="threadstate")
 
 
 class ChannelStateAdmin(StateAdmin):
