@@ -19,7 +19,8 @@ from django.conf import settings
 
 from tests import services
 
-VENDOR = "postgresql" if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "sqlite"
+_ENGINE = settings.DATABASES["default"]["ENGINE"]
+VENDOR = "postgresql" if _ENGINE.endswith("postgresql") else "sqlite"
 _namespaces = itertools.count(1)
 
 
@@ -95,6 +96,27 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
         return STORE_FACTORIES[kind](request, namespace or f"t{os.getpid()}-{next(_namespaces)}")
 
     return make
+
+
+# -- tests that belong to one database's run ------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "run_on(vendor): collect only in the run on that database ('sqlite' or "
+        "'postgresql'); elsewhere the test is deselected, not skipped"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect tests marked ``run_on(vendor)`` for another database's run."""
+    other = [
+        item for item in items
+        if (marker := item.get_closest_marker("run_on")) and marker.args[0] != VENDOR
+    ]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
 
 
 # -- per-backend counts in the summary -------------------------------------------------

@@ -236,7 +236,7 @@ def test_pages_count_only_up_to_a_bound_and_stop_at_max_pages(
     assert deep.status_code == 302 and deep["Location"].endswith("?e=1")
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="EXPLAIN plans are PostgreSQL's")
+@pytest.mark.run_on("postgresql")  # EXPLAIN plans are PostgreSQL's
 @pytest.mark.parametrize(
     ("model_name", "term"),
     [

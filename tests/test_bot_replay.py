@@ -22,16 +22,14 @@ from urllib.parse import urlencode
 import pytest
 
 from example_project.bot import replay
-from tests.conftest import VENDOR
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "replay-test-secret"
 #: Upper bound on any one subprocess; the whole module finishes well within a minute.
 TIMEOUT = 120
 
-pytestmark = pytest.mark.skipif(
-    VENDOR != "sqlite", reason="the example project runs on SQLite; the SQLite run covers it"
-)
+# The example project runs on SQLite: the SQLite run covers it.
+pytestmark = pytest.mark.run_on("sqlite")
 
 
 @pytest.fixture
