@@ -9,6 +9,7 @@ subclass that counts the commands it sends on the adapter's own connection pool.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
 import socket
@@ -150,7 +151,7 @@ def test_every_key_lives_under_the_namespace_prefix_with_its_documented_type(
     found = {k.decode() for k in conn.scan_iter(match=f"*{rstore.namespace}*", count=1000)}
     assert found and all(k.startswith(rstore.keys.prefix) for k in found)
     # The dedupe window is a sorted set scored by the namespace's counter.
-    assert conn.zrange(rstore.keys.dd, 0, -1, withscores=True) == [(b'["slack","m1"]', 1.0)]
+    assert conn.zrange(rstore.keys.dd, 0, -1, withscores=True) == [(b"slack\x00m1", 1.0)]
 
     rstore.release_lock("t1", "w1")
     assert "q:t1" not in _keys_under(rstore) and "qkeys" not in _keys_under(rstore)
@@ -350,6 +351,61 @@ def test_a_failed_load_removes_what_it_built(rstore: RedisStateAdapter) -> None:
         rstore.load_snapshot(poisoned)
     assert rstore.snapshot() == before
     assert not [k for k in _keys_under(rstore) if k.startswith("tmp:")]
+
+
+def _populate_tricky(adapter: RedisStateAdapter) -> None:
+    """State whose orders differ between naive encodings and the snapshot's sort orders."""
+    for thread in ("b", "a", "é", "z\x00", "A"):
+        adapter.subscribe(thread)
+        adapter.put_thread_state(thread, {"id": thread})
+    # Tuple order: ("a", "b") < ("a!", "a") < ("a\x00", "x"); JSON text would sort otherwise.
+    for key in [("a!", "a"), ("a", "b"), ("a\x00", "x"), ("a", "\x01\x00"), ("a", "c")]:
+        adapter.claim_dedupe(key, 100)
+    adapter.put_channel_state("c2", {"n": 2})
+    adapter.put_channel_state("c1", {"n": 1})
+    adapter.lock("k2", "w", "queue")
+    adapter.lock("k1", "w", "queue", {"m": 1})
+    adapter.lock("k1", "v", "queue", {"m": 2})
+    adapter.lock("k1", "u", "queue", {"m": 3})
+
+
+def test_snapshot_sections_stream_in_the_json_forms_orders(rstore: RedisStateAdapter) -> None:
+    from chatstate.transfer.writer import write_snapshot
+
+    _populate_tricky(rstore)
+    expected = rstore.snapshot()
+    assert expected.dedupe_order[:2] == [("a!", "a"), ("a", "b")]  # claim order kept
+    out = io.StringIO()
+    with rstore.snapshot_sections() as sections:
+        assert sections.counts["dedupe"] == 5 and sections.counts["pending_locks"] == 1
+        # The writer refuses an unsorted section: it checks every order on the way.
+        write_snapshot(sections, out)
+    assert out.getvalue() == expected.to_json()
+    assert not [k for k in _keys_under(rstore) if k.startswith("snap:")]
+
+
+def test_snapshot_sections_describe_the_state_at_entry(rstore: RedisStateAdapter) -> None:
+    _populate_tricky(rstore)
+    before = rstore.snapshot()
+    with rstore.snapshot_sections() as sections:
+        rstore.subscribe("later")
+        rstore.claim_dedupe(("late", "1"))
+        rstore.force_release_lock("k1")
+        frozen = sections.to_snapshot()
+    assert frozen == before
+
+
+def test_load_snapshot_stream_round_trips_between_namespaces(make: Any) -> None:
+    source, target = make(), make()
+    _populate_tricky(source)
+    target.subscribe("replaced")
+    with source.snapshot_sections() as sections:
+        target.load_snapshot_stream(sections)
+    assert target.snapshot() == source.snapshot()
+    with source.snapshot_sections() as sections:
+        target.load_snapshot_stream(sections, merge=True)
+    assert target.snapshot().pending_locks["k1"] == source.snapshot().pending_locks["k1"] * 2
+    assert not [k for k in _keys_under(target) if k.startswith(("tmp:", "snap:"))]
 
 
 # -- errors and checks -----------------------------------------------------------------

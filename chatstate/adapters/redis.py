@@ -39,12 +39,14 @@ suffix              type    holds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import itertools
 import json
+import re
 import uuid
-import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.core import checks
@@ -64,6 +66,7 @@ from chatstate.adapters.types import (
 )
 from chatstate.adapters.validation import check_id, check_limit, dump_map, dump_metadata
 from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.transfer.sections import SnapshotSections
 
 try:
     import redis
@@ -151,8 +154,32 @@ class _Keys:
         return [self.subs, self.dd, self.ddseq, self.ts, self.cs, self.locks, self.qkeys]
 
 
+def _escape(part: str) -> str:
+    if "\x00" in part or "\x01" in part:
+        return part.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+    return part
+
+
+_UNESCAPE = re.compile("\x01([\x01\x02])")
+
+
+def _unescape(part: str) -> str:
+    if "\x01" not in part:
+        return part
+    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "\x01" else "\x01", part)
+
+
 def _member(key: DedupeKey) -> str:
-    return _dumps([key[0], key[1]])
+    """A dedupe key as a zset member: ``adapter NUL message_id``, NUL and SOH escaped.
+
+    The encoding keeps order: members compared as bytes sort as the keys compare as tuples.
+    """
+    return _escape(key[0]) + "\x00" + _escape(key[1])
+
+
+def _unmember(member: Any) -> DedupeKey:
+    adapter, message_id = _text(member).split("\x00")
+    return _unescape(adapter), _unescape(message_id)
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -249,7 +276,7 @@ class RedisStateAdapter(StateAdapter):
         self.alias: str = check_id(alias, "alias")
         self.keys = _Keys(namespace_prefix(self.namespace))
         self._connection: Any = None
-        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def __repr__(self) -> str:
         return f"<RedisStateAdapter namespace={self.namespace!r} alias={self.alias!r}>"
@@ -290,6 +317,9 @@ class RedisStateAdapter(StateAdapter):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
+            # A client belongs to its loop; forget those of loops that are gone.
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[old]
             client = self._async_clients[loop] = async_client_for(self.connection) or False
         return client
 
@@ -599,87 +629,96 @@ class RedisStateAdapter(StateAdapter):
         yield (EVAL, lua.CYCLE_ABORT, keys, [_member(dedupe_key), thread_id, owner, locked])
 
     # -- snapshots -----------------------------------------------------------------------
+    #
+    # Reading: one script freezes the namespace into sorted copies under ``snap:<token>:``
+    # (see ``redis_scripts.FREEZE``: Redis pauses about a second per million dedupe keys),
+    # then each section is read page by page (``CHUNK`` items per round trip), and the
+    # copies are removed. Writing: the new state is built under ``tmp:<token>:`` in
+    # pipelines, then one script switches to it (``LOAD_REPLACE`` / ``LOAD_MERGE``).
 
     def _do_snapshot(self) -> Snapshot:
         return self._drive(self._op_do_snapshot())
 
     def _op_do_snapshot(self) -> Op[Snapshot]:
-        """Read the namespace section by section, ``CHUNK`` items per round trip.
-
-        Each section is read by cursor (``SSCAN``/``HSCAN``, the dedupe window by score), so
-        nothing is read twice or skipped that stays put meanwhile; a snapshot taken under
-        concurrent writes is not one instant's state (take it from a quiet namespace).
-        """
-        k = self.keys
-        subscriptions = {_text(t) for t in (yield from self._op_scan_set(k.subs))}
-        order: list[DedupeKey] = [
-            (a, m) for a, m in map(_loads, (yield from self._op_dedupe_members(k.dd)))
-        ]
-        thread_state = {
-            _text(i): _loads(v) for i, v in (yield from self._op_scan_hash(k.ts))
-        }
-        channel_state = {
-            _text(i): _loads(v) for i, v in (yield from self._op_scan_hash(k.cs))
-        }
-        locks: dict[str, dict[str, Any]] = {}
-        for key, record in (yield from self._op_scan_hash(k.locks)):
-            owner, strategy, meta, acquired, expires, acquired_at, expires_at = _loads(record)
-            locks[_text(key)] = {
-                "owner": owner,
-                "strategy": strategy,
-                "metadata": _loads(meta),
-                "acquired_at": _iso(acquired, acquired_at),
-                "expires_at": _iso(expires, expires_at),
-            }
-        pending: dict[str, list[dict[str, Any]]] = {}
-        qkeys = sorted({_text(q) for q in (yield from self._op_scan_set(k.qkeys))})
-        for start in range(0, len(qkeys), CHUNK):
-            batch = qkeys[start:start + CHUNK]
-            lists = yield (BATCH, [("lrange", (k.q(q), 0, -1)) for q in batch])
-            for key, items in zip(batch, lists, strict=True):
-                if items:
-                    pending[key] = [_entry(raw).to_dict() for raw in items]
+        frozen, counts = yield from self._op_freeze()
+        pages: dict[str, list[Any]] = {}
+        try:
+            for section, count in counts.items():
+                pages[section] = []
+                for start in range(0, count, CHUNK):
+                    pages[section].extend((yield from self._op_page(frozen, section, start)))
+        except Exception:
+            yield from _op_unlink_prefix(frozen.prefix)
+            raise
+        yield from _op_unlink_prefix(frozen.prefix)
         return Snapshot(
-            subscriptions=subscriptions,
-            dedupe=set(order),
-            dedupe_order=order,
-            thread_state=thread_state,
-            channel_state=channel_state,
-            locks=locks,
-            pending_locks=pending,
+            subscriptions=set(pages["subscriptions"]),
+            dedupe=set(pages["dedupe_order"]),
+            dedupe_order=pages["dedupe_order"],
+            thread_state=dict(pages["thread_state"]),
+            channel_state=dict(pages["channel_state"]),
+            locks=dict(pages["locks"]),
+            pending_locks=dict(pages["pending_locks"]),
         )
 
-    def _op_scan_set(self, key: str) -> Op[list[Any]]:
-        found: list[Any] = []
-        cursor = 0
-        while True:
-            cursor, items = yield (CALL, "sscan", (key, cursor, None, CHUNK))
-            found.extend(items)
-            if not int(cursor):
-                return found
+    @contextlib.contextmanager
+    def snapshot_sections(self) -> Iterator[SnapshotSections]:
+        """The namespace as streamed sections of one frozen state (see ``_op_freeze``)."""
+        frozen, counts = self._drive(self._op_freeze())
+        try:
+            sections = SnapshotSections(
+                **{name: self._iter_pages(frozen, name, n) for name, n in counts.items()},
+                dedupe=self._iter_pages(frozen, "dedupe", counts["dedupe_order"]),
+                counts={**counts, "dedupe": counts["dedupe_order"]},
+            )
+            yield sections
+        finally:
+            self._drive(_op_unlink_prefix(frozen.prefix))
 
-    def _op_scan_hash(self, key: str) -> Op[list[tuple[Any, Any]]]:
-        found: dict[Any, Any] = {}
-        cursor = 0
-        while True:
-            cursor, items = yield (CALL, "hscan", (key, cursor, None, CHUNK))
-            found.update(items)
-            if not int(cursor):
-                return list(found.items())
+    def _iter_pages(self, frozen: _Keys, section: str, count: int) -> Iterator[Any]:
+        for start in range(0, count, CHUNK):
+            yield from self._drive(self._op_page(frozen, section, start))
 
-    def _op_dedupe_members(self, key: str) -> Op[list[Any]]:
-        """The window's members oldest first, ``CHUNK`` per round trip (by score)."""
-        members: list[Any] = []
-        low: Any = "-inf"
-        while True:
-            page = yield (CALL, "zrangebyscore", (key, low, "+inf", 0, CHUNK, True))
-            members.extend(member for member, _ in page)
-            if len(page) < CHUNK:
-                return members
-            low = f"({int(page[-1][1])}"
+    def _op_freeze(self) -> Op[tuple[_Keys, dict[str, int]]]:
+        """Copy the namespace, in one step, into sorted keys under a fresh prefix."""
+        frozen = _Keys(f"{self.keys.prefix}snap:{uuid.uuid4().hex}:")
+        reply = yield (EVAL, lua.FREEZE, [], [self.keys.prefix, frozen.prefix, LOAD_TTL_MS])
+        subs, dedupe, threads, channels, locks, pending = (int(n) for n in reply)
+        counts = {
+            "subscriptions": subs, "dedupe_order": dedupe, "thread_state": threads,
+            "channel_state": channels, "locks": locks, "pending_locks": pending,
+        }
+        return frozen, counts
+
+    def _op_page(self, frozen: _Keys, section: str, start: int) -> Op[list[Any]]:
+        """Items ``start`` .. ``start + CHUNK`` of a frozen section, in snapshot order."""
+        stop = start + CHUNK - 1
+        if section == "subscriptions":
+            return [_text(t) for t in (yield (CALL, "zrange", (frozen.subs, start, stop)))]
+        if section in ("dedupe", "dedupe_order"):
+            key = frozen.dd if section == "dedupe_order" else frozen.prefix + "ddlex"
+            return [_unmember(m) for m in (yield (CALL, "zrange", (key, start, stop)))]
+        if section == "pending_locks":
+            keys = [_text(k) for k in (yield (CALL, "zrange", (frozen.qkeys, start, stop)))]
+            lists = yield (BATCH, [("lrange", (frozen.q(k), 0, -1)) for k in keys])
+            return [
+                (k, [_entry(raw).to_dict() for raw in items])
+                for k, items in zip(keys, lists, strict=True)
+            ]
+        hash_key = {"thread_state": frozen.ts, "channel_state": frozen.cs}.get(
+            section, frozen.locks
+        )
+        ids, values = yield (EVAL, lua.HASH_PAGE, [hash_key + ":ids", hash_key], [start, stop])
+        if section == "locks":
+            return [(_text(i), _lock_dict(v)) for i, v in zip(ids, values, strict=True)]
+        return [(_text(i), _loads(v)) for i, v in zip(ids, values, strict=True)]
 
     def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> None:
         self._drive(self._op_do_load_snapshot(snapshot, merge))
+
+    def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
+        """Load streamed ``sections`` (the restore command): all or nothing, as load_snapshot."""
+        self._drive(self._op_load(_Sections.of(sections), bool(merge)))
 
     async def aload_snapshot(
         self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False
@@ -691,6 +730,9 @@ class RedisStateAdapter(StateAdapter):
         await self._adrive(self._op_do_load_snapshot(normalize_snapshot(snapshot), bool(merge)))
 
     def _op_do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> Op[None]:
+        return (yield from self._op_load(_Sections.of(snapshot), merge))
+
+    def _op_load(self, sections: _Sections, merge: bool) -> Op[None]:
         """Build the new state under a temporary prefix, then switch to it in one script.
 
         All or nothing: until the switching script runs, the live keys are untouched; if the
@@ -700,7 +742,7 @@ class RedisStateAdapter(StateAdapter):
         now = int(seconds) * 1000 + int(micros) // 1000
         tmp = _Keys(f"{self.keys.prefix}tmp:{uuid.uuid4().hex}:")
         try:
-            for batch in _chunks(self._build_commands(snapshot, tmp, now)):
+            for batch in _parts(self._build_commands(sections, tmp, now), CHUNK // 10):
                 yield (BATCH, batch)
             script = lua.LOAD_MERGE if merge else lua.LOAD_REPLACE
             yield (EVAL, script, [], [self.keys.prefix, tmp.prefix])
@@ -709,41 +751,40 @@ class RedisStateAdapter(StateAdapter):
             raise
 
     def _build_commands(
-        self, snapshot: Snapshot, tmp: _Keys, now: int
-    ) -> Iterable[tuple[str, tuple[Any, ...]]]:
-        """Pipeline commands writing ``snapshot`` under ``tmp``, each key set to expire."""
+        self, sections: _Sections, tmp: _Keys, now: int
+    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """Pipeline commands writing ``sections`` under ``tmp``, each key set to expire."""
 
-        def expiring(key: str, method: str, *args: Any) -> Iterable[tuple[str, tuple[Any, ...]]]:
+        def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
             yield method, (key, *args)
             yield "pexpire", (key, LOAD_TTL_MS)
 
-        for part in _parts(sorted(snapshot.subscriptions)):
+        for part in _parts(sections.subscriptions, CHUNK):
             yield from expiring(tmp.subs, "sadd", *part)
-        order = snapshot.dedupe_order
-        for start in range(0, len(order), CHUNK):
-            chunk = order[start:start + CHUNK]
-            scores = {_member(key): start + i for i, key in enumerate(chunk, 1)}
+        seq = 0
+        for keys in _parts(sections.dedupe_order, CHUNK):
+            scores = {_member(key): seq + i for i, key in enumerate(keys, 1)}
+            seq += len(keys)
             yield from expiring(tmp.dd, "zadd", scores)
-        if order:
-            yield from expiring(tmp.ddseq, "set", len(order))
-        for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
-            for state_part in _parts(sorted(maps.items())):
+        if seq:
+            yield from expiring(tmp.ddseq, "set", seq)
+        for kind, maps in (("thread", sections.thread_state), ("channel", sections.channel_state)):
+            for state_part in _parts(maps, CHUNK):
                 mapping = {i: dump_map(v) for i, v in state_part}
                 yield from expiring(tmp.states[kind], "hset", None, None, mapping)
         default_expiry = now + _ttl_ms(self.lock_ttl)
-        records = [
-            (key, _dumps([
-                lock["owner"], lock["strategy"], dump_metadata(lock.get("metadata")),
-                _ms(lock.get("acquired_at"), now), _ms(lock.get("expires_at"), default_expiry),
-                lock.get("acquired_at") or False, lock.get("expires_at") or False,
-            ]))
-            for key, lock in sorted(snapshot.locks.items())
-        ]
-        for lock_part in _parts(records):
-            yield from expiring(tmp.locks, "hset", None, None, dict(lock_part))
-        for key, entries in sorted(snapshot.pending_locks.items()):
-            if not entries:
-                continue
+        for lock_part in _parts(sections.locks, CHUNK):
+            records = {
+                key: _dumps([
+                    lock["owner"], lock["strategy"], dump_metadata(lock.get("metadata")),
+                    _ms(lock.get("acquired_at"), now),
+                    _ms(lock.get("expires_at"), default_expiry),
+                    lock.get("acquired_at") or False, lock.get("expires_at") or False,
+                ])
+                for key, lock in lock_part
+            }
+            yield from expiring(tmp.locks, "hset", None, None, records)
+        for key, entries in sections.pending_locks:
             items = [
                 _dumps([
                     e["owner"], e["strategy"], dump_metadata(e.get("metadata")),
@@ -751,9 +792,10 @@ class RedisStateAdapter(StateAdapter):
                 ])
                 for e in entries
             ]
-            for part in _parts(items):
-                yield from expiring(tmp.q(key), "rpush", *part)
-            yield from expiring(tmp.qkeys, "sadd", key)
+            if items:
+                for part in _parts(items, CHUNK):
+                    yield from expiring(tmp.q(key), "rpush", *part)
+                yield from expiring(tmp.qkeys, "sadd", key)
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -783,23 +825,46 @@ def _op_unlink_prefix(prefix: str) -> Op[None]:
             return
 
 
-def _parts(items: list[T]) -> Iterable[list[T]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
+def _parts(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, consumed lazily."""
+    iterator = iter(items)
+    while part := list(itertools.islice(iterator, size)):
+        yield part
 
 
-def _chunks(
-    commands: Iterable[tuple[str, tuple[Any, ...]]],
-) -> Iterable[list[tuple[str, tuple[Any, ...]]]]:
-    """Group pipeline commands into batches of at most ``CHUNK // 10`` commands."""
-    batch: list[tuple[str, tuple[Any, ...]]] = []
-    for command in commands:
-        batch.append(command)
-        if len(batch) >= CHUNK // 10:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _lock_dict(record: Any) -> dict[str, Any]:
+    owner, strategy, meta, acquired, expires, acquired_at, expires_at = _loads(record)
+    return {
+        "owner": owner,
+        "strategy": strategy,
+        "metadata": _loads(meta),
+        "acquired_at": _iso(acquired, acquired_at),
+        "expires_at": _iso(expires, expires_at),
+    }
+
+
+class _Sections(NamedTuple):
+    """What a load reads: a ``Snapshot``'s or streamed ``SnapshotSections``' iterables."""
+
+    subscriptions: Iterable[str]
+    dedupe_order: Iterable[DedupeKey]
+    thread_state: Iterable[tuple[str, dict[str, Any]]]
+    channel_state: Iterable[tuple[str, dict[str, Any]]]
+    locks: Iterable[tuple[str, dict[str, Any]]]
+    pending_locks: Iterable[tuple[str, list[dict[str, Any]]]]
+
+    @classmethod
+    def of(cls, source: Snapshot | SnapshotSections) -> _Sections:
+        if isinstance(source, Snapshot):
+            return cls(
+                source.subscriptions, source.dedupe_order, source.thread_state.items(),
+                source.channel_state.items(), source.locks.items(),
+                source.pending_locks.items(),
+            )
+        return cls(
+            source.subscriptions, source.dedupe_order, source.thread_state,
+            source.channel_state, source.locks, source.pending_locks,
+        )
 
 
 def _is_django_redis(backend: object) -> bool:

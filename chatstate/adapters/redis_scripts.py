@@ -276,3 +276,58 @@ return 1
 
 ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
        PRUNE, LOAD_REPLACE, LOAD_MERGE)
+
+# Snapshots are read from a frozen copy, taken in one step so the sections describe one
+# state: sorted sets whose scores are all equal list their members in byte order, which for
+# UTF-8 is code-point order, the order the snapshot's JSON form sorts in.
+# ARGV: live prefix, snapshot prefix, ttl_ms (the copy expires if the reader dies).
+# Returns the counts {subscriptions, dedupe, thread_state, channel_state, locks, pending}.
+FREEZE = _script(
+    "freeze",
+    r"""
+local live, snap, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local counts = {}
+local function sorted(name, source)
+    counts[#counts + 1] = redis.call('ZUNIONSTORE', snap .. name, 1, source, 'WEIGHTS', 0)
+    redis.call('PEXPIRE', snap .. name, ttl)
+end
+local function copy(name)
+    if redis.call('COPY', live .. name, snap .. name) == 1 then
+        redis.call('PEXPIRE', snap .. name, ttl)
+    end
+end
+sorted('subs', live .. 'subs')
+copy('dd')
+sorted('ddlex', live .. 'dd')
+for _, name in ipairs({'ts', 'cs', 'locks'}) do
+    copy(name)
+    local ids = redis.call('HKEYS', live .. name)
+    for first = 1, #ids, 1000 do
+        local args = {}
+        for i = first, math.min(first + 999, #ids) do
+            args[#args + 1] = 0
+            args[#args + 1] = ids[i]
+        end
+        redis.call('ZADD', snap .. name .. ':ids', unpack(args))
+    end
+    redis.call('PEXPIRE', snap .. name .. ':ids', ttl)
+    counts[#counts + 1] = #ids
+end
+sorted('qkeys', live .. 'qkeys')
+for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
+return counts
+""",
+)
+
+# One page of a frozen hash in id order. KEYS: the ids zset, the hash. ARGV: start, stop.
+# Returns {ids, values}.
+HASH_PAGE = _script(
+    "hash_page",
+    r"""
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+if #ids == 0 then return {{}, {}} end
+return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
+""",
+)
+
+ALL = (*ALL, FREEZE, HASH_PAGE)
