@@ -129,6 +129,7 @@ class Lock(models.Model):
         indexes = [
             models.Index(fields=["namespace", "expires_at"], name="chatstate_lock_expiry"),
             models.Index(fields=["namespace", "strategy"], name="chatstate_lock_strategy"),
+            models.Index(fields=["namespace", "owner"], name="chatstate_lock_owner"),
         ]
 
     def __str__(self) -> str:
@@ -148,7 +149,10 @@ class PendingLockEntry(models.Model):
     class Meta:
         verbose_name = "pending lock entry"
         verbose_name_plural = "pending lock entries"
-        indexes = [models.Index(fields=["namespace", "key", "id"], name="chatstate_pending_key")]
+        indexes = [
+            models.Index(fields=["namespace", "key", "id"], name="chatstate_pending_key"),
+            models.Index(fields=["namespace", "owner"], name="chatstate_pending_owner"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key} ← {self.owner}"
