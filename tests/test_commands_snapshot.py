@@ -51,8 +51,8 @@ def populate(ns: str, keys: int = 6) -> DatabaseStateAdapter:
 
 
 def run(name: str, *args: Any, **options: Any) -> tuple[str, str]:
-    """``call_command`` capturing ``(stdout, stderr)``."""
-    out, err = io.StringIO(), io.StringIO()
+    """``call_command`` capturing ``(stdout, stderr)`` (unless given in ``options``)."""
+    out, err = options.pop("stdout", io.StringIO()), options.pop("stderr", io.StringIO())
     call_command(name, *args, stdout=out, stderr=err, **options)
     return out.getvalue(), err.getvalue()
 

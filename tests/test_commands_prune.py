@@ -1,0 +1,66 @@
+"""``manage.py chatstate_prune``: expired locks go (their pending entries stay), the dedupe
+window is trimmed; ``--dry-run`` only counts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management.base import CommandError
+
+from chatstate.adapters.database import DatabaseStateAdapter
+from tests.test_commands_snapshot import namespace, run
+
+pytestmark = pytest.mark.django_db
+
+
+def expired_setup() -> DatabaseStateAdapter:
+    store = DatabaseStateAdapter(namespace=namespace())
+    store.lock("old", "w1", "queue", ttl=0.05)
+    store.lock("old", "w2", "queue", {"m": 2})  # queued behind the soon-expired holder
+    store.lock("live", "w3", "queue", ttl=60)
+    for i in range(10):
+        store.claim_dedupe(("slack", f"m{i}"), 100)
+    time.sleep(0.1)
+    return store
+
+
+def test_prune_removes_expired_locks_and_trims_dedupe() -> None:
+    store = expired_setup()
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "4")
+    assert out == (
+        f"Removed from namespace '{store.namespace}': 1 expired lock(s), "
+        "6 dedupe key(s) older than the newest 4.\n"
+    )
+    snapshot = store.snapshot()
+    assert set(snapshot.locks) == {"live"}
+    assert [e["owner"] for e in snapshot.pending_locks["old"]] == ["w2"]  # kept
+    assert snapshot.dedupe_order == [("slack", f"m{i}") for i in range(6, 10)]
+    # The next holder of the expired key receives the entries queued behind the dead one.
+    assert store.lock("old", "w4", "queue") == "acquired"
+    assert [e.owner for e in store.release_lock("old", "w4")] == ["w2"]
+
+
+def test_dry_run_counts_and_removes_nothing() -> None:
+    store = expired_setup()
+    before = store.snapshot()
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "3",
+                 "--dry-run")
+    assert out.startswith(f"Would remove from namespace '{store.namespace}': 1 expired lock(s), "
+                          "7 dedupe key(s)")
+    assert store.snapshot() == before
+
+
+def test_default_limit_is_the_setting() -> None:
+    store = expired_setup()
+    out, _ = run("chatstate_prune", "--namespace", store.namespace)
+    assert "0 dedupe key(s) older than the newest 1000" in out
+    assert len(store.snapshot().dedupe) == 10
+
+
+def test_a_bad_limit_is_refused() -> None:
+    store = expired_setup()
+    before = store.snapshot()
+    with pytest.raises(CommandError, match="--dedupe-limit: limit must be an int >= 1"):
+        run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "0")
+    assert store.snapshot() == before
