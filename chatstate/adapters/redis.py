@@ -630,11 +630,12 @@ class RedisStateAdapter(StateAdapter):
 
     # -- snapshots -----------------------------------------------------------------------
     #
-    # Reading: one script freezes the namespace into sorted copies under ``snap:<token>:``
-    # (see ``redis_scripts.FREEZE``: Redis pauses about a second per million dedupe keys),
-    # then each section is read page by page (``CHUNK`` items per round trip), and the
-    # copies are removed. Writing: the new state is built under ``tmp:<token>:`` in
-    # pipelines, then one script switches to it (``LOAD_REPLACE`` / ``LOAD_MERGE``).
+    # Reading: one script copies the namespace under ``snap:<token>:`` (``redis_scripts.
+    # FREEZE``: Redis pauses about half a second per million dedupe keys), sorted views of
+    # the copy are built chunk by chunk, each section is read page by page (``CHUNK`` items
+    # per round trip), and the copies are removed. Writing: the new state is built under
+    # ``tmp:<token>:`` in pipelines, then one script switches to it (``LOAD_REPLACE`` /
+    # ``LOAD_MERGE``).
 
     def _do_snapshot(self) -> Snapshot:
         return self._drive(self._op_do_snapshot())
@@ -680,10 +681,20 @@ class RedisStateAdapter(StateAdapter):
             yield from self._drive(self._op_page(frozen, section, start))
 
     def _op_freeze(self) -> Op[tuple[_Keys, dict[str, int]]]:
-        """Copy the namespace, in one step, into sorted keys under a fresh prefix."""
+        """Copy the namespace in one step under a fresh prefix, then build sorted views."""
         frozen = _Keys(f"{self.keys.prefix}snap:{uuid.uuid4().hex}:")
         reply = yield (EVAL, lua.FREEZE, [], [self.keys.prefix, frozen.prefix, LOAD_TTL_MS])
         subs, dedupe, threads, channels, locks, pending = (int(n) for n in reply)
+        for kind, source in (("set", frozen.subs), ("zset", frozen.dd), ("hash", frozen.ts),
+                             ("hash", frozen.cs), ("hash", frozen.locks), ("set", frozen.qkeys)):
+            position: Any = 0
+            while True:
+                position = yield (
+                    EVAL, lua.SORT_CHUNK, [source, source + ":sorted"],
+                    [kind, position, CHUNK, LOAD_TTL_MS],
+                )
+                if _text(position) == "0":
+                    break
         counts = {
             "subscriptions": subs, "dedupe_order": dedupe, "thread_state": threads,
             "channel_state": channels, "locks": locks, "pending_locks": pending,
@@ -694,12 +705,14 @@ class RedisStateAdapter(StateAdapter):
         """Items ``start`` .. ``start + CHUNK`` of a frozen section, in snapshot order."""
         stop = start + CHUNK - 1
         if section == "subscriptions":
-            return [_text(t) for t in (yield (CALL, "zrange", (frozen.subs, start, stop)))]
+            found = yield (CALL, "zrange", (frozen.subs + ":sorted", start, stop))
+            return [_text(t) for t in found]
         if section in ("dedupe", "dedupe_order"):
-            key = frozen.dd if section == "dedupe_order" else frozen.prefix + "ddlex"
+            key = frozen.dd if section == "dedupe_order" else frozen.dd + ":sorted"
             return [_unmember(m) for m in (yield (CALL, "zrange", (key, start, stop)))]
         if section == "pending_locks":
-            keys = [_text(k) for k in (yield (CALL, "zrange", (frozen.qkeys, start, stop)))]
+            found = yield (CALL, "zrange", (frozen.qkeys + ":sorted", start, stop))
+            keys = [_text(k) for k in found]
             lists = yield (BATCH, [("lrange", (frozen.q(k), 0, -1)) for k in keys])
             return [
                 (k, [_entry(raw).to_dict() for raw in items])
@@ -708,7 +721,7 @@ class RedisStateAdapter(StateAdapter):
         hash_key = {"thread_state": frozen.ts, "channel_state": frozen.cs}.get(
             section, frozen.locks
         )
-        ids, values = yield (EVAL, lua.HASH_PAGE, [hash_key + ":ids", hash_key], [start, stop])
+        ids, values = yield (EVAL, lua.HASH_PAGE, [hash_key + ":sorted", hash_key], [start, stop])
         if section == "locks":
             return [(_text(i), _lock_dict(v)) for i, v in zip(ids, values, strict=True)]
         return [(_text(i), _loads(v)) for i, v in zip(ids, values, strict=True)]

@@ -277,45 +277,60 @@ return 1
 ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
        PRUNE, LOAD_REPLACE, LOAD_MERGE)
 
-# Snapshots are read from a frozen copy, taken in one step so the sections describe one
-# state: sorted sets whose scores are all equal list their members in byte order, which for
-# UTF-8 is code-point order, the order the snapshot's JSON form sorts in.
+# Snapshots are read from a frozen copy, taken in one step (``COPY`` of each key, about half
+# a second per million dedupe keys) so the sections describe one state. Sorted views of the
+# copy are then built chunk by chunk (``SORT_CHUNK``, a few milliseconds each, so Redis
+# serves others in between): sorted sets whose scores are all equal list their members in
+# byte order, which for UTF-8 is code-point order, the order of the snapshot's JSON form.
 # ARGV: live prefix, snapshot prefix, ttl_ms (the copy expires if the reader dies).
 # Returns the counts {subscriptions, dedupe, thread_state, channel_state, locks, pending}.
 FREEZE = _script(
     "freeze",
     r"""
 local live, snap, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local counts = {}
-local function sorted(name, source)
-    counts[#counts + 1] = redis.call('ZUNIONSTORE', snap .. name, 1, source, 'WEIGHTS', 0)
-    redis.call('PEXPIRE', snap .. name, ttl)
-end
 local function copy(name)
     if redis.call('COPY', live .. name, snap .. name) == 1 then
         redis.call('PEXPIRE', snap .. name, ttl)
     end
 end
-sorted('subs', live .. 'subs')
-copy('dd')
-sorted('ddlex', live .. 'dd')
-for _, name in ipairs({'ts', 'cs', 'locks'}) do
-    copy(name)
-    local ids = redis.call('HKEYS', live .. name)
-    for first = 1, #ids, 1000 do
-        local args = {}
-        for i = first, math.min(first + 999, #ids) do
-            args[#args + 1] = 0
-            args[#args + 1] = ids[i]
-        end
-        redis.call('ZADD', snap .. name .. ':ids', unpack(args))
-    end
-    redis.call('PEXPIRE', snap .. name .. ':ids', ttl)
-    counts[#counts + 1] = #ids
-end
-sorted('qkeys', live .. 'qkeys')
+for _, name in ipairs({'subs', 'dd', 'ts', 'cs', 'locks', 'qkeys'}) do copy(name) end
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
-return counts
+return {redis.call('SCARD', snap .. 'subs'), redis.call('ZCARD', snap .. 'dd'),
+        redis.call('HLEN', snap .. 'ts'), redis.call('HLEN', snap .. 'cs'),
+        redis.call('HLEN', snap .. 'locks'), redis.call('SCARD', snap .. 'qkeys')}
+""",
+)
+
+# Add the next chunk of a frozen key's members (a zset's by rank, a set's or a hash's field
+# names by cursor) to a sorted set with score 0. KEYS: source, destination.
+# ARGV: kind ('zset', 'set', 'hash'), position (rank or cursor), count, ttl_ms.
+# Returns the next position ('0' when done).
+SORT_CHUNK = _script(
+    "sort_chunk",
+    r"""
+local kind, position, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local members, step, next_position = {}, 1, '0'
+if kind == 'zset' then
+    members = redis.call('ZRANGE', KEYS[1], position, tonumber(position) + count - 1)
+    if #members == count then next_position = tostring(tonumber(position) + count) end
+else
+    local page = redis.call(kind == 'set' and 'SSCAN' or 'HSCAN', KEYS[1], position,
+                            'COUNT', count)
+    next_position, members = page[1], page[2]
+    if kind == 'hash' then step = 2 end
+end
+local args = {}
+for i = 1, #members, step do
+    args[#args + 1] = 0
+    args[#args + 1] = members[i]
+    if #args >= 2000 then
+        redis.call('ZADD', KEYS[2], unpack(args))
+        args = {}
+    end
+end
+if #args > 0 then redis.call('ZADD', KEYS[2], unpack(args)) end
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
+return next_position
 """,
 )
 
@@ -330,4 +345,4 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """,
 )
 
-ALL = (*ALL, FREEZE, HASH_PAGE)
+ALL = (*ALL, FREEZE, SORT_CHUNK, HASH_PAGE)
