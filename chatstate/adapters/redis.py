@@ -182,6 +182,16 @@ def _unmember(member: Any) -> DedupeKey:
     return _unescape(adapter), _unescape(message_id)
 
 
+def _unmembers(members: list[Any]) -> list[DedupeKey]:
+    """:func:`_unmember` of a page of members (the common case, nothing escaped, fast)."""
+    texts = [_text(m) for m in members] if members and not isinstance(members[0], bytes) else [
+        m.decode() for m in members
+    ]
+    if any("\x01" in t for t in texts):
+        return [_unmember(t) for t in texts]
+    return [(a, m) for a, m in (t.split("\x00") for t in texts)]
+
+
 def _ttl_ms(ttl: float) -> int:
     return max(1, round(ttl * 1000))
 
@@ -709,7 +719,7 @@ class RedisStateAdapter(StateAdapter):
             return [_text(t) for t in found]
         if section in ("dedupe", "dedupe_order"):
             key = frozen.dd if section == "dedupe_order" else frozen.dd + ":sorted"
-            return [_unmember(m) for m in (yield (CALL, "zrange", (key, start, stop)))]
+            return _unmembers((yield (CALL, "zrange", (key, start, stop))))
         if section == "pending_locks":
             found = yield (CALL, "zrange", (frozen.qkeys + ":sorted", start, stop))
             keys = [_text(k) for k in found]
