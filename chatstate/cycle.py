@@ -6,7 +6,7 @@ import json
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from chatstate.adapters.types import LockResult, PendingEntry, Strategy
+from chatstate.adapters.types import LockResult, NotOwner, PendingEntry, Strategy
 from chatstate.adapters.validation import dump_map
 
 if TYPE_CHECKING:
@@ -126,12 +126,13 @@ class MessageCycle:
             return
         if self.result is LockResult.ACQUIRED:
             try:
-                args = self._commit_args()
-            except TypeError:
-                # The block left a state that cannot be stored: treat it as a failed block.
+                self.pending = self._adapter._cycle_commit(*self._commit_args())
+            except NotOwner:
+                raise  # the lease went to another holder: nothing of ours to undo
+            except Exception:
+                # A state that cannot be stored, or a failed commit: as if the block raised.
                 self._adapter._cycle_abort(*self._abort_args())
                 raise
-            self.pending = self._adapter._cycle_commit(*args)
 
 
 class AsyncMessageCycle(MessageCycle):
@@ -159,8 +160,9 @@ class AsyncMessageCycle(MessageCycle):
             return
         if self.result is LockResult.ACQUIRED:
             try:
-                args = self._commit_args()
-            except TypeError:
+                self.pending = await adapter._arun(adapter._cycle_commit, *self._commit_args())
+            except NotOwner:
+                raise
+            except Exception:
                 await adapter._arun(adapter._cycle_abort, *self._abort_args())
                 raise
-            self.pending = await adapter._arun(adapter._cycle_commit, *args)

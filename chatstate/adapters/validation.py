@@ -10,7 +10,30 @@ from chatstate.adapters.types import STRATEGIES, Strategy
 MAX_ID_LENGTH = 255
 OVERFLOWS = ("drop_oldest", "drop_newest")
 
-_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _storable_text(value: str) -> bool:
+    """Whether every backend can store ``value``: no NUL, no lone surrogate (valid UTF-8)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def check_id(value: object, what: str = "identifier") -> str:
@@ -22,6 +45,8 @@ def check_id(value: object, what: str = "identifier") -> str:
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
     if not 0 < len(value) <= MAX_ID_LENGTH:
         raise ValueError(f"{what} must be 1-{MAX_ID_LENGTH} characters, got {len(value)}")
+    if "\x00" in value or not (value.isascii() or _storable_text(value)):
+        raise ValueError(f"{what} must be valid text without NUL characters, got {value!r}")
     return value
 
 
@@ -72,7 +97,8 @@ def check_overflow(overflow: object) -> str:
 def dump_map(value: object, what: str = "state") -> str:
     """Return the compact JSON text of ``value``, a ``dict`` with ``str`` keys.
 
-    Raises ``TypeError`` when ``value`` is not such a dict or is not JSON-serializable.
+    Raises ``TypeError`` when ``value`` is not such a dict, is not JSON-serializable, or holds
+    text that not every backend can store (a NUL character, a lone surrogate).
     """
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a dict, not {type(value).__name__}")
@@ -80,9 +106,14 @@ def dump_map(value: object, what: str = "state") -> str:
         if not isinstance(k, str):
             raise TypeError(f"{what} keys must be str, got {type(k).__name__} {k!r}")
     try:
-        return _dumps(value)
+        text = _dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serializable: {exc}") from None
+    if "\\u0000" in text and _has_nul(value):
+        raise TypeError(f"{what} holds a NUL character, which PostgreSQL cannot store")
+    if not text.isascii() and not _storable_text(text):
+        raise TypeError(f"{what} holds a lone surrogate: it is not valid Unicode text")
+    return text
 
 
 EMPTY_MAP = "{}"
