@@ -77,12 +77,16 @@ def test_round_trip_into_another_namespace(tmp_path: Path, indent: int | None) -
     assert target.claim_dedupe(("slack", "m0"), 6) is False
 
 
+ODD = "tab\there\nnew\\line\r\\N é"  # what COPY's text format must escape
+
+
 def test_restore_of_a_large_namespace(tmp_path: Path) -> None:
     snapshot = Snapshot(
-        subscriptions={f"t{i}" for i in range(3000)},
+        subscriptions={f"t{i}" for i in range(3000)} | {ODD},
         dedupe={("a", f"m{i}") for i in range(12000)},
         dedupe_order=[("a", f"m{i}") for i in reversed(range(12000))],
-        thread_state={f"t{i}": {"n": i, "s": "é" * (i % 5)} for i in range(2500)},
+        thread_state={f"t{i}": {"n": i, "s": "é" * (i % 5)} for i in range(2500)}
+        | {ODD: {"text": ODD, "\\": ["\\N", "\r\n"]}},
         locks={f"k{i}": {"owner": "o", "strategy": "queue", "metadata": {"i": i},
                          "acquired_at": T0, "expires_at": T1} for i in range(300)},
         pending_locks={f"k{i}": [{"owner": f"p{j}", "strategy": "queue", "metadata": {},

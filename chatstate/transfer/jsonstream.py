@@ -19,6 +19,8 @@ _WS = re.compile(r"[ \t\n\r]*")
 _BLANK = " \t\n\r"
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
+# For text already checked with the hooks above: the same values, without their cost.
+_TRUSTED_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 # A scanner error this close to the end of the window may be the window's end, not the text's.
 _MARGIN = 64
 
@@ -43,8 +45,12 @@ class JsonStream:
     ``offset`` is 0). Several streams may share one file: each seeks before it reads.
     """
 
-    def __init__(self, raw: BinaryIO, offset: int = 0, chunk_size: int = 1 << 20) -> None:
+    def __init__(
+        self, raw: BinaryIO, offset: int = 0, chunk_size: int = 1 << 20, trusted: bool = False
+    ) -> None:
         self.raw = raw
+        # ``trusted``: the text was read before (no repeated key, no NaN): skip those checks.
+        self.scan = _TRUSTED_SCAN if trusted else _SCAN
         self.chunk_size = max(16, chunk_size)
         self.file_pos = offset
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
@@ -131,7 +137,7 @@ class JsonStream:
         while True:
             buf = self.buf
             try:
-                obj, end = _SCAN(buf, self.pos)
+                obj, end = self.scan(buf, self.pos)
             except StopIteration as exc:
                 message, at = "Expecting value", int(exc.value)
             except json.JSONDecodeError as exc:
@@ -175,7 +181,21 @@ class JsonStream:
         if self.peek() == "]":
             self.pos += 1
             return
+        scan = self.scan
         while True:
+            # Fast path: elements followed directly by "," and a non-blank character, within
+            # the window, need none of the checks below; anything else takes the slow path.
+            buf, pos = self.buf, self.pos
+            limit = len(buf) - 1
+            while True:
+                try:
+                    obj, end = scan(buf, pos)
+                except (StopIteration, ValueError):
+                    break
+                if end >= limit or buf[end] != "," or buf[end + 1] in _BLANK:
+                    break
+                self.pos = pos = end + 1
+                yield obj
             yield self.value()
             char = self.peek()
             if char == "]":

@@ -95,8 +95,8 @@ class SnapshotFile:
         self.checked = result
         return result
 
-    def _stream(self, offset: int = 0) -> JsonStream:
-        return JsonStream(self.raw, offset, self.chunk_size)
+    def _stream(self, offset: int = 0, trusted: bool = False) -> JsonStream:
+        return JsonStream(self.raw, offset, self.chunk_size, trusted)
 
     def _check(self) -> Check:
         stream = self._stream()
@@ -226,7 +226,7 @@ class SnapshotFile:
             return
         if name not in self.offsets:
             return
-        stream = self._stream(self.offsets[name])
+        stream = self._stream(self.offsets[name], trusted=True)
         stream.pos += 1 if stream.peek() == "[" else 0
         for value in stream.elements():
             yield convert(value)
@@ -234,7 +234,7 @@ class SnapshotFile:
     def _map(self, name: str) -> Iterator[tuple[str, Any]]:
         if name not in self.offsets:
             return
-        stream = self._stream(self.offsets[name])
+        stream = self._stream(self.offsets[name], trusted=True)
         stream.pos += 1 if stream.peek() == "{" else 0
         entries = stream.entries()
         if not self.lenient:

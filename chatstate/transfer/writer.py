@@ -8,7 +8,9 @@ iterables without holding more than one batch of entries.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable
+from itertools import islice, pairwise
 from typing import Any, Protocol
 
 from chatstate.snapshot import FORMAT, VERSION
@@ -84,48 +86,72 @@ class _Writer:
         text: str = self.dumps(value)
         return text if self.compact else text.replace("\n", self.nl[depth])
 
-    def container(self, open_: str, close: str, items: Iterable[str]) -> None:
-        """``open_`` items… ``close`` at depth 1, items (already rendered) at depth 2."""
-        batch: list[str] = []
+    def container(
+        self,
+        open_: str,
+        close: str,
+        items: Iterable[Any],
+        render: Callable[[list[Any]], str],
+        order: _Order | None,
+    ) -> None:
+        """``open_`` items ``close`` at depth 1, the items at depth 2, rendered a batch at a
+        time by ``render`` (joined by the separator); ``order`` checks they strictly
+        increase."""
         sep = "," + self.nl[2]
         first = True
-        for item in items:
-            batch.append(item)
-            if len(batch) >= _BATCH:
-                self.out.write((open_ + self.nl[2] if first else sep) + sep.join(batch))
-                first = False
-                batch.clear()
-        if batch:
-            self.out.write((open_ + self.nl[2] if first else sep) + sep.join(batch))
+        iterator = iter(items)
+        while batch := list(islice(iterator, _BATCH)):
+            if order is not None:
+                order.check(batch)
+            self.out.write((open_ + self.nl[2] if first else sep) + render(batch))
             first = False
         self.out.write(open_ + close if first else self.nl[1] + close)
 
+    def array(self, batch: list[Any]) -> str:
+        """Compact: a batch of ids or keys as the C encoder writes a list, without its
+        brackets (exactly the items ``to_json`` writes)."""
+        return self.dumps(batch)[1:-1]
+
     def ids(self, items: Iterable[str]) -> None:
-        self.container("[", "]", (_enc(i) for i in _strictly_sorted(items, "subscriptions")))
+        sep = "," + self.nl[2]
+        render = self.array if self.compact else lambda b: sep.join([_enc(i) for i in b])
+        self.container("[", "]", items, render, _Order("subscriptions"))
 
     def keys(self, items: Iterable[tuple[str, str]], name: str, check: bool = False) -> None:
-        if check:
-            items = _strictly_sorted(items, name)
-        inner, close = self.nl[3], self.nl[2]
-        rendered = ("[" + inner + _enc(a) + "," + inner + _enc(m) + close + "]" for a, m in items)
-        self.container("[", "]", rendered)
+        inner, close, sep = self.nl[3], self.nl[2], "," + self.nl[2]
+
+        def indented(batch: list[tuple[str, str]]) -> str:
+            return sep.join([f"[{inner}{_enc(a)},{inner}{_enc(m)}{close}]" for a, m in batch])
+
+        render = self.array if self.compact else indented
+        self.container("[", "]", items, render, _Order(name) if check else None)
 
     def mapping(self, items: Iterable[tuple[str, Any]], name: str) -> None:
-        colon = self.colon
-        self.container(
-            "{",
-            "}",
-            (_enc(k) + colon + self.value(v, 2) for k, v in _strictly_sorted(items, name, True)),
-        )
+        colon, value, sep = self.colon, self.value, "," + self.nl[2]
+
+        def render(batch: list[tuple[str, Any]]) -> str:
+            if self.compact:  # keys arrive sorted and unique: the encoder keeps their order
+                return self.dumps(dict(batch))[1:-1]
+            return sep.join([_enc(k) + colon + value(v, 2) for k, v in batch])
+
+        self.container("{", "}", items, render, _Order(name, by_key=True))
 
 
-def _strictly_sorted(items: Iterable[Any], name: str, by_key: bool = False) -> Iterable[Any]:
-    """``items`` unchanged, checked to be strictly increasing (by first element if
-    ``by_key``); raises ``UnsortedSection`` at the first violation."""
-    previous: Any = None
-    for item in items:
-        key = item[0] if by_key else item
-        if previous is not None and not previous < key:
-            raise UnsortedSection(f"{name}: {key!r} arrives after {previous!r}")
-        previous = key
-        yield item
+class _Order:
+    """Checks that a section's items, seen a batch at a time, strictly increase (by their
+    first element if ``by_key``); raises ``UnsortedSection`` at the first violation."""
+
+    def __init__(self, name: str, by_key: bool = False) -> None:
+        self.name = name
+        self.by_key = by_key
+        self.last: Any = None
+
+    def check(self, batch: list[Any]) -> None:
+        keys = [item[0] for item in batch] if self.by_key else batch
+        if self.last is not None:
+            keys = [self.last, *keys]
+        if not all(map(operator.lt, keys, islice(keys, 1, None))):
+            for before, after in pairwise(keys):
+                if not before < after:
+                    raise UnsortedSection(f"{self.name}: {after!r} arrives after {before!r}")
+        self.last = keys[-1]
