@@ -17,6 +17,8 @@ X = "\x00marker"  # where the bad identifier goes
 BAD_IDS: list[tuple[Any, type[Exception]]] = [
     (5, TypeError), (None, TypeError), (b"bytes", TypeError), (["t1"], TypeError),
     ("", ValueError), ("x" * 256, ValueError),
+    # Text not every backend can store: refused by all alike.
+    ("nul\x00id", ValueError), ("lone\udc00surrogate", ValueError),
 ]
 KEY = ("slack", "m9")
 
@@ -110,7 +112,8 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
         (method, ("t1", value), {}, TypeError)
         for method in ("put_thread_state", "put_channel_state")
         for value in ([1], None, "{}", {1: "int key"}, {"x": _Unjsonable()},
-                      {"x": float("nan")}, {"x": {"y": [_Unjsonable()]}})
+                      {"x": float("nan")}, {"x": {"y": [_Unjsonable()]}},
+                      {"x": "nul\x00"}, {"x": ["lone\ud800"]})
     ],
     ("update_thread_state", ("t1", _returns([1])), {}, TypeError),
     ("update_thread_state", ("t1", _returns({"x": {1, 2}})), {}, TypeError),
@@ -118,7 +121,8 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
     # metadata
     *[
         ("lock", ("k", "z", "queue", meta), {}, TypeError)
-        for meta in ([1], "meta", {1: "x"}, {"x": _Unjsonable()}, {"x": float("inf")})
+        for meta in ([1], "meta", {1: "x"}, {"x": _Unjsonable()}, {"x": float("inf")},
+                     {"x": "nul\x00"})
     ],
     ("handle_message", (KEY,), {"thread_id": "k", "owner": "w", "strategy": "queue",
                                 "metadata": ["x"]}, TypeError),
