@@ -86,6 +86,7 @@ def child_main(
     results: Any,
 ) -> None:
     """A child's whole life: build the adapter, warm up, wait at the barrier, run, report."""
+    at_start_line = True
     try:
         adapter = build_adapter(target)
         adapter.is_subscribed("xproc-warm-up")  # connect before the start line
@@ -93,10 +94,13 @@ def child_main(
 
         fn = getattr(tasks, task)
         barrier.wait(timeout=START_TIMEOUT)
+        at_start_line = False
         started = time.monotonic()
         report = fn(adapter, index, events, **args)
         results.put((index, "ok", report, time.monotonic() - started))
     except BaseException:
+        if at_start_line:  # the others stop waiting for a child that will never arrive
+            barrier.abort()
         results.put((index, "error", traceback.format_exc(), 0.0))
         raise SystemExit(1) from None
 
