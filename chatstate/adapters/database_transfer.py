@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -183,6 +183,13 @@ def _copy_text(value: Any) -> str:
     return str(value)
 
 
+def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
+    """A dedupe row ``(adapter, message_id, seq, created_at text)`` as a COPY line."""
+    adapter, message_id, seq, stamp = row
+    return (f"{prefix}{adapter.translate(_COPY_ESCAPES)}\t"
+            f"{message_id.translate(_COPY_ESCAPES)}\t{seq}\t{stamp}\n")
+
+
 def _lock_dict(
     owner: str, strategy: str, metadata: Any, acquired: datetime, expires: datetime
 ) -> dict[str, Any]:
@@ -233,21 +240,22 @@ class _Copier:
 
         adapter, ns = self.adapter, self.ns
         now = adapter._now()
+        stamp = now.isoformat()  # formatted once: the same value on a million rows
         window = adapter._window()  # locks the window row: claims wait for the restore
         if not self.merge:
             for model in _MODELS:
                 self.execute(f"DELETE FROM {self.table(model)} WHERE namespace = %s", [ns])
             window.head = 0
         self.upsert(Subscription, ("thread_id", "created_at"),
-                    ((t, now) for t in sections.subscriptions), ("thread_id",), None)
-        window.head += self.dedupe(sections.dedupe_order, window.head, now)
+                    ((t, stamp) for t in sections.subscriptions), ("thread_id",), None)
+        window.head += self.dedupe(sections.dedupe_order, window.head, stamp)
         window.save(update_fields=["head"])
         for model, field, entries in (
             (ThreadState, "thread_id", sections.thread_state),
             (ChannelState, "channel_id", sections.channel_state),
         ):
             self.upsert(model, (field, "value", "updated_at"),
-                        ((i, _dumps(v), now) for i, v in entries),
+                        ((i, _dumps(v), stamp) for i, v in entries),
                         (field,), ("value", "updated_at"))
         default_expiry = now + timedelta(seconds=adapter.lock_ttl)
         lock_rows = (
@@ -278,12 +286,12 @@ class _Copier:
 
     # -- sections --------------------------------------------------------------------
 
-    def dedupe(self, order: Iterable[tuple[str, str]], head: int, now: datetime) -> int:
+    def dedupe(self, order: Iterable[tuple[str, str]], head: int, stamp: str) -> int:
         """Add the keys of ``order`` not present after position ``head``; their count."""
         fields = ("adapter", "message_id", "seq", "created_at")
-        rows = ((a, m, head + i, now) for i, (a, m) in enumerate(order, 1))
+        rows = ((a, m, head + i, stamp) for i, (a, m) in enumerate(order, 1))
         if not self.merge:
-            return self.copy(DedupeEntry, fields, rows)
+            return self.copy(DedupeEntry, fields, rows, _dedupe_line)
         stage = self.stage(DedupeEntry, fields, rows)
         table, seq = self.table(DedupeEntry), self.column(DedupeEntry, "seq")
         a, m = self.column(DedupeEntry, "adapter"), self.column(DedupeEntry, "message_id")
@@ -334,25 +342,40 @@ class _Copier:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
 
-    def copy(self, model: Any, fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
+    def copy(
+        self,
+        model: Any,
+        fields: tuple[str, ...],
+        rows: Iterable[tuple[Any, ...]],
+        line: Callable[[str, tuple[Any, ...]], str] | None = None,
+    ) -> int:
         """``COPY`` ``(namespace, *fields)`` rows into ``model``'s table; the row count."""
         columns = ", ".join(["namespace", *(self.column(model, f) for f in fields)])
-        return self.copy_into(f"{self.table(model)} ({columns})", rows, namespace=True)
+        prefix = _copy_text(self.ns) + "\t"
+        return self.copy_into(f"{self.table(model)} ({columns})", rows, prefix, line)
 
-    def copy_into(self, target: str, rows: Iterable[tuple[Any, ...]], namespace: bool) -> int:
-        """``COPY target FROM STDIN`` (text format) the ``rows``, prefixed with the namespace
-        if ``namespace``; the row count. Rows are formatted here a batch at a time (str
-        escaped for COPY, datetimes in ISO 8601 with their offset), far faster than a
-        ``write_row`` per row."""
+    def copy_into(
+        self,
+        target: str,
+        rows: Iterable[tuple[Any, ...]],
+        prefix: str,
+        line: Callable[[str, tuple[Any, ...]], str] | None = None,
+    ) -> int:
+        """``COPY target FROM STDIN`` (text format) the ``rows``, each line starting with
+        ``prefix``; the row count. Lines are built here a batch at a time (``line``, or every
+        field through ``_copy_text``), far faster than psycopg's ``write_row`` per row."""
         count = 0
-        prefix = _copy_text(self.ns) + "\t" if namespace else ""
         iterator = iter(rows)
         with self.connection.cursor() as cursor, cursor.cursor.copy(
             f"COPY {target} FROM STDIN"
         ) as copy:
             while batch := list(itertools.islice(iterator, _CHUNK)):
-                copy.write("".join([prefix + "\t".join(map(_copy_text, row)) + "\n"
-                                    for row in batch]))
+                if line is None:
+                    text = "".join([prefix + "\t".join(map(_copy_text, row)) + "\n"
+                                    for row in batch])
+                else:
+                    text = "".join([line(prefix, row) for row in batch])
+                copy.write(text)
                 count += len(batch)
         return count
 
@@ -365,7 +388,7 @@ class _Copier:
         )
         self.execute(f"DROP TABLE IF EXISTS {name}", [])
         self.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP", [])
-        self.copy_into(f"{name} ({', '.join(self.quote(f) for f in fields)})", rows, False)
+        self.copy_into(f"{name} ({', '.join(self.quote(f) for f in fields)})", rows, "")
         return str(name)
 
     def insert_from(self, model: Any, fields: tuple[str, ...], stage: str) -> str:
