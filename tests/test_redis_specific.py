@@ -355,11 +355,12 @@ def test_a_failed_load_removes_what_it_built(rstore: RedisStateAdapter) -> None:
 
 def _populate_tricky(adapter: RedisStateAdapter) -> None:
     """State whose orders differ between naive encodings and the snapshot's sort orders."""
-    for thread in ("b", "a", "é", "z\x00", "A"):
+    for thread in ("b", "a", "é", "z\x01", "A"):
         adapter.subscribe(thread)
         adapter.put_thread_state(thread, {"id": thread})
-    # Tuple order: ("a", "b") < ("a!", "a") < ("a\x00", "x"); JSON text would sort otherwise.
-    for key in [("a!", "a"), ("a", "b"), ("a\x00", "x"), ("a", "\x01\x00"), ("a", "c")]:
+    # Tuple order: ("a", "b") < ("a!", "a"); JSON text (or a separator above "!") would sort
+    # otherwise.
+    for key in [("a!", "a"), ("a", "b"), ("a\x01", "x"), ("a", "\x01\x02"), ("a", "c")]:
         adapter.claim_dedupe(key, 100)
     adapter.put_channel_state("c2", {"n": 2})
     adapter.put_channel_state("c1", {"n": 1})
@@ -367,6 +368,19 @@ def _populate_tricky(adapter: RedisStateAdapter) -> None:
     adapter.lock("k1", "w", "queue", {"m": 1})
     adapter.lock("k1", "v", "queue", {"m": 2})
     adapter.lock("k1", "u", "queue", {"m": 3})
+
+
+def test_dedupe_members_sort_as_the_keys_and_decode_back() -> None:
+    """Snapshots may carry any text (NUL too): the member encoding escapes NUL and SOH."""
+    from chatstate.adapters.redis import _member, _unmember, _unmembers
+
+    keys = [("a", "b"), ("a!", "a"), ("a", "\x00"), ("a\x00", ""), ("a", "\x01\x00"),
+            ("a\x01", "\x02"), ("", "z"), ("é", "x"), ("a", "")]
+    members = [_member(k) for k in keys]
+    assert [_unmember(m.encode()) for m in members] == keys
+    assert _unmembers([m.encode() for m in members]) == keys
+    by_bytes = sorted(members, key=lambda m: m.encode())
+    assert [_unmember(m) for m in by_bytes] == sorted(keys)
 
 
 def test_snapshot_sections_stream_in_the_json_forms_orders(rstore: RedisStateAdapter) -> None:
