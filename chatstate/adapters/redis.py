@@ -14,6 +14,11 @@ opened them). Options that only make sense to the sync client (its ``retry`` obj
 callbacks) are left to the async defaults; a pool of another connection class (sentinel)
 runs the async twins in a worker thread instead.
 
+Requirements and cautions: Redis ≥ 6.2 (``COPY``, used by snapshots). Leave command retries
+off on the alias (django-redis's default): a script re-sent after its reply was lost would
+run twice (a claim would then report its own message as a duplicate); a lost connection
+surfaces as :class:`~chatstate.adapters.types.BackendUnavailable` naming the alias instead.
+
 Key layout — every key of a namespace starts with ``chatstate:{<namespace>}:`` (the braces
 are a Redis Cluster hash tag: one namespace lives in one slot; ``\\`` and ``}`` in a
 namespace are escaped with ``\\`` so no namespace's prefix is a prefix of another's):
@@ -22,9 +27,10 @@ namespace are escaped with ``\\`` so no namespace's prefix is a prefix of anothe
 suffix              type    holds
 ==================  ======  ===========================================================
 ``subs``            set     subscribed thread ids
-``dd``              zset    dedupe window: member ``["adapter","message_id"]`` (JSON),
-                            score the claim's sequence number (oldest first); trimmed by
-                            rank in the script that adds
+``dd``              zset    dedupe window: member ``adapter NUL message_id`` (NUL and
+                            SOH escaped, so members sort as the keys do), score the
+                            claim's sequence number (oldest first); trimmed by rank in
+                            the script that adds
 ``ddseq``           string  the namespace's dedupe counter (``INCR`` in the same script)
 ``ts`` / ``cs``     hash    thread / channel id → state map (JSON text)
 ``locks``           hash    lock key → lock record (see ``redis_scripts``); the lease is
@@ -33,6 +39,7 @@ suffix              type    holds
 ``q:<key>``         list    the lock's pending entries, oldest first
 ``qkeys``           set     lock keys whose pending list is not empty
 ``tmp:<token>:…``   —       a snapshot being loaded (expires if the load dies midway)
+``snap:<token>:…``  —       a frozen copy being read by a snapshot (expires likewise)
 ==================  ======  ===========================================================
 """
 
