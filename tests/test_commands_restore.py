@@ -325,3 +325,53 @@ def test_stdin_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         restore("-", other.namespace, stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: Expecting property name")
     assert other.snapshot() == source.snapshot()
+
+
+# -- the streaming reader agrees with Snapshot.from_json / normalize_snapshot exactly -------
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.parametrize("seed", range(4))
+def test_streaming_reader_matches_the_snapshot_module(seed: int) -> None:
+    """Damaged texts (syntax and content) read in tiny windows give exactly the problems of
+    ``Snapshot.from_json``; lenient, exactly ``normalize_snapshot_counting``."""
+    import copy
+    import random
+
+    from chatstate.transfer.reader import SnapshotFile
+
+    base = Snapshot.from_json(json.dumps(GOOD)).to_dict()
+    base["locks"] = {"k": {"owner": "o", "strategy": "queue", "metadata": {"x": "\u2028"}}}
+    values: list[Any] = [None, 1, "", "x", [], {}, ["s", "m1"], ["s"], "a" * 300,
+                         {"owner": "o", "strategy": "bogus", "metadata": {}}]
+    rnd = random.Random(seed)
+    for _ in range(150):
+        doc = copy.deepcopy(base)
+        for _ in range(rnd.randint(1, 3)):
+            key = rnd.choice([*doc, "extra"])
+            if isinstance(doc.get(key), list) and doc[key] and rnd.random() < 0.6:
+                doc[key][rnd.randrange(len(doc[key]))] = copy.deepcopy(rnd.choice(values))
+            elif isinstance(doc.get(key), dict) and rnd.random() < 0.6:
+                doc[key][rnd.choice(["t1", "", "new"])] = copy.deepcopy(rnd.choice(values))
+            else:
+                doc[key] = copy.deepcopy(rnd.choice(values))
+        text = json.dumps(doc, indent=rnd.choice([None, 1]), ensure_ascii=False)
+        if rnd.random() < 0.5:  # and a syntax error, somewhere
+            at = rnd.randrange(len(text))
+            text = text[:at] + rnd.choice(["", ",", "]", '"', "}", " x"]) + text[at + 1 :]
+        expected: list[str] = []
+        try:
+            Snapshot.from_json(text.encode())
+        except InvalidSnapshot as exc:
+            expected = exc.problems
+        for chunk in (16, 1 << 20):
+            strict = SnapshotFile(io.BytesIO(text.encode()), chunk_size=chunk)
+            assert strict.check().problems == expected, text
+            if not expected:
+                assert strict.sections().to_snapshot() == Snapshot.from_json(text)
+            if expected and expected[0].startswith("$: invalid JSON"):
+                continue
+            lenient = SnapshotFile(io.BytesIO(text.encode()), lenient=True, chunk_size=chunk)
+            found = lenient.check()
+            kept, dropped = normalize_snapshot_counting(json.loads(text))
+            assert (found.dropped, lenient.sections().to_snapshot()) == (dropped, kept), text
