@@ -255,6 +255,48 @@ def test_the_message_cycle_costs_two_round_trips(rstore: RedisStateAdapter) -> N
     assert rstore.thread_state("t") == {"n": 1} and not rstore.is_duplicate(("s", "m2"))
 
 
+class CountingConnection(redis.connection.Connection):  # type: ignore[misc]
+    """A real connection that counts what it sends: each send is one round trip."""
+
+    sent: list[bytes] = []
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        first = command[0] if isinstance(command, list) else command
+        CountingConnection.sent.append(bytes(first)[:40])
+        super().send_packed_command(command, check_health)
+
+
+def test_the_hot_path_connection_also_sends_two_commands_per_cycle(
+    rstore: RedisStateAdapter,
+) -> None:
+    kwargs = dict(rstore.connection.connection_pool.connection_kwargs)
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
+    rstore._connection = redis.Redis(connection_pool=pool)  # plain client: the pinned path
+    with rstore.handle_message(("s", "warm"), thread_id="t", owner="w") as msg:
+        msg.state["n"] = 0
+    CountingConnection.sent.clear()
+    with rstore.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+        msg.state["n"] += 1
+    assert len(CountingConnection.sent) == 2
+    assert all(b"EVALSHA" in line for line in CountingConnection.sent)
+    assert rstore.thread_state("t") == {"n": 1}
+    pool.disconnect()
+
+
+def test_a_connection_the_server_closed_is_replaced_before_use(
+    rstore: RedisStateAdapter,
+) -> None:
+    from chatstate.adapters.redis import _pinned
+
+    assert rstore.lock("k", "w") is LockResult.ACQUIRED
+    pinned = _pinned.connections[rstore.connection.connection_pool]
+    pinned.send_command("CLIENT", "ID")
+    client_id = pinned.read_response()
+    assert rstore.connection.client_kill_filter(_id=client_id) == 1
+    assert rstore.lock("k", "v") is LockResult.BUSY  # not BackendUnavailable
+    assert rstore.release_lock("k", "w") == []
+
+
 def test_async_twins_use_redis_asyncio_on_the_event_loop_thread(
     rstore: RedisStateAdapter,
 ) -> None:

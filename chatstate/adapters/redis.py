@@ -50,8 +50,11 @@ import contextlib
 import inspect
 import itertools
 import json
+import os
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -224,10 +227,53 @@ def _released(key: str, owner: str, reply: Any) -> list[PendingEntry]:
     return [_entry(raw) for raw in reply[2]]
 
 
+class _Pinned(threading.local):
+    """This thread's own connection to each pool, for scripts (see :func:`_eval_pinned`)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.connections: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+_pinned = _Pinned()
+_EXECUTE_COMMAND = redis.Redis.execute_command
+
+
+def _eval_pinned(client: Any, script: lua.LuaScript, keys: list[str], args: list[Any]) -> Any:
+    """``EVALSHA`` on a connection this thread keeps for ``client``'s pool (one per thread).
+
+    The hot path: it skips redis-py's per-command pool checkout and wrappers, which cost more
+    than the round trip itself, and never re-sends a command whose reply was lost (a script
+    must not run twice). A connection the server closed meanwhile is replaced before use.
+    """
+    if _pinned.pid != os.getpid():  # a forked child: its parent's sockets are not its own
+        _pinned.pid, _pinned.connections = os.getpid(), weakref.WeakKeyDictionary()
+    pool = client.connection_pool
+    connection = _pinned.connections.get(pool)
+    if connection is None:
+        connection = _pinned.connections[pool] = pool.make_connection()
+    try:
+        if connection.can_read():  # unread data, or the server hung up: start afresh
+            connection.disconnect()
+    except redis.ConnectionError:
+        connection.disconnect()
+    try:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return connection.read_response()
+    except NoScriptError:
+        connection.send_command("SCRIPT", "LOAD", script.text)
+        connection.read_response()
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return connection.read_response()
+
+
 def _execute(client: Any, request: Request) -> Any:
     kind = request[0]
     if kind is EVAL:
         script, keys, args = request[1], request[2], request[3]
+        if type(client).execute_command is _EXECUTE_COMMAND:
+            return _eval_pinned(client, script, keys, args)
+        # An instrumented client (one counting its commands): the same commands, through it.
         try:
             return client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
