@@ -44,10 +44,10 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Mark ``member`` unless present (1), then trim the window to its newest ``limit``.
+-- Mark ``member`` unless present (1), then trim the window to its newest ``limit``. (A
+-- duplicate still advances the counter: scores only need to grow, ranks make the window.)
 local function claim(dd, seq, member, limit)
-    if redis.call('ZSCORE', dd, member) then return 0 end
-    redis.call('ZADD', dd, redis.call('INCR', seq), member)
+    if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then return 0 end
     -- Ranks 0 .. -(limit + 1): all but the newest ``limit`` (nothing while not full).
     redis.call('ZREMRANGEBYRANK', dd, 0, -(limit + 1))
     return 1
