@@ -274,8 +274,6 @@ return 1
 """,
 )
 
-ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
-       PRUNE, LOAD_REPLACE, LOAD_MERGE)
 
 # Snapshots are read from a frozen copy, taken in one step (``COPY`` of each key, about half
 # a second per million dedupe keys) so the sections describe one state. Sorted views of the
@@ -345,4 +343,6 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """,
 )
 
-ALL = (*ALL, FREEZE, SORT_CHUNK, HASH_PAGE)
+#: Every script, e.g. to preload them (``SCRIPT LOAD``) on a new server.
+ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
+       PRUNE, LOAD_REPLACE, LOAD_MERGE, FREEZE, SORT_CHUNK, HASH_PAGE)
