@@ -119,12 +119,23 @@ _ASYNC_CONNECTIONS: dict[type, type] = {
     ),
     redis.connection.Connection: redis.asyncio.connection.Connection,
 }
-_SYNC_ONLY_KWARGS = frozenset({
-    "retry", "redis_connect_func", "event_dispatcher", "parser_class", "himport_registry",
-    "maint_notifications_config", "maint_notifications_pool_handler", "maintenance_state",
-    "maintenance_notification_hash", "oss_cluster_maint_notifications_handler",
-    "orig_host_address", "orig_socket_timeout", "orig_socket_connect_timeout",
-})
+_SYNC_ONLY_KWARGS = frozenset(
+    {
+        "retry",
+        "redis_connect_func",
+        "event_dispatcher",
+        "parser_class",
+        "himport_registry",
+        "maint_notifications_config",
+        "maint_notifications_pool_handler",
+        "maintenance_state",
+        "maintenance_notification_hash",
+        "oss_cluster_maint_notifications_handler",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+    }
+)
 
 
 def namespace_prefix(namespace: str) -> str:
@@ -194,9 +205,11 @@ def _unmember(member: Any) -> DedupeKey:
 
 def _unmembers(members: list[Any]) -> list[DedupeKey]:
     """:func:`_unmember` of a page of members (the common case, nothing escaped, fast)."""
-    texts = [_text(m) for m in members] if members and not isinstance(members[0], bytes) else [
-        m.decode() for m in members
-    ]
+    texts = (
+        [_text(m) for m in members]
+        if members and not isinstance(members[0], bytes)
+        else [m.decode() for m in members]
+    )
     if any("\x01" in t for t in texts):
         return [_unmember(t) for t in texts]
     return [(a, m) for a, m in (t.split("\x00") for t in texts)]
@@ -446,9 +459,7 @@ class RedisStateAdapter(StateAdapter):
         backend = config.get("BACKEND") if isinstance(config, Mapping) else None
         if backend == _DJANGO_REDIS_BACKEND or _is_django_redis(backend):
             return []
-        where = (
-            "is not defined in CACHES" if backend is None else f"uses {backend}"
-        )
+        where = "is not defined in CACHES" if backend is None else f"uses {backend}"
         return [
             checks.Warning(
                 f"RedisStateAdapter's cache alias {self.alias!r} {where}, not django-redis.",
@@ -579,8 +590,15 @@ class RedisStateAdapter(StateAdapter):
         max_pending: int | None,
         overflow: str,
     ) -> Op[LockResult]:
-        args = [key, owner, strategy.value, metadata, _ttl_ms(ttl),
-                "" if max_pending is None else max_pending, overflow]
+        args = [
+            key,
+            owner,
+            strategy.value,
+            metadata,
+            _ttl_ms(ttl),
+            "" if max_pending is None else max_pending,
+            overflow,
+        ]
         return RESULTS[_text((yield (EVAL, lua.LOCK, self._lock_keys(key), args)))]
 
     def _do_holds(self, key: str, owner: str) -> bool:
@@ -644,8 +662,7 @@ class RedisStateAdapter(StateAdapter):
             EVAL,
             lua.CYCLE_ENTER,
             [k.dd, k.ddseq, k.subs, k.ts, k.locks, k.q(thread_id), k.qkeys],
-            [_member(dedupe_key), limit, thread_id, owner, strategy.value, metadata,
-             _ttl_ms(ttl)],
+            [_member(dedupe_key), limit, thread_id, owner, strategy.value, metadata, _ttl_ms(ttl)],
         )
         if not int(reply[0]):
             return False, bool(int(reply[1])), None, {}
@@ -748,19 +765,31 @@ class RedisStateAdapter(StateAdapter):
         frozen = _Keys(f"{self.keys.prefix}snap:{uuid.uuid4().hex}:")
         reply = yield (EVAL, lua.FREEZE, [], [self.keys.prefix, frozen.prefix, LOAD_TTL_MS])
         subs, dedupe, threads, channels, locks, pending = (int(n) for n in reply)
-        for kind, source in (("set", frozen.subs), ("zset", frozen.dd), ("hash", frozen.ts),
-                             ("hash", frozen.cs), ("hash", frozen.locks), ("set", frozen.qkeys)):
+        for kind, source in (
+            ("set", frozen.subs),
+            ("zset", frozen.dd),
+            ("hash", frozen.ts),
+            ("hash", frozen.cs),
+            ("hash", frozen.locks),
+            ("set", frozen.qkeys),
+        ):
             position: Any = 0
             while True:
                 position = yield (
-                    EVAL, lua.SORT_CHUNK, [source, source + ":sorted"],
+                    EVAL,
+                    lua.SORT_CHUNK,
+                    [source, source + ":sorted"],
                     [kind, position, CHUNK, LOAD_TTL_MS],
                 )
                 if _text(position) == "0":
                     break
         counts = {
-            "subscriptions": subs, "dedupe_order": dedupe, "thread_state": threads,
-            "channel_state": channels, "locks": locks, "pending_locks": pending,
+            "subscriptions": subs,
+            "dedupe_order": dedupe,
+            "thread_state": threads,
+            "channel_state": channels,
+            "locks": locks,
+            "pending_locks": pending,
         }
         return frozen, counts
 
@@ -851,21 +880,31 @@ class RedisStateAdapter(StateAdapter):
         default_expiry = now + _ttl_ms(self.lock_ttl)
         for lock_part in _parts(sections.locks, CHUNK):
             records = {
-                key: _dumps([
-                    lock["owner"], lock["strategy"], dump_metadata(lock.get("metadata")),
-                    _ms(lock.get("acquired_at"), now),
-                    _ms(lock.get("expires_at"), default_expiry),
-                    lock.get("acquired_at") or False, lock.get("expires_at") or False,
-                ])
+                key: _dumps(
+                    [
+                        lock["owner"],
+                        lock["strategy"],
+                        dump_metadata(lock.get("metadata")),
+                        _ms(lock.get("acquired_at"), now),
+                        _ms(lock.get("expires_at"), default_expiry),
+                        lock.get("acquired_at") or False,
+                        lock.get("expires_at") or False,
+                    ]
+                )
                 for key, lock in lock_part
             }
             yield from expiring(tmp.locks, "hset", None, None, records)
         for key, entries in sections.pending_locks:
             items = [
-                _dumps([
-                    e["owner"], e["strategy"], dump_metadata(e.get("metadata")),
-                    _ms(e.get("enqueued_at"), now), e.get("enqueued_at") or False,
-                ])
+                _dumps(
+                    [
+                        e["owner"],
+                        e["strategy"],
+                        dump_metadata(e.get("metadata")),
+                        _ms(e.get("enqueued_at"), now),
+                        e.get("enqueued_at") or False,
+                    ]
+                )
                 for e in entries
             ]
             if items:
@@ -933,13 +972,20 @@ class _Sections(NamedTuple):
     def of(cls, source: Snapshot | SnapshotSections) -> _Sections:
         if isinstance(source, Snapshot):
             return cls(
-                source.subscriptions, source.dedupe_order, source.thread_state.items(),
-                source.channel_state.items(), source.locks.items(),
+                source.subscriptions,
+                source.dedupe_order,
+                source.thread_state.items(),
+                source.channel_state.items(),
+                source.locks.items(),
                 source.pending_locks.items(),
             )
         return cls(
-            source.subscriptions, source.dedupe_order, source.thread_state,
-            source.channel_state, source.locks, source.pending_locks,
+            source.subscriptions,
+            source.dedupe_order,
+            source.thread_state,
+            source.channel_state,
+            source.locks,
+            source.pending_locks,
         )
 
 

@@ -344,5 +344,19 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 )
 
 #: Every script, e.g. to preload them (``SCRIPT LOAD``) on a new server.
-ALL = (CLAIM, LOCK, EXTEND, RELEASE, COMPARE_AND_SET, CYCLE_ENTER, CYCLE_COMMIT, CYCLE_ABORT,
-       PRUNE, LOAD_REPLACE, LOAD_MERGE, FREEZE, SORT_CHUNK, HASH_PAGE)
+ALL = (
+    CLAIM,
+    LOCK,
+    EXTEND,
+    RELEASE,
+    COMPARE_AND_SET,
+    CYCLE_ENTER,
+    CYCLE_COMMIT,
+    CYCLE_ABORT,
+    PRUNE,
+    LOAD_REPLACE,
+    LOAD_MERGE,
+    FREEZE,
+    SORT_CHUNK,
+    HASH_PAGE,
+)
