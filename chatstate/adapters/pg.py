@@ -58,7 +58,13 @@ BEGIN
         UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
         RETURN false;
     END IF;
-    DELETE FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq <= v_head - p_limit;
+    -- Trim: an index range bounded on both sides. (``seq <= bound`` alone lets a cached
+    -- generic plan guess a third of the table and scan it whole on every claim.)
+    IF v_head > p_limit THEN
+        DELETE FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq <= v_head - p_limit
+              AND seq >= (SELECT min(seq) FROM chatstate_dedupeentry WHERE namespace = p_ns);
+    END IF;
     RETURN true;
 END $$;
 
