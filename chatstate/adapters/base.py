@@ -9,6 +9,7 @@ backend with a native async client overrides.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -271,9 +272,7 @@ class StateAdapter(abc.ABC):
         A mapping is read leniently with :func:`normalize_snapshot`. When merging, incoming
         values win on conflicts; incoming pending entries are appended.
         """
-        if not isinstance(snapshot, (Snapshot, Mapping)):
-            raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}")
-        self._do_load_snapshot(normalize_snapshot(snapshot), bool(merge))
+        self._do_load_snapshot(_snapshot_arg(snapshot), bool(merge))
 
     @classmethod
     def from_snapshot(cls: type[A], snapshot: Snapshot | Mapping[str, Any], **options: Any) -> A:
@@ -405,10 +404,13 @@ class StateAdapter(abc.ABC):
     async def aload_snapshot(
         self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False
     ) -> None:
-        await self._arun(self.load_snapshot, snapshot, merge)
+        await self._arun(self._do_load_snapshot, _snapshot_arg(snapshot), bool(merge))
 
-    async def aprune(self, dedupe_limit: int | None = None, dry_run: bool = False) -> dict[str, int]:
-        return await self._arun(self.prune, dedupe_limit, dry_run)
+    async def aprune(
+        self, dedupe_limit: int | None = None, dry_run: bool = False
+    ) -> dict[str, int]:
+        limit = self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit)
+        return await self._arun(self._do_prune, limit, bool(dry_run))
 
     # -- argument bundles ----------------------------------------------------------------
 
@@ -507,10 +509,8 @@ class StateAdapter(abc.ABC):
         """After a block that raised: withdraw the claim, release keeping pending entries."""
         self._do_withdraw_dedupe(dedupe_key)
         if strategy is not Strategy.CONCURRENT:
-            try:
+            with contextlib.suppress(NotOwner):  # the lease went to another holder
                 self._do_release_lock(thread_id, owner, True)
-            except NotOwner:
-                pass
 
     # -- backend hooks -------------------------------------------------------------------
     # Arguments arrive checked. ``kind`` is "thread" or "channel"; ``metadata`` and
@@ -583,3 +583,9 @@ class StateAdapter(abc.ABC):
     @abc.abstractmethod
     def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]: ...
 
+
+def _snapshot_arg(snapshot: object) -> Snapshot:
+    """A snapshot argument, normalized; ``TypeError`` unless a Snapshot or a mapping."""
+    if not isinstance(snapshot, (Snapshot, Mapping)):
+        raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}")
+    return normalize_snapshot(snapshot)

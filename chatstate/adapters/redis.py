@@ -74,8 +74,8 @@ from chatstate.adapters.types import (
     epoch_to_iso,
     from_iso,
 )
-from chatstate.adapters.validation import check_id, check_limit, dump_map, dump_metadata
-from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.adapters.validation import check_id, dump_map, dump_metadata
+from chatstate.snapshot import Snapshot
 from chatstate.transfer.sections import SnapshotSections
 
 try:
@@ -825,15 +825,6 @@ class RedisStateAdapter(StateAdapter):
         """Load streamed ``sections`` (the restore command): all or nothing, as load_snapshot."""
         self._drive(self._op_load(_Sections.of(sections), bool(merge)))
 
-    async def aload_snapshot(
-        self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False
-    ) -> None:
-        if not isinstance(snapshot, (Snapshot, Mapping)):
-            raise TypeError(
-                f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}"
-            )
-        await self._adrive(self._op_do_load_snapshot(normalize_snapshot(snapshot), bool(merge)))
-
     def _op_do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> Op[None]:
         return (yield from self._op_load(_Sections.of(snapshot), merge))
 
@@ -916,12 +907,6 @@ class RedisStateAdapter(StateAdapter):
 
     def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]:
         return self._drive(self._op_do_prune(dedupe_limit, dry_run))
-
-    async def aprune(
-        self, dedupe_limit: int | None = None, dry_run: bool = False
-    ) -> dict[str, int]:
-        limit = self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit)
-        return await self._adrive(self._op_do_prune(limit, bool(dry_run)))
 
     def _op_do_prune(self, dedupe_limit: int, dry_run: bool) -> Op[dict[str, int]]:
         keys = [self.keys.locks, self.keys.dd]
