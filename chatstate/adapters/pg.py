@@ -70,15 +70,17 @@ END $$;
 
 CREATE OR REPLACE FUNCTION chatstate_withdraw(p_ns text, p_adapter text, p_mid text)
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE v_seq bigint;
+DECLARE v_seq bigint; v_head bigint;
 BEGIN
-    PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
+    SELECT head INTO v_head FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
     DELETE FROM chatstate_dedupeentry
         WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
         RETURNING seq INTO v_seq;
     IF FOUND THEN
-        -- Close the gap: the window keeps exactly the newest ``limit`` keys.
-        UPDATE chatstate_dedupeentry SET seq = seq - 1 WHERE namespace = p_ns AND seq > v_seq;
+        -- Close the gap: the window keeps exactly the newest ``limit`` keys. (Bounded on
+        -- both sides, so that a cached generic plan is an index range, never a scan.)
+        UPDATE chatstate_dedupeentry SET seq = seq - 1
+            WHERE namespace = p_ns AND seq > v_seq AND seq <= v_head;
         UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
     END IF;
 END $$;
