@@ -58,12 +58,22 @@ BEGIN
         UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
         RETURN false;
     END IF;
-    -- Trim: an index range bounded on both sides. (``seq <= bound`` alone lets a cached
-    -- generic plan guess a third of the table and scan it whole on every claim.)
     IF v_head > p_limit THEN
-        DELETE FROM chatstate_dedupeentry
-            WHERE namespace = p_ns AND seq <= v_head - p_limit
-              AND seq >= (SELECT min(seq) FROM chatstate_dedupeentry WHERE namespace = p_ns);
+        -- Trim. Steady state (same limit as before): exactly one key leaves, found by
+        -- equality -- not by a range from the oldest position, which would step over every
+        -- key trimmed since the last vacuum.
+        DELETE FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq = v_head - p_limit;
+        -- Older keys still there (a smaller limit than before, a restored window): drop
+        -- them as a range bounded on both sides (``seq <= bound`` alone lets a cached
+        -- generic plan guess a third of the table and scan it whole).
+        PERFORM 1 FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq = v_head - p_limit - 1;
+        IF FOUND THEN
+            DELETE FROM chatstate_dedupeentry
+                WHERE namespace = p_ns AND seq < v_head - p_limit
+                  AND seq >= (SELECT min(seq) FROM chatstate_dedupeentry
+                              WHERE namespace = p_ns);
+        END IF;
     END IF;
     RETURN true;
 END $$;
