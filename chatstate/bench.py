@@ -547,8 +547,11 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
     )
     rate = cycles / seconds if seconds > 0 else float("inf")
     return {
-        "adapter": config["adapter"] + ("" if config["fast_sql"] or config["adapter"] != "database"
-                                        else "_orm"),
+        # "database_orm": the portable path on a database that has a fast path.
+        "adapter": config["adapter"] + (
+            "_orm" if config["database_vendor"] == "postgresql" and not config["fast_sql"]
+            else ""
+        ),
         "database_vendor": config["database_vendor"],
         "mode": config["mode"],
         "workers": config["workers"],

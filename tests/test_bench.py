@@ -1,0 +1,57 @@
+"""``chatstate_bench``: the command's output and option checks (speed is never asserted)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from chatstate import bench
+
+
+def test_a_memory_run_prints_one_json_object_with_the_design_fields() -> None:
+    out = StringIO()
+    call_command("chatstate_bench", adapter="memory", workers=2, cycles=300, mode="primitives",
+                 json=True, stdout=out)
+    figures = json.loads(out.getvalue())
+    for field in ("adapter", "database_vendor", "workers", "cycles", "seconds", "cycles_per_s",
+                  "p50_ms", "p99_ms", "statements_per_cycle", "commits_per_cycle", "mode"):
+        assert field in figures
+    assert figures["adapter"] == "memory"
+    assert (figures["workers"], figures["cycles"], figures["mode"]) == (2, 300, "primitives")
+    assert figures["ops_per_s"] == pytest.approx(6 * figures["cycles_per_s"], rel=0.01)
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_the_table_names_every_figure() -> None:
+    table = bench.format_table({"adapter": "memory", "p50_ms": 0.01, "statements_per_cycle": None})
+    lines = table.splitlines()
+    assert lines[2].split() == ["adapter", "memory"]
+    assert lines[4].split() == ["statements_per_cycle", "-"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 0}, "workers must be an int >= 1"),
+        ({"cycles": 2, "workers": 3}, "cycles (2) must be at least workers (3)"),
+        ({"history": -1}, "history must be an int >= 0"),
+    ],
+)
+def test_bad_options_are_refused_with_a_clear_error(options: dict[str, int], message: str) -> None:
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call_command("chatstate_bench", adapter="memory", **options)
+
+
+@pytest.mark.django_db
+def test_raw_mode_needs_postgresql_or_counts_two_statements() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        with pytest.raises(ValueError, match="--mode raw needs --adapter database on PostgreSQL"):
+            bench.build_config(adapter="database", mode="raw")
+    else:
+        config = bench.build_config(adapter="database", mode="raw")
+        assert config["psycopg"]["dbname"] == connection.settings_dict["NAME"]
