@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from chatstate.adapters.types import RESULTS, STRATEGIES, LockResult, NotOwner, PendingEntry, Strategy
+from chatstate.adapters.types import (
+    RESULTS,
+    STRATEGIES,
+    LockResult,
+    NotOwner,
+    PendingEntry,
+    Strategy,
+)
 
 if TYPE_CHECKING:
     from chatstate.adapters.base import CycleEntry, DedupeKey
@@ -116,7 +123,8 @@ BEGIN
         IF p_strategy = 'reject' THEN RETURN 'busy'; END IF;
         -- Held: lock the row, so that its release waits for this entry and then sees it.
         PERFORM 1 FROM chatstate_lock
-            WHERE namespace = p_ns AND key = p_key AND expires_at > statement_timestamp() FOR UPDATE;
+            WHERE namespace = p_ns AND key = p_key AND expires_at > statement_timestamp()
+            FOR UPDATE;
         IF FOUND THEN
             IF p_strategy = 'debounce' THEN
                 DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_key;
@@ -297,7 +305,11 @@ def _do_put_state(
 
 
 def _do_claim_dedupe(self: DatabaseStateAdapter, key: DedupeKey, limit: int) -> bool:
-    row = _call(self, "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint)", (self.namespace, *key, limit))
+    row = _call(
+        self,
+        "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint)",
+        (self.namespace, *key, limit),
+    )
     return bool(row[0])
 
 
@@ -329,7 +341,8 @@ def _do_extend_lock(self: DatabaseStateAdapter, key: str, owner: str, ttl: float
         cursor.execute(
             "UPDATE chatstate_lock"
             " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8)"
-            " WHERE namespace = %s AND key = %s AND owner = %s AND expires_at > statement_timestamp()",
+            " WHERE namespace = %s AND key = %s AND owner = %s"
+            " AND expires_at > statement_timestamp()",
             (ttl, self.namespace, key, owner),
         )
         return bool(cursor.rowcount)
@@ -348,7 +361,9 @@ def _do_release_lock(
 
 def _do_force_release_lock(self: DatabaseStateAdapter, key: str) -> list[PendingEntry]:
     row = _call(
-        self, "SELECT * FROM chatstate_release(%s::text, %s::text, NULL, false)", (self.namespace, key)
+        self,
+        "SELECT * FROM chatstate_release(%s::text, %s::text, NULL, false)",
+        (self.namespace, key),
     )
     return _entries(row[2])
 
