@@ -33,8 +33,8 @@ class Subscription(models.Model):
 class DedupeEntry(models.Model):
     """A handled message ``(adapter, message_id)`` in the namespace's dedupe window.
 
-    ``seq`` is the entry's position in the window (1, 2, 3, … in marking order); the window
-    keeps the entries whose ``seq`` is among the newest ``limit``.
+    ``seq`` orders the window: a new entry takes the newest ``seq`` + 1 (claims at the same
+    instant may share one; ``id`` breaks the tie). The window keeps the newest ``limit``.
     """
 
     namespace = models.CharField(max_length=ID_LENGTH)
@@ -51,16 +51,20 @@ class DedupeEntry(models.Model):
                 fields=["namespace", "adapter", "message_id"], name="chatstate_dedupe_unique"
             )
         ]
-        indexes = [models.Index(fields=["namespace", "seq"], name="chatstate_dedupe_seq")]
+        indexes = [
+            models.Index(fields=["namespace", "seq", "id"], name="chatstate_dedupe_order")
+        ]
 
     def __str__(self) -> str:
         return f"{self.adapter}:{self.message_id}"
 
 
 class DedupeWindow(models.Model):
-    """Per namespace, the position of the newest dedupe entry (internal bookkeeping).
+    """Per namespace, how many dedupe entries the window holds (internal bookkeeping).
 
-    Trimming the window deletes ``seq <= head - limit``: an index range, never a scan.
+    Every change of the entries changes ``head`` by exactly as much, in the same
+    transaction, so trimming to a limit never counts rows. A full window's claim (one key
+    in, one out) leaves it alone, so claims in a namespace do not queue on this row.
     """
 
     namespace = models.CharField(max_length=ID_LENGTH, unique=True)

@@ -20,7 +20,7 @@ from types import MethodType
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
-from django.db.models import F
+from django.db.models import Max
 from django.utils import timezone
 
 from chatstate import conf
@@ -207,27 +207,33 @@ class DatabaseStateAdapter(StateAdapter):
             window = self._window()
             if entries.exists():
                 return False
-            window.head += 1
+            newest = self._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
             DedupeEntry.objects.using(self.using).create(
-                namespace=self.namespace, adapter=key[0], message_id=key[1], seq=window.head
+                namespace=self.namespace, adapter=key[0], message_id=key[1], seq=newest + 1
             )
+            window.head += 1 - self._trim(window.head + 1, limit)
             window.save(update_fields=["head"])
-            self._q(DedupeEntry).filter(seq__lte=window.head - limit).delete()
             return True
 
         return self._write(claim)
 
+    def _trim(self, count: int, limit: int) -> int:
+        """Delete the oldest ``count - limit`` entries (``count``: the window's size); their
+        number. Inside a write transaction holding the window row."""
+        if count <= limit:
+            return 0
+        oldest = self._q(DedupeEntry).order_by("seq", "id").values_list("id", flat=True)
+        ids = list(oldest[: count - limit])
+        deleted, _ = DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
+        return int(deleted)
+
     def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
         def withdraw() -> None:
             window = self._window()
-            entry = self._q(DedupeEntry).filter(adapter=key[0], message_id=key[1]).first()
-            if entry is None:
-                return
-            entry.delete()
-            # Close the gap, so the window still holds exactly the newest ``limit`` keys.
-            self._q(DedupeEntry).filter(seq__gt=entry.seq).update(seq=F("seq") - 1)
-            window.head -= 1
-            window.save(update_fields=["head"])
+            deleted, _ = self._q(DedupeEntry).filter(adapter=key[0], message_id=key[1]).delete()
+            if deleted:
+                window.head -= deleted
+                window.save(update_fields=["head"])
 
         self._write(withdraw)
 
@@ -368,7 +374,7 @@ class DatabaseStateAdapter(StateAdapter):
             order = [
                 (a, m)
                 for a, m in self._q(DedupeEntry)
-                .order_by("seq")
+                .order_by("seq", "id")
                 .values_list("adapter", "message_id")
                 .iterator(chunk_size=10_000)
             ]
@@ -415,9 +421,10 @@ class DatabaseStateAdapter(StateAdapter):
                     self._q(DedupeEntry).values_list("adapter", "message_id").iterator()
                 )
                 order = [k for k in order if k not in present]
+            newest = self._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
             DedupeEntry.objects.using(using).bulk_create(
                 [
-                    DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=window.head + i)
+                    DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=newest + i)
                     for i, (a, m) in enumerate(order, 1)
                 ],
                 batch_size=5000,
@@ -476,11 +483,17 @@ class DatabaseStateAdapter(StateAdapter):
             now = self._now()
             expired = self._q(Lock).filter(expires_at__lte=now)
             window = self._window()
-            old = self._q(DedupeEntry).filter(seq__lte=window.head - dedupe_limit)
-            counts = {"expired_locks": expired.count(), "dedupe_trimmed": old.count()}
+            # Counted afresh: prune also repairs a count that rows deleted behind the
+            # adapter's back (raw SQL, a bulk delete) left wrong.
+            count = self._q(DedupeEntry).count()
+            counts = {
+                "expired_locks": expired.count(),
+                "dedupe_trimmed": max(0, count - dedupe_limit),
+            }
             if not dry_run:
                 expired.delete()
-                old.delete()
+                window.head = count - self._trim(count, dedupe_limit)
+                window.save(update_fields=["head"])
             return counts
 
         return self._write(prune)

@@ -10,8 +10,8 @@
   and ``INSERT … ON CONFLICT``); elsewhere the ORM path of ``_do_load_snapshot``.
 
 Both keep the invariants of :mod:`chatstate.adapters.database`: dedupe entries carry ``seq``
-1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head`` is n (a merge
-appends the new keys after ``head``); lock and pending timestamps round-trip exactly.
+1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head`` counts them (a
+merge appends the new keys after the newest position); lock and pending timestamps round-trip exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.db.models.functions import Collate
 
 from chatstate.adapters.types import to_iso
@@ -90,7 +90,7 @@ class _Rows:
         return SnapshotSections(
             subscriptions=rows.sorted(Subscription, ("thread_id",), flat=True),
             dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id")),
-            dedupe_order=rows.ordered(DedupeEntry, ("adapter", "message_id"), ("seq",)),
+            dedupe_order=rows.ordered(DedupeEntry, ("adapter", "message_id"), ("seq", "id")),
             thread_state=rows.sorted(ThreadState, ("thread_id", "value")),
             channel_state=rows.sorted(ChannelState, ("channel_id", "value")),
             locks=(
@@ -248,7 +248,10 @@ class _Copier:
             window.head = 0
         self.upsert(Subscription, ("thread_id", "created_at"),
                     ((t, stamp) for t in sections.subscriptions), ("thread_id",), None)
-        window.head += self.dedupe(sections.dedupe_order, window.head, stamp)
+        newest = 0
+        if self.merge:
+            newest = adapter._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
+        window.head += self.dedupe(sections.dedupe_order, newest, stamp)
         window.save(update_fields=["head"])
         for model, field, entries in (
             (ThreadState, "thread_id", sections.thread_state),
@@ -287,7 +290,7 @@ class _Copier:
     # -- sections --------------------------------------------------------------------
 
     def dedupe(self, order: Iterable[tuple[str, str]], head: int, stamp: str) -> int:
-        """Add the keys of ``order`` not present after position ``head``; their count."""
+        """Add the keys of ``order`` not present, after position ``head``; their count."""
         fields = ("adapter", "message_id", "seq", "created_at")
         rows = ((a, m, head + i, stamp) for i, (a, m) in enumerate(order, 1))
         if not self.merge:

@@ -49,55 +49,61 @@ _ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 FUNCTIONS_SQL = r"""
 CREATE OR REPLACE FUNCTION chatstate_claim(p_ns text, p_adapter text, p_mid text, p_limit bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE v_head bigint;
+DECLARE v_id bigint; v_seq bigint; v_count bigint; v_gone bigint;
 BEGIN
     PERFORM 1 FROM chatstate_dedupeentry
         WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
     IF FOUND THEN RETURN false; END IF;
-    -- The window row serializes claims in a namespace: positions stay 1, 2, 3, ...
+    -- The newest position + 1 (claims at the same instant may share one: ties are ordered
+    -- by id). The unique key makes exactly one of two racing claims of a key win.
+    INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)
+        SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp()
+        FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+        ON CONFLICT (namespace, adapter, message_id) DO NOTHING
+        RETURNING id, seq INTO v_id, v_seq;
+    IF NOT FOUND THEN RETURN false; END IF;
+    -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
+    -- one out: drop the oldest without touching the window row, so claims in a namespace
+    -- do not queue behind one row lock (and its commit) one at a time.
+    SELECT head INTO v_count FROM chatstate_dedupewindow WHERE namespace = p_ns;
+    IF v_count = p_limit THEN
+        DELETE FROM chatstate_dedupeentry WHERE id = (
+            SELECT id FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq = v_seq - p_limit
+            LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF FOUND THEN RETURN true; END IF;
+        DELETE FROM chatstate_dedupeentry WHERE id = (
+            SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq < v_seq
+            ORDER BY seq, id LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF FOUND THEN RETURN true; END IF;
+    END IF;
+    -- Filling, shrinking (a smaller limit) or contended: count under the window row's lock,
+    -- and trim to the limit (each transaction changes ``head`` by exactly what it did).
     INSERT INTO chatstate_dedupewindow AS w (namespace, head) VALUES (p_ns, 1)
         ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
-        RETURNING head INTO v_head;
-    INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)
-        VALUES (p_ns, p_adapter, p_mid, v_head, statement_timestamp())
-        ON CONFLICT (namespace, adapter, message_id) DO NOTHING;
-    IF NOT FOUND THEN
-        UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
-        RETURN false;
-    END IF;
-    IF v_head > p_limit THEN
-        -- Trim. Steady state (same limit as before): exactly one key leaves, found by
-        -- equality -- not by a range from the oldest position, which would step over every
-        -- key trimmed since the last vacuum.
-        DELETE FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq = v_head - p_limit;
-        -- Older keys still there (a smaller limit than before, a restored window): drop
-        -- them as a range bounded on both sides (``seq <= bound`` alone lets a cached
-        -- generic plan guess a third of the table and scan it whole).
-        PERFORM 1 FROM chatstate_dedupeentry
-            WHERE namespace = p_ns AND seq = v_head - p_limit - 1;
-        IF FOUND THEN
-            DELETE FROM chatstate_dedupeentry
-                WHERE namespace = p_ns AND seq < v_head - p_limit
-                  AND seq >= (SELECT min(seq) FROM chatstate_dedupeentry
-                              WHERE namespace = p_ns);
-        END IF;
-    END IF;
+        RETURNING head INTO v_count;
+    WHILE v_count > p_limit LOOP
+        WITH gone AS (
+            DELETE FROM chatstate_dedupeentry WHERE id IN (
+                SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND id <> v_id
+                ORDER BY seq, id LIMIT v_count - p_limit FOR UPDATE)
+            RETURNING 1)
+        SELECT count(*) INTO v_gone FROM gone;
+        EXIT WHEN v_gone = 0;
+        UPDATE chatstate_dedupewindow SET head = head - v_gone WHERE namespace = p_ns
+            RETURNING head INTO v_count;
+    END LOOP;
     RETURN true;
 END $$;
 
 CREATE OR REPLACE FUNCTION chatstate_withdraw(p_ns text, p_adapter text, p_mid text)
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE v_seq bigint; v_head bigint;
 BEGIN
-    SELECT head INTO v_head FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
+    -- The window row first, as the claim's trim takes it: one lock order, no deadlock.
+    PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
     DELETE FROM chatstate_dedupeentry
-        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
-        RETURNING seq INTO v_seq;
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
     IF FOUND THEN
-        -- Close the gap: the window keeps exactly the newest ``limit`` keys. (Bounded on
-        -- both sides, so that a cached generic plan is an index range, never a scan.)
-        UPDATE chatstate_dedupeentry SET seq = seq - 1
-            WHERE namespace = p_ns AND seq > v_seq AND seq <= v_head;
         UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
     END IF;
 END $$;

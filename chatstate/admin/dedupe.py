@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -13,7 +14,7 @@ from django.template.response import TemplateResponse
 from chatstate.admin import display
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
 from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values, id_condition
-from chatstate.models import DedupeEntry
+from chatstate.models import DedupeEntry, DedupeWindow
 
 #: Deletions of at most this many entries are recorded one by one in the admin log.
 LOGGED_DELETIONS = 100
@@ -23,8 +24,8 @@ class DedupeEntryAdmin(ChatStateAdmin):
     """The handled messages of each namespace's window, newest first.
 
     Deleting entries clears them from the window: a redelivery of those messages is handled
-    again. The window's head (``DedupeWindow``) stays put, so positions stay absolute and
-    trimming keeps working; a window only ever shrinks by a deletion.
+    again. Each namespace's window count (``DedupeWindow.head``) goes down by what was
+    deleted from it, in the same transaction, so trimming stays exact.
     """
 
     list_display = ("message_id", "adapter", "namespace", "seq", "created_at", "handled_ago")
@@ -94,7 +95,7 @@ class DedupeEntryAdmin(ChatStateAdmin):
             )
         if queryset.order_by()[: LOGGED_DELETIONS + 1].count() <= LOGGED_DELETIONS:
             self.log_deletions(request, queryset)
-        deleted, _ = queryset.order_by().delete()
+        deleted = delete_entries(queryset.order_by())
         self.message_user(
             request,
             f"Deleted {deleted} dedupe entr{'y' if deleted == 1 else 'ies'}; "
@@ -102,3 +103,19 @@ class DedupeEntryAdmin(ChatStateAdmin):
             messages.SUCCESS,
         )
         return None
+
+
+def delete_entries(queryset: QuerySet[Any]) -> int:
+    """Delete the entries of ``queryset``, keeping each namespace's window count exact."""
+    using = queryset.db
+    with transaction.atomic(using=using):
+        windows = DedupeWindow.objects.using(using).select_for_update().order_by("namespace")
+        deleted = 0
+        for window in windows:
+            n, _ = queryset.filter(namespace=window.namespace).delete()
+            if n:
+                window.head = max(0, window.head - n)
+                window.save(update_fields=["head"])
+            deleted += n
+        rest, _ = queryset.delete()  # namespaces without a window row: nothing to count
+    return deleted + rest
