@@ -100,3 +100,25 @@ def test_the_dedupe_order_is_the_seq_order(adapter: DatabaseStateAdapter) -> Non
     for i in (3, 1, 2):
         DedupeEntryFactory(message_id=f"m{i}", seq=i)
     assert adapter.snapshot().dedupe_order == [("slack", "m1"), ("slack", "m2"), ("slack", "m3")]
+
+
+@pytest.mark.parametrize("fast_sql", [True, False], ids=["fast_sql", "orm"])
+def test_the_window_count_is_repaired(fast_sql: bool) -> None:
+    """``DedupeWindow.head`` counts the window. Rows deleted by raw SQL leave it too high:
+    ``prune`` counts afresh, and a claim that finds nothing left to trim counts afresh."""
+    from chatstate.models import DedupeEntry, DedupeWindow
+
+    adapter = DatabaseStateAdapter(namespace=NAMESPACE, fast_sql=fast_sql)
+    for i in range(6):
+        assert adapter.claim_dedupe(("slack", f"m{i}"), 10)
+    assert DedupeWindow.objects.get(namespace=NAMESPACE).head == 6
+    DedupeEntry.objects.filter(namespace=NAMESPACE, message_id__in=["m0", "m1", "m2"]).delete()
+    assert adapter.prune(dedupe_limit=10) == {"expired_locks": 0, "dedupe_trimmed": 0}
+    assert DedupeWindow.objects.get(namespace=NAMESPACE).head == 3
+    assert adapter.claim_dedupe(("slack", "m6"), 3)
+    assert adapter.snapshot().dedupe_order == [("slack", "m4"), ("slack", "m5"), ("slack", "m6")]
+
+    DedupeEntry.objects.filter(namespace=NAMESPACE).delete()  # head still says 3
+    assert adapter.claim_dedupe(("slack", "m7"), 2)
+    assert adapter.snapshot().dedupe_order == [("slack", "m7")]
+    assert DedupeWindow.objects.get(namespace=NAMESPACE).head == 1

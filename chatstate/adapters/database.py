@@ -208,24 +208,34 @@ class DatabaseStateAdapter(StateAdapter):
             if entries.exists():
                 return False
             newest = self._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
-            DedupeEntry.objects.using(self.using).create(
+            entry = DedupeEntry.objects.using(self.using).create(
                 namespace=self.namespace, adapter=key[0], message_id=key[1], seq=newest + 1
             )
-            window.head += 1 - self._trim(window.head + 1, limit)
+            window.head = self._trim(window.head + 1, limit, keep=entry.pk)
             window.save(update_fields=["head"])
             return True
 
         return self._write(claim)
 
-    def _trim(self, count: int, limit: int) -> int:
-        """Delete the oldest ``count - limit`` entries (``count``: the window's size); their
-        number. Inside a write transaction holding the window row."""
-        if count <= limit:
-            return 0
-        oldest = self._q(DedupeEntry).order_by("seq", "id").values_list("id", flat=True)
-        ids = list(oldest[: count - limit])
-        deleted, _ = DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
-        return int(deleted)
+    def _trim(self, count: int, limit: int, keep: int | None = None) -> int:
+        """Delete the oldest entries until at most ``limit`` remain; the window's new count.
+
+        ``count`` is the window's recorded size; when it proves larger than what is there
+        (rows deleted behind the adapter's back), the entries are counted afresh. ``keep``:
+        an entry never deleted (the one just claimed). Inside a write transaction that holds
+        the window row.
+        """
+        while count > limit:
+            oldest = self._q(DedupeEntry).exclude(pk=keep).order_by("seq", "id")
+            ids = list(oldest.values_list("id", flat=True)[: count - limit])
+            deleted, _ = DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
+            if not deleted:
+                count = self._q(DedupeEntry).count()
+                if count <= limit:
+                    break
+                continue
+            count -= deleted
+        return count
 
     def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
         def withdraw() -> None:
@@ -492,7 +502,7 @@ class DatabaseStateAdapter(StateAdapter):
             }
             if not dry_run:
                 expired.delete()
-                window.head = count - self._trim(count, dedupe_limit)
+                window.head = self._trim(count, dedupe_limit)
                 window.save(update_fields=["head"])
             return counts
 
