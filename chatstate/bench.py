@@ -45,9 +45,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 FIELDS = (
-    "adapter", "database_vendor", "mode", "workers", "cycles", "seconds", "cycles_per_s",
-    "ops_per_s", "p50_ms", "p99_ms", "statements_per_cycle", "commits_per_cycle",
-    "write_commits_per_cycle", "round_trips_per_cycle", "history",
+    "adapter",
+    "database_vendor",
+    "mode",
+    "workers",
+    "cycles",
+    "seconds",
+    "cycles_per_s",
+    "ops_per_s",
+    "p50_ms",
+    "p99_ms",
+    "statements_per_cycle",
+    "commits_per_cycle",
+    "write_commits_per_cycle",
+    "round_trips_per_cycle",
+    "history",
 )
 ADAPTERS = ("memory", "database", "redis")
 MODES = ("cycle", "primitives", "raw")
@@ -107,7 +119,9 @@ def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]
 
         def run_cycle(i: int) -> None:
             with adapter.handle_message(
-                ("bench", f"{prefix}{i}"), thread_id=threads[i % n_threads], owner=owner,
+                ("bench", f"{prefix}{i}"),
+                thread_id=threads[i % n_threads],
+                owner=owner,
                 dedupe_limit=limit,
             ) as msg:
                 if msg.acquired:
@@ -231,8 +245,11 @@ def _run_workers(config: Config) -> tuple[float, list[float]]:
     shares = [cycles // workers + (1 if w < cycles % workers else 0) for w in range(workers)]
     firsts = list(itertools.accumulate([0, *shares[:-1]]))
     procs = [
-        ctx.Process(target=_worker, args=(config, w, firsts[w], shares[w], barrier, out),
-                    name=f"chatstate-bench-{w}")
+        ctx.Process(
+            target=_worker,
+            args=(config, w, firsts[w], shares[w], barrier, out),
+            name=f"chatstate-bench-{w}",
+        )
         for w in range(workers)
     ]
     for proc in procs:
@@ -360,8 +377,10 @@ def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
     run = cycle_fn(config, adapter, config["workers"])  # a thread set no worker uses
     run(-1_000_001)  # creates the thread's state row: the counted cycle is a warm one
     figures: dict[str, int | None] = {
-        "statements_per_cycle": None, "commits_per_cycle": None,
-        "write_commits_per_cycle": None, "round_trips_per_cycle": None,
+        "statements_per_cycle": None,
+        "commits_per_cycle": None,
+        "write_commits_per_cycle": None,
+        "round_trips_per_cycle": None,
     }
     if config["adapter"] == "database" and config["mode"] != "raw":
         with count_statements(config["using"]) as counts:
@@ -372,8 +391,12 @@ def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
         figures["round_trips_per_cycle"] = counts["round_trips"]
     elif config["mode"] == "raw":
         # By construction: chatstate_enter + chatstate_commit, autocommit, both write.
-        figures.update(statements_per_cycle=2, commits_per_cycle=2, write_commits_per_cycle=2,
-                       round_trips_per_cycle=2)
+        figures.update(
+            statements_per_cycle=2,
+            commits_per_cycle=2,
+            write_commits_per_cycle=2,
+            round_trips_per_cycle=2,
+        )
     elif config["adapter"] == "redis":
         with count_redis_round_trips() as rt:
             run(-1_000_002)
@@ -422,9 +445,7 @@ def prefill_history(config: Config) -> None:
                     ThreadState(namespace=ns, thread_id=f"history-t{i}", value={"n": i})
                     for i in range(start + 1, stop + 1)
                 )
-        DedupeWindow.objects.using(using).update_or_create(
-            namespace=ns, defaults={"head": history}
-        )
+        DedupeWindow.objects.using(using).update_or_create(namespace=ns, defaults={"head": history})
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE chatstate_dedupeentry")
@@ -447,11 +468,16 @@ def clear_namespace(config: Config) -> None:
         )
 
         with transaction.atomic(using=config["using"]):
-            for model in (Subscription, DedupeEntry, DedupeWindow, ThreadState, ChannelState,
-                          Lock, PendingLockEntry):
-                model.objects.using(config["using"]).filter(
-                    namespace=config["namespace"]
-                ).delete()
+            for model in (
+                Subscription,
+                DedupeEntry,
+                DedupeWindow,
+                ThreadState,
+                ChannelState,
+                Lock,
+                PendingLockEntry,
+            ):
+                model.objects.using(config["using"]).filter(namespace=config["namespace"]).delete()
     elif config["adapter"] == "redis":
         adapter = make_adapter(config)
         clear = getattr(adapter, "clear", None)
@@ -477,8 +503,11 @@ def build_config(
         raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {adapter!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    for name, value, low in (("workers", workers, 1), ("cycles", cycles, 1),
-                             ("history", history, 0)):
+    for name, value, low in (
+        ("workers", workers, 1),
+        ("cycles", cycles, 1),
+        ("history", history, 0),
+    ):
         if type(value) is not int or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if cycles < workers:
@@ -491,13 +520,19 @@ def build_config(
     from chatstate import conf
 
     config: Config = {
-        "adapter": adapter, "workers": workers, "cycles": cycles, "mode": mode,
-        "history": history, "fast_sql": fast_sql, "redis_alias": redis_alias,
+        "adapter": adapter,
+        "workers": workers,
+        "cycles": cycles,
+        "mode": mode,
+        "history": history,
+        "fast_sql": fast_sql,
+        "redis_alias": redis_alias,
         "namespace": f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**9}",
         "run_id": f"{os.getpid()}x{time.monotonic_ns() % 10**9}",
         # A full window of ``history`` keys: each claim then trims one (the steady state).
         "dedupe_limit": history or conf.get("DEDUPE_LIMIT"),
-        "using": None, "database_vendor": None,
+        "using": None,
+        "database_vendor": None,
     }
     if adapter == "database":
         from chatstate.adapters.database import DatabaseStateAdapter
@@ -543,15 +578,14 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
     cycles = config["cycles"]
     quantiles = (
         statistics.quantiles(latencies, n=100, method="inclusive")
-        if len(latencies) > 1 else latencies * 99
+        if len(latencies) > 1
+        else latencies * 99
     )
     rate = cycles / seconds if seconds > 0 else float("inf")
     return {
         # "database_orm": the portable path on a database that has a fast path.
-        "adapter": config["adapter"] + (
-            "_orm" if config["database_vendor"] == "postgresql" and not config["fast_sql"]
-            else ""
-        ),
+        "adapter": config["adapter"]
+        + ("_orm" if config["database_vendor"] == "postgresql" and not config["fast_sql"] else ""),
         "database_vendor": config["database_vendor"],
         "mode": config["mode"],
         "workers": config["workers"],

@@ -37,7 +37,13 @@ class MessageCycle:
     """
 
     __slots__ = (
-        "_adapter", "_args", "_original", "duplicate", "subscribed", "result", "state",
+        "_adapter",
+        "_args",
+        "_original",
+        "duplicate",
+        "subscribed",
+        "result",
+        "state",
         "pending",
     )
 

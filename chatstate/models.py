@@ -51,9 +51,7 @@ class DedupeEntry(models.Model):
                 fields=["namespace", "adapter", "message_id"], name="chatstate_dedupe_unique"
             )
         ]
-        indexes = [
-            models.Index(fields=["namespace", "seq", "id"], name="chatstate_dedupe_order")
-        ]
+        indexes = [models.Index(fields=["namespace", "seq", "id"], name="chatstate_dedupe_order")]
 
     def __str__(self) -> str:
         return f"{self.adapter}:{self.message_id}"

@@ -237,8 +237,8 @@ class StateAdapter(abc.ABC):
         from chatstate.cycle import MessageCycle
 
         return MessageCycle(
-            self, *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata,
-                                    dedupe_limit, ttl)
+            self,
+            *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl),
         )
 
     def ahandle_message(
@@ -256,8 +256,8 @@ class StateAdapter(abc.ABC):
         from chatstate.cycle import AsyncMessageCycle
 
         return AsyncMessageCycle(
-            self, *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata,
-                                    dedupe_limit, ttl)
+            self,
+            *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl),
         )
 
     # -- snapshots -----------------------------------------------------------------------

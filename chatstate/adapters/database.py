@@ -11,11 +11,12 @@ the migrations (:mod:`chatstate.adapters.pg`): the same rules, one round trip an
 
 from __future__ import annotations
 
-import time
 import json
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from types import MethodType
 from typing import Any, TypeVar
 
@@ -102,7 +103,7 @@ class DatabaseStateAdapter(StateAdapter):
         with connections[self.using].cursor() as cursor:
             cursor.execute(sql)
             value: datetime = cursor.fetchone()[0]
-        return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+        return value if timezone.is_aware(value) else timezone.make_aware(value, dt_timezone.utc)
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in one write transaction; on SQLite, take the write lock first."""
@@ -144,7 +145,7 @@ class DatabaseStateAdapter(StateAdapter):
     def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]:
         rows = self._q(_STATE_MODELS[kind]).filter(**{_STATE_FIELDS[kind]: object_id})
         value = rows.values_list("value", flat=True).first()
-        return {} if value is None else value  # type: ignore[no-any-return]
+        return {} if value is None else value
 
     def _do_put_state(
         self, kind: str, object_id: str, value: dict[str, Any], value_json: str
@@ -183,9 +184,7 @@ class DatabaseStateAdapter(StateAdapter):
     # -- dedupe --------------------------------------------------------------------------
 
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
-        return bool(
-            self._q(DedupeEntry).filter(adapter=key[0], message_id=key[1]).exists()
-        )
+        return bool(self._q(DedupeEntry).filter(adapter=key[0], message_id=key[1]).exists())
 
     def _window(self) -> DedupeWindow:
         """The namespace's window row, locked until the transaction ends."""
@@ -296,8 +295,12 @@ class DatabaseStateAdapter(StateAdapter):
                     drop = list(oldest[: depth - max_pending + 1])
                     PendingLockEntry.objects.using(self.using).filter(id__in=drop).delete()
             PendingLockEntry.objects.using(self.using).create(
-                namespace=self.namespace, key=key, owner=owner, strategy=strategy.value,
-                metadata=meta, enqueued_at=now,
+                namespace=self.namespace,
+                key=key,
+                owner=owner,
+                strategy=strategy.value,
+                metadata=meta,
+                enqueued_at=now,
             )
             return result
 
@@ -417,19 +420,24 @@ class DatabaseStateAdapter(StateAdapter):
             now = self._now()
             window = self._window()
             if not merge:
-                for model in (Subscription, DedupeEntry, ThreadState, ChannelState, Lock,
-                              PendingLockEntry):
+                for model in (
+                    Subscription,
+                    DedupeEntry,
+                    ThreadState,
+                    ChannelState,
+                    Lock,
+                    PendingLockEntry,
+                ):
                     self._q(model).delete()
                 window.head = 0
             Subscription.objects.using(using).bulk_create(
                 [Subscription(namespace=ns, thread_id=t) for t in sorted(snapshot.subscriptions)],
-                ignore_conflicts=True, batch_size=5000,
+                ignore_conflicts=True,
+                batch_size=5000,
             )
             order = snapshot.dedupe_order
             if merge and order:
-                present = set(
-                    self._q(DedupeEntry).values_list("adapter", "message_id").iterator()
-                )
+                present = set(self._q(DedupeEntry).values_list("adapter", "message_id").iterator())
                 order = [k for k in order if k not in present]
             newest = self._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
             DedupeEntry.objects.using(using).bulk_create(
@@ -441,20 +449,27 @@ class DatabaseStateAdapter(StateAdapter):
             )
             window.head += len(order)
             window.save(update_fields=["head"])
-            for kind, maps in (("thread", snapshot.thread_state),
-                               ("channel", snapshot.channel_state)):
+            for kind, maps in (
+                ("thread", snapshot.thread_state),
+                ("channel", snapshot.channel_state),
+            ):
                 model, field = _STATE_MODELS[kind], _STATE_FIELDS[kind]
                 model.objects.using(using).bulk_create(
                     [model(namespace=ns, value=v, **{field: i}) for i, v in maps.items()],
-                    update_conflicts=True, unique_fields=["namespace", field],
-                    update_fields=["value", "updated_at"], batch_size=5000,
+                    update_conflicts=True,
+                    unique_fields=["namespace", field],
+                    update_fields=["value", "updated_at"],
+                    batch_size=5000,
                 )
             if merge and snapshot.locks:
                 self._q(Lock).filter(key__in=list(snapshot.locks)).delete()
             Lock.objects.using(using).bulk_create(
                 [
                     Lock(
-                        namespace=ns, key=k, owner=lock["owner"], strategy=lock["strategy"],
+                        namespace=ns,
+                        key=k,
+                        owner=lock["owner"],
+                        strategy=lock["strategy"],
                         metadata=lock.get("metadata") or {},
                         acquired_at=_when(lock.get("acquired_at"), now),
                         expires_at=_when(
@@ -468,7 +483,10 @@ class DatabaseStateAdapter(StateAdapter):
             PendingLockEntry.objects.using(using).bulk_create(
                 [
                     PendingLockEntry(
-                        namespace=ns, key=k, owner=e["owner"], strategy=e["strategy"],
+                        namespace=ns,
+                        key=k,
+                        owner=e["owner"],
+                        strategy=e["strategy"],
                         metadata=e.get("metadata") or {},
                         enqueued_at=_when(e.get("enqueued_at"), now),
                     )
@@ -510,7 +528,8 @@ class DatabaseStateAdapter(StateAdapter):
 
 
 def _copy(value: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(value))  # type: ignore[no-any-return]
+    copied: dict[str, Any] = json.loads(json.dumps(value))
+    return copied
 
 
 def _pending(row: PendingLockEntry) -> PendingEntry:
@@ -524,4 +543,3 @@ def _pending(row: PendingLockEntry) -> PendingEntry:
 
 def _when(text: object, default: datetime) -> datetime:
     return from_iso(text) if isinstance(text, str) else default
-

@@ -10,8 +10,9 @@
   and ``INSERT … ON CONFLICT``); elsewhere the ORM path of ``_do_load_snapshot``.
 
 Both keep the invariants of :mod:`chatstate.adapters.database`: dedupe entries carry ``seq``
-1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head`` counts them (a
-merge appends the new keys after the newest position); lock and pending timestamps round-trip exactly.
+1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head`` counts them
+(a merge appends the new keys after the newest position); lock and pending timestamps
+round-trip exactly.
 """
 
 from __future__ import annotations
@@ -186,8 +187,10 @@ def _copy_text(value: Any) -> str:
 def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
     """A dedupe row ``(adapter, message_id, seq, created_at text)`` as a COPY line."""
     adapter, message_id, seq, stamp = row
-    return (f"{prefix}{adapter.translate(_COPY_ESCAPES)}\t"
-            f"{message_id.translate(_COPY_ESCAPES)}\t{seq}\t{stamp}\n")
+    return (
+        f"{prefix}{adapter.translate(_COPY_ESCAPES)}\t"
+        f"{message_id.translate(_COPY_ESCAPES)}\t{seq}\t{stamp}\n"
+    )
 
 
 def _lock_dict(
@@ -246,8 +249,13 @@ class _Copier:
             for model in _MODELS:
                 self.execute(f"DELETE FROM {self.table(model)} WHERE namespace = %s", [ns])
             window.head = 0
-        self.upsert(Subscription, ("thread_id", "created_at"),
-                    ((t, stamp) for t in sections.subscriptions), ("thread_id",), None)
+        self.upsert(
+            Subscription,
+            ("thread_id", "created_at"),
+            ((t, stamp) for t in sections.subscriptions),
+            ("thread_id",),
+            None,
+        )
         newest = 0
         if self.merge:
             newest = adapter._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
@@ -257,13 +265,23 @@ class _Copier:
             (ThreadState, "thread_id", sections.thread_state),
             (ChannelState, "channel_id", sections.channel_state),
         ):
-            self.upsert(model, (field, "value", "updated_at"),
-                        ((i, _dumps(v), stamp) for i, v in entries),
-                        (field,), ("value", "updated_at"))
+            self.upsert(
+                model,
+                (field, "value", "updated_at"),
+                ((i, _dumps(v), stamp) for i, v in entries),
+                (field,),
+                ("value", "updated_at"),
+            )
         default_expiry = now + timedelta(seconds=adapter.lock_ttl)
         lock_rows = (
-            (k, lock["owner"], lock["strategy"], _dumps(lock.get("metadata") or {}),
-             _when(lock.get("acquired_at"), now), _when(lock.get("expires_at"), default_expiry))
+            (
+                k,
+                lock["owner"],
+                lock["strategy"],
+                _dumps(lock.get("metadata") or {}),
+                _when(lock.get("acquired_at"), now),
+                _when(lock.get("expires_at"), default_expiry),
+            )
             for k, lock in sections.locks
         )
         lock_fields = ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
@@ -271,7 +289,8 @@ class _Copier:
             stage = self.stage(Lock, lock_fields, lock_rows)
             self.execute(
                 f"DELETE FROM {self.table(Lock)} AS t USING {stage} AS s "
-                f"WHERE t.namespace = %s AND t.{self.column(Lock, 'key')} = s.key", [ns]
+                f"WHERE t.namespace = %s AND t.{self.column(Lock, 'key')} = s.key",
+                [ns],
             )
             self.execute(self.insert_from(Lock, lock_fields, stage), [ns])
         else:
@@ -280,8 +299,13 @@ class _Copier:
             PendingLockEntry,
             ("key", "owner", "strategy", "metadata", "enqueued_at"),
             (
-                (k, e["owner"], e["strategy"], _dumps(e.get("metadata") or {}),
-                 _when(e.get("enqueued_at"), now))
+                (
+                    k,
+                    e["owner"],
+                    e["strategy"],
+                    _dumps(e.get("metadata") or {}),
+                    _when(e.get("enqueued_at"), now),
+                )
                 for k, entries in sections.pending_locks
                 for e in entries
             ),
@@ -326,8 +350,9 @@ class _Copier:
         if update is None:
             action = "DO NOTHING"
         else:
-            sets = ", ".join(f"{self.column(model, f)} = EXCLUDED.{self.column(model, f)}"
-                             for f in update)
+            sets = ", ".join(
+                f"{self.column(model, f)} = EXCLUDED.{self.column(model, f)}" for f in update
+            )
             action = f"DO UPDATE SET {sets}"
         self.execute(
             f"{self.insert_from(model, fields, stage)} ON CONFLICT ({target}) {action}", [self.ns]
@@ -369,13 +394,15 @@ class _Copier:
         field through ``_copy_text``), far faster than psycopg's ``write_row`` per row."""
         count = 0
         iterator = iter(rows)
-        with self.connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {target} FROM STDIN"
-        ) as copy:
+        with (
+            self.connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy,
+        ):
             while batch := list(itertools.islice(iterator, _CHUNK)):
                 if line is None:
-                    text = "".join([prefix + "\t".join(map(_copy_text, row)) + "\n"
-                                    for row in batch])
+                    text = "".join(
+                        [prefix + "\t".join(map(_copy_text, row)) + "\n" for row in batch]
+                    )
                 else:
                     text = "".join([line(prefix, row) for row in batch])
                 copy.write(text)
@@ -386,8 +413,7 @@ class _Copier:
         """A temporary table (dropped at commit) holding ``rows`` under ``fields``' names."""
         name = self.quote(f"chatstate_stage_{model._meta.model_name}")
         columns = ", ".join(
-            f"{self.quote(f)} {model._meta.get_field(f).db_type(self.connection)}"
-            for f in fields
+            f"{self.quote(f)} {model._meta.get_field(f).db_type(self.connection)}" for f in fields
         )
         self.execute(f"DROP TABLE IF EXISTS {name}", [])
         self.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP", [])

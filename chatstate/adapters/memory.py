@@ -279,5 +279,3 @@ def _iso(value: float | str) -> str:
 
 def _epoch(text: object, default: float) -> float:
     return from_iso(text).timestamp() if isinstance(text, str) else default
-
-

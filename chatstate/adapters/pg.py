@@ -46,7 +46,8 @@ FAST_METHODS = (
 
 _ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
-FUNCTIONS_SQL = r"""
+FUNCTIONS_SQL = (
+    r"""
 CREATE OR REPLACE FUNCTION chatstate_claim(p_ns text, p_adapter text, p_mid text, p_limit bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_gone bigint;
@@ -180,7 +181,9 @@ BEGIN
         DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_key
         RETURNING id, owner, strategy, metadata, enqueued_at)
     SELECT coalesce(jsonb_agg(jsonb_build_array(owner, strategy, metadata,
-        """ + _ISO.format("enqueued_at") + r""") ORDER BY id), '[]')
+        """
+    + _ISO.format("enqueued_at")
+    + r""") ORDER BY id), '[]')
         INTO pending FROM gone;
 END $$;
 
@@ -233,6 +236,7 @@ BEGIN
     END IF;
 END $$;
 """
+)
 
 DROP_SQL = """
 DROP FUNCTION IF EXISTS chatstate_abort(text, text, text, text, text, boolean);
@@ -280,8 +284,10 @@ def _released(adapter: DatabaseStateAdapter, key: str, owner: str, row: Any) -> 
 
 # One statement is atomic on its own: sent in autocommit mode, it is one round trip and one
 # commit (the ORM's bulk_create / delete would wrap it in BEGIN ... COMMIT: three).
-_STATE_TABLES = {"thread": ("chatstate_threadstate", "thread_id"),
-                 "channel": ("chatstate_channelstate", "channel_id")}
+_STATE_TABLES = {
+    "thread": ("chatstate_threadstate", "thread_id"),
+    "channel": ("chatstate_channelstate", "channel_id"),
+}
 
 
 def _do_subscribe(self: DatabaseStateAdapter, thread_id: str) -> None:
@@ -313,7 +319,6 @@ def _do_put_state(
         " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
         (self.namespace, object_id, value_json),
     )
-
 
 
 def _do_claim_dedupe(self: DatabaseStateAdapter, key: DedupeKey, limit: int) -> bool:

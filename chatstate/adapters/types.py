@@ -51,7 +51,7 @@ class PendingEntry:
     enqueued_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The snapshot form: ``{"owner", "strategy", "metadata"}`` plus ``enqueued_at`` if known."""
+        """The snapshot form: ``{"owner", "strategy", "metadata"}``, and ``enqueued_at``."""
         out: dict[str, Any] = {
             "owner": self.owner,
             "strategy": self.strategy.value,

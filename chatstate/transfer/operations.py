@@ -212,7 +212,9 @@ def _set_changes(current: Iterable[Any], incoming: Iterable[Any], merge: bool) -
 
 
 def _map_changes(
-    current: Iterable[tuple[str, Any]], incoming: Iterable[tuple[str, Any]], merge: bool,
+    current: Iterable[tuple[str, Any]],
+    incoming: Iterable[tuple[str, Any]],
+    merge: bool,
     appends: bool,
 ) -> Counter[str]:
     have = dict(current)

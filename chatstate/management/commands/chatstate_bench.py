@@ -22,18 +22,23 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="worker processes")
         parser.add_argument("--cycles", type=int, default=1000, help="cycles over all workers")
         parser.add_argument(
-            "--mode", choices=bench.MODES, default="cycle",
+            "--mode",
+            choices=bench.MODES,
+            default="cycle",
             help="cycle: handle_message; primitives: the six calls; raw: plain psycopg "
-                 "(PostgreSQL) sending the fast path's two statements",
+            "(PostgreSQL) sending the fast path's two statements",
         )
         parser.add_argument(
-            "--history", type=int, default=0,
+            "--history",
+            type=int,
+            default=0,
             help="pre-fill the namespace with this many dedupe keys and thread states "
-                 "(the dedupe window limit is then this number, so each claim trims one)",
+            "(the dedupe window limit is then this number, so each claim trims one)",
         )
         parser.add_argument("--database", default=None, help="database alias (database adapter)")
         parser.add_argument(
-            "--orm", action="store_true",
+            "--orm",
+            action="store_true",
             help="database adapter: the portable ORM path even on PostgreSQL (fast_sql=False)",
         )
         parser.add_argument("--redis-alias", default="default", help="CACHES alias (redis)")
@@ -45,9 +50,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             config = bench.build_config(
-                adapter=options["adapter"], workers=options["workers"],
-                cycles=options["cycles"], mode=options["mode"], history=options["history"],
-                using=options["database"], fast_sql=not options["orm"],
+                adapter=options["adapter"],
+                workers=options["workers"],
+                cycles=options["cycles"],
+                mode=options["mode"],
+                history=options["history"],
+                using=options["database"],
+                fast_sql=not options["orm"],
                 redis_alias=options["redis_alias"],
             )
             figures = bench.run_bench(config, keep=options["keep"])

@@ -19,7 +19,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_namespace_argument(parser)
         parser.add_argument(
-            "--dedupe-limit", type=int, metavar="N",
+            "--dedupe-limit",
+            type=int,
+            metavar="N",
             help="keep the newest N dedupe keys (default: the DEDUPE_LIMIT setting)",
         )
         parser.add_argument(

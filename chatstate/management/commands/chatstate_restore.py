@@ -29,15 +29,18 @@ class Command(BaseCommand):
         parser.add_argument("file", metavar="FILE|-", help="the snapshot JSON file; - for stdin")
         add_namespace_argument(parser)
         parser.add_argument(
-            "--merge", action="store_true",
+            "--merge",
+            action="store_true",
             help="merge into the namespace (incoming values win) instead of replacing it",
         )
         parser.add_argument(
-            "--dry-run", action="store_true",
+            "--dry-run",
+            action="store_true",
             help="print what would be added, replaced and removed per section; change nothing",
         )
         parser.add_argument(
-            "--lenient", action="store_true",
+            "--lenient",
+            action="store_true",
             help="load what normalize_snapshot keeps of a damaged snapshot; print the drops",
         )
 
@@ -53,8 +56,12 @@ class Command(BaseCommand):
         try:
             with raw:
                 report = restore_snapshot(
-                    adapter, raw, merge=merge, dry_run=options["dry_run"],
-                    lenient=options["lenient"], progress=progress,
+                    adapter,
+                    raw,
+                    merge=merge,
+                    dry_run=options["dry_run"],
+                    lenient=options["lenient"],
+                    progress=progress,
                 )
         except InvalidSnapshot as exc:
             for problem in exc.problems:

@@ -20,7 +20,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_namespace_argument(parser)
         parser.add_argument(
-            "--output", "-o", metavar="FILE",
+            "--output",
+            "-o",
+            metavar="FILE",
             help="write to FILE (a temporary file renamed into place) instead of stdout",
         )
         parser.add_argument(
@@ -42,8 +44,10 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc}") from exc
         summary = ", ".join(f"{name} {n:,}" for name, n in counts.items() if name != "dedupe")
-        self.stdout.write(f"Wrote the snapshot of namespace {adapter.namespace!r} to {output}: "
-                          f"{summary or 'empty'}.")
+        self.stdout.write(
+            f"Wrote the snapshot of namespace {adapter.namespace!r} to {output}: "
+            f"{summary or 'empty'}."
+        )
 
 
 class _Sink:
