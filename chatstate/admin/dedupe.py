@@ -94,7 +94,11 @@ class DedupeEntryAdmin(ChatStateAdmin):
                 request, "admin/chatstate/dedupeentry/delete_confirmation.html", context
             )
         if queryset.order_by()[: LOGGED_DELETIONS + 1].count() <= LOGGED_DELETIONS:
-            self.log_deletions(request, queryset)
+            if hasattr(self, "log_deletions"):  # Django >= 5.1: one query for all
+                self.log_deletions(request, queryset)
+            else:
+                for obj in queryset:
+                    self.log_deletion(request, obj, str(obj))
         deleted = delete_entries(queryset.order_by())
         self.message_user(
             request,
