@@ -97,8 +97,9 @@ class DedupeEntryAdmin(ChatStateAdmin):
             if hasattr(self, "log_deletions"):  # Django >= 5.1: one query for all
                 self.log_deletions(request, queryset)
             else:
+                log_deletion = self.log_deletion  # type: ignore[attr-defined]  # Django < 5.1
                 for obj in queryset:
-                    self.log_deletion(request, obj, str(obj))
+                    log_deletion(request, obj, str(obj))
         deleted = delete_entries(queryset.order_by())
         self.message_user(
             request,
