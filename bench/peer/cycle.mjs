@@ -1,10 +1,12 @@
-// The TypeScript peer, @chat-adapter/state-pg, running chatstate's message cycle through
+// The TypeScript peers, @chat-adapter/state-pg (a postgres:// URL) and
+// @chat-adapter/state-redis (a redis:// URL), running chatstate's message cycle through
 // its public API: setIfNotExists (dedupe) -> isSubscribed -> acquireLock -> get -> set ->
 // releaseLock. M cycles split over N worker processes (each with its own one-connection
 // pool, as chatstate_bench's workers each hold one connection), released together, each on
 // its own 100 threads with unique message ids. Prints one JSON object like chatstate_bench.
 //
 //   node cycle.mjs --url postgres://postgres@127.0.0.1:5432/chatstate_bench_db \
+//   node cycle.mjs --url redis://127.0.0.1:6379/15 \
 //        --workers 8 --cycles 4000
 //
 // --inproc runs the N workers as concurrent async loops in one process over a pool of N
@@ -12,7 +14,10 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createPostgresState } from "@chat-adapter/state-pg";
+import { createRedisState } from "@chat-adapter/state-redis";
 import pg from "pg";
+
+const isRedis = (url) => url.startsWith("redis");
 
 const THREADS_PER_WORKER = 100;
 const WARMUP = 20;
@@ -35,10 +40,29 @@ function options(argv) {
 }
 
 async function adapterFor(url, prefix, connections) {
+  if (isRedis(url)) {
+    const state = createRedisState({ url, keyPrefix: prefix });
+    await state.connect();
+    return { state, pool: { end: () => state.disconnect() } };
+  }
   const pool = new pg.Pool({ connectionString: url, max: connections });
   const state = createPostgresState({ client: pool, keyPrefix: prefix });
   await state.connect();
   return { state, pool };
+}
+
+// Remove what the run stored under its key prefix.
+async function cleanUp(url, state, pool, prefix) {
+  if (isRedis(url)) {
+    const client = state.getClient();
+    for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) {
+      if (keys.length) await client.unlink(keys);
+    }
+    return;
+  }
+  for (const table of ["chat_state_subscriptions", "chat_state_locks", "chat_state_cache"]) {
+    await pool.query(`DELETE FROM ${table} WHERE key_prefix = $1`, [prefix]);
+  }
 }
 
 // One worker's cycle i: the peer's equivalent of chatstate's handle_message.
@@ -95,11 +119,14 @@ function summarize(opts, results) {
   const all = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const q = (p) => all[Math.min(all.length - 1, Math.max(0, Math.ceil(p * all.length) - 1))];
   return {
-    adapter: "@chat-adapter/state-pg", database_vendor: "postgresql", mode: "cycle",
+    ...(isRedis(opts.url)
+      ? { adapter: "@chat-adapter/state-redis", database_vendor: null, round_trips_per_cycle: 6 }
+      : { adapter: "@chat-adapter/state-pg", database_vendor: "postgresql",
+          statements_per_cycle: 6, commits_per_cycle: 6, write_commits_per_cycle: 4 }),
+    mode: "cycle",
     workers: opts.workers, cycles: opts.cycles, seconds: Number(seconds.toFixed(4)),
     cycles_per_s: Number((opts.cycles / seconds).toFixed(1)),
     p50_ms: Number(q(0.5).toFixed(4)), p99_ms: Number(q(0.99).toFixed(4)),
-    statements_per_cycle: 6, commits_per_cycle: 6, write_commits_per_cycle: 4,
     inproc: opts.inproc,
   };
 }
@@ -142,9 +169,7 @@ async function main() {
     for (const kid of kids) kid.send({ go: true });
     results = await Promise.all(done);
   }
-  for (const table of ["chat_state_subscriptions", "chat_state_locks", "chat_state_cache"]) {
-    await pool.query(`DELETE FROM ${table} WHERE key_prefix = $1`, [prefix]);
-  }
+  await cleanUp(opts.url, state, pool, prefix);
   await pool.end();
   console.log(JSON.stringify(summarize(opts, results)));
 }
