@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -96,13 +95,13 @@ class MessageCycle:
         claimed, self.subscribed, self.result, self.state = found
         self.duplicate = not claimed
         if self.result is LockResult.ACQUIRED:
-            self._original = json.dumps(self.state, sort_keys=True)
+            self._original = dump_map(self.state)
 
     def _commit_args(self) -> tuple[str, str, Strategy, dict[str, Any] | None, str | None]:
         _, thread_id, owner, strategy = self._args[:4]
         state = self.state
         state_json = dump_map(state, "handle_message state")
-        if json.dumps(state, sort_keys=True) == self._original:
+        if state_json == self._original:  # unchanged: nothing to write
             return thread_id, owner, strategy, None, None
         return thread_id, owner, strategy, state, state_json
 
