@@ -76,6 +76,14 @@ if VENDOR == "postgresql":
             STORE_FACTORIES["redis"] = _redis
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say which backends this run covers, and why one is left out."""
+    lines = [f"chatstate backends ({VENDOR} run): {', '.join(STORE_FACTORIES)}"]
+    if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
+        lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
+    return lines
+
+
 @pytest.fixture(params=list(STORE_FACTORIES))
 def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
     """A fresh, empty adapter in its own namespace, for each backend of this run.
