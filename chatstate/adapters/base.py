@@ -481,6 +481,7 @@ class StateAdapter(abc.ABC):
         state = self._do_get_state("thread", thread_id) if result is LockResult.ACQUIRED else {}
         return True, subscribed, result, state
 
+    @abc.abstractmethod
     def _cycle_commit(
         self,
         thread_id: str,
@@ -491,17 +492,11 @@ class StateAdapter(abc.ABC):
     ) -> list[PendingEntry]:
         """After a clean block: write ``state`` (None: unchanged) and release the lock.
 
-        Both happen, or (``NotOwner``: the lease was lost to another holder) neither does.
+        One atomic step: both happen, or (``NotOwner``: the lease went to another holder)
+        neither does. Under ``concurrent`` there is no lock: the state is written, ``[]``
+        returned. Each backend makes it atomic its own way (mutex, transaction, script).
         """
-        if strategy is Strategy.CONCURRENT:
-            if state is not None and state_json is not None:
-                self._do_put_state("thread", thread_id, state, state_json)
-            return []
-        if state is not None and state_json is not None:
-            if not self._do_holds(thread_id, owner):
-                raise NotOwner(f"{owner!r} no longer holds the lock {thread_id!r}")
-            self._do_put_state("thread", thread_id, state, state_json)
-        return self._do_release_lock(thread_id, owner, False)
+        raise NotImplementedError
 
     def _cycle_abort(
         self, dedupe_key: DedupeKey, thread_id: str, owner: str, strategy: Strategy
@@ -559,10 +554,6 @@ class StateAdapter(abc.ABC):
         overflow: str,
     ) -> LockResult:
         """``lock`` for a non-concurrent strategy."""
-
-    @abc.abstractmethod
-    def _do_holds(self, key: str, owner: str) -> bool:
-        """Whether ``owner`` is the recorded holder of ``key`` (expired or not)."""
 
     @abc.abstractmethod
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool: ...

@@ -312,9 +312,6 @@ class DatabaseStateAdapter(StateAdapter):
                 continue
         return self._write(lock)
 
-    def _do_holds(self, key: str, owner: str) -> bool:
-        return bool(self._q(Lock).filter(key=key, owner=owner).exists())
-
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
         def extend() -> bool:
             now = self._now()
@@ -355,8 +352,10 @@ class DatabaseStateAdapter(StateAdapter):
         state: dict[str, Any] | None,
         state_json: str | None,
     ) -> list[PendingEntry]:
-        if strategy is Strategy.CONCURRENT:
-            return super()._cycle_commit(thread_id, owner, strategy, state, state_json)
+        if strategy is Strategy.CONCURRENT:  # no lock: just the state
+            if state is not None and state_json is not None:
+                self._do_put_state("thread", thread_id, state, state_json)
+            return []
 
         def commit() -> list[PendingEntry]:
             pending = self._release(thread_id, owner, False)

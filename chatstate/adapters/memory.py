@@ -148,9 +148,23 @@ class MemoryStateAdapter(StateAdapter):
             queue.append(entry)
             return _QUEUED
 
-    def _do_holds(self, key: str, owner: str) -> bool:
-        held = self._locks.get(key)
-        return held is not None and held[0] == owner
+    def _cycle_commit(
+        self,
+        thread_id: str,
+        owner: str,
+        strategy: Strategy,
+        state: dict[str, Any] | None,
+        state_json: str | None,
+    ) -> list[PendingEntry]:
+        with self._mutex:
+            locked = strategy is not Strategy.CONCURRENT
+            if locked and state_json is not None:
+                held = self._locks.get(thread_id)
+                if held is None or held[0] != owner:
+                    raise NotOwner(f"{owner!r} no longer holds the lock {thread_id!r}")
+            if state_json is not None:
+                self._states[("thread", thread_id)] = state_json
+            return self._do_release_lock(thread_id, owner, False) if locked else []
 
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
         now = _monotonic()

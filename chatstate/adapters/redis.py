@@ -601,13 +601,6 @@ class RedisStateAdapter(StateAdapter):
         ]
         return RESULTS[_text((yield (EVAL, lua.LOCK, self._lock_keys(key), args)))]
 
-    def _do_holds(self, key: str, owner: str) -> bool:
-        return self._drive(self._op_do_holds(key, owner))
-
-    def _op_do_holds(self, key: str, owner: str) -> Op[bool]:
-        record = yield (CALL, "hget", (self.keys.locks, key))
-        return record is not None and _loads(record)[0] == owner
-
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
         return self._drive(self._op_do_extend_lock(key, owner, ttl))
 
