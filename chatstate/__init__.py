@@ -4,7 +4,9 @@ Everything public is importable from here; each name says where it lives.
 """
 
 from chatstate.adapters.base import StateAdapter
-from chatstate.adapters.types import (
+from chatstate.registry import get_adapter
+from chatstate.snapshot import Snapshot, default_snapshot, normalize_snapshot, validate_snapshot
+from chatstate.types import (
     BackendUnavailable,
     ChatStateError,
     LockError,
@@ -13,8 +15,6 @@ from chatstate.adapters.types import (
     PendingEntry,
     Strategy,
 )
-from chatstate.registry import get_adapter
-from chatstate.snapshot import Snapshot, default_snapshot, normalize_snapshot, validate_snapshot
 
 __all__ = [
     "BackendUnavailable",

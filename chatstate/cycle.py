@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from chatstate.adapters.types import LockResult, NotOwner, PendingEntry, Strategy
-from chatstate.adapters.validation import dump_map
+from chatstate.types import LockResult, NotOwner, PendingEntry, Strategy
+from chatstate.validation import dump_map
 
 if TYPE_CHECKING:
     from chatstate.adapters.base import DedupeKey, StateAdapter

@@ -36,7 +36,7 @@ from chatstate.adapters.redis import (  # noqa: E402
     async_client_for,
     namespace_prefix,
 )
-from chatstate.adapters.types import BackendUnavailable  # noqa: E402
+from chatstate.types import BackendUnavailable  # noqa: E402
 
 ALIAS = "chatstate"
 _names = itertools.count(1)

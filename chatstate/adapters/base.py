@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asgiref.sync import sync_to_async
 
 from chatstate import conf
-from chatstate.adapters.types import (
+from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import (
     BackendUnavailable,
     ChatStateError,
     LockError,
@@ -26,7 +28,7 @@ from chatstate.adapters.types import (
     PendingEntry,
     Strategy,
 )
-from chatstate.adapters.validation import (
+from chatstate.validation import (
     check_dedupe_key,
     check_id,
     check_limit,
@@ -36,8 +38,6 @@ from chatstate.adapters.validation import (
     dump_map,
     dump_metadata,
 )
-from chatstate.snapshot import Snapshot, normalize_snapshot
-from chatstate.transfer.sections import SnapshotSections
 
 if TYPE_CHECKING:
     from chatstate.cycle import AsyncMessageCycle, MessageCycle

@@ -27,16 +27,6 @@ from django.utils import timezone
 from chatstate import conf
 from chatstate.adapters import database_transfer
 from chatstate.adapters.base import DedupeKey, StateAdapter, StateFn
-from chatstate.adapters.types import (
-    STRATEGIES,
-    LockResult,
-    NotOwner,
-    PendingEntry,
-    Strategy,
-    from_iso,
-    to_iso,
-)
-from chatstate.adapters.validation import check_id, dump_map
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -48,6 +38,16 @@ from chatstate.models import (
 )
 from chatstate.snapshot import Snapshot
 from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import (
+    STRATEGIES,
+    LockResult,
+    NotOwner,
+    PendingEntry,
+    Strategy,
+    from_iso,
+    to_iso,
+)
+from chatstate.validation import check_id, dump_map
 
 T = TypeVar("T")
 

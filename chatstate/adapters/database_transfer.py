@@ -29,7 +29,6 @@ from django.db import connections, transaction
 from django.db.models import F, Max
 from django.db.models.functions import Collate
 
-from chatstate.adapters.types import to_iso
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -39,6 +38,7 @@ from chatstate.models import (
     ThreadState,
 )
 from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import to_iso
 
 if TYPE_CHECKING:
     from chatstate.adapters.database import DatabaseStateAdapter

@@ -15,7 +15,8 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from chatstate.adapters.base import DedupeKey, StateAdapter, StateFn
-from chatstate.adapters.types import (
+from chatstate.snapshot import Snapshot
+from chatstate.types import (
     STRATEGIES,
     LockResult,
     NotOwner,
@@ -24,8 +25,7 @@ from chatstate.adapters.types import (
     epoch_to_iso,
     from_iso,
 )
-from chatstate.adapters.validation import dump_map, dump_metadata
-from chatstate.snapshot import Snapshot
+from chatstate.validation import dump_map, dump_metadata
 
 _loads = json.loads
 _monotonic = time.monotonic

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from chatstate.adapters.types import (
+from chatstate.types import (
     RESULTS,
     STRATEGIES,
     LockResult,

@@ -17,7 +17,7 @@ runs the async twins in a worker thread instead.
 Requirements and cautions: Redis ≥ 6.2 (``COPY``, used by snapshots). Leave command retries
 off on the alias (django-redis's default): a script re-sent after its reply was lost would
 run twice (a claim would then report its own message as a duplicate); a lost connection
-surfaces as :class:`~chatstate.adapters.types.BackendUnavailable` naming the alias instead.
+surfaces as :class:`~chatstate.types.BackendUnavailable` naming the alias instead.
 
 Key layout — every key of a namespace starts with ``chatstate:{<namespace>}:`` (the braces
 are a Redis Cluster hash tag: one namespace lives in one slot; ``\\`` and ``}`` in a
@@ -63,7 +63,9 @@ from django.core import checks
 
 from chatstate.adapters import redis_scripts as lua
 from chatstate.adapters.base import CycleEntry, DedupeKey, StateAdapter, StateFn
-from chatstate.adapters.types import (
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import (
     RESULTS,
     STRATEGIES,
     BackendUnavailable,
@@ -74,9 +76,7 @@ from chatstate.adapters.types import (
     epoch_to_iso,
     from_iso,
 )
-from chatstate.adapters.validation import check_id, dump_map, dump_metadata
-from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
+from chatstate.validation import check_id, dump_map, dump_metadata
 
 try:
     import redis

@@ -12,10 +12,10 @@ from django.urls import URLPattern, path
 from django.utils.safestring import SafeString
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.adapters.types import PendingEntry
 from chatstate.admin import display, overview
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
 from chatstate.models import Lock, PendingLockEntry
+from chatstate.types import PendingEntry
 
 
 def queue_depth_subquery() -> Subquery:

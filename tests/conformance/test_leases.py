@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from chatstate import LockResult, NotOwner
-from chatstate.adapters.types import from_iso
+from chatstate.types import from_iso
 from tests.conformance.helpers import LEASE, entries, outlive
 
 

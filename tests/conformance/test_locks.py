@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chatstate import ChatStateError, LockError, LockResult, NotOwner, PendingEntry, Strategy
-from chatstate.adapters.types import from_iso
+from chatstate.types import from_iso
 from tests.conformance.helpers import entries
 
 

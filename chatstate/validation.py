@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from chatstate.adapters.types import STRATEGIES, Strategy
+from chatstate.types import STRATEGIES, Strategy
 
 MAX_ID_LENGTH = 255
 OVERFLOWS = ("drop_oldest", "drop_newest")
