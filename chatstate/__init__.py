@@ -9,6 +9,7 @@ from chatstate.snapshot import Snapshot, default_snapshot, normalize_snapshot, v
 from chatstate.types import (
     BackendUnavailable,
     ChatStateError,
+    LeaseLost,
     LockError,
     LockResult,
     NotOwner,
@@ -19,6 +20,7 @@ from chatstate.types import (
 __all__ = [
     "BackendUnavailable",
     "ChatStateError",
+    "LeaseLost",
     "LockError",
     "LockResult",
     "NotOwner",

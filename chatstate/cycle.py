@@ -2,42 +2,55 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from chatstate.types import LockResult, NotOwner, PendingEntry, Strategy
+from chatstate.types import (
+    CycleEntry,
+    CycleRequest,
+    DedupeKey,
+    LeaseLost,
+    LockResult,
+    PendingEntry,
+)
 from chatstate.validation import dump_map
 
 if TYPE_CHECKING:
-    from chatstate.adapters.base import DedupeKey, StateAdapter
+    from chatstate.adapters.base import StateAdapter
 
-_KEEP_CLAIM = (LockResult.QUEUED, LockResult.DEBOUNCED)
+logger = logging.getLogger("chatstate")
 
 
 class MessageCycle:
     """The ``as`` target of ``handle_message``, and the context manager itself.
 
-    On entry the dedupe key is claimed; unless it was a duplicate, the subscription is read
-    and the thread's lock taken with ``strategy``; when acquired, ``state`` is a mutable copy
-    of the thread's map. The block always runs, so the caller can see why it may not act:
+    On entry, in one atomic step, the dedupe key is claimed; unless it was a duplicate, the
+    thread's lock is taken with ``strategy`` and the subscription read; when acquired,
+    ``state`` is a mutable copy of the thread's map. The block always runs, so the caller
+    can see why it may not act:
 
-    * ``duplicate`` — the message was handled before (``result`` is None);
+    * ``duplicate`` — the message was handled before, or is being handled now by a holder
+      whose lease still runs (``result`` is None);
     * ``subscribed`` — whether the thread is subscribed;
     * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
     * ``state`` — the thread's map (``{}`` unless acquired);
     * ``pending`` — after the block, the entries queued meanwhile, in arrival order.
 
-    Clean exit after ``acquired``: the state is written (when it changed) and the lock
-    released in one step; raises :class:`NotOwner` and writes nothing if the lease was lost
-    to another holder. Block raised: nothing is written; the claim is withdrawn (a
-    redelivery will be handled) unless the message sits queued or debounced behind the
-    lock; an acquired lock is released with its pending entries kept for the next holder;
-    the exception propagates. Duplicate or not acquired: nothing is written.
+    While an acquired block runs, the message's claim is *in progress*: a redelivery is a
+    duplicate while the lease runs, and is handled if the holder dies. Clean exit after
+    ``acquired``: in one atomic step the state is written (when it changed), the claim
+    marked done and the lock released; raises :class:`LeaseLost` and writes nothing if the
+    lease went to another holder. Block raised (or the commit failed): nothing is written;
+    the claim is withdrawn and the lock released, its pending entries kept for the next
+    holder — unless a commit already ran, which is never undone; the exception propagates.
+    A queued, debounced or refused (``busy``) message's claim is done on entry; a duplicate
+    or a message not acquired writes nothing on exit.
     """
 
     __slots__ = (
         "_adapter",
-        "_args",
+        "request",
         "_original",
         "duplicate",
         "subscribed",
@@ -46,19 +59,9 @@ class MessageCycle:
         "pending",
     )
 
-    def __init__(
-        self,
-        adapter: StateAdapter,
-        dedupe_key: DedupeKey,
-        thread_id: str,
-        owner: str,
-        strategy: Strategy,
-        metadata: str,
-        dedupe_limit: int,
-        ttl: float,
-    ) -> None:
+    def __init__(self, adapter: StateAdapter, request: CycleRequest) -> None:
         self._adapter = adapter
-        self._args = (dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl)
+        self.request = request
         self._original: str | None = None
         self.duplicate = False
         self.subscribed = False
@@ -68,15 +71,15 @@ class MessageCycle:
 
     @property
     def dedupe_key(self) -> DedupeKey:
-        return self._args[0]
+        return self.request.dedupe_key
 
     @property
     def thread_id(self) -> str:
-        return self._args[1]
+        return self.request.thread_id
 
     @property
     def owner(self) -> str:
-        return self._args[2]
+        return self.request.owner
 
     @property
     def acquired(self) -> bool:
@@ -89,32 +92,46 @@ class MessageCycle:
             f"subscribed={self.subscribed} result={self.result}>"
         )
 
-    # The two halves, shared by the sync and async context managers.
+    # The halves shared by the sync and async context managers.
 
-    def _entered(self, found: tuple[bool, bool, LockResult | None, dict[str, Any]]) -> None:
-        claimed, self.subscribed, self.result, self.state = found
-        self.duplicate = not claimed
-        if self.result is LockResult.ACQUIRED:
-            self._original = dump_map(self.state)
+    def _entered(self, entry: CycleEntry) -> None:
+        self.duplicate = not entry.claimed
+        self.subscribed = entry.subscribed
+        self.result = entry.result
+        self.state = entry.state
+        if entry.result is LockResult.ACQUIRED:
+            self._original = dump_map(entry.state)
 
-    def _commit_args(self) -> tuple[str, str, Strategy, dict[str, Any] | None, str | None]:
-        _, thread_id, owner, strategy = self._args[:4]
-        state = self.state
-        state_json = dump_map(state, "handle_message state")
-        if state_json == self._original:  # unchanged: nothing to write
-            return thread_id, owner, strategy, None, None
-        return thread_id, owner, strategy, state, state_json
+    def _changed_state(self) -> str | None:
+        """The state's JSON text when it changed, else None; ``TypeError`` if unstorable."""
+        state_json = dump_map(self.state, "handle_message state")
+        return None if state_json == self._original else state_json
 
-    def _abort_args(self) -> tuple[DedupeKey, str, str, Strategy]:
-        dedupe_key, thread_id, owner, strategy = self._args[:4]
-        return dedupe_key, thread_id, owner, strategy
-
-    def _must_abort(self) -> bool:
-        return not self.duplicate and self.result not in _KEEP_CLAIM
+    def _abort_failed(self, exc: BaseException) -> None:
+        logger.warning(
+            "chatstate: the cleanup of the cycle of %r on %r failed (%s); the claim and the lock "
+            "stay until the lease ends, and a redelivery after that is handled",
+            self.dedupe_key,
+            self.thread_id,
+            exc,
+            extra={"dedupe_key": self.dedupe_key, "thread_id": self.thread_id, "owner": self.owner},
+        )
 
     def __enter__(self) -> MessageCycle:
-        self._entered(self._adapter._cycle_enter(*self._args))
+        try:
+            entry = self._adapter.cycle_enter(self.request)
+        except Exception:
+            # The entry may have run on the server (a lost reply): undo what is ours, if any.
+            self._abort()
+            raise
+        self._entered(entry)
         return self
+
+    def _abort(self) -> None:
+        try:
+            self._adapter.cycle_abort(self.request)
+        except Exception as exc:  # the lease will free the claim and the lock
+            self._abort_failed(exc)
 
     def __exit__(
         self,
@@ -122,22 +139,20 @@ class MessageCycle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            if self._must_abort():
-                if self.result is LockResult.ACQUIRED:
-                    self._adapter._cycle_abort(*self._abort_args())
-                else:
-                    self._adapter._do_withdraw_dedupe(self.dedupe_key)
+        if self.result is not LockResult.ACQUIRED:
             return
-        if self.result is LockResult.ACQUIRED:
-            try:
-                self.pending = self._adapter._cycle_commit(*self._commit_args())
-            except NotOwner:
-                raise  # the lease went to another holder: nothing of ours to undo
-            except Exception:
-                # A state that cannot be stored, or a failed commit: as if the block raised.
-                self._adapter._cycle_abort(*self._abort_args())
-                raise
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            self.pending = self._adapter.cycle_commit(self.request, self._changed_state())
+        except LeaseLost:
+            raise  # nothing of ours to undo: the lease (and the claim's) went elsewhere
+        except Exception:
+            # A state that cannot be stored, or a failed commit: as if the block raised. A
+            # commit that ran on the server is not undone (the claim is done by then).
+            self._abort()
+            raise
 
 
 class AsyncMessageCycle(MessageCycle):
@@ -146,8 +161,19 @@ class AsyncMessageCycle(MessageCycle):
     __slots__ = ()
 
     async def __aenter__(self) -> AsyncMessageCycle:
-        self._entered(await self._adapter._arun(self._adapter._cycle_enter, *self._args))
+        try:
+            entry = await self._adapter.acycle_enter(self.request)
+        except Exception:
+            await self._aabort()
+            raise
+        self._entered(entry)
         return self
+
+    async def _aabort(self) -> None:
+        try:
+            await self._adapter.acycle_abort(self.request)
+        except Exception as exc:
+            self._abort_failed(exc)
 
     async def __aexit__(
         self,
@@ -155,19 +181,15 @@ class AsyncMessageCycle(MessageCycle):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        adapter = self._adapter
-        if exc_type is not None:
-            if self._must_abort():
-                if self.result is LockResult.ACQUIRED:
-                    await adapter._arun(adapter._cycle_abort, *self._abort_args())
-                else:
-                    await adapter._arun(adapter._do_withdraw_dedupe, self.dedupe_key)
+        if self.result is not LockResult.ACQUIRED:
             return
-        if self.result is LockResult.ACQUIRED:
-            try:
-                self.pending = await adapter._arun(adapter._cycle_commit, *self._commit_args())
-            except NotOwner:
-                raise
-            except Exception:
-                await adapter._arun(adapter._cycle_abort, *self._abort_args())
-                raise
+        if exc_type is not None:
+            await self._aabort()
+            return
+        try:
+            self.pending = await self._adapter.acycle_commit(self.request, self._changed_state())
+        except LeaseLost:
+            raise
+        except Exception:
+            await self._aabort()
+            raise

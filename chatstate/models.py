@@ -33,6 +33,8 @@ class Subscription(models.Model):
 class DedupeEntry(models.Model):
     """A handled message ``(adapter, message_id)`` in the namespace's dedupe window.
 
+    Done when ``owner`` is NULL; otherwise a message cycle is handling it (its claim is in
+    progress, alive while ``expires_at`` is ahead or ``owner`` holds the lock ``thread_id``).
     ``seq`` orders the window: a new entry takes the newest ``seq`` + 1 (claims at the same
     instant may share one; ``id`` breaks the tie). The window keeps the newest ``limit``.
     """
@@ -42,6 +44,11 @@ class DedupeEntry(models.Model):
     message_id = models.CharField(max_length=ID_LENGTH)
     seq = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # A claim in progress (a message cycle handling the message right now): its owner, the
+    # thread whose lock it holds, and its own lease. NULL owner: done.
+    owner = models.CharField(max_length=ID_LENGTH, null=True, blank=True)
+    thread_id = models.CharField(max_length=ID_LENGTH, null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "dedupe entry"

@@ -74,8 +74,92 @@ class NotOwner(LockError):
     """``release_lock`` by an owner that does not hold the lock; nothing was changed."""
 
 
+class LeaseLost(NotOwner):
+    """The commit of a ``handle_message`` cycle whose lease went to another holder.
+
+    Nothing of the cycle was written: its state change is discarded, the lock (now someone
+    else's) is left alone, and the message's claim stays with whoever holds it now.
+    """
+
+
 class BackendUnavailable(ChatStateError):
-    """The adapter's backing service (database or Redis) cannot be reached."""
+    """The adapter's backing service (database or Redis) cannot be reached.
+
+    The message names the database or cache alias and the cause. The adapter's next call
+    works again once the service is back; nothing is retried behind the caller's back.
+    """
+
+
+def not_owner(key: str, owner: str, holder: str | None) -> NotOwner:
+    """The :class:`NotOwner` for ``owner`` acting on lock ``key`` held by ``holder`` (``None``
+    or ``""``: nobody)."""
+    held_by = repr(holder) if holder else "nobody"
+    return NotOwner(f"{owner!r} does not hold the lock {key!r} (held by {held_by})")
+
+
+DedupeKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """A checked ``lock`` call, as a backend receives it (``metadata`` is compact JSON text)."""
+
+    key: str
+    owner: str
+    strategy: Strategy
+    metadata: str
+    ttl: float
+    max_pending: int | None = None
+    overflow: str = "drop_oldest"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRequest:
+    """A checked ``handle_message`` call, as a backend receives it.
+
+    The cycle's dedupe claim is held by ``owner`` with the lease ``ttl`` of its lock on
+    ``thread_id``; ``metadata`` is compact JSON text.
+    """
+
+    dedupe_key: DedupeKey
+    thread_id: str
+    owner: str
+    strategy: Strategy
+    metadata: str
+    dedupe_limit: int
+    ttl: float
+
+    @property
+    def locks(self) -> bool:
+        """Whether the cycle takes the thread's lock (every strategy but ``concurrent``)."""
+        return self.strategy is not Strategy.CONCURRENT
+
+    def lock_request(self) -> LockRequest:
+        """The ``lock`` call the cycle makes on its thread."""
+        return LockRequest(self.thread_id, self.owner, self.strategy, self.metadata, self.ttl)
+
+
+def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:
+    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s (or, under
+    ``concurrent``, its claim went to another delivery)."""
+    if request.locks:
+        return LeaseLost(str(not_owner(request.thread_id, request.owner, holder)))
+    return LeaseLost(f"{request.owner!r} no longer holds the claim of {request.dedupe_key!r}")
+
+
+@dataclass(slots=True)
+class CycleEntry:
+    """What the entry step of a cycle found.
+
+    ``claimed``: the message was not a duplicate (its claim is now this cycle's);
+    ``subscribed``: the thread's subscription, read after the lock; ``result``: the lock's
+    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired).
+    """
+
+    claimed: bool
+    subscribed: bool
+    result: LockResult | None = None
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def to_iso(dt: datetime) -> str:

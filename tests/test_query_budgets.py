@@ -163,8 +163,8 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "release_lock_with_pending": (6, 1),
         "force_release_lock": (5, 1),
         "update_thread_state": (4, 1),
-        "handle_message": (27, 6),
-        "handle_message_unchanged_state": (24, 6),
+        "handle_message": (26, 3),
+        "handle_message_unchanged_state": (25, 3),
         "handle_message_duplicate": (2, 2),
     },
     "sqlite": {
@@ -188,8 +188,8 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "release_lock_with_pending": (7, 1),
         "force_release_lock": (6, 1),
         "update_thread_state": (5, 1),
-        "handle_message": (30, 6),
-        "handle_message_unchanged_state": (26, 6),
+        "handle_message": (27, 3),
+        "handle_message_unchanged_state": (26, 3),
         "handle_message_duplicate": (2, 2),
     },
 }

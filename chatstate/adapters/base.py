@@ -9,7 +9,6 @@ backend with a native async client overrides.
 from __future__ import annotations
 
 import abc
-import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,12 +16,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asgiref.sync import sync_to_async
 
 from chatstate import conf
+from chatstate.adapters.operations import Op, operation_of
 from chatstate.snapshot import Snapshot, normalize_snapshot
 from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import (
     BackendUnavailable,
     ChatStateError,
+    CycleEntry,
+    CycleRequest,
+    DedupeKey,
+    LeaseLost,
     LockError,
+    LockRequest,
     LockResult,
     NotOwner,
     PendingEntry,
@@ -46,7 +51,11 @@ __all__ = [
     "BackendUnavailable",
     "ChatStateError",
     "CycleEntry",
+    "CycleRequest",
+    "DedupeKey",
+    "LeaseLost",
     "LockError",
+    "LockRequest",
     "LockResult",
     "NotOwner",
     "PendingEntry",
@@ -56,11 +65,7 @@ __all__ = [
 
 T = TypeVar("T")
 A = TypeVar("A", bound="StateAdapter")
-DedupeKey = tuple[str, str]
 StateFn = Callable[[dict[str, Any]], dict[str, Any]]
-
-CycleEntry = tuple[bool, bool, LockResult | None, dict[str, Any]]
-"""What the entry step of a message cycle found: ``(claimed, subscribed, result, state)``."""
 
 
 class StateAdapter(abc.ABC):
@@ -187,10 +192,10 @@ class StateAdapter(abc.ABC):
           oldest, ``drop_newest`` returns ``dropped`` and keeps the list); ``debounce`` →
           ``debounced``, the pending list becomes just this entry.
         """
-        args = self._lock_args(key, owner, strategy, metadata, ttl, max_pending, overflow)
-        if args[2] is Strategy.CONCURRENT:
+        request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
+        if request.strategy is Strategy.CONCURRENT:
             return LockResult.ACQUIRED
-        return self._do_lock(*args)
+        return self._do_lock(request)
 
     def extend_lock(self, key: str, owner: str, ttl: float | None = None) -> bool:
         """Renew the lease to ``ttl`` seconds from now if ``owner`` holds ``key`` unexpired.
@@ -210,7 +215,7 @@ class StateAdapter(abc.ABC):
         """
         key = check_id(key, "key")
         owner = check_id(owner, "owner")
-        return self._do_release_lock(key, owner, False)
+        return self._do_release_lock(key, owner)
 
     def force_release_lock(self, key: str) -> list[PendingEntry]:
         """Remove the lock ``key`` and its pending list whoever holds it; return the entries."""
@@ -238,7 +243,9 @@ class StateAdapter(abc.ABC):
 
         return MessageCycle(
             self,
-            *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl),
+            self._cycle_request(
+                dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl
+            ),
         )
 
     def ahandle_message(
@@ -257,7 +264,9 @@ class StateAdapter(abc.ABC):
 
         return AsyncMessageCycle(
             self,
-            *self._cycle_args(dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl),
+            self._cycle_request(
+                dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl
+            ),
         )
 
     # -- snapshots -----------------------------------------------------------------------
@@ -323,8 +332,22 @@ class StateAdapter(abc.ABC):
     # -- async twins ---------------------------------------------------------------------
 
     async def _arun(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run the sync hook ``fn`` from async code (a worker thread, as Django's ORM needs)."""
+        """Run the hook ``fn`` from async code: natively when it is an :func:`operation
+        <chatstate.adapters.operations.operation>` (through :meth:`adrive`), else in a worker
+        thread (as Django's ORM needs)."""
+        gen = operation_of(fn)
+        if gen is not None:
+            return await self.adrive(gen(self, *args))
         return await sync_to_async(fn)(*args)
+
+    def drive(self, op: Op[T]) -> T:
+        """Run an operation (a hook written as a generator of requests) on the blocking
+        client; a backend that writes its hooks as operations implements it."""
+        raise NotImplementedError(f"{type(self).__name__} runs no operations")
+
+    async def adrive(self, op: Op[T]) -> T:
+        """Run an operation from async code; by default :meth:`drive` in a worker thread."""
+        return await sync_to_async(self.drive)(op)
 
     async def ais_subscribed(self, thread_id: str) -> bool:
         return await self._arun(self._do_is_subscribed, check_id(thread_id, "thread_id"))
@@ -379,10 +402,10 @@ class StateAdapter(abc.ABC):
         max_pending: int | None = None,
         overflow: str = "drop_oldest",
     ) -> LockResult:
-        args = self._lock_args(key, owner, strategy, metadata, ttl, max_pending, overflow)
-        if args[2] is Strategy.CONCURRENT:
+        request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
+        if request.strategy is Strategy.CONCURRENT:
             return LockResult.ACQUIRED
-        return await self._arun(self._do_lock, *args)
+        return await self._arun(self._do_lock, request)
 
     async def aextend_lock(self, key: str, owner: str, ttl: float | None = None) -> bool:
         key = check_id(key, "key")
@@ -393,7 +416,7 @@ class StateAdapter(abc.ABC):
     async def arelease_lock(self, key: str, owner: str) -> list[PendingEntry]:
         key = check_id(key, "key")
         owner = check_id(owner, "owner")
-        return await self._arun(self._do_release_lock, key, owner, False)
+        return await self._arun(self._do_release_lock, key, owner)
 
     async def aforce_release_lock(self, key: str) -> list[PendingEntry]:
         return await self._arun(self._do_force_release_lock, check_id(key, "key"))
@@ -414,7 +437,7 @@ class StateAdapter(abc.ABC):
 
     # -- argument bundles ----------------------------------------------------------------
 
-    def _lock_args(
+    def _lock_request(
         self,
         key: str,
         owner: str,
@@ -423,8 +446,8 @@ class StateAdapter(abc.ABC):
         ttl: float | None,
         max_pending: int | None,
         overflow: str,
-    ) -> tuple[str, str, Strategy, str, float, int | None, str]:
-        return (
+    ) -> LockRequest:
+        return LockRequest(
             check_id(key, "key"),
             check_id(owner, "owner"),
             check_strategy(strategy),
@@ -434,7 +457,7 @@ class StateAdapter(abc.ABC):
             check_overflow(overflow),
         )
 
-    def _cycle_args(
+    def _cycle_request(
         self,
         dedupe_key: DedupeKey | list[str],
         thread_id: str,
@@ -443,8 +466,8 @@ class StateAdapter(abc.ABC):
         metadata: Mapping[str, Any] | None,
         dedupe_limit: int | None,
         ttl: float | None,
-    ) -> tuple[DedupeKey, str, str, Strategy, str, int, float]:
-        return (
+    ) -> CycleRequest:
+        return CycleRequest(
             check_dedupe_key(dedupe_key),
             check_id(thread_id, "thread_id"),
             check_id(owner, "owner"),
@@ -454,58 +477,57 @@ class StateAdapter(abc.ABC):
             self.lock_ttl if ttl is None else check_ttl(ttl),
         )
 
-    # -- message-cycle hooks (a backend overrides them to save round trips) ---------------
-
-    def _cycle_enter(
-        self,
-        dedupe_key: DedupeKey,
-        thread_id: str,
-        owner: str,
-        strategy: Strategy,
-        metadata: str,
-        limit: int,
-        ttl: float,
-    ) -> CycleEntry:
-        """Claim, check the subscription, lock and read the state.
-
-        Returns ``(claimed, subscribed, result, state)``; ``result`` is None when not claimed,
-        ``state`` is ``{}`` unless acquired.
-        """
-        if not self._do_claim_dedupe(dedupe_key, limit):
-            return False, self._do_is_subscribed(thread_id), None, {}
-        if strategy is Strategy.CONCURRENT:
-            result = LockResult.ACQUIRED
-        else:
-            result = self._do_lock(thread_id, owner, strategy, metadata, ttl, None, "drop_oldest")
-        subscribed = self._do_is_subscribed(thread_id)  # after the lock: the holder's view
-        state = self._do_get_state("thread", thread_id) if result is LockResult.ACQUIRED else {}
-        return True, subscribed, result, state
+    # -- the message cycle: the hooks MessageCycle calls ---------------------------------
+    #
+    # A dedupe claim made by a cycle is *in progress* -- held by the cycle's owner, alive
+    # while its own lease (``ttl`` from the entry) runs or while the owner holds the lock on
+    # the cycle's thread -- until the commit marks it *done*. A claim in progress whose lease
+    # ran out (its holder died, or its cleanup failed) does not make its message a
+    # duplicate: the next delivery takes the claim over. Claims made by ``claim_dedupe`` /
+    # ``mark_dedupe`` are done at once.
 
     @abc.abstractmethod
-    def _cycle_commit(
-        self,
-        thread_id: str,
-        owner: str,
-        strategy: Strategy,
-        state: dict[str, Any] | None,
-        state_json: str | None,
-    ) -> list[PendingEntry]:
-        """After a clean block: write ``state`` (None: unchanged) and release the lock.
+    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+        """One atomic step: claim the dedupe key, take the lock, read subscription and state.
 
-        One atomic step: both happen, or (``NotOwner``: the lease went to another holder)
-        neither does. Under ``concurrent`` there is no lock: the state is written, ``[]``
-        returned. Each backend makes it atomic its own way (mutex, transaction, script).
+        Not claimed (a done claim, or one in progress and alive): nothing changes and the
+        subscription is read. Claimed: the claim is in progress for ``request.owner``; the
+        lock is taken with the request's strategy (none under ``concurrent``); if the
+        message was queued, debounced or refused (``busy``), its claim is done at once. The
+        subscription is read after the lock, and the state when acquired.
         """
-        raise NotImplementedError
 
-    def _cycle_abort(
-        self, dedupe_key: DedupeKey, thread_id: str, owner: str, strategy: Strategy
-    ) -> None:
-        """After a block that raised: withdraw the claim, release keeping pending entries."""
-        self._do_withdraw_dedupe(dedupe_key)
-        if strategy is not Strategy.CONCURRENT:
-            with contextlib.suppress(NotOwner):  # the lease went to another holder
-                self._do_release_lock(thread_id, owner, True)
+    @abc.abstractmethod
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
+        """One atomic step after a clean block of an acquired cycle: write the thread's
+        state (``state_json``; ``None``: unchanged), mark the claim done and release the
+        lock, returning its pending entries (``[]`` under ``concurrent``).
+
+        Raises :class:`LeaseLost` and changes nothing when the lock (or, under
+        ``concurrent``, the claim) went to another holder.
+        """
+
+    @abc.abstractmethod
+    def cycle_abort(self, request: CycleRequest) -> None:
+        """One atomic step after a failed block of an acquired cycle: withdraw the claim if
+        it is still in progress and held by ``request.owner`` (a claim a commit marked done
+        stays), and release the lock if ``request.owner`` holds it, keeping its pending
+        entries for the next holder. Safe to call after a commit whose outcome is unknown.
+        """
+
+    async def acycle_enter(self, request: CycleRequest) -> CycleEntry:
+        """The async twin of :meth:`cycle_enter`."""
+        return await self._arun(self.cycle_enter, request)
+
+    async def acycle_commit(
+        self, request: CycleRequest, state_json: str | None
+    ) -> list[PendingEntry]:
+        """The async twin of :meth:`cycle_commit`."""
+        return await self._arun(self.cycle_commit, request, state_json)
+
+    async def acycle_abort(self, request: CycleRequest) -> None:
+        """The async twin of :meth:`cycle_abort`."""
+        await self._arun(self.cycle_abort, request)
 
     # -- backend hooks -------------------------------------------------------------------
     # Arguments arrive checked. ``kind`` is "thread" or "channel"; ``metadata`` and
@@ -539,28 +561,15 @@ class StateAdapter(abc.ABC):
         """Mark ``key`` unless present (then trim to ``limit``); True when it was marked."""
 
     @abc.abstractmethod
-    def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
-        """Forget ``key`` (a claim whose handling failed), so a redelivery is handled."""
-
-    @abc.abstractmethod
-    def _do_lock(
-        self,
-        key: str,
-        owner: str,
-        strategy: Strategy,
-        metadata: str,
-        ttl: float,
-        max_pending: int | None,
-        overflow: str,
-    ) -> LockResult:
+    def _do_lock(self, request: LockRequest) -> LockResult:
         """``lock`` for a non-concurrent strategy."""
 
     @abc.abstractmethod
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool: ...
 
     @abc.abstractmethod
-    def _do_release_lock(self, key: str, owner: str, keep_pending: bool) -> list[PendingEntry]:
-        """Remove ``owner``'s lock (and, unless ``keep_pending``, its pending list)."""
+    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
+        """Remove ``owner``'s lock and its pending list; :class:`NotOwner` otherwise."""
 
     @abc.abstractmethod
     def _do_force_release_lock(self, key: str) -> list[PendingEntry]: ...

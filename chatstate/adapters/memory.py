@@ -14,16 +14,21 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from chatstate.adapters.base import DedupeKey, StateAdapter, StateFn
+from chatstate.adapters.base import StateAdapter, StateFn
 from chatstate.snapshot import Snapshot
 from chatstate.types import (
     STRATEGIES,
+    CycleEntry,
+    CycleRequest,
+    DedupeKey,
+    LockRequest,
     LockResult,
-    NotOwner,
     PendingEntry,
     Strategy,
     epoch_to_iso,
     from_iso,
+    lease_lost,
+    not_owner,
 )
 from chatstate.validation import dump_map, dump_metadata
 
@@ -38,9 +43,12 @@ _DEBOUNCE = Strategy.DEBOUNCE
 
 # A held lock: [owner, strategy, metadata_json, expires (monotonic), acquired, expires_wall].
 # A pending entry: (owner, strategy, metadata_json, enqueued).
+# A dedupe key maps to None (done) or, while a cycle handles it, its claim:
+# (owner, thread_id, expires (monotonic), expires_wall).
 # Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact);
 # ``expires_wall`` is recorded with the lease, so two snapshots of an unchanged store agree.
 _Pending = tuple[str, Strategy, str, float]
+_Claim = tuple[str, str, float, "float | str"]
 
 
 class MemoryStateAdapter(StateAdapter):
@@ -52,7 +60,7 @@ class MemoryStateAdapter(StateAdapter):
         super().__init__(namespace)
         self._mutex = threading.RLock()
         self._subscriptions: set[str] = set()
-        self._dedupe: OrderedDict[DedupeKey, None] = OrderedDict()
+        self._dedupe: OrderedDict[DedupeKey, _Claim | None] = OrderedDict()
         self._states: dict[tuple[str, str], str] = {}
         self._locks: dict[str, list[Any]] = {}
         self._pending: dict[str, deque[_Pending]] = {}
@@ -96,75 +104,111 @@ class MemoryStateAdapter(StateAdapter):
     # -- dedupe --------------------------------------------------------------------------
 
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
-        return key in self._dedupe
+        with self._mutex:
+            return key in self._dedupe and not self._dead(self._dedupe[key], _monotonic())
 
     def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
-        dedupe = self._dedupe
         with self._mutex:
-            if key in dedupe:
-                return False
-            dedupe[key] = None
-            while len(dedupe) > limit:
-                dedupe.popitem(last=False)
-            return True
+            return self._claim(key, limit, None, _monotonic())
 
-    def _do_withdraw_dedupe(self, key: DedupeKey) -> None:
-        with self._mutex:
-            self._dedupe.pop(key, None)
+    def _dead(self, claim: _Claim | None, now: float) -> bool:
+        """Whether ``claim`` is in progress with its lease run out (its lock included)."""
+        if claim is None or claim[2] > now:
+            return False
+        held = self._locks.get(claim[1])
+        return held is None or held[0] != claim[0] or held[3] <= now
+
+    def _claim(self, key: DedupeKey, limit: int, claim: _Claim | None, now: float) -> bool:
+        """Under the mutex: record ``key`` (``claim``: in progress, None: done) unless a
+        done or live claim holds it; a dead claim is taken over in its place."""
+        dedupe = self._dedupe
+        if key in dedupe:
+            if not self._dead(dedupe[key], now):
+                return False
+            dedupe[key] = claim
+            return True
+        dedupe[key] = claim
+        while len(dedupe) > limit:
+            dedupe.popitem(last=False)
+        return True
 
     # -- locks ---------------------------------------------------------------------------
 
-    def _do_lock(
-        self,
-        key: str,
-        owner: str,
-        strategy: Strategy,
-        metadata: str,
-        ttl: float,
-        max_pending: int | None,
-        overflow: str,
-    ) -> LockResult:
+    def _do_lock(self, request: LockRequest) -> LockResult:
+        with self._mutex:
+            return self._take(request, _monotonic())
+
+    def _take(self, request: LockRequest, now: float) -> LockResult:
+        key, owner, strategy = request.key, request.owner, request.strategy
+        held = self._locks.get(key)
+        if held is None or held[3] <= now:
+            wall = _time()
+            ttl = request.ttl
+            self._locks[key] = [owner, strategy, request.metadata, now + ttl, wall, wall + ttl]
+            return _ACQUIRED
+        if strategy is _REJECT:
+            return _BUSY
+        entry = (owner, strategy, request.metadata, _time())
+        if strategy is _DEBOUNCE:
+            self._pending[key] = deque((entry,))
+            return LockResult.DEBOUNCED
+        queue = self._pending.get(key)
+        if queue is None:
+            queue = self._pending[key] = deque()
+        max_pending = request.max_pending
+        if max_pending is not None and len(queue) >= max_pending:
+            if request.overflow == "drop_newest":
+                return LockResult.DROPPED
+            while len(queue) >= max_pending:
+                queue.popleft()
+        queue.append(entry)
+        return _QUEUED
+
+    # -- the message cycle ---------------------------------------------------------------
+
+    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+        thread_id = request.thread_id
         now = _monotonic()
         with self._mutex:
-            held = self._locks.get(key)
-            if held is None or held[3] <= now:
-                wall = _time()
-                self._locks[key] = [owner, strategy, metadata, now + ttl, wall, wall + ttl]
-                return _ACQUIRED
-            if strategy is _REJECT:
-                return _BUSY
-            entry = (owner, strategy, metadata, _time())
-            if strategy is _DEBOUNCE:
-                self._pending[key] = deque((entry,))
-                return LockResult.DEBOUNCED
-            queue = self._pending.get(key)
-            if queue is None:
-                queue = self._pending[key] = deque()
-            if max_pending is not None and len(queue) >= max_pending:
-                if overflow == "drop_newest":
-                    return LockResult.DROPPED
-                while len(queue) >= max_pending:
-                    queue.popleft()
-            queue.append(entry)
-            return _QUEUED
+            claim = (request.owner, thread_id, now + request.ttl, _time() + request.ttl)
+            if not self._claim(request.dedupe_key, request.dedupe_limit, claim, now):
+                return CycleEntry(False, thread_id in self._subscriptions)
+            result = self._take(request.lock_request(), now) if request.locks else _ACQUIRED
+            subscribed = thread_id in self._subscriptions
+            if result is not _ACQUIRED:
+                self._dedupe[request.dedupe_key] = None  # stored behind the lock: done
+                return CycleEntry(True, subscribed, result)
+            return CycleEntry(True, subscribed, result, self._do_get_state("thread", thread_id))
 
-    def _cycle_commit(
-        self,
-        thread_id: str,
-        owner: str,
-        strategy: Strategy,
-        state: dict[str, Any] | None,
-        state_json: str | None,
-    ) -> list[PendingEntry]:
+    def _own_claim(self, request: CycleRequest) -> bool:
+        claim = self._dedupe.get(request.dedupe_key)
+        return claim is not None and claim[0] == request.owner
+
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
+        thread_id, owner, key = request.thread_id, request.owner, request.dedupe_key
         with self._mutex:
-            locked = strategy is not Strategy.CONCURRENT
-            if locked and state_json is not None:
+            if request.locks:
                 held = self._locks.get(thread_id)
                 if held is None or held[0] != owner:
-                    raise NotOwner(f"{owner!r} no longer holds the lock {thread_id!r}")
+                    raise lease_lost(request, held[0] if held else None)
+            elif key in self._dedupe and not self._own_claim(request):
+                raise lease_lost(request, None)
             if state_json is not None:
                 self._states[("thread", thread_id)] = state_json
-            return self._do_release_lock(thread_id, owner, False) if locked else []
+            if self._own_claim(request):
+                self._dedupe[key] = None
+            if not request.locks:
+                return []
+            del self._locks[thread_id]
+            return _entries(self._pending.pop(thread_id, ()))
+
+    def cycle_abort(self, request: CycleRequest) -> None:
+        with self._mutex:
+            if self._own_claim(request):
+                del self._dedupe[request.dedupe_key]
+            held = self._locks.get(request.thread_id)
+            if request.locks and held is not None and held[0] == request.owner:
+                del self._locks[request.thread_id]
 
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
         now = _monotonic()
@@ -176,15 +220,12 @@ class MemoryStateAdapter(StateAdapter):
             held[5] = _time() + ttl
             return True
 
-    def _do_release_lock(self, key: str, owner: str, keep_pending: bool) -> list[PendingEntry]:
+    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
         with self._mutex:
             held = self._locks.get(key)
             if held is None or held[0] != owner:
-                holder = "nobody" if held is None else repr(held[0])
-                raise NotOwner(f"{owner!r} does not hold the lock {key!r} (held by {holder})")
+                raise not_owner(key, owner, held[0] if held else None)
             del self._locks[key]
-            if keep_pending:
-                return []
             return _entries(self._pending.pop(key, ()))
 
     def _do_force_release_lock(self, key: str) -> list[PendingEntry]:

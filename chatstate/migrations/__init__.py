@@ -1,0 +1,54 @@
+"""chatstate's migrations, and the one operation they share.
+
+The PostgreSQL functions of the fast path are installed from frozen copies kept beside the
+migrations (``sql/<migration>.sql``): a migration installs exactly the text it shipped with,
+whatever the code of a later release says, and ``manage.py sqlmigrate chatstate <name>``
+prints it for a DBA who applies migrations by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.db import migrations
+
+SQL_DIR = Path(__file__).with_name("sql")
+
+
+def frozen_sql(name: str) -> str:
+    """The text of ``sql/<name>``: a frozen copy of what a migration installs."""
+    return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+class RunPostgreSQLFile(migrations.RunSQL):
+    """``RunSQL`` of frozen ``.sql`` files, on PostgreSQL only (a no-op on other databases).
+
+    Each file is sent as one statement batch (its ``$$`` function bodies are not split).
+    """
+
+    def __init__(self, forward: str, backward: str) -> None:
+        self.forward_file, self.backward_file = forward, backward
+        super().__init__(
+            sql=[(frozen_sql(forward), None)],
+            reverse_sql=[(frozen_sql(backward), None)],
+            elidable=False,
+        )
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__name__}",
+            (self.forward_file, self.backward_file),
+            {},
+        )
+
+    def database_forwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, *args)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, *args)
+
+    def describe(self) -> str:
+        return f"Install the PostgreSQL functions of {self.forward_file}"

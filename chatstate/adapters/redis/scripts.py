@@ -15,7 +15,10 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   expires_at|false]`` — the two last are the exact ISO text a snapshot gave (kept so a
   round trip is exact) until the lease changes;
 * a pending entry, an item of a ``q:<key>`` list:
-  ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false]``.
+  ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false]``;
+* a dedupe claim in progress, a field of the ``ddc`` hash (the member's, in ``dd``):
+  ``[owner, thread_id, expires_ms, expires_at|false]``. A member of ``dd`` without one is
+  done.
 """
 
 from __future__ import annotations
@@ -44,18 +47,56 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Mark ``member`` unless present (1), then trim the window to its newest ``limit``. (A
--- duplicate still advances the counter: scores only need to grow, ranks make the window.)
-local function claim(dd, seq, member, limit)
-    if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then return 0 end
-    -- Ranks 0 .. -(limit + 1): all but the newest ``limit`` (nothing while not full).
-    redis.call('ZREMRANGEBYRANK', dd, 0, -(limit + 1))
+-- Whether the lock ``key`` is held by ``owner`` with its lease running.
+local function holding(locks, key, owner, now)
+    local rec = redis.call('HGET', locks, key)
+    if not rec then return false end
+    local held = cjson.decode(rec)
+    return held[1] == owner and tonumber(held[5]) > now
+end
+
+-- Whether ``member`` (in the window) makes its message a duplicate: its claim is done, or in
+-- progress and alive -- its own lease runs, or its owner holds its thread's lock.
+local function holds(ddc, locks, member, now)
+    local rec = redis.call('HGET', ddc, member)
+    if not rec then return true end
+    local c = cjson.decode(rec)
+    return tonumber(c[3]) > now or holding(locks, c[2], c[1], now)
+end
+
+-- Drop the oldest members until the window holds ``limit``, and their claims.
+local function trim(dd, ddc, limit)
+    local n = redis.call('ZCARD', dd) - limit
+    if n <= 0 then return 0 end
+    if n <= 64 then
+        local gone = redis.call('ZPOPMIN', dd, n)
+        for i = 1, #gone, 2 do redis.call('HDEL', ddc, gone[i]) end
+    else
+        redis.call('ZREMRANGEBYRANK', dd, 0, n - 1)
+        for _, m in ipairs(redis.call('HKEYS', ddc)) do
+            if not redis.call('ZSCORE', dd, m) then redis.call('HDEL', ddc, m) end
+        end
+    end
+    return n
+end
+
+-- Claim ``member``: 1 when this call now holds it. ``rec`` is the in-progress claim record
+-- (false: done at once). A member already held is a duplicate (0); one whose claim is in
+-- progress and dead is taken over in its place. A new member is the newest; the window is
+-- then trimmed to ``limit``. (A duplicate still advances the counter: scores only need to
+-- grow, ranks make the window.)
+local function claim(dd, seq, ddc, locks, member, limit, rec, now)
+    if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then
+        if holds(ddc, locks, member, now) then return 0 end
+    else
+        trim(dd, ddc, limit)
+    end
+    if rec then redis.call('HSET', ddc, member, rec) else redis.call('HDEL', ddc, member) end
     return 1
 end
 
 -- ``lock`` for a non-concurrent strategy; an expired lease counts as free.
-local function take(locks, q, qkeys, key, owner, strategy, meta, ttl, maxp, overflow)
-    local now = now_ms()
+local function take(locks, q, qkeys, key, owner, strategy, meta, ttl, maxp, overflow, now)
     local rec = redis.call('HGET', locks, key)
     if rec and tonumber(cjson.decode(rec)[5]) > now then
         if strategy == 'reject' then return 'busy' end
@@ -105,14 +146,27 @@ def _script(name: str, body: str) -> LuaScript:
     return LuaScript(name, _PRELUDE + body)
 
 
-# KEYS: dd, ddseq. ARGV: member, limit.
-CLAIM = _script("claim", "return claim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))")
+# KEYS: dd, ddseq, ddc, locks. ARGV: member, limit. A done claim.
+CLAIM = _script(
+    "claim",
+    "return claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), false, now_ms())",
+)
+
+# KEYS: dd, ddc, locks. ARGV: member. Returns 1 when the member makes its message a duplicate.
+IS_DUPLICATE = _script(
+    "is_duplicate",
+    r"""
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if holds(KEYS[2], KEYS[3], ARGV[1], now_ms()) then return 1 end
+return 0
+""",
+)
 
 # KEYS: locks, q, qkeys. ARGV: key, owner, strategy, meta, ttl_ms, max_pending|'', overflow.
 LOCK = _script(
     "lock",
     "return take(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4],"
-    " tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])",
+    " tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], now_ms())",
 )
 
 # KEYS: locks. ARGV: key, owner, ttl_ms. Returns 1 when renewed.
@@ -147,49 +201,75 @@ return 1
 """,
 )
 
-# The message cycle: entry (claim, subscription, lock, state) and commit (release + write).
-# KEYS: dd, ddseq, subs, ts, locks, q, qkeys.
+# The message cycle: entry (claim, lock, subscription, state), commit (state, claim done,
+# release) and abort (withdraw the claim, release), each one script.
+# KEYS: dd, ddseq, ddc, subs, ts, locks, q, qkeys.
 # ARGV: member, limit, thread, owner, strategy, meta, ttl_ms.
-# Returns {claimed, subscribed, result, state|nil}.
+# Returns {claimed, subscribed, result, state|nil}. A message queued, debounced or refused
+# behind the lock is done at once.
 CYCLE_ENTER = _script(
     "cycle_enter",
     r"""
-local claimed = claim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
-local subscribed = redis.call('SISMEMBER', KEYS[3], ARGV[3])
-if claimed == 0 then return {0, subscribed} end
+local now = now_ms()
+local ttl = tonumber(ARGV[7])
+local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
+local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[1], tonumber(ARGV[2]), rec, now)
+if claimed == 0 then return {0, redis.call('SISMEMBER', KEYS[4], ARGV[3])} end
 local result = 'acquired'
 if ARGV[5] ~= 'concurrent' then
-    result = take(KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
-                  tonumber(ARGV[7]), nil, 'drop_oldest')
+    result = take(KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl, nil,
+                  'drop_oldest', now)
 end
+if result ~= 'acquired' then redis.call('HDEL', KEYS[3], ARGV[1]) end
+local subscribed = redis.call('SISMEMBER', KEYS[4], ARGV[3])
 local state = false
-if result == 'acquired' then state = redis.call('HGET', KEYS[4], ARGV[3]) end
+if result == 'acquired' then state = redis.call('HGET', KEYS[5], ARGV[3]) end
 return {1, subscribed, result, state}
 """,
 )
 
-# KEYS: locks, q, qkeys, ts. ARGV: thread, owner, state_json ('' leaves the state as is).
-# Returns what ``release`` returns; the state is written only when released.
+# KEYS: locks, q, qkeys, ts, dd, ddc.
+# ARGV: thread, owner, state_json ('' leaves the state as is), member, locked ('1'|'0').
+# Returns what ``release`` returns ({0, holder}: the lease went to another holder, nothing
+# written). Under 'concurrent' the claim is the lease.
 CYCLE_COMMIT = _script(
     "cycle_commit",
     r"""
-local released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], false)
-if released[1] == 1 and ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
+local rec = redis.call('HGET', KEYS[6], ARGV[4])
+local claim_owner = rec and cjson.decode(rec)[1] or ''
+local released = {1, '', {}}
+if ARGV[5] == '1' then
+    released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], false)
+    if released[1] == 0 then return released end
+elseif claim_owner ~= ARGV[2] and redis.call('ZSCORE', KEYS[5], ARGV[4]) then
+    return {0, claim_owner}
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
+if claim_owner == ARGV[2] then redis.call('HDEL', KEYS[6], ARGV[4]) end
 return released
 """,
 )
 
-# KEYS: dd, locks, q, qkeys. ARGV: member, thread, owner, locked ('1': release, keep pending).
+# KEYS: dd, ddc, locks. ARGV: member, thread, owner, locked ('1'|'0'). Withdraws the claim
+# only if it is in progress and ``owner``'s; releases the lock only if ``owner`` holds it
+# (its pending list stays for the next holder).
 CYCLE_ABORT = _script(
     "cycle_abort",
     r"""
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[4] == '1' then release(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], true) end
+local rec = redis.call('HGET', KEYS[2], ARGV[1])
+if rec and cjson.decode(rec)[1] == ARGV[3] then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    redis.call('HDEL', KEYS[2], ARGV[1])
+end
+if ARGV[4] == '1' then
+    local lock = redis.call('HGET', KEYS[3], ARGV[2])
+    if lock and cjson.decode(lock)[1] == ARGV[3] then redis.call('HDEL', KEYS[3], ARGV[2]) end
+end
 return 1
 """,
 )
 
-# KEYS: locks, dd. ARGV: dedupe_limit, dry_run ('1'). Returns {expired_locks, trimmed}.
+# KEYS: locks, dd, ddc. ARGV: dedupe_limit, dry_run ('1'). Returns {expired_locks, trimmed}.
 PRUNE = _script(
     "prune",
     r"""
@@ -210,7 +290,7 @@ repeat
 until cursor == '0'
 local trimmed = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
 if trimmed < 0 then trimmed = 0 end
-if trimmed > 0 and not dry then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, trimmed - 1) end
+if trimmed > 0 and not dry then trim(KEYS[2], KEYS[3], tonumber(ARGV[1])) end
 return {expired, trimmed}
 """,
 )
@@ -221,7 +301,7 @@ return {expired, trimmed}
 # ARGV: live prefix, temporary prefix. ``SECTIONS`` below names the fixed keys.
 _SWITCH_COMMON = r"""
 local live, tmp = ARGV[1], ARGV[2]
-local sections = {'subs', 'dd', 'ddseq', 'ts', 'cs', 'locks', 'qkeys'}
+local sections = {'subs', 'dd', 'ddseq', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}
 """
 
 LOAD_REPLACE = _script(
@@ -291,7 +371,7 @@ local function copy(name)
         redis.call('PEXPIRE', snap .. name, ttl)
     end
 end
-for _, name in ipairs({'subs', 'dd', 'ts', 'cs', 'locks', 'qkeys'}) do copy(name) end
+for _, name in ipairs({'subs', 'dd', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}) do copy(name) end
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
 return {redis.call('SCARD', snap .. 'subs'), redis.call('ZCARD', snap .. 'dd'),
         redis.call('HLEN', snap .. 'ts'), redis.call('HLEN', snap .. 'cs'),
@@ -346,6 +426,7 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 #: Every script, e.g. to preload them (``SCRIPT LOAD``) on a new server.
 ALL = (
     CLAIM,
+    IS_DUPLICATE,
     LOCK,
     EXTEND,
     RELEASE,

@@ -1,34 +1,26 @@
-"""Streaming snapshots for ``DatabaseStateAdapter``: export by cursor, restore by ``COPY``.
+"""Snapshots into the database: ``load_snapshot`` through the ORM (:func:`load_snapshot`), and
+the streamed restore of the ``chatstate_restore`` command (:func:`load_sections`): on
+PostgreSQL psycopg's ``COPY … FROM STDIN`` streams rows into the tables (merging goes through
+temporary tables and ``INSERT … ON CONFLICT``); elsewhere the ORM on the collected snapshot.
 
-- Export (:func:`snapshot_sections`): one read transaction (``REPEATABLE READ, READ ONLY`` on
-  PostgreSQL, so every section sees the same state); each section is one query read through
-  a server-side cursor (``QuerySet.iterator``), ordered by the database in the order of the
-  JSON form (code-point order: ``COLLATE "C"`` on PostgreSQL, SQLite's default ``BINARY``;
-  other databases sort the section in Python).
-- Restore (:func:`load_sections`): on PostgreSQL, one write transaction in which psycopg's
-  ``COPY … FROM STDIN`` streams rows into the tables (merging goes through temporary tables
-  and ``INSERT … ON CONFLICT``); elsewhere the ORM path of ``_do_load_snapshot``.
-
-Both keep the invariants of :mod:`chatstate.adapters.database`: dedupe entries carry ``seq``
-1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head`` counts them
-(a merge appends the new keys after the newest position); lock and pending timestamps
-round-trip exactly.
+Both run inside the caller's write transaction and keep the adapter's invariants: dedupe
+entries carry ``seq`` 1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head``
+counts them (a merge appends the new keys after the newest position); lock and pending
+timestamps round-trip exactly.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import operator
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import F, Max
-from django.db.models.functions import Collate
+from django.db import connections
+from django.db.models import Max
 
+from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, NamespaceRows, when
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -37,142 +29,14 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
+from chatstate.snapshot import Snapshot
 from chatstate.transfer.sections import SnapshotSections
-from chatstate.types import to_iso
-
-if TYPE_CHECKING:
-    from chatstate.adapters.database import DatabaseStateAdapter
 
 _CHUNK = 10_000
+_BATCH = 5000
 _MODELS = (Subscription, DedupeEntry, ThreadState, ChannelState, Lock, PendingLockEntry)
-_loads = json.JSONDecoder().decode
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
-
-
-# -- export --------------------------------------------------------------------------------
-
-
-@contextmanager
-def snapshot_sections(adapter: DatabaseStateAdapter) -> Iterator[SnapshotSections]:
-    """The namespace's state as ``SnapshotSections`` streamed from the database; valid
-    inside the ``with`` block, which holds one read transaction."""
-    connection = connections[adapter.using]
-    outermost = not connection.in_atomic_block
-    with transaction.atomic(using=adapter.using):
-        if adapter.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                if outermost:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                # Sorting a million dedupe keys in code-point order: in memory, not on disk.
-                cursor.execute("SET LOCAL work_mem = '256MB'")
-        rows = _Rows(adapter)
-        try:
-            yield rows.sections()
-        finally:
-            rows.close()  # server-side cursors end before their transaction does
-
-
-class _Rows:
-    """Row streams of one adapter's namespace, through server-side cursors."""
-
-    def __init__(self, adapter: DatabaseStateAdapter) -> None:
-        self.adapter = adapter
-        self.collation = _code_point_collation(adapter)
-        self.streams: list[Generator[Any, None, None]] = []
-
-    def close(self) -> None:
-        """Close every stream (and so its cursor), read to the end or not."""
-        for stream in self.streams:
-            stream.close()
-
-    def sections(self) -> SnapshotSections:
-        adapter, rows = self.adapter, self
-        return SnapshotSections(
-            subscriptions=rows.sorted(Subscription, ("thread_id",), flat=True),
-            dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id")),
-            dedupe_order=rows.ordered(DedupeEntry, ("adapter", "message_id"), ("seq", "id")),
-            thread_state=rows.sorted(ThreadState, ("thread_id", "value")),
-            channel_state=rows.sorted(ChannelState, ("channel_id", "value")),
-            locks=(
-                (key, _lock_dict(owner, strategy, metadata, acquired, expires))
-                for key, owner, strategy, metadata, acquired, expires in rows.sorted(
-                    Lock, ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
-                )
-            ),
-            pending_locks=(
-                (key, [_pending_dict(*row[1:]) for row in group])
-                for key, group in itertools.groupby(
-                    rows.sorted(
-                        PendingLockEntry,
-                        ("key", "owner", "strategy", "metadata", "enqueued_at"),
-                        then=("id",),
-                    ),
-                    key=lambda row: row[0],
-                )
-            ),
-            counts={
-                "subscriptions": adapter._q(Subscription).count(),
-                "dedupe": (dedupe := adapter._q(DedupeEntry).count()),
-                "dedupe_order": dedupe,
-                "thread_state": adapter._q(ThreadState).count(),
-                "channel_state": adapter._q(ChannelState).count(),
-                "locks": adapter._q(Lock).count(),
-                "pending_locks": adapter._q(PendingLockEntry).values("key").distinct().count(),
-            },
-        )
-
-    def ordered(self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...]) -> Iterator[Any]:
-        """``values_list(*fields)`` rows in ``order``, streamed lazily: the ORM's SQL read
-        through a server-side cursor (``chunked_cursor``) a batch at a time. JSON columns
-        arrive as text and are decoded here; rows with timestamps go through the ORM."""
-        rows = self.adapter._q(model).order_by(*order).values_list(*fields)
-        if any(model._meta.get_field(f).get_internal_type() == "DateTimeField" for f in fields):
-            stream = rows.iterator(chunk_size=_CHUNK)
-            self.streams.append(stream)
-            return stream
-        batches = self._fetch(rows, "value" in fields)
-        self.streams.append(batches)
-        return itertools.chain.from_iterable(batches)
-
-    def _fetch(self, rows: Any, decode_value: bool) -> Generator[list[Any], None, None]:
-        sql, params = rows.query.sql_with_params()
-        with connections[self.adapter.using].chunked_cursor() as cursor:
-            cursor.execute(sql, params)
-            while batch := cursor.fetchmany(_CHUNK):
-                yield [(key, _loads(text)) for key, text in batch] if decode_value else batch
-
-    def sorted(
-        self, model: Any, fields: tuple[str, ...], flat: bool = False, then: tuple[str, ...] = ()
-    ) -> Iterator[Any]:
-        """Rows sorted by their identifying fields (the first, or for dedupe both) in Python's
-        ``str`` order, then by ``then``; ``flat``: the first field alone."""
-        keys = fields[:2] if model is DedupeEntry else fields[:1]
-        stream: Iterator[Any]
-        if self.collation is None:  # a collation this module does not know: sort here
-            rows = self.ordered(model, fields, ("pk",))
-            stream = iter(sorted(rows, key=lambda r: r[: len(keys)]))
-        else:
-            order = [Collate(F(k), self.collation) if self.collation else k for k in keys]
-            stream = self.ordered(model, fields, (*order, *then))
-        return map(operator.itemgetter(0), stream) if flat else stream
-
-
-def _code_point_collation(adapter: DatabaseStateAdapter) -> str | None:
-    """The collation to ``ORDER BY`` for Python's ``str`` order: ``""`` when the database
-    already sorts by code point (SQLite's ``BINARY``; a PostgreSQL database created with the
-    C or C.UTF-8 locale: then the unique indexes serve the order, no sort), ``"C"`` on other
-    PostgreSQL databases, ``None`` (sort in Python) elsewhere. ``write_snapshot`` checks the
-    order it receives, so a wrong guess fails the export instead of changing its bytes."""
-    if adapter.vendor == "sqlite":
-        return ""
-    if adapter.vendor != "postgresql":
-        return None
-    with connections[adapter.using].cursor() as cursor:
-        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-        row = cursor.fetchone()
-    locale = str(row[0]).lower() if row else ""
-    return "" if locale in ("c", "posix", "c.utf-8", "c.utf8") else "C"
 
 
 def _copy_text(value: Any) -> str:
@@ -193,45 +57,92 @@ def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
     )
 
 
-def _lock_dict(
-    owner: str, strategy: str, metadata: Any, acquired: datetime, expires: datetime
-) -> dict[str, Any]:
-    return {
-        "owner": owner,
-        "strategy": strategy,
-        "metadata": metadata,
-        "acquired_at": to_iso(acquired),
-        "expires_at": to_iso(expires),
-    }
-
-
-def _pending_dict(owner: str, strategy: str, metadata: Any, enqueued: datetime) -> dict[str, Any]:
-    return {
-        "owner": owner,
-        "strategy": strategy,
-        "metadata": metadata,
-        "enqueued_at": to_iso(enqueued),
-    }
-
-
-# -- restore -------------------------------------------------------------------------------
-
-
-def load_sections(adapter: DatabaseStateAdapter, sections: SnapshotSections, merge: bool) -> None:
-    """Replace (or merge into) the namespace's state from ``sections``, in one transaction.
-
-    PostgreSQL: ``COPY`` streams; other databases: the adapter's ORM ``_do_load_snapshot``
-    on the collected snapshot."""
+def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:
+    """Inside a write transaction: replace (or merge into) the namespace's state from
+    ``sections``. PostgreSQL: ``COPY`` streams; other databases: :func:`load_snapshot` on the
+    collected snapshot."""
     if adapter.vendor != "postgresql":
-        adapter._do_load_snapshot(sections.to_snapshot(), merge)
+        load_snapshot(adapter, sections.to_snapshot(), merge)
         return
-    adapter._write(lambda: _Copier(adapter, merge).load(sections))
+    _Copier(adapter, merge).load(sections)
+
+
+def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> None:
+    """Inside a write transaction: replace (or merge into) the namespace's state, by the ORM."""
+    ns, using, q = adapter.namespace, adapter.using, adapter.queryset
+    now = adapter.now()
+    window = adapter.window()
+    if not merge:
+        for model in _MODELS:
+            q(model).delete()
+        window.head = 0
+    Subscription.objects.using(using).bulk_create(
+        [Subscription(namespace=ns, thread_id=t) for t in sorted(snapshot.subscriptions)],
+        ignore_conflicts=True,
+        batch_size=_BATCH,
+    )
+    order = snapshot.dedupe_order
+    if merge and order:
+        present = set(q(DedupeEntry).values_list("adapter", "message_id").iterator())
+        order = [k for k in order if k not in present]
+    newest = q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
+    DedupeEntry.objects.using(using).bulk_create(
+        [
+            DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=newest + i)
+            for i, (a, m) in enumerate(order, 1)
+        ],
+        batch_size=_BATCH,
+    )
+    window.head += len(order)
+    window.save(update_fields=["head"])
+    for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
+        model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
+        model.objects.using(using).bulk_create(
+            [model(namespace=ns, value=v, **{field: i}) for i, v in maps.items()],
+            update_conflicts=True,
+            unique_fields=["namespace", field],
+            update_fields=["value", "updated_at"],
+            batch_size=_BATCH,
+        )
+    if merge and snapshot.locks:
+        q(Lock).filter(key__in=list(snapshot.locks)).delete()
+    default_expiry = now + timedelta(seconds=adapter.lock_ttl)
+    Lock.objects.using(using).bulk_create(
+        [
+            Lock(
+                namespace=ns,
+                key=k,
+                owner=lock["owner"],
+                strategy=lock["strategy"],
+                metadata=lock.get("metadata") or {},
+                acquired_at=when(lock.get("acquired_at"), now),
+                expires_at=when(lock.get("expires_at"), default_expiry),
+            )
+            for k, lock in snapshot.locks.items()
+        ],
+        batch_size=_BATCH,
+    )
+    PendingLockEntry.objects.using(using).bulk_create(
+        [
+            PendingLockEntry(
+                namespace=ns,
+                key=k,
+                owner=e["owner"],
+                strategy=e["strategy"],
+                metadata=e.get("metadata") or {},
+                enqueued_at=when(e.get("enqueued_at"), now),
+            )
+            for k, entries in sorted(snapshot.pending_locks.items())
+            for e in entries
+        ],
+        batch_size=_BATCH,
+    )
 
 
 class _Copier:
     """One restore on PostgreSQL, inside the caller's transaction."""
 
-    def __init__(self, adapter: DatabaseStateAdapter, merge: bool) -> None:
+    def __init__(self, adapter: NamespaceRows, merge: bool) -> None:
         self.adapter = adapter
         self.merge = merge
         self.ns = adapter.namespace
@@ -239,12 +150,10 @@ class _Copier:
         self.quote = self.connection.ops.quote_name
 
     def load(self, sections: SnapshotSections) -> None:
-        from chatstate.adapters.database import _when
-
         adapter, ns = self.adapter, self.ns
-        now = adapter._now()
+        now = adapter.now()
         stamp = now.isoformat()  # formatted once: the same value on a million rows
-        window = adapter._window()  # locks the window row: claims wait for the restore
+        window = adapter.window()  # locks the window row: claims wait for the restore
         if not self.merge:
             for model in _MODELS:
                 self.execute(f"DELETE FROM {self.table(model)} WHERE namespace = %s", [ns])
@@ -258,7 +167,7 @@ class _Copier:
         )
         newest = 0
         if self.merge:
-            newest = adapter._q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
+            newest = adapter.queryset(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
         window.head += self.dedupe(sections.dedupe_order, newest, stamp)
         window.save(update_fields=["head"])
         for model, field, entries in (
@@ -279,8 +188,8 @@ class _Copier:
                 lock["owner"],
                 lock["strategy"],
                 _dumps(lock.get("metadata") or {}),
-                _when(lock.get("acquired_at"), now),
-                _when(lock.get("expires_at"), default_expiry),
+                when(lock.get("acquired_at"), now),
+                when(lock.get("expires_at"), default_expiry),
             )
             for k, lock in sections.locks
         )
@@ -304,7 +213,7 @@ class _Copier:
                     e["owner"],
                     e["strategy"],
                     _dumps(e.get("metadata") or {}),
-                    _when(e.get("enqueued_at"), now),
+                    when(e.get("enqueued_at"), now),
                 )
                 for k, entries in sections.pending_locks
                 for e in entries

@@ -1,0 +1,110 @@
+"""The database adapters' use of a Django connection: transactions, the clock, failures.
+
+- :func:`write`: one write transaction; on SQLite the database write lock is taken first and
+  a busy database is retried, so a threaded development server never sees "database is
+  locked".
+- :func:`now`: the database's clock (leases are measured on it, so hosts whose clocks drift
+  agree on who holds a lock).
+- :func:`guard`: a connection failure becomes :class:`~chatstate.types.BackendUnavailable`
+  naming the alias and the cause, and a broken connection is closed (outside a transaction),
+  so the next call reconnects — what Django's ``atomic()`` does for a failed transaction.
+  Nothing is retried: the outcome of a write whose reply was lost is unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connections, transaction
+from django.utils import timezone
+
+from chatstate.types import BackendUnavailable
+
+T = TypeVar("T")
+
+_NOW_SQL = {
+    "postgresql": "SELECT statement_timestamp()",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
+}
+_SQLITE_RETRIES = 50
+# MySQL/MariaDB client errors that mean the connection is gone: can't connect (2002, 2003),
+# server gone away (2006), lost connection during a query (2013, 2055).
+_MYSQL_GONE = frozenset({2002, 2003, 2006, 2013, 2055})
+
+
+def broken(using: str, exc: BaseException) -> bool:
+    """Whether ``exc``, raised on connection ``using``, means the connection is unusable."""
+    connection = connections[using]
+    raw = connection.connection
+    if raw is None:  # never connected, or closed by Django after a failed rollback
+        return True
+    if connection.vendor == "postgresql":
+        return bool(getattr(raw, "broken", False) or raw.closed)
+    if connection.vendor == "mysql":
+        return bool(exc.args) and exc.args[0] in _MYSQL_GONE
+    return False
+
+
+@contextmanager
+def guard(using: str) -> Iterator[None]:
+    """Map a connection failure inside the block to ``BackendUnavailable``; close the broken
+    connection when no transaction is open, so the next call starts on a fresh one."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        if not broken(using, exc):
+            raise
+        connection = connections[using]
+        if not connection.in_atomic_block:
+            connection.close()
+        raise BackendUnavailable(
+            f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
+        ) from exc
+
+
+def write(using: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in one write transaction on ``using`` (guarded); on SQLite, take the write
+    lock first and retry while the database is busy."""
+    connection = connections[using]
+    with guard(using):
+        if connection.vendor != "sqlite":
+            with transaction.atomic(using=using):
+                return fn()
+        nested = connection.in_atomic_block
+        for attempt in range(_SQLITE_RETRIES):
+            try:
+                with transaction.atomic(using=using):
+                    with connection.cursor() as cursor:
+                        # A write statement takes SQLite's RESERVED lock (waiting up to the
+                        # busy timeout); reading first and upgrading later could deadlock.
+                        cursor.execute("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
+                    return fn()
+            except OperationalError as exc:
+                if nested or "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
+                    raise
+                time.sleep(min(0.2, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def read(using: str, fn: Callable[[], T]) -> T:
+    """Run the read ``fn`` on ``using``, guarded."""
+    with guard(using):
+        return fn()
+
+
+def now(using: str) -> datetime:
+    """The database's clock (the host's for SQLite, which runs in this process)."""
+    connection = connections[using]
+    sql = _NOW_SQL.get(connection.vendor)
+    if sql is None:
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        value: Any = cursor.fetchone()[0]
+    return value if timezone.is_aware(value) else timezone.make_aware(value, dt_timezone.utc)

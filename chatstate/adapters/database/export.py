@@ -1,0 +1,200 @@
+"""Snapshots out of the database: the whole namespace as a ``Snapshot`` (:func:`snapshot`),
+or streamed section by section (:func:`snapshot_sections`, the ``chatstate_snapshot`` command).
+
+Streaming runs in one read transaction (``REPEATABLE READ, READ ONLY`` on PostgreSQL, so every
+section sees the same state); each section is one query read through a server-side cursor
+(``QuerySet.iterator``), ordered by the database in the order of the JSON form (code-point
+order: ``COLLATE "C"`` on PostgreSQL, SQLite's default ``BINARY``; other databases sort the
+section in Python).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import operator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import F
+from django.db.models.functions import Collate
+
+from chatstate.adapters.database.rows import NamespaceRows, lock_dict, pending_dict
+from chatstate.models import (
+    ChannelState,
+    DedupeEntry,
+    Lock,
+    PendingLockEntry,
+    Subscription,
+    ThreadState,
+)
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+
+_CHUNK = 10_000
+_loads = json.JSONDecoder().decode
+
+
+def snapshot(adapter: NamespaceRows) -> Snapshot:
+    """The namespace's whole state, read in one transaction."""
+    with transaction.atomic(using=adapter.using):
+        q = adapter.queryset
+        order = [
+            (a, m)
+            for a, m in q(DedupeEntry)
+            .order_by("seq", "id")
+            .values_list("adapter", "message_id")
+            .iterator(chunk_size=_CHUNK)
+        ]
+        pending: dict[str, list[dict[str, Any]]] = {}
+        for key, *row in (
+            q(PendingLockEntry)
+            .order_by("key", "id")
+            .values_list("key", "owner", "strategy", "metadata", "enqueued_at")
+            .iterator(chunk_size=_CHUNK)
+        ):
+            pending.setdefault(key, []).append(pending_dict(*row))
+        return Snapshot(
+            subscriptions=set(q(Subscription).values_list("thread_id", flat=True)),
+            dedupe=set(order),
+            dedupe_order=order,
+            thread_state=dict(q(ThreadState).values_list("thread_id", "value")),
+            channel_state=dict(q(ChannelState).values_list("channel_id", "value")),
+            locks={
+                key: lock_dict(*row)
+                for key, *row in q(Lock)
+                .values_list("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
+                .iterator(chunk_size=_CHUNK)
+            },
+            pending_locks=pending,
+        )
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+@contextmanager
+def snapshot_sections(adapter: NamespaceRows) -> Iterator[SnapshotSections]:
+    """The namespace's state as ``SnapshotSections`` streamed from the database; valid
+    inside the ``with`` block, which holds one read transaction."""
+    connection = connections[adapter.using]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(using=adapter.using):
+        if adapter.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                if outermost:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                # Sorting a million dedupe keys in code-point order: in memory, not on disk.
+                cursor.execute("SET LOCAL work_mem = '256MB'")
+        rows = _Rows(adapter)
+        try:
+            yield rows.sections()
+        finally:
+            rows.close()  # server-side cursors end before their transaction does
+
+
+class _Rows:
+    """Row streams of one adapter's namespace, through server-side cursors."""
+
+    def __init__(self, adapter: NamespaceRows) -> None:
+        self.adapter = adapter
+        self.collation = _code_point_collation(adapter)
+        self.streams: list[Generator[Any, None, None]] = []
+
+    def close(self) -> None:
+        """Close every stream (and so its cursor), read to the end or not."""
+        for stream in self.streams:
+            stream.close()
+
+    def sections(self) -> SnapshotSections:
+        adapter, rows = self.adapter, self
+        return SnapshotSections(
+            subscriptions=rows.sorted(Subscription, ("thread_id",), flat=True),
+            dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id")),
+            dedupe_order=rows.ordered(DedupeEntry, ("adapter", "message_id"), ("seq", "id")),
+            thread_state=rows.sorted(ThreadState, ("thread_id", "value")),
+            channel_state=rows.sorted(ChannelState, ("channel_id", "value")),
+            locks=(
+                (key, lock_dict(owner, strategy, metadata, acquired, expires))
+                for key, owner, strategy, metadata, acquired, expires in rows.sorted(
+                    Lock, ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
+                )
+            ),
+            pending_locks=(
+                (key, [pending_dict(*row[1:]) for row in group])
+                for key, group in itertools.groupby(
+                    rows.sorted(
+                        PendingLockEntry,
+                        ("key", "owner", "strategy", "metadata", "enqueued_at"),
+                        then=("id",),
+                    ),
+                    key=lambda row: row[0],
+                )
+            ),
+            counts={
+                "subscriptions": adapter.queryset(Subscription).count(),
+                "dedupe": (dedupe := adapter.queryset(DedupeEntry).count()),
+                "dedupe_order": dedupe,
+                "thread_state": adapter.queryset(ThreadState).count(),
+                "channel_state": adapter.queryset(ChannelState).count(),
+                "locks": adapter.queryset(Lock).count(),
+                "pending_locks": adapter.queryset(PendingLockEntry)
+                .values("key")
+                .distinct()
+                .count(),
+            },
+        )
+
+    def ordered(self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...]) -> Iterator[Any]:
+        """``values_list(*fields)`` rows in ``order``, streamed lazily: the ORM's SQL read
+        through a server-side cursor (``chunked_cursor``) a batch at a time. JSON columns
+        arrive as text and are decoded here; rows with timestamps go through the ORM."""
+        rows = self.adapter.queryset(model).order_by(*order).values_list(*fields)
+        if any(model._meta.get_field(f).get_internal_type() == "DateTimeField" for f in fields):
+            stream = rows.iterator(chunk_size=_CHUNK)
+            self.streams.append(stream)
+            return stream
+        batches = self._fetch(rows, "value" in fields)
+        self.streams.append(batches)
+        return itertools.chain.from_iterable(batches)
+
+    def _fetch(self, rows: Any, decode_value: bool) -> Generator[list[Any], None, None]:
+        sql, params = rows.query.sql_with_params()
+        with connections[self.adapter.using].chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(_CHUNK):
+                yield [(key, _loads(text)) for key, text in batch] if decode_value else batch
+
+    def sorted(
+        self, model: Any, fields: tuple[str, ...], flat: bool = False, then: tuple[str, ...] = ()
+    ) -> Iterator[Any]:
+        """Rows sorted by their identifying fields (the first, or for dedupe both) in Python's
+        ``str`` order, then by ``then``; ``flat``: the first field alone."""
+        keys = fields[:2] if model is DedupeEntry else fields[:1]
+        stream: Iterator[Any]
+        if self.collation is None:  # a collation this module does not know: sort here
+            rows = self.ordered(model, fields, ("pk",))
+            stream = iter(sorted(rows, key=lambda r: r[: len(keys)]))
+        else:
+            order = [Collate(F(k), self.collation) if self.collation else k for k in keys]
+            stream = self.ordered(model, fields, (*order, *then))
+        return map(operator.itemgetter(0), stream) if flat else stream
+
+
+def _code_point_collation(adapter: NamespaceRows) -> str | None:
+    """The collation to ``ORDER BY`` for Python's ``str`` order: ``""`` when the database
+    already sorts by code point (SQLite's ``BINARY``; a PostgreSQL database created with the
+    C or C.UTF-8 locale: then the unique indexes serve the order, no sort), ``"C"`` on other
+    PostgreSQL databases, ``None`` (sort in Python) elsewhere. ``write_snapshot`` checks the
+    order it receives, so a wrong guess fails the export instead of changing its bytes."""
+    if adapter.vendor == "sqlite":
+        return ""
+    if adapter.vendor != "postgresql":
+        return None
+    with connections[adapter.using].cursor() as cursor:
+        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+        row = cursor.fetchone()
+    locale = str(row[0]).lower() if row else ""
+    return "" if locale in ("c", "posix", "c.utf-8", "c.utf8") else "C"

@@ -1,0 +1,251 @@
+-- chatstate's PostgreSQL functions: the fast path of DatabaseStateAdapter (one call, one round
+-- trip and one commit per operation). Installed by migrations from frozen copies of this file
+-- (chatstate/migrations/sql/); a change here ships with a new migration and a new version.
+--
+-- Inside a function every statement takes a fresh snapshot (READ COMMITTED), so a function can
+-- lock a row and then read what others committed before they let go of it. Leases are measured
+-- on the database's clock, statement_timestamp(). Row locks are taken in one order -- the
+-- dedupe window row, a message's dedupe entry, then its thread's lock row -- so that calls do
+-- not deadlock (a claim inserting a new entry takes the window row after it: nobody else can
+-- hold a row that does not exist yet).
+
+CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$;
+
+-- Whether a dedupe entry (owner, thread, expires) still makes its message a duplicate: it is
+-- done (owner NULL), or in progress and alive -- its own lease runs, or its owner holds the
+-- lock of its thread unexpired (a lease renewed by extend_lock keeps the claim alive too).
+CREATE OR REPLACE FUNCTION chatstate_claim_holds(
+    p_ns text, p_owner text, p_thread text, p_expires timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_owner IS NULL OR p_expires > statement_timestamp() OR EXISTS (
+        SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
+            AND owner = p_owner AND expires_at > statement_timestamp())
+$$;
+
+-- Claim a dedupe key: true when this call now holds it. p_owner NULL: done at once (claim_dedupe,
+-- mark_dedupe); else in progress for p_owner on lock p_thread, with a lease of p_ttl seconds.
+-- A key already held (done, or in progress and alive) is a duplicate: false, nothing changes.
+-- An in-progress claim whose lease ran out is taken over in its place (its holder died).
+CREATE OR REPLACE FUNCTION chatstate_claim(
+    p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
+    p_ttl float8)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_id bigint; v_seq bigint; v_count bigint; v_gone bigint;
+    v_owner text; v_thread text; v_expires timestamptz;
+    v_until timestamptz := CASE WHEN p_owner IS NOT NULL
+                           THEN statement_timestamp() + make_interval(secs => p_ttl) END;
+BEGIN
+    SELECT owner, thread_id, expires_at INTO v_owner, v_thread, v_expires
+        FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+    IF FOUND THEN
+        IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN RETURN false; END IF;
+        UPDATE chatstate_dedupeentry SET owner = p_owner, thread_id = p_thread, expires_at = v_until
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        RETURN true;
+    END IF;
+    -- The newest position + 1 (claims at the same instant may share one: ties are ordered
+    -- by id). The unique key makes exactly one of two racing claims of a key win.
+    INSERT INTO chatstate_dedupeentry
+            (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
+        SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
+            p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
+        FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+        ON CONFLICT (namespace, adapter, message_id) DO NOTHING
+        RETURNING id, seq INTO v_id, v_seq;
+    IF NOT FOUND THEN RETURN false; END IF;
+    -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
+    -- one out: drop the oldest without touching the window row, so claims in a namespace
+    -- do not queue behind one row lock (and its commit) one at a time.
+    SELECT head INTO v_count FROM chatstate_dedupewindow WHERE namespace = p_ns;
+    IF v_count = p_limit THEN
+        DELETE FROM chatstate_dedupeentry WHERE id = (
+            SELECT id FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq = v_seq - p_limit
+            LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF FOUND THEN RETURN true; END IF;
+        DELETE FROM chatstate_dedupeentry WHERE id = (
+            SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq < v_seq
+            ORDER BY seq, id LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF FOUND THEN RETURN true; END IF;
+    END IF;
+    -- Filling, shrinking (a smaller limit) or contended: count under the window row's lock,
+    -- and trim to the limit (each transaction changes ``head`` by exactly what it did).
+    INSERT INTO chatstate_dedupewindow AS w (namespace, head) VALUES (p_ns, 1)
+        ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
+        RETURNING head INTO v_count;
+    WHILE v_count > p_limit LOOP
+        WITH gone AS (
+            DELETE FROM chatstate_dedupeentry WHERE id IN (
+                SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND id <> v_id
+                ORDER BY seq, id LIMIT v_count - p_limit FOR UPDATE)
+            RETURNING 1)
+        SELECT count(*) INTO v_gone FROM gone;
+        IF v_gone = 0 THEN
+            -- The count says more than there is (rows deleted behind the adapter's back):
+            -- count once, and carry on from the truth.
+            SELECT count(*) INTO v_count FROM chatstate_dedupeentry WHERE namespace = p_ns;
+            UPDATE chatstate_dedupewindow SET head = v_count WHERE namespace = p_ns;
+            CONTINUE;
+        END IF;
+        UPDATE chatstate_dedupewindow SET head = head - v_gone WHERE namespace = p_ns
+            RETURNING head INTO v_count;
+    END LOOP;
+    RETURN true;
+END $$;
+
+CREATE OR REPLACE FUNCTION chatstate_lock(
+    p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
+    p_max integer, p_overflow text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE v_depth integer;
+BEGIN
+    FOR attempt IN 1..20 LOOP
+        -- Free, or the lease expired: take it (pending entries stay for the new holder).
+        INSERT INTO chatstate_lock AS l
+            (namespace, key, owner, strategy, metadata, acquired_at, expires_at)
+            VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
+                    statement_timestamp() + make_interval(secs => p_ttl))
+            ON CONFLICT (namespace, key) DO UPDATE
+                SET owner = EXCLUDED.owner, strategy = EXCLUDED.strategy,
+                    metadata = EXCLUDED.metadata, acquired_at = EXCLUDED.acquired_at,
+                    expires_at = EXCLUDED.expires_at
+                WHERE l.expires_at <= statement_timestamp();
+        IF FOUND THEN RETURN 'acquired'; END IF;
+        IF p_strategy = 'reject' THEN RETURN 'busy'; END IF;
+        -- Held: lock the row, so that its release waits for this entry and then sees it.
+        PERFORM 1 FROM chatstate_lock
+            WHERE namespace = p_ns AND key = p_key AND expires_at > statement_timestamp()
+            FOR UPDATE;
+        IF FOUND THEN
+            IF p_strategy = 'debounce' THEN
+                DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_key;
+            ELSIF p_max IS NOT NULL THEN
+                SELECT count(*) INTO v_depth FROM chatstate_pendinglockentry
+                    WHERE namespace = p_ns AND key = p_key;
+                IF v_depth >= p_max THEN
+                    IF p_overflow = 'drop_newest' THEN RETURN 'dropped'; END IF;
+                    DELETE FROM chatstate_pendinglockentry WHERE id IN (
+                        SELECT id FROM chatstate_pendinglockentry
+                        WHERE namespace = p_ns AND key = p_key
+                        ORDER BY id LIMIT v_depth - p_max + 1);
+                END IF;
+            END IF;
+            INSERT INTO chatstate_pendinglockentry
+                (namespace, key, owner, strategy, metadata, enqueued_at)
+                VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp());
+            RETURN CASE p_strategy WHEN 'debounce' THEN 'debounced' ELSE 'queued' END;
+        END IF;
+        -- Released or expired between the two statements: decide again.
+    END LOOP;
+    RAISE EXCEPTION 'chatstate_lock: no decision after 20 attempts on %', p_key;
+END $$;
+
+CREATE OR REPLACE FUNCTION chatstate_release(
+    p_ns text, p_key text, p_owner text, p_keep boolean,
+    OUT released boolean, OUT holder text, OUT pending jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- p_owner NULL: force release, whoever holds it.
+    DELETE FROM chatstate_lock
+        WHERE namespace = p_ns AND key = p_key AND (p_owner IS NULL OR owner = p_owner);
+    IF NOT FOUND AND p_owner IS NOT NULL THEN
+        released := false;
+        SELECT owner INTO holder FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+        RETURN;
+    END IF;
+    released := true;
+    IF p_keep THEN pending := '[]'; RETURN; END IF;
+    WITH gone AS (
+        DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_key
+        RETURNING id, owner, strategy, metadata, enqueued_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(owner, strategy, metadata,
+        to_char(enqueued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) ORDER BY id), '[]')
+        INTO pending FROM gone;
+END $$;
+
+
+-- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
+-- reads, in one step. A message queued, debounced or refused behind the lock is done at once.
+CREATE OR REPLACE FUNCTION chatstate_enter(
+    p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
+    p_strategy text, p_meta jsonb, p_ttl float8,
+    OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl);
+    IF claimed THEN
+        IF p_strategy = 'concurrent' THEN
+            result := 'acquired';
+        ELSE
+            result := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
+                                     NULL, 'drop_oldest');
+        END IF;
+        IF result <> 'acquired' THEN
+            UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
+                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        END IF;
+    END IF;
+    -- Read after the lock: a fresh snapshot sees what the previous holder committed.
+    subscribed := EXISTS (SELECT 1 FROM chatstate_subscription
+                          WHERE namespace = p_ns AND thread_id = p_thread);
+    IF result = 'acquired' THEN
+        SELECT value INTO state FROM chatstate_threadstate
+            WHERE namespace = p_ns AND thread_id = p_thread;
+    END IF;
+END $$;
+
+-- A cycle's commit: write the state, mark the claim done and release the lock, in one step;
+-- or, when the lease went to another holder (released false, holder: who has it), nothing.
+-- Under 'concurrent' (p_locked false) there is no lock: the claim is the lease.
+CREATE OR REPLACE FUNCTION chatstate_commit(
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_locked boolean, OUT released boolean, OUT holder text, OUT pending jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_id bigint; v_owner text;
+BEGIN
+    SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+    IF p_locked THEN
+        SELECT r.released, r.holder, r.pending INTO released, holder, pending
+            FROM chatstate_release(p_ns, p_thread, p_owner, false) r;
+        IF NOT released THEN RETURN; END IF;
+    ELSIF v_id IS NOT NULL AND v_owner IS DISTINCT FROM p_owner THEN
+        released := false;
+        holder := v_owner;
+        RETURN;
+    ELSE
+        released := true;
+        pending := '[]';
+    END IF;
+    IF p_state IS NOT NULL THEN
+        INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
+            VALUES (p_ns, p_thread, p_state, statement_timestamp())
+            ON CONFLICT (namespace, thread_id)
+            DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+    END IF;
+    IF v_owner = p_owner THEN
+        UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
+            WHERE id = v_id;
+    END IF;
+END $$;
+
+-- A cycle's abort: withdraw the claim if it is still in progress and p_owner's (a commit that
+-- ran marked it done: it stays), and release the lock if p_owner holds it, keeping the
+-- pending entries for the next holder.
+CREATE OR REPLACE FUNCTION chatstate_abort(
+    p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
+    DELETE FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
+            AND owner = p_owner;
+    IF FOUND THEN
+        UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
+    END IF;
+    IF p_locked THEN
+        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+    END IF;
+END $$;

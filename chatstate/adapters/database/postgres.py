@@ -1,0 +1,190 @@
+"""``PostgresStateAdapter``: ``DatabaseStateAdapter`` on PostgreSQL, one round trip a call.
+
+Every hot operation is one statement in autocommit mode — one round trip and one commit —
+most of them a ``SELECT`` of a PL/pgSQL function of ``functions.sql`` (installed by the
+migrations from their frozen copies). Reads, ``update_*_state``, snapshots and ``prune`` are
+the ORM's (inherited). ``DatabaseStateAdapter(...)`` builds this class on PostgreSQL unless
+``fast_sql=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+from chatstate.adapters.database import connection
+from chatstate.adapters.database.orm import DatabaseStateAdapter
+from chatstate.types import (
+    RESULTS,
+    STRATEGIES,
+    CycleEntry,
+    CycleRequest,
+    DedupeKey,
+    LockRequest,
+    LockResult,
+    PendingEntry,
+    lease_lost,
+    not_owner,
+)
+
+#: The version ``chatstate_functions_version()`` reports for the functions this code calls.
+FUNCTIONS_VERSION = 2
+#: Their source: the text the latest migration installs (``migrations/sql/``).
+FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
+
+_STATE_TABLES = {
+    "thread": ("chatstate_threadstate", "thread_id"),
+    "channel": ("chatstate_channelstate", "channel_id"),
+}
+SUBSCRIBE = (
+    "INSERT INTO chatstate_subscription (namespace, thread_id, created_at)"
+    " VALUES (%s, %s, statement_timestamp()) ON CONFLICT (namespace, thread_id) DO NOTHING"
+)
+UNSUBSCRIBE = "DELETE FROM chatstate_subscription WHERE namespace = %s AND thread_id = %s"
+PUT_STATE = (
+    "INSERT INTO {table} (namespace, {column}, value, updated_at)"
+    " VALUES (%s, %s, %s::jsonb, statement_timestamp())"
+    " ON CONFLICT (namespace, {column})"
+    " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
+)
+CLAIM = "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL)"
+LOCK = (
+    "SELECT chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb, %s::float8,"
+    " %s::integer, %s::text)"
+)
+EXTEND = (
+    "UPDATE chatstate_lock"
+    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8)"
+    " WHERE namespace = %s AND key = %s AND owner = %s AND expires_at > statement_timestamp()"
+)
+RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, false)"
+ENTER = (
+    "SELECT * FROM chatstate_enter(%s::text, %s::text, %s::text, %s::bigint, %s::text,"
+    " %s::text, %s::text, %s::jsonb, %s::float8)"
+)
+COMMIT = (
+    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
+    " %s::text, %s::boolean)"
+)
+ABORT = "SELECT chatstate_abort(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean)"
+
+
+class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
+    """:class:`DatabaseStateAdapter` whose hot operations are single PostgreSQL statements."""
+
+    fast_sql = True
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """Run one statement (autocommit: its own transaction); its first row."""
+        with connection.guard(self.using), connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run one statement; its row count."""
+        with connection.guard(self.using), connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def _do_subscribe(self, thread_id: str) -> None:
+        self._execute(SUBSCRIBE, (self.namespace, thread_id))
+
+    def _do_unsubscribe(self, thread_id: str) -> None:
+        self._execute(UNSUBSCRIBE, (self.namespace, thread_id))
+
+    def _do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> None:
+        table, column = _STATE_TABLES[kind]
+        sql = PUT_STATE.format(table=table, column=column)
+        self._execute(sql, (self.namespace, object_id, value_json))
+
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
+        return bool(self._fetch(CLAIM, (self.namespace, *key, limit))[0])
+
+    def _do_lock(self, request: LockRequest) -> LockResult:
+        row = self._fetch(
+            LOCK,
+            (
+                self.namespace,
+                request.key,
+                request.owner,
+                request.strategy.value,
+                request.metadata,
+                request.ttl,
+                request.max_pending,
+                request.overflow,
+            ),
+        )
+        return RESULTS[row[0]]
+
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
+        return bool(self._execute(EXTEND, (ttl, self.namespace, key, owner)))
+
+    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
+        released, holder, pending = self._fetch(RELEASE, (self.namespace, key, owner))
+        if not released:
+            raise not_owner(key, owner, holder)
+        return _entries(pending)
+
+    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
+        return _entries(self._fetch(RELEASE, (self.namespace, key, None))[2])
+
+    # -- the message cycle: one statement to enter, one to commit ------------------------
+
+    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+        claimed, subscribed, result, state = self._fetch(
+            ENTER,
+            (
+                self.namespace,
+                *request.dedupe_key,
+                request.dedupe_limit,
+                request.thread_id,
+                request.owner,
+                request.strategy.value,
+                request.metadata,
+                request.ttl,
+            ),
+        )
+        if result != "acquired":
+            return CycleEntry(bool(claimed), bool(subscribed), result and RESULTS[result])
+        return CycleEntry(True, bool(subscribed), LockResult.ACQUIRED, _json(state) or {})
+
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
+        released, holder, pending = self._fetch(
+            COMMIT,
+            (
+                self.namespace,
+                request.thread_id,
+                request.owner,
+                state_json,
+                *request.dedupe_key,
+                request.locks,
+            ),
+        )
+        if not released:
+            raise lease_lost(request, holder)
+        return _entries(pending)
+
+    def cycle_abort(self, request: CycleRequest) -> None:
+        self._fetch(
+            ABORT,
+            (self.namespace, *request.dedupe_key, request.thread_id, request.owner, request.locks),
+        )
+
+
+def _json(value: Any) -> Any:
+    # Django's psycopg setup hands jsonb back as text; a bare connection parses it.
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _entries(pending: Any) -> list[PendingEntry]:
+    return [
+        PendingEntry(owner, STRATEGIES[strategy], metadata, enqueued_at)
+        for owner, strategy, metadata, enqueued_at in _json(pending) or ()
+    ]

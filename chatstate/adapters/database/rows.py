@@ -1,0 +1,72 @@
+"""What the database adapters and their snapshot streams share: the state models, rows as API
+values, and the part of an adapter the streams use (:class:`NamespaceRows`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from chatstate.models import ChannelState, DedupeWindow, PendingLockEntry, ThreadState
+from chatstate.types import STRATEGIES, PendingEntry, from_iso, to_iso
+
+STATE_MODELS: dict[str, Any] = {"thread": ThreadState, "channel": ChannelState}
+STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
+
+
+class NamespaceRows(Protocol):
+    """One namespace's rows on one database: what a database adapter offers its streams."""
+
+    namespace: str
+    using: str
+    vendor: str
+    lock_ttl: float
+
+    def queryset(self, model: Any) -> Any:
+        """``model``'s rows of the namespace."""
+
+    def now(self) -> datetime:
+        """The database's clock."""
+
+    def window(self) -> DedupeWindow:
+        """The namespace's dedupe window row, locked until the transaction ends."""
+
+    def trim(self, count: int, limit: int, keep: int | None = None) -> int:
+        """Trim the dedupe window to ``limit`` entries; its new count."""
+
+
+def pending_entry(row: PendingLockEntry) -> PendingEntry:
+    """A pending-entry row as the :class:`PendingEntry` the API returns."""
+    return PendingEntry(
+        owner=row.owner,
+        strategy=STRATEGIES[row.strategy],
+        metadata=row.metadata,
+        enqueued_at=to_iso(row.enqueued_at),
+    )
+
+
+def lock_dict(
+    owner: str, strategy: str, metadata: Any, acquired: datetime, expires: datetime
+) -> dict[str, Any]:
+    """A lock row in the snapshot's form."""
+    return {
+        "owner": owner,
+        "strategy": strategy,
+        "metadata": metadata,
+        "acquired_at": to_iso(acquired),
+        "expires_at": to_iso(expires),
+    }
+
+
+def pending_dict(owner: str, strategy: str, metadata: Any, enqueued: datetime) -> dict[str, Any]:
+    """A pending-entry row in the snapshot's form."""
+    return {
+        "owner": owner,
+        "strategy": strategy,
+        "metadata": metadata,
+        "enqueued_at": to_iso(enqueued),
+    }
+
+
+def when(text: object, default: datetime) -> datetime:
+    """A snapshot timestamp as a datetime; ``default`` when absent."""
+    return from_iso(text) if isinstance(text, str) else default

@@ -1,0 +1,47 @@
+"""Backend hooks written once, run sync or async: operations as generators of requests.
+
+A backend whose driver has both a blocking and an asyncio client (Redis; psycopg) may write
+a hook as a generator that yields each request it needs sent and receives its reply — the
+operation's logic, free of I/O. :func:`operation` turns such a generator into the sync hook
+(run by the adapter's :meth:`drive`); the adapter's async twins run the same generator on the
+asyncio client (:meth:`adrive`), so no operation is written twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: An operation: yields requests (whatever its backend's driver understands), receives each
+#: reply, returns the hook's result.
+Op = Generator[Any, Any, T]
+
+
+class Driven(Protocol):
+    """An adapter that runs operations: :meth:`drive` on its blocking client."""
+
+    def drive(self, op: Op[T]) -> T: ...
+
+
+D = TypeVar("D", bound=Driven)
+
+
+def operation(gen: Callable[Concatenate[D, P], Op[T]]) -> Callable[Concatenate[D, P], T]:
+    """The sync hook running the operation ``gen`` through ``self.drive``; the generator stays
+    reachable as the hook's ``operation`` attribute, for the async driver."""
+
+    @functools.wraps(gen)
+    def hook(self: D, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.drive(gen(self, *args, **kwargs))
+
+    hook.operation = gen  # type: ignore[attr-defined]
+    return hook
+
+
+def operation_of(hook: Callable[..., Any]) -> Callable[..., Op[Any]] | None:
+    """The generator behind a hook made by :func:`operation` (bound or not); else None."""
+    return getattr(hook, "operation", None)

@@ -1,0 +1,313 @@
+"""``RedisStateAdapter``: chat state in Redis, through a django-redis cache alias.
+
+For many hosts and hot paths: every operation is one atomic server-side step — a Lua script
+(:mod:`.scripts`) called by SHA, or one command — never a read followed by a separate write;
+the message cycle of ``handle_message`` costs two round trips (one script to enter, one to
+commit). Each operation is written once, as a generator of requests (see
+:mod:`chatstate.adapters.operations`), and run on the blocking client or, for the async twins,
+natively on ``redis.asyncio`` (no thread hop).
+
+Connection: the alias's ``CACHES`` settings (``django_redis.get_redis_connection(alias)``:
+host, port, db, credentials, timeouts, TLS), on a pool of chatstate's own that never sends a
+command again after a connection failure — a script whose reply was lost must not run twice.
+A lost connection surfaces as :class:`~chatstate.types.BackendUnavailable` naming the alias;
+the next call reconnects. The key layout: :mod:`.keys`. Requires Redis ≥ 6.2 (``COPY``, used
+by snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core import checks
+
+from chatstate.adapters.base import StateAdapter, StateFn
+from chatstate.adapters.operations import Op, operation
+from chatstate.adapters.redis import connection, records, scripts, streaming
+from chatstate.adapters.redis.connection import CALL, EVAL
+from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import (
+    RESULTS,
+    CycleEntry,
+    CycleRequest,
+    DedupeKey,
+    LockRequest,
+    LockResult,
+    PendingEntry,
+    lease_lost,
+    not_owner,
+)
+from chatstate.validation import check_id, dump_map
+
+T = TypeVar("T")
+
+
+class RedisStateAdapter(StateAdapter):
+    """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias."""
+
+    name = "redis"
+
+    def __init__(self, namespace: str | None = None, alias: str = "default") -> None:
+        super().__init__(namespace)
+        self.alias: str = check_id(alias, "alias")
+        self.keys = Keys(namespace_prefix(self.namespace))
+        self._client: Any = None
+        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<RedisStateAdapter namespace={self.namespace!r} alias={self.alias!r}>"
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Any:
+        """The ``redis.Redis`` client chatstate uses for the cache alias (built on first use)."""
+        if self._client is None:
+            self._client = connection.retryless_client(connection.client_for_alias(self.alias))
+        return self._client
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            # A client belongs to its loop; forget those of loops that are gone.
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[old]
+            client = connection.async_client_for(self.connection) or False
+            self._async_clients[loop] = client
+        return client
+
+    def drive(self, op: Op[T]) -> T:
+        """Run the operation ``op`` on the blocking client."""
+        return connection.drive(self.connection, self.alias, op)
+
+    async def adrive(self, op: Op[T]) -> T:
+        """Run the operation ``op`` on this event loop's ``redis.asyncio`` client."""
+        client = self._async_client()
+        if client is False:  # no async twin of the pool's connection class: a thread
+            return await super().adrive(op)
+        return await connection.adrive(client, self.alias, op)
+
+    def check(self) -> list[checks.CheckMessage]:
+        """System-check messages: ``chatstate.W002`` when the alias is not a django-redis cache."""
+        config = getattr(settings, "CACHES", {}).get(self.alias)
+        backend = config.get("BACKEND") if isinstance(config, Mapping) else None
+        if backend == connection.DJANGO_REDIS_BACKEND or _is_django_redis(backend):
+            return []
+        where = "is not defined in CACHES" if backend is None else f"uses {backend}"
+        return [
+            checks.Warning(
+                f"RedisStateAdapter's cache alias {self.alias!r} {where}, not django-redis.",
+                hint="Point CHATSTATE['OPTIONS']['alias'] at a CACHES entry whose BACKEND is "
+                f"{connection.DJANGO_REDIS_BACKEND!r} (pip install 'chatstate[redis]'); "
+                "Django's own RedisCache works but ignores django-redis options.",
+                id="chatstate.W002",
+            )
+        ]
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (``SCAN`` + ``UNLINK``); returns how many."""
+        return self.drive(streaming.op_unlink_prefix(self.keys.prefix))
+
+    # -- subscriptions and state maps ----------------------------------------------------
+
+    @operation
+    def _do_is_subscribed(self, thread_id: str) -> Op[bool]:
+        return bool((yield (CALL, "sismember", (self.keys.subs, thread_id))))
+
+    @operation
+    def _do_subscribe(self, thread_id: str) -> Op[None]:
+        yield (CALL, "sadd", (self.keys.subs, thread_id))
+
+    @operation
+    def _do_unsubscribe(self, thread_id: str) -> Op[None]:
+        yield (CALL, "srem", (self.keys.subs, thread_id))
+
+    @operation
+    def _do_get_state(self, kind: str, object_id: str) -> Op[dict[str, Any]]:
+        value = yield (CALL, "hget", (self.keys.states[kind], object_id))
+        return {} if value is None else records.loads(value)
+
+    @operation
+    def _do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> Op[None]:
+        yield (CALL, "hset", (self.keys.states[kind], object_id, value_json))
+
+    @operation
+    def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> Op[dict[str, Any]]:
+        # Optimistic: read, apply ``fn``, then compare-and-set in one script; another
+        # writer in between makes the script refuse, and ``fn`` runs again on the new map.
+        # (WATCH would do the same at key granularity, and the hash holds every thread.)
+        hash_key = self.keys.states[kind]
+        while True:
+            old = yield (CALL, "hget", (hash_key, object_id))
+            old_text = "" if old is None else text(old)
+            new = dump_map(
+                fn({} if old is None else records.loads(old_text)), f"{kind} state returned by fn"
+            )
+            swap = (EVAL, scripts.COMPARE_AND_SET, [hash_key], [object_id, old_text, new])
+            if int((yield swap)):
+                return records.loads(new)
+
+    # -- dedupe --------------------------------------------------------------------------
+
+    @operation
+    def _do_is_duplicate(self, key: DedupeKey) -> Op[bool]:
+        k = self.keys
+        return bool(
+            int((yield (EVAL, scripts.IS_DUPLICATE, [k.dd, k.ddc, k.locks], [member(key)])))
+        )
+
+    @operation
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> Op[bool]:
+        k = self.keys
+        keys = [k.dd, k.ddseq, k.ddc, k.locks]
+        return bool(int((yield (EVAL, scripts.CLAIM, keys, [member(key), limit]))))
+
+    # -- locks ---------------------------------------------------------------------------
+
+    @operation
+    def _do_lock(self, request: LockRequest) -> Op[LockResult]:
+        args = [
+            request.key,
+            request.owner,
+            request.strategy.value,
+            request.metadata,
+            records.ttl_ms(request.ttl),
+            "" if request.max_pending is None else request.max_pending,
+            request.overflow,
+        ]
+        reply = yield (EVAL, scripts.LOCK, self.keys.lock(request.key), args)
+        return RESULTS[text(reply)]
+
+    @operation
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> Op[bool]:
+        args = [key, owner, records.ttl_ms(ttl)]
+        return bool(int((yield (EVAL, scripts.EXTEND, [self.keys.locks], args))))
+
+    @operation
+    def _do_release_lock(self, key: str, owner: str) -> Op[list[PendingEntry]]:
+        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, owner, "0"])
+        if not int(reply[0]):
+            raise not_owner(key, owner, text(reply[1]))
+        return [records.pending_entry(raw) for raw in reply[2]]
+
+    @operation
+    def _do_force_release_lock(self, key: str) -> Op[list[PendingEntry]]:
+        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, "", "0"])
+        return [records.pending_entry(raw) for raw in reply[2]]
+
+    # -- the message cycle: one script each ----------------------------------------------
+
+    @operation
+    def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
+        k, thread_id = self.keys, request.thread_id
+        reply = yield (
+            EVAL,
+            scripts.CYCLE_ENTER,
+            [k.dd, k.ddseq, k.ddc, k.subs, k.ts, k.locks, k.q(thread_id), k.qkeys],
+            [
+                member(request.dedupe_key),
+                request.dedupe_limit,
+                thread_id,
+                request.owner,
+                request.strategy.value,
+                request.metadata,
+                records.ttl_ms(request.ttl),
+            ],
+        )
+        if not int(reply[0]):
+            return CycleEntry(False, bool(int(reply[1])))
+        result = RESULTS[text(reply[2])]
+        state = reply[3] if len(reply) > 3 else None
+        return CycleEntry(
+            True, bool(int(reply[1])), result, {} if state is None else records.loads(state)
+        )
+
+    @operation
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[list[PendingEntry]]:
+        k, thread_id = self.keys, request.thread_id
+        reply = yield (
+            EVAL,
+            scripts.CYCLE_COMMIT,
+            [*k.lock(thread_id), k.ts, k.dd, k.ddc],
+            [
+                thread_id,
+                request.owner,
+                state_json or "",
+                member(request.dedupe_key),
+                "1" if request.locks else "0",
+            ],
+        )
+        if not int(reply[0]):
+            raise lease_lost(request, text(reply[1]))
+        return [records.pending_entry(raw) for raw in reply[2]]
+
+    @operation
+    def cycle_abort(self, request: CycleRequest) -> Op[None]:
+        k = self.keys
+        yield (
+            EVAL,
+            scripts.CYCLE_ABORT,
+            [k.dd, k.ddc, k.locks],
+            [
+                member(request.dedupe_key),
+                request.thread_id,
+                request.owner,
+                "1" if request.locks else "0",
+            ],
+        )
+
+    # -- snapshots and housekeeping (see .streaming) -------------------------------------
+
+    @operation
+    def _do_snapshot(self) -> Op[Snapshot]:
+        return (yield from streaming.op_snapshot(self.keys))
+
+    def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
+        """The namespace as streamed sections of one frozen state (see :mod:`.streaming`)."""
+        return streaming.snapshot_sections(self.keys, self.drive)
+
+    @operation
+    def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> Op[None]:
+        sections = streaming.Sections.of(snapshot)
+        yield from streaming.op_load(self.keys, sections, merge, self.lock_ttl)
+
+    def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
+        """Load streamed ``sections`` (the restore command): all or nothing, as load_snapshot."""
+        self.drive(
+            streaming.op_load(
+                self.keys, streaming.Sections.of(sections), bool(merge), self.lock_ttl
+            )
+        )
+
+    @operation
+    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> Op[dict[str, int]]:
+        k = self.keys
+        expired, trimmed = yield (
+            EVAL,
+            scripts.PRUNE,
+            [k.locks, k.dd, k.ddc],
+            [dedupe_limit, "1" if dry_run else "0"],
+        )
+        return {"expired_locks": int(expired), "dedupe_trimmed": int(trimmed)}
+
+
+def _is_django_redis(backend: object) -> bool:
+    if not isinstance(backend, str):
+        return False
+    try:
+        from django.utils.module_loading import import_string
+        from django_redis.cache import RedisCache
+
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, RedisCache)

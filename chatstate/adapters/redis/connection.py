@@ -1,0 +1,267 @@
+"""The Redis adapter's connections: the client of a cache alias, and the drivers that send an
+operation's requests (sync, or on ``redis.asyncio``).
+
+A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)`` or
+``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are sent by SHA
+(``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a connection
+of this thread's own, and never re-sent after a lost reply: a connection failure becomes
+:class:`~chatstate.types.BackendUnavailable` naming the alias, and the broken connection is
+replaced on the next call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import weakref
+from typing import Any, TypeVar
+
+from chatstate.adapters.operations import Op
+from chatstate.adapters.redis.scripts import LuaScript
+from chatstate.types import BackendUnavailable
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.connection
+    import redis.asyncio.retry
+    import redis.connection
+    import redis.retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
+    raise ImportError(
+        "RedisStateAdapter needs django-redis and redis: pip install 'chatstate[redis]'"
+    ) from exc
+
+T = TypeVar("T")
+Request = tuple[Any, ...]
+EVAL, CALL, BATCH = "eval", "call", "batch"
+
+DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
+# The async connection class for each sync one; kwargs the sync pool holds that mean
+# nothing to (or are objects of) the sync client only.
+_ASYNC_CONNECTIONS: dict[type, type] = {
+    redis.connection.SSLConnection: redis.asyncio.connection.SSLConnection,
+    redis.connection.UnixDomainSocketConnection: (
+        redis.asyncio.connection.UnixDomainSocketConnection
+    ),
+    redis.connection.Connection: redis.asyncio.connection.Connection,
+}
+_SYNC_ONLY_KWARGS = frozenset(
+    {
+        "retry",
+        "redis_connect_func",
+        "event_dispatcher",
+        "parser_class",
+        "himport_registry",
+        "maint_notifications_config",
+        "maint_notifications_pool_handler",
+        "maintenance_state",
+        "maintenance_notification_hash",
+        "oss_cluster_maint_notifications_handler",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+    }
+)
+
+
+def client_for_alias(alias: str) -> Any:
+    """The ``redis.Redis`` write client of the cache ``alias`` (django-redis, or Django's own
+    Redis backend); ``BackendUnavailable`` when the alias is missing or not a Redis cache."""
+    from django.core.cache import InvalidCacheBackendError, caches
+
+    try:
+        from django_redis import get_redis_connection
+
+        return get_redis_connection(alias, write=True)
+    except InvalidCacheBackendError:
+        raise BackendUnavailable(
+            f"chatstate's Redis cache alias {alias!r} is not defined in CACHES"
+        ) from None
+    except NotImplementedError:
+        pass
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches[alias]
+    if isinstance(cache, RedisCache):  # Django's own Redis backend: its write client.
+        return cache._cache.get_client(None, write=True)
+    raise BackendUnavailable(
+        f"chatstate's cache alias {alias!r} is not a Redis cache "
+        f"({type(cache).__module__}.{type(cache).__name__}); use {DJANGO_REDIS_BACKEND}"
+    )
+
+
+def retryless_client(source: Any) -> Any:
+    """A ``redis.Redis`` on a pool of its own with the settings of ``source``'s pool, that
+    never sends a command again after a connection failure (redis-py retries by default:
+    a script whose reply was lost would run twice). ``source`` itself when its pool is not a
+    plain one (sentinel): configure that alias without retries."""
+    pool = source.connection_pool
+    plain = issubclass(pool.connection_class, tuple(_ASYNC_CONNECTIONS))
+    if type(pool) is not redis.ConnectionPool or not plain:
+        return source
+    kwargs = {**pool.connection_kwargs, "retry": redis.retry.Retry(NoBackoff(), 0)}
+    kwargs.pop("retry_on_timeout", None)
+    kwargs.pop("retry_on_error", None)
+    own = redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs
+    )
+    return redis.Redis(connection_pool=own)
+
+
+def async_client_for(sync_client: Any) -> Any:
+    """A ``redis.asyncio.Redis`` with the connection settings of ``sync_client``'s pool, that
+    never sends a command again after a connection failure.
+
+    None when the pool's connection class has no async counterpart here (e.g. sentinel).
+    """
+    pool = sync_client.connection_pool
+    connection_class = _ASYNC_CONNECTIONS.get(pool.connection_class)
+    if connection_class is None:
+        return None
+    accepted: set[str] = set()
+    for cls in connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            accepted.update(inspect.signature(init).parameters)
+    kwargs = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name in accepted and name not in _SYNC_ONLY_KWARGS and type(value) is not object
+    }
+    kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    kwargs.pop("retry_on_timeout", None)
+    kwargs.pop("retry_on_error", None)
+    async_pool = redis.asyncio.ConnectionPool(
+        connection_class=connection_class, max_connections=pool.max_connections, **kwargs
+    )
+    return redis.asyncio.Redis(connection_pool=async_pool)
+
+
+class _Pinned(threading.local):
+    """This thread's own connection to each pool, for scripts (see :func:`eval_pinned`)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.connections: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+_pinned = _Pinned()
+
+
+def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+    """``EVALSHA`` on a connection this thread keeps for ``client``'s pool (one per thread).
+
+    The hot path: it skips redis-py's per-command pool checkout and wrappers, which cost more
+    than the round trip itself, and never re-sends a command whose reply was lost (a script
+    must not run twice). A connection the server closed meanwhile is replaced before use; one
+    that failed is dropped, so the next call connects afresh.
+    """
+    if _pinned.pid != os.getpid():  # a forked child: its parent's sockets are not its own
+        _pinned.pid, _pinned.connections = os.getpid(), weakref.WeakKeyDictionary()
+    pool = client.connection_pool
+    connection = _pinned.connections.get(pool)
+    if connection is None:
+        connection = _pinned.connections[pool] = pool.make_connection()
+    try:
+        if connection.can_read():  # unread data, or the server hung up: start afresh
+            connection.disconnect()
+    except redis.ConnectionError:
+        connection.disconnect()
+    try:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return connection.read_response()
+        except NoScriptError:  # not run: load it, then send it once more
+            connection.send_command("SCRIPT", "LOAD", script.text)
+            connection.read_response()
+            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return connection.read_response()
+    except UNAVAILABLE:
+        connection.disconnect()
+        raise
+
+
+def execute(client: Any, request: Request) -> Any:
+    """Send one request on the blocking ``client``; its reply."""
+    kind = request[0]
+    if kind is EVAL:
+        return eval_pinned(client, request[1], request[2], request[3])
+    if kind is CALL:
+        return getattr(client, request[1])(*request[2])
+    pipe = client.pipeline(transaction=False)
+    for method, args in request[1]:
+        getattr(pipe, method)(*args)
+    return pipe.execute()
+
+
+async def aexecute(client: Any, request: Request) -> Any:
+    """Send one request on the ``redis.asyncio`` ``client``; its reply."""
+    kind = request[0]
+    if kind is EVAL:
+        script, keys, args = request[1], request[2], request[3]
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(script.text)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+    if kind is CALL:
+        return await getattr(client, request[1])(*request[2])
+    pipe = client.pipeline(transaction=False)
+    for method, args in request[1]:
+        getattr(pipe, method)(*args)
+    return await pipe.execute()
+
+
+def unavailable(alias: str, exc: BaseException) -> BackendUnavailable:
+    """The error a connection failure on the cache ``alias`` surfaces as."""
+    return BackendUnavailable(
+        f"Redis of cache alias {alias!r} is unavailable: {type(exc).__name__}: {exc}"
+    )
+
+
+def drive(client: Any, alias: str, op: Op[T]) -> T:
+    """Run ``op`` on the blocking ``client``: each request it yields is one round trip.
+
+    A refused command is thrown into the operation (it may clean up); a connection failure
+    ends it as ``BackendUnavailable``.
+    """
+    try:
+        request = next(op)
+        while True:
+            try:
+                reply = execute(client, request)
+            except UNAVAILABLE:
+                raise
+            except Exception as exc:
+                request = op.throw(exc)
+                continue
+            request = op.send(reply)
+    except StopIteration as stop:
+        return stop.value
+    except UNAVAILABLE as exc:
+        raise unavailable(alias, exc) from exc
+
+
+async def adrive(client: Any, alias: str, op: Op[T]) -> T:
+    """:func:`drive` on a ``redis.asyncio`` client."""
+    try:
+        request = next(op)
+        while True:
+            try:
+                reply = await aexecute(client, request)
+            except UNAVAILABLE:
+                raise
+            except Exception as exc:
+                request = op.throw(exc)
+                continue
+            request = op.send(reply)
+    except StopIteration as stop:
+        return stop.value
+    except UNAVAILABLE as exc:
+        raise unavailable(alias, exc) from exc

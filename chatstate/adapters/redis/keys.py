@@ -1,0 +1,117 @@
+"""The Redis key layout of a namespace, and dedupe keys as sorted-set members.
+
+Every key of a namespace starts with ``chatstate:{<namespace>}:`` (the braces are a Redis
+Cluster hash tag: one namespace lives in one slot; ``\\`` and ``}`` in a namespace are
+escaped with ``\\`` so no namespace's prefix is a prefix of another's):
+
+==================  ======  ===========================================================
+suffix              type    holds
+==================  ======  ===========================================================
+``subs``            set     subscribed thread ids
+``dd``              zset    dedupe window: member ``adapter NUL message_id`` (NUL and
+                            SOH escaped, so members sort as the keys do), score the
+                            claim's sequence number (oldest first); trimmed by rank in
+                            the script that adds
+``ddseq``           string  the namespace's dedupe counter (``INCR`` in the same script)
+``ddc``             hash    member → its claim while a message cycle handles it (see
+                            ``scripts``); a member without one is done
+``ts`` / ``cs``     hash    thread / channel id → state map (JSON text)
+``locks``           hash    lock key → lock record (see ``scripts``); the lease is an
+                            expiry time on Redis's clock (``TIME``), so an expired lock
+                            behaves as free while its pending list stays
+``q:<key>``         list    the lock's pending entries, oldest first
+``qkeys``           set     lock keys whose pending list is not empty
+``tmp:<token>:…``   —       a snapshot being loaded (expires if the load dies midway)
+``snap:<token>:…``  —       a frozen copy being read by a snapshot (expires likewise)
+==================  ======  ===========================================================
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from chatstate.types import DedupeKey
+
+
+def namespace_prefix(namespace: str) -> str:
+    """``chatstate:{<namespace>}:`` with ``\\`` and ``}`` escaped: the namespace's key prefix."""
+    escaped = namespace.replace("\\", "\\\\").replace("}", "\\}")
+    return f"chatstate:{{{escaped}}}:"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def text(value: Any) -> str:
+    """A reply (bytes or str) as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Keys:
+    """The key names of one namespace (or of a snapshot being loaded into it)."""
+
+    __slots__ = ("prefix", "subs", "dd", "ddseq", "ddc", "ts", "cs", "locks", "qkeys", "states")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.subs = prefix + "subs"
+        self.dd = prefix + "dd"
+        self.ddseq = prefix + "ddseq"
+        self.ddc = prefix + "ddc"
+        self.ts = prefix + "ts"
+        self.cs = prefix + "cs"
+        self.locks = prefix + "locks"
+        self.qkeys = prefix + "qkeys"
+        self.states = {"thread": self.ts, "channel": self.cs}
+
+    def q(self, key: str) -> str:
+        """The pending list of lock ``key``."""
+        return self.prefix + "q:" + key
+
+    def lock(self, key: str) -> list[str]:
+        """The keys a lock script on ``key`` touches: locks, its pending list, qkeys."""
+        return [self.locks, self.prefix + "q:" + key, self.qkeys]
+
+
+def _escape(part: str) -> str:
+    if "\x00" in part or "\x01" in part:
+        return part.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
+    return part
+
+
+_UNESCAPE = re.compile("\x01([\x01\x02])")
+
+
+def _unescape(part: str) -> str:
+    if "\x01" not in part:
+        return part
+    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "\x01" else "\x01", part)
+
+
+def member(key: DedupeKey) -> str:
+    """A dedupe key as a zset member: ``adapter NUL message_id``, NUL and SOH escaped.
+
+    The encoding keeps order: members compared as bytes sort as the keys compare as tuples.
+    """
+    return _escape(key[0]) + "\x00" + _escape(key[1])
+
+
+def unmember(value: Any) -> DedupeKey:
+    """The dedupe key of a zset member."""
+    adapter, message_id = text(value).split("\x00")
+    return _unescape(adapter), _unescape(message_id)
+
+
+def unmembers(members: list[Any]) -> list[DedupeKey]:
+    """:func:`unmember` of a page of members (the common case, nothing escaped, fast)."""
+    texts = (
+        [text(m) for m in members]
+        if members and not isinstance(members[0], bytes)
+        else [m.decode() for m in members]
+    )
+    if any("\x01" in t for t in texts):
+        return [unmember(t) for t in texts]
+    return [(a, m) for a, m in (t.split("\x00") for t in texts)]

@@ -1,0 +1,46 @@
+"""The JSON records the Redis adapter stores (their layout: :mod:`.scripts`), as API values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chatstate.types import STRATEGIES, PendingEntry, epoch_to_iso, from_iso
+
+loads = json.loads
+# Records are UTF-8 as Redis stores them: a string UTF-8 cannot encode (a lone surrogate) is
+# refused with ``UnicodeEncodeError`` (a ``ValueError``), as it is in a key or a hash field.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def ttl_ms(ttl: float) -> int:
+    """A lease in seconds as whole milliseconds (at least 1)."""
+    return max(1, round(ttl * 1000))
+
+
+def iso(ms: Any, text: Any) -> str:
+    """A record's time: the exact text a snapshot gave, else its milliseconds as ISO 8601."""
+    return text if isinstance(text, str) else epoch_to_iso(float(ms) / 1000)
+
+
+def ms(text: object, default: int) -> int:
+    """A snapshot timestamp as epoch milliseconds; ``default`` when absent."""
+    return round(from_iso(text).timestamp() * 1000) if isinstance(text, str) else default
+
+
+def pending_entry(raw: Any) -> PendingEntry:
+    """A pending-entry record as a :class:`PendingEntry`."""
+    owner, strategy, meta, enqueued_ms, enqueued_text = loads(raw)
+    return PendingEntry(owner, STRATEGIES[strategy], loads(meta), iso(enqueued_ms, enqueued_text))
+
+
+def lock_dict(record: Any) -> dict[str, Any]:
+    """A lock record in the snapshot's form."""
+    owner, strategy, meta, acquired, expires, acquired_at, expires_at = loads(record)
+    return {
+        "owner": owner,
+        "strategy": strategy,
+        "metadata": loads(meta),
+        "acquired_at": iso(acquired, acquired_at),
+        "expires_at": iso(expires, expires_at),
+    }

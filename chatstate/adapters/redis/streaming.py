@@ -1,0 +1,278 @@
+"""Snapshots of a Redis namespace: read from a frozen copy, written under a temporary prefix.
+
+Reading: one script copies the namespace under ``snap:<token>:`` (``scripts.FREEZE``: Redis
+pauses about half a second per million dedupe keys), sorted views of the copy are built chunk
+by chunk, each section is read page by page (``CHUNK`` items per round trip), and the copies
+are removed. Writing: the new state is built under ``tmp:<token>:`` in pipelines, then one
+script switches to it (``LOAD_REPLACE`` / ``LOAD_MERGE``): all or nothing.
+
+Each function here is an operation (see :mod:`chatstate.adapters.operations`) or runs them
+through the ``drive`` it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
+
+from chatstate.adapters.operations import Op
+from chatstate.adapters.redis import records, scripts
+from chatstate.adapters.redis.connection import BATCH, CALL, EVAL
+from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import DedupeKey
+from chatstate.validation import dump_map, dump_metadata
+
+T = TypeVar("T")
+
+CHUNK = 2000
+"""Items per round trip when a snapshot is read or written (``SCAN`` counts, pipelines)."""
+
+LOAD_TTL_MS = 3_600_000
+"""How long the keys of an interrupted load or snapshot survive before Redis drops them."""
+
+
+class Sections(NamedTuple):
+    """What a load reads: a ``Snapshot``'s or streamed ``SnapshotSections``' iterables."""
+
+    subscriptions: Iterable[str]
+    dedupe_order: Iterable[DedupeKey]
+    thread_state: Iterable[tuple[str, dict[str, Any]]]
+    channel_state: Iterable[tuple[str, dict[str, Any]]]
+    locks: Iterable[tuple[str, dict[str, Any]]]
+    pending_locks: Iterable[tuple[str, list[dict[str, Any]]]]
+
+    @classmethod
+    def of(cls, source: Snapshot | SnapshotSections) -> Sections:
+        if isinstance(source, Snapshot):
+            return cls(
+                source.subscriptions,
+                source.dedupe_order,
+                source.thread_state.items(),
+                source.channel_state.items(),
+                source.locks.items(),
+                source.pending_locks.items(),
+            )
+        return cls(
+            source.subscriptions,
+            source.dedupe_order,
+            source.thread_state,
+            source.channel_state,
+            source.locks,
+            source.pending_locks,
+        )
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def op_snapshot(keys: Keys) -> Op[Snapshot]:
+    """The namespace's whole state, read from one frozen copy."""
+    frozen, counts = yield from op_freeze(keys)
+    pages: dict[str, list[Any]] = {}
+    try:
+        for section, count in counts.items():
+            pages[section] = []
+            for start in range(0, count, CHUNK):
+                pages[section].extend((yield from op_page(frozen, section, start)))
+    except Exception:
+        yield from op_unlink_prefix(frozen.prefix)
+        raise
+    yield from op_unlink_prefix(frozen.prefix)
+    return Snapshot(
+        subscriptions=set(pages["subscriptions"]),
+        dedupe=set(pages["dedupe_order"]),
+        dedupe_order=pages["dedupe_order"],
+        thread_state=dict(pages["thread_state"]),
+        channel_state=dict(pages["channel_state"]),
+        locks=dict(pages["locks"]),
+        pending_locks=dict(pages["pending_locks"]),
+    )
+
+
+@contextlib.contextmanager
+def snapshot_sections(keys: Keys, drive: Callable[[Op[Any]], Any]) -> Iterator[SnapshotSections]:
+    """The namespace as streamed sections of one frozen state, valid inside the block."""
+    frozen, counts = drive(op_freeze(keys))
+
+    def pages(section: str, count: int) -> Iterator[Any]:
+        for start in range(0, count, CHUNK):
+            yield from drive(op_page(frozen, section, start))
+
+    try:
+        yield SnapshotSections(
+            **{name: pages(name, n) for name, n in counts.items()},
+            dedupe=pages("dedupe", counts["dedupe_order"]),
+            counts={**counts, "dedupe": counts["dedupe_order"]},
+        )
+    finally:
+        drive(op_unlink_prefix(frozen.prefix))
+
+
+def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
+    """Copy the namespace in one step under a fresh prefix, then build sorted views."""
+    frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
+    reply = yield (EVAL, scripts.FREEZE, [], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
+    subs, dedupe, threads, channels, locks, pending = (int(n) for n in reply)
+    for kind, source in (
+        ("set", frozen.subs),
+        ("zset", frozen.dd),
+        ("hash", frozen.ts),
+        ("hash", frozen.cs),
+        ("hash", frozen.locks),
+        ("set", frozen.qkeys),
+    ):
+        position: Any = 0
+        while True:
+            position = yield (
+                EVAL,
+                scripts.SORT_CHUNK,
+                [source, source + ":sorted"],
+                [kind, position, CHUNK, LOAD_TTL_MS],
+            )
+            if text(position) == "0":
+                break
+    counts = {
+        "subscriptions": subs,
+        "dedupe_order": dedupe,
+        "thread_state": threads,
+        "channel_state": channels,
+        "locks": locks,
+        "pending_locks": pending,
+    }
+    return frozen, counts
+
+
+def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
+    """Items ``start`` .. ``start + CHUNK`` of a frozen section, in snapshot order."""
+    stop = start + CHUNK - 1
+    if section == "subscriptions":
+        found = yield (CALL, "zrange", (frozen.subs + ":sorted", start, stop))
+        return [text(t) for t in found]
+    if section in ("dedupe", "dedupe_order"):
+        key = frozen.dd if section == "dedupe_order" else frozen.dd + ":sorted"
+        return unmembers((yield (CALL, "zrange", (key, start, stop))))
+    if section == "pending_locks":
+        found = yield (CALL, "zrange", (frozen.qkeys + ":sorted", start, stop))
+        lock_keys = [text(k) for k in found]
+        lists = yield (BATCH, [("lrange", (frozen.q(k), 0, -1)) for k in lock_keys])
+        return [
+            (k, [records.pending_entry(raw).to_dict() for raw in items])
+            for k, items in zip(lock_keys, lists, strict=True)
+        ]
+    hash_key = {"thread_state": frozen.ts, "channel_state": frozen.cs}.get(section, frozen.locks)
+    ids, values = yield (
+        EVAL,
+        scripts.HASH_PAGE,
+        [hash_key + ":sorted", hash_key],
+        [start, stop],
+    )
+    if section == "locks":
+        return [(text(i), records.lock_dict(v)) for i, v in zip(ids, values, strict=True)]
+    return [(text(i), records.loads(v)) for i, v in zip(ids, values, strict=True)]
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def op_load(keys: Keys, sections: Sections, merge: bool, lock_ttl: float) -> Op[None]:
+    """Build the new state under a temporary prefix, then switch to it in one script.
+
+    All or nothing: until the switching script runs, the live keys are untouched; if the
+    build fails the temporary keys are removed (or expire after ``LOAD_TTL_MS``).
+    """
+    seconds, micros = yield (CALL, "time", ())
+    now = int(seconds) * 1000 + int(micros) // 1000
+    tmp = Keys(f"{keys.prefix}tmp:{uuid.uuid4().hex}:")
+    try:
+        for batch in parts(build_commands(sections, tmp, now, lock_ttl), CHUNK // 10):
+            yield (BATCH, batch)
+        script = scripts.LOAD_MERGE if merge else scripts.LOAD_REPLACE
+        yield (EVAL, script, [], [keys.prefix, tmp.prefix])
+    except Exception:
+        yield from op_unlink_prefix(tmp.prefix)
+        raise
+
+
+def build_commands(
+    sections: Sections, tmp: Keys, now: int, lock_ttl: float
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Pipeline commands writing ``sections`` under ``tmp``, each key set to expire."""
+
+    def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        yield method, (key, *args)
+        yield "pexpire", (key, LOAD_TTL_MS)
+
+    for part in parts(sections.subscriptions, CHUNK):
+        yield from expiring(tmp.subs, "sadd", *part)
+    seq = 0
+    for dedupe_keys in parts(sections.dedupe_order, CHUNK):
+        scores = {member(key): seq + i for i, key in enumerate(dedupe_keys, 1)}
+        seq += len(dedupe_keys)
+        yield from expiring(tmp.dd, "zadd", scores)
+    if seq:
+        yield from expiring(tmp.ddseq, "set", seq)
+    for kind, maps in (("thread", sections.thread_state), ("channel", sections.channel_state)):
+        for state_part in parts(maps, CHUNK):
+            mapping = {i: dump_map(v) for i, v in state_part}
+            yield from expiring(tmp.states[kind], "hset", None, None, mapping)
+    default_expiry = now + records.ttl_ms(lock_ttl)
+    for lock_part in parts(sections.locks, CHUNK):
+        lock_records = {
+            key: records.dumps(
+                [
+                    lock["owner"],
+                    lock["strategy"],
+                    dump_metadata(lock.get("metadata")),
+                    records.ms(lock.get("acquired_at"), now),
+                    records.ms(lock.get("expires_at"), default_expiry),
+                    lock.get("acquired_at") or False,
+                    lock.get("expires_at") or False,
+                ]
+            )
+            for key, lock in lock_part
+        }
+        yield from expiring(tmp.locks, "hset", None, None, lock_records)
+    for key, entries in sections.pending_locks:
+        items = [
+            records.dumps(
+                [
+                    e["owner"],
+                    e["strategy"],
+                    dump_metadata(e.get("metadata")),
+                    records.ms(e.get("enqueued_at"), now),
+                    e.get("enqueued_at") or False,
+                ]
+            )
+            for e in entries
+        ]
+        if items:
+            for part in parts(items, CHUNK):
+                yield from expiring(tmp.q(key), "rpush", *part)
+            yield from expiring(tmp.qkeys, "sadd", key)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def op_unlink_prefix(prefix: str) -> Op[int]:
+    """Delete every key starting with ``prefix`` (``SCAN`` + ``UNLINK``); how many."""
+    cursor, removed = 0, 0
+    pattern = glob_escape(prefix) + "*"
+    while True:
+        cursor, found = yield (CALL, "scan", (cursor, pattern, 10 * CHUNK))
+        if found:
+            removed += (yield (CALL, "unlink", tuple(found))) or 0
+        if not int(cursor):
+            return removed
+
+
+def parts(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, consumed lazily."""
+    iterator = iter(items)
+    while part := list(itertools.islice(iterator, size)):
+        yield part
