@@ -116,3 +116,84 @@ def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.database)
+def check_functions(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """With ``--database``: an error when the PostgreSQL functions installed are not the ones
+    this code calls (a database migrated by another release, or functions dropped by hand).
+
+    Compared once, here; quiet until chatstate's migrations are all applied (``migrate``
+    installs the functions, and runs these checks before it does).
+    """
+    from django.db.migrations.loader import MigrationLoader
+
+    from chatstate.adapters.database import DatabaseStateAdapter
+    from chatstate.adapters.database.postgres import (
+        FUNCTIONS_VERSION,
+        installed_functions_version,
+    )
+    from chatstate.registry import adapter_class
+
+    cfg = conf.chatstate_settings()
+    try:
+        if not issubclass(adapter_class(cfg["ADAPTER"]), DatabaseStateAdapter):
+            return []
+    except (ImportError, TypeError, ValueError):
+        return []
+    options = cfg["OPTIONS"] if isinstance(cfg["OPTIONS"], dict) else {}
+    alias = options.get("using") or cfg["DATABASE"] or "default"
+    if not databases or alias not in databases or alias not in connections:
+        return []
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or options.get("fast_sql") is False:
+        return []
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    if not set(loader.graph.leaf_nodes("chatstate")) <= set(loader.applied_migrations):
+        return []
+    installed = installed_functions_version(alias)
+    if installed == FUNCTIONS_VERSION:
+        return []
+    return [
+        checks.Error(
+            f"The chatstate functions in database {alias!r} are version {installed or 1}; "
+            f"this chatstate calls version {FUNCTIONS_VERSION}.",
+            hint="Install them with the migration that ships them: manage.py migrate "
+            f"chatstate --database {alias} (or, by hand, the SQL of manage.py sqlmigrate "
+            "chatstate <its name>). If the migration is recorded as applied, unapply and "
+            "reapply it.",
+            id="chatstate.E006",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def check_persistence(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """With ``--deploy``: warn when the Redis adapter's server keeps no append-only file, so a
+    restart would forget claims, locks and queues."""
+    from chatstate.registry import build_adapter
+    from chatstate.types import ChatStateError
+
+    try:
+        adapter = build_adapter()
+    except (ImportError, TypeError, ValueError):
+        return []
+    persistence = getattr(adapter, "persistence", None)
+    if persistence is None:
+        return []
+    try:
+        info = persistence()
+    except (ChatStateError, OSError, Exception):  # unreachable: not this check's to say
+        return []
+    if int(info.get("aof_enabled", 0)):
+        return []
+    return [
+        checks.Warning(
+            f"The Redis server of cache alias {getattr(adapter, 'alias', '?')!r} keeps no "
+            "append-only file: a restart forgets chatstate's claims, locks and queues (a "
+            "message could then be answered twice, or a queued one lost).",
+            hint="Run Redis with appendonly yes and appendfsync everysec (at most a second of "
+            "writes lost in a crash) or always; see the README's Redis section.",
+            id="chatstate.W004",
+        )
+    ]

@@ -32,6 +32,9 @@ class MessageCycle:
 
     * ``duplicate`` — the message was handled before, or is being handled now by a holder
       whose lease still runs (``result`` is None);
+    * ``in_progress`` — a duplicate of a delivery being handled right now: it may still fail,
+      so answer the platform in a way that makes it deliver again later (e.g. 503 with
+      ``Retry-After``), not as handled;
     * ``subscribed`` — whether the thread is subscribed;
     * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
     * ``state`` — the thread's map (``{}`` unless acquired);
@@ -44,8 +47,9 @@ class MessageCycle:
     lease went to another holder. Block raised (or the commit failed): nothing is written;
     the claim is withdrawn and the lock released, its pending entries kept for the next
     holder — unless a commit already ran, which is never undone; the exception propagates.
-    A queued, debounced or refused (``busy``) message's claim is done on entry; a duplicate
-    or a message not acquired writes nothing on exit.
+    A queued or debounced message's claim is done on entry (it is stored); a refused
+    (``busy``) message's claim is released on entry, so that a redelivery is handled; a
+    duplicate or a message not acquired writes nothing on exit.
     """
 
     __slots__ = (
@@ -53,6 +57,7 @@ class MessageCycle:
         "request",
         "_original",
         "duplicate",
+        "in_progress",
         "subscribed",
         "result",
         "state",
@@ -64,6 +69,7 @@ class MessageCycle:
         self.request = request
         self._original: str | None = None
         self.duplicate = False
+        self.in_progress = False
         self.subscribed = False
         self.result: LockResult | None = None
         self.state: dict[str, Any] = {}
@@ -96,6 +102,7 @@ class MessageCycle:
 
     def _entered(self, entry: CycleEntry) -> None:
         self.duplicate = not entry.claimed
+        self.in_progress = entry.in_progress
         self.subscribed = entry.subscribed
         self.result = entry.result
         self.state = entry.state

@@ -153,13 +153,16 @@ class CycleEntry:
 
     ``claimed``: the message was not a duplicate (its claim is now this cycle's);
     ``subscribed``: the thread's subscription, read after the lock; ``result``: the lock's
-    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired).
+    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired);
+    ``in_progress``: not claimed because another delivery of the message is being handled
+    right now (its claim is in progress, its holder alive) rather than done.
     """
 
     claimed: bool
     subscribed: bool
     result: LockResult | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    in_progress: bool = False
 
 
 def to_iso(dt: datetime) -> str:

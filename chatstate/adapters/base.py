@@ -493,7 +493,8 @@ class StateAdapter(abc.ABC):
         Not claimed (a done claim, or one in progress and alive): nothing changes and the
         subscription is read. Claimed: the claim is in progress for ``request.owner``; the
         lock is taken with the request's strategy (none under ``concurrent``); if the
-        message was queued, debounced or refused (``busy``), its claim is done at once. The
+        message was queued or debounced, its claim is done at once; if refused (``busy``),
+        released at once (it stays in the window, but a redelivery is handled). The
         subscription is read after the lock, and the state when acquired.
         """
 

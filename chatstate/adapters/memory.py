@@ -172,11 +172,16 @@ class MemoryStateAdapter(StateAdapter):
         with self._mutex:
             claim = (request.owner, thread_id, now + request.ttl, _time() + request.ttl)
             if not self._claim(request.dedupe_key, request.dedupe_limit, claim, now):
-                return CycleEntry(False, thread_id in self._subscriptions)
+                held = self._dedupe.get(request.dedupe_key)
+                subscribed = thread_id in self._subscriptions
+                return CycleEntry(False, subscribed, in_progress=held is not None)
             result = self._take(request.lock_request(), now) if request.locks else _ACQUIRED
             subscribed = thread_id in self._subscriptions
-            if result is not _ACQUIRED:
+            if result is _BUSY:  # refused: released at once, a redelivery is handled
+                self._dedupe[request.dedupe_key] = (request.owner, "", now, _time())
+            elif result is not _ACQUIRED:
                 self._dedupe[request.dedupe_key] = None  # stored behind the lock: done
+            if result is not _ACQUIRED:
                 return CycleEntry(True, subscribed, result)
             return CycleEntry(True, subscribed, result, self._do_get_state("thread", thread_id))
 

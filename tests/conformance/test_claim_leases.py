@@ -36,10 +36,12 @@ def test_a_message_in_progress_is_a_duplicate_while_its_holder_lives(store: Any)
         assert store.is_duplicate(KEY)
         assert store.claim_dedupe(KEY) is False
         with store.handle_message(KEY, thread_id="t", owner="b") as again:
-            assert (again.duplicate, again.result) == (True, None)
+            assert (again.duplicate, again.in_progress, again.result) == (True, True, None)
         first.state["n"] = 1
     assert store.is_duplicate(KEY)
     assert store.thread_state("t") == {"n": 1}
+    with store.handle_message(KEY, thread_id="t", owner="c") as done:
+        assert (done.duplicate, done.in_progress) == (True, False)
 
 
 def test_a_dead_holders_message_is_handled_by_the_redelivery(store: Any) -> None:
@@ -138,8 +140,8 @@ def test_a_failed_block_withdraws_the_claim_and_frees_the_thread(store: Any) -> 
         assert again.acquired and again.state == {}
 
 
-@pytest.mark.parametrize("strategy", ["queue", "debounce", "reject"])
-def test_a_message_stored_or_refused_behind_the_lock_is_done_at_once(
+@pytest.mark.parametrize("strategy", ["queue", "debounce"])
+def test_a_message_stored_behind_the_lock_is_done_at_once(
     store: Any, strategy: str
 ) -> None:
     assert store.lock("t", "holder", ttl=60) is LockResult.ACQUIRED
@@ -150,6 +152,19 @@ def test_a_message_stored_or_refused_behind_the_lock_is_done_at_once(
     assert store.is_duplicate(KEY)
     with store.handle_message(KEY, thread_id="t", owner="b", strategy=strategy) as again:
         assert again.duplicate
+
+
+def test_a_refused_message_is_handled_when_delivered_again(store: Any) -> None:
+    assert store.lock("t", "holder", ttl=60) is LockResult.ACQUIRED
+    with store.handle_message(KEY, thread_id="t", owner="a", ttl=60) as msg:
+        assert msg.result is LockResult.BUSY
+    assert not store.is_duplicate(KEY)
+    with store.handle_message(KEY, thread_id="t", owner="b") as again:
+        assert (again.duplicate, again.result) == (False, LockResult.BUSY)
+    store.release_lock("t", "holder")
+    with store.handle_message(KEY, thread_id="t", owner="c") as last:
+        assert last.acquired
+    assert store.is_duplicate(KEY)
 
 
 def test_under_concurrent_the_claim_is_the_lease(store: Any) -> None:

@@ -103,14 +103,14 @@ def test_a_duplicate_that_raises_leaves_the_original_claim(store: Any) -> None:
     assert store.is_duplicate(KEY)
 
 
-def test_busy_under_reject_stays_claimed_and_writes_nothing(store: Any) -> None:
+def test_busy_under_reject_releases_the_claim_and_writes_nothing(store: Any) -> None:
     store.lock("t", "holder", "queue")
     store.put_thread_state("t", {"n": 1})
     with store.handle_message(KEY, thread_id="t", owner="w", strategy="reject") as msg:
         assert (msg.duplicate, msg.result, msg.state) == (False, LockResult.BUSY, {})
         msg.state["n"] = 2
     assert msg.pending == []
-    assert store.is_duplicate(KEY)
+    assert not store.is_duplicate(KEY)  # refused: the platform's redelivery is handled
     snap = store.snapshot()
     assert snap.thread_state == {"t": {"n": 1}}
     assert snap.locks["t"]["owner"] == "holder" and snap.pending_locks == {}

@@ -249,3 +249,49 @@ def take_over(
             {"owner": e.owner, "strategy": e.strategy.value, **e.metadata} for e in entries
         ],
     }
+
+
+def deliver_messages(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    message_ids: Sequence[str],
+    threads: int,
+    ttl: float,
+    block: int,
+    hold: float,
+) -> dict[str, int]:
+    """Deliver every message (in this child's own order, see :func:`shuffled_in_blocks`) as
+    a platform would, redelivering until it is handled or found done
+    (:func:`tests.faults.redelivery.deliver`). Message ``m<n>`` goes to thread ``t<n % threads>``.
+    Returns the summed counts of what the deliveries met."""
+    from collections import Counter
+
+    from tests.faults.redelivery import deliver
+
+    met: Counter[str] = Counter()
+    if "started" in events:
+        events["started"].set()  # past the start line: connected, warmed up
+    for message_id in shuffled_in_blocks(message_ids, seed=index, block=block):
+        thread_id = f"t{int(message_id[1:]) % threads}"
+        met.update(
+            deliver(adapter, message_id, thread_id=thread_id, ttl=ttl, attempts=2000, hold=hold)
+        )
+    return dict(met)
+
+
+def enter_and_hang(
+    adapter: Any, index: int, events: Events, *, message_id: str, thread_id: str, ttl: float
+) -> dict[str, Any]:
+    """Take ``message_id`` through ``handle_message`` with a ``ttl`` lease, apply its effect
+    to the block's state, say so, then hang inside the block until killed (never commits)."""
+    with adapter.handle_message(
+        ("platform", message_id), thread_id=thread_id, owner=f"doomed-{message_id}", ttl=ttl
+    ) as msg:
+        if not msg.acquired:
+            raise AssertionError(f"{message_id}: {msg.result}, duplicate={msg.duplicate}")
+        msg.state["seen"] = [*msg.state.get("seen", []), message_id]
+        events["held"].set()
+        time.sleep(600)
+    return {}

@@ -33,35 +33,45 @@ _NOW_SQL = {
     "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
 }
 _SQLITE_RETRIES = 50
-# MySQL/MariaDB client errors that mean the connection is gone: can't connect (2002, 2003),
-# server gone away (2006), lost connection during a query (2013, 2055).
-_MYSQL_GONE = frozenset({2002, 2003, 2006, 2013, 2055})
+# MySQL/MariaDB errors that mean the connection is gone: can't connect (2002, 2003), server
+# gone away (2006), lost connection during a query (2013, 2055), killed (1927).
+_MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
+# PostgreSQL: class 08 (connection exception), and the server shutting down or restarting
+# (57P01 admin shutdown, e.g. pg_terminate_backend; 57P02 crash shutdown; 57P03 starting up).
+_PG_GONE = ("08", "57P01", "57P02", "57P03")
 
 
-def broken(using: str, exc: BaseException) -> bool:
-    """Whether ``exc``, raised on connection ``using``, means the connection is unusable."""
-    connection = connections[using]
-    raw = connection.connection
-    if raw is None:  # never connected, or closed by Django after a failed rollback
+def connection_lost(vendor: str, exc: BaseException) -> bool:
+    """Whether ``exc`` (a Django ``OperationalError``/``InterfaceError``) means the connection
+    to the database was lost or could not be made — rather than, say, a deadlock or a
+    statement timeout on a working connection."""
+    if isinstance(exc, InterfaceError):
         return True
-    if connection.vendor == "postgresql":
-        return bool(getattr(raw, "broken", False) or raw.closed)
-    if connection.vendor == "mysql":
-        return bool(exc.args) and exc.args[0] in _MYSQL_GONE
+    cause = exc.__cause__ or exc
+    if vendor == "postgresql":
+        # psycopg: errors raised by the client itself (the socket closed) have no SQLSTATE.
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        return sqlstate is None or str(sqlstate).startswith(_PG_GONE)
+    if vendor == "mysql":
+        return bool(cause.args) and cause.args[0] in _MYSQL_GONE
     return False
+
+
+def _broken(raw: Any) -> bool:
+    return raw is not None and bool(getattr(raw, "broken", False) or getattr(raw, "closed", 0))
 
 
 @contextmanager
 def guard(using: str) -> Iterator[None]:
-    """Map a connection failure inside the block to ``BackendUnavailable``; close the broken
+    """Map a lost connection inside the block to ``BackendUnavailable``; close a broken
     connection when no transaction is open, so the next call starts on a fresh one."""
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
-        if not broken(using, exc):
-            raise
         connection = connections[using]
-        if not connection.in_atomic_block:
+        if not connection_lost(connection.vendor, exc):
+            raise
+        if not connection.in_atomic_block and _broken(connection.connection):
             connection.close()
         raise BackendUnavailable(
             f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()

@@ -358,9 +358,12 @@ class DatabaseStateAdapter(StateAdapter):
             now = self.now()
             claim = (request.owner, thread_id, now + timedelta(seconds=request.ttl))
             if not self._claim(key, request.dedupe_limit, claim):
-                return CycleEntry(False, self._subscribed(thread_id))
+                busy = self._entry(key).filter(owner__isnull=False).exists()
+                return CycleEntry(False, self._subscribed(thread_id), in_progress=busy)
             result = self._take(request.lock_request(), now) if request.locks else _ACQUIRED
-            if result is not _ACQUIRED:  # stored behind the lock: done
+            if result is LockResult.BUSY:  # refused: released at once, a redelivery is handled
+                self._entry(key).update(thread_id=None, expires_at=now)
+            elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._entry(key).update(owner=None, thread_id=None, expires_at=None)
             subscribed = self._subscribed(thread_id)  # after the lock: the holder's view
             if result is not _ACQUIRED:

@@ -72,6 +72,17 @@ COMMIT = (
 ABORT = "SELECT chatstate_abort(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean)"
 
 
+def installed_functions_version(using: str) -> int | None:
+    """The version of the chatstate functions installed in database ``using`` (``None``: none,
+    or version 1, which did not report one)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure('chatstate_functions_version()') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute("SELECT chatstate_functions_version()")
+        return int(cursor.fetchone()[0])
+
+
 class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     """:class:`DatabaseStateAdapter` whose hot operations are single PostgreSQL statements."""
 
@@ -138,7 +149,7 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     # -- the message cycle: one statement to enter, one to commit ------------------------
 
     def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        claimed, subscribed, result, state = self._fetch(
+        claimed, subscribed, result, state, in_progress = self._fetch(
             ENTER,
             (
                 self.namespace,
@@ -152,7 +163,8 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
             ),
         )
         if result != "acquired":
-            return CycleEntry(bool(claimed), bool(subscribed), result and RESULTS[result])
+            found = result and RESULTS[result]
+            return CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
         return CycleEntry(True, bool(subscribed), LockResult.ACQUIRED, _json(state) or {})
 
     def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:

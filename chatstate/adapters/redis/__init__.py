@@ -111,6 +111,12 @@ class RedisStateAdapter(StateAdapter):
             )
         ]
 
+    def persistence(self) -> dict[str, Any]:
+        """The server's persistence settings (``INFO persistence``): ``aof_enabled``,
+        ``rdb_bgsave_in_progress``, ... (what a restart would keep)."""
+        info: dict[str, Any] = self.connection.info("persistence")
+        return info
+
     def clear(self) -> int:
         """Delete every key of this namespace (``SCAN`` + ``UNLINK``); returns how many."""
         return self.drive(streaming.op_unlink_prefix(self.keys.prefix))
@@ -224,7 +230,7 @@ class RedisStateAdapter(StateAdapter):
             ],
         )
         if not int(reply[0]):
-            return CycleEntry(False, bool(int(reply[1])))
+            return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
         result = RESULTS[text(reply[2])]
         state = reply[3] if len(reply) > 3 else None
         return CycleEntry(

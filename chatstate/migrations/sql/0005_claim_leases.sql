@@ -1,7 +1,9 @@
--- Version 1's functions whose signatures changed (a new signature is a new function).
+-- Version 1's functions whose signatures or results changed (a new signature is a new
+-- function; a new result needs the old one dropped first).
 DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb);
 DROP FUNCTION IF EXISTS chatstate_withdraw(text, text, text);
 DROP FUNCTION IF EXISTS chatstate_claim(text, text, text, bigint);
+DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8);
 
 -- chatstate's PostgreSQL functions: the fast path of DatabaseStateAdapter (one call, one round
 -- trip and one commit per operation). Installed by migrations from frozen copies of this file
@@ -172,22 +174,34 @@ END $$;
 
 
 -- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
--- reads, in one step. A message queued, debounced or refused behind the lock is done at once.
+-- reads, in one step. A message queued or debounced behind the lock is done at once; one
+-- refused (busy) has its claim released at once, so that its redelivery is handled.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8,
-    OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb)
+    OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
+    OUT in_progress boolean)
 LANGUAGE plpgsql AS $$
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl);
-    IF claimed THEN
+    in_progress := false;
+    IF NOT claimed THEN
+        -- A duplicate: done, or being handled right now by another delivery.
+        in_progress := EXISTS (SELECT 1 FROM chatstate_dedupeentry WHERE namespace = p_ns
+            AND adapter = p_adapter AND message_id = p_mid AND owner IS NOT NULL);
+    ELSE
         IF p_strategy = 'concurrent' THEN
             result := 'acquired';
         ELSE
             result := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
                                      NULL, 'drop_oldest');
         END IF;
-        IF result <> 'acquired' THEN
+        IF result = 'busy' THEN
+            -- Refused: the claim is released at once (a redelivery is handled), in place.
+            UPDATE chatstate_dedupeentry SET thread_id = NULL, expires_at = statement_timestamp()
+                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        ELSIF result <> 'acquired' THEN
+            -- Queued or debounced: stored behind the lock, the message counts as done.
             UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
                 WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
         END IF;

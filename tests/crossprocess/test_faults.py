@@ -1,0 +1,120 @@
+"""Faults across OS processes: connections killed under load, a holder killed mid-message.
+
+The invariant of every test: each message id's effect (its id in its thread's ``seen``)
+applied exactly once, none lost — counted, with the faults injected, in the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from tests import services
+from tests.crossprocess.harness import Crew
+from tests.faults.redelivery import deliver, tally
+
+pytestmark = pytest.mark.crossprocess
+
+
+def _kill_connections(kind: str, spare: int) -> int:
+    """Kill every connection of the children to the server (not the parent's: its backend
+    ``spare``, and the killer's own)."""
+    if kind == "redis":
+        import redis
+
+        db = int(services.REDIS_URL.rsplit("/", 1)[1])
+        admin = redis.Redis.from_url(services.REDIS_URL)
+        try:
+            mine = admin.client_id()
+            victims = [c for c in admin.client_list() if int(c["db"]) == db and
+                       int(c["id"]) != mine]
+            return sum(admin.client_kill_filter(_id=c["id"]) for c in victims)
+        finally:
+            admin.close()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND pid <> %s AND backend_type = 'client backend'",
+            [spare],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_connections_killed_under_load_neither_double_nor_lose(
+    request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
+) -> None:
+    kind = request.node.callspec.params["store"]
+    processes, messages, threads = 3, 60, 3
+    ids = [f"m{n}" for n in range(messages)]
+    started = crew.event("started")
+    batch = crew.start(
+        "deliver_messages",
+        [{"message_ids": ids, "threads": threads, "ttl": 1.0, "block": 6, "hold": 0.005}]
+        * processes,
+        timeout=120,
+    )
+    killed, rounds = 0, 0
+    stop = threading.Event()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        spare = int(cursor.fetchone()[0])
+
+    def killer() -> None:
+        nonlocal killed, rounds
+        started.wait(timeout=60)  # the children's warm-up is not under test
+        try:
+            while not stop.wait(0.2):
+                killed += _kill_connections(kind, spare)
+                rounds += 1
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        reports = batch.wait()
+    finally:
+        stop.set()
+        thread.join()
+    seen = [i for t in range(threads) for i in store.thread_state(f"t{t}").get("seen", [])]
+    counts = tally(seen, ids)
+    unavailable = sum(r.get("unavailable", 0) for r in reports)
+    figures(backend=kind, processes=processes, kill_rounds=rounds, connections_killed=killed,
+            unavailable=unavailable, seconds=batch.seconds, **counts)
+    assert killed >= 3, "too few connections were killed to mean anything"
+    assert counts == {"messages": messages, "applied": messages, "doubles": 0, "lost": 0}
+    assert sum(r.get("handled", 0) for r in reports) == messages
+    assert store.snapshot().locks == {}
+
+
+def test_a_killed_holders_message_is_handled_after_its_lease(
+    request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
+) -> None:
+    kind = request.node.callspec.params["store"]
+    ttl = 1.0
+    held = crew.event("held")
+    doomed = crew.start(
+        "enter_and_hang", [{"message_id": "m1", "thread_id": "t", "ttl": ttl}], timeout=120
+    )
+    assert held.wait(timeout=60), "the holder never reported holding the message"
+    (holder,) = doomed.processes
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(timeout=10)
+    started = time.monotonic()
+    met = deliver(store, "m1", thread_id="t", ttl=60, pause=0.05)
+    waited = time.monotonic() - started
+    counts = tally(store.thread_state("t").get("seen", []), ["m1"])
+    figures(backend=kind, redeliveries=met.get("redeliveries", 0), handled_after=waited,
+            **counts)
+    assert met.get("handled") == 1 and met.get("in_progress", 0) >= 1
+    assert counts == {"messages": 1, "applied": 1, "doubles": 0, "lost": 0}
+    assert store.is_duplicate(("platform", "m1"))

@@ -1,0 +1,85 @@
+"""A chat platform's redelivery, as the fault tests need it: again until answered.
+
+:func:`deliver` runs one message through ``handle_message`` the way a webhook view would and
+redelivers it on every answer that means "try again later" — the backend was unavailable, the
+lease was lost, the thread was busy, or another delivery of the message is still in progress
+— until the message is handled or found done. Its effect is one entry in the thread's state
+(``seen``: the ids handled there), so :func:`tally` can count, per message id, how often its
+effect was applied: exactly once is the invariant.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from chatstate import BackendUnavailable, LeaseLost
+
+
+class Undelivered(AssertionError):
+    """A message was still not handled after every redelivery."""
+
+
+def deliver(
+    store: Any,
+    message_id: str,
+    *,
+    thread_id: str,
+    ttl: float,
+    attempts: int = 200,
+    pause: float = 0.02,
+    hold: float = 0.0,
+    before_commit: Callable[[], None] | None = None,
+    before_enter: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Deliver ``message_id`` until it is handled or a duplicate of a done message.
+
+    ``before_enter`` / ``before_commit`` run before each delivery's entry and inside its
+    block just before the commit (a test arms its faults there); ``hold`` seconds are spent
+    in each acquired block (the handler's work). Returns what the deliveries
+    met: ``{"handled": 0|1, "redeliveries": n, "unavailable": n, ...}``.
+    """
+    met: Counter[str] = Counter()
+    for _ in range(attempts):
+        owner = f"{message_id}-{uuid.uuid4().hex[:8]}"  # one owner per delivery
+        try:
+            if before_enter is not None:
+                before_enter()
+            with store.handle_message(
+                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl
+            ) as msg:
+                if msg.duplicate and not msg.in_progress:
+                    met["done"] += 1
+                    return dict(met)
+                if msg.acquired:
+                    msg.state["seen"] = [*msg.state.get("seen", []), message_id]
+                    if hold:
+                        time.sleep(hold)
+                    if before_commit is not None:
+                        before_commit()
+            if msg.acquired:
+                met["handled"] += 1
+                return dict(met)
+            met["in_progress" if msg.duplicate else "busy"] += 1
+        except BackendUnavailable:
+            met["unavailable"] += 1
+        except LeaseLost:
+            met["lease_lost"] += 1
+        met["redeliveries"] += 1
+        time.sleep(pause)
+    raise Undelivered(f"{message_id} was not handled after {attempts} deliveries: {dict(met)}")
+
+
+def tally(seen: Iterable[str], message_ids: Iterable[str]) -> dict[str, int]:
+    """``{"messages", "applied", "doubles", "lost"}`` of the effects ``seen`` in the state."""
+    counts = Counter(seen)
+    ids = list(message_ids)
+    return {
+        "messages": len(ids),
+        "applied": sum(1 for i in ids if counts[i] == 1),
+        "doubles": sum(1 for i in ids if counts[i] > 1),
+        "lost": sum(1 for i in ids if counts[i] == 0),
+    }

@@ -1,0 +1,111 @@
+"""The upgrade path of the PostgreSQL functions: frozen copies, a reported version, a check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from chatstate import LockResult
+from chatstate.adapters.database import DatabaseStateAdapter
+from chatstate.adapters.database.postgres import (
+    FUNCTIONS_FILE,
+    FUNCTIONS_VERSION,
+    installed_functions_version,
+)
+from chatstate.checks import check_functions
+from chatstate.migrations import frozen_sql
+from tests.conftest import VENDOR
+
+
+def _latest() -> str:
+    executor = MigrationExecutor(connection)
+    (leaf,) = executor.loader.graph.leaf_nodes("chatstate")
+    return leaf[1]
+
+
+def test_the_latest_migration_installs_the_functions_the_code_calls() -> None:
+    """A change to functions.sql must ship in a migration (its frozen copy), not alone."""
+    installed = frozen_sql(f"{_latest_functions_migration()}.sql")
+    assert installed.endswith(FUNCTIONS_FILE.read_text(encoding="utf-8"))
+    assert f"SELECT {FUNCTIONS_VERSION} $$" in FUNCTIONS_FILE.read_text(encoding="utf-8")
+
+
+def _latest_functions_migration() -> str:
+    from chatstate.migrations import SQL_DIR
+
+    names = sorted(p.stem for p in SQL_DIR.glob("*.sql") if not p.stem.endswith(".reverse"))
+    return names[-1]
+
+
+def _migrate(target: str) -> None:
+    call_command("migrate", "chatstate", target, verbosity=0)
+
+
+def _has_function(signature: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature])
+        return bool(cursor.fetchone()[0])
+
+
+if VENDOR == "postgresql":
+
+    def test_a_database_of_0002_upgrades_to_the_current_functions(transactional_db: None) -> None:
+        latest = _latest()
+        try:
+            _migrate("0002")
+            assert installed_functions_version("default") is None
+            assert _has_function("chatstate_claim(text, text, text, bigint)")
+            assert check_functions(databases=["default"]) == []  # migrations pending: quiet
+            _migrate(latest)
+            assert installed_functions_version("default") == FUNCTIONS_VERSION
+            assert not _has_function("chatstate_claim(text, text, text, bigint)")
+            assert check_functions(databases=["default"]) == []
+            _smoke(DatabaseStateAdapter(namespace="upgraded"))
+        finally:
+            _migrate(latest)
+
+    def test_outdated_functions_are_a_system_check_error(transactional_db: None) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP FUNCTION chatstate_functions_version()")
+        try:
+            (error,) = check_functions(databases=["default"])
+            assert error.id == "chatstate.E006"
+            assert f"version 1; this chatstate calls version {FUNCTIONS_VERSION}" in error.msg
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(frozen_sql(f"{_latest_functions_migration()}.sql"))
+        assert check_functions(databases=["default"]) == []
+
+    def test_sqlmigrate_prints_the_functions(db: None) -> None:
+        import io
+
+        out = io.StringIO()
+        call_command("sqlmigrate", "chatstate", _latest_functions_migration(), stdout=out)
+        assert "CREATE OR REPLACE FUNCTION chatstate_enter(" in out.getvalue()
+        assert "CANNOT BE WRITTEN AS SQL" not in out.getvalue()
+
+
+def _smoke(store: Any) -> None:
+    """The conformance suite's smoke: a cycle, a duplicate, a lock, a lease-held claim."""
+    assert store.fast_sql
+    store.subscribe("t")
+    with store.handle_message(("s", "m1"), thread_id="t", owner="a") as msg:
+        assert msg.acquired and msg.subscribed
+        msg.state["n"] = 1
+        with store.handle_message(("s", "m1"), thread_id="t", owner="b") as again:
+            assert again.duplicate and again.in_progress
+    with store.handle_message(("s", "m1"), thread_id="t", owner="c") as done:
+        assert done.duplicate and not done.in_progress
+    assert store.thread_state("t") == {"n": 1}
+    assert store.lock("t", "a") is LockResult.ACQUIRED
+    assert store.lock("t", "b", "queue") is LockResult.QUEUED
+    assert [e.owner for e in store.release_lock("t", "a")] == ["b"]
+
+
+@pytest.mark.parametrize("name", ["0002_postgresql_functions", "0005_claim_leases"])
+def test_frozen_copies_are_not_empty(name: str) -> None:
+    assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")
