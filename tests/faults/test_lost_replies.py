@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 from chatstate.adapters.redis import scripts
 from tests.faults.conftest import Proxied
@@ -38,7 +37,9 @@ def test_lost_replies_neither_double_nor_lose_a_message(
     for message_id in ids:
         faults = {"enter": rng.random() < 0.3, "commit": rng.random() < 0.6}
 
-        def arm(point: str, pattern: bytes) -> Callable[[], None]:
+        def arm(
+            point: str, pattern: bytes, faults: dict[str, bool] = faults
+        ) -> Callable[[], None]:
             def hook() -> None:
                 if faults[point]:  # the first delivery's only
                     faults[point] = False
