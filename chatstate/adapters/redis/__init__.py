@@ -49,15 +49,21 @@ T = TypeVar("T")
 
 
 class RedisStateAdapter(StateAdapter):
-    """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias."""
+    """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias.
+
+    ``client``: a ``redis.Redis`` to use instead of the alias's (the alias still names it
+    in messages). It must not retry commands after a connection failure.
+    """
 
     name = "redis"
 
-    def __init__(self, namespace: str | None = None, alias: str = "default") -> None:
+    def __init__(
+        self, namespace: str | None = None, alias: str = "default", client: Any = None
+    ) -> None:
         super().__init__(namespace)
         self.alias: str = check_id(alias, "alias")
         self.keys = Keys(namespace_prefix(self.namespace))
-        self._client: Any = None
+        self._client: Any = client
         self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def __repr__(self) -> str:

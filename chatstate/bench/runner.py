@@ -1,34 +1,10 @@
-"""The message-cycle benchmark behind ``manage.py chatstate_bench``.
+"""The message-cycle benchmark behind ``manage.py chatstate_bench``: the worker processes.
 
 ``run_bench`` runs M message cycles split over N worker *processes* (``multiprocessing``
 spawn: each child calls ``django.setup()`` with the parent's ``DJANGO_SETTINGS_MODULE``),
-released together by a barrier, and returns one figures dict (see :data:`FIELDS`).
-
-A cycle is DESIGN.md's hot path — claim the dedupe key, check the subscription, take the
-thread lock, read the thread state, write it (a counter incremented), release the lock —
-run one of three ways (``mode``):
-
-* ``cycle`` — through ``handle_message`` (the public API a webhook view uses);
-* ``primitives`` — the six public calls one by one (``claim_dedupe``, ``is_subscribed``,
-  ``lock``, ``thread_state``, ``put_thread_state``, ``release_lock``);
-* ``raw`` — PostgreSQL only: a plain psycopg connection (no Django, no chatstate Python)
-  sending the two statements of the fast path, ``chatstate_enter`` and ``chatstate_commit``
-  in autocommit mode. It is the floor the Django path is measured against. (A bare two-CTE
-  cycle would be no faster and loses a guarantee: a CTE reads the state in the snapshot its
-  statement started with, so a lock freed while the statement waited would hand back the
-  state from before the previous holder's write; the functions re-read after locking.)
-
-Each worker uses its own 100 threads (round robin) and unique message ids, so the cycles
-are uncontended on the lock and the figures show the cost of the cycle itself.
-
-Statements and commits per cycle are counted in the parent, on one warm cycle (a thread
-whose state row already exists), with :func:`count_cycle`: statements through
-``connection.execute_wrapper``; commits as the transactions the cycle ends — each statement
-run outside ``transaction.atomic()`` (autocommit: one statement, one transaction) plus each
-outermost atomic block that commits. ``write_commits_per_cycle`` counts only those
-transactions that change or lock rows (a statement starting with INSERT/UPDATE/DELETE, one
-with FOR UPDATE, or a call of a ``chatstate_`` function that writes) — the ones that cost
-a WAL flush. For Redis, round trips are counted instead (each command or pipeline sent).
+released together by a barrier, and returns one figures dict (see :data:`FIELDS`). A cycle is
+DESIGN.md's hot path (see :mod:`.cycles` for its three modes); statements, commits and round
+trips per cycle are counted in the parent on one warm cycle (:mod:`.counting`).
 """
 
 from __future__ import annotations
@@ -37,12 +13,13 @@ import contextlib
 import itertools
 import multiprocessing
 import os
-import re
 import statistics
 import time
 from array import array
-from collections.abc import Callable, Iterator
 from typing import Any
+
+from chatstate.bench.counting import count_cycle
+from chatstate.bench.cycles import ADAPTERS, Config, cycle_fn, make_adapter, thread_ids
 
 FIELDS = (
     "adapter",
@@ -61,124 +38,10 @@ FIELDS = (
     "round_trips_per_cycle",
     "history",
 )
-ADAPTERS = ("memory", "database", "redis")
 MODES = ("cycle", "primitives", "raw")
-THREADS_PER_WORKER = 100
 #: Public calls per cycle, for ``ops_per_s``.
 OPS_PER_CYCLE = {"cycle": 1, "primitives": 6, "raw": 1}
 _WARMUP_CYCLES = 20
-
-Config = dict[str, Any]
-
-
-# -- building adapters ---------------------------------------------------------------------
-
-
-def make_adapter(config: Config) -> Any:
-    """The adapter ``config`` names, in the benchmark's namespace."""
-    kind, namespace = config["adapter"], config["namespace"]
-    if kind == "memory":
-        from chatstate.adapters.memory import MemoryStateAdapter
-
-        return MemoryStateAdapter(namespace=namespace)
-    if kind == "database":
-        from chatstate.adapters.database import DatabaseStateAdapter
-
-        return DatabaseStateAdapter(
-            namespace=namespace, using=config["using"], fast_sql=config["fast_sql"]
-        )
-    if kind == "redis":
-        try:
-            from chatstate.adapters.redis import RedisStateAdapter
-        except ImportError as exc:
-            raise ValueError(
-                f"--adapter redis: chatstate.adapters.redis is unavailable ({exc})"
-            ) from exc
-        return RedisStateAdapter(namespace=namespace, alias=config["redis_alias"])
-    raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {kind!r}")
-
-
-def thread_ids(worker: int) -> list[str]:
-    """The threads worker ``worker`` cycles over (its own, so no lock is contended)."""
-    return [f"bench-w{worker}-t{j}" for j in range(THREADS_PER_WORKER)]
-
-
-# -- one cycle, three ways -----------------------------------------------------------------
-
-
-def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]:
-    """A function running cycle ``i`` of ``worker`` in the configured mode."""
-    threads = thread_ids(worker)
-    owner = f"bench-worker-{worker}"
-    limit = config["dedupe_limit"]
-    prefix = f"w{worker}-{config['run_id']}-m"
-    n_threads = len(threads)
-    mode = config["mode"]
-
-    if mode == "cycle":
-
-        def run_cycle(i: int) -> None:
-            with adapter.handle_message(
-                ("bench", f"{prefix}{i}"),
-                thread_id=threads[i % n_threads],
-                owner=owner,
-                dedupe_limit=limit,
-            ) as msg:
-                if msg.acquired:
-                    msg.state["n"] = msg.state.get("n", 0) + 1
-
-        return run_cycle
-
-    if mode == "primitives":
-
-        def run_primitives(i: int) -> None:
-            thread = threads[i % n_threads]
-            if not adapter.claim_dedupe(("bench", f"{prefix}{i}"), limit):
-                return
-            adapter.is_subscribed(thread)
-            if adapter.lock(thread, owner) != "acquired":
-                return
-            state = adapter.thread_state(thread)
-            state["n"] = state.get("n", 0) + 1
-            adapter.put_thread_state(thread, state)
-            adapter.release_lock(thread, owner)
-
-        return run_primitives
-
-    return raw_cycle_fn(config, adapter, threads, owner, prefix)
-
-
-def raw_cycle_fn(
-    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
-) -> Callable[[int], None]:
-    """The raw baseline: the fast path's two statements from a plain psycopg connection."""
-    import json
-
-    import psycopg
-
-    conn = psycopg.connect(**config["psycopg"], autocommit=True)
-    enter = (
-        "SELECT * FROM chatstate_enter(%s::text, 'bench', %s::text, %s::bigint, %s::text,"
-        " %s::text, 'reject', '{}'::jsonb, %s::float8)"
-    )
-    commit = "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb)"
-    ns, limit, ttl = config["namespace"], config["dedupe_limit"], adapter.lock_ttl
-    n_threads = len(threads)
-    cursor = conn.cursor()
-
-    def run_raw(i: int) -> None:
-        thread = threads[i % n_threads]
-        cursor.execute(enter, (ns, f"{prefix}{i}", limit, thread, owner, ttl), prepare=True)
-        claimed, _subscribed, result, state = cursor.fetchone()  # type: ignore[misc]
-        if claimed and result == "acquired":
-            state = state or {}
-            state["n"] = state.get("n", 0) + 1
-            cursor.execute(commit, (ns, thread, owner, json.dumps(state)), prepare=True)
-            released, holder, _pending = cursor.fetchone()  # type: ignore[misc]
-            if not released:
-                raise RuntimeError(f"raw cycle lost the lock {thread!r} to {holder!r}")
-
-    return run_raw
 
 
 # -- the worker processes ------------------------------------------------------------------
@@ -271,137 +134,6 @@ def _run_workers(config: Config) -> tuple[float, list[float]]:
         chunk.frombytes(r[3])
         latencies.extend(chunk)
     return seconds, latencies
-
-
-# -- counting statements, commits and round trips ------------------------------------------
-
-
-_WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE")
-_WRITING_FUNCTION = re.compile(r"\bchatstate_(claim|withdraw|lock|release|enter|commit|abort)\(")
-
-
-def _is_write(sql: str) -> bool:
-    """Whether ``sql`` writes or locks rows (so its transaction's commit flushes WAL)."""
-    text = sql.lstrip()
-    return (
-        text.upper().startswith(_WRITE_PREFIXES)
-        or "FOR UPDATE" in text.upper()
-        or _WRITING_FUNCTION.search(text) is not None
-    )
-
-
-_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-
-
-@contextlib.contextmanager
-def count_statements(using: str) -> Iterator[dict[str, int]]:
-    """Count the statements, round trips and committed transactions on ``using`` in the block.
-
-    Yields ``{"statements", "round_trips", "commits", "write_commits"}``, filled in as the
-    block runs:
-
-    * ``statements`` — every statement sent through a Django cursor (savepoints included);
-    * ``round_trips`` — those, plus the BEGIN and COMMIT the driver sends around each
-      outermost ``transaction.atomic()`` block (on SQLite, in process, Django sends its own
-      BEGIN as a statement and COMMIT costs no round trip). This is what Django logs in
-      ``connection.queries`` and what ``django_assert_num_queries`` counts;
-    * ``commits`` — committed transactions: each statement run outside
-      ``transaction.atomic()`` (autocommit) and each outermost atomic block that commits;
-    * ``write_commits`` — those transactions that write or lock rows (see :func:`_is_write`):
-      the ones that cost a WAL flush.
-    """
-    from django.db import connections
-
-    connection = connections[using]
-    counts = {"statements": 0, "round_trips": 0, "commits": 0, "write_commits": 0}
-    pending_write = [False]
-    driver_begin = connection.vendor != "sqlite"
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        counts["statements"] += 1
-        counts["round_trips"] += 1
-        control = sql.lstrip().upper().startswith(_TRANSACTION_CONTROL)
-        if connection.in_atomic_block or not connection.get_autocommit():
-            pending_write[0] = pending_write[0] or _is_write(sql)
-        elif not control:
-            counts["commits"] += 1
-            counts["write_commits"] += _is_write(sql)
-        return execute(sql, params, many, context)
-
-    original_commit = connection.commit
-
-    def commit() -> None:
-        counts["commits"] += 1
-        counts["write_commits"] += pending_write[0]
-        counts["round_trips"] += 2 if driver_begin else 1
-        pending_write[0] = False
-        original_commit()
-
-    connection.commit = commit  # type: ignore[method-assign]
-    try:
-        with connection.execute_wrapper(wrapper):
-            yield counts
-    finally:
-        del connection.commit
-
-
-@contextlib.contextmanager
-def count_redis_round_trips() -> Iterator[dict[str, int]]:
-    """Count Redis round trips in the block: each command, each pipeline executed."""
-    import redis.client
-
-    counts = {"round_trips": 0}
-    classes = (redis.client.Redis, redis.client.Pipeline)
-    originals = (redis.client.Redis.execute_command, redis.client.Pipeline.execute)
-
-    def command(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(self, redis.client.Pipeline):
-            counts["round_trips"] += 1
-        return originals[0](self, *args, **kwargs)
-
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counts["round_trips"] += 1
-        return originals[1](self, *args, **kwargs)
-
-    classes[0].execute_command = command  # type: ignore[method-assign]
-    classes[1].execute = execute  # type: ignore[method-assign]
-    try:
-        yield counts
-    finally:
-        classes[0].execute_command = originals[0]  # type: ignore[method-assign]
-        classes[1].execute = originals[1]  # type: ignore[method-assign]
-
-
-def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
-    """Statements, commits and round trips of one warm cycle, run in this process."""
-    run = cycle_fn(config, adapter, config["workers"])  # a thread set no worker uses
-    run(-1_000_001)  # creates the thread's state row: the counted cycle is a warm one
-    figures: dict[str, int | None] = {
-        "statements_per_cycle": None,
-        "commits_per_cycle": None,
-        "write_commits_per_cycle": None,
-        "round_trips_per_cycle": None,
-    }
-    if config["adapter"] == "database" and config["mode"] != "raw":
-        with count_statements(config["using"]) as counts:
-            run(-1_000_002)
-        figures["statements_per_cycle"] = counts["statements"]
-        figures["commits_per_cycle"] = counts["commits"]
-        figures["write_commits_per_cycle"] = counts["write_commits"]
-        figures["round_trips_per_cycle"] = counts["round_trips"]
-    elif config["mode"] == "raw":
-        # By construction: chatstate_enter + chatstate_commit, autocommit, both write.
-        figures.update(
-            statements_per_cycle=2,
-            commits_per_cycle=2,
-            write_commits_per_cycle=2,
-            round_trips_per_cycle=2,
-        )
-    elif config["adapter"] == "redis":
-        with count_redis_round_trips() as rt:
-            run(-1_000_002)
-        figures["round_trips_per_cycle"] = rt["round_trips"]
-    return figures
 
 
 # -- preparing and cleaning the namespace --------------------------------------------------

@@ -1,0 +1,135 @@
+"""One benchmark cycle, run three ways (``mode``), and the adapter it runs on.
+
+* ``cycle`` — through ``handle_message`` (the public API a webhook view uses);
+* ``primitives`` — the six public calls one by one (``claim_dedupe``, ``is_subscribed``,
+  ``lock``, ``thread_state``, ``put_thread_state``, ``release_lock``);
+* ``raw`` — PostgreSQL only: a plain psycopg connection (no Django, no chatstate Python)
+  sending the two statements of the fast path, ``chatstate_enter`` and ``chatstate_commit``
+  in autocommit mode, prepared. It is the floor the Django path is measured against.
+
+Each worker uses its own threads (round robin) and unique message ids, so the cycles are
+uncontended on the lock and the figures show the cost of the cycle itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Config = dict[str, Any]
+THREADS_PER_WORKER = 100
+ADAPTERS = ("memory", "database", "redis")
+
+
+# -- building adapters ---------------------------------------------------------------------
+
+
+def make_adapter(config: Config) -> Any:
+    """The adapter ``config`` names, in the benchmark's namespace."""
+    kind, namespace = config["adapter"], config["namespace"]
+    if kind == "memory":
+        from chatstate.adapters.memory import MemoryStateAdapter
+
+        return MemoryStateAdapter(namespace=namespace)
+    if kind == "database":
+        from chatstate.adapters.database import DatabaseStateAdapter
+
+        return DatabaseStateAdapter(
+            namespace=namespace, using=config["using"], fast_sql=config["fast_sql"]
+        )
+    if kind == "redis":
+        try:
+            from chatstate.adapters.redis import RedisStateAdapter
+        except ImportError as exc:
+            raise ValueError(
+                f"--adapter redis: chatstate.adapters.redis is unavailable ({exc})"
+            ) from exc
+        return RedisStateAdapter(namespace=namespace, alias=config["redis_alias"])
+    raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {kind!r}")
+
+
+def thread_ids(worker: int) -> list[str]:
+    """The threads worker ``worker`` cycles over (its own, so no lock is contended)."""
+    return [f"bench-w{worker}-t{j}" for j in range(THREADS_PER_WORKER)]
+
+
+# -- one cycle, three ways -----------------------------------------------------------------
+
+
+def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]:
+    """A function running cycle ``i`` of ``worker`` in the configured mode."""
+    threads = thread_ids(worker)
+    owner = f"bench-worker-{worker}"
+    limit = config["dedupe_limit"]
+    prefix = f"w{worker}-{config['run_id']}-m"
+    n_threads = len(threads)
+    mode = config["mode"]
+
+    if mode == "cycle":
+
+        def run_cycle(i: int) -> None:
+            with adapter.handle_message(
+                ("bench", f"{prefix}{i}"),
+                thread_id=threads[i % n_threads],
+                owner=owner,
+                dedupe_limit=limit,
+            ) as msg:
+                if msg.acquired:
+                    msg.state["n"] = msg.state.get("n", 0) + 1
+
+        return run_cycle
+
+    if mode == "primitives":
+
+        def run_primitives(i: int) -> None:
+            thread = threads[i % n_threads]
+            if not adapter.claim_dedupe(("bench", f"{prefix}{i}"), limit):
+                return
+            adapter.is_subscribed(thread)
+            if adapter.lock(thread, owner) != "acquired":
+                return
+            state = adapter.thread_state(thread)
+            state["n"] = state.get("n", 0) + 1
+            adapter.put_thread_state(thread, state)
+            adapter.release_lock(thread, owner)
+
+        return run_primitives
+
+    return raw_cycle_fn(config, adapter, threads, owner, prefix)
+
+
+def raw_cycle_fn(
+    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
+) -> Callable[[int], None]:
+    """The raw baseline: the fast path's two statements from a plain psycopg connection."""
+    import json
+
+    import psycopg
+
+    conn = psycopg.connect(**config["psycopg"], autocommit=True)
+    enter = (
+        "SELECT * FROM chatstate_enter(%s::text, 'bench', %s::text, %s::bigint, %s::text,"
+        " %s::text, 'reject', '{}'::jsonb, %s::float8)"
+    )
+    commit = (
+        "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, 'bench',"
+        " %s::text, true)"
+    )
+    ns, limit, ttl = config["namespace"], config["dedupe_limit"], adapter.lock_ttl
+    n_threads = len(threads)
+    cursor = conn.cursor()
+
+    def run_raw(i: int) -> None:
+        thread = threads[i % n_threads]
+        cursor.execute(enter, (ns, f"{prefix}{i}", limit, thread, owner, ttl), prepare=True)
+        claimed, _subscribed, result, state, _in_progress = cursor.fetchone()  # type: ignore[misc]
+        if claimed and result == "acquired":
+            state = state or {}
+            state["n"] = state.get("n", 0) + 1
+            message = f"{prefix}{i}"
+            cursor.execute(commit, (ns, thread, owner, json.dumps(state), message), prepare=True)
+            released, holder, _pending = cursor.fetchone()  # type: ignore[misc]
+            if not released:
+                raise RuntimeError(f"raw cycle lost the lock {thread!r} to {holder!r}")
+
+    return run_raw
