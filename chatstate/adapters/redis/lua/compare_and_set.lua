@@ -1,0 +1,4 @@
+-- KEYS: hash. ARGV: field, expected ('' when absent), new. Returns 1 when written.
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1

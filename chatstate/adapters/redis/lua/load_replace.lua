@@ -1,0 +1,22 @@
+-- Loading a snapshot, replacing: the new state was built under a temporary prefix; switch to
+-- it in one step. The keys of one namespace share a hash tag (one cluster slot), so the
+-- pending-list keys computed from the qkeys set inside the script stay on one node.
+-- ARGV: live prefix, temporary prefix.
+local live, tmp = ARGV[1], ARGV[2]
+local sections = {'subs', 'dd', 'ddseq', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}
+
+for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
+    redis.call('UNLINK', live .. 'q:' .. k)
+end
+for _, name in ipairs(sections) do
+    redis.call('UNLINK', live .. name)
+    if redis.call('EXISTS', tmp .. name) == 1 then
+        redis.call('RENAME', tmp .. name, live .. name)
+        redis.call('PERSIST', live .. name)
+    end
+end
+for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
+    redis.call('RENAME', tmp .. 'q:' .. k, live .. 'q:' .. k)
+    redis.call('PERSIST', live .. 'q:' .. k)
+end
+return 1
