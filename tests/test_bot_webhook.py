@@ -138,23 +138,11 @@ def test_followed_thread_answers_every_message_until_stop(bot: Any, post: Post) 
 
 # -- validation --------------------------------------------------------------------------
 
-def _raw(field: str, raw: bytes) -> bytes:
-    """A valid message whose ``field`` is the raw JSON text ``raw``."""
-    return body_of(message("m1", **{field: "RAW"})).replace(b'"RAW"', raw)
-
-
-INVALID: list[tuple[str, Any, str | None]] = [
+# Hostile bodies (NUL, lone surrogates, deep nesting, huge numbers): test_bot_webhook_hostile.py
+INVALID: list[tuple[str, Any, str]] = [
     ("not json", b"{nope", "body"),
     ("not an object", [1, 2], "body"),
     ("not utf-8", b"\xff\xfe{}", "body"),
-    ("utf-16", json.dumps(message("m1")).encode("utf-16"), "body"),
-    ("raw surrogate bytes", _raw("text", b'"\xed\xa0\x80"'), "body"),
-    ("5000 nested arrays", b"[" * 5000 + b"]" * 5000, "body"),
-    ("5000 nested arrays in text", _raw("text", b"[" * 5000 + b"]" * 5000), "text"),
-    ("2000 nested objects in an extra field",  # (5000 would be over the 16 KiB limit)
-     _raw("extra", b'{"a":' * 2000 + b"1" + b"}" * 2000), "extra"),
-    ("repeated message_id", body_of(message("m1"))[:-1] + b', "message_id": "m2"}',
-     "message_id"),
     *[(f"missing {f}", {k: v for k, v in message("m1").items() if k != f}, f)
       for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text", "ts")],
     ("platform not a string", message("m1", platform=7), "platform"),
@@ -174,30 +162,17 @@ INVALID: list[tuple[str, Any, str | None]] = [
     ("ts negative", message("m1", ts=-1), "ts"),
     ("ts a boolean", message("m1", ts=True), "ts"),
     ("ts infinite", message("m1", ts="inf"), "ts"),
-    ("ts a huge integer", _raw("ts", b"9" * 400), "ts"),
-    ("ts a 5000-digit integer", _raw("ts", b"9" * 5000), "ts"),
-    ("ts a huge integer string", message("m1", ts="9" * 5000), "ts"),
-    ("ts after year 9999", message("m1", ts=253402300800), "ts"),
-    ("ts NaN", _raw("ts", b"NaN"), "ts"),
-    *[(f"NUL in {f}", message("m1", **{f: "a\x00b"}), f)
-      for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text")],
-    # json.dumps writes lone surrogates as \ud800 escapes, as a hostile sender would.
-    *[(f"lone surrogate in {f}", message("m1", **{f: "a\ud800"}), f)
-      for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text")],
-    ("lone low surrogate in text", message("m1", text="\udc00 hi"), "text"),
 ]
 
 
 @pytest.mark.parametrize(("case", "data", "field"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_message_is_refused_naming_the_field(
-    bot: Any, post: Post, case: str, data: Any, field: str | None
+    bot: Any, post: Post, case: str, data: Any, field: str
 ) -> None:
     status, body = post(data)
     assert status == 400
     assert body["field"] == field
-    assert body["error"]
-    if field:
-        assert field in body["error"]
+    assert field in body["error"]
     assert_untouched(bot)
 
 
