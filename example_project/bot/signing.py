@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 from django.core.exceptions import ImproperlyConfigured
@@ -21,6 +22,8 @@ from example_project.bot.conf import setting
 SIGNATURE_HEADER = "X-Chatstate-Signature"
 TIMESTAMP_HEADER = "X-Chatstate-Request-Timestamp"
 VERSION = "v0"
+#: A timestamp header's form: decimal digits, no sign or spaces (at most 15: no overflow).
+_TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
 
 
 class SignatureError(Exception):
@@ -71,18 +74,19 @@ def verify(
 
     Raises :class:`SignatureError` naming the header at fault: missing header, a timestamp
     that is not an integer or is more than ``BOT_SIGNATURE_MAX_AGE`` seconds away from now,
-    or a signature that does not match (compared in constant time).
+    or a signature that does not match (compared in constant time). Never raises anything
+    else, whatever the header values.
     """
     if not timestamp:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header", TIMESTAMP_HEADER)
     if not signature:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header", SIGNATURE_HEADER)
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
+    if not _TIMESTAMP.fullmatch(timestamp):
         raise SignatureError(
-            f"{TIMESTAMP_HEADER} must be a Unix time in seconds", TIMESTAMP_HEADER
-        ) from None
+            f"{TIMESTAMP_HEADER} must be a Unix time in seconds (decimal digits)",
+            TIMESTAMP_HEADER,
+        )
+    sent_at = int(timestamp)
     max_age = int(setting("BOT_SIGNATURE_MAX_AGE"))
     if abs((time.time() if now is None else now) - sent_at) > max_age:
         raise SignatureError(
@@ -90,5 +94,6 @@ def verify(
             TIMESTAMP_HEADER,
         )
     expected = sign(body, timestamp, secret)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    # "replace": a header str that is not valid text cannot match, and must not raise.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match the body", SIGNATURE_HEADER)

@@ -6,11 +6,17 @@ answer JSON:
 
 * 200 ``{"status": "handled" | "duplicate", "thread", "replies", "drained", "handed_over"}``;
   202 the same with ``"status": "queued"`` (the thread was busy; the message waits its turn);
-* 400 ``{"error", "field"}`` — the body is not a valid message (``field`` names the culprit,
-  null when the body is not a JSON object);
+* 400 ``{"error", "field"}`` — the body is not a valid message (``field`` names the culprit:
+  a message field, a top-level key nesting too deep, or ``"body"`` when the body is not a
+  UTF-8 JSON object); whatever the bytes, bad input gets a 400, never a 500, so the platform
+  does not retry a poison message forever;
 * 401 ``{"error", "field"}`` — signature or timestamp header missing, stale or wrong;
 * 413 ``{"error", "field": "body"}`` — larger than ``BOT_MAX_BODY_BYTES``;
-* 405 for anything but POST; 503 when the thread can be neither taken nor queued.
+* 405 for anything but POST;
+* 503 ``{"error", "field": null}`` with ``Retry-After`` — the thread can be neither taken nor
+  queued (``Retry-After: 1``), or chatstate's backend is unavailable
+  (:class:`~chatstate.BackendUnavailable`, or a database connection error from the database
+  adapter; ``Retry-After:`` :data:`BACKEND_RETRY_AFTER`): the platform redelivers later.
 
 ``GET /bot/threads?platform=&channel_id=&thread_id=`` (signed over the query string) returns
 what the bot knows about a thread: ``{"thread", "subscribed", "state", "channel",
@@ -19,12 +25,14 @@ what the bot knows about a thread: ``{"thread", "subscribed", "state", "channel"
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chatstate import get_adapter
+from chatstate import BackendUnavailable, get_adapter
 from example_project.bot import handler
 from example_project.bot.conf import setting
 from example_project.bot.message import (
@@ -41,6 +49,13 @@ from example_project.bot.signing import (
     SignatureError,
     verify,
 )
+
+#: Seconds a platform is asked to wait before redelivering when the backend is unavailable.
+BACKEND_RETRY_AFTER = 10
+#: What an unreachable backend raises: chatstate's own error, and (until the database adapter
+#: maps them) Django's connection errors.
+UNAVAILABLE = (BackendUnavailable, OperationalError, InterfaceError)
+logger = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -98,10 +113,21 @@ def _answer(delivery: handler.Delivery) -> JsonResponse:
     return JsonResponse(delivery.to_dict(), status=202 if delivery.status == "queued" else 200)
 
 
-def _busy(exc: handler.ThreadBusy) -> JsonResponse:
-    response = JsonResponse({"error": str(exc), "field": None}, status=503)
-    response["Retry-After"] = "1"
+def _retry_later(error: str, seconds: int) -> JsonResponse:
+    response = JsonResponse({"error": error, "field": None}, status=503)
+    response["Retry-After"] = str(seconds)
     return response
+
+
+def _busy(exc: handler.ThreadBusy) -> JsonResponse:
+    return _retry_later(str(exc), 1)
+
+
+def _unavailable(exc: Exception) -> JsonResponse:
+    """503: the backend is down. The cause is logged, not sent (it names hosts)."""
+    logger.warning("chatstate's backend is unavailable: %s: %s", type(exc).__name__, exc)
+    return _retry_later("the bot's state store is unavailable; retry later",
+                        BACKEND_RETRY_AFTER)
 
 
 @csrf_exempt
@@ -114,6 +140,8 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return exc.response()
     except handler.ThreadBusy as exc:
         return _busy(exc)
+    except UNAVAILABLE as exc:
+        return _unavailable(exc)
 
 
 async def webhook_async(request: HttpRequest) -> JsonResponse:
@@ -125,6 +153,8 @@ async def webhook_async(request: HttpRequest) -> JsonResponse:
         return exc.response()
     except handler.ThreadBusy as exc:
         return _busy(exc)
+    except UNAVAILABLE as exc:
+        return _unavailable(exc)
 
 
 # Set by hand: Django 4.2's ``csrf_exempt`` wraps an async view in a sync function.
@@ -147,12 +177,15 @@ def thread_info(request: HttpRequest) -> JsonResponse:
                 raise Refused(400, exc.error, exc.field) from None
     except Refused as exc:
         return exc.response()
-    store = get_adapter()
     thread, channel = thread_key(ids), channel_key(ids)
-    return JsonResponse({
-        "thread": thread,
-        "subscribed": store.is_subscribed(thread),
-        "state": store.thread_state(thread),
-        "channel": channel,
-        "channel_state": store.channel_state(channel),
-    })
+    try:
+        store = get_adapter()
+        return JsonResponse({
+            "thread": thread,
+            "subscribed": store.is_subscribed(thread),
+            "state": store.thread_state(thread),
+            "channel": channel,
+            "channel_state": store.channel_state(channel),
+        })
+    except UNAVAILABLE as exc:
+        return _unavailable(exc)
