@@ -13,6 +13,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE": None,
     "DEDUPE_LIMIT": 1000,
     "LOCK_TTL": 300,
+    "MAX_PENDING": 100,
+    "OVERFLOW": "drop_oldest",
+    "PENDING_TTL": None,
+    "DEDUPE_MIN_AGE": 0,
 }
 
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chatstate.types import (
-    CycleEntry,
-    CycleRequest,
-    DedupeKey,
-    LeaseLost,
-    LockResult,
-    PendingEntry,
-)
+from chatstate import signals
+from chatstate.adapters.hooks import StateBackend
+from chatstate.calls import CycleEntry, CycleRequest, Handover, lease_lost
+from chatstate.keepalive import keep_alive, renewer
+from chatstate.types import DedupeKey, LeaseLost, LockResult, PendingEntry
 from chatstate.validation import dump_map
-
-if TYPE_CHECKING:
-    from chatstate.adapters.base import StateAdapter
 
 logger = logging.getLogger("chatstate")
 
@@ -38,7 +34,9 @@ class MessageCycle:
     * ``subscribed`` — whether the thread is subscribed;
     * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
     * ``state`` — the thread's map (``{}`` unless acquired);
-    * ``pending`` — after the block, the entries queued meanwhile, in arrival order.
+    * ``pending`` — after the block, the entries queued meanwhile, in arrival order (unless
+      the block drained them);
+    * ``lease_lost`` — with ``keepalive``: the lease went to another holder meanwhile.
 
     While an acquired block runs, the message's claim is *in progress*: a redelivery is a
     duplicate while the lease runs, and is handled if the holder dies. Clean exit after
@@ -50,30 +48,45 @@ class MessageCycle:
     A queued or debounced message's claim is done on entry (it is stored); a refused
     (``busy``) message's claim is released on entry, so that a redelivery is handled; a
     duplicate or a message not acquired writes nothing on exit.
+
+    ``drain()`` hands out, in the block, the messages queued behind this holder, in arrival
+    order and under the lock (see :meth:`drain`). With ``keepalive``, the lease is renewed
+    every third of its ttl while the block runs.
     """
 
     __slots__ = (
         "_adapter",
         "request",
         "_original",
+        "_stage",
         "duplicate",
         "in_progress",
         "subscribed",
         "result",
         "state",
         "pending",
+        "lease_lost",
+        "_keeper",
     )
 
-    def __init__(self, adapter: StateAdapter, request: CycleRequest) -> None:
+    def __init__(self, adapter: StateBackend, request: CycleRequest) -> None:
         self._adapter = adapter
         self.request = request
         self._original: str | None = None
+        self._stage = "new"  # new -> held -> draining -> done
         self.duplicate = False
         self.in_progress = False
         self.subscribed = False
         self.result: LockResult | None = None
         self.state: dict[str, Any] = {}
         self.pending: list[PendingEntry] = []
+        self.lease_lost = False
+        self._keeper: asyncio.Task[None] | None = None
+
+    @property
+    def backend(self) -> StateBackend:
+        """The adapter this cycle runs on."""
+        return self._adapter
 
     @property
     def dedupe_key(self) -> DedupeKey:
@@ -98,21 +111,40 @@ class MessageCycle:
             f"subscribed={self.subscribed} result={self.result}>"
         )
 
-    # The halves shared by the sync and async context managers.
+    # -- the steps shared by the sync and async context managers --------------------------
 
     def _entered(self, entry: CycleEntry) -> None:
+        request, adapter = self.request, self._adapter
         self.duplicate = not entry.claimed
         self.in_progress = entry.in_progress
         self.subscribed = entry.subscribed
         self.result = entry.result
         self.state = entry.state
+        if self.duplicate:
+            signals.duplicate(adapter, request.dedupe_key, request.thread_id, entry.in_progress)
+            return
+        if entry.result is not LockResult.ACQUIRED and entry.result is not None:
+            signals.contended(adapter, request.thread_id, request.owner, entry.result)
+        if entry.dropped:
+            why = "debounce" if entry.result is LockResult.DEBOUNCED else "overflow"
+            signals.dropped(adapter, request.thread_id, entry.dropped, why)
+        signals.taken_over(adapter, request.thread_id, request.owner, entry.taken_over)
         if entry.result is LockResult.ACQUIRED:
             self._original = dump_map(entry.state)
+            self._stage = "held"
 
     def _changed_state(self) -> str | None:
         """The state's JSON text when it changed, else None; ``TypeError`` if unstorable."""
         state_json = dump_map(self.state, "handle_message state")
         return None if state_json == self._original else state_json
+
+    def _handed(self, handover: Handover) -> list[PendingEntry]:
+        signals.dropped(self._adapter, self.request.thread_id, handover.expired, "expired")
+        return handover.entries
+
+    def _aborted(self, withdrawn: bool) -> None:
+        if withdrawn:
+            signals.withdrawn(self._adapter, self.dedupe_key, self.thread_id, self.owner)
 
     def _abort_failed(self, exc: BaseException) -> None:
         logger.warning(
@@ -124,6 +156,12 @@ class MessageCycle:
             extra={"dedupe_key": self.dedupe_key, "thread_id": self.thread_id, "owner": self.owner},
         )
 
+    def _lost(self, exc: LeaseLost) -> LeaseLost:
+        signals.lost(self._adapter, self.thread_id, self.owner)
+        return exc
+
+    # -- sync ------------------------------------------------------------------------------
+
     def __enter__(self) -> MessageCycle:
         try:
             entry = self._adapter.cycle_enter(self.request)
@@ -132,11 +170,13 @@ class MessageCycle:
             self._abort()
             raise
         self._entered(entry)
+        if self._stage == "held" and self.request.keepalive:
+            renewer.watch(self)
         return self
 
     def _abort(self) -> None:
         try:
-            self._adapter.cycle_abort(self.request)
+            self._aborted(self._adapter.cycle_abort(self.request))
         except Exception as exc:  # the lease will free the claim and the lock
             self._abort_failed(exc)
 
@@ -146,20 +186,72 @@ class MessageCycle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.result is not LockResult.ACQUIRED:
+        stage, self._stage = self._stage, "done"
+        if stage == "new" or stage == "done":
             return
-        if exc_type is not None:
-            self._abort()
+        if self.request.keepalive:
+            renewer.unwatch(self)
+        if exc_type is not None or stage == "draining" or self.lease_lost:
+            self._abort()  # a drain left midway keeps the rest queued, and the claim done
+            if exc_type is None and self.lease_lost:  # reported when the renewal found it
+                raise lease_lost(self.request, None)
             return
         try:
-            self.pending = self._adapter.cycle_commit(self.request, self._changed_state())
-        except LeaseLost:
-            raise  # nothing of ours to undo: the lease (and the claim's) went elsewhere
+            handover = self._adapter.cycle_commit(self.request, self._changed_state())
+        except LeaseLost as lost:
+            raise self._lost(lost) from None  # nothing of ours to undo
         except Exception:
             # A state that cannot be stored, or a failed commit: as if the block raised. A
             # commit that ran on the server is not undone (the claim is done by then).
             self._abort()
             raise
+        self.pending = self._handed(handover)
+
+    def drain(self) -> Iterator[PendingEntry]:
+        """The messages queued behind this holder, in arrival order, under the lock —
+        including those that arrive while draining.
+
+        Each step is one atomic call: ``state`` is written (if it changed), the entry just
+        finished removed, and the next oldest handed out (it stays queued until finished).
+        When none is left, the state is written and the lock released in that same step, so
+        no entry can arrive in between and be stranded; the block then has nothing left to
+        commit. An exception while handling an entry (or a crash) leaves that entry at the
+        front of the queue for the next holder, with every finished entry's state written.
+        Leaving the loop early does the same. Raises :class:`LeaseLost` when the lease went
+        to another holder (nothing of that step written).
+        """
+        if self._stage not in ("held", "draining") or not self.request.locks:
+            return
+        finished: str | None = None
+        while True:
+            step = self._step_args(finished)
+            try:
+                handover = self._adapter.cycle_drain(self.request, *step)
+            except LeaseLost as lost:
+                raise self._lost(lost) from None
+            entry = self._stepped(step[0], handover)
+            if entry is None:
+                return
+            yield entry
+            finished = entry.id
+
+    def _step_args(self, finished: str | None) -> tuple[str | None, str | None, bool]:
+        if self.lease_lost:  # reported when the renewal found it
+            raise lease_lost(self.request, None)
+        first = self._stage == "held"
+        self._stage = "draining"
+        return self._changed_state(), finished, first
+
+    def _stepped(self, state_json: str | None, handover: Handover) -> PendingEntry | None:
+        if state_json is not None:
+            self._original = state_json
+        entries = self._handed(handover)
+        if not entries:
+            self._stage = "done"
+            if self.request.keepalive:
+                renewer.unwatch(self)
+            return None
+        return entries[0]
 
 
 class AsyncMessageCycle(MessageCycle):
@@ -174,13 +266,20 @@ class AsyncMessageCycle(MessageCycle):
             await self._aabort()
             raise
         self._entered(entry)
+        if self._stage == "held" and self.request.keepalive:
+            self._keeper = asyncio.get_running_loop().create_task(keep_alive(self))
         return self
 
     async def _aabort(self) -> None:
         try:
-            await self._adapter.acycle_abort(self.request)
+            self._aborted(await self._adapter.acycle_abort(self.request))
         except Exception as exc:
             self._abort_failed(exc)
+
+    def _stop_keeper(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
 
     async def __aexit__(
         self,
@@ -188,15 +287,38 @@ class AsyncMessageCycle(MessageCycle):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.result is not LockResult.ACQUIRED:
+        stage, self._stage = self._stage, "done"
+        self._stop_keeper()
+        if stage == "new" or stage == "done":
             return
-        if exc_type is not None:
+        if exc_type is not None or stage == "draining" or self.lease_lost:
             await self._aabort()
+            if exc_type is None and self.lease_lost:
+                raise lease_lost(self.request, None)
             return
         try:
-            self.pending = await self._adapter.acycle_commit(self.request, self._changed_state())
-        except LeaseLost:
-            raise
+            handover = await self._adapter.acycle_commit(self.request, self._changed_state())
+        except LeaseLost as lost:
+            raise self._lost(lost) from None
         except Exception:
             await self._aabort()
             raise
+        self.pending = self._handed(handover)
+
+    async def adrain(self) -> AsyncIterator[PendingEntry]:
+        """The async twin of :meth:`drain`: ``async for entry in msg.adrain()``."""
+        if self._stage not in ("held", "draining") or not self.request.locks:
+            return
+        finished: str | None = None
+        while True:
+            step = self._step_args(finished)
+            try:
+                handover = await self._adapter.acycle_drain(self.request, *step)
+            except LeaseLost as lost:
+                raise self._lost(lost) from None
+            entry = self._stepped(step[0], handover)
+            if entry is None:
+                self._stop_keeper()
+                return
+            yield entry
+            finished = entry.id

@@ -13,7 +13,8 @@ ID_LENGTH = 255
 
 
 class Subscription(models.Model):
-    """A thread the bot follows."""
+    """A thread the bot follows; ``created_at`` is refreshed by each ``subscribe`` (state
+    retention keeps a subscription touched, or whose thread's state is, within its window)."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     thread_id = models.CharField(max_length=ID_LENGTH)
@@ -130,6 +131,8 @@ class Lock(models.Model):
     metadata = models.JSONField(default=dict)
     acquired_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # The lease, in seconds: what a renewal (``release_lock(only_if_idle=True)``) grants.
+    ttl = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -467,3 +467,11 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def snapshot_from(obj: object) -> Snapshot:
+    """The snapshot an adapter loads from ``obj`` (a ``Snapshot`` or the JSON form as a
+    mapping); ``TypeError`` for anything else."""
+    if not isinstance(obj, (Snapshot, Mapping)):
+        raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(obj).__name__}")
+    return normalize_snapshot(obj)

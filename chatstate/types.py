@@ -42,13 +42,16 @@ class PendingEntry:
     """A message that arrived while its thread's lock was held, in arrival order.
 
     ``metadata`` is always a dict (``{}`` when the caller gave ``None``); ``enqueued_at`` is the
-    ISO 8601 UTC time the entry was queued, where the backend knows it.
+    ISO 8601 UTC time the entry was queued, where the backend knows it; ``id`` names the entry
+    in its queue (what ``drain`` removes once it is finished), where the backend has one. Two
+    entries are equal when owner, strategy, metadata and time are.
     """
 
     owner: str
     strategy: Strategy
     metadata: dict[str, Any] = field(default_factory=dict)
     enqueued_at: str | None = None
+    id: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot form: ``{"owner", "strategy", "metadata"}``, and ``enqueued_at``."""
@@ -98,71 +101,6 @@ def not_owner(key: str, owner: str, holder: str | None) -> NotOwner:
 
 
 DedupeKey = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class LockRequest:
-    """A checked ``lock`` call, as a backend receives it (``metadata`` is compact JSON text)."""
-
-    key: str
-    owner: str
-    strategy: Strategy
-    metadata: str
-    ttl: float
-    max_pending: int | None = None
-    overflow: str = "drop_oldest"
-
-
-@dataclass(frozen=True, slots=True)
-class CycleRequest:
-    """A checked ``handle_message`` call, as a backend receives it.
-
-    The cycle's dedupe claim is held by ``owner`` with the lease ``ttl`` of its lock on
-    ``thread_id``; ``metadata`` is compact JSON text.
-    """
-
-    dedupe_key: DedupeKey
-    thread_id: str
-    owner: str
-    strategy: Strategy
-    metadata: str
-    dedupe_limit: int
-    ttl: float
-
-    @property
-    def locks(self) -> bool:
-        """Whether the cycle takes the thread's lock (every strategy but ``concurrent``)."""
-        return self.strategy is not Strategy.CONCURRENT
-
-    def lock_request(self) -> LockRequest:
-        """The ``lock`` call the cycle makes on its thread."""
-        return LockRequest(self.thread_id, self.owner, self.strategy, self.metadata, self.ttl)
-
-
-def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:
-    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s (or, under
-    ``concurrent``, its claim went to another delivery)."""
-    if request.locks:
-        return LeaseLost(str(not_owner(request.thread_id, request.owner, holder)))
-    return LeaseLost(f"{request.owner!r} no longer holds the claim of {request.dedupe_key!r}")
-
-
-@dataclass(slots=True)
-class CycleEntry:
-    """What the entry step of a cycle found.
-
-    ``claimed``: the message was not a duplicate (its claim is now this cycle's);
-    ``subscribed``: the thread's subscription, read after the lock; ``result``: the lock's
-    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired);
-    ``in_progress``: not claimed because another delivery of the message is being handled
-    right now (its claim is in progress, its holder alive) rather than done.
-    """
-
-    claimed: bool
-    subscribed: bool
-    result: LockResult | None = None
-    state: dict[str, Any] = field(default_factory=dict)
-    in_progress: bool = False
 
 
 def to_iso(dt: datetime) -> str:

@@ -77,6 +77,29 @@ def check_ttl(ttl: object) -> float:
     return float(ttl)
 
 
+def check_seconds(value: object, what: str) -> float:
+    """Return ``value`` (seconds) when it is a real number ≥ 0, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if value == float("inf"):
+        raise ValueError(f"{what} must be finite")
+    return float(value)
+
+
+def check_optional_ttl(value: object, what: str) -> float | None:
+    """``None``, or a positive number of seconds (``ValueError`` otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{what} must be None or a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def check_optional_limit(value: object, what: str) -> int | None:
+    """``None``, or an ``int`` ≥ 1 (``ValueError`` otherwise)."""
+    return None if value is None else check_limit(value, what)
+
+
 def check_strategy(strategy: object) -> Strategy:
     """Return the :class:`Strategy` named by ``strategy``, else ``ValueError``."""
     try:

@@ -64,3 +64,34 @@ def test_a_bad_limit_is_refused() -> None:
     with pytest.raises(CommandError, match="--dedupe-limit: limit must be an int >= 1"):
         run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "0")
     assert store.snapshot() == before
+
+
+def test_state_older_than_removes_untouched_states_and_counts_on_a_dry_run() -> None:
+    store = DatabaseStateAdapter(namespace=namespace())
+    store.put_thread_state("idle", {"n": 1})
+    store.subscribe("idle")
+    time.sleep(0.3)
+    store.put_channel_state("busy", {"n": 1})
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2",
+                 "--dry-run")
+    assert "Would remove" in out and "1 state(s) and 1 subscription(s) not touched since" in out
+    assert store.thread_state("idle") == {"n": 1}
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2")
+    assert "1 state(s) and 1 subscription(s)" in out
+    snap = store.snapshot()
+    assert snap.thread_state == {} and snap.subscriptions == set()
+    assert snap.channel_state == {"busy": {"n": 1}}
+
+
+@pytest.mark.parametrize("age", ["0", "-3d", "thirty days", "30x"])
+def test_a_bad_age_is_refused(age: str) -> None:
+    with pytest.raises(CommandError, match="is not a duration"):
+        run("chatstate_prune", f"--state-older-than={age}")
+
+
+def test_durations_take_units() -> None:
+    from chatstate.management.commands.chatstate_prune import duration
+
+    assert [duration(t) for t in ("90", "45m", "12h", "30d", "2w", "1.5h")] == [
+        90, 2700, 43200, 2592000, 1209600, 5400
+    ]

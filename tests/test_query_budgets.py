@@ -8,7 +8,7 @@ those of production in autocommit mode. A budget is ``(round trips, commits)``:
 
 * round trips — what ``django_assert_num_queries`` counts: every statement, plus the BEGIN
   and COMMIT around each ``transaction.atomic()`` block (Django >= 4.2 logs those too);
-  :func:`chatstate.bench.count_statements` must agree;
+  :func:`chatstate.bench.counting.count_statements` must agree;
 * commits — committed transactions, counted by ``count_statements``: a statement outside
   ``transaction.atomic()`` is one (autocommit), an outermost atomic block is one.
 
@@ -30,7 +30,7 @@ import pytest
 from django.db import connection
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.bench import count_statements
+from chatstate.bench.counting import count_statements
 
 VENDOR = connection.vendor
 _names = itertools.count(1)
@@ -81,6 +81,20 @@ def _noop(s: DatabaseStateAdapter) -> None:
     pass
 
 
+def _cycle_draining_nothing(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w", strategy="queue") as msg:
+        msg.state["n"] += 1
+        assert list(msg.drain()) == []
+
+
+def _cycle_draining_one(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w", strategy="queue") as msg:
+        msg.state["n"] += 1
+        s.lock("t", "other", "queue")  # setup inside the block: one entry queued
+        for _ in msg.drain():
+            msg.state["n"] += 1
+
+
 #: name -> (setup, operation). Each runs in a fresh namespace.
 OPERATIONS: dict[str, tuple[Op, Op]] = {
     "is_subscribed": (_noop, lambda s: s.is_subscribed("t")),
@@ -108,6 +122,10 @@ OPERATIONS: dict[str, tuple[Op, Op]] = {
     "handle_message": (_setup_subscribed, _cycle),
     "handle_message_unchanged_state": (_setup_subscribed, _cycle_unchanged),
     "handle_message_duplicate": (_setup_duplicate, _cycle_duplicate),
+    "handle_message_drain_nothing": (_setup_subscribed, _cycle_draining_nothing),
+    "release_lock_only_if_idle": (_setup_queue, lambda s: s.release_lock("k", "a",
+                                                                            only_if_idle=True)),
+    "take_pending": (_setup_queue, lambda s: s.take_pending("k", "a")),
 }
 
 #: PostgreSQL fast path: name -> (round trips, commits). Every primitive is one statement in
@@ -137,6 +155,10 @@ FAST_BUDGETS: dict[str, tuple[int, int]] = {
     "handle_message": (2, 2),
     "handle_message_unchanged_state": (2, 2),
     "handle_message_duplicate": (1, 1),
+    # A drain that finds nothing is the commit: no extra round trip.
+    "handle_message_drain_nothing": (2, 2),
+    "release_lock_only_if_idle": (1, 1),
+    "take_pending": (1, 1),
 }
 
 #: Portable ORM path, per vendor: name -> (round trips, commits). On SQLite a write
@@ -144,7 +166,7 @@ FAST_BUDGETS: dict[str, tuple[int, int]] = {
 ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
     "postgresql": {
         "is_subscribed": (1, 1),
-        "subscribe": (3, 1),
+        "subscribe": (5, 1),
         "unsubscribe": (3, 1),
         "thread_state": (1, 1),
         "put_thread_state": (3, 1),
@@ -156,20 +178,23 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "mark_dedupe": (10, 2),
         "lock": (7, 1),
         "lock_busy": (4, 1),
-        "lock_queue": (5, 1),
-        "lock_debounce": (6, 1),
+        "lock_queue": (6, 1),
+        "lock_debounce": (7, 1),
         "extend_lock": (4, 1),
         "release_lock": (5, 1),
         "release_lock_with_pending": (6, 1),
-        "force_release_lock": (5, 1),
+        "force_release_lock": (4, 1),
         "update_thread_state": (4, 1),
-        "handle_message": (26, 3),
-        "handle_message_unchanged_state": (25, 3),
+        "handle_message": (25, 3),
+        "handle_message_unchanged_state": (24, 3),
         "handle_message_duplicate": (2, 2),
+        "handle_message_drain_nothing": (25, 3),
+        "release_lock_only_if_idle": (7, 1),
+        "take_pending": (5, 1),
     },
     "sqlite": {
         "is_subscribed": (1, 1),
-        "subscribe": (4, 1),
+        "subscribe": (5, 1),
         "unsubscribe": (4, 1),
         "thread_state": (1, 1),
         "put_thread_state": (4, 1),
@@ -181,16 +206,19 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "mark_dedupe": (11, 2),
         "lock": (7, 1),
         "lock_busy": (4, 1),
-        "lock_queue": (5, 1),
-        "lock_debounce": (6, 1),
+        "lock_queue": (6, 1),
+        "lock_debounce": (7, 1),
         "extend_lock": (4, 1),
         "release_lock": (6, 1),
         "release_lock_with_pending": (7, 1),
-        "force_release_lock": (6, 1),
+        "force_release_lock": (5, 1),
         "update_thread_state": (5, 1),
-        "handle_message": (27, 3),
-        "handle_message_unchanged_state": (26, 3),
+        "handle_message": (26, 3),
+        "handle_message_unchanged_state": (25, 3),
         "handle_message_duplicate": (2, 2),
+        "handle_message_drain_nothing": (26, 3),
+        "release_lock_only_if_idle": (7, 1),
+        "take_pending": (6, 1),
     },
 }
 
@@ -269,3 +297,17 @@ def test_update_thread_state_reads_the_row_for_update(
         else:
             # SQLite has no row locks: the transaction holds the database write lock first.
             assert sqls[1].startswith("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
+
+
+if VENDOR == "postgresql":
+
+    def test_each_drained_entry_costs_one_round_trip_on_the_fast_path(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _setup_subscribed(adapter)
+        # enter, the queueing lock() inside the block, one step handing the entry out, one
+        # step finishing it and releasing: the commit's round trip plus one per entry.
+        with django_assert_num_queries(4):
+            _cycle_draining_one(adapter)
+        assert adapter.thread_state("t") == {"n": 3}

@@ -140,13 +140,18 @@ def test_every_key_lives_under_the_namespace_prefix_with_its_documented_type(
 
     assert _keys_under(rstore) == {
         "subs": "set",
+        "subt": "zset",
         "dd": "zset",
         "ddseq": "string",
+        "ddt": "hash",
         "ts": "hash",
+        "tt": "zset",
         "cs": "hash",
+        "ct": "zset",
         "locks": "hash",
         "q:t1": "list",
         "qkeys": "set",
+        "qseq": "string",
     }
     conn = rstore.connection
     found = {k.decode() for k in conn.scan_iter(match=f"*{rstore.namespace}*", count=1000)}
@@ -186,9 +191,9 @@ def test_clear_removes_exactly_the_namespace(make: Any) -> None:
         adapter.subscribe("t")
         adapter.lock("k", "w")
         adapter.lock("k", "v", "queue")
-    assert mine.clear() == 4  # subs, locks, q:k, qkeys
+    assert mine.clear() == 6  # subs, subt, locks, q:k, qkeys, qseq
     assert _keys_under(mine) == {}
-    assert len(_keys_under(other)) == 4
+    assert len(_keys_under(other)) == 6
 
 
 # -- round trips -----------------------------------------------------------------------

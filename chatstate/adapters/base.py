@@ -1,74 +1,30 @@
-"""``StateAdapter``: the one interface every backend implements.
+"""``StateAdapter``: the one interface every backend offers.
 
 The public methods here check their arguments (so every backend refuses bad input the same
-way, before anything changes) and then call the backend's ``_do_…`` hooks. Async twins
-(``a…``) check the same way and run the hook through :meth:`StateAdapter._arun`, which a
-backend with a native async client overrides.
+way, before anything changes), fill in the defaults of the ``CHATSTATE`` setting, call the
+backend's hooks (:mod:`.hooks`: the contract a backend implements) and send the signals of
+:mod:`chatstate.signals`. The async twins (``a…``) are in :mod:`.asyncapi`; the message
+cycle of ``handle_message`` in :mod:`chatstate.cycle`.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
-
-from chatstate import conf
-from chatstate.adapters.operations import Op, operation_of
-from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.adapters.asyncapi import AsyncStateAPI
+from chatstate.adapters.hooks import StateFn
+from chatstate.cycle import AsyncMessageCycle, MessageCycle
+from chatstate.snapshot import Snapshot, snapshot_from
 from chatstate.transfer.sections import SnapshotSections
-from chatstate.types import (
-    BackendUnavailable,
-    ChatStateError,
-    CycleEntry,
-    CycleRequest,
-    DedupeKey,
-    LeaseLost,
-    LockError,
-    LockRequest,
-    LockResult,
-    NotOwner,
-    PendingEntry,
-    Strategy,
-)
-from chatstate.validation import (
-    check_dedupe_key,
-    check_id,
-    check_limit,
-    check_overflow,
-    check_strategy,
-    check_ttl,
-    dump_map,
-    dump_metadata,
-)
+from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
+from chatstate.validation import check_dedupe_key, check_id, check_limit, check_ttl, dump_map
 
-if TYPE_CHECKING:
-    from chatstate.cycle import AsyncMessageCycle, MessageCycle
-
-__all__ = [
-    "BackendUnavailable",
-    "ChatStateError",
-    "CycleEntry",
-    "CycleRequest",
-    "DedupeKey",
-    "LeaseLost",
-    "LockError",
-    "LockRequest",
-    "LockResult",
-    "NotOwner",
-    "PendingEntry",
-    "StateAdapter",
-    "Strategy",
-]
-
-T = TypeVar("T")
 A = TypeVar("A", bound="StateAdapter")
-StateFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class StateAdapter(abc.ABC):
+class StateAdapter(AsyncStateAPI):
     """The state a chat bot keeps between webhook deliveries, for one namespace.
 
     Every method behaves identically on every backend (the conformance suite checks it):
@@ -76,20 +32,6 @@ class StateAdapter(abc.ABC):
     with nothing changed), every operation is atomic, and locks are leases measured on the
     backend's clock.
     """
-
-    #: Short backend name, for the benchmark and messages ("memory", "database", "redis").
-    name: str = "base"
-
-    def __init__(self, namespace: str | None = None) -> None:
-        settings = conf.chatstate_settings()
-        self.namespace: str = check_id(
-            settings["NAMESPACE"] if namespace is None else namespace, "namespace"
-        )
-        self.dedupe_limit: int = check_limit(settings["DEDUPE_LIMIT"], "DEDUPE_LIMIT")
-        self.lock_ttl: float = check_ttl(settings["LOCK_TTL"])
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r}>"
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -146,28 +88,33 @@ class StateAdapter(abc.ABC):
     # -- dedupe --------------------------------------------------------------------------
 
     def is_duplicate(self, key: DedupeKey | list[str]) -> bool:
-        """Whether the dedupe key ``(adapter_name, message_id)`` is in the window."""
+        """Whether the dedupe key ``(adapter_name, message_id)`` is in the window (done, or
+        being handled by a cycle whose lease runs)."""
         return self._do_is_duplicate(check_dedupe_key(key))
 
-    def mark_dedupe(self, key: DedupeKey | list[str], limit: int | None = None) -> None:
-        """Record ``key`` as the newest, then drop the oldest until at most ``limit`` remain.
+    def mark_dedupe(
+        self, key: DedupeKey | list[str], limit: int | None = None, *, min_age: float | None = None
+    ) -> None:
+        """Record ``key`` as the newest, then drop the oldest until at most ``limit`` remain
+        — never a key younger than ``min_age`` seconds.
 
-        ``limit`` defaults to the ``DEDUPE_LIMIT`` setting. A key already in the window keeps
-        its place and nothing changes.
+        ``limit`` defaults to the ``DEDUPE_LIMIT`` setting, ``min_age`` to ``DEDUPE_MIN_AGE``:
+        the window is the newest ``limit`` keys plus every key younger than ``min_age``. A key
+        already in the window keeps its place and nothing changes.
         """
-        key = check_dedupe_key(key)
-        self._do_claim_dedupe(key, self.dedupe_limit if limit is None else check_limit(limit))
+        self.claim_dedupe(key, limit, min_age=min_age)
 
-    def claim_dedupe(self, key: DedupeKey | list[str], limit: int | None = None) -> bool:
+    def claim_dedupe(
+        self, key: DedupeKey | list[str], limit: int | None = None, *, min_age: float | None = None
+    ) -> bool:
         """Atomically "mark ``key`` unless it is a duplicate".
 
         True for exactly one caller per key while it is in the window, whatever the
         concurrency; the key is then marked as by :meth:`mark_dedupe`.
         """
         key = check_dedupe_key(key)
-        return self._do_claim_dedupe(
-            key, self.dedupe_limit if limit is None else check_limit(limit)
-        )
+        n = self.dedupe_limit if limit is None else check_limit(limit)
+        return self._do_claim_dedupe(key, n, self._min_age(min_age))
 
     # -- locks ---------------------------------------------------------------------------
 
@@ -180,7 +127,7 @@ class StateAdapter(abc.ABC):
         *,
         ttl: float | None = None,
         max_pending: int | None = None,
-        overflow: str = "drop_oldest",
+        overflow: str | None = None,
     ) -> LockResult:
         """Take the lock ``key`` for ``owner``, or apply ``strategy`` when it is held.
 
@@ -188,34 +135,50 @@ class StateAdapter(abc.ABC):
         * lock free, or its lease (``ttl`` seconds, default ``LOCK_TTL``) expired:
           ``acquired``; pending entries left behind stay for this holder.
         * held (by anyone, ``owner`` too): ``reject`` → ``busy``, nothing changes; ``queue``
-          → ``queued``, the entry appended (``max_pending`` full: ``drop_oldest`` drops the
-          oldest, ``drop_newest`` returns ``dropped`` and keeps the list); ``debounce`` →
-          ``debounced``, the pending list becomes just this entry.
+          → ``queued``, the entry appended — the queue holds at most ``max_pending``
+          (default ``MAX_PENDING``), and when full ``overflow`` (default ``OVERFLOW``)
+          decides: ``drop_oldest`` drops the oldest, ``drop_newest`` returns ``dropped`` and
+          keeps the queue; ``debounce`` → ``debounced``, the pending list becomes just this
+          entry. Dropped entries are reported by the ``pending_dropped`` signal.
         """
         request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
         if request.strategy is Strategy.CONCURRENT:
             return LockResult.ACQUIRED
-        return self._do_lock(request)
+        return self._locked(request, self._do_lock(request))
 
     def extend_lock(self, key: str, owner: str, ttl: float | None = None) -> bool:
         """Renew the lease to ``ttl`` seconds from now if ``owner`` holds ``key`` unexpired.
 
-        True when renewed; False (nothing changed) otherwise.
+        True when renewed (``ttl`` becomes the lock's lease); False (nothing changed)
+        otherwise.
         """
         key = check_id(key, "key")
         owner = check_id(owner, "owner")
         return self._do_extend_lock(key, owner, self.lock_ttl if ttl is None else check_ttl(ttl))
 
-    def release_lock(self, key: str, owner: str) -> list[PendingEntry]:
+    def release_lock(
+        self, key: str, owner: str, *, only_if_idle: bool = False
+    ) -> list[PendingEntry]:
         """Release ``key`` held by ``owner``; return its pending entries in arrival order.
 
-        The lock and its pending list are removed together. Raises :class:`NotOwner`, nothing
-        changed, when someone else holds the key or nobody does. An expired holder may still
-        release while nobody has taken the key over.
+        The lock and its pending list are removed together. With ``only_if_idle=True``, in
+        one atomic step: if nothing is pending the lock is released and ``[]`` returned;
+        otherwise the lock stays ``owner``'s (its lease renewed by its ttl) and the pending
+        entries are removed and returned. Entries older than ``PENDING_TTL`` are dropped
+        instead (``pending_dropped``). Raises :class:`NotOwner`, nothing changed, when
+        someone else holds the key or nobody does; an expired holder may still release
+        while nobody has taken the key over.
         """
-        key = check_id(key, "key")
-        owner = check_id(owner, "owner")
-        return self._do_release_lock(key, owner)
+        key, owner = check_id(key, "key"), check_id(owner, "owner")
+        return self._handed(key, self._do_release_lock(key, owner, bool(only_if_idle)))
+
+    def take_pending(self, key: str, owner: str, limit: int | None = None) -> list[PendingEntry]:
+        """Remove and return up to ``limit`` oldest pending entries of the lock ``owner``
+        holds (all without ``limit``), as :meth:`release_lock` hands them over; the lock
+        stays. :class:`NotOwner` otherwise."""
+        key, owner = check_id(key, "key"), check_id(owner, "owner")
+        n = None if limit is None else check_limit(limit)
+        return self._handed(key, self._do_take_pending(key, owner, n))
 
     def force_release_lock(self, key: str) -> list[PendingEntry]:
         """Remove the lock ``key`` and its pending list whoever holds it; return the entries."""
@@ -233,20 +196,21 @@ class StateAdapter(abc.ABC):
         metadata: Mapping[str, Any] | None = None,
         dedupe_limit: int | None = None,
         ttl: float | None = None,
+        keepalive: bool = False,
+        max_pending: int | None = None,
+        overflow: str | None = None,
+        min_age: float | None = None,
     ) -> MessageCycle:
         """A context manager for one webhook delivery: claim, subscription, lock, state.
 
         See :class:`chatstate.cycle.MessageCycle` for what it guarantees on entry, on a
-        clean exit and when the block raises.
+        clean exit, when the block raises, and for ``drain`` and ``keepalive``.
         """
-        from chatstate.cycle import MessageCycle
-
-        return MessageCycle(
-            self,
-            self._cycle_request(
-                dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl
-            ),
-        )
+        request = self._cycle_request(
+            dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
+            max_pending, overflow, min_age,
+        )  # fmt: skip
+        return MessageCycle(self, request)
 
     def ahandle_message(
         self,
@@ -258,16 +222,17 @@ class StateAdapter(abc.ABC):
         metadata: Mapping[str, Any] | None = None,
         dedupe_limit: int | None = None,
         ttl: float | None = None,
+        keepalive: bool = False,
+        max_pending: int | None = None,
+        overflow: str | None = None,
+        min_age: float | None = None,
     ) -> AsyncMessageCycle:
         """The async twin of :meth:`handle_message`: ``async with store.ahandle_message(...)``."""
-        from chatstate.cycle import AsyncMessageCycle
-
-        return AsyncMessageCycle(
-            self,
-            self._cycle_request(
-                dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl
-            ),
-        )
+        request = self._cycle_request(
+            dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
+            max_pending, overflow, min_age,
+        )  # fmt: skip
+        return AsyncMessageCycle(self, request)
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -278,10 +243,9 @@ class StateAdapter(abc.ABC):
     def load_snapshot(self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False) -> None:
         """Replace (or with ``merge=True`` merge into) this namespace's state, all or nothing.
 
-        A mapping is read leniently with :func:`normalize_snapshot`. When merging, incoming
-        values win on conflicts; incoming pending entries are appended.
+        When merging, incoming values win on conflicts; incoming pending entries are appended.
         """
-        self._do_load_snapshot(_snapshot_arg(snapshot), bool(merge))
+        self._do_load_snapshot(snapshot_from(snapshot), bool(merge))
 
     @classmethod
     def from_snapshot(cls: type[A], snapshot: Snapshot | Mapping[str, Any], **options: Any) -> A:
@@ -289,8 +253,6 @@ class StateAdapter(abc.ABC):
         adapter = cls(**options)
         adapter.load_snapshot(snapshot)
         return adapter
-
-    # -- streaming snapshots (the snapshot commands; see chatstate.transfer) -------------
 
     def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
         """The namespace's state as one stream per section: ``with adapter.snapshot_sections()
@@ -320,273 +282,23 @@ class StateAdapter(abc.ABC):
 
     # -- housekeeping --------------------------------------------------------------------
 
-    def prune(self, dedupe_limit: int | None = None, dry_run: bool = False) -> dict[str, int]:
-        """Remove expired locks (never their pending entries) and trim the dedupe window.
-
-        Returns ``{"expired_locks": n, "dedupe_trimmed": m}``; with ``dry_run`` counts what
-        would be removed and removes nothing.
-        """
-        limit = self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit)
-        return self._do_prune(limit, bool(dry_run))
-
-    # -- async twins ---------------------------------------------------------------------
-
-    async def _arun(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run the hook ``fn`` from async code: natively when it is an :func:`operation
-        <chatstate.adapters.operations.operation>` (through :meth:`adrive`), else in a worker
-        thread (as Django's ORM needs)."""
-        gen = operation_of(fn)
-        if gen is not None:
-            return await self.adrive(gen(self, *args))
-        return await sync_to_async(fn)(*args)
-
-    def drive(self, op: Op[T]) -> T:
-        """Run an operation (a hook written as a generator of requests) on the blocking
-        client; a backend that writes its hooks as operations implements it."""
-        raise NotImplementedError(f"{type(self).__name__} runs no operations")
-
-    async def adrive(self, op: Op[T]) -> T:
-        """Run an operation from async code; by default :meth:`drive` in a worker thread."""
-        return await sync_to_async(self.drive)(op)
-
-    async def ais_subscribed(self, thread_id: str) -> bool:
-        return await self._arun(self._do_is_subscribed, check_id(thread_id, "thread_id"))
-
-    async def asubscribe(self, thread_id: str) -> None:
-        await self._arun(self._do_subscribe, check_id(thread_id, "thread_id"))
-
-    async def aunsubscribe(self, thread_id: str) -> None:
-        await self._arun(self._do_unsubscribe, check_id(thread_id, "thread_id"))
-
-    async def athread_state(self, thread_id: str) -> dict[str, Any]:
-        return await self._arun(self._do_get_state, "thread", check_id(thread_id, "thread_id"))
-
-    async def aput_thread_state(self, thread_id: str, value: dict[str, Any]) -> None:
-        thread_id = check_id(thread_id, "thread_id")
-        await self._arun(self._do_put_state, "thread", thread_id, value, dump_map(value))
-
-    async def achannel_state(self, channel_id: str) -> dict[str, Any]:
-        return await self._arun(self._do_get_state, "channel", check_id(channel_id, "channel_id"))
-
-    async def aput_channel_state(self, channel_id: str, value: dict[str, Any]) -> None:
-        channel_id = check_id(channel_id, "channel_id")
-        await self._arun(self._do_put_state, "channel", channel_id, value, dump_map(value))
-
-    async def aupdate_thread_state(self, thread_id: str, fn: StateFn) -> dict[str, Any]:
-        thread_id = check_id(thread_id, "thread_id")
-        return await self._arun(self._do_update_state, "thread", thread_id, fn)
-
-    async def aupdate_channel_state(self, channel_id: str, fn: StateFn) -> dict[str, Any]:
-        channel_id = check_id(channel_id, "channel_id")
-        return await self._arun(self._do_update_state, "channel", channel_id, fn)
-
-    async def ais_duplicate(self, key: DedupeKey | list[str]) -> bool:
-        return await self._arun(self._do_is_duplicate, check_dedupe_key(key))
-
-    async def amark_dedupe(self, key: DedupeKey | list[str], limit: int | None = None) -> None:
-        await self.aclaim_dedupe(key, limit)
-
-    async def aclaim_dedupe(self, key: DedupeKey | list[str], limit: int | None = None) -> bool:
-        key = check_dedupe_key(key)
-        n = self.dedupe_limit if limit is None else check_limit(limit)
-        return await self._arun(self._do_claim_dedupe, key, n)
-
-    async def alock(
+    def prune(
         self,
-        key: str,
-        owner: str,
-        strategy: Strategy | str = Strategy.REJECT,
-        metadata: Mapping[str, Any] | None = None,
+        dedupe_limit: int | None = None,
+        dry_run: bool = False,
         *,
-        ttl: float | None = None,
-        max_pending: int | None = None,
-        overflow: str = "drop_oldest",
-    ) -> LockResult:
-        request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
-        if request.strategy is Strategy.CONCURRENT:
-            return LockResult.ACQUIRED
-        return await self._arun(self._do_lock, request)
-
-    async def aextend_lock(self, key: str, owner: str, ttl: float | None = None) -> bool:
-        key = check_id(key, "key")
-        owner = check_id(owner, "owner")
-        n = self.lock_ttl if ttl is None else check_ttl(ttl)
-        return await self._arun(self._do_extend_lock, key, owner, n)
-
-    async def arelease_lock(self, key: str, owner: str) -> list[PendingEntry]:
-        key = check_id(key, "key")
-        owner = check_id(owner, "owner")
-        return await self._arun(self._do_release_lock, key, owner)
-
-    async def aforce_release_lock(self, key: str) -> list[PendingEntry]:
-        return await self._arun(self._do_force_release_lock, check_id(key, "key"))
-
-    async def asnapshot(self) -> Snapshot:
-        return await self._arun(self._do_snapshot)
-
-    async def aload_snapshot(
-        self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False
-    ) -> None:
-        await self._arun(self._do_load_snapshot, _snapshot_arg(snapshot), bool(merge))
-
-    async def aprune(
-        self, dedupe_limit: int | None = None, dry_run: bool = False
+        state_older_than: float | None = None,
     ) -> dict[str, int]:
-        limit = self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit)
-        return await self._arun(self._do_prune, limit, bool(dry_run))
+        """Housekeeping: remove expired locks (never their pending entries), trim the dedupe
+        window (to ``dedupe_limit``, default ``DEDUPE_LIMIT``, keeping keys younger than
+        ``DEDUPE_MIN_AGE``), drop pending entries older than ``PENDING_TTL`` (and the queues
+        of locks no live holder has, once their newest entry is that old), and, with
+        ``state_older_than`` (seconds), remove thread and channel states and subscriptions
+        not touched for that long.
 
-    # -- argument bundles ----------------------------------------------------------------
-
-    def _lock_request(
-        self,
-        key: str,
-        owner: str,
-        strategy: Strategy | str,
-        metadata: Mapping[str, Any] | None,
-        ttl: float | None,
-        max_pending: int | None,
-        overflow: str,
-    ) -> LockRequest:
-        return LockRequest(
-            check_id(key, "key"),
-            check_id(owner, "owner"),
-            check_strategy(strategy),
-            dump_metadata(metadata),
-            self.lock_ttl if ttl is None else check_ttl(ttl),
-            None if max_pending is None else check_limit(max_pending, "max_pending"),
-            check_overflow(overflow),
-        )
-
-    def _cycle_request(
-        self,
-        dedupe_key: DedupeKey | list[str],
-        thread_id: str,
-        owner: str,
-        strategy: Strategy | str,
-        metadata: Mapping[str, Any] | None,
-        dedupe_limit: int | None,
-        ttl: float | None,
-    ) -> CycleRequest:
-        return CycleRequest(
-            check_dedupe_key(dedupe_key),
-            check_id(thread_id, "thread_id"),
-            check_id(owner, "owner"),
-            check_strategy(strategy),
-            dump_metadata(metadata),
-            self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit),
-            self.lock_ttl if ttl is None else check_ttl(ttl),
-        )
-
-    # -- the message cycle: the hooks MessageCycle calls ---------------------------------
-    #
-    # A dedupe claim made by a cycle is *in progress* -- held by the cycle's owner, alive
-    # while its own lease (``ttl`` from the entry) runs or while the owner holds the lock on
-    # the cycle's thread -- until the commit marks it *done*. A claim in progress whose lease
-    # ran out (its holder died, or its cleanup failed) does not make its message a
-    # duplicate: the next delivery takes the claim over. Claims made by ``claim_dedupe`` /
-    # ``mark_dedupe`` are done at once.
-
-    @abc.abstractmethod
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        """One atomic step: claim the dedupe key, take the lock, read subscription and state.
-
-        Not claimed (a done claim, or one in progress and alive): nothing changes and the
-        subscription is read. Claimed: the claim is in progress for ``request.owner``; the
-        lock is taken with the request's strategy (none under ``concurrent``); if the
-        message was queued or debounced, its claim is done at once; if refused (``busy``),
-        released at once (it stays in the window, but a redelivery is handled). The
-        subscription is read after the lock, and the state when acquired.
+        Returns the counts ``{"expired_locks", "dedupe_trimmed", "pending_expired",
+        "states_removed", "subscriptions_removed"}``; with ``dry_run`` counts what would be
+        removed and removes nothing.
         """
-
-    @abc.abstractmethod
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
-        """One atomic step after a clean block of an acquired cycle: write the thread's
-        state (``state_json``; ``None``: unchanged), mark the claim done and release the
-        lock, returning its pending entries (``[]`` under ``concurrent``).
-
-        Raises :class:`LeaseLost` and changes nothing when the lock (or, under
-        ``concurrent``, the claim) went to another holder.
-        """
-
-    @abc.abstractmethod
-    def cycle_abort(self, request: CycleRequest) -> None:
-        """One atomic step after a failed block of an acquired cycle: withdraw the claim if
-        it is still in progress and held by ``request.owner`` (a claim a commit marked done
-        stays), and release the lock if ``request.owner`` holds it, keeping its pending
-        entries for the next holder. Safe to call after a commit whose outcome is unknown.
-        """
-
-    async def acycle_enter(self, request: CycleRequest) -> CycleEntry:
-        """The async twin of :meth:`cycle_enter`."""
-        return await self._arun(self.cycle_enter, request)
-
-    async def acycle_commit(
-        self, request: CycleRequest, state_json: str | None
-    ) -> list[PendingEntry]:
-        """The async twin of :meth:`cycle_commit`."""
-        return await self._arun(self.cycle_commit, request, state_json)
-
-    async def acycle_abort(self, request: CycleRequest) -> None:
-        """The async twin of :meth:`cycle_abort`."""
-        await self._arun(self.cycle_abort, request)
-
-    # -- backend hooks -------------------------------------------------------------------
-    # Arguments arrive checked. ``kind`` is "thread" or "channel"; ``metadata`` and
-    # ``value_json`` are compact JSON text of already-validated dicts.
-
-    @abc.abstractmethod
-    def _do_is_subscribed(self, thread_id: str) -> bool: ...
-
-    @abc.abstractmethod
-    def _do_subscribe(self, thread_id: str) -> None: ...
-
-    @abc.abstractmethod
-    def _do_unsubscribe(self, thread_id: str) -> None: ...
-
-    @abc.abstractmethod
-    def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]: ...
-
-    @abc.abstractmethod
-    def _do_put_state(
-        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
-    ) -> None: ...
-
-    @abc.abstractmethod
-    def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> dict[str, Any]: ...
-
-    @abc.abstractmethod
-    def _do_is_duplicate(self, key: DedupeKey) -> bool: ...
-
-    @abc.abstractmethod
-    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
-        """Mark ``key`` unless present (then trim to ``limit``); True when it was marked."""
-
-    @abc.abstractmethod
-    def _do_lock(self, request: LockRequest) -> LockResult:
-        """``lock`` for a non-concurrent strategy."""
-
-    @abc.abstractmethod
-    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool: ...
-
-    @abc.abstractmethod
-    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
-        """Remove ``owner``'s lock and its pending list; :class:`NotOwner` otherwise."""
-
-    @abc.abstractmethod
-    def _do_force_release_lock(self, key: str) -> list[PendingEntry]: ...
-
-    @abc.abstractmethod
-    def _do_snapshot(self) -> Snapshot: ...
-
-    @abc.abstractmethod
-    def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> None: ...
-
-    @abc.abstractmethod
-    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]: ...
-
-
-def _snapshot_arg(snapshot: object) -> Snapshot:
-    """A snapshot argument, normalized; ``TypeError`` unless a Snapshot or a mapping."""
-    if not isinstance(snapshot, (Snapshot, Mapping)):
-        raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}")
-    return normalize_snapshot(snapshot)
+        request = self._prune_request(dedupe_limit, dry_run, state_older_than)
+        return self._pruned(self._do_prune(request))

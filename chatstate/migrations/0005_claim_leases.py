@@ -26,5 +26,10 @@ class Migration(migrations.Migration):
             name="expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name="lock",
+            name="ttl",
+            field=models.FloatField(blank=True, null=True),
+        ),
         RunPostgreSQLFile("0005_claim_leases.sql", "0005_claim_leases.reverse.sql"),
     ]

@@ -1,8 +1,12 @@
-"""Bounded queues: ``max_pending`` with ``overflow="drop_oldest"`` or ``"drop_newest"``."""
+"""Bounded queues: ``max_pending`` (default ``MAX_PENDING``) with ``overflow="drop_oldest"`` or
+``"drop_newest"`` (default ``OVERFLOW``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
+from django.test import override_settings
 
 from chatstate import LockResult
 from tests.conformance.helpers import entries
@@ -52,3 +56,40 @@ def test_max_pending_does_not_affect_a_free_lock(store: Any) -> None:
         LockResult.ACQUIRED
     )
     assert store.snapshot().pending_locks == {}
+
+
+def test_queues_are_bounded_by_default_by_the_settings(store: Any, make_store: Any) -> None:
+    assert store.max_pending == 100 and store.overflow == "drop_oldest"
+    with override_settings(CHATSTATE={"MAX_PENDING": 2, "OVERFLOW": "drop_newest"}):
+        bounded = make_store()
+    bounded.lock("k", "holder", "queue")
+    assert fill(bounded, 3) == [LockResult.QUEUED, LockResult.QUEUED, LockResult.DROPPED]
+    assert owners(bounded) == ["w1", "w2"]
+    assert bounded.lock("k", "w4", "queue", max_pending=3) is LockResult.QUEUED
+
+
+def test_unbounded_when_the_setting_is_none(store: Any, make_store: Any) -> None:
+    with override_settings(CHATSTATE={"MAX_PENDING": None}):
+        unbounded = make_store()
+    unbounded.lock("k", "holder", "queue")
+    assert fill(unbounded, 105) == [LockResult.QUEUED] * 105
+
+
+def test_handle_message_queues_within_its_bound(store: Any) -> None:
+    store.lock("t", "holder", "queue")
+    for n in range(3):
+        with store.handle_message(("s", f"m{n}"), thread_id="t", owner=f"w{n}", strategy="queue",
+                                  max_pending=2, overflow="drop_oldest") as msg:
+            assert msg.result is LockResult.QUEUED
+    assert [e["owner"] for e in store.snapshot().pending_locks["t"]] == ["w1", "w2"]
+    with store.handle_message(("s", "m9"), thread_id="t", owner="w9", strategy="queue",
+                              max_pending=2, overflow="drop_newest") as msg:
+        assert msg.result is LockResult.DROPPED
+
+
+@pytest.mark.parametrize(("setting", "value"), [("MAX_PENDING", 0), ("OVERFLOW", "drop_all")])
+def test_a_bad_bound_setting_is_refused(make_store: Any, setting: str, value: Any) -> None:
+    with override_settings(CHATSTATE={setting: value}), pytest.raises(ValueError, match=setting
+                                                                      if setting != "OVERFLOW"
+                                                                      else "overflow"):
+        make_store()

@@ -13,6 +13,12 @@ PAST = "2020-01-01T00:00:00.000000Z"
 FUTURE = "2099-01-01T00:00:00.000000Z"
 
 
+def counts(expired_locks: int, dedupe_trimmed: int, **more: int) -> dict[str, int]:
+    """What ``prune`` returns: every count, zero unless given."""
+    zero = dict.fromkeys(("pending_expired", "states_removed", "subscriptions_removed"), 0)
+    return {"expired_locks": expired_locks, "dedupe_trimmed": dedupe_trimmed, **zero, **more}
+
+
 def state_with_locks() -> Snapshot:
     """Two expired locks (one with pending entries) and one live lock, five dedupe keys."""
     keys = [("s", f"m{i}") for i in range(5)]
@@ -36,7 +42,7 @@ def state_with_locks() -> Snapshot:
 
 def test_prune_removes_expired_locks_and_keeps_their_pending_entries(store: Any) -> None:
     store.load_snapshot(state_with_locks())
-    assert store.prune(dedupe_limit=100) == {"expired_locks": 2, "dedupe_trimmed": 0}
+    assert store.prune(dedupe_limit=100) == counts(2, 0)
     snap = store.snapshot()
     assert list(snap.locks) == ["live"]
     assert snap.pending_locks == state_with_locks().pending_locks
@@ -49,9 +55,9 @@ def test_prune_removes_expired_locks_and_keeps_their_pending_entries(store: Any)
 
 def test_prune_trims_the_dedupe_window_to_the_limit(store: Any) -> None:
     store.load_snapshot(state_with_locks())
-    assert store.prune(dedupe_limit=2) == {"expired_locks": 2, "dedupe_trimmed": 3}
+    assert store.prune(dedupe_limit=2) == counts(2, 3)
     assert store.snapshot().dedupe_order == [("s", "m3"), ("s", "m4")]
-    assert store.prune(dedupe_limit=2) == {"expired_locks": 0, "dedupe_trimmed": 0}
+    assert store.prune(dedupe_limit=2) == counts(0, 0)
     store.mark_dedupe(("s", "m5"), 10)
     assert store.snapshot().dedupe_order == [("s", "m3"), ("s", "m4"), ("s", "m5")]
 
@@ -59,7 +65,7 @@ def test_prune_trims_the_dedupe_window_to_the_limit(store: Any) -> None:
 def test_dry_run_counts_and_removes_nothing(store: Any) -> None:
     store.load_snapshot(state_with_locks())
     before = store.snapshot()
-    assert store.prune(dedupe_limit=1, dry_run=True) == {"expired_locks": 2, "dedupe_trimmed": 4}
+    assert store.prune(dedupe_limit=1, dry_run=True) == counts(2, 4)
     assert store.snapshot() == before
 
 
@@ -75,5 +81,5 @@ def test_prune_of_a_tidy_store_removes_nothing(store: Any) -> None:
     store.lock("k", "a", ttl=60)
     store.mark_dedupe(("s", "1"), 10)
     before = store.snapshot()
-    assert store.prune(dedupe_limit=10) == {"expired_locks": 0, "dedupe_trimmed": 0}
+    assert store.prune(dedupe_limit=10) == counts(0, 0)
     assert store.snapshot() == before

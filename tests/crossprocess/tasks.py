@@ -295,3 +295,64 @@ def enter_and_hang(
         events["held"].set()
         time.sleep(600)
     return {}
+
+
+def _handle(state: dict[str, Any], message_id: str, entry_id: str | None, hold: float) -> None:
+    """The bot's work on one message: record it (and the queue entry it came as)."""
+    state["handled"] = [*state.get("handled", []), [message_id, entry_id]]
+    if hold:
+        time.sleep(hold)
+
+
+def deliver_and_drain(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    thread_id: str,
+    messages: int,
+    hold: float,
+) -> dict[str, int]:
+    """Deliver ``messages`` messages ``p<index>-<n>`` one after the other to one thread with
+    ``strategy="queue"``; a delivery that acquires the thread handles its own message and
+    then drains the queue. Returns how many were acquired and queued."""
+    import uuid
+
+    met = {"acquired": 0, "queued": 0}
+    for n in range(messages):
+        message_id = f"p{index}-{n:03d}"
+        with adapter.handle_message(
+            ("xproc", message_id),
+            thread_id=thread_id,
+            owner=f"{message_id}-{uuid.uuid4().hex[:6]}",
+            strategy="queue",
+            metadata={"mid": message_id},
+            max_pending=10_000,
+        ) as msg:
+            if msg.duplicate or msg.result is None:
+                raise AssertionError(f"{message_id}: {msg.result}, duplicate={msg.duplicate}")
+            met[msg.result.value] += 1
+            if msg.acquired:
+                _handle(msg.state, message_id, None, hold)
+                for entry in msg.drain():
+                    _handle(msg.state, entry.metadata["mid"], entry.id, hold)
+    return met
+
+
+def drain_and_hang(
+    adapter: Any, index: int, events: Events, *, thread_id: str, ttl: float, stop_at: int
+) -> dict[str, Any]:
+    """Take the thread, drain its queue handling each entry, and hang (until killed) in the
+    middle of the ``stop_at``-th entry, after it was handed out and before it is finished."""
+    with adapter.handle_message(
+        ("xproc", "holder"), thread_id=thread_id, owner="doomed", strategy="queue", ttl=ttl
+    ) as msg:
+        if not msg.acquired:
+            raise AssertionError(f"the doomed holder got {msg.result}")
+        _handle(msg.state, "holder", None, 0)
+        for n, entry in enumerate(msg.drain(), 1):
+            _handle(msg.state, entry.metadata["mid"], entry.id, 0)
+            if n == stop_at:
+                events["draining"].set()
+                time.sleep(600)
+    return {}

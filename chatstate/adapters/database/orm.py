@@ -20,27 +20,29 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Max
+from django.db import IntegrityError, connections, router
 
 from chatstate import conf
-from chatstate.adapters.base import StateAdapter, StateFn
-from chatstate.adapters.database import connection, export, restore
+from chatstate.adapters.base import StateAdapter
+from chatstate.adapters.database import connection, export, housekeeping, restore
+from chatstate.adapters.database.locks import LockRows
 from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, pending_entry
-from chatstate.models import DedupeEntry, DedupeWindow, Lock, PendingLockEntry, Subscription
-from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
-from chatstate.types import (
+from chatstate.adapters.database.window import DedupeWindowRows
+from chatstate.adapters.hooks import StateFn
+from chatstate.calls import (
     CycleEntry,
     CycleRequest,
-    DedupeKey,
+    Handover,
+    LockOutcome,
     LockRequest,
-    LockResult,
-    PendingEntry,
-    Strategy,
+    Pruned,
+    PruneRequest,
     lease_lost,
-    not_owner,
 )
+from chatstate.models import DedupeEntry, Lock, PendingLockEntry, Subscription
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import DedupeKey, LockResult, PendingEntry
 from chatstate.validation import check_id, dump_map
 
 T = TypeVar("T")
@@ -58,7 +60,7 @@ def database_alias(using: str | None) -> str:
     return str(alias)
 
 
-class DatabaseStateAdapter(StateAdapter):
+class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
     """Chat state in the models of :mod:`chatstate.models`, for one namespace.
 
     ``using`` is a database alias; by default the ``DATABASE`` setting, else the router's
@@ -120,18 +122,7 @@ class DatabaseStateAdapter(StateAdapter):
         """The database's clock."""
         return connection.now(self.using)
 
-    def window(self) -> DedupeWindow:
-        """The namespace's dedupe window row, locked until the transaction ends."""
-        windows = DedupeWindow.objects.using(self.using).select_for_update()
-        window = windows.filter(namespace=self.namespace).first()
-        if window is None:
-            DedupeWindow.objects.using(self.using).bulk_create(
-                [DedupeWindow(namespace=self.namespace, head=0)], ignore_conflicts=True
-            )
-            window = windows.get(namespace=self.namespace)
-        return window
-
-    # -- subscriptions -------------------------------------------------------------------
+    # -- subscriptions and state maps ----------------------------------------------------
 
     def _subscribed(self, thread_id: str) -> bool:
         return bool(self.queryset(Subscription).filter(thread_id=thread_id).exists())
@@ -140,15 +131,16 @@ class DatabaseStateAdapter(StateAdapter):
         return self._read(lambda: self._subscribed(thread_id))
 
     def _do_subscribe(self, thread_id: str) -> None:
-        row = Subscription(namespace=self.namespace, thread_id=thread_id)
-        self._write(
-            lambda: Subscription.objects.using(self.using).bulk_create([row], ignore_conflicts=True)
-        )
+        def subscribe() -> None:  # a subscription is touched (kept by state retention)
+            rows = self.queryset(Subscription).filter(thread_id=thread_id)
+            if not rows.update(created_at=self.now()):
+                row = Subscription(namespace=self.namespace, thread_id=thread_id)
+                Subscription.objects.using(self.using).bulk_create([row], ignore_conflicts=True)
+
+        self._write(subscribe)
 
     def _do_unsubscribe(self, thread_id: str) -> None:
         self._write(lambda: self.queryset(Subscription).filter(thread_id=thread_id).delete())
-
-    # -- state maps ----------------------------------------------------------------------
 
     def _state(self, kind: str, object_id: str) -> dict[str, Any]:
         rows = self.queryset(STATE_MODELS[kind]).filter(**{STATE_FIELDS[kind]: object_id})
@@ -194,20 +186,6 @@ class DatabaseStateAdapter(StateAdapter):
 
     # -- dedupe --------------------------------------------------------------------------
 
-    def _entry(self, key: DedupeKey) -> Any:
-        return self.queryset(DedupeEntry).filter(adapter=key[0], message_id=key[1])
-
-    def _holds(self, owner: str | None, thread_id: str | None, expires: Any) -> bool:
-        """Whether a dedupe entry makes its message a duplicate: done, or in progress and
-        alive (its own lease runs, or its owner holds its thread's lock unexpired)."""
-        if owner is None:
-            return True
-        now = self.now()
-        if expires is not None and expires > now:
-            return True
-        live = self.queryset(Lock).filter(key=thread_id, owner=owner, expires_at__gt=now)
-        return bool(live.exists())
-
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
         def check() -> bool:
             row = self._entry(key).values_list("owner", "thread_id", "expires_at").first()
@@ -215,186 +193,149 @@ class DatabaseStateAdapter(StateAdapter):
 
         return self._read(check)
 
-    def _claim(self, key: DedupeKey, limit: int, claim: tuple[str, str, datetime] | None) -> bool:
-        """Inside a write transaction: record ``key`` (``claim``: in progress for ``(owner,
-        thread, expires)``; None: done) unless a done or live claim holds it. A dead claim
-        is taken over in its place; a new key is the newest, the window trimmed to
-        ``limit``."""
-        window = self.window()
-        row = self._entry(key).select_for_update().first()
-        owner, thread_id, expires = claim or (None, None, None)
-        if row is not None:
-            if self._holds(row.owner, row.thread_id, row.expires_at):
-                return False
-            row.owner, row.thread_id, row.expires_at = owner, thread_id, expires
-            row.save(update_fields=["owner", "thread_id", "expires_at"])
-            return True
-        newest = self.queryset(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
-        entry = DedupeEntry.objects.using(self.using).create(
-            namespace=self.namespace,
-            adapter=key[0],
-            message_id=key[1],
-            seq=newest + 1,
-            owner=owner,
-            thread_id=thread_id,
-            expires_at=expires,
-        )
-        window.head = self.trim(window.head + 1, limit, keep=entry.pk)
-        window.save(update_fields=["head"])
-        return True
+    def _done(self, key: DedupeKey) -> bool:
+        """Whether ``key`` is done (a duplicate found without a write transaction)."""
+        return self._read(lambda: bool(self._entry(key).filter(owner__isnull=True).exists()))
 
-    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
-        if self._read(lambda: self._entry(key).filter(owner__isnull=True).exists()):
-            return False  # done: a duplicate, without a write transaction
-        return self._retry(lambda: self._claim(key, limit, None))
-
-    def trim(self, count: int, limit: int, keep: int | None = None) -> int:
-        """Inside a write transaction holding the window row: delete the oldest entries
-        until at most ``limit`` remain; the window's new count.
-
-        ``count`` is the window's recorded size; when it proves larger than what is there
-        (rows deleted behind the adapter's back), the entries are counted afresh. ``keep``:
-        an entry never deleted (the one just claimed).
-        """
-        while count > limit:
-            oldest = self.queryset(DedupeEntry).exclude(pk=keep).order_by("seq", "id")
-            ids = list(oldest.values_list("id", flat=True)[: count - limit])
-            deleted, _ = DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
-            if not deleted:
-                count = self.queryset(DedupeEntry).count()
-                if count <= limit:
-                    break
-                continue
-            count -= deleted
-        return count
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
+        if self._done(key):
+            return False
+        return self._retry(lambda: self._claim(key, limit, min_age, None))
 
     # -- locks ---------------------------------------------------------------------------
 
-    def _take(self, request: LockRequest, now: datetime) -> LockResult:
-        """Inside a write transaction: ``lock`` for a non-concurrent strategy."""
-        key, strategy = request.key, request.strategy
-        held = self.queryset(Lock).select_for_update().filter(key=key).first()
-        meta = json.loads(request.metadata)
-        if held is None or held.expires_at <= now:
-            fields = {
-                "owner": request.owner,
-                "strategy": strategy.value,
-                "metadata": meta,
-                "acquired_at": now,
-                "expires_at": now + timedelta(seconds=request.ttl),
-            }
-            if held is None:
-                with transaction.atomic(using=self.using):  # an insert race fails here
-                    Lock.objects.using(self.using).create(
-                        namespace=self.namespace, key=key, **fields
-                    )
-            else:
-                self.queryset(Lock).filter(pk=held.pk).update(**fields)
-            return _ACQUIRED
-        if strategy is Strategy.REJECT:
-            return LockResult.BUSY
-        pending = self.queryset(PendingLockEntry).filter(key=key)
-        result = LockResult.QUEUED
-        if strategy is Strategy.DEBOUNCE:
-            pending.delete()
-            result = LockResult.DEBOUNCED
-        elif request.max_pending is not None:
-            depth = pending.count()
-            if depth >= request.max_pending:
-                if request.overflow == "drop_newest":
-                    return LockResult.DROPPED
-                oldest = pending.order_by("id").values_list("id", flat=True)
-                drop = list(oldest[: depth - request.max_pending + 1])
-                PendingLockEntry.objects.using(self.using).filter(id__in=drop).delete()
-        PendingLockEntry.objects.using(self.using).create(
-            namespace=self.namespace,
-            key=key,
-            owner=request.owner,
-            strategy=strategy.value,
-            metadata=meta,
-            enqueued_at=now,
-        )
-        return result
-
-    def _do_lock(self, request: LockRequest) -> LockResult:
+    def _do_lock(self, request: LockRequest) -> LockOutcome:
         return self._retry(lambda: self._take(request, self.now()))
 
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
         def extend() -> bool:
             now = self.now()
             rows = self.queryset(Lock).filter(key=key, owner=owner, expires_at__gt=now)
-            return bool(rows.update(expires_at=now + timedelta(seconds=ttl)))
+            return bool(rows.update(expires_at=now + timedelta(seconds=ttl), ttl=ttl))
 
         return self._write(extend)
 
-    def _release(self, key: str, owner: str | None) -> list[PendingEntry]:
-        """Inside a write transaction: remove the lock (``owner`` None: whoever holds it) and
-        its pending list; the entries in arrival order."""
-        held = self.queryset(Lock).select_for_update().filter(key=key).first()
-        if owner is not None and (held is None or held.owner != owner):
-            raise not_owner(key, owner, held and held.owner)
-        if held is not None:
-            self.queryset(Lock).filter(pk=held.pk).delete()
-        rows = self.queryset(PendingLockEntry).filter(key=key).order_by("id")
-        entries = [pending_entry(row) for row in rows]
-        if entries:
-            rows.delete()
-        return entries
+    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Handover:
+        def release() -> Handover:
+            if not only_if_idle:
+                return self._release(key, owner)
+            held = self._held(key, owner)
+            handover = self._hand_over(key)
+            if handover.entries and held is not None:
+                self._renew(held, held.ttl or self.lock_ttl)
+            elif held is not None:
+                self.queryset(Lock).filter(pk=held.pk).delete()
+            return handover
 
-    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
-        return self._write(lambda: self._release(key, owner))
+        return self._write(release)
+
+    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
+        def take() -> Handover:
+            self._held(key, owner)
+            return self._hand_over(key, limit)
+
+        return self._write(take)
 
     def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
-        return self._write(lambda: self._release(key, None))
+        def release() -> list[PendingEntry]:
+            self.queryset(Lock).filter(key=key).delete()
+            return self._remove(
+                list(self.queryset(PendingLockEntry).filter(key=key).order_by("id"))
+            )
+
+        return self._write(release)
 
     # -- the message cycle ---------------------------------------------------------------
 
     def cycle_enter(self, request: CycleRequest) -> CycleEntry:
         key, thread_id = request.dedupe_key, request.thread_id
-        if self._read(lambda: self._entry(key).filter(owner__isnull=True).exists()):
+        if self._done(key):
             return CycleEntry(False, self._read(lambda: self._subscribed(thread_id)))
 
         def enter() -> CycleEntry:
             now = self.now()
             claim = (request.owner, thread_id, now + timedelta(seconds=request.ttl))
-            if not self._claim(key, request.dedupe_limit, claim):
+            if not self._claim(key, request.dedupe_limit, request.min_age, claim):
                 busy = self._entry(key).filter(owner__isnull=False).exists()
                 return CycleEntry(False, self._subscribed(thread_id), in_progress=busy)
-            result = self._take(request.lock_request(), now) if request.locks else _ACQUIRED
+            outcome = self._take(request.lock_request(), now) if request.locks else None
+            result = _ACQUIRED if outcome is None else outcome.result
             if result is LockResult.BUSY:  # refused: released at once, a redelivery is handled
                 self._entry(key).update(thread_id=None, expires_at=now)
             elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._entry(key).update(owner=None, thread_id=None, expires_at=None)
-            subscribed = self._subscribed(thread_id)  # after the lock: the holder's view
-            if result is not _ACQUIRED:
-                return CycleEntry(True, subscribed, result)
-            return CycleEntry(True, subscribed, result, self._state("thread", thread_id))
+            entry = CycleEntry(True, self._subscribed(thread_id), result)  # after the lock
+            if outcome is not None:
+                entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
+            if result is _ACQUIRED:
+                entry.state = self._state("thread", thread_id)
+            return entry
 
         return self._retry(enter)
 
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
-        key, thread_id, owner = request.dedupe_key, request.thread_id, request.owner
+    def _settle(self, request: CycleRequest, state_json: str | None) -> Lock | None:
+        """Inside a write transaction: check the lease (``LeaseLost``), write the state, mark
+        the claim done; the cycle's lock row, locked."""
+        claim = self._entry(request.dedupe_key).select_for_update().values_list("id", "owner")
+        found = claim.first()
+        held = None
+        if request.locks:
+            held = self.queryset(Lock).select_for_update().filter(key=request.thread_id).first()
+            if held is None or held.owner != request.owner:
+                raise lease_lost(request, held.owner if held else None)
+        elif found is not None and found[1] != request.owner:
+            raise lease_lost(request, found[1])
+        if state_json is not None:
+            self.put_state_row("thread", request.thread_id, json.loads(state_json))
+        if found is not None and found[1] == request.owner:
+            DedupeEntry.objects.using(self.using).filter(pk=found[0]).update(
+                owner=None, thread_id=None, expires_at=None
+            )
+        return held
 
-        def commit() -> list[PendingEntry]:
-            claim = self._entry(key).select_for_update().values_list("id", "owner").first()
-            if request.locks:
-                held = self.queryset(Lock).select_for_update().filter(key=thread_id).first()
-                if held is None or held.owner != owner:
-                    raise lease_lost(request, held and held.owner)
-            elif claim is not None and claim[1] != owner:
-                raise lease_lost(request, claim[1])
-            if state_json is not None:
-                self.put_state_row("thread", thread_id, json.loads(state_json))
-            if claim is not None and claim[1] == owner:
-                DedupeEntry.objects.using(self.using).filter(pk=claim[0]).update(
-                    owner=None, thread_id=None, expires_at=None
-                )
-            return self._release(thread_id, owner) if request.locks else []
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+        def commit() -> Handover:
+            held = self._settle(request, state_json)
+            if held is None:
+                return Handover()
+            self.queryset(Lock).filter(pk=held.pk).delete()
+            return self._hand_over(request.thread_id)
 
         return self._write(commit)
 
-    def cycle_abort(self, request: CycleRequest) -> None:
-        def abort() -> None:
+    def cycle_drain(
+        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+    ) -> Handover:
+        def step() -> Handover:
+            held = self._settle(request, state_json)
+            assert held is not None  # drain is for locking strategies
+            pending = self.queryset(PendingLockEntry).filter(key=request.thread_id)
+            if finished is not None:
+                pending.filter(id=int(finished)).delete()
+            handover = self._hand_over(request.thread_id, limit=0)  # expired ones only
+            following = pending.order_by("id").first()
+            if following is None:
+                self.queryset(Lock).filter(pk=held.pk).delete()
+                return handover
+            self._renew(held, request.ttl)
+            handover.entries = [pending_entry(following)]
+            return handover
+
+        return self._write(step)
+
+    def cycle_renew(self, request: CycleRequest) -> bool:
+        if request.locks:
+            return self._do_extend_lock(request.thread_id, request.owner, request.ttl)
+
+        def renew() -> bool:
+            until = self.now() + timedelta(seconds=request.ttl)
+            mine = self._entry(request.dedupe_key).filter(owner=request.owner)
+            return bool(mine.update(expires_at=until))
+
+        return self._write(renew)
+
+    def cycle_abort(self, request: CycleRequest) -> bool:
+        def abort() -> bool:
             window = self.window()
             deleted, _ = self._entry(request.dedupe_key).filter(owner=request.owner).delete()
             if deleted:
@@ -403,8 +344,9 @@ class DatabaseStateAdapter(StateAdapter):
             if request.locks:
                 mine = self.queryset(Lock).filter(key=request.thread_id, owner=request.owner)
                 mine.delete()
+            return bool(deleted)
 
-        self._write(abort)
+        return self._write(abort)
 
     # -- snapshots and housekeeping ------------------------------------------------------
 
@@ -422,21 +364,5 @@ class DatabaseStateAdapter(StateAdapter):
         """On PostgreSQL by ``COPY`` in one transaction, else the ORM (see :mod:`.restore`)."""
         self._write(lambda: restore.load_sections(self, sections, bool(merge)))
 
-    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> dict[str, int]:
-        def prune() -> dict[str, int]:
-            expired = self.queryset(Lock).filter(expires_at__lte=self.now())
-            window = self.window()
-            # Counted afresh: prune also repairs a count that rows deleted behind the
-            # adapter's back (raw SQL, a bulk delete) left wrong.
-            count = self.queryset(DedupeEntry).count()
-            counts = {
-                "expired_locks": expired.count(),
-                "dedupe_trimmed": max(0, count - dedupe_limit),
-            }
-            if not dry_run:
-                expired.delete()
-                window.head = self.trim(count, dedupe_limit)
-                window.save(update_fields=["head"])
-            return counts
-
-        return self._write(prune)
+    def _do_prune(self, request: PruneRequest) -> Pruned:
+        return self._write(lambda: housekeeping.prune(self, request))

@@ -17,18 +17,8 @@ from django.db import connections
 
 from chatstate.adapters.database import connection
 from chatstate.adapters.database.orm import DatabaseStateAdapter
-from chatstate.types import (
-    RESULTS,
-    STRATEGIES,
-    CycleEntry,
-    CycleRequest,
-    DedupeKey,
-    LockRequest,
-    LockResult,
-    PendingEntry,
-    lease_lost,
-    not_owner,
-)
+from chatstate.calls import CycleEntry, CycleRequest, Handover, LockOutcome, LockRequest, lease_lost
+from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
 FUNCTIONS_VERSION = 2
@@ -41,7 +31,8 @@ _STATE_TABLES = {
 }
 SUBSCRIBE = (
     "INSERT INTO chatstate_subscription (namespace, thread_id, created_at)"
-    " VALUES (%s, %s, statement_timestamp()) ON CONFLICT (namespace, thread_id) DO NOTHING"
+    " VALUES (%s, %s, statement_timestamp()) ON CONFLICT (namespace, thread_id)"
+    " DO UPDATE SET created_at = EXCLUDED.created_at"
 )
 UNSUBSCRIBE = "DELETE FROM chatstate_subscription WHERE namespace = %s AND thread_id = %s"
 PUT_STATE = (
@@ -50,24 +41,35 @@ PUT_STATE = (
     " ON CONFLICT (namespace, {column})"
     " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
 )
-CLAIM = "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL)"
+CLAIM = (
+    "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL, %s::float8)"
+)
 LOCK = (
-    "SELECT chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb, %s::float8,"
-    " %s::integer, %s::text)"
+    "SELECT * FROM chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb,"
+    " %s::float8, %s::integer, %s::text)"
 )
 EXTEND = (
     "UPDATE chatstate_lock"
-    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8)"
+    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8), ttl = %s"
     " WHERE namespace = %s AND key = %s AND owner = %s AND expires_at > statement_timestamp()"
 )
-RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, false)"
+RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, %s::boolean, %s::float8)"
+TAKE = "SELECT * FROM chatstate_take_pending(%s::text, %s::text, %s::text, %s::integer, %s::float8)"
 ENTER = (
     "SELECT * FROM chatstate_enter(%s::text, %s::text, %s::text, %s::bigint, %s::text,"
-    " %s::text, %s::text, %s::jsonb, %s::float8)"
+    " %s::text, %s::text, %s::jsonb, %s::float8, %s::float8, %s::integer, %s::text)"
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean)"
+    " %s::text, %s::boolean, %s::float8)"
+)
+DRAIN = (
+    "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
+    " %s::text, %s::bigint, %s::float8, %s::float8)"
+)
+RENEW = (
+    "SELECT chatstate_renew(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean,"
+    " %s::float8)"
 )
 ABORT = "SELECT chatstate_abort(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean)"
 
@@ -115,11 +117,11 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
         sql = PUT_STATE.format(table=table, column=column)
         self._execute(sql, (self.namespace, object_id, value_json))
 
-    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> bool:
-        return bool(self._fetch(CLAIM, (self.namespace, *key, limit))[0])
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
+        return bool(self._fetch(CLAIM, (self.namespace, *key, limit, min_age))[0])
 
-    def _do_lock(self, request: LockRequest) -> LockResult:
-        row = self._fetch(
+    def _do_lock(self, request: LockRequest) -> LockOutcome:
+        result, dropped, taken_over = self._fetch(
             LOCK,
             (
                 self.namespace,
@@ -132,24 +134,32 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
                 request.overflow,
             ),
         )
-        return RESULTS[row[0]]
+        return LockOutcome(RESULTS[result], _entries(dropped), taken_over)
 
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
-        return bool(self._execute(EXTEND, (ttl, self.namespace, key, owner)))
+        return bool(self._execute(EXTEND, (ttl, ttl, self.namespace, key, owner)))
 
-    def _do_release_lock(self, key: str, owner: str) -> list[PendingEntry]:
-        released, holder, pending = self._fetch(RELEASE, (self.namespace, key, owner))
+    def _handover(self, key: str, owner: str, row: Any) -> Handover:
+        released, holder, pending, expired = row
         if not released:
             raise not_owner(key, owner, holder)
-        return _entries(pending)
+        return Handover(_entries(pending), _entries(expired))
+
+    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Handover:
+        row = self._fetch(RELEASE, (self.namespace, key, owner, only_if_idle, self.pending_ttl))
+        return self._handover(key, owner, row)
+
+    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
+        row = self._fetch(TAKE, (self.namespace, key, owner, limit, self.pending_ttl))
+        return self._handover(key, owner, row)
 
     def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
-        return _entries(self._fetch(RELEASE, (self.namespace, key, None))[2])
+        return _entries(self._fetch(RELEASE, (self.namespace, key, None, False, None))[2])
 
-    # -- the message cycle: one statement to enter, one to commit ------------------------
+    # -- the message cycle: one statement each -------------------------------------------
 
     def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        claimed, subscribed, result, state, in_progress = self._fetch(
+        claimed, subscribed, result, state, in_progress, dropped, taken_over = self._fetch(
             ENTER,
             (
                 self.namespace,
@@ -160,33 +170,75 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
                 request.strategy.value,
                 request.metadata,
                 request.ttl,
+                request.min_age,
+                request.max_pending,
+                request.overflow,
             ),
         )
-        if result != "acquired":
+        if result == "acquired":
+            entry = CycleEntry(True, bool(subscribed), LockResult.ACQUIRED, _json(state) or {})
+        else:
             found = result and RESULTS[result]
-            return CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
-        return CycleEntry(True, bool(subscribed), LockResult.ACQUIRED, _json(state) or {})
+            entry = CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
+        if dropped is not None:
+            entry.dropped = _entries(dropped)
+        entry.taken_over = taken_over
+        return entry
 
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> list[PendingEntry]:
-        released, holder, pending = self._fetch(
-            COMMIT,
+    def _cycle_args(self, request: CycleRequest, state_json: str | None) -> tuple[Any, ...]:
+        return (self.namespace, request.thread_id, request.owner, state_json, *request.dedupe_key)
+
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+        released, holder, pending, expired = self._fetch(
+            COMMIT, (*self._cycle_args(request, state_json), request.locks, self.pending_ttl)
+        )
+        if not released:
+            raise lease_lost(request, holder)
+        return Handover(_entries(pending), _entries(expired))
+
+    def cycle_drain(
+        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+    ) -> Handover:
+        released, holder, entry, expired = self._fetch(
+            DRAIN,
             (
-                self.namespace,
-                request.thread_id,
-                request.owner,
-                state_json,
-                *request.dedupe_key,
-                request.locks,
+                *self._cycle_args(request, state_json),
+                None if finished is None else int(finished),
+                request.ttl,
+                self.pending_ttl,
             ),
         )
         if not released:
             raise lease_lost(request, holder)
-        return _entries(pending)
+        return Handover(_entries([_json(entry)] if entry is not None else []), _entries(expired))
 
-    def cycle_abort(self, request: CycleRequest) -> None:
-        self._fetch(
-            ABORT,
-            (self.namespace, *request.dedupe_key, request.thread_id, request.owner, request.locks),
+    def cycle_renew(self, request: CycleRequest) -> bool:
+        return bool(
+            self._fetch(
+                RENEW,
+                (
+                    self.namespace,
+                    request.thread_id,
+                    request.owner,
+                    *request.dedupe_key,
+                    request.locks,
+                    request.ttl,
+                ),
+            )[0]
+        )
+
+    def cycle_abort(self, request: CycleRequest) -> bool:
+        return bool(
+            self._fetch(
+                ABORT,
+                (
+                    self.namespace,
+                    *request.dedupe_key,
+                    request.thread_id,
+                    request.owner,
+                    request.locks,
+                ),
+            )[0]
         )
 
 
@@ -195,8 +247,8 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def _entries(pending: Any) -> list[PendingEntry]:
+def _entries(rows: Any) -> list[PendingEntry]:
     return [
-        PendingEntry(owner, STRATEGIES[strategy], metadata, enqueued_at)
-        for owner, strategy, metadata, enqueued_at in _json(pending) or ()
+        PendingEntry(owner, STRATEGIES[strategy], metadata, enqueued_at, str(entry_id))
+        for entry_id, owner, strategy, metadata, enqueued_at in _json(rows) or ()
     ]

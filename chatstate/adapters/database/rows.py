@@ -30,7 +30,14 @@ class NamespaceRows(Protocol):
     def window(self) -> DedupeWindow:
         """The namespace's dedupe window row, locked until the transaction ends."""
 
-    def trim(self, count: int, limit: int, keep: int | None = None) -> int:
+    def trim(
+        self,
+        count: int,
+        limit: int,
+        min_age: float = 0.0,
+        keep: int | None = None,
+        dry_run: bool = False,
+    ) -> int:
         """Trim the dedupe window to ``limit`` entries; its new count."""
 
 
@@ -41,6 +48,7 @@ def pending_entry(row: PendingLockEntry) -> PendingEntry:
         strategy=STRATEGIES[row.strategy],
         metadata=row.metadata,
         enqueued_at=to_iso(row.enqueued_at),
+        id=str(row.id),
     )
 
 

@@ -25,24 +25,25 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core import checks
 
-from chatstate.adapters.base import StateAdapter, StateFn
+from chatstate.adapters.base import StateAdapter
+from chatstate.adapters.hooks import StateFn
 from chatstate.adapters.operations import Op, operation
 from chatstate.adapters.redis import connection, records, scripts, streaming
 from chatstate.adapters.redis.connection import CALL, EVAL
 from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
-from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
-from chatstate.types import (
-    RESULTS,
+from chatstate.calls import (
     CycleEntry,
     CycleRequest,
-    DedupeKey,
+    Handover,
+    LockOutcome,
     LockRequest,
-    LockResult,
-    PendingEntry,
+    Pruned,
+    PruneRequest,
     lease_lost,
-    not_owner,
 )
+from chatstate.snapshot import Snapshot
+from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import RESULTS, DedupeKey, PendingEntry, not_owner
 from chatstate.validation import check_id, dump_map
 
 T = TypeVar("T")
@@ -135,11 +136,11 @@ class RedisStateAdapter(StateAdapter):
 
     @operation
     def _do_subscribe(self, thread_id: str) -> Op[None]:
-        yield (CALL, "sadd", (self.keys.subs, thread_id))
+        yield (EVAL, scripts.SUBSCRIBE, [self.keys.subs, self.keys.subt], [thread_id, "1"])
 
     @operation
     def _do_unsubscribe(self, thread_id: str) -> Op[None]:
-        yield (CALL, "srem", (self.keys.subs, thread_id))
+        yield (EVAL, scripts.SUBSCRIBE, [self.keys.subs, self.keys.subt], [thread_id, "0"])
 
     @operation
     def _do_get_state(self, kind: str, object_id: str) -> Op[dict[str, Any]]:
@@ -150,22 +151,21 @@ class RedisStateAdapter(StateAdapter):
     def _do_put_state(
         self, kind: str, object_id: str, value: dict[str, Any], value_json: str
     ) -> Op[None]:
-        yield (CALL, "hset", (self.keys.states[kind], object_id, value_json))
+        keys = [self.keys.states[kind], self.keys.touched[kind]]
+        yield (EVAL, scripts.PUT_STATE, keys, [object_id, value_json])
 
     @operation
     def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> Op[dict[str, Any]]:
         # Optimistic: read, apply ``fn``, then compare-and-set in one script; another
         # writer in between makes the script refuse, and ``fn`` runs again on the new map.
         # (WATCH would do the same at key granularity, and the hash holds every thread.)
-        hash_key = self.keys.states[kind]
+        keys = [self.keys.states[kind], self.keys.touched[kind]]
         while True:
-            old = yield (CALL, "hget", (hash_key, object_id))
+            old = yield (CALL, "hget", (keys[0], object_id))
             old_text = "" if old is None else text(old)
-            new = dump_map(
-                fn({} if old is None else records.loads(old_text)), f"{kind} state returned by fn"
-            )
-            swap = (EVAL, scripts.COMPARE_AND_SET, [hash_key], [object_id, old_text, new])
-            if int((yield swap)):
+            state = fn({} if old is None else records.loads(old_text))
+            new = dump_map(state, f"{kind} state returned by fn")
+            if int((yield (EVAL, scripts.COMPARE_AND_SET, keys, [object_id, old_text, new]))):
                 return records.loads(new)
 
     # -- dedupe --------------------------------------------------------------------------
@@ -173,20 +173,20 @@ class RedisStateAdapter(StateAdapter):
     @operation
     def _do_is_duplicate(self, key: DedupeKey) -> Op[bool]:
         k = self.keys
-        return bool(
-            int((yield (EVAL, scripts.IS_DUPLICATE, [k.dd, k.ddc, k.locks], [member(key)])))
-        )
+        reply = yield (EVAL, scripts.IS_DUPLICATE, [k.dd, k.ddc, k.locks], [member(key)])
+        return bool(int(reply))
 
     @operation
-    def _do_claim_dedupe(self, key: DedupeKey, limit: int) -> Op[bool]:
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> Op[bool]:
         k = self.keys
-        keys = [k.dd, k.ddseq, k.ddc, k.locks]
-        return bool(int((yield (EVAL, scripts.CLAIM, keys, [member(key), limit]))))
+        keys = [k.dd, k.ddseq, k.ddc, k.ddt, k.locks]
+        args = [member(key), limit, records.ttl_ms(min_age) if min_age else 0]
+        return bool(int((yield (EVAL, scripts.CLAIM, keys, args))))
 
     # -- locks ---------------------------------------------------------------------------
 
     @operation
-    def _do_lock(self, request: LockRequest) -> Op[LockResult]:
+    def _do_lock(self, request: LockRequest) -> Op[LockOutcome]:
         args = [
             request.key,
             request.owner,
@@ -196,25 +196,39 @@ class RedisStateAdapter(StateAdapter):
             "" if request.max_pending is None else request.max_pending,
             request.overflow,
         ]
-        reply = yield (EVAL, scripts.LOCK, self.keys.lock(request.key), args)
-        return RESULTS[text(reply)]
+        result, dropped, previous = yield (EVAL, scripts.LOCK, self.keys.queue(request.key), args)
+        return LockOutcome(
+            RESULTS[text(result)], records.pending_entries(dropped), previous and text(previous)
+        )
 
     @operation
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> Op[bool]:
         args = [key, owner, records.ttl_ms(ttl)]
         return bool(int((yield (EVAL, scripts.EXTEND, [self.keys.locks], args))))
 
+    def _pending_ttl(self) -> int | str:
+        return "" if self.pending_ttl is None else records.ttl_ms(self.pending_ttl)
+
     @operation
-    def _do_release_lock(self, key: str, owner: str) -> Op[list[PendingEntry]]:
-        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, owner, "0"])
+    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Op[Handover]:
+        args = [key, owner, "1" if only_if_idle else "0", self._pending_ttl()]
+        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), args)
         if not int(reply[0]):
             raise not_owner(key, owner, text(reply[1]))
-        return [records.pending_entry(raw) for raw in reply[2]]
+        return _handover(reply)
+
+    @operation
+    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Op[Handover]:
+        args = [key, owner, "" if limit is None else limit, self._pending_ttl()]
+        reply = yield (EVAL, scripts.TAKE_PENDING, self.keys.lock(key), args)
+        if not int(reply[0]):
+            raise not_owner(key, owner, text(reply[1]))
+        return _handover(reply)
 
     @operation
     def _do_force_release_lock(self, key: str) -> Op[list[PendingEntry]]:
-        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, "", "0"])
-        return [records.pending_entry(raw) for raw in reply[2]]
+        reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, "", "0", ""])
+        return records.pending_entries(reply[2])
 
     # -- the message cycle: one script each ----------------------------------------------
 
@@ -224,7 +238,7 @@ class RedisStateAdapter(StateAdapter):
         reply = yield (
             EVAL,
             scripts.CYCLE_ENTER,
-            [k.dd, k.ddseq, k.ddc, k.subs, k.ts, k.locks, k.q(thread_id), k.qkeys],
+            [k.dd, k.ddseq, k.ddc, k.ddt, k.subs, k.ts, *k.queue(thread_id)],
             [
                 member(request.dedupe_key),
                 request.dedupe_limit,
@@ -233,42 +247,86 @@ class RedisStateAdapter(StateAdapter):
                 request.strategy.value,
                 request.metadata,
                 records.ttl_ms(request.ttl),
+                records.ttl_ms(request.min_age) if request.min_age else 0,
+                "" if request.max_pending is None else request.max_pending,
+                request.overflow,
             ],
         )
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
         result = RESULTS[text(reply[2])]
         state = reply[3] if len(reply) > 3 else None
-        return CycleEntry(
-            True, bool(int(reply[1])), result, {} if state is None else records.loads(state)
-        )
+        entry = CycleEntry(True, bool(int(reply[1])), result)
+        if state is not None:
+            entry.state = records.loads(state)
+        if len(reply) > 4:
+            entry.dropped = records.pending_entries(reply[4])
+            entry.taken_over = reply[5] and text(reply[5]) if len(reply) > 5 else None
+        return entry
 
     @operation
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[list[PendingEntry]]:
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[Handover]:
         k, thread_id = self.keys, request.thread_id
         reply = yield (
             EVAL,
             scripts.CYCLE_COMMIT,
-            [*k.lock(thread_id), k.ts, k.dd, k.ddc],
+            [*k.lock(thread_id), k.ts, k.dd, k.ddc, k.tt],
             [
                 thread_id,
                 request.owner,
                 state_json or "",
                 member(request.dedupe_key),
                 "1" if request.locks else "0",
+                self._pending_ttl(),
             ],
         )
         if not int(reply[0]):
             raise lease_lost(request, text(reply[1]))
-        return [records.pending_entry(raw) for raw in reply[2]]
+        return _handover(reply)
 
     @operation
-    def cycle_abort(self, request: CycleRequest) -> Op[None]:
+    def cycle_drain(
+        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+    ) -> Op[Handover]:
+        k, thread_id = self.keys, request.thread_id
+        reply = yield (
+            EVAL,
+            scripts.CYCLE_DRAIN,
+            [*k.lock(thread_id), k.ts, k.ddc, k.tt, k.qseq],
+            [
+                thread_id,
+                request.owner,
+                state_json or "",
+                member(request.dedupe_key),
+                finished or "",
+                records.ttl_ms(request.ttl),
+                self._pending_ttl(),
+            ],
+        )
+        if not int(reply[0]):
+            raise lease_lost(request, text(reply[1]))
+        return _handover(reply)
+
+    @operation
+    def cycle_renew(self, request: CycleRequest) -> Op[bool]:
+        args = [
+            request.thread_id,
+            request.owner,
+            member(request.dedupe_key),
+            "1" if request.locks else "0",
+            records.ttl_ms(request.ttl),
+        ]
+        return bool(
+            int((yield (EVAL, scripts.CYCLE_RENEW, [self.keys.locks, self.keys.ddc], args)))
+        )
+
+    @operation
+    def cycle_abort(self, request: CycleRequest) -> Op[bool]:
         k = self.keys
-        yield (
+        reply = yield (
             EVAL,
             scripts.CYCLE_ABORT,
-            [k.dd, k.ddc, k.locks],
+            [k.dd, k.ddc, k.ddt, k.locks],
             [
                 member(request.dedupe_key),
                 request.thread_id,
@@ -276,6 +334,7 @@ class RedisStateAdapter(StateAdapter):
                 "1" if request.locks else "0",
             ],
         )
+        return bool(int(reply))
 
     # -- snapshots and housekeeping (see .streaming) -------------------------------------
 
@@ -301,15 +360,40 @@ class RedisStateAdapter(StateAdapter):
         )
 
     @operation
-    def _do_prune(self, dedupe_limit: int, dry_run: bool) -> Op[dict[str, int]]:
+    def _do_prune(self, request: PruneRequest) -> Op[Pruned]:
         k = self.keys
-        expired, trimmed = yield (
+        reply = yield (
             EVAL,
             scripts.PRUNE,
-            [k.locks, k.dd, k.ddc],
-            [dedupe_limit, "1" if dry_run else "0"],
+            [k.locks, k.dd, k.ddc, k.ddt, k.qkeys, k.ts, k.cs, k.tt, k.ct, k.subs, k.subt],
+            [
+                request.dedupe_limit,
+                "1" if request.dry_run else "0",
+                records.ttl_ms(request.min_age) if request.min_age else 0,
+                "" if request.pending_ttl is None else records.ttl_ms(request.pending_ttl),
+                ""
+                if request.state_older_than is None
+                else records.ttl_ms(request.state_older_than),
+                k.prefix,
+            ],
         )
-        return {"expired_locks": int(expired), "dedupe_trimmed": int(trimmed)}
+        names = (
+            "expired_locks",
+            "dedupe_trimmed",
+            "pending_expired",
+            "states_removed",
+            "subscriptions_removed",
+        )
+        counts = {name: int(n) for name, n in zip(names, reply[:5], strict=True)}
+        flat = reply[5]
+        expired = {
+            text(flat[i]): records.pending_entries(flat[i + 1]) for i in range(0, len(flat), 2)
+        }
+        return Pruned(counts, expired)
+
+
+def _handover(reply: Any) -> Handover:
+    return Handover(records.pending_entries(reply[2]), records.pending_entries(reply[3]))
 
 
 def _is_django_redis(backend: object) -> bool:

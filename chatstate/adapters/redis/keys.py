@@ -8,6 +8,7 @@ escaped with ``\\`` so no namespace's prefix is a prefix of another's):
 suffix              type    holds
 ==================  ======  ===========================================================
 ``subs``            set     subscribed thread ids
+``subt``            zset    thread id → when last subscribed (ms; state retention)
 ``dd``              zset    dedupe window: member ``adapter NUL message_id`` (NUL and
                             SOH escaped, so members sort as the keys do), score the
                             claim's sequence number (oldest first); trimmed by rank in
@@ -15,12 +16,15 @@ suffix              type    holds
 ``ddseq``           string  the namespace's dedupe counter (``INCR`` in the same script)
 ``ddc``             hash    member → its claim while a message cycle handles it (see
                             ``scripts``); a member without one is done
+``ddt``             hash    member → when it was claimed (ms; the window's minimum age)
 ``ts`` / ``cs``     hash    thread / channel id → state map (JSON text)
+``tt`` / ``ct``     zset    thread / channel id → when its state was last written (ms)
 ``locks``           hash    lock key → lock record (see ``scripts``); the lease is an
                             expiry time on Redis's clock (``TIME``), so an expired lock
                             behaves as free while its pending list stays
 ``q:<key>``         list    the lock's pending entries, oldest first
 ``qkeys``           set     lock keys whose pending list is not empty
+``qseq``            string  the namespace's pending-entry counter (entry ids)
 ``tmp:<token>:…``   —       a snapshot being loaded (expires if the load dies midway)
 ``snap:<token>:…``  —       a frozen copy being read by a snapshot (expires likewise)
 ==================  ======  ===========================================================
@@ -53,19 +57,42 @@ def text(value: Any) -> str:
 class Keys:
     """The key names of one namespace (or of a snapshot being loaded into it)."""
 
-    __slots__ = ("prefix", "subs", "dd", "ddseq", "ddc", "ts", "cs", "locks", "qkeys", "states")
+    __slots__ = (
+        "prefix",
+        "subs",
+        "subt",
+        "dd",
+        "ddseq",
+        "ddc",
+        "ddt",
+        "ts",
+        "tt",
+        "cs",
+        "ct",
+        "locks",
+        "qkeys",
+        "qseq",
+        "states",
+        "touched",
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.subs = prefix + "subs"
+        self.subt = prefix + "subt"
         self.dd = prefix + "dd"
         self.ddseq = prefix + "ddseq"
         self.ddc = prefix + "ddc"
+        self.ddt = prefix + "ddt"
         self.ts = prefix + "ts"
+        self.tt = prefix + "tt"
         self.cs = prefix + "cs"
+        self.ct = prefix + "ct"
         self.locks = prefix + "locks"
         self.qkeys = prefix + "qkeys"
+        self.qseq = prefix + "qseq"
         self.states = {"thread": self.ts, "channel": self.cs}
+        self.touched = {"thread": self.tt, "channel": self.ct}
 
     def q(self, key: str) -> str:
         """The pending list of lock ``key``."""
@@ -74,6 +101,10 @@ class Keys:
     def lock(self, key: str) -> list[str]:
         """The keys a lock script on ``key`` touches: locks, its pending list, qkeys."""
         return [self.locks, self.prefix + "q:" + key, self.qkeys]
+
+    def queue(self, key: str) -> list[str]:
+        """:meth:`lock`'s keys and the entry counter: what queueing on ``key`` touches."""
+        return [self.locks, self.prefix + "q:" + key, self.qkeys, self.qseq]
 
 
 def _escape(part: str) -> str:

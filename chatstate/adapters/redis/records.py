@@ -29,14 +29,26 @@ def ms(text: object, default: int) -> int:
 
 
 def pending_entry(raw: Any) -> PendingEntry:
-    """A pending-entry record as a :class:`PendingEntry`."""
-    owner, strategy, meta, enqueued_ms, enqueued_text = loads(raw)
-    return PendingEntry(owner, STRATEGIES[strategy], loads(meta), iso(enqueued_ms, enqueued_text))
+    """A pending-entry record as a :class:`PendingEntry` (records queued before entries had
+    ids have none)."""
+    owner, strategy, meta, enqueued_ms, enqueued_text, *rest = loads(raw)
+    return PendingEntry(
+        owner,
+        STRATEGIES[strategy],
+        loads(meta),
+        iso(enqueued_ms, enqueued_text),
+        rest[0] if rest else None,
+    )
+
+
+def pending_entries(raws: Any) -> list[PendingEntry]:
+    """:func:`pending_entry` of each record."""
+    return [pending_entry(raw) for raw in raws]
 
 
 def lock_dict(record: Any) -> dict[str, Any]:
     """A lock record in the snapshot's form."""
-    owner, strategy, meta, acquired, expires, acquired_at, expires_at = loads(record)
+    owner, strategy, meta, acquired, expires, acquired_at, expires_at, *_ = loads(record)
     return {
         "owner": owner,
         "strategy": strategy,

@@ -15,11 +15,16 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   ``[owner, strategy, metadata_json, acquired_ms, expires_ms, acquired_at|false,
   expires_at|false]`` — the two last are the exact ISO text a snapshot gave (kept so a
   round trip is exact) until the lease changes;
+* a lock's record also carries its lease, ``ttl_ms``, as an eighth element (what
+  ``release_lock(only_if_idle=True)`` renews it by);
 * a pending entry, an item of a ``q:<key>`` list:
-  ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false]``;
+  ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false, id]`` — ``id`` unique in
+  its namespace (the ``qseq`` counter), what a drain removes once the entry is finished;
 * a dedupe claim in progress, a field of the ``ddc`` hash (the member's, in ``dd``):
   ``[owner, thread_id, expires_ms, expires_at|false]``. A member of ``dd`` without one is
-  done.
+  done; ``ddt`` holds each member's claim time (for the window's minimum age);
+* touch times (state retention): sorted sets ``tt`` / ``ct`` (thread / channel states) and
+  ``subt`` (subscriptions), scored by the last write in milliseconds.
 """
 
 from __future__ import annotations
@@ -57,7 +62,12 @@ RELEASE = LuaScript.load("release")
 COMPARE_AND_SET = LuaScript.load("compare_and_set")
 CYCLE_ENTER = LuaScript.load("cycle_enter")
 CYCLE_COMMIT = LuaScript.load("cycle_commit")
+CYCLE_DRAIN = LuaScript.load("cycle_drain")
+CYCLE_RENEW = LuaScript.load("cycle_renew")
 CYCLE_ABORT = LuaScript.load("cycle_abort")
+TAKE_PENDING = LuaScript.load("take_pending")
+PUT_STATE = LuaScript.load("put_state")
+SUBSCRIBE = LuaScript.load("subscribe")
 PRUNE = LuaScript.load("prune")
 LOAD_REPLACE = LuaScript.load("load_replace")
 LOAD_MERGE = LuaScript.load("load_merge")
@@ -75,7 +85,12 @@ ALL = (
     COMPARE_AND_SET,
     CYCLE_ENTER,
     CYCLE_COMMIT,
+    CYCLE_DRAIN,
+    CYCLE_RENEW,
     CYCLE_ABORT,
+    TAKE_PENDING,
+    PUT_STATE,
+    SUBSCRIBE,
     PRUNE,
     LOAD_REPLACE,
     LOAD_MERGE,

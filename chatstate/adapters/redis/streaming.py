@@ -207,19 +207,23 @@ def build_commands(
         yield method, (key, *args)
         yield "pexpire", (key, LOAD_TTL_MS)
 
+    # What is loaded counts as touched (state retention) and claimed (the window's age) now.
     for part in parts(sections.subscriptions, CHUNK):
         yield from expiring(tmp.subs, "sadd", *part)
+        yield from expiring(tmp.subt, "zadd", dict.fromkeys(part, now))
     seq = 0
     for dedupe_keys in parts(sections.dedupe_order, CHUNK):
-        scores = {member(key): seq + i for i, key in enumerate(dedupe_keys, 1)}
+        members = [member(key) for key in dedupe_keys]
+        yield from expiring(tmp.dd, "zadd", {m: seq + i for i, m in enumerate(members, 1)})
+        yield from expiring(tmp.ddt, "hset", None, None, dict.fromkeys(members, now))
         seq += len(dedupe_keys)
-        yield from expiring(tmp.dd, "zadd", scores)
     if seq:
         yield from expiring(tmp.ddseq, "set", seq)
     for kind, maps in (("thread", sections.thread_state), ("channel", sections.channel_state)):
         for state_part in parts(maps, CHUNK):
             mapping = {i: dump_map(v) for i, v in state_part}
             yield from expiring(tmp.states[kind], "hset", None, None, mapping)
+            yield from expiring(tmp.touched[kind], "zadd", dict.fromkeys(mapping, now))
     default_expiry = now + records.ttl_ms(lock_ttl)
     for lock_part in parts(sections.locks, CHUNK):
         lock_records = {
@@ -232,11 +236,18 @@ def build_commands(
                     records.ms(lock.get("expires_at"), default_expiry),
                     lock.get("acquired_at") or False,
                     lock.get("expires_at") or False,
+                    max(
+                        1,
+                        records.ms(lock.get("expires_at"), default_expiry)
+                        - records.ms(lock.get("acquired_at"), now),
+                    ),
                 ]
             )
             for key, lock in lock_part
         }
         yield from expiring(tmp.locks, "hset", None, None, lock_records)
+    token = tmp.prefix.rsplit(":", 2)[-2]  # ids of loaded entries: unique to this load
+    loaded = itertools.count(1)
     for key, entries in sections.pending_locks:
         items = [
             records.dumps(
@@ -246,6 +257,7 @@ def build_commands(
                     dump_metadata(e.get("metadata")),
                     records.ms(e.get("enqueued_at"), now),
                     e.get("enqueued_at") or False,
+                    f"{token}-{next(loaded)}",
                 ]
             )
             for e in entries

@@ -1,8 +1,16 @@
 -- Back to version 1: drop version 2's functions, then reinstall version 1's.
 DROP FUNCTION IF EXISTS chatstate_abort(text, text, text, text, text, boolean);
-DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean);
-DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8);
-DROP FUNCTION IF EXISTS chatstate_claim(text, text, text, bigint, text, text, float8);
+DROP FUNCTION IF EXISTS chatstate_renew(text, text, text, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, bigint, float8, float8);
+DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean);
+DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text);
+DROP FUNCTION IF EXISTS chatstate_take_pending(text, text, text, integer, float8);
+DROP FUNCTION IF EXISTS chatstate_release(text, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_lock(text, text, text, text, jsonb, float8, integer, text);
+DROP FUNCTION IF EXISTS chatstate_expire_entries(text, text, float8);
+DROP FUNCTION IF EXISTS chatstate_take_entries(text, text, integer, float8);
+DROP FUNCTION IF EXISTS chatstate_claim(text, text, text, bigint, text, text, float8, float8);
 DROP FUNCTION IF EXISTS chatstate_claim_holds(text, text, text, timestamptz);
 DROP FUNCTION IF EXISTS chatstate_functions_version();
 

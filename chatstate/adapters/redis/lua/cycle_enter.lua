@@ -1,28 +1,32 @@
 -- The message cycle: entry (claim, lock, subscription, state), commit (state, claim done,
--- release) and abort (withdraw the claim, release), each one script.
--- KEYS: dd, ddseq, ddc, subs, ts, locks, q, qkeys.
--- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms.
--- Returns {claimed, subscribed, result, state|nil}, or {0, subscribed, in_progress} for a
--- duplicate. A message queued or debounced behind the lock is done at once; one refused
--- (busy) has its claim released at once, so that its redelivery is handled.
+-- release), drain steps, renewal and abort, each one script.
+-- KEYS: dd, ddseq, ddc, ddt, subs, ts, locks, q, qkeys, qseq.
+-- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms, min_age_ms, max_pending|'',
+-- overflow.
+-- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false}, or
+-- {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
+-- lock is done at once; one refused (busy) has its claim released at once, so that its
+-- redelivery is handled.
 local now = now_ms()
 local ttl = tonumber(ARGV[7])
 local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
-local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[1], tonumber(ARGV[2]), rec, now)
+local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], ARGV[1], tonumber(ARGV[2]),
+                      tonumber(ARGV[8]), rec, now)
 if claimed == 0 then
-    return {0, redis.call('SISMEMBER', KEYS[4], ARGV[3]), redis.call('HEXISTS', KEYS[3], ARGV[1])}
+    return {0, redis.call('SISMEMBER', KEYS[5], ARGV[3]), redis.call('HEXISTS', KEYS[3], ARGV[1])}
 end
-local result = 'acquired'
+local outcome = {'acquired', {}, false}
 if ARGV[5] ~= 'concurrent' then
-    result = take(KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl, nil,
-                  'drop_oldest', now)
+    outcome = take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl,
+                   tonumber(ARGV[9]), ARGV[10], now)
 end
+local result = outcome[1]
 if result == 'busy' then  -- refused: released at once, a redelivery is handled
     redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({ARGV[4], '', now, false}))
 elseif result ~= 'acquired' then  -- stored behind the lock: done
     redis.call('HDEL', KEYS[3], ARGV[1])
 end
-local subscribed = redis.call('SISMEMBER', KEYS[4], ARGV[3])
+local subscribed = redis.call('SISMEMBER', KEYS[5], ARGV[3])
 local state = false
-if result == 'acquired' then state = redis.call('HGET', KEYS[5], ARGV[3]) end
-return {1, subscribed, result, state}
+if result == 'acquired' then state = redis.call('HGET', KEYS[6], ARGV[3]) end
+return {1, subscribed, result, state, outcome[2], outcome[3]}

@@ -2,7 +2,8 @@
 -- the live keys in one step (incoming values win; dedupe keys and pending entries appended).
 -- ARGV: live prefix, temporary prefix.
 local live, tmp = ARGV[1], ARGV[2]
-local sections = {'subs', 'dd', 'ddseq', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}
+local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs', 'ct', 'locks',
+                  'qkeys', 'qseq'}
 
 if redis.call('EXISTS', tmp .. 'subs') == 1 then
     redis.call('SUNIONSTORE', live .. 'subs', live .. 'subs', tmp .. 'subs')
@@ -10,6 +11,14 @@ end
 for _, member in ipairs(redis.call('ZRANGE', tmp .. 'dd', 0, -1)) do
     if not redis.call('ZSCORE', live .. 'dd', member) then
         redis.call('ZADD', live .. 'dd', redis.call('INCR', live .. 'ddseq'), member)
+        redis.call('HSET', live .. 'ddt', member, redis.call('HGET', tmp .. 'ddt', member))
+        local claim = redis.call('HGET', tmp .. 'ddc', member)
+        if claim then redis.call('HSET', live .. 'ddc', member, claim) end
+    end
+end
+for _, name in ipairs({'subt', 'tt', 'ct'}) do
+    if redis.call('EXISTS', tmp .. name) == 1 then
+        redis.call('ZUNIONSTORE', live .. name, 2, live .. name, tmp .. name, 'AGGREGATE', 'MAX')
     end
 end
 for _, name in ipairs({'ts', 'cs', 'locks'}) do

@@ -3,7 +3,8 @@
 -- pending-list keys computed from the qkeys set inside the script stay on one node.
 -- ARGV: live prefix, temporary prefix.
 local live, tmp = ARGV[1], ARGV[2]
-local sections = {'subs', 'dd', 'ddseq', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}
+local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs', 'ct', 'locks',
+                  'qkeys', 'qseq'}
 
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
     redis.call('UNLINK', live .. 'q:' .. k)

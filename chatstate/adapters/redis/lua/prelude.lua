@@ -1,4 +1,5 @@
--- Shared by every script: composed before each one's body.
+-- Shared by every script: composed before each one's body. Records are described in
+-- scripts.py; times are Redis's clock in milliseconds.
 if redis.replicate_commands then redis.replicate_commands() end
 
 local function now_ms()
@@ -23,18 +24,35 @@ local function holds(ddc, locks, member, now)
     return tonumber(c[3]) > now or holding(locks, c[2], c[1], now)
 end
 
--- Drop the oldest members until the window holds ``limit``, and their claims.
-local function trim(dd, ddc, limit)
+-- Drop the oldest members until the window holds ``limit`` -- never one claimed less than
+-- ``min_age`` ms ago -- with their claims and times; how many (``dry``: would be).
+local function trim(dd, ddc, ddt, limit, min_age, now, dry)
     local n = redis.call('ZCARD', dd) - limit
     if n <= 0 then return 0 end
-    if n <= 64 then
-        local gone = redis.call('ZPOPMIN', dd, n)
-        for i = 1, #gone, 2 do redis.call('HDEL', ddc, gone[i]) end
-    else
-        redis.call('ZREMRANGEBYRANK', dd, 0, n - 1)
-        for _, m in ipairs(redis.call('HKEYS', ddc)) do
-            if not redis.call('ZSCORE', dd, m) then redis.call('HDEL', ddc, m) end
+    if min_age > 0 then
+        local gone = 0
+        for _, m in ipairs(redis.call('ZRANGE', dd, 0, n - 1)) do
+            local born = redis.call('HGET', ddt, m)
+            if born and tonumber(born) > now - min_age then break end  -- younger ones follow
+            if not dry then
+                redis.call('ZREM', dd, m)
+                redis.call('HDEL', ddc, m)
+                redis.call('HDEL', ddt, m)
+            end
+            gone = gone + 1
         end
+        return gone
+    end
+    if dry then return n end
+    local left = n
+    while left > 0 do
+        local items = redis.call('ZPOPMIN', dd, math.min(left, 1000))
+        for i = 1, #items, 2 do
+            redis.call('HDEL', ddc, items[i])
+            redis.call('HDEL', ddt, items[i])
+        end
+        left = left - #items / 2
+        if #items == 0 then break end
     end
     return n
 end
@@ -42,59 +60,101 @@ end
 -- Claim ``member``: 1 when this call now holds it. ``rec`` is the in-progress claim record
 -- (false: done at once). A member already held is a duplicate (0); one whose claim is in
 -- progress and dead is taken over in its place. A new member is the newest; the window is
--- then trimmed to ``limit``. (A duplicate still advances the counter: scores only need to
--- grow, ranks make the window.)
-local function claim(dd, seq, ddc, locks, member, limit, rec, now)
+-- then trimmed. (A duplicate still advances the counter: scores only need to grow, ranks
+-- make the window.)
+local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now)
     if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then
         if holds(ddc, locks, member, now) then return 0 end
     else
-        trim(dd, ddc, limit)
+        redis.call('HSET', ddt, member, now)
+        trim(dd, ddc, ddt, limit, min_age, now, false)
     end
     if rec then redis.call('HSET', ddc, member, rec) else redis.call('HDEL', ddc, member) end
     return 1
 end
 
--- ``lock`` for a non-concurrent strategy; an expired lease counts as free.
-local function take(locks, q, qkeys, key, owner, strategy, meta, ttl, maxp, overflow, now)
-    local rec = redis.call('HGET', locks, key)
-    if rec and tonumber(cjson.decode(rec)[5]) > now then
-        if strategy == 'reject' then return 'busy' end
-        local entry = cjson.encode({owner, strategy, meta, now, false})
-        local result = 'queued'
-        if strategy == 'debounce' then
-            redis.call('DEL', q)
-            result = 'debounced'
-        elseif maxp then
-            local depth = redis.call('LLEN', q)
-            if depth >= maxp then
-                if overflow == 'drop_newest' then return 'dropped' end
-                redis.call('LTRIM', q, depth - maxp + 1, -1)
-            end
-        end
-        redis.call('RPUSH', q, entry)
-        redis.call('SADD', qkeys, key)
-        return result
+-- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``.
+local function take_entries(q, qkeys, key, limit)
+    local items
+    if limit then
+        items = redis.call('LRANGE', q, 0, limit - 1)
+        if #items > 0 then redis.call('LTRIM', q, #items, -1) end
+    else
+        items = redis.call('LRANGE', q, 0, -1)
+        redis.call('DEL', q)
     end
-    redis.call('HSET', locks, key,
-               cjson.encode({owner, strategy, meta, now, now + ttl, false, false}))
-    return 'acquired'
+    if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+    return items
 end
 
--- Remove ``owner``'s lock (owner '': whoever holds it) and, unless ``keep``, its pending
--- list. Returns {1, '', entries} when released, {0, holder} when not ('' holder: nobody).
-local function release(locks, q, qkeys, key, owner, keep)
+-- Pop the entries at the front of ``q`` enqueued more than ``ttl`` ms ago (nil: none).
+local function expire(q, qkeys, key, ttl, now)
+    local gone = {}
+    if not ttl then return gone end
+    while true do
+        local head = redis.call('LINDEX', q, 0)
+        if not head or tonumber(cjson.decode(head)[4]) >= now - ttl then break end
+        redis.call('LPOP', q)
+        gone[#gone + 1] = head
+    end
+    if #gone > 0 and redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+    return gone
+end
+
+-- ``lock`` for a non-concurrent strategy; an expired lease counts as free. Returns
+-- {result, dropped entries, the expired holder taken over (or false)}.
+local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now)
     local rec = redis.call('HGET', locks, key)
-    if owner ~= '' then
-        if not rec then return {0, ''} end
-        local holder = cjson.decode(rec)[1]
-        if holder ~= owner then return {0, holder} end
+    local previous = false
+    if rec then
+        local held = cjson.decode(rec)
+        if tonumber(held[5]) > now then
+            if strategy == 'reject' then return {'busy', {}, false} end
+            local id = tostring(redis.call('INCR', qseq))
+            local entry = cjson.encode({owner, strategy, meta, now, false, id})
+            local result, dropped = 'queued', {}
+            if strategy == 'debounce' then
+                dropped = take_entries(q, qkeys, key, nil)
+                result = 'debounced'
+            elseif maxp then
+                local depth = redis.call('LLEN', q)
+                if depth >= maxp then
+                    if overflow == 'drop_newest' then return {'dropped', {}, false} end
+                    dropped = take_entries(q, qkeys, key, depth - maxp + 1)
+                end
+            end
+            redis.call('RPUSH', q, entry)
+            redis.call('SADD', qkeys, key)
+            return {result, dropped, false}
+        end
+        previous = held[1]
     end
-    if rec then redis.call('HDEL', locks, key) end
-    if keep then return {1, '', {}} end
-    local entries = redis.call('LRANGE', q, 0, -1)
-    if #entries > 0 then
-        redis.call('DEL', q)
-        redis.call('SREM', qkeys, key)
+    redis.call('HSET', locks, key,
+               cjson.encode({owner, strategy, meta, now, now + ttl, false, false, ttl}))
+    return {'acquired', {}, previous}
+end
+
+-- Release ``owner``'s lock (owner '': whoever holds it) and hand over its pending entries
+-- (those older than ``pending_ttl`` dropped). With ``only_if_idle``: release only when none
+-- is pending, else keep the lock (its lease renewed by its ttl). Returns {1, '', entries,
+-- expired} when released, {0, holder} when ``owner`` does not hold it ('' holder: nobody).
+local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now)
+    local rec = redis.call('HGET', locks, key)
+    local held = rec and cjson.decode(rec)
+    if owner ~= '' and (not held or held[1] ~= owner) then return {0, held and held[1] or ''} end
+    local expired = expire(q, qkeys, key, pending_ttl, now)
+    local entries = take_entries(q, qkeys, key, nil)
+    if only_if_idle and #entries > 0 then
+        held[5] = now + tonumber(held[8] or (tonumber(held[5]) - tonumber(held[4])))
+        held[7] = false
+        redis.call('HSET', locks, key, cjson.encode(held))
+    elseif rec then
+        redis.call('HDEL', locks, key)
     end
-    return {1, '', entries}
+    return {1, '', entries, expired}
+end
+
+-- Record that ``id`` was touched now (state retention).
+local function touch(zset, id, now)
+    redis.call('ZADD', zset, now, id)
 end

@@ -1,6 +1,11 @@
--- KEYS: locks, dd, ddc. ARGV: dedupe_limit, dry_run ('1'). Returns {expired_locks, trimmed}.
+-- KEYS: locks, dd, ddc, ddt, qkeys, ts, cs, tt, ct, subs, subt.
+-- ARGV: dedupe_limit, dry_run ('1'), min_age_ms, pending_ttl_ms|'', state_older_ms|'',
+-- the namespace's key prefix (pending lists are prefix .. 'q:' .. key).
+-- Returns {expired_locks, trimmed, pending_expired, states_removed, subscriptions_removed,
+-- {key, {entries}, key, {entries}, ...}} (the pending entries dropped as expired).
 local now = now_ms()
 local dry = ARGV[2] == '1'
+local prefix = ARGV[6]
 local expired = 0
 local cursor = '0'
 repeat
@@ -14,7 +19,53 @@ repeat
         end
     end
 until cursor == '0'
-local trimmed = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
-if trimmed < 0 then trimmed = 0 end
-if trimmed > 0 and not dry then trim(KEYS[2], KEYS[3], tonumber(ARGV[1])) end
-return {expired, trimmed}
+local trimmed = trim(KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[3]), now, dry)
+local pending_ttl = tonumber(ARGV[4])
+local dropped, pending_expired = {}, 0
+if pending_ttl then
+    for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+        local q = prefix .. 'q:' .. key
+        local old = {}
+        if dry then
+            for _, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
+                if tonumber(cjson.decode(raw)[4]) < now - pending_ttl then old[#old + 1] = raw end
+            end
+        else
+            old = expire(q, KEYS[5], key, pending_ttl, now)
+        end
+        if #old > 0 then
+            dropped[#dropped + 1] = key
+            dropped[#dropped + 1] = old
+            pending_expired = pending_expired + #old
+        end
+    end
+end
+local states, subs = 0, 0
+local older = tonumber(ARGV[5])
+if older then
+    local cutoff = now - older
+    -- A subscription is kept while its thread's state is touched, and the other way round.
+    for _, thread in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', '(' .. cutoff)) do
+        local touched = redis.call('ZSCORE', KEYS[8], thread)
+        if not touched or tonumber(touched) < cutoff then
+            subs = subs + 1
+            if not dry then
+                redis.call('SREM', KEYS[10], thread)
+                redis.call('ZREM', KEYS[11], thread)
+            end
+        end
+    end
+    for _, pair in ipairs({{KEYS[6], KEYS[8], true}, {KEYS[7], KEYS[9], false}}) do
+        for _, id in ipairs(redis.call('ZRANGEBYSCORE', pair[2], '-inf', '(' .. cutoff)) do
+            local subscribed = pair[3] and redis.call('ZSCORE', KEYS[11], id)
+            if not (subscribed and tonumber(subscribed) >= cutoff) then
+                states = states + 1
+                if not dry then
+                    redis.call('HDEL', pair[1], id)
+                    redis.call('ZREM', pair[2], id)
+                end
+            end
+        end
+    end
+end
+return {expired, trimmed, pending_expired, states, subs, dropped}

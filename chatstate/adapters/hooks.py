@@ -1,0 +1,364 @@
+"""``StateBackend``: the hooks a backend implements — the contract of a chatstate backend.
+
+``StateAdapter`` (:mod:`.base`) checks every argument, fills in the defaults of the
+``CHATSTATE`` setting and sends the signals; it calls these hooks with values already
+checked (identifiers are valid ``str``, maps and metadata come as compact JSON text too,
+requests are the frozen objects of :mod:`chatstate.calls`). A backend makes each hook one
+atomic step on its store — a transaction, a Lua script, a mutex — never a read followed by a
+separate write. To write one (say, a DynamoDB adapter), subclass ``StateAdapter``, implement
+every abstract hook below, and run the conformance suite against it (README: "Writing a
+backend").
+
+Async: every hook has an async path. By default a hook runs in a worker thread
+(``sync_to_async``); a backend whose driver has an asyncio client writes its hooks as
+:func:`operations <chatstate.adapters.operations.operation>` and implements :meth:`drive` and
+:meth:`adrive`, and the async twins then run natively.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+
+from chatstate import conf, signals
+from chatstate.adapters.operations import Op, operation_of
+from chatstate.calls import (
+    CycleEntry,
+    CycleRequest,
+    Handover,
+    LockOutcome,
+    LockRequest,
+    Pruned,
+    PruneRequest,
+)
+from chatstate.snapshot import Snapshot
+from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
+from chatstate.validation import (
+    check_dedupe_key,
+    check_id,
+    check_limit,
+    check_optional_limit,
+    check_optional_ttl,
+    check_overflow,
+    check_seconds,
+    check_strategy,
+    check_ttl,
+    dump_metadata,
+)
+
+T = TypeVar("T")
+StateFn = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class StateBackend(abc.ABC):
+    """The hooks of one backend, for one namespace (``self.namespace``), and the settings
+    and checked requests they receive.
+
+    Time is the backend's clock. ``kind`` is ``"thread"`` or ``"channel"``. Settings a hook
+    reads from ``self``: ``pending_ttl`` (seconds; pending entries older than it are dropped
+    when handed over, and reported; ``None``: kept), ``lock_ttl``.
+    """
+
+    #: Short backend name, for the benchmark and messages ("memory", "database", "redis").
+    name: str = "base"
+
+    def __init__(self, namespace: str | None = None) -> None:
+        settings = conf.chatstate_settings()
+        self.namespace: str = check_id(
+            settings["NAMESPACE"] if namespace is None else namespace, "namespace"
+        )
+        self.dedupe_limit: int = check_limit(settings["DEDUPE_LIMIT"], "DEDUPE_LIMIT")
+        self.lock_ttl: float = check_ttl(settings["LOCK_TTL"])
+        self.max_pending: int | None = check_optional_limit(settings["MAX_PENDING"], "MAX_PENDING")
+        self.overflow: str = check_overflow(settings["OVERFLOW"])
+        self.pending_ttl: float | None = check_optional_ttl(settings["PENDING_TTL"], "PENDING_TTL")
+        self.dedupe_min_age: float = check_seconds(settings["DEDUPE_MIN_AGE"], "DEDUPE_MIN_AGE")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} namespace={self.namespace!r}>"
+
+    # -- the checked requests the hooks receive ------------------------------------------
+
+    def _lock_request(
+        self,
+        key: str,
+        owner: str,
+        strategy: Strategy | str,
+        metadata: Mapping[str, Any] | None,
+        ttl: float | None,
+        max_pending: int | None,
+        overflow: str | None,
+    ) -> LockRequest:
+        return LockRequest(
+            check_id(key, "key"),
+            check_id(owner, "owner"),
+            check_strategy(strategy),
+            dump_metadata(metadata),
+            self.lock_ttl if ttl is None else check_ttl(ttl),
+            self.max_pending if max_pending is None else check_limit(max_pending, "max_pending"),
+            self.overflow if overflow is None else check_overflow(overflow),
+        )
+
+    def _cycle_request(
+        self,
+        dedupe_key: DedupeKey | list[str],
+        thread_id: str,
+        owner: str,
+        strategy: Strategy | str,
+        metadata: Mapping[str, Any] | None,
+        dedupe_limit: int | None,
+        ttl: float | None,
+        keepalive: bool,
+        max_pending: int | None,
+        overflow: str | None,
+        min_age: float | None,
+    ) -> CycleRequest:
+        return CycleRequest(
+            check_dedupe_key(dedupe_key),
+            check_id(thread_id, "thread_id"),
+            check_id(owner, "owner"),
+            check_strategy(strategy),
+            dump_metadata(metadata),
+            self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit),
+            self.lock_ttl if ttl is None else check_ttl(ttl),
+            self.max_pending if max_pending is None else check_limit(max_pending, "max_pending"),
+            self.overflow if overflow is None else check_overflow(overflow),
+            self._min_age(min_age),
+            bool(keepalive),
+        )
+
+    def _min_age(self, min_age: float | None) -> float:
+        return self.dedupe_min_age if min_age is None else check_seconds(min_age, "min_age")
+
+    def _prune_request(
+        self, dedupe_limit: int | None, dry_run: bool, state_older_than: float | None
+    ) -> PruneRequest:
+        return PruneRequest(
+            self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit),
+            bool(dry_run),
+            self.dedupe_min_age,
+            self.pending_ttl,
+            check_optional_ttl(state_older_than, "state_older_than"),
+        )
+
+    # -- what the hooks report -----------------------------------------------------------
+
+    def _locked(self, request: LockRequest, outcome: LockOutcome) -> LockResult:
+        """Send the signals of a lock's ``outcome``; its result."""
+        result = outcome.result
+        if result is not LockResult.ACQUIRED:
+            signals.contended(self, request.key, request.owner, result)
+        dropped = outcome.dropped
+        if result is LockResult.DROPPED:  # drop_newest: the newcomer itself
+            dropped = [PendingEntry(request.owner, request.strategy, json.loads(request.metadata))]
+        if dropped:
+            why = "debounce" if request.strategy is Strategy.DEBOUNCE else "overflow"
+            signals.dropped(self, request.key, dropped, why)
+        signals.taken_over(self, request.key, request.owner, outcome.taken_over)
+        return result
+
+    def _pruned(self, pruned: Pruned) -> dict[str, int]:
+        """Report the entries a prune dropped as expired; its counts."""
+        for key, entries in pruned.expired.items():
+            signals.dropped(self, key, entries, "expired")
+        return pruned.counts
+
+    def _handed(self, key: str, handover: Handover) -> list[PendingEntry]:
+        """Report the expired entries of a ``handover``; the entries handed over."""
+        signals.dropped(self, key, handover.expired, "expired")
+        return handover.entries
+
+    # -- subscriptions and state maps ----------------------------------------------------
+
+    @abc.abstractmethod
+    def _do_is_subscribed(self, thread_id: str) -> bool:
+        """Whether ``thread_id`` is subscribed."""
+
+    @abc.abstractmethod
+    def _do_subscribe(self, thread_id: str) -> None:
+        """Subscribe (idempotent); a subscription is *touched* (for state retention)."""
+
+    @abc.abstractmethod
+    def _do_unsubscribe(self, thread_id: str) -> None:
+        """Unsubscribe (idempotent)."""
+
+    @abc.abstractmethod
+    def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]:
+        """A fresh copy of the stored map, ``{}`` when none."""
+
+    @abc.abstractmethod
+    def _do_put_state(
+        self, kind: str, object_id: str, value: dict[str, Any], value_json: str
+    ) -> None:
+        """Store the map (given both as a dict and as its JSON text); it is *touched*."""
+
+    @abc.abstractmethod
+    def _do_update_state(self, kind: str, object_id: str, fn: StateFn) -> dict[str, Any]:
+        """Apply ``fn`` to the stored map with no lost update; the stored result. ``fn``'s
+        result is checked with ``chatstate.validation.dump_map`` (``TypeError``, nothing
+        stored); an exception from ``fn`` propagates, nothing stored."""
+
+    # -- dedupe --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _do_is_duplicate(self, key: DedupeKey) -> bool:
+        """Whether ``key`` is in the window, done or in progress and alive (see
+        :meth:`cycle_enter`)."""
+
+    @abc.abstractmethod
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
+        """Record ``key`` as done, unless it is in the window (done, or in progress and
+        alive): True when recorded. A new key is the newest; the oldest keys are then
+        dropped until ``limit`` remain, never one younger than ``min_age`` seconds. An
+        in-progress claim whose lease ran out is taken over in its place."""
+
+    # -- locks ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _do_lock(self, request: LockRequest) -> LockOutcome:
+        """``lock`` for a non-concurrent strategy, its rules as ``StateAdapter.lock``'s; the
+        entries it dropped, and the holder it took over from, in the outcome. A new pending
+        entry gets an ``id`` unique in its queue."""
+
+    @abc.abstractmethod
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
+        """Renew ``owner``'s unexpired lease to ``ttl`` seconds from now (and remember
+        ``ttl`` as the lock's lease); False, nothing changed, otherwise."""
+
+    @abc.abstractmethod
+    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Handover:
+        """Release ``owner``'s lock and hand over its pending entries (oldest first). With
+        ``only_if_idle``: release only when none is pending; otherwise keep the lock, renew
+        its lease by its ttl and hand the entries over. Entries older than ``pending_ttl``
+        are dropped, not handed over (``expired``). ``NotOwner``, nothing changed, when
+        ``owner`` does not hold it."""
+
+    @abc.abstractmethod
+    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
+        """Hand over up to ``limit`` oldest pending entries of a lock ``owner`` holds (expired
+        ones dropped as in :meth:`_do_release_lock`); ``NotOwner`` otherwise."""
+
+    @abc.abstractmethod
+    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
+        """Remove the lock and its pending list, whoever holds it; the entries."""
+
+    # -- the message cycle ---------------------------------------------------------------
+    #
+    # A dedupe claim made by a cycle is *in progress* -- held by the cycle's owner, alive
+    # while its own lease (``ttl`` from the entry, renewed by ``cycle_renew``) runs or while
+    # the owner holds the lock on the cycle's thread -- until the commit (or the first
+    # drain step) marks it *done*. A claim in progress whose lease ran out does not make its
+    # message a duplicate: the next delivery takes the claim over. Claims made by
+    # ``claim_dedupe`` / ``mark_dedupe`` are done at once.
+
+    @abc.abstractmethod
+    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+        """One atomic step: claim the dedupe key (the window trimmed as by
+        :meth:`_do_claim_dedupe`), take the lock, read subscription and state.
+
+        Not claimed: nothing changes, ``in_progress`` tells a live claim from a done one,
+        and the subscription is read. Claimed: the claim is in progress for
+        ``request.owner``; the lock is taken with the request's strategy and bound (none
+        under ``concurrent``); if the message was queued or debounced, its claim is done at
+        once; if refused (``busy``), released at once (it stays in the window, but a
+        redelivery is handled). The subscription is read after the lock, the state when
+        acquired.
+        """
+
+    @abc.abstractmethod
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+        """One atomic step after a clean block of an acquired cycle: write the thread's
+        state (``state_json``; ``None``: unchanged), mark the claim done and release the
+        lock, handing over its pending entries (as :meth:`_do_release_lock`; none under
+        ``concurrent``). ``LeaseLost``, nothing changed, when the lock (or, under
+        ``concurrent``, the claim) went to another holder."""
+
+    @abc.abstractmethod
+    def cycle_drain(
+        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+    ) -> Handover:
+        """One atomic step of ``MessageCycle.drain``: write the state (``state_json``; None:
+        unchanged); on the ``first`` step mark the cycle's claim done; remove the pending
+        entry ``finished`` (its ``id``) if still queued; drop expired entries; then hand out
+        the oldest entry left (``entries == [it]``: it stays queued until finished, and the
+        lease is renewed by ``request.ttl``) or, when none is left, release the lock
+        (``entries == []``). ``LeaseLost``, nothing changed, when the lock went to another
+        holder."""
+
+    @abc.abstractmethod
+    def cycle_renew(self, request: CycleRequest) -> bool:
+        """Renew the cycle's lease by ``request.ttl`` (its lock's; under ``concurrent`` its
+        claim's): False, nothing changed, when it is no longer this owner's."""
+
+    @abc.abstractmethod
+    def cycle_abort(self, request: CycleRequest) -> bool:
+        """One atomic step after a failed block: withdraw the claim if it is still in
+        progress and ``request.owner``'s (a claim a commit marked done stays) — True when
+        withdrawn — and release the lock if ``request.owner`` holds it, keeping its pending
+        entries for the next holder. Safe after a commit whose outcome is unknown."""
+
+    async def acycle_enter(self, request: CycleRequest) -> CycleEntry:
+        """:meth:`cycle_enter` from async code."""
+        return await self._arun(self.cycle_enter, request)
+
+    async def acycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+        """:meth:`cycle_commit` from async code."""
+        return await self._arun(self.cycle_commit, request, state_json)
+
+    async def acycle_drain(
+        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+    ) -> Handover:
+        """:meth:`cycle_drain` from async code."""
+        return await self._arun(self.cycle_drain, request, state_json, finished, first)
+
+    async def acycle_renew(self, request: CycleRequest) -> bool:
+        """:meth:`cycle_renew` from async code."""
+        return await self._arun(self.cycle_renew, request)
+
+    async def acycle_abort(self, request: CycleRequest) -> bool:
+        """:meth:`cycle_abort` from async code."""
+        return await self._arun(self.cycle_abort, request)
+
+    # -- snapshots and housekeeping ------------------------------------------------------
+
+    @abc.abstractmethod
+    def _do_snapshot(self) -> Snapshot:
+        """The namespace's whole state, read consistently."""
+
+    @abc.abstractmethod
+    def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> None:
+        """Replace (or merge into) the namespace's state with the checked ``snapshot``, all
+        or nothing."""
+
+    @abc.abstractmethod
+    def _do_prune(self, request: PruneRequest) -> Pruned:
+        """Housekeeping, counted: ``expired_locks`` (removed; their pending entries stay),
+        ``dedupe_trimmed`` (the window trimmed as by :meth:`_do_claim_dedupe`),
+        ``pending_expired`` (entries older than ``request.pending_ttl``, and the pending
+        lists of locks with no live holder once their newest entry is that old),
+        ``states_removed`` and ``subscriptions_removed`` (not touched for
+        ``request.state_older_than`` seconds). ``dry_run``: count, change nothing."""
+
+    # -- running hooks -------------------------------------------------------------------
+
+    async def _arun(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the hook ``fn`` from async code: natively when it is an :func:`operation
+        <chatstate.adapters.operations.operation>` (through :meth:`adrive`), else in a worker
+        thread (as Django's ORM needs)."""
+        gen = operation_of(fn)
+        if gen is not None:
+            return await self.adrive(gen(self, *args))
+        return await sync_to_async(fn)(*args)
+
+    def drive(self, op: Op[T]) -> T:
+        """Run an operation (a hook written as a generator of requests) on the blocking
+        client; a backend that writes its hooks as operations implements it."""
+        raise NotImplementedError(f"{type(self).__name__} runs no operations")
+
+    async def adrive(self, op: Op[T]) -> T:
+        """Run an operation from async code; by default :meth:`drive` in a worker thread."""
+        return await sync_to_async(self.drive)(op)

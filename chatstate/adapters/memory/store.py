@@ -1,0 +1,146 @@
+"""What a ``MemoryStateAdapter`` holds, and its conversion to and from a ``Snapshot``.
+
+Layout (each container belongs to one namespace's adapter and is guarded by its mutex):
+
+* ``subscriptions``: thread id → when last touched (epoch seconds);
+* ``dedupe``: key → ``[born (epoch), claim]``, oldest first; ``claim`` is None (done) or,
+  while a cycle handles the message, ``(owner, thread_id, expires (monotonic), expires_wall)``;
+* ``states``: ``(kind, id)`` → ``(json, touched)``;
+* ``locks``: key → ``[owner, strategy, metadata_json, expires (monotonic), acquired_wall,
+  expires_wall, ttl]``;
+* ``pending``: key → deque of ``(id, owner, strategy, metadata_json, enqueued (epoch),
+  enqueued_text | None)``, oldest first.
+
+Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatstate.snapshot import Snapshot
+from chatstate.types import STRATEGIES, DedupeKey, PendingEntry, Strategy, epoch_to_iso, from_iso
+from chatstate.validation import dump_map, dump_metadata
+
+Pending = tuple[str, str, Strategy, str, float, "str | None"]
+Claim = tuple[str, str, float, "float | str"]
+_loads = json.loads
+
+
+@dataclass
+class MemoryStore:
+    """The containers of one memory adapter (layout: the module's docstring)."""
+
+    ids: Any = field(default_factory=lambda: itertools.count(1))
+    subscriptions: dict[str, float] = field(default_factory=dict)
+    dedupe: OrderedDict[DedupeKey, list[Any]] = field(default_factory=OrderedDict)
+    states: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    locks: dict[str, list[Any]] = field(default_factory=dict)
+    pending: dict[str, deque[Pending]] = field(default_factory=dict)
+
+    @staticmethod
+    def entry(raw: Pending) -> PendingEntry:
+        """A stored pending entry as a :class:`PendingEntry`."""
+        entry_id, owner, strategy, meta, enqueued, text = raw
+        return PendingEntry(owner, strategy, _loads(meta), text or epoch_to_iso(enqueued), entry_id)
+
+    def snapshot(self) -> Snapshot:
+        """The whole state as a ``Snapshot``."""
+        order = list(self.dedupe)
+        states = {kind: {} for kind in ("thread", "channel")}  # type: dict[str, dict[str, Any]]
+        for (kind, object_id), (text, _) in self.states.items():
+            states[kind][object_id] = _loads(text)
+        return Snapshot(
+            subscriptions=set(self.subscriptions),
+            dedupe=set(order),
+            dedupe_order=order,
+            thread_state=states["thread"],
+            channel_state=states["channel"],
+            locks={
+                key: {
+                    "owner": owner,
+                    "strategy": strategy.value,
+                    "metadata": _loads(meta),
+                    "acquired_at": _iso(acquired),
+                    "expires_at": _iso(expires_wall),
+                }
+                for key, (owner, strategy, meta, _, acquired, expires_wall, _) in self.locks.items()
+            },
+            pending_locks={
+                key: [self.entry(raw).to_dict() for raw in queue]
+                for key, queue in self.pending.items()
+                if queue
+            },
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot, lock_ttl: float) -> MemoryStore:
+        """A store holding ``snapshot`` (built outside the adapter's mutex: it may be big)."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        store = cls()
+        store.subscriptions = dict.fromkeys(snapshot.subscriptions, now_wall)
+        store.dedupe = OrderedDict((key, [now_wall, None]) for key in snapshot.dedupe_order)
+        for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
+            for object_id, value in maps.items():
+                store.states[(kind, object_id)] = (dump_map(value), now_wall)
+        for key, lock in snapshot.locks.items():
+            expires_text = lock.get("expires_at")
+            expires = _epoch(expires_text, now_wall + lock_ttl)
+            acquired_text = lock.get("acquired_at")
+            store.locks[key] = [
+                lock["owner"],
+                STRATEGIES[lock["strategy"]],
+                dump_metadata(lock.get("metadata")),
+                now_mono + (expires - now_wall),
+                acquired_text or now_wall,
+                expires_text if isinstance(expires_text, str) else expires,
+                max(expires - _epoch(acquired_text, now_wall), 0.001),
+            ]
+        for key, entries in snapshot.pending_locks.items():
+            store.pending[key] = deque(
+                (
+                    "",
+                    e["owner"],
+                    STRATEGIES[e["strategy"]],
+                    dump_metadata(e.get("metadata")),
+                    _epoch(e.get("enqueued_at"), now_wall),
+                    e.get("enqueued_at"),
+                )
+                for e in entries
+            )
+        return store
+
+    def load(self, other: MemoryStore, merge: bool) -> None:
+        """Replace (or merge into) what this store holds with ``other``'s; pending entries
+        get ids of this store."""
+        if not merge:
+            for container in (
+                self.subscriptions,
+                self.dedupe,
+                self.states,
+                self.locks,
+                self.pending,
+            ):
+                container.clear()
+        self.subscriptions.update(other.subscriptions)
+        for key, value in other.dedupe.items():
+            if key not in self.dedupe:
+                self.dedupe[key] = value
+        self.states.update(other.states)
+        self.locks.update(other.locks)
+        for lock_key, queue in other.pending.items():
+            numbered = (((str(next(self.ids)),) + raw[1:]) for raw in queue)
+            self.pending.setdefault(lock_key, deque()).extend(numbered)
+
+
+def _iso(value: float | str) -> str:
+    return value if isinstance(value, str) else epoch_to_iso(value)
+
+
+def _epoch(text: object, default: float) -> float:
+    return from_iso(text).timestamp() if isinstance(text, str) else default

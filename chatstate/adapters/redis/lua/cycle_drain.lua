@@ -1,0 +1,46 @@
+-- KEYS: locks, q, qkeys, ts, ddc, tt, qseq.
+-- ARGV: thread, owner, state_json|'', member, finished id|'', ttl_ms, pending_ttl_ms|''.
+-- One step of a drain: write the state (marking the cycle's claim done), remove the entry
+-- just finished, drop expired entries, then hand out the oldest left -- it stays queued, the
+-- lease renewed -- or, when none is left, release the lock. Returns {1, '', {entry}|{},
+-- expired}, or {0, holder} when the lease went to another holder (nothing written).
+local now = now_ms()
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+local held = rec and cjson.decode(rec)
+if not held or held[1] ~= ARGV[2] then return {0, held and held[1] or ''} end
+if ARGV[3] ~= '' then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+    touch(KEYS[6], ARGV[1], now)
+end
+local claim = redis.call('HGET', KEYS[5], ARGV[4])
+if claim and cjson.decode(claim)[1] == ARGV[2] then redis.call('HDEL', KEYS[5], ARGV[4]) end
+if ARGV[5] ~= '' then  -- the entry finished: at the front, unless dropped meanwhile
+    local first = redis.call('LINDEX', KEYS[2], 0)
+    if first and cjson.decode(first)[6] == ARGV[5] then
+        redis.call('LPOP', KEYS[2])
+    else
+        for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+            if cjson.decode(raw)[6] == ARGV[5] then
+                redis.call('LREM', KEYS[2], 1, raw)
+                break
+            end
+        end
+    end
+end
+local expired = expire(KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[7]), now)
+local head = redis.call('LINDEX', KEYS[2], 0)
+if not head then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('SREM', KEYS[3], ARGV[1])
+    return {1, '', {}, expired}
+end
+local entry = cjson.decode(head)
+if not entry[6] then  -- queued before entries had ids: give it one where it stands
+    entry[6] = tostring(redis.call('INCR', KEYS[7]))
+    head = cjson.encode(entry)
+    redis.call('LSET', KEYS[2], 0, head)
+end
+held[5] = now + tonumber(ARGV[6])
+held[7] = false
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+return {1, '', {head}, expired}

@@ -1,0 +1,22 @@
+-- KEYS: locks, ddc. ARGV: thread, owner, member, locked ('1'|'0'), ttl_ms.
+-- Renew a cycle's lease: its lock's, or under 'concurrent' its claim's. Returns 1 when
+-- renewed.
+local now = now_ms()
+if ARGV[4] == '1' then
+    local rec = redis.call('HGET', KEYS[1], ARGV[1])
+    if not rec then return 0 end
+    local held = cjson.decode(rec)
+    if held[1] ~= ARGV[2] or tonumber(held[5]) <= now then return 0 end
+    held[5] = now + tonumber(ARGV[5])
+    held[7] = false
+    redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+    return 1
+end
+local rec = redis.call('HGET', KEYS[2], ARGV[3])
+if not rec then return 0 end
+local claim = cjson.decode(rec)
+if claim[1] ~= ARGV[2] then return 0 end
+claim[3] = now + tonumber(ARGV[5])
+claim[4] = false
+redis.call('HSET', KEYS[2], ARGV[3], cjson.encode(claim))
+return 1

@@ -1,0 +1,145 @@
+"""The checked calls a backend receives, and what it answers (see the hooks of
+:class:`~chatstate.adapters.hooks.StateBackend`).
+
+The public methods of ``StateAdapter`` check their arguments, fill in the defaults from the
+settings, and hand a backend one of these frozen requests; a backend answers with plain
+values or the small result objects below, from which the adapter sends its signals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatstate.types import (
+    DedupeKey,
+    LeaseLost,
+    LockResult,
+    PendingEntry,
+    Strategy,
+    not_owner,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """A checked ``lock`` call (``metadata`` is compact JSON text; ``max_pending`` None:
+    unbounded)."""
+
+    key: str
+    owner: str
+    strategy: Strategy
+    metadata: str
+    ttl: float
+    max_pending: int | None = None
+    overflow: str = "drop_oldest"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRequest:
+    """A checked ``handle_message`` call.
+
+    The cycle's dedupe claim is held by ``owner`` with the lease ``ttl`` of its lock on
+    ``thread_id``; ``metadata`` is compact JSON text; ``min_age``: seconds the dedupe window
+    keeps the keys it trims; ``max_pending``/``overflow``: the queue's bound, as ``lock``'s.
+    """
+
+    dedupe_key: DedupeKey
+    thread_id: str
+    owner: str
+    strategy: Strategy
+    metadata: str
+    dedupe_limit: int
+    ttl: float
+    max_pending: int | None = None
+    overflow: str = "drop_oldest"
+    min_age: float = 0.0
+    keepalive: bool = False
+
+    @property
+    def locks(self) -> bool:
+        """Whether the cycle takes the thread's lock (every strategy but ``concurrent``)."""
+        return self.strategy is not Strategy.CONCURRENT
+
+    def lock_request(self) -> LockRequest:
+        """The ``lock`` call the cycle makes on its thread."""
+        return LockRequest(
+            self.thread_id,
+            self.owner,
+            self.strategy,
+            self.metadata,
+            self.ttl,
+            self.max_pending,
+            self.overflow,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PruneRequest:
+    """A checked ``prune`` call: the dedupe window's ``limit`` and ``min_age``; pending entries
+    older than ``pending_ttl`` (None: kept); states and subscriptions untouched for
+    ``state_older_than`` seconds (None: kept); ``dry_run``: count, change nothing."""
+
+    dedupe_limit: int
+    dry_run: bool = False
+    min_age: float = 0.0
+    pending_ttl: float | None = None
+    state_older_than: float | None = None
+
+
+@dataclass(slots=True)
+class LockOutcome:
+    """What a ``lock`` did: its ``result``; the pending entries it ``dropped`` (an overflow
+    under ``drop_oldest``, or the entries a ``debounce`` replaced); and, when it acquired a
+    lock whose holder's lease had run out, that holder (``taken_over``)."""
+
+    result: LockResult
+    dropped: list[PendingEntry] = field(default_factory=list)
+    taken_over: str | None = None
+
+
+@dataclass(slots=True)
+class Handover:
+    """Pending entries handed to a holder (``entries``, oldest first), and those dropped on
+    the way because they were older than ``PENDING_TTL`` (``expired``)."""
+
+    entries: list[PendingEntry] = field(default_factory=list)
+    expired: list[PendingEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Pruned:
+    """What ``prune`` did (or, on a dry run, would do): the ``counts`` it returns, and the
+    pending entries it dropped as expired, by lock key (for the signal)."""
+
+    counts: dict[str, int]
+    expired: dict[str, list[PendingEntry]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CycleEntry:
+    """What the entry step of a cycle found.
+
+    ``claimed``: the message was not a duplicate (its claim is now this cycle's);
+    ``subscribed``: the thread's subscription, read after the lock; ``result``: the lock's
+    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired);
+    ``in_progress``: not claimed because another delivery of the message is being handled
+    right now (its claim is in progress, its holder alive) rather than done; ``dropped`` and
+    ``taken_over``: as :class:`LockOutcome`'s.
+    """
+
+    claimed: bool
+    subscribed: bool
+    result: LockResult | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    in_progress: bool = False
+    dropped: list[PendingEntry] = field(default_factory=list)
+    taken_over: str | None = None
+
+
+def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:
+    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s (or, under
+    ``concurrent``, its claim went to another delivery)."""
+    if request.locks:
+        return LeaseLost(str(not_owner(request.thread_id, request.owner, holder)))
+    return LeaseLost(f"{request.owner!r} no longer holds the claim of {request.dedupe_key!r}")
