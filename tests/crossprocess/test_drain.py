@@ -29,8 +29,9 @@ def reorderings(handled: list[list[Any]]) -> dict[str, int]:
         per_sender.setdefault(sender, []).append(int(n))
         if entry_id is not None:
             ids.append(_order(entry_id))
-    inversions = sum(a > b for seq in per_sender.values() for a, b in zip(seq, seq[1:]))
-    out_of_queue_order = sum(a > b for a, b in zip(ids, ids[1:]))
+    pairs = [pair for seq in per_sender.values() for pair in zip(seq, seq[1:], strict=False)]
+    inversions = sum(a > b for a, b in pairs)
+    out_of_queue_order = sum(a > b for a, b in zip(ids, ids[1:], strict=False))
     return {"sender_inversions": inversions, "queue_inversions": out_of_queue_order}
 
 
