@@ -1,13 +1,16 @@
 """Measure the admin at scale on PostgreSQL (a measurement, not a test).
 
 Fills a dedicated database (``chatstate_admin_bench``, created if missing) with
-``--dedupe`` DedupeEntry rows and ``--threads`` ThreadState and Subscription rows (plus locks
-and pending entries), then times, through Django's test client as a logged-in superuser,
-the first and deep pages of every changelist, exact-id and prefix searches, a namespace
-filter and the overview. With ``--scale 10`` it then grows the dedupe and thread tables
-tenfold and measures again, to show the times stay flat.
+``--dedupe`` DedupeEntry rows and ``--threads`` ThreadState and Subscription rows (plus locks,
+pending entries, some with no live holder, and 24 hours of claims per minute), then times,
+through Django's test client as a logged-in superuser, the first and deep pages of every
+changelist, exact-id, prefix and substring searches (a channel id finds its threads), a
+namespace filter and the overview with its charts. With ``--scale 10`` it then grows the
+dedupe and thread tables tenfold and measures again, to show the times stay flat. With
+``--without-trigram`` it drops the trigram indexes first (as on a server without
+``pg_trgm``): searches then match exact ids, parts and prefixes.
 
-    .venv/bin/python bench/admin_scale.py [--dedupe 1000000] [--threads 100000] [--scale 10]
+    .venv/bin/python bench/admin_scale.py [--dedupe 1000000] [--threads 1000000] [--scale 10]
 """
 
 from __future__ import annotations
@@ -54,20 +57,23 @@ FROM generate_series(%(dedupe_lo)s, %(dedupe_hi)s) AS g;
 
 INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)
 SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
-       'slack:C' || (mod(g, 500)) || ':' || g,
+       'slack:' || CASE WHEN mod(g, 500) = 7 THEN 'C-support' ELSE 'C' || mod(g, 500) END
+       || ':' || g,
        jsonb_build_object('turns', mod(g, 17), 'topic', 'support', 'last', 'm' || g),
        now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
 
 INSERT INTO chatstate_subscription (namespace, thread_id, created_at)
 SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
-       'slack:C' || (mod(g, 500)) || ':' || g, now() - make_interval(secs => mod(g, 86400))
+       'slack:' || CASE WHEN mod(g, 500) = 7 THEN 'C-support' ELSE 'C' || mod(g, 500) END
+       || ':' || g, now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
 """
 
 SMALL_SQL = """
 INSERT INTO chatstate_channelstate (namespace, channel_id, value, updated_at)
-SELECT 'prod', 'slack:C' || g, jsonb_build_object('topic', 'support'), now()
+SELECT 'prod', 'slack:' || CASE WHEN g = 7 THEN 'C-support' ELSE 'C' || g END,
+       jsonb_build_object('topic', 'support'), now()
 FROM generate_series(1, 500) AS g;
 
 INSERT INTO chatstate_lock (namespace, key, owner, strategy, metadata, acquired_at, expires_at)
@@ -82,6 +88,16 @@ INSERT INTO chatstate_pendinglockentry (namespace, key, owner, strategy, metadat
 SELECT l.namespace, l.key, 'worker-' || q, 'queue', jsonb_build_object('message_id', 'q' || q),
        now()
 FROM chatstate_lock l, generate_series(1, 3) AS q WHERE l.strategy = 'queue';
+
+INSERT INTO chatstate_pendinglockentry (namespace, key, owner, strategy, metadata, enqueued_at)
+SELECT 'prod', 'slack:C9:orphan-' || k, 'worker-' || q, 'queue',
+       jsonb_build_object('message_id', 'o' || k || '-' || q), now() - make_interval(mins => k)
+FROM generate_series(1, 40) AS k, generate_series(1, 1 + k % 5) AS q;
+
+INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
+SELECT 'prod', date_trunc('minute', now()) - make_interval(mins => m),
+       1 + (1439 - m) * 40
+FROM generate_series(0, 1439) AS m;
 """
 
 
@@ -109,7 +125,8 @@ def fill(dedupe: tuple[int, int], threads: tuple[int, int], small: bool) -> floa
             "SELECT namespace, max(seq) FROM chatstate_dedupeentry GROUP BY namespace "
             "ON CONFLICT (namespace) DO UPDATE SET head = EXCLUDED.head"
         )
-        for table in ("dedupeentry", "threadstate", "subscription", "lock", "pendinglockentry"):
+        tables = ("dedupeentry", "threadstate", "subscription", "lock", "pendinglockentry")
+        for table in (*tables, "channelstate", "claimminute"):
             # VACUUM sets the visibility map, as autovacuum would on a live database.
             cursor.execute(f"VACUUM ANALYZE chatstate_{table}")
     return time.perf_counter() - started
@@ -136,7 +153,9 @@ def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[st
     """Times the admin pages an operator opens; returns ``(what, ms)`` pairs."""
     base = "/admin/chatstate"
     mid_message = f"m{dedupe_rows // 2 + 1}"
-    mid_thread = f"slack:C{(thread_rows // 2 + 1) % 500}:{thread_rows // 2 + 1}"
+    mid = thread_rows // 2 + 1
+    mid_thread = f"slack:C{mid % 500}:{mid}"
+    digits = str(mid)[-5:]  # a run of digits inside thread ids (and message ids)
     urls = [
         ("dedupe: first page", f"{base}/dedupeentry/"),
         ("dedupe: page 500", f"{base}/dedupeentry/?p=500"),
@@ -144,27 +163,51 @@ def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[st
         ("dedupe: search exact message id", f"{base}/dedupeentry/?q={mid_message}"),
         ("dedupe: search adapter:message_id", f"{base}/dedupeentry/?q=slack:{mid_message}"),
         ("dedupe: search prefix m12345*", f"{base}/dedupeentry/?q=m12345*"),
+        (f"dedupe: search substring {digits}", f"{base}/dedupeentry/?q={digits}"),
         ("dedupe: namespace filter, page 200", f"{base}/dedupeentry/?namespace=prod&p=200"),
         ("thread state: first page", f"{base}/threadstate/"),
         ("thread state: page 500", f"{base}/threadstate/?p=500"),
         ("thread state: search exact id", f"{base}/threadstate/?q={mid_thread}"),
+        ("thread state: search channel C-support", f"{base}/threadstate/?q=C-support"),
+        ("thread state: search slack:C-support", f"{base}/threadstate/?q=slack:C-support"),
+        ("thread state: search channel C42", f"{base}/threadstate/?q=C42"),
+        (f"thread state: search substring {digits}", f"{base}/threadstate/?q={digits}"),
+        ("thread state: search substring, no match", f"{base}/threadstate/?q=zqxj"),
+        ("thread state: search 'slack' (every row)", f"{base}/threadstate/?q=slack"),
         ("subscription: first page", f"{base}/subscription/"),
         ("subscription: page 500", f"{base}/subscription/?p=500"),
         ("subscription: search exact id", f"{base}/subscription/?q={mid_thread}"),
+        ("subscription: search channel C-support", f"{base}/subscription/?q=C-support"),
         ("channel state: first page", f"{base}/channelstate/"),
+        ("channel state: search C-support", f"{base}/channelstate/?q=C-support"),
         ("lock: first page", f"{base}/lock/"),
         ("lock: search owner", f"{base}/lock/?q=worker-7"),
+        ("lock: search key substring C42:", f"{base}/lock/?q=C42:"),
         ("pending: first page", f"{base}/pendinglockentry/"),
-        ("overview: prod", f"{base}/lock/overview/?namespace=prod"),
+        ("overview: prod (charts)", f"{base}/lock/overview/?namespace=prod"),
     ]
     return [(what, timed(client, url)) for what, url in urls]
+
+
+def drop_trigram_indexes() -> None:
+    """Drops the trigram indexes of migration 0006 (the admin then searches without them)."""
+    from django.db import connection
+
+    from chatstate.admin.search import TRIGRAM_INDEXES
+
+    with connection.cursor() as cursor:
+        for name in TRIGRAM_INDEXES.values():
+            cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dedupe", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=1_000_000)
     parser.add_argument("--scale", type=int, default=1, help="then grow the big tables N-fold")
+    parser.add_argument(
+        "--without-trigram", action="store_true", help="drop the trigram indexes first"
+    )
     args = parser.parse_args()
 
     create_database()
@@ -181,8 +224,13 @@ def main() -> None:
         cursor.execute(
             "TRUNCATE chatstate_dedupeentry, chatstate_dedupewindow, chatstate_threadstate, "
             "chatstate_subscription, chatstate_channelstate, chatstate_lock, "
-            "chatstate_pendinglockentry"
+            "chatstate_pendinglockentry, chatstate_claimminute"
         )
+    if args.without_trigram:
+        drop_trigram_indexes()
+    else:  # (re)built on the empty tables, in case an earlier --without-trigram run dropped them
+        call_command("migrate", "chatstate", "0005", verbosity=0)
+        call_command("migrate", "chatstate", verbosity=0)
     user_model = get_user_model()
     user = user_model.objects.filter(
         username="bench"
@@ -193,6 +241,9 @@ def main() -> None:
     dedupe, threads = args.dedupe, args.threads
     seconds = fill((1, dedupe), (1, threads), small=True)
     print(f"filled {dedupe:,} dedupe entries and {threads:,} threads in {seconds:.1f} s")
+    from chatstate.admin.search import valid_trigram_indexes
+
+    print(f"trigram indexes: {', '.join(sorted(valid_trigram_indexes('default'))) or 'none'}")
     report = {1: measure(client, dedupe, threads)}
     if args.scale > 1:
         seconds = fill(
@@ -206,10 +257,10 @@ def main() -> None:
 
     scales = sorted(report)
     header = "".join(f"{f'{dedupe * s:,} dedupe (ms)':>24}" for s in scales)
-    print(f"\n{'page':<40}{header}")
+    print(f"\n{'page':<44}{header}")
     for i, (what, _) in enumerate(report[1]):
         cells = "".join(f"{report[s][i][1]:>24.1f}" for s in scales)
-        print(f"{what:<40}{cells}")
+        print(f"{what:<44}{cells}")
 
 
 if __name__ == "__main__":

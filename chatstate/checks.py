@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from chatstate import conf
 
@@ -88,7 +88,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 @checks.register(checks.Tags.database)
 def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--database``: warn when the database adapter's tables do not exist yet."""
+    """Warn (W003) when the database adapter's tables do not exist yet.
+
+    Looked for by a plain ``manage.py check`` and by ``check --database <alias>``, on the
+    adapter's database. Never during ``migrate`` (whose checks run just before it creates
+    the tables), nor in the checks of other commands (``runserver``, ``collectstatic``, …),
+    which need not reach the database. A database that cannot be reached reports nothing
+    here (connecting is not this check's subject). A warning, not an error, so nothing it
+    reports stops a command.
+    """
     from chatstate.adapters.database import DatabaseStateAdapter
     from chatstate.registry import adapter_class
 
@@ -99,14 +107,21 @@ def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any
     except (ImportError, TypeError, ValueError):
         return []
     alias = cfg["DATABASE"] or "default"
-    if not databases or alias not in databases or alias not in connections:
+    if alias not in connections:
         return []
-    if sys.argv[1:2] == ["migrate"]:
-        return []  # migrate runs database checks first: it is about to create the tables
-    tables = connections[alias].introspection.table_names()
+    command = sys.argv[1:2]
+    if command == ["migrate"]:
+        return []
+    if databases is None:
+        if command != ["check"]:
+            return []
+    elif alias not in databases:
+        return []
+    try:
+        tables = connections[alias].introspection.table_names()
+    except DatabaseError:
+        return []
     if "chatstate_lock" not in tables:
-        # A warning, not an error: ``migrate`` runs database checks before migrating, and
-        # must not be stopped by the very thing it is about to fix.
         return [
             checks.Warning(
                 f"chatstate's tables are missing from database {alias!r}: the database "

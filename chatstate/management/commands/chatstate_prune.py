@@ -7,7 +7,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatstate.management.commands._common import adapter_for, add_namespace_argument
+from chatstate.management.commands._common import (
+    adapter_for,
+    add_namespace_argument,
+    quiet_on_closed_pipe,
+)
 
 
 class Command(BaseCommand):
@@ -37,8 +41,9 @@ class Command(BaseCommand):
             raise CommandError(f"--dedupe-limit: {exc}") from exc
         verb = "Would remove" if options["dry_run"] else "Removed"
         kept = adapter.dedupe_limit if limit is None else limit
-        self.stdout.write(
-            f"{verb} from namespace {adapter.namespace!r}: "
-            f"{counts['expired_locks']} expired lock(s), "
-            f"{counts['dedupe_trimmed']} dedupe key(s) older than the newest {kept}."
-        )
+        with quiet_on_closed_pipe(self.stdout):
+            self.stdout.write(
+                f"{verb} from namespace {adapter.namespace!r}: "
+                f"{counts['expired_locks']} expired lock(s), "
+                f"{counts['dedupe_trimmed']} dedupe key(s) older than the newest {kept}."
+            )
