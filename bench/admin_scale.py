@@ -52,13 +52,15 @@ FILL_SQL = """
 INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)
 SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
        CASE WHEN mod(g, 3) = 0 THEN 'discord' ELSE 'slack' END,
-       'm' || g, g, now() - make_interval(secs => %(dedupe_hi)s - g)
+       (1700000000 + g)::text || '.' || lpad(mod(g::bigint * 7919, 1000000)::text, 6, '0'), g,
+       now() - make_interval(secs => %(dedupe_hi)s - g)
 FROM generate_series(%(dedupe_lo)s, %(dedupe_hi)s) AS g;
 
 INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)
 SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
        'slack:' || CASE WHEN mod(g, 500) = 7 THEN 'C-support' ELSE 'C' || mod(g, 500) END
-       || ':' || g,
+       || ':' || (1700000000 + g)::text || '.'
+       || lpad(mod(g::bigint * 7919, 1000000)::text, 6, '0'),
        jsonb_build_object('turns', mod(g, 17), 'topic', 'support', 'last', 'm' || g),
        now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
@@ -66,7 +68,9 @@ FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
 INSERT INTO chatstate_subscription (namespace, thread_id, created_at)
 SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
        'slack:' || CASE WHEN mod(g, 500) = 7 THEN 'C-support' ELSE 'C' || mod(g, 500) END
-       || ':' || g, now() - make_interval(secs => mod(g, 86400))
+       || ':' || (1700000000 + g)::text || '.'
+       || lpad(mod(g::bigint * 7919, 1000000)::text, 6, '0'),
+       now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
 """
 
@@ -149,21 +153,27 @@ def timed(client: object, url: str, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def slack_ts(g: int) -> str:
+    """The Slack-style timestamp id the fill gives row ``g`` (as ``FILL_SQL`` builds it)."""
+    return f"{1700000000 + g}.{g * 7919 % 1000000:06d}"
+
+
 def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[str, float]]:
     """Times the admin pages an operator opens; returns ``(what, ms)`` pairs."""
     base = "/admin/chatstate"
-    mid_message = f"m{dedupe_rows // 2 + 1}"
+    mid_message = slack_ts(dedupe_rows // 2 + 1)
     mid = thread_rows // 2 + 1
-    mid_thread = f"slack:C{mid % 500}:{mid}"
-    digits = str(mid)[-5:]  # a run of digits inside thread ids (and message ids)
+    channel = "C-support" if mid % 500 == 7 else f"C{mid % 500}"
+    mid_thread = f"slack:{channel}:{slack_ts(mid)}"
+    fraction = slack_ts(mid).split(".")[1]  # six digits inside one thread id (mostly)
     urls = [
         ("dedupe: first page", f"{base}/dedupeentry/"),
         ("dedupe: page 500", f"{base}/dedupeentry/?p=500"),
         ("dedupe: last offered page (1000)", f"{base}/dedupeentry/?p=1000"),
         ("dedupe: search exact message id", f"{base}/dedupeentry/?q={mid_message}"),
         ("dedupe: search adapter:message_id", f"{base}/dedupeentry/?q=slack:{mid_message}"),
-        ("dedupe: search prefix m12345*", f"{base}/dedupeentry/?q=m12345*"),
-        (f"dedupe: search substring {digits}", f"{base}/dedupeentry/?q={digits}"),
+        ("dedupe: search prefix 17000123*", f"{base}/dedupeentry/?q=17000123*"),
+        (f"dedupe: search substring {fraction}", f"{base}/dedupeentry/?q={fraction}"),
         ("dedupe: namespace filter, page 200", f"{base}/dedupeentry/?namespace=prod&p=200"),
         ("thread state: first page", f"{base}/threadstate/"),
         ("thread state: page 500", f"{base}/threadstate/?p=500"),
@@ -171,7 +181,8 @@ def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[st
         ("thread state: search channel C-support", f"{base}/threadstate/?q=C-support"),
         ("thread state: search slack:C-support", f"{base}/threadstate/?q=slack:C-support"),
         ("thread state: search channel C42", f"{base}/threadstate/?q=C42"),
-        (f"thread state: search substring {digits}", f"{base}/threadstate/?q={digits}"),
+        (f"thread state: search substring {fraction}", f"{base}/threadstate/?q={fraction}"),
+        ("thread state: search substring 1700050", f"{base}/threadstate/?q=1700050"),
         ("thread state: search substring, no match", f"{base}/threadstate/?q=zqxj"),
         ("thread state: search 'slack' (every row)", f"{base}/threadstate/?q=slack"),
         ("subscription: first page", f"{base}/subscription/"),
@@ -183,6 +194,7 @@ def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[st
         ("lock: first page", f"{base}/lock/"),
         ("lock: search owner", f"{base}/lock/?q=worker-7"),
         ("lock: search key substring C42:", f"{base}/lock/?q=C42:"),
+        ("pending: search channel C9", f"{base}/pendinglockentry/?q=C9"),
         ("pending: first page", f"{base}/pendinglockentry/"),
         ("overview: prod (charts)", f"{base}/lock/overview/?namespace=prod"),
     ]

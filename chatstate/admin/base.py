@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, cast
 
 from django.contrib import admin
 from django.db import connections
@@ -16,8 +17,30 @@ from chatstate.admin import search
 from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
 from chatstate.admin.search import SearchScope
 
+T = TypeVar("T")
+
 #: On SQLite, a search matching at most this many rows lists them by id (see below).
 SQLITE_ID_LIST = 1000
+
+
+def per_request(request: HttpRequest, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """``compute()``, once per request and ``key`` (a page asks several times)."""
+    cache: dict[tuple[Any, ...], Any] = request.__dict__.setdefault("_chatstate_cache", {})
+    if key not in cache:
+        cache[key] = compute()
+    return cast("T", cache[key])
+
+
+def namespaces_of(request: HttpRequest, model: type[Model], using: str) -> list[str]:
+    """The namespaces ``model``'s table holds (a loose index scan, once per request)."""
+    return per_request(
+        request, ("namespaces", model, using), lambda: distinct_values(model, using, "namespace")
+    )
+
+
+def trigram_indexes(request: HttpRequest, using: str) -> frozenset[str]:
+    """The usable trigram indexes on ``using`` (a catalog query, once per request)."""
+    return per_request(request, ("trigram", using), lambda: search.valid_trigram_indexes(using))
 
 
 class NamespaceFilter(admin.SimpleListFilter):
@@ -29,7 +52,7 @@ class NamespaceFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         model = model_admin.model
         using = model_admin.get_queryset(request).db
-        return [(ns, ns) for ns in distinct_values(model, using, "namespace")]
+        return [(ns, ns) for ns in namespaces_of(request, model, using)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
@@ -44,6 +67,8 @@ class ChatStateAdmin(admin.ModelAdmin):
     - searches match ``id_fields`` through the ``(namespace, id)`` indexes (and trigram
       indexes where PostgreSQL has them), see :mod:`chatstate.admin.search`; admins of
       small tables (``scan_search``) match ``id_fields`` and ``owner_fields`` by substring;
+    - lists have no namespace column: where a page shows rows of several namespaces, each
+      id carries its namespace beneath it;
     - the wording is read-only ("View", "Select … to view"): the change permission only
       allows the actions;
     - pages count at most ``EstimatedCountPaginator.exact_limit`` rows and offset at most
@@ -86,20 +111,6 @@ class ChatStateAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def get_list_display(self, request: HttpRequest) -> Any:
-        """The columns, without ``namespace`` when the page shows one namespace only."""
-        columns = list(super().get_list_display(request))
-        if "namespace" in columns and self.single_namespace(request):
-            columns.remove("namespace")
-        return columns
-
-    def single_namespace(self, request: HttpRequest) -> bool:
-        """Whether every row the page can show has the same namespace."""
-        if request.GET.get(NamespaceFilter.parameter_name):
-            return True
-        using = self.get_queryset(request).db
-        return len(distinct_values(self.model, using, "namespace")) <= 1
-
     def get_model_perms(self, request: HttpRequest) -> dict[str, bool]:
         """No row is changed by hand: the app index offers "View", never "Change"."""
         return {**super().get_model_perms(request), "change": False}
@@ -114,9 +125,13 @@ class ChatStateAdmin(admin.ModelAdmin):
         changelist = super().get_changelist_instance(request)
         using = changelist.queryset.db
         changelist.search_help_text = search.help_text(
-            "lock" if self.scan_search else self.search_kind, self.offers_substring(using)
+            "lock" if self.scan_search else self.search_kind,
+            self.offers_substring(trigram_indexes(request, using)),
         )
         rows = list(changelist.result_list)
+        several = len({row.namespace for row in rows}) > 1
+        for row in rows:
+            row.show_namespace = several
         self.add_page_facts(rows, using)
         changelist.result_list = rows
         return changelist
@@ -131,11 +146,10 @@ class ChatStateAdmin(admin.ModelAdmin):
         """Set on the rows shown what their columns read from other tables: one query per
         table for the whole page (see :mod:`chatstate.admin.related`). None by default."""
 
-    def offers_substring(self, using: str) -> bool:
+    def offers_substring(self, indexes: frozenset[str]) -> bool:
         """Whether a search here matches any part of an id (else exact ids and parts)."""
         if self.scan_search:
             return True
-        indexes = search.valid_trigram_indexes(using)
         table = self.model._meta.db_table
         return all(
             search.TRIGRAM_INDEXES.get((table, column)) in indexes for column in self.id_fields
@@ -151,7 +165,13 @@ class ChatStateAdmin(admin.ModelAdmin):
         ]
         if not terms:
             return queryset, False
-        scope = SearchScope.of(self.model, queryset.db)
+        using = queryset.db
+        scope = SearchScope.of(
+            self.model,
+            using,
+            namespaces=namespaces_of(request, self.model, using),
+            trigram=trigram_indexes(request, using),
+        )
         searched = queryset
         for term in terms:
             searched = searched.filter(self.term_filter(term, scope))

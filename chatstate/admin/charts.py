@@ -106,25 +106,35 @@ def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
                 )
             )
         tick += timedelta(hours=1)
+    last_label = tick - timedelta(hours=1 + (tick - timedelta(hours=1)).hour % 3)
+    if end - last_label >= timedelta(minutes=50):  # room for "now" at the right end
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" text-anchor="end" {}>now</text>',
+                left + MINUTES,
+                top + plot_h + 28,
+                FONT,
+            )
+        )
+    # Bars are a minute (one unit) wide: crisp edges keep each at least a pixel when the
+    # chart is drawn narrower than 1,440 px.
+    parts.append('<g shape-rendering="crispEdges">')
+    # One bar per minute with claims (up to 1,440): plain formatting, every value a number
+    # or a formatted time, so there is nothing to escape.
     for point in counts:
         offset = int((point.minute - start).total_seconds() // 60)
         if point.count <= 0 or not 0 <= offset < MINUTES:
             continue
         bar_h = max(plot_h * point.count / y_max, 1.5)
+        plural = "" if point.count == 1 else "s"
         parts.append(
-            format_html(
-                '<rect class="chatstate-bar" x="{}" y="{}" width="1" height="{}" '
-                'fill="{}" data-minute="{}" data-count="{}"><title>{}</title></rect>',
-                left + offset,
-                f"{top + plot_h - bar_h:.1f}",
-                f"{bar_h:.1f}",
-                BAR_COLOUR,
-                f"{point.minute:%Y-%m-%dT%H:%M}Z",
-                point.count,
-                f"{point.minute:%H:%M} UTC: {point.count} message"
-                f"{'' if point.count == 1 else 's'} claimed",
-            )
+            f'<rect class="chatstate-bar" x="{left + offset}" y="{top + plot_h - bar_h:.1f}" '
+            f'width="1" height="{bar_h:.1f}" fill="{BAR_COLOUR}" '
+            f'data-minute="{point.minute:%Y-%m-%dT%H:%M}Z" data-count="{point.count}">'
+            f"<title>{point.minute:%H:%M} UTC: {point.count} message{plural} claimed</title>"
+            "</rect>"
         )
+    parts.append("</g>")
     label = f"Messages claimed per minute, {start:%H:%M} to {end:%H:%M} UTC; peak {peak}"
     return _svg(width, height, label, "".join(parts), "chatstate-chart chatstate-claims")
 

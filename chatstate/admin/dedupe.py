@@ -30,7 +30,7 @@ class DedupeEntryAdmin(ChatStateAdmin):
     deleted from it, in the same transaction, so trimming stays exact.
     """
 
-    list_display = ("message_id_column", "adapter", "namespace", "seq", "handled_ago")
+    list_display = ("message_id_column", "adapter", "seq", "handled_ago")
     list_filter = (NamespaceFilter,)
     id_fields = ("message_id",)
     search_kind = "message"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from django.contrib import admin
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
@@ -55,8 +56,14 @@ def expiry(expires_at: datetime, now: datetime) -> str:
 
 def changelist_url(site_name: str, model_name: str, **params: str) -> str:
     """The URL of a chatstate changelist, filtered by ``params`` (field=value)."""
-    url = reverse(f"{site_name}:chatstate_{model_name}_changelist")
+    url = _changelist(site_name, model_name, get_urlconf(), get_script_prefix())
     return f"{url}?{urlencode(params)}" if params else url
+
+
+@lru_cache(maxsize=256)
+def _changelist(site_name: str, model_name: str, urlconf: Any, prefix: str) -> str:
+    """A changelist's URL under this URLconf and script prefix (a page links to it per row)."""
+    return reverse(f"{site_name}:chatstate_{model_name}_changelist", urlconf=urlconf)
 
 
 def change_url(site_name: str, obj: Any) -> str:
@@ -111,12 +118,19 @@ def when(moment: datetime | None, now: datetime, suffix: str = "") -> SafeString
     )
 
 
-def id_column(field: str, description: str) -> Any:
-    """A list column showing ``field`` (an id) so that it wraps between its parts."""
+def id_column(field: str, description: str, with_namespace: bool = True) -> Any:
+    """A list column showing ``field`` (an id) so that it wraps between its parts; with
+    ``with_namespace``, the row's namespace beneath it where the page shows several
+    (``obj.show_namespace``)."""
 
     @admin.display(description=description, ordering=field)
     def column(model_admin: Any, obj: Any) -> SafeString:
-        return breakable(str(getattr(obj, field)))
+        shown = breakable(str(getattr(obj, field)))
+        if with_namespace and getattr(obj, "show_namespace", False):
+            return format_html(
+                '{}<br><span class="chatstate-namespace">{}</span>', shown, obj.namespace
+            )
+        return shown
 
     column.__name__ = f"{field}_column"
     return column

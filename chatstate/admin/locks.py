@@ -29,7 +29,6 @@ class LockAdmin(ChatStateAdmin):
 
     list_display = (
         "key_column",
-        "namespace",
         "owner_column",
         "strategy",
         "held_for",
@@ -75,13 +74,24 @@ class LockAdmin(ChatStateAdmin):
         related.mark_existing(rows, using, Subscription, "thread_id", "key", "has_subscription")
 
     key_column = display.id_column("key", "key")
-    owner_column = display.id_column("owner", "owner")
+    owner_column = display.id_column("owner", "owner", with_namespace=False)
     held_for = display.age_column("acquired_at", "held for")
 
     @admin.display(description="lease", ordering="expires_at")
     def expires(self, obj: Lock) -> SafeString:
-        lease = display.expiry(obj.expires_at, self.now())
-        return format_html('<span title="{}">{}</span>', display.utc_text(obj.expires_at), lease)
+        """``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour (on two lines at
+        most: the list is narrow)."""
+        now, exact = self.now(), display.utc_text(obj.expires_at)
+        if obj.expires_at > now:
+            left = display.duration(obj.expires_at - now)
+            return format_html('<span title="{}">in {}</span>', exact, left)
+        ago = display.duration(now - obj.expires_at)
+        return format_html(
+            '<span class="chatstate-orphan" title="{}">expired <span class="nowrap">{} ago'
+            "</span></span>",
+            exact,
+            ago,
+        )
 
     @admin.display(description="queue depth")
     def queue_depth(self, obj: Any) -> int:
@@ -95,7 +105,7 @@ class LockAdmin(ChatStateAdmin):
     def related(self, obj: Any) -> SafeString:
         key = {"namespace": obj.namespace}
         targets = [
-            ("pendinglockentry", "pending entries", {**key, "key": obj.key}, obj.queue_depth),
+            ("pendinglockentry", "pending", {**key, "key": obj.key}, obj.queue_depth),
             ("threadstate", "state", {**key, "thread_id": obj.key}, obj.has_state),
             ("subscription", "subscription", {**key, "thread_id": obj.key}, obj.has_subscription),
         ]
@@ -134,7 +144,6 @@ class PendingLockEntryAdmin(ChatStateAdmin):
 
     list_display = (
         "key_column",
-        "namespace",
         "owner_column",
         "strategy",
         "message_id",
@@ -165,7 +174,7 @@ class PendingLockEntryAdmin(ChatStateAdmin):
         return SafeString("-") if value is None else display.breakable(str(value))
 
     key_column = display.id_column("key", "key")
-    owner_column = display.id_column("owner", "owner")
+    owner_column = display.id_column("owner", "owner", with_namespace=False)
     waiting_for = display.age_column("enqueued_at", "waiting for")
 
     @admin.display(description="metadata")

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from chatstate.admin import activity, charts, display
-from chatstate.admin.indexed import distinct_values
+from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -34,8 +34,6 @@ MODELS: tuple[type[Model], ...] = (
     Lock,
     PendingLockEntry,
 )
-#: Counts stop at this many rows ("more than …"): a count is an index range, never a table.
-COUNT_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -47,10 +45,10 @@ class ModelCount:
     url: str
 
 
-def bounded_count(queryset: Any, limit: int = COUNT_LIMIT) -> str:
-    """The exact row count up to ``limit``, else ``"more than <limit>"``."""
-    count = queryset.order_by().values("pk")[: limit + 1].count()
-    return f"more than {limit}" if count > limit else str(count)
+def bounded_count(queryset: Any) -> str:
+    """The row count as the changelists give it: exact up to ``exact_limit`` rows (an index
+    range), beyond it PostgreSQL's estimate ("about …") or "more than …" elsewhere."""
+    return EstimatedCountPaginator(queryset.order_by("pk"), 1).count_label
 
 
 def namespaces(using: str) -> list[str]:

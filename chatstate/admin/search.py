@@ -6,7 +6,10 @@ Ids are matched exactly (case, accents and spaces count), and:
   sorts by code point);
 - on PostgreSQL with the trigram indexes of migration 0006 (extension ``pg_trgm``), a term
   with a run of at least three letters or digits matches every id containing it
-  (``C-support`` finds ``slack:C-support:1700000000.1``): the GIN index answers ``LIKE``;
+  (``C-support`` finds ``slack:C-support:1700000000.1``): the GIN index answers ``LIKE``.
+  A term that starts with a platform of the ids (``slack:C-supp``) matches the ids that
+  start with it, through the ``(namespace, id)`` index: the platform's letters are in
+  every id, so the trigram index would read most of itself;
 - elsewhere (SQLite, PostgreSQL without ``pg_trgm``, and for shorter terms), a term matches
   the ids it is a whole part of, for ids shaped ``platform:channel:thread``: the leading
   parts (``slack:C-support`` finds its threads) or the parts after the platform
@@ -74,12 +77,21 @@ class SearchScope:
     _platforms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: type[Model], using: str) -> SearchScope:
+    def of(
+        cls,
+        model: type[Model],
+        using: str,
+        namespaces: list[str] | None = None,
+        trigram: frozenset[str] | None = None,
+    ) -> SearchScope:
+        """The scope of a search of ``model`` (namespaces and indexes read unless given)."""
         return cls(
             model=model,
             using=using,
-            namespaces=distinct_values(model, using, "namespace"),
-            trigram=valid_trigram_indexes(using),
+            namespaces=distinct_values(model, using, "namespace")
+            if namespaces is None
+            else namespaces,
+            trigram=valid_trigram_indexes(using) if trigram is None else trigram,
             codepoint=codepoint_collation(using),
         )
 
@@ -87,6 +99,13 @@ class SearchScope:
         """Whether ``column`` of the model's table has a usable trigram index."""
         name = TRIGRAM_INDEXES.get((self.model._meta.db_table, column))
         return name is not None and name in self.trigram
+
+    def starts_with_a_platform(self, column: str, term: str) -> bool:
+        """Whether ``term`` starts with ``platform:`` for a platform of ``column``'s ids."""
+        platform, separator, _ = term.partition(SEPARATOR)
+        return bool(separator) and any(
+            platform in self.platforms(column, namespace) for namespace in self.namespaces
+        )
 
     def platforms(self, column: str, namespace: str) -> list[str]:
         """The leading parts of ``column``'s ids in ``namespace`` (read once per search)."""
@@ -134,6 +153,9 @@ def id_condition(column: str, term: str, scope: SearchScope) -> Q:
     if is_prefix_term(term):
         return in_scope & prefix_condition(column, term[:-1], scope.codepoint)
     if scope.has_trigram_index(column) and TRIGRAM_RUN.search(term):
+        if scope.codepoint and scope.starts_with_a_platform(column, term):
+            # Every id holds its platform's letters: an index range serves this one.
+            return in_scope & prefix_condition(column, term, codepoint=True)
         return in_scope & Q(**{f"{column}__contains": term})
     if not scope.codepoint:
         return in_scope & Q(**{column: term})

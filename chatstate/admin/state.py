@@ -32,7 +32,7 @@ def thread_targets(obj: Any, thread_id: str) -> list[tuple[str, str, dict[str, s
 class SubscriptionAdmin(ChatStateAdmin):
     """Which threads the bot follows."""
 
-    list_display = ("thread_id_column", "namespace", "subscribed_for", "related")
+    list_display = ("thread_id_column", "subscribed_for", "related")
     list_filter = (NamespaceFilter,)
     id_fields = ("thread_id",)
     actions = ("unsubscribe",)
@@ -81,7 +81,7 @@ class StateAdmin(ChatStateAdmin):
 class ThreadStateAdmin(StateAdmin):
     """Each thread's JSON map, with links to the thread's lock and subscription."""
 
-    list_display = ("thread_id_column", "namespace", "preview", "updated_ago", "related")
+    list_display = ("thread_id_column", "preview", "updated_ago", "related")
     thread_id_column = display.id_column("thread_id", "thread id")
     list_filter = (NamespaceFilter,)
     id_fields = ("thread_id",)
@@ -102,7 +102,7 @@ class ThreadStateAdmin(StateAdmin):
 class ChannelStateAdmin(StateAdmin):
     """Each channel's JSON map."""
 
-    list_display = ("channel_id_column", "namespace", "preview", "updated_ago")
+    list_display = ("channel_id_column", "preview", "updated_ago")
     channel_id_column = display.id_column("channel_id", "channel id")
     list_filter = (NamespaceFilter,)
     id_fields = ("channel_id",)
