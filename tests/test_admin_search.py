@@ -3,10 +3,15 @@ PostgreSQL), prefixes; each through an index (plans checked on PostgreSQL and SQ
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -238,3 +243,53 @@ def test_searches_can_use_an_index(
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert f"Seq Scan on {table}" not in plan, plan
         cursor.execute("SET LOCAL enable_seqscan = on")
+
+
+# -- the migration of the trigram indexes ------------------------------------------------
+
+
+def trigram_migration() -> tuple[str, Any]:
+    """The name and module of chatstate's migration that adds the trigram indexes."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    for (app, name), migration in loader.disk_migrations.items():
+        kinds = {type(operation).__name__ for operation in migration.operations}
+        if app == "chatstate" and "TrigramSearchIndexes" in kinds:
+            return name, sys.modules[type(migration).__module__]
+    raise AssertionError("no migration adds the trigram indexes")
+
+
+@pytest.mark.run_on("postgresql")
+def test_sqlmigrate_shows_the_trigram_indexes(db: None) -> None:
+    name, _ = trigram_migration()
+    out = io.StringIO()
+    call_command("sqlmigrate", "chatstate", name, stdout=out)
+    sql = out.getvalue()
+    assert "CREATE EXTENSION IF NOT EXISTS pg_trgm" in sql
+    for index in search.TRIGRAM_INDEXES.values():
+        assert f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{index}"' in sql
+
+
+@pytest.mark.run_on("sqlite")
+def test_the_trigram_migration_is_a_no_op_on_sqlite(transactional_db: None) -> None:
+    name, _ = trigram_migration()
+    out = io.StringIO()
+    call_command("sqlmigrate", "chatstate", name, stdout=out)
+    assert "(no-op)" in out.getvalue()
+
+
+@pytest.mark.run_on("postgresql")
+def test_the_migration_does_nothing_where_pg_trgm_cannot_be_created(db: None) -> None:
+    """A role without CREATE on the database cannot create the (trusted) extension: the
+    migration goes on without it, and the admin searches without trigram indexes."""
+    _, module = trigram_migration()
+    role = f"chatstate_no_create_{os.getpid()}"
+    with connection.cursor() as cursor:  # all rolled back with the test's transaction
+        cursor.execute("DROP EXTENSION pg_trgm CASCADE")
+        cursor.execute(f'CREATE ROLE "{role}"')
+        cursor.execute(f'SET LOCAL ROLE "{role}"')
+    with connection.schema_editor(atomic=False) as editor:
+        module.create_indexes(editor)  # no error
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+    assert module.extension_schema(connection) is None
+    assert search.valid_trigram_indexes("default") == frozenset()

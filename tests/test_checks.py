@@ -119,6 +119,14 @@ def test_a_plain_check_reports_missing_tables(
     assert ("chatstate.W003" in found) is warned, found
 
 
+def test_check_with_database_reports_missing_tables_once(
+    tables_missing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["manage.py", "check", "--database", "default"])
+    found = [m for m in checks.run_checks(databases=["default"]) if m.id == "chatstate.W003"]
+    assert len(found) == 1
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
