@@ -136,21 +136,24 @@ def fill(dedupe: tuple[int, int], threads: tuple[int, int], small: bool) -> floa
     return time.perf_counter() - started
 
 
-def timed(client: object, url: str, repeat: int = 5) -> float:
-    """Median milliseconds of ``repeat`` GETs of ``url`` (after one warm-up GET).
+def timed(client: object, url: str, repeat: int = 5) -> tuple[float, float]:
+    """Median milliseconds of ``repeat`` GETs of ``url`` (after one warm-up GET): wall
+    clock, and the CPU this process spent (the page's Python share, which a busy machine
+    stretches in wall-clock time but not in CPU time).
 
     NaN when the page does not exist at this size (the admin redirects with ``?e=1``).
     """
     response = client.get(url)  # type: ignore[attr-defined]
     if response.status_code == 302:
-        return float("nan")
+        return float("nan"), float("nan")
     assert response.status_code == 200, (url, response.status_code)
-    times = []
+    walls, cpus = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         client.get(url)  # type: ignore[attr-defined]
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - started) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def slack_ts(g: int) -> str:
@@ -158,8 +161,10 @@ def slack_ts(g: int) -> str:
     return f"{1700000000 + g}.{g * 7919 % 1000000:06d}"
 
 
-def measure(client: object, dedupe_rows: int, thread_rows: int) -> list[tuple[str, float]]:
-    """Times the admin pages an operator opens; returns ``(what, ms)`` pairs."""
+def measure(
+    client: object, dedupe_rows: int, thread_rows: int
+) -> list[tuple[str, tuple[float, float]]]:
+    """Times the admin pages an operator opens; returns ``(what, (wall ms, CPU ms))``."""
     base = "/admin/chatstate"
     mid_message = slack_ts(dedupe_rows // 2 + 1)
     mid = thread_rows // 2 + 1
@@ -223,6 +228,7 @@ def main() -> None:
     args = parser.parse_args()
 
     create_database()
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     import django
 
     django.setup()
@@ -268,11 +274,14 @@ def main() -> None:
         report[args.scale] = measure(client, dedupe * args.scale, threads * args.scale)
 
     scales = sorted(report)
-    header = "".join(f"{f'{dedupe * s:,} dedupe (ms)':>24}" for s in scales)
+    header = "".join(f"{f'{dedupe * s:,} dedupe: wall / CPU ms':>32}" for s in scales)
     print(f"\n{'page':<44}{header}")
     for i, (what, _) in enumerate(report[1]):
-        cells = "".join(f"{report[s][i][1]:>24.1f}" for s in scales)
+        cells = "".join(
+            f"{f'{report[s][i][1][0]:.1f} / {report[s][i][1][1]:.1f}':>32}" for s in scales
+        )
         print(f"{what:<44}{cells}")
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

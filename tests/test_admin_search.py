@@ -219,7 +219,12 @@ def test_distinct_values_reads_every_namespace(state: Any) -> None:
         ("dedupeentry", "slack:m2"),
         ("dedupeentry", "m2*"),
         ("subscription", THREAD),
+        ("dedupeentry", "1700000000"),  # any part: the trigram index
+        ("subscription", THREAD),
+        ("subscription", "C1"),  # a whole part (too short for trigrams): index ranges
         ("threadstate", "slack:C1:*"),
+        ("threadstate", "C-support"),  # any part: the trigram index
+        ("threadstate", "slack:C-sup"),  # starts with a platform: an index range
         ("channelstate", "slack:C1"),
     ],
 )
@@ -228,8 +233,8 @@ def test_searches_can_use_an_index(
 ) -> None:
     """With sequential scans priced out, the search's plan reads the table only by index.
 
-    (Lock and pending-entry searches also match owners, which have no index: those two
-    tables hold live locks and queued messages only.)
+    (Lock and pending-entry searches match keys and owners by substring with a scan: those
+    two tables hold live locks and queued messages only.)
     """
     table = MODELS[model_name]._meta.db_table
     with CaptureQueriesContext(connection) as queries:

@@ -75,7 +75,7 @@ class ChatStateAdmin(admin.ModelAdmin):
       ``max_pages`` pages; columns sort only where an index serves the order.
     """
 
-    #: Fields second in a ``(namespace, field)`` index: searched by exact id or prefix.
+    #: Fields second in a ``(namespace, field)`` index, which a search matches.
     id_fields: tuple[str, ...] = ()
     #: Further fields a search matches (owners; their tables hold live locks only).
     owner_fields: tuple[str, ...] = ()
