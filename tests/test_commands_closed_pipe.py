@@ -6,6 +6,7 @@ under a shell), and once as a subprocess the way an operator runs it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -27,8 +28,10 @@ def closed_pipe() -> Iterator[IO[str]]:
     """The writing end of a pipe nobody reads any more."""
     read_fd, write_fd = os.pipe()
     os.close(read_fd)
-    with os.fdopen(write_fd, "w") as writer:
-        yield writer
+    writer = os.fdopen(write_fd, "w")
+    yield writer
+    with contextlib.suppress(BrokenPipeError):  # what it still buffers goes nowhere
+        writer.close()
 
 
 def run_into(name: str, stdout: IO[str], **options: Any) -> tuple[int | str | None, str]:

@@ -44,7 +44,12 @@ def quiet_on_closed_pipe(stdout: OutputWrapper) -> Iterator[None]:
         yield
         stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stdout.fileno())
-        os.close(devnull)
+        try:
+            fileno = stdout.fileno()  # the wrapped stream's (Django >= 5.0)
+        except (OSError, ValueError):
+            fileno = None  # not a file, or Django 4.2's wrapper: nothing to silence
+        if fileno is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fileno)
+            os.close(devnull)
         raise SystemExit(1) from None
