@@ -6,7 +6,8 @@ pending entries, some with no live holder, and 24 hours of claims per minute), t
 through Django's test client as a logged-in superuser, the first and deep pages of every
 changelist, exact-id, prefix and substring searches (a channel id finds its threads), a
 namespace filter and the overview with its charts. With ``--scale 10`` it then grows the
-dedupe and thread tables tenfold and measures again, to show the times stay flat. With
+dedupe and thread tables tenfold and measures again, to show the times stay flat.
+``--keep-data`` measures again what the last run filled (same sizes). With
 ``--without-trigram`` it drops the trigram indexes first (as on a server without
 ``pg_trgm``): searches then match exact ids, parts and prefixes.
 
@@ -206,6 +207,31 @@ def measure(
     return [(what, timed(client, url)) for what, url in urls]
 
 
+def holds(dedupe: int, threads: int) -> bool:
+    """Whether the bench database holds exactly these many dedupe entries and threads."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM chatstate_dedupeentry),"
+            " (SELECT count(*) FROM chatstate_threadstate)"
+        )
+        return tuple(cursor.fetchone()) == (dedupe, threads)
+
+
+def create_trigram_indexes() -> None:
+    """Builds the trigram indexes as chatstate's migration does (where they are missing)."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection)
+    for (app, _), migration in loader.disk_migrations.items():
+        module = sys.modules[type(migration).__module__]
+        if app == "chatstate" and hasattr(module, "create_indexes"):
+            with connection.schema_editor(atomic=False) as editor:
+                module.create_indexes(editor)
+
+
 def drop_trigram_indexes() -> None:
     """Drops the trigram indexes of migration 0006 (the admin then searches without them)."""
     from django.db import connection
@@ -225,6 +251,11 @@ def main() -> None:
     parser.add_argument(
         "--without-trigram", action="store_true", help="drop the trigram indexes first"
     )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="measure the rows of the last run if it filled these sizes (no refill)",
+    )
     args = parser.parse_args()
 
     create_database()
@@ -238,17 +269,19 @@ def main() -> None:
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE chatstate_dedupeentry, chatstate_dedupewindow, chatstate_threadstate, "
-            "chatstate_subscription, chatstate_channelstate, chatstate_lock, "
-            "chatstate_pendinglockentry, chatstate_claimminute"
-        )
+    dedupe, threads = args.dedupe, args.threads
+    keep = args.keep_data and holds(dedupe, threads)
+    if not keep:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE chatstate_dedupeentry, chatstate_dedupewindow, chatstate_threadstate, "
+                "chatstate_subscription, chatstate_channelstate, chatstate_lock, "
+                "chatstate_pendinglockentry, chatstate_claimminute"
+            )
     if args.without_trigram:
         drop_trigram_indexes()
-    else:  # (re)built on the empty tables, in case an earlier --without-trigram run dropped them
-        call_command("migrate", "chatstate", "0005", verbosity=0)
-        call_command("migrate", "chatstate", verbosity=0)
+    else:  # in case an earlier --without-trigram run dropped them
+        create_trigram_indexes()
     user_model = get_user_model()
     user = user_model.objects.filter(
         username="bench"
@@ -256,9 +289,11 @@ def main() -> None:
     client = Client()
     client.force_login(user)
 
-    dedupe, threads = args.dedupe, args.threads
-    seconds = fill((1, dedupe), (1, threads), small=True)
-    print(f"filled {dedupe:,} dedupe entries and {threads:,} threads in {seconds:.1f} s")
+    if keep:
+        print(f"kept {dedupe:,} dedupe entries and {threads:,} threads from the last run")
+    else:
+        seconds = fill((1, dedupe), (1, threads), small=True)
+        print(f"filled {dedupe:,} dedupe entries and {threads:,} threads in {seconds:.1f} s")
     from chatstate.admin.search import valid_trigram_indexes
 
     print(f"trigram indexes: {', '.join(sorted(valid_trigram_indexes('default'))) or 'none'}")

@@ -76,6 +76,8 @@ def test_a_short_channel_id_finds_its_threads(admin_client: Client, state: Any) 
     """Two characters are too few for a trigram index: the id's parts still match."""
     response = admin_client.get(changelist("subscription"), {"q": "C1"})
     assert sorted(rows_shown(response)) == sorted([THREAD, "slack:C1:1700000000.10"])
+    response = admin_client.get(changelist("subscription"), {"q": "SLACK:C1:*"})
+    assert rows_shown(response) == []  # case counts in a prefix too (not SQLite's LIKE)
 
 
 @pytest.mark.run_on("postgresql")

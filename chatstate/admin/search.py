@@ -125,15 +125,15 @@ def is_prefix_term(term: str) -> bool:
 def prefix_condition(column: str, prefix: str, codepoint: bool) -> Q:
     """``column`` starts with ``prefix``: an index range where text sorts by code point.
 
-    The ``startswith`` condition beside the range keeps the result exact.
+    There the range ``[prefix, prefix with its last character's successor)`` holds exactly
+    the ids starting with ``prefix`` (case-sensitively, on SQLite too), so no ``LIKE`` goes
+    beside it: PostgreSQL would AND in a scan of the trigram index for it. Elsewhere,
+    ``startswith``.
     """
-    condition = Q(**{f"{column}__startswith": prefix})
-    if codepoint and prefix:
-        condition &= Q(**{f"{column}__gte": prefix})
-        last = ord(prefix[-1])
-        if last < 0x10FFFF:
-            condition &= Q(**{f"{column}__lt": prefix[:-1] + chr(last + 1)})
-    return condition
+    if not codepoint or not prefix or ord(prefix[-1]) >= 0x10FFFF:
+        return Q(**{f"{column}__startswith": prefix})
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return Q(**{f"{column}__gte": prefix, f"{column}__lt": upper})
 
 
 def whole_part_condition(column: str, part: str, codepoint: bool) -> Q:
