@@ -1,4 +1,5 @@
-"""System checks: a misconfigured ``CHATSTATE`` is reported by ``manage.py check``."""
+"""System checks: a misconfigured ``CHATSTATE`` is reported by ``manage.py check``, and so
+are chatstate's missing tables (W003) before ``migrate``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from chatstate import conf
 
@@ -86,36 +87,69 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return errors
 
 
-@checks.register(checks.Tags.database)
-def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--database``: warn when the database adapter's tables do not exist yet."""
+def _database_alias() -> str | None:
+    """The alias the configured database adapter uses; None for another adapter."""
     from chatstate.adapters.database import DatabaseStateAdapter
     from chatstate.registry import adapter_class
 
     cfg = conf.chatstate_settings()
     try:
         if not issubclass(adapter_class(cfg["ADAPTER"]), DatabaseStateAdapter):
-            return []
+            return None
     except (ImportError, TypeError, ValueError):
-        return []
+        return None
     alias = cfg["DATABASE"] or "default"
-    if not databases or alias not in databases or alias not in connections:
+    return alias if alias in connections else None
+
+
+def _tables_missing(alias: str) -> list[checks.CheckMessage]:
+    """W003 when chatstate's tables are missing from ``alias``; nothing if unreachable."""
+    try:
+        tables = connections[alias].introspection.table_names()
+    except DatabaseError:
+        return []  # reaching the database is not this check's subject
+    if "chatstate_lock" in tables:
         return []
-    if sys.argv[1:2] == ["migrate"]:
-        return []  # migrate runs database checks first: it is about to create the tables
-    tables = connections[alias].introspection.table_names()
-    if "chatstate_lock" not in tables:
-        # A warning, not an error: ``migrate`` runs database checks before migrating, and
-        # must not be stopped by the very thing it is about to fix.
-        return [
-            checks.Warning(
-                f"chatstate's tables are missing from database {alias!r}: the database "
-                "adapter will fail until its migrations are applied.",
-                hint=f"Run: manage.py migrate chatstate --database {alias}",
-                id="chatstate.W003",
-            )
-        ]
-    return []
+    # A warning, not an error: nothing it reports stops a command (``migrate`` above all).
+    return [
+        checks.Warning(
+            f"chatstate's tables are missing from database {alias!r}: the database "
+            "adapter will fail until its migrations are applied.",
+            hint=f"Run: manage.py migrate chatstate --database {alias}",
+            id="chatstate.W003",
+        )
+    ]
+
+
+def _command() -> list[str]:
+    """The management command of this process's command line (``["check"]``), if any."""
+    return sys.argv[1:2]
+
+
+@checks.register(checks.Tags.database)
+def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Database checks (``check --database <alias>``, the test runner's): W003 when the
+    database adapter's tables do not exist yet. Never during ``migrate``, whose checks run
+    just before it creates them."""
+    alias = _database_alias()
+    if alias is None or not databases or alias not in databases or _command() == ["migrate"]:
+        return []
+    return _tables_missing(alias)
+
+
+@checks.register()
+def check_migrated_before_migrate(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """A plain ``manage.py check`` (no ``--database``) reports W003 too, for the adapter's
+    database: the check a new user runs before ``migrate``.
+
+    Other commands' checks (``runserver``, ``collectstatic``, …) never reach the database
+    for it, and with ``--database`` :func:`check_migrated` reports it (once).
+    """
+    argv = sys.argv[2:]
+    if _command() != ["check"] or any(arg.startswith("--database") for arg in argv):
+        return []
+    alias = _database_alias()
+    return [] if alias is None else _tables_missing(alias)
 
 
 @checks.register(checks.Tags.database)

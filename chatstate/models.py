@@ -168,3 +168,30 @@ class PendingLockEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ← {self.owner}"
+
+
+class ClaimMinute(models.Model):
+    """Per namespace and minute, where the dedupe sequence stood at the minute's first claim.
+
+    The first dedupe claim of each minute (UTC, truncated to the minute) records the ``seq``
+    its entry received (an ``INSERT … ON CONFLICT DO NOTHING``; later claims of the minute
+    find the row and add nothing). The claims of a minute are then the next recorded
+    minute's ``first_seq`` minus its own, without counting dedupe entries (which the window
+    trims). The admin overview charts them; nothing else reads this table.
+    """
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    minute = models.DateTimeField()
+    first_seq = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "claims per minute"
+        verbose_name_plural = "claims per minute"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "minute"], name="chatstate_claimminute_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace} {self.minute:%Y-%m-%d %H:%M}: {self.first_seq}"

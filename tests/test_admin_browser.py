@@ -1,9 +1,10 @@
 """The admin in a real browser: Playwright for Python driving Debian's Chromium.
 
 An operator logs in, opens a held lock, runs ``force_release`` and reads which queued
-messages were dropped. Without Chromium (or Playwright) the test is skipped on a developer
-machine and fails under ``CI=true``, where it must run. Set ``CHATSTATE_ADMIN_SCREENSHOTS``
-to a directory to keep screenshots of each step.
+messages were dropped; searches a channel id and finds its threads; reads the overview's
+charts. The window is 1,400 px wide, and the lists must fit it. Without Chromium (or
+Playwright) the tests are skipped on a developer machine and fail under ``CI=true``, where
+they must run. Set ``CHATSTATE_ADMIN_SCREENSHOTS`` to a directory to keep screenshots.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from chatstate.adapters.database import DatabaseStateAdapter
+from chatstate.models import ClaimMinute, DedupeEntry, Lock
 from tests import services
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,7 +72,7 @@ def page() -> Iterator[Any]:
             executable_path=CHROMIUM,
             args=CHROMIUM_ARGS,
             headless=True,
-            viewport={"width": 1600, "height": 900},
+            viewport={"width": 1400, "height": 900},
         )
         try:
             yield context.new_page()
@@ -107,10 +111,13 @@ def test_operator_force_releases_a_lock_in_the_browser(
     page.click("input[type=submit]")
     expect(page.locator("#result_list")).to_contain_text(THREAD)
     expect(page.locator("td.field-queue_depth").first).to_have_text("2")
+    assert_fits_the_window(page)
     _screenshot(page, "1-lock-changelist")
 
     # Open the lock: a read-only page with its metadata pretty-printed.
-    page.click(f"#result_list th.field-key a:text-is('{THREAD}')")
+    page.locator("#result_list th.field-key_column").get_by_role(
+        "link", name=THREAD, exact=True
+    ).click()
     expect(page.locator("pre.chatstate-json")).to_contain_text('"message_id": "m100"')
     expect(page.locator("input[name=_save]")).to_have_count(0)
     _screenshot(page, "2-lock-page")
@@ -131,3 +138,98 @@ def test_operator_force_releases_a_lock_in_the_browser(
     # The pending entries went with the lock.
     page.goto(f"{live_server.url}/admin/chatstate/pendinglockentry/")
     expect(page.locator("p.paginator")).to_contain_text("0 pending lock entries")
+
+
+def login(page: Any, live_server: Any, next_url: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "s3cret-pass")
+    page.click("input[type=submit]")
+
+
+def assert_fits_the_window(page: Any) -> None:
+    """The result table needs no sideways scrolling, and its last column is in view."""
+    results = page.locator("div.results")
+    overflow = results.evaluate("el => el.scrollWidth - el.clientWidth")
+    assert overflow <= 0, f"the list is {overflow}px wider than its box"
+    last = page.locator("#result_list thead th").last.bounding_box()
+    assert last["x"] + last["width"] <= page.viewport_size["width"]
+
+
+CHANNEL_THREADS = ["slack:C-support:1700000001.1", "discord:C-support:77"]
+OTHER_THREADS = ["slack:C-sales:1700000002.2", "slack:C9:1700000003.3"]
+#: (minutes ago, claims in that minute) drawn on the overview's chart.
+CLAIMS = [(300, 4), (120, 12), (45, 30), (2, 6)]
+
+
+@pytest.fixture
+def traffic(transactional_db: None, django_user_model: Any) -> None:
+    """A superuser; threads in channel C-support and others; claims recorded per minute;
+    a queue behind a live lock and one behind an expired lock."""
+    django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
+    adapter = DatabaseStateAdapter(namespace="prod")
+    for thread in CHANNEL_THREADS + OTHER_THREADS:
+        adapter.subscribe(thread)
+        adapter.put_thread_state(thread, {"turns": 2, "topic": "refund", "history": [1, 2]})
+    end = timezone.now().replace(second=0, microsecond=0)
+    seq = 1
+    for minutes_ago, claims in CLAIMS:
+        ClaimMinute.objects.create(
+            namespace="prod", minute=end - timedelta(minutes=minutes_ago), first_seq=seq
+        )
+        seq += claims
+    DedupeEntry.objects.create(namespace="prod", adapter="slack", message_id="m", seq=seq - 1)
+    for owner in ("worker-1", "worker-2", "worker-3"):
+        adapter.lock(THREAD, owner, "queue")
+    for owner in ("worker-4", "worker-5"):
+        adapter.lock("slack:C9:1700000003.3", owner, "queue")
+    Lock.objects.filter(key="slack:C9:1700000003.3").update(
+        expires_at=timezone.now() - timedelta(minutes=5)
+    )
+
+
+def test_operator_finds_a_channels_threads_by_searching_its_id(
+    live_server: Any, traffic: None, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    login(page, live_server, "/admin/chatstate/threadstate/")
+    expect(page.locator("#result_list")).to_contain_text(OTHER_THREADS[0])
+    page.fill("#searchbar", "C-support")
+    page.press("#searchbar", "Enter")
+    rows = page.locator("#result_list tbody th")
+    expect(rows).to_have_count(len(CHANNEL_THREADS))
+    for thread in CHANNEL_THREADS:
+        expect(page.locator("#result_list")).to_contain_text(thread)
+    for thread in OTHER_THREADS:
+        expect(page.locator("#result_list")).not_to_contain_text(thread)
+    expect(page.locator("td.field-preview").first).to_contain_text("history: [2 items]")
+    expect(page.locator("td.field-preview").first).to_contain_text("turns: 2")
+    assert_fits_the_window(page)
+    _screenshot(page, "4-search-channel")
+
+
+def test_operator_reads_the_overview_charts(live_server: Any, traffic: None, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    login(page, live_server, "/admin/chatstate/lock/overview/?namespace=prod")
+    claims = page.locator("svg.chatstate-claims rect.chatstate-bar")
+    expect(claims).to_have_count(len(CLAIMS))
+    drawn = {
+        int(bar.get_attribute("data-count")): bar.bounding_box()["height"] for bar in claims.all()
+    }
+    assert sorted(drawn) == sorted(count for _, count in CLAIMS)
+    heights = [drawn[count] for count in sorted(drawn)]
+    assert heights[0] > 0 and heights == sorted(heights)  # drawn, taller for more claims
+    chart = page.locator("svg.chatstate-claims").bounding_box()
+    assert chart["width"] > 600  # spans the page, not a thumbnail
+
+    queues = page.locator("svg.chatstate-queues rect.chatstate-bar")
+    expect(queues).to_have_count(2)
+    assert queues.nth(0).get_attribute("data-key") == THREAD  # the deepest first
+    assert queues.nth(0).bounding_box()["width"] > queues.nth(1).bounding_box()["width"] > 0
+    assert queues.nth(1).get_attribute("data-live-holder") == "false"
+    orphans = page.locator("#chatstate-orphans")
+    expect(orphans).to_contain_text("slack:C9:1700000003.3")
+    expect(orphans).to_contain_text("expired 5m")
+    _screenshot(page, "5-overview")

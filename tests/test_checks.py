@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +21,8 @@ DATABASE = "chatstate.adapters.database.DatabaseStateAdapter"
 def chatstate_messages(databases: list[str] | None = None) -> dict[str, str]:
     """``{id: "message hint"}`` of the chatstate messages of ``run_checks()``."""
     return {
-        m.id: f"{m.msg} {m.hint or ''}" for m in checks.run_checks(databases=databases)
+        m.id: f"{m.msg} {m.hint or ''}"
+        for m in checks.run_checks(databases=databases)
         if m.id and m.id.startswith("chatstate.")
     }
 
@@ -86,3 +92,71 @@ def test_missing_tables_do_not_matter_to_another_adapter() -> None:
         found = chatstate_messages(databases=["default"])
         transaction.set_rollback(True)
     assert found == {}
+
+
+@pytest.fixture
+def tables_missing(db: None) -> Iterator[None]:
+    """chatstate's tables gone (renamed inside the test's transaction, rolled back after)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+    yield
+
+
+@pytest.mark.parametrize(
+    ("argv", "warned"),
+    [
+        (["manage.py", "check"], True),  # a plain check, before migrate
+        (["manage.py", "migrate"], False),  # migrate's own checks: it creates the tables
+        (["manage.py", "runserver"], False),  # other commands do not reach the database
+        (["manage.py", "collectstatic"], False),
+    ],
+)
+def test_a_plain_check_reports_missing_tables(
+    tables_missing: None, monkeypatch: pytest.MonkeyPatch, argv: list[str], warned: bool
+) -> None:
+    monkeypatch.setattr(sys, "argv", argv)
+    found = chatstate_messages()  # no --database
+    assert ("chatstate.W003" in found) is warned, found
+
+
+def test_check_with_database_reports_missing_tables_once(
+    tables_missing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["manage.py", "check", "--database", "default"])
+    found = [m for m in checks.run_checks(databases=["default"]) if m.id == "chatstate.W003"]
+    assert len(found) == 1
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.run_on("sqlite")
+def test_check_before_migrate_warns_and_migrate_is_not_stopped(tmp_path: Path) -> None:
+    """The commands as a new user runs them, on a fresh database."""
+    env = {
+        **os.environ,
+        "CHATSTATE_TEST_DB": "sqlite",
+        "CHATSTATE_SQLITE_NAME": str(tmp_path / "fresh.sqlite3"),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "django", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    before = manage("check")
+    assert before.returncode == 0, before.stderr  # a warning: nothing stops
+    assert "chatstate.W003" in before.stderr and "migrate chatstate" in before.stderr
+    migrate = manage("migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    assert "W003" not in migrate.stdout + migrate.stderr
+    after = manage("check")
+    assert (after.returncode, "W003" in after.stdout + after.stderr) == (0, False)
+    assert "no issues" in after.stdout

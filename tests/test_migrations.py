@@ -106,6 +106,17 @@ def _smoke(store: Any) -> None:
     assert [e.owner for e in store.release_lock("t", "a")] == ["b"]
 
 
-@pytest.mark.parametrize("name", ["0002_postgresql_functions", "0005_claim_leases"])
+@pytest.mark.parametrize("name", ["0002_postgresql_functions", "0008_functions_v2"])
 def test_frozen_copies_are_not_empty(name: str) -> None:
     assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")
+
+
+def test_a_claim_records_its_minute_for_the_admin(db: None) -> None:
+    from chatstate.models import ClaimMinute
+
+    store = DatabaseStateAdapter(namespace="minutes")
+    for n in range(3):
+        with store.handle_message(("s", f"m{n}"), thread_id="t", owner=f"w{n}"):
+            pass
+    (row,) = ClaimMinute.objects.filter(namespace="minutes")
+    assert row.first_seq == 1 and row.minute.second == 0 and row.minute.microsecond == 0

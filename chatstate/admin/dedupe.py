@@ -6,14 +6,16 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth import get_permission_codename
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from chatstate.admin import display
+from chatstate.admin import display, search
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
-from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values, id_condition
+from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
+from chatstate.admin.search import SearchScope
 from chatstate.models import DedupeEntry, DedupeWindow
 
 #: Deletions of at most this many entries are recorded one by one in the admin log.
@@ -28,52 +30,64 @@ class DedupeEntryAdmin(ChatStateAdmin):
     deleted from it, in the same transaction, so trimming stays exact.
     """
 
-    list_display = ("message_id", "adapter", "namespace", "seq", "created_at", "handled_ago")
+    list_display = ("message_id_column", "adapter", "seq", "handled_ago")
     list_filter = (NamespaceFilter,)
     id_fields = ("message_id",)
-    search_help_text = (
-        "An exact message id, or adapter:message_id, or a prefix ending in * (e.g. m12*)."
-    )
+    search_kind = "message"
     actions = ("delete_entries",)
     fields = ("namespace", "adapter", "message_id", "seq", "created_at", "handled_ago")
     readonly_fields = fields
 
-    @admin.display(description="handled")
-    def handled_ago(self, obj: DedupeEntry) -> str:
-        return f"{display.age(obj.created_at, self.now())} ago"
+    message_id_column = display.id_column("message_id", "message id")
+    handled_ago = display.age_column("created_at", "handled", " ago")
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+    def has_delete_entries_permission(self, request: HttpRequest) -> bool:
+        """Django's delete permission on dedupe entries allows ``delete_entries``.
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        """Our ``delete_entries`` replaces ``delete_selected``, which loads every row."""
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+        (``has_delete_permission`` stays False, so neither Django's ``delete_selected``,
+        which loads every row, nor a change page's "Delete" is offered: both would leave the
+        window count wrong.)
+        """
+        opts = self.opts
+        codename = get_permission_codename("delete", opts)
+        return request.user.has_perm(f"{opts.app_label}.{codename}")
 
-    def term_filter(self, queryset: QuerySet[Any], term: str, namespaces: list[str]) -> Q:
+    def term_filter(self, term: str, scope: SearchScope) -> Q:
         """A message id through the ``(namespace, adapter, message_id)`` index.
 
         Every ``(namespace, adapter)`` pair is named, so each is one index probe; a term
-        ``adapter:message_id`` also matches that exact key.
+        ``adapter:message_id`` also matches that exact key; with a trigram index, a term
+        also matches the message ids containing it.
         """
-        using = queryset.db
+        if not scope.namespaces:
+            return Q(pk__in=[])
+        using = scope.using
+        if search.is_prefix_term(term):
+            match = search.prefix_condition("message_id", term[:-1], scope.codepoint)
+        else:
+            match = Q(message_id=term)
         condition = Q(pk__in=[])
-        for namespace in namespaces:
+        for namespace in scope.namespaces:
             for adapter in distinct_values(DedupeEntry, using, "adapter", {"namespace": namespace}):
-                condition |= Q(namespace=namespace, adapter=adapter) & id_condition(
-                    "message_id", term, using
-                )
+                condition |= Q(namespace=namespace, adapter=adapter) & match
         adapter, sep, message_id = term.partition(":")
-        if sep and adapter and message_id and namespaces:
-            condition |= Q(namespace__in=namespaces, adapter=adapter) & id_condition(
-                "message_id", message_id, using
+        if sep and adapter and message_id:
+            condition |= Q(namespace__in=scope.namespaces, adapter=adapter) & (
+                search.prefix_condition("message_id", message_id[:-1], scope.codepoint)
+                if search.is_prefix_term(message_id)
+                else Q(message_id=message_id)
             )
+        if (
+            not search.is_prefix_term(term)
+            and scope.has_trigram_index("message_id")
+            and search.TRIGRAM_RUN.search(term)
+        ):
+            condition |= Q(namespace__in=scope.namespaces, message_id__contains=term)
         return condition
 
     @admin.action(
         description="Delete the selected dedupe entries (their messages count as new again)",
-        permissions=["delete"],
+        permissions=["delete_entries"],
     )
     def delete_entries(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         """After a confirmation page, deletes the selected entries in one statement."""

@@ -5,8 +5,8 @@ only ever read through such indexes:
 
 - :func:`distinct_values` lists the distinct values of an indexed column with a loose index
   scan (one index probe per distinct value), never a scan of the table;
-- :func:`exact_id_filter` turns an id search into equality (or prefix range) conditions that
-  name the namespaces, so PostgreSQL probes the ``(namespace, id)`` index;
+- :func:`distinct_leading_parts` lists the platforms of ``platform:channel:thread`` ids the
+  same way;
 - :class:`EstimatedCountPaginator` counts exactly only up to a bound, estimates beyond it
   (PostgreSQL's planner), and caps how deep pages go, so no page runs ``COUNT(*)`` over the
   table or an ``OFFSET`` of millions.
@@ -15,13 +15,12 @@ only ever read through such indexes:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, cast
 
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 
 #: At most this many distinct values are listed (filters, namespace-qualified searches).
 MAX_DISTINCT = 200
@@ -55,7 +54,46 @@ def distinct_values(
         return [row[0] for row in cursor.fetchall()]
 
 
-def _codepoint_collation(using: str) -> bool:
+def distinct_leading_parts(
+    model: type[Model], using: str, column: str, namespace: str, separator: str = ":"
+) -> list[str]:
+    """The distinct first parts (before ``separator``) of ``column``'s values in ``namespace``.
+
+    For ids shaped ``platform:channel:thread`` these are the platforms. Like
+    :func:`distinct_values`, one index probe per part found (at most ``MAX_DISTINCT``): the
+    next probe starts past every id of the part just found, which needs text sorted by code
+    point (:func:`codepoint_collation`); elsewhere the answer is ``[]``.
+    """
+    connection = connections[using]
+    if not codepoint_collation(using):
+        return []
+    qn = connection.ops.quote_name
+    table, col = qn(model._meta.db_table), qn(column)
+    position, char = ("strpos", "chr") if connection.vendor == "postgresql" else ("instr", "char")
+    # The next probe starts at the first id past the part just found: "part;" (";" follows
+    # ":"), or for an id without a separator, the id followed by U+0001 (the next string up,
+    # ids holding no NUL). One bound, so the probe is an index range.
+    past = chr(ord(separator) + 1)
+    bound = (
+        f"CASE WHEN {position}(v.x, %s) = 0 THEN v.x || {char}(1)"
+        f" ELSE substr(v.x, 1, {position}(v.x, %s) - 1) || %s END"
+    )
+    sql = (
+        f"WITH RECURSIVE v(x) AS ("
+        f" SELECT MIN({col}) FROM {table} WHERE namespace = %s"
+        f" UNION ALL"
+        f" SELECT (SELECT MIN({col}) FROM {table} WHERE namespace = %s AND {col} >= {bound})"
+        f" FROM v WHERE v.x IS NOT NULL"
+        f") SELECT x FROM v WHERE x IS NOT NULL LIMIT %s"
+    )
+    params: list[str | int] = [namespace, namespace, separator, separator, past, MAX_DISTINCT]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        values = [row[0] for row in cursor.fetchall()]
+    return [value.split(separator, 1)[0] for value in values if separator in value]
+
+
+def codepoint_collation(using: str) -> bool:
     """Whether text sorts by code point on ``using`` (so a prefix is an index range)."""
     connection = connections[using]
     if connection.vendor == "sqlite":
@@ -66,42 +104,6 @@ def _codepoint_collation(using: str) -> bool:
         cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
         collate = str(cursor.fetchone()[0])
     return collate in {"C", "POSIX"} or collate.upper().startswith("C.")
-
-
-def id_condition(field: str, term: str, using: str) -> Q:
-    """``field`` equal to ``term``; or, for ``term`` ending in ``*``, starting with the rest.
-
-    A prefix becomes an index range (``>= prefix AND < next prefix``) where the database
-    sorts text by code point; the ``startswith`` condition beside it keeps the result exact.
-    """
-    if not term.endswith("*") or len(term) == 1:
-        return Q(**{field: term})
-    prefix = term[:-1]
-    condition = Q(**{f"{field}__startswith": prefix})
-    if _codepoint_collation(using):
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
-        condition &= Q(**{f"{field}__gte": prefix})
-        if upper is not None:
-            condition &= Q(**{f"{field}__lt": upper})
-    return condition
-
-
-def exact_id_filter(
-    queryset: QuerySet[Any], fields: Sequence[str], term: str, namespaces: Sequence[str]
-) -> Q:
-    """Rows whose ``fields`` (each second in a ``(namespace, field)`` index) match ``term``.
-
-    Naming every namespace (``namespace IN (...)``) lets PostgreSQL probe the composite index
-    once per namespace instead of scanning it; the namespaces come from
-    :func:`distinct_values`. No namespace at all matches nothing.
-    """
-    if not namespaces:
-        return Q(pk__in=[])
-    scope = Q(namespace__in=list(namespaces))
-    matches = Q()
-    for field in fields:
-        matches |= id_condition(field, term, queryset.db)
-    return scope & matches
 
 
 class EstimatedCountPaginator(Paginator):

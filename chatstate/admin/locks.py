@@ -5,29 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.admin import display, overview
+from chatstate.admin import display, overview, related
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
-from chatstate.models import Lock, PendingLockEntry
+from chatstate.models import Lock, PendingLockEntry, Subscription, ThreadState
 from chatstate.types import PendingEntry
-
-
-def queue_depth_subquery() -> Subquery:
-    """Per lock row, how many entries wait behind it (an index range per row shown)."""
-    pending = (
-        PendingLockEntry.objects.filter(namespace=OuterRef("namespace"), key=OuterRef("key"))
-        .order_by()
-        .values("namespace", "key")
-        .annotate(depth=Count("id"))
-        .values("depth")
-    )
-    return Subquery(pending, output_field=IntegerField())
 
 
 def entry_label(entry: PendingEntry) -> str:
@@ -40,11 +28,9 @@ class LockAdmin(ChatStateAdmin):
     """Who holds each thread lock, since when, until when, and how deep its queue is."""
 
     list_display = (
-        "key",
-        "namespace",
-        "owner",
+        "key_column",
+        "owner_column",
         "strategy",
-        "acquired_at",
         "held_for",
         "expires",
         "queue_depth",
@@ -53,7 +39,8 @@ class LockAdmin(ChatStateAdmin):
     list_filter = (NamespaceFilter, "strategy")
     id_fields = ("key",)
     owner_fields = ("owner",)
-    sortable_by = ("acquired_at", "expires_at")
+    scan_search = True
+    sortable_by = ("held_for", "expires")
     actions = ("force_release",)
     fields = (
         "namespace",
@@ -81,17 +68,30 @@ class LockAdmin(ChatStateAdmin):
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         return overview.overview_view(self, request)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        depth = Coalesce(queue_depth_subquery(), Value(0))
-        return super().get_queryset(request).annotate(queue_depth=depth)
+    def add_page_facts(self, rows: list[Any], using: str) -> None:
+        related.mark_queue_depths(rows, using)
+        related.mark_existing(rows, using, ThreadState, "thread_id", "key", "has_state")
+        related.mark_existing(rows, using, Subscription, "thread_id", "key", "has_subscription")
 
-    @admin.display(description="held for")
-    def held_for(self, obj: Lock) -> str:
-        return display.age(obj.acquired_at, self.now())
+    key_column = display.id_column("key", "key")
+    owner_column = display.id_column("owner", "owner", with_namespace=False)
+    held_for = display.age_column("acquired_at", "held for")
 
-    @admin.display(description="lease")
-    def expires(self, obj: Lock) -> str:
-        return display.expiry(obj.expires_at, self.now())
+    @admin.display(description="lease", ordering="expires_at")
+    def expires(self, obj: Lock) -> SafeString:
+        """``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour (on two lines at
+        most: the list is narrow)."""
+        now, exact = self.now(), display.utc_text(obj.expires_at)
+        if obj.expires_at > now:
+            left = display.duration(obj.expires_at - now)
+            return format_html('<span title="{}">in {}</span>', exact, left)
+        ago = display.duration(now - obj.expires_at)
+        return format_html(
+            '<span class="chatstate-orphan" title="{}">expired <span class="nowrap">{} ago'
+            "</span></span>",
+            exact,
+            ago,
+        )
 
     @admin.display(description="queue depth")
     def queue_depth(self, obj: Any) -> int:
@@ -102,16 +102,16 @@ class LockAdmin(ChatStateAdmin):
         return display.pretty_json(obj.metadata)
 
     @admin.display(description="related")
-    def related(self, obj: Lock) -> SafeString:
-        site = self.admin_site.name
-        pending = display.changelist_url(
-            site, "pendinglockentry", namespace=obj.namespace, key=obj.key
-        )
-        state = display.changelist_url(
-            site, "threadstate", namespace=obj.namespace, thread_id=obj.key
-        )
-        return SafeString(
-            f"{display.link(pending, 'pending entries')} · {display.link(state, 'thread state')}"
+    def related(self, obj: Any) -> SafeString:
+        key = {"namespace": obj.namespace}
+        targets = [
+            ("pendinglockentry", "pending", {**key, "key": obj.key}, obj.queue_depth),
+            ("threadstate", "state", {**key, "thread_id": obj.key}, obj.has_state),
+            ("subscription", "subscription", {**key, "thread_id": obj.key}, obj.has_subscription),
+        ]
+        return display.related_links(
+            self.admin_site.name,
+            [(model, label, params) for model, label, params, exists in targets if exists],
         )
 
     @admin.action(
@@ -143,20 +143,19 @@ class PendingLockEntryAdmin(ChatStateAdmin):
     """What waits behind each lock, in arrival order."""
 
     list_display = (
-        "key",
-        "namespace",
-        "owner",
+        "key_column",
+        "owner_column",
         "strategy",
         "message_id",
-        "enqueued_at",
         "waiting_for",
         "lock_link",
     )
     list_filter = (NamespaceFilter, "strategy")
     id_fields = ("key",)
     owner_fields = ("owner",)
+    scan_search = True
     ordering = ["namespace", "key", "id"]
-    sortable_by = ("enqueued_at",)
+    sortable_by = ("waiting_for",)
     fields = (
         "namespace",
         "key",
@@ -170,21 +169,31 @@ class PendingLockEntryAdmin(ChatStateAdmin):
     readonly_fields = fields
 
     @admin.display(description="message id")
-    def message_id(self, obj: PendingLockEntry) -> str:
+    def message_id(self, obj: PendingLockEntry) -> SafeString:
         value = obj.metadata.get("message_id") if isinstance(obj.metadata, dict) else None
-        return "-" if value is None else str(value)
+        return SafeString("-") if value is None else display.breakable(str(value))
 
-    @admin.display(description="waiting for")
-    def waiting_for(self, obj: PendingLockEntry) -> str:
-        return display.age(obj.enqueued_at, self.now())
+    key_column = display.id_column("key", "key")
+    owner_column = display.id_column("owner", "owner", with_namespace=False)
+    waiting_for = display.age_column("enqueued_at", "waiting for")
 
     @admin.display(description="metadata")
     def metadata_json(self, obj: PendingLockEntry) -> SafeString:
         return display.pretty_json(obj.metadata)
 
-    @admin.display(description="lock")
-    def lock_link(self, obj: PendingLockEntry) -> SafeString:
+    def add_page_facts(self, rows: list[Any], using: str) -> None:
+        related.mark_lock_expiry(rows, using)
+
+    @admin.display(description="holder")
+    def lock_link(self, obj: Any) -> SafeString:
+        """The lock the entry waits behind; "none" or "expired" when no one will hand it on."""
+        expires_at = obj.lock_expires_at
+        if expires_at is None:
+            return format_html('<span class="chatstate-orphan">no lock</span>')
         url = display.changelist_url(
             self.admin_site.name, "lock", namespace=obj.namespace, key=obj.key
         )
+        if expires_at <= self.now():
+            label = f"lock {display.expiry(expires_at, self.now())}"
+            return format_html('<span class="chatstate-orphan">{}</span>', display.link(url, label))
         return display.link(url, "lock")

@@ -1,9 +1,10 @@
-"""The namespace overview: counts per model, the oldest held lock, the deepest queue."""
+"""The namespace overview: claims per minute and queue depths as charts, queues with no
+live holder, counts per model, the oldest held lock, the deepest queue."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.admin import AdminSite
@@ -14,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from chatstate.admin import display
-from chatstate.admin.indexed import distinct_values
+from chatstate.admin import activity, charts, display
+from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -33,8 +34,6 @@ MODELS: tuple[type[Model], ...] = (
     Lock,
     PendingLockEntry,
 )
-#: Counts stop at this many rows ("more than …"): a count is an index range, never a table.
-COUNT_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,10 @@ class ModelCount:
     url: str
 
 
-def bounded_count(queryset: Any, limit: int = COUNT_LIMIT) -> str:
-    """The exact row count up to ``limit``, else ``"more than <limit>"``."""
-    count = queryset.order_by().values("pk")[: limit + 1].count()
-    return f"more than {limit}" if count > limit else str(count)
+def bounded_count(queryset: Any) -> str:
+    """The row count as the changelists give it: exact up to ``exact_limit`` rows (an index
+    range), beyond it PostgreSQL's estimate ("about …") or "more than …" elsewhere."""
+    return EstimatedCountPaginator(queryset.order_by("pk"), 1).count_label
 
 
 def namespaces(using: str) -> list[str]:
@@ -65,6 +64,10 @@ def overview_context(site: AdminSite, request: HttpRequest, using: str) -> dict[
     names = namespaces(using)
     namespace = request.GET.get("namespace") or (names[0] if names else "")
     now: datetime = timezone.now()
+
+    def queue_url(key: str) -> str:
+        return display.changelist_url(site.name, "pendinglockentry", namespace=namespace, key=key)
+
     counts = [
         ModelCount(
             name=str(model._meta.verbose_name_plural),
@@ -86,8 +89,38 @@ def overview_context(site: AdminSite, request: HttpRequest, using: str) -> dict[
         .order_by("-depth", "key")
         .first()
     )
+    claims, end = activity.claims_per_minute(using, namespace, now)
+    queues = activity.deepest_queues(using, namespace)
+    orphans = activity.orphaned_queues(using, namespace)
     return {
         **site.each_context(request),
+        "claims_chart": charts.claims_chart(claims, end) if claims else "",
+        "claims_total": sum(c.count for c in claims),
+        "claims_last_hour": sum(c.count for c in claims if c.minute > end - timedelta(hours=1)),
+        "claims_peak": max(claims, key=lambda c: c.count) if claims else None,
+        "queue_chart": charts.queue_chart(
+            [
+                charts.QueueDepth(q.key, q.depth, q.live_holder(now), queue_url(q.key))
+                for q in queues
+            ]
+        )
+        if queues
+        else "",
+        "queues_shown": activity.QUEUES_SHOWN,
+        "orphans": [
+            {
+                "key": q.key,
+                "depth": q.depth,
+                "oldest": q.oldest,
+                "waiting": display.age(q.oldest, now),
+                "lock": "missing"
+                if q.lock_expires_at is None
+                else display.expiry(q.lock_expires_at, now),
+                "url": queue_url(q.key),
+            }
+            for q in orphans
+        ],
+        "orphans_limit": activity.ORPHANS_SHOWN,
         "title": f"Namespace overview: {namespace}" if namespace else "Namespace overview",
         "namespaces": [(name, "?" + urlencode({"namespace": name})) for name in names],
         "namespace": namespace,

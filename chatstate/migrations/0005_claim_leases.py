@@ -1,10 +1,8 @@
 """Dedupe claims with a lease: a dedupe entry is *in progress* (owner, thread, expiry) while a
-message cycle handles it, and done (owner NULL) once its commit ran. On PostgreSQL, the
-functions of version 2 (``sql/0005_claim_leases.sql``, a frozen copy) replace version 1."""
+message cycle handles it, and done (owner NULL) once its commit ran. A lock keeps its lease
+(``ttl``) for renewals."""
 
 from django.db import migrations, models
-
-from chatstate.migrations import RunPostgreSQLFile
 
 
 class Migration(migrations.Migration):
@@ -31,5 +29,4 @@ class Migration(migrations.Migration):
             name="ttl",
             field=models.FloatField(blank=True, null=True),
         ),
-        RunPostgreSQLFile("0005_claim_leases.sql", "0005_claim_leases.reverse.sql"),
     ]

@@ -13,6 +13,7 @@ from chatstate.adapters.database.rows import pending_entry
 from chatstate.calls import Pruned, PruneRequest
 from chatstate.models import (
     ChannelState,
+    ClaimMinute,
     DedupeEntry,
     Lock,
     PendingLockEntry,
@@ -50,6 +51,8 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     counts["subscriptions_removed"] = subscriptions.count()
     if dry:
         return Pruned(counts)
+    # The admin's claims-per-minute chart covers a day: older minutes go.
+    q(ClaimMinute).filter(minute__lt=now - timedelta(hours=25)).delete()
     expired_locks.delete()
     window.head = left
     window.save(update_fields=["head"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Max
 
-from chatstate.models import DedupeEntry, DedupeWindow, Lock
+from chatstate.models import ClaimMinute, DedupeEntry, DedupeWindow, Lock
 from chatstate.types import DedupeKey
 
 
@@ -85,6 +85,11 @@ class DedupeWindowRows:
             thread_id=thread_id,
             expires_at=expires,
         )
+        minute = (entry.created_at or self.now()).replace(second=0, microsecond=0)
+        ClaimMinute.objects.using(self.using).bulk_create(
+            [ClaimMinute(namespace=self.namespace, minute=minute, first_seq=entry.seq)],
+            ignore_conflicts=True,
+        )  # the minute's first claim records where the sequence stood (the admin's chart)
         window.head = self.trim(window.head + 1, limit, min_age, keep=entry.pk)
         window.save(update_fields=["head"])
         return True

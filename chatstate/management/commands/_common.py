@@ -1,10 +1,13 @@
-"""What the chatstate management commands share: the ``--namespace`` option."""
+"""What the chatstate management commands share: ``--namespace``, quiet closed pipes."""
 
 from __future__ import annotations
 
+import os
 from argparse import ArgumentParser
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.registry import build_adapter
@@ -26,3 +29,27 @@ def adapter_for(namespace: str | None) -> StateAdapter:
         return build_adapter(**options)
     except (ImportError, TypeError, ValueError) as exc:
         raise CommandError(f"cannot build the chatstate adapter: {exc}") from exc
+
+
+@contextmanager
+def quiet_on_closed_pipe(stdout: OutputWrapper) -> Iterator[None]:
+    """Run the block that writes to ``stdout``, then flush it; if its reader has gone
+    (``… | head``), end the command quietly with exit status 1 (Python's convention for a
+    broken pipe) instead of a ``CommandError: … Broken pipe``.
+
+    The rest of the output is sent to ``/dev/null``, so the interpreter's final flush
+    reports nothing either.
+    """
+    try:
+        yield
+        stdout.flush()
+    except BrokenPipeError:
+        try:
+            fileno = stdout.fileno()  # the wrapped stream's (Django >= 5.0)
+        except (OSError, ValueError):
+            fileno = None  # not a file, or Django 4.2's wrapper: nothing to silence
+        if fileno is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fileno)
+            os.close(devnull)
+        raise SystemExit(1) from None

@@ -8,7 +8,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatstate.management.commands._common import adapter_for, add_namespace_argument
+from chatstate.management.commands._common import (
+    adapter_for,
+    add_namespace_argument,
+    quiet_on_closed_pipe,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
@@ -77,4 +81,5 @@ class Command(BaseCommand):
                 f", {counts['states_removed']} state(s) and "
                 f"{counts['subscriptions_removed']} subscription(s) not touched since"
             )
-        self.stdout.write(line + ".")
+        with quiet_on_closed_pipe(self.stdout):
+            self.stdout.write(line + ".")

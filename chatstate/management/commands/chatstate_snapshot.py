@@ -7,7 +7,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatstate.management.commands._common import adapter_for, add_namespace_argument
+from chatstate.management.commands._common import (
+    adapter_for,
+    add_namespace_argument,
+    quiet_on_closed_pipe,
+)
 from chatstate.transfer.operations import Progress, export_snapshot, export_to_file
 
 
@@ -38,7 +42,8 @@ class Command(BaseCommand):
         output = options["output"]
         try:
             if output is None:
-                export_snapshot(adapter, _Sink(self.stdout), indent, progress)
+                with quiet_on_closed_pipe(self.stdout):
+                    export_snapshot(adapter, _Sink(self.stdout), indent, progress)
                 return
             counts = export_to_file(adapter, output, indent, progress)
         except OSError as exc:

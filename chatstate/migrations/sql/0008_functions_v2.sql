@@ -70,6 +70,11 @@ BEGIN
         ON CONFLICT (namespace, adapter, message_id) DO NOTHING
         RETURNING id, seq INTO v_id, v_seq;
     IF NOT FOUND THEN RETURN false; END IF;
+    -- The minute's first claim records where the sequence stood (the admin's chart).
+    INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
+        VALUES (p_ns, date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
+                      AT TIME ZONE 'UTC', v_seq)
+        ON CONFLICT (namespace, minute) DO NOTHING;
     -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
     -- one out: drop the oldest without touching the window row, so claims in a namespace
     -- do not queue behind one row lock (and its commit) one at a time.

@@ -1,0 +1,198 @@
+"""Inline SVG charts for the overview: no external asset, no script, readable in both themes.
+
+Each chart is one ``<svg>`` element with a ``viewBox`` (it scales to the page's width) whose
+text and axes take the page's text colour (``currentColor``), so it reads in the admin's
+light and dark themes. Every bar carries a ``<title>`` (the browser's tooltip) with its
+exact figures, and ``data-*`` attributes naming what it draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+MINUTES = 24 * 60
+BAR_COLOUR = "#3f87b5"
+ORPHAN_COLOUR = "#c2410c"
+#: The text attributes of every label (the page's text colour).
+FONT = mark_safe('font-family="system-ui, sans-serif" font-size="20" fill="currentColor"')
+
+
+def nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, … at least ``value`` (the top of an axis)."""
+    if value <= 1:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover  (the loop always returns)
+
+
+def _svg(width: int, height: int, label: str, body: str, css_class: str) -> SafeString:
+    return format_html(
+        '<svg class="{}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" '
+        'width="100%" role="img" aria-label="{}" preserveAspectRatio="xMinYMin meet" '
+        'style="max-width: {}px; height: auto; color: inherit">{}</svg>',
+        css_class,
+        width,
+        height,
+        label,
+        width,
+        mark_safe(body),  # built from format_html pieces
+    )
+
+
+@dataclass(frozen=True)
+class MinuteCount:
+    """Messages claimed in one minute (UTC)."""
+
+    minute: datetime
+    count: int
+
+
+def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
+    """Messages claimed per minute over the 24 hours ending with minute ``end``: one bar per
+    minute that had claims (a minute without a bar had none), hourly grid lines every three
+    hours labelled in UTC, the y axis from 0 to a round maximum."""
+    left, top, plot_h, bottom, right = 72, 16, 200, 36, 24
+    width, height = left + MINUTES + right, top + plot_h + bottom
+    start = end - timedelta(minutes=MINUTES - 1)
+    peak = max((c.count for c in counts), default=0)
+    y_max = nice_ceiling(peak)
+    parts: list[str] = []
+    for fraction in (0.0, 0.5, 1.0):
+        y = top + plot_h * (1 - fraction)
+        value = y_max * fraction
+        parts.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="currentColor" '
+                'stroke-opacity="{}" stroke-width="1"/>'
+                '<text x="{}" y="{}" text-anchor="end" dominant-baseline="middle" {}>{}</text>',
+                left,
+                left + MINUTES,
+                y,
+                y,
+                "0.6" if fraction == 0 else "0.15",
+                left - 8,
+                y,
+                FONT,
+                f"{value:g}",
+            )
+        )
+    first_tick = start.replace(minute=0) + timedelta(hours=1)
+    tick = first_tick
+    while tick <= end:
+        x = left + int((tick - start).total_seconds() // 60)
+        if tick.hour % 3 == 0:
+            parts.append(
+                format_html(
+                    '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="currentColor" '
+                    'stroke-opacity="0.15"/>'
+                    '<text x="{}" y="{}" text-anchor="middle" {}>{}</text>',
+                    x,
+                    x,
+                    top,
+                    top + plot_h + 6,
+                    x,
+                    top + plot_h + 28,
+                    FONT,
+                    f"{tick:%H:%M}",
+                )
+            )
+        tick += timedelta(hours=1)
+    last_label = tick - timedelta(hours=1 + (tick - timedelta(hours=1)).hour % 3)
+    if end - last_label >= timedelta(minutes=50):  # room for "now" at the right end
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" text-anchor="end" {}>now</text>',
+                left + MINUTES,
+                top + plot_h + 28,
+                FONT,
+            )
+        )
+    # Bars are a minute (one unit) wide: crisp edges keep each at least a pixel when the
+    # chart is drawn narrower than 1,440 px.
+    parts.append('<g shape-rendering="crispEdges">')
+    # One bar per minute with claims (up to 1,440): plain formatting, every value a number
+    # or a formatted time, so there is nothing to escape.
+    for point in counts:
+        offset = int((point.minute - start).total_seconds() // 60)
+        if point.count <= 0 or not 0 <= offset < MINUTES:
+            continue
+        bar_h = max(plot_h * point.count / y_max, 1.5)
+        plural = "" if point.count == 1 else "s"
+        parts.append(
+            f'<rect class="chatstate-bar" x="{left + offset}" y="{top + plot_h - bar_h:.1f}" '
+            f'width="1" height="{bar_h:.1f}" fill="{BAR_COLOUR}" '
+            f'data-minute="{point.minute:%Y-%m-%dT%H:%M}Z" data-count="{point.count}">'
+            f"<title>{point.minute:%H:%M} UTC: {point.count} message{plural} claimed</title>"
+            "</rect>"
+        )
+    parts.append("</g>")
+    label = f"Messages claimed per minute, {start:%H:%M} to {end:%H:%M} UTC; peak {peak}"
+    return _svg(width, height, label, "".join(parts), "chatstate-chart chatstate-claims")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """A queue of pending entries: its key, how many wait, whether a live lock holds it."""
+
+    key: str
+    depth: int
+    live_holder: bool
+    url: str
+
+
+def queue_chart(queues: Sequence[QueueDepth], label_chars: int = 44) -> SafeString:
+    """The queues as horizontal bars, deepest first, each labelled with its key (cut to
+    ``label_chars``, in full in the tooltip) and its depth; queues with no live holder in
+    the warning colour. Each label links to the queue's entries."""
+    left, bar_w, right, row_h, top = 560, 840, 120, 34, 8
+    width = left + bar_w + right
+    height = top * 2 + row_h * max(len(queues), 1)
+    x_max = max((q.depth for q in queues), default=1)
+    parts: list[str] = []
+    for i, queue in enumerate(queues):
+        y = top + i * row_h
+        length = max(bar_w * queue.depth / x_max, 2)
+        key = queue.key if len(queue.key) <= label_chars else queue.key[: label_chars - 1] + "…"
+        holder = "live holder" if queue.live_holder else "no live holder"
+        parts.append(
+            format_html(
+                '<a href="{}"><text x="{}" y="{}" text-anchor="end" dominant-baseline="middle" '
+                '{} text-decoration="underline">{}<title>{}</title></text></a>'
+                '<rect class="chatstate-bar" x="{}" y="{}" width="{}" height="{}" fill="{}" '
+                'data-key="{}" data-depth="{}" data-live-holder="{}">'
+                "<title>{}: {} pending ({})</title></rect>"
+                '<text x="{}" y="{}" dominant-baseline="middle" {}>{}</text>',
+                queue.url,
+                left - 12,
+                y + row_h / 2,
+                FONT,
+                key,
+                queue.key,
+                left,
+                y + 5,
+                f"{length:.1f}",
+                row_h - 10,
+                BAR_COLOUR if queue.live_holder else ORPHAN_COLOUR,
+                queue.key,
+                queue.depth,
+                "true" if queue.live_holder else "false",
+                queue.key,
+                queue.depth,
+                holder,
+                f"{left + length + 8:.1f}",
+                y + row_h / 2,
+                FONT,
+                queue.depth,
+            )
+        )
+    label = f"Pending entries of the {len(queues)} deepest queues"
+    return _svg(width, height, label, "".join(parts), "chatstate-chart chatstate-queues")
