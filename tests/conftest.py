@@ -33,7 +33,11 @@ def _memory(request: pytest.FixtureRequest, namespace: str) -> Any:
 def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
     from chatstate.adapters.database import DatabaseStateAdapter
 
-    return DatabaseStateAdapter(namespace=namespace)
+    adapter = DatabaseStateAdapter(namespace=namespace)
+    close = getattr(adapter, "close", None)  # the fast path's async connections
+    if close is not None:
+        request.addfinalizer(close)
+    return adapter
 
 
 def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:

@@ -15,6 +15,10 @@ import pytest
 from chatstate import PendingEntry, Snapshot, StateAdapter
 from tests.conformance.helpers import entries, plain, populate, run_async
 
+# Async twins on a database store run on connections of their own (natively, on PostgreSQL):
+# they see what the tests commit, not what a test wrote in a transaction rolled back later.
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
 
 def incr(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "n": state.get("n", 0) + 1}

@@ -189,6 +189,7 @@ def test_a_concurrent_cycle_commits_within_its_lease(store: Any) -> None:
     assert store.is_duplicate(KEY)
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_the_async_cycle_keeps_the_same_rules(store: Any) -> None:
     from tests.conformance.helpers import run_async
 

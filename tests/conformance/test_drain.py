@@ -129,6 +129,7 @@ def test_drain_is_empty_when_not_acquired_or_under_concurrent(store: Any) -> Non
     assert store.thread_state("t") == {"n": 1}
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_the_async_drain_keeps_the_same_rules(store: Any) -> None:
     async def cycle() -> list[int]:
         seen = []

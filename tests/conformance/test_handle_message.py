@@ -164,6 +164,7 @@ def test_an_expired_lease_nobody_took_over_still_commits(store: Any) -> None:
     assert store.snapshot().locks == {}
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_the_async_twin_runs_the_same_cycle(store: Any) -> None:
     store.subscribe("t")
     store.put_thread_state("t", {"n": 1})
@@ -184,6 +185,7 @@ def test_the_async_twin_runs_the_same_cycle(store: Any) -> None:
     assert store.snapshot().locks == {}
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_the_async_twin_withdraws_on_exception(store: Any) -> None:
     async def cycle() -> None:
         async with store.ahandle_message(KEY, thread_id="t", owner="w", strategy="queue") as m:

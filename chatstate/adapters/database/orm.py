@@ -65,7 +65,8 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
 
     ``using`` is a database alias; by default the ``DATABASE`` setting, else the router's
     choice for writes. On a database with a registered fast path (PostgreSQL), the adapter
-    built is that variant unless ``fast_sql=False``.
+    built is that variant unless ``fast_sql=False``; ``prepared`` is the fast path's (see
+    :class:`~chatstate.adapters.database.postgres.PostgresStateAdapter`).
     """
 
     name = "database"
@@ -80,14 +81,22 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             DatabaseStateAdapter.variants[vendor] = cls
 
     def __new__(
-        cls, namespace: str | None = None, using: str | None = None, fast_sql: bool = True
+        cls,
+        namespace: str | None = None,
+        using: str | None = None,
+        fast_sql: bool = True,
+        prepared: bool = True,
     ) -> DatabaseStateAdapter:
         if cls is DatabaseStateAdapter and fast_sql:
             cls = cls.variants.get(connections[database_alias(using)].vendor, cls)
         return super().__new__(cls)
 
     def __init__(
-        self, namespace: str | None = None, using: str | None = None, fast_sql: bool = True
+        self,
+        namespace: str | None = None,
+        using: str | None = None,
+        fast_sql: bool = True,
+        prepared: bool = True,
     ) -> None:
         super().__init__(namespace)
         self.using: str = check_id(database_alias(using), "using")

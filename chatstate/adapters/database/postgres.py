@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connections
 
-from chatstate.adapters.database import connection
+from chatstate.adapters.database import pgdriver
 from chatstate.adapters.database.orm import DatabaseStateAdapter
+from chatstate.adapters.database.pgdriver import COUNT, ROW
+from chatstate.adapters.operations import Op, operation
 from chatstate.calls import CycleEntry, CycleRequest, Handover, LockOutcome, LockRequest, lease_lost
 from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
 
@@ -25,22 +27,40 @@ FUNCTIONS_VERSION = 2
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
-_STATE_TABLES = {
-    "thread": ("chatstate_threadstate", "thread_id"),
-    "channel": ("chatstate_channelstate", "channel_id"),
+T = TypeVar("T")
+
+IS_SUBSCRIBED = (
+    "SELECT EXISTS (SELECT 1 FROM chatstate_subscription WHERE namespace = %s AND thread_id = %s)"
+)
+GET_STATE = {
+    "thread": "SELECT value FROM chatstate_threadstate WHERE namespace = %s AND thread_id = %s",
+    "channel": "SELECT value FROM chatstate_channelstate WHERE namespace = %s AND channel_id = %s",
 }
+IS_DUPLICATE = (
+    "SELECT EXISTS (SELECT 1 FROM chatstate_dedupeentry d WHERE d.namespace = %s"
+    " AND d.adapter = %s AND d.message_id = %s"
+    " AND chatstate_claim_holds(d.namespace, d.owner, d.thread_id, d.expires_at))"
+)
 SUBSCRIBE = (
     "INSERT INTO chatstate_subscription (namespace, thread_id, created_at)"
     " VALUES (%s, %s, statement_timestamp()) ON CONFLICT (namespace, thread_id)"
     " DO UPDATE SET created_at = EXCLUDED.created_at"
 )
-UNSUBSCRIBE = "DELETE FROM chatstate_subscription WHERE namespace = %s AND thread_id = %s"
-PUT_STATE = (
-    "INSERT INTO {table} (namespace, {column}, value, updated_at)"
-    " VALUES (%s, %s, %s::jsonb, statement_timestamp())"
-    " ON CONFLICT (namespace, {column})"
-    " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
+UNSUBSCRIBE = (
+    "DELETE FROM chatstate_subscription WHERE namespace = %s::text AND thread_id = %s::text"
 )
+PUT_STATE = {
+    kind: (
+        f"INSERT INTO {table} (namespace, {column}, value, updated_at)"
+        " VALUES (%s, %s, %s::jsonb, statement_timestamp())"
+        f" ON CONFLICT (namespace, {column})"
+        " DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
+    )
+    for kind, table, column in (
+        ("thread", "chatstate_threadstate", "thread_id"),
+        ("channel", "chatstate_channelstate", "channel_id"),
+    )
+}
 CLAIM = (
     "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL, %s::float8)"
 )
@@ -50,8 +70,10 @@ LOCK = (
 )
 EXTEND = (
     "UPDATE chatstate_lock"
-    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8), ttl = %s"
-    " WHERE namespace = %s AND key = %s AND owner = %s AND expires_at > statement_timestamp()"
+    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8),"
+    " ttl = %s::float8"
+    " WHERE namespace = %s::text AND key = %s::text AND owner = %s::text"
+    " AND expires_at > statement_timestamp()"
 )
 RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, %s::boolean, %s::float8)"
 TAKE = "SELECT * FROM chatstate_take_pending(%s::text, %s::text, %s::text, %s::integer, %s::float8)"
@@ -86,42 +108,82 @@ def installed_functions_version(using: str) -> int | None:
 
 
 class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
-    """:class:`DatabaseStateAdapter` whose hot operations are single PostgreSQL statements."""
+    """:class:`DatabaseStateAdapter` whose operations are single PostgreSQL statements,
+    prepared (``prepared=False``: not; see :mod:`.pgdriver`), and natively async.
+
+    Each operation below is one statement (an :func:`operation` yielding it), run by
+    :class:`~.pgdriver.SyncDriver` or, for the async twins, :class:`~.pgdriver.AsyncDriver`.
+    ``update_*_state``, snapshots and ``prune`` are the ORM's (inherited).
+    """
 
     fast_sql = True
 
-    def _fetch(self, sql: str, params: tuple[Any, ...]) -> Any:
-        """Run one statement (autocommit: its own transaction); its first row."""
-        with connection.guard(self.using), connections[self.using].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+    def __init__(
+        self,
+        namespace: str | None = None,
+        using: str | None = None,
+        fast_sql: bool = True,
+        prepared: bool = True,
+    ) -> None:
+        super().__init__(namespace, using, fast_sql)
+        self.prepared = bool(prepared)
+        self._sync = pgdriver.SyncDriver(self.using, self.prepared)
+        self._async = pgdriver.AsyncDriver(self.using, self.prepared)
 
-    def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Run one statement; its row count."""
-        with connection.guard(self.using), connections[self.using].cursor() as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
+    def drive(self, op: Op[T]) -> T:
+        """Run the operation ``op`` on the Django connection (one statement a request)."""
+        result: T = self._sync.drive(op)
+        return result
 
-    # -- primitives ----------------------------------------------------------------------
+    async def adrive(self, op: Op[T]) -> T:
+        """Run the operation ``op`` on this event loop's async connections."""
+        result: T = await self._async.drive(op)
+        return result
 
-    def _do_subscribe(self, thread_id: str) -> None:
-        self._execute(SUBSCRIBE, (self.namespace, thread_id))
+    def close(self) -> None:
+        """Close the async connections this adapter opened (they reopen on next use); for an
+        ASGI server's shutdown, or a test's end. The Django connection is Django's."""
+        self._async.close()
 
-    def _do_unsubscribe(self, thread_id: str) -> None:
-        self._execute(UNSUBSCRIBE, (self.namespace, thread_id))
+    # -- subscriptions, state maps, dedupe -----------------------------------------------
 
+    @operation
+    def _do_is_subscribed(self, thread_id: str) -> Op[bool]:
+        return bool((yield (ROW, IS_SUBSCRIBED, (self.namespace, thread_id)))[0])
+
+    @operation
+    def _do_subscribe(self, thread_id: str) -> Op[None]:
+        yield (COUNT, SUBSCRIBE, (self.namespace, thread_id))
+
+    @operation
+    def _do_unsubscribe(self, thread_id: str) -> Op[None]:
+        yield (COUNT, UNSUBSCRIBE, (self.namespace, thread_id))
+
+    @operation
+    def _do_get_state(self, kind: str, object_id: str) -> Op[dict[str, Any]]:
+        row = yield (ROW, GET_STATE[kind], (self.namespace, object_id))
+        return {} if row is None else _json(row[0])
+
+    @operation
     def _do_put_state(
         self, kind: str, object_id: str, value: dict[str, Any], value_json: str
-    ) -> None:
-        table, column = _STATE_TABLES[kind]
-        sql = PUT_STATE.format(table=table, column=column)
-        self._execute(sql, (self.namespace, object_id, value_json))
+    ) -> Op[None]:
+        yield (COUNT, PUT_STATE[kind], (self.namespace, object_id, value_json))
 
-    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
-        return bool(self._fetch(CLAIM, (self.namespace, *key, limit, min_age))[0])
+    @operation
+    def _do_is_duplicate(self, key: DedupeKey) -> Op[bool]:
+        return bool((yield (ROW, IS_DUPLICATE, (self.namespace, *key)))[0])
 
-    def _do_lock(self, request: LockRequest) -> LockOutcome:
-        result, dropped, taken_over = self._fetch(
+    @operation
+    def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> Op[bool]:
+        return bool((yield (ROW, CLAIM, (self.namespace, *key, limit, min_age)))[0])
+
+    # -- locks ---------------------------------------------------------------------------
+
+    @operation
+    def _do_lock(self, request: LockRequest) -> Op[LockOutcome]:
+        result, dropped, taken_over = yield (
+            ROW,
             LOCK,
             (
                 self.namespace,
@@ -136,30 +198,31 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
         )
         return LockOutcome(RESULTS[result], _entries(dropped), taken_over)
 
-    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
-        return bool(self._execute(EXTEND, (ttl, ttl, self.namespace, key, owner)))
+    @operation
+    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> Op[bool]:
+        return bool((yield (COUNT, EXTEND, (ttl, ttl, self.namespace, key, owner))))
 
-    def _handover(self, key: str, owner: str, row: Any) -> Handover:
-        released, holder, pending, expired = row
-        if not released:
-            raise not_owner(key, owner, holder)
-        return Handover(_entries(pending), _entries(expired))
+    @operation
+    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Op[Handover]:
+        params = (self.namespace, key, owner, only_if_idle, self.pending_ttl)
+        return _handover(key, owner, (yield (ROW, RELEASE, params)))
 
-    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Handover:
-        row = self._fetch(RELEASE, (self.namespace, key, owner, only_if_idle, self.pending_ttl))
-        return self._handover(key, owner, row)
+    @operation
+    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Op[Handover]:
+        params = (self.namespace, key, owner, limit, self.pending_ttl)
+        return _handover(key, owner, (yield (ROW, TAKE, params)))
 
-    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
-        row = self._fetch(TAKE, (self.namespace, key, owner, limit, self.pending_ttl))
-        return self._handover(key, owner, row)
-
-    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
-        return _entries(self._fetch(RELEASE, (self.namespace, key, None, False, None))[2])
+    @operation
+    def _do_force_release_lock(self, key: str) -> Op[list[PendingEntry]]:
+        row = yield (ROW, RELEASE, (self.namespace, key, None, False, None))
+        return _entries(row[2])
 
     # -- the message cycle: one statement each -------------------------------------------
 
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        claimed, subscribed, result, state, in_progress, dropped, taken_over = self._fetch(
+    @operation
+    def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
+        claimed, subscribed, result, state, in_progress, dropped, taken_over = yield (
+            ROW,
             ENTER,
             (
                 self.namespace,
@@ -180,7 +243,7 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
         else:
             found = result and RESULTS[result]
             entry = CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
-        if dropped is not None:
+        if dropped is not None and dropped != "[]":
             entry.dropped = _entries(dropped)
         entry.taken_over = taken_over
         return entry
@@ -188,58 +251,58 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     def _cycle_args(self, request: CycleRequest, state_json: str | None) -> tuple[Any, ...]:
         return (self.namespace, request.thread_id, request.owner, state_json, *request.dedupe_key)
 
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
-        released, holder, pending, expired = self._fetch(
-            COMMIT, (*self._cycle_args(request, state_json), request.locks, self.pending_ttl)
-        )
+    @operation
+    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[Handover]:
+        params = (*self._cycle_args(request, state_json), request.locks, self.pending_ttl)
+        released, holder, pending, expired = yield (ROW, COMMIT, params)
         if not released:
             raise lease_lost(request, holder)
         return Handover(_entries(pending), _entries(expired))
 
+    @operation
     def cycle_drain(
         self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
-    ) -> Handover:
-        released, holder, entry, expired = self._fetch(
-            DRAIN,
-            (
-                *self._cycle_args(request, state_json),
-                None if finished is None else int(finished),
-                request.ttl,
-                self.pending_ttl,
-            ),
+    ) -> Op[Handover]:
+        params = (
+            *self._cycle_args(request, state_json),
+            None if finished is None else int(finished),
+            request.ttl,
+            self.pending_ttl,
         )
+        released, holder, entry, expired = yield (ROW, DRAIN, params)
         if not released:
             raise lease_lost(request, holder)
         return Handover(_entries([_json(entry)] if entry is not None else []), _entries(expired))
 
-    def cycle_renew(self, request: CycleRequest) -> bool:
-        return bool(
-            self._fetch(
-                RENEW,
-                (
-                    self.namespace,
-                    request.thread_id,
-                    request.owner,
-                    *request.dedupe_key,
-                    request.locks,
-                    request.ttl,
-                ),
-            )[0]
+    @operation
+    def cycle_renew(self, request: CycleRequest) -> Op[bool]:
+        params = (
+            self.namespace,
+            request.thread_id,
+            request.owner,
+            *request.dedupe_key,
+            request.locks,
+            request.ttl,
         )
+        return bool((yield (ROW, RENEW, params))[0])
 
-    def cycle_abort(self, request: CycleRequest) -> bool:
-        return bool(
-            self._fetch(
-                ABORT,
-                (
-                    self.namespace,
-                    *request.dedupe_key,
-                    request.thread_id,
-                    request.owner,
-                    request.locks,
-                ),
-            )[0]
+    @operation
+    def cycle_abort(self, request: CycleRequest) -> Op[bool]:
+        params = (
+            self.namespace,
+            *request.dedupe_key,
+            request.thread_id,
+            request.owner,
+            request.locks,
         )
+        return bool((yield (ROW, ABORT, params))[0])
+
+
+def _handover(key: str, owner: str, row: Any) -> Handover:
+    released, holder, pending, expired = row
+    if not released:
+        raise not_owner(key, owner, holder)
+    return Handover(_entries(pending), _entries(expired))
 
 
 def _json(value: Any) -> Any:

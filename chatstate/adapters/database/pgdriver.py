@@ -1,0 +1,205 @@
+"""The PostgreSQL fast path's drivers: one statement a request, sync or natively async.
+
+An operation of :class:`~chatstate.adapters.database.postgres.PostgresStateAdapter` yields
+``(ROW, sql, params)`` (the reply is the first row) or ``(COUNT, sql, params)`` (the row
+count). Each statement runs on its own in autocommit mode: one round trip, one commit.
+
+- Sync (:class:`SyncDriver`): on the Django connection of the alias, through Django's cursor
+  wrappers (so ``execute_wrapper``, query logging and error translation apply), but on a
+  server-side-binding psycopg cursor that *prepares* each statement: the server parses and
+  plans it once per connection, then only binds and executes it.
+- Async (:class:`AsyncDriver`): on psycopg ``AsyncConnection``s opened with the alias's own
+  connection settings, a small pool per event loop, so an ASGI view needs no thread per
+  conversation; a connection is held only while its statement runs.
+
+``prepared=False`` sends unprepared statements (unnamed, extended protocol): for poolers that
+cannot carry prepared statements across transactions (PgBouncer before 1.21 in transaction
+mode). A lost connection becomes :class:`~chatstate.types.BackendUnavailable` (the sync one
+through :func:`.connection.guard`; a broken async connection is dropped from its pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+from chatstate.adapters.database import connection as guarded
+from chatstate.adapters.operations import Op
+from chatstate.types import BackendUnavailable
+
+ROW, COUNT = "row", "count"
+#: The ``prepare_threshold`` given to a connection that had none (Django turns psycopg's
+#: automatic preparation off, which also refuses ``prepare=True``): only what asks is
+#: prepared.
+EXPLICIT_ONLY = 2**31
+Request = tuple[str, str, tuple[Any, ...]]
+#: Async connections each event loop may open per alias, at most.
+ASYNC_POOL_SIZE = 8
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """A server-side-binding cursor that prepares what it executes (Django's wrappers call
+    ``execute(sql, params)`` and cannot ask for it)."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("prepare", True)
+        return super().execute(query, params, **kwargs)
+
+
+class _PlainCursor(psycopg.Cursor[Any]):
+    """Server-side binding, never prepared."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("prepare", False)
+        return super().execute(query, params, **kwargs)
+
+
+class SyncDriver:
+    """Runs operations on the Django connection ``using``."""
+
+    def __init__(self, using: str, prepared: bool) -> None:
+        self.using = using
+        self.cursor_class = _PreparingCursor if prepared else _PlainCursor
+
+    def drive(self, op: Op[Any]) -> Any:
+        connection = connections[self.using]
+        with guarded.guard(self.using):
+            connection.ensure_connection()
+            if connection.connection.prepare_threshold is None:
+                connection.connection.prepare_threshold = EXPLICIT_ONLY
+            raw: Any = self.cursor_class(connection.connection)
+            cursor = (
+                connection.make_debug_cursor(raw)
+                if connection.queries_logged
+                else connection.make_cursor(raw)
+            )
+            with cursor:
+                try:
+                    kind, sql, params = next(op)
+                    while True:
+                        cursor.execute(sql, params)
+                        reply = cursor.fetchone() if kind is ROW else cursor.rowcount
+                        kind, sql, params = op.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+
+
+class AsyncDriver:
+    """Runs operations on pooled ``AsyncConnection``s of the alias ``using``, per loop."""
+
+    def __init__(self, using: str, prepared: bool, size: int = ASYNC_POOL_SIZE) -> None:
+        self.using, self.prepared, self.size = using, prepared, size
+        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+
+    def _pool(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            for old in [old for old in self._pools if old.is_closed()]:
+                self._pools.pop(old).close()  # a pool belongs to its loop, gone now
+            pool = self._pools[loop] = _Pool(_params(self.using), self.size)
+        return pool
+
+    def close(self) -> None:
+        """Close every idle connection of every loop (those in use close when returned)."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    async def drive(self, op: Op[Any]) -> Any:
+        pool = self._pool()
+        conn = await pool.get(self.using)
+        broken = False
+        try:
+            cursor = conn.cursor()
+            try:
+                kind, sql, params = next(op)
+                while True:
+                    await cursor.execute(sql, params, prepare=self.prepared)
+                    reply = await cursor.fetchone() if kind is ROW else cursor.rowcount
+                    kind, sql, params = op.send(reply)
+            except StopIteration as stop:
+                return stop.value
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            broken = conn.broken or conn.closed or guarded.connection_lost("postgresql", exc)
+            if broken:
+                raise _unavailable(self.using, exc) from exc
+            raise _as_django(exc) from exc
+        except psycopg.Error as exc:
+            raise _as_django(exc) from exc
+        finally:
+            await pool.put(conn, broken)
+
+
+class _Pool:
+    """Idle connections of one loop, and a bound on how many are open."""
+
+    def __init__(self, params: dict[str, Any], size: int) -> None:
+        self.params = params
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def get(self, using: str) -> psycopg.AsyncConnection[Any]:
+        await self.slots.acquire()
+        while self.idle:
+            conn = self.idle.pop()
+            if not (conn.closed or conn.broken):
+                return conn
+        try:
+            return await psycopg.AsyncConnection.connect(**self.params)
+        except psycopg.Error as exc:
+            self.slots.release()
+            raise _unavailable(using, exc) from exc
+
+    def close(self) -> None:
+        """Close the idle connections, from any thread (no await: their loop may be gone)."""
+        while self.idle:
+            self.idle.pop().pgconn.finish()
+
+    async def put(self, conn: psycopg.AsyncConnection[Any], broken: bool) -> None:
+        if broken or conn.closed or conn.broken:
+            await conn.close()
+        else:
+            self.idle.append(conn)
+        self.slots.release()
+
+
+def _params(using: str) -> dict[str, Any]:
+    """The psycopg connection parameters of Django's alias ``using``, for an async
+    connection in autocommit mode (Django's sync cursor class and pool left out)."""
+    params = dict(connections[using].get_connection_params())
+    for name in ("cursor_factory", "pool", "server_side_binding", "assume_role"):
+        params.pop(name, None)
+    params["autocommit"] = True
+    if params.get("prepare_threshold") is None:
+        params["prepare_threshold"] = EXPLICIT_ONLY
+    return params
+
+
+def _unavailable(using: str, exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
+    )
+
+
+def _as_django(exc: psycopg.Error) -> Exception:
+    """A psycopg error as the Django error a sync call would have raised."""
+    from django.db import utils
+
+    for name in (
+        "DataError",
+        "OperationalError",
+        "IntegrityError",
+        "InternalError",
+        "ProgrammingError",
+        "NotSupportedError",
+        "DatabaseError",
+        "InterfaceError",
+    ):
+        if isinstance(exc, getattr(psycopg, name)):
+            django_error: Exception = getattr(utils, name)(*exc.args)
+            return django_error
+    return utils.Error(*exc.args)

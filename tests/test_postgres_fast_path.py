@@ -1,0 +1,101 @@
+"""What only the PostgreSQL fast path has: prepared statements, and async twins that run on
+psycopg's async connections instead of hopping to a thread."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from chatstate.adapters.database import DatabaseStateAdapter, PostgresStateAdapter
+from tests.conformance.helpers import run_async
+
+pytestmark = [
+    pytest.mark.run_on("postgresql"),
+    pytest.mark.usefixtures("transactional_db"),
+]
+
+_names = iter(range(1, 10**6))
+
+
+def adapter(**options: Any) -> PostgresStateAdapter:
+    store = DatabaseStateAdapter(namespace=f"fast-{next(_names)}", **options)
+    assert isinstance(store, PostgresStateAdapter)
+    return store
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cycles(store: Any, n: int) -> None:
+    for i in range(n):
+        with store.handle_message(("s", f"m{i}"), thread_id="t", owner="w") as msg:
+            msg.state["n"] = i
+
+
+def test_the_cycle_is_prepared_once_per_connection() -> None:
+    connection.close()  # a fresh connection: no statement prepared yet
+    store = adapter()
+    cycles(store, 3)
+    prepared = prepared_statements()
+    assert sum("chatstate_enter(" in s for s in prepared) == 1
+    assert sum("chatstate_commit(" in s for s in prepared) == 1
+
+
+def test_prepared_false_sends_unprepared_statements() -> None:
+    connection.close()
+    store = adapter(prepared=False)
+    assert store.prepared is False
+    cycles(store, 3)
+    assert not [s for s in prepared_statements() if "chatstate_" in s]
+    assert store.thread_state("t") == {"n": 2}
+
+
+def test_async_twins_run_on_async_connections_not_on_a_thread() -> None:
+    store = adapter()
+    seen: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    async def cycle() -> dict[str, Any]:
+        async with store.ahandle_message(("s", "a"), thread_id="t", owner="w") as msg:
+            msg.state["n"] = 1
+        return await store.athread_state("t")
+
+    with connection.execute_wrapper(count):  # the thread a sync_to_async hop would use
+        assert run_async(cycle) == {"n": 1}
+    assert seen == []
+    store.close()
+
+
+def test_many_slow_conversations_share_a_few_connections() -> None:
+    """Twenty conversations each holding their lock 0.2 s, on one event loop: no thread per
+    conversation, and the pool opens at most its size of connections."""
+    store = adapter()
+
+    async def conversation(n: int) -> None:
+        async with store.ahandle_message(("s", f"c{n}"), thread_id=f"t{n}", owner=f"w{n}") as m:
+            await asyncio.sleep(0.2)  # an LLM call: no connection held meanwhile
+            m.state["n"] = n
+
+    async def everyone() -> None:
+        await asyncio.gather(*(conversation(n) for n in range(20)))
+
+    run_async(everyone)
+    assert all(store.thread_state(f"t{n}") == {"n": n} for n in range(20))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] <= 8
+    store.close()
+
+
