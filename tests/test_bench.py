@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -46,12 +47,33 @@ def test_bad_options_are_refused_with_a_clear_error(options: dict[str, int], mes
 
 
 @pytest.mark.django_db
-def test_raw_mode_needs_postgresql_or_counts_two_statements() -> None:
+def test_the_floor_needs_postgresql_or_redis() -> None:
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        with pytest.raises(ValueError, match="--mode raw needs --adapter database on PostgreSQL"):
+        with pytest.raises(ValueError, match="--mode floor needs --adapter redis, or database"):
             bench.build_config(adapter="database", mode="raw")
     else:
         config = bench.build_config(adapter="database", mode="raw")
         assert config["psycopg"]["dbname"] == connection.settings_dict["NAME"]
+
+
+def test_an_async_run_shares_one_event_loop_among_its_coroutines() -> None:
+    out = StringIO()
+    call_command("chatstate_bench", adapter="memory", cycles=400, concurrency_async=True,
+                 concurrency=4, json=True, stdout=out)
+    figures = json.loads(out.getvalue())
+    assert (figures["workers"], figures["concurrency"], figures["cycles"]) == (1, 4, 400)
+    assert figures["cycles_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 2, "concurrency": 2}, "--async runs one process"),
+        ({"mode": "primitives", "concurrency": 2}, "--async runs the cycle"),
+    ],
+)
+def test_async_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bench.build_config(adapter="memory", **options)

@@ -88,7 +88,8 @@ def count_statements(using: str) -> Iterator[dict[str, int]]:
 
 def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
     """Statements, commits and round trips of one warm cycle, run in this process."""
-    run = cycle_fn(config, adapter, config["workers"])  # a thread set no worker uses
+    spare = max(config["workers"], config["concurrency"])  # a thread set no worker uses
+    run = cycle_fn(config, adapter, spare)
     run(-1_000_001)  # creates the thread's state row: the counted cycle is a warm one
     figures: dict[str, int | None] = {
         "statements_per_cycle": None,
@@ -96,24 +97,21 @@ def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
         "write_commits_per_cycle": None,
         "round_trips_per_cycle": None,
     }
-    if config["adapter"] == "database" and config["mode"] != "raw":
+    if config["adapter"] == "database" and config["mode"] != "floor":
         with count_statements(config["using"]) as counts:
             run(-1_000_002)
         figures["statements_per_cycle"] = counts["statements"]
         figures["commits_per_cycle"] = counts["commits"]
         figures["write_commits_per_cycle"] = counts["write_commits"]
         figures["round_trips_per_cycle"] = counts["round_trips"]
-    elif config["mode"] == "raw":
-        # By construction: chatstate_enter + chatstate_commit, autocommit, both write.
-        figures.update(
-            statements_per_cycle=2,
-            commits_per_cycle=2,
-            write_commits_per_cycle=2,
-            round_trips_per_cycle=2,
-        )
-    elif config["adapter"] == "redis":
+    elif config["mode"] == "floor":
+        # By construction: the cycle's two requests (two autocommit statements, both write).
+        figures["round_trips_per_cycle"] = 2
+        if config["adapter"] == "database":
+            figures.update(statements_per_cycle=2, commits_per_cycle=2, write_commits_per_cycle=2)
+    if config["adapter"] == "redis" and config["mode"] != "floor":
         counted = counting_redis_adapter(config, adapter)
-        run = cycle_fn(config, counted, config["workers"])
+        run = cycle_fn(config, counted, spare)
         run(-1_000_003)
         CountingConnection.sent = 0
         run(-1_000_004)

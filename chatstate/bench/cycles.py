@@ -1,11 +1,11 @@
 """One benchmark cycle, run three ways (``mode``), and the adapter it runs on.
 
-* ``cycle`` — through ``handle_message`` (the public API a webhook view uses);
+* ``cycle`` — through ``handle_message`` (the public API a webhook view uses), or with
+  ``--async`` ``ahandle_message``;
 * ``primitives`` — the six public calls one by one (``claim_dedupe``, ``is_subscribed``,
   ``lock``, ``thread_state``, ``put_thread_state``, ``release_lock``);
-* ``raw`` — PostgreSQL only: a plain psycopg connection (no Django, no chatstate Python)
-  sending the two statements of the fast path, ``chatstate_enter`` and ``chatstate_commit``
-  in autocommit mode, prepared. It is the floor the Django path is measured against.
+* ``floor`` — the backend's bare driver sending what the cycle sends (:mod:`.floors`): the
+  floor the cycle is measured against.
 
 Each worker uses its own threads (round robin) and unique message ids, so the cycles are
 uncontended on the lock and the figures show the cost of the cycle itself.
@@ -13,7 +13,7 @@ uncontended on the lock and the figures show the cost of the cycle itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 Config = dict[str, Any]
@@ -95,41 +95,31 @@ def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]
 
         return run_primitives
 
-    return raw_cycle_fn(config, adapter, threads, owner, prefix)
+    from chatstate.bench import floors
+
+    return floors.floor_fn(config, adapter, threads, owner, prefix)
 
 
-def raw_cycle_fn(
-    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
-) -> Callable[[int], None]:
-    """The raw baseline: the fast path's two statements from a plain psycopg connection."""
-    import json
-
-    import psycopg
-
-    conn = psycopg.connect(**config["psycopg"], autocommit=True)
-    enter = (
-        "SELECT * FROM chatstate_enter(%s::text, 'bench', %s::text, %s::bigint, %s::text,"
-        " %s::text, 'reject', '{}'::jsonb, %s::float8)"
-    )
-    commit = (
-        "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, 'bench',"
-        " %s::text, true)"
-    )
-    ns, limit, ttl = config["namespace"], config["dedupe_limit"], adapter.lock_ttl
+def async_cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], Awaitable[None]]:
+    """The coroutine function running cycle ``i`` of ``worker`` (``--async``)."""
+    threads = thread_ids(worker)
+    owner = f"bench-worker-{worker}"
+    limit = config["dedupe_limit"]
+    prefix = f"w{worker}-{config['run_id']}-m"
     n_threads = len(threads)
-    cursor = conn.cursor()
+    if config["mode"] == "floor":
+        from chatstate.bench import floors
 
-    def run_raw(i: int) -> None:
-        thread = threads[i % n_threads]
-        cursor.execute(enter, (ns, f"{prefix}{i}", limit, thread, owner, ttl), prepare=True)
-        claimed, _subscribed, result, state, _in_progress = cursor.fetchone()  # type: ignore[misc]
-        if claimed and result == "acquired":
-            state = state or {}
-            state["n"] = state.get("n", 0) + 1
-            message = f"{prefix}{i}"
-            cursor.execute(commit, (ns, thread, owner, json.dumps(state), message), prepare=True)
-            released, holder, _pending = cursor.fetchone()  # type: ignore[misc]
-            if not released:
-                raise RuntimeError(f"raw cycle lost the lock {thread!r} to {holder!r}")
+        return floors.async_floor_fn(config, adapter, threads, owner, prefix)
 
-    return run_raw
+    async def run_cycle(i: int) -> None:
+        async with adapter.ahandle_message(
+            ("bench", f"{prefix}{i}"),
+            thread_id=threads[i % n_threads],
+            owner=owner,
+            dedupe_limit=limit,
+        ) as msg:
+            if msg.acquired:
+                msg.state["n"] = msg.state.get("n", 0) + 1
+
+    return run_cycle

@@ -9,6 +9,7 @@ trips per cycle are counted in the parent on one warm cycle (:mod:`.counting`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import multiprocessing
@@ -19,13 +20,21 @@ from array import array
 from typing import Any
 
 from chatstate.bench.counting import count_cycle
-from chatstate.bench.cycles import ADAPTERS, Config, cycle_fn, make_adapter, thread_ids
+from chatstate.bench.cycles import (
+    ADAPTERS,
+    Config,
+    async_cycle_fn,
+    cycle_fn,
+    make_adapter,
+    thread_ids,
+)
 
 FIELDS = (
     "adapter",
     "database_vendor",
     "mode",
     "workers",
+    "concurrency",
     "cycles",
     "seconds",
     "cycles_per_s",
@@ -38,9 +47,11 @@ FIELDS = (
     "round_trips_per_cycle",
     "history",
 )
-MODES = ("cycle", "primitives", "raw")
+MODES = ("cycle", "primitives", "floor")
+#: Old names of modes.
+MODE_ALIASES = {"raw": "floor"}
 #: Public calls per cycle, for ``ops_per_s``.
-OPS_PER_CYCLE = {"cycle": 1, "primitives": 6, "raw": 1}
+OPS_PER_CYCLE = {"cycle": 1, "primitives": 6, "floor": 1}
 _WARMUP_CYCLES = 20
 
 
@@ -60,19 +71,10 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
         if config["adapter"] == "memory":
             _subscribe(adapter, config, worker)
             _memory_history(adapter, config)
-        run = cycle_fn(config, adapter, worker)
-        for i in range(_WARMUP_CYCLES):
-            run(-1 - i)  # negative ids: the warm-up messages never collide with the run's
-        latencies = array("d")
-        append = latencies.append
-        clock = time.perf_counter
-        barrier.wait()
-        start = clock()
-        for i in range(first, first + count):
-            t0 = clock()
-            run(i)
-            append(clock() - t0)
-        end = clock()
+        if config["concurrency"]:
+            start, end, latencies = asyncio.run(_event_loop(config, adapter, barrier, count))
+        else:
+            start, end, latencies = _loop(config, adapter, worker, first, count, barrier)
         out.put((worker, start, end, latencies.tobytes(), None))
     except BaseException as exc:  # report, so the parent does not wait forever
         with contextlib.suppress(Exception):
@@ -83,8 +85,55 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
         connections.close_all()
 
 
+def _loop(
+    config: Config, adapter: Any, worker: int, first: int, count: int, barrier: Any
+) -> tuple[float, float, array[float]]:
+    """Cycles ``first`` .. ``first + count`` one after the other: (start, end, latencies)."""
+    run = cycle_fn(config, adapter, worker)
+    for i in range(_WARMUP_CYCLES):
+        run(-1 - i)  # negative ids: the warm-up messages never collide with the run's
+    latencies = array("d")
+    append = latencies.append
+    clock = time.perf_counter
+    barrier.wait()
+    start = clock()
+    for i in range(first, first + count):
+        t0 = clock()
+        run(i)
+        append(clock() - t0)
+    return start, clock(), latencies
+
+
+async def _event_loop(
+    config: Config, adapter: Any, barrier: Any, count: int
+) -> tuple[float, float, array[float]]:
+    """``--async``: ``count`` cycles shared by ``concurrency`` coroutines on this loop, each
+    on threads of its own (as ``concurrency`` workers would be)."""
+    n = config["concurrency"]
+    runs = [async_cycle_fn(config, adapter, w) for w in range(n)]
+    for w, run in enumerate(runs):
+        for i in range(_WARMUP_CYCLES // n + 1):
+            await run(-1 - i - w * _WARMUP_CYCLES)
+    shares = [count // n + (1 if w < count % n else 0) for w in range(n)]
+    latencies = array("d")
+    clock = time.perf_counter
+
+    async def one(w: int) -> None:
+        run, append = runs[w], latencies.append
+        for i in range(shares[w]):
+            t0 = clock()
+            await run(i)
+            append(clock() - t0)
+
+    await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+    start = clock()
+    await asyncio.gather(*(one(w) for w in range(n)))
+    return start, clock(), latencies
+
+
 def _subscribe(adapter: Any, config: Config, worker: int | None) -> None:
-    workers = range(config["workers"]) if worker is None else (worker,)
+    lanes = max(config["workers"], config["concurrency"])
+    workers = range(lanes) if worker is None else (worker,)
     for w in workers:
         for thread in thread_ids(w):
             adapter.subscribe(thread)
@@ -229,8 +278,10 @@ def build_config(
     using: str | None = None,
     fast_sql: bool = True,
     redis_alias: str = "default",
+    concurrency: int = 0,
 ) -> Config:
     """Check the options and resolve what the workers need; ``ValueError`` when bad."""
+    mode = MODE_ALIASES.get(mode, mode)
     if adapter not in ADAPTERS:
         raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {adapter!r}")
     if mode not in MODES:
@@ -239,11 +290,16 @@ def build_config(
         ("workers", workers, 1),
         ("cycles", cycles, 1),
         ("history", history, 0),
+        ("concurrency", concurrency, 0),
     ):
         if type(value) is not int or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if cycles < workers:
         raise ValueError(f"cycles ({cycles}) must be at least workers ({workers})")
+    if concurrency and workers != 1:
+        raise ValueError("--async runs one process: give --concurrency, not --workers")
+    if concurrency and mode == "primitives":
+        raise ValueError("--async runs the cycle (or its floor), not the primitives")
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):
         raise ValueError("the worker processes need DJANGO_SETTINGS_MODULE in the environment")
     from django.conf import settings
@@ -254,6 +310,7 @@ def build_config(
     config: Config = {
         "adapter": adapter,
         "workers": workers,
+        "concurrency": concurrency,
         "cycles": cycles,
         "mode": mode,
         "history": history,
@@ -275,14 +332,18 @@ def build_config(
         config["fast_sql"] = probe.fast_sql and fast_sql
     if adapter == "redis" and redis_alias not in settings.CACHES:
         raise ValueError(f"--redis-alias {redis_alias!r} is not a cache alias in CACHES")
-    if mode == "raw":
-        if config["database_vendor"] != "postgresql":
-            raise ValueError("--mode raw needs --adapter database on PostgreSQL")
-        params = connections[config["using"]].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("server_side_binding", None)
-        config["psycopg"] = params
+    if mode == "floor":
+        if adapter == "redis":
+            cache: Any = settings.CACHES[redis_alias]
+            config["redis_url"] = cache["LOCATION"]
+        elif config["database_vendor"] == "postgresql":
+            params = connections[config["using"]].get_connection_params()
+            for name in ("cursor_factory", "context", "server_side_binding", "pool"):
+                params.pop(name, None)
+            params["prepare_threshold"] = 5
+            config["psycopg"] = params
+        else:
+            raise ValueError("--mode floor needs --adapter redis, or database on PostgreSQL")
     return config
 
 
@@ -321,6 +382,7 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
         "database_vendor": config["database_vendor"],
         "mode": config["mode"],
         "workers": config["workers"],
+        "concurrency": config["concurrency"],
         "cycles": cycles,
         "seconds": round(seconds, 4),
         "cycles_per_s": round(rate, 1),

@@ -23,10 +23,25 @@ class Command(BaseCommand):
         parser.add_argument("--cycles", type=int, default=1000, help="cycles over all workers")
         parser.add_argument(
             "--mode",
-            choices=bench.MODES,
+            choices=(*bench.MODES, "raw"),
             default="cycle",
-            help="cycle: handle_message; primitives: the six calls; raw: plain psycopg "
-            "(PostgreSQL) sending the fast path's two statements",
+            help="cycle: handle_message; primitives: the six calls; floor (or raw): the "
+            "backend's bare driver sending the cycle's two requests (psycopg on PostgreSQL, "
+            "redis-py on Redis)",
+        )
+        parser.add_argument(
+            "--async",
+            dest="concurrency_async",
+            action="store_true",
+            help="run the cycles as coroutines on one event loop in one process "
+            "(ahandle_message; --concurrency of them at once)",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=8,
+            metavar="N",
+            help="with --async: cycles running at once on the loop (default 8)",
         )
         parser.add_argument(
             "--history",
@@ -58,6 +73,7 @@ class Command(BaseCommand):
                 using=options["database"],
                 fast_sql=not options["orm"],
                 redis_alias=options["redis_alias"],
+                concurrency=options["concurrency"] if options["concurrency_async"] else 0,
             )
             figures = bench.run_bench(config, keep=options["keep"])
         except (ValueError, RuntimeError) as exc:

@@ -1,0 +1,143 @@
+"""The floor of a cycle: the backend's bare driver sending exactly the cycle's two requests,
+with no Django and no chatstate Python in between (``--mode floor``; ``raw`` is its old name).
+
+- PostgreSQL: a plain psycopg connection in autocommit mode sending ``chatstate_enter`` and
+  ``chatstate_commit``, prepared (what ``pgbench -M prepared`` sends with the same script);
+- Redis: a plain redis-py client (hiredis) sending the two ``EVALSHA`` of the cycle.
+
+A floor only writes the state when the entry acquired, as the cycle does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Config = dict[str, Any]
+
+ENTER = (
+    "SELECT * FROM chatstate_enter(%s::text, 'bench', %s::text, %s::bigint, %s::text, %s::text,"
+    " 'reject', '{}'::jsonb, %s::float8, 0::float8, NULL::integer, 'drop_oldest')"
+)
+COMMIT = (
+    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, 'bench', %s::text,"
+    " true, NULL::float8)"
+)
+
+
+def floor_fn(
+    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
+) -> Callable[[int], None]:
+    """Cycle ``i`` on the bare driver of ``config``'s backend."""
+    if config["adapter"] == "redis":
+        return _redis_floor(config, adapter, threads, owner, prefix)
+    import psycopg
+
+    conn = psycopg.connect(**config["psycopg"], autocommit=True)
+    cursor = conn.cursor()
+    ns, limit, ttl = config["namespace"], config["dedupe_limit"], adapter.lock_ttl
+    n_threads = len(threads)
+
+    def run(i: int) -> None:
+        thread, message = threads[i % n_threads], f"{prefix}{i}"
+        cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
+        claimed, _, result, state, *_ = cursor.fetchone()  # type: ignore[misc]
+        if claimed and result == "acquired":
+            state = json.loads(state) if isinstance(state, str) else (state or {})
+            state["n"] = state.get("n", 0) + 1
+            params = (ns, thread, owner, json.dumps(state), message)
+            cursor.execute(COMMIT, params, prepare=True)
+            if not cursor.fetchone()[0]:  # type: ignore[index]
+                raise RuntimeError(f"floor cycle lost the lock {thread!r}")
+
+    return run
+
+
+def async_floor_fn(
+    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
+) -> Callable[[int], Awaitable[None]]:
+    """:func:`floor_fn` on the backend's asyncio driver (one connection per coroutine)."""
+    n_threads = len(threads)
+    if config["adapter"] == "redis":
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(config["redis_url"])
+        enter, commit = _redis_requests(adapter)
+
+        async def run_redis(i: int) -> None:
+            thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
+            reply = await client.evalsha(*enter(member, thread, owner))
+            if int(reply[0]) and reply[2] in (b"acquired", "acquired"):
+                state = json.loads(reply[3]) if reply[3] else {}
+                state["n"] = state.get("n", 0) + 1
+                await client.evalsha(*commit(member, thread, owner, json.dumps(state)))
+
+        return run_redis
+    import psycopg
+
+    ns, limit, ttl = config["namespace"], config["dedupe_limit"], adapter.lock_ttl
+    connection: list[Any] = []
+
+    async def run_pg(i: int) -> None:
+        if not connection:
+            connection.append(
+                await psycopg.AsyncConnection.connect(**config["psycopg"], autocommit=True)
+            )
+        cursor = connection[0].cursor()
+        thread, message = threads[i % n_threads], f"{prefix}{i}"
+        await cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
+        claimed, _, result, state, *_ = await cursor.fetchone()
+        if claimed and result == "acquired":
+            state = json.loads(state) if isinstance(state, str) else (state or {})
+            state["n"] = state.get("n", 0) + 1
+            await cursor.execute(
+                COMMIT, (ns, thread, owner, json.dumps(state), message), prepare=True
+            )
+            await cursor.fetchone()
+
+    return run_pg
+
+
+def _redis_requests(adapter: Any) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., Any]]:
+    """Builders of the cycle's two ``EVALSHA`` argument lists for ``adapter``'s namespace."""
+    from chatstate.adapters.redis import scripts
+
+    k = adapter.keys
+    limit, ttl = adapter.dedupe_limit, max(1, round(adapter.lock_ttl * 1000))
+
+    def enter(member: str, thread: str, owner: str) -> tuple[Any, ...]:
+        keys = [k.dd, k.ddseq, k.ddc, k.ddt, k.subs, k.ts, *k.queue(thread)]
+        args = [member, limit, thread, owner, "reject", "{}", ttl, 0, "", "drop_oldest"]
+        return (scripts.CYCLE_ENTER.sha, len(keys), *keys, *args)
+
+    def commit(member: str, thread: str, owner: str, state: str) -> tuple[Any, ...]:
+        keys = [*k.lock(thread), k.ts, k.dd, k.ddc, k.tt]
+        args = [thread, owner, state, member, "1", ""]
+        return (scripts.CYCLE_COMMIT.sha, len(keys), *keys, *args)
+
+    return enter, commit
+
+
+def _redis_floor(
+    config: Config, adapter: Any, threads: list[str], owner: str, prefix: str
+) -> Callable[[int], None]:
+    import redis
+
+    from chatstate.adapters.redis import scripts
+
+    client = redis.Redis.from_url(config["redis_url"])
+    for script in (scripts.CYCLE_ENTER, scripts.CYCLE_COMMIT):
+        client.script_load(script.text)
+    enter, commit = _redis_requests(adapter)
+    n_threads = len(threads)
+
+    def run(i: int) -> None:
+        thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
+        reply = client.evalsha(*enter(member, thread, owner))
+        if int(reply[0]) and reply[2] in (b"acquired", "acquired"):
+            state = json.loads(reply[3]) if reply[3] else {}
+            state["n"] = state.get("n", 0) + 1
+            client.evalsha(*commit(member, thread, owner, json.dumps(state)))
+
+    return run
