@@ -117,3 +117,19 @@ def from_iso(text: str) -> datetime:
 def epoch_to_iso(seconds: float) -> str:
     """A POSIX timestamp in the snapshot timestamp form."""
     return to_iso(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+def as_iso(value: float | str) -> str:
+    """A timestamp kept as a snapshot gave it (text, unchanged) or as POSIX seconds, in the
+    snapshot timestamp form: the exact text survives an export."""
+    return value if isinstance(value, str) else epoch_to_iso(value)
+
+
+def as_datetime(text: object, default: datetime) -> datetime:
+    """A snapshot timestamp as an aware datetime; ``default`` when absent (not text)."""
+    return from_iso(text) if isinstance(text, str) else default
+
+
+def as_epoch(text: object, default: float) -> float:
+    """A snapshot timestamp as POSIX seconds; ``default`` when absent (not text)."""
+    return from_iso(text).timestamp() if isinstance(text, str) else default

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import Max
 
-from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, NamespaceRows, when
+from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, NamespaceRows
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -31,6 +31,7 @@ from chatstate.models import (
 )
 from chatstate.snapshot import Snapshot
 from chatstate.transfer.sections import SnapshotSections
+from chatstate.types import as_datetime
 
 _CHUNK = 10_000
 _BATCH = 5000
@@ -115,8 +116,8 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
                 owner=lock["owner"],
                 strategy=lock["strategy"],
                 metadata=lock.get("metadata") or {},
-                acquired_at=when(lock.get("acquired_at"), now),
-                expires_at=when(lock.get("expires_at"), default_expiry),
+                acquired_at=as_datetime(lock.get("acquired_at"), now),
+                expires_at=as_datetime(lock.get("expires_at"), default_expiry),
             )
             for k, lock in snapshot.locks.items()
         ],
@@ -130,7 +131,7 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
                 owner=e["owner"],
                 strategy=e["strategy"],
                 metadata=e.get("metadata") or {},
-                enqueued_at=when(e.get("enqueued_at"), now),
+                enqueued_at=as_datetime(e.get("enqueued_at"), now),
             )
             for k, entries in sorted(snapshot.pending_locks.items())
             for e in entries
@@ -188,8 +189,8 @@ class _Copier:
                 lock["owner"],
                 lock["strategy"],
                 _dumps(lock.get("metadata") or {}),
-                when(lock.get("acquired_at"), now),
-                when(lock.get("expires_at"), default_expiry),
+                as_datetime(lock.get("acquired_at"), now),
+                as_datetime(lock.get("expires_at"), default_expiry),
             )
             for k, lock in sections.locks
         )
@@ -213,7 +214,7 @@ class _Copier:
                     e["owner"],
                     e["strategy"],
                     _dumps(e.get("metadata") or {}),
-                    when(e.get("enqueued_at"), now),
+                    as_datetime(e.get("enqueued_at"), now),
                 )
                 for k, entries in sections.pending_locks
                 for e in entries

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chatstate.models import ChannelState, DedupeWindow, PendingLockEntry, ThreadState
-from chatstate.types import STRATEGIES, PendingEntry, from_iso, to_iso
+from chatstate.types import STRATEGIES, PendingEntry, to_iso
 
 STATE_MODELS: dict[str, Any] = {"thread": ThreadState, "channel": ChannelState}
 STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
@@ -73,8 +73,3 @@ def pending_dict(owner: str, strategy: str, metadata: Any, enqueued: datetime) -
         "metadata": metadata,
         "enqueued_at": to_iso(enqueued),
     }
-
-
-def when(text: object, default: datetime) -> datetime:
-    """A snapshot timestamp as a datetime; ``default`` when absent."""
-    return from_iso(text) if isinstance(text, str) else default

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatstate.snapshot import Snapshot
-from chatstate.types import STRATEGIES, DedupeKey, PendingEntry, Strategy, epoch_to_iso, from_iso
+from chatstate.types import STRATEGIES, DedupeKey, PendingEntry, Strategy, as_epoch, as_iso
 from chatstate.validation import dump_map, dump_metadata
 
 Pending = tuple[str, str, Strategy, str, float, "str | None"]
@@ -47,7 +47,7 @@ class MemoryStore:
     def entry(raw: Pending) -> PendingEntry:
         """A stored pending entry as a :class:`PendingEntry`."""
         entry_id, owner, strategy, meta, enqueued, text = raw
-        return PendingEntry(owner, strategy, _loads(meta), text or epoch_to_iso(enqueued), entry_id)
+        return PendingEntry(owner, strategy, _loads(meta), as_iso(text or enqueued), entry_id)
 
     def snapshot(self) -> Snapshot:
         """The whole state as a ``Snapshot``."""
@@ -66,8 +66,8 @@ class MemoryStore:
                     "owner": owner,
                     "strategy": strategy.value,
                     "metadata": _loads(meta),
-                    "acquired_at": _iso(acquired),
-                    "expires_at": _iso(expires_wall),
+                    "acquired_at": as_iso(acquired),
+                    "expires_at": as_iso(expires_wall),
                 }
                 for key, (owner, strategy, meta, _, acquired, expires_wall, _) in self.locks.items()
             },
@@ -90,7 +90,7 @@ class MemoryStore:
                 store.states[(kind, object_id)] = (dump_map(value), now_wall)
         for key, lock in snapshot.locks.items():
             expires_text = lock.get("expires_at")
-            expires = _epoch(expires_text, now_wall + lock_ttl)
+            expires = as_epoch(expires_text, now_wall + lock_ttl)
             acquired_text = lock.get("acquired_at")
             store.locks[key] = [
                 lock["owner"],
@@ -99,7 +99,7 @@ class MemoryStore:
                 now_mono + (expires - now_wall),
                 acquired_text or now_wall,
                 expires_text if isinstance(expires_text, str) else expires,
-                max(expires - _epoch(acquired_text, now_wall), 0.001),
+                max(expires - as_epoch(acquired_text, now_wall), 0.001),
             ]
         for key, entries in snapshot.pending_locks.items():
             store.pending[key] = deque(
@@ -108,7 +108,7 @@ class MemoryStore:
                     e["owner"],
                     STRATEGIES[e["strategy"]],
                     dump_metadata(e.get("metadata")),
-                    _epoch(e.get("enqueued_at"), now_wall),
+                    as_epoch(e.get("enqueued_at"), now_wall),
                     e.get("enqueued_at"),
                 )
                 for e in entries
@@ -136,11 +136,3 @@ class MemoryStore:
         for lock_key, queue in other.pending.items():
             numbered = (((str(next(self.ids)),) + raw[1:]) for raw in queue)
             self.pending.setdefault(lock_key, deque()).extend(numbered)
-
-
-def _iso(value: float | str) -> str:
-    return value if isinstance(value, str) else epoch_to_iso(value)
-
-
-def _epoch(text: object, default: float) -> float:
-    return from_iso(text).timestamp() if isinstance(text, str) else default

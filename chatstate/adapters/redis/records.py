@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatstate.types import STRATEGIES, PendingEntry, epoch_to_iso, from_iso
+from chatstate.types import STRATEGIES, PendingEntry, as_epoch, as_iso
 
 loads = json.loads
 # Records are UTF-8 as Redis stores them: a string UTF-8 cannot encode (a lone surrogate) is
@@ -20,12 +20,12 @@ def ttl_ms(ttl: float) -> int:
 
 def iso(ms: Any, text: Any) -> str:
     """A record's time: the exact text a snapshot gave, else its milliseconds as ISO 8601."""
-    return text if isinstance(text, str) else epoch_to_iso(float(ms) / 1000)
+    return as_iso(text if isinstance(text, str) else float(ms) / 1000)
 
 
 def ms(text: object, default: int) -> int:
     """A snapshot timestamp as epoch milliseconds; ``default`` when absent."""
-    return round(from_iso(text).timestamp() * 1000) if isinstance(text, str) else default
+    return default if not isinstance(text, str) else round(as_epoch(text, 0.0) * 1000)
 
 
 def pending_entry(raw: Any) -> PendingEntry:
