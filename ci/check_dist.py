@@ -24,7 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SDIST_DIRS = ("chatstate/", "tests/", "example_project/", "ci/")
 SDIST_FILES = {
-    "LICENSE", "MANIFEST.in", "Makefile", "README.md", "manage.py", "pyproject.toml", "tox.ini",
+    "LICENSE",
+    "MANIFEST.in",
+    "Makefile",
+    "README.md",
+    "manage.py",
+    "pyproject.toml",
+    "tox.ini",
 }
 GENERATED = ("PKG-INFO", "setup.cfg")
 
@@ -41,7 +47,9 @@ def tracked() -> set[str] | None:
 
 def compare(label: str, found: set[str], expected: set[str]) -> list[str]:
     problems = [f"{label} lacks {name}" for name in sorted(expected - found)]
-    problems += [f"{label} carries untracked or unexpected {name}" for name in sorted(found - expected)]
+    problems += [
+        f"{label} carries untracked or unexpected {name}" for name in sorted(found - expected)
+    ]
     return problems
 
 
@@ -54,17 +62,13 @@ def main(dist: Path) -> int:
     (sdist,) = dist.glob("chatstate-*.tar.gz")
 
     with zipfile.ZipFile(wheel) as zf:
-        in_wheel = {
-            n for n in zf.namelist() if not n.endswith("/") and ".dist-info/" not in n
-        }
+        in_wheel = {n for n in zf.namelist() if not n.endswith("/") and ".dist-info/" not in n}
     with tarfile.open(sdist) as tf:
         top = tf.getnames()[0].split("/")[0]
         in_sdist = {
             m.name.split("/", 1)[1] for m in tf.getmembers() if m.isfile() and "/" in m.name
         }
-    in_sdist = {
-        n for n in in_sdist if n not in GENERATED and ".egg-info/" not in n
-    }
+    in_sdist = {n for n in in_sdist if n not in GENERATED and ".egg-info/" not in n}
 
     problems = compare(wheel.name, in_wheel, {f for f in files if f.startswith("chatstate/")})
     problems += compare(
@@ -76,8 +80,10 @@ def main(dist: Path) -> int:
         print(f"check_dist: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print(f"check_dist: {wheel.name}: {len(in_wheel)} files; {top}.tar.gz: {len(in_sdist)} "
-          "files (package, test suite, example project): each exactly the tracked set")
+    print(
+        f"check_dist: {wheel.name}: {len(in_wheel)} files; {top}.tar.gz: {len(in_sdist)} "
+        "files (package, test suite, example project): each exactly the tracked set"
+    )
     return 0
 
 

@@ -50,7 +50,10 @@ def api() -> None:
     check(store.is_subscribed("slack:C1:1"), "subscribe")
 
     with store.handle_message(
-        ("slack", "m1"), thread_id="slack:C1:1", owner="web-1", strategy="queue",
+        ("slack", "m1"),
+        thread_id="slack:C1:1",
+        owner="web-1",
+        strategy="queue",
         metadata={"text": "hello"},
     ) as msg:
         check(msg.acquired and not msg.duplicate and msg.subscribed, f"first delivery: {msg!r}")
@@ -98,8 +101,14 @@ def admin() -> None:
     store.lock("held", "web-9")
     store.lock("held", "web-10", strategy="queue", metadata={"message_id": "m9"})
     pages = [reverse("admin:index"), reverse("admin:app_list", args=["chatstate"])]
-    for model in ("subscription", "dedupeentry", "threadstate", "channelstate", "lock",
-                  "pendinglockentry"):
+    for model in (
+        "subscription",
+        "dedupeentry",
+        "threadstate",
+        "channelstate",
+        "lock",
+        "pendinglockentry",
+    ):
         pages.append(reverse(f"admin:chatstate_{model}_changelist"))
     pages.append(reverse("admin:chatstate_lock_overview"))
     mine = {"namespace": store.namespace}
@@ -115,8 +124,10 @@ def admin() -> None:
         reverse("admin:chatstate_dedupeentry_changelist"),
         {"action": "delete_entries", "_selected_action": [entry.pk]},
     )
-    check(confirm.status_code == 200 and b"m1" in confirm.content,
-          f"the delete confirmation page: {confirm.status_code}")
+    check(
+        confirm.status_code == 200 and b"m1" in confirm.content,
+        f"the delete confirmation page: {confirm.status_code}",
+    )
     print(f"admin: ok ({len(pages)} pages and the delete confirmation)")
 
 
