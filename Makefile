@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 PYENV_ALL := $(shell command -v pyenv >/dev/null 2>&1 && \
 	{ pyenv version-name; pyenv versions --bare; } | grep -E '^3\.[0-9]+\.[0-9]+$$' | \
 	awk '!seen[$$0]++' | paste -sd: -)
-TOX := $(if $(PYENV_ALL),PYENV_VERSION=$(PYENV_ALL) )$(VENV)/bin/tox
+PYENV_SET := $(if $(PYENV_ALL),PYENV_VERSION=$(PYENV_ALL) )
+TOX := $(PYENV_SET)$(VENV)/bin/tox
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,9 +55,11 @@ matrix: venv
 matrix-all tox: venv
 	$(TOX) run
 
-## wheel-smoke: build sdist + wheel, install the wheel alone into a clean venv, smoke a new project.
+## wheel-smoke: build sdist + wheel, install the wheel alone into a clean venv, smoke a new project
+## (SQLite and PostgreSQL). SMOKE_PYTHON=python3.13 smokes the newest Django that Python gets.
+SMOKE_PYTHON ?= python3
 wheel-smoke:
-	bash ci/wheel-smoke.sh
+	$(PYENV_SET)SMOKE_PYTHON=$(SMOKE_PYTHON) bash ci/wheel-smoke.sh
 
 bench: venv
 	$(PY) manage.py chatstate_bench --adapter memory --workers 1 --cycles 20000
