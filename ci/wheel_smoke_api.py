@@ -2,9 +2,10 @@
 
 Run by ``ci/wheel-smoke.sh`` with the clean venv's Python, from the project's directory,
 after ``migrate``. It exits non-zero (with what failed) unless: chatstate is imported from
-the venv (not from a source tree), it triggers no deprecation warning, and subscriptions, the ``handle_message`` cycle (sync
-and async), locks with a queue, thread/channel state, a snapshot round trip and the admin
-pages (every template the app ships) work on the project's database.
+the venv (not from a source tree), its code triggers no deprecation warning, and
+subscriptions, the ``handle_message`` cycle (sync and async), locks with a queue,
+thread/channel state, a snapshot round trip and the admin pages (every template the app
+ships) work on the project's database.
 """
 
 from __future__ import annotations
