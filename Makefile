@@ -5,7 +5,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-sqlite test-postgres lint typecheck tox bench clean
+.PHONY: venv demo test test-sqlite test-postgres lint typecheck tox matrix matrix-all \
+	wheel-smoke bench clean
+
+# tox needs python3.10 ... python3.13 on PATH: with pyenv, select every installed CPython 3
+# so that its shims answer for each (the first one stays the default `python3`).
+PYENV_ALL := $(shell command -v pyenv >/dev/null 2>&1 && \
+	{ pyenv version-name; pyenv versions --bare; } | grep -E '^3\.[0-9]+\.[0-9]+$$' | \
+	awk '!seen[$$0]++' | paste -sd: -)
+PYENV_SET := $(if $(PYENV_ALL),PYENV_VERSION=$(PYENV_ALL) )
+TOX := $(PYENV_SET)$(VENV)/bin/tox
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +47,19 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy
 
-tox: venv
-	$(VENV)/bin/tox
+## matrix: the oldest (Python 3.10, Django 5.2) and newest (3.13, 6.1) pairs, SQLite and PostgreSQL.
+matrix: venv
+	$(TOX) run -m ends
+
+## matrix-all (or tox): every supported Python/Django pair on SQLite and PostgreSQL (tox.ini).
+matrix-all tox: venv
+	$(TOX) run
+
+## wheel-smoke: build sdist + wheel, install the wheel alone into a clean venv, smoke a new project
+## (SQLite and PostgreSQL). SMOKE_PYTHON=python3.13 smokes the newest Django that Python gets.
+SMOKE_PYTHON ?= python3
+wheel-smoke:
+	$(PYENV_SET)SMOKE_PYTHON=$(SMOKE_PYTHON) bash ci/wheel-smoke.sh
 
 bench: venv
 	$(PY) manage.py chatstate_bench --adapter memory --workers 1 --cycles 20000

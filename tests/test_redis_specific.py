@@ -304,7 +304,8 @@ def test_the_async_client_has_the_sync_pools_connection_settings(
     kwargs = client.connection_pool.connection_kwargs
     for name in ("host", "port", "db", "password", "socket_timeout"):
         assert kwargs.get(name) == sync_kwargs.get(name), name
-    assert kwargs["db"] == 15
+    # the database of the run's URL (CHATSTATE_REDIS_URL), not the pool's default 0
+    assert kwargs["db"] == redis.connection.parse_url(services.REDIS_URL).get("db", 0)
 
 
 def test_a_pool_without_an_async_counterpart_still_serves_the_async_twins(
