@@ -86,8 +86,7 @@ class ChatStateAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    if hasattr(admin, "ShowFacets"):  # Django >= 5.0: facet counts would scan the tables
-        show_facets = admin.ShowFacets.NEVER
+    show_facets = admin.ShowFacets.NEVER  # facet counts would scan the tables
     list_per_page = 100
     list_max_show_all = 100
     ordering = ["-pk"]

@@ -108,12 +108,7 @@ class DedupeEntryAdmin(ChatStateAdmin):
                 request, "admin/chatstate/dedupeentry/delete_confirmation.html", context
             )
         if queryset.order_by()[: LOGGED_DELETIONS + 1].count() <= LOGGED_DELETIONS:
-            if hasattr(self, "log_deletions"):  # Django >= 5.1: one query for all
-                self.log_deletions(request, queryset)
-            else:
-                log_deletion = self.log_deletion  # type: ignore[attr-defined]  # Django < 5.1
-                for obj in queryset:
-                    log_deletion(request, obj, str(obj))
+            self.log_deletions(request, queryset)
         deleted = delete_entries(queryset.order_by())
         self.message_user(
             request,
