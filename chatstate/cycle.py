@@ -46,7 +46,8 @@ class MessageCycle:
     the claim is withdrawn and the lock released, its pending entries kept for the next
     holder — unless a commit already ran, which is never undone; the exception propagates.
     A queued or debounced message's claim is done on entry (it is stored); a refused
-    (``busy``) message's claim is released on entry, so that a redelivery is handled; a
+    message's (``busy``, or ``dropped`` by a full queue under ``drop_newest``) claim is
+    released on entry, so that a redelivery is handled; a
     duplicate or a message not acquired writes nothing on exit.
 
     ``drain()`` hands out, in the block, the messages queued behind this holder, in arrival

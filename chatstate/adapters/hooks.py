@@ -264,7 +264,8 @@ class StateBackend(abc.ABC):
         and the subscription is read. Claimed: the claim is in progress for
         ``request.owner``; the lock is taken with the request's strategy and bound (none
         under ``concurrent``); if the message was queued or debounced, its claim is done at
-        once; if refused (``busy``), released at once (it stays in the window, but a
+        once; if refused (``busy``, or ``dropped`` by a full queue), released at once (it
+        stays in the window, but a
         redelivery is handled). The subscription is read after the lock, the state when
         acquired.
         """

@@ -87,6 +87,22 @@ def test_handle_message_queues_within_its_bound(store: Any) -> None:
         assert msg.result is LockResult.DROPPED
 
 
+def test_a_message_a_full_queue_refuses_is_handled_when_redelivered(store: Any) -> None:
+    store.lock("t", "holder", "queue")
+    kwargs: Any = {"thread_id": "t", "strategy": "queue", "max_pending": 1}
+    with store.handle_message(("s", "m1"), owner="w1", overflow="drop_newest", **kwargs) as msg:
+        assert msg.result is LockResult.QUEUED
+    with store.handle_message(("s", "m2"), owner="w2", overflow="drop_newest", **kwargs) as msg:
+        assert msg.result is LockResult.DROPPED
+    assert not store.is_duplicate(("s", "m2"))  # released: its redelivery is not a duplicate
+    assert store.is_duplicate(("s", "m1"))  # queued: stored, so done
+    store.release_lock("t", "holder")
+    with store.handle_message(("s", "m2"), owner="w2b", **kwargs) as msg:
+        assert not msg.duplicate and msg.acquired
+        msg.state["handled"] = "m2"
+    assert store.thread_state("t") == {"handled": "m2"}
+
+
 @pytest.mark.parametrize(("setting", "value"), [("MAX_PENDING", 0), ("OVERFLOW", "drop_all")])
 def test_a_bad_bound_setting_is_refused(make_store: Any, setting: str, value: Any) -> None:
     with override_settings(CHATSTATE={setting: value}), pytest.raises(ValueError, match=setting

@@ -48,6 +48,7 @@ from chatstate.validation import check_id, dump_map
 T = TypeVar("T")
 
 _ACQUIRED = LockResult.ACQUIRED
+_REFUSED = (LockResult.BUSY, LockResult.DROPPED)
 _RACES = 10  # how often a transaction that lost an insert race is run again
 
 
@@ -269,7 +270,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
                 return CycleEntry(False, self._subscribed(thread_id), in_progress=busy)
             outcome = self._take(request.lock_request(), now) if request.locks else None
             result = _ACQUIRED if outcome is None else outcome.result
-            if result is LockResult.BUSY:  # refused: released at once, a redelivery is handled
+            if result in _REFUSED:  # released at once, a redelivery is handled
                 self._entry(key).update(thread_id=None, expires_at=now)
             elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._entry(key).update(owner=None, thread_id=None, expires_at=None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from django.db import connections
@@ -63,28 +64,35 @@ class SyncDriver:
     def __init__(self, using: str, prepared: bool) -> None:
         self.using = using
         self.cursor_class = _PreparingCursor if prepared else _PlainCursor
+        # One cursor per psycopg connection, kept while the connection lives.
+        self._cursors: WeakKeyDictionary[Any, psycopg.Cursor[Any]] = WeakKeyDictionary()
+
+    def _cursor(self, raw_connection: Any) -> psycopg.Cursor[Any]:
+        cursor = self._cursors.get(raw_connection)
+        if cursor is None or cursor.closed:
+            if raw_connection.prepare_threshold is None:
+                raw_connection.prepare_threshold = EXPLICIT_ONLY
+            cursor = self._cursors[raw_connection] = self.cursor_class(raw_connection)
+        return cursor
 
     def drive(self, op: Op[Any]) -> Any:
         connection = connections[self.using]
         with guarded.guard(self.using):
             connection.ensure_connection()
-            if connection.connection.prepare_threshold is None:
-                connection.connection.prepare_threshold = EXPLICIT_ONLY
-            raw: Any = self.cursor_class(connection.connection)
+            raw: Any = self._cursor(connection.connection)
             cursor = (
                 connection.make_debug_cursor(raw)
                 if connection.queries_logged
                 else connection.make_cursor(raw)
             )
-            with cursor:
-                try:
-                    kind, sql, params = next(op)
-                    while True:
-                        cursor.execute(sql, params)
-                        reply = cursor.fetchone() if kind is ROW else cursor.rowcount
-                        kind, sql, params = op.send(reply)
-                except StopIteration as stop:
-                    return stop.value
+            try:
+                kind, sql, params = next(op)
+                while True:
+                    cursor.execute(sql, params)
+                    reply = cursor.fetchone() if kind is ROW else cursor.rowcount
+                    kind, sql, params = op.send(reply)
+            except StopIteration as stop:
+                return stop.value
 
 
 class AsyncDriver:

@@ -43,6 +43,7 @@ _monotonic = time.monotonic
 _time = time.time
 _ACQUIRED = LockResult.ACQUIRED
 _BUSY = LockResult.BUSY
+_REFUSED = (LockResult.BUSY, LockResult.DROPPED)
 _REJECT = Strategy.REJECT
 _DEBOUNCE = Strategy.DEBOUNCE
 
@@ -236,7 +237,7 @@ class MemoryStateAdapter(StateAdapter):
                 return CycleEntry(False, thread_id in self._subscriptions, in_progress=in_progress)
             outcome = self._take(request.lock_request(), now) if request.locks else None
             result = _ACQUIRED if outcome is None else outcome.result
-            if result is _BUSY:  # refused: released at once, a redelivery is handled
+            if result in _REFUSED:  # released at once, a redelivery is handled
                 self._dedupe[key][1] = (request.owner, "", now, _time())
             elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._dedupe[key][1] = None

@@ -255,7 +255,8 @@ END $$;
 
 -- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
 -- reads, in one step. A message queued or debounced behind the lock is done at once; one
--- refused (busy) has its claim released at once, so that its redelivery is handled.
+-- refused (busy, or dropped by a full queue) has its claim released at once, so that its
+-- redelivery is handled.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
@@ -279,8 +280,9 @@ BEGIN
                 FROM chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
                                     p_overflow) l;
         END IF;
-        IF result = 'busy' THEN
-            -- Refused: the claim is released at once (a redelivery is handled), in place.
+        IF result IN ('busy', 'dropped') THEN
+            -- Refused (busy, or a full queue's newest): the claim is released at once (a
+            -- redelivery is handled), in place.
             UPDATE chatstate_dedupeentry SET thread_id = NULL, expires_at = statement_timestamp()
                 WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
         ELSIF result <> 'acquired' THEN

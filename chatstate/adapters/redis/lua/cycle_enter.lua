@@ -5,8 +5,8 @@
 -- overflow.
 -- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false}, or
 -- {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
--- lock is done at once; one refused (busy) has its claim released at once, so that its
--- redelivery is handled.
+-- lock is done at once; one refused (busy, or dropped by a full queue) has its claim
+-- released at once, so that its redelivery is handled.
 local now = now_ms()
 local ttl = tonumber(ARGV[7])
 local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
@@ -21,7 +21,7 @@ if ARGV[5] ~= 'concurrent' then
                    tonumber(ARGV[9]), ARGV[10], now)
 end
 local result = outcome[1]
-if result == 'busy' then  -- refused: released at once, a redelivery is handled
+if result == 'busy' or result == 'dropped' then  -- refused: released, a redelivery is handled
     redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({ARGV[4], '', now, false}))
 elseif result ~= 'acquired' then  -- stored behind the lock: done
     redis.call('HDEL', KEYS[3], ARGV[1])
