@@ -108,6 +108,7 @@ def describe(o: Outcome, drainers: dict[str, str]) -> str:
     if o.kind == "handled":
         extra = o.body.get("drained") or []
         text = f"handled, then the queued {', '.join(extra)}" if extra else "handled"
+        text += " in the order they queued" if len(extra) > 1 else ""
     elif o.kind == "queued":
         by = drainers.get(mid)
         text = f"queued, answered in turn by {by}'s delivery" if by else "queued"
