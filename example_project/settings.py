@@ -73,6 +73,9 @@ CHATSTATE = {
     "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
     "NAMESPACE": "example-bot",
     "DEDUPE_LIMIT": 10_000,
+    # Keep every message id for 15 minutes whatever the limit: platforms redeliver late
+    # (Slack after about 1 and 5 minutes; see the README for Teams and Telegram).
+    "DEDUPE_MIN_AGE": 900,
     "LOCK_TTL": 60,
 }
 

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from example_project.bot import replay
+from example_project.bot import replay, report
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "replay-test-secret"
@@ -162,6 +162,7 @@ def test_make_demo_steps_on_a_fresh_database_twice(env: dict[str, str]) -> None:
         assert "17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out
         assert ".venv/bin/python manage.py runserver" in out
         assert "http://127.0.0.1:8000/admin/" in out
+        assert "a 503 is redelivered after its Retry-After" in out
     assert "Superuser 'admin' (password 'admin') created." in first
     assert "Superuser 'admin' (password 'admin') already exists." in second
     assert "cleared" not in first and "cleared" in second
@@ -202,3 +203,68 @@ def test_progress_bar_only_on_a_terminal() -> None:
     assert "replay [###############...............] 2/4" in terminal.getvalue()
     assert "4/4" in terminal.getvalue() and terminal.getvalue().endswith("\r")
     assert pipe.getvalue() == ""
+
+
+# -- what a replay reports ------------------------------------------------------------------
+
+
+class FlakySender:
+    """Answers 503 (``Retry-After: 0``) ``refusals`` times per message, then 200."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.sent = refusals, 0
+
+    def post(self, message: dict[str, object]) -> replay.Reply:
+        self.sent += 1
+        if self.sent <= self.refusals:
+            return 503, {"error": f"message {message['message_id']} is being handled now",
+                         "field": None}, 0.0
+        return 200, {"status": "duplicate", "thread": "t", "replies": [], "drained": []}, None
+
+    def thread(self, message: dict[str, object]) -> tuple[int, dict[str, object]]:
+        raise AssertionError("not asked")
+
+    def end_thread(self) -> None:
+        return None
+
+
+def test_a_503_is_redelivered_after_its_retry_after() -> None:
+    step = replay.load_steps(replay.SAMPLE)[2]  # one delivery of m02
+    [outcome] = replay.replay([step], FlakySender(refusals=2))
+    assert (outcome.status, outcome.kind) == (200, "duplicate")
+    assert outcome.refused == ["message m02 is being handled now"] * 2
+    assert report.describe(outcome, {}) == (
+        "503 (message m02 is being handled now) (2 times), redelivered: duplicate, dropped")
+    assert report.summary(report.counts([outcome], [])).endswith(
+        "1 duplicates dropped, 0 errors. 1 answered 503 first, then redelivered.")
+
+
+def test_redelivery_gives_up_after_max_redeliveries() -> None:
+    step = replay.load_steps(replay.SAMPLE)[2]
+    sender = FlakySender(refusals=99)
+    [outcome] = replay.replay([step], sender)
+    assert sender.sent == 1 + replay.MAX_REDELIVERIES
+    assert (outcome.status, outcome.kind) == (503, "error")
+    assert report.problems([outcome], []) == [
+        "step 1 m02: HTTP 503 {'error': 'message m02 is being handled now', 'field': None}"]
+
+
+def _thread(*processed: str) -> dict[str, object]:
+    return {"thread": "slack:C-support:deploy-42", "subscribed": True,
+            "state": {"processed": list(processed)}, "channel": "slack:C-support",
+            "channel_state": {}}
+
+
+def test_problems_reports_a_queued_message_overtaken() -> None:
+    """A holder answers its own message, then what it drained, one after the other: a
+    message processed in between (or the drained ones in another order) is a reordering."""
+    burst = replay.load_steps(replay.SAMPLE)[3].deliveries  # m03..m06
+    outcomes = [report.Outcome(4, burst[0], 200, {"status": "handled", "drained": ["m04", "m05"]}),
+                report.Outcome(4, burst[1], 202, {"status": "queued"}),
+                report.Outcome(4, burst[2], 202, {"status": "queued"}),
+                report.Outcome(4, burst[3], 200, {"status": "handled", "drained": []})]
+    assert report.problems(outcomes, [_thread("m03", "m04", "m05", "m06")]) == []
+    assert report.problems(outcomes, [_thread("m03", "m06", "m04", "m05")]) == [
+        "slack:C-support:deploy-42: m03 m04 m05 were not processed in that order one after "
+        "the other (m03 m06 m04 m05)"]
+    assert report.problems(outcomes, [_thread("m06", "m03", "m05", "m04")]) != []

@@ -1,7 +1,8 @@
-"""The example bot's webhook: validation, signatures, size limit, dedupe, queued bursts.
+"""The example bot's webhook: validation, signatures, size limit, dedupe.
 
 Each test runs against every adapter of the run (the ``store`` fixture), which the views
 get in place of the configured one; the sync view and its async twin run the same cases.
+Busy threads (queues, drains, retries): ``test_bot_webhook_busy.py``, with these helpers.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from django.core.handlers.asgi import ASGIRequest
 from django.test import AsyncClient, Client
 
 from chatstate import LockResult, default_snapshot
-from example_project.bot import handler, views
+from example_project.bot import views
 from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
-from tests.conformance.helpers import LEASE, outlive, run_async
+from tests.conformance.helpers import run_async
 
 SECRET = "test-signing-secret"
 THREAD = "slack:C1:T1"
-OTHER_HOLDER = "someone-else"
 
 
 @pytest.fixture(autouse=True)
@@ -53,38 +53,36 @@ def body_of(data: Any) -> bytes:
 Post = Callable[..., tuple[int, dict[str, Any]]]
 
 
-def _post_sync(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def send_sync(data: Any, headers: dict[str, str] | None = None) -> Any:
+    """POST ``data`` (signed, unless ``headers`` are given) to the sync view; its response."""
     body = body_of(data)
-    response = Client().post("/bot/webhook", body, content_type="application/json",
-                             headers=signed_headers(body, SECRET) if headers is None else headers)
+    return Client().post("/bot/webhook", body, content_type="application/json",
+                         headers=signed_headers(body, SECRET) if headers is None else headers)
+
+
+async def send_async(data: Any, headers: dict[str, str] | None = None) -> Any:
+    """The same through the async view (awaited on the running loop)."""
+    body = body_of(data)
+    return await AsyncClient().post(
+        "/bot/webhook-async", body, content_type="application/json",
+        headers=signed_headers(body, SECRET) if headers is None else headers,
+    )
+
+
+def post_sync(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    response = send_sync(data, headers)
     return response.status_code, response.json()
 
 
-def _post_async(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    body = body_of(data)
-
-    async def post() -> Any:
-        return await AsyncClient().post(
-            "/bot/webhook-async", body, content_type="application/json",
-            headers=signed_headers(body, SECRET) if headers is None else headers,
-        )
-
-    response = run_async(post)
+def post_async(data: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    response = run_async(send_async, data, headers)
     return response.status_code, response.json()
 
 
 @pytest.fixture(params=["sync", "async"])
 def post(request: pytest.FixtureRequest) -> Post:
     """POST a (signed, unless ``headers`` are given) body to the sync or the async view."""
-    return _post_sync if request.param == "sync" else _post_async
-
-
-@pytest.fixture
-def drain(request: pytest.FixtureRequest, post: Post) -> Callable[..., handler.Delivery]:
-    """:func:`handler.drain`, or its async twin alongside the async view."""
-    if post is _post_sync:
-        return handler.drain
-    return lambda *args, **kwargs: run_async(handler.adrain, *args, **kwargs)
+    return post_sync if request.param == "sync" else post_async
 
 
 def assert_untouched(store: Any) -> None:
@@ -306,8 +304,7 @@ def test_redelivery_is_answered_once(bot: Any, post: Post) -> None:
     assert first[0] == again[0] == 200
     assert first[1]["status"] == "handled"
     assert len(first[1]["replies"]) == 1
-    assert again[1] == {"status": "duplicate", "thread": THREAD, "replies": [], "drained": [],
-                        "handed_over": []}
+    assert again[1] == {"status": "duplicate", "thread": THREAD, "replies": [], "drained": []}
     state = bot.thread_state(THREAD)
     assert (state["turns"], len(state["replies"])) == (1, 1)
     assert bot.channel_state("slack:C1")["messages"] == 1
@@ -318,92 +315,11 @@ def test_same_message_id_on_another_platform_is_not_a_duplicate(bot: Any, post: 
     assert post(message("m1", platform="teams"))[1]["status"] == "handled"
 
 
-# -- a busy thread -------------------------------------------------------------------------
-
-
-def test_burst_into_busy_thread_queues_then_drains_in_order(
-    bot: Any, post: Post, drain: Callable[..., handler.Delivery]
-) -> None:
-    post(message("m1", "@bot watch this thread"))
-    assert bot.lock(THREAD, OTHER_HOLDER) is LockResult.ACQUIRED  # another worker is busy
-    users = {"m2": "bob", "m3": "carol", "m4": "dave"}
-    for mid, user in users.items():
-        status, body = post(message(mid, f"msg {mid}", user=user))
-        assert (status, body["status"], body["replies"]) == (202, "queued", [])
-    assert post(message("m3", "msg m3", user="carol"))[1]["status"] == "duplicate"
-    assert bot.thread_state(THREAD)["turns"] == 1  # nothing processed while busy
-
-    pending = bot.release_lock(THREAD, OTHER_HOLDER)
-    assert [e.metadata["message_id"] for e in pending] == ["m2", "m3", "m4"]
-    delivery = drain(bot, pending, "worker-2")
-    assert delivery.drained == ["m2", "m3", "m4"]
-    assert [r["in_reply_to"] for r in delivery.replies] == ["m2", "m3", "m4"]
-    state = bot.thread_state(THREAD)
-    assert state["processed"] == ["m1", "m2", "m3", "m4"]
-    assert state["turns"] == 4
-    assert state["participants"] == ["alice", "bob", "carol", "dave"]
-    assert bot.channel_state("slack:C1")["messages"] == 4
-    assert bot.lock(THREAD, "probe") is LockResult.ACQUIRED  # the drainer released
-    # A queued message redelivered after it was processed is still a duplicate.
-    assert post(message("m2", "msg m2", user="bob"))[1]["status"] == "duplicate"
-
-
-def test_drain_hands_the_batch_to_a_newer_holder(
-    bot: Any, post: Post, drain: Callable[..., handler.Delivery]
-) -> None:
-    post(message("m1", "@bot hi"))
-    bot.lock(THREAD, OTHER_HOLDER)
-    post(message("m2"))
-    post(message("m3"))
-    pending = bot.release_lock(THREAD, OTHER_HOLDER)
-    bot.lock(THREAD, "newer")  # a new delivery takes the thread before the drainer
-    first = drain(bot, pending, "worker-2")
-    assert (first.drained, first.handed_over) == ([], ["m2", "m3"])
-    post(message("m4"))  # queued behind the newer holder, after the handed-over batch
-    handed = bot.release_lock(THREAD, "newer")
-    assert [e.owner for e in handed][0] == "worker-2:drain1"
-    second = drain(bot, handed, "newer")
-    assert second.drained == ["m2", "m3", "m4"]
-    assert bot.thread_state(THREAD)["processed"] == ["m1", "m2", "m3", "m4"]
-
-
-def test_delivery_after_an_expired_lease_drains_what_waited(bot: Any, post: Post) -> None:
-    """A worker died holding the thread: once its lease expires, the next delivery takes
-    the thread, answers, then processes the messages that waited behind the dead one."""
-    post(message("m1", "@bot hi"))
-    bot.lock(THREAD, "dead-worker", ttl=LEASE)
-    assert post(message("m2"))[1]["status"] == "queued"
-    assert post(message("m3"))[1]["status"] == "queued"
-    outlive()
-    status, body = post(message("m4"))
-    assert (status, body["status"], body["drained"]) == (200, "handled", ["m2", "m3"])
-    assert [r["in_reply_to"] for r in body["replies"]] == ["m4", "m2", "m3"]
-    assert bot.thread_state(THREAD)["processed"] == ["m1", "m4", "m2", "m3"]
-
-
-def test_failing_handler_withdraws_the_claim(
-    bot: Any, post: Post, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The bot raising mid-message (a bug, a dead model API) is a 500 that leaves no trace,
-    so the platform's redelivery is handled."""
-
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("model unavailable")
-
-    body = body_of(message("m1", "@bot hi"))
-    with monkeypatch.context() as patch:
-        patch.setattr(handler, "_respond_all", broken)
-        with pytest.raises(RuntimeError, match="model unavailable"):
-            post(body)  # the test client re-raises what would be a 500
-    assert_untouched(bot)
-    assert post(body)[1]["status"] == "handled"
-
-
 # -- the signed state lookup ---------------------------------------------------------------
 
 
 def test_thread_lookup(bot: Any) -> None:
-    _post_sync(message("m1", "@bot hi"))
+    post_sync(message("m1", "@bot hi"))
     query = "platform=slack&channel_id=C1&thread_id=T1"
     response = Client().get(f"/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET))
     assert response.status_code == 200

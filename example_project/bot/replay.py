@@ -1,4 +1,4 @@
-"""Replaying a recorded conversation against the webhook, and reporting what happened.
+"""Replaying a recorded conversation against the webhook, as a platform would.
 
 A conversation file holds JSON lines, one *step* each::
 
@@ -7,8 +7,11 @@ A conversation file holds JSON lines, one *step* each::
 Deliveries of a step are sent one after the other, or — ``concurrent`` — all at once by up
 to ``concurrency`` sender threads (a burst, as several users posting at the same moment, or a
 platform redelivering while the first delivery is still being handled). Every request is
-signed. :class:`HttpSender` posts over real HTTP to a running server; :class:`InProcessSender`
-goes through Django's test client in this process (same views, middleware and database).
+signed. A 503 is redelivered, as a platform does, after its ``Retry-After`` (at most
+:data:`MAX_REDELIVERIES` times, each wait at most :data:`MAX_WAIT` seconds).
+:class:`HttpSender` posts over real HTTP to a running server; :class:`InProcessSender` goes
+through Django's test client in this process (same views, middleware and database). What
+happened is told by :mod:`example_project.bot.report`.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +31,16 @@ from urllib.parse import urlencode
 from django.db import connections
 from django.urls import reverse
 
-from example_project.bot.handler import HISTORY
 from example_project.bot.message import InvalidMessage, parse_message, thread_key
+from example_project.bot.report import Outcome
 from example_project.bot.signing import signed_headers
 
 SAMPLE = Path(__file__).with_name("sample_conversation.jsonl")
+#: How often a delivery answered 503 is sent again, and the longest wait before each.
+MAX_REDELIVERIES = 5
+MAX_WAIT = 10.0
+#: What a sender returns: the HTTP status, the JSON body, and ``Retry-After`` (seconds) if any.
+Reply = tuple[int, dict[str, Any], float | None]
 
 
 @dataclass
@@ -40,25 +48,6 @@ class Step:
     note: str
     concurrent: bool
     deliveries: list[dict[str, Any]]
-
-
-@dataclass
-class Outcome:
-    """One delivery's result: the HTTP status and the JSON body the webhook answered."""
-
-    step: int
-    message: dict[str, Any]
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def kind(self) -> str:
-        """``handled``, ``queued``, ``duplicate``, or ``error`` (any other answer)."""
-        if self.status in (200, 202) and self.body.get("status") in (
-            "handled", "queued", "duplicate"
-        ):
-            return str(self.body["status"])
-        return "error"
 
 
 def load_steps(path: Path | str) -> list[Step]:
@@ -95,7 +84,7 @@ def load_steps(path: Path | str) -> list[Step]:
 
 
 class Sender(Protocol):
-    def post(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
+    def post(self, message: dict[str, Any]) -> Reply: ...
 
     def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
 
@@ -108,6 +97,14 @@ def _paths(use_async: bool) -> tuple[str, str]:
 
 def _thread_query(message: dict[str, Any]) -> str:
     return urlencode({k: message[k] for k in ("platform", "channel_id", "thread_id")})
+
+
+def _seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header's delay in seconds (None: absent, or an HTTP date)."""
+    try:
+        return max(0.0, float(header)) if header is not None else None
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -128,14 +125,14 @@ class HttpSender:
         self.timeout = timeout
         self.webhook_path, self.threads_path = _paths(use_async)
 
-    def _open(self, request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+    def _open(self, request: urllib.request.Request) -> Reply:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, _json(response.read())
+                return response.status, _json(response.read()), None
         except urllib.error.HTTPError as exc:
-            return exc.code, _json(exc.read())
+            return exc.code, _json(exc.read()), _seconds(exc.headers.get("Retry-After"))
 
-    def post(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def post(self, message: dict[str, Any]) -> Reply:
         body = json.dumps(message).encode()
         headers = {"Content-Type": "application/json", **signed_headers(body, self.secret)}
         return self._open(urllib.request.Request(
@@ -147,7 +144,7 @@ class HttpSender:
         headers = signed_headers(query.encode(), self.secret)
         return self._open(urllib.request.Request(
             f"{self.base}{self.threads_path}?{query}", headers=headers
-        ))
+        ))[:2]
 
     def end_thread(self) -> None:
         return None
@@ -165,7 +162,7 @@ class InProcessSender:
         self.use_async = use_async
         self.webhook_path, self.threads_path = _paths(use_async)
 
-    def post(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def post(self, message: dict[str, Any]) -> Reply:
         from asgiref.sync import async_to_sync
         from django.test import AsyncClient, Client
 
@@ -181,7 +178,8 @@ class InProcessSender:
             response = async_to_sync(post)()
         else:
             response = Client(**_CLIENT).post(self.webhook_path, body, **kwargs)
-        return response.status_code, _json(response.content)
+        return (response.status_code, _json(response.content),
+                _seconds(response.headers.get("Retry-After")))
 
     def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         from django.test import Client
@@ -233,10 +231,15 @@ def replay(steps: list[Step], sender: Sender, concurrency: int = 4,
     outcomes: list[Outcome] = []
 
     def send(step: int, message: dict[str, Any]) -> Outcome:
-        status, body = sender.post(message)
+        status, body, retry_after = sender.post(message)
+        refused: list[str] = []
+        while status == 503 and len(refused) < MAX_REDELIVERIES:
+            refused.append(str(body.get("error", body)))
+            time.sleep(min(MAX_WAIT, 1.0 if retry_after is None else retry_after))
+            status, body, retry_after = sender.post(message)
         if progress:
             progress.advance()
-        return Outcome(step, message, status, body)
+        return Outcome(step, message, status, body, refused)
 
     def send_in_thread(args: tuple[int, dict[str, Any]]) -> Outcome:
         try:
@@ -268,128 +271,3 @@ def final_threads(steps: list[Step], sender: Sender) -> list[dict[str, Any]]:
             raise RuntimeError(f"GET thread {thread_key(message)}: HTTP {status} {body}")
         threads.append(body)
     return threads
-
-
-# -- what happened ----------------------------------------------------------------------
-
-
-def drained_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
-    """Queued message id -> id of the delivery that processed it after its own."""
-    return {mid: o.message["message_id"] for o in outcomes for mid in o.body.get("drained", [])}
-
-
-def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str]:
-    """Every broken promise: an error answer, a message accepted (handled or queued) more
-    than once, an accepted message never processed. ``[]`` when all went as guaranteed."""
-    found = [f"step {o.step} {o.message['message_id']}: HTTP {o.status} {o.body}"
-             for o in outcomes if o.kind == "error"]
-    failed = {o.message["message_id"] for o in outcomes if o.kind == "error"}
-    accepted: dict[str, int] = {}
-    thread_of: dict[str, str] = {}
-    for o in outcomes:
-        mid = o.message["message_id"]
-        thread_of[mid] = thread_key(o.message)
-        accepted[mid] = accepted.get(mid, 0) + (o.kind in ("handled", "queued"))
-    # None accepted is fine (all duplicates: it was handled before this replay); two is not.
-    found += [f"{mid}: accepted {n} times (expected at most once)"
-              for mid, n in accepted.items() if n > 1 and mid not in failed]
-    for info in threads:
-        processed = info["state"].get("processed", [])
-        twice = sorted({mid for mid in processed if processed.count(mid) > 1})
-        found += [f"{info['thread']}: {mid} processed more than once" for mid in twice]
-        if len(processed) < HISTORY:
-            expected = {mid for mid, n in accepted.items()
-                        if n and thread_of[mid] == info["thread"]}
-            found += [f"{info['thread']}: {mid} was accepted but never processed"
-                      for mid in sorted(expected - set(processed))]
-    return found
-
-
-def counts(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> dict[str, int]:
-    """Deliveries by outcome; ``queued_then_handled`` counts queued ones found processed."""
-    processed = {mid for info in threads for mid in info["state"].get("processed", [])}
-    kinds = [o.kind for o in outcomes]
-    return {
-        "deliveries": len(outcomes),
-        "handled": kinds.count("handled"),
-        "queued": kinds.count("queued"),
-        "queued_then_handled": sum(1 for o in outcomes if o.kind == "queued"
-                                   and o.message["message_id"] in processed),
-        "duplicates": kinds.count("duplicate"),
-        "errors": kinds.count("error"),
-    }
-
-
-def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    """A plain-text table with columns as wide as their widest cell."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _describe(o: Outcome, drainers: dict[str, str]) -> str:
-    mid = o.message["message_id"]
-    if o.kind == "handled":
-        extra = o.body.get("drained") or []
-        text = "handled"
-        if extra:
-            text += f", then answered the queued {', '.join(extra)}"
-        if o.body.get("handed_over"):
-            text += f"; handed {', '.join(o.body['handed_over'])} on to a newer holder"
-        return text
-    if o.kind == "queued":
-        by = drainers.get(mid)
-        return f"queued, then handled after {by}" if by else "queued (handed on)"
-    if o.kind == "duplicate":
-        return "duplicate, dropped"
-    return f"ERROR HTTP {o.status}: {o.body.get('error', o.body)}"
-
-
-def deliveries_table(outcomes: list[Outcome]) -> str:
-    drainers = drained_by(outcomes)
-    return table(
-        ["step", "message", "user", "thread", "HTTP", "what happened"],
-        [(o.step, o.message["message_id"], o.message["user"], thread_key(o.message),
-          o.status, _describe(o, drainers)) for o in outcomes],
-    )
-
-
-def threads_table(threads: list[dict[str, Any]]) -> str:
-    rows = []
-    for info in threads:
-        state = info["state"]
-        rows.append((info["thread"], "yes" if info["subscribed"] else "no",
-                     state.get("turns", 0), len(state.get("replies", [])),
-                     ",".join(state.get("participants", [])),
-                     " ".join(state.get("processed", []))))
-    return table(["thread", "followed", "turns", "replies", "participants",
-                  "processing order"], rows)
-
-
-def channels_table(threads: list[dict[str, Any]]) -> str:
-    channels = {info["channel"]: info["channel_state"] for info in threads}
-    return table(["channel", "messages", "active threads"],
-                 [(c, s.get("messages", 0), ", ".join(s.get("active_threads", [])) or "-")
-                  for c, s in channels.items()])
-
-
-def summary(c: dict[str, int]) -> str:
-    return (f"{c['deliveries']} deliveries: {c['handled']} handled at once, "
-            f"{c['queued_then_handled']} queued then handled in order, "
-            f"{c['duplicates']} duplicates dropped, {c['errors']} errors.")
-
-
-def report(outcomes: list[Outcome], threads: list[dict[str, Any]],
-           write: Callable[[str], Any]) -> list[str]:
-    """Write the deliveries, threads and channels tables and the summary; return problems."""
-    write(deliveries_table(outcomes))
-    write("")
-    write(threads_table(threads))
-    write("")
-    write(channels_table(threads))
-    write("")
-    write(summary(counts(outcomes, threads)))
-    return problems(outcomes, threads)

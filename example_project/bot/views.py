@@ -4,8 +4,10 @@
 :mod:`example_project.bot.message`) signed as in :mod:`example_project.bot.signing`, and
 answer JSON:
 
-* 200 ``{"status": "handled" | "duplicate", "thread", "replies", "drained", "handed_over"}``;
-  202 the same with ``"status": "queued"`` (the thread was busy; the message waits its turn);
+* 200 ``{"status": "handled" | "duplicate", "thread", "replies", "drained"}`` (``replies``:
+  the bot's answers to this message and to the queued ones it ``drained``, in that order);
+  202 the same with ``"status": "queued"`` (the thread was busy; its holder answers the
+  message in its turn);
 * 400 ``{"error", "field"}`` — the body is not a valid message (``field`` names the culprit:
   a message field, a top-level key nesting too deep, or ``"body"`` when the body is not a
   UTF-8 JSON object); whatever the bytes, bad input gets a 400, never a 500, so the platform
@@ -13,10 +15,12 @@ answer JSON:
 * 401 ``{"error", "field"}`` — signature or timestamp header missing, stale or wrong;
 * 413 ``{"error", "field": "body"}`` — larger than ``BOT_MAX_BODY_BYTES``;
 * 405 for anything but POST;
-* 503 ``{"error", "field": null}`` with ``Retry-After`` — the thread can be neither taken nor
-  queued (``Retry-After: 1``), or chatstate's backend is unavailable
-  (:class:`~chatstate.BackendUnavailable`, or a database connection error from the database
-  adapter; ``Retry-After:`` :data:`BACKEND_RETRY_AFTER`): the platform redelivers later.
+* 503 ``{"error", "field": null}`` with ``Retry-After`` — the platform redelivers later:
+  another delivery of this message is being handled right now and may yet fail, the
+  thread's queue is full, or the delivery lost the thread to another (its lease ended:
+  :class:`~chatstate.LeaseLost`) (``Retry-After:`` :data:`RETRY_AFTER`); or chatstate's
+  backend is unavailable (:class:`~chatstate.BackendUnavailable`, or a database connection
+  error from the database adapter; ``Retry-After:`` :data:`BACKEND_RETRY_AFTER`).
 
 ``GET /bot/threads?platform=&channel_id=&thread_id=`` (signed over the query string) returns
 what the bot knows about a thread: ``{"thread", "subscribed", "state", "channel",
@@ -26,13 +30,14 @@ what the bot knows about a thread: ``{"thread", "subscribed", "state", "channel"
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chatstate import BackendUnavailable, get_adapter
+from chatstate import BackendUnavailable, LeaseLost, get_adapter
 from example_project.bot import handler
 from example_project.bot.conf import setting
 from example_project.bot.message import (
@@ -52,6 +57,8 @@ from example_project.bot.signing import (
 
 #: Seconds a platform is asked to wait before redelivering when the backend is unavailable.
 BACKEND_RETRY_AFTER = 10
+#: ... and when another delivery of the message is under way, or the thread cannot take it.
+RETRY_AFTER = 1
 #: What an unreachable backend raises: chatstate's own error, and (until the database adapter
 #: maps them) Django's connection errors.
 UNAVAILABLE = (BackendUnavailable, OperationalError, InterfaceError)
@@ -110,7 +117,7 @@ def _message(request: HttpRequest) -> Message:
 
 
 def _answer(delivery: handler.Delivery) -> JsonResponse:
-    return JsonResponse(delivery.to_dict(), status=202 if delivery.status == "queued" else 200)
+    return JsonResponse(asdict(delivery), status=202 if delivery.status == "queued" else 200)
 
 
 def _retry_later(error: str, seconds: int) -> JsonResponse:
@@ -119,8 +126,13 @@ def _retry_later(error: str, seconds: int) -> JsonResponse:
     return response
 
 
-def _busy(exc: handler.ThreadBusy) -> JsonResponse:
-    return _retry_later(str(exc), 1)
+def _later(exc: handler.RetryLater | LeaseLost) -> JsonResponse:
+    """503: the message cannot be handled now (see the module docstring)."""
+    if isinstance(exc, LeaseLost):  # the owner names a host: logged, not sent
+        logger.warning("The bot lost its thread while handling a message: %s", exc)
+        return _retry_later("the bot lost the thread to another delivery; retry later",
+                            RETRY_AFTER)
+    return _retry_later(str(exc), RETRY_AFTER)
 
 
 def _unavailable(exc: Exception) -> JsonResponse:
@@ -138,8 +150,8 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return _answer(handler.handle(get_adapter(), message))
     except Refused as exc:
         return exc.response()
-    except handler.ThreadBusy as exc:
-        return _busy(exc)
+    except (handler.RetryLater, LeaseLost) as exc:
+        return _later(exc)
     except UNAVAILABLE as exc:
         return _unavailable(exc)
 
@@ -151,8 +163,8 @@ async def webhook_async(request: HttpRequest) -> JsonResponse:
         return _answer(await handler.ahandle(get_adapter(), message))
     except Refused as exc:
         return exc.response()
-    except handler.ThreadBusy as exc:
-        return _busy(exc)
+    except (handler.RetryLater, LeaseLost) as exc:
+        return _later(exc)
     except UNAVAILABLE as exc:
         return _unavailable(exc)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from chatstate import default_snapshot, get_adapter
-from example_project.bot import replay
+from example_project.bot import replay, report
 
 DEMO_USER = ("admin", "admin")
 
@@ -30,37 +31,44 @@ class Command(BaseCommand):
         out(f"Adapter: {type(store).__name__}, namespace {store.namespace!r}"
             + (f" (cleared {cleared} entries of a previous run)" if cleared else ""))
         out(f"Replaying {total} webhook deliveries from {replay.SAMPLE.name} through "
-            f"POST /bot/webhook, in this process, 4 concurrent senders for bursts.")
+            f"POST /bot/webhook, in this process, 4 concurrent senders for bursts; a 503 is "
+            f"redelivered after its Retry-After, as a platform does.")
         out("")
 
         sender = replay.InProcessSender()
-        outcomes = replay.replay(steps, sender, 4, replay.Progress(total))
+        # The story below tells each 503; Django's "Service Unavailable" log line would not.
+        request_log = logging.getLogger("django.request")
+        request_log.addFilter(_not_503)
+        try:
+            outcomes = replay.replay(steps, sender, 4, replay.Progress(total))
+        finally:
+            request_log.removeFilter(_not_503)
         threads = replay.final_threads(steps, sender)
         self._story(steps, outcomes)
         self._transcripts(steps, threads)
         out(self.style.MIGRATE_HEADING("Final state"))
-        out(replay.threads_table(threads))
+        out(report.threads_table(threads))
         out("")
-        out(replay.channels_table(threads))
+        out(report.channels_table(threads))
         out("")
-        out(self.style.SUCCESS(replay.summary(replay.counts(outcomes, threads))))
-        found = replay.problems(outcomes, threads)
+        out(self.style.SUCCESS(report.summary(report.counts(outcomes, threads))))
+        found = report.problems(outcomes, threads)
         if found:
             raise CommandError("the demo broke a promise:\n  " + "\n  ".join(found))
         self._next_steps(_ensure_superuser())
 
-    def _story(self, steps: list[replay.Step], outcomes: list[replay.Outcome]) -> None:
+    def _story(self, steps: list[replay.Step], outcomes: list[report.Outcome]) -> None:
         """Step by step: what was sent, and what became of each delivery."""
         out = self.stdout.write
         out(self.style.MIGRATE_HEADING("What happened, step by step"))
-        drainers = replay.drained_by(outcomes)
+        drainers = report.drained_by(outcomes)
         for number, step in enumerate(steps, 1):
             how = "at once" if step.concurrent else "in turn"
             out(f"{number}. {step.note} [{len(step.deliveries)} sent {how}]")
             for o in outcomes:
                 if o.step == number:
                     out(f"     {o.message['message_id']} {o.message['user']:<6} "
-                        f"HTTP {o.status}  {replay._describe(o, drainers)}")
+                        f"HTTP {o.status}  {report.describe(o, drainers)}")
         out("")
 
     def _transcripts(self, steps: list[replay.Step], threads: list[dict[str, Any]]) -> None:
@@ -92,6 +100,11 @@ class Command(BaseCommand):
             "                    (every delivery is then a duplicate: the dedupe window "
             "remembers this run; run `make demo` again to start afresh)."
         )
+
+
+def _not_503(record: logging.LogRecord) -> bool:
+    """Keep a log record unless it is Django's line for a 503 answer."""
+    return getattr(record, "status_code", None) != 503
 
 
 def _clear(store: Any) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from example_project.bot import replay
+from example_project.bot import replay, report
 
 
 class Command(BaseCommand):
@@ -52,12 +52,12 @@ class Command(BaseCommand):
                           f"{view}, {options['concurrency']} concurrent senders\n")
         outcomes = run(steps, sender, options["concurrency"])
         threads = replay.final_threads(steps, sender)
-        found = replay.report(outcomes, threads, self.stdout.write)
+        found = report.report(outcomes, threads, self.stdout.write)
         if found:
             raise CommandError("the replay broke a promise:\n  " + "\n  ".join(found))
 
 
-def run(steps: list[replay.Step], sender: replay.Sender, concurrency: int) -> list[replay.Outcome]:
+def run(steps: list[replay.Step], sender: replay.Sender, concurrency: int) -> list[report.Outcome]:
     """Replay ``steps`` with a progress bar on a terminal; a refused connection is reported
     as a :class:`CommandError` naming the server."""
     progress = replay.Progress(sum(len(step.deliveries) for step in steps))
