@@ -42,7 +42,7 @@ test: venv
 
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check chatstate
+	$(PY) -m ruff format --check chatstate example_project
 
 typecheck: venv
 	$(PY) -m mypy

@@ -57,7 +57,7 @@ def respond(state: dict[str, Any], message: Message, subscribed: bool) -> tuple[
     state["last_message"] = {"message_id": mid, "user": user, "text": text, "ts": message["ts"]}
     state["processed"] = [*state.get("processed", []), mid][-HISTORY:]
     at = text.lower().find(mention := "@" + str(setting("BOT_NAME")).lower())
-    command = None if at < 0 else text[at + len(mention):].strip().lower()
+    command = None if at < 0 else text[at + len(mention) :].strip().lower()
     reply: str | None = None
     if command is not None and command.startswith("stop"):
         reply = f"Okay {user}, I'll stop following this thread. Mention me to bring me back."
@@ -67,8 +67,10 @@ def respond(state: dict[str, Any], message: Message, subscribed: bool) -> tuple[
         reply = f"Hi {user}! I'm following this thread now and will answer every message in it."
     elif subscribed:
         people = len(state["participants"])
-        reply = (f"Noted, {user}: message {state['turns']} in this thread, "
-                 f"{people} {'person' if people == 1 else 'people'} talking.")
+        reply = (
+            f"Noted, {user}: message {state['turns']} in this thread, "
+            f"{people} {'person' if people == 1 else 'people'} talking."
+        )
     if reply is not None:
         said = {"in_reply_to": mid, "text": reply}
         state["replies"] = [*state.get("replies", []), said][-HISTORY:]
@@ -95,10 +97,14 @@ class Turns:
         self.channel, self.delivery = channel_key(message), Delivery("handled", self.thread)
         mid = message["message_id"]  # the owner is unique to this delivery (≤ 210 chars):
         self.cycle: dict[str, Any] = {  # the lease is renewed while a model thinks
-            "dedupe_key": (message["platform"], mid), "thread_id": self.thread,
+            "dedupe_key": (message["platform"], mid),
+            "thread_id": self.thread,
             "owner": f"{_HOST}:{os.getpid()}:{mid}:{uuid.uuid4().hex[:8]}",
-            "strategy": Strategy.QUEUE, "metadata": dict(message), "keepalive": True,
-            "overflow": "drop_newest"}  # a full queue refuses the newcomer: it is retried
+            "strategy": Strategy.QUEUE,
+            "metadata": dict(message),
+            "keepalive": True,
+            "overflow": "drop_newest",
+        }  # a full queue refuses the newcomer: it is retried
 
     def entered(self, msg: MessageCycle) -> bool:
         """Whether to answer (acquired); else the answer is set, or raises RetryLater."""
@@ -126,8 +132,11 @@ class Turns:
         """The channel's state after one more message of this thread."""
         active = set(state.get("active_threads", []))
         (active.add if self.subscribed else active.discard)(self.thread)
-        return {**state, "messages": int(state.get("messages", 0)) + 1,
-                "active_threads": sorted(active)}
+        return {
+            **state,
+            "messages": int(state.get("messages", 0)) + 1,
+            "active_threads": sorted(active),
+        }
 
 
 def handle(store: StateAdapter, message: Message) -> Delivery:

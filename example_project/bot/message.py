@@ -86,8 +86,7 @@ def _check_storable(value: str, field: str) -> None:
         return
     char, at = bad.group(), bad.start()
     if char == "\x00":
-        raise InvalidMessage(f"{field} must not contain NUL characters (one at index {at})",
-                             field)
+        raise InvalidMessage(f"{field} must not contain NUL characters (one at index {at})", field)
     raise InvalidMessage(
         f"{field} must not contain lone surrogates (\\u{ord(char):04x} at index {at})", field
     )
@@ -133,8 +132,16 @@ def _check_ts(value: Any) -> float:
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", _Object: "an object", list: "an array", bool: "a boolean",
-             type(None): "null", int: "a number", float: "a number", str: "a string"}
+    names = {
+        dict: "an object",
+        _Object: "an object",
+        list: "an array",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+    }
     return names.get(type(value), type(value).__name__)
 
 

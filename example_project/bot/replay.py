@@ -73,8 +73,9 @@ def load_steps(path: Path | str) -> list[Step]:
                 parse_message(json.dumps(delivery).encode())
             except InvalidMessage as exc:
                 raise ValueError(f"{where}: deliveries[{i}]: {exc.error}") from None
-        steps.append(Step(str(data.get("note", "")), bool(data.get("concurrent")),
-                          data["deliveries"]))
+        steps.append(
+            Step(str(data.get("note", "")), bool(data.get("concurrent")), data["deliveries"])
+        )
     if not steps:
         raise ValueError(f"{path}: no steps")
     return steps
@@ -118,8 +119,13 @@ def _json(raw: bytes) -> dict[str, Any]:
 class HttpSender:
     """Signed requests over real HTTP to the server at ``base_url`` (``http://host:port``)."""
 
-    def __init__(self, base_url: str, secret: str | None = None, use_async: bool = False,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        secret: str | None = None,
+        use_async: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.secret = secret
         self.timeout = timeout
@@ -135,16 +141,18 @@ class HttpSender:
     def post(self, message: dict[str, Any]) -> Reply:
         body = json.dumps(message).encode()
         headers = {"Content-Type": "application/json", **signed_headers(body, self.secret)}
-        return self._open(urllib.request.Request(
-            self.base + self.webhook_path, data=body, headers=headers, method="POST"
-        ))
+        return self._open(
+            urllib.request.Request(
+                self.base + self.webhook_path, data=body, headers=headers, method="POST"
+            )
+        )
 
     def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         query = _thread_query(message)
         headers = signed_headers(query.encode(), self.secret)
-        return self._open(urllib.request.Request(
-            f"{self.base}{self.threads_path}?{query}", headers=headers
-        ))[:2]
+        return self._open(
+            urllib.request.Request(f"{self.base}{self.threads_path}?{query}", headers=headers)
+        )[:2]
 
     def end_thread(self) -> None:
         return None
@@ -167,8 +175,10 @@ class InProcessSender:
         from django.test import AsyncClient, Client
 
         body = json.dumps(message).encode()
-        kwargs: dict[str, Any] = {"content_type": "application/json",
-                                  "headers": signed_headers(body, self.secret)}
+        kwargs: dict[str, Any] = {
+            "content_type": "application/json",
+            "headers": signed_headers(body, self.secret),
+        }
         if self.use_async:
 
             async def post() -> Any:
@@ -178,8 +188,11 @@ class InProcessSender:
             response = async_to_sync(post)()
         else:
             response = Client(**_CLIENT).post(self.webhook_path, body, **kwargs)
-        return (response.status_code, _json(response.content),
-                _seconds(response.headers.get("Retry-After")))
+        return (
+            response.status_code,
+            _json(response.content),
+            _seconds(response.headers.get("Retry-After")),
+        )
 
     def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         from django.test import Client
@@ -214,8 +227,9 @@ class Progress:
             if not self.enabled:
                 return
             filled = 30 * self.done // max(self.total, 1)
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
-                              f"{self.done}/{self.total}")
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}"
+            )
             self.stream.flush()
 
     def close(self) -> None:
@@ -224,8 +238,9 @@ class Progress:
             self.stream.flush()
 
 
-def replay(steps: list[Step], sender: Sender, concurrency: int = 4,
-           progress: Progress | None = None) -> list[Outcome]:
+def replay(
+    steps: list[Step], sender: Sender, concurrency: int = 4, progress: Progress | None = None
+) -> list[Outcome]:
     """Send every delivery of ``steps`` in order (bursts concurrently); return the outcomes,
     in the order of the file."""
     outcomes: list[Outcome] = []

@@ -98,8 +98,7 @@ def _read_body(request: HttpRequest) -> bytes:
 
 def _check_signature(request: HttpRequest, signed: bytes) -> None:
     try:
-        verify(signed, request.headers.get(SIGNATURE_HEADER),
-               request.headers.get(TIMESTAMP_HEADER))
+        verify(signed, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER))
     except SignatureError as exc:
         raise Refused(401, str(exc), exc.field) from None
 
@@ -130,16 +129,14 @@ def _later(exc: handler.RetryLater | LeaseLost) -> JsonResponse:
     """503: the message cannot be handled now (see the module docstring)."""
     if isinstance(exc, LeaseLost):  # the owner names a host: logged, not sent
         logger.warning("The bot lost its thread while handling a message: %s", exc)
-        return _retry_later("the bot lost the thread to another delivery; retry later",
-                            RETRY_AFTER)
+        return _retry_later("the bot lost the thread to another delivery; retry later", RETRY_AFTER)
     return _retry_later(str(exc), RETRY_AFTER)
 
 
 def _unavailable(exc: Exception) -> JsonResponse:
     """503: the backend is down. The cause is logged, not sent (it names hosts)."""
     logger.warning("chatstate's backend is unavailable: %s: %s", type(exc).__name__, exc)
-    return _retry_later("the bot's state store is unavailable; retry later",
-                        BACKEND_RETRY_AFTER)
+    return _retry_later("the bot's state store is unavailable; retry later", BACKEND_RETRY_AFTER)
 
 
 @csrf_exempt
@@ -156,6 +153,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return _unavailable(exc)
 
 
+@csrf_exempt
 async def webhook_async(request: HttpRequest) -> JsonResponse:
     """The webhook for ASGI servers: validates, then :func:`handler.ahandle`."""
     try:
@@ -167,10 +165,6 @@ async def webhook_async(request: HttpRequest) -> JsonResponse:
         return _later(exc)
     except UNAVAILABLE as exc:
         return _unavailable(exc)
-
-
-# Set by hand: Django 4.2's ``csrf_exempt`` wraps an async view in a sync function.
-webhook_async.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 def thread_info(request: HttpRequest) -> JsonResponse:
@@ -192,12 +186,14 @@ def thread_info(request: HttpRequest) -> JsonResponse:
     thread, channel = thread_key(ids), channel_key(ids)
     try:
         store = get_adapter()
-        return JsonResponse({
-            "thread": thread,
-            "subscribed": store.is_subscribed(thread),
-            "state": store.thread_state(thread),
-            "channel": channel,
-            "channel_state": store.channel_state(channel),
-        })
+        return JsonResponse(
+            {
+                "thread": thread,
+                "subscribed": store.is_subscribed(thread),
+                "state": store.thread_state(thread),
+                "channel": channel,
+                "channel_state": store.channel_state(channel),
+            }
+        )
     except UNAVAILABLE as exc:
         return _unavailable(exc)

@@ -28,11 +28,15 @@ class Command(BaseCommand):
         steps = replay.load_steps(replay.SAMPLE)
         total = sum(len(step.deliveries) for step in steps)
         out(self.style.MIGRATE_HEADING("chatstate demo: a chat bot behind a signed webhook"))
-        out(f"Adapter: {type(store).__name__}, namespace {store.namespace!r}"
-            + (f" (cleared {cleared} entries of a previous run)" if cleared else ""))
-        out(f"Replaying {total} webhook deliveries from {replay.SAMPLE.name} through "
+        out(
+            f"Adapter: {type(store).__name__}, namespace {store.namespace!r}"
+            + (f" (cleared {cleared} entries of a previous run)" if cleared else "")
+        )
+        out(
+            f"Replaying {total} webhook deliveries from {replay.SAMPLE.name} through "
             f"POST /bot/webhook, in this process, 4 concurrent senders for bursts; a 503 is "
-            f"redelivered after its Retry-After, as a platform does.")
+            f"redelivered after its Retry-After, as a platform does."
+        )
         out("")
 
         sender = replay.InProcessSender()
@@ -67,8 +71,10 @@ class Command(BaseCommand):
             out(f"{number}. {step.note} [{len(step.deliveries)} sent {how}]")
             for o in outcomes:
                 if o.step == number:
-                    out(f"     {o.message['message_id']} {o.message['user']:<6} "
-                        f"HTTP {o.status}  {report.describe(o, drainers)}")
+                    out(
+                        f"     {o.message['message_id']} {o.message['user']:<6} "
+                        f"HTTP {o.status}  {report.describe(o, drainers)}"
+                    )
         out("")
 
     def _transcripts(self, steps: list[replay.Step], threads: list[dict[str, Any]]) -> None:
@@ -110,9 +116,14 @@ def _not_503(record: logging.LogRecord) -> bool:
 def _clear(store: Any) -> int:
     """Empty the bot's namespace; return how many entries it held (a fresh run each time)."""
     before = store.snapshot()
-    held = (len(before.subscriptions) + len(before.dedupe) + len(before.thread_state)
-            + len(before.channel_state) + len(before.locks)
-            + sum(len(v) for v in before.pending_locks.values()))
+    held = (
+        len(before.subscriptions)
+        + len(before.dedupe)
+        + len(before.thread_state)
+        + len(before.channel_state)
+        + len(before.locks)
+        + sum(len(v) for v in before.pending_locks.values())
+    )
     if held:
         store.load_snapshot(default_snapshot())
     return held

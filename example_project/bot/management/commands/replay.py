@@ -18,19 +18,31 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", nargs="?", default=str(replay.SAMPLE),
-                            help="conversation file (default: the bundled sample)")
+        parser.add_argument(
+            "file",
+            nargs="?",
+            default=str(replay.SAMPLE),
+            help="conversation file (default: the bundled sample)",
+        )
         where = parser.add_mutually_exclusive_group(required=True)
-        where.add_argument("--url", help="base URL of a running server, e.g. "
-                           "http://127.0.0.1:8000")
-        where.add_argument("--in-process", action="store_true",
-                           help="post through Django's test client in this process")
-        parser.add_argument("--concurrency", type=int, default=4,
-                            help="sender threads for a burst (default 4)")
-        parser.add_argument("--async", dest="use_async", action="store_true",
-                            help="use the async (ASGI) view, /bot/webhook-async")
-        parser.add_argument("--secret", default=None,
-                            help="signing secret (default: settings.BOT_SIGNING_SECRET)")
+        where.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8000")
+        where.add_argument(
+            "--in-process",
+            action="store_true",
+            help="post through Django's test client in this process",
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=4, help="sender threads for a burst (default 4)"
+        )
+        parser.add_argument(
+            "--async",
+            dest="use_async",
+            action="store_true",
+            help="use the async (ASGI) view, /bot/webhook-async",
+        )
+        parser.add_argument(
+            "--secret", default=None, help="signing secret (default: settings.BOT_SIGNING_SECRET)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["concurrency"] < 1:
@@ -48,8 +60,10 @@ class Command(BaseCommand):
             where = "in-process"
         view = "async view" if options["use_async"] else "sync view"
         total = sum(len(step.deliveries) for step in steps)
-        self.stdout.write(f"Replaying {options['file']} ({total} deliveries) {where}, "
-                          f"{view}, {options['concurrency']} concurrent senders\n")
+        self.stdout.write(
+            f"Replaying {options['file']} ({total} deliveries) {where}, "
+            f"{view}, {options['concurrency']} concurrent senders\n"
+        )
         outcomes = run(steps, sender, options["concurrency"])
         threads = replay.final_threads(steps, sender)
         found = report.report(outcomes, threads, self.stdout.write)
