@@ -33,6 +33,8 @@ from example_project.bot.message import Message, channel_key, thread_key
 
 HISTORY = 100  # how many processed ids and replies a thread's state keeps (the newest)
 _HOST = socket.gethostname()[:64]
+# The lease is renewed while a model thinks; a full queue refuses the newcomer (retried).
+CYCLE: dict[str, Any] = {"strategy": Strategy.QUEUE, "keepalive": True, "overflow": "drop_newest"}
 
 
 class RetryLater(Exception):
@@ -67,10 +69,8 @@ def respond(state: dict[str, Any], message: Message, subscribed: bool) -> tuple[
         reply = f"Hi {user}! I'm following this thread now and will answer every message in it."
     elif subscribed:
         people = len(state["participants"])
-        reply = (
-            f"Noted, {user}: message {state['turns']} in this thread, "
-            f"{people} {'person' if people == 1 else 'people'} talking."
-        )
+        talking = f"{people} {'person' if people == 1 else 'people'} talking"
+        reply = f"Noted, {user}: message {state['turns']} in this thread, {talking}."
     if reply is not None:
         said = {"in_reply_to": mid, "text": reply}
         state["replies"] = [*state.get("replies", []), said][-HISTORY:]
@@ -95,16 +95,10 @@ class Turns:
     def __init__(self, message: Message) -> None:
         self.message, self.thread = message, thread_key(message)
         self.channel, self.delivery = channel_key(message), Delivery("handled", self.thread)
-        mid = message["message_id"]  # the owner is unique to this delivery (≤ 210 chars):
-        self.cycle: dict[str, Any] = {  # the lease is renewed while a model thinks
-            "dedupe_key": (message["platform"], mid),
-            "thread_id": self.thread,
-            "owner": f"{_HOST}:{os.getpid()}:{mid}:{uuid.uuid4().hex[:8]}",
-            "strategy": Strategy.QUEUE,
-            "metadata": dict(message),
-            "keepalive": True,
-            "overflow": "drop_newest",
-        }  # a full queue refuses the newcomer: it is retried
+        mid = message["message_id"]  # the owner is unique to this delivery (≤ 210 chars)
+        owner = f"{_HOST}:{os.getpid()}:{mid}:{uuid.uuid4().hex[:8]}"
+        ids = {"dedupe_key": (message["platform"], mid), "thread_id": self.thread}
+        self.cycle = {**CYCLE, **ids, "owner": owner, "metadata": dict(message)}
 
     def entered(self, msg: MessageCycle) -> bool:
         """Whether to answer (acquired); else the answer is set, or raises RetryLater."""
@@ -132,11 +126,8 @@ class Turns:
         """The channel's state after one more message of this thread."""
         active = set(state.get("active_threads", []))
         (active.add if self.subscribed else active.discard)(self.thread)
-        return {
-            **state,
-            "messages": int(state.get("messages", 0)) + 1,
-            "active_threads": sorted(active),
-        }
+        messages = int(state.get("messages", 0)) + 1
+        return {**state, "messages": messages, "active_threads": sorted(active)}
 
 
 def handle(store: StateAdapter, message: Message) -> Delivery:
