@@ -9,8 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from chatstate import signals
-from chatstate.adapters.hooks import StateBackend
-from chatstate.calls import CycleEntry, CycleRequest, Handover, lease_lost
+from chatstate.calls import CycleEntry, CycleHooks, CycleRequest, Handover, lease_lost
 from chatstate.keepalive import keep_alive, renewer
 from chatstate.types import DedupeKey, LeaseLost, LockResult, PendingEntry
 from chatstate.validation import dump_map
@@ -70,7 +69,7 @@ class MessageCycle:
         "_keeper",
     )
 
-    def __init__(self, adapter: StateBackend, request: CycleRequest) -> None:
+    def __init__(self, adapter: CycleHooks, request: CycleRequest) -> None:
         self._adapter = adapter
         self.request = request
         self._original: str | None = None
@@ -85,7 +84,7 @@ class MessageCycle:
         self._keeper: asyncio.Task[None] | None = None
 
     @property
-    def backend(self) -> StateBackend:
+    def backend(self) -> CycleHooks:
         """The adapter this cycle runs on."""
         return self._adapter
 
