@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asgiref.sync import sync_to_async
 
 from chatstate import conf
-from chatstate.snapshot import Snapshot, normalize_snapshot
+from chatstate.snapshot import Snapshot, snapshot_from
 from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import (
     BackendUnavailable,
@@ -576,7 +576,7 @@ class StateAdapter(abc.ABC):
 
 
 def _snapshot_arg(snapshot: object) -> Snapshot:
-    """A snapshot argument, normalized; ``TypeError`` unless a Snapshot or a mapping."""
-    if not isinstance(snapshot, (Snapshot, Mapping)):
-        raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(snapshot).__name__}")
-    return normalize_snapshot(snapshot)
+    """A snapshot argument checked strictly (:func:`~chatstate.snapshot.snapshot_from`):
+    ``TypeError`` unless a Snapshot or a mapping, or for a value that is not JSON;
+    ``ValueError`` listing every other problem with its JSON path."""
+    return snapshot_from(snapshot)
