@@ -20,6 +20,8 @@ from itertools import islice, tee
 from typing import IO
 
 _MASK = (1 << 64) - 1
+#: Hashes kept in memory before a sorted run is written out (8 bytes each).
+RUN = 1 << 18
 
 
 class HashRuns:
@@ -28,8 +30,8 @@ class HashRuns:
     ``sums`` is an order-free fingerprint of the multiset of keys added (two independent
     64-bit sums), for comparing two collections without sorting either."""
 
-    def __init__(self, run: int = 1 << 18) -> None:
-        self.run = run
+    def __init__(self, run: int | None = None) -> None:
+        self.run = RUN if run is None else run
         self.buf = array("q")
         self.runs: list[tuple[int, int]] = []  # (item offset in the file, length)
         self.file: IO[bytes] | None = None

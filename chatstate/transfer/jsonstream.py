@@ -148,7 +148,7 @@ class JsonStream:
         try:
             while not self.eof:
                 self.pos = len(self.buf)
-                self.fill()
+                self.fill(1 << 20)
         except JsonSyntaxError as exc:
             return exc
         return None
