@@ -16,13 +16,15 @@ from chatstate.snapshot import (
     InvalidSnapshot,
     Snapshot,
     SnapshotNotJSON,
+    normalize_snapshot,
+    normalize_snapshot_counting,
     snapshot_from,
     validate_snapshot,
 )
 from chatstate.transfer.sections import SnapshotSections
 from chatstate.transfer.writer import UnsortedSection, write_snapshot
 from chatstate.types import from_iso
-from tests.snapshot_data import KNOWS, LATER, NUL, claim, full_snapshot, lock, valid
+from tests.snapshot_data import KNOWS, LATER, NUL, TS, TS_Z, claim, full_snapshot, lock, valid
 
 NOON = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 SURROGATE = "contains a lone surrogate (U+D800), which is not text"
@@ -214,6 +216,73 @@ def test_a_snapshot_instance_holding_a_bad_claim() -> None:
         "claims[0].thread_id: expected a non-empty string of at most 255 characters",
         "claims[0].expires_at: expected an ISO 8601 UTC timestamp",
     ]
+
+
+# --- normalize: claims ----------------------------------------------------------------------
+
+
+def test_normalize_keeps_valid_claims_exactly() -> None:
+    snap, dropped = normalize_snapshot_counting(
+        {
+            "dedupe_order": [["s", "m1"], ["s", "m2"]],
+            "claims": [
+                {"key": ["s", "m2"], **claim("w2", "t2", TS_Z)},
+                {"key": ("s", "m1"), **claim("w1", "t1", TS)},
+            ],
+        }
+    )
+    assert dropped == 0
+    assert snap.claims == {("s", "m1"): claim("w1", "t1", TS), ("s", "m2"): claim("w2", "t2", TS_Z)}
+    assert validate_snapshot(snap) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x",
+        {"key": ["s", "m1"], "owner": "w", "thread_id": "t"},  # no expires_at
+        {"key": ["s", "m1"], **claim(), "extra": 1},
+        {"key": ["s"], **claim()},
+        {"key": ["s", "m1"], **claim(owner="")},
+        {"key": ["s", "m1"], **claim(thread_id="t\x00")},
+        {"key": ["s", "m1"], **claim(expires_at="2030-01-02T03:04:05+02:00")},
+        {"key": ["s", "m1"], **claim(expires_at="soon")},
+        {"key": ["s", "other"], **claim()},  # not in dedupe
+    ],
+)
+def test_normalize_drops_bad_claims_one_count_each(bad: object) -> None:
+    snap, dropped = normalize_snapshot_counting(
+        {"dedupe_order": [["s", "m1"], ["s", "m2"]],
+         "claims": [bad, {"key": ["s", "m2"], **claim()}]}
+    )  # fmt: skip
+    assert snap.claims == {("s", "m2"): claim()}
+    assert dropped == 1
+
+
+def test_normalize_keeps_the_first_claim_of_a_key() -> None:
+    first, second = claim("w1"), claim("w2")
+    snap, dropped = normalize_snapshot_counting(
+        {
+            "dedupe": [["s", "m"]],
+            "claims": [{"key": ["s", "m"], **first}, {"key": ["s", "m"], **second}],
+        }
+    )
+    assert (snap.claims, dropped) == ({("s", "m"): first}, 1)
+
+
+def test_normalize_claims_of_a_snapshot_instance() -> None:
+    claims: dict[Any, Any] = {("s", "m"): claim(), ("s", "gone"): claim(), ("x",): claim()}
+    snap = Snapshot(dedupe={("s", "m")}, dedupe_order=[("s", "m")], claims=claims)
+    assert normalize_snapshot_counting(snap) == (
+        Snapshot(dedupe={("s", "m")}, dedupe_order=[("s", "m")], claims={("s", "m"): claim()}),
+        2,
+    )
+
+
+def test_normalize_reads_claims_of_any_version() -> None:
+    doc = {"format": FORMAT, "version": 1, "dedupe": [["s", "m"]],
+           "claims": [{"key": ["s", "m"], **claim()}]}  # fmt: skip
+    assert normalize_snapshot(doc).claims == {("s", "m"): claim()}
 
 
 # --- timestamps: one grammar on every Python ---------------------------------------------------
