@@ -76,6 +76,10 @@ def id_problem(value: object) -> str | None:
 
 def as_id(value: object) -> str | None:
     """``value`` when it is an identifier, else None."""
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+        if value.isascii():
+            return value if "\x00" not in value else None
+        return value if _BAD_TEXT.search(value) is None else None
     return value if isinstance(value, str) and id_problem(value) is None else None
 
 
@@ -95,6 +99,19 @@ def dedupe_key_problem(value: object) -> tuple[str, str] | None:
 
 def as_dedupe_key(value: object) -> DedupeKey | None:
     """``(adapter, message_id)`` from a 2-element list or tuple of identifiers, else None."""
+    if type(value) is list and len(value) == 2:  # the JSON form of plain ASCII ids, fast
+        adapter, message_id = value
+        if (
+            type(adapter) is str
+            and type(message_id) is str
+            and 0 < len(adapter) <= MAX_ID_LENGTH
+            and 0 < len(message_id) <= MAX_ID_LENGTH
+            and adapter.isascii()
+            and message_id.isascii()
+            and "\x00" not in adapter
+            and "\x00" not in message_id
+        ):
+            return (adapter, message_id)
     if isinstance(value, (list, tuple)) and len(value) == 2:
         adapter, message_id = value
         if as_id(adapter) is not None and as_id(message_id) is not None:

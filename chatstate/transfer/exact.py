@@ -21,7 +21,7 @@ from chatstate.transfer.facts import MAX_LISTED, ArrayFacts, Bucket, ClaimFacts
 from chatstate.transfer.hashruns import HashRuns
 from chatstate.transfer.ledger import Ledger
 
-_NO_SUMS = (0, 0, 0)
+_NO_SUMS = (0, 0)
 
 
 class _File(Protocol):

@@ -9,7 +9,7 @@ import heapq
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from chatstate.snapshot_checks import Problem
+from chatstate.snapshot_checks import Problem, as_dedupe_key, as_id
 from chatstate.snapshot_scan import Problems, Scan
 from chatstate.transfer.hashruns import HashRuns, all_found, has_repeats
 from chatstate.transfer.jsonstream import JsonStream
@@ -65,10 +65,13 @@ class ArrayFacts:
     def read(self, stream: JsonStream) -> ArrayFacts:
         name, item, bucket, runs = self.name, self.scan.item, self.bucket, self.runs
         add = runs.add if self.keep else runs.add_sum
+        convert = as_id if name == "subscriptions" else as_dedupe_key
         for index, raw in enumerate(stream.elements((name,))):
-            bucket.index = index
-            value = item(name, index, raw)
-            if value is not None:
+            value = convert(raw)
+            if value is None:  # (the scan words the problem)
+                bucket.index = index
+                item(name, index, raw)
+            else:
                 add(value)
         self.count = runs.sums[0]
         return self

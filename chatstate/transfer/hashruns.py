@@ -19,7 +19,6 @@ from collections.abc import Hashable, Iterable, Iterator
 from itertools import islice, tee
 from typing import IO
 
-_MASK = (1 << 64) - 1
 #: Hashes kept in memory before a sorted run is written out (8 bytes each).
 RUN = 1 << 18
 
@@ -27,8 +26,8 @@ RUN = 1 << 18
 class HashRuns:
     """Hashes added one at a time; ``sorted()`` yields them in order (duplicates kept).
 
-    ``sums`` is an order-free fingerprint of the multiset of keys added (two independent
-    64-bit sums), for comparing two collections without sorting either."""
+    ``sums`` is an order-free fingerprint of the multiset of keys added (their count and the
+    sum of their hashes), for comparing two collections without sorting either."""
 
     def __init__(self, run: int | None = None) -> None:
         self.run = RUN if run is None else run
@@ -36,28 +35,24 @@ class HashRuns:
         self.runs: list[tuple[int, int]] = []  # (item offset in the file, length)
         self.file: IO[bytes] | None = None
         self.count = 0
-        self.sum1 = 0
-        self.sum2 = 0
+        self.total = 0
 
     def add(self, key: Hashable) -> None:
         """Record ``key`` (by its hash)."""
         h = hash(key)
         self.buf.append(h)
-        self.sum1 = (self.sum1 + h) & _MASK
-        self.sum2 = (self.sum2 + hash((h, 0x5EED))) & _MASK
+        self.total += h
         if len(self.buf) >= self.run:
             self._spill()
 
     def add_sum(self, key: Hashable) -> None:
         """Record ``key`` in ``sums`` only (``sorted()`` will not yield it)."""
-        h = hash(key)
         self.count += 1
-        self.sum1 = (self.sum1 + h) & _MASK
-        self.sum2 = (self.sum2 + hash((h, 0x5EED))) & _MASK
+        self.total += hash(key)
 
     @property
-    def sums(self) -> tuple[int, int, int]:
-        return (self.count + len(self.buf), self.sum1, self.sum2)
+    def sums(self) -> tuple[int, int]:
+        return (self.count + len(self.buf), self.total)
 
     def _spill(self) -> None:
         if self.file is None:

@@ -341,7 +341,7 @@ class JsonStream:
                     break
                 if end >= limit or end - pos > small or buf[end] != "," or buf[end + 1] in stop:
                     break
-                if may_nest_deeper(buf, pos, end, budget):
+                if end - pos > budget and may_nest_deeper(buf, pos, end, budget):
                     break
                 self.pos = pos = end + 1
                 yield obj

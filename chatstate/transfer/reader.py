@@ -284,12 +284,16 @@ class SnapshotFile:
             yield from exact.kept_ids(self.get_ledger())
             return
         for raw in self._elements("subscriptions"):
-            if as_id(raw) is not None:
+            if not self.lenient or as_id(raw) is not None:
                 yield raw
 
     def _order(self) -> Iterator[tuple[str, str]]:
         if "dedupe" in self.exact:
             yield from exact.kept_order(self.get_ledger())
+            return
+        if not self.lenient:  # checked in pass 1: every entry is a valid key
+            for raw in self._elements("dedupe_order"):
+                yield raw[0], raw[1]
             return
         for raw in self._elements("dedupe_order"):
             key = as_dedupe_key(raw)
