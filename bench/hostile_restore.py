@@ -7,6 +7,7 @@ size, wall seconds, peak RSS and the command's verdict (its first problem line, 
 would restore). The valid files are also restored for real into the SQLite database.
 
     .venv/bin/python bench/hostile_restore.py [--size 1G] [--keys-size 256M] [--only CASE ...]
+        [--max-value-bytes N] [--no-real] [--dir DIR]
 
 Cases (``--size`` each unless said):
 
@@ -173,6 +174,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(CASES))
     parser.add_argument("--dir", help="where to write the files (default: a temporary dir)")
     parser.add_argument("--no-real", action="store_true", help="dry runs only")
+    parser.add_argument(
+        "--max-value-bytes", help="passed on to chatstate_restore (default: its own, 1M)"
+    )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hostile-", dir=options.dir))
     database = work / "db.sqlite3"
@@ -189,7 +193,11 @@ def main() -> None:
             runs = [("dry run", ["--dry-run"])]
             if valid and not options.no_real:
                 runs.append(("restore", []))
+            limit = (
+                ["--max-value-bytes", options.max_value_bytes] if options.max_value_bytes else []
+            )
             for label, extra in runs:
+                extra = [*extra, *limit]
                 seconds, rss, code, out, err = timed(
                     ["chatstate_restore", str(path), "--namespace", f"hostile-{name}", *extra],
                     database,
