@@ -192,19 +192,19 @@ def assert_clean(data: bytes) -> None:
         assert outcome(data, chunk) == expected, (data[:300], chunk)
 
 
-@settings(deadline=None, max_examples=150)
+@settings(deadline=None, max_examples=120)
 @given(st.binary(max_size=120))
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     assert_clean(data)
 
 
-@settings(deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=150)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40))
 def test_fuzz_json_ish_text(tokens: list[str]) -> None:
     assert_clean("".join(tokens).encode("utf-8", "surrogatepass"))
 
 
-@settings(deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=120)
 @given(
     snapshots(),
     st.sampled_from([None, 1]),
