@@ -248,7 +248,17 @@ def _kind(value: object) -> str:
 
 
 def _walk(value: object, path: str, above: int, strict: bool) -> list[Problem]:
-    """Every problem of ``value`` (iterative: any depth, reference cycles included)."""
+    """Every problem of ``value`` (iterative: any depth, reference cycles included); paths
+    longer than 160 characters keep their start and end."""
+    return [
+        Problem(p.path[:100] + "..." + p.path[-50:], p.message, p.not_json)
+        if len(p.path) > 160
+        else p
+        for p in _walk_all(value, path, above, strict)
+    ]
+
+
+def _walk_all(value: object, path: str, above: int, strict: bool) -> list[Problem]:
     problems: list[Problem] = []
     on_path: set[int] = set()
     # (value, path, depth in the document, id to release from on_path when done)

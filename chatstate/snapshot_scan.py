@@ -46,8 +46,9 @@ ENTRY_FIELDS = ("owner", "strategy", "metadata")
 LOCK_TIMES = ("acquired_at", "expires_at")
 PENDING_TIMES = ("enqueued_at",)
 CLAIM_FIELDS = ("owner", "thread_id", "expires_at")
-#: How many arrays/objects hold a state map, lock metadata, pending metadata.
-_ABOVE = {"thread_state": 2, "channel_state": 2, "locks": 3, "pending_locks": 4}
+#: How many arrays/objects hold an entry of each object section (a pending entry is one
+#: level further down, inside its list); metadata is one level below its entry.
+_ABOVE = {"thread_state": 2, "channel_state": 2, "locks": 2, "pending_locks": 3}
 _KNOWS = "(this code reads " + " and ".join(map(str, VERSIONS)) + ")"
 
 _H = TypeVar("_H", bound=Hashable)

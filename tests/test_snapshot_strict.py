@@ -135,6 +135,43 @@ def test_an_astral_character_is_text() -> None:
     assert Snapshot.from_json(json.dumps(snap.to_dict())) == snap  # \ud83d\ude00 escapes
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "section, around",
+    [("thread_state", 2), ("channel_state", 2), ("locks", 3), ("pending_locks", 4)],
+)
+def test_512_levels_nest_in_every_section_and_513_do_not(section: str, around: int) -> None:
+    """The document nests at most 512 deep, counted alike in text and in Python values."""
+    for total in (512, 513):
+        value = _nested(total - around)
+        if section == "locks":
+            value = {"k": lock(metadata=value)}
+        elif section == "pending_locks":
+            value = {"k": [lock(metadata=value)]}
+        else:
+            value = {"t": value}
+        doc = valid(**{section: value})
+        problems = validate_snapshot(doc)
+        try:
+            Snapshot.from_json(json.dumps(doc))
+            from_json: list[str] = []
+        except InvalidSnapshot as exc:
+            from_json = exc.problems
+        if total == 512:
+            assert problems == from_json == []
+        else:
+            assert len(problems) == len(from_json) == 1
+            assert problems[0].endswith(".a.a.a: nested deeper than 512 levels")
+            assert "invalid JSON: nested deeper than 512 levels: line 1" in from_json[0]
+            assert len(problems[0]) < 200 and len(from_json[0]) < 200
+
+
 # --- claims --------------------------------------------------------------------------------------
 
 
