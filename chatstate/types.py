@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+from chatstate.isotime import parse_iso8601
+
 
 class _StrEnum(str, Enum):
     def __str__(self) -> str:
@@ -109,9 +111,10 @@ def to_iso(dt: datetime) -> str:
 
 
 def from_iso(text: str) -> datetime:
-    """Parse a snapshot timestamp (any ISO 8601 form; naive means UTC) to an aware datetime."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+    """Parse a snapshot timestamp to an aware datetime, identically on every Python: the
+    ISO 8601 grammar of :mod:`chatstate.isotime` (1–9 fraction digits, ``Z`` or an offset;
+    naive means UTC). ``ValueError`` for other text."""
+    return parse_iso8601(text)
 
 
 def epoch_to_iso(seconds: float) -> str:

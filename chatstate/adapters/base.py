@@ -244,6 +244,9 @@ class StateAdapter(AsyncStateAPI):
         """Replace (or with ``merge=True`` merge into) this namespace's state, all or nothing.
 
         When merging, incoming values win on conflicts; incoming pending entries are appended.
+        ``snapshot`` is checked first, strictly (:func:`chatstate.snapshot.snapshot_from`):
+        ``InvalidSnapshot`` (a ``ValueError``) or ``SnapshotNotJSON`` (a ``TypeError``) lists
+        every problem with its path, and nothing changes.
         """
         self._do_load_snapshot(snapshot_from(snapshot), bool(merge))
 

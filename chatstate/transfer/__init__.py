@@ -5,7 +5,10 @@
   section (what the adapters' streaming hooks exchange);
 - :mod:`~chatstate.transfer.writer`: ``write_snapshot``, exactly ``Snapshot.to_json``'s text;
 - :mod:`~chatstate.transfer.jsonstream` and :mod:`~chatstate.transfer.reader`: the file
-  checked as ``Snapshot.from_json`` would check it, then streamed;
+  checked as ``Snapshot.from_json`` would check it, then streamed, in bounded memory
+  (:mod:`~chatstate.transfer.facts`: per-section checks; :mod:`~chatstate.transfer.hashruns`
+  and :mod:`~chatstate.transfer.exact` / :mod:`~chatstate.transfer.ledger`: the cross-entry
+  rules, on hashes, then exactly on disk when they show a problem);
 - :mod:`~chatstate.transfer.operations`: export, restore, dry-run report.
 """
 

@@ -20,7 +20,9 @@ from typing import IO, Any, BinaryIO
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.snapshot import InvalidSnapshot
-from chatstate.transfer.reader import MAPS, SnapshotFile
+from chatstate.snapshot_scan import MAPS
+from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
+from chatstate.transfer.reader import SnapshotFile
 from chatstate.transfer.sections import SECTIONS, SnapshotSections
 from chatstate.transfer.writer import TextSink, write_snapshot
 
@@ -156,32 +158,35 @@ def restore_snapshot(
     dry_run: bool = False,
     lenient: bool = False,
     progress: Progress | None = None,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
 ) -> RestoreReport:
     """Check the snapshot in ``raw`` (a seekable binary file) in full, then load it into
     ``adapter`` with ``load_snapshot_stream`` (replace, or ``merge``), all or nothing.
 
     Strict (default): raises :class:`~chatstate.snapshot.InvalidSnapshot` listing every
-    problem, each with its JSON path, before anything is changed. ``lenient``: loads what
-    ``normalize_snapshot`` keeps (invalid JSON still raises). ``dry_run``: compares with the
-    namespace and changes nothing."""
-    snapshot_file = SnapshotFile(raw, lenient=lenient)
-    check = snapshot_file.check()
-    if check.problems:
-        raise InvalidSnapshot(check.problems)
-    sections = snapshot_file.sections()
-    report = RestoreReport(
-        counts={name: sections.counts.get(name, 0) for name in REPORTED},
-        dropped=check.dropped,
-        warnings=check.warnings,
-    )
-    if dry_run:
-        report.changes = plan_changes(adapter, sections, merge)
-        return report
-    if progress is not None:
-        sections = progress.watch(f"restore {adapter.namespace}", sections)
-    adapter.load_snapshot_stream(sections, merge)
-    if progress is not None:
-        progress.finish()
+    problem (the first 1,000; ``total`` counts them all), each with its JSON path, before
+    anything is changed. ``lenient``: loads what ``normalize_snapshot`` keeps (invalid JSON
+    still raises). ``dry_run``: compares with the namespace and changes nothing. No value
+    larger than ``max_value_bytes`` bytes of JSON text is read (one is a problem): memory
+    stays bounded whatever the file."""
+    with SnapshotFile(raw, lenient=lenient, max_value=max_value_bytes) as snapshot_file:
+        check = snapshot_file.check()
+        if check.problems:
+            raise InvalidSnapshot(check.problems, check.total)
+        sections = snapshot_file.sections()
+        report = RestoreReport(
+            counts={name: sections.counts.get(name, 0) for name in REPORTED},
+            dropped=check.dropped,
+            warnings=check.warnings,
+        )
+        if dry_run:
+            report.changes = plan_changes(adapter, sections, merge)
+            return report
+        if progress is not None:
+            sections = progress.watch(f"restore {adapter.namespace}", sections)
+        adapter.load_snapshot_stream(sections, merge)
+        if progress is not None:
+            progress.finish()
     return report
 
 
@@ -195,7 +200,7 @@ def plan_changes(
             "subscriptions": _set_changes(current.subscriptions, incoming.subscriptions, merge),
             "dedupe": _set_changes(current.dedupe, incoming.dedupe_order, merge),
         }
-        for name in MAPS:
+        for name in (*MAPS, "claims"):
             changes[name] = _map_changes(
                 getattr(current, name), getattr(incoming, name), merge, name == "pending_locks"
             )

@@ -11,23 +11,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from chatstate.snapshot import Snapshot
+from chatstate.snapshot import SECTIONS, Snapshot
 
 DedupeKey = tuple[str, str]
 Entry = tuple[str, dict[str, Any]]
 PendingList = tuple[str, list[dict[str, Any]]]
+Claim = tuple[DedupeKey, dict[str, Any]]
 _T = TypeVar("_T")
 
-#: The sections of the JSON form, in the order ``normalize_snapshot`` reads them.
-SECTIONS = (
-    "subscriptions",
-    "dedupe",
-    "dedupe_order",
-    "thread_state",
-    "channel_state",
-    "locks",
-    "pending_locks",
-)
+__all__ = ["SECTIONS", "Claim", "DedupeKey", "Entry", "PendingList", "SnapshotSections"]
 
 
 @dataclass
@@ -42,11 +34,16 @@ class SnapshotSections:
     - ``thread_state`` / ``channel_state``: ``(id, map)`` pairs sorted by id;
     - ``locks``: ``(key, {"owner", "strategy", "metadata"[, "acquired_at", "expires_at"]})``
       sorted by key;
-    - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order.
+    - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order;
+    - ``claims``: ``((adapter, message_id), {"owner", "thread_id", "expires_at"})`` sorted by
+      key: the dedupe keys a message cycle is handling right now (each also in the dedupe
+      sections).
 
     Each iterable is consumed at most once, section by section in any order. Values are what
     ``validate_snapshot`` accepts: a loader may trust them. ``dedupe`` may be left empty by a
-    producer that only feeds a loader (loaders read ``dedupe_order``, the authority).
+    producer that only feeds a loader (loaders read ``dedupe_order``, the authority). The
+    file reader (:class:`~chatstate.transfer.reader.SnapshotFile`) yields each section in
+    the file's order, which is the order above for a file this package wrote.
     """
 
     subscriptions: Iterable[str] = ()
@@ -56,6 +53,7 @@ class SnapshotSections:
     channel_state: Iterable[Entry] = ()
     locks: Iterable[Entry] = ()
     pending_locks: Iterable[PendingList] = ()
+    claims: Iterable[Claim] = ()
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -70,6 +68,7 @@ class SnapshotSections:
             channel_state=list(data["channel_state"].items()),
             locks=list(data["locks"].items()),
             pending_locks=list(data["pending_locks"].items()),
+            claims=[((c["key"][0], c["key"][1]), _claim(c)) for c in data["claims"]],
         )
         sections.counts = {name: len(getattr(sections, name)) for name in SECTIONS}
         return sections
@@ -85,6 +84,7 @@ class SnapshotSections:
             channel_state=dict(self.channel_state),
             locks=dict(self.locks),
             pending_locks=dict(self.pending_locks),
+            claims=dict(self.claims),
         )
 
     def total(self) -> int:
@@ -96,6 +96,10 @@ class SnapshotSections:
         (and at its end with the remainder), so a caller can show progress."""
         wrapped = {name: _ticking(getattr(self, name), tick, every) for name in SECTIONS}
         return SnapshotSections(**wrapped, counts=dict(self.counts))
+
+
+def _claim(entry: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in entry.items() if name != "key"}
 
 
 def _ticking(items: Iterable[_T], tick: Callable[[int], None], every: int) -> Iterator[_T]:

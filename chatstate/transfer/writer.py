@@ -68,6 +68,7 @@ class _Writer:
         header = {"format": _enc(FORMAT), "version": str(VERSION)}
         parts: list[tuple[str, Callable[[], None]]] = [
             ("channel_state", lambda: self.mapping(sections.channel_state, "channel_state")),
+            ("claims", lambda: self.claims(sections.claims)),
             ("dedupe", lambda: self.keys(sections.dedupe, "dedupe", check=True)),
             ("dedupe_order", lambda: self.keys(sections.dedupe_order, "dedupe_order")),
             ("format", lambda: self.out.write(header["format"])),
@@ -135,6 +136,17 @@ class _Writer:
             return sep.join([_enc(k) + colon + value(v, 2) for k, v in batch])
 
         self.container("{", "}", items, render, _Order(name, by_key=True))
+
+    def claims(self, items: Iterable[tuple[tuple[str, str], dict[str, Any]]]) -> None:
+        value, sep = self.value, "," + self.nl[2]
+
+        def render(batch: list[tuple[tuple[str, str], dict[str, Any]]]) -> str:
+            entries = [{**claim, "key": [key[0], key[1]]} for key, claim in batch]
+            if self.compact:
+                return self.dumps(entries)[1:-1]
+            return sep.join([value(entry, 2) for entry in entries])
+
+        self.container("[", "]", items, render, _Order("claims", by_key=True))
 
 
 class _Order:

@@ -3,7 +3,8 @@ nothing, after checking all of it."""
 
 from __future__ import annotations
 
-from argparse import ArgumentParser
+import re
+from argparse import ArgumentParser, ArgumentTypeError
 from collections import Counter
 from typing import Any
 
@@ -11,10 +12,22 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chatstate.management.commands._common import adapter_for, add_namespace_argument
 from chatstate.snapshot import InvalidSnapshot
+from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
 from chatstate.transfer.operations import Progress, RestoreReport, restore_snapshot
 from chatstate.transfer.reader import open_source
 
 _KINDS = ("added", "replaced", "appended", "removed", "unchanged")
+_SIZE = re.compile(r"\s*([0-9]+)\s*([KMG]?)(?:i?B)?\s*", re.IGNORECASE)
+_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
+
+
+def byte_size(text: str) -> int:
+    """``"1048576"``, ``"512K"``, ``"4M"``, ``"1GiB"`` (binary units) as bytes, >= 1."""
+    match = _SIZE.fullmatch(text)
+    value = int(match[1]) << _SHIFT[match[2].upper()] if match else 0
+    if value < 1:
+        raise ArgumentTypeError(f"expected a size of at least 1 byte (1048576, 512K, 4M): {text!r}")
+    return value
 
 
 class Command(BaseCommand):
@@ -37,6 +50,17 @@ class Command(BaseCommand):
             "--dry-run",
             action="store_true",
             help="print what would be added, replaced and removed per section; change nothing",
+        )
+        parser.add_argument(
+            "--max-value-bytes",
+            type=byte_size,
+            default=DEFAULT_MAX_VALUE_BYTES,
+            metavar="N",
+            help=(
+                "refuse any single value (a state map, a lock, a pending list, an id…) whose "
+                "JSON text is larger than N bytes (K/M/G suffixes are binary; default 1M). "
+                "Bounds memory: raise it only for a file you trust to hold larger states"
+            ),
         )
         parser.add_argument(
             "--lenient",
@@ -62,14 +86,19 @@ class Command(BaseCommand):
                     dry_run=options["dry_run"],
                     lenient=options["lenient"],
                     progress=progress,
+                    max_value_bytes=options["max_value_bytes"],
                 )
         except InvalidSnapshot as exc:
             for problem in exc.problems:
                 self.stderr.write(problem)
-            count = len(exc.problems)
+            count = exc.total
+            unlisted = count - len(exc.problems)
+            if unlisted:
+                self.stderr.write(f"... and {unlisted:,} more problems, not listed")
+            listed = f"the first {len(exc.problems):,} listed above" if unlisted else "listed above"
             raise CommandError(
-                f"{path} is not a valid snapshot ({count} problem{'s' if count != 1 else ''}, "
-                "listed above); nothing was changed"
+                f"{path} is not a valid snapshot ({count:,} problem{'s' if count != 1 else ''}, "
+                f"{listed}); nothing was changed"
             ) from exc
         except OSError as exc:
             self.stderr.write(f"$: cannot read {path}: {exc.strerror or exc}")
