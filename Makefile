@@ -43,6 +43,7 @@ test: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check chatstate example_project
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(PY) -m mypy

@@ -115,15 +115,17 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "run_on(vendor): collect only in the run on that database ('sqlite' or "
-        "'postgresql'); elsewhere the test is deselected, not skipped"
+        "markers",
+        "run_on(vendor): collect only in the run on that database ('sqlite' or "
+        "'postgresql'); elsewhere the test is deselected, not skipped",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect tests marked ``run_on(vendor)`` for another database's run."""
     other = [
-        item for item in items
+        item
+        for item in items
         if (marker := item.get_closest_marker("run_on")) and marker.args[0] != VENDOR
     ]
     if other:
@@ -156,7 +158,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_sep("-", f"tests per backend ({VENDOR} run)")
     for label in labels:
         counts = ", ".join(
-            f"{_tally[(label, o)]} {o}" for o in ("passed", "failed", "skipped")
+            f"{_tally[(label, o)]} {o}"
+            for o in ("passed", "failed", "skipped")
             if _tally[(label, o)]
         )
         terminalreporter.write_line(f"{label:>22}: {counts}")

@@ -45,8 +45,12 @@ def postgres_reachable() -> bool:
         return False
     try:
         psycopg.connect(
-            host=PG["HOST"], port=PG["PORT"], user=PG["USER"], password=PG["PASSWORD"],
-            dbname=PG["NAME"], connect_timeout=2,
+            host=PG["HOST"],
+            port=PG["PORT"],
+            user=PG["USER"],
+            password=PG["PASSWORD"],
+            dbname=PG["NAME"],
+            connect_timeout=2,
         ).close()
     except psycopg.Error:
         return False
@@ -72,8 +76,10 @@ def main(argv: list[str]) -> int:
     if CHECKS[name]():
         return 0
     if IN_CI:
-        print(f"CI=true and {name} is unreachable: the {name} suite is required in CI.",
-              file=sys.stderr)
+        print(
+            f"CI=true and {name} is unreachable: the {name} suite is required in CI.",
+            file=sys.stderr,
+        )
         return 2
     return 1
 

@@ -14,11 +14,29 @@ from chatstate import bench
 
 def test_a_memory_run_prints_one_json_object_with_the_design_fields() -> None:
     out = StringIO()
-    call_command("chatstate_bench", adapter="memory", workers=2, cycles=300, mode="primitives",
-                 json=True, stdout=out)
+    call_command(
+        "chatstate_bench",
+        adapter="memory",
+        workers=2,
+        cycles=300,
+        mode="primitives",
+        json=True,
+        stdout=out,
+    )
     figures = json.loads(out.getvalue())
-    for field in ("adapter", "database_vendor", "workers", "cycles", "seconds", "cycles_per_s",
-                  "p50_ms", "p99_ms", "statements_per_cycle", "commits_per_cycle", "mode"):
+    for field in (
+        "adapter",
+        "database_vendor",
+        "workers",
+        "cycles",
+        "seconds",
+        "cycles_per_s",
+        "p50_ms",
+        "p99_ms",
+        "statements_per_cycle",
+        "commits_per_cycle",
+        "mode",
+    ):
         assert field in figures
     assert figures["adapter"] == "memory"
     assert (figures["workers"], figures["cycles"], figures["mode"]) == (2, 300, "primitives")
@@ -60,8 +78,15 @@ def test_the_floor_needs_postgresql_or_redis() -> None:
 
 def test_an_async_run_shares_one_event_loop_among_its_coroutines() -> None:
     out = StringIO()
-    call_command("chatstate_bench", adapter="memory", cycles=400, concurrency_async=True,
-                 concurrency=4, json=True, stdout=out)
+    call_command(
+        "chatstate_bench",
+        adapter="memory",
+        cycles=400,
+        concurrency_async=True,
+        concurrency=4,
+        json=True,
+        stdout=out,
+    )
     figures = json.loads(out.getvalue())
     assert (figures["workers"], figures["concurrency"], figures["cycles"]) == (1, 4, 400)
     assert figures["cycles_per_s"] > 0

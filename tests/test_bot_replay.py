@@ -46,8 +46,14 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
 
 
 def free_port() -> int:
@@ -65,7 +71,10 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -93,8 +102,9 @@ def thread_info(base: str, channel: str, thread: str) -> dict[str, object]:
     from example_project.bot.signing import signed_headers
 
     query = urlencode({"platform": "slack", "channel_id": channel, "thread_id": thread})
-    request = urllib.request.Request(f"{base}/bot/threads?{query}",
-                                     headers=signed_headers(query.encode(), SECRET))
+    request = urllib.request.Request(
+        f"{base}/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET)
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -109,7 +119,7 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     out = replayed.stdout
     assert f"{server}, sync view, 4 concurrent senders" in out
-    assert ("17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out), out
+    assert "17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out, out
     assert replayed.stderr == ""  # no progress bar: stderr is not a terminal
     assert "duplicate, dropped" in out and "slack:C-support:deploy-42" in out
 
@@ -135,8 +145,10 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
     # The server remembers: replaying again (through the async view) drops everything.
     again = manage(env, "replay", "--url", server, "--async")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "17 deliveries: 0 handled at once, 0 queued then handled in order, " \
-           "17 duplicates dropped, 0 errors." in again.stdout
+    assert (
+        "17 deliveries: 0 handled at once, 0 queued then handled in order, "
+        "17 duplicates dropped, 0 errors." in again.stdout
+    )
     assert thread_info(server, "C-support", "deploy-42")["state"] == deploy["state"]
 
 
@@ -173,8 +185,10 @@ def test_conversation_file_errors_name_the_line(tmp_path: Path) -> None:
     cases = {
         "not json": ("{oops", "line 2: not JSON"),
         "no deliveries": ('{"note": "x"}', "line 2: expected an object with a 'deliveries' list"),
-        "bad message": ('{"deliveries": [{"platform": "slack"}]}',
-                        "line 2: deliveries[0]: message_id is required"),
+        "bad message": (
+            '{"deliveries": [{"platform": "slack"}]}',
+            "line 2: deliveries[0]: message_id is required",
+        ),
     }
     for name, (line, error) in cases.items():
         path = tmp_path / f"{name}.jsonl"
@@ -217,8 +231,11 @@ class FlakySender:
     def post(self, message: dict[str, object]) -> replay.Reply:
         self.sent += 1
         if self.sent <= self.refusals:
-            return 503, {"error": f"message {message['message_id']} is being handled now",
-                         "field": None}, 0.0
+            return (
+                503,
+                {"error": f"message {message['message_id']} is being handled now", "field": None},
+                0.0,
+            )
         return 200, {"status": "duplicate", "thread": "t", "replies": [], "drained": []}, None
 
     def thread(self, message: dict[str, object]) -> tuple[int, dict[str, object]]:
@@ -234,9 +251,11 @@ def test_a_503_is_redelivered_after_its_retry_after() -> None:
     assert (outcome.status, outcome.kind) == (200, "duplicate")
     assert outcome.refused == ["message m02 is being handled now"] * 2
     assert report.describe(outcome, {}) == (
-        "503 (message m02 is being handled now) (2 times), redelivered: duplicate, dropped")
+        "503 (message m02 is being handled now) (2 times), redelivered: duplicate, dropped"
+    )
     assert report.summary(report.counts([outcome], [])).endswith(
-        "1 duplicates dropped, 0 errors. 1 answered 503 first, then redelivered.")
+        "1 duplicates dropped, 0 errors. 1 answered 503 first, then redelivered."
+    )
 
 
 def test_redelivery_gives_up_after_max_redeliveries() -> None:
@@ -246,25 +265,33 @@ def test_redelivery_gives_up_after_max_redeliveries() -> None:
     assert sender.sent == 1 + replay.MAX_REDELIVERIES
     assert (outcome.status, outcome.kind) == (503, "error")
     assert report.problems([outcome], []) == [
-        "step 1 m02: HTTP 503 {'error': 'message m02 is being handled now', 'field': None}"]
+        "step 1 m02: HTTP 503 {'error': 'message m02 is being handled now', 'field': None}"
+    ]
 
 
 def _thread(*processed: str) -> dict[str, object]:
-    return {"thread": "slack:C-support:deploy-42", "subscribed": True,
-            "state": {"processed": list(processed)}, "channel": "slack:C-support",
-            "channel_state": {}}
+    return {
+        "thread": "slack:C-support:deploy-42",
+        "subscribed": True,
+        "state": {"processed": list(processed)},
+        "channel": "slack:C-support",
+        "channel_state": {},
+    }
 
 
 def test_problems_reports_a_queued_message_overtaken() -> None:
     """A holder answers its own message, then what it drained, one after the other: a
     message processed in between (or the drained ones in another order) is a reordering."""
     burst = replay.load_steps(replay.SAMPLE)[3].deliveries  # m03..m06
-    outcomes = [report.Outcome(4, burst[0], 200, {"status": "handled", "drained": ["m04", "m05"]}),
-                report.Outcome(4, burst[1], 202, {"status": "queued"}),
-                report.Outcome(4, burst[2], 202, {"status": "queued"}),
-                report.Outcome(4, burst[3], 200, {"status": "handled", "drained": []})]
+    outcomes = [
+        report.Outcome(4, burst[0], 200, {"status": "handled", "drained": ["m04", "m05"]}),
+        report.Outcome(4, burst[1], 202, {"status": "queued"}),
+        report.Outcome(4, burst[2], 202, {"status": "queued"}),
+        report.Outcome(4, burst[3], 200, {"status": "handled", "drained": []}),
+    ]
     assert report.problems(outcomes, [_thread("m03", "m04", "m05", "m06")]) == []
     assert report.problems(outcomes, [_thread("m03", "m06", "m04", "m05")]) == [
         "slack:C-support:deploy-42: m03 m04 m05 were not processed in that order one after "
-        "the other (m03 m06 m04 m05)"]
+        "the other (m03 m06 m04 m05)"
+    ]
     assert report.problems(outcomes, [_thread("m06", "m03", "m05", "m04")]) != []

@@ -42,8 +42,16 @@ def bot(store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def message(mid: str, text: str = "hello", user: str = "alice", **fields: Any) -> dict[str, Any]:
-    return {"platform": "slack", "message_id": mid, "channel_id": "C1", "thread_id": "T1",
-            "user": user, "text": text, "ts": 1700000000.5, **fields}
+    return {
+        "platform": "slack",
+        "message_id": mid,
+        "channel_id": "C1",
+        "thread_id": "T1",
+        "user": user,
+        "text": text,
+        "ts": 1700000000.5,
+        **fields,
+    }
 
 
 def body_of(data: Any) -> bytes:
@@ -56,15 +64,21 @@ Post = Callable[..., tuple[int, dict[str, Any]]]
 def send_sync(data: Any, headers: dict[str, str] | None = None) -> Any:
     """POST ``data`` (signed, unless ``headers`` are given) to the sync view; its response."""
     body = body_of(data)
-    return Client().post("/bot/webhook", body, content_type="application/json",
-                         headers=signed_headers(body, SECRET) if headers is None else headers)
+    return Client().post(
+        "/bot/webhook",
+        body,
+        content_type="application/json",
+        headers=signed_headers(body, SECRET) if headers is None else headers,
+    )
 
 
 async def send_async(data: Any, headers: dict[str, str] | None = None) -> Any:
     """The same through the async view (awaited on the running loop)."""
     body = body_of(data)
     return await AsyncClient().post(
-        "/bot/webhook-async", body, content_type="application/json",
+        "/bot/webhook-async",
+        body,
+        content_type="application/json",
         headers=signed_headers(body, SECRET) if headers is None else headers,
     )
 
@@ -141,8 +155,10 @@ INVALID: list[tuple[str, Any, str]] = [
     ("not json", b"{nope", "body"),
     ("not an object", [1, 2], "body"),
     ("not utf-8", b"\xff\xfe{}", "body"),
-    *[(f"missing {f}", {k: v for k, v in message("m1").items() if k != f}, f)
-      for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text", "ts")],
+    *[
+        (f"missing {f}", {k: v for k, v in message("m1").items() if k != f}, f)
+        for f in ("platform", "message_id", "channel_id", "thread_id", "user", "text", "ts")
+    ],
     ("platform not a string", message("m1", platform=7), "platform"),
     ("platform empty", message("m1", platform=""), "platform"),
     ("platform too long", message("m1", platform="p" * 33), "platform"),
@@ -210,14 +226,20 @@ def _signature_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], str
         ("wrong secret", lambda b: signed_headers(b, "not-the-secret"), SIGNATURE_HEADER),
         ("other body", lambda b: signed_headers(b + b" ", SECRET), SIGNATURE_HEADER),
         ("garbage", lambda b: _headers(b, signature="v0=zz"), SIGNATURE_HEADER),
-        ("other version", lambda b: _headers(b, signature="v1" + _headers(b)[SIGNATURE_HEADER][2:]),
-         SIGNATURE_HEADER),
+        (
+            "other version",
+            lambda b: _headers(b, signature="v1" + _headers(b)[SIGNATURE_HEADER][2:]),
+            SIGNATURE_HEADER,
+        ),
         ("timestamp not a number", lambda b: _headers(b, timestamp="soon"), TIMESTAMP_HEADER),
         ("stale", lambda b: signed_headers(b, SECRET, now=now - 301), TIMESTAMP_HEADER),
         ("from the future", lambda b: signed_headers(b, SECRET, now=now + 301), TIMESTAMP_HEADER),
         # The signature covers the timestamp: re-dating a captured request breaks it.
-        ("re-dated", lambda b: {**signed_headers(b, SECRET, now=now - 400),
-                                TIMESTAMP_HEADER: str(now)}, SIGNATURE_HEADER),
+        (
+            "re-dated",
+            lambda b: {**signed_headers(b, SECRET, now=now - 400), TIMESTAMP_HEADER: str(now)},
+            SIGNATURE_HEADER,
+        ),
     ]
 
 
@@ -270,14 +292,18 @@ def _asgi_request(body: bytes, content_length: bool) -> ASGIRequest:
     headers.append((b"content-type", b"application/json"))
     if content_length:
         headers.append((b"content-length", str(len(body)).encode()))
-    scope = {"type": "http", "method": "POST", "path": "/bot/webhook-async",
-             "query_string": b"", "headers": headers, "server": ("localhost", 80)}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/bot/webhook-async",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("localhost", 80),
+    }
     return ASGIRequest(scope, io.BytesIO(body))
 
 
-def test_413_when_the_body_is_larger_than_no_content_length_says(
-    bot: Any, settings: Any
-) -> None:
+def test_413_when_the_body_is_larger_than_no_content_length_says(bot: Any, settings: Any) -> None:
     """A chunked body declares no Content-Length: the bytes read are bounded all the same."""
     settings.BOT_MAX_BODY_BYTES = 400
     response = run_async(views.webhook_async, _asgi_request(_padded(401), content_length=False))
@@ -289,8 +315,14 @@ def test_413_when_the_body_is_larger_than_no_content_length_says(
 
 def test_bad_content_length_is_400(bot: Any) -> None:
     body = body_of(message("m1"))
-    response = Client().generic("POST", "/bot/webhook", body, "application/json",
-                                CONTENT_LENGTH="lots", headers=signed_headers(body, SECRET))
+    response = Client().generic(
+        "POST",
+        "/bot/webhook",
+        body,
+        "application/json",
+        CONTENT_LENGTH="lots",
+        headers=signed_headers(body, SECRET),
+    )
     assert response.status_code == 400
     assert response.json()["field"] == "Content-Length"
 
@@ -330,6 +362,7 @@ def test_thread_lookup(bot: Any) -> None:
     unsigned = Client().get(f"/bot/threads?{query}")
     assert unsigned.status_code == 401
     missing = "platform=slack&channel_id=C1"
-    response = Client().get(f"/bot/threads?{missing}",
-                            headers=signed_headers(missing.encode(), SECRET))
+    response = Client().get(
+        f"/bot/threads?{missing}", headers=signed_headers(missing.encode(), SECRET)
+    )
     assert (response.status_code, response.json()["field"]) == (400, "thread_id")

@@ -40,8 +40,14 @@ def meanwhile(post: Post, monkeypatch: pytest.MonkeyPatch) -> Callable[[Plan], l
 
         def record(sent: dict[str, Any], response: Any) -> None:
             data = response.json()
-            answers.append((sent["message_id"], response.status_code,
-                            data.get("status") or data["error"], response.get("Retry-After")))
+            answers.append(
+                (
+                    sent["message_id"],
+                    response.status_code,
+                    data.get("status") or data["error"],
+                    response.get("Retry-After"),
+                )
+            )
 
         if post is post_sync:
 
@@ -94,12 +100,18 @@ def test_burst_into_a_busy_thread_is_answered_in_arrival_order(
     """While m1 is answered, m2–m4 queue (a redelivered queued m3 is a duplicate, a
     redelivered m1 a 503: it may still fail); m5 arrives while m2 is answered, after the
     queue was handed out: it queues too, and is answered last. Nothing overtakes."""
-    answers = meanwhile({
-        "m1": [message("m2", user="bob"), message("m3", user="carol"),
-               message("m3", user="carol"), message("m1", "@bot watch this"),
-               message("m4", user="dave")],
-        "m2": [message("m5", user="erin"), message("m2", user="bob")],
-    })
+    answers = meanwhile(
+        {
+            "m1": [
+                message("m2", user="bob"),
+                message("m3", user="carol"),
+                message("m3", user="carol"),
+                message("m1", "@bot watch this"),
+                message("m4", user="dave"),
+            ],
+            "m2": [message("m5", user="erin"), message("m2", user="bob")],
+        }
+    )
     status, body = post(message("m1", "@bot watch this"))
     assert answers == [
         ("m2", 202, "queued", None),
@@ -110,8 +122,7 @@ def test_burst_into_a_busy_thread_is_answered_in_arrival_order(
         ("m5", 202, "queued", None),
         ("m2", 200, "duplicate", None),  # queued, so stored: not a 503
     ]
-    assert (status, body["status"], body["drained"]) == (200, "handled",
-                                                        ["m2", "m3", "m4", "m5"])
+    assert (status, body["status"], body["drained"]) == (200, "handled", ["m2", "m3", "m4", "m5"])
     assert in_reply_to(body["replies"]) == ["m1", "m2", "m3", "m4", "m5"]
     state = bot.thread_state(THREAD)
     assert state["processed"] == ["m1", "m2", "m3", "m4", "m5"]
@@ -123,8 +134,10 @@ def test_burst_into_a_busy_thread_is_answered_in_arrival_order(
     assert bot.lock(THREAD, "probe") is LockResult.ACQUIRED  # the last drain step released
     bot.release_lock(THREAD, "probe")
     for mid in ("m1", "m5"):  # the platform's later redeliveries are duplicates now
-        assert post(message(mid))[:2] == (200, {"status": "duplicate", "thread": THREAD,
-                                                "replies": [], "drained": []})
+        assert post(message(mid))[:2] == (
+            200,
+            {"status": "duplicate", "thread": THREAD, "replies": [], "drained": []},
+        )
 
 
 def test_the_thread_is_free_after_a_drain(
@@ -204,14 +217,18 @@ def test_a_lost_lease_is_a_503_and_writes_nothing(
         assert bot.lock(THREAD, "thief") is LockResult.ACQUIRED
 
     meanwhile({"m1": [steal]})
-    assert_retry_later(send(message("m1", "@bot hi")),
-                       "the bot lost the thread to another delivery; retry later")
+    assert_retry_later(
+        send(message("m1", "@bot hi")), "the bot lost the thread to another delivery; retry later"
+    )
     assert bot.thread_state(THREAD) == {}
     assert bot.snapshot().locks[THREAD]["owner"] == "thief"
 
 
 def test_a_full_queue_is_a_503(
-    bot: Any, post: Post, send: Callable[[Any], Any], make_store: Any,
+    bot: Any,
+    post: Post,
+    send: Callable[[Any], Any],
+    make_store: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A queue at ``MAX_PENDING`` refuses the newcomer (``overflow="drop_newest"``), so no

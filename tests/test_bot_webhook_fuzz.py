@@ -75,14 +75,36 @@ def outcome(body: bytes) -> Message | InvalidMessage:
 # -- strategies -----------------------------------------------------------------------------
 
 #: Characters that break things, mixed into otherwise arbitrary text (surrogates included).
-NASTY = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", " ", "\n", "\t", ":", "\x7f",
-         "\u2028", "\ufeff", '"', "\\", "[", "{"]
+NASTY = [
+    "\x00",
+    "\ud800",
+    "\udbff",
+    "\udc00",
+    "\udfff",
+    " ",
+    "\n",
+    "\t",
+    ":",
+    "\x7f",
+    "\u2028",
+    "\ufeff",
+    '"',
+    "\\",
+    "[",
+    "{",
+]
 any_text = st.text(st.characters(exclude_categories=()) | st.sampled_from(NASTY), max_size=40)
 #: Characters of valid text (given exclusions, ``characters`` no longer leaves surrogates out).
 storable_chars = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 id_text = st.text(st.characters(categories=("L", "N", "P", "S")), min_size=1, max_size=24)
-json_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | any_text
-                | st.integers(min_value=10**300, max_value=10**400))
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.integers(min_value=10**300, max_value=10**400)
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
@@ -106,11 +128,16 @@ def encode(value: Any, ascii_only: bool) -> bytes:
 @st.composite
 def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
     no_colon = id_text.filter(lambda s: ":" not in s)
-    ids = {field: draw(no_colon if field in ("platform", "channel_id") else id_text)
-           for field in ID_FIELDS}  # id_text is shorter than every limit
+    ids = {
+        field: draw(no_colon if field in ("platform", "channel_id") else id_text)
+        for field in ID_FIELDS
+    }  # id_text is shorter than every limit
     text = draw(st.text(storable_chars, max_size=60))
-    ts = draw(st.floats(0, MAX_TS) | st.integers(0, MAX_TS)
-              | st.from_regex(r"\A[0-9]{1,10}\.[0-9]{1,6}\Z"))
+    ts = draw(
+        st.floats(0, MAX_TS)
+        | st.integers(0, MAX_TS)
+        | st.from_regex(r"\A[0-9]{1,10}\.[0-9]{1,6}\Z")
+    )
     return {**ids, "text": text, "ts": ts}
 
 
@@ -127,9 +154,7 @@ def bad_id(field: str) -> st.SearchStrategy[Any]:
         st.just(""),
         st.text(min_size=limit + 1, max_size=limit + 8),
         # id_text is shorter than the limit: the bad character survives the cut.
-        st.tuples(id_text, st.sampled_from(bad_chars), id_text).map(
-            lambda t: "".join(t)[:limit]
-        ),
+        st.tuples(id_text, st.sampled_from(bad_chars), id_text).map(lambda t: "".join(t)[:limit]),
         json_values.filter(lambda v: not isinstance(v, str)),
     )
 
@@ -138,18 +163,39 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **{field: bad_id(field) for field in ID_FIELDS},
     "text": st.one_of(
         st.text(min_size=MAX_TEXT + 1, max_size=MAX_TEXT + 1),
-        st.tuples(any_text, st.sampled_from(["\x00", "\ud800", "\udc00", "\udbff"]),
-                  any_text).map("".join).filter(lambda s: len(s) <= MAX_TEXT),
+        st.tuples(any_text, st.sampled_from(["\x00", "\ud800", "\udc00", "\udbff"]), any_text)
+        .map("".join)
+        .filter(lambda s: len(s) <= MAX_TEXT),
         json_values.filter(lambda v: not isinstance(v, str)),
     ),
     "ts": st.one_of(
-        st.integers(max_value=-1), st.integers(min_value=MAX_TS + 1),
+        st.integers(max_value=-1),
+        st.integers(min_value=MAX_TS + 1),
         st.floats(max_value=-1e-9) | st.floats(min_value=MAX_TS + 1),
-        st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "", "nan",
-                         "inf", "1e9", " 1", "1_0", "٣", "-1", "9" * 400, "1." + "0" * 400,
-                         "1\x00", "\ud800"]),
-        st.lists(st.integers(), max_size=2), st.dictionaries(any_text, st.integers(),
-                                                              max_size=2),
+        st.sampled_from(
+            [
+                math.nan,
+                math.inf,
+                -math.inf,
+                True,
+                False,
+                None,
+                "",
+                "nan",
+                "inf",
+                "1e9",
+                " 1",
+                "1_0",
+                "٣",
+                "-1",
+                "9" * 400,
+                "1." + "0" * 400,
+                "1\x00",
+                "\ud800",
+            ]
+        ),
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(any_text, st.integers(), max_size=2),
     ),
 }
 
@@ -180,8 +226,11 @@ def test_valid_messages_parse_to_themselves(data: dict[str, Any], ascii_only: bo
 
 
 @settings(deadline=None, max_examples=200)
-@given(valid_messages(), st.sampled_from(FIELDS).flatmap(
-    lambda f: st.tuples(st.just(f), BAD_VALUES[f])), st.booleans())
+@given(
+    valid_messages(),
+    st.sampled_from(FIELDS).flatmap(lambda f: st.tuples(st.just(f), BAD_VALUES[f])),
+    st.booleans(),
+)
 def test_one_hostile_field_is_named(
     data: dict[str, Any], hostile: tuple[str, Any], ascii_only: bool
 ) -> None:
@@ -194,8 +243,7 @@ def test_one_hostile_field_is_named(
 
 
 @settings(deadline=None, max_examples=50)
-@given(valid_messages(), st.sampled_from([*FIELDS, "extra"]),
-       st.integers(MAX_DEPTH, 6000))
+@given(valid_messages(), st.sampled_from([*FIELDS, "extra"]), st.integers(MAX_DEPTH, 6000))
 def test_deep_nesting_names_the_key(data: dict[str, Any], field: str, depth: int) -> None:
     body = json.dumps({**data, field: RAW}).replace(json.dumps(RAW), nested(depth))
     result = outcome(body.encode())
@@ -205,26 +253,34 @@ def test_deep_nesting_names_the_key(data: dict[str, Any], field: str, depth: int
 
 
 @settings(deadline=None, max_examples=200)
-@given(valid_messages(), st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=3)),
-                                  min_size=1, max_size=4))
+@given(
+    valid_messages(),
+    st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=3)), min_size=1, max_size=4),
+)
 def test_mutated_bytes_parse_or_are_refused(
     data: dict[str, Any], edits: list[tuple[int, bytes]]
 ) -> None:
     body = bytearray(encode(data, ascii_only=True))
     for position, replacement in edits:
         at = position % (len(body) + 1)
-        body[at:at + len(replacement) // 2 + 1] = replacement
+        body[at : at + len(replacement) // 2 + 1] = replacement
     outcome(bytes(body))
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH, MAX_DEPTH + 1, 5000, 100_000])
 def test_nesting_limit_is_exact(depth: int) -> None:
     """``MAX_DEPTH`` levels are accepted (a message itself is one), one more is refused."""
-    data = {"platform": "slack", "message_id": "m1", "channel_id": "C1", "thread_id": "T1",
-            "user": "alice", "text": "hi", "ts": 1.5}
+    data = {
+        "platform": "slack",
+        "message_id": "m1",
+        "channel_id": "C1",
+        "thread_id": "T1",
+        "user": "alice",
+        "text": "hi",
+        "ts": 1.5,
+    }
     inside = nested(depth - 1)  # inside the message object: depth levels in all
-    result = outcome(json.dumps({**data, "extra": RAW}).replace(json.dumps(RAW), inside)
-                     .encode())
+    result = outcome(json.dumps({**data, "extra": RAW}).replace(json.dumps(RAW), inside).encode())
     if depth <= MAX_DEPTH:
         assert not isinstance(result, InvalidMessage), result.error
     else:
@@ -235,8 +291,10 @@ def test_nesting_limit_is_exact(depth: int) -> None:
 
 @pytest.mark.parametrize("key", ["text", "ts", "message_id", "extra"])
 def test_a_repeated_known_field_is_refused(key: str) -> None:
-    body = (b'{"platform":"slack","message_id":"m1","channel_id":"C1","thread_id":"T1",'
-            b'"user":"alice","text":"hi","ts":1.5,"extra":0,"' + key.encode() + b'":"x"}')
+    body = (
+        b'{"platform":"slack","message_id":"m1","channel_id":"C1","thread_id":"T1",'
+        b'"user":"alice","text":"hi","ts":1.5,"extra":0,"' + key.encode() + b'":"x"}'
+    )
     result = outcome(body)
     if key == "extra":
         assert not isinstance(result, InvalidMessage)  # no known field is ambiguous
@@ -256,20 +314,25 @@ def view_store(store: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> An
     return store
 
 
-@settings(deadline=None, max_examples=40,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.binary(max_size=200),
-    json_values.map(lambda v: encode(v, ascii_only=True)),
-    st.tuples(valid_messages(), st.sampled_from(FIELDS).flatmap(
-        lambda f: st.tuples(st.just(f), BAD_VALUES[f]))).map(
-        lambda t: encode({**t[0], t[1][0]: t[1][1]}, ascii_only=True)),
-    valid_messages().map(lambda d: encode(d, ascii_only=True)),
-))
+@settings(
+    deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: encode(v, ascii_only=True)),
+        st.tuples(
+            valid_messages(),
+            st.sampled_from(FIELDS).flatmap(lambda f: st.tuples(st.just(f), BAD_VALUES[f])),
+        ).map(lambda t: encode({**t[0], t[1][0]: t[1][1]}, ascii_only=True)),
+        valid_messages().map(lambda d: encode(d, ascii_only=True)),
+    )
+)
 def test_the_view_never_fails_on_input(view_store: Any, body: bytes) -> None:
     """Every backend of the run, through the real view: 200/202 or a 400 naming a field."""
-    response = Client().post("/bot/webhook", body, content_type="application/json",
-                             headers=signed_headers(body, SECRET))
+    response = Client().post(
+        "/bot/webhook", body, content_type="application/json", headers=signed_headers(body, SECRET)
+    )
     answer = response.json()
     assert response.status_code in (200, 202, 400), answer
     if response.status_code == 400:

@@ -25,8 +25,16 @@ STRING_FIELDS = (*ID_FIELDS, "text")
 
 
 def message(**fields: Any) -> dict[str, Any]:
-    return {"platform": "slack", "message_id": "m1", "channel_id": "C1", "thread_id": "T1",
-            "user": "alice", "text": "@bot hi", "ts": 1700000000.5, **fields}
+    return {
+        "platform": "slack",
+        "message_id": "m1",
+        "channel_id": "C1",
+        "thread_id": "T1",
+        "user": "alice",
+        "text": "@bot hi",
+        "ts": 1700000000.5,
+        **fields,
+    }
 
 
 def body_of(data: Any) -> bytes:
@@ -50,8 +58,11 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("UTF-16", json.dumps(message()).encode("utf-16"), "body"),
     ("5000 nested arrays", b"[" * 5000 + b"]" * 5000, "body"),
     ("5000 nested arrays in text", raw("text", b"[" * 5000 + b"]" * 5000), "text"),
-    ("2000 nested objects in an extra field",  # (5000 would be over the 16 KiB limit)
-     raw("extra", b'{"a":' * 2000 + b"1" + b"}" * 2000), "extra"),
+    (
+        "2000 nested objects in an extra field",  # (5000 would be over the 16 KiB limit)
+        raw("extra", b'{"a":' * 2000 + b"1" + b"}" * 2000),
+        "extra",
+    ),
     ("ts a 400-digit integer", raw("ts", b"9" * 400), "ts"),
     ("ts a 5000-digit integer", raw("ts", b"9" * 5000), "ts"),
     ("ts a 5000-digit integer string", message(ts="9" * 5000), "ts"),
@@ -78,12 +89,12 @@ def bot(store: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 def post(view: str, body: bytes) -> Any:
     headers = signed_headers(body, SECRET)
     if view == "sync":
-        return Client().post("/bot/webhook", body, content_type="application/json",
-                             headers=headers)
+        return Client().post("/bot/webhook", body, content_type="application/json", headers=headers)
 
     async def apost() -> Any:
-        return await AsyncClient().post("/bot/webhook-async", body,
-                                        content_type="application/json", headers=headers)
+        return await AsyncClient().post(
+            "/bot/webhook-async", body, content_type="application/json", headers=headers
+        )
 
     return run_async(apost)
 
@@ -114,7 +125,6 @@ def test_the_same_thread_still_works_after_poison(bot: Any) -> None:
 def test_hostile_timestamp_header_is_401(bot: Any, timestamp: str) -> None:
     body = body_of(message())
     headers = {**signed_headers(body, SECRET), "X-Chatstate-Request-Timestamp": timestamp}
-    response = Client().post("/bot/webhook", body, content_type="application/json",
-                             headers=headers)
+    response = Client().post("/bot/webhook", body, content_type="application/json", headers=headers)
     assert response.status_code == 401
     assert response.json()["field"] == "X-Chatstate-Request-Timestamp"

@@ -24,8 +24,17 @@ from tests.conformance.helpers import run_async
 
 SECRET = "unavailable-signing-secret"
 DEAD_ALIAS = "chatstate_dead"
-BODY = json.dumps({"platform": "slack", "message_id": "m1", "channel_id": "C1",
-                   "thread_id": "T1", "user": "alice", "text": "@bot hi", "ts": 1.5}).encode()
+BODY = json.dumps(
+    {
+        "platform": "slack",
+        "message_id": "m1",
+        "channel_id": "C1",
+        "thread_id": "T1",
+        "user": "alice",
+        "text": "@bot hi",
+        "ts": 1.5,
+    }
+).encode()
 
 
 def closed_port() -> int:
@@ -44,13 +53,19 @@ def bot_settings(settings: Any) -> None:
 @pytest.fixture
 def dead_redis() -> Iterator[None]:
     """``CHATSTATE`` uses the Redis adapter on a cache alias whose server is not there."""
-    caches = {**django_settings.CACHES, DEAD_ALIAS: {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
-        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
-    }}
-    chatstate = {"ADAPTER": "chatstate.adapters.redis.RedisStateAdapter",
-                 "NAMESPACE": "dead", "OPTIONS": {"alias": DEAD_ALIAS}}
+    caches = {
+        **django_settings.CACHES,
+        DEAD_ALIAS: {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        },
+    }
+    chatstate = {
+        "ADAPTER": "chatstate.adapters.redis.RedisStateAdapter",
+        "NAMESPACE": "dead",
+        "OPTIONS": {"alias": DEAD_ALIAS},
+    }
     with override_settings(CACHES=caches, CHATSTATE=chatstate):
         yield
 
@@ -64,15 +79,23 @@ def dead_database(django_db_blocker: Any) -> Iterator[None]:
     guard refuses aliases it was not told about), with database access unblocked: only the
     dead alias is used.
     """
-    dead = {"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1",
-            "PORT": str(closed_port()), "NAME": "chatstate_dead", "USER": "postgres",
-            "OPTIONS": {"connect_timeout": 2}}
+    dead = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": "127.0.0.1",
+        "PORT": str(closed_port()),
+        "NAME": "chatstate_dead",
+        "USER": "postgres",
+        "OPTIONS": {"connect_timeout": 2},
+    }
     configured = connections.configure_settings(
         {DEFAULT_DB_ALIAS: dict(connections.settings[DEFAULT_DB_ALIAS]), DEAD_ALIAS: dead}
     )  # Django's defaults filled in, as for an alias of DATABASES
     connections.settings[DEAD_ALIAS] = configured[DEAD_ALIAS]
-    chatstate = {"ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
-                 "NAMESPACE": "dead", "OPTIONS": {"using": DEAD_ALIAS}}
+    chatstate = {
+        "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
+        "NAMESPACE": "dead",
+        "OPTIONS": {"using": DEAD_ALIAS},
+    }
     try:
         with django_db_blocker.unblock(), override_settings(CHATSTATE=chatstate):
             yield
@@ -99,30 +122,41 @@ def assert_retry_later(response: Any) -> None:
 
 def test_sync_webhook_answers_503(dead_backend: str, caplog: pytest.LogCaptureFixture) -> None:
     assert get_adapter().namespace == "dead"  # the dead adapter is the one in use
-    assert_retry_later(Client().post("/bot/webhook", BODY, content_type="application/json",
-                                     headers=signed_headers(BODY, SECRET)))
+    assert_retry_later(
+        Client().post(
+            "/bot/webhook",
+            BODY,
+            content_type="application/json",
+            headers=signed_headers(BODY, SECRET),
+        )
+    )
     logged = [r.getMessage() for r in caplog.records if r.name == views.logger.name]
     assert len(logged) == 1 and "127.0.0.1" in logged[0]  # the operator sees the cause
 
 
 def test_async_webhook_answers_503(dead_backend: str) -> None:
     async def post() -> Any:
-        return await AsyncClient().post("/bot/webhook-async", BODY,
-                                        content_type="application/json",
-                                        headers=signed_headers(BODY, SECRET))
+        return await AsyncClient().post(
+            "/bot/webhook-async",
+            BODY,
+            content_type="application/json",
+            headers=signed_headers(BODY, SECRET),
+        )
 
     assert_retry_later(run_async(post))
 
 
 def test_thread_lookup_answers_503(dead_backend: str) -> None:
     query = "platform=slack&channel_id=C1&thread_id=T1"
-    assert_retry_later(Client().get(f"/bot/threads?{query}",
-                                    headers=signed_headers(query.encode(), SECRET)))
+    assert_retry_later(
+        Client().get(f"/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET))
+    )
 
 
 def test_bad_input_is_still_400_while_the_backend_is_down(dead_backend: str) -> None:
     """Validation comes first: a poison message is refused even when nothing is reachable."""
     body = BODY.replace(b'"@bot hi"', b'"\\u0000"')
-    response = Client().post("/bot/webhook", body, content_type="application/json",
-                             headers=signed_headers(body, SECRET))
+    response = Client().post(
+        "/bot/webhook", body, content_type="application/json", headers=signed_headers(body, SECRET)
+    )
     assert (response.status_code, response.json()["field"]) == (400, "text")

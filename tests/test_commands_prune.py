@@ -44,10 +44,12 @@ def test_prune_removes_expired_locks_and_trims_dedupe() -> None:
 def test_dry_run_counts_and_removes_nothing() -> None:
     store = expired_setup()
     before = store.snapshot()
-    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "3",
-                 "--dry-run")
-    assert out.startswith(f"Would remove from namespace '{store.namespace}': 1 expired lock(s), "
-                          "7 dedupe key(s)")
+    out, _ = run(
+        "chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "3", "--dry-run"
+    )
+    assert out.startswith(
+        f"Would remove from namespace '{store.namespace}': 1 expired lock(s), 7 dedupe key(s)"
+    )
     assert store.snapshot() == before
 
 
@@ -72,8 +74,9 @@ def test_state_older_than_removes_untouched_states_and_counts_on_a_dry_run() -> 
     store.subscribe("idle")
     time.sleep(0.3)
     store.put_channel_state("busy", {"n": 1})
-    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2",
-                 "--dry-run")
+    out, _ = run(
+        "chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2", "--dry-run"
+    )
     assert "Would remove" in out and "1 state(s) and 1 subscription(s) not touched since" in out
     assert store.thread_state("idle") == {"n": 1}
     out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2")
@@ -93,5 +96,10 @@ def test_durations_take_units() -> None:
     from chatstate.management.commands.chatstate_prune import duration
 
     assert [duration(t) for t in ("90", "45m", "12h", "30d", "2w", "1.5h")] == [
-        90, 2700, 43200, 2592000, 1209600, 5400
+        90,
+        2700,
+        43200,
+        2592000,
+        1209600,
+        5400,
     ]

@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.models import DedupeEntry, DedupeWindow
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import InvalidSnapshot, Snapshot, normalize_snapshot_counting
-from chatstate.transfer.sections import SnapshotSections
 from tests.test_commands_snapshot import adapter_path, namespace, populate, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,10 +87,23 @@ def test_restore_of_a_large_namespace(tmp_path: Path) -> None:
         dedupe_order=[("a", f"m{i}") for i in reversed(range(12000))],
         thread_state={f"t{i}": {"n": i, "s": "é" * (i % 5)} for i in range(2500)}
         | {ODD: {"text": ODD, "\\": ["\\N", "\r\n"]}},
-        locks={f"k{i}": {"owner": "o", "strategy": "queue", "metadata": {"i": i},
-                         "acquired_at": T0, "expires_at": T1} for i in range(300)},
-        pending_locks={f"k{i}": [{"owner": f"p{j}", "strategy": "queue", "metadata": {},
-                                  "enqueued_at": T1} for j in range(3)] for i in range(300)},
+        locks={
+            f"k{i}": {
+                "owner": "o",
+                "strategy": "queue",
+                "metadata": {"i": i},
+                "acquired_at": T0,
+                "expires_at": T1,
+            }
+            for i in range(300)
+        },
+        pending_locks={
+            f"k{i}": [
+                {"owner": f"p{j}", "strategy": "queue", "metadata": {}, "enqueued_at": T1}
+                for j in range(3)
+            ]
+            for i in range(300)
+        },
     )
     path = write(tmp_path, snapshot.to_json())
     target = DatabaseStateAdapter(namespace=namespace())
@@ -112,27 +125,45 @@ GOOD = Snapshot(
 BAD_DOCUMENTS = {
     "bad entry": {**GOOD, "dedupe_order": [["s", "m1"], ["s"], ["s", "m2"]]},
     "many problems": {
-        **GOOD, "subscriptions": ["ok", "", 3, "ok"], "thread_state": {"t": [1]},
-        "locks": {"k": {"owner": "", "strategy": "nope", "metadata": {}}}, "extra": 1,
+        **GOOD,
+        "subscriptions": ["ok", "", 3, "ok"],
+        "thread_state": {"t": [1]},
+        "locks": {"k": {"owner": "", "strategy": "nope", "metadata": {}}},
+        "extra": 1,
     },
     "dedupe mismatch": {**GOOD, "dedupe": [["s", "m1"]]},
     "wrong format": {**GOOD, "format": "something.else"},
     "newer version": {**GOOD, "version": 3},
     "claims in version 1": {**GOOD, "version": 1, "claims": []},
     "NUL and surrogates": {
-        **GOOD, "subscriptions": ["t\x00"], "dedupe": [["s", "m1"], ["s\ud800", "m2"]],
+        **GOOD,
+        "subscriptions": ["t\x00"],
+        "dedupe": [["s", "m1"], ["s\ud800", "m2"]],
         "thread_state": {"t1": {"a": {"b\x00": ["\udc00"]}}, "t\x00": {}},
-        "claims": [{"key": ["s", "m1"], "owner": "w\x00", "thread_id": "t",
-                    "expires_at": "2030-01-01T00:00:00Z"}],
+        "claims": [
+            {
+                "key": ["s", "m1"],
+                "owner": "w\x00",
+                "thread_id": "t",
+                "expires_at": "2030-01-01T00:00:00Z",
+            }
+        ],
     },
-    "bad claims": {**GOOD, "claims": [
-        {"key": ["s", "nope"], "owner": "w", "thread_id": "t", "expires_at": T0},
-        {"key": ["s", "m1"], "owner": "w", "thread_id": "t", "expires_at": "soon", "x": 1},
-        {"key": ["s", "m1"], "owner": "", "thread_id": "t", "expires_at": T0},
-    ]},
+    "bad claims": {
+        **GOOD,
+        "claims": [
+            {"key": ["s", "nope"], "owner": "w", "thread_id": "t", "expires_at": T0},
+            {"key": ["s", "m1"], "owner": "w", "thread_id": "t", "expires_at": "soon", "x": 1},
+            {"key": ["s", "m1"], "owner": "", "thread_id": "t", "expires_at": T0},
+        ],
+    },
     "no header": {k: v for k, v in GOOD.items() if k not in ("format", "version")},
-    "bad timestamp": {**GOOD, "pending_locks": {"k": [
-        {"owner": "o", "strategy": "queue", "metadata": {}, "enqueued_at": "yesterday"}]}},
+    "bad timestamp": {
+        **GOOD,
+        "pending_locks": {
+            "k": [{"owner": "o", "strategy": "queue", "metadata": {}, "enqueued_at": "yesterday"}]
+        },
+    },
     "bad json": json.dumps(GOOD)[:-12] + "]]}",
     "not an object": "[1, 2]",
     "repeated key": json.dumps(GOOD)[:-1] + ', "subscriptions": []}',
@@ -221,8 +252,9 @@ def test_a_failed_load_changes_nothing(tmp_path: Path, merge: list[str]) -> None
     target.subscribe("kept")
     target.claim_dedupe(("old", "k"), 10)
     before = target.snapshot()
-    with adapter_path("tests.test_commands_restore.FailingLoadAdapter"), pytest.raises(
-        RuntimeError, match="midway"
+    with (
+        adapter_path("tests.test_commands_restore.FailingLoadAdapter"),
+        pytest.raises(RuntimeError, match="midway"),
     ):
         restore(tmp_path / "a.json", target.namespace, *merge)
     assert target.snapshot() == before
@@ -233,8 +265,7 @@ def test_a_failed_load_changes_nothing(tmp_path: Path, merge: list[str]) -> None
 
 
 def incoming_and_existing() -> tuple[Snapshot, Snapshot]:
-    lock = {"owner": "w1", "strategy": "queue", "metadata": {}, "acquired_at": T0,
-            "expires_at": T1}
+    lock = {"owner": "w1", "strategy": "queue", "metadata": {}, "acquired_at": T0, "expires_at": T1}
     entry = {"owner": "p", "strategy": "queue", "metadata": {"m": 1}, "enqueued_at": T0}
     existing = Snapshot(
         subscriptions={"a", "b"},

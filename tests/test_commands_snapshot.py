@@ -21,8 +21,8 @@ from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.memory import MemoryStateAdapter
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.transfer.writer import UnsortedSection, write_snapshot
 
 _names = itertools.count(1)
@@ -128,8 +128,13 @@ def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
     store = populate(namespace())
     tty = TTY()
     call_command(
-        "chatstate_snapshot", "--namespace", store.namespace, "--output", str(tmp_path / "s.json"),
-        stdout=io.StringIO(), stderr=tty,
+        "chatstate_snapshot",
+        "--namespace",
+        store.namespace,
+        "--output",
+        str(tmp_path / "s.json"),
+        stdout=io.StringIO(),
+        stderr=tty,
     )
     assert f"snapshot {store.namespace}: " in tty.getvalue()
     assert "rows" in tty.getvalue()
@@ -141,8 +146,9 @@ def test_bad_arguments_are_refused() -> None:
         run("chatstate_snapshot", "--indent", "-1")
     with pytest.raises(CommandError, match="namespace"):
         run("chatstate_snapshot", "--namespace", "x" * 256)
-    with adapter_path("chatstate.adapters.nothing.Here"), pytest.raises(
-        CommandError, match="cannot build the chatstate adapter"
+    with (
+        adapter_path("chatstate.adapters.nothing.Here"),
+        pytest.raises(CommandError, match="cannot build the chatstate adapter"),
     ):
         run("chatstate_snapshot")
 
@@ -183,8 +189,9 @@ def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "snap.json"
     target.write_bytes(b'{"old": "file"}\n')
     os.chmod(target, 0o640)
-    with adapter_path("tests.test_commands_snapshot.BrokenAdapter"), pytest.raises(
-        RuntimeError, match="midway"
+    with (
+        adapter_path("tests.test_commands_snapshot.BrokenAdapter"),
+        pytest.raises(RuntimeError, match="midway"),
     ):
         run("chatstate_snapshot", "--namespace", store.namespace, "--output", str(target))
     assert target.read_bytes() == b'{"old": "file"}\n'

@@ -96,7 +96,8 @@ def test_pending_rows_are_returned_by_force_release_in_order(
     PendingLockEntryFactory(key="other", owner="w4")
     pending = adapter.force_release_lock("k")
     assert [(e.owner, e.strategy.value, e.metadata) for e in pending] == [
-        ("w2", "queue", {"m": 2}), ("w3", "debounce", {})
+        ("w2", "queue", {"m": 2}),
+        ("w3", "debounce", {}),
     ]
     assert adapter.lock("k", "w5") is LockResult.ACQUIRED
     assert list(adapter.snapshot().pending_locks) == ["other"]

@@ -97,5 +97,3 @@ def test_many_slow_conversations_share_a_few_connections() -> None:
         )
         assert cursor.fetchone()[0] <= 8
     store.close()
-
-

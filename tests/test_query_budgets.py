@@ -117,14 +117,17 @@ OPERATIONS: dict[str, tuple[Op, Op]] = {
     "release_lock_with_pending": (_setup_queue, lambda s: s.release_lock("k", "a")),
     "force_release_lock": (_setup_lock, lambda s: s.force_release_lock("k")),
     "update_thread_state": (
-        _setup_state, lambda s: s.update_thread_state("t", lambda m: {**m, "n": 2})
+        _setup_state,
+        lambda s: s.update_thread_state("t", lambda m: {**m, "n": 2}),
     ),
     "handle_message": (_setup_subscribed, _cycle),
     "handle_message_unchanged_state": (_setup_subscribed, _cycle_unchanged),
     "handle_message_duplicate": (_setup_duplicate, _cycle_duplicate),
     "handle_message_drain_nothing": (_setup_subscribed, _cycle_draining_nothing),
-    "release_lock_only_if_idle": (_setup_queue, lambda s: s.release_lock("k", "a",
-                                                                            only_if_idle=True)),
+    "release_lock_only_if_idle": (
+        _setup_queue,
+        lambda s: s.release_lock("k", "a", only_if_idle=True),
+    ),
     "take_pending": (_setup_queue, lambda s: s.take_pending("k", "a")),
 }
 
@@ -289,8 +292,7 @@ def test_update_thread_state_reads_the_row_for_update(
         round_trips = (FAST_BUDGETS if adapter.fast_sql else ORM_BUDGETS[VENDOR])[
             "update_thread_state"
         ][0]
-        _, sqls = _measure(adapter, "update_thread_state", django_assert_num_queries,
-                           round_trips)
+        _, sqls = _measure(adapter, "update_thread_state", django_assert_num_queries, round_trips)
         reads = [sql for sql in sqls if "chatstate_threadstate" in sql and "SELECT" in sql]
         if VENDOR == "postgresql":
             assert "FOR UPDATE" in reads[0]

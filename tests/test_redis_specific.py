@@ -109,7 +109,7 @@ def _keys_under(adapter: RedisStateAdapter) -> dict[str, str]:
     conn = adapter.connection
     prefix = adapter.keys.prefix
     return {
-        key.decode()[len(prefix):]: conn.type(key).decode()
+        key.decode()[len(prefix) :]: conn.type(key).decode()
         for key in conn.scan_iter(match=prefix.replace("\\", "\\\\") + "*", count=1000)
     }
 
@@ -395,8 +395,17 @@ def test_dedupe_members_sort_as_the_keys_and_decode_back() -> None:
     from chatstate.adapters.redis.keys import unmember as _unmember
     from chatstate.adapters.redis.keys import unmembers as _unmembers
 
-    keys = [("a", "b"), ("a!", "a"), ("a", "\x00"), ("a\x00", ""), ("a", "\x01\x00"),
-            ("a\x01", "\x02"), ("", "z"), ("é", "x"), ("a", "")]
+    keys = [
+        ("a", "b"),
+        ("a!", "a"),
+        ("a", "\x00"),
+        ("a\x00", ""),
+        ("a", "\x01\x00"),
+        ("a\x01", "\x02"),
+        ("", "z"),
+        ("é", "x"),
+        ("a", ""),
+    ]
     members = [_member(k) for k in keys]
     assert [_unmember(m.encode()) for m in members] == keys
     assert _unmembers([m.encode() for m in members]) == keys
@@ -448,9 +457,14 @@ def test_load_snapshot_stream_round_trips_between_namespaces(make: Any) -> None:
 
 def test_an_unreachable_server_raises_backend_unavailable_naming_the_alias() -> None:
     url = f"redis://127.0.0.1:{_closed_port()}/0"
-    with override_settings(CACHES=_caches(gone={
-        "BACKEND": "django_redis.cache.RedisCache", "LOCATION": url,
-    })):
+    with override_settings(
+        CACHES=_caches(
+            gone={
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": url,
+            }
+        )
+    ):
         adapter = RedisStateAdapter(namespace=_namespace(), alias="gone")
         with pytest.raises(BackendUnavailable, match="'gone'"):
             adapter.subscribe("t")
@@ -495,8 +509,10 @@ def test_manage_py_check_reports_w002() -> None:
 
 
 def test_djangos_own_redis_cache_works_with_a_warning() -> None:
-    alias = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-             "LOCATION": services.REDIS_URL}
+    alias = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": services.REDIS_URL,
+    }
     with override_settings(CACHES=_caches(plain=alias)):
         adapter = RedisStateAdapter(namespace=_namespace(), alias="plain")
         try:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chatstate.isotime import is_utc_timestamp, parse_iso8601
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import (
     FORMAT,
     InvalidSnapshot,
@@ -21,7 +22,6 @@ from chatstate.snapshot import (
     snapshot_from,
     validate_snapshot,
 )
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.transfer.writer import UnsortedSection, write_snapshot
 from chatstate.types import from_iso
 from tests.snapshot_data import KNOWS, LATER, NUL, TS, TS_Z, claim, full_snapshot, lock, valid

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from chatstate.adapters.asyncapi import AsyncStateAPI
 from chatstate.adapters.hooks import StateFn
 from chatstate.cycle import AsyncMessageCycle, MessageCycle
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot, snapshot_from
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
 from chatstate.validation import check_dedupe_key, check_id, check_limit, check_ttl, dump_map
 
@@ -262,7 +262,7 @@ class StateAdapter(AsyncStateAPI):
         as sections: write_snapshot(sections, out)``.
 
         Guarantees: inside the ``with`` block the sections describe one consistent state, in
-        the orders :class:`~chatstate.transfer.sections.SnapshotSections` documents (sorted
+        the orders :class:`~chatstate.sections.SnapshotSections` documents (sorted
         where the JSON form is sorted, ``dedupe_order`` oldest first), each consumed at most
         once; ``counts`` gives each section's length where known (for progress). The default
         builds :meth:`snapshot` in memory; a backend holding a lot of state overrides it to

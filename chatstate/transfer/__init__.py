@@ -1,8 +1,8 @@
 """Snapshots at scale: streamed JSON writing and reading, and the operations behind the
 ``chatstate_snapshot`` / ``chatstate_restore`` management commands.
 
-- :mod:`~chatstate.transfer.sections`: ``SnapshotSections``, a snapshot as one stream per
-  section (what the adapters' streaming hooks exchange);
+- (:mod:`chatstate.sections`: ``SnapshotSections``, a snapshot as one stream per section,
+  what the adapters' streaming hooks exchange and this package reads and writes);
 - :mod:`~chatstate.transfer.writer`: ``write_snapshot``, exactly ``Snapshot.to_json``'s text;
 - :mod:`~chatstate.transfer.jsonstream` and :mod:`~chatstate.transfer.reader`: the file
   checked as ``Snapshot.from_json`` would check it, then streamed, in bounded memory
@@ -12,6 +12,6 @@
 - :mod:`~chatstate.transfer.operations`: export, restore, dry-run report.
 """
 
-from chatstate.transfer.sections import SECTIONS, SnapshotSections
+from chatstate.sections import SECTIONS, SnapshotSections
 
 __all__ = ["SECTIONS", "SnapshotSections"]

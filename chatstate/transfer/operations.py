@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 from chatstate.adapters.base import StateAdapter
+from chatstate.sections import SECTIONS, SnapshotSections
 from chatstate.snapshot import InvalidSnapshot
 from chatstate.snapshot_scan import MAPS
 from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
 from chatstate.transfer.reader import SnapshotFile
-from chatstate.transfer.sections import SECTIONS, SnapshotSections
 from chatstate.transfer.writer import TextSink, write_snapshot
 
 #: The sections a restore reports on (``dedupe`` and ``dedupe_order`` hold the same keys).

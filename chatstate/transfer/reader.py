@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, NoReturn
 
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.snapshot_checks import as_dedupe_key, as_id, path_of
 from chatstate.snapshot_json import MAP_SECTIONS, problem
@@ -41,7 +42,6 @@ from chatstate.transfer.jsonstream import (
     Mark,
 )
 from chatstate.transfer.ledger import Ledger
-from chatstate.transfer.sections import SnapshotSections
 
 _HEADER = ("format", "version")
 

@@ -87,7 +87,8 @@ def outcome(call: Any) -> tuple[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("method", "args", "kwargs"), CASES,
+    ("method", "args", "kwargs"),
+    CASES,
     ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(CASES)],
 )
 def test_the_async_twin_behaves_like_the_sync_method(
@@ -104,16 +105,33 @@ def test_the_async_twin_behaves_like_the_sync_method(
 
 #: The method table of DESIGN.md and issue 3 (the contract every twin must follow).
 CONTRACT = {
-    "is_subscribed", "subscribe", "unsubscribe", "thread_state", "put_thread_state",
-    "channel_state", "put_channel_state", "update_thread_state", "update_channel_state",
-    "is_duplicate", "mark_dedupe", "claim_dedupe", "lock", "extend_lock", "release_lock",
-    "force_release_lock", "snapshot", "load_snapshot", "prune", "handle_message",
+    "is_subscribed",
+    "subscribe",
+    "unsubscribe",
+    "thread_state",
+    "put_thread_state",
+    "channel_state",
+    "put_channel_state",
+    "update_thread_state",
+    "update_channel_state",
+    "is_duplicate",
+    "mark_dedupe",
+    "claim_dedupe",
+    "lock",
+    "extend_lock",
+    "release_lock",
+    "force_release_lock",
+    "snapshot",
+    "load_snapshot",
+    "prune",
+    "handle_message",
 }
 
 
 def test_every_contract_method_has_an_async_twin_in_the_table() -> None:
     public = {
-        name for name, _ in inspect.getmembers(StateAdapter, inspect.isfunction)
+        name
+        for name, _ in inspect.getmembers(StateAdapter, inspect.isfunction)
         if not name.startswith(("_", "a"))
     }
     assert public >= CONTRACT

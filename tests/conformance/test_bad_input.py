@@ -15,10 +15,15 @@ from tests.conformance.helpers import populate, run_async
 
 X = "\x00marker"  # where the bad identifier goes
 BAD_IDS: list[tuple[Any, type[Exception]]] = [
-    (5, TypeError), (None, TypeError), (b"bytes", TypeError), (["t1"], TypeError),
-    ("", ValueError), ("x" * 256, ValueError),
+    (5, TypeError),
+    (None, TypeError),
+    (b"bytes", TypeError),
+    (["t1"], TypeError),
+    ("", ValueError),
+    ("x" * 256, ValueError),
     # Text not every backend can store: refused by all alike.
-    ("nul\x00id", ValueError), ("lone\udc00surrogate", ValueError),
+    ("nul\x00id", ValueError),
+    ("lone\udc00surrogate", ValueError),
 ]
 KEY = ("slack", "m9")
 
@@ -78,8 +83,13 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
     *[
         (method, (key,), {}, exc)
         for method in ("is_duplicate", "mark_dedupe", "claim_dedupe")
-        for key, exc in [("slack:m9", TypeError), (None, TypeError), (("slack",), ValueError),
-                         (("slack", "m9", "x"), ValueError), ({"slack": "m9"}, TypeError)]
+        for key, exc in [
+            ("slack:m9", TypeError),
+            (None, TypeError),
+            (("slack",), ValueError),
+            (("slack", "m9", "x"), ValueError),
+            ({"slack": "m9"}, TypeError),
+        ]
     ],
     ("handle_message", ("slack:m9",), {"thread_id": "k", "owner": "w"}, TypeError),
     # limits
@@ -111,9 +121,17 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
     *[
         (method, ("t1", value), {}, TypeError)
         for method in ("put_thread_state", "put_channel_state")
-        for value in ([1], None, "{}", {1: "int key"}, {"x": _Unjsonable()},
-                      {"x": float("nan")}, {"x": {"y": [_Unjsonable()]}},
-                      {"x": "nul\x00"}, {"x": ["lone\ud800"]})
+        for value in (
+            [1],
+            None,
+            "{}",
+            {1: "int key"},
+            {"x": _Unjsonable()},
+            {"x": float("nan")},
+            {"x": {"y": [_Unjsonable()]}},
+            {"x": "nul\x00"},
+            {"x": ["lone\ud800"]},
+        )
     ],
     ("update_thread_state", ("t1", _returns([1])), {}, TypeError),
     ("update_thread_state", ("t1", _returns({"x": {1, 2}})), {}, TypeError),
@@ -121,16 +139,27 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
     # metadata
     *[
         ("lock", ("k", "z", "queue", meta), {}, TypeError)
-        for meta in ([1], "meta", {1: "x"}, {"x": _Unjsonable()}, {"x": float("inf")},
-                     {"x": "nul\x00"})
+        for meta in (
+            [1],
+            "meta",
+            {1: "x"},
+            {"x": _Unjsonable()},
+            {"x": float("inf")},
+            {"x": "nul\x00"},
+        )
     ],
-    ("handle_message", (KEY,), {"thread_id": "k", "owner": "w", "strategy": "queue",
-                                "metadata": ["x"]}, TypeError),
+    (
+        "handle_message",
+        (KEY,),
+        {"thread_id": "k", "owner": "w", "strategy": "queue", "metadata": ["x"]},
+        TypeError,
+    ),
     # snapshots
     ("load_snapshot", (5,), {}, TypeError),
     ("load_snapshot", ("{}",), {}, TypeError),
     ("load_snapshot", ([],), {}, TypeError),
 ]
+
 
 def _id(case: tuple[Any, ...]) -> str:
     method, args, kwargs, *exc = case

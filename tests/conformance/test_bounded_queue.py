@@ -25,7 +25,8 @@ def test_drop_oldest_keeps_the_newest_entries(store: Any) -> None:
     assert fill(store, 4, max_pending=2, overflow="drop_oldest") == [LockResult.QUEUED] * 4
     assert owners(store) == ["w3", "w4"]
     assert entries(store.release_lock("k", "holder")) == [
-        ("w3", "queue", {"m": 3}), ("w4", "queue", {"m": 4})
+        ("w3", "queue", {"m": 3}),
+        ("w4", "queue", {"m": 4}),
     ]
 
 
@@ -78,12 +79,24 @@ def test_unbounded_when_the_setting_is_none(store: Any, make_store: Any) -> None
 def test_handle_message_queues_within_its_bound(store: Any) -> None:
     store.lock("t", "holder", "queue")
     for n in range(3):
-        with store.handle_message(("s", f"m{n}"), thread_id="t", owner=f"w{n}", strategy="queue",
-                                  max_pending=2, overflow="drop_oldest") as msg:
+        with store.handle_message(
+            ("s", f"m{n}"),
+            thread_id="t",
+            owner=f"w{n}",
+            strategy="queue",
+            max_pending=2,
+            overflow="drop_oldest",
+        ) as msg:
             assert msg.result is LockResult.QUEUED
     assert [e["owner"] for e in store.snapshot().pending_locks["t"]] == ["w1", "w2"]
-    with store.handle_message(("s", "m9"), thread_id="t", owner="w9", strategy="queue",
-                              max_pending=2, overflow="drop_newest") as msg:
+    with store.handle_message(
+        ("s", "m9"),
+        thread_id="t",
+        owner="w9",
+        strategy="queue",
+        max_pending=2,
+        overflow="drop_newest",
+    ) as msg:
         assert msg.result is LockResult.DROPPED
 
 
@@ -105,7 +118,8 @@ def test_a_message_a_full_queue_refuses_is_handled_when_redelivered(store: Any) 
 
 @pytest.mark.parametrize(("setting", "value"), [("MAX_PENDING", 0), ("OVERFLOW", "drop_all")])
 def test_a_bad_bound_setting_is_refused(make_store: Any, setting: str, value: Any) -> None:
-    with override_settings(CHATSTATE={setting: value}), pytest.raises(ValueError, match=setting
-                                                                      if setting != "OVERFLOW"
-                                                                      else "overflow"):
+    with (
+        override_settings(CHATSTATE={setting: value}),
+        pytest.raises(ValueError, match=setting if setting != "OVERFLOW" else "overflow"),
+    ):
         make_store()

@@ -141,12 +141,9 @@ def test_a_failed_block_withdraws_the_claim_and_frees_the_thread(store: Any) -> 
 
 
 @pytest.mark.parametrize("strategy", ["queue", "debounce"])
-def test_a_message_stored_behind_the_lock_is_done_at_once(
-    store: Any, strategy: str
-) -> None:
+def test_a_message_stored_behind_the_lock_is_done_at_once(store: Any, strategy: str) -> None:
     assert store.lock("t", "holder", ttl=60) is LockResult.ACQUIRED
-    with store.handle_message(KEY, thread_id="t", owner="a", strategy=strategy,
-                              ttl=LEASE) as msg:
+    with store.handle_message(KEY, thread_id="t", owner="a", strategy=strategy, ttl=LEASE) as msg:
         assert not msg.acquired and not msg.duplicate
     outlive()
     assert store.is_duplicate(KEY)

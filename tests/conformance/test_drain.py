@@ -60,8 +60,10 @@ def test_a_drain_with_nothing_queued_commits_and_releases(store: Any) -> None:
 
 
 def test_an_entry_whose_handling_raises_stays_first_for_the_next_holder(store: Any) -> None:
-    with pytest.raises(Boom), store.handle_message(KEY, thread_id="t", owner="w0",
-                                                    strategy="queue") as msg:
+    with (
+        pytest.raises(Boom),
+        store.handle_message(KEY, thread_id="t", owner="w0", strategy="queue") as msg,
+    ):
         queue(store, 1, 2, 3)
         for entry in msg.drain():
             if entry.metadata["n"] == 2:
@@ -73,8 +75,9 @@ def test_an_entry_whose_handling_raises_stays_first_for_the_next_holder(store: A
     snap = store.snapshot()
     assert snap.locks == {}
     assert [e["owner"] for e in snap.pending_locks["t"]] == ["w2", "w3"]
-    with store.handle_message(("slack", "m9"), thread_id="t", owner="w9",
-                              strategy="queue") as next_holder:
+    with store.handle_message(
+        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue"
+    ) as next_holder:
         assert [e.metadata["n"] for e in next_holder.drain()] == [2, 3]
 
 
@@ -99,15 +102,18 @@ def test_a_holder_that_dies_while_draining_leaves_its_entry_first(store: Any) ->
     assert next(steps).metadata["n"] == 2  # the step wrote entry 1 and removed it
     msg.state["seen"] = [1, 2]  # ... and the holder dies here
     outlive()
-    with store.handle_message(("slack", "m9"), thread_id="t", owner="w9",
-                              strategy="queue") as successor:
+    with store.handle_message(
+        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue"
+    ) as successor:
         assert successor.acquired and successor.state == {"seen": [1]}
         assert [e.metadata["n"] for e in successor.drain()] == [2]
 
 
 def test_drain_raises_lease_lost_when_the_thread_was_taken_over(store: Any) -> None:
-    with pytest.raises(LeaseLost), store.handle_message(KEY, thread_id="t", owner="w0",
-                                                        strategy="queue", ttl=LEASE) as msg:
+    with (
+        pytest.raises(LeaseLost),
+        store.handle_message(KEY, thread_id="t", owner="w0", strategy="queue", ttl=LEASE) as msg,
+    ):
         queue(store, 1)
         outlive()
         assert store.lock("t", "usurper", ttl=60) is LockResult.ACQUIRED
@@ -121,8 +127,7 @@ def test_drain_is_empty_when_not_acquired_or_under_concurrent(store: Any) -> Non
     store.lock("t", "holder")
     with store.handle_message(KEY, thread_id="t", owner="w0", strategy="queue") as msg:
         assert msg.result is LockResult.QUEUED and list(msg.drain()) == []
-    with store.handle_message(("s", "c"), thread_id="t", owner="w1",
-                              strategy="concurrent") as msg:
+    with store.handle_message(("s", "c"), thread_id="t", owner="w1", strategy="concurrent") as msg:
         queue(store, 1)
         assert list(msg.drain()) == []
         msg.state["n"] = 1

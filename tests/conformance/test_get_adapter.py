@@ -21,8 +21,9 @@ def test_get_adapter_is_cached() -> None:
 
 def test_the_cache_is_reset_when_the_setting_changes() -> None:
     default = get_adapter()
-    with override_settings(CHATSTATE={"ADAPTER": MEMORY, "NAMESPACE": "bot-2",
-                                      "DEDUPE_LIMIT": 7, "LOCK_TTL": 9}):
+    with override_settings(
+        CHATSTATE={"ADAPTER": MEMORY, "NAMESPACE": "bot-2", "DEDUPE_LIMIT": 7, "LOCK_TTL": 9}
+    ):
         inside = get_adapter()
         assert isinstance(inside, MemoryStateAdapter)
         assert (inside.namespace, inside.dedupe_limit, inside.lock_ttl) == ("bot-2", 7, 9)

@@ -147,8 +147,10 @@ def test_concurrent_acquires_without_a_lock_and_writes_on_exit(store: Any) -> No
 
 def test_a_lost_lease_raises_not_owner_and_writes_nothing(store: Any) -> None:
     store.put_thread_state("t", {"n": 1})
-    with pytest.raises(NotOwner), store.handle_message(KEY, thread_id="t", owner="w",
-                                                       ttl=0.2) as msg:
+    with (
+        pytest.raises(NotOwner),
+        store.handle_message(KEY, thread_id="t", owner="w", ttl=0.2) as msg,
+    ):
         msg.state["n"] = 2
         outlive(0.2)
         assert store.lock("t", "other", ttl=60) is LockResult.ACQUIRED
@@ -207,14 +209,17 @@ def test_the_dedupe_limit_applies_to_the_claim(store: Any) -> None:
     assert store.snapshot().dedupe_order == [KEY]
 
 
-@pytest.mark.parametrize("bad", [{"x": object()}, {"x": float("nan")}, [1]],
-                         ids=["object", "nan", "not-a-dict"])
+@pytest.mark.parametrize(
+    "bad", [{"x": object()}, {"x": float("nan")}, [1]], ids=["object", "nan", "not-a-dict"]
+)
 def test_a_state_that_cannot_be_stored_fails_the_cycle_like_an_exception(
     store: Any, bad: Any
 ) -> None:
     store.put_thread_state("t", {"n": 1})
-    with pytest.raises(TypeError), store.handle_message(KEY, thread_id="t", owner="w",
-                                                        strategy="queue") as msg:
+    with (
+        pytest.raises(TypeError),
+        store.handle_message(KEY, thread_id="t", owner="w", strategy="queue") as msg,
+    ):
         store.lock("t", "w2", "queue")
         if isinstance(bad, dict):
             msg.state.update(bad)

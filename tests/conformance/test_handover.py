@@ -28,13 +28,15 @@ def test_release_if_idle_keeps_the_lock_and_hands_the_entries_over(store: Any) -
     store.lock("k", "b", "queue", {"m": 1})
     store.lock("k", "c", "queue", {"m": 2})
     assert entries(store.release_lock("k", "a", only_if_idle=True)) == [
-        ("b", "queue", {"m": 1}), ("c", "queue", {"m": 2})
+        ("b", "queue", {"m": 1}),
+        ("c", "queue", {"m": 2}),
     ]
     lock = held(store)
     assert lock["owner"] == "a" and store.snapshot().pending_locks == {}
     lease = (from_iso(lock["expires_at"]) - before).total_seconds()
-    assert lease >= 0 and (from_iso(lock["expires_at"]) - from_iso(lock["acquired_at"])
-                           ).total_seconds() == pytest.approx(40, abs=2)
+    assert lease >= 0 and (
+        from_iso(lock["expires_at"]) - from_iso(lock["acquired_at"])
+    ).total_seconds() == pytest.approx(40, abs=2)
     assert store.lock("k", "d", "reject") is LockResult.BUSY
     assert store.release_lock("k", "a", only_if_idle=True) == []
     assert store.snapshot().locks == {}

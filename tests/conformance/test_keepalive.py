@@ -21,8 +21,7 @@ pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
 def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
-    with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL,
-                              keepalive=True) as msg:
+    with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg:
         deadline = time.monotonic() + 3 * TTL
         while time.monotonic() < deadline:
             assert store.lock("t", "other", ttl=60) is LockResult.BUSY
@@ -34,8 +33,10 @@ def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
 
 
 def test_without_keepalive_the_thread_is_lost_and_the_commit_writes_nothing(store: Any) -> None:
-    with pytest.raises(LeaseLost), store.handle_message(("s", "m"), thread_id="t", owner="a",
-                                                        ttl=TTL) as msg:
+    with (
+        pytest.raises(LeaseLost),
+        store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL) as msg,
+    ):
         time.sleep(TTL + 0.1)
         assert store.lock("t", "other", ttl=60) is LockResult.ACQUIRED
         msg.state["n"] = 1
@@ -43,8 +44,10 @@ def test_without_keepalive_the_thread_is_lost_and_the_commit_writes_nothing(stor
 
 
 def test_a_renewal_that_finds_the_lease_gone_marks_it_lost_at_once(store: Any) -> None:
-    with pytest.raises(LeaseLost), store.handle_message(("s", "m"), thread_id="t", owner="a",
-                                                        ttl=TTL, keepalive=True) as msg:
+    with (
+        pytest.raises(LeaseLost),
+        store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg,
+    ):
         store.force_release_lock("t")
         assert store.lock("t", "usurper", ttl=60) is LockResult.ACQUIRED
         deadline = time.monotonic() + TTL
@@ -57,8 +60,9 @@ def test_a_renewal_that_finds_the_lease_gone_marks_it_lost_at_once(store: Any) -
 
 
 def test_keepalive_under_concurrent_renews_the_claim(store: Any) -> None:
-    with store.handle_message(("s", "m"), thread_id="t", owner="a", strategy="concurrent",
-                              ttl=TTL, keepalive=True) as msg:
+    with store.handle_message(
+        ("s", "m"), thread_id="t", owner="a", strategy="concurrent", ttl=TTL, keepalive=True
+    ) as msg:
         time.sleep(3 * TTL)
         with store.handle_message(("s", "m"), thread_id="t", owner="b") as again:
             assert again.duplicate and again.in_progress
@@ -68,8 +72,9 @@ def test_keepalive_under_concurrent_renews_the_claim(store: Any) -> None:
 
 def test_the_async_keepalive_is_a_task(store: Any) -> None:
     async def cycle() -> bool:
-        async with store.ahandle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL,
-                                         keepalive=True) as msg:
+        async with store.ahandle_message(
+            ("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True
+        ) as msg:
             await asyncio.sleep(3 * TTL)
             busy = await store.alock("t", "other", ttl=60)
             msg.state["n"] = 1

@@ -44,7 +44,8 @@ def test_an_expired_lock_is_taken_over_and_its_pending_entries_go_to_the_new_hol
     with pytest.raises(NotOwner):
         store.release_lock("k", "a")
     assert entries(store.release_lock("k", "b")) == [
-        ("c", "queue", {"m": 1}), ("d", "queue", {"m": 2})
+        ("c", "queue", {"m": 1}),
+        ("d", "queue", {"m": 2}),
     ]
 
 

@@ -18,7 +18,9 @@ def test_a_free_lock_is_acquired_and_recorded(store: Any) -> None:
     assert result == "acquired"
     lock = store.snapshot().locks["k"]
     assert {n: lock[n] for n in ("owner", "strategy", "metadata")} == {
-        "owner": "a", "strategy": "queue", "metadata": {"m": 1}
+        "owner": "a",
+        "strategy": "queue",
+        "metadata": {"m": 1},
     }
 
 
@@ -61,7 +63,9 @@ def test_queue_appends_in_arrival_order_and_release_returns_them(store: Any) -> 
     assert store.lock("k", "a", "queue", {"m": 3}) is LockResult.QUEUED  # not re-entrant
     pending = store.release_lock("k", "a")
     assert entries(pending) == [
-        ("b", "queue", {"m": 1}), ("c", "queue", {"m": 2}), ("a", "queue", {"m": 3})
+        ("b", "queue", {"m": 1}),
+        ("c", "queue", {"m": 2}),
+        ("a", "queue", {"m": 3}),
     ]
     assert store.snapshot().locks == {} and store.snapshot().pending_locks == {}
 
@@ -141,6 +145,7 @@ def test_snapshot_shows_pending_entries_in_order(store: Any) -> None:
     store.lock("k", "d", "queue", {"m": 3})
     pending = store.snapshot().pending_locks["k"]
     assert [(e["owner"], e["strategy"], e["metadata"]) for e in pending] == [
-        ("c", "debounce", {"m": 2}), ("d", "queue", {"m": 3})
+        ("c", "debounce", {"m": 2}),
+        ("d", "queue", {"m": 3}),
     ]
     assert all("enqueued_at" in e for e in pending)

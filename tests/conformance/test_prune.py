@@ -32,9 +32,10 @@ def state_with_locks() -> Snapshot:
             "live": {**lock, "owner": "c", "expires_at": FUTURE},
         },
         pending_locks={
-            "dead": [{"owner": "p1", "strategy": "queue", "metadata": {"m": 1},
-                      "enqueued_at": PAST},
-                     {"owner": "p2", "strategy": "queue", "metadata": {}, "enqueued_at": PAST}],
+            "dead": [
+                {"owner": "p1", "strategy": "queue", "metadata": {"m": 1}, "enqueued_at": PAST},
+                {"owner": "p2", "strategy": "queue", "metadata": {}, "enqueued_at": PAST},
+            ],
             "live": [{"owner": "p3", "strategy": "queue", "metadata": {}, "enqueued_at": PAST}],
         },
     )
@@ -49,7 +50,8 @@ def test_prune_removes_expired_locks_and_keeps_their_pending_entries(store: Any)
     # The next holder of the pruned key receives what was pending behind the dead one.
     assert store.lock("dead", "new") is LockResult.ACQUIRED
     assert entries(store.release_lock("dead", "new")) == [
-        ("p1", "queue", {"m": 1}), ("p2", "queue", {})
+        ("p1", "queue", {"m": 1}),
+        ("p2", "queue", {}),
     ]
 
 

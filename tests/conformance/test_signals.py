@@ -12,8 +12,14 @@ from django.dispatch import Signal
 from chatstate import LeaseLost, LockResult, signals
 from tests.conformance.helpers import LEASE, outlive
 
-ALL = ("message_duplicate", "lock_contended", "pending_dropped", "lease_lost",
-       "lease_taken_over", "claim_withdrawn")
+ALL = (
+    "message_duplicate",
+    "lock_contended",
+    "pending_dropped",
+    "lease_lost",
+    "lease_taken_over",
+    "claim_withdrawn",
+)
 
 
 class Boom(Exception):
@@ -49,7 +55,10 @@ def test_a_duplicate_is_signalled(store: Any, sent: Any) -> None:
     ((name, kwargs),) = sent
     assert name == "message_duplicate" and kwargs["adapter"] is store
     assert (kwargs["dedupe_key"], kwargs["thread_id"], kwargs["in_progress"]) == (
-        ("s", "m"), "t", False)
+        ("s", "m"),
+        "t",
+        False,
+    )
 
 
 def test_contention_is_signalled_with_the_result(store: Any, sent: Any) -> None:
@@ -69,14 +78,17 @@ def test_dropped_entries_are_signalled_with_why(store: Any, sent: Any) -> None:
     store.lock("k", "c", "queue", max_pending=1)
     store.lock("k", "d", "debounce")
     store.lock("k", "e", "queue", max_pending=1, overflow="drop_newest")
-    dropped = [(kw["why"], [e.owner for e in kw["entries"]]) for n, kw in sent
-               if n == "pending_dropped"]
+    dropped = [
+        (kw["why"], [e.owner for e in kw["entries"]]) for n, kw in sent if n == "pending_dropped"
+    ]
     assert dropped == [("overflow", ["b"]), ("debounce", ["c"]), ("overflow", ["e"])]
 
 
 def test_a_takeover_and_a_lost_lease_are_signalled(store: Any, sent: Any) -> None:
-    with pytest.raises(LeaseLost), store.handle_message(("s", "m"), thread_id="t", owner="a",
-                                                        ttl=LEASE):
+    with (
+        pytest.raises(LeaseLost),
+        store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=LEASE),
+    ):
         outlive()
         store.lock("t", "b", ttl=60)
     taken = [kw for n, kw in sent if n == "lease_taken_over"]

@@ -6,8 +6,15 @@ from typing import Any
 
 import pytest
 
-VALUE = {"turns": 3, "ok": True, "none": None, "pi": 1.5, "list": [1, "two", {"x": []}],
-         "text": "héllo ✓", "nested": {"a": {"b": {"c": 1}}}}
+VALUE = {
+    "turns": 3,
+    "ok": True,
+    "none": None,
+    "pi": 1.5,
+    "list": [1, "two", {"x": []}],
+    "text": "héllo ✓",
+    "nested": {"a": {"b": {"c": 1}}},
+}
 
 
 @pytest.mark.parametrize("kind", ["thread", "channel"])

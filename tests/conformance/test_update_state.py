@@ -54,7 +54,8 @@ def test_the_returned_map_is_a_copy(store: Any, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [[1], None, "text", {1: "int key"}, {"x": object()}, {"x": float("nan")}],
+    "bad",
+    [[1], None, "text", {1: "int key"}, {"x": object()}, {"x": float("nan")}],
     ids=["list", "none", "str", "int-key", "object", "nan"],
 )
 def test_a_result_that_is_not_a_json_map_raises_type_error_and_stores_nothing(

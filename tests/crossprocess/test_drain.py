@@ -53,10 +53,17 @@ def test_four_processes_drain_one_thread_in_arrival_order(
     expected = {f"p{p}-{n:03d}" for p in range(processes) for n in range(messages)}
     order = reorderings(handled)
     acquired = sum(r["acquired"] for r in reports)
-    figures(processes=processes, messages=len(expected), handled=len(handled),
-            acquired=acquired, queued=sum(r["queued"] for r in reports),
-            doubles=sum(1 for c in counts.values() if c > 1),
-            lost=len(expected - set(counts)), seconds=seconds, **order)
+    figures(
+        processes=processes,
+        messages=len(expected),
+        handled=len(handled),
+        acquired=acquired,
+        queued=sum(r["queued"] for r in reports),
+        doubles=sum(1 for c in counts.values() if c > 1),
+        lost=len(expected - set(counts)),
+        seconds=seconds,
+        **order,
+    )
     assert set(counts) == expected and all(c == 1 for c in counts.values())
     assert order == {"sender_inversions": 0, "queue_inversions": 0}
     assert acquired + sum(r["queued"] for r in reports) == processes * messages
@@ -80,8 +87,9 @@ def test_a_holder_killed_while_draining_leaves_its_entry_to_the_next(
     os.kill(holder.pid, signal.SIGKILL)  # while it handles q-2: handed out, not finished
     holder.join(timeout=10)
     time.sleep(ttl + 0.2)
-    with store.handle_message(("xproc", "next"), thread_id="t", owner="next",
-                              strategy="queue") as msg:
+    with store.handle_message(
+        ("xproc", "next"), thread_id="t", owner="next", strategy="queue"
+    ) as msg:
         assert msg.acquired
         msg.state["handled"].append(["next", None])
         redrained = []
@@ -89,8 +97,12 @@ def test_a_holder_killed_while_draining_leaves_its_entry_to_the_next(
             redrained.append(entry.metadata["mid"])
             msg.state["handled"].append([entry.metadata["mid"], entry.id])
     handled = [m for m, _ in store.thread_state("t")["handled"]]
-    figures(queued=5, killed_while="q-2", redrained=",".join(redrained),
-            doubles=sum(1 for c in Counter(handled).values() if c > 1),
-            lost=len({f"q-{n}" for n in range(1, 6)} - set(handled)))
+    figures(
+        queued=5,
+        killed_while="q-2",
+        redrained=",".join(redrained),
+        doubles=sum(1 for c in Counter(handled).values() if c > 1),
+        lost=len({f"q-{n}" for n in range(1, 6)} - set(handled)),
+    )
     assert handled == ["holder", "q-1", "next", "q-2", "q-3", "q-4", "q-5"]
     assert store.snapshot().locks == {} and store.snapshot().pending_locks == {}

@@ -33,8 +33,9 @@ def _kill_connections(kind: str, spare: int) -> int:
         admin = redis.Redis.from_url(services.REDIS_URL)
         try:
             mine = admin.client_id()
-            victims = [c for c in admin.client_list() if int(c["db"]) == db and
-                       int(c["id"]) != mine]
+            victims = [
+                c for c in admin.client_list() if int(c["db"]) == db and int(c["id"]) != mine
+            ]
             return sum(admin.client_kill_filter(_id=c["id"]) for c in victims)
         finally:
             admin.close()
@@ -87,8 +88,15 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     seen = [i for t in range(threads) for i in store.thread_state(f"t{t}").get("seen", [])]
     counts = tally(seen, ids)
     unavailable = sum(r.get("unavailable", 0) for r in reports)
-    figures(backend=kind, processes=processes, kill_rounds=rounds, connections_killed=killed,
-            unavailable=unavailable, seconds=batch.seconds, **counts)
+    figures(
+        backend=kind,
+        processes=processes,
+        kill_rounds=rounds,
+        connections_killed=killed,
+        unavailable=unavailable,
+        seconds=batch.seconds,
+        **counts,
+    )
     assert killed >= 3, "too few connections were killed to mean anything"
     assert counts == {"messages": messages, "applied": messages, "doubles": 0, "lost": 0}
     assert sum(r.get("handled", 0) for r in reports) == messages
@@ -113,8 +121,7 @@ def test_a_killed_holders_message_is_handled_after_its_lease(
     met = deliver(store, "m1", thread_id="t", ttl=60, pause=0.05)
     waited = time.monotonic() - started
     counts = tally(store.thread_state("t").get("seen", []), ["m1"])
-    figures(backend=kind, redeliveries=met.get("redeliveries", 0), handled_after=waited,
-            **counts)
+    figures(backend=kind, redeliveries=met.get("redeliveries", 0), handled_after=waited, **counts)
     assert met.get("handled") == 1 and met.get("in_progress", 0) >= 1
     assert counts == {"messages": 1, "applied": 1, "doubles": 0, "lost": 0}
     assert store.is_duplicate(("platform", "m1"))

@@ -62,8 +62,9 @@ def proxied(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[
             },
         }
         with override_settings(CACHES=caches):
-            yield Proxied(kind, RedisStateAdapter(namespace=namespace, alias="faulty"), plain,
-                          proxy)
+            yield Proxied(
+                kind, RedisStateAdapter(namespace=namespace, alias="faulty"), plain, proxy
+            )
         proxy.close()
         return
     from chatstate.adapters.database import DatabaseStateAdapter

@@ -37,9 +37,7 @@ def test_lost_replies_neither_double_nor_lose_a_message(
     for message_id in ids:
         faults = {"enter": rng.random() < 0.3, "commit": rng.random() < 0.6}
 
-        def arm(
-            point: str, pattern: bytes, faults: dict[str, bool] = faults
-        ) -> Callable[[], None]:
+        def arm(point: str, pattern: bytes, faults: dict[str, bool] = faults) -> Callable[[], None]:
             def hook() -> None:
                 if faults[point]:  # the first delivery's only
                     faults[point] = False
@@ -81,5 +79,3 @@ def test_the_next_call_after_a_lost_connection_works(proxied: Proxied) -> None:
     assert store.is_subscribed("t")
     store.unsubscribe("t")
     assert not store.is_subscribed("t")
-
-

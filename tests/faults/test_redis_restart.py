@@ -64,8 +64,10 @@ def test_a_restart_with_an_append_only_file_loses_and_doubles_nothing(
 
         thread = threading.Thread(target=crash, daemon=True)
         thread.start()
-        met = [deliver(store, i, thread_id=f"t{n % 2}", ttl=1.0, hold=0.01, pause=0.05)
-               for n, i in enumerate(ids)]
+        met = [
+            deliver(store, i, thread_id=f"t{n % 2}", ttl=1.0, hold=0.01, pause=0.05)
+            for n, i in enumerate(ids)
+        ]
         done.set()
         thread.join()
         seen = store.thread_state("t0").get("seen", []) + store.thread_state("t1").get("seen", [])

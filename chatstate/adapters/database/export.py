@@ -30,8 +30,8 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 
 _CHUNK = 10_000
 _loads = json.JSONDecoder().decode

@@ -40,8 +40,8 @@ from chatstate.calls import (
     lease_lost,
 )
 from chatstate.models import DedupeEntry, Lock, PendingLockEntry, Subscription
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import DedupeKey, LockResult, PendingEntry
 from chatstate.validation import check_id, dump_map
 

@@ -29,8 +29,8 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import as_datetime
 
 _CHUNK = 10_000

@@ -41,8 +41,8 @@ from chatstate.calls import (
     PruneRequest,
     lease_lost,
 )
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import RESULTS, DedupeKey, PendingEntry, not_owner
 from chatstate.validation import check_id, dump_map
 

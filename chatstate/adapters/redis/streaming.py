@@ -22,8 +22,8 @@ from chatstate.adapters.operations import Op
 from chatstate.adapters.redis import records, scripts
 from chatstate.adapters.redis.connection import BATCH, CALL, EVAL
 from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
+from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.transfer.sections import SnapshotSections
 from chatstate.types import DedupeKey
 from chatstate.validation import dump_map, dump_metadata
 

@@ -1,8 +1,8 @@
 """``SnapshotSections``: a snapshot as one stream per section, never all in memory at once.
 
 This is the value the streaming hooks of :class:`~chatstate.adapters.base.StateAdapter`
-exchange (``snapshot_sections`` / ``load_snapshot_stream``), the writer turns into JSON and
-the reader produces from a file. Pure Python; no Django import.
+exchange (``snapshot_sections`` / ``load_snapshot_stream``), :mod:`chatstate.transfer`'s
+writer turns into JSON and its reader produces from a file. Pure Python; no Django import.
 """
 
 from __future__ import annotations
