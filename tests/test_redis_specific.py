@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core import checks
 from django.test import override_settings
 
+from chatstate.sections import SnapshotSections
 from tests import services
 
 pytestmark = pytest.mark.skipif(
@@ -362,12 +363,18 @@ def test_a_load_leaves_no_temporary_keys_and_no_expiry(rstore: RedisStateAdapter
 def test_a_failed_load_removes_what_it_built(rstore: RedisStateAdapter) -> None:
     rstore.subscribe("keep")
     before = rstore.snapshot()
-    poisoned = {
-        "subscriptions": [f"s{i}" for i in range(50)],
-        "pending_locks": {"k": [{"owner": "bad\ud800", "strategy": "queue", "metadata": {}}]},
-    }
-    with pytest.raises(ValueError):
-        rstore.load_snapshot(poisoned)
+
+    def breaking() -> Any:  # the pending section fails after the others were built
+        yield ("k", [{"owner": "w", "strategy": "queue", "metadata": {}}])
+        raise RuntimeError("load failed midway")
+
+    sections = SnapshotSections(
+        subscriptions=[f"s{i}" for i in range(50)],
+        dedupe_order=[("s", f"m{i}") for i in range(50)],
+        pending_locks=breaking(),
+    )
+    with pytest.raises(RuntimeError, match="midway"):
+        rstore.load_snapshot_stream(sections)
     assert rstore.snapshot() == before
     assert not [k for k in _keys_under(rstore) if k.startswith("tmp:")]
 

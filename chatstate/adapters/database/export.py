@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Collate
 
-from chatstate.adapters.database.rows import NamespaceRows, lock_dict, pending_dict
+from chatstate.adapters.database.rows import NamespaceRows, claim_dict, lock_dict, pending_dict
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -34,6 +34,12 @@ from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 
 _CHUNK = 10_000
+#: Dedupe entries a snapshot holds: all but released claims (a refused message's, which a
+#: redelivery may take: left out, a restored namespace handles that redelivery too).
+_KEPT = ~Q(owner__isnull=False, thread_id__isnull=True)
+#: Claims in progress (the ``claims`` section).
+_CLAIMED = Q(owner__isnull=False, thread_id__isnull=False)
+_CLAIM_FIELDS = ("adapter", "message_id", "owner", "thread_id", "expires_at")
 _loads = json.JSONDecoder().decode
 
 
@@ -44,6 +50,7 @@ def snapshot(adapter: NamespaceRows) -> Snapshot:
         order = [
             (a, m)
             for a, m in q(DedupeEntry)
+            .filter(_KEPT)
             .order_by("seq", "id")
             .values_list("adapter", "message_id")
             .iterator(chunk_size=_CHUNK)
@@ -69,6 +76,10 @@ def snapshot(adapter: NamespaceRows) -> Snapshot:
                 .iterator(chunk_size=_CHUNK)
             },
             pending_locks=pending,
+            claims={
+                (a, m): claim_dict(*row)
+                for a, m, *row in q(DedupeEntry).filter(_CLAIMED).values_list(*_CLAIM_FIELDS)
+            },
         )
 
 
@@ -112,8 +123,10 @@ class _Rows:
         adapter, rows = self.adapter, self
         return SnapshotSections(
             subscriptions=rows.sorted(Subscription, ("thread_id",), flat=True),
-            dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id")),
-            dedupe_order=rows.ordered(DedupeEntry, ("adapter", "message_id"), ("seq", "id")),
+            dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id"), where=_KEPT),
+            dedupe_order=rows.ordered(
+                DedupeEntry, ("adapter", "message_id"), ("seq", "id"), where=_KEPT
+            ),
             thread_state=rows.sorted(ThreadState, ("thread_id", "value")),
             channel_state=rows.sorted(ChannelState, ("channel_id", "value")),
             locks=(
@@ -133,9 +146,13 @@ class _Rows:
                     key=lambda row: row[0],
                 )
             ),
+            claims=(
+                ((a, m), claim_dict(*row))
+                for a, m, *row in rows.sorted(DedupeEntry, _CLAIM_FIELDS, where=_CLAIMED)
+            ),
             counts={
                 "subscriptions": adapter.queryset(Subscription).count(),
-                "dedupe": (dedupe := adapter.queryset(DedupeEntry).count()),
+                "dedupe": (dedupe := adapter.queryset(DedupeEntry).filter(_KEPT).count()),
                 "dedupe_order": dedupe,
                 "thread_state": adapter.queryset(ThreadState).count(),
                 "channel_state": adapter.queryset(ChannelState).count(),
@@ -144,14 +161,19 @@ class _Rows:
                 .values("key")
                 .distinct()
                 .count(),
+                "claims": adapter.queryset(DedupeEntry).filter(_CLAIMED).count(),
             },
         )
 
-    def ordered(self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...]) -> Iterator[Any]:
-        """``values_list(*fields)`` rows in ``order``, streamed lazily: the ORM's SQL read
-        through a server-side cursor (``chunked_cursor``) a batch at a time. JSON columns
-        arrive as text and are decoded here; rows with timestamps go through the ORM."""
-        rows = self.adapter.queryset(model).order_by(*order).values_list(*fields)
+    def ordered(
+        self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...], where: Q | None = None
+    ) -> Iterator[Any]:
+        """``values_list(*fields)`` rows (those matching ``where``) in ``order``, streamed
+        lazily: the ORM's SQL read through a server-side cursor (``chunked_cursor``) a batch
+        at a time. JSON columns arrive as text and are decoded here; rows with timestamps go
+        through the ORM."""
+        rows = self.adapter.queryset(model).filter(where or Q()).order_by(*order)
+        rows = rows.values_list(*fields)
         if any(model._meta.get_field(f).get_internal_type() == "DateTimeField" for f in fields):
             stream = rows.iterator(chunk_size=_CHUNK)
             self.streams.append(stream)
@@ -168,18 +190,23 @@ class _Rows:
                 yield [(key, _loads(text)) for key, text in batch] if decode_value else batch
 
     def sorted(
-        self, model: Any, fields: tuple[str, ...], flat: bool = False, then: tuple[str, ...] = ()
+        self,
+        model: Any,
+        fields: tuple[str, ...],
+        flat: bool = False,
+        then: tuple[str, ...] = (),
+        where: Q | None = None,
     ) -> Iterator[Any]:
         """Rows sorted by their identifying fields (the first, or for dedupe both) in Python's
         ``str`` order, then by ``then``; ``flat``: the first field alone."""
         keys = fields[:2] if model is DedupeEntry else fields[:1]
         stream: Iterator[Any]
         if self.collation is None:  # a collation this module does not know: sort here
-            rows = self.ordered(model, fields, ("pk",))
+            rows = self.ordered(model, fields, ("pk",), where)
             stream = iter(sorted(rows, key=lambda r: r[: len(keys)]))
         else:
             order = [Collate(F(k), self.collation) if self.collation else k for k in keys]
-            stream = self.ordered(model, fields, (*order, *then))
+            stream = self.ordered(model, fields, (*order, *then), where)
         return map(operator.itemgetter(0), stream) if flat else stream
 
 

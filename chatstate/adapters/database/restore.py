@@ -29,7 +29,7 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
-from chatstate.sections import SnapshotSections
+from chatstate.sections import Claim, SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.types import as_datetime
 
@@ -96,6 +96,7 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
     )
     window.head += len(order)
     window.save(update_fields=["head"])
+    _claim(adapter, snapshot.claims.items(), newest, now)
     for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
         model.objects.using(using).bulk_create(
@@ -140,6 +141,19 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
     )
 
 
+def _claim(adapter: NamespaceRows, claims: Iterable[Claim], after: int, now: datetime) -> None:
+    """Mark the claims in progress on the dedupe entries just loaded (those past position
+    ``after``: when merging, an entry already present keeps what it is). One statement a
+    claim: claims are the messages being handled at the time of the snapshot, few."""
+    loaded = adapter.queryset(DedupeEntry).filter(seq__gt=after)
+    for (a, m), claim in claims:
+        loaded.filter(adapter=a, message_id=m).update(
+            owner=claim["owner"],
+            thread_id=claim["thread_id"],
+            expires_at=as_datetime(claim["expires_at"], now),
+        )
+
+
 class _Copier:
     """One restore on PostgreSQL, inside the caller's transaction."""
 
@@ -171,6 +185,7 @@ class _Copier:
             newest = adapter.queryset(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
         window.head += self.dedupe(sections.dedupe_order, newest, stamp)
         window.save(update_fields=["head"])
+        _claim(adapter, sections.claims, newest, now)
         for model, field, entries in (
             (ThreadState, "thread_id", sections.thread_state),
             (ChannelState, "channel_id", sections.channel_state),

@@ -65,6 +65,11 @@ def lock_dict(
     }
 
 
+def claim_dict(owner: str, thread_id: str, expires: datetime) -> dict[str, Any]:
+    """A claim in progress in the snapshot's form."""
+    return {"owner": owner, "thread_id": thread_id, "expires_at": to_iso(expires)}
+
+
 def pending_dict(owner: str, strategy: str, metadata: Any, enqueued: datetime) -> dict[str, Any]:
     """A pending-entry row in the snapshot's form."""
     return {

@@ -50,8 +50,14 @@ class MemoryStore:
         return PendingEntry(owner, strategy, _loads(meta), as_iso(text or enqueued), entry_id)
 
     def snapshot(self) -> Snapshot:
-        """The whole state as a ``Snapshot``."""
-        order = list(self.dedupe)
+        """The whole state as a ``Snapshot``: a claim in progress is in ``claims``; a released
+        one (its message refused) is left out, so its redelivery is handled after a restore."""
+        order = [key for key, (_, claim) in self.dedupe.items() if claim is None or claim[1]]
+        claims = {
+            key: {"owner": claim[0], "thread_id": claim[1], "expires_at": as_iso(claim[3])}
+            for key, (_, claim) in self.dedupe.items()
+            if claim is not None and claim[1]
+        }
         states = {kind: {} for kind in ("thread", "channel")}  # type: dict[str, dict[str, Any]]
         for (kind, object_id), (text, _) in self.states.items():
             states[kind][object_id] = _loads(text)
@@ -76,6 +82,7 @@ class MemoryStore:
                 for key, queue in self.pending.items()
                 if queue
             },
+            claims=claims,
         )
 
     @classmethod
@@ -85,6 +92,10 @@ class MemoryStore:
         store = cls()
         store.subscriptions = dict.fromkeys(snapshot.subscriptions, now_wall)
         store.dedupe = OrderedDict((key, [now_wall, None]) for key in snapshot.dedupe_order)
+        for dedupe_key, claim in snapshot.claims.items():
+            text = claim["expires_at"]  # kept exactly, as a lock's times are
+            expires = now_mono + (as_epoch(text, now_wall) - now_wall)
+            store.dedupe[dedupe_key][1] = (claim["owner"], claim["thread_id"], expires, text)
         for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
             for object_id, value in maps.items():
                 store.states[(kind, object_id)] = (dump_map(value), now_wall)

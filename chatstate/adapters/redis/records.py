@@ -56,3 +56,9 @@ def lock_dict(record: Any) -> dict[str, Any]:
         "acquired_at": iso(acquired, acquired_at),
         "expires_at": iso(expires, expires_at),
     }
+
+
+def claim_dict(record: Any) -> dict[str, Any]:
+    """A claim record in the snapshot's form (the exact text a snapshot gave, if any)."""
+    owner, thread_id, expires, expires_at, *_ = loads(record)
+    return {"owner": owner, "thread_id": thread_id, "expires_at": iso(expires, expires_at)}

@@ -45,6 +45,7 @@ class Sections(NamedTuple):
     channel_state: Iterable[tuple[str, dict[str, Any]]]
     locks: Iterable[tuple[str, dict[str, Any]]]
     pending_locks: Iterable[tuple[str, list[dict[str, Any]]]]
+    claims: Iterable[tuple[DedupeKey, dict[str, Any]]]
 
     @classmethod
     def of(cls, source: Snapshot | SnapshotSections) -> Sections:
@@ -56,6 +57,7 @@ class Sections(NamedTuple):
                 source.channel_state.items(),
                 source.locks.items(),
                 source.pending_locks.items(),
+                source.claims.items(),
             )
         return cls(
             source.subscriptions,
@@ -64,6 +66,7 @@ class Sections(NamedTuple):
             source.channel_state,
             source.locks,
             source.pending_locks,
+            source.claims,
         )
 
 
@@ -91,6 +94,7 @@ def op_snapshot(keys: Keys) -> Op[Snapshot]:
         channel_state=dict(pages["channel_state"]),
         locks=dict(pages["locks"]),
         pending_locks=dict(pages["pending_locks"]),
+        claims=dict(pages["claims"]),
     )
 
 
@@ -117,7 +121,7 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
     """Copy the namespace in one step under a fresh prefix, then build sorted views."""
     frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
     reply = yield (EVAL, scripts.FREEZE, [], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
-    subs, dedupe, threads, channels, locks, pending = (int(n) for n in reply)
+    subs, dedupe, threads, channels, locks, pending, claims = (int(n) for n in reply)
     for kind, source in (
         ("set", frozen.subs),
         ("zset", frozen.dd),
@@ -125,6 +129,7 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         ("hash", frozen.cs),
         ("hash", frozen.locks),
         ("set", frozen.qkeys),
+        ("hash", frozen.ddc),
     ):
         position: Any = 0
         while True:
@@ -143,6 +148,7 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         "channel_state": channels,
         "locks": locks,
         "pending_locks": pending,
+        "claims": claims,
     }
     return frozen, counts
 
@@ -164,7 +170,9 @@ def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
             (k, [records.pending_entry(raw).to_dict() for raw in items])
             for k, items in zip(lock_keys, lists, strict=True)
         ]
-    hash_key = {"thread_state": frozen.ts, "channel_state": frozen.cs}.get(section, frozen.locks)
+    hash_key = {"thread_state": frozen.ts, "channel_state": frozen.cs, "claims": frozen.ddc}.get(
+        section, frozen.locks
+    )
     ids, values = yield (
         EVAL,
         scripts.HASH_PAGE,
@@ -173,6 +181,8 @@ def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
     )
     if section == "locks":
         return [(text(i), records.lock_dict(v)) for i, v in zip(ids, values, strict=True)]
+    if section == "claims":
+        return list(zip(unmembers(ids), map(records.claim_dict, values), strict=True))
     return [(text(i), records.loads(v)) for i, v in zip(ids, values, strict=True)]
 
 
@@ -246,6 +256,19 @@ def build_commands(
             for key, lock in lock_part
         }
         yield from expiring(tmp.locks, "hset", None, None, lock_records)
+    for claim_part in parts(sections.claims, CHUNK):
+        claim_records = {
+            member(key): records.dumps(
+                [
+                    claim["owner"],
+                    claim["thread_id"],
+                    records.ms(claim["expires_at"], now),
+                    claim["expires_at"],
+                ]
+            )
+            for key, claim in claim_part
+        }
+        yield from expiring(tmp.ddc, "hset", None, None, claim_records)
     token = tmp.prefix.rsplit(":", 2)[-2]  # ids of loaded entries: unique to this load
     loaded = itertools.count(1)
     for key, entries in sections.pending_locks:

@@ -4,7 +4,10 @@
 -- serves others in between): sorted sets whose scores are all equal list their members in
 -- byte order, which for UTF-8 is code-point order, the order of the snapshot's JSON form.
 -- ARGV: live prefix, snapshot prefix, ttl_ms (the copy expires if the reader dies).
--- Returns the counts {subscriptions, dedupe, thread_state, channel_state, locks, pending}.
+-- A released claim (a refused message's, thread '') leaves the copy with its member: a
+-- restored namespace handles that message's redelivery too.
+-- Returns the counts {subscriptions, dedupe, thread_state, channel_state, locks, pending,
+-- claims}.
 local live, snap, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local function copy(name)
     if redis.call('COPY', live .. name, snap .. name) == 1 then
@@ -13,6 +16,14 @@ local function copy(name)
 end
 for _, name in ipairs({'subs', 'dd', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}) do copy(name) end
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
+local claims = redis.call('HGETALL', snap .. 'ddc')
+for i = 1, #claims, 2 do
+    if cjson.decode(claims[i + 1])[2] == '' then
+        redis.call('ZREM', snap .. 'dd', claims[i])
+        redis.call('HDEL', snap .. 'ddc', claims[i])
+    end
+end
 return {redis.call('SCARD', snap .. 'subs'), redis.call('ZCARD', snap .. 'dd'),
         redis.call('HLEN', snap .. 'ts'), redis.call('HLEN', snap .. 'cs'),
-        redis.call('HLEN', snap .. 'locks'), redis.call('SCARD', snap .. 'qkeys')}
+        redis.call('HLEN', snap .. 'locks'), redis.call('SCARD', snap .. 'qkeys'),
+        redis.call('HLEN', snap .. 'ddc')}
