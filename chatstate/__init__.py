@@ -5,7 +5,15 @@ Everything public is importable from here; each name says where it lives.
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.registry import get_adapter
-from chatstate.snapshot import Snapshot, default_snapshot, normalize_snapshot, validate_snapshot
+from chatstate.snapshot import (
+    InvalidSnapshot,
+    Snapshot,
+    SnapshotNotJSON,
+    default_snapshot,
+    normalize_snapshot,
+    snapshot_from,
+    validate_snapshot,
+)
 from chatstate.types import (
     BackendUnavailable,
     ChatStateError,
@@ -20,16 +28,19 @@ from chatstate.types import (
 __all__ = [
     "BackendUnavailable",
     "ChatStateError",
+    "InvalidSnapshot",
     "LeaseLost",
     "LockError",
     "LockResult",
     "NotOwner",
     "PendingEntry",
     "Snapshot",
+    "SnapshotNotJSON",
     "StateAdapter",
     "Strategy",
     "default_snapshot",
     "get_adapter",
     "normalize_snapshot",
+    "snapshot_from",
     "validate_snapshot",
 ]
