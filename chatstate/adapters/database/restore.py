@@ -11,7 +11,6 @@ timestamps round-trip exactly.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from chatstate.snapshot import Snapshot
 from chatstate.types import as_datetime
 
 _CHUNK = 10_000
+_COPY_BYTES = 8 << 20  # a COPY block's size, about (characters)
 _BATCH = 5000
 _MODELS = (Subscription, DedupeEntry, ThreadState, ChannelState, Lock, PendingLockEntry)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -315,23 +315,31 @@ class _Copier:
         line: Callable[[str, tuple[Any, ...]], str] | None = None,
     ) -> int:
         """``COPY target FROM STDIN`` (text format) the ``rows``, each line starting with
-        ``prefix``; the row count. Lines are built here a batch at a time (``line``, or every
-        field through ``_copy_text``), far faster than psycopg's ``write_row`` per row."""
-        count = 0
-        iterator = iter(rows)
+        ``prefix``; the row count. Lines (``line``, or every field through ``_copy_text``) are
+        sent in blocks of at most ``_CHUNK`` rows or about ``_COPY_BYTES``, so memory stays
+        bounded however large the values are."""
+        count = size = 0
+        block: list[str] = []
         with (
             self.connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy,
         ):
-            while batch := list(itertools.islice(iterator, _CHUNK)):
-                if line is None:
-                    text = "".join(
-                        [prefix + "\t".join(map(_copy_text, row)) + "\n" for row in batch]
-                    )
-                else:
-                    text = "".join([line(prefix, row) for row in batch])
-                copy.write(text)
-                count += len(batch)
+            for row in rows:
+                text = (
+                    prefix + "\t".join(map(_copy_text, row)) + "\n"
+                    if line is None
+                    else line(prefix, row)
+                )
+                block.append(text)
+                size += len(text)
+                if size >= _COPY_BYTES or len(block) >= _CHUNK:
+                    copy.write("".join(block))
+                    count += len(block)
+                    block.clear()
+                    size = 0
+            if block:
+                copy.write("".join(block))
+                count += len(block)
         return count
 
     def stage(self, model: Any, fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> str:
