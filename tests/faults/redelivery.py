@@ -10,6 +10,7 @@ effect was applied: exactly once is the invariant.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import Counter
@@ -51,26 +52,72 @@ def deliver(
             with store.handle_message(
                 ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl
             ) as msg:
-                if msg.duplicate and not msg.in_progress:
-                    met["done"] += 1
-                    return dict(met)
-                if msg.acquired:
-                    msg.state["seen"] = [*msg.state.get("seen", []), message_id]
-                    if hold:
-                        time.sleep(hold)
+                if _apply(msg, message_id, met):
+                    time.sleep(hold)
                     if before_commit is not None:
                         before_commit()
-            if msg.acquired:
-                met["handled"] += 1
+            if _answered(msg, met):
                 return dict(met)
-            met["in_progress" if msg.duplicate else "busy"] += 1
-        except BackendUnavailable:
-            met["unavailable"] += 1
-        except LeaseLost:
-            met["lease_lost"] += 1
+        except (BackendUnavailable, LeaseLost) as exc:
+            met[_AGAIN[type(exc)]] += 1
         met["redeliveries"] += 1
         time.sleep(pause)
     raise Undelivered(f"{message_id} was not handled after {attempts} deliveries: {dict(met)}")
+
+
+async def adeliver(
+    store: Any,
+    message_id: str,
+    *,
+    thread_id: str,
+    ttl: float,
+    attempts: int = 200,
+    pause: float = 0.02,
+    before_commit: Callable[[], None] | None = None,
+    before_enter: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """:func:`deliver` through ``ahandle_message``, on the running event loop."""
+    met: Counter[str] = Counter()
+    for _ in range(attempts):
+        owner = f"{message_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            if before_enter is not None:
+                before_enter()
+            async with store.ahandle_message(
+                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl
+            ) as msg:
+                if _apply(msg, message_id, met) and before_commit is not None:
+                    before_commit()
+            if _answered(msg, met):
+                return dict(met)
+        except (BackendUnavailable, LeaseLost) as exc:
+            met[_AGAIN[type(exc)]] += 1
+        met["redeliveries"] += 1
+        await asyncio.sleep(pause)
+    raise Undelivered(f"{message_id} was not handled after {attempts} deliveries: {dict(met)}")
+
+
+_AGAIN = {BackendUnavailable: "unavailable", LeaseLost: "lease_lost"}
+
+
+def _apply(msg: Any, message_id: str, met: Counter[str]) -> bool:
+    """In the block: the message's effect when acquired (True); a done duplicate counted."""
+    if msg.duplicate and not msg.in_progress:
+        met["done"] += 1
+    if msg.acquired:
+        msg.state["seen"] = [*msg.state.get("seen", []), message_id]
+    return bool(msg.acquired)
+
+
+def _answered(msg: Any, met: Counter[str]) -> bool:
+    """After the block: whether the delivery was the last one needed (handled, or done)."""
+    if msg.acquired:
+        met["handled"] += 1
+        return True
+    if msg.duplicate and not msg.in_progress:
+        return True
+    met["in_progress" if msg.duplicate else "busy"] += 1
+    return False
 
 
 def tally(seen: Iterable[str], message_ids: Iterable[str]) -> dict[str, int]:

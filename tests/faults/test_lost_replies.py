@@ -8,36 +8,45 @@ entry that ran but never a commit that ran. Each message's effect is counted in 
 
 from __future__ import annotations
 
+import asyncio
 import random
+import struct
 from collections.abc import Callable
+
+import pytest
 
 from chatstate.adapters.redis import scripts
 from tests.faults.conftest import Proxied
-from tests.faults.redelivery import deliver, tally
+from tests.faults.redelivery import adeliver, deliver, tally
 
 MESSAGES = 30
 
-#: What the proxy watches for, per backend: the entry's and the commit's request.
-PATTERNS = {
-    "database": (b"chatstate_enter", b"chatstate_commit"),
+#: What the proxy watches for, per backend: the entry's and the commit's request. The fast
+#: path's statements are prepared (only their parameters travel): the message id as a bound
+#: parameter (its length, then its text) marks both, and each is armed just before its turn.
+PATTERNS: dict[str, tuple[bytes, bytes] | None] = {
+    "database": None,
     # The ORM path's entry and commit are transactions; the first COMMIT armed is theirs.
     "database_orm": (b"COMMIT", b"COMMIT"),
     "redis": (scripts.CYCLE_ENTER.sha.encode(), scripts.CYCLE_COMMIT.sha.encode()),
 }
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_lost_replies_neither_double_nor_lose_a_message(
-    proxied: Proxied, figures: Callable[..., None]
+    proxied: Proxied, figures: Callable[..., None], mode: str
 ) -> None:
     rng = random.Random(11)
-    enter_pattern, commit_pattern = PATTERNS[proxied.kind]
     proxy, store = proxied.proxy, proxied.adapter
     ids = [f"m{i}" for i in range(MESSAGES)]
-    met: list[dict[str, int]] = []
-    for message_id in ids:
-        faults = {"enter": rng.random() < 0.3, "commit": rng.random() < 0.6}
 
-        def arm(point: str, pattern: bytes, faults: dict[str, bool] = faults) -> Callable[[], None]:
+    def hooks(message_id: str) -> dict[str, Callable[[], None]]:
+        """This message's faults: its first delivery loses the entry's or commit's reply."""
+        faults = {"enter": rng.random() < 0.3, "commit": rng.random() < 0.6}
+        bound = struct.pack("!I", len(message_id)) + message_id.encode()
+        enter_pattern, commit_pattern = PATTERNS[proxied.kind] or (bound, bound)
+
+        def arm(point: str, pattern: bytes) -> Callable[[], None]:
             def hook() -> None:
                 if faults[point]:  # the first delivery's only
                     faults[point] = False
@@ -45,20 +54,34 @@ def test_lost_replies_neither_double_nor_lose_a_message(
 
             return hook
 
-        met.append(
-            deliver(
-                store,
-                message_id,
-                thread_id="t",
-                ttl=1.0,
-                before_enter=arm("enter", enter_pattern),
-                before_commit=arm("commit", commit_pattern),
-            )
-        )
-        proxy.disarm()
+        return {
+            "before_enter": arm("enter", enter_pattern),
+            "before_commit": arm("commit", commit_pattern),
+        }
+
+    met: list[dict[str, int]] = []
+    if mode == "sync":
+        for message_id in ids:
+            met.append(deliver(store, message_id, thread_id="t", ttl=1.0, **hooks(message_id)))
+            proxy.disarm()
+    else:
+
+        async def run() -> None:
+            for message_id in ids:
+                met.append(
+                    await adeliver(store, message_id, thread_id="t", ttl=1.0, **hooks(message_id))
+                )
+                proxy.disarm()
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+
+        asyncio.run(run())
     counts = tally(proxied.plain.thread_state("t")["seen"], ids)
     unavailable = sum(m.get("unavailable", 0) for m in met)
-    figures(backend=proxied.kind, faults=proxy.dropped, unavailable=unavailable, **counts)
+    figures(
+        backend=proxied.kind, mode=mode, faults=proxy.dropped, unavailable=unavailable, **counts
+    )
     assert proxy.dropped >= MESSAGES // 2, "too few faults were injected to mean anything"
     assert unavailable == proxy.dropped  # each lost reply surfaced as BackendUnavailable
     assert counts == {"messages": MESSAGES, "applied": MESSAGES, "doubles": 0, "lost": 0}

@@ -11,6 +11,7 @@ replaced on the next call.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import threading
@@ -34,6 +35,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(
         "RedisStateAdapter needs django-redis and redis: pip install 'chatstate[redis]'"
     ) from exc
+_hiredis_pack: Any
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis comes with chatstate[redis]
+    _hiredis_pack = None
 
 T = TypeVar("T")
 Request = tuple[Any, ...]
@@ -173,18 +179,73 @@ def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]
             connection.disconnect()
     except redis.ConnectionError:
         connection.disconnect()
+    command = _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args))
     try:
-        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        connection.send_packed_command(command, check_health=False)
         try:
             return connection.read_response()
         except NoScriptError:  # not run: load it, then send it once more
             connection.send_command("SCRIPT", "LOAD", script.text)
             connection.read_response()
-            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            connection.send_packed_command(command, check_health=False)
             return connection.read_response()
     except UNAVAILABLE:
         connection.disconnect()
         raise
+
+
+def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:
+    """A command's wire form (chunks to send): hiredis's packer straight away (redis-py's
+    own checks each argument first), or the connection's."""
+    if _hiredis_pack is None:
+        packed: list[bytes] = connection.pack_command(*args)
+        return packed
+    return [_hiredis_pack(args)]
+
+
+class AsyncLanes:
+    """Connections of one ``redis.asyncio`` pool (so of one event loop) that scripts run on,
+    as :func:`eval_pinned` does for threads: one connection a script at a time, taken from
+    the idle ones or opened, at most the pool's ``max_connections`` at once. A connection
+    whose script raised anything but a reply error (a lost connection, a cancellation
+    mid-reply) is closed, not reused."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(min(pool.max_connections, 2**16))
+
+    async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """``EVALSHA`` (on ``NOSCRIPT``, loaded and sent again); its reply."""
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else self.pool.make_connection()
+            try:
+                if connection.is_connected and await connection.can_read():
+                    await connection.disconnect()  # unread data, or the server hung up
+                reply = await self._eval(connection, script, keys, args)
+            except redis.ResponseError:
+                self.idle.append(connection)  # the reply was read: the connection is sound
+                raise
+            except BaseException:
+                await connection.disconnect(nowait=True)
+                raise
+            self.idle.append(connection)
+            return reply
+
+    @staticmethod
+    async def _eval(connection: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        command = _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args))
+        await connection.send_packed_command(command, check_health=False)
+        try:
+            return await connection.read_response()
+        except NoScriptError:
+            await connection.send_command("SCRIPT", "LOAD", script.text)
+            await connection.read_response()
+            await connection.send_packed_command(command, check_health=False)
+            return await connection.read_response()
+
+
+_lanes: weakref.WeakKeyDictionary[Any, AsyncLanes] = weakref.WeakKeyDictionary()
 
 
 def execute(client: Any, request: Request) -> Any:
@@ -204,12 +265,11 @@ async def aexecute(client: Any, request: Request) -> Any:
     """Send one request on the ``redis.asyncio`` ``client``; its reply."""
     kind = request[0]
     if kind is EVAL:
-        script, keys, args = request[1], request[2], request[3]
-        try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(script.text)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        pool = client.connection_pool
+        lanes = _lanes.get(pool)
+        if lanes is None:
+            lanes = _lanes[pool] = AsyncLanes(pool)
+        return await lanes.eval(request[1], request[2], request[3])
     if kind is CALL:
         return await getattr(client, request[1])(*request[2])
     pipe = client.pipeline(transaction=False)
