@@ -27,6 +27,8 @@ class FaultProxy:
         self._sockets: set[socket.socket] = set()
         #: Replies lost so far (each one an injected fault).
         self.dropped = 0
+        #: Client connections accepted so far.
+        self.accepted = 0
         self._closed = False
         threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
 
@@ -68,6 +70,7 @@ class FaultProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets.update((client, server))
+                self.accepted += 1
             lose = threading.Event()
             threading.Thread(target=self._up, args=(client, server, lose), daemon=True).start()
             threading.Thread(target=self._down, args=(server, client, lose), daemon=True).start()

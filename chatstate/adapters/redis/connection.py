@@ -4,9 +4,10 @@ operation's requests (sync, or on ``redis.asyncio``).
 A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)`` or
 ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are sent by SHA
 (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a connection
-of this thread's own, and never re-sent after a lost reply: a connection failure becomes
-:class:`~chatstate.types.BackendUnavailable` naming the alias, and the broken connection is
-replaced on the next call.
+of this thread's own (sync), or pipelined with the event loop's other scripts on one
+connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
+connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias,
+and the broken connection is replaced on the next call.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import weakref
 from typing import Any, TypeVar
 
 from chatstate.adapters.operations import Op
+from chatstate.adapters.redis import multiplex
+from chatstate.adapters.redis.multiplex import Pipelined
 from chatstate.adapters.redis.scripts import LuaScript
 from chatstate.types import BackendUnavailable
 
@@ -245,7 +248,25 @@ class AsyncLanes:
             return await connection.read_response()
 
 
-_lanes: weakref.WeakKeyDictionary[Any, AsyncLanes] = weakref.WeakKeyDictionary()
+_runners: weakref.WeakKeyDictionary[Any, AsyncLanes | Pipelined] = weakref.WeakKeyDictionary()
+_PLAIN_ASYNC = (
+    redis.asyncio.connection.Connection,
+    redis.asyncio.connection.UnixDomainSocketConnection,
+)
+
+
+def _script_runner(pool: Any) -> AsyncLanes | Pipelined:
+    """How scripts go out on ``pool``'s loop: pipelined on one connection
+    (:mod:`.multiplex`) when its settings allow, else on connections of their own."""
+    runner = _runners.get(pool)
+    if runner is None:
+        plain = pool.connection_class in _PLAIN_ASYNC
+        if plain and multiplex.supports(pool.connection_kwargs):
+            runner = Pipelined(pool.connection_kwargs)
+        else:
+            runner = AsyncLanes(pool)
+        _runners[pool] = runner
+    return runner
 
 
 def execute(client: Any, request: Request) -> Any:
@@ -265,11 +286,7 @@ async def aexecute(client: Any, request: Request) -> Any:
     """Send one request on the ``redis.asyncio`` ``client``; its reply."""
     kind = request[0]
     if kind is EVAL:
-        pool = client.connection_pool
-        lanes = _lanes.get(pool)
-        if lanes is None:
-            lanes = _lanes[pool] = AsyncLanes(pool)
-        return await lanes.eval(request[1], request[2], request[3])
+        return await _script_runner(client.connection_pool).eval(request[1], request[2], request[3])
     if kind is CALL:
         return await getattr(client, request[1])(*request[2])
     pipe = client.pipeline(transaction=False)

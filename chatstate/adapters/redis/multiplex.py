@@ -1,0 +1,222 @@
+"""Scripts of every coroutine of an event loop on one pipelined connection.
+
+An ASGI server runs many conversations on one event loop; each cycle is two scripts. Sending
+each on a connection of its own costs a write, a wake-up and a read per script. Here the
+scripts the loop's coroutines send in one turn of the loop go out in one write, on one
+connection per loop and cache alias, and their replies are matched to them in order (Redis
+answers a connection's commands in the order it received them) -- how Node's Redis clients
+serve a whole server.
+
+A reply is never re-sent for: when the connection fails, every script waiting on it fails
+with :class:`redis.ConnectionError` (``BackendUnavailable`` to the caller, who cannot know
+whether it ran; the cycle's cleanup and the claims' leases handle that), and the next script
+opens a new connection. With ``socket_timeout`` set, a script unanswered for that long
+closes the connection the same way.
+
+:func:`supports` says which connection settings this carries (plain TCP or a Unix socket,
+RESP2, password/username, database, socket timeouts); for others (TLS, RESP3, a credential
+provider) the caller uses redis-py's connections instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from chatstate.adapters.redis.scripts import LuaScript
+
+hiredis: Any
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - hiredis comes with chatstate[redis]
+    hiredis = None
+
+
+def supports(kwargs: dict[str, Any]) -> bool:
+    """Whether a plain (TCP or Unix socket) pool's ``connection_kwargs`` can be carried by a
+    :class:`Multiplexer`: RESP2, and a password given as such (not a credential provider).
+    TLS pools have a connection class of their own and are never multiplexed."""
+    if hiredis is None or kwargs.get("credential_provider") is not None:
+        return False
+    return str(kwargs.get("protocol") or 2) == "2"
+
+
+class Multiplexer(asyncio.Protocol):
+    """One connection of one event loop; :meth:`eval` is safe from any of its coroutines."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+        self.timeout: float | None = kwargs.get("socket_timeout")
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader(
+            replyError=redis.ResponseError,
+            protocolError=redis.ConnectionError,
+            **(
+                {"encoding": kwargs.get("encoding", "utf-8")}
+                if kwargs.get("decode_responses")
+                else {}
+            ),
+        )
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.outgoing: list[bytes] = []
+        self.closed: BaseException | None = None
+        self._watch: asyncio.TimerHandle | None = None
+
+    # -- opening --------------------------------------------------------------------------
+
+    async def open(self) -> Multiplexer:
+        """Connect, then authenticate and select the database; raises ``ConnectionError``."""
+        loop = asyncio.get_running_loop()
+        kwargs = self.kwargs
+        try:
+            if kwargs.get("path"):
+                connecting = loop.create_unix_connection(lambda: self, kwargs["path"])
+            else:
+                connecting = loop.create_connection(
+                    lambda: self, kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
+                )
+            await asyncio.wait_for(connecting, kwargs.get("socket_connect_timeout") or None)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise redis.ConnectionError(f"connecting to Redis failed: {exc}") from exc
+        greeting = []
+        if kwargs.get("password"):
+            auth = [kwargs["username"]] if kwargs.get("username") else []
+            greeting.append(self.send(("AUTH", *auth, kwargs["password"])))
+        if int(kwargs.get("db") or 0):
+            greeting.append(self.send(("SELECT", int(kwargs["db"]))))
+        try:
+            for reply in greeting:
+                await reply
+        except redis.ResponseError as exc:
+            self.abort(redis.ConnectionError(f"Redis refused the connection's setup: {exc}"))
+            raise redis.ConnectionError(f"Redis refused the connection's setup: {exc}") from exc
+        return self
+
+    # -- sending and receiving ------------------------------------------------------------
+
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Queue one command; the future of its reply. Commands queued in one turn of the
+        loop leave in one write at its end."""
+        if self.closed is not None:
+            raise redis.ConnectionError(f"the Redis connection was lost: {self.closed}")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self.outgoing:
+            loop.call_soon(self._flush)
+        self.outgoing.append(hiredis.pack_command(args))
+        self.waiting.append((future, time.monotonic()))
+        if self.timeout and self._watch is None:
+            self._watch = loop.call_later(self.timeout, self._check)
+        return future
+
+    async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """``EVALSHA`` (on ``NOSCRIPT``, loaded and sent again: it did not run); its reply."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self.send(command)
+        except NoScriptError:
+            loading = self.send(("SCRIPT", "LOAD", script.text))
+            again = self.send(command)
+            await loading
+            return await again
+
+    def _flush(self) -> None:
+        if self.outgoing and self.transport is not None and self.closed is None:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except redis.ConnectionError as exc:  # a reply that is not RESP: give up
+                self.abort(exc)
+                return
+            if reply is False:
+                return
+            future, _ = self.waiting.popleft()
+            if future.done():  # its caller was cancelled: the reply is dropped
+                continue
+            if isinstance(reply, redis.ResponseError):
+                future.set_exception(_refusal(reply))
+            else:
+                future.set_result(reply)
+
+    # -- failing --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(redis.ConnectionError(f"the Redis connection was lost: {exc or 'closed'}"))
+
+    def abort(self, exc: BaseException) -> None:
+        """Close the connection; every script waiting on it fails with ``exc``."""
+        self._fail(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.closed is None:
+            self.closed = exc
+        self.outgoing.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        while self.waiting:
+            future, _ = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(self.closed)
+
+    def _check(self) -> None:
+        """The socket timeout: the oldest script unanswered for ``socket_timeout`` closes
+        the connection; otherwise look again when the oldest one's time is up."""
+        self._watch = None
+        if not self.waiting or self.timeout is None:
+            return
+        due = self.waiting[0][1] + self.timeout - time.monotonic()
+        if due <= 0:
+            self.abort(redis.TimeoutError(f"no reply from Redis within {self.timeout} s"))
+        else:
+            self._watch = asyncio.get_running_loop().call_later(due, self._check)
+
+
+def _refusal(reply: redis.ResponseError) -> redis.ResponseError:
+    text = str(reply)
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    return reply
+
+
+class Pipelined:
+    """Scripts of one ``redis.asyncio`` pool (so of one event loop) on its multiplexed
+    connection, opened on first use and again after it failed."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+        self.mux: Multiplexer | None = None
+        self.opening: asyncio.Future[Multiplexer] | None = None
+
+    async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """:meth:`Multiplexer.eval` on the live connection."""
+        mux = self.mux
+        if mux is None or mux.closed is not None:
+            mux = await self._open()
+        return await mux.eval(script, keys, args)
+
+    async def _open(self) -> Multiplexer:
+        if self.opening is None:  # one opening, however many coroutines wait for it
+            self.opening = asyncio.ensure_future(Multiplexer(self.kwargs).open())
+            self.opening.add_done_callback(self._opened)
+        return await asyncio.shield(self.opening)
+
+    def _opened(self, opening: asyncio.Future[Multiplexer]) -> None:
+        self.opening = None
+        if not opening.cancelled() and opening.exception() is None:
+            self.mux = opening.result()
