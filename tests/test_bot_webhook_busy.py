@@ -24,6 +24,11 @@ from tests.test_bot_webhook import THREAD, Post, message, post_sync, send_async,
 # The fixtures of test_bot_webhook.py: the settings (autouse), ``bot`` and ``post``.
 bot_settings, bot, post = webhook.bot_settings, webhook.bot, webhook.post
 
+# Sync steps (``bot.lock``, the hooks' deliveries) meet the async view's writes on the same
+# rows: the PostgreSQL async twins run on connections of their own, which would wait forever
+# on rows the test's rolled-back transaction holds. So each test commits, and is flushed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 #: What a delivery made while the bot was busy got: (message id, HTTP status, the answer's
 #: ``status`` or ``error``, its ``Retry-After`` header or None).
 Answer = tuple[str, int, str, str | None]
