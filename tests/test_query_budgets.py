@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.bench.counting import count_statements
@@ -229,13 +229,26 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
 def _measure(
     adapter: DatabaseStateAdapter, name: str, assert_num_queries: Any, round_trips: int
 ) -> tuple[int, list[str]]:
-    """Run operation ``name`` after its setup; assert its round trips; (commits, SQL sent)."""
+    """Run operation ``name`` after its setup; assert its round trips; (commits, SQL sent).
+
+    The SQL is what the cursor was given (Django's query log shows no text for a statement
+    the server already holds prepared)."""
     setup, operation = OPERATIONS[name]
     setup(adapter)
-    with assert_num_queries(round_trips) as captured, count_statements(adapter.using) as counts:
+    sent: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with (
+        assert_num_queries(round_trips),
+        count_statements(adapter.using) as counts,
+        connections[adapter.using].execute_wrapper(record),
+    ):
         operation(adapter)
     assert counts["round_trips"] == round_trips
-    return counts["commits"], [q["sql"] for q in captured.captured_queries]
+    return counts["commits"], sent
 
 
 def _adapter(fast_sql: bool) -> DatabaseStateAdapter:
