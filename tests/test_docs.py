@@ -21,3 +21,22 @@ def test_every_page_is_in_the_table_of_contents() -> None:
     index = (DOCS / "index.rst").read_text(encoding="utf-8")
     pages = sorted(path.stem for path in DOCS.glob("*.rst") if path.stem != "index")
     assert [page for page in pages if not re.search(rf"^\s+{page}$", index, re.M)] == []
+
+
+def test_every_setting_is_documented() -> None:
+    from chatstate import conf
+
+    text = (DOCS / "settings.rst").read_text(encoding="utf-8")
+    assert [key for key in conf.DEFAULTS if f"``{key}``" not in text] == []
+
+
+def test_every_system_check_is_documented() -> None:
+    package = Path(chatstate.__file__).resolve().parent
+    ids = {
+        found
+        for path in package.rglob("*.py")
+        for found in re.findall(r"id=\"(chatstate\.[EW]\d{3})\"", path.read_text("utf-8"))
+    }
+    assert ids  # the scan finds the checks
+    text = (DOCS / "checks.rst").read_text(encoding="utf-8")
+    assert sorted(i for i in ids if f"``{i}``" not in text) == []
