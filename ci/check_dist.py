@@ -7,8 +7,8 @@
 * the sdist holds exactly the tracked files of the package, the whole test suite and what
   it needs (``tests/``, ``example_project/``, ``manage.py``), the build and test
   configuration, ``ci/`` and ``docs/`` (which ``tests/test_docs.py`` reads), besides what
-  setuptools generates (``PKG-INFO``, ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs from an unpacked sdist, and nothing
-  the suite needs is left out.
+  setuptools generates (``PKG-INFO``, ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs
+  from an unpacked sdist, and nothing the suite needs is left out.
 
 Outside a git checkout there is nothing to compare with: it says so and exits 0.
 """
