@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test test-sqlite test-postgres lint typecheck tox matrix matrix-all \
-	wheel-smoke bench clean
+	wheel-smoke bench docs clean
 
 # tox needs python3.10 ... python3.13 on PATH: with pyenv, select every installed CPython 3
 # so that its shims answer for each (the first one stays the default `python3`).
@@ -62,9 +62,18 @@ SMOKE_PYTHON ?= python3
 wheel-smoke:
 	$(PYENV_SET)SMOKE_PYTHON=$(SMOKE_PYTHON) bash ci/wheel-smoke.sh
 
+## docs: the documentation site (Sphinx, warnings are errors) in docs/_build/html.
+DOCS_STAMP := $(VENV)/.docs-stamp
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 bench: venv
 	$(PY) manage.py chatstate_bench --adapter memory --workers 1 --cycles 20000
 	$(PY) manage.py chatstate_bench --adapter database --workers 1 --cycles 2000
 
 clean:
-	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3
+	rm -rf $(VENV) docs/_build .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3

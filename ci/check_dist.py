@@ -6,9 +6,9 @@
   templates, ``*.sql``, ``py.typed``), besides its ``.dist-info``;
 * the sdist holds exactly the tracked files of the package, the whole test suite and what
   it needs (``tests/``, ``example_project/``, ``manage.py``), the build and test
-  configuration and ``ci/``, besides what setuptools generates (``PKG-INFO``,
-  ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs from an unpacked sdist, and nothing
-  the suite needs is left out.
+  configuration, ``ci/`` and ``docs/`` (which ``tests/test_docs.py`` reads), besides what
+  setuptools generates (``PKG-INFO``, ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs
+  from an unpacked sdist, and nothing the suite needs is left out.
 
 Outside a git checkout there is nothing to compare with: it says so and exits 0.
 """
@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SDIST_DIRS = ("chatstate/", "tests/", "example_project/", "ci/")
+SDIST_DIRS = ("chatstate/", "tests/", "example_project/", "ci/", "docs/")
 SDIST_FILES = {
     "LICENSE",
     "MANIFEST.in",

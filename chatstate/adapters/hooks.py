@@ -6,8 +6,8 @@ checked (identifiers are valid ``str``, maps and metadata come as compact JSON t
 requests are the frozen objects of :mod:`chatstate.calls`). A backend makes each hook one
 atomic step on its store — a transaction, a Lua script, a mutex — never a read followed by a
 separate write. To write one (say, a DynamoDB adapter), subclass ``StateAdapter``, implement
-every abstract hook below, and run the conformance suite against it (README: "Writing a
-backend").
+every abstract hook below, and run the conformance suite against it (``docs/backends.rst``:
+"Writing a backend").
 
 Async: every hook has an async path. By default a hook runs in a worker thread
 (``sync_to_async``); a backend whose driver has an asyncio client writes its hooks as
