@@ -20,6 +20,10 @@ P = ParamSpec("P")
 #: reply, returns the hook's result.
 Op = Generator[Any, Any, T]
 
+#: The kinds of a SQL request ``(kind, sql, params)``: its reply is the first row it returns
+#: (``ROW``) or the number of rows it touched (``COUNT``).
+ROW, COUNT = "row", "count"
+
 
 class Driven(Protocol):
     """An adapter that runs operations: :meth:`drive` on its blocking client."""

@@ -28,10 +28,9 @@ import psycopg
 from django.db import connections
 
 from chatstate.adapters.database import connection as guarded
-from chatstate.adapters.operations import Op
+from chatstate.adapters.operations import ROW, Op
 from chatstate.types import BackendUnavailable
 
-ROW, COUNT = "row", "count"
 #: The ``prepare_threshold`` given to a connection that had none (Django turns psycopg's
 #: automatic preparation off, which also refuses ``prepare=True``): only what asks is
 #: prepared.

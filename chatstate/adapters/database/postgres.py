@@ -15,10 +15,8 @@ from typing import Any, TypeVar
 
 from django.db import connections
 
-from chatstate.adapters.database import pgdriver
 from chatstate.adapters.database.orm import DatabaseStateAdapter
-from chatstate.adapters.database.pgdriver import COUNT, ROW
-from chatstate.adapters.operations import Op, operation
+from chatstate.adapters.operations import COUNT, ROW, Op, operation
 from chatstate.calls import CycleEntry, CycleRequest, Handover, LockOutcome, LockRequest, lease_lost
 from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
 
@@ -127,8 +125,12 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     ) -> None:
         super().__init__(namespace, using, fast_sql)
         self.prepared = bool(prepared)
-        self._sync = pgdriver.SyncDriver(self.using, self.prepared)
-        self._async = pgdriver.AsyncDriver(self.using, self.prepared)
+        # Imported here: psycopg is needed on PostgreSQL only (the ``postgres`` extra), and
+        # this module is imported wherever the database adapter is.
+        from chatstate.adapters.database import pgdriver
+
+        self._sync: pgdriver.SyncDriver = pgdriver.SyncDriver(self.using, self.prepared)
+        self._async: pgdriver.AsyncDriver = pgdriver.AsyncDriver(self.using, self.prepared)
 
     def drive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on the Django connection (one statement a request)."""
