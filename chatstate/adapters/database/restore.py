@@ -1,7 +1,8 @@
 """Snapshots into the database: ``load_snapshot`` through the ORM (:func:`load_snapshot`), and
 the streamed restore of the ``chatstate_restore`` command (:func:`load_sections`): on
 PostgreSQL psycopg's ``COPY … FROM STDIN`` streams rows into the tables (merging goes through
-temporary tables and ``INSERT … ON CONFLICT``); elsewhere the ORM on the collected snapshot.
+temporary tables and ``INSERT … ON CONFLICT``); elsewhere the ORM's bulk inserts, a batch
+at a time.
 
 Both run inside the caller's write transaction and keep the adapter's invariants: dedupe
 entries carry ``seq`` 1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head``
@@ -11,10 +12,11 @@ timestamps round-trip exactly.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connections
 from django.db.models import Max
@@ -37,6 +39,7 @@ _COPY_BYTES = 8 << 20  # a COPY block's size, about (characters)
 _BATCH = 5000
 _MODELS = (Subscription, DedupeEntry, ThreadState, ChannelState, Lock, PendingLockEntry)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_T = TypeVar("_T")
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -60,16 +63,20 @@ def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
 
 def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:
     """Inside a write transaction: replace (or merge into) the namespace's state from
-    ``sections``. PostgreSQL: ``COPY`` streams; other databases: :func:`load_snapshot` on the
-    collected snapshot."""
-    if adapter.vendor != "postgresql":
-        load_snapshot(adapter, sections.to_snapshot(), merge)
-        return
-    _Copier(adapter, merge).load(sections)
+    ``sections``, holding one batch of rows in memory at a time. PostgreSQL: ``COPY``
+    streams; other databases: the ORM's bulk inserts."""
+    if adapter.vendor == "postgresql":
+        _Copier(adapter, merge).load(sections)
+    else:
+        _load_by_orm(adapter, sections, merge)
 
 
 def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> None:
     """Inside a write transaction: replace (or merge into) the namespace's state, by the ORM."""
+    _load_by_orm(adapter, SnapshotSections.from_snapshot(snapshot), merge)
+
+
+def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:
     ns, using, q = adapter.namespace, adapter.using, adapter.queryset
     now = adapter.now()
     window = adapter.window()
@@ -77,68 +84,74 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
         for model in _MODELS:
             q(model).delete()
         window.head = 0
-    Subscription.objects.using(using).bulk_create(
-        [Subscription(namespace=ns, thread_id=t) for t in sorted(snapshot.subscriptions)],
-        ignore_conflicts=True,
-        batch_size=_BATCH,
-    )
-    order = snapshot.dedupe_order
-    if merge and order:
-        present = set(q(DedupeEntry).values_list("adapter", "message_id").iterator())
-        order = [k for k in order if k not in present]
-    newest = q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
-    DedupeEntry.objects.using(using).bulk_create(
-        [
-            DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=newest + i)
-            for i, (a, m) in enumerate(order, 1)
-        ],
-        batch_size=_BATCH,
-    )
-    window.head += len(order)
-    window.save(update_fields=["head"])
-    _claim(adapter, snapshot.claims.items(), newest, now)
-    for kind, maps in (("thread", snapshot.thread_state), ("channel", snapshot.channel_state)):
-        model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
-        model.objects.using(using).bulk_create(
-            [model(namespace=ns, value=v, **{field: i}) for i, v in maps.items()],
-            update_conflicts=True,
-            unique_fields=["namespace", field],
-            update_fields=["value", "updated_at"],
-            batch_size=_BATCH,
+    for threads in _batches(sections.subscriptions):
+        Subscription.objects.using(using).bulk_create(
+            [Subscription(namespace=ns, thread_id=t) for t in threads], ignore_conflicts=True
         )
-    if merge and snapshot.locks:
-        q(Lock).filter(key__in=list(snapshot.locks)).delete()
+    # When merging, a key already present keeps its place (the window holds few keys).
+    present = set(q(DedupeEntry).values_list("adapter", "message_id").iterator()) if merge else ()
+    newest = q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
+    seq = newest
+    for keys in _batches(k for k in sections.dedupe_order if k not in present):
+        DedupeEntry.objects.using(using).bulk_create(
+            [
+                DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=seq + i)
+                for i, (a, m) in enumerate(keys, 1)
+            ]
+        )
+        seq += len(keys)
+    window.head += seq - newest
+    window.save(update_fields=["head"])
+    _claim(adapter, sections.claims, newest, now)
+    for kind, entries in (("thread", sections.thread_state), ("channel", sections.channel_state)):
+        model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
+        for batch in _batches(entries):
+            model.objects.using(using).bulk_create(
+                [model(namespace=ns, value=v, **{field: i}) for i, v in batch],
+                update_conflicts=True,
+                unique_fields=["namespace", field],
+                update_fields=["value", "updated_at"],
+            )
     default_expiry = now + timedelta(seconds=adapter.lock_ttl)
-    Lock.objects.using(using).bulk_create(
-        [
-            Lock(
-                namespace=ns,
-                key=k,
-                owner=lock["owner"],
-                strategy=lock["strategy"],
-                metadata=lock.get("metadata") or {},
-                acquired_at=as_datetime(lock.get("acquired_at"), now),
-                expires_at=as_datetime(lock.get("expires_at"), default_expiry),
-            )
-            for k, lock in snapshot.locks.items()
-        ],
-        batch_size=_BATCH,
-    )
-    PendingLockEntry.objects.using(using).bulk_create(
-        [
-            PendingLockEntry(
-                namespace=ns,
-                key=k,
-                owner=e["owner"],
-                strategy=e["strategy"],
-                metadata=e.get("metadata") or {},
-                enqueued_at=as_datetime(e.get("enqueued_at"), now),
-            )
-            for k, entries in sorted(snapshot.pending_locks.items())
-            for e in entries
-        ],
-        batch_size=_BATCH,
-    )
+    for locks in _batches(sections.locks):
+        if merge:  # incoming locks win
+            q(Lock).filter(key__in=[k for k, _ in locks]).delete()
+        Lock.objects.using(using).bulk_create(
+            [
+                Lock(
+                    namespace=ns,
+                    key=k,
+                    owner=lock["owner"],
+                    strategy=lock["strategy"],
+                    metadata=lock.get("metadata") or {},
+                    acquired_at=as_datetime(lock.get("acquired_at"), now),
+                    expires_at=as_datetime(lock.get("expires_at"), default_expiry),
+                )
+                for k, lock in locks
+            ]
+        )
+    pending = ((k, e) for k, entries in sections.pending_locks for e in entries)
+    for batch in _batches(pending):  # appended in arrival order (ids ascend)
+        PendingLockEntry.objects.using(using).bulk_create(
+            [
+                PendingLockEntry(
+                    namespace=ns,
+                    key=k,
+                    owner=e["owner"],
+                    strategy=e["strategy"],
+                    metadata=e.get("metadata") or {},
+                    enqueued_at=as_datetime(e.get("enqueued_at"), now),
+                )
+                for k, e in batch
+            ]
+        )
+
+
+def _batches(items: Iterable[_T], size: int = _BATCH) -> Iterator[list[_T]]:
+    """``items`` in lists of at most ``size``, in order."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _claim(adapter: NamespaceRows, claims: Iterable[Claim], after: int, now: datetime) -> None:
