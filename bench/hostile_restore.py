@@ -21,8 +21,8 @@ Cases (``--size`` each unless said):
   checks' worst case: every key hashed, sorted in runs on disk).
 
 Targets (issue 11): peak RSS under 100 MB and time linear in the size, for any input up to
-1 GB (a real restore of a large valid file also holds the load's own cost: on SQLite the
-adapter's ORM path loads the sections into memory).
+1 GB (a real restore of a large valid file also holds the load's own cost: on SQLite one
+batch of 5,000 rows at a time).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
         for model in _MODELS:
             q(model).delete()
         window.head = 0
-    for threads in _batches(sections.subscriptions):
+    for threads in _batches(sections.subscriptions, using):
         Subscription.objects.using(using).bulk_create(
             [Subscription(namespace=ns, thread_id=t) for t in threads], ignore_conflicts=True
         )
@@ -92,7 +92,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
     present = set(q(DedupeEntry).values_list("adapter", "message_id").iterator()) if merge else ()
     newest = q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
     seq = newest
-    for keys in _batches(k for k in sections.dedupe_order if k not in present):
+    for keys in _batches((k for k in sections.dedupe_order if k not in present), using):
         DedupeEntry.objects.using(using).bulk_create(
             [
                 DedupeEntry(namespace=ns, adapter=a, message_id=m, seq=seq + i)
@@ -105,7 +105,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
     _claim(adapter, sections.claims, newest, now)
     for kind, entries in (("thread", sections.thread_state), ("channel", sections.channel_state)):
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
-        for batch in _batches(entries):
+        for batch in _batches(entries, using):
             model.objects.using(using).bulk_create(
                 [model(namespace=ns, value=v, **{field: i}) for i, v in batch],
                 update_conflicts=True,
@@ -113,7 +113,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
                 update_fields=["value", "updated_at"],
             )
     default_expiry = now + timedelta(seconds=adapter.lock_ttl)
-    for locks in _batches(sections.locks):
+    for locks in _batches(sections.locks, using):
         if merge:  # incoming locks win
             q(Lock).filter(key__in=[k for k, _ in locks]).delete()
         Lock.objects.using(using).bulk_create(
@@ -131,7 +131,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
             ]
         )
     pending = ((k, e) for k, entries in sections.pending_locks for e in entries)
-    for batch in _batches(pending):  # appended in arrival order (ids ascend)
+    for batch in _batches(pending, using):  # appended in arrival order (ids ascend)
         PendingLockEntry.objects.using(using).bulk_create(
             [
                 PendingLockEntry(
@@ -147,11 +147,16 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
         )
 
 
-def _batches(items: Iterable[_T], size: int = _BATCH) -> Iterator[list[_T]]:
-    """``items`` in lists of at most ``size``, in order."""
+def _batches(items: Iterable[_T], using: str, size: int = _BATCH) -> Iterator[list[_T]]:
+    """``items`` in lists of at most ``size``, in order. With ``DEBUG`` on, the connection's
+    query log is emptied between batches: it would keep every batch's SQL text (9,000
+    statements of up to megabytes each)."""
+    connection = connections[using]
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+        if connection.queries_logged:
+            connection.queries_log.clear()
 
 
 def _claim(adapter: NamespaceRows, claims: Iterable[Claim], after: int, now: datetime) -> None:
