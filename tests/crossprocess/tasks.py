@@ -356,3 +356,50 @@ def drain_and_hang(
                 events["draining"].set()
                 time.sleep(600)
     return {}
+
+
+def hold_for(
+    adapter: Any, index: int, events: Events, *, thread_id: str, ttl: float, work: float,
+    keepalive: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Handle one message holding ``thread_id`` with a ``ttl`` lease (``keepalive`` as given):
+    say so, wait until the probers probe, work ``work`` seconds (saying so half a second
+    before the end), then leave the block (commit). Reports how the commit went."""
+    from chatstate import LeaseLost
+
+    try:
+        with adapter.handle_message(
+            ("xproc", "slow"), thread_id=thread_id, owner="slow-holder", ttl=ttl,
+            keepalive=keepalive,
+        ) as msg:  # fmt: skip
+            if not msg.acquired:
+                raise AssertionError(f"the holder got {msg.result}")
+            events["held"].set()
+            if not events["probing"].wait(timeout=60):
+                raise AssertionError("the probers never started")
+            msg.state["written_by"] = "slow-holder"
+            time.sleep(work - 0.5)
+            events["done"].set()  # half a second early: a probe in flight lands before the end
+            time.sleep(0.5)
+    except LeaseLost:
+        return {"commit": "LeaseLost"}
+    return {"commit": "committed"}
+
+
+def probe_lock(
+    adapter: Any, index: int, events: Events, *, thread_id: str, poll: float
+) -> dict[str, Any]:
+    """While the holder works on ``thread_id``: try to take it every ``poll`` seconds,
+    stopping once taken. Reports the tries and when it was taken (seconds after probing
+    began), or None."""
+    if not events["held"].wait(timeout=60):
+        raise AssertionError("the holder never said it held the thread")
+    events["probing"].set()
+    start = time.monotonic()
+    tries = 0
+    while not events["done"].is_set() and time.monotonic() - start < 60:
+        tries += 1
+        if adapter.lock(thread_id, f"prober-{index}", "reject", ttl=30) is LockResult.ACQUIRED:
+            return {"tries": tries, "taken_after": round(time.monotonic() - start, 2)}
+        time.sleep(poll)
+    return {"tries": tries, "taken_after": None}
