@@ -36,7 +36,7 @@ def available() -> bool:
     return os.path.exists(REDIS_SERVER) and os.path.exists(REDIS_CLI)
 
 
-def _cli(port: int, *args: str, timeout: float = 10.0) -> str:
+def cli(port: int, *args: str, timeout: float = 10.0) -> str:
     done = subprocess.run(
         [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
         capture_output=True,
@@ -72,7 +72,7 @@ class RedisCluster:
             for port in self.ports:
                 self.start_node(port)
             for port in self.ports:
-                self._wait(lambda p=port: _cli(p, "PING").strip() == "PONG", deadline, port)
+                self._wait(lambda p=port: cli(p, "PING").strip() == "PONG", deadline, port)
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
             subprocess.run(
                 [REDIS_CLI, "--cluster", "create", *nodes, "--cluster-replicas", "1"]
@@ -133,18 +133,17 @@ class RedisCluster:
         deadline = deadline or time.monotonic() + START_TIMEOUT
         for port in ports or [p for p in self.ports if p in self.processes]:
             self._wait(
-                lambda p=port: "cluster_state:ok" in _cli(p, "CLUSTER", "INFO"),
+                lambda p=port: "cluster_state:ok" in cli(p, "CLUSTER", "INFO"),
                 deadline,
                 f"port {port}",
             )
 
     def master_of(self, key: str) -> int:
         """The port of the master now serving ``key``'s slot."""
-        slot = int(_cli(self.ports[0], "CLUSTER", "KEYSLOT", key).strip())
-        for port in self.ports:
-            if port not in self.processes:
-                continue
-            for line in _cli(port, "CLUSTER", "NODES").splitlines():
+        alive = [port for port in self.ports if port in self.processes]
+        slot = int(cli(alive[0], "CLUSTER", "KEYSLOT", key).strip())
+        for port in alive:
+            for line in cli(port, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
                 if "myself" in fields[2] and "master" in fields[2]:
                     for part in fields[8:]:
