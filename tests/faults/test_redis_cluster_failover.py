@@ -108,7 +108,9 @@ def test_a_killed_master_is_replaced_and_no_message_doubles_or_is_lost(
             handled_at.setdefault(message_id, []).append(at)
     lost = [i for i in ids if i not in seen]
     just_before = {
-        i for i, times in handled_at.items() if any(killed_at - REPLICATION_WINDOW <= t <= killed_at for t in times)
+        i
+        for i, times in handled_at.items()
+        if any(killed_at - REPLICATION_WINDOW <= t <= killed_at for t in times)
     }
     unavailable = sum(r["met"].get("unavailable", 0) for r in reports)
     figures(

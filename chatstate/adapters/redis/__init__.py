@@ -126,7 +126,7 @@ class RedisStateAdapter(StateAdapter):
         """System-check messages: ``chatstate.W002`` when the alias is not a django-redis cache."""
         config = getattr(settings, "CACHES", {}).get(self.alias)
         backend = config.get("BACKEND") if isinstance(config, Mapping) else None
-        if backend == connection.DJANGO_REDIS_BACKEND or _is_django_redis(backend):
+        if backend == connection.DJANGO_REDIS_BACKEND or connection.is_django_redis(backend):
             return []
         where = "is not defined in CACHES" if backend is None else f"uses {backend}"
         return [
@@ -415,16 +415,3 @@ class RedisStateAdapter(StateAdapter):
 
 def _handover(reply: Any) -> Handover:
     return Handover(records.pending_entries(reply[2]), records.pending_entries(reply[3]))
-
-
-def _is_django_redis(backend: object) -> bool:
-    if not isinstance(backend, str):
-        return False
-    try:
-        from django.utils.module_loading import import_string
-        from django_redis.cache import RedisCache
-
-        cls = import_string(backend)
-    except ImportError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, RedisCache)

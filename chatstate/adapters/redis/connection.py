@@ -3,9 +3,9 @@ operation's requests (sync, or on ``redis.asyncio``).
 
 A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)``,
 ``(SCAN, route_key, cursor, pattern, count)`` (one page of ``SCAN`` on the node holding
-``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are sent by SHA
-(``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a connection
-of this thread's own (sync), or pipelined with the event loop's other scripts on one
+``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts
+are sent by SHA (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not
+run) on a connection of this thread's own (sync), or pipelined with the event loop's other scripts on one
 connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
 connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias,
 and the broken connection is replaced on the next call.
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
 import os
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from chatstate.adapters.operations import Op
@@ -354,3 +354,18 @@ async def adrive(client: Any, alias: str, op: Op[T], send: AsyncExecutor = aexec
         return stop.value
     except UNAVAILABLE as exc:
         raise unavailable(alias, exc) from exc
+
+
+def is_django_redis(backend: object) -> bool:
+    """Whether the ``CACHES`` ``BACKEND`` path ``backend`` names django-redis's cache class
+    (or a subclass of it)."""
+    if not isinstance(backend, str):
+        return False
+    try:
+        from django.utils.module_loading import import_string
+        from django_redis.cache import RedisCache
+
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, RedisCache)
