@@ -3,12 +3,12 @@ operation's requests (sync, or on ``redis.asyncio``).
 
 A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)``,
 ``(SCAN, route_key, cursor, pattern, count)`` (one page of ``SCAN`` on the node holding
-``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts
-are sent by SHA (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not
-run) on a connection of this thread's own (sync), or pipelined with the event loop's other
-scripts on one connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
-connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias,
-and the broken connection is replaced on the next call.
+``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are
+sent by SHA (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a
+connection of this thread's own (sync), or pipelined with the event loop's other scripts on one
+connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
+connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias, and
+the broken connection is replaced on the next call.
 """
 
 from __future__ import annotations
