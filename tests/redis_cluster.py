@@ -165,11 +165,17 @@ class RedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-if __name__ == "__main__":  # a cluster for a manual session (bench): Ctrl-C stops it
+if __name__ == "__main__":  # a cluster for a manual session (bench): Ctrl-C or TERM stops it
+    import signal
+
     cluster = RedisCluster().start()
-    print(f"Redis Cluster up at {URL} (ports {cluster.ports[0]}-{cluster.ports[-1]})")
+    print(f"Redis Cluster up at {URL} (ports {cluster.ports[0]}-{cluster.ports[-1]})", flush=True)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         cluster.close()
