@@ -346,8 +346,7 @@ def build_config(
         if namespaces != 1:
             raise ValueError("--mode floor runs on one namespace: drop --namespaces")
         cache: Any = settings.CACHES[redis_alias]
-        cache_options = cache.get("OPTIONS") or {}
-        if adapter == "redis" and cache_options.get("CHATSTATE_CLUSTER"):
+        if adapter == "redis" and (cache.get("OPTIONS") or {}).get("CHATSTATE_CLUSTER"):
             raise ValueError("--mode floor drives one Redis server, not a cluster")
         if adapter == "redis":
             config["redis_url"] = cache["LOCATION"]

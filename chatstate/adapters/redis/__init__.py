@@ -141,8 +141,9 @@ class RedisStateAdapter(StateAdapter):
 
     def persistence(self) -> dict[str, Any]:
         """The server's persistence settings (``INFO persistence``): ``aof_enabled``,
-        ``rdb_bgsave_in_progress``, ... (what a restart would keep)."""
-        info: dict[str, Any] = self.connection.info("persistence")
+        ``rdb_bgsave_in_progress``, ... (what a restart would keep); on a cluster, of the
+        master holding this namespace's slot."""
+        info: dict[str, Any] = cluster.info(self.connection, "persistence", self.keys.subs)
         return info
 
     def clear(self) -> int:

@@ -99,6 +99,13 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
 
 
+def info(client: Any, section: str, key: str) -> dict[str, Any]:
+    """``INFO section`` of the server, or on a cluster of the master serving ``key``."""
+    if is_cluster(client):
+        return dict(client.info(section, target_nodes=client.get_node_from_key(key)))
+    return dict(client.info(section))
+
+
 def _scan_args(client: Any, request: Request) -> tuple[tuple[Any, ...], dict[str, Any]]:
     _, route_key, cursor, pattern, count = request
     node = client.get_node_from_key(route_key)
