@@ -116,6 +116,7 @@ def test_cycles_spread_over_namespaces() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.run_on("postgresql")
 @pytest.mark.skipif("redis_cluster" not in STORE_FACTORIES, reason="no cluster in this run")
 def test_a_run_on_the_cluster_spreads_its_namespaces_over_the_masters(
     redis_cluster: Any,
