@@ -23,6 +23,8 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 FIRST_PORT = int(os.environ.get("CHATSTATE_REDIS_CLUSTER_PORT", "7100"))
 PORTS = [FIRST_PORT + i for i in range(6)]
 URL = f"redis://127.0.0.1:{FIRST_PORT}/0"
+#: Every node as a startup node: a client built while one is down reads the others.
+URLS = [f"redis://127.0.0.1:{port}/0" for port in PORTS]
 NODE_TIMEOUT_MS = 1000
 START_TIMEOUT = 60.0
 

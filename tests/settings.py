@@ -93,7 +93,7 @@ CACHES = {
     # The tests' own Redis Cluster (tests.redis_cluster, started by the redis_cluster fixture).
     "chatstate_cluster": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": redis_cluster.URL,
+        "LOCATION": redis_cluster.URLS,
         "OPTIONS": {"CHATSTATE_CLUSTER": True, "SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 10},
     },
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -78,3 +79,24 @@ def test_scripts_a_master_lost_are_sent_again_as_text(
 def test_persistence_is_read_from_the_namespaces_master(adapter: Any) -> None:
     info = adapter.persistence()
     assert int(info["aof_enabled"]) == 0  # the tests' cluster keeps no files
+
+
+def test_a_cluster_without_a_reachable_startup_node_is_unavailable(settings: Any) -> None:
+    from chatstate import BackendUnavailable
+    from chatstate.adapters.redis import RedisStateAdapter
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead_cluster": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"CHATSTATE_CLUSTER": True, "SOCKET_CONNECT_TIMEOUT": 1},
+        },
+    }
+    adapter = RedisStateAdapter("x", alias="dead_cluster")
+    with pytest.raises(BackendUnavailable, match="'dead_cluster' is unavailable"):
+        adapter.is_subscribed("t1")
+    with pytest.raises(BackendUnavailable, match="'dead_cluster' is unavailable"):
+        asyncio.run(adapter.ais_subscribed("t1"))

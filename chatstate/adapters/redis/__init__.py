@@ -86,10 +86,12 @@ class RedisStateAdapter(StateAdapter):
             config = cluster.alias_settings(self.alias)
             if config is not None:
                 self._use_cluster(config)
-                self._client = cluster.sync_client(config)
+                try:  # it reads the slot map from the first startup node that answers
+                    self._client = cluster.sync_client(config)
+                except connection.UNAVAILABLE as exc:
+                    raise connection.unavailable(self.alias, exc) from exc
             else:
-                client = connection.client_for_alias(self.alias)
-                self._client = connection.retryless_client(client)
+                self._client = connection.retryless_client(connection.client_for_alias(self.alias))
         return self._client
 
     def _use_cluster(self, config: Mapping[str, Any]) -> None:
