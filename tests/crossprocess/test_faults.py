@@ -117,7 +117,10 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     )
     assert killed >= 3, "too few connections were killed to mean anything"
     assert counts == {"messages": messages, "applied": messages, "doubles": 0, "lost": 0}
-    assert sum(r.get("handled", 0) for r in reports) == messages
+    # A commit whose reply was lost is applied but met as "unavailable"; its redelivery
+    # finds the message done: handled by no delivery the caller heard of.
+    handled = sum(r.get("handled", 0) for r in reports)
+    assert messages - unavailable <= handled <= messages
     assert store.snapshot().locks == {}
 
 
