@@ -3,13 +3,16 @@
 Like Django's own cache tests, one body of tests runs against every backend: ``memory``,
 ``database`` (the run's database: SQLite, or PostgreSQL through its fast path),
 ``database_orm`` (PostgreSQL through the portable ORM path) and ``redis`` (when the Redis
-adapter is installed and the server reachable; required under ``CI=true``).
+adapter is installed and the server reachable; required under ``CI=true``) and
+``redis_cluster`` (the Redis adapter on a 3-master Redis Cluster the run starts itself,
+:mod:`tests.redis_cluster`; PostgreSQL run, required under ``CI=true``).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests import redis_cluster as cluster_nodes
 from tests import services
 
 _ENGINE = settings.DATABASES["default"]["ENGINE"]
@@ -54,6 +58,32 @@ def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:
     return adapter
 
 
+def _redis_cluster(request: pytest.FixtureRequest, namespace: str) -> Any:
+    from chatstate.adapters.redis import RedisStateAdapter
+
+    if hasattr(request, "getfixturevalue"):  # in a cross-process child: the parent's is up
+        request.getfixturevalue("redis_cluster")
+    adapter = RedisStateAdapter(namespace=namespace, alias="chatstate_cluster")
+    request.addfinalizer(adapter.clear)
+    return adapter
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[cluster_nodes.RedisCluster]:
+    """The run's own Redis Cluster (3 masters, 3 replicas on loopback), killed at the end.
+
+    Under ``CI=true`` a cluster that cannot start fails the tests using it; elsewhere they
+    are skipped with the reason."""
+    try:
+        nodes = cluster_nodes.RedisCluster().start()
+    except (cluster_nodes.ClusterStartError, OSError, subprocess.SubprocessError) as exc:
+        if services.IN_CI:
+            pytest.fail(f"CI=true but the Redis Cluster could not start: {exc}")
+        pytest.skip(f"the Redis Cluster could not start: {exc}")
+    yield nodes
+    nodes.close()
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, str], Any]] = {
     "memory": _memory,
     "database": _database,
@@ -78,6 +108,10 @@ if VENDOR == "postgresql":
             raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
         if settings.REDIS_AVAILABLE:
             STORE_FACTORIES["redis"] = _redis
+        if not cluster_nodes.available() and services.IN_CI:
+            raise RuntimeError("CI=true but redis-server is missing: the cluster suite is required")
+        if cluster_nodes.available():
+            STORE_FACTORIES["redis_cluster"] = _redis_cluster
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -6,7 +6,7 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tests import services
+from tests import redis_cluster, services
 
 TEST_DB = os.environ.get("CHATSTATE_TEST_DB", "sqlite")
 
@@ -89,6 +89,12 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": services.REDIS_URL,
         "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    },
+    # The tests' own Redis Cluster (tests.redis_cluster, started by the redis_cluster fixture).
+    "chatstate_cluster": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": redis_cluster.URLS,
+        "OPTIONS": {"CHATSTATE_CLUSTER": True, "SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 10},
     },
 }
 

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chatstate import bench
+from tests.conftest import STORE_FACTORIES
 
 
 def test_a_memory_run_prints_one_json_object_with_the_design_fields() -> None:
@@ -102,3 +103,45 @@ def test_an_async_run_shares_one_event_loop_among_its_coroutines() -> None:
 def test_async_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         bench.build_config(adapter="memory", **options)
+
+
+def test_cycles_spread_over_namespaces() -> None:
+    out = StringIO()
+    call_command(
+        "chatstate_bench", adapter="memory", cycles=120, namespaces=12, json=True, stdout=out
+    )
+    figures = json.loads(out.getvalue())
+    assert (figures["namespaces"], figures["cycles"]) == (12, 120)
+    assert figures["cycles_per_s"] > 0
+
+
+@pytest.mark.django_db
+@pytest.mark.run_on("postgresql")
+@pytest.mark.skipif("redis_cluster" not in STORE_FACTORIES, reason="no cluster in this run")
+def test_a_run_on_the_cluster_spreads_its_namespaces_over_the_masters(
+    redis_cluster: Any,
+) -> None:
+    from chatstate.bench.cycles import namespaces
+
+    out = StringIO()
+    call_command(
+        "chatstate_bench",
+        adapter="redis",
+        redis_alias="chatstate_cluster",
+        cycles=240,
+        workers=2,
+        namespaces=12,
+        json=True,
+        stdout=out,
+    )
+    figures = json.loads(out.getvalue())
+    assert (figures["namespaces"], figures["cycles"]) == (12, 240)
+    masters = {
+        redis_cluster.master_of(f"chatstate:{{{ns}}}:subs")
+        for ns in namespaces({"namespace": "bench-1", "namespaces": 12})
+    }
+    assert len(masters) == 3, "12 namespaces should land on all three masters"
+    with pytest.raises(CommandError, match="not a cluster"):
+        call_command(
+            "chatstate_bench", adapter="redis", redis_alias="chatstate_cluster", mode="floor"
+        )

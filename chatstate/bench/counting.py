@@ -109,7 +109,8 @@ def count_cycle(config: Config, adapter: Any) -> dict[str, int | None]:
         figures["round_trips_per_cycle"] = 2
         if config["adapter"] == "database":
             figures.update(statements_per_cycle=2, commits_per_cycle=2, write_commits_per_cycle=2)
-    if config["adapter"] == "redis" and config["mode"] != "floor":
+    clustered = config["adapter"] == "redis" and not hasattr(adapter.connection, "connection_pool")
+    if config["adapter"] == "redis" and config["mode"] != "floor" and not clustered:
         counted = counting_redis_adapter(config, adapter)
         run = cycle_fn(config, counted, spare)
         run(-1_000_003)

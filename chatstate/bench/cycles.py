@@ -14,8 +14,9 @@ uncontended on the lock and the figures show the cost of the cycle itself.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 Config = dict[str, Any]
 THREADS_PER_WORKER = 100
 ADAPTERS = ("memory", "database", "redis")
@@ -46,6 +47,29 @@ def make_adapter(config: Config) -> Any:
             ) from exc
         return RedisStateAdapter(namespace=namespace, alias=config["redis_alias"])
     raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {kind!r}")
+
+
+def namespaces(config: Config) -> list[str]:
+    """The run's namespaces: its own, or ``<its own>-<k>`` for each of ``namespaces`` > 1."""
+    n, base = config.get("namespaces", 1), config["namespace"]
+    return [base] if n == 1 else [f"{base}-{k}" for k in range(n)]
+
+
+def make_adapters(config: Config) -> list[Any]:
+    """An adapter per namespace of the run (see :func:`namespaces`)."""
+    return [make_adapter({**config, "namespace": ns}) for ns in namespaces(config)]
+
+
+def spread(runs: list[Callable[[int], T]]) -> Callable[[int], T]:
+    """Cycle ``i`` on namespace ``i % len(runs)``: one function running it."""
+    if len(runs) == 1:
+        return runs[0]
+    count = len(runs)
+
+    def run(i: int) -> T:
+        return runs[i % count](i)
+
+    return run
 
 
 def thread_ids(worker: int) -> list[str]:

@@ -25,7 +25,9 @@ from chatstate.bench.cycles import (
     Config,
     async_cycle_fn,
     cycle_fn,
-    make_adapter,
+    make_adapters,
+    namespaces,
+    spread,
     thread_ids,
 )
 
@@ -35,6 +37,7 @@ FIELDS = (
     "mode",
     "workers",
     "concurrency",
+    "namespaces",
     "cycles",
     "seconds",
     "cycles_per_s",
@@ -67,14 +70,15 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
 
     connections.close_all()  # nothing should be inherited under spawn; be sure
     try:
-        adapter = make_adapter(config)
+        adapters = make_adapters(config)
         if config["adapter"] == "memory":
-            _subscribe(adapter, config, worker)
-            _memory_history(adapter, config)
+            for adapter in adapters:
+                _subscribe(adapter, config, worker)
+                _memory_history(adapter, config)
         if config["concurrency"]:
-            start, end, latencies = asyncio.run(_event_loop(config, adapter, barrier, count))
+            start, end, latencies = asyncio.run(_event_loop(config, adapters, barrier, count))
         else:
-            start, end, latencies = _loop(config, adapter, worker, first, count, barrier)
+            start, end, latencies = _loop(config, adapters, worker, first, count, barrier)
         out.put((worker, start, end, latencies.tobytes(), None))
     except BaseException as exc:  # report, so the parent does not wait forever
         with contextlib.suppress(Exception):
@@ -86,10 +90,11 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
 
 
 def _loop(
-    config: Config, adapter: Any, worker: int, first: int, count: int, barrier: Any
+    config: Config, adapters: list[Any], worker: int, first: int, count: int, barrier: Any
 ) -> tuple[float, float, array[float]]:
-    """Cycles ``first`` .. ``first + count`` one after the other: (start, end, latencies)."""
-    run = cycle_fn(config, adapter, worker)
+    """Cycles ``first`` .. ``first + count`` one after the other (cycle ``i`` on namespace
+    ``i % namespaces``): (start, end, latencies)."""
+    run = spread([cycle_fn(config, adapter, worker) for adapter in adapters])
     for i in range(_WARMUP_CYCLES):
         run(-1 - i)  # negative ids: the warm-up messages never collide with the run's
     latencies = array("d")
@@ -105,12 +110,12 @@ def _loop(
 
 
 async def _event_loop(
-    config: Config, adapter: Any, barrier: Any, count: int
+    config: Config, adapters: list[Any], barrier: Any, count: int
 ) -> tuple[float, float, array[float]]:
     """``--async``: ``count`` cycles shared by ``concurrency`` coroutines on this loop, each
     on threads of its own (as ``concurrency`` workers would be)."""
     n = config["concurrency"]
-    runs = [async_cycle_fn(config, adapter, w) for w in range(n)]
+    runs = [spread([async_cycle_fn(config, a, w) for a in adapters]) for w in range(n)]
     for w, run in enumerate(runs):
         for i in range(_WARMUP_CYCLES // n + 1):
             await run(-1 - i - w * _WARMUP_CYCLES)
@@ -258,12 +263,14 @@ def clear_namespace(config: Config) -> None:
                 Lock,
                 PendingLockEntry,
             ):
-                model.objects.using(config["using"]).filter(namespace=config["namespace"]).delete()
+                model.objects.using(config["using"]).filter(
+                    namespace__in=namespaces(config)
+                ).delete()
     elif config["adapter"] == "redis":
-        adapter = make_adapter(config)
-        clear = getattr(adapter, "clear", None)
-        if clear is not None:
-            clear()
+        for adapter in make_adapters(config):
+            clear = getattr(adapter, "clear", None)
+            if clear is not None:
+                clear()
 
 
 # -- the entry point -----------------------------------------------------------------------
@@ -279,6 +286,7 @@ def build_config(
     fast_sql: bool = True,
     redis_alias: str = "default",
     concurrency: int = 0,
+    namespaces: int = 1,
 ) -> Config:
     """Check the options and resolve what the workers need; ``ValueError`` when bad."""
     mode = MODE_ALIASES.get(mode, mode)
@@ -291,6 +299,7 @@ def build_config(
         ("cycles", cycles, 1),
         ("history", history, 0),
         ("concurrency", concurrency, 0),
+        ("namespaces", namespaces, 1),
     ):
         if type(value) is not int or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -316,6 +325,7 @@ def build_config(
         "history": history,
         "fast_sql": fast_sql,
         "redis_alias": redis_alias,
+        "namespaces": namespaces,
         "namespace": f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**9}",
         "run_id": f"{os.getpid()}x{time.monotonic_ns() % 10**9}",
         # A full window of ``history`` keys: each claim then trims one (the steady state).
@@ -333,8 +343,12 @@ def build_config(
     if adapter == "redis" and redis_alias not in settings.CACHES:
         raise ValueError(f"--redis-alias {redis_alias!r} is not a cache alias in CACHES")
     if mode == "floor":
+        if namespaces != 1:
+            raise ValueError("--mode floor runs on one namespace: drop --namespaces")
+        cache: Any = settings.CACHES[redis_alias]
+        if adapter == "redis" and (cache.get("OPTIONS") or {}).get("CHATSTATE_CLUSTER"):
+            raise ValueError("--mode floor drives one Redis server, not a cluster")
         if adapter == "redis":
-            cache: Any = settings.CACHES[redis_alias]
             config["redis_url"] = cache["LOCATION"]
         elif config["database_vendor"] == "postgresql":
             params = connections[config["using"]].get_connection_params()
@@ -356,13 +370,16 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
     from django.db import connections
 
     try:
-        adapter = make_adapter(config)
+        adapters = make_adapters(config)
+        for adapter in adapters:
+            if config["adapter"] != "memory":
+                _subscribe(adapter, config, None)
+            else:
+                _subscribe(adapter, config, config["workers"])
         if config["adapter"] != "memory":
-            _subscribe(adapter, config, None)
-            prefill_history(config)
-        else:
-            _subscribe(adapter, config, config["workers"])
-        counted = count_cycle(config, adapter)
+            for namespace in namespaces(config):
+                prefill_history({**config, "namespace": namespace})
+        counted = count_cycle(config, adapters[0])
         connections.close_all()  # the children open their own
         seconds, latencies = _run_workers(config)
     finally:
@@ -383,6 +400,7 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
         "mode": config["mode"],
         "workers": config["workers"],
         "concurrency": config["concurrency"],
+        "namespaces": config["namespaces"],
         "cycles": cycles,
         "seconds": round(seconds, 4),
         "cycles_per_s": round(rate, 1),

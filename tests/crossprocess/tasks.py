@@ -403,3 +403,32 @@ def probe_lock(
             return {"tries": tries, "taken_after": round(time.monotonic() - start, 2)}
         time.sleep(poll)
     return {"tries": tries, "taken_after": None}
+
+
+def deliver_messages_timed(
+    adapter: Any,
+    index: int,
+    events: Events,
+    *,
+    message_ids: Sequence[str],
+    threads: int,
+    ttl: float,
+    hold: float,
+) -> dict[str, Any]:
+    """:func:`deliver_messages` (in this child's own order), also saying when (``time.time``)
+    each message this child handled was acknowledged by the backend: ``{"met": counts,
+    "handled_at": {message_id: seconds}}``."""
+    from collections import Counter
+
+    from tests.faults.redelivery import deliver
+
+    met: Counter[str] = Counter()
+    handled_at: dict[str, float] = {}
+    events["started"].set()
+    for message_id in shuffled_in_blocks(message_ids, seed=index, block=6):
+        thread_id = f"t{int(message_id[1:]) % threads}"
+        got = deliver(adapter, message_id, thread_id=thread_id, ttl=ttl, attempts=3000, hold=hold)
+        if got.get("handled"):
+            handled_at[message_id] = time.time()
+        met.update(got)
+    return {"met": dict(met), "handled_at": handled_at}

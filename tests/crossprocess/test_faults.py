@@ -26,6 +26,21 @@ pytestmark = pytest.mark.crossprocess
 def _kill_connections(kind: str, spare: int) -> int:
     """Kill every connection of the children to the server (not the parent's: its backend
     ``spare``, and the killer's own)."""
+    if kind == "redis_cluster":  # every client connection of every node (not replication)
+        import redis
+
+        from tests import redis_cluster
+
+        killed = 0
+        for port in redis_cluster.PORTS:
+            admin = redis.Redis(port=port)
+            try:
+                killed += int(admin.execute_command("CLIENT KILL TYPE normal SKIPME yes"))
+            except redis.ConnectionError:
+                pass  # a node the failover test killed and has not restarted
+            finally:
+                admin.close()
+        return killed
     if kind == "redis":
         import redis
 
@@ -65,7 +80,7 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     killed, rounds = 0, 0
     # Redis's load is short (its cycle is fast): killed often; the ORM path's transactions
     # of several statements need a gap between kills to make progress at all.
-    interval = 0.1 if kind == "redis" else 0.25
+    interval = 0.1 if kind.startswith("redis") else 0.25
     stop = threading.Event()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -102,7 +117,10 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     )
     assert killed >= 3, "too few connections were killed to mean anything"
     assert counts == {"messages": messages, "applied": messages, "doubles": 0, "lost": 0}
-    assert sum(r.get("handled", 0) for r in reports) == messages
+    # A commit whose reply was lost is applied but met as "unavailable"; its redelivery
+    # finds the message done: handled by no delivery the caller heard of.
+    handled = sum(r.get("handled", 0) for r in reports)
+    assert messages - unavailable <= handled <= messages
     assert store.snapshot().locks == {}
 
 

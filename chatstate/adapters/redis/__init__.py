@@ -12,7 +12,8 @@ host, port, db, credentials, timeouts, TLS), on a pool of chatstate's own that n
 command again after a connection failure — a script whose reply was lost must not run twice.
 A lost connection surfaces as :class:`~chatstate.types.BackendUnavailable` naming the alias;
 the next call reconnects. The key layout: :mod:`.keys`. Requires Redis ≥ 6.2 (``COPY``, used
-by snapshots).
+by snapshots). A Redis Cluster (``"CHATSTATE_CLUSTER": True`` in the alias's ``OPTIONS``):
+:mod:`.cluster`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.core import checks
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
 from chatstate.adapters.operations import Op, operation
-from chatstate.adapters.redis import connection, records, scripts, streaming
+from chatstate.adapters.redis import cluster, connection, records, scripts, streaming
 from chatstate.adapters.redis.connection import CALL, EVAL
 from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
 from chatstate.calls import (
@@ -52,8 +53,9 @@ T = TypeVar("T")
 class RedisStateAdapter(StateAdapter):
     """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias.
 
-    ``client``: a ``redis.Redis`` to use instead of the alias's (the alias still names it
-    in messages). It must not retry commands after a connection failure.
+    ``client``: a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) to use instead of the
+    alias's (the alias still names it in messages). It must not retry commands after a
+    connection failure.
     """
 
     name = "redis"
@@ -65,6 +67,11 @@ class RedisStateAdapter(StateAdapter):
         self.alias: str = check_id(alias, "alias")
         self.keys = Keys(namespace_prefix(self.namespace))
         self._client: Any = client
+        self._cluster: Any = None  # the alias's CACHES entry when it is a cluster
+        self._send: connection.Executor = connection.execute
+        self._asend: connection.AsyncExecutor = connection.aexecute
+        if client is not None and cluster.is_cluster(client):
+            self._use_cluster({})
         self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def __repr__(self) -> str:
@@ -76,8 +83,20 @@ class RedisStateAdapter(StateAdapter):
     def connection(self) -> Any:
         """The ``redis.Redis`` client chatstate uses for the cache alias (built on first use)."""
         if self._client is None:
-            self._client = connection.retryless_client(connection.client_for_alias(self.alias))
+            config = cluster.alias_settings(self.alias)
+            if config is not None:
+                self._use_cluster(config)
+                try:  # it reads the slot map from the first startup node that answers
+                    self._client = cluster.sync_client(config)
+                except connection.UNAVAILABLE as exc:
+                    raise connection.unavailable(self.alias, exc) from exc
+            else:
+                self._client = connection.retryless_client(connection.client_for_alias(self.alias))
         return self._client
+
+    def _use_cluster(self, config: Mapping[str, Any]) -> None:
+        self._cluster = config
+        self._send, self._asend = cluster.execute, cluster.aexecute
 
     def _async_client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -86,26 +105,30 @@ class RedisStateAdapter(StateAdapter):
             # A client belongs to its loop; forget those of loops that are gone.
             for old in [old for old in self._async_clients if old.is_closed()]:
                 del self._async_clients[old]
-            client = connection.async_client_for(self.connection) or False
+            sync = self.connection  # built first: it tells whether the alias is a cluster
+            if self._cluster is not None:
+                client = cluster.async_client(self._cluster) if self._cluster else False
+            else:
+                client = connection.async_client_for(sync) or False
             self._async_clients[loop] = client
         return client
 
     def drive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on the blocking client."""
-        return connection.drive(self.connection, self.alias, op)
+        return connection.drive(self.connection, self.alias, op, self._send)
 
     async def adrive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on this event loop's ``redis.asyncio`` client."""
         client = self._async_client()
         if client is False:  # no async twin of the pool's connection class: a thread
             return await super().adrive(op)
-        return await connection.adrive(client, self.alias, op)
+        return await connection.adrive(client, self.alias, op, self._asend)
 
     def check(self) -> list[checks.CheckMessage]:
         """System-check messages: ``chatstate.W002`` when the alias is not a django-redis cache."""
         config = getattr(settings, "CACHES", {}).get(self.alias)
         backend = config.get("BACKEND") if isinstance(config, Mapping) else None
-        if backend == connection.DJANGO_REDIS_BACKEND or _is_django_redis(backend):
+        if backend == connection.DJANGO_REDIS_BACKEND or connection.is_django_redis(backend):
             return []
         where = "is not defined in CACHES" if backend is None else f"uses {backend}"
         return [
@@ -120,8 +143,9 @@ class RedisStateAdapter(StateAdapter):
 
     def persistence(self) -> dict[str, Any]:
         """The server's persistence settings (``INFO persistence``): ``aof_enabled``,
-        ``rdb_bgsave_in_progress``, ... (what a restart would keep)."""
-        info: dict[str, Any] = self.connection.info("persistence")
+        ``rdb_bgsave_in_progress``, ... (what a restart would keep); on a cluster, of the
+        master holding this namespace's slot."""
+        info: dict[str, Any] = cluster.info(self.connection, "persistence", self.keys.subs)
         return info
 
     def clear(self) -> int:
@@ -394,16 +418,3 @@ class RedisStateAdapter(StateAdapter):
 
 def _handover(reply: Any) -> Handover:
     return Handover(records.pending_entries(reply[2]), records.pending_entries(reply[3]))
-
-
-def _is_django_redis(backend: object) -> bool:
-    if not isinstance(backend, str):
-        return False
-    try:
-        from django.utils.module_loading import import_string
-        from django_redis.cache import RedisCache
-
-        cls = import_string(backend)
-    except ImportError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, RedisCache)

@@ -1,13 +1,14 @@
 """The Redis adapter's connections: the client of a cache alias, and the drivers that send an
 operation's requests (sync, or on ``redis.asyncio``).
 
-A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)`` or
-``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are sent by SHA
-(``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a connection
-of this thread's own (sync), or pipelined with the event loop's other scripts on one
+A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)``,
+``(SCAN, route_key, cursor, pattern, count)`` (one page of ``SCAN`` on the node holding
+``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are
+sent by SHA (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a
+connection of this thread's own (sync), or pipelined with the event loop's other scripts on one
 connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
-connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias,
-and the broken connection is replaced on the next call.
+connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias, and
+the broken connection is replaced on the next call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import inspect
 import os
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from chatstate.adapters.operations import Op
@@ -33,7 +35,7 @@ try:
     import redis.connection
     import redis.retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import NoScriptError
+    from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
 except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
     raise ImportError(
         "RedisStateAdapter needs django-redis and redis: pip install 'chatstate[redis]'"
@@ -46,10 +48,11 @@ except ImportError:  # pragma: no cover - hiredis comes with chatstate[redis]
 
 T = TypeVar("T")
 Request = tuple[Any, ...]
-EVAL, CALL, BATCH = "eval", "call", "batch"
+EVAL, CALL, SCAN, BATCH = "eval", "call", "scan", "batch"
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+#: A server unreachable, or a cluster without a master for the slot (a failover under way).
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ClusterError, RedisClusterException)
 
 # The async connection class for each sync one; kwargs the sync pool holds that mean
 # nothing to (or are objects of) the sync client only.
@@ -276,6 +279,8 @@ def execute(client: Any, request: Request) -> Any:
         return eval_pinned(client, request[1], request[2], request[3])
     if kind is CALL:
         return getattr(client, request[1])(*request[2])
+    if kind is SCAN:
+        return client.scan(request[2], match=request[3], count=request[4])
     pipe = client.pipeline(transaction=False)
     for method, args in request[1]:
         getattr(pipe, method)(*args)
@@ -289,6 +294,8 @@ async def aexecute(client: Any, request: Request) -> Any:
         return await _script_runner(client.connection_pool).eval(request[1], request[2], request[3])
     if kind is CALL:
         return await getattr(client, request[1])(*request[2])
+    if kind is SCAN:
+        return await client.scan(request[2], match=request[3], count=request[4])
     pipe = client.pipeline(transaction=False)
     for method, args in request[1]:
         getattr(pipe, method)(*args)
@@ -302,8 +309,13 @@ def unavailable(alias: str, exc: BaseException) -> BackendUnavailable:
     )
 
 
-def drive(client: Any, alias: str, op: Op[T]) -> T:
-    """Run ``op`` on the blocking ``client``: each request it yields is one round trip.
+Executor = Callable[[Any, Request], Any]
+AsyncExecutor = Callable[[Any, Request], Awaitable[Any]]
+
+
+def drive(client: Any, alias: str, op: Op[T], send: Executor = execute) -> T:
+    """Run ``op`` on the blocking ``client``: each request it yields is one round trip
+    (``send``: :func:`execute`, or the cluster's).
 
     A refused command is thrown into the operation (it may clean up); a connection failure
     ends it as ``BackendUnavailable``.
@@ -312,7 +324,7 @@ def drive(client: Any, alias: str, op: Op[T]) -> T:
         request = next(op)
         while True:
             try:
-                reply = execute(client, request)
+                reply = send(client, request)
             except UNAVAILABLE:
                 raise
             except Exception as exc:
@@ -325,13 +337,13 @@ def drive(client: Any, alias: str, op: Op[T]) -> T:
         raise unavailable(alias, exc) from exc
 
 
-async def adrive(client: Any, alias: str, op: Op[T]) -> T:
+async def adrive(client: Any, alias: str, op: Op[T], send: AsyncExecutor = aexecute) -> T:
     """:func:`drive` on a ``redis.asyncio`` client."""
     try:
         request = next(op)
         while True:
             try:
-                reply = await aexecute(client, request)
+                reply = await send(client, request)
             except UNAVAILABLE:
                 raise
             except Exception as exc:
@@ -342,3 +354,18 @@ async def adrive(client: Any, alias: str, op: Op[T]) -> T:
         return stop.value
     except UNAVAILABLE as exc:
         raise unavailable(alias, exc) from exc
+
+
+def is_django_redis(backend: object) -> bool:
+    """Whether the ``CACHES`` ``BACKEND`` path ``backend`` names django-redis's cache class
+    (or a subclass of it)."""
+    if not isinstance(backend, str):
+        return False
+    try:
+        from django.utils.module_loading import import_string
+        from django_redis.cache import RedisCache
+
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, RedisCache)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from chatstate.adapters.operations import Op
 from chatstate.adapters.redis import records, scripts
-from chatstate.adapters.redis.connection import BATCH, CALL, EVAL
+from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN
 from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
@@ -120,7 +120,8 @@ def snapshot_sections(keys: Keys, drive: Callable[[Op[Any]], Any]) -> Iterator[S
 def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
     """Copy the namespace in one step under a fresh prefix, then build sorted views."""
     frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
-    reply = yield (EVAL, scripts.FREEZE, [], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
+    # ``subs`` is not read as such: it routes the script to the namespace's slot (cluster).
+    reply = yield (EVAL, scripts.FREEZE, [keys.subs], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
     subs, dedupe, threads, channels, locks, pending, claims = (int(n) for n in reply)
     for kind, source in (
         ("set", frozen.subs),
@@ -202,7 +203,7 @@ def op_load(keys: Keys, sections: Sections, merge: bool, lock_ttl: float) -> Op[
         for batch in parts(build_commands(sections, tmp, now, lock_ttl), CHUNK // 10):
             yield (BATCH, batch)
         script = scripts.LOAD_MERGE if merge else scripts.LOAD_REPLACE
-        yield (EVAL, script, [], [keys.prefix, tmp.prefix])
+        yield (EVAL, script, [keys.subs], [keys.prefix, tmp.prefix])  # routed by the key
     except Exception:
         yield from op_unlink_prefix(tmp.prefix)
         raise
@@ -295,11 +296,14 @@ def build_commands(
 
 
 def op_unlink_prefix(prefix: str) -> Op[int]:
-    """Delete every key starting with ``prefix`` (``SCAN`` + ``UNLINK``); how many."""
+    """Delete every key starting with ``prefix`` (``SCAN`` + ``UNLINK``); how many.
+
+    The keys sharing ``prefix``'s hash tag (one namespace's) are on one node: the one
+    scanned, on a cluster."""
     cursor, removed = 0, 0
     pattern = glob_escape(prefix) + "*"
     while True:
-        cursor, found = yield (CALL, "scan", (cursor, pattern, 10 * CHUNK))
+        cursor, found = yield (SCAN, prefix, cursor, pattern, 10 * CHUNK)
         if found:
             removed += (yield (CALL, "unlink", tuple(found))) or 0
         if not int(cursor):

@@ -50,6 +50,14 @@ class Command(BaseCommand):
             help="pre-fill the namespace with this many dedupe keys and thread states "
             "(the dedupe window limit is then this number, so each claim trims one)",
         )
+        parser.add_argument(
+            "--namespaces",
+            type=int,
+            default=1,
+            metavar="N",
+            help="spread the cycles over N namespaces (cycle i on namespace i %% N): on a "
+            "Redis Cluster, each namespace is one slot, so N namespaces spread over the masters",
+        )
         parser.add_argument("--database", default=None, help="database alias (database adapter)")
         parser.add_argument(
             "--orm",
@@ -74,6 +82,7 @@ class Command(BaseCommand):
                 fast_sql=not options["orm"],
                 redis_alias=options["redis_alias"],
                 concurrency=options["concurrency"] if options["concurrency_async"] else 0,
+                namespaces=options["namespaces"],
             )
             figures = bench.run_bench(config, keep=options["keep"])
         except (ValueError, RuntimeError) as exc:
