@@ -1,9 +1,10 @@
 """Fixtures shared by the suite: ``store`` runs a test against every adapter of the run.
 
 Like Django's own cache tests, one body of tests runs against every backend: ``memory``,
-``database`` (the run's database: SQLite, or PostgreSQL through its fast path),
-``database_orm`` (PostgreSQL through the portable ORM path) and ``redis`` (when the Redis
-adapter is installed and the server reachable; required under ``CI=true``).
+``database`` (the run's database: SQLite, PostgreSQL through its fast path, or MariaDB/MySQL
+through the ORM path), ``database_orm`` (PostgreSQL through the portable ORM path) and
+``redis`` (when the Redis adapter is installed and the server reachable; required under
+``CI=true``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from django.conf import settings
 from tests import services
 
 _ENGINE = settings.DATABASES["default"]["ENGINE"]
-VENDOR = "postgresql" if _ENGINE.endswith("postgresql") else "sqlite"
+VENDOR = next(
+    (vendor for vendor in ("postgresql", "mysql") if _ENGINE.endswith(vendor)), "sqlite"
+)
 _namespaces = itertools.count(1)
 
 
@@ -70,9 +73,11 @@ def _redis_adapter_exists() -> bool:
     return True
 
 
-# Memory runs in the SQLite run only; Redis in the PostgreSQL run only (once each is enough).
-if VENDOR == "postgresql":
+# Memory runs in the SQLite run only; Redis in the PostgreSQL run only (once each is enough);
+# the MariaDB/MySQL run is the ORM path on that database.
+if VENDOR != "sqlite":
     del STORE_FACTORIES["memory"]
+if VENDOR == "postgresql":
     if _redis_adapter_exists():
         if not settings.REDIS_AVAILABLE and services.IN_CI:
             raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
@@ -116,8 +121,8 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "run_on(vendor): collect only in the run on that database ('sqlite' or "
-        "'postgresql'); elsewhere the test is deselected, not skipped",
+        "run_on(vendor): collect only in the run on that database ('sqlite', "
+        "'postgresql' or 'mysql'); elsewhere the test is deselected, not skipped",
     )
 
 

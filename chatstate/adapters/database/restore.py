@@ -19,7 +19,12 @@ from typing import Any
 from django.db import connections
 from django.db.models import Max
 
-from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, NamespaceRows
+from chatstate.adapters.database.rows import (
+    STATE_FIELDS,
+    STATE_MODELS,
+    NamespaceRows,
+    upsert_options,
+)
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -101,9 +106,8 @@ def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> No
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
         model.objects.using(using).bulk_create(
             [model(namespace=ns, value=v, **{field: i}) for i, v in maps.items()],
-            update_conflicts=True,
-            unique_fields=["namespace", field],
             update_fields=["value", "updated_at"],
+            **upsert_options(using, ["namespace", field]),
             batch_size=_BATCH,
         )
     if merge and snapshot.locks:
