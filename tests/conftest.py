@@ -21,9 +21,7 @@ from django.conf import settings
 from tests import services
 
 _ENGINE = settings.DATABASES["default"]["ENGINE"]
-VENDOR = next(
-    (vendor for vendor in ("postgresql", "mysql") if _ENGINE.endswith(vendor)), "sqlite"
-)
+VENDOR = next((vendor for vendor in ("postgresql", "mysql") if _ENGINE.endswith(vendor)), "sqlite")
 _namespaces = itertools.count(1)
 
 
@@ -77,12 +75,11 @@ def _redis_adapter_exists() -> bool:
 # the MariaDB/MySQL run is the ORM path on that database.
 if VENDOR != "sqlite":
     del STORE_FACTORIES["memory"]
-if VENDOR == "postgresql":
-    if _redis_adapter_exists():
-        if not settings.REDIS_AVAILABLE and services.IN_CI:
-            raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
-        if settings.REDIS_AVAILABLE:
-            STORE_FACTORIES["redis"] = _redis
+if VENDOR == "postgresql" and _redis_adapter_exists():
+    if not settings.REDIS_AVAILABLE and services.IN_CI:
+        raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
+    if settings.REDIS_AVAILABLE:
+        STORE_FACTORIES["redis"] = _redis
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
