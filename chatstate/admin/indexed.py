@@ -98,6 +98,16 @@ def codepoint_collation(using: str) -> bool:
     connection = connections[using]
     if connection.vendor == "sqlite":
         return True  # BINARY collation: memcmp of UTF-8, i.e. code point order
+    if connection.vendor == "mysql":
+        # Migration 0009 gives the id columns a binary collation (code point order).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COLLATION_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'chatstate_subscription'"
+                " AND COLUMN_NAME = 'thread_id'"
+            )
+            row = cursor.fetchone()
+        return row is not None and str(row[0]).endswith("_bin")
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
