@@ -78,6 +78,11 @@ def distinct_leading_parts(
         f"CASE WHEN {position}(v.x, %s) = 0 THEN v.x || {char}(1)"
         f" ELSE substr(v.x, 1, {position}(v.x, %s) - 1) || %s END"
     )
+    if connection.vendor == "mysql":  # || is OR there: CONCAT, and CHAR() of a charset
+        bound = (
+            "CASE WHEN instr(v.x, %s) = 0 THEN CONCAT(v.x, CHAR(1 USING utf8mb4))"
+            " ELSE CONCAT(substr(v.x, 1, instr(v.x, %s) - 1), %s) END"
+        )
     sql = (
         f"WITH RECURSIVE v(x) AS ("
         f" SELECT MIN({col}) FROM {table} WHERE namespace = %s"
