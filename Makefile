@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@$(PY) -m pip install --quiet -e ".[mysql]" 2>/dev/null || echo "mysqlclient did not build" \
+		"(apt-get install default-libmysqlclient-dev build-essential pkg-config): no MariaDB run."
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,7 +31,8 @@ demo: venv
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo
 
-## test: the whole suite: SQLite always; PostgreSQL (+ Redis) when reachable, required in CI.
+## test: the whole suite: SQLite always; PostgreSQL (+ Redis) and MariaDB/MySQL when reachable,
+## required in CI.
 test: venv
 	@echo "== SQLite run =="
 	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
@@ -39,6 +42,12 @@ test: venv
 		CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
 	elif [ $$rc -eq 2 ]; then exit 1; \
 	else echo "SKIPPED the PostgreSQL suite: PostgreSQL is unreachable (set CHATSTATE_PG_HOST/PORT)."; fi
+	@$(PY) -m tests.services mysql; rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		echo "== MariaDB run =="; \
+		CHATSTATE_TEST_DB=mysql $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	elif [ $$rc -eq 2 ]; then exit 1; \
+	else echo "SKIPPED the MariaDB/MySQL suite: it is unreachable (set CHATSTATE_MYSQL_HOST/PORT)."; fi
 
 lint: venv
 	$(PY) -m ruff check .

@@ -1,11 +1,11 @@
 """Fixtures shared by the suite: ``store`` runs a test against every adapter of the run.
 
 Like Django's own cache tests, one body of tests runs against every backend: ``memory``,
-``database`` (the run's database: SQLite, or PostgreSQL through its fast path),
-``database_orm`` (PostgreSQL through the portable ORM path) and ``redis`` (when the Redis
-adapter is installed and the server reachable; required under ``CI=true``) and
-``redis_cluster`` (the Redis adapter on a 3-master Redis Cluster the run starts itself,
-:mod:`tests.redis_cluster`; PostgreSQL run, required under ``CI=true``).
+``database`` (the run's database: SQLite, PostgreSQL through its fast path, or MariaDB/MySQL
+through the ORM path), ``database_orm`` (PostgreSQL through the portable ORM path),
+``redis`` (when the Redis adapter is installed and the server reachable; required under
+``CI=true``) and ``redis_cluster`` (the Redis adapter on a 3-master Redis Cluster the run
+starts itself, :mod:`tests.redis_cluster`; PostgreSQL run, required under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests import redis_cluster as cluster_nodes
 from tests import services
 
 _ENGINE = settings.DATABASES["default"]["ENGINE"]
-VENDOR = "postgresql" if _ENGINE.endswith("postgresql") else "sqlite"
+VENDOR = next((vendor for vendor in ("postgresql", "mysql") if _ENGINE.endswith(vendor)), "sqlite")
 _namespaces = itertools.count(1)
 
 
@@ -100,18 +100,19 @@ def _redis_adapter_exists() -> bool:
     return True
 
 
-# Memory runs in the SQLite run only; Redis in the PostgreSQL run only (once each is enough).
-if VENDOR == "postgresql":
+# Memory runs in the SQLite run only; Redis in the PostgreSQL run only (once each is enough);
+# the MariaDB/MySQL run is the ORM path on that database.
+if VENDOR != "sqlite":
     del STORE_FACTORIES["memory"]
-    if _redis_adapter_exists():
-        if not settings.REDIS_AVAILABLE and services.IN_CI:
-            raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
-        if settings.REDIS_AVAILABLE:
-            STORE_FACTORIES["redis"] = _redis
-        if not cluster_nodes.available() and services.IN_CI:
-            raise RuntimeError("CI=true but redis-server is missing: the cluster suite is required")
-        if cluster_nodes.available():
-            STORE_FACTORIES["redis_cluster"] = _redis_cluster
+if VENDOR == "postgresql" and _redis_adapter_exists():
+    if not settings.REDIS_AVAILABLE and services.IN_CI:
+        raise RuntimeError("CI=true but Redis is unreachable: the Redis suite is required")
+    if settings.REDIS_AVAILABLE:
+        STORE_FACTORIES["redis"] = _redis
+    if not cluster_nodes.available() and services.IN_CI:
+        raise RuntimeError("CI=true but redis-server is missing: the cluster suite is required")
+    if cluster_nodes.available():
+        STORE_FACTORIES["redis_cluster"] = _redis_cluster
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -150,8 +151,8 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "run_on(vendor): collect only in the run on that database ('sqlite' or "
-        "'postgresql'); elsewhere the test is deselected, not skipped",
+        "run_on(vendor): collect only in the run on that database ('sqlite', "
+        "'postgresql' or 'mysql'); elsewhere the test is deselected, not skipped",
     )
 
 

@@ -1,10 +1,10 @@
 """Which real services the test run uses, decided once per run.
 
-``CHATSTATE_TEST_DB`` picks the database of the run (``sqlite``, the default, or
-``postgres``). PostgreSQL and Redis are used when reachable; under ``CI=true`` they are
-required, and an unreachable one fails the run instead of being skipped.
+``CHATSTATE_TEST_DB`` picks the database of the run (``sqlite``, the default, ``postgres``
+or ``mysql``: MariaDB or MySQL). PostgreSQL, MariaDB and Redis are used when reachable; under
+``CI=true`` they are required, and an unreachable one fails the run instead of being skipped.
 
-Run as a script (``python -m tests.services postgres``) it exits 0 when the service is
+Run as a script (``python -m tests.services postgres|mysql|redis``) it exits 0 when the service is
 reachable, 1 when it is not (and, under CI, prints why and exits 2).
 """
 
@@ -24,6 +24,14 @@ PG: dict[str, str] = {
     "NAME": os.environ.get("CHATSTATE_PG_NAME", "postgres"),
     # Parallel runs on one server need distinct test databases.
     "TEST_NAME": os.environ.get("CHATSTATE_PG_TEST_NAME", "test_chatstate"),
+}
+MYSQL: dict[str, str] = {
+    "HOST": os.environ.get("CHATSTATE_MYSQL_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("CHATSTATE_MYSQL_PORT", "3306"),
+    "USER": os.environ.get("CHATSTATE_MYSQL_USER", "root"),
+    "PASSWORD": os.environ.get("CHATSTATE_MYSQL_PASSWORD", ""),
+    "NAME": os.environ.get("CHATSTATE_MYSQL_NAME", "test"),
+    "TEST_NAME": os.environ.get("CHATSTATE_MYSQL_TEST_NAME", "test_chatstate"),
 }
 REDIS_URL = os.environ.get("CHATSTATE_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -57,6 +65,27 @@ def postgres_reachable() -> bool:
     return True
 
 
+def mysql_reachable() -> bool:
+    if not _port_open(MYSQL["HOST"], int(MYSQL["PORT"])):
+        return False
+    try:
+        import MySQLdb
+    except ImportError:
+        return False
+    try:
+        MySQLdb.connect(
+            host=MYSQL["HOST"],
+            port=int(MYSQL["PORT"]),
+            user=MYSQL["USER"],
+            password=MYSQL["PASSWORD"],
+            database=MYSQL["NAME"],
+            connect_timeout=2,
+        ).close()
+    except MySQLdb.Error:
+        return False
+    return True
+
+
 def redis_reachable() -> bool:
     try:
         import redis
@@ -68,7 +97,7 @@ def redis_reachable() -> bool:
         return False
 
 
-CHECKS = {"postgres": postgres_reachable, "redis": redis_reachable}
+CHECKS = {"postgres": postgres_reachable, "mysql": mysql_reachable, "redis": redis_reachable}
 
 
 def main(argv: list[str]) -> int:

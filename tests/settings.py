@@ -1,4 +1,5 @@
-"""Settings for the test suite: ``CHATSTATE_TEST_DB`` selects SQLite or PostgreSQL."""
+"""Settings for the test suite: ``CHATSTATE_TEST_DB`` selects SQLite, PostgreSQL or MariaDB/MySQL
+(``sqlite``, ``postgres``, ``mysql``)."""
 
 from __future__ import annotations
 
@@ -78,8 +79,33 @@ elif TEST_DB == "postgres":
             "TEST": {"NAME": services.PG["TEST_NAME"]},
         }
     }
+elif TEST_DB == "mysql":
+    if not services.mysql_reachable():
+        raise ImproperlyConfigured(
+            f"CHATSTATE_TEST_DB=mysql but MariaDB/MySQL at {services.MYSQL['HOST']}:"
+            f"{services.MYSQL['PORT']} is unreachable"
+        )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": services.MYSQL["HOST"],
+            "PORT": services.MYSQL["PORT"],
+            "USER": services.MYSQL["USER"],
+            "PASSWORD": services.MYSQL["PASSWORD"],
+            "NAME": services.MYSQL["NAME"],
+            # What the README asks of a deployment: 4-byte UTF-8 on the connection.
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {
+                "NAME": services.MYSQL["TEST_NAME"],
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_unicode_ci",
+            },
+        }
+    }
 else:
-    raise ImproperlyConfigured(f"CHATSTATE_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
+    raise ImproperlyConfigured(
+        f"CHATSTATE_TEST_DB must be sqlite, postgres or mysql, not {TEST_DB!r}"
+    )
 
 # Redis joins the run when reachable (always required under CI=true, see conftest).
 REDIS_AVAILABLE = services.redis_reachable()

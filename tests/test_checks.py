@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,19 @@ def test_the_memory_adapter_without_debug_is_a_warning(debug: bool, warned: bool
         assert not any(m.id and m.id.startswith("chatstate.E") for m in messages)
 
 
+@contextmanager
+def lock_table_away() -> Iterator[None]:
+    """chatstate's lock table renamed away, and back at the end (MySQL's DDL is not rolled
+    back with the test's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE chatstate_lock_away RENAME TO chatstate_lock")
+
+
 @pytest.mark.django_db
 def test_missing_tables_are_reported_with_database_checks() -> None:
     assert chatstate_messages(databases=["default"]) == {}
@@ -74,9 +88,7 @@ def test_missing_tables_are_reported_with_database_checks() -> None:
     class Rollback(Exception):
         pass
 
-    with pytest.raises(Rollback), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+    with pytest.raises(Rollback), lock_table_away(), transaction.atomic():
         found = chatstate_messages(databases=["default"])
         raise Rollback
     # A warning, not an error, so that ``migrate`` itself is not stopped by it.
@@ -86,9 +98,11 @@ def test_missing_tables_are_reported_with_database_checks() -> None:
 
 @pytest.mark.django_db
 def test_missing_tables_do_not_matter_to_another_adapter() -> None:
-    with override_settings(CHATSTATE={"ADAPTER": MEMORY}, DEBUG=True), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
+    with (
+        override_settings(CHATSTATE={"ADAPTER": MEMORY}, DEBUG=True),
+        lock_table_away(),
+        transaction.atomic(),
+    ):
         found = chatstate_messages(databases=["default"])
         transaction.set_rollback(True)
     assert found == {}
@@ -96,10 +110,9 @@ def test_missing_tables_do_not_matter_to_another_adapter() -> None:
 
 @pytest.fixture
 def tables_missing(db: None) -> Iterator[None]:
-    """chatstate's tables gone (renamed inside the test's transaction, rolled back after)."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE chatstate_lock RENAME TO chatstate_lock_away")
-    yield
+    """chatstate's tables gone (renamed inside the test's transaction, and back after)."""
+    with lock_table_away():
+        yield
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,36 @@ def test_a_claim_records_its_minute_for_the_admin(db: None) -> None:
             pass
     (row,) = ClaimMinute.objects.filter(namespace="minutes")
     assert row.first_seq == 1 and row.minute.second == 0 and row.minute.microsecond == 0
+
+
+@pytest.mark.run_on("mysql")
+def test_every_id_column_compares_exactly_on_mysql(transactional_db: None) -> None:
+    """Migration 0009 gives every id column of chatstate's tables (each varchar but the
+    strategy) an exact collation; reversed, ids fold again (the test database's default
+    collation is case-insensitive), so the conformance suite's exact-id tests have teeth."""
+    import importlib
+
+    exact_ids = importlib.import_module("chatstate.migrations.0009_exact_ids_on_mysql")
+    collation = exact_ids.exact_collation(connection)
+    listed = {(table, column) for table, column, _ in exact_ids.ID_COLUMNS}
+
+    def collations() -> dict[tuple[str, str], str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'chatstate\\_%%'"
+                " AND DATA_TYPE = 'varchar' AND COLUMN_NAME <> 'strategy'"
+            )
+            return {(t, c): name for t, c, name in cursor.fetchall()}
+
+    assert collations() == dict.fromkeys(listed, collation)
+    latest = _latest()
+    try:
+        _migrate("0008")
+        assert collation not in set(collations().values())
+        folded = DatabaseStateAdapter(namespace="folded")
+        assert folded.claim_dedupe(("tg", "MsgA")) is True
+        assert folded.claim_dedupe(("tg", "msga")) is False  # what 0009 fixes
+    finally:
+        _migrate(latest)
+    assert collations() == dict.fromkeys(listed, collation)

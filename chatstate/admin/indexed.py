@@ -78,6 +78,11 @@ def distinct_leading_parts(
         f"CASE WHEN {position}(v.x, %s) = 0 THEN v.x || {char}(1)"
         f" ELSE substr(v.x, 1, {position}(v.x, %s) - 1) || %s END"
     )
+    if connection.vendor == "mysql":  # || is OR there: CONCAT, and CHAR() of a charset
+        bound = (
+            "CASE WHEN instr(v.x, %s) = 0 THEN CONCAT(v.x, CHAR(1 USING utf8mb4))"
+            " ELSE CONCAT(substr(v.x, 1, instr(v.x, %s) - 1), %s) END"
+        )
     sql = (
         f"WITH RECURSIVE v(x) AS ("
         f" SELECT MIN({col}) FROM {table} WHERE namespace = %s"
@@ -98,6 +103,16 @@ def codepoint_collation(using: str) -> bool:
     connection = connections[using]
     if connection.vendor == "sqlite":
         return True  # BINARY collation: memcmp of UTF-8, i.e. code point order
+    if connection.vendor == "mysql":
+        # Migration 0009 gives the id columns a binary collation (code point order).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COLLATION_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'chatstate_subscription'"
+                " AND COLUMN_NAME = 'thread_id'"
+            )
+            row = cursor.fetchone()
+        return row is not None and str(row[0]).endswith("_bin")
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:

@@ -1,8 +1,8 @@
-"""Fixtures of the cross-process tests: real OS processes against the PostgreSQL test
-database (and Redis, when the Redis adapter is part of the run).
+"""Fixtures of the cross-process tests: real OS processes against the PostgreSQL or MariaDB/MySQL
+test database (and Redis, when the Redis adapter is part of the run).
 
-These tests need a server shared by processes, so they belong to the PostgreSQL run only:
-in the SQLite run they are deselected (reported as such), not skipped.
+These tests need a server shared by processes, so they belong to the PostgreSQL and
+MariaDB/MySQL runs: in the SQLite run they are deselected (reported as such), not skipped.
 
 ``store`` is overridden here: the same backends as the rest of the suite (minus the
 in-process memory adapter), but on ``transactional_db``, so what the parent writes is
@@ -24,6 +24,8 @@ from tests.conftest import STORE_FACTORIES, VENDOR
 from tests.crossprocess.harness import Crew, Target
 
 HERE = Path(__file__).parent
+#: The runs these tests belong to (by database vendor).
+RUNS = ("postgresql", "mysql")
 #: Backends another process can reach (the memory adapter lives in one process).
 KINDS = [kind for kind in STORE_FACTORIES if kind != "memory"]
 _namespaces = itertools.count(1)
@@ -31,9 +33,9 @@ _figures: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside the PostgreSQL run, deselect the tests of this directory."""
+    """Outside the runs of ``RUNS``, deselect the tests of this directory."""
     ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    if VENDOR != "postgresql" and ours:
+    if VENDOR not in RUNS and ours:
         config.hook.pytest_deselected(items=ours)
         items[:] = [item for item in items if item not in ours]
 

@@ -60,7 +60,7 @@ def build_adapter(target: Target) -> Any:
     (``tests.conftest.STORE_FACTORIES``), so a backend added there joins these tests too.
     """
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    os.environ["CHATSTATE_TEST_DB"] = "postgres"
+    os.environ.setdefault("CHATSTATE_TEST_DB", "postgres")  # the parent's run, inherited
     import django
 
     django.setup()

@@ -22,6 +22,8 @@ from tests.conftest import STORE_FACTORIES, VENDOR
 from tests.faults.proxy import FaultProxy
 
 HERE = Path(__file__).parent
+#: The runs these tests belong to (by database vendor).
+RUNS = ("postgresql",)
 #: Not the cluster: its redirects name the nodes' own ports (no proxy can sit in between);
 #: its faults are a master's death (``test_redis_cluster_failover``).
 KINDS = [kind for kind in STORE_FACTORIES if kind not in ("memory", "redis_cluster")]
@@ -29,9 +31,9 @@ _namespaces = itertools.count(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside the PostgreSQL run, deselect the tests of this directory."""
+    """Outside the runs of ``RUNS``, deselect the tests of this directory."""
     ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    if VENDOR != "postgresql" and ours:
+    if VENDOR not in RUNS and ours:
         config.hook.pytest_deselected(items=ours)
         items[:] = [item for item in items if item not in ours]
 

@@ -2,17 +2,23 @@
 
 - :func:`write`: one write transaction; on SQLite the database write lock is taken first and
   a busy database is retried, so a threaded development server never sees "database is
-  locked".
+  locked". On MariaDB/MySQL a transaction chosen as a deadlock victim (1213) is rolled back
+  whole and run again (up to ``_MYSQL_RETRIES`` times), one timed out waiting for a row lock
+  (1205, after ``innodb_lock_wait_timeout``) once; a conflict that persists, or one inside a
+  caller's transaction (nothing can be re-run there), is
+  :class:`~chatstate.types.BackendUnavailable`.
 - :func:`now`: the database's clock (leases are measured on it, so hosts whose clocks drift
   agree on who holds a lock).
-- :func:`guard`: a connection failure becomes :class:`~chatstate.types.BackendUnavailable`
-  naming the alias and the cause, and a broken connection is closed (outside a transaction),
-  so the next call reconnects — what Django's ``atomic()`` does for a failed transaction.
-  Nothing is retried: the outcome of a write whose reply was lost is unknown.
+- :func:`guard`: a connection failure (or a MariaDB/MySQL lock conflict) becomes
+  :class:`~chatstate.types.BackendUnavailable` naming the alias and the cause, and a broken
+  connection is closed (outside a transaction), so the next call reconnects — what Django's
+  ``atomic()`` does for a failed transaction. A lost connection is not retried: the outcome
+  of a write whose reply was lost is unknown.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +39,12 @@ _NOW_SQL = {
     "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
 }
 _SQLITE_RETRIES = 50
+# MySQL/MariaDB lock conflicts on a working connection: a deadlock (1213: InnoDB rolled the
+# whole transaction back) and a row-lock wait timeout (1205: the transaction is rolled back
+# by atomic()). Both leave nothing written, so the transaction is run again.
+_MYSQL_LOCK_WAIT = 1205
+_MYSQL_CONFLICTS = frozenset({_MYSQL_LOCK_WAIT, 1213})
+_MYSQL_RETRIES = 10
 # MySQL/MariaDB errors that mean the connection is gone: can't connect (2002, 2003), server
 # gone away (2006), lost connection during a query (2013, 2055), killed (1927).
 _MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
@@ -57,8 +69,27 @@ def connection_lost(vendor: str, exc: BaseException) -> bool:
     return False
 
 
-def _broken(raw: Any) -> bool:
-    return raw is not None and bool(getattr(raw, "broken", False) or getattr(raw, "closed", 0))
+def lock_conflict(vendor: str, exc: BaseException) -> bool:
+    """Whether ``exc`` is a MariaDB/MySQL deadlock or lock-wait timeout (the transaction was
+    rolled back: running it again is safe)."""
+    cause = exc.__cause__ or exc
+    return (
+        vendor == "mysql"
+        and isinstance(exc, OperationalError)
+        and bool(cause.args)
+        and cause.args[0] in _MYSQL_CONFLICTS
+    )
+
+
+def _broken(connection: Any) -> bool:
+    """Whether the driver connection under ``connection`` can no longer be used: psycopg marks
+    it (``broken``/``closed``); mysqlclient does not, so it is pinged."""
+    raw = connection.connection
+    if raw is None:
+        return False
+    if connection.vendor == "mysql":
+        return not connection.is_usable()
+    return bool(getattr(raw, "broken", False) or getattr(raw, "closed", 0))
 
 
 @contextmanager
@@ -69,9 +100,13 @@ def guard(using: str) -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as exc:
         connection = connections[using]
+        if lock_conflict(connection.vendor, exc):
+            raise BackendUnavailable(
+                f"database {using!r} kept refusing a transaction: {type(exc).__name__}: {exc}"
+            ) from exc
         if not connection_lost(connection.vendor, exc):
             raise
-        if not connection.in_atomic_block and _broken(connection.connection):
+        if not connection.in_atomic_block and _broken(connection):
             connection.close()
         raise BackendUnavailable(
             f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
@@ -80,9 +115,12 @@ def guard(using: str) -> Iterator[None]:
 
 def write(using: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` in one write transaction on ``using`` (guarded); on SQLite, take the write
-    lock first and retry while the database is busy."""
+    lock first and retry while the database is busy; on MariaDB/MySQL, run it again after a
+    deadlock or lock-wait timeout (``fn`` may run more than once: only its last run commits)."""
     connection = connections[using]
     with guard(using):
+        if connection.vendor == "mysql":
+            return _mysql_write(using, fn)
         if connection.vendor != "sqlite":
             with transaction.atomic(using=using):
                 return fn()
@@ -99,6 +137,23 @@ def write(using: str, fn: Callable[[], T]) -> T:
                 if nested or "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
                     raise
                 time.sleep(min(0.2, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _mysql_write(using: str, fn: Callable[[], T]) -> T:
+    nested = connections[using].in_atomic_block
+    timeouts = 0
+    for attempt in range(_MYSQL_RETRIES):
+        try:
+            with transaction.atomic(using=using):
+                return fn()
+        except OperationalError as exc:
+            if nested or not lock_conflict("mysql", exc) or attempt == _MYSQL_RETRIES - 1:
+                raise
+            timeouts += (exc.__cause__ or exc).args[0] == _MYSQL_LOCK_WAIT
+            if timeouts > 1:
+                raise
+            time.sleep(min(0.1, 0.002 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
 

@@ -26,7 +26,12 @@ from chatstate import conf
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.database import connection, export, housekeeping, restore
 from chatstate.adapters.database.locks import LockRows
-from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, pending_entry
+from chatstate.adapters.database.rows import (
+    STATE_FIELDS,
+    STATE_MODELS,
+    pending_entry,
+    upsert_options,
+)
 from chatstate.adapters.database.window import DedupeWindowRows
 from chatstate.adapters.hooks import StateFn
 from chatstate.calls import (
@@ -165,9 +170,8 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
         model.objects.using(self.using).bulk_create(
             [model(namespace=self.namespace, value=value, **{field: object_id})],
-            update_conflicts=True,
-            unique_fields=["namespace", field],
             update_fields=["value", "updated_at"],
+            **upsert_options(self.using, ["namespace", field]),
         )
 
     def _do_put_state(

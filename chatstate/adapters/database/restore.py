@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.db.models import Max
 
-from chatstate.adapters.database.rows import STATE_FIELDS, STATE_MODELS, NamespaceRows
+from chatstate.adapters.database.rows import (
+    STATE_FIELDS,
+    STATE_MODELS,
+    NamespaceRows,
+    upsert_options,
+)
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -108,9 +113,8 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
         for batch in _batches(entries, using):
             model.objects.using(using).bulk_create(
                 [model(namespace=ns, value=v, **{field: i}) for i, v in batch],
-                update_conflicts=True,
-                unique_fields=["namespace", field],
                 update_fields=["value", "updated_at"],
+                **upsert_options(using, ["namespace", field]),
             )
     default_expiry = now + timedelta(seconds=adapter.lock_ttl)
     for locks in _batches(sections.locks, using):

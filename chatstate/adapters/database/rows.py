@@ -6,11 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from django.db import connections
+
 from chatstate.models import ChannelState, DedupeWindow, PendingLockEntry, ThreadState
 from chatstate.types import STRATEGIES, PendingEntry, to_iso
 
 STATE_MODELS: dict[str, Any] = {"thread": ThreadState, "channel": ChannelState}
 STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
+
+
+def upsert_options(using: str, unique_fields: list[str]) -> dict[str, Any]:
+    """The ``bulk_create`` options that update a row already there (on ``unique_fields``)
+    instead of failing: ``ON CONFLICT (unique_fields) DO UPDATE`` where the database names a
+    conflict target (PostgreSQL, SQLite); ``ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL, which
+    takes none (Django refuses ``unique_fields`` there) — the tables' only unique keys besides
+    the primary key are these fields, so the update hits the same row."""
+    options: dict[str, Any] = {"update_conflicts": True}
+    if connections[using].features.supports_update_conflicts_with_target:
+        options["unique_fields"] = unique_fields
+    return options
 
 
 class NamespaceRows(Protocol):
