@@ -84,6 +84,7 @@ def test_persistence_is_read_from_the_namespaces_master(adapter: Any) -> None:
 def test_a_cluster_without_a_reachable_startup_node_is_unavailable(settings: Any) -> None:
     from chatstate import BackendUnavailable
     from chatstate.adapters.redis import RedisStateAdapter
+
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
