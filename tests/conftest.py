@@ -46,6 +46,36 @@ def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:
     return DatabaseStateAdapter(namespace=namespace, fast_sql=False)
 
 
+def _through(alias: str) -> Callable[[pytest.FixtureRequest, str], Any]:
+    """A factory of the fast path on the mirror alias ``alias`` of the test database. Its
+    tests commit (see :func:`pytest_collection_modifyitems`); the namespace's rows are
+    deleted at the end of the test."""
+
+    def factory(request: pytest.FixtureRequest, namespace: str) -> Any:
+        from chatstate.adapters.database import DatabaseStateAdapter
+
+        if hasattr(request, "getfixturevalue"):
+            request.getfixturevalue("_mirror_connections")
+        adapter = DatabaseStateAdapter(namespace=namespace, using=alias)
+        request.addfinalizer(adapter.close)
+        request.addfinalizer(lambda: _delete_namespace(alias, namespace))
+        return adapter
+
+    return factory
+
+
+def _delete_namespace(alias: str, namespace: str) -> None:
+    """Delete every chatstate row of ``namespace`` (one transaction: the foreign keys are
+    deferred to its commit)."""
+    from django.apps import apps
+    from django.db import connections, transaction
+
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        for model in apps.get_app_config("chatstate").get_models():
+            if any(field.name == "namespace" for field in model._meta.concrete_fields):
+                cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE namespace = %s", [namespace])
+
+
 def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:
     from chatstate.adapters.redis import RedisStateAdapter
 
@@ -58,8 +88,18 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, str], Any]] = {
     "memory": _memory,
     "database": _database,
 }
+#: Store kinds on a mirror alias of the test database, and that alias: PgBouncer in
+#: transaction pooling, Django's own psycopg pool (PostgreSQL run only).
+MIRRORS: dict[str, str] = {}
 if VENDOR == "postgresql":
     STORE_FACTORIES["database_orm"] = _database_orm
+    MIRRORS["database_pool"] = "pool"
+    if "pgbouncer" in settings.DATABASES:
+        MIRRORS["database_pgbouncer"] = "pgbouncer"
+    elif services.IN_CI:
+        raise RuntimeError(f"CI=true but PgBouncer is unavailable: {settings.PGBOUNCER_ERROR}")
+    for _kind, _alias in MIRRORS.items():
+        STORE_FACTORIES[_kind] = _through(_alias)
 
 
 def _redis_adapter_exists() -> bool:
@@ -85,6 +125,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"chatstate backends ({VENDOR} run): {', '.join(STORE_FACTORIES)}"]
     if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
         lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
+    if VENDOR == "postgresql" and "database_pgbouncer" not in STORE_FACTORIES:
+        lines.append(f"SKIPPED the PgBouncer suite: {settings.PGBOUNCER_ERROR}")
     return lines
 
 
@@ -97,6 +139,23 @@ def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
     """
     namespace = f"t{os.getpid()}-{next(_namespaces)}"
     yield STORE_FACTORIES[request.param](request, namespace)
+
+
+@pytest.fixture(scope="session")
+def _mirror_connections(django_db_setup: None) -> Iterator[None]:
+    """Close what holds server connections to the test database through a mirror alias
+    (Django's pool, the bouncer) before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    from tests import pgbouncer
+
+    for alias in MIRRORS.values():
+        connections[alias].close()
+    close_pool = getattr(connections["pool"], "close_pool", None)
+    if close_pool is not None:
+        close_pool()
+    pgbouncer.stop()
 
 
 @pytest.fixture
@@ -122,7 +181,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect tests marked ``run_on(vendor)`` for another database's run."""
+    """Deselect tests marked ``run_on(vendor)`` for another database's run; make the tests
+    of a mirror kind commit (``transaction=True``) on its alias only.
+
+    A mirror alias's connection is not the default's, so the rolled-back transaction of
+    the ``db`` fixture would not cover it; and through PgBouncer in transaction pooling,
+    each statement in autocommit is its own transaction, possibly on another server
+    connection: the case worth testing. A mirror alias is neither wrapped in a transaction
+    nor flushed by Django's test cases (a flush costs about 0.6 s a test): the store's
+    finalizer deletes its namespace's rows instead. The first such test also names the
+    default alias, so that pytest-django creates the test database (it creates the
+    databases the collected tests name, and a mirror has none of its own).
+    """
+    first = True
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        alias = MIRRORS.get(callspec.params.get("store", "")) if callspec else None
+        if alias is not None:
+            databases = ["default", alias] if first else [alias]
+            item.add_marker(pytest.mark.django_db(transaction=True, databases=databases))
+            first = False
     other = [
         item
         for item in items

@@ -6,7 +6,7 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tests import services
+from tests import pgbouncer, services
 
 TEST_DB = os.environ.get("CHATSTATE_TEST_DB", "sqlite")
 
@@ -78,6 +78,28 @@ elif TEST_DB == "postgres":
             "TEST": {"NAME": services.PG["TEST_NAME"]},
         }
     }
+    # The same test database through Django's own psycopg pool (Django 5.1+), and through a
+    # PgBouncer in transaction pooling that the run starts (tests/pgbouncer.py). Both mirror
+    # the default alias: no database of their own, NAME becomes the test database's.
+    DATABASES["pool"] = {
+        **DATABASES["default"],
+        "OPTIONS": {"pool": {"min_size": 0, "max_size": 4, "timeout": 10}},
+        "TEST": {"MIRROR": "default"},
+    }
+    try:
+        PGBOUNCER_PORT: int | None = pgbouncer.ensure()
+        PGBOUNCER_ERROR = ""
+    except pgbouncer.PgBouncerError as exc:
+        PGBOUNCER_PORT, PGBOUNCER_ERROR = None, str(exc)
+    if PGBOUNCER_PORT is not None:
+        DATABASES["pgbouncer"] = {
+            **DATABASES["default"],
+            "HOST": "127.0.0.1",
+            "PORT": str(PGBOUNCER_PORT),
+            # Transaction pooling: a named cursor does not outlive its transaction's server.
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+            "TEST": {"MIRROR": "default"},
+        }
 else:
     raise ImproperlyConfigured(f"CHATSTATE_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
 
