@@ -73,7 +73,8 @@ def _delete_namespace(alias: str, namespace: str) -> None:
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         for model in apps.get_app_config("chatstate").get_models():
             if any(field.name == "namespace" for field in model._meta.concrete_fields):
-                cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE namespace = %s", [namespace])
+                table = model._meta.db_table
+                cursor.execute(f"DELETE FROM {table} WHERE namespace = %s", [namespace])
 
 
 def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:

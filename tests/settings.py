@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -52,6 +53,7 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 
+DATABASES: dict[str, dict[str, Any]]
 if TEST_DB == "sqlite":
     DATABASES = {
         "default": {

@@ -24,8 +24,10 @@ from tests.conftest import STORE_FACTORIES, VENDOR
 from tests.crossprocess.harness import Crew, Target
 
 HERE = Path(__file__).parent
-#: Backends another process can reach (the memory adapter lives in one process).
-KINDS = [kind for kind in STORE_FACTORIES if kind != "memory"]
+#: Backends another process can reach (the memory adapter lives in one process). Django's
+#: pool is the fast path on a pool of the process's own: its conformance suite and
+#: ``tests/test_poolers.py`` cover it (here it would add some 75 s to the run).
+KINDS = [kind for kind in STORE_FACTORIES if kind not in ("memory", "database_pool")]
 _namespaces = itertools.count(1)
 _figures: list[str] = []
 

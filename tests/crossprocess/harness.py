@@ -67,8 +67,9 @@ def build_adapter(target: Target) -> Any:
     from django.conf import settings
     from django.db import connections
 
-    settings.DATABASES["default"]["NAME"] = target.db_name
-    connections["default"].settings_dict["NAME"] = target.db_name
+    for alias, database in settings.DATABASES.items():  # default, and its mirrors
+        if alias == "default" or database.get("TEST", {}).get("MIRROR") == "default":
+            database["NAME"] = connections[alias].settings_dict["NAME"] = target.db_name
 
     from tests.conftest import STORE_FACTORIES
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connections
 
 from tests import services
 from tests.crossprocess.harness import Crew
@@ -23,9 +23,11 @@ from tests.faults.redelivery import deliver, tally
 pytestmark = pytest.mark.crossprocess
 
 
-def _kill_connections(kind: str, spare: int) -> int:
-    """Kill every connection of the children to the server (not the parent's: its backend
-    ``spare``, and the killer's own)."""
+def _kill_connections(kind: str, spare: list[int], using: str) -> int:
+    """Kill every connection of the children to the server (not the parent's: its backends
+    ``spare``, and the killer's own, on the database alias ``using``). Behind PgBouncer
+    the server connections the bouncer holds are killed: it reports the loss to the clients
+    whose statements ran on them."""
     if kind == "redis":
         import redis
 
@@ -39,11 +41,11 @@ def _kill_connections(kind: str, spare: int) -> int:
             return sum(admin.client_kill_filter(_id=c["id"]) for c in victims)
         finally:
             admin.close()
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND pid <> %s AND backend_type = 'client backend'",
+            " AND pid <> ALL(%s) AND backend_type = 'client backend'",
             [spare],
         )
         return int(cursor.fetchone()[0])
@@ -67,19 +69,24 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     # of several statements need a gap between kills to make progress at all.
     interval = 0.1 if kind == "redis" else 0.25
     stop = threading.Event()
+    using = getattr(store, "using", "default")  # the store's alias: the test may use no other
+    connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        spare = int(cursor.fetchone()[0])
+        spare = [int(cursor.fetchone()[0])]
+    default = connections["default"].connection  # open: its backend is spared too
+    if default is not None and not default.closed:
+        spare.append(default.info.backend_pid)
 
     def killer() -> None:
         nonlocal killed, rounds
         started.wait(timeout=60)  # the children's warm-up is not under test
         try:
             while not stop.wait(interval):
-                killed += _kill_connections(kind, spare)
+                killed += _kill_connections(kind, spare, using)
                 rounds += 1
         finally:
-            connection.close()  # this thread's own
+            connections[using].close()  # this thread's own
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()

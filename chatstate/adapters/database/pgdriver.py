@@ -18,8 +18,9 @@ mode). ``prepared=None`` (the default) decides per connection: prepared, unless 
 connection goes through a pooler — detected once per connection by one query,
 ``SELECT pg_backend_pid()``, whose answer differs from the process id of the connection's
 own startup reply when something between the client and the server (PgBouncer, Pgpool-II,
-a cloud proxy) answered that startup (:func:`through_pooler`). A lost connection becomes :class:`~chatstate.types.BackendUnavailable` (the sync one
-through :func:`.connection.guard`; a broken async connection is dropped from its pool).
+a cloud proxy) answered that startup (:func:`through_pooler`). A lost connection becomes
+:class:`~chatstate.types.BackendUnavailable` (the sync one through :func:`.connection.guard`;
+a broken async connection is dropped from its pool).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class SyncDriver:
                 raw_connection.prepare_threshold = EXPLICIT_ONLY
             prepared = self.prepared
             if prepared is None:
-                prepared = not through_pooler(raw_connection)
+                with connections[self.using].wrap_database_errors:  # guarded like a query
+                    prepared = not through_pooler(raw_connection)
             cursor_class = _PreparingCursor if prepared else _PlainCursor
             cursor = self._cursors[raw_connection] = cursor_class(raw_connection)
         return cursor
