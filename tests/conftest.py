@@ -3,7 +3,10 @@
 Like Django's own cache tests, one body of tests runs against every backend: ``memory``,
 ``database`` (the run's database: SQLite, or PostgreSQL through its fast path),
 ``database_orm`` (PostgreSQL through the portable ORM path) and ``redis`` (when the Redis
-adapter is installed and the server reachable; required under ``CI=true``).
+adapter is installed and the server reachable; required under ``CI=true``). The conformance
+and cross-process suites add the PostgreSQL run's mirror kinds: ``database_pgbouncer`` (the
+fast path through a PgBouncer in transaction pooling the run starts, required under
+``CI=true``) and ``database_pool`` (through Django's own psycopg pool; conformance only).
 """
 
 from __future__ import annotations
@@ -58,23 +61,22 @@ def _through(alias: str) -> Callable[[pytest.FixtureRequest, str], Any]:
             request.getfixturevalue("_mirror_connections")
         adapter = DatabaseStateAdapter(namespace=namespace, using=alias)
         request.addfinalizer(adapter.close)
-        request.addfinalizer(lambda: _delete_namespace(alias, namespace))
+        request.addfinalizer(lambda: _delete_chatstate_rows(alias))
         return adapter
 
     return factory
 
 
-def _delete_namespace(alias: str, namespace: str) -> None:
-    """Delete every chatstate row of ``namespace`` (one transaction: the foreign keys are
-    deferred to its commit)."""
+def _delete_chatstate_rows(alias: str) -> None:
+    """Delete every chatstate row (what a mirror test committed: no other test runs meanwhile,
+    and the others leave nothing committed), in one transaction (the foreign keys are
+    deferred to its commit). Far cheaper than the flush of every table."""
     from django.apps import apps
     from django.db import connections, transaction
 
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         for model in apps.get_app_config("chatstate").get_models():
-            if any(field.name == "namespace" for field in model._meta.concrete_fields):
-                table = model._meta.db_table
-                cursor.execute(f"DELETE FROM {table} WHERE namespace = %s", [namespace])
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
 
 
 def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:
@@ -99,8 +101,6 @@ if VENDOR == "postgresql":
         MIRRORS["database_pgbouncer"] = "pgbouncer"
     elif services.IN_CI:
         raise RuntimeError(f"CI=true but PgBouncer is unavailable: {settings.PGBOUNCER_ERROR}")
-    for _kind, _alias in MIRRORS.items():
-        STORE_FACTORIES[_kind] = _through(_alias)
 
 
 def _redis_adapter_exists() -> bool:
@@ -120,15 +120,26 @@ if VENDOR == "postgresql":
         if settings.REDIS_AVAILABLE:
             STORE_FACTORIES["redis"] = _redis
 
+#: The mirror kinds' factories: not in ``STORE_FACTORIES`` (every test of ``store``), but in
+#: the conformance and cross-process suites, which override ``store`` to add them.
+MIRROR_FACTORIES = {kind: _through(alias) for kind, alias in MIRRORS.items()}
+#: Every kind's factory, by name (what ``make_store`` and the cross-process children use).
+ALL_FACTORIES = {**STORE_FACTORIES, **MIRROR_FACTORIES}
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say which backends this run covers, and why one is left out."""
-    lines = [f"chatstate backends ({VENDOR} run): {', '.join(STORE_FACTORIES)}"]
+    lines = [f"chatstate backends ({VENDOR} run): {', '.join(ALL_FACTORIES)}"]
     if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
         lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
-    if VENDOR == "postgresql" and "database_pgbouncer" not in STORE_FACTORIES:
+    if VENDOR == "postgresql" and "database_pgbouncer" not in MIRRORS:
         lines.append(f"SKIPPED the PgBouncer suite: {settings.PGBOUNCER_ERROR}")
     return lines
+
+
+def next_namespace() -> str:
+    """A namespace no other test of this process has used."""
+    return f"t{os.getpid()}-{next(_namespaces)}"
 
 
 @pytest.fixture(params=list(STORE_FACTORIES))
@@ -138,7 +149,7 @@ def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
     Every test gets the ``db`` fixture (each test in a transaction rolled back at its end),
     so database-backed stores start empty; the others ignore it.
     """
-    namespace = f"t{os.getpid()}-{next(_namespaces)}"
+    namespace = next_namespace()
     yield STORE_FACTORIES[request.param](request, namespace)
 
 
@@ -165,7 +176,7 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
     kind = request.node.callspec.params["store"]
 
     def make(namespace: str | None = None) -> Any:
-        return STORE_FACTORIES[kind](request, namespace or f"t{os.getpid()}-{next(_namespaces)}")
+        return ALL_FACTORIES[kind](request, namespace or next_namespace())
 
     return make
 

@@ -85,7 +85,10 @@ elif TEST_DB == "postgres":
     # the default alias: no database of their own, NAME becomes the test database's.
     DATABASES["pool"] = {
         **DATABASES["default"],
-        "OPTIONS": {"pool": {"min_size": 0, "max_size": 4, "timeout": 10}},
+        "OPTIONS": {
+            "pool": {"min_size": 0, "max_size": 4, "timeout": 10},
+            "application_name": "chatstate-tests-pool",  # tests counting connections skip it
+        },
         "TEST": {"MIRROR": "default"},
     }
     try:
@@ -100,6 +103,7 @@ elif TEST_DB == "postgres":
             "PORT": str(PGBOUNCER_PORT),
             # Transaction pooling: a named cursor does not outlive its transaction's server.
             "DISABLE_SERVER_SIDE_CURSORS": True,
+            "OPTIONS": {"application_name": "chatstate-tests-pgbouncer"},  # (its servers')
             "TEST": {"MIRROR": "default"},
         }
 else:

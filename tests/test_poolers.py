@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
@@ -34,6 +34,13 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "pgbouncer", "pool"]),
     pytest.mark.usefixtures("_mirror_connections"),  # closed before the database is dropped
 ]
+
+
+def _fresh_pool() -> None:
+    """Close Django's pool of the alias "pool": the next checkout opens a new one, whose only
+    connection is the one the test opens."""
+    connections["pool"].close()
+    connections["pool"].close_pool()
 
 
 def _raw(alias: str) -> Any:
@@ -74,6 +81,7 @@ def test_snapshot_export_and_restore_through_pgbouncer(tmp_path: Path) -> None:
 def test_a_pooled_connection_keeps_its_prepared_statements_across_threads() -> None:
     """Django's pool hands a returned connection to the next thread: the fast path's cursor
     for it (kept per connection) is reused there, its statements still prepared."""
+    _fresh_pool()
     store = DatabaseStateAdapter(namespace=namespace(), using="pool")
     store.subscribe("t1")
     first = _raw("pool")
@@ -104,6 +112,7 @@ def test_a_pooled_connection_lost_while_idle_is_unavailable_once() -> None:
     """A connection of the pool whose server went away while it sat idle: the first call on
     it (here the pooler detection of a new adapter) is ``BackendUnavailable``, the
     connection goes back to the pool to be discarded, and the next call works."""
+    _fresh_pool()
     DatabaseStateAdapter(namespace=namespace(), using="pool").subscribe("t0")
     pid = _raw("pool").info.backend_pid
     connections["pool"].close()  # idle in the pool
@@ -114,3 +123,42 @@ def test_a_pooled_connection_lost_while_idle_is_unavailable_once() -> None:
         store.subscribe("t1")
     store.subscribe("t1")
     assert store.is_subscribed("t1") is True
+
+
+def _hold_a_server_connection() -> Any:
+    """A client of the bouncer of its own, in a transaction: it holds the server connection
+    the bouncer hands out next (the one released last: PgBouncer reuses it first)."""
+    import psycopg
+
+    params = connections["pgbouncer"].settings_dict
+    holder = psycopg.connect(
+        host=params["HOST"],
+        port=params["PORT"],
+        user=params["USER"],
+        dbname=params["NAME"],
+        autocommit=True,
+    )
+    holder.execute("BEGIN")
+    holder.execute("SELECT 1")
+    return holder
+
+
+@pytest.mark.parametrize("prepared", [True, None])
+def test_prepared_statements_do_not_survive_transaction_pooling(prepared: bool | None) -> None:
+    """Forced on (``prepared=True``), a statement prepared on one server connection is
+    executed by name on another: PgBouncer 1.18 passes the error on. The default detects
+    the bouncer and sends it unprepared: the same interleaving works."""
+    connections["pgbouncer"].close()  # a client connection new to the adapter
+    store = DatabaseStateAdapter(namespace=namespace(), using="pgbouncer", prepared=prepared)
+    store.subscribe("t1")  # prepared (or not) on the server connection it ran on
+    holder = _hold_a_server_connection()  # ... which is held now: the next call runs elsewhere
+    try:
+        if prepared:
+            with pytest.raises(DatabaseError, match="prepared statement .* does not exist"):
+                store.subscribe("t1")
+        else:
+            store.subscribe("t1")
+            assert store.is_subscribed("t1") is True
+    finally:
+        holder.close()
+        connections["pgbouncer"].close()
