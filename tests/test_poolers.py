@@ -36,6 +36,13 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _new_connections() -> None:
+    """Start each test on new connections (a test before may have killed the old ones)."""
+    for alias in ("default", "pgbouncer", "pool"):
+        connections[alias].close()
+
+
 def _fresh_pool() -> None:
     """Close Django's pool of the alias "pool": the next checkout opens a new one, whose only
     connection is the one the test opens."""
