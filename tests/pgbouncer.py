@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,12 +82,16 @@ def _run_as() -> list[str]:
 
 
 def ensure() -> int:
-    """The port of the run's PgBouncer: the one recorded in the environment, else a new one
-    started now (stopped at exit). ``PgBouncerError`` when pgbouncer is missing or does not
-    start in time."""
+    """The port of the run's PgBouncer: the one recorded in the environment (a process the
+    run spawned), else, in a pytest process, a new one started now (stopped at exit).
+    ``PgBouncerError`` when pgbouncer is missing, does not start in time, or is gone."""
     recorded = os.environ.get(PORT_ENV)
-    if recorded and _port_open(int(recorded)):
-        return int(recorded)
+    if recorded:  # a process of the run that started it: never one of its own
+        if _port_open(int(recorded)):
+            return int(recorded)
+        raise PgBouncerError(f"the run's pgbouncer on port {recorded} is gone")
+    if "_pytest" not in sys.modules:  # a command a test runs does not need one
+        raise PgBouncerError("pgbouncer is started by a pytest run only")
     binary = shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
     )
