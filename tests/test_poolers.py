@@ -38,9 +38,28 @@ pytestmark = [
 
 @pytest.fixture(autouse=True)
 def _new_connections() -> None:
-    """Start each test on new connections (a test before may have killed the old ones)."""
+    """Start each test on new connections and a new pool: a fault test before may have killed
+    the old ones, and PgBouncer hands out a server connection killed while idle once (the
+    client sees the server's error, then the bouncer drops it): such ones are drained."""
+    import psycopg
+
     for alias in ("default", "pgbouncer", "pool"):
         connections[alias].close()
+    connections["pool"].close_pool()  # its idle connections may have been killed too
+    params = connections["pgbouncer"].settings_dict
+    for _ in range(12):  # more than default_pool_size
+        try:
+            with psycopg.connect(
+                host=params["HOST"],
+                port=params["PORT"],
+                user=params["USER"],
+                dbname=params["NAME"],
+                autocommit=True,
+            ) as probe:
+                probe.execute("SELECT 1")
+            break
+        except psycopg.OperationalError:
+            continue
 
 
 def _fresh_pool() -> None:
