@@ -6,6 +6,10 @@ through the ORM path), ``database_orm`` (PostgreSQL through the portable ORM pat
 ``redis`` (when the Redis adapter is installed and the server reachable; required under
 ``CI=true``) and ``redis_cluster`` (the Redis adapter on a 3-master Redis Cluster the run
 starts itself, :mod:`tests.redis_cluster`; PostgreSQL run, required under ``CI=true``).
+The conformance and cross-process suites add the PostgreSQL run's mirror kinds:
+``database_pgbouncer`` (the fast path through a PgBouncer in transaction pooling the run
+starts, required under ``CI=true``) and ``database_pool`` (through Django's own psycopg
+pool; conformance only).
 """
 
 from __future__ import annotations
@@ -50,6 +54,36 @@ def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:
     return DatabaseStateAdapter(namespace=namespace, fast_sql=False)
 
 
+def _through(alias: str) -> Callable[[pytest.FixtureRequest, str], Any]:
+    """A factory of the fast path on the mirror alias ``alias`` of the test database. Its
+    tests commit (see :func:`pytest_collection_modifyitems`); the namespace's rows are
+    deleted at the end of the test."""
+
+    def factory(request: pytest.FixtureRequest, namespace: str) -> Any:
+        from chatstate.adapters.database import DatabaseStateAdapter
+
+        if hasattr(request, "getfixturevalue"):
+            request.getfixturevalue("_mirror_connections")
+        adapter = DatabaseStateAdapter(namespace=namespace, using=alias)
+        request.addfinalizer(adapter.close)
+        request.addfinalizer(lambda: _delete_chatstate_rows(alias))
+        return adapter
+
+    return factory
+
+
+def _delete_chatstate_rows(alias: str) -> None:
+    """Delete every chatstate row (what a mirror test committed: no other test runs meanwhile,
+    and the others leave nothing committed), in one transaction (the foreign keys are
+    deferred to its commit). Far cheaper than the flush of every table."""
+    from django.apps import apps
+    from django.db import connections, transaction
+
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        for model in apps.get_app_config("chatstate").get_models():
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
+
+
 def _redis(request: pytest.FixtureRequest, namespace: str) -> Any:
     from chatstate.adapters.redis import RedisStateAdapter
 
@@ -88,8 +122,16 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, str], Any]] = {
     "memory": _memory,
     "database": _database,
 }
+#: Store kinds on a mirror alias of the test database, and that alias: PgBouncer in
+#: transaction pooling, Django's own psycopg pool (PostgreSQL run only).
+MIRRORS: dict[str, str] = {}
 if VENDOR == "postgresql":
     STORE_FACTORIES["database_orm"] = _database_orm
+    MIRRORS["database_pool"] = "pool"
+    if "pgbouncer" in settings.DATABASES:
+        MIRRORS["database_pgbouncer"] = "pgbouncer"
+    elif services.IN_CI:
+        raise RuntimeError(f"CI=true but PgBouncer is unavailable: {settings.PGBOUNCER_ERROR}")
 
 
 def _redis_adapter_exists() -> bool:
@@ -114,13 +156,26 @@ if VENDOR == "postgresql" and _redis_adapter_exists():
     if cluster_nodes.available():
         STORE_FACTORIES["redis_cluster"] = _redis_cluster
 
+#: The mirror kinds' factories: not in ``STORE_FACTORIES`` (every test of ``store``), but in
+#: the conformance and cross-process suites, which override ``store`` to add them.
+MIRROR_FACTORIES = {kind: _through(alias) for kind, alias in MIRRORS.items()}
+#: Every kind's factory, by name (what ``make_store`` and the cross-process children use).
+ALL_FACTORIES = {**STORE_FACTORIES, **MIRROR_FACTORIES}
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say which backends this run covers, and why one is left out."""
-    lines = [f"chatstate backends ({VENDOR} run): {', '.join(STORE_FACTORIES)}"]
+    lines = [f"chatstate backends ({VENDOR} run): {', '.join(ALL_FACTORIES)}"]
     if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
         lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
+    if VENDOR == "postgresql" and "database_pgbouncer" not in MIRRORS:
+        lines.append(f"SKIPPED the PgBouncer suite: {settings.PGBOUNCER_ERROR}")
     return lines
+
+
+def next_namespace() -> str:
+    """A namespace no other test of this process has used."""
+    return f"t{os.getpid()}-{next(_namespaces)}"
 
 
 @pytest.fixture(params=list(STORE_FACTORIES))
@@ -130,8 +185,25 @@ def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
     Every test gets the ``db`` fixture (each test in a transaction rolled back at its end),
     so database-backed stores start empty; the others ignore it.
     """
-    namespace = f"t{os.getpid()}-{next(_namespaces)}"
+    namespace = next_namespace()
     yield STORE_FACTORIES[request.param](request, namespace)
+
+
+@pytest.fixture(scope="session")
+def _mirror_connections(django_db_setup: None) -> Iterator[None]:
+    """Close what holds server connections to the test database through a mirror alias
+    (Django's pool, the bouncer) before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    from tests import pgbouncer
+
+    for alias in MIRRORS.values():
+        connections[alias].close()
+    close_pool = getattr(connections["pool"], "close_pool", None)
+    if close_pool is not None:
+        close_pool()
+    pgbouncer.stop()
 
 
 @pytest.fixture
@@ -140,7 +212,7 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
     kind = request.node.callspec.params["store"]
 
     def make(namespace: str | None = None) -> Any:
-        return STORE_FACTORIES[kind](request, namespace or f"t{os.getpid()}-{next(_namespaces)}")
+        return ALL_FACTORIES[kind](request, namespace or next_namespace())
 
     return make
 
@@ -157,7 +229,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect tests marked ``run_on(vendor)`` for another database's run."""
+    """Deselect tests marked ``run_on(vendor)`` for another database's run; make the tests
+    of a mirror kind commit (``transaction=True``) on its alias only.
+
+    A mirror alias's connection is not the default's, so the rolled-back transaction of
+    the ``db`` fixture would not cover it; and through PgBouncer in transaction pooling,
+    each statement in autocommit is its own transaction, possibly on another server
+    connection: the case worth testing. A mirror alias is neither wrapped in a transaction
+    nor flushed by Django's test cases (a flush costs about 0.6 s a test): the store's
+    finalizer deletes its namespace's rows instead. The first such test also names the
+    default alias, so that pytest-django creates the test database (it creates the
+    databases the collected tests name, and a mirror has none of its own).
+    """
+    first = True
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        alias = MIRRORS.get(callspec.params.get("store", "")) if callspec else None
+        if alias is not None:
+            databases = ["default", alias] if first else [alias]
+            item.add_marker(pytest.mark.django_db(transaction=True, databases=databases))
+            first = False
     other = [
         item
         for item in items

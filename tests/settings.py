@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tests import redis_cluster, services
+from tests import pgbouncer, redis_cluster, services
 
 TEST_DB = os.environ.get("CHATSTATE_TEST_DB", "sqlite")
 
@@ -53,6 +54,7 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 
+DATABASES: dict[str, dict[str, Any]]
 if TEST_DB == "sqlite":
     DATABASES = {
         "default": {
@@ -79,6 +81,32 @@ elif TEST_DB == "postgres":
             "TEST": {"NAME": services.PG["TEST_NAME"]},
         }
     }
+    # The same test database through Django's own psycopg pool (Django 5.1+), and through a
+    # PgBouncer in transaction pooling that the run starts (tests/pgbouncer.py). Both mirror
+    # the default alias: no database of their own, NAME becomes the test database's.
+    DATABASES["pool"] = {
+        **DATABASES["default"],
+        "OPTIONS": {
+            "pool": {"min_size": 0, "max_size": 4, "timeout": 10},
+            "application_name": "chatstate-tests-pool",  # tests counting connections skip it
+        },
+        "TEST": {"MIRROR": "default"},
+    }
+    try:
+        PGBOUNCER_PORT: int | None = pgbouncer.ensure()
+        PGBOUNCER_ERROR = ""
+    except pgbouncer.PgBouncerError as exc:
+        PGBOUNCER_PORT, PGBOUNCER_ERROR = None, str(exc)
+    if PGBOUNCER_PORT is not None:
+        DATABASES["pgbouncer"] = {
+            **DATABASES["default"],
+            "HOST": "127.0.0.1",
+            "PORT": str(PGBOUNCER_PORT),
+            # Transaction pooling: a named cursor does not outlive its transaction's server.
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+            "OPTIONS": {"application_name": "chatstate-tests-pgbouncer"},  # (its servers')
+            "TEST": {"MIRROR": "default"},
+        }
 elif TEST_DB == "mysql":
     if not services.mysql_reachable():
         raise ImproperlyConfigured(

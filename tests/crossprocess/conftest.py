@@ -20,14 +20,17 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from tests.conftest import STORE_FACTORIES, VENDOR
+from tests.conftest import ALL_FACTORIES, VENDOR
 from tests.crossprocess.harness import Crew, Target
 
 HERE = Path(__file__).parent
 #: The runs these tests belong to (by database vendor).
 RUNS = ("postgresql", "mysql")
-#: Backends another process can reach (the memory adapter lives in one process).
-KINDS = [kind for kind in STORE_FACTORIES if kind != "memory"]
+#: Backends another process can reach (the memory adapter lives in one process), and the
+#: fast path through PgBouncer. Django's pool is the fast path on a pool of the process's
+#: own: its conformance suite and ``tests/test_poolers.py`` cover it (here it would add
+#: some 75 s to the run).
+KINDS = [kind for kind in ALL_FACTORIES if kind not in ("memory", "database_pool")]
 _namespaces = itertools.count(1)
 _figures: list[str] = []
 
@@ -44,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def store(request: pytest.FixtureRequest, transactional_db: None) -> Any:
     """The parent's adapter, in a namespace of its own, on committed transactions."""
     namespace = f"x{os.getpid()}-{next(_namespaces)}"
-    return STORE_FACTORIES[request.param](request, namespace)
+    return ALL_FACTORIES[request.param](request, namespace)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def build_adapter(target: Target) -> Any:
     """In a child: set Django up on the parent's test database and build the adapter.
 
     The adapter comes from the same factories as the parent's ``store`` fixture
-    (``tests.conftest.STORE_FACTORIES``), so a backend added there joins these tests too.
+    (``tests.conftest.ALL_FACTORIES``), so a backend added there joins these tests too.
     """
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ.setdefault("CHATSTATE_TEST_DB", "postgres")  # the parent's run, inherited
@@ -67,13 +67,14 @@ def build_adapter(target: Target) -> Any:
     from django.conf import settings
     from django.db import connections
 
-    settings.DATABASES["default"]["NAME"] = target.db_name
-    connections["default"].settings_dict["NAME"] = target.db_name
+    for alias, database in settings.DATABASES.items():  # default, and its mirrors
+        if alias == "default" or database.get("TEST", {}).get("MIRROR") == "default":
+            database["NAME"] = connections[alias].settings_dict["NAME"] = target.db_name
 
-    from tests.conftest import STORE_FACTORIES
+    from tests.conftest import ALL_FACTORIES
 
     request = cast(pytest.FixtureRequest, _NoFinalizers())
-    return STORE_FACTORIES[target.kind](request, target.namespace)
+    return ALL_FACTORIES[target.kind](request, target.namespace)
 
 
 def child_main(

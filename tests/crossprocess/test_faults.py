@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connections
 
 from tests import services
 from tests.crossprocess.harness import Crew
@@ -23,9 +23,11 @@ from tests.faults.redelivery import deliver, tally
 pytestmark = pytest.mark.crossprocess
 
 
-def _kill_connections(kind: str, spare: int) -> int:
-    """Kill every connection of the children to the server (not the parent's: its backend
-    ``spare``, and the killer's own)."""
+def _kill_connections(kind: str, spare: list[int], using: str) -> int:
+    """Kill every connection of the children to the server (not the parent's: its backends
+    ``spare``, and the killer's own, on the database alias ``using``). Behind PgBouncer
+    the server connections the bouncer holds are killed: it reports the loss to the clients
+    whose statements ran on them."""
     if kind == "redis_cluster":  # every client connection of every node (not replication)
         import redis
 
@@ -54,28 +56,28 @@ def _kill_connections(kind: str, spare: int) -> int:
             return sum(admin.client_kill_filter(_id=c["id"]) for c in victims)
         finally:
             admin.close()
-    if connection.vendor == "mysql":
-        return _kill_mysql_connections(spare)
-    with connection.cursor() as cursor:
+    if connections[using].vendor == "mysql":
+        return _kill_mysql_connections(spare, using)
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND pid <> %s AND backend_type = 'client backend'",
+            " AND pid <> ALL(%s) AND backend_type = 'client backend'",
             [spare],
         )
         return int(cursor.fetchone()[0])
 
 
-def _kill_mysql_connections(spare: int) -> int:
+def _kill_mysql_connections(spare: list[int], using: str) -> int:
     """MariaDB/MySQL: ``KILL CONNECTION`` every other client of the test database."""
     from django.db import OperationalError
 
     killed = 0
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
-            " AND ID <> CONNECTION_ID() AND ID <> %s",
-            [spare],
+            f" AND ID <> CONNECTION_ID() AND ID NOT IN ({', '.join(['%s'] * len(spare))})",
+            spare,
         )
         for (victim,) in cursor.fetchall():
             try:
@@ -86,12 +88,20 @@ def _kill_mysql_connections(spare: int) -> int:
     return killed
 
 
-def _backend_id() -> int:
-    """The server's id of this process's connection (what the killer spares)."""
-    sql = "SELECT CONNECTION_ID()" if connection.vendor == "mysql" else "SELECT pg_backend_pid()"
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return int(cursor.fetchone()[0])
+def _backend_ids(using: str) -> list[int]:
+    """The server's ids of this process's connections (what the killer spares): the store's
+    alias, and the default alias's when it is open."""
+    if connections[using].vendor == "mysql":
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            return [int(cursor.fetchone()[0])]
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        spare = [int(cursor.fetchone()[0])]
+    default = connections["default"].connection  # open: its backend is spared too
+    if default is not None and not default.closed:
+        spare.append(default.info.backend_pid)
+    return spare
 
 
 def test_connections_killed_under_load_neither_double_nor_lose(
@@ -112,17 +122,18 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     # of several statements need a gap between kills to make progress at all.
     interval = 0.1 if kind.startswith("redis") else 0.25
     stop = threading.Event()
-    spare = _backend_id()
+    using = getattr(store, "using", "default")  # the store's alias: the test may use no other
+    spare = _backend_ids(using)
 
     def killer() -> None:
         nonlocal killed, rounds
         started.wait(timeout=60)  # the children's warm-up is not under test
         try:
             while not stop.wait(interval):
-                killed += _kill_connections(kind, spare)
+                killed += _kill_connections(kind, spare, using)
                 rounds += 1
         finally:
-            connection.close()  # this thread's own
+            connections[using].close()  # this thread's own
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()

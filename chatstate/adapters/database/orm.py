@@ -91,7 +91,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
         namespace: str | None = None,
         using: str | None = None,
         fast_sql: bool = True,
-        prepared: bool = True,
+        prepared: bool | None = None,
     ) -> DatabaseStateAdapter:
         if cls is DatabaseStateAdapter and fast_sql:
             cls = cls.variants.get(connections[database_alias(using)].vendor, cls)
@@ -102,7 +102,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
         namespace: str | None = None,
         using: str | None = None,
         fast_sql: bool = True,
-        prepared: bool = True,
+        prepared: bool | None = None,
     ) -> None:
         super().__init__(namespace)
         self.using: str = check_id(database_alias(using), "using")

@@ -14,8 +14,13 @@ count). Each statement runs on its own in autocommit mode: one round trip, one c
 
 ``prepared=False`` sends unprepared statements (unnamed, extended protocol): for poolers that
 cannot carry prepared statements across transactions (PgBouncer before 1.21 in transaction
-mode). A lost connection becomes :class:`~chatstate.types.BackendUnavailable` (the sync one
-through :func:`.connection.guard`; a broken async connection is dropped from its pool).
+mode). ``prepared=None`` (the default) decides per connection: prepared, unless the
+connection goes through a pooler — detected once per connection by one query,
+``SELECT pg_backend_pid()``, whose answer differs from the process id of the connection's
+own startup reply when something between the client and the server (PgBouncer, Pgpool-II,
+a cloud proxy) answered that startup (:func:`through_pooler`). A lost connection becomes
+:class:`~chatstate.types.BackendUnavailable` (the sync one through :func:`.connection.guard`;
+a broken async connection is dropped from its pool).
 """
 
 from __future__ import annotations
@@ -38,6 +43,25 @@ EXPLICIT_ONLY = 2**31
 Request = tuple[str, str, tuple[Any, ...]]
 #: Async connections each event loop may open per alias, at most.
 ASYNC_POOL_SIZE = 8
+PID_SQL = "SELECT pg_backend_pid()"
+
+
+def through_pooler(connection: psycopg.Connection[Any]) -> bool:
+    """Whether ``connection`` reaches PostgreSQL through a pooler: the server's process id
+    differs from the one in the connection's startup reply (a pooler sends its own). Runs
+    one query on the psycopg connection itself (outside Django's cursor wrappers)."""
+    with connection.cursor() as cursor:
+        cursor.execute(PID_SQL, prepare=False)
+        row = cursor.fetchone()
+    return row is None or row[0] != connection.info.backend_pid
+
+
+async def athrough_pooler(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """:func:`through_pooler` for an async connection."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(PID_SQL, prepare=False)
+        row = await cursor.fetchone()
+    return row is None or row[0] != connection.info.backend_pid
 
 
 class _PreparingCursor(psycopg.Cursor[Any]):
@@ -60,10 +84,10 @@ class _PlainCursor(psycopg.Cursor[Any]):
 class SyncDriver:
     """Runs operations on the Django connection ``using``."""
 
-    def __init__(self, using: str, prepared: bool) -> None:
-        self.using = using
-        self.cursor_class = _PreparingCursor if prepared else _PlainCursor
-        # One cursor per psycopg connection, kept while the connection lives.
+    def __init__(self, using: str, prepared: bool | None) -> None:
+        self.using, self.prepared = using, prepared
+        # One cursor per psycopg connection, kept while the connection lives (a connection
+        # of Django's pool keeps its cursor, and its prepared statements, between checkouts).
         self._cursors: WeakKeyDictionary[Any, psycopg.Cursor[Any]] = WeakKeyDictionary()
 
     def _cursor(self, raw_connection: Any) -> psycopg.Cursor[Any]:
@@ -71,7 +95,12 @@ class SyncDriver:
         if cursor is None or cursor.closed:
             if raw_connection.prepare_threshold is None:
                 raw_connection.prepare_threshold = EXPLICIT_ONLY
-            cursor = self._cursors[raw_connection] = self.cursor_class(raw_connection)
+            prepared = self.prepared
+            if prepared is None:
+                with connections[self.using].wrap_database_errors:  # guarded like a query
+                    prepared = not through_pooler(raw_connection)
+            cursor_class = _PreparingCursor if prepared else _PlainCursor
+            cursor = self._cursors[raw_connection] = cursor_class(raw_connection)
         return cursor
 
     def drive(self, op: Op[Any]) -> Any:
@@ -97,9 +126,20 @@ class SyncDriver:
 class AsyncDriver:
     """Runs operations on pooled ``AsyncConnection``s of the alias ``using``, per loop."""
 
-    def __init__(self, using: str, prepared: bool, size: int = ASYNC_POOL_SIZE) -> None:
+    def __init__(self, using: str, prepared: bool | None, size: int = ASYNC_POOL_SIZE) -> None:
         self.using, self.prepared, self.size = using, prepared, size
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+        # Whether each connection prepares (``prepared=None``: decided when it opened).
+        self._prepares: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
+
+    async def _prepare(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        prepares = self._prepares.get(conn)
+        if prepares is None:
+            prepares = self.prepared
+            if prepares is None:
+                prepares = not await athrough_pooler(conn)
+            self._prepares[conn] = prepares
+        return prepares
 
     def _pool(self) -> _Pool:
         loop = asyncio.get_running_loop()
@@ -121,11 +161,12 @@ class AsyncDriver:
         conn = await pool.get(self.using)
         broken = False
         try:
+            prepare = await self._prepare(conn)
             cursor = conn.cursor()
             try:
                 kind, sql, params = next(op)
                 while True:
-                    await cursor.execute(sql, params, prepare=self.prepared)
+                    await cursor.execute(sql, params, prepare=prepare)
                     reply = await cursor.fetchone() if kind is ROW else cursor.rowcount
                     kind, sql, params = op.send(reply)
             except StopIteration as stop:

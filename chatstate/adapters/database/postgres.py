@@ -107,7 +107,9 @@ def installed_functions_version(using: str) -> int | None:
 
 class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     """:class:`DatabaseStateAdapter` whose operations are single PostgreSQL statements,
-    prepared (``prepared=False``: not; see :mod:`.pgdriver`), and natively async.
+    prepared (``prepared=False``: never, as PgBouncer before 1.21 in transaction pooling
+    needs; ``None``, the default: unless the connection goes through a pooler, detected
+    once per connection; see :mod:`.pgdriver`), and natively async.
 
     Each operation below is one statement (an :func:`operation` yielding it), run by
     :class:`~.pgdriver.SyncDriver` or, for the async twins, :class:`~.pgdriver.AsyncDriver`.
@@ -121,10 +123,10 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
         namespace: str | None = None,
         using: str | None = None,
         fast_sql: bool = True,
-        prepared: bool = True,
+        prepared: bool | None = None,
     ) -> None:
         super().__init__(namespace, using, fast_sql)
-        self.prepared = bool(prepared)
+        self.prepared = None if prepared is None else bool(prepared)
         # Imported here: psycopg is needed on PostgreSQL only (the ``postgres`` extra), and
         # this module is imported wherever the database adapter is.
         from chatstate.adapters.database import pgdriver
