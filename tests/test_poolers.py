@@ -21,13 +21,14 @@ from django.test import override_settings
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.database.pgdriver import through_pooler
 from chatstate.types import BackendUnavailable
+from tests import services
 from tests.test_commands_restore import export, restore
 from tests.test_commands_snapshot import namespace
 
 pytestmark = [
     pytest.mark.run_on("postgresql"),
     pytest.mark.skipif(
-        "pgbouncer" not in settings.DATABASES,
+        "pgbouncer" not in settings.DATABASES and not services.IN_CI,
         reason=f"PgBouncer unavailable: {getattr(settings, 'PGBOUNCER_ERROR', '')}",
     ),
     # Committed work on each alias; "default" is named so that the test database exists.
