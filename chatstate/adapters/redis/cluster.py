@@ -32,7 +32,7 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN, Request
+from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN, Request, pipelined
 
 OPTION = "CHATSTATE_CLUSTER"
 
@@ -127,10 +127,7 @@ def execute(client: Any, request: Request) -> Any:
         args, kwargs = _scan_args(client, request)
         return _scan_reply(client.execute_command(*args, **kwargs))
     assert kind is BATCH
-    pipe = client.pipeline(transaction=False)
-    for method, args in request[1]:
-        getattr(pipe, method)(*args)
-    return pipe.execute()
+    return pipelined(client, request[1]).execute()
 
 
 async def aexecute(client: Any, request: Request) -> Any:
@@ -148,10 +145,7 @@ async def aexecute(client: Any, request: Request) -> Any:
         args, kwargs = _scan_args(client, request)
         return _scan_reply(await client.execute_command(*args, **kwargs))
     assert kind is BATCH
-    pipe = client.pipeline(transaction=False)
-    for method, args in request[1]:
-        getattr(pipe, method)(*args)
-    return await pipe.execute()
+    return await pipelined(client, request[1]).execute()
 
 
 def _scan_reply(reply: Any) -> Any:

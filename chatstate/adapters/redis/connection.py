@@ -281,10 +281,7 @@ def execute(client: Any, request: Request) -> Any:
         return getattr(client, request[1])(*request[2])
     if kind is SCAN:
         return client.scan(request[2], match=request[3], count=request[4])
-    pipe = client.pipeline(transaction=False)
-    for method, args in request[1]:
-        getattr(pipe, method)(*args)
-    return pipe.execute()
+    return pipelined(client, request[1]).execute()
 
 
 async def aexecute(client: Any, request: Request) -> Any:
@@ -296,10 +293,16 @@ async def aexecute(client: Any, request: Request) -> Any:
         return await getattr(client, request[1])(*request[2])
     if kind is SCAN:
         return await client.scan(request[2], match=request[3], count=request[4])
+    return await pipelined(client, request[1]).execute()
+
+
+def pipelined(client: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> Any:
+    """A pipeline (no MULTI) of ``client`` (sync or asyncio, one server or a cluster) holding
+    ``calls``, each ``(method name, args)``; the caller executes it."""
     pipe = client.pipeline(transaction=False)
-    for method, args in request[1]:
+    for method, args in calls:
         getattr(pipe, method)(*args)
-    return await pipe.execute()
+    return pipe
 
 
 def unavailable(alias: str, exc: BaseException) -> BackendUnavailable:
