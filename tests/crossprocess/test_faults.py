@@ -26,7 +26,8 @@ pytestmark = pytest.mark.crossprocess
 def _kill_connections(kind: str, spare: list[int], using: str) -> int:
     """Kill every connection of the children to the server (not the parent's: its backends
     ``spare``, and the killer's own, on the database alias ``using``). Behind PgBouncer
-    the server connections the bouncer holds are killed: it reports the loss to the clients
+    the server connections the bouncer holds are killed (by a direct connection, ``using``
+    is then the test database's own alias): the bouncer reports the loss to the clients
     whose statements ran on them."""
     if kind == "redis_cluster":  # every client connection of every node (not replication)
         import redis
@@ -118,11 +119,14 @@ def test_connections_killed_under_load_neither_double_nor_lose(
         timeout=120,
     )
     killed, rounds = 0, 0
-    # Redis's load is short (its cycle is fast): killed often; the ORM path's transactions
-    # of several statements need a gap between kills to make progress at all.
-    interval = 0.1 if kind.startswith("redis") else 0.25
+    # Redis's load is short (its cycle is fast), and so is the fast path's through PgBouncer:
+    # killed often; the ORM path's transactions of several statements need a gap between
+    # kills to make progress at all.
+    interval = 0.1 if kind.startswith("redis") or kind == "database_pgbouncer" else 0.25
     stop = threading.Event()
-    using = getattr(store, "using", "default")  # the store's alias: the test may use no other
+    # The killer's alias: the store's, but never a bouncer's — in transaction pooling the
+    # server connection the killer spares would go on to serve the children.
+    using = "default" if kind == "database_pgbouncer" else getattr(store, "using", "default")
     spare = _backend_ids(using)
 
     def killer() -> None:
