@@ -106,7 +106,9 @@ def _smoke(store: Any) -> None:
     assert [e.owner for e in store.release_lock("t", "a")] == ["b"]
 
 
-@pytest.mark.parametrize("name", ["0002_postgresql_functions", "0008_functions_v2"])
+@pytest.mark.parametrize(
+    "name", ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3"]
+)
 def test_frozen_copies_are_not_empty(name: str) -> None:
     assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")
 

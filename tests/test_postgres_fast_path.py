@@ -98,3 +98,29 @@ def test_many_slow_conversations_share_a_few_connections() -> None:
         )
         assert cursor.fetchone()[0] <= 8
     store.close()
+
+
+def _enter_commits_durably(namespace: str, message_id: str, owner: str, strategy: str) -> tuple:
+    """``chatstate_enter`` in a transaction of its own: its result, and whether the
+    transaction's commit would wait for the WAL flush."""
+    from django.db import transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT result FROM chatstate_enter(%s, 's', %s, 1000, 't', %s, %s, '{}'::jsonb,"
+            " 30, 0, NULL, 'drop_oldest')",
+            [namespace, message_id, owner, strategy],
+        )
+        (result,) = cursor.fetchone()
+        cursor.execute("SELECT current_setting('synchronous_commit')")
+        return result, cursor.fetchone()[0] == "on"
+
+
+def test_only_an_acquired_cycles_entry_skips_the_wal_flush() -> None:
+    """An acquired claim and lock may be forgotten by a crash (the message is handled again);
+    a queued message, or a refusal's withdrawn claim, may not: those commit durably."""
+    namespace = f"durable-{next(_names)}"
+    assert _enter_commits_durably(namespace, "m1", "a", "queue") == ("acquired", False)
+    assert _enter_commits_durably(namespace, "m2", "b", "queue") == ("queued", True)
+    assert _enter_commits_durably(namespace, "m3", "c", "reject") == ("busy", True)
+    assert _enter_commits_durably(namespace, "m4", "d", "debounce") == ("debounced", True)

@@ -21,7 +21,7 @@ from chatstate.calls import CycleEntry, CycleRequest, Handover, LockOutcome, Loc
 from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
-FUNCTIONS_VERSION = 2
+FUNCTIONS_VERSION = 3
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
