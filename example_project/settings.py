@@ -74,7 +74,7 @@ CHATSTATE = {
     "NAMESPACE": "example-bot",
     "DEDUPE_LIMIT": 10_000,
     # Keep every message id for 15 minutes whatever the limit: platforms redeliver late
-    # (Slack after about 1 and 5 minutes; see the README for Teams and Telegram).
+    # (Slack after about 1 and 5 minutes; Teams and Telegram: docs/settings.rst).
     "DEDUPE_MIN_AGE": 900,
     "LOCK_TTL": 60,
 }
