@@ -25,10 +25,7 @@ pytestmark = pytest.mark.crossprocess
 
 def _kill_connections(kind: str, spare: list[int], using: str) -> int:
     """Kill every connection of the children to the server (not the parent's: its backends
-    ``spare``, and the killer's own, on the database alias ``using``). Behind PgBouncer
-    the server connections the bouncer holds are killed (by a direct connection, ``using``
-    is then the test database's own alias): the bouncer reports the loss to the clients
-    whose statements ran on them."""
+    ``spare``, and the killer's own, on the database alias ``using``)."""
     if kind == "redis_cluster":  # every client connection of every node (not replication)
         import redis
 
@@ -67,6 +64,28 @@ def _kill_connections(kind: str, spare: list[int], using: str) -> int:
             [spare],
         )
         return int(cursor.fetchone()[0])
+
+
+def _kill_behind_the_bouncer(using: str) -> int:
+    """PgBouncer: every server connection the bouncer holds to the test database, killed
+    through a direct connection of the killer's own (through the bouncer, the server
+    connection a killer spared would go on to serve the children). The parent's connection
+    through the bouncer is idle meanwhile: the bouncer replaces its server connection."""
+    import psycopg
+
+    params = connections[using].get_connection_params()
+    params.update(host=connections["default"].settings_dict["HOST"] or "127.0.0.1",
+                  port=connections["default"].settings_dict["PORT"] or 5432)  # fmt: skip
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("prepare_threshold", None)
+    with psycopg.connect(**params, autocommit=True) as direct:
+        (killed,) = direct.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name = 'chatstate-tests-pgbouncer'"
+        ).fetchone()
+    return int(killed)
 
 
 def _kill_mysql_connections(spare: list[int], using: str) -> int:
@@ -124,17 +143,18 @@ def test_connections_killed_under_load_neither_double_nor_lose(
     # kills to make progress at all.
     interval = 0.1 if kind.startswith("redis") or kind == "database_pgbouncer" else 0.25
     stop = threading.Event()
-    # The killer's alias: the store's, but never a bouncer's — in transaction pooling the
-    # server connection the killer spares would go on to serve the children.
-    using = "default" if kind == "database_pgbouncer" else getattr(store, "using", "default")
-    spare = _backend_ids(using)
+    using = getattr(store, "using", "default")  # the store's alias: the test may use no other
+    spare = [] if kind == "database_pgbouncer" else _backend_ids(using)
 
     def killer() -> None:
         nonlocal killed, rounds
         started.wait(timeout=60)  # the children's warm-up is not under test
         try:
             while not stop.wait(interval):
-                killed += _kill_connections(kind, spare, using)
+                if kind == "database_pgbouncer":
+                    killed += _kill_behind_the_bouncer(using)
+                else:
+                    killed += _kill_connections(kind, spare, using)
                 rounds += 1
         finally:
             connections[using].close()  # this thread's own
