@@ -18,7 +18,7 @@ from django.test import override_settings
 from chatstate import LockResult
 from example_project.bot import handler, views
 from tests import test_bot_webhook as webhook
-from tests.conformance.helpers import LEASE, outlive, run_async
+from tests.conformance.helpers import outlive, run_async
 from tests.test_bot_webhook import THREAD, Post, message, post_sync, send_async, send_sync
 
 # The fixtures of test_bot_webhook.py: the settings (autouse), ``bot`` and ``post``.
