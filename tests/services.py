@@ -16,6 +16,14 @@ import sys
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of the call (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 PG: dict[str, str] = {
     "HOST": os.environ.get("CHATSTATE_PG_HOST", "127.0.0.1"),
     "PORT": os.environ.get("CHATSTATE_PG_PORT", "5432"),

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import pytest
 
 from example_project.bot import replay, report
+from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "replay-test-secret"
@@ -56,18 +57,12 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """``runserver`` (threaded, no reloader) on a migrated fresh database; its base URL."""
     migrated = manage(env, "migrate", "--noinput", "-v", "0")
     assert migrated.returncode == 0, migrated.stderr
-    port = free_port()
+    port = services.free_port()
     log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
@@ -154,7 +149,7 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
 
 @pytest.mark.crossprocess
 def test_replay_reports_an_unreachable_server(env: dict[str, str]) -> None:
-    result = manage(env, "replay", "--url", f"http://127.0.0.1:{free_port()}")
+    result = manage(env, "replay", "--url", f"http://127.0.0.1:{services.free_port()}")
     assert result.returncode == 1
     assert "cannot reach the server" in result.stderr
 

@@ -18,11 +18,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 from django.core import checks
 from django.test import override_settings
 
+from chatstate import LockResult
+from chatstate.adapters.redis import RedisStateAdapter
+from chatstate.adapters.redis import connection as redis_connection
+from chatstate.adapters.redis.connection import async_client_for
+from chatstate.adapters.redis.keys import namespace_prefix
 from chatstate.sections import SnapshotSections
+from chatstate.types import BackendUnavailable
 from tests import services
 
 pytestmark = pytest.mark.skipif(
@@ -30,13 +37,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
 )
 
-redis = pytest.importorskip("redis") if not services.IN_CI else __import__("redis")
-from chatstate import LockResult  # noqa: E402
-from chatstate.adapters.redis import RedisStateAdapter  # noqa: E402
-from chatstate.adapters.redis import connection as redis_connection  # noqa: E402
-from chatstate.adapters.redis.connection import async_client_for  # noqa: E402
-from chatstate.adapters.redis.keys import namespace_prefix  # noqa: E402
-from chatstate.types import BackendUnavailable  # noqa: E402
 
 ALIAS = "chatstate"
 _names = itertools.count(1)

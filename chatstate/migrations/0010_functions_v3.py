@@ -10,4 +10,5 @@ from chatstate.migrations import RunPostgreSQLFile
 class Migration(migrations.Migration):
     dependencies = [("chatstate", "0009_exact_ids_on_mysql")]
 
-    operations = [RunPostgreSQLFile("0010_functions_v3.sql", "0010_functions_v3.reverse.sql")]
+    # Reversed, version 2 comes back from its own frozen copy (its DROPs of version 1 are no-ops).
+    operations = [RunPostgreSQLFile("0010_functions_v3.sql", "0008_functions_v2.sql")]

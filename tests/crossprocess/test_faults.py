@@ -66,19 +66,21 @@ def _kill_connections(kind: str, spare: list[int], using: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def _kill_behind_the_bouncer(using: str) -> int:
+def _kill_behind_the_bouncer() -> int:
     """PgBouncer: every server connection the bouncer holds to the test database, killed
     through a direct connection of the killer's own (through the bouncer, the server
     connection a killer spared would go on to serve the children). The parent's connection
     through the bouncer is idle meanwhile: the bouncer replaces its server connection."""
     import psycopg
 
-    params = connections[using].get_connection_params()
-    params.update(host=connections["default"].settings_dict["HOST"] or "127.0.0.1",
-                  port=connections["default"].settings_dict["PORT"] or 5432)  # fmt: skip
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params.pop("prepare_threshold", None)
+    test_db = connections["default"].settings_dict  # the test database, directly
+    params = {
+        "host": test_db["HOST"] or "127.0.0.1",
+        "port": test_db["PORT"] or 5432,
+        "user": test_db["USER"],
+        "password": test_db["PASSWORD"],
+        "dbname": test_db["NAME"],
+    }
     with psycopg.connect(**params, autocommit=True) as direct:
         (killed,) = direct.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -152,7 +154,7 @@ def test_connections_killed_under_load_neither_double_nor_lose(
         try:
             while not stop.wait(interval):
                 if kind == "database_pgbouncer":
-                    killed += _kill_behind_the_bouncer(using)
+                    killed += _kill_behind_the_bouncer()
                 else:
                     killed += _kill_connections(kind, spare, using)
                 rounds += 1

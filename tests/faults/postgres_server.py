@@ -11,12 +11,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests import services
 
 
 def _bindir() -> Path | None:
@@ -34,12 +35,6 @@ def _bindir() -> Path | None:
 BINDIR = _bindir()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresServer:
     """A PostgreSQL cluster in a temporary directory on a free loopback port, durable as
     shipped (``fsync`` and ``synchronous_commit`` on); :meth:`crash` stops it the way a
@@ -49,7 +44,7 @@ class PostgresServer:
     def __init__(self) -> None:
         if BINDIR is None:
             pytest.fail("no PostgreSQL server installation (initdb) for a private server")
-        self.port = _free_port()
+        self.port = services.free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="chatstate-pg-"))
         self.data = self.dir / "data"
         self.user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

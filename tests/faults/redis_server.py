@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -26,7 +22,7 @@ class RedisServer:
     same files, as a crash and a supervisor would."""
 
     def __init__(self, *options: str) -> None:
-        self.port = _free_port()
+        self.port = services.free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="chatstate-redis-"))
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
