@@ -116,6 +116,19 @@ class Pruned:
     expired: dict[str, list[PendingEntry]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """What one commit (or drain) step of a cycle writes, all in that step.
+
+    ``state``: the thread's map as JSON text (None: unchanged). ``claim``: mark the cycle's
+    claim done; it must still be in progress and ``owner``'s, else the step raises
+    ``LeaseLost`` and writes nothing.
+    """
+
+    state: str | None = None
+    claim: bool = False
+
+
 @dataclass(slots=True)
 class CycleEntry:
     """What the entry step of a cycle found.
@@ -125,7 +138,9 @@ class CycleEntry:
     outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired);
     ``in_progress``: not claimed because another delivery of the message is being handled
     right now (its claim is in progress, its holder alive) rather than done; ``dropped`` and
-    ``taken_over``: as :class:`LockOutcome`'s.
+    ``taken_over``: as :class:`LockOutcome`'s. ``held``: the cycle holds the thread's lock
+    (always when acquired; also when the message was queued behind entries a previous
+    holder left, so that its drain hands them out first, then the message).
     """
 
     claimed: bool
@@ -135,12 +150,14 @@ class CycleEntry:
     in_progress: bool = False
     dropped: list[PendingEntry] = field(default_factory=list)
     taken_over: str | None = None
+    held: bool = False
 
 
 def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:
-    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s (or, under
-    ``concurrent``, its claim went to another delivery)."""
-    if request.locks:
+    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s; or, under
+    ``concurrent`` or when ``holder`` is the cycle's own owner, its claim went to another
+    delivery."""
+    if request.locks and holder != request.owner:
         return LeaseLost(str(not_owner(request.thread_id, request.owner, holder)))
     return LeaseLost(f"{request.owner!r} no longer holds the claim of {request.dedupe_key!r}")
 
@@ -150,16 +167,16 @@ class CycleHooks(Protocol):
     :class:`~chatstate.adapters.hooks.StateBackend` has them (each is documented there)."""
 
     def cycle_enter(self, request: CycleRequest) -> CycleEntry: ...
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover: ...
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover: ...
     def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+        self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover: ...
     def cycle_renew(self, request: CycleRequest) -> bool: ...
     def cycle_abort(self, request: CycleRequest) -> bool: ...
     async def acycle_enter(self, request: CycleRequest) -> CycleEntry: ...
-    async def acycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover: ...
+    async def acycle_commit(self, request: CycleRequest, staged: Staged) -> Handover: ...
     async def acycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+        self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover: ...
     async def acycle_renew(self, request: CycleRequest) -> bool: ...
     async def acycle_abort(self, request: CycleRequest) -> bool: ...

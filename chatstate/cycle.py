@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from chatstate import signals
-from chatstate.calls import CycleEntry, CycleHooks, CycleRequest, Handover, lease_lost
+from chatstate.calls import CycleEntry, CycleHooks, CycleRequest, Handover, Staged, lease_lost
 from chatstate.keepalive import keep_alive, renewer
 from chatstate.types import DedupeKey, LeaseLost, LockResult, PendingEntry
 from chatstate.validation import dump_map
@@ -32,7 +32,7 @@ class MessageCycle:
       ``Retry-After``), not as handled;
     * ``subscribed`` — whether the thread is subscribed;
     * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
-    * ``state`` — the thread's map (``{}`` unless acquired);
+    * ``state`` — the thread's map (``{}`` unless the cycle holds the thread);
     * ``pending`` — after the block, the entries queued meanwhile, in arrival order (unless
       the block drained them);
     * ``lease_lost`` — with ``keepalive``: the lease went to another holder meanwhile.
@@ -50,8 +50,12 @@ class MessageCycle:
     duplicate or a message not acquired writes nothing on exit.
 
     ``drain()`` hands out, in the block, the messages queued behind this holder, in arrival
-    order and under the lock (see :meth:`drain`). With ``keepalive``, the lease is renewed
-    every third of its ttl while the block runs.
+    order and under the lock (see :meth:`drain`). A ``queue`` or ``debounce`` message that
+    finds entries left queued by a holder that died or failed is queued behind them
+    (``result`` is ``queued``) while this cycle holds the thread: its ``drain()`` hands them
+    out, then the message itself. So ``if msg.acquired: …`` followed by ``for entry in
+    msg.drain(): …`` handles every case in arrival order. With ``keepalive``, the lease is
+    renewed every third of its ttl while the block runs.
     """
 
     __slots__ = (
@@ -67,6 +71,7 @@ class MessageCycle:
         "pending",
         "lease_lost",
         "_keeper",
+        "_claim_open",
     )
 
     def __init__(self, adapter: CycleHooks, request: CycleRequest) -> None:
@@ -82,6 +87,7 @@ class MessageCycle:
         self.pending: list[PendingEntry] = []
         self.lease_lost = False
         self._keeper: asyncio.Task[None] | None = None
+        self._claim_open = False  # the claim is in progress, this cycle's, not yet done
 
     @property
     def backend(self) -> CycleHooks:
@@ -129,14 +135,16 @@ class MessageCycle:
             why = "debounce" if entry.result is LockResult.DEBOUNCED else "overflow"
             signals.dropped(adapter, request.thread_id, entry.dropped, why)
         signals.taken_over(adapter, request.thread_id, request.owner, entry.taken_over)
-        if entry.result is LockResult.ACQUIRED:
+        if entry.result is LockResult.ACQUIRED or entry.held:
             self._original = dump_map(entry.state)
             self._stage = "held"
+            self._claim_open = entry.result is LockResult.ACQUIRED
 
-    def _changed_state(self) -> str | None:
-        """The state's JSON text when it changed, else None; ``TypeError`` if unstorable."""
+    def _staged(self) -> Staged:
+        """What the next step writes; ``TypeError`` if the state cannot be stored."""
         state_json = dump_map(self.state, "handle_message state")
-        return None if state_json == self._original else state_json
+        changed = None if state_json == self._original else state_json
+        return Staged(changed, self._claim_open)
 
     def _handed(self, handover: Handover) -> list[PendingEntry]:
         signals.dropped(self._adapter, self.request.thread_id, handover.expired, "expired")
@@ -197,7 +205,7 @@ class MessageCycle:
                 raise lease_lost(self.request, None)
             return
         try:
-            handover = self._adapter.cycle_commit(self.request, self._changed_state())
+            handover = self._adapter.cycle_commit(self.request, self._staged())
         except LeaseLost as lost:
             raise self._lost(lost) from None  # nothing of ours to undo
         except Exception:
@@ -224,27 +232,27 @@ class MessageCycle:
             return
         finished: str | None = None
         while True:
-            step = self._step_args(finished)
+            step = self._step()
             try:
-                handover = self._adapter.cycle_drain(self.request, *step)
+                handover = self._adapter.cycle_drain(self.request, step, finished)
             except LeaseLost as lost:
                 raise self._lost(lost) from None
-            entry = self._stepped(step[0], handover)
+            entry = self._stepped(step, handover)
             if entry is None:
                 return
             yield entry
             finished = entry.id
 
-    def _step_args(self, finished: str | None) -> tuple[str | None, str | None, bool]:
+    def _step(self) -> Staged:
         if self.lease_lost:  # reported when the renewal found it
             raise lease_lost(self.request, None)
-        first = self._stage == "held"
         self._stage = "draining"
-        return self._changed_state(), finished, first
+        return self._staged()
 
-    def _stepped(self, state_json: str | None, handover: Handover) -> PendingEntry | None:
-        if state_json is not None:
-            self._original = state_json
+    def _stepped(self, step: Staged, handover: Handover) -> PendingEntry | None:
+        if step.state is not None:
+            self._original = step.state
+        self._claim_open = False
         entries = self._handed(handover)
         if not entries:
             self._stage = "done"
@@ -297,7 +305,7 @@ class AsyncMessageCycle(MessageCycle):
                 raise lease_lost(self.request, None)
             return
         try:
-            handover = await self._adapter.acycle_commit(self.request, self._changed_state())
+            handover = await self._adapter.acycle_commit(self.request, self._staged())
         except LeaseLost as lost:
             raise self._lost(lost) from None
         except Exception:
@@ -311,12 +319,12 @@ class AsyncMessageCycle(MessageCycle):
             return
         finished: str | None = None
         while True:
-            step = self._step_args(finished)
+            step = self._step()
             try:
-                handover = await self._adapter.acycle_drain(self.request, *step)
+                handover = await self._adapter.acycle_drain(self.request, step, finished)
             except LeaseLost as lost:
                 raise self._lost(lost) from None
-            entry = self._stepped(step[0], handover)
+            entry = self._stepped(step, handover)
             if entry is None:
                 self._stop_keeper()
                 return

@@ -34,6 +34,7 @@ from chatstate.calls import (
     LockRequest,
     Pruned,
     PruneRequest,
+    Staged,
 )
 from chatstate.snapshot import Snapshot
 from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
@@ -212,9 +213,10 @@ class StateBackend(abc.ABC):
     @abc.abstractmethod
     def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
         """Record ``key`` as done, unless it is in the window (done, or in progress and
-        alive): True when recorded. A new key is the newest; the oldest keys are then
-        dropped until ``limit`` remain, never one younger than ``min_age`` seconds. An
-        in-progress claim whose lease ran out is taken over in its place."""
+        alive): True when recorded. A new key is the newest; the window then keeps the
+        newest ``limit`` keys, every key younger than ``min_age`` seconds and every claim in
+        progress and alive, and drops the rest. An in-progress claim whose lease ran out is
+        taken over in its place."""
 
     # -- locks ---------------------------------------------------------------------------
 
@@ -265,30 +267,33 @@ class StateBackend(abc.ABC):
         ``request.owner``; the lock is taken with the request's strategy and bound (none
         under ``concurrent``); if the message was queued or debounced, its claim is done at
         once; if refused (``busy``, or ``dropped`` by a full queue), released at once (it
-        stays in the window, but a
-        redelivery is handled). The subscription is read after the lock, the state when
-        acquired.
+        stays in the window, but a redelivery is handled). A message of a ``queue`` or
+        ``debounce`` cycle that takes a lock with entries still queued (its previous holder
+        died or failed) is queued behind them instead (``result`` queued, its claim done) and
+        the cycle holds the lock (``held``): its drain hands them out in arrival order. The
+        subscription is read after the lock, the state when the cycle holds it.
+
+        Every decision of the step is judged at one instant of the backend's clock, taken
+        after any wait for a row or key: a claim and its lock never disagree on the time.
         """
 
     @abc.abstractmethod
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
-        """One atomic step after a clean block of an acquired cycle: write the thread's
-        state (``state_json``; ``None``: unchanged), mark the claim done and release the
-        lock, handing over its pending entries (as :meth:`_do_release_lock`; none under
-        ``concurrent``). ``LeaseLost``, nothing changed, when the lock (or, under
-        ``concurrent``, the claim) went to another holder."""
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
+        """One atomic step after a clean block of a cycle that holds its thread (or runs
+        ``concurrent``): write what is ``staged`` (the state, the claim marked done) and
+        release the lock, handing over its pending entries (as :meth:`_do_release_lock`;
+        none under ``concurrent``). ``LeaseLost``, nothing changed, when the lock (or, under
+        ``concurrent``, the claim) went to another holder, or ``staged.claim`` is set and the
+        claim is no longer in progress for ``request.owner``."""
 
     @abc.abstractmethod
-    def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
-    ) -> Handover:
-        """One atomic step of ``MessageCycle.drain``: write the state (``state_json``; None:
-        unchanged); on the ``first`` step mark the cycle's claim done; remove the pending
-        entry ``finished`` (its ``id``) if still queued; drop expired entries; then hand out
-        the oldest entry left (``entries == [it]``: it stays queued until finished, and the
-        lease is renewed by ``request.ttl``) or, when none is left, release the lock
-        (``entries == []``). ``LeaseLost``, nothing changed, when the lock went to another
-        holder."""
+    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
+        """One atomic step of ``MessageCycle.drain``: write what is ``staged`` (as
+        :meth:`cycle_commit`); remove the pending entry ``finished`` (its ``id``) if still
+        queued; drop expired entries; then hand out the oldest entry left (``entries ==
+        [it]``: it stays queued until finished, and the lease is renewed by ``request.ttl``)
+        or, when none is left, release the lock (``entries == []``). ``LeaseLost``, nothing
+        changed, as :meth:`cycle_commit`."""
 
     @abc.abstractmethod
     def cycle_renew(self, request: CycleRequest) -> bool:
@@ -306,15 +311,15 @@ class StateBackend(abc.ABC):
         """:meth:`cycle_enter` from async code."""
         return await self._arun(self.cycle_enter, request)
 
-    async def acycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+    async def acycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         """:meth:`cycle_commit` from async code."""
-        return await self._arun(self.cycle_commit, request, state_json)
+        return await self._arun(self.cycle_commit, request, staged)
 
     async def acycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+        self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover:
         """:meth:`cycle_drain` from async code."""
-        return await self._arun(self.cycle_drain, request, state_json, finished, first)
+        return await self._arun(self.cycle_drain, request, staged, finished)
 
     async def acycle_renew(self, request: CycleRequest) -> bool:
         """:meth:`cycle_renew` from async code."""

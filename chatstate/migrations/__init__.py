@@ -24,21 +24,22 @@ def frozen_sql(name: str) -> str:
 class RunPostgreSQLFile(migrations.RunSQL):
     """``RunSQL`` of frozen ``.sql`` files, on PostgreSQL only (a no-op on other databases).
 
-    Each file is sent as one statement batch (its ``$$`` function bodies are not split).
+    Each file is sent as one statement batch (its ``$$`` function bodies are not split);
+    several ``backward`` files run in turn.
     """
 
-    def __init__(self, forward: str, backward: str) -> None:
-        self.forward_file, self.backward_file = forward, backward
+    def __init__(self, forward: str, *backward: str) -> None:
+        self.forward_file, self.backward_files = forward, backward
         super().__init__(
             sql=[(frozen_sql(forward), None)],
-            reverse_sql=[(frozen_sql(backward), None)],
+            reverse_sql=[(frozen_sql(name), None) for name in backward],
             elidable=False,
         )
 
     def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__name__}",
-            (self.forward_file, self.backward_file),
+            (self.forward_file, *self.backward_files),
             {},
         )
 

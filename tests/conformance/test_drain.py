@@ -76,9 +76,11 @@ def test_an_entry_whose_handling_raises_stays_first_for_the_next_holder(store: A
     assert snap.locks == {}
     assert [e["owner"] for e in snap.pending_locks["t"]] == ["w2", "w3"]
     with store.handle_message(
-        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue"
+        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue", metadata={"n": 9}
     ) as next_holder:
-        assert [e.metadata["n"] for e in next_holder.drain()] == [2, 3]
+        # Arrival order: the entries that waited first, then this message itself.
+        assert next_holder.result is LockResult.QUEUED and not next_holder.acquired
+        assert [e.metadata["n"] for e in next_holder.drain()] == [2, 3, 9]
 
 
 def test_leaving_the_loop_early_leaves_the_rest_queued(store: Any) -> None:
@@ -103,10 +105,10 @@ def test_a_holder_that_dies_while_draining_leaves_its_entry_first(store: Any) ->
     msg.state["seen"] = [1, 2]  # ... and the holder dies here
     outlive()
     with store.handle_message(
-        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue"
+        ("slack", "m9"), thread_id="t", owner="w9", strategy="queue", metadata={"n": 9}
     ) as successor:
-        assert successor.acquired and successor.state == {"seen": [1]}
-        assert [e.metadata["n"] for e in successor.drain()] == [2]
+        assert successor.result is LockResult.QUEUED and successor.state == {"seen": [1]}
+        assert [e.metadata["n"] for e in successor.drain()] == [2, 9]
 
 
 def test_drain_raises_lease_lost_when_the_thread_was_taken_over(store: Any) -> None:

@@ -76,11 +76,14 @@ def test_an_exception_writes_nothing_withdraws_the_claim_and_keeps_pending(store
     assert not store.is_duplicate(KEY)
     assert snap.locks == {}
     assert [e["owner"] for e in snap.pending_locks["t"]] == ["w2"]
-    # The redelivery is handled, and its holder receives what was left pending.
-    with store.handle_message(KEY, thread_id="t", owner="w", strategy="queue") as again:
-        assert (again.duplicate, again.result) == (False, LockResult.ACQUIRED)
+    # The redelivery is handled: it arrived after what was left pending, so it is queued
+    # behind it, and its cycle (holding the thread) drains both in that order.
+    with store.handle_message(
+        KEY, thread_id="t", owner="w", strategy="queue", metadata={"m": 1}
+    ) as again:
+        assert (again.duplicate, again.result) == (False, LockResult.QUEUED)
         assert again.state == {"turns": 1}
-    assert entries(again.pending) == [("w2", "queue", {"m": 2})]
+        assert entries(list(again.drain())) == [("w2", "queue", {"m": 2}), ("w", "queue", {"m": 1})]
 
 
 def test_a_duplicate_runs_the_block_and_writes_nothing(store: Any) -> None:

@@ -21,30 +21,76 @@
 -- for good (a queued or debounced message, a refusal's withdrawn claim) commits durably.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 3 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 4 $$;
 
--- Whether a dedupe entry (owner, thread, expires) still makes its message a duplicate: it is
--- done (owner NULL), or in progress and alive -- its own lease runs, or its owner holds the
--- lock of its thread unexpired (a lease renewed by extend_lock keeps the claim alive too).
+-- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
+-- lease runs, or its owner holds the lock of its thread unexpired (a lease renewed by
+-- extend_lock keeps the claim alive too). The window never trims such a claim.
+CREATE OR REPLACE FUNCTION chatstate_claim_live(
+    p_ns text, p_owner text, p_thread text, p_expires timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_owner IS NOT NULL AND (p_expires > statement_timestamp() OR EXISTS (
+        SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
+            AND owner = p_owner AND expires_at > statement_timestamp()))
+$$;
+
+-- Whether a dedupe entry still makes its message a duplicate: it is done (owner NULL), or a
+-- claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim_holds(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT p_owner IS NULL OR p_expires > statement_timestamp() OR EXISTS (
-        SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
-            AND owner = p_owner AND expires_at > statement_timestamp())
+    SELECT p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires)
 $$;
+
+-- Trim the window after a claim added its newest entry p_id (count p_count, its own
+-- included): delete the entries older than the newest p_limit, except claims in progress and
+-- alive and (p_min_age > 0) entries younger than p_young. Holding the window row, it waits
+-- for no entry (one locked by another call is left for a later trim); the new count.
+CREATE OR REPLACE FUNCTION chatstate_trim(
+    p_ns text, p_id bigint, p_count bigint, p_limit bigint, p_min_age float8,
+    p_young timestamptz)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_seen bigint; v_gone bigint; v_count bigint := p_count;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        EXIT WHEN v_count <= p_limit;
+        WITH oldest AS (
+            SELECT id, owner, thread_id, expires_at, created_at FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND id <> p_id ORDER BY seq, id
+            LIMIT v_count - p_limit),
+        gone AS (
+            DELETE FROM chatstate_dedupeentry WHERE id IN (
+                SELECT id FROM chatstate_dedupeentry WHERE id IN (
+                    SELECT id FROM oldest WHERE (p_min_age = 0 OR created_at < p_young)
+                        AND NOT chatstate_claim_live(p_ns, owner, thread_id, expires_at))
+                FOR UPDATE SKIP LOCKED)
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM oldest), (SELECT count(*) FROM gone)
+            INTO v_seen, v_gone;
+        IF v_seen = v_count - p_limit THEN
+            UPDATE chatstate_dedupewindow SET head = head - v_gone WHERE namespace = p_ns
+                RETURNING head INTO v_count;
+            EXIT;
+        END IF;
+        -- The count said more than there is (rows deleted behind the adapter's back): count
+        -- once, and trim again from the truth.
+        SELECT count(*) INTO v_count FROM chatstate_dedupeentry WHERE namespace = p_ns;
+        UPDATE chatstate_dedupewindow SET head = v_count WHERE namespace = p_ns;
+    END LOOP;
+    RETURN v_count;
+END $$;
 
 -- Claim a dedupe key: true when this call now holds it. p_owner NULL: done at once
 -- (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with a lease of
 -- p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
 -- nothing changes. An in-progress claim whose lease ran out is taken over in its place. A new
--- key is the newest; the window keeps the newest p_limit keys and every key younger than
--- p_min_age seconds.
+-- key is the newest; the window keeps the newest p_limit keys, every key younger than
+-- p_min_age seconds and every claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
     p_ttl float8, p_min_age float8)
 RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE v_id bigint; v_seq bigint; v_count bigint; v_gone bigint; v_fresh bigint;
+DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_owner text; v_thread text; v_expires timestamptz;
     v_until timestamptz := CASE WHEN p_owner IS NOT NULL
                            THEN statement_timestamp() + make_interval(secs => p_ttl) END;
@@ -75,50 +121,40 @@ BEGIN
                       AT TIME ZONE 'UTC', v_seq)
         ON CONFLICT (namespace, minute) DO NOTHING;
     -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
-    -- one out: drop the oldest without touching the window row, so claims in a namespace
-    -- do not queue behind one row lock (and its commit) one at a time.
+    -- one out: drop the key that just left the newest p_limit without touching the window
+    -- row, so claims in a namespace do not queue behind one row lock (and its commit) one at
+    -- a time. A claim in progress and alive (or a young key) is not dropped.
     SELECT head INTO v_count FROM chatstate_dedupewindow WHERE namespace = p_ns;
-    IF v_count = p_limit AND p_min_age = 0 THEN
-        DELETE FROM chatstate_dedupeentry WHERE id = (
+    v_excess := v_count + 1 - p_limit;
+    IF v_excess = 1 AND p_min_age = 0 THEN
+        DELETE FROM chatstate_dedupeentry d WHERE d.id = (
             SELECT id FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND seq = v_seq - p_limit
-            LIMIT 1 FOR UPDATE SKIP LOCKED);
+            LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
         IF FOUND THEN RETURN true; END IF;
     END IF;
-    -- Full, or (keeping young keys) over-full: one out for one in, the count unchanged. (After
-    -- a burst the window may so keep more old keys than its limit, never fewer: prune trims.)
-    IF v_count >= p_limit AND (v_count = p_limit OR p_min_age > 0) THEN
-        DELETE FROM chatstate_dedupeentry WHERE id = (
-            SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND seq < v_seq
-                AND (p_min_age = 0 OR created_at < v_young)
-            ORDER BY seq, id LIMIT 1 FOR UPDATE SKIP LOCKED);
-        IF FOUND THEN RETURN true; END IF;
+    -- Full, or over-full by claims in progress or young keys: one out for one in when exactly
+    -- one of the keys older than the newest p_limit may go, the count unchanged.
+    IF v_excess >= 1 THEN
+        SELECT array_agg(o.id) INTO v_free FROM (
+            SELECT id, owner, thread_id, expires_at, created_at FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq < v_seq ORDER BY seq, id LIMIT v_excess) o
+            WHERE (p_min_age = 0 OR o.created_at < v_young)
+                AND NOT chatstate_claim_live(p_ns, o.owner, o.thread_id, o.expires_at);
+        IF cardinality(v_free) = 1 THEN
+            DELETE FROM chatstate_dedupeentry WHERE id = (
+                SELECT id FROM chatstate_dedupeentry WHERE id = v_free[1]
+                FOR UPDATE SKIP LOCKED);
+            IF FOUND THEN RETURN true; END IF;
+        END IF;
     END IF;
-    -- Filling, shrinking (a smaller limit), keeping young keys, or contended: count under the
-    -- window row's lock, and trim (each transaction changes ``head`` by what it did).
+    -- Filling, shrinking (a smaller limit), or contended: count under the window row's lock,
+    -- and trim (each transaction changes ``head`` by what it did).
     INSERT INTO chatstate_dedupewindow AS w (namespace, head) VALUES (p_ns, 1)
         ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
         RETURNING head INTO v_count;
-    WHILE v_count > p_limit LOOP
-        WITH gone AS (
-            DELETE FROM chatstate_dedupeentry WHERE id IN (
-                SELECT id FROM chatstate_dedupeentry WHERE namespace = p_ns AND id <> v_id
-                    AND (p_min_age = 0 OR created_at < v_young)
-                ORDER BY seq, id LIMIT v_count - p_limit FOR UPDATE)
-            RETURNING 1)
-        SELECT count(*) INTO v_gone FROM gone;
-        IF v_gone = 0 THEN
-            -- Only young keys are left, or the count says more than there is (rows deleted
-            -- behind the adapter's back): count once, carry on from the truth.
-            SELECT count(*) INTO v_fresh FROM chatstate_dedupeentry WHERE namespace = p_ns;
-            UPDATE chatstate_dedupewindow SET head = v_fresh WHERE namespace = p_ns;
-            EXIT WHEN v_fresh = v_count;
-            v_count := v_fresh;
-            CONTINUE;
-        END IF;
-        UPDATE chatstate_dedupewindow SET head = head - v_gone WHERE namespace = p_ns
-            RETURNING head INTO v_count;
-    END LOOP;
+    PERFORM chatstate_trim(p_ns, v_id, v_count, p_limit, p_min_age, v_young);
     RETURN true;
 END $$;
 
@@ -255,18 +291,22 @@ END $$;
 -- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
 -- reads, in one step. A message queued or debounced behind the lock is done at once; one
 -- refused (busy, or dropped by a full queue) has its claim released at once, so that its
--- redelivery is handled.
+-- redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
+-- (its previous holder died or failed) queues its message behind them and holds the lock
+-- (held), so that its drain hands them out in arrival order.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
     p_overflow text,
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
-    OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text)
+    OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean)
 LANGUAGE plpgsql AS $$
+DECLARE v_depth integer;
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
                                p_min_age);
     in_progress := false;
+    held := false;
     IF NOT claimed THEN
         -- A duplicate: done, or being handled right now by another delivery.
         in_progress := EXISTS (SELECT 1 FROM chatstate_dedupeentry WHERE namespace = p_ns
@@ -278,6 +318,29 @@ BEGIN
             SELECT l.result, l.dropped, l.taken_over INTO result, dropped, taken_over
                 FROM chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
                                     p_overflow) l;
+        END IF;
+        held := result = 'acquired';
+        IF held AND p_strategy IN ('queue', 'debounce') AND EXISTS (
+                SELECT 1 FROM chatstate_pendinglockentry WHERE namespace = p_ns
+                AND key = p_thread) THEN
+            -- Behind the entries a previous holder left, in arrival order.
+            result := CASE p_strategy WHEN 'debounce' THEN 'debounced' ELSE 'queued' END;
+            IF p_strategy = 'debounce' THEN
+                dropped := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
+            ELSIF p_max IS NOT NULL THEN
+                SELECT count(*) INTO v_depth FROM chatstate_pendinglockentry
+                    WHERE namespace = p_ns AND key = p_thread;
+                IF v_depth >= p_max AND p_overflow = 'drop_newest' THEN
+                    result := 'dropped';
+                ELSIF v_depth >= p_max THEN
+                    dropped := chatstate_take_entries(p_ns, p_thread, v_depth - p_max + 1, NULL);
+                END IF;
+            END IF;
+            IF result <> 'dropped' THEN
+                INSERT INTO chatstate_pendinglockentry
+                    (namespace, key, owner, strategy, metadata, enqueued_at)
+                    VALUES (p_ns, p_thread, p_owner, p_strategy, p_meta, statement_timestamp());
+            END IF;
         END IF;
         IF result IN ('busy', 'dropped') THEN
             -- Refused (busy, or a full queue's newest): the claim is released at once (a
@@ -293,19 +356,24 @@ BEGIN
     -- Read after the lock: a fresh snapshot sees what the previous holder committed.
     subscribed := EXISTS (SELECT 1 FROM chatstate_subscription
                           WHERE namespace = p_ns AND thread_id = p_thread);
-    IF result = 'acquired' THEN
-        -- Nothing here is lost with the crash of the server (see the top of this file).
-        PERFORM set_config('synchronous_commit', 'off', true);
+    IF held THEN
+        IF result = 'acquired' THEN
+            -- Nothing here is lost with the crash of the server (see the top of this file).
+            PERFORM set_config('synchronous_commit', 'off', true);
+        END IF;
         SELECT value INTO state FROM chatstate_threadstate
             WHERE namespace = p_ns AND thread_id = p_thread;
     END IF;
 END $$;
 
 -- The start of a cycle's commit or drain step: lock the claim's row, then check the lease
--- (the lock's; under 'concurrent', the claim's). ok false, holder: who has it.
+-- (the lock's; under 'concurrent', the claim's) and, with p_claim, that the claim is still in
+-- progress and p_owner's; then write the state and mark the claim done. ok false, and nothing
+-- written: holder has the lock, or holder is p_owner when the lock is its own but the claim
+-- is not.
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_locked boolean, OUT ok boolean, OUT holder text)
+    p_locked boolean, p_claim boolean, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text;
 BEGIN
@@ -316,8 +384,11 @@ BEGIN
             WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
         ok := holder IS NOT DISTINCT FROM p_owner;
     ELSE
-        ok := v_id IS NULL OR v_owner IS NOT DISTINCT FROM p_owner;
-        holder := v_owner;
+        ok := true;
+    END IF;
+    IF ok AND (p_claim OR NOT p_locked) AND v_owner IS DISTINCT FROM p_owner THEN
+        ok := false;
+        holder := p_owner;
     END IF;
     IF NOT ok THEN RETURN; END IF;
     holder := NULL;
@@ -327,7 +398,7 @@ BEGIN
             ON CONFLICT (namespace, thread_id)
             DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
     END IF;
-    IF v_owner = p_owner THEN
+    IF p_claim THEN
         UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
             WHERE id = v_id;
     END IF;
@@ -338,12 +409,12 @@ END $$;
 -- false, holder: who has it), nothing.
 CREATE OR REPLACE FUNCTION chatstate_commit(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_locked boolean, p_pending_ttl float8,
+    p_locked boolean, p_claim boolean, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim) s;
     IF NOT released OR NOT p_locked THEN
         pending := '[]';
         expired := '[]';
@@ -354,17 +425,17 @@ BEGIN
     pending := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
 END $$;
 
--- One step of a drain: write the state (and, on the first step, mark the claim done), remove
+-- One step of a drain: write the state (and, with p_claim, mark the claim done), remove
 -- the entry just finished, drop expired ones, then hand out the oldest left (it stays queued;
 -- the lease renewed by p_ttl) or, when none is left, release the lock.
 CREATE OR REPLACE FUNCTION chatstate_drain(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_finished bigint, p_ttl float8, p_pending_ttl float8,
+    p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true, p_claim) s;
     IF NOT released THEN RETURN; END IF;
     IF p_finished IS NOT NULL THEN
         DELETE FROM chatstate_pendinglockentry

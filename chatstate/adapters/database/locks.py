@@ -59,7 +59,17 @@ class LockRows:
             return LockOutcome(_ACQUIRED, taken_over=None if held is None else held.owner)
         if strategy is Strategy.REJECT:
             return LockOutcome(LockResult.BUSY)
-        pending = self.queryset(PendingLockEntry).filter(key=key).order_by("id")
+        return self._enqueue(request, meta, now)
+
+    def _queued(self, key: str) -> Any:
+        """The pending-entry rows of ``key``, oldest first."""
+        return self.queryset(PendingLockEntry).filter(key=key).order_by("id")
+
+    def _enqueue(self, request: LockRequest, meta: Any, now: datetime) -> LockOutcome:
+        """Inside a write transaction, holding the lock row: append ``request`` to the queue
+        (``debounce``: in place of it), within its bound."""
+        strategy = request.strategy
+        pending = self._queued(request.key)
         outcome = LockOutcome(LockResult.QUEUED)
         if strategy is Strategy.DEBOUNCE:
             outcome = LockOutcome(LockResult.DEBOUNCED, self._remove(list(pending)))
@@ -72,13 +82,22 @@ class LockRows:
                 outcome.dropped = self._remove(oldest)
         PendingLockEntry.objects.using(self.using).create(
             namespace=self.namespace,
-            key=key,
+            key=request.key,
             owner=request.owner,
             strategy=strategy.value,
             metadata=meta,
             enqueued_at=now,
         )
         return outcome
+
+    def _queue_behind(
+        self, request: LockRequest, acquired: LockOutcome, now: datetime
+    ) -> LockResult:
+        """Inside a write transaction, having just acquired ``request.key`` with entries left
+        queued: queue this message behind them (the lock stays this owner's); the result."""
+        outcome = self._enqueue(request, json.loads(request.metadata), now)
+        acquired.dropped = outcome.dropped
+        return outcome.result
 
     def _remove(self, rows: list[PendingLockEntry]) -> list[PendingEntry]:
         """Delete pending ``rows``; them, as entries."""

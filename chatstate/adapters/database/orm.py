@@ -42,18 +42,20 @@ from chatstate.calls import (
     LockRequest,
     Pruned,
     PruneRequest,
+    Staged,
     lease_lost,
 )
 from chatstate.models import DedupeEntry, Lock, PendingLockEntry, Subscription
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
-from chatstate.types import DedupeKey, LockResult, PendingEntry
+from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
 from chatstate.validation import check_id, dump_map
 
 T = TypeVar("T")
 
 _ACQUIRED = LockResult.ACQUIRED
 _REFUSED = (LockResult.BUSY, LockResult.DROPPED)
+_QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 _RACES = 10  # how often a transaction that lost an insert race is run again
 
 
@@ -203,7 +205,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
         def check() -> bool:
             row = self._entry(key).values_list("owner", "thread_id", "expires_at").first()
-            return row is not None and self._holds(*row)
+            return row is not None and self._holds(row[0], row[1], row[2], self.now())
 
         return self._read(check)
 
@@ -214,7 +216,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
     def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
         if self._done(key):
             return False
-        return self._retry(lambda: self._claim(key, limit, min_age, None))
+        return self._retry(lambda: self._claim(key, limit, min_age, None)[0])
 
     # -- locks ---------------------------------------------------------------------------
 
@@ -267,29 +269,33 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             return CycleEntry(False, self._read(lambda: self._subscribed(thread_id)))
 
         def enter() -> CycleEntry:
-            now = self.now()
-            claim = (request.owner, thread_id, now + timedelta(seconds=request.ttl))
-            if not self._claim(key, request.dedupe_limit, request.min_age, claim):
+            claim = (request.owner, thread_id, request.ttl)
+            claimed, now = self._claim(key, request.dedupe_limit, request.min_age, claim)
+            if not claimed:
                 busy = self._entry(key).filter(owner__isnull=False).exists()
                 return CycleEntry(False, self._subscribed(thread_id), in_progress=busy)
             outcome = self._take(request.lock_request(), now) if request.locks else None
             result = _ACQUIRED if outcome is None else outcome.result
+            held = result is _ACQUIRED
+            if held and request.strategy in _QUEUEING and self._queued(thread_id).exists():
+                result = self._queue_behind(request.lock_request(), outcome, now)  # type: ignore[arg-type]
             if result in _REFUSED:  # released at once, a redelivery is handled
                 self._entry(key).update(thread_id=None, expires_at=now)
             elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._entry(key).update(owner=None, thread_id=None, expires_at=None)
-            entry = CycleEntry(True, self._subscribed(thread_id), result)  # after the lock
+            entry = CycleEntry(True, self._subscribed(thread_id), result, held=held)
             if outcome is not None:
                 entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
-            if result is _ACQUIRED:
+            if held:
                 entry.state = self._state("thread", thread_id)
             return entry
 
         return self._retry(enter)
 
-    def _settle(self, request: CycleRequest, state_json: str | None) -> Lock | None:
-        """Inside a write transaction: check the lease (``LeaseLost``), write the state, mark
-        the claim done; the cycle's lock row, locked."""
+    def _settle(self, request: CycleRequest, staged: Staged) -> Lock | None:
+        """Inside a write transaction: check the lease and, with ``staged.claim``, that the
+        claim is still in progress and this owner's (``LeaseLost``, nothing written); write
+        the state, mark the claim done; the cycle's lock row, locked."""
         claim = self._entry(request.dedupe_key).select_for_update().values_list("id", "owner")
         found = claim.first()
         held = None
@@ -297,19 +303,19 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             held = self.queryset(Lock).select_for_update().filter(key=request.thread_id).first()
             if held is None or held.owner != request.owner:
                 raise lease_lost(request, held.owner if held else None)
-        elif found is not None and found[1] != request.owner:
-            raise lease_lost(request, found[1])
-        if state_json is not None:
-            self.put_state_row("thread", request.thread_id, json.loads(state_json))
-        if found is not None and found[1] == request.owner:
+        if (staged.claim or not request.locks) and (found is None or found[1] != request.owner):
+            raise lease_lost(request, request.owner)
+        if staged.state is not None:
+            self.put_state_row("thread", request.thread_id, json.loads(staged.state))
+        if staged.claim:
             DedupeEntry.objects.using(self.using).filter(pk=found[0]).update(
                 owner=None, thread_id=None, expires_at=None
             )
         return held
 
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         def commit() -> Handover:
-            held = self._settle(request, state_json)
+            held = self._settle(request, staged)
             if held is None:
                 return Handover()
             self.queryset(Lock).filter(pk=held.pk).delete()
@@ -317,11 +323,9 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
 
         return self._write(commit)
 
-    def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
-    ) -> Handover:
+    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
         def step() -> Handover:
-            held = self._settle(request, state_json)
+            held = self._settle(request, staged)
             assert held is not None  # drain is for locking strategies
             pending = self.queryset(PendingLockEntry).filter(key=request.thread_id)
             if finished is not None:

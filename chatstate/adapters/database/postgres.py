@@ -17,11 +17,19 @@ from django.db import connections
 
 from chatstate.adapters.database.orm import DatabaseStateAdapter
 from chatstate.adapters.operations import COUNT, ROW, Op, operation
-from chatstate.calls import CycleEntry, CycleRequest, Handover, LockOutcome, LockRequest, lease_lost
+from chatstate.calls import (
+    CycleEntry,
+    CycleRequest,
+    Handover,
+    LockOutcome,
+    LockRequest,
+    Staged,
+    lease_lost,
+)
 from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
-FUNCTIONS_VERSION = 3
+FUNCTIONS_VERSION = 4
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
@@ -81,11 +89,11 @@ ENTER = (
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::float8)"
+    " %s::text, %s::boolean, %s::boolean, %s::float8)"
 )
 DRAIN = (
     "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::bigint, %s::float8, %s::float8)"
+    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8)"
 )
 RENEW = (
     "SELECT chatstate_renew(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean,"
@@ -225,7 +233,7 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
 
     @operation
     def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
-        claimed, subscribed, result, state, in_progress, dropped, taken_over = yield (
+        claimed, subscribed, result, state, in_progress, dropped, taken_over, held = yield (
             ROW,
             ENTER,
             (
@@ -243,21 +251,29 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
             ),
         )
         if result == "acquired":
-            entry = CycleEntry(True, bool(subscribed), LockResult.ACQUIRED, _json(state) or {})
+            entry = CycleEntry(True, True, LockResult.ACQUIRED, _json(state) or {}, held=True)
+            entry.subscribed = bool(subscribed)
         else:
             found = result and RESULTS[result]
             entry = CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
+            if held:
+                entry.held, entry.state = True, _json(state) or {}
         if dropped is not None and dropped != "[]":
             entry.dropped = _entries(dropped)
         entry.taken_over = taken_over
         return entry
 
-    def _cycle_args(self, request: CycleRequest, state_json: str | None) -> tuple[Any, ...]:
-        return (self.namespace, request.thread_id, request.owner, state_json, *request.dedupe_key)
+    def _cycle_args(self, request: CycleRequest, staged: Staged) -> tuple[Any, ...]:
+        return (self.namespace, request.thread_id, request.owner, staged.state, *request.dedupe_key)
 
     @operation
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[Handover]:
-        params = (*self._cycle_args(request, state_json), request.locks, self.pending_ttl)
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
+        params = (
+            *self._cycle_args(request, staged),
+            request.locks,
+            staged.claim,
+            self.pending_ttl,
+        )
         released, holder, pending, expired = yield (ROW, COMMIT, params)
         if not released:
             raise lease_lost(request, holder)
@@ -265,10 +281,11 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
 
     @operation
     def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+        self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Op[Handover]:
         params = (
-            *self._cycle_args(request, state_json),
+            *self._cycle_args(request, staged),
+            staged.claim,
             None if finished is None else int(finished),
             request.ttl,
             self.pending_ttl,

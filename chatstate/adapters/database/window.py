@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 
 from chatstate.models import ClaimMinute, DedupeEntry, DedupeWindow, Lock
 from chatstate.types import DedupeKey
@@ -43,38 +43,49 @@ class DedupeWindowRows:
     def _entry(self, key: DedupeKey) -> Any:
         return self.queryset(DedupeEntry).filter(adapter=key[0], message_id=key[1])
 
-    def _holds(self, owner: str | None, thread_id: str | None, expires: Any) -> bool:
-        """Whether a dedupe entry makes its message a duplicate: done, or in progress and
-        alive (its own lease runs, or its owner holds its thread's lock unexpired). Any
-        transaction."""
+    def _holds(self, owner: str | None, thread_id: str | None, expires: Any, now: datetime) -> bool:
+        """Whether a dedupe entry makes its message a duplicate at ``now``: done, or in
+        progress and alive (its own lease runs, or its owner holds its thread's lock
+        unexpired). Any transaction."""
         if owner is None:
             return True
-        now = self.now()
         if expires is not None and expires > now:
             return True
         live = self.queryset(Lock).filter(key=thread_id, owner=owner, expires_at__gt=now)
         return bool(live.exists())
+
+    def live_claims(self, now: datetime) -> Q:
+        """The dedupe entries that are claims in progress and alive at ``now``."""
+        held = self.queryset(Lock).filter(
+            key=OuterRef("thread_id"), owner=OuterRef("owner"), expires_at__gt=now
+        )
+        return Q(owner__isnull=False) & (Q(expires_at__gt=now) | Q(Exists(held)))
 
     def _claim(
         self,
         key: DedupeKey,
         limit: int,
         min_age: float,
-        claim: tuple[str, str, datetime] | None,
-    ) -> bool:
-        """Record ``key`` (``claim``: in progress for ``(owner, thread, expires)``; None: done)
-        unless a done or live claim holds it. A dead claim is taken over in its place; a new
-        key is the newest, the window trimmed to ``limit`` (keeping keys younger than
-        ``min_age``)."""
+        claim: tuple[str, str, float] | None,
+    ) -> tuple[bool, datetime]:
+        """Record ``key`` (``claim``: in progress for ``(owner, thread, ttl seconds)``; None:
+        done) unless a done or live claim holds it; whether it did, and the instant every
+        decision was judged at (read once the rows are locked: the caller judges its lock at
+        it too). A dead claim is taken over in its place; a new key is the newest, the window
+        trimmed to ``limit`` (keeping keys younger than ``min_age`` and live claims)."""
         window = self.window()
         row = self._entry(key).select_for_update().first()
-        owner, thread_id, expires = claim or (None, None, None)
+        now = self.now()
+        owner, thread_id, expires = None, None, None
+        if claim is not None:
+            owner, thread_id = claim[0], claim[1]
+            expires = now + timedelta(seconds=claim[2])
         if row is not None:
-            if self._holds(row.owner, row.thread_id, row.expires_at):
-                return False
+            if self._holds(row.owner, row.thread_id, row.expires_at, now):
+                return False, now
             row.owner, row.thread_id, row.expires_at = owner, thread_id, expires
             row.save(update_fields=["owner", "thread_id", "expires_at"])
-            return True
+            return True, now
         newest = self.queryset(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
         entry = DedupeEntry.objects.using(self.using).create(
             namespace=self.namespace,
@@ -85,14 +96,14 @@ class DedupeWindowRows:
             thread_id=thread_id,
             expires_at=expires,
         )
-        minute = (entry.created_at or self.now()).replace(second=0, microsecond=0)
+        minute = (entry.created_at or now).replace(second=0, microsecond=0)
         ClaimMinute.objects.using(self.using).bulk_create(
             [ClaimMinute(namespace=self.namespace, minute=minute, first_seq=entry.seq)],
             ignore_conflicts=True,
         )  # the minute's first claim records where the sequence stood (the admin's chart)
-        window.head = self.trim(window.head + 1, limit, min_age, keep=entry.pk)
+        window.head = self.trim(window.head + 1, limit, min_age, keep=entry.pk, now=now)
         window.save(update_fields=["head"])
-        return True
+        return True, now
 
     def trim(
         self,
@@ -101,28 +112,34 @@ class DedupeWindowRows:
         min_age: float = 0.0,
         keep: int | None = None,
         dry_run: bool = False,
+        now: datetime | None = None,
     ) -> int:
-        """Holding the window row: delete the oldest entries until at most ``limit`` remain,
-        none younger than ``min_age`` seconds; the window's new count (dry run: the count it
-        would have).
+        """Holding the window row: delete the entries older than the newest ``limit``, except
+        those younger than ``min_age`` seconds and claims in progress and alive (at ``now``,
+        default the database's clock); the window's new count (dry run: the count it would
+        have).
 
         ``count`` is the window's recorded size; when it proves larger than what is there
         (rows deleted behind the adapter's back), the entries are counted afresh. ``keep``:
         an entry never deleted (the one just claimed).
         """
-        while count > limit:
+        now = self.now() if now is None else now
+        for _ in range(2):
+            if count <= limit:
+                break
             oldest = self.queryset(DedupeEntry).exclude(pk=keep).order_by("seq", "id")
+            candidates = list(
+                oldest.values_list("id", flat=True)[: count - limit]
+            )  # the entries older than the newest ``limit``
+            may_go = (
+                self.queryset(DedupeEntry).filter(id__in=candidates).exclude(self.live_claims(now))
+            )
             if min_age:
-                oldest = oldest.filter(created_at__lt=self.now() - timedelta(seconds=min_age))
-            ids = list(oldest.values_list("id", flat=True)[: count - limit])
-            if dry_run:
+                may_go = may_go.filter(created_at__lt=now - timedelta(seconds=min_age))
+            ids = list(may_go.values_list("id", flat=True))
+            if len(candidates) == count - limit:
+                if not dry_run and ids:
+                    DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
                 return count - len(ids)
-            deleted, _ = DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()
-            if not deleted:
-                fresh = self.queryset(DedupeEntry).count()
-                if fresh == count or fresh <= limit:
-                    return fresh  # all the rest are young (or the count was only wrong)
-                count = fresh
-                continue
-            count -= deleted
+            count = self.queryset(DedupeEntry).count()  # the count was wrong: the truth
         return count

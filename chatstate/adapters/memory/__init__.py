@@ -26,6 +26,7 @@ from chatstate.calls import (
     LockRequest,
     Pruned,
     PruneRequest,
+    Staged,
     lease_lost,
 )
 from chatstate.snapshot import Snapshot
@@ -46,6 +47,7 @@ _BUSY = LockResult.BUSY
 _REFUSED = (LockResult.BUSY, LockResult.DROPPED)
 _REJECT = Strategy.REJECT
 _DEBOUNCE = Strategy.DEBOUNCE
+_QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
 class MemoryStateAdapter(StateAdapter):
@@ -128,17 +130,22 @@ class MemoryStateAdapter(StateAdapter):
             found[1] = claim
             return True
         dedupe[key] = [_time(), claim]
-        self._trim(limit, min_age)
+        self._trim(limit, min_age, now)
         return True
 
-    def _trim(self, limit: int, min_age: float, dry_run: bool = False) -> int:
-        """Drop the oldest keys until ``limit`` remain, never one younger than ``min_age``."""
+    def _trim(self, limit: int, min_age: float, now: float, dry_run: bool = False) -> int:
+        """Drop the keys older than the newest ``limit``, but never one younger than
+        ``min_age`` nor a claim in progress and alive."""
         dedupe, young = self._dedupe, _time() - min_age
         excess = len(dedupe) - limit
         if excess <= 0:
             return 0
         oldest = list(itertools.islice(dedupe.items(), excess))
-        gone = [key for key, (born, _) in oldest if not (min_age and born > young)]
+        gone = [
+            key
+            for key, (born, claim) in oldest
+            if not (min_age and born > young) and (claim is None or self._dead(claim, now))
+        ]
         if not dry_run:
             for key in gone:
                 del dedupe[key]
@@ -237,54 +244,67 @@ class MemoryStateAdapter(StateAdapter):
                 return CycleEntry(False, thread_id in self._subscriptions, in_progress=in_progress)
             outcome = self._take(request.lock_request(), now) if request.locks else None
             result = _ACQUIRED if outcome is None else outcome.result
+            held = result is _ACQUIRED
+            if held and request.strategy in _QUEUEING and self._pending.get(thread_id):
+                result = self._queue_behind(request, outcome)  # type: ignore[arg-type]
             if result in _REFUSED:  # released at once, a redelivery is handled
                 self._dedupe[key][1] = (request.owner, "", now, _time())
             elif result is not _ACQUIRED:  # stored behind the lock: done
                 self._dedupe[key][1] = None
-            entry = CycleEntry(True, thread_id in self._subscriptions, result)
+            entry = CycleEntry(True, thread_id in self._subscriptions, result, held=held)
             if outcome is not None:
                 entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
-            if result is _ACQUIRED:
+            if held:
                 entry.state = self._do_get_state("thread", thread_id)
             return entry
+
+    def _queue_behind(self, request: CycleRequest, outcome: LockOutcome) -> LockResult:
+        """Queue the message of a cycle that just took a lock with entries left queued."""
+        queue = self._pending[request.thread_id]
+        if request.strategy is _DEBOUNCE:
+            outcome.dropped = _entries(queue)
+            queue.clear()
+        elif request.max_pending is not None and len(queue) >= request.max_pending:
+            if request.overflow == "drop_newest":
+                return LockResult.DROPPED
+            while len(queue) >= request.max_pending:
+                outcome.dropped.append(_entry(queue.popleft()))
+        queue.append(
+            (str(next(self._ids)), request.owner, request.strategy, request.metadata, _time(), None)
+        )
+        return LockResult.DEBOUNCED if request.strategy is _DEBOUNCE else LockResult.QUEUED
 
     def _own_claim(self, request: CycleRequest) -> bool:
         found = self._dedupe.get(request.dedupe_key)
         return found is not None and found[1] is not None and found[1][0] == request.owner
 
-    def _check_lease(self, request: CycleRequest) -> None:
-        """``LeaseLost`` unless the cycle still holds its lock (or, concurrent, its claim)."""
+    def _settle(self, request: CycleRequest, staged: Staged) -> None:
+        """``LeaseLost`` unless the cycle still holds its lock (or, concurrent, its claim)
+        and, when ``staged.claim``, its claim; then write what is staged."""
         if request.locks:
             held = self._locks.get(request.thread_id)
             if held is None or held[0] != request.owner:
                 raise lease_lost(request, held[0] if held else None)
-        elif request.dedupe_key in self._dedupe and not self._own_claim(request):
-            raise lease_lost(request, None)
-
-    def _settle(self, request: CycleRequest, state_json: str | None) -> None:
-        """Write the state, mark the claim done."""
-        if state_json is not None:
-            self._states[("thread", request.thread_id)] = (state_json, _time())
-        if self._own_claim(request):
+        if (staged.claim or not request.locks) and not self._own_claim(request):
+            raise lease_lost(request, request.owner)
+        if staged.state is not None:
+            self._states[("thread", request.thread_id)] = (staged.state, _time())
+        if staged.claim:
             self._dedupe[request.dedupe_key][1] = None
 
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Handover:
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         with self._mutex:
-            self._check_lease(request)
-            self._settle(request, state_json)
+            self._settle(request, staged)
             if not request.locks:
                 return Handover()
             del self._locks[request.thread_id]
             expired = self._expired(request.thread_id)
             return Handover(_entries(self._pending.pop(request.thread_id, ())), expired)
 
-    def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
-    ) -> Handover:
+    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
         thread_id = request.thread_id
         with self._mutex:
-            self._check_lease(request)
-            self._settle(request, state_json)
+            self._settle(request, staged)
             queue = self._pending.get(thread_id, deque())
             if finished is not None and queue and queue[0][0] == finished:
                 queue.popleft()
@@ -338,7 +358,7 @@ class MemoryStateAdapter(StateAdapter):
         with self._mutex:
             expired_locks = [key for key, held in self._locks.items() if held[3] <= now]
             counts = {"expired_locks": len(expired_locks)}
-            counts["dedupe_trimmed"] = self._trim(request.dedupe_limit, request.min_age, dry)
+            counts["dedupe_trimmed"] = self._trim(request.dedupe_limit, request.min_age, now, dry)
             expired: dict[str, list[PendingEntry]] = {}
             if request.pending_ttl is not None:
                 cutoff = wall - request.pending_ttl

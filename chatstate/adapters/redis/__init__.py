@@ -40,6 +40,7 @@ from chatstate.calls import (
     LockRequest,
     Pruned,
     PruneRequest,
+    Staged,
     lease_lost,
 )
 from chatstate.sections import SnapshotSections
@@ -279,17 +280,16 @@ class RedisStateAdapter(StateAdapter):
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
         result = RESULTS[text(reply[2])]
-        state = reply[3] if len(reply) > 3 else None
         entry = CycleEntry(True, bool(int(reply[1])), result)
-        if state is not None:
-            entry.state = records.loads(state)
-        if len(reply) > 4:
-            entry.dropped = records.pending_entries(reply[4])
-            entry.taken_over = reply[5] and text(reply[5]) if len(reply) > 5 else None
+        if reply[3] is not None:
+            entry.state = records.loads(reply[3])
+        entry.dropped = records.pending_entries(reply[4])
+        entry.taken_over = reply[5] and text(reply[5]) or None
+        entry.held = bool(int(reply[6]))
         return entry
 
     @operation
-    def cycle_commit(self, request: CycleRequest, state_json: str | None) -> Op[Handover]:
+    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
         k, thread_id = self.keys, request.thread_id
         reply = yield (
             EVAL,
@@ -298,10 +298,11 @@ class RedisStateAdapter(StateAdapter):
             [
                 thread_id,
                 request.owner,
-                state_json or "",
+                staged.state or "",
                 member(request.dedupe_key),
                 "1" if request.locks else "0",
                 self._pending_ttl(),
+                "1" if staged.claim else "0",
             ],
         )
         if not int(reply[0]):
@@ -310,7 +311,7 @@ class RedisStateAdapter(StateAdapter):
 
     @operation
     def cycle_drain(
-        self, request: CycleRequest, state_json: str | None, finished: str | None, first: bool
+        self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Op[Handover]:
         k, thread_id = self.keys, request.thread_id
         reply = yield (
@@ -320,11 +321,12 @@ class RedisStateAdapter(StateAdapter):
             [
                 thread_id,
                 request.owner,
-                state_json or "",
+                staged.state or "",
                 member(request.dedupe_key),
                 finished or "",
                 records.ttl_ms(request.ttl),
                 self._pending_ttl(),
+                "1" if staged.claim else "0",
             ],
         )
         if not int(reply[0]):

@@ -1,19 +1,24 @@
 -- KEYS: locks, q, qkeys, ts, ddc, tt, qseq.
--- ARGV: thread, owner, state_json|'', member, finished id|'', ttl_ms, pending_ttl_ms|''.
--- One step of a drain: write the state (marking the cycle's claim done), remove the entry
+-- ARGV: thread, owner, state_json|'', member, finished id|'', ttl_ms, pending_ttl_ms|'',
+-- claim ('1': mark the cycle's claim done; it must be in progress and the owner's).
+-- One step of a drain: write the state (and the claim done), remove the entry
 -- just finished, drop expired entries, then hand out the oldest left -- it stays queued, the
 -- lease renewed -- or, when none is left, release the lock. Returns {1, '', {entry}|{},
--- expired}, or {0, holder} when the lease went to another holder (nothing written).
+-- expired}, or {0, holder} when the lease went to another holder, {0, owner} when the claim
+-- is no longer the owner's (nothing written).
 local now = now_ms()
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 local held = rec and cjson.decode(rec)
 if not held or held[1] ~= ARGV[2] then return {0, held and held[1] or ''} end
+if ARGV[8] == '1' then
+    local claim = redis.call('HGET', KEYS[5], ARGV[4])
+    if not claim or cjson.decode(claim)[1] ~= ARGV[2] then return {0, ARGV[2]} end
+    redis.call('HDEL', KEYS[5], ARGV[4])
+end
 if ARGV[3] ~= '' then
     redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
     touch(KEYS[6], ARGV[1], now)
 end
-local claim = redis.call('HGET', KEYS[5], ARGV[4])
-if claim and cjson.decode(claim)[1] == ARGV[2] then redis.call('HDEL', KEYS[5], ARGV[4]) end
 if ARGV[5] ~= '' then  -- the entry finished: at the front, unless dropped meanwhile
     local first = redis.call('LINDEX', KEYS[2], 0)
     if first and cjson.decode(first)[6] == ARGV[5] then

@@ -3,10 +3,12 @@
 -- KEYS: dd, ddseq, ddc, ddt, subs, ts, locks, q, qkeys, qseq.
 -- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms, min_age_ms, max_pending|'',
 -- overflow.
--- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false}, or
+-- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held}, or
 -- {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
 -- lock is done at once; one refused (busy, or dropped by a full queue) has its claim
--- released at once, so that its redelivery is handled.
+-- released at once, so that its redelivery is handled. A queue or debounce cycle that takes
+-- a lock with entries left queued (its previous holder died or failed) queues its message
+-- behind them and holds the lock (held = 1): its drain hands them out in arrival order.
 local now = now_ms()
 local ttl = tonumber(ARGV[7])
 local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
@@ -21,6 +23,14 @@ if ARGV[5] ~= 'concurrent' then
                    tonumber(ARGV[9]), ARGV[10], now)
 end
 local result = outcome[1]
+local held = result == 'acquired'
+if held and (ARGV[5] == 'queue' or ARGV[5] == 'debounce')
+        and redis.call('LLEN', KEYS[8]) > 0 then
+    local behind = queue_behind(KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+                                tonumber(ARGV[9]), ARGV[10], now)
+    result = behind[1]
+    outcome[2] = behind[2]
+end
 if result == 'busy' or result == 'dropped' then  -- refused: released, a redelivery is handled
     redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({ARGV[4], '', now, false}))
 elseif result ~= 'acquired' then  -- stored behind the lock: done
@@ -28,5 +38,5 @@ elseif result ~= 'acquired' then  -- stored behind the lock: done
 end
 local subscribed = redis.call('SISMEMBER', KEYS[5], ARGV[3])
 local state = false
-if result == 'acquired' then state = redis.call('HGET', KEYS[6], ARGV[3]) end
-return {1, subscribed, result, state, outcome[2], outcome[3]}
+if held then state = redis.call('HGET', KEYS[6], ARGV[3]) end
+return {1, subscribed, result, state, outcome[2], outcome[3], held and 1 or 0}

@@ -15,25 +15,45 @@ local function holding(locks, key, owner, now)
     return held[1] == owner and tonumber(held[5]) > now
 end
 
--- Whether ``member`` (in the window) makes its message a duplicate: its claim is done, or in
--- progress and alive -- its own lease runs, or its owner holds its thread's lock.
-local function holds(ddc, locks, member, now)
+-- Whether ``member``'s claim is in progress and alive: its own lease runs, or its owner holds
+-- its thread's lock. The window never trims such a claim.
+local function live(ddc, locks, member, now)
     local rec = redis.call('HGET', ddc, member)
-    if not rec then return true end
+    if not rec then return false end
     local c = cjson.decode(rec)
     return tonumber(c[3]) > now or holding(locks, c[2], c[1], now)
 end
 
--- Drop the oldest members until the window holds ``limit`` -- never one claimed less than
--- ``min_age`` ms ago -- with their claims and times; how many (``dry``: would be).
-local function trim(dd, ddc, ddt, limit, min_age, now, dry)
+-- Whether ``member`` (in the window) makes its message a duplicate: its claim is done, or in
+-- progress and alive.
+local function holds(ddc, locks, member, now)
+    return redis.call('HEXISTS', ddc, member) == 0 or live(ddc, locks, member, now)
+end
+
+-- Drop the members older than the newest ``limit`` -- never one claimed less than ``min_age``
+-- ms ago, nor a claim in progress and alive -- with their claims and times; how many
+-- (``dry``: would be).
+local function trim(dd, ddc, ddt, locks, limit, min_age, now, dry)
     local n = redis.call('ZCARD', dd) - limit
     if n <= 0 then return 0 end
-    if min_age > 0 then
-        local gone = 0
-        for _, m in ipairs(redis.call('ZRANGE', dd, 0, n - 1)) do
+    if min_age == 0 and redis.call('HLEN', ddc) == 0 then  -- nothing in progress: pop
+        if dry then return n end
+        local left = n
+        while left > 0 do
+            local items = redis.call('ZPOPMIN', dd, math.min(left, 1000))
+            for i = 1, #items, 2 do redis.call('HDEL', ddt, items[i]) end
+            left = left - #items / 2
+            if #items == 0 then break end
+        end
+        return n
+    end
+    local gone = 0
+    for _, m in ipairs(redis.call('ZRANGE', dd, 0, n - 1)) do
+        if min_age > 0 then
             local born = redis.call('HGET', ddt, m)
             if born and tonumber(born) > now - min_age then break end  -- younger ones follow
+        end
+        if not live(ddc, locks, m, now) then
             if not dry then
                 redis.call('ZREM', dd, m)
                 redis.call('HDEL', ddc, m)
@@ -41,20 +61,8 @@ local function trim(dd, ddc, ddt, limit, min_age, now, dry)
             end
             gone = gone + 1
         end
-        return gone
     end
-    if dry then return n end
-    local left = n
-    while left > 0 do
-        local items = redis.call('ZPOPMIN', dd, math.min(left, 1000))
-        for i = 1, #items, 2 do
-            redis.call('HDEL', ddc, items[i])
-            redis.call('HDEL', ddt, items[i])
-        end
-        left = left - #items / 2
-        if #items == 0 then break end
-    end
-    return n
+    return gone
 end
 
 -- Claim ``member``: 1 when this call now holds it. ``rec`` is the in-progress claim record
@@ -67,7 +75,7 @@ local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now)
         if holds(ddc, locks, member, now) then return 0 end
     else
         redis.call('HSET', ddt, member, now)
-        trim(dd, ddc, ddt, limit, min_age, now, false)
+        trim(dd, ddc, ddt, locks, limit, min_age, now, false)
     end
     if rec then redis.call('HSET', ddc, member, rec) else redis.call('HDEL', ddc, member) end
     return 1
@@ -132,6 +140,27 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
     redis.call('HSET', locks, key,
                cjson.encode({owner, strategy, meta, now, now + ttl, false, false, ttl}))
     return {'acquired', {}, previous}
+end
+
+-- Queue ``owner``'s message behind the entries a previous holder of ``key`` left (its cycle
+-- just took the lock): returns {result, dropped entries}. ``debounce`` replaces them; a full
+-- queue drops its oldest, or under ``drop_newest`` refuses the message ('dropped').
+local function queue_behind(q, qkeys, qseq, key, owner, strategy, meta, maxp, overflow, now)
+    local result, dropped = 'queued', {}
+    if strategy == 'debounce' then
+        dropped = take_entries(q, qkeys, key, nil)
+        result = 'debounced'
+    elseif maxp then
+        local depth = redis.call('LLEN', q)
+        if depth >= maxp then
+            if overflow == 'drop_newest' then return {'dropped', {}} end
+            dropped = take_entries(q, qkeys, key, depth - maxp + 1)
+        end
+    end
+    local id = tostring(redis.call('INCR', qseq))
+    redis.call('RPUSH', q, cjson.encode({owner, strategy, meta, now, false, id}))
+    redis.call('SADD', qkeys, key)
+    return {result, dropped}
 end
 
 -- Release ``owner``'s lock (owner '': whoever holds it) and hand over its pending entries

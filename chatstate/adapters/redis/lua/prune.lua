@@ -19,7 +19,8 @@ repeat
         end
     end
 until cursor == '0'
-local trimmed = trim(KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[3]), now, dry)
+local trimmed = trim(KEYS[2], KEYS[3], KEYS[4], KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), now,
+                     dry)
 local pending_ttl = tonumber(ARGV[4])
 local dropped, pending_expired = {}, 0
 if pending_ttl then

@@ -1,0 +1,507 @@
+-- Version 4: the dedupe window never trims a claim in progress and alive; a commit checks
+-- that its claim is still its own; a cycle that takes a lock with entries left queued
+-- queues its message behind them. Version 3's functions whose signatures or results changed
+-- (a new signature is a new function; a new result needs the old one dropped first):
+DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text);
+DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, bigint, float8, float8);
+DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean);
+
+-- chatstate's PostgreSQL functions: the fast path of DatabaseStateAdapter (one call, one round
+-- trip and one commit per operation). Installed by migrations from frozen copies of this file
+-- (chatstate/migrations/sql/); a change here ships with a new migration and a new version.
+--
+-- Inside a function every statement takes a fresh snapshot (READ COMMITTED), so a function can
+-- lock a row and then read what others committed before they let go of it. Leases are measured
+-- on the database's clock, statement_timestamp(). Row locks are taken in one order -- the
+-- dedupe window row, a message's dedupe entry, then its thread's lock row -- so that calls do
+-- not deadlock (a claim inserting a new entry takes the window row after it: nobody else can
+-- hold a row that does not exist yet).
+--
+-- Pending entries travel as JSON arrays [id, owner, strategy, metadata, enqueued_at].
+--
+-- Durability: every call commits durably (the server's synchronous_commit), but one. A cycle
+-- that acquires its thread commits its claim and lock with synchronous_commit off: they are
+-- visible to every connection at once, and durable as soon as the WAL writer flushes them
+-- (within ~0.6 s) or the cycle's own commit does (the WAL is written in order, so a durable
+-- commit makes all before it durable). A server crash in that gap forgets them: the message,
+-- not committed yet, is handled again on its redelivery, as it would be once its lease ran
+-- out, and its holder's commit is refused -- its effect is applied once. What would be lost
+-- for good (a queued or debounced message, a refusal's withdrawn claim) commits durably.
+
+CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 4 $$;
+
+-- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
+-- lease runs, or its owner holds the lock of its thread unexpired (a lease renewed by
+-- extend_lock keeps the claim alive too). The window never trims such a claim.
+CREATE OR REPLACE FUNCTION chatstate_claim_live(
+    p_ns text, p_owner text, p_thread text, p_expires timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_owner IS NOT NULL AND (p_expires > statement_timestamp() OR EXISTS (
+        SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
+            AND owner = p_owner AND expires_at > statement_timestamp()))
+$$;
+
+-- Whether a dedupe entry still makes its message a duplicate: it is done (owner NULL), or a
+-- claim in progress and alive.
+CREATE OR REPLACE FUNCTION chatstate_claim_holds(
+    p_ns text, p_owner text, p_thread text, p_expires timestamptz)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires)
+$$;
+
+-- Trim the window after a claim added its newest entry p_id (count p_count, its own
+-- included): delete the entries older than the newest p_limit, except claims in progress and
+-- alive and (p_min_age > 0) entries younger than p_young. Holding the window row, it waits
+-- for no entry (one locked by another call is left for a later trim); the new count.
+CREATE OR REPLACE FUNCTION chatstate_trim(
+    p_ns text, p_id bigint, p_count bigint, p_limit bigint, p_min_age float8,
+    p_young timestamptz)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_seen bigint; v_gone bigint; v_count bigint := p_count;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        EXIT WHEN v_count <= p_limit;
+        WITH oldest AS (
+            SELECT id, owner, thread_id, expires_at, created_at FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND id <> p_id ORDER BY seq, id
+            LIMIT v_count - p_limit),
+        gone AS (
+            DELETE FROM chatstate_dedupeentry WHERE id IN (
+                SELECT id FROM chatstate_dedupeentry WHERE id IN (
+                    SELECT id FROM oldest WHERE (p_min_age = 0 OR created_at < p_young)
+                        AND NOT chatstate_claim_live(p_ns, owner, thread_id, expires_at))
+                FOR UPDATE SKIP LOCKED)
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM oldest), (SELECT count(*) FROM gone)
+            INTO v_seen, v_gone;
+        IF v_seen = v_count - p_limit THEN
+            UPDATE chatstate_dedupewindow SET head = head - v_gone WHERE namespace = p_ns
+                RETURNING head INTO v_count;
+            EXIT;
+        END IF;
+        -- The count said more than there is (rows deleted behind the adapter's back): count
+        -- once, and trim again from the truth.
+        SELECT count(*) INTO v_count FROM chatstate_dedupeentry WHERE namespace = p_ns;
+        UPDATE chatstate_dedupewindow SET head = v_count WHERE namespace = p_ns;
+    END LOOP;
+    RETURN v_count;
+END $$;
+
+-- Claim a dedupe key: true when this call now holds it. p_owner NULL: done at once
+-- (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with a lease of
+-- p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
+-- nothing changes. An in-progress claim whose lease ran out is taken over in its place. A new
+-- key is the newest; the window keeps the newest p_limit keys, every key younger than
+-- p_min_age seconds and every claim in progress and alive.
+CREATE OR REPLACE FUNCTION chatstate_claim(
+    p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
+    p_ttl float8, p_min_age float8)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
+    v_owner text; v_thread text; v_expires timestamptz;
+    v_until timestamptz := CASE WHEN p_owner IS NOT NULL
+                           THEN statement_timestamp() + make_interval(secs => p_ttl) END;
+    v_young timestamptz := statement_timestamp() - make_interval(secs => p_min_age);
+BEGIN
+    SELECT owner, thread_id, expires_at INTO v_owner, v_thread, v_expires
+        FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+    IF FOUND THEN
+        IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN RETURN false; END IF;
+        UPDATE chatstate_dedupeentry SET owner = p_owner, thread_id = p_thread, expires_at = v_until
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        RETURN true;
+    END IF;
+    -- The newest position + 1 (claims at the same instant may share one: ties are ordered
+    -- by id). The unique key makes exactly one of two racing claims of a key win.
+    INSERT INTO chatstate_dedupeentry
+            (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
+        SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
+            p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
+        FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+        ON CONFLICT (namespace, adapter, message_id) DO NOTHING
+        RETURNING id, seq INTO v_id, v_seq;
+    IF NOT FOUND THEN RETURN false; END IF;
+    -- The minute's first claim records where the sequence stood (the admin's chart).
+    INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
+        VALUES (p_ns, date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
+                      AT TIME ZONE 'UTC', v_seq)
+        ON CONFLICT (namespace, minute) DO NOTHING;
+    -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
+    -- one out: drop the key that just left the newest p_limit without touching the window
+    -- row, so claims in a namespace do not queue behind one row lock (and its commit) one at
+    -- a time. A claim in progress and alive (or a young key) is not dropped.
+    SELECT head INTO v_count FROM chatstate_dedupewindow WHERE namespace = p_ns;
+    v_excess := v_count + 1 - p_limit;
+    IF v_excess = 1 AND p_min_age = 0 THEN
+        DELETE FROM chatstate_dedupeentry d WHERE d.id = (
+            SELECT id FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq = v_seq - p_limit
+            LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
+        IF FOUND THEN RETURN true; END IF;
+    END IF;
+    -- Full, or over-full by claims in progress or young keys: one out for one in when exactly
+    -- one of the keys older than the newest p_limit may go, the count unchanged.
+    IF v_excess >= 1 THEN
+        SELECT array_agg(o.id) INTO v_free FROM (
+            SELECT id, owner, thread_id, expires_at, created_at FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq < v_seq ORDER BY seq, id LIMIT v_excess) o
+            WHERE (p_min_age = 0 OR o.created_at < v_young)
+                AND NOT chatstate_claim_live(p_ns, o.owner, o.thread_id, o.expires_at);
+        IF cardinality(v_free) = 1 THEN
+            DELETE FROM chatstate_dedupeentry WHERE id = (
+                SELECT id FROM chatstate_dedupeentry WHERE id = v_free[1]
+                FOR UPDATE SKIP LOCKED);
+            IF FOUND THEN RETURN true; END IF;
+        END IF;
+    END IF;
+    -- Filling, shrinking (a smaller limit), or contended: count under the window row's lock,
+    -- and trim (each transaction changes ``head`` by what it did).
+    INSERT INTO chatstate_dedupewindow AS w (namespace, head) VALUES (p_ns, 1)
+        ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
+        RETURNING head INTO v_count;
+    PERFORM chatstate_trim(p_ns, v_id, v_count, p_limit, p_min_age, v_young);
+    RETURN true;
+END $$;
+
+-- Delete (and return) up to p_limit (NULL: all) oldest pending entries of p_key, or with
+-- p_older_than those enqueued more than that many seconds ago.
+CREATE OR REPLACE FUNCTION chatstate_take_entries(
+    p_ns text, p_key text, p_limit integer, p_older_than float8)
+RETURNS jsonb LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM chatstate_pendinglockentry WHERE id IN (
+            SELECT id FROM chatstate_pendinglockentry
+            WHERE namespace = p_ns AND key = p_key AND (p_older_than IS NULL OR
+                enqueued_at < statement_timestamp() - make_interval(secs => p_older_than))
+            ORDER BY id LIMIT p_limit)
+        RETURNING id, owner, strategy, metadata, enqueued_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(id, owner, strategy, metadata,
+        to_char(enqueued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) ORDER BY id),
+        '[]') FROM gone
+$$;
+
+-- Entries older than p_ttl seconds, dropped (NULL ttl: none).
+CREATE OR REPLACE FUNCTION chatstate_expire_entries(p_ns text, p_key text, p_ttl float8)
+RETURNS jsonb LANGUAGE sql AS $$
+    SELECT CASE WHEN p_ttl IS NULL THEN '[]'::jsonb
+           ELSE chatstate_take_entries(p_ns, p_key, NULL, p_ttl) END
+$$;
+
+-- ``lock`` for a non-concurrent strategy: result 'acquired', 'busy', 'queued', 'debounced' or
+-- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over.
+CREATE OR REPLACE FUNCTION chatstate_lock(
+    p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
+    p_max integer, p_overflow text,
+    OUT result text, OUT dropped jsonb, OUT taken_over text)
+LANGUAGE plpgsql AS $$
+DECLARE v_depth integer; v_previous text; v_updated boolean;
+BEGIN
+    dropped := '[]';
+    FOR attempt IN 1..20 LOOP
+        SELECT owner INTO v_previous FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+        -- Free, or the lease expired: take it (pending entries stay for the new holder).
+        INSERT INTO chatstate_lock AS l
+            (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
+            VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
+                    statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
+            ON CONFLICT (namespace, key) DO UPDATE
+                SET owner = EXCLUDED.owner, strategy = EXCLUDED.strategy,
+                    metadata = EXCLUDED.metadata, acquired_at = EXCLUDED.acquired_at,
+                    expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl
+                WHERE l.expires_at <= statement_timestamp()
+            RETURNING xmax <> 0 INTO v_updated;
+        IF FOUND THEN
+            result := 'acquired';
+            taken_over := CASE WHEN v_updated THEN v_previous END;
+            RETURN;
+        END IF;
+        IF p_strategy = 'reject' THEN result := 'busy'; RETURN; END IF;
+        -- Held: lock the row, so that its release waits for this entry and then sees it.
+        PERFORM 1 FROM chatstate_lock
+            WHERE namespace = p_ns AND key = p_key AND expires_at > statement_timestamp()
+            FOR UPDATE;
+        IF FOUND THEN
+            IF p_strategy = 'debounce' THEN
+                dropped := chatstate_take_entries(p_ns, p_key, NULL, NULL);
+            ELSIF p_max IS NOT NULL THEN
+                SELECT count(*) INTO v_depth FROM chatstate_pendinglockentry
+                    WHERE namespace = p_ns AND key = p_key;
+                IF v_depth >= p_max THEN
+                    IF p_overflow = 'drop_newest' THEN result := 'dropped'; RETURN; END IF;
+                    dropped := chatstate_take_entries(p_ns, p_key, v_depth - p_max + 1, NULL);
+                END IF;
+            END IF;
+            INSERT INTO chatstate_pendinglockentry
+                (namespace, key, owner, strategy, metadata, enqueued_at)
+                VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp());
+            result := CASE p_strategy WHEN 'debounce' THEN 'debounced' ELSE 'queued' END;
+            RETURN;
+        END IF;
+        -- Released or expired between the two statements: decide again.
+    END LOOP;
+    RAISE EXCEPTION 'chatstate_lock: no decision after 20 attempts on %', p_key;
+END $$;
+
+-- Release p_owner's lock (p_owner NULL: whoever holds it) and hand over its pending entries
+-- (expired ones dropped). With p_only_if_idle, release only when none is pending; otherwise
+-- keep the lock, its lease renewed by its ttl. released false: p_owner does not hold it.
+CREATE OR REPLACE FUNCTION chatstate_release(
+    p_ns text, p_key text, p_owner text, p_only_if_idle boolean, p_pending_ttl float8,
+    OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_ttl float8;
+BEGIN
+    IF NOT p_only_if_idle THEN
+        DELETE FROM chatstate_lock
+            WHERE namespace = p_ns AND key = p_key AND (p_owner IS NULL OR owner = p_owner);
+        IF NOT FOUND AND p_owner IS NOT NULL THEN
+            released := false;
+            SELECT owner INTO holder FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+            RETURN;
+        END IF;
+    ELSE
+        SELECT owner, ttl INTO holder, v_ttl FROM chatstate_lock
+            WHERE namespace = p_ns AND key = p_key FOR UPDATE;
+        IF holder IS DISTINCT FROM p_owner THEN released := false; RETURN; END IF;
+        holder := NULL;
+    END IF;
+    released := true;
+    expired := chatstate_expire_entries(p_ns, p_key, p_pending_ttl);
+    pending := chatstate_take_entries(p_ns, p_key, NULL, NULL);
+    IF p_only_if_idle THEN
+        IF pending = '[]' THEN
+            DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+        ELSE
+            UPDATE chatstate_lock SET expires_at = statement_timestamp()
+                + make_interval(secs => coalesce(v_ttl, extract(epoch FROM expires_at - acquired_at)))
+                WHERE namespace = p_ns AND key = p_key;
+        END IF;
+    END IF;
+END $$;
+
+-- take_pending: up to p_limit oldest pending entries of a lock p_owner holds.
+CREATE OR REPLACE FUNCTION chatstate_take_pending(
+    p_ns text, p_key text, p_owner text, p_limit integer, p_pending_ttl float8,
+    OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT owner INTO holder FROM chatstate_lock WHERE namespace = p_ns AND key = p_key FOR UPDATE;
+    released := holder IS NOT DISTINCT FROM p_owner;
+    IF NOT released THEN RETURN; END IF;
+    holder := NULL;
+    expired := chatstate_expire_entries(p_ns, p_key, p_pending_ttl);
+    pending := chatstate_take_entries(p_ns, p_key, p_limit, NULL);
+END $$;
+
+-- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
+-- reads, in one step. A message queued or debounced behind the lock is done at once; one
+-- refused (busy, or dropped by a full queue) has its claim released at once, so that its
+-- redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
+-- (its previous holder died or failed) queues its message behind them and holds the lock
+-- (held), so that its drain hands them out in arrival order.
+CREATE OR REPLACE FUNCTION chatstate_enter(
+    p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
+    p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
+    p_overflow text,
+    OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
+    OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean)
+LANGUAGE plpgsql AS $$
+DECLARE v_depth integer;
+BEGIN
+    claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
+                               p_min_age);
+    in_progress := false;
+    held := false;
+    IF NOT claimed THEN
+        -- A duplicate: done, or being handled right now by another delivery.
+        in_progress := EXISTS (SELECT 1 FROM chatstate_dedupeentry WHERE namespace = p_ns
+            AND adapter = p_adapter AND message_id = p_mid AND owner IS NOT NULL);
+    ELSE
+        IF p_strategy = 'concurrent' THEN
+            result := 'acquired';
+        ELSE
+            SELECT l.result, l.dropped, l.taken_over INTO result, dropped, taken_over
+                FROM chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
+                                    p_overflow) l;
+        END IF;
+        held := result = 'acquired';
+        IF held AND p_strategy IN ('queue', 'debounce') AND EXISTS (
+                SELECT 1 FROM chatstate_pendinglockentry WHERE namespace = p_ns
+                AND key = p_thread) THEN
+            -- Behind the entries a previous holder left, in arrival order.
+            result := CASE p_strategy WHEN 'debounce' THEN 'debounced' ELSE 'queued' END;
+            IF p_strategy = 'debounce' THEN
+                dropped := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
+            ELSIF p_max IS NOT NULL THEN
+                SELECT count(*) INTO v_depth FROM chatstate_pendinglockentry
+                    WHERE namespace = p_ns AND key = p_thread;
+                IF v_depth >= p_max AND p_overflow = 'drop_newest' THEN
+                    result := 'dropped';
+                ELSIF v_depth >= p_max THEN
+                    dropped := chatstate_take_entries(p_ns, p_thread, v_depth - p_max + 1, NULL);
+                END IF;
+            END IF;
+            IF result <> 'dropped' THEN
+                INSERT INTO chatstate_pendinglockentry
+                    (namespace, key, owner, strategy, metadata, enqueued_at)
+                    VALUES (p_ns, p_thread, p_owner, p_strategy, p_meta, statement_timestamp());
+            END IF;
+        END IF;
+        IF result IN ('busy', 'dropped') THEN
+            -- Refused (busy, or a full queue's newest): the claim is released at once (a
+            -- redelivery is handled), in place.
+            UPDATE chatstate_dedupeentry SET thread_id = NULL, expires_at = statement_timestamp()
+                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        ELSIF result <> 'acquired' THEN
+            -- Queued or debounced: stored behind the lock, the message counts as done.
+            UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
+                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        END IF;
+    END IF;
+    -- Read after the lock: a fresh snapshot sees what the previous holder committed.
+    subscribed := EXISTS (SELECT 1 FROM chatstate_subscription
+                          WHERE namespace = p_ns AND thread_id = p_thread);
+    IF held THEN
+        IF result = 'acquired' THEN
+            -- Nothing here is lost with the crash of the server (see the top of this file).
+            PERFORM set_config('synchronous_commit', 'off', true);
+        END IF;
+        SELECT value INTO state FROM chatstate_threadstate
+            WHERE namespace = p_ns AND thread_id = p_thread;
+    END IF;
+END $$;
+
+-- The start of a cycle's commit or drain step: lock the claim's row, then check the lease
+-- (the lock's; under 'concurrent', the claim's) and, with p_claim, that the claim is still in
+-- progress and p_owner's; then write the state and mark the claim done. ok false, and nothing
+-- written: holder has the lock, or holder is p_owner when the lock is its own but the claim
+-- is not.
+CREATE OR REPLACE FUNCTION chatstate_settle(
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_locked boolean, p_claim boolean, OUT ok boolean, OUT holder text)
+LANGUAGE plpgsql AS $$
+DECLARE v_id bigint; v_owner text;
+BEGIN
+    SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+    IF p_locked THEN
+        SELECT owner INTO holder FROM chatstate_lock
+            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+        ok := holder IS NOT DISTINCT FROM p_owner;
+    ELSE
+        ok := true;
+    END IF;
+    IF ok AND (p_claim OR NOT p_locked) AND v_owner IS DISTINCT FROM p_owner THEN
+        ok := false;
+        holder := p_owner;
+    END IF;
+    IF NOT ok THEN RETURN; END IF;
+    holder := NULL;
+    IF p_state IS NOT NULL THEN
+        INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
+            VALUES (p_ns, p_thread, p_state, statement_timestamp())
+            ON CONFLICT (namespace, thread_id)
+            DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+    END IF;
+    IF p_claim THEN
+        UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
+            WHERE id = v_id;
+    END IF;
+END $$;
+
+-- A cycle's commit: write the state, mark the claim done and release the lock, in one step,
+-- handing over the pending entries; or, when the lease went to another holder (released
+-- false, holder: who has it), nothing.
+CREATE OR REPLACE FUNCTION chatstate_commit(
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_locked boolean, p_claim boolean, p_pending_ttl float8,
+    OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim) s;
+    IF NOT released OR NOT p_locked THEN
+        pending := '[]';
+        expired := '[]';
+        RETURN;
+    END IF;
+    DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread;
+    expired := chatstate_expire_entries(p_ns, p_thread, p_pending_ttl);
+    pending := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
+END $$;
+
+-- One step of a drain: write the state (and, with p_claim, mark the claim done), remove
+-- the entry just finished, drop expired ones, then hand out the oldest left (it stays queued;
+-- the lease renewed by p_ttl) or, when none is left, release the lock.
+CREATE OR REPLACE FUNCTION chatstate_drain(
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
+    OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true, p_claim) s;
+    IF NOT released THEN RETURN; END IF;
+    IF p_finished IS NOT NULL THEN
+        DELETE FROM chatstate_pendinglockentry
+            WHERE id = p_finished AND namespace = p_ns AND key = p_thread;
+    END IF;
+    expired := chatstate_expire_entries(p_ns, p_thread, p_pending_ttl);
+    SELECT jsonb_build_array(id, owner, strategy, metadata,
+        to_char(enqueued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        INTO entry FROM chatstate_pendinglockentry
+        WHERE namespace = p_ns AND key = p_thread ORDER BY id LIMIT 1;
+    IF entry IS NULL THEN
+        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread;
+    ELSE
+        UPDATE chatstate_lock
+            SET expires_at = statement_timestamp() + make_interval(secs => p_ttl)
+            WHERE namespace = p_ns AND key = p_thread;
+    END IF;
+END $$;
+
+-- Renew a cycle's lease by p_ttl: its lock's, or under 'concurrent' its claim's.
+CREATE OR REPLACE FUNCTION chatstate_renew(
+    p_ns text, p_thread text, p_owner text, p_adapter text, p_mid text, p_locked boolean,
+    p_ttl float8)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_locked THEN
+        UPDATE chatstate_lock
+            SET expires_at = statement_timestamp() + make_interval(secs => p_ttl), ttl = p_ttl
+            WHERE namespace = p_ns AND key = p_thread AND owner = p_owner
+                AND expires_at > statement_timestamp();
+    ELSE
+        UPDATE chatstate_dedupeentry
+            SET expires_at = statement_timestamp() + make_interval(secs => p_ttl)
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
+                AND owner = p_owner;
+    END IF;
+    RETURN FOUND;
+END $$;
+
+-- A cycle's abort: withdraw the claim if it is still in progress and p_owner's (a commit that
+-- ran marked it done: it stays) -- true when withdrawn -- and release the lock if p_owner
+-- holds it, keeping the pending entries for the next holder.
+CREATE OR REPLACE FUNCTION chatstate_abort(
+    p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_withdrawn boolean;
+BEGIN
+    PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
+    DELETE FROM chatstate_dedupeentry
+        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
+            AND owner = p_owner;
+    v_withdrawn := FOUND;
+    IF v_withdrawn THEN
+        UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
+    END IF;
+    IF p_locked THEN
+        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+    END IF;
+    RETURN v_withdrawn;
+END $$;
