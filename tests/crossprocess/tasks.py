@@ -342,14 +342,17 @@ def deliver_and_drain(
 def drain_and_hang(
     adapter: Any, index: int, events: Events, *, thread_id: str, ttl: float, stop_at: int
 ) -> dict[str, Any]:
-    """Take the thread, drain its queue handling each entry, and hang (until killed) in the
-    middle of the ``stop_at``-th entry, after it was handed out and before it is finished."""
+    """Deliver message ``holder`` to the thread the docs' way (handle it if acquired, then
+    drain the queue, in which it may come itself), and hang (until killed) in the middle of
+    the ``stop_at``-th entry drained, after it was handed out and before it is finished."""
     with adapter.handle_message(
-        ("xproc", "holder"), thread_id=thread_id, owner="doomed", strategy="queue", ttl=ttl
-    ) as msg:
-        if not msg.acquired:
+        ("xproc", "holder"), thread_id=thread_id, owner="doomed", strategy="queue", ttl=ttl,
+        metadata={"mid": "holder"},
+    ) as msg:  # fmt: skip
+        if msg.duplicate or msg.result is None:
             raise AssertionError(f"the doomed holder got {msg.result}")
-        _handle(msg.state, "holder", None, 0)
+        if msg.acquired:
+            _handle(msg.state, "holder", None, 0)
         for n, entry in enumerate(msg.drain(), 1):
             _handle(msg.state, entry.metadata["mid"], entry.id, 0)
             if n == stop_at:

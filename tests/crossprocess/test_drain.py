@@ -87,22 +87,24 @@ def test_a_holder_killed_while_draining_leaves_its_entry_to_the_next(
     os.kill(holder.pid, signal.SIGKILL)  # while it handles q-2: handed out, not finished
     holder.join(timeout=10)
     time.sleep(ttl + 0.2)
+    # The next message arrives after all of them: it is handled after all of them.
+    order = []
     with store.handle_message(
-        ("xproc", "next"), thread_id="t", owner="next", strategy="queue"
+        ("xproc", "next"), thread_id="t", owner="next", strategy="queue", metadata={"mid": "next"}
     ) as msg:
-        assert msg.acquired
-        msg.state["handled"].append(["next", None])
-        redrained = []
+        assert msg.result is LockResult.QUEUED and not msg.acquired  # behind what was left
         for entry in msg.drain():
-            redrained.append(entry.metadata["mid"])
+            order.append(entry.metadata["mid"])
             msg.state["handled"].append([entry.metadata["mid"], entry.id])
     handled = [m for m, _ in store.thread_state("t")["handled"]]
     figures(
         queued=5,
         killed_while="q-2",
-        redrained=",".join(redrained),
+        redrained=",".join(order),
         doubles=sum(1 for c in Counter(handled).values() if c > 1),
         lost=len({f"q-{n}" for n in range(1, 6)} - set(handled)),
     )
-    assert handled == ["holder", "q-1", "next", "q-2", "q-3", "q-4", "q-5"]
+    # The doomed holder's own message was queued behind the five a dead holder left.
+    assert order == ["q-2", "q-3", "q-4", "q-5", "holder", "next"]
+    assert handled == ["q-1", "q-2", "q-3", "q-4", "q-5", "holder", "next"]
     assert store.snapshot().locks == {} and store.snapshot().pending_locks == {}
