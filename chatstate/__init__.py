@@ -21,6 +21,7 @@ from chatstate.types import (
     LockError,
     LockResult,
     NotOwner,
+    OutboxEntry,
     PendingEntry,
     Strategy,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "LockError",
     "LockResult",
     "NotOwner",
+    "OutboxEntry",
     "PendingEntry",
     "Snapshot",
     "SnapshotNotJSON",

@@ -42,6 +42,8 @@ class CycleRequest:
     The cycle's dedupe claim is held by ``owner`` with the lease ``ttl`` of its lock on
     ``thread_id``; ``metadata`` is compact JSON text; ``min_age``: seconds the dedupe window
     keeps the keys it trims; ``max_pending``/``overflow``: the queue's bound, as ``lock``'s.
+    ``channel_id``: the message's channel (staged channel operations apply to it);
+    ``history``: how many of the thread's newest history items the entry step reads.
     """
 
     dedupe_key: DedupeKey
@@ -55,6 +57,8 @@ class CycleRequest:
     overflow: str = "drop_oldest"
     min_age: float = 0.0
     keepalive: bool = False
+    channel_id: str | None = None
+    history: int = 0
 
     @property
     def locks(self) -> bool:
@@ -87,6 +91,16 @@ class PruneRequest:
     state_older_than: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxClaim:
+    """A checked claim of due outbox entries: lease up to ``limit`` of them to ``owner`` for
+    ``lease`` seconds."""
+
+    owner: str
+    limit: int
+    lease: float
+
+
 @dataclass(slots=True)
 class LockOutcome:
     """What a ``lock`` did: its ``result``; the pending entries it ``dropped`` (an overflow
@@ -116,17 +130,57 @@ class Pruned:
     expired: dict[str, list[PendingEntry]] = field(default_factory=dict)
 
 
+#: A staged channel-map operation: ``(op, key, value_json)``; ``op`` is ``"set"`` (value:
+#: the JSON text), ``"delete"`` (value ``None``), ``"incr"`` (value: the number's JSON
+#: text), ``"add"`` or ``"discard"`` (value: a JSON scalar's text).
+ChannelOp = tuple[str, str, "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListAppend:
+    """A staged append: ``value`` (JSON text) to the list ``key``, which then keeps its newest
+    ``max_length`` items (None: all); ``ttl`` seconds renews its expiry (None: left as is)."""
+
+    key: str
+    value: str
+    max_length: int | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A staged outbox entry: its idempotency ``key``, its thread and its payload (JSON text)."""
+
+    key: str
+    thread_id: str
+    payload: str
+
+
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """What one commit (or drain) step of a cycle writes, all in that step.
+    """What one commit (or drain) step of a cycle writes, all in that step, all or nothing.
 
     ``state``: the thread's map as JSON text (None: unchanged). ``claim``: mark the cycle's
     claim done; it must still be in progress and ``owner``'s, else the step raises
-    ``LeaseLost`` and writes nothing.
+    ``LeaseLost`` and writes nothing. ``channel``: operations on the map of ``channel_id``,
+    applied in order. ``subscribe``: subscribe the thread (True), unsubscribe it (False), or
+    leave it (None). ``lists``: appends, in order (a thread's history is the list
+    :func:`~chatstate.validation.history_key`). ``sends``: outbox entries, in order; one
+    whose key is already in the outbox is not added again.
     """
 
     state: str | None = None
     claim: bool = False
+    channel_id: str | None = None
+    channel: tuple[ChannelOp, ...] = ()
+    subscribe: bool | None = None
+    lists: tuple[ListAppend, ...] = ()
+    sends: tuple[Send, ...] = ()
+
+    @property
+    def effects(self) -> bool:
+        """Whether anything besides the state and the claim is staged."""
+        return bool(self.channel or self.subscribe is not None or self.lists or self.sends)
 
 
 @dataclass(slots=True)
@@ -151,6 +205,7 @@ class CycleEntry:
     dropped: list[PendingEntry] = field(default_factory=list)
     taken_over: str | None = None
     held: bool = False
+    history: list[Any] = field(default_factory=list)
 
 
 def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:

@@ -17,6 +17,13 @@ DEFAULTS: dict[str, Any] = {
     "OVERFLOW": "drop_oldest",
     "PENDING_TTL": None,
     "DEDUPE_MIN_AGE": 0,
+    "HISTORY_LIMIT": 100,
+    "HISTORY_TTL": None,
+    "OUTBOX_SENDER": None,
+    "OUTBOX_MAX_ATTEMPTS": 10,
+    "OUTBOX_RETRY_DELAYS": (1, 5, 30, 120, 600),
+    "OUTBOX_LEASE": 300,
+    "OUTBOX_TASK": False,
 }
 
 

@@ -9,10 +9,20 @@ from types import TracebackType
 from typing import Any
 
 from chatstate import signals
-from chatstate.calls import CycleEntry, CycleHooks, CycleRequest, Handover, Staged, lease_lost
+from chatstate.calls import (
+    CycleEntry,
+    CycleHooks,
+    CycleRequest,
+    Handover,
+    Send,
+    Staged,
+    lease_lost,
+)
 from chatstate.keepalive import keep_alive, renewer
+from chatstate.outbox import outbox_committed
+from chatstate.staging import ChannelOps, History, Stage, list_append
 from chatstate.types import DedupeKey, LeaseLost, LockResult, PendingEntry
-from chatstate.validation import dump_map
+from chatstate.validation import dump_map, dump_value
 
 logger = logging.getLogger("chatstate")
 
@@ -62,7 +72,7 @@ class MessageCycle:
         "_adapter",
         "request",
         "_original",
-        "_stage",
+        "_phase",
         "duplicate",
         "in_progress",
         "subscribed",
@@ -72,13 +82,21 @@ class MessageCycle:
         "lease_lost",
         "_keeper",
         "_claim_open",
+        "_effects",
+        "history",
     )
 
-    def __init__(self, adapter: CycleHooks, request: CycleRequest) -> None:
+    def __init__(
+        self,
+        adapter: CycleHooks,
+        request: CycleRequest,
+        history_limit: int = 100,
+        history_ttl: float | None = None,
+    ) -> None:
         self._adapter = adapter
         self.request = request
         self._original: str | None = None
-        self._stage = "new"  # new -> held -> draining -> done
+        self._phase = "new"  # new -> held -> draining -> done
         self.duplicate = False
         self.in_progress = False
         self.subscribed = False
@@ -88,6 +106,19 @@ class MessageCycle:
         self.lease_lost = False
         self._keeper: asyncio.Task[None] | None = None
         self._claim_open = False  # the claim is in progress, this cycle's, not yet done
+        self._effects = Stage(request, history_limit, history_ttl)
+        #: The thread's history: ``items`` read on entry, ``append`` staged.
+        self.history = History(self._effects, [])
+
+    @property
+    def _stage(self) -> str:
+        return self._phase
+
+    @_stage.setter
+    def _stage(self, phase: str) -> None:
+        self._phase = phase
+        self._effects.open = phase in ("held", "draining")
+        self._effects.result = self.result
 
     @property
     def backend(self) -> CycleHooks:
@@ -125,6 +156,7 @@ class MessageCycle:
         self.in_progress = entry.in_progress
         self.subscribed = entry.subscribed
         self.result = entry.result
+        self._effects.result = entry.result
         self.state = entry.state
         if self.duplicate:
             signals.duplicate(adapter, request.dedupe_key, request.thread_id, entry.in_progress)
@@ -139,12 +171,64 @@ class MessageCycle:
             self._original = dump_map(entry.state)
             self._stage = "held"
             self._claim_open = entry.result is LockResult.ACQUIRED
+            self.history.items = entry.history
 
     def _staged(self) -> Staged:
         """What the next step writes; ``TypeError`` if the state cannot be stored."""
         state_json = dump_map(self.state, "handle_message state")
         changed = None if state_json == self._original else state_json
-        return Staged(changed, self._claim_open)
+        return self._effects.staged(changed, self._claim_open)
+
+    def _committed(self, step: Staged) -> None:
+        self._effects.written()
+        if step.sends:
+            outbox_committed(self._adapter)
+
+    # -- staged effects: written by the next step (the commit, or a drain checkpoint) -------
+
+    def _holding(self, what: str) -> Stage:
+        return self._effects.check(what)
+
+    @property
+    def channel(self) -> ChannelOps:
+        """Operations on the message's channel map (``handle_message(channel_id=...)``),
+        staged for the commit: ``set``, ``delete``, ``incr``, ``add``, ``discard``.
+        ``ValueError`` when the cycle has no ``channel_id``."""
+        if self.request.channel_id is None:
+            raise ValueError("msg.channel needs handle_message(..., channel_id=...)")
+        return ChannelOps(self._effects)
+
+    def subscribe(self) -> None:
+        """Stage subscribing the thread; ``subscribed`` is True from now on."""
+        self._holding("msg.subscribe()").subscribe = True
+        self.subscribed = True
+
+    def unsubscribe(self) -> None:
+        """Stage unsubscribing the thread; ``subscribed`` is False from now on."""
+        self._holding("msg.unsubscribe()").subscribe = False
+        self.subscribed = False
+
+    def append_to_list(
+        self,
+        key: str,
+        value: Any,
+        *,
+        max_length: int | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        """Stage :meth:`~chatstate.StateAdapter.append_to_list` for the commit."""
+        stage = self._holding("msg.append_to_list()")
+        stage.lists.append(list_append(key, value, max_length, ttl, "msg.append_to_list"))
+
+    def send(self, payload: Any, *, key: str | None = None) -> str:
+        """Stage an outbox entry: ``payload`` (any JSON value) is delivered after the commit,
+        at least once, in the thread's commit order. Returns its idempotency key: ``key``,
+        or one derived from the message's dedupe key and this send's position in it."""
+        stage = self._holding("msg.send()")
+        text = dump_value(payload, "msg.send payload")
+        entry_key = stage.send_key(key)
+        stage.sends.append(Send(entry_key, self.request.thread_id, text))
+        return entry_key
 
     def _handed(self, handover: Handover) -> list[PendingEntry]:
         signals.dropped(self._adapter, self.request.thread_id, handover.expired, "expired")
@@ -205,7 +289,8 @@ class MessageCycle:
                 raise lease_lost(self.request, None)
             return
         try:
-            handover = self._adapter.cycle_commit(self.request, self._staged())
+            step = self._staged()
+            handover = self._adapter.cycle_commit(self.request, step)
         except LeaseLost as lost:
             raise self._lost(lost) from None  # nothing of ours to undo
         except Exception:
@@ -213,6 +298,7 @@ class MessageCycle:
             # commit that ran on the server is not undone (the claim is done by then).
             self._abort()
             raise
+        self._committed(step)
         self.pending = self._handed(handover)
 
     def drain(self) -> Iterator[PendingEntry]:
@@ -253,12 +339,14 @@ class MessageCycle:
         if step.state is not None:
             self._original = step.state
         self._claim_open = False
+        self._committed(step)
         entries = self._handed(handover)
         if not entries:
             self._stage = "done"
             if self.request.keepalive:
                 renewer.unwatch(self)
             return None
+        self._effects.handling(entries[0].id)
         return entries[0]
 
 
@@ -305,12 +393,14 @@ class AsyncMessageCycle(MessageCycle):
                 raise lease_lost(self.request, None)
             return
         try:
-            handover = await self._adapter.acycle_commit(self.request, self._staged())
+            step = self._staged()
+            handover = await self._adapter.acycle_commit(self.request, step)
         except LeaseLost as lost:
             raise self._lost(lost) from None
         except Exception:
             await self._aabort()
             raise
+        self._committed(step)
         self.pending = self._handed(handover)
 
     async def adrain(self) -> AsyncIterator[PendingEntry]:

@@ -195,3 +195,84 @@ class ClaimMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace} {self.minute:%Y-%m-%d %H:%M}: {self.first_seq}"
+
+
+LIST_KEY_LENGTH = 320
+
+
+class ListHead(models.Model):
+    """A capped list (a thread's history is one): its newest position and its expiry.
+
+    Items are numbered ``1 … last_seq`` in append order; a list keeps its newest items only
+    (those with ``seq > last_seq - max_length``). An expired list (``expires_at`` past)
+    reads as empty; its next append starts it over.
+    """
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    key = models.CharField(max_length=LIST_KEY_LENGTH)
+    last_seq = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "list"
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="chatstate_list_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ListItem(models.Model):
+    """One item of a capped list, at position ``seq``."""
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    key = models.CharField(max_length=LIST_KEY_LENGTH)
+    seq = models.BigIntegerField()
+    value = models.JSONField()
+
+    class Meta:
+        verbose_name = "list item"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "key", "seq"], name="chatstate_listitem_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}[{self.seq}]"
+
+
+class OutboxMessage(models.Model):
+    """A reply staged by ``msg.send``, committed with its message, not yet delivered.
+
+    ``id`` orders commits. ``key`` is the idempotency key the sender receives. An entry is
+    due at ``due_at``; a dispatcher leases it (``lease_owner`` until ``lease_until``) while
+    sending; ``dead`` entries are kept and never retried until requeued.
+    """
+
+    namespace = models.CharField(max_length=ID_LENGTH)
+    key = models.CharField(max_length=ID_LENGTH)
+    thread_id = models.CharField(max_length=ID_LENGTH)
+    payload = models.JSONField()
+    attempts = models.IntegerField(default=0)
+    dead = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    lease_owner = models.CharField(max_length=ID_LENGTH, null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbox entry"
+        verbose_name_plural = "outbox"
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "key"], name="chatstate_outbox_unique")
+        ]
+        indexes = [
+            models.Index(fields=["namespace", "thread_id", "id"], name="chatstate_outbox_thread"),
+            models.Index(fields=["namespace", "id"], name="chatstate_outbox_order"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -67,6 +67,26 @@ class PendingEntry:
         return out
 
 
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A reply staged by ``msg.send`` and committed with its message, not yet delivered.
+
+    ``key`` is a stable idempotency key: the caller's, or derived from the message's dedupe
+    key and the send's position in it. ``attempts`` counts failed deliveries; a ``dead``
+    entry is kept but never retried until an operator requeues it. ``created_at`` and
+    ``due_at`` are ISO 8601 UTC.
+    """
+
+    id: str
+    key: str
+    thread_id: str
+    payload: Any
+    attempts: int = 0
+    dead: bool = False
+    created_at: str | None = None
+    due_at: str | None = None
+
+
 class ChatStateError(Exception):
     """Base class of every error chatstate raises on purpose."""
 

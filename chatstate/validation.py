@@ -152,3 +152,83 @@ def dump_metadata(metadata: object) -> str:
     if isinstance(metadata, Mapping) and not isinstance(metadata, dict):
         metadata = dict(metadata)
     return dump_map(metadata, "metadata")
+
+
+#: The longest list key: an identifier, or a thread's history (``history:`` + its id).
+MAX_LIST_KEY_LENGTH = 320
+#: The list key of a thread's history.
+HISTORY_PREFIX = "history:"
+
+
+def history_key(thread_id: str) -> str:
+    """The list key of ``thread_id``'s history."""
+    return HISTORY_PREFIX + thread_id
+
+
+def check_list_key(value: object) -> str:
+    """Return a list key: a ``str`` of 1–320 characters, valid text without NUL."""
+    if not isinstance(value, str):
+        raise TypeError(f"list key must be a str, not {type(value).__name__}")
+    if not 0 < len(value) <= MAX_LIST_KEY_LENGTH:
+        raise ValueError(f"list key must be 1-{MAX_LIST_KEY_LENGTH} characters, got {len(value)}")
+    if not _storable_text(value):
+        raise ValueError(f"list key must be valid text without NUL characters, got {value!r}")
+    return value
+
+
+def _bad_path(value: object, path: str) -> str | None:
+    """The JSON path of the first part of ``value`` no backend can store, else None."""
+    if value is None or isinstance(value, (bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if value == value and value not in (float("inf"), float("-inf")) else path
+    if isinstance(value, str):
+        return None if _storable_text(value) else path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or not _storable_text(k):
+                return f"{path}[{k!r}] (key)"
+            found = _bad_path(v, f"{path}[{k!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _bad_path(v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return path
+
+
+def dump_value(value: object, what: str) -> str:
+    """Return the compact JSON text of any JSON value.
+
+    Raises ``TypeError`` naming ``what`` and the path of the first part that is not JSON, or
+    that not every backend can store (NaN, infinities, NUL, lone surrogates).
+    """
+    bad = _bad_path(value, "$")
+    if bad is not None:
+        raise TypeError(
+            f"{what} cannot be stored as JSON: {bad} is not JSON text every backend keeps"
+        )
+    return _dumps(value)
+
+
+def check_scalar(value: object, what: str) -> str:
+    """Return the JSON text of a JSON scalar (``None``, bool, int, float, str)."""
+    if not (value is None or isinstance(value, (bool, int, float, str))):
+        raise TypeError(
+            f"{what} must be a JSON scalar (None, bool, int, float, str), not "
+            f"{type(value).__name__}"
+        )
+    return dump_value(value, what)
+
+
+def check_number(value: object, what: str) -> int | float:
+    """Return ``value`` when it is a finite ``int`` or ``float`` (``bool`` refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be an int or a float, not {type(value).__name__}")
+    if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return value

@@ -108,7 +108,7 @@ def _smoke(store: Any) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3", "0011_functions_v4"],
+    ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3", "0012_functions_v4"],
 )
 def test_frozen_copies_are_not_empty(name: str) -> None:
     assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")

@@ -11,8 +11,17 @@ from typing import Any
 
 from chatstate.adapters.hooks import StateBackend, StateFn
 from chatstate.snapshot import Snapshot, snapshot_from
-from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
-from chatstate.validation import check_dedupe_key, check_id, check_limit, check_ttl, dump_map
+from chatstate.staging import list_append
+from chatstate.types import DedupeKey, LockResult, OutboxEntry, PendingEntry, Strategy
+from chatstate.validation import (
+    check_dedupe_key,
+    check_id,
+    check_limit,
+    check_list_key,
+    check_ttl,
+    dump_map,
+    history_key,
+)
 
 
 class AsyncStateAPI(StateBackend):
@@ -49,6 +58,26 @@ class AsyncStateAPI(StateBackend):
     async def aupdate_channel_state(self, channel_id: str, fn: StateFn) -> dict[str, Any]:
         channel_id = check_id(channel_id, "channel_id")
         return await self._arun(self._do_update_state, "channel", channel_id, fn)
+
+    async def aappend_to_list(
+        self, key: str, value: Any, *, max_length: int | None = None, ttl: float | None = None
+    ) -> None:
+        append = list_append(key, value, max_length, ttl, "append_to_list")
+        await self._arun(self._do_append_to_list, append)
+
+    async def aget_list(self, key: str, limit: int | None = None) -> list[Any]:
+        n = None if limit is None else check_limit(limit)
+        return await self._arun(self._do_get_list, check_list_key(key), n)
+
+    async def adelete_list(self, key: str) -> int:
+        return await self._arun(self._do_delete_list, check_list_key(key))
+
+    async def ahistory(self, thread_id: str, limit: int | None = None) -> list[Any]:
+        return await self.aget_list(history_key(check_id(thread_id, "thread_id")), limit)
+
+    async def aoutbox(self, thread_id: str | None = None) -> list[OutboxEntry]:
+        thread = None if thread_id is None else check_id(thread_id, "thread_id")
+        return await self._arun(self._do_outbox, thread)
 
     async def ais_duplicate(self, key: DedupeKey | list[str]) -> bool:
         return await self._arun(self._do_is_duplicate, check_dedupe_key(key))

@@ -9,17 +9,28 @@ cycle of ``handle_message`` in :mod:`chatstate.cycle`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
+from chatstate import conf
 from chatstate.adapters.asyncapi import AsyncStateAPI
 from chatstate.adapters.hooks import StateFn
 from chatstate.cycle import AsyncMessageCycle, MessageCycle
+from chatstate.outbox import dispatch, resolve_sender
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot, snapshot_from
-from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
-from chatstate.validation import check_dedupe_key, check_id, check_limit, check_ttl, dump_map
+from chatstate.staging import list_append
+from chatstate.types import DedupeKey, LockResult, OutboxEntry, PendingEntry, Strategy
+from chatstate.validation import (
+    check_dedupe_key,
+    check_id,
+    check_limit,
+    check_list_key,
+    check_ttl,
+    dump_map,
+    history_key,
+)
 
 A = TypeVar("A", bound="StateAdapter")
 
@@ -84,6 +95,66 @@ class StateAdapter(AsyncStateAPI):
     def update_channel_state(self, channel_id: str, fn: StateFn) -> dict[str, Any]:
         """:meth:`update_thread_state`, for a channel's map."""
         return self._do_update_state("channel", check_id(channel_id, "channel_id"), fn)
+
+    # -- lists and histories -------------------------------------------------------------
+
+    def append_to_list(
+        self, key: str, value: Any, *, max_length: int | None = None, ttl: float | None = None
+    ) -> None:
+        """Append ``value`` (any JSON value) to the list ``key`` as its newest item.
+
+        The list then keeps its newest ``max_length`` items. ``ttl`` (seconds) renews its
+        expiry; an expired list reads as empty. Values are checked like state values.
+        """
+        self._do_append_to_list(list_append(key, value, max_length, ttl, "append_to_list"))
+
+    def get_list(self, key: str, limit: int | None = None) -> list[Any]:
+        """The list's items, oldest first; with ``limit``, the newest ``limit`` of them."""
+        n = None if limit is None else check_limit(limit)
+        return self._do_get_list(check_list_key(key), n)
+
+    def delete_list(self, key: str) -> int:
+        """Delete the list ``key``; how many items it held."""
+        return self._do_delete_list(check_list_key(key))
+
+    def history(self, thread_id: str, limit: int | None = None) -> list[Any]:
+        """The thread's history, oldest first; with ``limit``, the newest ``limit`` items."""
+        return self.get_list(history_key(check_id(thread_id, "thread_id")), limit)
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def outbox(self, thread_id: str | None = None) -> list[OutboxEntry]:
+        """The entries not yet delivered (dead ones included), oldest first."""
+        return self._do_outbox(None if thread_id is None else check_id(thread_id, "thread_id"))
+
+    def dispatch_outbox(
+        self, sender: Callable[[OutboxEntry], Any] | str | None = None, *, limit: int = 100
+    ) -> dict[str, int]:
+        """Deliver up to ``limit`` due entries through ``sender``; the counts ``{"sent",
+        "retried", "dead"}``.
+
+        Entries are leased while they are sent, so dispatchers on many hosts never take the
+        same one; one thread's entries leave in commit order. A sender that raises leaves
+        its entry due again after a backoff (``OUTBOX_RETRY_DELAYS``), ``dead`` after
+        ``OUTBOX_MAX_ATTEMPTS`` tries. ``sender`` defaults to ``OUTBOX_SENDER``.
+        """
+        settings = conf.chatstate_settings()
+        return dispatch(
+            self,
+            resolve_sender(sender),
+            check_limit(limit),
+            lease=check_ttl(settings["OUTBOX_LEASE"]),
+            max_attempts=check_limit(settings["OUTBOX_MAX_ATTEMPTS"], "OUTBOX_MAX_ATTEMPTS"),
+            delays=settings["OUTBOX_RETRY_DELAYS"],
+        )
+
+    def requeue_outbox(self, entry_ids: list[str]) -> int:
+        """Make the given (dead) entries due now, their attempts reset; how many."""
+        return self._do_outbox_requeue([str(i) for i in entry_ids])
+
+    def discard_outbox(self, entry_ids: list[str]) -> int:
+        """Remove the given entries without delivering them; how many."""
+        return self._do_outbox_discard([str(i) for i in entry_ids])
 
     # -- dedupe --------------------------------------------------------------------------
 
@@ -200,17 +271,22 @@ class StateAdapter(AsyncStateAPI):
         max_pending: int | None = None,
         overflow: str | None = None,
         min_age: float | None = None,
+        channel_id: str | None = None,
+        history: int = 0,
     ) -> MessageCycle:
         """A context manager for one webhook delivery: claim, subscription, lock, state.
 
+        ``channel_id``: the message's channel, for ``msg.channel``; ``history``: how many of
+        the thread's newest history items the entry step reads (``msg.history.items``).
         See :class:`chatstate.cycle.MessageCycle` for what it guarantees on entry, on a
-        clean exit, when the block raises, and for ``drain`` and ``keepalive``.
+        clean exit, when the block raises, and for ``drain``, ``keepalive`` and the
+        effects a block stages (one unit of work with the message).
         """
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
-            max_pending, overflow, min_age,
+            max_pending, overflow, min_age, channel_id, history,
         )  # fmt: skip
-        return MessageCycle(self, request)
+        return MessageCycle(self, request, self.history_limit, self.history_ttl)
 
     def ahandle_message(
         self,
@@ -226,13 +302,15 @@ class StateAdapter(AsyncStateAPI):
         max_pending: int | None = None,
         overflow: str | None = None,
         min_age: float | None = None,
+        channel_id: str | None = None,
+        history: int = 0,
     ) -> AsyncMessageCycle:
         """The async twin of :meth:`handle_message`: ``async with store.ahandle_message(...)``."""
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
-            max_pending, overflow, min_age,
+            max_pending, overflow, min_age, channel_id, history,
         )  # fmt: skip
-        return AsyncMessageCycle(self, request)
+        return AsyncMessageCycle(self, request, self.history_limit, self.history_ttl)
 
     # -- snapshots -----------------------------------------------------------------------
 

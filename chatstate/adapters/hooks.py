@@ -18,160 +18,40 @@ Async: every hook has an async path. By default a hook runs in a worker thread
 from __future__ import annotations
 
 import abc
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from chatstate import conf, signals
+from chatstate.adapters.checked import CheckedCalls
 from chatstate.adapters.operations import Op, operation_of
 from chatstate.calls import (
     CycleEntry,
     CycleRequest,
     Handover,
+    ListAppend,
     LockOutcome,
     LockRequest,
+    OutboxClaim,
     Pruned,
     PruneRequest,
     Staged,
 )
 from chatstate.snapshot import Snapshot
-from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
-from chatstate.validation import (
-    check_dedupe_key,
-    check_id,
-    check_limit,
-    check_optional_limit,
-    check_optional_ttl,
-    check_overflow,
-    check_seconds,
-    check_strategy,
-    check_ttl,
-    dump_metadata,
-)
+from chatstate.types import DedupeKey, OutboxEntry, PendingEntry
 
 T = TypeVar("T")
 StateFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class StateBackend(abc.ABC):
+class StateBackend(CheckedCalls, abc.ABC):
     """The hooks of one backend, for one namespace (``self.namespace``), and the settings
-    and checked requests they receive.
+    and checked requests they receive (:class:`~chatstate.adapters.checked.CheckedCalls`).
 
     Time is the backend's clock. ``kind`` is ``"thread"`` or ``"channel"``. Settings a hook
     reads from ``self``: ``pending_ttl`` (seconds; pending entries older than it are dropped
     when handed over, and reported; ``None``: kept), ``lock_ttl``.
     """
-
-    #: Short backend name, for the benchmark and messages ("memory", "database", "redis").
-    name: str = "base"
-
-    def __init__(self, namespace: str | None = None) -> None:
-        settings = conf.chatstate_settings()
-        self.namespace: str = check_id(
-            settings["NAMESPACE"] if namespace is None else namespace, "namespace"
-        )
-        self.dedupe_limit: int = check_limit(settings["DEDUPE_LIMIT"], "DEDUPE_LIMIT")
-        self.lock_ttl: float = check_ttl(settings["LOCK_TTL"])
-        self.max_pending: int | None = check_optional_limit(settings["MAX_PENDING"], "MAX_PENDING")
-        self.overflow: str = check_overflow(settings["OVERFLOW"])
-        self.pending_ttl: float | None = check_optional_ttl(settings["PENDING_TTL"], "PENDING_TTL")
-        self.dedupe_min_age: float = check_seconds(settings["DEDUPE_MIN_AGE"], "DEDUPE_MIN_AGE")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r}>"
-
-    # -- the checked requests the hooks receive ------------------------------------------
-
-    def _lock_request(
-        self,
-        key: str,
-        owner: str,
-        strategy: Strategy | str,
-        metadata: Mapping[str, Any] | None,
-        ttl: float | None,
-        max_pending: int | None,
-        overflow: str | None,
-    ) -> LockRequest:
-        return LockRequest(
-            check_id(key, "key"),
-            check_id(owner, "owner"),
-            check_strategy(strategy),
-            dump_metadata(metadata),
-            self.lock_ttl if ttl is None else check_ttl(ttl),
-            self.max_pending if max_pending is None else check_limit(max_pending, "max_pending"),
-            self.overflow if overflow is None else check_overflow(overflow),
-        )
-
-    def _cycle_request(
-        self,
-        dedupe_key: DedupeKey | list[str],
-        thread_id: str,
-        owner: str,
-        strategy: Strategy | str,
-        metadata: Mapping[str, Any] | None,
-        dedupe_limit: int | None,
-        ttl: float | None,
-        keepalive: bool,
-        max_pending: int | None,
-        overflow: str | None,
-        min_age: float | None,
-    ) -> CycleRequest:
-        return CycleRequest(
-            check_dedupe_key(dedupe_key),
-            check_id(thread_id, "thread_id"),
-            check_id(owner, "owner"),
-            check_strategy(strategy),
-            dump_metadata(metadata),
-            self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit),
-            self.lock_ttl if ttl is None else check_ttl(ttl),
-            self.max_pending if max_pending is None else check_limit(max_pending, "max_pending"),
-            self.overflow if overflow is None else check_overflow(overflow),
-            self._min_age(min_age),
-            bool(keepalive),
-        )
-
-    def _min_age(self, min_age: float | None) -> float:
-        return self.dedupe_min_age if min_age is None else check_seconds(min_age, "min_age")
-
-    def _prune_request(
-        self, dedupe_limit: int | None, dry_run: bool, state_older_than: float | None
-    ) -> PruneRequest:
-        return PruneRequest(
-            self.dedupe_limit if dedupe_limit is None else check_limit(dedupe_limit),
-            bool(dry_run),
-            self.dedupe_min_age,
-            self.pending_ttl,
-            check_optional_ttl(state_older_than, "state_older_than"),
-        )
-
-    # -- what the hooks report -----------------------------------------------------------
-
-    def _locked(self, request: LockRequest, outcome: LockOutcome) -> LockResult:
-        """Send the signals of a lock's ``outcome``; its result."""
-        result = outcome.result
-        if result is not LockResult.ACQUIRED:
-            signals.contended(self, request.key, request.owner, result)
-        dropped = outcome.dropped
-        if result is LockResult.DROPPED:  # drop_newest: the newcomer itself
-            dropped = [PendingEntry(request.owner, request.strategy, json.loads(request.metadata))]
-        if dropped:
-            why = "debounce" if request.strategy is Strategy.DEBOUNCE else "overflow"
-            signals.dropped(self, request.key, dropped, why)
-        signals.taken_over(self, request.key, request.owner, outcome.taken_over)
-        return result
-
-    def _pruned(self, pruned: Pruned) -> dict[str, int]:
-        """Report the entries a prune dropped as expired; its counts."""
-        for key, entries in pruned.expired.items():
-            signals.dropped(self, key, entries, "expired")
-        return pruned.counts
-
-    def _handed(self, key: str, handover: Handover) -> list[PendingEntry]:
-        """Report the expired entries of a ``handover``; the entries handed over."""
-        signals.dropped(self, key, handover.expired, "expired")
-        return handover.entries
 
     # -- subscriptions and state maps ----------------------------------------------------
 
@@ -202,6 +82,65 @@ class StateBackend(abc.ABC):
         """Apply ``fn`` to the stored map with no lost update; the stored result. ``fn``'s
         result is checked with ``chatstate.validation.dump_map`` (``TypeError``, nothing
         stored); an exception from ``fn`` propagates, nothing stored."""
+
+    # -- lists ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _do_append_to_list(self, append: ListAppend) -> None:
+        """Append ``append.value`` to its list as the newest item, then keep the newest
+        ``max_length`` items; ``ttl`` renews the list's expiry. An expired list starts over
+        empty."""
+
+    @abc.abstractmethod
+    def _do_get_list(self, key: str, limit: int | None) -> list[Any]:
+        """The list's items, oldest first (``limit``: the newest ``limit``); ``[]`` when it
+        does not exist or has expired."""
+
+    @abc.abstractmethod
+    def _do_delete_list(self, key: str) -> int:
+        """Delete the list; how many items it held (0 when none, or expired)."""
+
+    # -- the outbox ----------------------------------------------------------------------
+    #
+    # Entries are written by cycle commits (``Staged.sends``), in commit order. One thread's
+    # entries leave in that order: an entry is claimable only when every earlier entry of
+    # its thread is delivered (removed) or dead, and no entry of its thread is leased to a
+    # live dispatcher. Times are the backend's clock.
+
+    @abc.abstractmethod
+    def _do_outbox(self, thread_id: str | None) -> list[OutboxEntry]:
+        """The entries not yet delivered (dead included; of ``thread_id`` only, if given),
+        oldest first."""
+
+    @abc.abstractmethod
+    def _do_outbox_claim(self, claim: OutboxClaim) -> list[OutboxEntry]:
+        """Lease up to ``claim.limit`` due entries to ``claim.owner`` for ``claim.lease``
+        seconds, and return them oldest first. Per thread, a claim takes a run of entries:
+        the thread's oldest entry not dead, then the ones after it, as long as each is due;
+        a thread with an entry leased to someone else (lease running) is skipped."""
+
+    @abc.abstractmethod
+    def _do_outbox_delivered(self, owner: str, entry_id: str) -> None:
+        """Remove the delivered entry (whoever leases it now)."""
+
+    @abc.abstractmethod
+    def _do_outbox_failed(self, owner: str, entry_id: str, delay: float, max_attempts: int) -> bool:
+        """Count a failed delivery: ``attempts`` + 1, due again ``delay`` seconds from now,
+        its lease ended; ``dead`` once ``attempts`` reaches ``max_attempts``. Whether it is
+        dead now. Nothing when ``owner`` no longer leases it (False)."""
+
+    @abc.abstractmethod
+    def _do_outbox_release(self, owner: str, entry_ids: list[str]) -> None:
+        """End ``owner``'s leases of these entries, untouched (not attempted)."""
+
+    @abc.abstractmethod
+    def _do_outbox_requeue(self, entry_ids: list[str]) -> int:
+        """Make dead entries due now with no attempts counted (an operator's action); how
+        many."""
+
+    @abc.abstractmethod
+    def _do_outbox_discard(self, entry_ids: list[str]) -> int:
+        """Remove entries without delivering them (an operator's action); how many."""
 
     # -- dedupe --------------------------------------------------------------------------
 
@@ -280,11 +219,13 @@ class StateBackend(abc.ABC):
     @abc.abstractmethod
     def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         """One atomic step after a clean block of a cycle that holds its thread (or runs
-        ``concurrent``): write what is ``staged`` (the state, the claim marked done) and
-        release the lock, handing over its pending entries (as :meth:`_do_release_lock`;
-        none under ``concurrent``). ``LeaseLost``, nothing changed, when the lock (or, under
-        ``concurrent``, the claim) went to another holder, or ``staged.claim`` is set and the
-        claim is no longer in progress for ``request.owner``."""
+        ``concurrent``): write everything ``staged`` (see :class:`~chatstate.calls.Staged`:
+        the state, the claim marked done, channel operations, the subscription, list appends,
+        outbox entries) and release the lock, handing over its pending entries (as
+        :meth:`_do_release_lock`; none under ``concurrent``). ``LeaseLost``, nothing
+        changed, when the lock (or, under ``concurrent``, the claim) went to another holder,
+        or ``staged.claim`` is set and the claim is no longer in progress for
+        ``request.owner``."""
 
     @abc.abstractmethod
     def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:

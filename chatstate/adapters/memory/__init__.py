@@ -17,6 +17,7 @@ from typing import Any
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
+from chatstate.adapters.memory.lists import MemoryLists
 from chatstate.adapters.memory.store import Claim, MemoryStore
 from chatstate.calls import (
     CycleEntry,
@@ -37,7 +38,7 @@ from chatstate.types import (
     Strategy,
     not_owner,
 )
-from chatstate.validation import dump_map
+from chatstate.validation import dump_map, history_key
 
 _loads = json.loads
 _monotonic = time.monotonic
@@ -50,7 +51,7 @@ _DEBOUNCE = Strategy.DEBOUNCE
 _QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
-class MemoryStateAdapter(StateAdapter):
+class MemoryStateAdapter(MemoryLists, StateAdapter):
     """Chat state held in this process; each instance has its own."""
 
     name = "memory"
@@ -256,6 +257,8 @@ class MemoryStateAdapter(StateAdapter):
                 entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
             if held:
                 entry.state = self._do_get_state("thread", thread_id)
+                if request.history:
+                    entry.history = self._newest(history_key(thread_id), request.history, now)
             return entry
 
     def _queue_behind(self, request: CycleRequest, outcome: LockOutcome) -> LockResult:
@@ -291,6 +294,8 @@ class MemoryStateAdapter(StateAdapter):
             self._states[("thread", request.thread_id)] = (staged.state, _time())
         if staged.claim:
             self._dedupe[request.dedupe_key][1] = None
+        if staged.effects:
+            self._write_effects(request.thread_id, staged)
 
     def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         with self._mutex:

@@ -9,7 +9,9 @@ Layout (each container belongs to one namespace's adapter and is guarded by its 
 * ``locks``: key → ``[owner, strategy, metadata_json, expires (monotonic), acquired_wall,
   expires_wall, ttl]``;
 * ``pending``: key → deque of ``(id, owner, strategy, metadata_json, enqueued (epoch),
-  enqueued_text | None)``, oldest first.
+  enqueued_text | None)``, oldest first;
+* ``lists``: key → ``[deque of item json, expires (monotonic) | None, expires_wall | None]``;
+* ``outbox``: id → :class:`OutboxRecord`, in commit order; ``outbox_keys``: key → id.
 
 Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact).
 """
@@ -33,6 +35,22 @@ _loads = json.loads
 
 
 @dataclass
+class OutboxRecord:
+    """One outbox entry of a memory adapter (times: epoch seconds; leases: monotonic)."""
+
+    id: str
+    key: str
+    thread_id: str
+    payload: str
+    created: float
+    due: float
+    attempts: int = 0
+    dead: bool = False
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+
+
+@dataclass
 class MemoryStore:
     """The containers of one memory adapter (layout: the module's docstring)."""
 
@@ -42,6 +60,9 @@ class MemoryStore:
     states: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     locks: dict[str, list[Any]] = field(default_factory=dict)
     pending: dict[str, deque[Pending]] = field(default_factory=dict)
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+    outbox: dict[str, OutboxRecord] = field(default_factory=dict)
+    outbox_keys: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def entry(raw: Pending) -> PendingEntry:
@@ -136,6 +157,9 @@ class MemoryStore:
                 self.states,
                 self.locks,
                 self.pending,
+                self.lists,
+                self.outbox,
+                self.outbox_keys,
             ):
                 container.clear()
         self.subscriptions.update(other.subscriptions)

@@ -1,0 +1,135 @@
+"""The outbox: replies staged by ``msg.send`` are delivered after their commit.
+
+Each entry reaches the sender at least once, and exactly once unless a dispatcher dies
+between the sender's success and the entry's removal: then the same ``key`` comes again,
+for the sender to make idempotent. One thread's entries leave in commit order; different
+threads go in parallel, on any number of dispatchers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from chatstate import conf
+from chatstate.calls import OutboxClaim
+from chatstate.types import OutboxEntry
+
+logger = logging.getLogger("chatstate.outbox")
+
+Sender = Callable[[OutboxEntry], Any]
+
+
+class OutboxHooks(Protocol):
+    """The backend hooks a dispatch runs on (see ``StateBackend``)."""
+
+    namespace: str
+
+    def _do_outbox_claim(self, claim: OutboxClaim) -> list[OutboxEntry]: ...
+    def _do_outbox_delivered(self, owner: str, entry_id: str) -> None: ...
+    def _do_outbox_failed(
+        self, owner: str, entry_id: str, delay: float, max_attempts: int
+    ) -> bool: ...
+    def _do_outbox_release(self, owner: str, entry_ids: list[str]) -> None: ...
+
+
+def dispatcher_name() -> str:
+    """A name no other dispatcher has: host, process, and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def resolve_sender(sender: Sender | str | None) -> Sender:
+    """``sender``, or the callable the ``OUTBOX_SENDER`` setting names."""
+    if sender is None:
+        sender = conf.get("OUTBOX_SENDER")
+        if sender is None:
+            raise ValueError(
+                "no outbox sender: pass sender= or set CHATSTATE['OUTBOX_SENDER'] to the "
+                "dotted path of a callable taking an OutboxEntry"
+            )
+    if isinstance(sender, str):
+        sender = import_string(sender)
+    if not callable(sender):
+        raise TypeError(f"the outbox sender must be callable, not {sender!r}")
+    return sender
+
+
+def retry_delay(attempts: int, delays: Sequence[float]) -> float:
+    """The backoff before the next try of an entry that has failed ``attempts`` times."""
+    return float(delays[min(attempts, len(delays) - 1)]) if delays else 0.0
+
+
+def dispatch(
+    backend: OutboxHooks,
+    sender: Sender,
+    limit: int,
+    *,
+    lease: float,
+    max_attempts: int,
+    delays: Sequence[float],
+) -> dict[str, int]:
+    """Claim up to ``limit`` due entries, hand each to ``sender`` in order, settle each.
+
+    A sender that raises leaves its entry due again after a backoff (``dead`` after
+    ``max_attempts``); the later entries of its thread in this batch are left untouched.
+    """
+    owner = dispatcher_name()
+    entries = backend._do_outbox_claim(OutboxClaim(owner, limit, lease))
+    counts = {"sent": 0, "retried": 0, "dead": 0}
+    blocked: set[str] = set()
+    untouched: list[str] = []
+    for entry in entries:
+        if entry.thread_id in blocked:
+            untouched.append(entry.id)
+            continue
+        try:
+            sender(entry)
+        except Exception as exc:
+            delay = retry_delay(entry.attempts, delays)
+            dead = backend._do_outbox_failed(owner, entry.id, delay, max_attempts)
+            counts["dead" if dead else "retried"] += 1
+            if not dead:
+                blocked.add(entry.thread_id)
+            logger.warning(
+                "chatstate: the outbox entry %r of %r failed (attempt %d): %s%s",
+                entry.key,
+                entry.thread_id,
+                entry.attempts + 1,
+                exc,
+                "; it is dead now" if dead else f"; again in {delay:g} s",
+                extra={"outbox_key": entry.key, "thread_id": entry.thread_id},
+            )
+            continue
+        backend._do_outbox_delivered(owner, entry.id)
+        counts["sent"] += 1
+    if untouched:
+        backend._do_outbox_release(owner, untouched)
+    return counts
+
+
+def outbox_committed(adapter: Any) -> None:
+    """After a commit that wrote outbox entries: enqueue a dispatch when ``OUTBOX_TASK``
+    asks for one (``True``: the Django task ``chatstate.tasks.dispatch_outbox``; a dotted
+    path: a callable taking the namespace), once the surrounding transaction commits."""
+    task = conf.get("OUTBOX_TASK")
+    if not task:
+        return
+    namespace = adapter.namespace
+    if task is True:
+        from chatstate.tasks import enqueue_dispatch
+
+        enqueue: Callable[[str], Any] = enqueue_dispatch
+    else:
+        enqueue = import_string(task)
+    using = getattr(adapter, "using", None)
+    if using is None:
+        enqueue(namespace)
+    else:
+        transaction.on_commit(lambda: enqueue(namespace), using=using)
