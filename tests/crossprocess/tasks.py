@@ -261,11 +261,13 @@ def deliver_messages(
     ttl: float,
     block: int,
     hold: float,
+    effects: bool = False,
 ) -> dict[str, int]:
     """Deliver every message (in this child's own order, see :func:`shuffled_in_blocks`) as
     a platform would, redelivering until it is handled or found done
-    (:func:`tests.faults.redelivery.deliver`). Message ``m<n>`` goes to thread ``t<n % threads>``.
-    Returns the summed counts of what the deliveries met."""
+    (:func:`tests.faults.redelivery.deliver`, staging its ``effects`` if asked). Message
+    ``m<n>`` goes to thread ``t<n % threads>``. Returns the summed counts of what the
+    deliveries met."""
     from collections import Counter
 
     from tests.faults.redelivery import deliver
@@ -276,8 +278,11 @@ def deliver_messages(
     for message_id in shuffled_in_blocks(message_ids, seed=index, block=block):
         thread_id = f"t{int(message_id[1:]) % threads}"
         met.update(
-            deliver(adapter, message_id, thread_id=thread_id, ttl=ttl, attempts=2000, hold=hold)
-        )
+            deliver(
+                adapter, message_id, thread_id=thread_id, ttl=ttl, attempts=2000, hold=hold,
+                effects=effects,
+            )
+        )  # fmt: skip
     return dict(met)
 
 

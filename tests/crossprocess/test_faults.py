@@ -18,7 +18,7 @@ from django.db import connections
 
 from tests import services
 from tests.crossprocess.harness import Crew
-from tests.faults.redelivery import deliver, tally
+from tests.faults.redelivery import deliver, tally, tally_effects
 
 pytestmark = pytest.mark.crossprocess
 
@@ -126,19 +126,17 @@ def _backend_ids(using: str) -> list[int]:
     return spare
 
 
-def test_connections_killed_under_load_neither_double_nor_lose(
-    request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
-) -> None:
+def _deliver_under_kills(
+    request: pytest.FixtureRequest, store: Any, crew: Crew, effects: bool
+) -> tuple[dict[str, Any], list[dict[str, int]], list[str]]:
+    """3 processes deliver 60 messages into 3 threads while a killer kills their connections;
+    the figures, the children's reports and the message ids."""
     kind = request.node.callspec.params["store"]
     processes, messages, threads = 3, 60, 3
     ids = [f"m{n}" for n in range(messages)]
     started = crew.event("started")
-    batch = crew.start(
-        "deliver_messages",
-        [{"message_ids": ids, "threads": threads, "ttl": 1.0, "block": 6, "hold": 0.03}]
-        * processes,
-        timeout=120,
-    )
+    work = {"message_ids": ids, "threads": threads, "ttl": 1.0, "block": 6, "hold": 0.03}
+    batch = crew.start("deliver_messages", [{**work, "effects": effects}] * processes, timeout=120)
     killed, rounds = 0, 0
     # Redis's load is short (its cycle is fast), and so is the fast path's through PgBouncer:
     # killed often; the ORM path's transactions of several statements need a gap between
@@ -169,26 +167,50 @@ def test_connections_killed_under_load_neither_double_nor_lose(
         stop.set()
         thread.join()
     seen = [i for t in range(threads) for i in store.thread_state(f"t{t}").get("seen", [])]
-    counts = tally(seen, ids)
-    unavailable = sum(r.get("unavailable", 0) for r in reports)
-    figures(
-        backend=kind,
-        processes=processes,
-        kill_rounds=rounds,
-        connections_killed=killed,
-        unavailable=unavailable,
-        seconds=batch.seconds,
-        **counts,
-    )
-    assert killed >= 3, "too few connections were killed to mean anything"
-    assert counts == {"messages": messages, "applied": messages, "doubles": 0, "lost": 0}
+    figures = {
+        "backend": kind,
+        "processes": processes,
+        "kill_rounds": rounds,
+        "connections_killed": killed,
+        "unavailable": sum(r.get("unavailable", 0) for r in reports),
+        "seconds": batch.seconds,
+        **tally(seen, ids),
+    }
+    if effects:
+        figures.update(tally_effects(store, [f"t{t}" for t in range(threads)], ids))
+    return figures, reports, ids
+
+
+def test_connections_killed_under_load_neither_double_nor_lose(
+    request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
+) -> None:
+    counts, reports, ids = _deliver_under_kills(request, store, crew, effects=False)
+    figures(**counts)
+    messages, processes = len(ids), len(reports)
+    assert counts["connections_killed"] >= 3, "too few connections were killed to mean anything"
+    assert (counts["applied"], counts["doubles"], counts["lost"]) == (messages, 0, 0)
     # Every process delivers every message: each delivery ends handled (once per message) or
     # found done — also the one whose commit's reply a kill lost (the commit applied, its
     # outcome unknown to the deliverer, which delivers again and finds the message done).
     handled, done = (sum(r.get(k, 0) for r in reports) for k in ("handled", "done"))
     assert handled + done == processes * messages
-    assert messages - unavailable <= handled <= messages
+    assert messages - counts["unavailable"] <= handled <= messages
     assert store.snapshot().locks == {}
+
+
+def test_killed_connections_keep_every_staged_effect_exact(
+    request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
+) -> None:
+    """The unit of work under kills: the channel counter, each thread's history and the
+    outbox agree exactly with the messages applied."""
+    counts, _, ids = _deliver_under_kills(request, store, crew, effects=True)
+    figures(**counts)
+    messages = len(ids)
+    assert counts["connections_killed"] >= 3, "too few connections were killed to mean anything"
+    assert (counts["applied"], counts["doubles"], counts["lost"]) == (messages, 0, 0)
+    assert counts["counter"] == messages
+    assert counts["history_mismatches"] == 0
+    assert (counts["outbox_doubles"], counts["outbox_lost"]) == (0, 0)
 
 
 def test_a_killed_holders_message_is_handled_after_its_lease(

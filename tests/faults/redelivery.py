@@ -35,23 +35,27 @@ def deliver(
     hold: float = 0.0,
     before_commit: Callable[[], None] | None = None,
     before_enter: Callable[[], None] | None = None,
+    effects: bool = False,
 ) -> dict[str, int]:
     """Deliver ``message_id`` until it is handled or a duplicate of a done message.
 
     ``before_enter`` / ``before_commit`` run before each delivery's entry and inside its
     block just before the commit (a test arms its faults there); ``hold`` seconds are spent
-    in each acquired block (the handler's work). Returns what the deliveries
+    in each acquired block (the handler's work). With ``effects``, the message's effect is
+    also staged where a bot's goes (see :func:`_apply`). Returns what the deliveries
     met: ``{"handled": 0|1, "redeliveries": n, "unavailable": n, ...}``.
     """
     met: Counter[str] = Counter()
+    channel = CHANNEL if effects else None
     for _ in range(attempts):
         owner = f"{message_id}-{uuid.uuid4().hex[:8]}"  # one owner per delivery
         try:
             if before_enter is not None:
                 before_enter()
             with store.handle_message(
-                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl
-            ) as msg:
+                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl,
+                channel_id=channel,
+            ) as msg:  # fmt: skip
                 if _apply(msg, message_id, met):
                     time.sleep(hold)
                     if before_commit is not None:
@@ -75,17 +79,20 @@ async def adeliver(
     pause: float = 0.02,
     before_commit: Callable[[], None] | None = None,
     before_enter: Callable[[], None] | None = None,
+    effects: bool = False,
 ) -> dict[str, int]:
     """:func:`deliver` through ``ahandle_message``, on the running event loop."""
     met: Counter[str] = Counter()
+    channel = CHANNEL if effects else None
     for _ in range(attempts):
         owner = f"{message_id}-{uuid.uuid4().hex[:8]}"
         try:
             if before_enter is not None:
                 before_enter()
             async with store.ahandle_message(
-                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl
-            ) as msg:
+                ("platform", message_id), thread_id=thread_id, owner=owner, ttl=ttl,
+                channel_id=channel,
+            ) as msg:  # fmt: skip
                 if _apply(msg, message_id, met) and before_commit is not None:
                     before_commit()
             if _answered(msg, met):
@@ -100,13 +107,46 @@ async def adeliver(
 _AGAIN = {BackendUnavailable: "unavailable", LeaseLost: "lease_lost"}
 
 
+#: The channel of every thread, when deliveries stage their effects.
+CHANNEL = "c"
+
+
 def _apply(msg: Any, message_id: str, met: Counter[str]) -> bool:
-    """In the block: the message's effect when acquired (True); a done duplicate counted."""
+    """In the block: the message's effect when acquired (True); a done duplicate counted.
+
+    The effect is the id in the thread's ``seen``; with a channel (``effects``) also a
+    channel counter, the thread's history and an outbox entry: one unit of work."""
     if msg.duplicate and not msg.in_progress:
         met["done"] += 1
     if msg.acquired:
         msg.state["seen"] = [*msg.state.get("seen", []), message_id]
+        if msg.request.channel_id is not None:
+            msg.channel.incr("messages")
+            msg.history.append(message_id)
+            msg.send({"mid": message_id})
     return bool(msg.acquired)
+
+
+def tally_effects(store: Any, threads: Iterable[str], message_ids: Iterable[str]) -> dict[str, int]:
+    """Beyond :func:`tally`: how the staged effects agree with the states' ``seen``.
+
+    ``counter``: the channel's count; ``history_mismatches``: threads whose history is not
+    exactly their ``seen`` (same ids, same order); ``outbox_doubles`` / ``outbox_lost``:
+    message ids sent more than once / never."""
+    seen: list[str] = []
+    mismatches = 0
+    for thread in threads:
+        handled = store.thread_state(thread).get("seen", [])
+        seen.extend(handled)
+        mismatches += store.history(thread) != handled
+    sent = Counter(e.payload["mid"] for e in store.outbox())
+    ids = list(message_ids)
+    return {
+        "counter": int(store.channel_state(CHANNEL).get("messages", 0)),
+        "history_mismatches": mismatches,
+        "outbox_doubles": sum(1 for i in ids if sent[i] > 1),
+        "outbox_lost": sum(1 for i in ids if sent[i] == 0),
+    }
 
 
 def _answered(msg: Any, met: Counter[str]) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from chatstate.adapters.redis import scripts
 from tests.faults.conftest import Proxied
-from tests.faults.redelivery import adeliver, deliver, tally
+from tests.faults.redelivery import adeliver, deliver, tally, tally_effects
 
 MESSAGES = 30
 
@@ -32,10 +32,12 @@ PATTERNS: dict[str, tuple[bytes, bytes] | None] = {
 }
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "effects"])
 def test_lost_replies_neither_double_nor_lose_a_message(
     proxied: Proxied, figures: Callable[..., None], mode: str
 ) -> None:
+    """``effects``: each message also stages a channel increment, a history append and an
+    outbox entry (one unit of work): they must come out exact too."""
     rng = random.Random(11)
     proxy, store = proxied.proxy, proxied.adapter
     ids = [f"m{i}" for i in range(MESSAGES)]
@@ -60,9 +62,13 @@ def test_lost_replies_neither_double_nor_lose_a_message(
         }
 
     met: list[dict[str, int]] = []
-    if mode == "sync":
+    if mode != "async":
+        effects = mode == "effects"
         for message_id in ids:
-            met.append(deliver(store, message_id, thread_id="t", ttl=1.0, **hooks(message_id)))
+            faults = hooks(message_id)
+            met.append(
+                deliver(store, message_id, thread_id="t", ttl=1.0, effects=effects, **faults)
+            )
             proxy.disarm()
     else:
 
@@ -79,9 +85,22 @@ def test_lost_replies_neither_double_nor_lose_a_message(
         asyncio.run(run())
     counts = tally(proxied.plain.thread_state("t")["seen"], ids)
     unavailable = sum(m.get("unavailable", 0) for m in met)
+    exact = tally_effects(proxied.plain, ["t"], ids) if mode == "effects" else {}
     figures(
-        backend=proxied.kind, mode=mode, faults=proxy.dropped, unavailable=unavailable, **counts
+        backend=proxied.kind,
+        mode=mode,
+        faults=proxy.dropped,
+        unavailable=unavailable,
+        **counts,
+        **exact,
     )
+    if exact:
+        assert exact == {
+            "counter": MESSAGES,
+            "history_mismatches": 0,
+            "outbox_doubles": 0,
+            "outbox_lost": 0,
+        }
     assert proxy.dropped >= MESSAGES // 2, "too few faults were injected to mean anything"
     assert unavailable == proxy.dropped  # each lost reply surfaced as BackendUnavailable
     assert counts == {"messages": MESSAGES, "applied": MESSAGES, "doubles": 0, "lost": 0}
