@@ -440,3 +440,55 @@ def deliver_messages_timed(
             handled_at[message_id] = time.time()
         met.update(got)
     return {"met": dict(met), "handled_at": handled_at}
+
+
+def _outbox_settings(lease: float) -> Any:
+    """In a child: the outbox settings of the test (a short lease, immediate retries)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    chatstate = {**getattr(settings, "CHATSTATE", {}), "OUTBOX_LEASE": lease}
+    return override_settings(CHATSTATE={**chatstate, "OUTBOX_RETRY_DELAYS": (0,)})
+
+
+def dispatch_until_empty(
+    adapter: Any, index: int, events: Events, *, lease: float, limit: int, seconds: float
+) -> dict[str, Any]:
+    """Dispatch the outbox in batches of ``limit`` until it is empty (or ``seconds`` pass),
+    recording each delivery: ``{"sent": [[key, thread_id, mid, monotonic_ns], ...], "counts"}``.
+    """
+    sent: list[list[Any]] = []
+
+    def sender(entry: Any) -> None:
+        sent.append([entry.key, entry.thread_id, entry.payload["mid"], time.monotonic_ns()])
+        time.sleep(0.001)  # a platform's API takes a moment
+
+    totals = {"sent": 0, "retried": 0, "dead": 0, "unavailable": 0}
+    deadline = time.monotonic() + seconds
+    with _outbox_settings(lease):
+        while time.monotonic() < deadline:
+            try:
+                counts = adapter.dispatch_outbox(sender, limit=limit)
+            except Exception:  # a killed connection: dispatch again
+                totals["unavailable"] += 1
+                time.sleep(0.02)
+                continue
+            for name, n in counts.items():
+                totals[name] += n
+            if not counts["sent"] and not adapter.outbox():
+                break
+            if not counts["sent"]:
+                time.sleep(0.01)  # others hold the due entries
+    return {"sent": sent, "counts": totals}
+
+
+def dispatch_and_hang(adapter: Any, index: int, events: Events, *, lease: float) -> dict[str, Any]:
+    """Dispatch the outbox with a sender that says so and then hangs (until killed)."""
+
+    def sender(entry: Any) -> None:
+        events["sending"].set()
+        time.sleep(600)
+
+    with _outbox_settings(lease):
+        adapter.dispatch_outbox(sender)
+    return {}
