@@ -329,3 +329,81 @@ if VENDOR == "postgresql":
         with django_assert_num_queries(4):
             _cycle_draining_one(adapter)
         assert adapter.thread_state("t") == {"n": 3}
+
+
+# -- Redis -------------------------------------------------------------------------------
+#
+# The Redis adapter's budget is in round trips: scripts or commands sent (each script is one
+# atomic step, so there are no commits to count), counted by ``tests.redis_counting``. A
+# cycle is one script to enter and one to commit, whatever its block staged: channel
+# operations, a subscription change, a history append and an outbox entry go in the commit's
+# own script.
+
+
+def _cycle_staging_everything(s: Any, message_id: str) -> None:
+    with s.handle_message(
+        ("slack", message_id), thread_id="t", owner="w", channel_id="c", history=5
+    ) as msg:
+        assert msg.acquired
+        msg.state["n"] += 1
+        msg.channel.incr("messages")
+        msg.channel.add("threads", "t")
+        msg.channel.set("last", {"text": "a/b"})
+        msg.subscribe()
+        msg.history.append({"role": "user", "text": message_id})
+        msg.send({"text": f"re {message_id}"})
+
+
+def _cycle_plain(s: Any, message_id: str) -> None:
+    with s.handle_message(("slack", message_id), thread_id="t", owner="w") as msg:
+        assert msg.acquired
+        msg.state["n"] += 1
+
+
+def _cycle_again(s: Any, message_id: str) -> None:
+    with s.handle_message(("slack", "done"), thread_id="t", owner="w") as msg:
+        assert msg.duplicate
+
+
+#: name -> (cycle, round trips).
+REDIS_BUDGETS: dict[str, tuple[Callable[[Any, str], None], int]] = {
+    "handle_message": (_cycle_plain, 2),
+    "handle_message_staging_everything": (_cycle_staging_everything, 2),
+    "handle_message_duplicate": (_cycle_again, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(REDIS_BUDGETS))
+def test_redis_cycle_budget(name: str) -> None:
+    from django.conf import settings
+
+    from chatstate.adapters.redis import RedisStateAdapter
+    from tests import services
+    from tests.redis_counting import counting, round_trips
+
+    if not settings.REDIS_AVAILABLE and not services.IN_CI:
+        pytest.skip(f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)")
+    adapter = RedisStateAdapter(namespace=f"budget-redis-{next(_names)}", alias="chatstate")
+    try:
+        adapter.put_thread_state("t", {"n": 0})
+        adapter.mark_dedupe(("slack", "done"))
+        cycle, budget = REDIS_BUDGETS[name]
+        sent = counting(adapter)
+        cycle(adapter, "m0")  # a first run loads the scripts (NOSCRIPT + SCRIPT LOAD)
+        assert round_trips(sent, cycle, adapter, "m1") == budget
+        assert all(b"EVALSHA" in line for line in sent[-budget:])
+        if name == "handle_message_staging_everything":
+            assert adapter.thread_state("t") == {"n": 2}
+            assert adapter.channel_state("c") == {
+                "messages": 2,
+                "threads": ["t"],
+                "last": {"text": "a/b"},
+            }
+            assert adapter.is_subscribed("t")
+            assert [e.payload for e in adapter.outbox()] == [{"text": "re m0"}, {"text": "re m1"}]
+            assert adapter.history("t") == [
+                {"role": "user", "text": "m0"},
+                {"role": "user", "text": "m1"},
+            ]
+    finally:
+        adapter.clear()

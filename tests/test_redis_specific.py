@@ -31,6 +31,7 @@ from chatstate.adapters.redis.keys import namespace_prefix
 from chatstate.sections import SnapshotSections
 from chatstate.types import BackendUnavailable
 from tests import services
+from tests.redis_counting import counting, round_trips
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_AVAILABLE and not services.IN_CI,
@@ -66,17 +67,6 @@ def rstore(make: Any) -> RedisStateAdapter:
     return make()  # type: ignore[no-any-return]
 
 
-class CountingConnection(redis.connection.Connection):  # type: ignore[misc]
-    """A real connection that counts what it sends: each send is one round trip."""
-
-    sent: list[bytes] = []
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        first = command[0] if isinstance(command, list) else command
-        CountingConnection.sent.append(bytes(first)[:40])
-        super().send_packed_command(command, check_health)
-
-
 HANDSHAKE = frozenset({"HELLO", "AUTH", "SELECT", "CLIENT", "PING"})
 
 
@@ -94,21 +84,6 @@ class CountingAsyncConnection(redis.asyncio.Connection):  # type: ignore[misc]
             CountingAsyncConnection.sent.append(name)
         CountingAsyncConnection.threads.add(threading.get_ident())
         await super().send_packed_command(command, check_health)
-
-
-def counting(adapter: RedisStateAdapter) -> list[bytes]:
-    """Give ``adapter`` a client whose connections count their sends; the list they fill."""
-    kwargs = dict(adapter.connection.connection_pool.connection_kwargs)
-    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
-    adapter._client = redis.Redis(connection_pool=pool)
-    CountingConnection.sent = []
-    return CountingConnection.sent
-
-
-def round_trips(sent: list[bytes], fn: Any, *args: Any, **kwargs: Any) -> int:
-    before = len(sent)
-    fn(*args, **kwargs)
-    return len(sent) - before
 
 
 def _keys_under(adapter: RedisStateAdapter) -> dict[str, str]:
@@ -223,6 +198,14 @@ def test_round_trips_per_operation(rstore: RedisStateAdapter) -> None:
         ("release_lock", rstore.release_lock, ("k", "w"), 1),
         ("force_release_lock", rstore.force_release_lock, ("k",), 1),
         ("prune", rstore.prune, (), 1),
+        ("append_to_list", rstore.append_to_list, ("k", {"n": 1}), 1),
+        ("get_list", rstore.get_list, ("k",), 1),
+        ("history", rstore.history, ("t", 5), 1),
+        ("delete_list", rstore.delete_list, ("k",), 1),
+        ("outbox", rstore.outbox, (), 1),
+        ("dispatch_outbox (nothing due)", rstore.dispatch_outbox, (lambda entry: None,), 1),
+        ("requeue_outbox", rstore.requeue_outbox, (["1"],), 1),
+        ("discard_outbox", rstore.discard_outbox, (["1"],), 1),
     ]:
         # Scripts not called before cost NOSCRIPT + SCRIPT LOAD once: call each one twice.
         fn(*args)
@@ -265,6 +248,17 @@ def test_the_message_cycle_costs_two_round_trips(rstore: RedisStateAdapter) -> N
     rstore.claim_dedupe(("s", "spare"))
     assert round_trips(client, failing) == 2  # enter, then abort in one script
     assert rstore.thread_state("t") == {"n": 1} and not rstore.is_duplicate(("s", "m2"))
+
+
+def test_a_dispatch_costs_one_claim_and_one_step_per_entry(rstore: RedisStateAdapter) -> None:
+    for n in range(4):
+        with rstore.handle_message(("s", f"m{n}"), thread_id=f"t{n % 2}", owner="w") as msg:
+            msg.send({"n": n})
+    rstore.dispatch_outbox(lambda entry: None, limit=1)  # loads the scripts
+    client = counting(rstore)
+    assert len(rstore.outbox()) == 3  # opens the counting connection
+    assert round_trips(client, rstore.dispatch_outbox, lambda entry: None) == 1 + 3
+    assert rstore.outbox() == []
 
 
 def test_a_connection_the_server_closed_is_replaced_before_use(

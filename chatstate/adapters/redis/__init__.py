@@ -3,7 +3,8 @@
 For many hosts and hot paths: every operation is one atomic server-side step — a Lua script
 (:mod:`.scripts`) called by SHA, or one command — never a read followed by a separate write;
 the message cycle of ``handle_message`` costs two round trips (one script to enter, one to
-commit). Each operation is written once, as a generator of requests (see
+commit, whatever the cycle staged: :mod:`.cycle`). Lists and the outbox: :mod:`.lists`. Each
+operation is written once, as a generator of requests (see
 :mod:`chatstate.adapters.operations`), and run on the blocking client or, for the async twins,
 natively on ``redis.asyncio`` (no thread hop).
 
@@ -31,18 +32,10 @@ from chatstate.adapters.hooks import StateFn
 from chatstate.adapters.operations import Op, operation
 from chatstate.adapters.redis import cluster, connection, records, scripts, streaming
 from chatstate.adapters.redis.connection import CALL, EVAL
+from chatstate.adapters.redis.cycle import RedisCycle
 from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
-from chatstate.calls import (
-    CycleEntry,
-    CycleRequest,
-    Handover,
-    LockOutcome,
-    LockRequest,
-    Pruned,
-    PruneRequest,
-    Staged,
-    lease_lost,
-)
+from chatstate.adapters.redis.lists import RedisLists, RedisOutbox
+from chatstate.calls import Handover, LockOutcome, LockRequest, Pruned, PruneRequest
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.types import RESULTS, DedupeKey, PendingEntry, not_owner
@@ -51,7 +44,7 @@ from chatstate.validation import check_id, dump_map
 T = TypeVar("T")
 
 
-class RedisStateAdapter(StateAdapter):
+class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, StateAdapter):
     """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias.
 
     ``client``: a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) to use instead of the
@@ -231,16 +224,13 @@ class RedisStateAdapter(StateAdapter):
         args = [key, owner, records.ttl_ms(ttl)]
         return bool(int((yield (EVAL, scripts.EXTEND, [self.keys.locks], args))))
 
-    def _pending_ttl(self) -> int | str:
-        return "" if self.pending_ttl is None else records.ttl_ms(self.pending_ttl)
-
     @operation
     def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Op[Handover]:
         args = [key, owner, "1" if only_if_idle else "0", self._pending_ttl()]
         reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), args)
         if not int(reply[0]):
             raise not_owner(key, owner, text(reply[1]))
-        return _handover(reply)
+        return records.handover(reply)
 
     @operation
     def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Op[Handover]:
@@ -248,119 +238,12 @@ class RedisStateAdapter(StateAdapter):
         reply = yield (EVAL, scripts.TAKE_PENDING, self.keys.lock(key), args)
         if not int(reply[0]):
             raise not_owner(key, owner, text(reply[1]))
-        return _handover(reply)
+        return records.handover(reply)
 
     @operation
     def _do_force_release_lock(self, key: str) -> Op[list[PendingEntry]]:
         reply = yield (EVAL, scripts.RELEASE, self.keys.lock(key), [key, "", "0", ""])
         return records.pending_entries(reply[2])
-
-    # -- the message cycle: one script each ----------------------------------------------
-
-    @operation
-    def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
-        k, thread_id = self.keys, request.thread_id
-        reply = yield (
-            EVAL,
-            scripts.CYCLE_ENTER,
-            [k.dd, k.ddseq, k.ddc, k.ddt, k.subs, k.ts, *k.queue(thread_id)],
-            [
-                member(request.dedupe_key),
-                request.dedupe_limit,
-                thread_id,
-                request.owner,
-                request.strategy.value,
-                request.metadata,
-                records.ttl_ms(request.ttl),
-                records.ttl_ms(request.min_age) if request.min_age else 0,
-                "" if request.max_pending is None else request.max_pending,
-                request.overflow,
-            ],
-        )
-        if not int(reply[0]):
-            return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
-        result = RESULTS[text(reply[2])]
-        entry = CycleEntry(True, bool(int(reply[1])), result)
-        if reply[3] is not None:
-            entry.state = records.loads(reply[3])
-        entry.dropped = records.pending_entries(reply[4])
-        entry.taken_over = reply[5] and text(reply[5]) or None
-        entry.held = bool(int(reply[6]))
-        return entry
-
-    @operation
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
-        k, thread_id = self.keys, request.thread_id
-        reply = yield (
-            EVAL,
-            scripts.CYCLE_COMMIT,
-            [*k.lock(thread_id), k.ts, k.dd, k.ddc, k.tt],
-            [
-                thread_id,
-                request.owner,
-                staged.state or "",
-                member(request.dedupe_key),
-                "1" if request.locks else "0",
-                self._pending_ttl(),
-                "1" if staged.claim else "0",
-            ],
-        )
-        if not int(reply[0]):
-            raise lease_lost(request, text(reply[1]))
-        return _handover(reply)
-
-    @operation
-    def cycle_drain(
-        self, request: CycleRequest, staged: Staged, finished: str | None
-    ) -> Op[Handover]:
-        k, thread_id = self.keys, request.thread_id
-        reply = yield (
-            EVAL,
-            scripts.CYCLE_DRAIN,
-            [*k.lock(thread_id), k.ts, k.ddc, k.tt, k.qseq],
-            [
-                thread_id,
-                request.owner,
-                staged.state or "",
-                member(request.dedupe_key),
-                finished or "",
-                records.ttl_ms(request.ttl),
-                self._pending_ttl(),
-                "1" if staged.claim else "0",
-            ],
-        )
-        if not int(reply[0]):
-            raise lease_lost(request, text(reply[1]))
-        return _handover(reply)
-
-    @operation
-    def cycle_renew(self, request: CycleRequest) -> Op[bool]:
-        args = [
-            request.thread_id,
-            request.owner,
-            member(request.dedupe_key),
-            "1" if request.locks else "0",
-            records.ttl_ms(request.ttl),
-        ]
-        return bool(
-            int((yield (EVAL, scripts.CYCLE_RENEW, [self.keys.locks, self.keys.ddc], args)))
-        )
-
-    @operation
-    def cycle_abort(self, request: CycleRequest) -> Op[bool]:
-        k = self.keys
-        reply = yield (
-            EVAL,
-            scripts.CYCLE_ABORT,
-            [k.dd, k.ddc, k.ddt, k.locks],
-            [
-                member(request.dedupe_key),
-                request.thread_id,
-                request.owner,
-                "1" if request.locks else "0",
-            ],
-        )
-        return bool(int(reply))
 
     # -- snapshots and housekeeping (see .streaming) -------------------------------------
 
@@ -391,7 +274,7 @@ class RedisStateAdapter(StateAdapter):
         reply = yield (
             EVAL,
             scripts.PRUNE,
-            [k.locks, k.dd, k.ddc, k.ddt, k.qkeys, k.ts, k.cs, k.tt, k.ct, k.subs, k.subt],
+            [k.locks, k.dd, k.ddc, k.ddt, k.qkeys, k.ts, k.cs, k.tt, k.ct, k.subs, k.subt, k.lkeys],
             [
                 request.dedupe_limit,
                 "1" if request.dry_run else "0",
@@ -416,7 +299,3 @@ class RedisStateAdapter(StateAdapter):
             text(flat[i]): records.pending_entries(flat[i + 1]) for i in range(0, len(flat), 2)
         }
         return Pruned(counts, expired)
-
-
-def _handover(reply: Any) -> Handover:
-    return Handover(records.pending_entries(reply[2]), records.pending_entries(reply[3]))

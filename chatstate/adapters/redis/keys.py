@@ -25,6 +25,17 @@ suffix              type    holds
 ``q:<key>``         list    the lock's pending entries, oldest first
 ``qkeys``           set     lock keys whose pending list is not empty
 ``qseq``            string  the namespace's pending-entry counter (entry ids)
+``l:<key>``         list    a capped list's items (JSON texts), oldest first; Redis expires
+                            it itself (``PEXPIRE``, renewed by an append with a ttl)
+``lkeys``           zset    list key → its expiry (ms; ``inf``: none): the lists that
+                            exist, for prune (drops expired ones) and snapshots
+``ob``              hash    outbox entry id → its record (see ``lua/outbox.lua``)
+``obp``             hash    outbox entry id → its payload (JSON text)
+``obk``             hash    idempotency key → the id of the entry waiting with it
+``oseq``            string  the namespace's outbox counter (ids grow in commit order)
+``obq:<thread>``    list    the ids of the thread's entries not dead, oldest first
+``obh``             zset    thread → when its queue's head can next be claimed (ms): a
+                            claim reads the due threads, never every entry
 ``tmp:<token>:…``   —       a snapshot being loaded (expires if the load dies midway)
 ``snap:<token>:…``  —       a frozen copy being read by a snapshot (expires likewise)
 ==================  ======  ===========================================================
@@ -72,6 +83,12 @@ class Keys:
         "locks",
         "qkeys",
         "qseq",
+        "lkeys",
+        "ob",
+        "obp",
+        "obk",
+        "oseq",
+        "obh",
         "states",
         "touched",
     )
@@ -91,12 +108,30 @@ class Keys:
         self.locks = prefix + "locks"
         self.qkeys = prefix + "qkeys"
         self.qseq = prefix + "qseq"
+        self.lkeys = prefix + "lkeys"
+        self.ob = prefix + "ob"
+        self.obp = prefix + "obp"
+        self.obk = prefix + "obk"
+        self.oseq = prefix + "oseq"
+        self.obh = prefix + "obh"
         self.states = {"thread": self.ts, "channel": self.cs}
         self.touched = {"thread": self.tt, "channel": self.ct}
 
     def q(self, key: str) -> str:
         """The pending list of lock ``key``."""
         return self.prefix + "q:" + key
+
+    def list_key(self, key: str) -> str:
+        """The items of the list ``key``."""
+        return self.prefix + "l:" + key
+
+    def obq(self, thread_id: str) -> str:
+        """The outbox queue of ``thread_id``: its entries not dead, oldest first."""
+        return self.prefix + "obq:" + thread_id
+
+    def outbox(self) -> list[str]:
+        """The keys every outbox script starts with: ob, obp, obk, oseq, obh."""
+        return [self.ob, self.obp, self.obk, self.oseq, self.obh]
 
     def lock(self, key: str) -> list[str]:
         """The keys a lock script on ``key`` touches: locks, its pending list, qkeys."""

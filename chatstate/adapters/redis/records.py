@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chatstate.calls import Handover
 from chatstate.types import STRATEGIES, PendingEntry, as_epoch, as_iso
 
 loads = json.loads
@@ -62,3 +63,8 @@ def claim_dict(record: Any) -> dict[str, Any]:
     """A claim record in the snapshot's form (the exact text a snapshot gave, if any)."""
     owner, thread_id, expires, expires_at, *_ = loads(record)
     return {"owner": owner, "thread_id": thread_id, "expires_at": iso(expires, expires_at)}
+
+
+def handover(reply: Any) -> Handover:
+    """A release script's reply ``{1, '', entries, expired}`` as a :class:`Handover`."""
+    return Handover(pending_entries(reply[2]), pending_entries(reply[3]))

@@ -24,7 +24,15 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   ``[owner, thread_id, expires_ms, expires_at|false]``. A member of ``dd`` without one is
   done; ``ddt`` holds each member's claim time (for the window's minimum age);
 * touch times (state retention): sorted sets ``tt`` / ``ct`` (thread / channel states) and
-  ``subt`` (subscriptions), scored by the last write in milliseconds.
+  ``subt`` (subscriptions), scored by the last write in milliseconds;
+* a list item, an item of an ``l:<key>`` list: the value's JSON text as given;
+* an outbox entry, a field of the ``ob`` hash: ``[key, thread_id, created_ms, due_ms,
+  attempts, dead (0|1), lease owner ('' none), lease_until_ms]``, its payload the same
+  field of ``obp`` (``lua/outbox.lua``).
+
+Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``) come between
+the prelude and the body of the scripts that use them only: Lua builds a script's functions
+each time it runs, so the hot scripts carry none they do not call.
 """
 
 from __future__ import annotations
@@ -48,10 +56,13 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
     @classmethod
-    def load(cls, name: str) -> LuaScript:
-        """``lua/<name>.lua`` after the shared prelude."""
-        prelude = (LUA / "prelude.lua").read_text(encoding="utf-8")
-        return cls(name, prelude + (LUA / f"{name}.lua").read_text(encoding="utf-8"))
+    def load(cls, name: str, *libraries: str) -> LuaScript:
+        """``lua/<name>.lua`` after the shared prelude and the ``libraries`` (``lua/*.lua``
+        defining functions only some scripts use: the others do not pay for them)."""
+        parts = ("prelude", *libraries, name)
+        text = "".join((LUA / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
+        label = name if not libraries else f"{name}+{'+'.join(libraries)}"
+        return cls(label, text)
 
 
 CLAIM = LuaScript.load("claim")
@@ -61,8 +72,13 @@ EXTEND = LuaScript.load("extend")
 RELEASE = LuaScript.load("release")
 COMPARE_AND_SET = LuaScript.load("compare_and_set")
 CYCLE_ENTER = LuaScript.load("cycle_enter")
-CYCLE_COMMIT = LuaScript.load("cycle_commit")
-CYCLE_DRAIN = LuaScript.load("cycle_drain")
+#: A step's staged effects (channel operations, subscription, lists, outbox) need the
+#: effects library; the common step with none runs without it (no extra work per cycle).
+EFFECTS = ("channel", "lists", "outbox", "effects")
+CYCLE_COMMIT = LuaScript.load("cycle_commit", "no_effects")
+CYCLE_COMMIT_EFFECTS = LuaScript.load("cycle_commit", *EFFECTS)
+CYCLE_DRAIN = LuaScript.load("cycle_drain", "no_effects")
+CYCLE_DRAIN_EFFECTS = LuaScript.load("cycle_drain", *EFFECTS)
 CYCLE_RENEW = LuaScript.load("cycle_renew")
 CYCLE_ABORT = LuaScript.load("cycle_abort")
 TAKE_PENDING = LuaScript.load("take_pending")
@@ -74,6 +90,11 @@ LOAD_MERGE = LuaScript.load("load_merge")
 FREEZE = LuaScript.load("freeze")
 SORT_CHUNK = LuaScript.load("sort_chunk")
 HASH_PAGE = LuaScript.load("hash_page")
+LIST_APPEND = LuaScript.load("list_append", "lists")
+LIST_DELETE = LuaScript.load("list_delete")
+OUTBOX_LIST = LuaScript.load("outbox_list")
+OUTBOX_CLAIM = LuaScript.load("outbox_claim", "outbox")
+OUTBOX_SETTLE = LuaScript.load("outbox_settle", "outbox")
 
 #: Every script, e.g. to preload them (``SCRIPT LOAD``) on a new server.
 ALL = (
@@ -85,7 +106,9 @@ ALL = (
     COMPARE_AND_SET,
     CYCLE_ENTER,
     CYCLE_COMMIT,
+    CYCLE_COMMIT_EFFECTS,
     CYCLE_DRAIN,
+    CYCLE_DRAIN_EFFECTS,
     CYCLE_RENEW,
     CYCLE_ABORT,
     TAKE_PENDING,
@@ -97,4 +120,9 @@ ALL = (
     FREEZE,
     SORT_CHUNK,
     HASH_PAGE,
+    LIST_APPEND,
+    LIST_DELETE,
+    OUTBOX_LIST,
+    OUTBOX_CLAIM,
+    OUTBOX_SETTLE,
 )

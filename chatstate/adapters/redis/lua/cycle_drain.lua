@@ -1,20 +1,30 @@
--- KEYS: locks, q, qkeys, ts, ddc, tt, qseq.
+-- KEYS: locks, q, qkeys, ts, ddc, tt, qseq, then (with effects) those of ``effects.lua``.
 -- ARGV: thread, owner, state_json|'', member, finished id|'', ttl_ms, pending_ttl_ms|'',
--- claim ('1': mark the cycle's claim done; it must be in progress and the owner's).
--- One step of a drain: write the state (and the claim done), remove the entry
--- just finished, drop expired entries, then hand out the oldest left -- it stays queued, the
--- lease renewed -- or, when none is left, release the lock. Returns {1, '', {entry}|{},
--- expired}, or {0, holder} when the lease went to another holder, {0, owner} when the claim
--- is no longer the owner's (nothing written).
+-- claim ('1': mark the cycle's claim done; it must be in progress and the owner's), then
+-- (with effects) those of ``effects.lua``.
+-- One step of a drain: write the state (and the claim done) and the effects, remove the
+-- entry just finished, drop expired entries, then hand out the oldest left -- it stays
+-- queued, the lease renewed -- or, when none is left, release the lock. Returns {1, '',
+-- {entry}|{}, expired}, or {0, holder} when the lease went to another holder, {0, owner} when
+-- the claim is no longer the owner's, {2, message} when an effect cannot be written
+-- (nothing written).
 local now = now_ms()
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 local held = rec and cjson.decode(rec)
 if not held or held[1] ~= ARGV[2] then return {0, held and held[1] or ''} end
-if ARGV[8] == '1' then
+local settle = ARGV[8] == '1'
+if settle then
     local claim = redis.call('HGET', KEYS[5], ARGV[4])
     if not claim or cjson.decode(claim)[1] ~= ARGV[2] then return {0, ARGV[2]} end
-    redis.call('HDEL', KEYS[5], ARGV[4])
 end
+local plan = false
+if prepare_effects then
+    local err
+    plan, err = prepare_effects(8, 9, ARGV[1])
+    if not plan then return {2, err} end
+end
+if settle then redis.call('HDEL', KEYS[5], ARGV[4]) end
+if plan then write_effects(plan, now) end
 if ARGV[3] ~= '' then
     redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
     touch(KEYS[6], ARGV[1], now)

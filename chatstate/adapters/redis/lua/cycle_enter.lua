@@ -1,9 +1,10 @@
 -- The message cycle: entry (claim, lock, subscription, state), commit (state, claim done,
 -- release), drain steps, renewal and abort, each one script.
--- KEYS: dd, ddseq, ddc, ddt, subs, ts, locks, q, qkeys, qseq.
+-- KEYS: dd, ddseq, ddc, ddt, subs, ts, locks, q, qkeys, qseq[, the thread's history list].
 -- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms, min_age_ms, max_pending|'',
--- overflow.
--- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held}, or
+-- overflow[, how many newest history items to read].
+-- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held,
+-- history items (oldest first; false unless asked for and held)}, or
 -- {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
 -- lock is done at once; one refused (busy, or dropped by a full queue) has its claim
 -- released at once, so that its redelivery is handled. A queue or debounce cycle that takes
@@ -37,6 +38,9 @@ elseif result ~= 'acquired' then  -- stored behind the lock: done
     redis.call('HDEL', KEYS[3], ARGV[1])
 end
 local subscribed = redis.call('SISMEMBER', KEYS[5], ARGV[3])
-local state = false
-if held then state = redis.call('HGET', KEYS[6], ARGV[3]) end
-return {1, subscribed, result, state, outcome[2], outcome[3], held and 1 or 0}
+local state, history = false, false
+if held then
+    state = redis.call('HGET', KEYS[6], ARGV[3])
+    if KEYS[11] then history = redis.call('LRANGE', KEYS[11], -tonumber(ARGV[11]), -1) end
+end
+return {1, subscribed, result, state, outcome[2], outcome[3], held and 1 or 0, history}

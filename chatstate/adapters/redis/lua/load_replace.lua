@@ -1,6 +1,7 @@
 -- Loading a snapshot, replacing: the new state was built under a temporary prefix; switch to
 -- it in one step. The keys of one namespace share a hash tag (one cluster slot), so the
 -- pending-list keys computed from the qkeys set inside the script stay on one node.
+-- Lists and the outbox are not in the snapshot: replacing the state removes them.
 -- ARGV: live prefix, temporary prefix.
 local live, tmp = ARGV[1], ARGV[2]
 local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs', 'ct', 'locks',
@@ -9,6 +10,13 @@ local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs',
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
     redis.call('UNLINK', live .. 'q:' .. k)
 end
+for _, k in ipairs(redis.call('ZRANGE', live .. 'lkeys', 0, -1)) do
+    redis.call('UNLINK', live .. 'l:' .. k)
+end
+for _, thread in ipairs(redis.call('ZRANGE', live .. 'obh', 0, -1)) do
+    redis.call('UNLINK', live .. 'obq:' .. thread)
+end
+for _, name in ipairs({'lkeys', 'ob', 'obp', 'obk', 'obh'}) do redis.call('UNLINK', live .. name) end
 for _, name in ipairs(sections) do
     redis.call('UNLINK', live .. name)
     if redis.call('EXISTS', tmp .. name) == 1 then

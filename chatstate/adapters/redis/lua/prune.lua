@@ -1,6 +1,7 @@
--- KEYS: locks, dd, ddc, ddt, qkeys, ts, cs, tt, ct, subs, subt.
+-- KEYS: locks, dd, ddc, ddt, qkeys, ts, cs, tt, ct, subs, subt, lkeys.
 -- ARGV: dedupe_limit, dry_run ('1'), min_age_ms, pending_ttl_ms|'', state_older_ms|'',
--- the namespace's key prefix (pending lists are prefix .. 'q:' .. key).
+-- the namespace's key prefix (pending lists are prefix .. 'q:' .. key, lists
+-- prefix .. 'l:' .. key). Redis expires lists itself; prune drops their keys from lkeys.
 -- Returns {expired_locks, trimmed, pending_expired, states_removed, subscriptions_removed,
 -- {key, {entries}, key, {entries}, ...}} (the pending entries dropped as expired).
 local now = now_ms()
@@ -67,6 +68,11 @@ if older then
                 end
             end
         end
+    end
+end
+if not dry then
+    for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
+        if redis.call('EXISTS', prefix .. 'l:' .. key) == 0 then redis.call('ZREM', KEYS[12], key) end
     end
 end
 return {expired, trimmed, pending_expired, states, subs, dropped}
