@@ -14,20 +14,19 @@ from chatstate.calls import (
     CycleHooks,
     CycleRequest,
     Handover,
-    Send,
     Staged,
     lease_lost,
 )
 from chatstate.keepalive import keep_alive, renewer
 from chatstate.outbox import outbox_committed
-from chatstate.staging import ChannelOps, History, Stage, list_append
+from chatstate.staging import History, Stage, Staging
 from chatstate.types import DedupeKey, LeaseLost, LockResult, PendingEntry
-from chatstate.validation import dump_map, dump_value
+from chatstate.validation import dump_map
 
 logger = logging.getLogger("chatstate")
 
 
-class MessageCycle:
+class MessageCycle(Staging):
     """The ``as`` target of ``handle_message``, and the context manager itself.
 
     On entry, in one atomic step, the dedupe key is claimed; unless it was a duplicate, the
@@ -75,7 +74,6 @@ class MessageCycle:
         "_phase",
         "duplicate",
         "in_progress",
-        "subscribed",
         "result",
         "state",
         "pending",
@@ -99,7 +97,6 @@ class MessageCycle:
         self._phase = "new"  # new -> held -> draining -> done
         self.duplicate = False
         self.in_progress = False
-        self.subscribed = False
         self.result: LockResult | None = None
         self.state: dict[str, Any] = {}
         self.pending: list[PendingEntry] = []
@@ -154,7 +151,7 @@ class MessageCycle:
         request, adapter = self.request, self._adapter
         self.duplicate = not entry.claimed
         self.in_progress = entry.in_progress
-        self.subscribed = entry.subscribed
+        self._effects.subscribed = entry.subscribed
         self.result = entry.result
         self._effects.result = entry.result
         self.state = entry.state
@@ -183,52 +180,6 @@ class MessageCycle:
         self._effects.written()
         if step.sends:
             outbox_committed(self._adapter)
-
-    # -- staged effects: written by the next step (the commit, or a drain checkpoint) -------
-
-    def _holding(self, what: str) -> Stage:
-        return self._effects.check(what)
-
-    @property
-    def channel(self) -> ChannelOps:
-        """Operations on the message's channel map (``handle_message(channel_id=...)``),
-        staged for the commit: ``set``, ``delete``, ``incr``, ``add``, ``discard``.
-        ``ValueError`` when the cycle has no ``channel_id``."""
-        if self.request.channel_id is None:
-            raise ValueError("msg.channel needs handle_message(..., channel_id=...)")
-        return ChannelOps(self._effects)
-
-    def subscribe(self) -> None:
-        """Stage subscribing the thread; ``subscribed`` is True from now on."""
-        self._holding("msg.subscribe()").subscribe = True
-        self.subscribed = True
-
-    def unsubscribe(self) -> None:
-        """Stage unsubscribing the thread; ``subscribed`` is False from now on."""
-        self._holding("msg.unsubscribe()").subscribe = False
-        self.subscribed = False
-
-    def append_to_list(
-        self,
-        key: str,
-        value: Any,
-        *,
-        max_length: int | None = None,
-        ttl: float | None = None,
-    ) -> None:
-        """Stage :meth:`~chatstate.StateAdapter.append_to_list` for the commit."""
-        stage = self._holding("msg.append_to_list()")
-        stage.lists.append(list_append(key, value, max_length, ttl, "msg.append_to_list"))
-
-    def send(self, payload: Any, *, key: str | None = None) -> str:
-        """Stage an outbox entry: ``payload`` (any JSON value) is delivered after the commit,
-        at least once, in the thread's commit order. Returns its idempotency key: ``key``,
-        or one derived from the message's dedupe key and this send's position in it."""
-        stage = self._holding("msg.send()")
-        text = dump_value(payload, "msg.send payload")
-        entry_key = stage.send_key(key)
-        stage.sends.append(Send(entry_key, self.request.thread_id, text))
-        return entry_key
 
     def _handed(self, handover: Handover) -> list[PendingEntry]:
         signals.dropped(self._adapter, self.request.thread_id, handover.expired, "expired")

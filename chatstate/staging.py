@@ -30,7 +30,7 @@ class Stage:
     """The effects staged since the cycle's last step; the next step writes them."""
 
     __slots__ = ("request", "history_limit", "history_ttl", "channel", "subscribe", "lists",
-                 "sends", "_source", "_sent", "open", "result")  # fmt: skip
+                 "sends", "_source", "_sent", "open", "result", "subscribed")  # fmt: skip
 
     def __init__(
         self, request: CycleRequest, history_limit: int, history_ttl: float | None
@@ -47,6 +47,7 @@ class Stage:
         self._sent = 0  # sends of the message being handled
         self.open = False  # whether the cycle holds its thread: what it stages can commit
         self.result: object = None
+        self.subscribed = False  # the thread's subscription, as read then as staged
 
     def check(self, what: str) -> Stage:
         """This stage, when the cycle can commit what it stages; else the error of ``what``."""
@@ -164,3 +165,58 @@ def list_append(
         None if max_length is None else check_limit(max_length, "max_length"),
         check_optional_ttl(ttl, "ttl"),
     )
+
+
+class Staging:
+    """The staging methods of a message cycle (``msg.channel``, ``msg.send``, …): each
+    records an effect its next step writes (a mixin of ``MessageCycle``)."""
+
+    __slots__ = ()
+    _effects: Stage
+    request: CycleRequest
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the thread is subscribed: read on entry, then as staged."""
+        return self._effects.subscribed
+
+    @property
+    def channel(self) -> ChannelOps:
+        """Operations on the message's channel map (``handle_message(channel_id=...)``),
+        staged for the commit: ``set``, ``delete``, ``incr``, ``add``, ``discard``.
+        ``ValueError`` when the cycle has no ``channel_id``."""
+        if self.request.channel_id is None:
+            raise ValueError("msg.channel needs handle_message(..., channel_id=...)")
+        return ChannelOps(self._effects)
+
+    def subscribe(self) -> None:
+        """Stage subscribing the thread; ``subscribed`` is True from now on."""
+        stage = self._effects.check("msg.subscribe()")
+        stage.subscribe = stage.subscribed = True
+
+    def unsubscribe(self) -> None:
+        """Stage unsubscribing the thread; ``subscribed`` is False from now on."""
+        stage = self._effects.check("msg.unsubscribe()")
+        stage.subscribe = stage.subscribed = False
+
+    def append_to_list(
+        self,
+        key: str,
+        value: Any,
+        *,
+        max_length: int | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        """Stage :meth:`~chatstate.StateAdapter.append_to_list` for the commit."""
+        stage = self._effects.check("msg.append_to_list()")
+        stage.lists.append(list_append(key, value, max_length, ttl, "msg.append_to_list"))
+
+    def send(self, payload: Any, *, key: str | None = None) -> str:
+        """Stage an outbox entry: ``payload`` (any JSON value) is delivered after the commit,
+        at least once, in the thread's commit order. Returns its idempotency key: ``key``,
+        or one derived from the message's dedupe key and this send's position in it."""
+        stage = self._effects.check("msg.send()")
+        text = dump_value(payload, "msg.send payload")
+        entry_key = stage.send_key(key)
+        stage.sends.append(Send(entry_key, self.request.thread_id, text))
+        return entry_key
