@@ -36,7 +36,7 @@ ENV = os.environ
 PGBENCH_SCRIPT = """\\set t random(0, 99)
 \\set m random(1, 1000000000000)
 SELECT * FROM chatstate_enter('bench-pgbench', 'bench', 'pgb-' || :m, 1000, 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, 'reject', '{}'::jsonb, 300, 0, NULL, 'drop_oldest');
-SELECT * FROM chatstate_commit('bench-pgbench', 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, '{"n": 1}'::jsonb, 'bench', 'pgb-' || :m, true, NULL);
+SELECT * FROM chatstate_commit('bench-pgbench', 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, '{"n": 1}'::jsonb, 'bench', 'pgb-' || :m, true, true, NULL);
 """  # noqa: E501
 
 

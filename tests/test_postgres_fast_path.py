@@ -124,3 +124,18 @@ def test_only_an_acquired_cycles_entry_skips_the_wal_flush() -> None:
     assert _enter_commits_durably(namespace, "m2", "b", "queue") == ("queued", True)
     assert _enter_commits_durably(namespace, "m3", "c", "reject") == ("busy", True)
     assert _enter_commits_durably(namespace, "m4", "d", "debounce") == ("debounced", True)
+
+
+def test_the_bench_floor_calls_the_installed_functions() -> None:
+    """``chatstate_bench --mode floor`` sends the cycle's two statements by hand: they must
+    match the installed functions' signatures (each floor cycle acquires and commits)."""
+    from chatstate import bench
+    from chatstate.bench import floors
+
+    config = bench.build_config(adapter="database", mode="floor")
+    store = adapter()
+    config["namespace"] = store.namespace
+    run = floors.floor_fn(config, store, ["t1", "t2"], "w", "floor-")
+    for i in range(4):
+        run(i)
+    assert store.thread_state("t1") == {"n": 2} and store.thread_state("t2") == {"n": 2}

@@ -95,6 +95,30 @@ def _cycle_draining_one(s: DatabaseStateAdapter) -> None:
             msg.state["n"] += 1
 
 
+def _cycle_with_effects(s: DatabaseStateAdapter) -> None:
+    """A cycle that reads the history and stages every kind of effect: still entry + commit."""
+    key = ("slack", "m1")
+    with s.handle_message(key, thread_id="t", owner="w", channel_id="c", history=20) as msg:
+        assert msg.acquired and msg.history.items == [{"n": 0}]
+        msg.state["n"] = 1
+        msg.channel.incr("messages")
+        msg.channel.add("threads", "t")
+        msg.channel.set("last", {"thread": "t"})
+        msg.subscribe()
+        msg.history.append({"n": 1})
+        msg.append_to_list("user:U1", {"n": 1}, max_length=10, ttl=60)
+        msg.send({"text": "hello"})
+
+
+def _setup_history(s: DatabaseStateAdapter) -> None:
+    s.append_to_list("history:t", {"n": 0})
+
+
+def _setup_outbox(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m0"), thread_id="t", owner="w") as msg:
+        msg.send({"text": "hello"})
+
+
 #: name -> (setup, operation). Each runs in a fresh namespace.
 OPERATIONS: dict[str, tuple[Op, Op]] = {
     "is_subscribed": (_noop, lambda s: s.is_subscribed("t")),
@@ -129,6 +153,12 @@ OPERATIONS: dict[str, tuple[Op, Op]] = {
         lambda s: s.release_lock("k", "a", only_if_idle=True),
     ),
     "take_pending": (_setup_queue, lambda s: s.take_pending("k", "a")),
+    "handle_message_with_effects": (_setup_history, _cycle_with_effects),
+    "append_to_list": (_setup_history, lambda s: s.append_to_list("history:t", 1, max_length=5)),
+    "get_list": (_setup_history, lambda s: s.get_list("history:t", limit=5)),
+    "delete_list": (_setup_history, lambda s: s.delete_list("history:t")),
+    "outbox": (_setup_outbox, lambda s: s.outbox()),
+    "dispatch_outbox": (_setup_outbox, lambda s: s.dispatch_outbox(lambda entry: None)),
 }
 
 #: PostgreSQL fast path: name -> (round trips, commits). Every primitive is one statement in
@@ -162,6 +192,15 @@ FAST_BUDGETS: dict[str, tuple[int, int]] = {
     "handle_message_drain_nothing": (2, 2),
     "release_lock_only_if_idle": (1, 1),
     "take_pending": (1, 1),
+    # Channel operations, a subscription, list appends and a send ride on the commit, the
+    # history read on the entry: no round trip of their own.
+    "handle_message_with_effects": (2, 2),
+    "append_to_list": (1, 1),
+    "get_list": (1, 1),
+    "delete_list": (1, 1),
+    "outbox": (1, 1),
+    # The claim, then the removal of the delivered entry.
+    "dispatch_outbox": (2, 2),
 }
 
 #: Portable ORM path, per vendor: name -> (round trips, commits). On SQLite a write
@@ -278,6 +317,23 @@ if VENDOR == "postgresql":
         _, sqls = _measure(adapter, "handle_message", django_assert_num_queries, 2)
         assert "chatstate_enter(" in sqls[0]
         assert "chatstate_commit(" in sqls[1]
+
+    def test_a_cycle_with_effects_writes_them_in_its_commit(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _, sqls = _measure(adapter, "handle_message_with_effects", django_assert_num_queries, 2)
+        assert "chatstate_enter(" in sqls[0]
+        assert "chatstate_commit(" in sqls[1]
+        assert adapter.channel_state("c") == {
+            "messages": 1,
+            "threads": ["t"],
+            "last": {"thread": "t"},
+        }
+        assert adapter.is_subscribed("t")
+        assert adapter.history("t") == [{"n": 0}, {"n": 1}]
+        assert adapter.get_list("user:U1") == [{"n": 1}]
+        assert [e.payload for e in adapter.outbox()] == [{"text": "hello"}]
 
     def test_queueing_locks_the_held_lock_row_inside_chatstate_lock(
         transactional_db: None, django_assert_num_queries: Any

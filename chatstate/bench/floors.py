@@ -22,7 +22,7 @@ ENTER = (
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, 'bench', %s::text,"
-    " true, NULL::float8)"
+    " true, true, NULL::float8)"
 )
 
 

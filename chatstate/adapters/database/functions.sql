@@ -5,9 +5,10 @@
 -- Inside a function every statement takes a fresh snapshot (READ COMMITTED), so a function can
 -- lock a row and then read what others committed before they let go of it. Leases are measured
 -- on the database's clock, statement_timestamp(). Row locks are taken in one order -- the
--- dedupe window row, a message's dedupe entry, then its thread's lock row -- so that calls do
--- not deadlock (a claim inserting a new entry takes the window row after it: nobody else can
--- hold a row that does not exist yet).
+-- dedupe window row, a message's dedupe entry, then its thread's lock row, then what a commit
+-- writes besides its thread (its channel's row, list heads in key order, outbox keys) -- so
+-- that calls do not deadlock (a claim inserting a new entry takes the window row after it:
+-- nobody else can hold a row that does not exist yet).
 --
 -- Pending entries travel as JSON arrays [id, owner, strategy, metadata, enqueued_at].
 --
@@ -288,18 +289,197 @@ BEGIN
     pending := chatstate_take_entries(p_ns, p_key, p_limit, NULL);
 END $$;
 
+-- Lists (a thread's history is the list 'history:<thread>'): a head row per list (its newest
+-- position last_seq, its expiry) and one row per item, numbered 1, 2, ... in append order.
+-- An expired list reads as empty; its next append starts it over.
+
+-- Append p_value to the list p_key as its newest item, then keep its newest p_max items (NULL:
+-- all); p_ttl seconds renews its expiry (NULL: left as is). The head is locked first (created
+-- when new), so appends to one list queue behind each other.
+CREATE OR REPLACE FUNCTION chatstate_append(
+    p_ns text, p_key text, p_value jsonb, p_max bigint, p_ttl float8)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_seq bigint; v_expires timestamptz;
+BEGIN
+    -- Touching the head locks it and returns what it held before this append.
+    INSERT INTO chatstate_listhead AS h (namespace, key, last_seq, expires_at, updated_at)
+        VALUES (p_ns, p_key, 0, NULL, statement_timestamp())
+        ON CONFLICT (namespace, key) DO UPDATE SET updated_at = EXCLUDED.updated_at
+        RETURNING last_seq, expires_at INTO v_seq, v_expires;
+    IF v_expires <= statement_timestamp() THEN
+        DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key;
+        v_expires := NULL;
+    END IF;
+    v_seq := v_seq + 1;
+    UPDATE chatstate_listhead SET last_seq = v_seq, expires_at = CASE WHEN p_ttl IS NULL
+            THEN v_expires ELSE statement_timestamp() + make_interval(secs => p_ttl) END
+        WHERE namespace = p_ns AND key = p_key;
+    INSERT INTO chatstate_listitem (namespace, key, seq, value)
+        VALUES (p_ns, p_key, v_seq, p_value);
+    IF v_seq > p_max THEN
+        DELETE FROM chatstate_listitem
+            WHERE namespace = p_ns AND key = p_key AND seq <= v_seq - p_max;
+    END IF;
+END $$;
+
+-- The newest p_limit items of the list p_key (NULL: all), oldest first, as a JSON array; []
+-- when it does not exist or has expired.
+CREATE OR REPLACE FUNCTION chatstate_list_items(p_ns text, p_key text, p_limit bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(i.value ORDER BY i.seq), '[]') FROM (
+        SELECT seq, value FROM chatstate_listitem
+        WHERE namespace = p_ns AND key = p_key AND EXISTS (
+            SELECT 1 FROM chatstate_listhead WHERE namespace = p_ns AND key = p_key
+                AND (expires_at IS NULL OR expires_at > statement_timestamp()))
+        ORDER BY seq DESC LIMIT p_limit) i
+$$;
+
+-- Delete the list p_key: how many items it held (0 when none, or expired). Its head first,
+-- so that an append in flight finishes before the items are counted and deleted.
+CREATE OR REPLACE FUNCTION chatstate_delete_list(p_ns text, p_key text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_expires timestamptz; v_count bigint;
+BEGIN
+    DELETE FROM chatstate_listhead WHERE namespace = p_ns AND key = p_key
+        RETURNING expires_at INTO v_expires;
+    WITH gone AS (
+        DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key RETURNING 1)
+    SELECT count(*) INTO v_count FROM gone;
+    RETURN CASE WHEN v_expires <= statement_timestamp() THEN 0 ELSE v_count END;
+END $$;
+
+-- Channel-map operations, as chatstate/channelops.py (the reference) applies them.
+
+-- incr: p_cur (a number, else 0) + the number p_by (its JSON text). Integers add exactly;
+-- with a float on either side the sum is float8 arithmetic, written so that Python reads the
+-- same float back (shortest text, a decimal point kept, no exponent).
+CREATE OR REPLACE FUNCTION chatstate_incr(p_cur jsonb, p_by text)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE SET extra_float_digits = 1 AS $$
+DECLARE v_cur text := CASE WHEN jsonb_typeof(p_cur) = 'number' THEN p_cur::text ELSE '0' END;
+    v_sum text;
+BEGIN
+    IF v_cur !~ '[.eE]' AND p_by !~ '[.eE]' THEN
+        RETURN to_jsonb(v_cur::numeric + p_by::numeric);
+    END IF;
+    v_sum := (v_cur::float8 + p_by::float8)::text;
+    IF v_sum ~ '[eE]' THEN v_sum := v_sum::numeric::text; END IF;
+    IF v_sum !~ '[.]' THEN v_sum := v_sum || '.0'; END IF;
+    RETURN v_sum::jsonb;
+END $$;
+
+-- add / discard: the JSON scalars of p_list (not a list: none) with p_item inserted (kept in
+-- order: null, false, true, numbers by value, strings by code point; an equal item already
+-- there is kept instead) or removed (the others left as they were).
+CREATE OR REPLACE FUNCTION chatstate_scalars(p_list jsonb, p_item jsonb, p_add boolean)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    WITH items AS (
+        SELECT e, n FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_list) = 'array'
+            THEN p_list ELSE '[]' END) WITH ORDINALITY AS x(e, n)
+        WHERE jsonb_typeof(e) IN ('null', 'boolean', 'number', 'string')),
+    kept AS (
+        SELECT e, n FROM items WHERE e <> p_item
+        UNION ALL
+        SELECT coalesce((SELECT e FROM items WHERE e = p_item ORDER BY n LIMIT 1), p_item), 0
+        WHERE p_add)
+    SELECT coalesce(CASE WHEN p_add THEN jsonb_agg(e ORDER BY
+            CASE jsonb_typeof(e) WHEN 'null' THEN 0 WHEN 'boolean' THEN 1 WHEN 'number' THEN 2
+                ELSE 3 END,
+            CASE WHEN jsonb_typeof(e) = 'boolean' THEN e = 'true' END,
+            CASE WHEN jsonb_typeof(e) = 'number' THEN (e #>> '{}')::numeric END,
+            CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{}' END COLLATE "C", n)
+        ELSE jsonb_agg(e ORDER BY n) END, '[]') FROM kept
+$$;
+
+-- The map p_map after the operations p_ops ([[op, key, value's JSON text], ...]), in order.
+CREATE OR REPLACE FUNCTION chatstate_channel_ops(p_map jsonb, p_ops jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE v_map jsonb := coalesce(p_map, '{}'); v_op jsonb; v_key text;
+BEGIN
+    FOR v_op IN SELECT o FROM jsonb_array_elements(p_ops) WITH ORDINALITY AS x(o, n) ORDER BY n
+    LOOP
+        v_key := v_op->>1;
+        CASE v_op->>0
+        WHEN 'set' THEN
+            v_map := v_map || jsonb_build_object(v_key, (v_op->>2)::jsonb);
+        WHEN 'delete' THEN
+            v_map := v_map - v_key;
+        WHEN 'incr' THEN
+            v_map := v_map || jsonb_build_object(v_key, chatstate_incr(v_map->v_key, v_op->>2));
+        WHEN 'add' THEN
+            v_map := v_map || jsonb_build_object(v_key,
+                chatstate_scalars(v_map->v_key, (v_op->>2)::jsonb, true));
+        WHEN 'discard' THEN
+            IF v_map->v_key IS NOT NULL THEN
+                v_map := v_map || jsonb_build_object(v_key,
+                    chatstate_scalars(v_map->v_key, (v_op->>2)::jsonb, false));
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'chatstate_channel_ops: unknown operation %', v_op->>0;
+        END CASE;
+    END LOOP;
+    RETURN v_map;
+END $$;
+
+-- What a cycle's commit (or drain step) writes besides its thread's state and claim, given
+-- as {"channel": id, "ops": [...], "subscribe": true|false|null, "lists": [[key, value,
+-- max_length, ttl], ...], "sends": [[key, thread, payload], ...]}: the channel's operations
+-- on its row, locked (cycles of one channel queue on it: none loses another's); the thread's
+-- subscription (a subscribe touches it); the list appends (lists locked in key order, each
+-- list's appends in order); the outbox entries, in order (a key already there: skipped).
+CREATE OR REPLACE FUNCTION chatstate_effects(p_ns text, p_thread text, p_effects jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE v_channel text := p_effects->>'channel'; v_ops jsonb := p_effects->'ops';
+    v_subscribe jsonb := p_effects->'subscribe'; v_append jsonb;
+BEGIN
+    IF jsonb_array_length(v_ops) > 0 THEN
+        UPDATE chatstate_channelstate
+            SET value = chatstate_channel_ops(value, v_ops), updated_at = statement_timestamp()
+            WHERE namespace = p_ns AND channel_id = v_channel;
+        IF NOT FOUND THEN
+            INSERT INTO chatstate_channelstate AS c (namespace, channel_id, value, updated_at)
+                VALUES (p_ns, v_channel, chatstate_channel_ops('{}', v_ops),
+                        statement_timestamp())
+                ON CONFLICT (namespace, channel_id) DO UPDATE
+                    SET value = chatstate_channel_ops(c.value, v_ops),
+                        updated_at = EXCLUDED.updated_at;
+        END IF;
+    END IF;
+    IF v_subscribe = 'true' THEN
+        INSERT INTO chatstate_subscription (namespace, thread_id, created_at)
+            VALUES (p_ns, p_thread, statement_timestamp())
+            ON CONFLICT (namespace, thread_id) DO UPDATE SET created_at = EXCLUDED.created_at;
+    ELSIF v_subscribe = 'false' THEN
+        DELETE FROM chatstate_subscription WHERE namespace = p_ns AND thread_id = p_thread;
+    END IF;
+    FOR v_append IN SELECT a FROM jsonb_array_elements(p_effects->'lists')
+            WITH ORDINALITY AS x(a, n) ORDER BY (a->>0) COLLATE "C", n LOOP
+        PERFORM chatstate_append(p_ns, v_append->>0, v_append->1, (v_append->>2)::bigint,
+                                 (v_append->>3)::float8);
+    END LOOP;
+    IF jsonb_array_length(p_effects->'sends') > 0 THEN
+        INSERT INTO chatstate_outboxmessage
+                (namespace, key, thread_id, payload, attempts, dead, created_at, due_at)
+            SELECT p_ns, s->>0, s->>1, s->2, 0, false, statement_timestamp(),
+                   statement_timestamp()
+            FROM jsonb_array_elements(p_effects->'sends') WITH ORDINALITY AS x(s, n) ORDER BY n
+            ON CONFLICT (namespace, key) DO NOTHING;
+    END IF;
+END $$;
+
 -- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
 -- reads, in one step. A message queued or debounced behind the lock is done at once; one
 -- refused (busy, or dropped by a full queue) has its claim released at once, so that its
 -- redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
 -- (its previous holder died or failed) queues its message behind them and holds the lock
--- (held), so that its drain hands them out in arrival order.
+-- (held), so that its drain hands them out in arrival order. A cycle that holds its thread
+-- reads its state and the newest p_history items of its history list p_history_key.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
-    p_overflow text,
+    p_overflow text, p_history_key text DEFAULT NULL, p_history bigint DEFAULT 0,
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
-    OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean)
+    OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
+    OUT history jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE v_depth integer;
 BEGIN
@@ -363,17 +543,20 @@ BEGIN
         END IF;
         SELECT value INTO state FROM chatstate_threadstate
             WHERE namespace = p_ns AND thread_id = p_thread;
+        IF p_history > 0 THEN
+            history := chatstate_list_items(p_ns, p_history_key, p_history);
+        END IF;
     END IF;
 END $$;
 
 -- The start of a cycle's commit or drain step: lock the claim's row, then check the lease
 -- (the lock's; under 'concurrent', the claim's) and, with p_claim, that the claim is still in
--- progress and p_owner's; then write the state and mark the claim done. ok false, and nothing
--- written: holder has the lock, or holder is p_owner when the lock is its own but the claim
--- is not.
+-- progress and p_owner's; then write the state, mark the claim done and write the effects
+-- (p_effects, NULL when none: see chatstate_effects). ok false, and nothing written: holder
+-- has the lock, or holder is p_owner when the lock is its own but the claim is not.
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_locked boolean, p_claim boolean, OUT ok boolean, OUT holder text)
+    p_locked boolean, p_claim boolean, p_effects jsonb, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text;
 BEGIN
@@ -402,19 +585,22 @@ BEGIN
         UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
             WHERE id = v_id;
     END IF;
+    IF p_effects IS NOT NULL THEN
+        PERFORM chatstate_effects(p_ns, p_thread, p_effects);
+    END IF;
 END $$;
 
--- A cycle's commit: write the state, mark the claim done and release the lock, in one step,
--- handing over the pending entries; or, when the lease went to another holder (released
--- false, holder: who has it), nothing.
+-- A cycle's commit: write the state, mark the claim done, write the effects and release the
+-- lock, in one step, handing over the pending entries; or, when the lease went to another
+-- holder (released false, holder: who has it), nothing.
 CREATE OR REPLACE FUNCTION chatstate_commit(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_locked boolean, p_claim boolean, p_pending_ttl float8,
+    p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim, p_effects) s;
     IF NOT released OR NOT p_locked THEN
         pending := '[]';
         expired := '[]';
@@ -425,17 +611,18 @@ BEGIN
     pending := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
 END $$;
 
--- One step of a drain: write the state (and, with p_claim, mark the claim done), remove
--- the entry just finished, drop expired ones, then hand out the oldest left (it stays queued;
--- the lease renewed by p_ttl) or, when none is left, release the lock.
+-- One step of a drain: write the state (and, with p_claim, mark the claim done) and the
+-- effects, remove the entry just finished, drop expired ones, then hand out the oldest left
+-- (it stays queued; the lease renewed by p_ttl) or, when none is left, release the lock.
 CREATE OR REPLACE FUNCTION chatstate_drain(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
     p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
+    p_effects jsonb DEFAULT NULL,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true, p_claim) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true, p_claim, p_effects) s;
     IF NOT released THEN RETURN; END IF;
     IF p_finished IS NOT NULL THEN
         DELETE FROM chatstate_pendinglockentry
@@ -495,4 +682,53 @@ BEGIN
         DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
     END IF;
     RETURN v_withdrawn;
+END $$;
+
+-- The outbox: entries written by commits (chatstate_effects), in commit order (id). One
+-- thread's entries leave in that order: an entry is claimable only when every earlier entry
+-- of its thread is delivered (deleted) or dead, and no entry of its thread is leased to a
+-- live dispatcher. Entries travel as JSON arrays [id, key, thread, payload, attempts, dead,
+-- created_at, due_at].
+
+-- Lease up to p_limit due entries to p_owner for p_lease seconds; oldest first. Per thread, a
+-- run from its oldest entry not dead, each due. Concurrent claims never take the same entry
+-- nor one thread's entries at once, and never wait for each other: the candidates are locked
+-- skipping those another claim holds, then judged again on a fresh snapshot -- a thread is
+-- taken only from its oldest live entry on, every one of them locked here.
+CREATE OR REPLACE FUNCTION chatstate_outbox_claim(
+    p_ns text, p_owner text, p_limit bigint, p_lease float8)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE v_ids bigint[]; v_taken jsonb;
+BEGIN
+    SELECT array_agg(c.id) INTO v_ids FROM (
+        SELECT o.id FROM chatstate_outboxmessage o
+        WHERE o.namespace = p_ns AND NOT o.dead AND o.due_at <= statement_timestamp()
+            AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage b
+                WHERE b.namespace = p_ns AND b.thread_id = o.thread_id AND b.id < o.id
+                    AND NOT b.dead AND b.due_at > statement_timestamp())
+            AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage l
+                WHERE l.namespace = p_ns AND l.thread_id = o.thread_id
+                    AND l.lease_until > statement_timestamp())
+        ORDER BY o.id LIMIT p_limit
+        FOR UPDATE OF o SKIP LOCKED) c;
+    IF v_ids IS NULL THEN
+        RETURN '[]';
+    END IF;
+    WITH taken AS (
+        UPDATE chatstate_outboxmessage o SET lease_owner = p_owner,
+                lease_until = statement_timestamp() + make_interval(secs => p_lease)
+            WHERE o.id = ANY (v_ids)
+                AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage b
+                    WHERE b.namespace = p_ns AND b.thread_id = o.thread_id AND b.id < o.id
+                        AND NOT b.dead AND b.id <> ALL (v_ids))
+                AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage l
+                    WHERE l.namespace = p_ns AND l.thread_id = o.thread_id
+                        AND l.lease_until > statement_timestamp())
+            RETURNING o.id, o.key, o.thread_id, o.payload, o.attempts, o.dead, o.created_at,
+                o.due_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(id, key, thread_id, payload, attempts, dead,
+            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) ORDER BY id),
+        '[]') INTO v_taken FROM taken;
+    RETURN v_taken;
 END $$;

@@ -2,20 +2,25 @@
 
 Every hot operation is one statement in autocommit mode — one round trip and one commit —
 most of them a ``SELECT`` of a PL/pgSQL function of ``functions.sql`` (installed by the
-migrations from their frozen copies). Reads, ``update_*_state``, snapshots and ``prune`` are
-the ORM's (inherited). ``DatabaseStateAdapter(...)`` builds this class on PostgreSQL unless
-``fast_sql=False``.
+migrations from their frozen copies); lists and the outbox too (:mod:`.pgeffects`), and a
+cycle's commit writes what it staged in its own statement. ``update_*_state``, snapshots and
+``prune`` are the ORM's (inherited). ``DatabaseStateAdapter(...)`` builds this class on
+PostgreSQL unless ``fast_sql=False``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.db import connections
 
 from chatstate.adapters.database.orm import DatabaseStateAdapter
+from chatstate.adapters.database.pgeffects import (
+    PostgresListsAndOutbox,
+    effects_json,
+    jsonb_value,
+)
 from chatstate.adapters.operations import COUNT, ROW, Op, operation
 from chatstate.calls import (
     CycleEntry,
@@ -27,6 +32,7 @@ from chatstate.calls import (
     lease_lost,
 )
 from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingEntry, not_owner
+from chatstate.validation import history_key
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
 FUNCTIONS_VERSION = 4
@@ -85,15 +91,16 @@ RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, %s::boo
 TAKE = "SELECT * FROM chatstate_take_pending(%s::text, %s::text, %s::text, %s::integer, %s::float8)"
 ENTER = (
     "SELECT * FROM chatstate_enter(%s::text, %s::text, %s::text, %s::bigint, %s::text,"
-    " %s::text, %s::text, %s::jsonb, %s::float8, %s::float8, %s::integer, %s::text)"
+    " %s::text, %s::text, %s::jsonb, %s::float8, %s::float8, %s::integer, %s::text,"
+    " %s::text, %s::bigint)"
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::boolean, %s::float8)"
+    " %s::text, %s::boolean, %s::boolean, %s::float8, %s::jsonb)"
 )
 DRAIN = (
     "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8)"
+    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8, %s::jsonb)"
 )
 RENEW = (
     "SELECT chatstate_renew(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean,"
@@ -113,15 +120,17 @@ def installed_functions_version(using: str) -> int | None:
         return int(cursor.fetchone()[0])
 
 
-class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
+class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor="postgresql"):
     """:class:`DatabaseStateAdapter` whose operations are single PostgreSQL statements,
     prepared (``prepared=False``: never, as PgBouncer before 1.21 in transaction pooling
     needs; ``None``, the default: unless the connection goes through a pooler, detected
     once per connection; see :mod:`.pgdriver`), and natively async.
 
-    Each operation below is one statement (an :func:`operation` yielding it), run by
-    :class:`~.pgdriver.SyncDriver` or, for the async twins, :class:`~.pgdriver.AsyncDriver`.
-    ``update_*_state``, snapshots and ``prune`` are the ORM's (inherited).
+    Each operation below (and the list and outbox hooks of
+    :class:`~.pgeffects.PostgresListsAndOutbox`) is one statement (an :func:`operation`
+    yielding it), run by :class:`~.pgdriver.SyncDriver` or, for the async twins,
+    :class:`~.pgdriver.AsyncDriver`. ``update_*_state``, snapshots and ``prune`` are the
+    ORM's (inherited).
     """
 
     fast_sql = True
@@ -174,7 +183,7 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
     @operation
     def _do_get_state(self, kind: str, object_id: str) -> Op[dict[str, Any]]:
         row = yield (ROW, GET_STATE[kind], (self.namespace, object_id))
-        return {} if row is None else _json(row[0])
+        return {} if row is None else jsonb_value(row[0])
 
     @operation
     def _do_put_state(
@@ -233,7 +242,17 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
 
     @operation
     def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
-        claimed, subscribed, result, state, in_progress, dropped, taken_over, held = yield (
+        (
+            claimed,
+            subscribed,
+            result,
+            state,
+            in_progress,
+            dropped,
+            taken_over,
+            held,
+            history,
+        ) = yield (
             ROW,
             ENTER,
             (
@@ -248,16 +267,20 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
                 request.min_age,
                 request.max_pending,
                 request.overflow,
+                history_key(request.thread_id) if request.history else None,
+                request.history,
             ),
         )
         if result == "acquired":
-            entry = CycleEntry(True, True, LockResult.ACQUIRED, _json(state) or {}, held=True)
+            entry = CycleEntry(True, True, LockResult.ACQUIRED, jsonb_value(state) or {}, held=True)
             entry.subscribed = bool(subscribed)
         else:
             found = result and RESULTS[result]
             entry = CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
             if held:
-                entry.held, entry.state = True, _json(state) or {}
+                entry.held, entry.state = True, jsonb_value(state) or {}
+        if history is not None:
+            entry.history = jsonb_value(history)
         if dropped is not None and dropped != "[]":
             entry.dropped = _entries(dropped)
         entry.taken_over = taken_over
@@ -273,6 +296,7 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
             request.locks,
             staged.claim,
             self.pending_ttl,
+            effects_json(staged),
         )
         released, holder, pending, expired = yield (ROW, COMMIT, params)
         if not released:
@@ -289,11 +313,14 @@ class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql"):
             None if finished is None else int(finished),
             request.ttl,
             self.pending_ttl,
+            effects_json(staged),
         )
         released, holder, entry, expired = yield (ROW, DRAIN, params)
         if not released:
             raise lease_lost(request, holder)
-        return Handover(_entries([_json(entry)] if entry is not None else []), _entries(expired))
+        return Handover(
+            _entries([jsonb_value(entry)] if entry is not None else []), _entries(expired)
+        )
 
     @operation
     def cycle_renew(self, request: CycleRequest) -> Op[bool]:
@@ -326,13 +353,8 @@ def _handover(key: str, owner: str, row: Any) -> Handover:
     return Handover(_entries(pending), _entries(expired))
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup hands jsonb back as text; a bare connection parses it.
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
 def _entries(rows: Any) -> list[PendingEntry]:
     return [
         PendingEntry(owner, STRATEGIES[strategy], metadata, enqueued_at, str(entry_id))
-        for entry_id, owner, strategy, metadata, enqueued_at in _json(rows) or ()
+        for entry_id, owner, strategy, metadata, enqueued_at in jsonb_value(rows) or ()
     ]
