@@ -237,9 +237,10 @@ def test_operator_reads_the_overview_charts(live_server: Any, traffic: None, pag
 
 @pytest.fixture
 def outbox(transactional_db: None, django_user_model: Any) -> None:
-    """A superuser; a thread's history; a reply that died after 10 attempts and one waiting."""
+    """A superuser; a thread's history; a reply that died after 10 attempts and one waiting
+    (written by the ORM path's commits, on every database)."""
     django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
-    adapter = DatabaseStateAdapter(namespace="prod")
+    adapter = DatabaseStateAdapter(namespace="prod", fast_sql=False)
     for n in range(4):
         adapter.append_to_list(f"history:{THREAD}", {"role": "user", "text": f"question {n}"})
     for message_id in ("m200", "m201"):
