@@ -1,7 +1,9 @@
 """Measure the admin at scale on PostgreSQL (a measurement, not a test).
 
-Fills a dedicated database (``chatstate_admin_bench``, created if missing) with
-``--dedupe`` DedupeEntry rows and ``--threads`` ThreadState and Subscription rows (plus locks,
+Fills a dedicated database (``chatstate_admin_bench``, or ``$CHATSTATE_ADMIN_BENCH_DB``,
+created if missing) with ``--dedupe`` DedupeEntry rows and ``--threads`` ThreadState and
+Subscription rows, each thread with a history list of three items and every tenth with an
+outbox entry (one in ten of those dead) (plus locks,
 pending entries, some with no live holder, and 24 hours of claims per minute), then times,
 through Django's test client as a logged-in superuser, the first and deep pages of every
 changelist, exact-id, prefix and substring searches (a channel id finds its threads), a
@@ -25,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "chatstate_admin_bench"
+DB_NAME = os.environ.get("CHATSTATE_ADMIN_BENCH_DB", "chatstate_admin_bench")
 os.environ["CHATSTATE_TEST_DB"] = "postgres"
 os.environ["CHATSTATE_PG_NAME"] = DB_NAME
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -73,6 +75,26 @@ SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
        || lpad(mod(g::bigint * 7919, 1000000)::text, 6, '0'),
        now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
+
+INSERT INTO chatstate_listhead (namespace, key, last_seq, expires_at, updated_at)
+SELECT namespace, 'history:' || thread_id, 3,
+       CASE WHEN mod(id, 7) = 0 THEN now() + interval '1 day' END, updated_at
+FROM chatstate_threadstate WHERE id BETWEEN %(threads_lo)s AND %(threads_hi)s;
+
+INSERT INTO chatstate_listitem (namespace, key, seq, value)
+SELECT t.namespace, 'history:' || t.thread_id, s,
+       jsonb_build_object('role', CASE WHEN s = 2 THEN 'bot' ELSE 'user' END,
+                          'text', 'message ' || s || ' of ' || t.id)
+FROM chatstate_threadstate t, generate_series(1, 3) AS s
+WHERE t.id BETWEEN %(threads_lo)s AND %(threads_hi)s;
+
+INSERT INTO chatstate_outboxmessage
+    (namespace, key, thread_id, payload, attempts, dead, created_at, due_at)
+SELECT namespace, 'slack:r' || id || ':0', thread_id,
+       jsonb_build_object('text', 'reply ' || id), CASE WHEN mod(id, 100) = 3 THEN 10 ELSE 0 END,
+       mod(id, 100) = 3, updated_at, updated_at
+FROM chatstate_threadstate
+WHERE id BETWEEN %(threads_lo)s AND %(threads_hi)s AND mod(id, 10) = 3;
 """
 
 SMALL_SQL = """
@@ -130,7 +152,10 @@ def fill(dedupe: tuple[int, int], threads: tuple[int, int], small: bool) -> floa
             "SELECT namespace, max(seq) FROM chatstate_dedupeentry GROUP BY namespace "
             "ON CONFLICT (namespace) DO UPDATE SET head = EXCLUDED.head"
         )
-        tables = ("dedupeentry", "threadstate", "subscription", "lock", "pendinglockentry")
+        tables = (
+            *("dedupeentry", "threadstate", "subscription", "lock", "pendinglockentry"),
+            *("listhead", "listitem", "outboxmessage"),
+        )
         for table in (*tables, "channelstate", "claimminute"):
             # VACUUM sets the visibility map, as autovacuum would on a live database.
             cursor.execute(f"VACUUM ANALYZE chatstate_{table}")
@@ -202,6 +227,15 @@ def measure(
         ("lock: search key substring C42:", f"{base}/lock/?q=C42:"),
         ("pending: search channel C9", f"{base}/pendinglockentry/?q=C9"),
         ("pending: first page", f"{base}/pendinglockentry/"),
+        ("lists: first page", f"{base}/listhead/"),
+        ("lists: page 500", f"{base}/listhead/?p=500"),
+        ("lists: search a thread id (its history)", f"{base}/listhead/?q={mid_thread}"),
+        ("lists: search slack:C-support", f"{base}/listhead/?q=slack:C-support"),
+        ("lists: search prefix slack:C42:17000*", f"{base}/listhead/?q=slack:C42:17000*"),
+        ("outbox: first page", f"{base}/outboxmessage/"),
+        ("outbox: page 100", f"{base}/outboxmessage/?p=100"),
+        ("outbox: dead", f"{base}/outboxmessage/?status=dead"),
+        ("outbox: search a thread id", f"{base}/outboxmessage/?q={mid_thread}"),
         ("overview: prod (charts)", f"{base}/lock/overview/?namespace=prod"),
     ]
     return [(what, timed(client, url)) for what, url in urls]
@@ -276,7 +310,8 @@ def main() -> None:
             cursor.execute(
                 "TRUNCATE chatstate_dedupeentry, chatstate_dedupewindow, chatstate_threadstate, "
                 "chatstate_subscription, chatstate_channelstate, chatstate_lock, "
-                "chatstate_pendinglockentry, chatstate_claimminute"
+                "chatstate_pendinglockentry, chatstate_claimminute, chatstate_listhead, "
+                "chatstate_listitem, chatstate_outboxmessage RESTART IDENTITY"
             )
     if args.without_trigram:
         drop_trigram_indexes()

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
+    ListHead,
     Lock,
+    OutboxMessage,
     PendingLockEntry,
     Subscription,
     ThreadState,
 )
+from tests.factories import OutboxMessageFactory
 
 MODELS = {
     "subscription": Subscription,
@@ -27,6 +32,8 @@ MODELS = {
     "channelstate": ChannelState,
     "lock": Lock,
     "pendinglockentry": PendingLockEntry,
+    "listhead": ListHead,
+    "outboxmessage": OutboxMessage,
 }
 THREAD = "slack:C1:1700000000.1"
 #: The changelists whose rows are threads.
@@ -56,7 +63,29 @@ def populate_state() -> dict[str, Any]:
     a.lock(THREAD, "worker-9", "queue", metadata={})
     a.lock("slack:C2:1", "worker-3", "reject")
     b.lock("discord:G1:1", "worker-1", "debounce")
+    for n in range(3):
+        a.append_to_list(f"history:{THREAD}", {"role": "user", "text": f"<i>turn {n}</i>"})
+    a.append_to_list("user:U1", "hello", ttl=600)
+    b.append_to_list("history:discord:G1:1", {"role": "bot"}, max_length=10)
+    populate_outbox()
     return {"a": a, "b": b}
+
+
+def populate_outbox() -> None:
+    """Outbox entries as commits write them (rows made directly: a commit would also claim
+    dedupe keys, which the other pages' tests count): two waiting in ``ns-a`` (the second
+    failed twice, due again in a minute), one dead, one in ``ns-b``."""
+    later = timezone.now() + timedelta(minutes=1)
+    entries = [
+        ("ns-a", THREAD, "slack:m1:0", {"text": "<b>hi</b>"}, {}),
+        ("ns-a", THREAD, "slack:m2:0", {"text": "again"}, {"attempts": 2, "due_at": later}),
+        ("ns-a", "slack:C2:1", "slack:m20:0", "plain", {"attempts": 10, "dead": True}),
+        ("ns-b", "discord:G1:1", "discord:m9:0", {"text": "hello"}, {}),
+    ]
+    for namespace, thread_id, key, payload, more in entries:
+        OutboxMessageFactory(
+            namespace=namespace, thread_id=thread_id, key=key, payload=payload, **more
+        )
 
 
 def populate_channels(a: DatabaseStateAdapter) -> list[str]:

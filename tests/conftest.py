@@ -223,13 +223,13 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "run_on(vendor): collect only in the run on that database ('sqlite', "
-        "'postgresql' or 'mysql'); elsewhere the test is deselected, not skipped",
+        "run_on(*vendors): collect only in the runs on those databases ('sqlite', "
+        "'postgresql', 'mysql'); elsewhere the test is deselected, not skipped",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect tests marked ``run_on(vendor)`` for another database's run; make the tests
+    """Deselect tests marked ``run_on(*vendors)`` for another database's run; make the tests
     of a mirror kind commit (``transaction=True``) on its alias only.
 
     A mirror alias's connection is not the default's, so the rolled-back transaction of
@@ -252,7 +252,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     other = [
         item
         for item in items
-        if (marker := item.get_closest_marker("run_on")) and marker.args[0] != VENDOR
+        if (marker := item.get_closest_marker("run_on")) and VENDOR not in marker.args
     ]
     if other:
         config.hook.pytest_deselected(items=other)

@@ -1,4 +1,4 @@
-"""factory-boy factories for the six chatstate models (rows made directly, not by an adapter).
+"""factory-boy factories for the chatstate models (rows made directly, not by an adapter).
 
 Every row lands in the namespace ``"factory"`` unless told otherwise; locks are live for five
 minutes from now by default.
@@ -15,6 +15,7 @@ from chatstate.models import (
     ChannelState,
     DedupeEntry,
     Lock,
+    OutboxMessage,
     PendingLockEntry,
     Subscription,
     ThreadState,
@@ -82,3 +83,17 @@ class PendingLockEntryFactory(factory.django.DjangoModelFactory):
     strategy = "queue"
     metadata = factory.LazyFunction(dict)
     enqueued_at = factory.LazyFunction(timezone.now)
+
+
+class OutboxMessageFactory(factory.django.DjangoModelFactory):
+    """An outbox entry as a commit writes it: due at once, not leased."""
+
+    class Meta:
+        model = OutboxMessage
+
+    namespace = NAMESPACE
+    key = factory.Sequence(lambda n: f"slack:m{n}:0")
+    thread_id = factory.Sequence(lambda n: f"slack:C1:{n}")
+    payload = factory.LazyFunction(lambda: {"text": "hello"})
+    created_at = factory.LazyFunction(timezone.now)
+    due_at = factory.LazyAttribute(lambda o: o.created_at)

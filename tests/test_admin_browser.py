@@ -2,10 +2,10 @@
 
 An operator logs in, opens a held lock, runs ``force_release`` and reads which queued
 messages were dropped; searches a channel id and finds its threads; reads the overview's
-charts. The window is 1,400 px wide, and the lists must fit it. Without Chromium (or
-Playwright) the tests are skipped on a developer machine and fail under ``CI=true``, where
-they must run. Set ``CHATSTATE_ADMIN_SCREENSHOTS`` to a directory to keep screenshots.
-"""
+charts; reads a thread's history and requeues a dead reply. The window is 1,400 px wide,
+and the lists must fit it. Without Chromium (or Playwright) the tests are skipped on a
+developer machine and fail under ``CI=true``, where they must run. Set
+``CHATSTATE_ADMIN_SCREENSHOTS`` to a directory to keep screenshots."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from django.utils import timezone
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.models import ClaimMinute, DedupeEntry, Lock
+from chatstate.models import ClaimMinute, DedupeEntry, Lock, OutboxMessage
 from tests import services
 
 CHROMIUM = "/usr/bin/chromium"
@@ -233,3 +233,42 @@ def test_operator_reads_the_overview_charts(live_server: Any, traffic: None, pag
     expect(orphans).to_contain_text("slack:C9:1700000003.3")
     expect(orphans).to_contain_text("expired 5m")
     _screenshot(page, "5-overview")
+
+
+@pytest.fixture
+def outbox(transactional_db: None, django_user_model: Any) -> None:
+    """A superuser; a thread's history; a reply that died after 10 attempts and one waiting
+    (written by the ORM path's commits, on every database)."""
+    django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
+    adapter = DatabaseStateAdapter(namespace="prod", fast_sql=False)
+    for n in range(4):
+        adapter.append_to_list(f"history:{THREAD}", {"role": "user", "text": f"question {n}"})
+    for message_id in ("m200", "m201"):
+        with adapter.handle_message(("slack", message_id), thread_id=THREAD, owner="w") as msg:
+            msg.send({"channel": "C9", "text": f"answer to {message_id}"})
+    OutboxMessage.objects.filter(key="slack:m200:0").update(dead=True, attempts=10)
+
+
+def test_operator_requeues_a_dead_reply_in_the_browser(
+    live_server: Any, outbox: None, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    login(page, live_server, "/admin/chatstate/listhead/")
+    expect(page.locator("td.field-length").first).to_have_text("4")
+    expect(page.locator("td.field-newest_item").first).to_contain_text("question 3")
+    assert_fits_the_window(page)
+    _screenshot(page, "6-lists")
+
+    page.goto(f"{live_server.url}/admin/chatstate/outboxmessage/?status=dead")
+    expect(page.locator("td.field-status")).to_have_text(["dead"])
+    assert_fits_the_window(page)
+    _screenshot(page, "7-outbox-dead")
+    page.check("#result_list input.action-select")
+    page.select_option("select[name=action]", "requeue")
+    page.click("button[name=index]")
+    expect(page.locator("ul.messagelist")).to_contain_text("Requeued 1 entry.")
+    expect(page.locator("#result_list")).to_have_count(0)  # none dead any more
+    page.goto(f"{live_server.url}/admin/chatstate/outboxmessage/")
+    expect(page.locator("td.field-status")).to_have_text(["waiting", "waiting"])
+    _screenshot(page, "8-outbox-requeued")

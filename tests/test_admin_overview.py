@@ -233,6 +233,8 @@ def test_overview_counts_oldest_lock_and_deepest_queue(admin_client: Client, sta
         "Channel states": "1",
         "Locks": "2",
         "Pending lock entries": "2",
+        "Lists": "2",
+        "Outbox": "3",
     }
     locks = section(page, "chatstate-locks")
     assert f">{THREAD}</a> held by worker-7 for" in locks

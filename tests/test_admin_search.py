@@ -228,6 +228,11 @@ def test_distinct_values_reads_every_namespace(state: Any) -> None:
         ("threadstate", "C-support"),  # any part: the trigram index
         ("threadstate", "slack:C-sup"),  # starts with a platform: an index range
         ("channelstate", "slack:C1"),
+        ("listhead", THREAD),  # a thread id finds its history
+        ("listhead", "slack:C1:*"),
+        ("listhead", "C1"),
+        ("outboxmessage", THREAD),
+        ("outboxmessage", "slack:m1:0"),
     ],
 )
 def test_searches_can_use_an_index(

@@ -103,3 +103,17 @@ def test_durations_take_units() -> None:
         1209600,
         5400,
     ]
+
+
+def test_expired_lists_are_removed_and_named() -> None:
+    store = DatabaseStateAdapter(namespace=namespace())
+    store.append_to_list("short", 1, ttl=0.05)
+    store.append_to_list("kept", 1)
+    time.sleep(0.1)
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dry-run")
+    assert out.endswith(", 1 expired list(s).\n")
+    out, _ = run("chatstate_prune", "--namespace", store.namespace)
+    assert out.startswith("Removed") and out.endswith(", 1 expired list(s).\n")
+    assert store.get_list("kept") == [1]
+    out, _ = run("chatstate_prune", "--namespace", store.namespace)
+    assert "list" not in out

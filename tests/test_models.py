@@ -53,7 +53,9 @@ def test_the_database_refuses_a_duplicate(factory: type, same: dict[str, str]) -
 
 def counts(expired_locks: int, dedupe_trimmed: int, **more: int) -> dict[str, int]:
     """What ``prune`` returns: every count, zero unless given."""
-    zero = dict.fromkeys(("pending_expired", "states_removed", "subscriptions_removed"), 0)
+    zero = dict.fromkeys(
+        ("pending_expired", "states_removed", "subscriptions_removed", "lists_expired"), 0
+    )
     return {"expired_locks": expired_locks, "dedupe_trimmed": dedupe_trimmed, **zero, **more}
 
 

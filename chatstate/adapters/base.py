@@ -375,11 +375,11 @@ class StateAdapter(AsyncStateAPI):
         ``DEDUPE_MIN_AGE``), drop pending entries older than ``PENDING_TTL`` (and the queues
         of locks no live holder has, once their newest entry is that old), and, with
         ``state_older_than`` (seconds), remove thread and channel states and subscriptions
-        not touched for that long.
+        not touched for that long; remove the lists whose ttl ran out.
 
         Returns the counts ``{"expired_locks", "dedupe_trimmed", "pending_expired",
-        "states_removed", "subscriptions_removed"}``; with ``dry_run`` counts what would be
-        removed and removes nothing.
+        "states_removed", "subscriptions_removed", "lists_expired"}``; with ``dry_run``
+        counts what would be removed and removes nothing.
         """
         request = self._prune_request(dedupe_limit, dry_run, state_older_than)
         return self._pruned(self._do_prune(request))

@@ -288,7 +288,8 @@ class StateBackend(CheckedCalls, abc.ABC):
         ``pending_expired`` (entries older than ``request.pending_ttl``, and the pending
         lists of locks with no live holder once their newest entry is that old),
         ``states_removed`` and ``subscriptions_removed`` (not touched for
-        ``request.state_older_than`` seconds). ``dry_run``: count, change nothing."""
+        ``request.state_older_than`` seconds), ``lists_expired`` (lists whose expiry has
+        passed, removed with their items). ``dry_run``: count, change nothing."""
 
     # -- running hooks -------------------------------------------------------------------
 

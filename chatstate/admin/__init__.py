@@ -1,7 +1,8 @@
 """The chatstate admin: inspect and operate chat state (see DESIGN.md, "Admin").
 
-Six read-only pages (``DedupeWindow`` is internal bookkeeping and is not listed), actions
-that go through the adapter (``force_release``, ``unsubscribe``, ``delete_entries``) and a
+Eight read-only pages (``DedupeWindow`` is internal bookkeeping and is not listed, list
+items show on their list's page), actions that go through the adapter (``force_release``,
+``unsubscribe``, ``delete_entries``, the outbox's ``requeue`` and ``discard``) and a
 namespace overview. Every page reads through indexes, so it stays fast at millions of rows.
 """
 
@@ -10,12 +11,16 @@ from __future__ import annotations
 from django.contrib import admin
 
 from chatstate.admin.dedupe import DedupeEntryAdmin
+from chatstate.admin.lists import ListHeadAdmin
 from chatstate.admin.locks import LockAdmin, PendingLockEntryAdmin
+from chatstate.admin.outbox import OutboxMessageAdmin
 from chatstate.admin.state import ChannelStateAdmin, SubscriptionAdmin, ThreadStateAdmin
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
+    ListHead,
     Lock,
+    OutboxMessage,
     PendingLockEntry,
     Subscription,
     ThreadState,
@@ -27,11 +32,15 @@ admin.site.register(ThreadState, ThreadStateAdmin)
 admin.site.register(ChannelState, ChannelStateAdmin)
 admin.site.register(Lock, LockAdmin)
 admin.site.register(PendingLockEntry, PendingLockEntryAdmin)
+admin.site.register(ListHead, ListHeadAdmin)
+admin.site.register(OutboxMessage, OutboxMessageAdmin)
 
 __all__ = [
     "ChannelStateAdmin",
     "DedupeEntryAdmin",
+    "ListHeadAdmin",
     "LockAdmin",
+    "OutboxMessageAdmin",
     "PendingLockEntryAdmin",
     "SubscriptionAdmin",
     "ThreadStateAdmin",

@@ -20,7 +20,9 @@ from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
+    ListHead,
     Lock,
+    OutboxMessage,
     PendingLockEntry,
     Subscription,
     ThreadState,
@@ -33,6 +35,8 @@ MODELS: tuple[type[Model], ...] = (
     ChannelState,
     Lock,
     PendingLockEntry,
+    ListHead,
+    OutboxMessage,
 )
 
 

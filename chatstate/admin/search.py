@@ -187,7 +187,13 @@ def scan_condition(columns: Sequence[str], term: str, scope: SearchScope) -> Q:
 
 
 def help_text(kind: str, substring: bool) -> str:
-    """The search box's hint for ``kind`` ("id", "message", "lock") and the search offered."""
+    """The search box's hint for ``kind`` ("id", "message", "lock", "list") and the search
+    offered."""
+    if kind == "list":
+        return (
+            "An exact list key; a thread id or platform:channel (finds their histories); "
+            "or a prefix ending in * (e.g. user:*, slack:C1:*)."
+        )
     if kind == "lock":
         return "Any part of a key or an owner (e.g. C-support, worker-7), or a prefix ending in *."
     if kind == "message":

@@ -7,7 +7,7 @@ from typing import Any
 from django.test import override_settings
 
 from chatstate import LockResult, Snapshot
-from tests.conformance.helpers import entries
+from tests.conformance.helpers import LEASE, entries, outlive
 
 PAST = "2020-01-01T00:00:00.000000Z"
 FUTURE = "2099-01-01T00:00:00.000000Z"
@@ -15,7 +15,9 @@ FUTURE = "2099-01-01T00:00:00.000000Z"
 
 def counts(expired_locks: int, dedupe_trimmed: int, **more: int) -> dict[str, int]:
     """What ``prune`` returns: every count, zero unless given."""
-    zero = dict.fromkeys(("pending_expired", "states_removed", "subscriptions_removed"), 0)
+    zero = dict.fromkeys(
+        ("pending_expired", "states_removed", "subscriptions_removed", "lists_expired"), 0
+    )
     return {"expired_locks": expired_locks, "dedupe_trimmed": dedupe_trimmed, **zero, **more}
 
 
@@ -85,3 +87,21 @@ def test_prune_of_a_tidy_store_removes_nothing(store: Any) -> None:
     before = store.snapshot()
     assert store.prune(dedupe_limit=10) == counts(0, 0)
     assert store.snapshot() == before
+
+
+def test_prune_removes_expired_lists_and_counts_them(store: Any) -> None:
+    store.append_to_list("short", 1, ttl=LEASE)
+    store.append_to_list("short", 2)  # no ttl: the expiry stays
+    store.append_to_list("history:t", {"n": 1}, ttl=LEASE)
+    store.append_to_list("kept", 1)
+    store.append_to_list("long", 1, ttl=60)
+    outlive()
+    assert store.prune(dedupe_limit=10, dry_run=True) == counts(0, 0, lists_expired=2)
+    assert store.prune(dedupe_limit=10) == counts(0, 0, lists_expired=2)
+    assert store.prune(dedupe_limit=10) == counts(0, 0)
+    assert store.get_list("kept") == [1] and store.get_list("long") == [1]
+    assert store.delete_list("short") == 0 and store.history("t") == []
+    store.append_to_list("short", 3)  # a new list, without an expiry
+    outlive()
+    assert store.prune(dedupe_limit=10) == counts(0, 0)
+    assert store.get_list("short") == [3]

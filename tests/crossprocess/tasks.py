@@ -492,3 +492,58 @@ def dispatch_and_hang(adapter: Any, index: int, events: Events, *, lease: float)
     with _outbox_settings(lease):
         adapter.dispatch_outbox(sender)
     return {}
+
+
+def dispatch_outbox(
+    adapter: Any, index: int, events: Events, *, hold: float, deadline: float, limit: int
+) -> dict[str, Any]:
+    """Dispatch the outbox in batches of ``limit`` until it is empty (or ``deadline`` s).
+
+    The sender records, for each entry, its key, thread and when (``time.time``) its send
+    began and ended, sleeping ``hold`` seconds in between; a dispatch of nothing waits a
+    little and tries again while entries are left (another child may hold their thread).
+    """
+    sent: list[dict[str, Any]] = []
+
+    def sender(entry: Any) -> None:
+        began = time.time()
+        time.sleep(hold)
+        sent.append({"key": entry.key, "thread": entry.thread_id, "began": began})
+        sent[-1]["ended"] = time.time()
+
+    stop = time.monotonic() + deadline
+    dispatches = 0
+    while time.monotonic() < stop:
+        dispatches += 1
+        if adapter.dispatch_outbox(sender, limit=limit)["sent"] == 0:
+            if not adapter.outbox():
+                break
+            time.sleep(0.005)
+    return {"sent": sent, "dispatches": dispatches}
+
+
+def channel_cycles(
+    adapter: Any, index: int, events: Events, *, channel_id: str, cycles: int
+) -> dict[str, Any]:
+    """Run ``cycles`` message cycles, each in a thread of its own; cycle ``n`` of every child
+    is in the channel ``<channel_id><n>`` (so the children create each channel row and
+    list at about the same moment): it increments the channel's ``messages``, adds its
+    thread to ``threads`` and appends its message id to the list ``seen<n>`` and to its
+    thread's history."""
+    handled = []
+    for n in range(cycles):
+        message_id = f"p{index}-m{n}"
+        with adapter.handle_message(
+            ("xproc", message_id),
+            thread_id=message_id,
+            owner=message_id,
+            channel_id=f"{channel_id}{n}",
+        ) as msg:
+            if not msg.acquired:
+                raise AssertionError(f"{message_id}: {msg.result}")
+            msg.channel.incr("messages")
+            msg.channel.add("threads", message_id)
+            msg.append_to_list(f"seen{n}", message_id)
+            msg.history.append(message_id)
+        handled.append(message_id)
+    return {"handled": handled}

@@ -1,5 +1,10 @@
-"""``prune`` on the database: expired locks, the dedupe window, expired pending entries, and
-the retention of states and subscriptions (run inside the adapter's write transaction)."""
+"""``prune`` on the database: expired locks, the dedupe window, expired pending entries,
+expired lists, and the retention of states and subscriptions (run inside the adapter's
+write transaction).
+
+Rows are deleted in the adapter's lock order (see :mod:`.orm`): locks, pending entries,
+states, list heads (in key order), subscriptions.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from chatstate.models import (
     ChannelState,
     ClaimMinute,
     DedupeEntry,
+    ListHead,
+    ListItem,
     Lock,
     PendingLockEntry,
     Subscription,
@@ -49,7 +56,9 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     states, subscriptions = _stale(adapter, request)
     counts["states_removed"] = states[0].count() + states[1].count()
     counts["subscriptions_removed"] = subscriptions.count()
+    expired_lists = q(ListHead).filter(expires_at__lte=now)
     if dry:
+        counts["lists_expired"] = expired_lists.count()
         return Pruned(counts)
     # The admin's claims-per-minute chart covers a day: older minutes go.
     q(ClaimMinute).filter(minute__lt=now - timedelta(hours=25)).delete()
@@ -57,10 +66,29 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     window.head = left
     window.save(update_fields=["head"])
     old_entries.delete()
-    subscriptions.delete()  # before the states: a subscription is judged by its thread's too
+    # A state and a subscription are each judged by the other's freshness only, which
+    # deleting stale rows does not change: the states go first, in the lock order.
     for rows in states:
         rows.delete()
+    counts["lists_expired"] = delete_lists(adapter, expired_lists)
+    subscriptions.delete()
     return Pruned(counts, expired)
+
+
+#: Expired lists are deleted this many at a time (a bound on a statement's parameters).
+LIST_BATCH = 500
+
+
+def delete_lists(adapter: DedupeWindowRows, expired: Any) -> int:
+    """Delete the lists of ``expired`` (list heads), items and heads; how many. The heads are
+    locked first, in key order, and only those still expired then are deleted (an append
+    that renewed one meanwhile keeps it)."""
+    heads = list(expired.select_for_update().order_by("key").values_list("pk", "key"))
+    for start in range(0, len(heads), LIST_BATCH):
+        batch = heads[start : start + LIST_BATCH]
+        adapter.queryset(ListItem).filter(key__in=[key for _, key in batch]).delete()
+        adapter.queryset(ListHead).filter(pk__in=[pk for pk, _ in batch]).delete()
+    return len(heads)
 
 
 def _stale(adapter: DedupeWindowRows, request: PruneRequest) -> tuple[tuple[Any, Any], Any]:

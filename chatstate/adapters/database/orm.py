@@ -3,8 +3,10 @@
 The portable path, for any database Django supports: ``select_for_update()`` inside
 ``transaction.atomic()`` wherever a row is read before it is written, one transaction per
 operation (on SQLite the write lock is taken first: see :mod:`.connection`). Rows are locked
-in one order — the namespace's dedupe window, a message's dedupe entry, then its thread's
-lock — so that operations do not deadlock.
+in one order — the namespace's dedupe window, a message's dedupe entry, its thread's lock,
+its thread's state, then what a commit stages (:mod:`.effects`): the channel row, the list
+heads (in key order), the subscription, the outbox rows — so that operations do not
+deadlock (``prune`` too: see :mod:`.housekeeping`).
 
 A database vendor with a faster path registers a subclass with
 ``class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql")``; constructing
@@ -25,6 +27,7 @@ from django.db import IntegrityError, connections, router
 from chatstate import conf
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.database import connection, export, housekeeping, restore
+from chatstate.adapters.database.effects import EffectRows
 from chatstate.adapters.database.locks import LockRows
 from chatstate.adapters.database.rows import (
     STATE_FIELDS,
@@ -49,7 +52,7 @@ from chatstate.models import DedupeEntry, Lock, PendingLockEntry, Subscription
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
-from chatstate.validation import check_id, dump_map
+from chatstate.validation import check_id, dump_map, history_key
 
 T = TypeVar("T")
 
@@ -68,7 +71,7 @@ def database_alias(using: str | None) -> str:
     return str(alias)
 
 
-class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
+class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, StateAdapter):
     """Chat state in the models of :mod:`chatstate.models`, for one namespace.
 
     ``using`` is a database alias; by default the ``DATABASE`` setting, else the router's
@@ -148,13 +151,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
         return self._read(lambda: self._subscribed(thread_id))
 
     def _do_subscribe(self, thread_id: str) -> None:
-        def subscribe() -> None:  # a subscription is touched (kept by state retention)
-            rows = self.queryset(Subscription).filter(thread_id=thread_id)
-            if not rows.update(created_at=self.now()):
-                row = Subscription(namespace=self.namespace, thread_id=thread_id)
-                Subscription.objects.using(self.using).bulk_create([row], ignore_conflicts=True)
-
-        self._write(subscribe)
+        self._write(lambda: self.touch_subscription(thread_id, self.now()))
 
     def _do_unsubscribe(self, thread_id: str) -> None:
         self._write(lambda: self.queryset(Subscription).filter(thread_id=thread_id).delete())
@@ -288,6 +285,8 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
                 entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
             if held:
                 entry.state = self._state("thread", thread_id)
+                if request.history:
+                    entry.history = self.list_items(history_key(thread_id), request.history, now)
             return entry
 
         return self._retry(enter)
@@ -295,7 +294,8 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
     def _settle(self, request: CycleRequest, staged: Staged) -> Lock | None:
         """Inside a write transaction: check the lease and, with ``staged.claim``, that the
         claim is still in progress and this owner's (``LeaseLost``, nothing written); write
-        the state, mark the claim done; the cycle's lock row, locked."""
+        the state, mark the claim done, write the other effects (an insert race raises
+        ``IntegrityError``: run by ``_retry``); the cycle's lock row, locked."""
         claim = self._entry(request.dedupe_key).select_for_update().values_list("id", "owner")
         found = claim.first()
         held = None
@@ -311,6 +311,8 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             DedupeEntry.objects.using(self.using).filter(pk=found[0]).update(
                 owner=None, thread_id=None, expires_at=None
             )
+        if staged.effects:
+            self.write_effects(request.thread_id, staged)
         return held
 
     def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
@@ -321,7 +323,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             self.queryset(Lock).filter(pk=held.pk).delete()
             return self._hand_over(request.thread_id)
 
-        return self._write(commit)
+        return self._retry(commit)
 
     def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
         def step() -> Handover:
@@ -339,7 +341,7 @@ class DatabaseStateAdapter(DedupeWindowRows, LockRows, StateAdapter):
             handover.entries = [pending_entry(following)]
             return handover
 
-        return self._write(step)
+        return self._retry(step)
 
     def cycle_renew(self, request: CycleRequest) -> bool:
         if request.locks:

@@ -376,9 +376,10 @@ class MemoryStateAdapter(MemoryLists, StateAdapter):
             stale_subs: list[str] = []
             if request.state_older_than is not None:
                 cutoff = wall - request.state_older_than
-                stale_states, stale_subs = self._stale(cutoff)
+                stale_states, stale_subs = self.store.stale(cutoff)
             counts["states_removed"] = len(stale_states)
             counts["subscriptions_removed"] = len(stale_subs)
+            counts["lists_expired"] = self._prune_lists(now, dry)
             if dry:
                 return Pruned(counts)
             for key in expired_locks:
@@ -390,23 +391,6 @@ class MemoryStateAdapter(MemoryLists, StateAdapter):
             for thread_id in stale_subs:
                 del self._subscriptions[thread_id]
             return Pruned(counts, expired)
-
-    def _stale(self, cutoff: float) -> tuple[list[tuple[str, str]], list[str]]:
-        """States and subscriptions not touched since ``cutoff``; a subscription counts as
-        touched while its thread's state is, and the other way round."""
-        states, subscriptions = self._states, self._subscriptions
-
-        def fresh_state(thread_id: str) -> bool:
-            stored = states.get(("thread", thread_id))
-            return stored is not None and stored[1] >= cutoff
-
-        stale_subs = [t for t, at in subscriptions.items() if at < cutoff and not fresh_state(t)]
-        stale_states = [
-            (kind, object_id)
-            for (kind, object_id), (_, at) in states.items()
-            if at < cutoff and not (kind == "thread" and subscriptions.get(object_id, 0) >= cutoff)
-        ]
-        return stale_states, stale_subs
 
     def _expired_all(self, key: str, cutoff: float) -> None:
         queue = self._pending.get(key, deque())

@@ -72,6 +72,15 @@ class MemoryLists:
             self.store.lists.pop(key, None)
             return 0 if found is None else len(found[0])
 
+    def _prune_lists(self, now: float, dry_run: bool) -> int:
+        """Remove the lists expired at ``now`` (monotonic; ``dry_run``: keep them); how many."""
+        lists = self.store.lists
+        expired = [key for key, found in lists.items() if found[1] is not None and found[1] <= now]
+        if not dry_run:
+            for key in expired:
+                del lists[key]
+        return len(expired)
+
     # -- a commit's effects --------------------------------------------------------------
 
     def _write_effects(self, thread_id: str, staged: Staged) -> None:

@@ -147,6 +147,23 @@ class MemoryStore:
             )
         return store
 
+    def stale(self, cutoff: float) -> tuple[list[tuple[str, str]], list[str]]:
+        """States and subscriptions not touched since ``cutoff``; a subscription counts as
+        touched while its thread's state is, and the other way round."""
+        states, subscriptions = self.states, self.subscriptions
+
+        def fresh_state(thread_id: str) -> bool:
+            stored = states.get(("thread", thread_id))
+            return stored is not None and stored[1] >= cutoff
+
+        stale_subs = [t for t, at in subscriptions.items() if at < cutoff and not fresh_state(t)]
+        stale_states = [
+            (kind, object_id)
+            for (kind, object_id), (_, at) in states.items()
+            if at < cutoff and not (kind == "thread" and subscriptions.get(object_id, 0) >= cutoff)
+        ]
+        return stale_states, stale_subs
+
     def load(self, other: MemoryStore, merge: bool) -> None:
         """Replace (or merge into) what this store holds with ``other``'s; pending entries
         get ids of this store."""

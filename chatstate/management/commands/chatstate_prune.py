@@ -36,7 +36,7 @@ class Command(BaseCommand):
         "trim the dedupe window to its newest N keys (keeping those younger than "
         "DEDUPE_MIN_AGE), drop pending entries older than PENDING_TTL, and with "
         "--state-older-than remove thread and channel states and subscriptions not touched "
-        "for that long. Prints what it removed."
+        "for that long; remove the lists whose ttl ran out. Prints what it removed."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -81,5 +81,7 @@ class Command(BaseCommand):
                 f", {counts['states_removed']} state(s) and "
                 f"{counts['subscriptions_removed']} subscription(s) not touched since"
             )
+        if counts.get("lists_expired"):
+            line += f", {counts['lists_expired']} expired list(s)"
         with quiet_on_closed_pipe(self.stdout):
             self.stdout.write(line + ".")
