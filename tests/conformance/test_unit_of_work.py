@@ -279,3 +279,13 @@ def test_the_async_cycle_stages_the_same(store: Any) -> None:
     assert run_async(cycle) == [[{"role": "user", "n": 1}], ["v"], 1]
     assert store.channel_state("c")["messages"] == 1
     assert store.is_subscribed("t")
+
+
+def test_prune_removes_expired_lists(store: Any) -> None:
+    store.append_to_list("short", 1, ttl=LEASE)
+    store.append_to_list("kept", 1)
+    outlive()
+    assert store.prune(dry_run=True)["lists_expired"] == 1
+    assert store.prune()["lists_expired"] == 1
+    assert store.prune()["lists_expired"] == 0
+    assert store.get_list("short") == [] and store.get_list("kept") == [1]

@@ -294,6 +294,7 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, StateAdapter):
             "subscriptions_removed",
         )
         counts = {name: int(n) for name, n in zip(names, reply[:5], strict=True)}
+        counts["lists_expired"] = int(reply[6])
         flat = reply[5]
         expired = {
             text(flat[i]): records.pending_entries(flat[i + 1]) for i in range(0, len(flat), 2)

@@ -3,7 +3,8 @@
 -- the namespace's key prefix (pending lists are prefix .. 'q:' .. key, lists
 -- prefix .. 'l:' .. key). Redis expires lists itself; prune drops their keys from lkeys.
 -- Returns {expired_locks, trimmed, pending_expired, states_removed, subscriptions_removed,
--- {key, {entries}, key, {entries}, ...}} (the pending entries dropped as expired).
+-- {key, {entries}, key, {entries}, ...}, lists_expired} (the pending entries dropped as
+-- expired; the lists Redis expired, dropped from lkeys).
 local now = now_ms()
 local dry = ARGV[2] == '1'
 local prefix = ARGV[6]
@@ -70,9 +71,11 @@ if older then
         end
     end
 end
-if not dry then
-    for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
-        if redis.call('EXISTS', prefix .. 'l:' .. key) == 0 then redis.call('ZREM', KEYS[12], key) end
+local lists = 0
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
+    if redis.call('EXISTS', prefix .. 'l:' .. key) == 0 then  -- Redis expired it
+        lists = lists + 1
+        if not dry then redis.call('ZREM', KEYS[12], key) end
     end
 end
-return {expired, trimmed, pending_expired, states, subs, dropped}
+return {expired, trimmed, pending_expired, states, subs, dropped, lists}
