@@ -33,6 +33,12 @@ class LockRequest:
     ttl: float
     max_pending: int | None = None
     overflow: str = "drop_oldest"
+    max_concurrent: int | None = None
+
+    @property
+    def capped(self) -> bool:
+        """Whether this is a ``concurrent`` take with a cap: a slot of ``max_concurrent``."""
+        return self.max_concurrent is not None and self.strategy is Strategy.CONCURRENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class CycleRequest:
     keeps the keys it trims; ``max_pending``/``overflow``: the queue's bound, as ``lock``'s.
     ``channel_id``: the message's channel (staged channel operations apply to it);
     ``history``: how many of the thread's newest history items the entry step reads.
+    ``max_concurrent``: under ``concurrent``, at most this many holders of the thread at
+    once, each in a slot with its own lease; the excess is queued.
     """
 
     dedupe_key: DedupeKey
@@ -59,11 +67,24 @@ class CycleRequest:
     keepalive: bool = False
     channel_id: str | None = None
     history: int = 0
+    max_concurrent: int | None = None
 
     @property
     def locks(self) -> bool:
         """Whether the cycle takes the thread's lock (every strategy but ``concurrent``)."""
         return self.strategy is not Strategy.CONCURRENT
+
+    @property
+    def slots(self) -> bool:
+        """Whether the cycle takes one of ``max_concurrent`` slots of the thread
+        (``concurrent`` with a cap)."""
+        return self.max_concurrent is not None and self.strategy is Strategy.CONCURRENT
+
+    @property
+    def holds(self) -> bool:
+        """Whether the cycle holds something of its thread's (its lock, or a slot) that its
+        commit releases and its drain works under."""
+        return self.locks or self.slots
 
     def lock_request(self) -> LockRequest:
         """The ``lock`` call the cycle makes on its thread."""
@@ -75,6 +96,7 @@ class CycleRequest:
             self.ttl,
             self.max_pending,
             self.overflow,
+            self.max_concurrent,
         )
 
 
@@ -166,7 +188,8 @@ class Staged:
     applied in order. ``subscribe``: subscribe the thread (True), unsubscribe it (False), or
     leave it (None). ``lists``: appends, in order (a thread's history is the list
     :func:`~chatstate.validation.history_key`). ``sends``: outbox entries, in order; one
-    whose key is already in the outbox is not added again.
+    whose key is already in the outbox is not added again. ``taken``: the ids of pending
+    entries ``gather`` handed to this cycle, removed from the queue in this step.
     """
 
     state: str | None = None
@@ -176,11 +199,14 @@ class Staged:
     subscribe: bool | None = None
     lists: tuple[ListAppend, ...] = ()
     sends: tuple[Send, ...] = ()
+    taken: tuple[str, ...] = ()
 
     @property
     def effects(self) -> bool:
         """Whether anything besides the state and the claim is staged."""
-        return bool(self.channel or self.subscribe is not None or self.lists or self.sends)
+        return bool(
+            self.channel or self.subscribe is not None or self.lists or self.sends or self.taken
+        )
 
 
 @dataclass(slots=True)
@@ -227,6 +253,7 @@ class CycleHooks(Protocol):
         self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover: ...
     def cycle_renew(self, request: CycleRequest) -> bool: ...
+    def cycle_gather(self, request: CycleRequest) -> Handover: ...
     def cycle_abort(self, request: CycleRequest) -> bool: ...
     async def acycle_enter(self, request: CycleRequest) -> CycleEntry: ...
     async def acycle_commit(self, request: CycleRequest, staged: Staged) -> Handover: ...
@@ -234,4 +261,5 @@ class CycleHooks(Protocol):
         self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover: ...
     async def acycle_renew(self, request: CycleRequest) -> bool: ...
+    async def acycle_gather(self, request: CycleRequest) -> Handover: ...
     async def acycle_abort(self, request: CycleRequest) -> bool: ...

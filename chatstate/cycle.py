@@ -17,6 +17,7 @@ from chatstate.calls import (
     Staged,
     lease_lost,
 )
+from chatstate.gather import Gathering, agather, check_gather, gather
 from chatstate.keepalive import keep_alive, renewer
 from chatstate.outbox import outbox_committed
 from chatstate.staging import History, Stage, Staging
@@ -265,7 +266,7 @@ class MessageCycle(Staging):
         Leaving the loop early does the same. Raises :class:`LeaseLost` when the lease went
         to another holder (nothing of that step written).
         """
-        if self._stage not in ("held", "draining") or not self.request.locks:
+        if self._stage not in ("held", "draining") or not self.request.holds:
             return
         finished: str | None = None
         while True:
@@ -279,6 +280,33 @@ class MessageCycle(Staging):
                 return
             yield entry
             finished = entry.id
+
+    def gather(self, window: float, *, max_wait: float | None = None) -> list[PendingEntry]:
+        """Wait until no message has queued behind this holder for ``window`` seconds (or
+        ``max_wait`` seconds have passed), keeping the lease alive; every message queued
+        meanwhile, oldest first.
+
+        They are done at this cycle's commit (or its next drain step), with its state and
+        staged effects; if the block raises, they stay queued for the next holder. The cycle
+        must hold its thread's lock (``acquired`` under ``queue``, ``debounce`` or
+        ``reject``): else ``ChatStateError``. :class:`LeaseLost` when the lease went to
+        another holder.
+        """
+        check_gather(self.request, self._stage)
+        gathering = Gathering(window, max_wait)
+        try:
+            entries = gather(
+                lambda: self._adapter.cycle_gather(self.request), gathering, self._handed
+            )
+        except LeaseLost as lost:
+            raise self._lost(lost) from None
+        return self._gathered(entries)
+
+    def _gathered(self, entries: list[PendingEntry]) -> list[PendingEntry]:
+        taken = self._effects.taken
+        fresh = [e for e in entries if e.id not in taken]
+        taken.extend(e.id for e in fresh if e.id is not None)
+        return fresh
 
     def _step(self) -> Staged:
         if self.lease_lost:  # reported when the renewal found it
@@ -354,9 +382,21 @@ class AsyncMessageCycle(MessageCycle):
         self._committed(step)
         self.pending = self._handed(handover)
 
+    async def agather(self, window: float, *, max_wait: float | None = None) -> list[PendingEntry]:
+        """The async twin of :meth:`gather`."""
+        check_gather(self.request, self._stage)
+        gathering = Gathering(window, max_wait)
+        try:
+            entries = await agather(
+                lambda: self._adapter.acycle_gather(self.request), gathering, self._handed
+            )
+        except LeaseLost as lost:
+            raise self._lost(lost) from None
+        return self._gathered(entries)
+
     async def adrain(self) -> AsyncIterator[PendingEntry]:
         """The async twin of :meth:`drain`: ``async for entry in msg.adrain()``."""
-        if self._stage not in ("held", "draining") or not self.request.locks:
+        if self._stage not in ("held", "draining") or not self.request.holds:
             return
         finished: str | None = None
         while True:

@@ -30,7 +30,8 @@ class Stage:
     """The effects staged since the cycle's last step; the next step writes them."""
 
     __slots__ = ("request", "history_limit", "history_ttl", "channel", "subscribe", "lists",
-                 "sends", "_source", "_sent", "open", "result", "subscribed")  # fmt: skip
+                 "sends", "_source", "_sent", "open", "result", "subscribed",
+                 "taken")  # fmt: skip
 
     def __init__(
         self, request: CycleRequest, history_limit: int, history_ttl: float | None
@@ -48,6 +49,7 @@ class Stage:
         self.open = False  # whether the cycle holds its thread: what it stages can commit
         self.result: object = None
         self.subscribed = False  # the thread's subscription, as read then as staged
+        self.taken: list[str] = []  # the ids of the pending entries gather handed out
 
     def check(self, what: str) -> Stage:
         """This stage, when the cycle can commit what it stages; else the error of ``what``."""
@@ -68,6 +70,7 @@ class Stage:
             self.subscribe,
             tuple(self.lists),
             tuple(self.sends),
+            tuple(self.taken),
         )
 
     def written(self) -> None:
@@ -75,6 +78,7 @@ class Stage:
         self.channel.clear()
         self.lists.clear()
         self.sends.clear()
+        self.taken.clear()
         self.subscribe = None
 
     def handling(self, entry_id: str | None) -> None:

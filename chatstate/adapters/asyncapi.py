@@ -104,9 +104,12 @@ class AsyncStateAPI(StateBackend):
         ttl: float | None = None,
         max_pending: int | None = None,
         overflow: str | None = None,
+        max_concurrent: int | None = None,
     ) -> LockResult:
-        request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
-        if request.strategy is Strategy.CONCURRENT:
+        request = self._lock_request(
+            key, owner, strategy, metadata, ttl, max_pending, overflow, max_concurrent
+        )
+        if request.strategy is Strategy.CONCURRENT and not request.capped:
             return LockResult.ACQUIRED
         return self._locked(request, await self._arun(self._do_lock, request))
 

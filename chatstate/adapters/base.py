@@ -199,10 +199,14 @@ class StateAdapter(AsyncStateAPI):
         ttl: float | None = None,
         max_pending: int | None = None,
         overflow: str | None = None,
+        max_concurrent: int | None = None,
     ) -> LockResult:
         """Take the lock ``key`` for ``owner``, or apply ``strategy`` when it is held.
 
-        * ``concurrent``: always ``acquired``, nothing recorded.
+        * ``concurrent``: always ``acquired``, nothing recorded — unless ``max_concurrent``
+          caps it: then ``acquired`` takes one of ``max_concurrent`` slots, each with its own
+          lease (``release_lock`` and ``extend_lock`` act on the owner's slot); the cap
+          reached (or the key held by another strategy), the entry is ``queued`` as below.
         * lock free, or its lease (``ttl`` seconds, default ``LOCK_TTL``) expired:
           ``acquired``; pending entries left behind stay for this holder.
         * held (by anyone, ``owner`` too): ``reject`` → ``busy``, nothing changes; ``queue``
@@ -212,8 +216,10 @@ class StateAdapter(AsyncStateAPI):
           keeps the queue; ``debounce`` → ``debounced``, the pending list becomes just this
           entry. Dropped entries are reported by the ``pending_dropped`` signal.
         """
-        request = self._lock_request(key, owner, strategy, metadata, ttl, max_pending, overflow)
-        if request.strategy is Strategy.CONCURRENT:
+        request = self._lock_request(
+            key, owner, strategy, metadata, ttl, max_pending, overflow, max_concurrent
+        )
+        if request.strategy is Strategy.CONCURRENT and not request.capped:
             return LockResult.ACQUIRED
         return self._locked(request, self._do_lock(request))
 
@@ -273,18 +279,21 @@ class StateAdapter(AsyncStateAPI):
         min_age: float | None = None,
         channel_id: str | None = None,
         history: int = 0,
+        max_concurrent: int | None = None,
     ) -> MessageCycle:
         """A context manager for one webhook delivery: claim, subscription, lock, state.
 
         ``channel_id``: the message's channel, for ``msg.channel``; ``history``: how many of
-        the thread's newest history items the entry step reads (``msg.history.items``).
+        the thread's newest history items the entry step reads (``msg.history.items``);
+        ``max_concurrent``: with ``concurrent``, at most this many holders of the thread at
+        once across processes (the excess is queued, for their ``drain()``).
         See :class:`chatstate.cycle.MessageCycle` for what it guarantees on entry, on a
         clean exit, when the block raises, and for ``drain``, ``keepalive`` and the
         effects a block stages (one unit of work with the message).
         """
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
-            max_pending, overflow, min_age, channel_id, history,
+            max_pending, overflow, min_age, channel_id, history, max_concurrent,
         )  # fmt: skip
         return MessageCycle(self, request, self.history_limit, self.history_ttl)
 
@@ -304,11 +313,12 @@ class StateAdapter(AsyncStateAPI):
         min_age: float | None = None,
         channel_id: str | None = None,
         history: int = 0,
+        max_concurrent: int | None = None,
     ) -> AsyncMessageCycle:
         """The async twin of :meth:`handle_message`: ``async with store.ahandle_message(...)``."""
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
-            max_pending, overflow, min_age, channel_id, history,
+            max_pending, overflow, min_age, channel_id, history, max_concurrent,
         )  # fmt: skip
         return AsyncMessageCycle(self, request, self.history_limit, self.history_ttl)
 

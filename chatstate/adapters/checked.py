@@ -65,6 +65,7 @@ class CheckedCalls:
         ttl: float | None,
         max_pending: int | None,
         overflow: str | None,
+        max_concurrent: int | None = None,
     ) -> LockRequest:
         return LockRequest(
             check_id(key, "key"),
@@ -74,6 +75,7 @@ class CheckedCalls:
             self.lock_ttl if ttl is None else check_ttl(ttl),
             self.max_pending if max_pending is None else check_limit(max_pending, "max_pending"),
             self.overflow if overflow is None else check_overflow(overflow),
+            check_optional_limit(max_concurrent, "max_concurrent"),
         )
 
     def _cycle_request(
@@ -91,6 +93,7 @@ class CheckedCalls:
         min_age: float | None,
         channel_id: str | None = None,
         history: int = 0,
+        max_concurrent: int | None = None,
     ) -> CycleRequest:
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be an int >= 0, got {history!r}")
@@ -108,6 +111,7 @@ class CheckedCalls:
             bool(keepalive),
             None if channel_id is None else check_id(channel_id, "channel_id"),
             history,
+            check_optional_limit(max_concurrent, "max_concurrent"),
         )
 
     def _min_age(self, min_age: float | None) -> float:

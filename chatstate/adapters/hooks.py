@@ -161,9 +161,19 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     @abc.abstractmethod
     def _do_lock(self, request: LockRequest) -> LockOutcome:
-        """``lock`` for a non-concurrent strategy, its rules as ``StateAdapter.lock``'s; the
-        entries it dropped, and the holder it took over from, in the outcome. A new pending
-        entry gets an ``id`` unique in its queue."""
+        """``lock`` for a non-concurrent strategy, or a capped ``concurrent`` one
+        (``request.capped``), its rules as ``StateAdapter.lock``'s; the entries it dropped,
+        and the holder it took over from, in the outcome. A new pending entry gets an ``id``
+        unique in its queue.
+
+        Slots (capped ``concurrent``): the key holds up to ``max_concurrent`` owners at once,
+        each with its own lease; an expired one's slot is free. A key held by slots is held
+        for the other strategies, and one held by a lock is full for slots. Every other lock
+        hook acts on ``owner``'s slot when it has one: ``_do_extend_lock`` renews it,
+        ``_do_release_lock`` frees it and hands over the entries no other live holder was
+        handed, ``_do_take_pending`` hands over such entries, ``_do_force_release_lock`` frees
+        every slot.
+        """
 
     @abc.abstractmethod
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
@@ -242,6 +252,14 @@ class StateBackend(CheckedCalls, abc.ABC):
         claim's): False, nothing changed, when it is no longer this owner's."""
 
     @abc.abstractmethod
+    def cycle_gather(self, request: CycleRequest) -> Handover:
+        """The entries queued behind the cycle's thread that no other holder was handed
+        (``entries``, oldest first; nothing removed: a commit removes those it was given,
+        ``Staged.taken``), expired ones dropped; the cycle's lease renewed by
+        ``request.ttl``. ``LeaseLost``, nothing changed, when the lease went to another
+        holder."""
+
+    @abc.abstractmethod
     def cycle_abort(self, request: CycleRequest) -> bool:
         """One atomic step after a failed block: withdraw the claim if it is still in
         progress and ``request.owner``'s (a claim a commit marked done stays) — True when
@@ -265,6 +283,10 @@ class StateBackend(CheckedCalls, abc.ABC):
     async def acycle_renew(self, request: CycleRequest) -> bool:
         """:meth:`cycle_renew` from async code."""
         return await self._arun(self.cycle_renew, request)
+
+    async def acycle_gather(self, request: CycleRequest) -> Handover:
+        """:meth:`cycle_gather` from async code."""
+        return await self._arun(self.cycle_gather, request)
 
     async def acycle_abort(self, request: CycleRequest) -> bool:
         """:meth:`cycle_abort` from async code."""

@@ -17,41 +17,25 @@ from typing import Any
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
+from chatstate.adapters.memory.cycle import MemoryCycle
 from chatstate.adapters.memory.lists import MemoryLists
 from chatstate.adapters.memory.store import Claim, MemoryStore
-from chatstate.calls import (
-    CycleEntry,
-    CycleRequest,
-    Handover,
-    LockOutcome,
-    LockRequest,
-    Pruned,
-    PruneRequest,
-    Staged,
-    lease_lost,
-)
+from chatstate.calls import Pruned, PruneRequest
 from chatstate.snapshot import Snapshot
 from chatstate.types import (
     DedupeKey,
     LockResult,
     PendingEntry,
     Strategy,
-    not_owner,
 )
-from chatstate.validation import dump_map, history_key
+from chatstate.validation import dump_map
 
 _loads = json.loads
 _monotonic = time.monotonic
 _time = time.time
-_ACQUIRED = LockResult.ACQUIRED
-_BUSY = LockResult.BUSY
-_REFUSED = (LockResult.BUSY, LockResult.DROPPED)
-_REJECT = Strategy.REJECT
-_DEBOUNCE = Strategy.DEBOUNCE
-_QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
-class MemoryStateAdapter(MemoryLists, StateAdapter):
+class MemoryStateAdapter(MemoryCycle, MemoryLists, StateAdapter):
     """Chat state held in this process; each instance has its own."""
 
     name = "memory"
@@ -152,200 +136,6 @@ class MemoryStateAdapter(MemoryLists, StateAdapter):
                 del dedupe[key]
         return len(gone)
 
-    # -- locks ---------------------------------------------------------------------------
-
-    def _do_lock(self, request: LockRequest) -> LockOutcome:
-        with self._mutex:
-            return self._take(request, _monotonic())
-
-    def _take(self, request: LockRequest, now: float) -> LockOutcome:
-        key, owner, strategy = request.key, request.owner, request.strategy
-        held = self._locks.get(key)
-        if held is None or held[3] <= now:
-            wall, ttl = _time(), request.ttl
-            record = [owner, strategy, request.metadata, now + ttl, wall, wall + ttl, ttl]
-            self._locks[key] = record
-            return LockOutcome(_ACQUIRED, taken_over=None if held is None else held[0])
-        if strategy is _REJECT:
-            return LockOutcome(_BUSY)
-        entry = (str(next(self._ids)), owner, strategy, request.metadata, _time(), None)
-        queue = self._pending.setdefault(key, deque())
-        if strategy is _DEBOUNCE:
-            dropped = _entries(queue)
-            queue.clear()
-            queue.append(entry)
-            return LockOutcome(LockResult.DEBOUNCED, dropped)
-        dropped = []
-        if request.max_pending is not None and len(queue) >= request.max_pending:
-            if request.overflow == "drop_newest":
-                return LockOutcome(LockResult.DROPPED)
-            while len(queue) >= request.max_pending:
-                dropped.append(_entry(queue.popleft()))
-        queue.append(entry)
-        return LockOutcome(LockResult.QUEUED, dropped)
-
-    def _do_extend_lock(self, key: str, owner: str, ttl: float) -> bool:
-        now = _monotonic()
-        with self._mutex:
-            held = self._locks.get(key)
-            if held is None or held[0] != owner or held[3] <= now:
-                return False
-            held[3], held[5], held[6] = now + ttl, _time() + ttl, ttl
-            return True
-
-    def _held_by(self, key: str, owner: str) -> list[Any]:
-        held = self._locks.get(key)
-        if held is None or held[0] != owner:
-            raise not_owner(key, owner, held[0] if held else None)
-        return held
-
-    def _expired(self, key: str) -> list[PendingEntry]:
-        """Drop (and return) the pending entries of ``key`` older than ``pending_ttl``."""
-        queue = self._pending.get(key)
-        if not queue or self.pending_ttl is None:
-            return []
-        cutoff, gone = _time() - self.pending_ttl, []
-        while queue and queue[0][4] < cutoff:
-            gone.append(_entry(queue.popleft()))
-        return gone
-
-    def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Handover:
-        with self._mutex:
-            held = self._held_by(key, owner)
-            expired = self._expired(key)
-            entries = _entries(self._pending.pop(key, ()))
-            if only_if_idle and entries:
-                held[3], held[5] = _monotonic() + held[6], _time() + held[6]
-            else:
-                del self._locks[key]
-            return Handover(entries, expired)
-
-    def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
-        with self._mutex:
-            self._held_by(key, owner)
-            expired = self._expired(key)
-            queue = self._pending.get(key, deque())
-            count = len(queue) if limit is None else min(limit, len(queue))
-            return Handover([_entry(queue.popleft()) for _ in range(count)], expired)
-
-    def _do_force_release_lock(self, key: str) -> list[PendingEntry]:
-        with self._mutex:
-            self._locks.pop(key, None)
-            return _entries(self._pending.pop(key, ()))
-
-    # -- the message cycle ---------------------------------------------------------------
-
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        thread_id, key = request.thread_id, request.dedupe_key
-        now = _monotonic()
-        with self._mutex:
-            claim = (request.owner, thread_id, now + request.ttl, _time() + request.ttl)
-            if not self._claim(key, request.dedupe_limit, request.min_age, claim, now):
-                in_progress = self._dedupe[key][1] is not None
-                return CycleEntry(False, thread_id in self._subscriptions, in_progress=in_progress)
-            outcome = self._take(request.lock_request(), now) if request.locks else None
-            result = _ACQUIRED if outcome is None else outcome.result
-            held = result is _ACQUIRED
-            if held and request.strategy in _QUEUEING and self._pending.get(thread_id):
-                result = self._queue_behind(request, outcome)  # type: ignore[arg-type]
-            if result in _REFUSED:  # released at once, a redelivery is handled
-                self._dedupe[key][1] = (request.owner, "", now, _time())
-            elif result is not _ACQUIRED:  # stored behind the lock: done
-                self._dedupe[key][1] = None
-            entry = CycleEntry(True, thread_id in self._subscriptions, result, held=held)
-            if outcome is not None:
-                entry.dropped, entry.taken_over = outcome.dropped, outcome.taken_over
-            if held:
-                entry.state = self._do_get_state("thread", thread_id)
-                if request.history:
-                    entry.history = self._newest(history_key(thread_id), request.history, now)
-            return entry
-
-    def _queue_behind(self, request: CycleRequest, outcome: LockOutcome) -> LockResult:
-        """Queue the message of a cycle that just took a lock with entries left queued."""
-        queue = self._pending[request.thread_id]
-        if request.strategy is _DEBOUNCE:
-            outcome.dropped = _entries(queue)
-            queue.clear()
-        elif request.max_pending is not None and len(queue) >= request.max_pending:
-            if request.overflow == "drop_newest":
-                return LockResult.DROPPED
-            while len(queue) >= request.max_pending:
-                outcome.dropped.append(_entry(queue.popleft()))
-        queue.append(
-            (str(next(self._ids)), request.owner, request.strategy, request.metadata, _time(), None)
-        )
-        return LockResult.DEBOUNCED if request.strategy is _DEBOUNCE else LockResult.QUEUED
-
-    def _own_claim(self, request: CycleRequest) -> bool:
-        found = self._dedupe.get(request.dedupe_key)
-        return found is not None and found[1] is not None and found[1][0] == request.owner
-
-    def _settle(self, request: CycleRequest, staged: Staged) -> None:
-        """``LeaseLost`` unless the cycle still holds its lock (or, concurrent, its claim)
-        and, when ``staged.claim``, its claim; then write what is staged."""
-        if request.locks:
-            held = self._locks.get(request.thread_id)
-            if held is None or held[0] != request.owner:
-                raise lease_lost(request, held[0] if held else None)
-        if (staged.claim or not request.locks) and not self._own_claim(request):
-            raise lease_lost(request, request.owner)
-        if staged.state is not None:
-            self._states[("thread", request.thread_id)] = (staged.state, _time())
-        if staged.claim:
-            self._dedupe[request.dedupe_key][1] = None
-        if staged.effects:
-            self._write_effects(request.thread_id, staged)
-
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
-        with self._mutex:
-            self._settle(request, staged)
-            if not request.locks:
-                return Handover()
-            del self._locks[request.thread_id]
-            expired = self._expired(request.thread_id)
-            return Handover(_entries(self._pending.pop(request.thread_id, ())), expired)
-
-    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
-        thread_id = request.thread_id
-        with self._mutex:
-            self._settle(request, staged)
-            queue = self._pending.get(thread_id, deque())
-            if finished is not None and queue and queue[0][0] == finished:
-                queue.popleft()
-            elif finished is not None:  # dropped meanwhile (overflow, debounce)
-                self._pending[thread_id] = deque(e for e in queue if e[0] != finished)
-            expired = self._expired(thread_id)
-            queue = self._pending.get(thread_id, deque())
-            if not queue:
-                self._pending.pop(thread_id, None)
-                del self._locks[thread_id]
-                return Handover([], expired)
-            held = self._locks[thread_id]
-            held[3], held[5] = _monotonic() + request.ttl, _time() + request.ttl
-            return Handover([_entry(queue[0])], expired)
-
-    def cycle_renew(self, request: CycleRequest) -> bool:
-        now, ttl = _monotonic(), request.ttl
-        with self._mutex:
-            if request.locks:
-                return self._do_extend_lock(request.thread_id, request.owner, ttl)
-            if not self._own_claim(request):
-                return False
-            owner, thread_id, _, _ = self._dedupe[request.dedupe_key][1]
-            self._dedupe[request.dedupe_key][1] = (owner, thread_id, now + ttl, _time() + ttl)
-            return True
-
-    def cycle_abort(self, request: CycleRequest) -> bool:
-        with self._mutex:
-            withdrawn = self._own_claim(request)
-            if withdrawn:
-                del self._dedupe[request.dedupe_key]
-            held = self._locks.get(request.thread_id)
-            if request.locks and held is not None and held[0] == request.owner:
-                del self._locks[request.thread_id]
-            return withdrawn
-
     # -- snapshots and housekeeping ------------------------------------------------------
 
     def _do_snapshot(self) -> Snapshot:
@@ -362,7 +152,13 @@ class MemoryStateAdapter(MemoryLists, StateAdapter):
         dry = request.dry_run
         with self._mutex:
             expired_locks = [key for key, held in self._locks.items() if held[3] <= now]
-            counts = {"expired_locks": len(expired_locks)}
+            expired_slots = [
+                (key, owner)
+                for key, slots in self.store.slots.items()
+                for owner, slot in slots.items()
+                if slot[0] <= now
+            ]
+            counts = {"expired_locks": len(expired_locks) + len(expired_slots)}
             counts["dedupe_trimmed"] = self._trim(request.dedupe_limit, request.min_age, now, dry)
             expired: dict[str, list[PendingEntry]] = {}
             if request.pending_ttl is not None:
@@ -384,6 +180,8 @@ class MemoryStateAdapter(MemoryLists, StateAdapter):
                 return Pruned(counts)
             for key in expired_locks:
                 del self._locks[key]
+            for key, owner in expired_slots:
+                self._free_slot(key, owner)
             for key in expired:
                 self._expired_all(key, wall - (request.pending_ttl or 0))
             for state_key in stale_states:

@@ -10,6 +10,10 @@ Layout (each container belongs to one namespace's adapter and is guarded by its 
   expires_wall, ttl]``;
 * ``pending``: key → deque of ``(id, owner, strategy, metadata_json, enqueued (epoch),
   enqueued_text | None)``, oldest first;
+* ``slots``: key → owner → ``[expires (monotonic), acquired_wall, expires_wall, ttl,
+  metadata_json]`` (capped ``concurrent``: up to ``max_concurrent`` holders);
+* ``taken``: key → entry id → ``(owner, until (monotonic))``: queued entries a slot holder's
+  drain was handed;
 * ``lists``: key → ``[deque of item json, expires (monotonic) | None, expires_wall | None]``;
 * ``outbox``: id → :class:`OutboxRecord`, in commit order; ``outbox_keys``: key → id.
 
@@ -61,6 +65,8 @@ class MemoryStore:
     locks: dict[str, list[Any]] = field(default_factory=dict)
     pending: dict[str, deque[Pending]] = field(default_factory=dict)
     lists: dict[str, list[Any]] = field(default_factory=dict)
+    slots: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    taken: dict[str, dict[str, tuple[str, float]]] = field(default_factory=dict)
     outbox: dict[str, OutboxRecord] = field(default_factory=dict)
     outbox_keys: dict[str, str] = field(default_factory=dict)
 
@@ -174,6 +180,8 @@ class MemoryStore:
                 self.states,
                 self.locks,
                 self.pending,
+                self.slots,
+                self.taken,
                 self.lists,
                 self.outbox,
                 self.outbox_keys,
