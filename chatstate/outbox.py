@@ -168,20 +168,19 @@ def outbox_committed(adapter: Any) -> None:
                 extra={"namespace": namespace},
             )
 
-    def now() -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            enqueue()
-            return
-        # In an event loop (an async cycle): a task framework's enqueue may use the ORM.
-        loop.run_in_executor(None, _enqueue_in_thread, enqueue)
-
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
     using = getattr(adapter, "using", None)
-    if using is None:
-        now()
+    if loop is not None:
+        # An async cycle: no transaction of this thread holds it, and a task framework's
+        # enqueue may use the ORM, which an event loop must not run.
+        loop.run_in_executor(None, _enqueue_in_thread, enqueue)
+    elif using is None:
+        enqueue()
     else:
-        transaction.on_commit(now, using=using)
+        transaction.on_commit(enqueue, using=using)
 
 
 def _enqueue_in_thread(enqueue: Callable[[], None]) -> None:

@@ -4,8 +4,8 @@
 or ``mysql``: MariaDB or MySQL). PostgreSQL, MariaDB and Redis are used when reachable; under
 ``CI=true`` they are required, and an unreachable one fails the run instead of being skipped.
 
-Run as a script (``python -m tests.services postgres|mysql|redis|rabbitmq``) it exits 0 when the service is
-reachable, 1 when it is not (and, under CI, prints why and exits 2).
+Run as a script (``python -m tests.services postgres|mysql|redis|rabbitmq``) it exits 0 when
+the service is reachable, 1 when it is not (and, under CI, prints why and exits 2).
 """
 
 from __future__ import annotations

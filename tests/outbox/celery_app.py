@@ -8,13 +8,15 @@ set (Celery's Django fixup sets Django up in the worker).
 from __future__ import annotations
 
 import os
+import uuid
 
 from celery import Celery
 from kombu import Queue
 
 from tests.services import AMQP_URL
 
-QUEUE = os.environ.get("CHATSTATE_TEST_CELERY_QUEUE", "chatstate-tests")
+#: The queue of this run (a worker gets it from the parent in the environment).
+QUEUE = os.environ.get("CHATSTATE_TEST_CELERY_QUEUE") or f"chatstate-tests-{uuid.uuid4().hex[:12]}"
 
 app = Celery("chatstate_tests", broker=AMQP_URL, include=["chatstate.contrib.celery"])
 app.conf.update(

@@ -31,7 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ours = [
         item
         for item in items
-        if HERE in Path(str(item.path)).parents and "store" in getattr(item, "fixturenames", ())
+        if HERE in Path(str(item.path)).parents
+        and {"store", "database_store", "workers"} & set(getattr(item, "fixturenames", ()))
     ]
     if VENDOR != "postgresql" and ours:
         config.hook.pytest_deselected(items=ours)

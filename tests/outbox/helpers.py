@@ -81,11 +81,12 @@ def commit_sends(store: Any, threads: int, per_thread: int, tag: str = "m") -> l
 def check_delivered_once_in_order(store: Any, got: list[dict[str, Any]], keys: list[str]) -> None:
     """Every key delivered once; each thread's in commit order; the outbox empty."""
     assert sorted(d["key"] for d in got) == sorted(keys)
+    position = {key: n for n, key in enumerate(keys)}  # keys come in commit order
     by_thread: dict[str, list[int]] = {}
     for d in got:
-        by_thread.setdefault(d["thread"], []).append(d["payload"]["n"])
-    for thread, ns in by_thread.items():
-        assert ns == sorted(ns), f"{thread} out of commit order: {ns}"
+        by_thread.setdefault(d["thread"], []).append(position[d["key"]])
+    for thread, order in by_thread.items():
+        assert order == sorted(order), f"{thread} out of commit order: {order}"
     assert store.outbox() == []
 
 
