@@ -7,6 +7,8 @@ transaction commits; the workers deliver every entry once, each thread's in comm
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import signal
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 
+from chatstate import get_adapter
 from chatstate.tasks import dispatch_outbox
 from tests import services
 from tests.conformance.helpers import run_async
@@ -38,8 +41,39 @@ def _tasks() -> list[DBTaskResult]:
     return list(DBTaskResult.objects.filter(task_path=TASK_PATH))
 
 
+def _framework() -> str:
+    return "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+
+
 def test_the_task_is_a_task_of_the_framework() -> None:
+    base = importlib.import_module(f"{_framework()}.base")
+    assert isinstance(dispatch_outbox, base.Task)  # django.tasks on Django 6.0+
     assert dispatch_outbox.module_path == TASK_PATH
+
+
+SENT: list[str] = []
+
+
+def record(entry: Any) -> None:
+    SENT.append(entry.key)
+
+
+def test_with_the_immediate_backend_the_commit_sends_at_once(settings: Any) -> None:
+    """The memory adapter of the settings (the process-wide one) and Django's immediate
+    backend: the task runs in the committing process, right after the commit."""
+    settings.TASKS = {"default": {"BACKEND": f"{_framework()}.backends.immediate.ImmediateBackend"}}
+    settings.CHATSTATE = {
+        "ADAPTER": "chatstate.adapters.memory.MemoryStateAdapter",
+        "OUTBOX_SENDER": "tests.outbox.test_tasks.record",
+        "OUTBOX_TASK": True,
+    }
+    SENT.clear()
+    store = get_adapter()
+    with store.handle_message(("p", "m1"), thread_id="t", owner="w") as msg:
+        msg.send({"text": "hi"})
+        assert SENT == []  # not before the commit
+    assert SENT == ["p:m1:0"]
+    assert store.outbox() == []
 
 
 def test_db_workers_deliver_every_entry_once(store: Any, workers: Workers, settings: Any) -> None:
