@@ -89,6 +89,9 @@ smoke_project() {  # the project on the database named by SMOKE_DB
   run "$PY" manage.py chatstate_snapshot --namespace restored --output restored.json
   cmp -s snap.json restored.json || fail "$db: a restored namespace snapshots differently"
   run "$PY" manage.py chatstate_prune --dry-run
+  say "$db: chatstate_outbox ships (and chatstate.tasks imports without a task framework)"
+  run "$PY" manage.py chatstate_outbox --help >/dev/null
+  run "$PY" -c "import django; django.setup(); import chatstate.tasks, chatstate.contrib"
 }
 
 export SMOKE_DB=sqlite
