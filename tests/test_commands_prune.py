@@ -150,7 +150,6 @@ def test_the_dedupe_count_says_what_dedupe_min_age_kept() -> None:
             store.claim_dedupe(("slack", f"m{i}"), 100)
         out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "2")
     assert (
-        "0 dedupe key(s) older than the newest 2 "
-        "(DEDUPE_MIN_AGE keeps every key younger than 15m)"
+        "0 dedupe key(s) older than the newest 2 (DEDUPE_MIN_AGE keeps every key younger than 15m)"
     ) in out
     assert len(store.snapshot().dedupe) == 5

@@ -62,11 +62,16 @@ class Progress:
             self.show("\n")
 
     def watch(self, label: str, sections: SnapshotSections) -> SnapshotSections:
-        """``sections`` reporting their rows to this progress (unchanged when disabled)."""
+        """``sections`` reporting their rows to this progress (unchanged when disabled).
+
+        ``dedupe`` holds the keys of ``dedupe_order`` again: it is not counted, so the rows
+        shown add up to the commands' summaries."""
         if not self.enabled:
             return sections
-        self.start(label, sections.total())
-        return sections.observed(self.advance)
+        self.start(label, sum(n for name, n in sections.counts.items() if name != "dedupe"))
+        observed = sections.observed(self.advance)
+        observed.dedupe = sections.dedupe
+        return observed
 
 
 # -- export --------------------------------------------------------------------------------

@@ -87,10 +87,8 @@ class Command(BaseCommand):
             f"{counts['dedupe_trimmed']} dedupe key(s) older than the newest {kept}"
         )
         if adapter.dedupe_min_age:
-            line += (
-                f" (DEDUPE_MIN_AGE keeps every key younger than "
-                f"{age_text(adapter.dedupe_min_age)})"
-            )
+            young = age_text(adapter.dedupe_min_age)
+            line += f" (DEDUPE_MIN_AGE keeps every key younger than {young})"
         if adapter.pending_ttl is not None:
             line += f", {counts['pending_expired']} expired pending entr(y/ies)"
         if age is not None:
