@@ -22,6 +22,7 @@ from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.memory import MemoryStateAdapter
+from chatstate.management.commands.chatstate_restore import Command as RestoreCommand
 from chatstate.management.commands.chatstate_snapshot import Command as SnapshotCommand
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
@@ -161,6 +162,15 @@ def test_progress_is_plain_and_adds_up_to_the_summary(tmp_path: Path) -> None:
     total = sum(int(n.replace(",", "")) for n in re.findall(r" ([\d,]+)", summary[1]))
     assert total == 3 + 6 + 2 + 1 + 2 + 2  # subscriptions, dedupe_order, states, locks, queues
     assert last == f"snapshot {store.namespace}: {total:,} / {total:,} rows"
+    # The restore of that file counts the same rows.
+    target = namespace()
+    command = RestoreCommand(stdout=io.StringIO(), stderr=(tty := TTY()), force_color=True)
+    call_command(command, str(tmp_path / "s.json"), "--namespace", target)
+    progress = tty.getvalue()
+    assert "\x1b[" not in progress and progress.count("\n") == 1
+    assert (
+        progress.rstrip("\n").rsplit("\r", 1)[-1] == f"restore {target}: {total:,} / {total:,} rows"
+    )
 
 
 @pytest.mark.django_db
