@@ -4,6 +4,7 @@ API reference (``docs/api.rst``), so a new public name cannot ship undocumented.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import chatstate
@@ -40,3 +41,68 @@ def test_every_system_check_is_documented() -> None:
     assert ids  # the scan finds the checks
     text = (DOCS / "checks.rst").read_text(encoding="utf-8")
     assert sorted(i for i in ids if f"``{i}``" not in text) == []
+
+
+# -- links and headings (issue 22: the README's #redis-cluster link was dead) ------------------
+
+ROOT = DOCS.parent
+UNDERLINE = re.compile(r"([=\-~^\"'`#*+:.])\1{2,}")
+
+
+def headings(rst: str) -> list[tuple[int, str, bool]]:
+    """``(line, title, squeezed)`` for each section title of ``rst``; ``squeezed``: right
+    under a paragraph's last line, so docutils reads it as part of that paragraph (no
+    section, no id, and neither docutils nor Sphinx warns)."""
+    lines = rst.splitlines()
+    found = []
+    for i in range(1, len(lines)):
+        title = lines[i - 1]
+        if (
+            UNDERLINE.fullmatch(lines[i])
+            and title.strip()
+            and not title.startswith(" ")
+            and not UNDERLINE.fullmatch(title)
+        ):
+            above = lines[i - 2] if i >= 2 else ""
+            squeezed = bool(above.strip()) and not UNDERLINE.fullmatch(above)
+            found.append((i, title.strip(), squeezed))
+    return found
+
+
+def section_ids(rst: str) -> set[str]:
+    """The ids docutils gives the sections of ``rst`` (titles slugged) and its labels."""
+    ids = set(re.findall(r"^\.\. _([\w-]+):\s*$", rst, re.M))
+    for _, title, squeezed in headings(rst):
+        if not squeezed:
+            slug = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+            ids.add(re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-"))
+    return ids
+
+
+def test_every_heading_has_a_blank_line_above() -> None:
+    squeezed = [
+        f"{page.name}:{line}: {title}"
+        for page in sorted(DOCS.glob("*.rst"))
+        for line, title, squeezed in headings(page.read_text(encoding="utf-8"))
+        if squeezed
+    ]
+    assert squeezed == []
+
+
+def test_the_readmes_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    assert any("#" in link for link in local)  # the scan sees the anchored ones
+    broken = []
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        ids = section_ids(target.read_text(encoding="utf-8")) if target.exists() else set()
+        if not target.exists() or (anchor and anchor not in ids):
+            broken.append(link)
+    assert broken == []
+
+
+def test_the_deployment_page_has_the_redis_cluster_section() -> None:
+    assert "redis-cluster" in section_ids((DOCS / "deployment.rst").read_text(encoding="utf-8"))
