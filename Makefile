@@ -93,4 +93,4 @@ bench: venv
 	$(PY) manage.py chatstate_bench --adapter database --workers 1 --cycles 2000
 
 clean:
-	rm -rf $(VENV) docs/_build .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3
+	rm -rf $(VENV) docs/_build test-artifacts .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3

@@ -65,6 +65,7 @@ def test_every_readme_block_is_run() -> None:
 # -- settings ----------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # (the checks may read the database: chatstate's tables)
 def test_the_settings_block_passes_the_checks() -> None:
     block = run_block(readme_block('INSTALLED_APPS = [..., "chatstate"]'), "settings")
     assert "chatstate" in block["INSTALLED_APPS"]
@@ -73,6 +74,7 @@ def test_the_settings_block_passes_the_checks() -> None:
         assert checks.run_checks(include_deployment_checks=False) == []
 
 
+@pytest.mark.django_db
 def test_the_redis_settings_pass() -> None:
     """Issue 22: the snippet had no ``default`` cache (``caches.E001``)."""
     block = run_block(readme_block('"chatstate": {"BACKEND"'), "settings")
