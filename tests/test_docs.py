@@ -106,3 +106,19 @@ def test_the_readmes_links_resolve() -> None:
 
 def test_the_deployment_page_has_the_redis_cluster_section() -> None:
     assert "redis-cluster" in section_ids((DOCS / "deployment.rst").read_text(encoding="utf-8"))
+
+
+def test_no_code_example_handles_pending_entries_after_the_block() -> None:
+    """Issue 22: entries handed out after ``handle_message``'s block are gone from the store
+    and their claims done, so handling them there loses them when it fails; ``drain()``
+    keeps that promise. No example may show the losing pattern."""
+    sources = {"README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
+    sources |= {page.name: page.read_text(encoding="utf-8") for page in DOCS.glob("*.rst")}
+    blocks = [
+        (name, block)
+        for name, text in sources.items()
+        for block in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)
+        + re.findall(r"^\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", text, re.M)
+    ]
+    assert any("msg.drain()" in block for _, block in blocks)
+    assert [name for name, block in blocks if re.search(r"\.pending\b", block)] == []
