@@ -122,3 +122,25 @@ def test_no_code_example_handles_pending_entries_after_the_block() -> None:
     ]
     assert any("msg.drain()" in block for _, block in blocks)
     assert [name for name, block in blocks if re.search(r"\.pending\b", block)] == []
+
+
+def test_install_lines_name_what_exists() -> None:
+    """Issue 22: ``pip install ./chatstate`` worked only from a parent folder named
+    chatstate, and the wheel's file name was never given. Every wheel named in the README
+    and the docs is the one ``pip wheel`` builds from this checkout (its version from
+    ``pyproject.toml``); every install from source names the clone as ``path/to/chatstate``."""
+    from tests.tutorial_walk import expected_wheel
+
+    texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
+    texts += [page.read_text(encoding="utf-8") for page in DOCS.glob("*.rst")]
+    wheels = {name for text in texts for name in re.findall(r"chatstate-[\w.-]+\.whl", text)}
+    assert wheels == {expected_wheel()}
+    installs = [
+        line.strip()
+        for text in texts
+        for line in text.splitlines()
+        if re.search(r"\bpip install\b", line) and "pip install chatstate`" not in line
+    ]
+    assert installs  # the scan sees them
+    sources = [line for line in installs if not re.search(r"\.whl|path/to/chatstate", line)]
+    assert [line for line in sources if '-e ".[test]"' not in line] == []
