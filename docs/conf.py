@@ -50,6 +50,11 @@ nitpick_ignore = [
     ("py:class", "chatstate.adapters.database.postgres.PostgresStateAdapter"),
     ("py:class", "chatstate.transfer.reader.SnapshotFile"),
     ("py:mod", "chatstate.models"),
+    ("py:class", "chatstate.adapters.checked.CheckedCalls"),
+    ("py:class", "chatstate.adapters.memory.lists.MemoryLists"),
+    ("py:mod", "chatstate.channelops"),
+    ("py:class", "Stage"),  # chatstate.staging.Stage, in ChannelOps' and History's signatures
+    ("py:func", "chatstate.validation.history_key"),
 ]
 
 exclude_patterns = ["_build"]
