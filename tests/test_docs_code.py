@@ -20,7 +20,7 @@ from django.core import checks
 from django.test import RequestFactory, override_settings
 
 from chatstate import conf, registry
-from tests.conftest import next_namespace
+from tests.conftest import STORE_FACTORIES, next_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -96,10 +96,26 @@ class Crash(Exception):
     """What a failing bot raises while handling a message."""
 
 
-@pytest.fixture
-def readme(transactional_db: None) -> Iterator[dict[str, Any]]:
-    """The README's handler module, on the run's database in a namespace of its own, with
-    ``handled`` recording each ``handle`` call's message id (a test may replace ``handle``)."""
+#: ``CHATSTATE`` for each kind of store of this run (tests/conftest.py) that settings build.
+ADAPTERS = {
+    "memory": {"ADAPTER": "chatstate.adapters.memory.MemoryStateAdapter"},
+    "database": {"ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter"},
+    "database_orm": {
+        "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
+        "OPTIONS": {"fast_sql": False},
+    },
+    "redis": {
+        "ADAPTER": "chatstate.adapters.redis.RedisStateAdapter",
+        "OPTIONS": {"alias": "chatstate"},
+    },
+}
+
+
+@pytest.fixture(params=[kind for kind in ADAPTERS if kind in STORE_FACTORIES])
+def readme(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[dict[str, Any]]:
+    """The README's handler module on each kind of store of this run (``get_adapter()``
+    built from ``CHATSTATE``), in a namespace of its own, with ``handled`` recording each
+    ``handle`` call's message id (a test may replace ``handle``)."""
     module = run_block(readme_block("def webhook(request):"), "readme_webhook")
     handled: list[str] = []
     original = module["handle"]
@@ -109,11 +125,15 @@ def readme(transactional_db: None) -> Iterator[dict[str, Any]]:
         original(state, message)
 
     module["handle"], module["handled"] = handle, handled
-    with override_settings(CHATSTATE={"NAMESPACE": next_namespace()}):
+    configured = {**ADAPTERS[request.param], "NAMESPACE": next_namespace()}
+    with override_settings(CHATSTATE=configured):
         registry.reset()
         try:
             yield module
         finally:
+            clear = getattr(registry.get_adapter(), "clear", None)  # Redis: its keys
+            if clear is not None:
+                clear()
             registry.reset()
 
 
