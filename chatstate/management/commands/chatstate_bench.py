@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -123,7 +124,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(bench.format_table(figures))
 
-    def _phases(self) -> Any:
+    def _phases(self) -> Callable[[str], None]:
         """A ``say`` for ``run_bench``: each phase on its own plain stderr line, with the
         seconds since the command started."""
         stream, started = ProgressStream(self.stderr), time.monotonic()
