@@ -60,3 +60,10 @@ def test_one_backend_target_runs_that_backends_suite(backend: str) -> None:
 
 def test_make_test_starts_with_the_sqlite_run() -> None:
     assert pytest_runs(dry_run("test"))[0] == "sqlite"
+
+
+def test_the_readme_says_how_long_and_how_to_run_one_backend() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"`make test` takes about \d+ minutes", readme)
+    for target in ("make test-sqlite", "make test-postgres", "make test-mysql"):
+        assert f"`{target}`" in readme
