@@ -4,14 +4,8 @@ the worker processes and returns the figures (:data:`FIELDS`); :func:`run_outbox
 measures the outbox's dispatch."""
 
 from chatstate.bench.outbox import outbox_config, run_outbox_bench
-from chatstate.bench.runner import (
-    ADAPTERS,
-    FIELDS,
-    MODES,
-    build_config,
-    format_table,
-    run_bench,
-)
+from chatstate.bench.runner import ADAPTERS, FIELDS, MODES, build_config, run_bench
+from chatstate.bench.table import format_table
 
 __all__ = [
     "ADAPTERS",
