@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-sqlite test-postgres lint typecheck tox matrix matrix-all \
+.PHONY: venv demo test test-sqlite test-postgres test-mysql lint typecheck tox matrix matrix-all \
 	wheel-smoke bench docs clean
 
 # tox needs python3.10 ... python3.13 on PATH: with pyenv, select every installed CPython 3
@@ -32,22 +32,30 @@ demo: venv
 	$(PY) manage.py demo
 
 ## test: the whole suite: SQLite always; PostgreSQL (+ Redis) and MariaDB/MySQL when reachable,
-## required in CI.
+## required in CI. test-sqlite, test-postgres, test-mysql: one backend's run (it fails when
+## its server is unreachable).
 test: venv
-	@echo "== SQLite run =="
-	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-sqlite
 	@$(PY) -m tests.services postgres; rc=$$?; \
-	if [ $$rc -eq 0 ]; then \
-		echo "== PostgreSQL run =="; \
-		CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory test-postgres || exit 1; \
 	elif [ $$rc -eq 2 ]; then exit 1; \
 	else echo "SKIPPED the PostgreSQL suite: PostgreSQL is unreachable (set CHATSTATE_PG_HOST/PORT)."; fi
 	@$(PY) -m tests.services mysql; rc=$$?; \
-	if [ $$rc -eq 0 ]; then \
-		echo "== MariaDB run =="; \
-		CHATSTATE_TEST_DB=mysql $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory test-mysql || exit 1; \
 	elif [ $$rc -eq 2 ]; then exit 1; \
 	else echo "SKIPPED the MariaDB/MySQL suite: it is unreachable (set CHATSTATE_MYSQL_HOST/PORT)."; fi
+
+test-sqlite: venv
+	@echo "== SQLite run =="
+	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: venv
+	@echo "== PostgreSQL run (with the Redis adapter's suites) =="
+	CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+test-mysql: venv
+	@echo "== MariaDB run =="
+	CHATSTATE_TEST_DB=mysql $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .
@@ -85,4 +93,4 @@ bench: venv
 	$(PY) manage.py chatstate_bench --adapter database --workers 1 --cycles 2000
 
 clean:
-	rm -rf $(VENV) docs/_build .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3
+	rm -rf $(VENV) docs/_build test-artifacts .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info db.sqlite3

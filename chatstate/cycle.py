@@ -44,7 +44,8 @@ class MessageCycle(Staging):
     * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
     * ``state`` — the thread's map (``{}`` unless the cycle holds the thread);
     * ``pending`` — after the block, the entries queued meanwhile, in arrival order (unless
-      the block drained them);
+      the block drained them). They are gone from the store and their claims are done:
+      handling them after the block loses them if that fails. Use ``drain()``;
     * ``lease_lost`` — with ``keepalive``: the lease went to another holder meanwhile.
 
     While an acquired block runs, the message's claim is *in progress*: a redelivery is a

@@ -8,14 +8,16 @@ threads go in parallel, on any number of dispatchers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils.module_loading import import_string
 
 from chatstate import conf
@@ -114,22 +116,75 @@ def dispatch(
     return counts
 
 
+def drain_due(
+    adapter: Any, sender: Sender | str | None = None, *, limit: int = 100, seconds: float = 60.0
+) -> dict[str, int]:
+    """Dispatch ``adapter``'s outbox in batches of ``limit`` until a batch is not full (every
+    entry due at that moment was handed out) or ``seconds`` have passed; the summed counts,
+    plus ``"batches"`` and ``"more"`` (1 when it stopped on time with a full last batch)."""
+    totals = {"sent": 0, "retried": 0, "dead": 0, "batches": 0, "more": 0}
+    deadline = time.monotonic() + seconds
+    while True:
+        counts = adapter.dispatch_outbox(sender, limit=limit)
+        totals["batches"] += 1
+        for name in ("sent", "retried", "dead"):
+            totals[name] += counts[name]
+        if counts["sent"] + counts["retried"] + counts["dead"] < limit:
+            return totals
+        if time.monotonic() >= deadline:
+            totals["more"] = 1
+            return totals
+
+
+#: What ``OUTBOX_TASK = True`` enqueues with: the task of Django's task framework.
+DJANGO_TASK = "chatstate.tasks.enqueue_dispatch"
+
+
 def outbox_committed(adapter: Any) -> None:
-    """After a commit that wrote outbox entries: enqueue a dispatch when ``OUTBOX_TASK``
-    asks for one (``True``: the Django task ``chatstate.tasks.dispatch_outbox``; a dotted
-    path: a callable taking the namespace), once the surrounding transaction commits."""
+    """After a commit that wrote outbox entries: enqueue one dispatch of the adapter's
+    namespace when ``OUTBOX_TASK`` asks for one (``True``: the Django task
+    ``chatstate.tasks.dispatch_outbox``; a dotted path: a callable taking the namespace),
+    once the surrounding transaction commits (at once outside one).
+
+    Never raises: the commit is done, and an enqueue that fails (a broker down) is logged;
+    its entries wait in the outbox for the next dispatch (the worker, a later task).
+    """
     task = conf.get("OUTBOX_TASK")
     if not task:
         return
     namespace = adapter.namespace
-    if task is True:
-        from chatstate.tasks import enqueue_dispatch
 
-        enqueue: Callable[[str], Any] = enqueue_dispatch
-    else:
-        enqueue = import_string(task)
+    def enqueue() -> None:
+        try:
+            target = import_string(DJANGO_TASK if task is True else task)
+            target(namespace)
+        except Exception as exc:
+            logger.warning(
+                "chatstate: the outbox dispatch of %r could not be enqueued (%s: %s); its "
+                "entries wait for the next dispatch",
+                namespace,
+                type(exc).__name__,
+                exc,
+                extra={"namespace": namespace},
+            )
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
     using = getattr(adapter, "using", None)
-    if using is None:
-        enqueue(namespace)
+    if loop is not None:
+        # An async cycle: no transaction of this thread holds it, and a task framework's
+        # enqueue may use the ORM, which an event loop must not run.
+        loop.run_in_executor(None, _enqueue_in_thread, enqueue)
+    elif using is None:
+        enqueue()
     else:
-        transaction.on_commit(lambda: enqueue(namespace), using=using)
+        transaction.on_commit(enqueue, using=using)
+
+
+def _enqueue_in_thread(enqueue: Callable[[], None]) -> None:
+    try:
+        enqueue()
+    finally:
+        connections.close_all()  # this executor thread's own connections

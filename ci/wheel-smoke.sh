@@ -6,6 +6,7 @@
 # and the admin pages (ci/wheel_smoke_api.py), `chatstate_snapshot` / `chatstate_restore` /
 # `chatstate_prune`. Then the same project on PostgreSQL with `chatstate[postgres]`: when
 # the server is unreachable that part is skipped with a message, and fails under CI=true.
+# Last, docs/tutorial.rst followed literally (tests/tutorial_walk.py --literal).
 #
 # Runs from a clean clone; leaves nothing behind (a temporary directory, a PostgreSQL
 # database it drops); every step is bounded by SMOKE_STEP_TIMEOUT seconds (default 300);
@@ -89,6 +90,9 @@ smoke_project() {  # the project on the database named by SMOKE_DB
   run "$PY" manage.py chatstate_snapshot --namespace restored --output restored.json
   cmp -s snap.json restored.json || fail "$db: a restored namespace snapshots differently"
   run "$PY" manage.py chatstate_prune --dry-run
+  say "$db: chatstate_outbox ships (and chatstate.tasks imports without a task framework)"
+  run "$PY" manage.py chatstate_outbox --help >/dev/null
+  run "$PY" -c "import django; django.setup(); import chatstate.tasks, chatstate.contrib"
 }
 
 export SMOKE_DB=sqlite
@@ -126,5 +130,11 @@ elif $IN_CI; then
 else
   say "SKIPPED the PostgreSQL part: PostgreSQL at $PG_HOST:$PG_PORT is unreachable"
 fi
+
+# docs/tutorial.rst followed as written by a new user: a new venv, the wheel built from this
+# clone and installed, a startproject, the webhook through runserver, the admin logged in.
+say "docs/tutorial.rst, followed literally (tests/tutorial_walk.py)"
+mkdir "$WORK/tutorial"
+logged "$PYTHON" "$ROOT/tests/tutorial_walk.py" --literal --python "$PYTHON" "$WORK/tutorial/walk"
 
 say "passed: $(basename "$WHEEL") on $("$PY" -c 'import django; print("Django", django.get_version())')"

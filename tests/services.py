@@ -4,8 +4,8 @@
 or ``mysql``: MariaDB or MySQL). PostgreSQL, MariaDB and Redis are used when reachable; under
 ``CI=true`` they are required, and an unreachable one fails the run instead of being skipped.
 
-Run as a script (``python -m tests.services postgres|mysql|redis``) it exits 0 when the service is
-reachable, 1 when it is not (and, under CI, prints why and exits 2).
+Run as a script (``python -m tests.services postgres|mysql|redis|rabbitmq``) it exits 0 when
+the service is reachable, 1 when it is not (and, under CI, prints why and exits 2).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ MYSQL: dict[str, str] = {
     "TEST_NAME": os.environ.get("CHATSTATE_MYSQL_TEST_NAME", "test_chatstate"),
 }
 REDIS_URL = os.environ.get("CHATSTATE_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The RabbitMQ broker of the Celery tests (``.ci/run`` starts it).
+AMQP_URL = os.environ.get("CHATSTATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -105,7 +107,25 @@ def redis_reachable() -> bool:
         return False
 
 
-CHECKS = {"postgres": postgres_reachable, "mysql": mysql_reachable, "redis": redis_reachable}
+def rabbitmq_reachable() -> bool:
+    try:
+        from kombu import Connection
+    except ImportError:
+        return False
+    try:
+        with Connection(AMQP_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception:  # kombu raises the transport's own errors
+        return False
+    return True
+
+
+CHECKS = {
+    "postgres": postgres_reachable,
+    "mysql": mysql_reachable,
+    "redis": redis_reachable,
+    "rabbitmq": rabbitmq_reachable,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -53,6 +54,13 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
+
+# Django's task framework (built in from Django 6.0; the django-tasks backport on 5.2) with
+# the database backend, whose worker (`manage.py db_worker`) the outbox task tests run.
+if importlib.util.find_spec("django.tasks") is None:
+    INSTALLED_APPS.append("django_tasks")
+INSTALLED_APPS.append("django_tasks_db")
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 DATABASES: dict[str, dict[str, Any]]
 if TEST_DB == "sqlite":

@@ -4,8 +4,13 @@ An operator logs in, opens a held lock, runs ``force_release`` and reads which q
 messages were dropped; searches a channel id and finds its threads; reads the overview's
 charts; reads a thread's history and requeues a dead reply. The window is 1,400 px wide,
 and the lists must fit it. Without Chromium (or Playwright) the tests are skipped on a
-developer machine and fail under ``CI=true``, where they must run. Set
-``CHATSTATE_ADMIN_SCREENSHOTS`` to a directory to keep screenshots."""
+developer machine and fail under ``CI=true``, where they must run. They run on every Django of
+the matrix (5.2 in ``make test``, 6.1 in ``make matrix``): Django 6 marks the breadcrumbs up
+differently, and chatstate's pages must follow.
+
+Screenshots of every page visited are kept in ``test-artifacts/admin/django-<version>/``
+(git-ignored; CI keeps the directory), or under ``CHATSTATE_ADMIN_SCREENSHOTS`` when set.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.utils import timezone
 
@@ -80,11 +86,15 @@ def page() -> Iterator[Any]:
             context.close()
 
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "admin"
+
+
 def _screenshot(page: Any, name: str) -> None:
-    directory = os.environ.get("CHATSTATE_ADMIN_SCREENSHOTS")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
+    """Keep a screenshot of the whole page, by Django version (see the module's docstring)."""
+    base = Path(os.environ.get("CHATSTATE_ADMIN_SCREENSHOTS") or ARTIFACTS)
+    directory = base / f"django-{django.get_version()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
@@ -258,12 +268,12 @@ def test_operator_requeues_a_dead_reply_in_the_browser(
     expect(page.locator("td.field-length").first).to_have_text("4")
     expect(page.locator("td.field-newest_item").first).to_contain_text("question 3")
     assert_fits_the_window(page)
-    _screenshot(page, "6-lists")
+    _screenshot(page, "8-lists")
 
     page.goto(f"{live_server.url}/admin/chatstate/outboxmessage/?status=dead")
     expect(page.locator("td.field-status")).to_have_text(["dead"])
     assert_fits_the_window(page)
-    _screenshot(page, "7-outbox-dead")
+    _screenshot(page, "9-outbox-dead")
     page.check("#result_list input.action-select")
     page.select_option("select[name=action]", "requeue")
     page.click("button[name=index]")
@@ -271,4 +281,72 @@ def test_operator_requeues_a_dead_reply_in_the_browser(
     expect(page.locator("#result_list")).to_have_count(0)  # none dead any more
     page.goto(f"{live_server.url}/admin/chatstate/outboxmessage/")
     expect(page.locator("td.field-status")).to_have_text(["waiting", "waiting"])
-    _screenshot(page, "8-outbox-requeued")
+    _screenshot(page, "10-outbox-requeued")
+
+
+@pytest.fixture
+def new_bot(transactional_db: None, django_user_model: Any) -> None:
+    """A superuser, and a bot whose first messages were claimed in the last few minutes."""
+    django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-pass")
+    end = timezone.now().replace(second=0, microsecond=0)
+    seq = 1
+    for minutes_ago, claims in NEW_BOT_CLAIMS:
+        ClaimMinute.objects.create(
+            namespace="fresh", minute=end - timedelta(minutes=minutes_ago), first_seq=seq
+        )
+        seq += claims
+    DedupeEntry.objects.create(namespace="fresh", adapter="slack", message_id="m", seq=seq - 1)
+
+
+#: (minutes ago, claims in that minute): a bot that started five minutes ago.
+NEW_BOT_CLAIMS = [(5, 2), (3, 7), (1, 4)]
+
+
+def breadcrumbs_style(page: Any) -> dict[str, Any]:
+    """The breadcrumbs bar of the page: its element and the styles that make it a bar."""
+    crumbs = page.locator(".breadcrumbs").first
+    return crumbs.evaluate(
+        """el => {
+            const style = getComputedStyle(el);
+            return {tag: el.tagName.toLowerCase(), background: style.backgroundColor,
+                    padding: style.paddingLeft, color: style.color};
+        }"""
+    )
+
+
+def test_the_app_index_overview_and_a_new_bots_chart_read_well(
+    live_server: Any, new_bot: None, page: Any
+) -> None:
+    """Issue 22: on the app index the overview's link was squeezed into a one-letter column;
+    on Django 6 the overview's breadcrumbs were unstyled; a new bot's 24-hour chart was one
+    pixel at the right edge."""
+    from playwright.sync_api import expect
+
+    login(page, live_server, "/admin/chatstate/")
+    link = page.locator("#chatstate-overview-link a")
+    expect(link).to_have_text("Namespace overview")
+    lines = link.evaluate("el => el.getClientRects().length")
+    assert lines == 1, f"the link wraps onto {lines} lines"
+    assert link.bounding_box()["width"] > 100
+    _screenshot(page, "6-app-index")
+
+    # Django's own page: what the breadcrumbs look like in this Django.
+    page.goto(f"{live_server.url}/admin/chatstate/lock/")
+    django_crumbs = breadcrumbs_style(page)
+    assert django_crumbs["background"] not in ("rgba(0, 0, 0, 0)", "transparent")
+
+    link_url = f"{live_server.url}/admin/chatstate/lock/overview/?namespace=fresh"
+    page.goto(link_url)
+    assert breadcrumbs_style(page) == django_crumbs
+    expect(page.locator(".breadcrumbs")).to_contain_text("Namespace overview")
+    expect(page.locator("#chatstate-claims h2")).to_have_text(
+        "Messages claimed per minute, last hour (UTC)"
+    )
+    chart = page.locator("svg.chatstate-claims").bounding_box()
+    bars = page.locator("svg.chatstate-claims rect.chatstate-bar")
+    expect(bars).to_have_count(len(NEW_BOT_CLAIMS))
+    boxes = [bar.bounding_box() for bar in bars.all()]
+    assert all(box["width"] >= 10 for box in boxes), boxes  # a minute is 1/60 of the plot
+    # The oldest minute, five minutes back, is drawn well inside the chart, not at its edge.
+    assert boxes[0]["x"] < chart["x"] + chart["width"] * 0.95 - 3 * boxes[0]["width"]
+    _screenshot(page, "7-overview-new-bot")

@@ -257,3 +257,58 @@ def test_overview_of_an_empty_database(admin_client: Client, db: None) -> None:
     response = admin_client.get(reverse(OVERVIEW))
     assert response.status_code == 200
     assert "No chat state is stored yet." in response.content.decode()
+
+
+# -- the window of the claims chart (issue 22: a new bot's day was one pixel wide) ------------
+
+
+@pytest.mark.parametrize(
+    ("minutes_ago", "span"),
+    [([0], 60), ([59], 60), ([60], 180), ([300, 2], 360), ([700], 720), ([1439], 1440)],
+)
+def test_the_window_is_the_shortest_that_holds_the_data(minutes_ago: list[int], span: int) -> None:
+    end = activity.minute_of(timezone.now())
+    counts = [charts.MinuteCount(end - timedelta(minutes=m), 3) for m in minutes_ago]
+    assert charts.chart_span(counts, end) == span
+
+
+def test_a_new_bots_minutes_fill_the_last_hour(
+    admin_client: Client, claims: dict[str, Any]
+) -> None:
+    """The claims of the fixture fall in the last half hour: the chart shows the last hour,
+    each minute a sixtieth of the plot (24 of its 1,440 units), grid lines every 10 minutes."""
+    page = overview(admin_client, "ns-c")
+    assert "Messages claimed per minute, last hour (UTC)" in page
+    svg = chart(page, "claims")
+    widths = {float(bar.get("width") or 0) for bar in bars(svg)}
+    assert widths == {24.0}
+    xs = sorted(float(bar.get("x") or 0) for bar in bars(svg))
+    assert xs[0] == 72 + 24 * 29  # "first", 30 minutes ago, is minute 29 of the 60 shown
+    labels = [text.text for text in svg.iter(f"{SVG}text") if ":" in (text.text or "")]
+    assert len(labels) in (5, 6) and all(label.endswith("0") for label in labels)
+
+
+def breadcrumbs_markup(page: str) -> str:
+    """The opening tag of a page's breadcrumbs bar (``<div class="breadcrumbs">`` up to
+    Django 5.2, ``<ol class="breadcrumbs">`` from 6.0: each Django styles only its own)."""
+    found = re.search(r'<(div|ol) class="breadcrumbs">', page)
+    assert found is not None, "no breadcrumbs"
+    return found[1]
+
+
+def test_chatstates_pages_mark_breadcrumbs_up_as_this_django_does(
+    admin_client: Client, state: Any
+) -> None:
+    """Issue 22: on Django 6 the overview's breadcrumbs were a ``div`` Django no longer styles
+    (the real-browser test compares the styles)."""
+    django_own = breadcrumbs_markup(
+        admin_client.get(reverse("admin:chatstate_lock_changelist")).content.decode()
+    )
+    assert breadcrumbs_markup(overview(admin_client, "ns-a")) == django_own
+    rows = list(DedupeEntry.objects.filter(namespace="ns-a")[:2])
+    confirm = admin_client.post(
+        reverse("admin:chatstate_dedupeentry_changelist"),
+        {"action": "delete_entries", "index": "0", "_selected_action": [r.pk for r in rows]},
+    )
+    assert "Delete 2 dedupe" in confirm.content.decode()
+    assert breadcrumbs_markup(confirm.content.decode()) == django_own

@@ -7,7 +7,9 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from chatstate import bench
 from tests import services
@@ -149,3 +151,91 @@ def test_a_run_on_the_cluster_spreads_its_namespaces_over_the_masters(
         call_command(
             "chatstate_bench", adapter="redis", redis_alias="chatstate_cluster", mode="floor"
         )
+
+
+# -- what an operator meets (issue 22) -----------------------------------------------------
+
+
+class TTY(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_each_phase_shows_on_a_terminal_and_nothing_elsewhere() -> None:
+    """Issue 22: 11-15 s without a word before the figures."""
+    tty, out = TTY(), StringIO()
+    call_command("chatstate_bench", adapter="memory", cycles=50, json=True, stdout=out, stderr=tty)
+    phases = [line.split("] ", 1)[1] for line in tty.getvalue().splitlines()]
+    assert [phase.split(" ")[0] for phase in phases] == [
+        "preparing",
+        "counting",
+        "50",
+        "50",
+        "removing",
+    ]
+    assert phases[2] == "50 cycles on 1 worker process(es): starting"
+    assert "\x1b[" not in tty.getvalue()  # plain text, not the error style
+    assert json.loads(out.getvalue())["cycles"] == 50
+    quiet = StringIO()
+    call_command(
+        "chatstate_bench", adapter="memory", cycles=50, json=True, stdout=out, stderr=quiet
+    )
+    assert quiet.getvalue() == ""
+
+
+def test_help_gives_every_default() -> None:
+    """Issue 22: ``--help`` gave no defaults."""
+    from chatstate.management.commands.chatstate_bench import Command
+
+    parser = Command().create_parser("manage.py", "chatstate_bench")
+    ours = [
+        action
+        for action in parser._actions
+        if action.dest
+        in {"adapter", "workers", "cycles", "mode", "concurrency", "history"}
+        | {"namespaces", "database", "redis_alias"}
+    ]
+    assert len(ours) == 9
+    missing = [a.dest for a in ours if "default: " not in (a.help or "")]
+    assert missing == []
+    shown = {a.dest: a.help for a in ours}
+    assert "(default: 1000)" in shown["cycles"] and "(default: database)" in shown["adapter"]
+
+
+def test_a_cache_that_is_not_redis_is_a_command_error() -> None:
+    """Issue 22: a traceback instead of a CommandError. The tests' ``default`` cache is
+    Django's local-memory cache."""
+    with pytest.raises(CommandError, match="cache alias 'default' is not a Redis cache"):
+        call_command("chatstate_bench", adapter="redis", cycles=10)
+
+
+def test_an_unreachable_redis_is_a_command_error() -> None:
+    caches = {
+        **settings.CACHES,
+        "nowhere": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{services.free_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1},
+        },
+    }
+    with override_settings(CACHES=caches), pytest.raises(CommandError, match="nowhere"):
+        call_command("chatstate_bench", adapter="redis", redis_alias="nowhere", cycles=10)
+
+
+@pytest.mark.run_on("postgresql")
+def test_redis_runs_on_the_alias_in_the_chatstate_setting() -> None:
+    """Issue 22: ``--adapter redis`` ignored ``CHATSTATE["OPTIONS"]["alias"]``."""
+    configured = {
+        "ADAPTER": "chatstate.adapters.redis.RedisStateAdapter",
+        "OPTIONS": {"alias": "chatstate"},
+    }
+    out = StringIO()
+    with override_settings(CHATSTATE=configured):
+        assert bench.build_config(adapter="redis")["redis_alias"] == "chatstate"
+        call_command("chatstate_bench", adapter="redis", cycles=40, json=True, stdout=out)
+    figures = json.loads(out.getvalue())
+    assert (figures["adapter"], figures["cycles"], figures["round_trips_per_cycle"]) == (
+        "redis",
+        40,
+        2,
+    )

@@ -3,10 +3,13 @@ window is trimmed; ``--dry-run`` only counts."""
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from tests.test_commands_snapshot import namespace, run
@@ -75,34 +78,81 @@ def test_state_older_than_removes_untouched_states_and_counts_on_a_dry_run() -> 
     time.sleep(0.3)
     store.put_channel_state("busy", {"n": 1})
     out, _ = run(
-        "chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2", "--dry-run"
+        "chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2s", "--dry-run"
     )
     assert "Would remove" in out and "1 state(s) and 1 subscription(s) not touched since" in out
     assert store.thread_state("idle") == {"n": 1}
-    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2")
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2s")
     assert "1 state(s) and 1 subscription(s)" in out
     snap = store.snapshot()
     assert snap.thread_state == {} and snap.subscriptions == set()
     assert snap.channel_state == {"busy": {"n": 1}}
 
 
-@pytest.mark.parametrize("age", ["0", "-3d", "thirty days", "30x"])
-def test_a_bad_age_is_refused(age: str) -> None:
-    with pytest.raises(CommandError, match="is not a duration"):
+@pytest.mark.parametrize("age", ["0s", "-3d", "thirty days", "30x", "30", "0.5", "d"])
+def test_a_bad_age_is_refused_with_the_accepted_forms(age: str) -> None:
+    with pytest.raises(CommandError, match="is not a duration") as refused:
         run("chatstate_prune", f"--state-older-than={age}")
+    assert "90s, 45m, 12h, 30d or 2w" in str(refused.value)
+
+
+def test_a_bare_number_deletes_nothing_and_says_why() -> None:
+    """Issue 22: ``--state-older-than 30`` meant 30 seconds and deleted every live state."""
+    store = DatabaseStateAdapter(namespace=namespace())
+    store.put_thread_state("live", {"n": 1})
+    store.subscribe("live")
+    time.sleep(0.05)
+    with pytest.raises(CommandError, match="a bare number has no unit: write 30d for days"):
+        run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "30")
+    assert store.thread_state("live") == {"n": 1} and store.is_subscribed("live")
+
+
+def test_a_real_run_prints_its_cutoff() -> None:
+    store = DatabaseStateAdapter(namespace=namespace())
+    before = datetime.now(timezone.utc) - timedelta(days=30)
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "30d")
+    after = datetime.now(timezone.utc) - timedelta(days=30)
+    found = re.search(r"not touched since (\S+ \S+) UTC \(30d before this run\)\.$", out.strip())
+    assert found, out
+    cutoff = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    assert before.replace(microsecond=0) <= cutoff <= after
 
 
 def test_durations_take_units() -> None:
-    from chatstate.management.commands.chatstate_prune import duration
+    from chatstate.management.commands.chatstate_prune import age_text, duration
 
-    assert [duration(t) for t in ("90", "45m", "12h", "30d", "2w", "1.5h")] == [
+    assert [duration(t) for t in ("90s", "45m", "12h", "30d", "2w", "1.5h", " 7d ")] == [
         90,
         2700,
         43200,
         2592000,
         1209600,
         5400,
+        604800,
     ]
+    assert [age_text(s) for s in (90, 2700, 43200, 2592000, 1209600, 5400, 0.2)] == [
+        "90s",
+        "45m",
+        "12h",
+        "30d",
+        "2w",
+        "90m",
+        "0.2s",
+    ]
+
+
+def test_the_dedupe_count_says_what_dedupe_min_age_kept() -> None:
+    """Issue 22: "0 dedupe key(s) older than the newest 100" on 30,222 keys, without a word
+    about DEDUPE_MIN_AGE, which kept them."""
+    with override_settings(CHATSTATE={"NAMESPACE": "default", "DEDUPE_MIN_AGE": 900}):
+        store = DatabaseStateAdapter(namespace=namespace())
+        for i in range(5):
+            store.claim_dedupe(("slack", f"m{i}"), 100)
+        out, _ = run("chatstate_prune", "--namespace", store.namespace, "--dedupe-limit", "2")
+    assert (
+        "0 dedupe key(s) older than the newest 2 (DEDUPE_MIN_AGE keeps every key younger than 15m)"
+    ) in out
+    assert len(store.snapshot().dedupe) == 5
 
 
 def test_expired_lists_are_removed_and_named() -> None:

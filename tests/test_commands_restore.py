@@ -217,10 +217,15 @@ def test_the_printed_paths(tmp_path: Path) -> None:
 def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     store = populate(namespace())
     before = store.snapshot()
-    with pytest.raises(CommandError, match="cannot read"):
-        restore(tmp_path / "missing.json", store.namespace, stderr=(err := io.StringIO()))
-    assert err.getvalue().startswith("$: cannot read")
-    with pytest.raises(CommandError, match="cannot read"):
+    missing = tmp_path / "missing.json"
+    with pytest.raises(CommandError) as refused:
+        restore(missing, store.namespace, stderr=(err := io.StringIO()))
+    # Issue 22: the reason, once, without a JSON path ("$:"): the file is not a document.
+    assert str(refused.value) == (
+        f"cannot read {missing}: No such file or directory; nothing was changed"
+    )
+    assert err.getvalue() == ""
+    with pytest.raises(CommandError, match=r"cannot read .*: Is a directory; nothing"):
         restore(tmp_path, store.namespace, stderr=io.StringIO())  # a directory
     bad = tmp_path / "latin1.json"
     bad.write_bytes(json.dumps(GOOD).replace('"t1"', '"t\xe9"').encode("latin-1"))

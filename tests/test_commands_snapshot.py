@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.memory import MemoryStateAdapter
+from chatstate.management.commands.chatstate_restore import Command as RestoreCommand
+from chatstate.management.commands.chatstate_snapshot import Command as SnapshotCommand
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.transfer.writer import UnsortedSection, write_snapshot
@@ -138,6 +141,36 @@ def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
     )
     assert f"snapshot {store.namespace}: " in tty.getvalue()
     assert "rows" in tty.getvalue()
+
+
+@pytest.mark.django_db
+def test_progress_is_plain_and_adds_up_to_the_summary(tmp_path: Path) -> None:
+    """Issue 22: progress printed in the error style (bold red, as Django styles stderr),
+    one line per report, and counted the dedupe keys twice (90,646 rows where the summary
+    totals 60,424)."""
+    store = populate(namespace())
+    tty, stdout = TTY(), io.StringIO()
+    # As from a colour terminal: Django gives the command's stderr the error style.
+    command = SnapshotCommand(stdout=stdout, stderr=tty, force_color=True)
+    call_command(command, "--namespace", store.namespace, "--output", str(tmp_path / "s.json"))
+    out, progress = stdout.getvalue(), tty.getvalue()
+    assert "\x1b[" not in progress  # no ANSI style: not an error
+    assert progress.startswith("\r") and progress.count("\n") == 1 and progress.endswith("\n")
+    last = progress.rstrip("\n").rsplit("\r", 1)[-1]
+    summary = re.search(r": (.*)\.$", out.strip())
+    assert summary is not None
+    total = sum(int(n.replace(",", "")) for n in re.findall(r" ([\d,]+)", summary[1]))
+    assert total == 3 + 6 + 2 + 1 + 2 + 2  # subscriptions, dedupe_order, states, locks, queues
+    assert last == f"snapshot {store.namespace}: {total:,} / {total:,} rows"
+    # The restore of that file counts the same rows.
+    target = namespace()
+    command = RestoreCommand(stdout=io.StringIO(), stderr=(tty := TTY()), force_color=True)
+    call_command(command, str(tmp_path / "s.json"), "--namespace", target)
+    progress = tty.getvalue()
+    assert "\x1b[" not in progress and progress.count("\n") == 1
+    assert (
+        progress.rstrip("\n").rsplit("\r", 1)[-1] == f"restore {target}: {total:,} / {total:,} rows"
+    )
 
 
 @pytest.mark.django_db

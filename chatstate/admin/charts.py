@@ -56,13 +56,37 @@ class MinuteCount:
     count: int
 
 
+#: The windows the claims chart may show, in minutes: the shortest holding every recorded
+#: minute (a new bot's first minutes fill the last hour, not a pixel of a day), and the
+#: minutes between its labelled grid lines.
+SPANS = {60: 10, 180: 30, 360: 60, 720: 120, MINUTES: 180}
+
+
+def chart_span(counts: Sequence[MinuteCount], end: datetime) -> int:
+    """The minutes the claims chart shows: the shortest of :data:`SPANS` that holds every
+    minute of ``counts`` with claims (the last 24 hours at most)."""
+    oldest = min((c.minute for c in counts if c.count > 0), default=end)
+    needed = int((end - oldest).total_seconds() // 60) + 1
+    return next((span for span in SPANS if span >= needed), MINUTES)
+
+
+def span_text(span: int) -> str:
+    """``span`` minutes in words: ``hour``, ``3 hours``, ``24 hours``."""
+    hours = span // 60
+    return "hour" if hours == 1 else f"{hours} hours"
+
+
 def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
-    """Messages claimed per minute over the 24 hours ending with minute ``end``: one bar per
-    minute that had claims (a minute without a bar had none), hourly grid lines every three
-    hours labelled in UTC, the y axis from 0 to a round maximum."""
+    """Messages claimed per minute over the window ending with minute ``end``
+    (:func:`chart_span`: the last hour up to the last 24 hours, whatever holds the data):
+    one bar per minute that had claims (a minute without a bar had none), grid lines
+    labelled in UTC, the y axis from 0 to a round maximum. The plot is as wide whatever the
+    window; a minute's bar is its share of it."""
+    span = chart_span(counts, end)
+    step, unit = SPANS[span], MINUTES / span  # minutes between labels; width of a minute
     left, top, plot_h, bottom, right = 72, 16, 200, 36, 24
     width, height = left + MINUTES + right, top + plot_h + bottom
-    start = end - timedelta(minutes=MINUTES - 1)
+    start = end - timedelta(minutes=span - 1)
     peak = max((c.count for c in counts), default=0)
     y_max = nice_ceiling(peak)
     parts: list[str] = []
@@ -85,29 +109,30 @@ def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
                 f"{value:g}",
             )
         )
-    first_tick = start.replace(minute=0) + timedelta(hours=1)
-    tick = first_tick
+    # Grid lines on the clock's multiples of ``step`` minutes, each labelled.
+    into_day = start.hour * 60 + start.minute
+    tick = start + timedelta(minutes=-into_day % step or step)
+    last_label = start
     while tick <= end:
-        x = left + int((tick - start).total_seconds() // 60)
-        if tick.hour % 3 == 0:
-            parts.append(
-                format_html(
-                    '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="currentColor" '
-                    'stroke-opacity="0.15"/>'
-                    '<text x="{}" y="{}" text-anchor="middle" {}>{}</text>',
-                    x,
-                    x,
-                    top,
-                    top + plot_h + 6,
-                    x,
-                    top + plot_h + 28,
-                    FONT,
-                    f"{tick:%H:%M}",
-                )
+        x = left + (tick - start).total_seconds() / 60 * unit
+        parts.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="currentColor" '
+                'stroke-opacity="0.15"/>'
+                '<text x="{}" y="{}" text-anchor="middle" {}>{}</text>',
+                f"{x:g}",
+                f"{x:g}",
+                top,
+                top + plot_h + 6,
+                f"{x:g}",
+                top + plot_h + 28,
+                FONT,
+                f"{tick:%H:%M}",
             )
-        tick += timedelta(hours=1)
-    last_label = tick - timedelta(hours=1 + (tick - timedelta(hours=1)).hour % 3)
-    if end - last_label >= timedelta(minutes=50):  # room for "now" at the right end
+        )
+        last_label = tick
+        tick += timedelta(minutes=step)
+    if (end - last_label).total_seconds() / 60 * unit >= 60:  # room for "now" at the end
         parts.append(
             format_html(
                 '<text x="{}" y="{}" text-anchor="end" {}>now</text>',
@@ -116,21 +141,22 @@ def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
                 FONT,
             )
         )
-    # Bars are a minute (one unit) wide: crisp edges keep each at least a pixel when the
-    # chart is drawn narrower than 1,440 px.
+    # Crisp edges keep a bar at least a pixel wide when the chart is drawn narrower than
+    # its view box (a minute of a day's window is one unit).
     parts.append('<g shape-rendering="crispEdges">')
     # One bar per minute with claims (up to 1,440): plain formatting, every value a number
     # or a formatted time, so there is nothing to escape.
     for point in counts:
         offset = int((point.minute - start).total_seconds() // 60)
-        if point.count <= 0 or not 0 <= offset < MINUTES:
+        if point.count <= 0 or not 0 <= offset < span:
             continue
         bar_h = max(plot_h * point.count / y_max, 1.5)
         plural = "" if point.count == 1 else "s"
         parts.append(
-            f'<rect class="chatstate-bar" x="{left + offset}" y="{top + plot_h - bar_h:.1f}" '
-            f'width="1" height="{bar_h:.1f}" fill="{BAR_COLOUR}" '
-            f'data-minute="{point.minute:%Y-%m-%dT%H:%M}Z" data-count="{point.count}">'
+            f'<rect class="chatstate-bar" x="{left + offset * unit:g}" '
+            f'y="{top + plot_h - bar_h:.1f}" width="{unit:g}" height="{bar_h:.1f}" '
+            f'fill="{BAR_COLOUR}" data-minute="{point.minute:%Y-%m-%dT%H:%M}Z" '
+            f'data-count="{point.count}">'
             f"<title>{point.minute:%H:%M} UTC: {point.count} message{plural} claimed</title>"
             "</rect>"
         )

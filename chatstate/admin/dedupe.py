@@ -96,6 +96,7 @@ class DedupeEntryAdmin(ChatStateAdmin):
             context = {
                 **self.admin_site.each_context(request),
                 "title": "Delete dedupe entries?",
+                "chatstate_ol_breadcrumbs": display.OL_BREADCRUMBS,
                 "opts": self.opts,
                 "sample": sample,
                 "count": EstimatedCountPaginator(queryset, self.list_per_page).count_label,

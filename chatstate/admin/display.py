@@ -8,11 +8,17 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+import django
 from django.contrib import admin
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
+
+#: Django 6.0 marks breadcrumbs up as ``<ol class="breadcrumbs">`` and styles only that; 5.2
+#: as ``<div class="breadcrumbs">``. chatstate's own pages (context key
+#: ``chatstate_ol_breadcrumbs``) follow the running Django.
+OL_BREADCRUMBS = django.VERSION >= (6, 0)
 
 
 def pretty_json(value: Any) -> SafeString:

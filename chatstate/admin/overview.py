@@ -98,7 +98,9 @@ def overview_context(site: AdminSite, request: HttpRequest, using: str) -> dict[
     orphans = activity.orphaned_queues(using, namespace)
     return {
         **site.each_context(request),
+        "chatstate_ol_breadcrumbs": display.OL_BREADCRUMBS,
         "claims_chart": charts.claims_chart(claims, end) if claims else "",
+        "claims_span": charts.span_text(charts.chart_span(claims, end)),
         "claims_total": sum(c.count for c in claims),
         "claims_last_hour": sum(c.count for c in claims if c.minute > end - timedelta(hours=1)),
         "claims_peak": max(claims, key=lambda c: c.count) if claims else None,

@@ -17,6 +17,7 @@ import os
 import statistics
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from chatstate.bench.counting import count_cycle
@@ -30,6 +31,7 @@ from chatstate.bench.cycles import (
     spread,
     thread_ids,
 )
+from chatstate.bench.prepare import clear_namespace, prefill_history
 
 FIELDS = (
     "adapter",
@@ -190,89 +192,6 @@ def _run_workers(config: Config) -> tuple[float, list[float]]:
     return seconds, latencies
 
 
-# -- preparing and cleaning the namespace --------------------------------------------------
-
-
-def prefill_history(config: Config) -> None:
-    """Put ``history`` dedupe keys (positions 1..K, window head K) and thread states in the
-    namespace, in a few set-based statements (PostgreSQL) or batched inserts (elsewhere)."""
-    history = config["history"]
-    if not history or config["adapter"] != "database":
-        return
-    from django.db import connections, transaction
-
-    from chatstate.models import DedupeEntry, DedupeWindow, ThreadState
-
-    ns, using = config["namespace"], config["using"]
-    connection = connections[using]
-    with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO chatstate_dedupeentry"
-                    " (namespace, adapter, message_id, seq, created_at)"
-                    " SELECT %s, 'history', 'h' || i, i, now() FROM generate_series(1, %s) i",
-                    (ns, history),
-                )
-                cursor.execute(
-                    "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
-                    " SELECT %s, 'history-t' || i, jsonb_build_object('n', i), now()"
-                    " FROM generate_series(1, %s) i",
-                    (ns, history),
-                )
-        else:
-            for start in range(0, history, 5000):
-                stop = min(history, start + 5000)
-                DedupeEntry.objects.using(using).bulk_create(
-                    DedupeEntry(namespace=ns, adapter="history", message_id=f"h{i}", seq=i)
-                    for i in range(start + 1, stop + 1)
-                )
-                ThreadState.objects.using(using).bulk_create(
-                    ThreadState(namespace=ns, thread_id=f"history-t{i}", value={"n": i})
-                    for i in range(start + 1, stop + 1)
-                )
-        DedupeWindow.objects.using(using).update_or_create(namespace=ns, defaults={"head": history})
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE chatstate_dedupeentry")
-            cursor.execute("ANALYZE chatstate_threadstate")
-
-
-def clear_namespace(config: Config) -> None:
-    """Remove everything the run put in its namespace (database: its rows)."""
-    if config["adapter"] == "database":
-        from django.db import transaction
-
-        from chatstate.models import (
-            ChannelState,
-            DedupeEntry,
-            DedupeWindow,
-            Lock,
-            PendingLockEntry,
-            Subscription,
-            ThreadState,
-        )
-
-        with transaction.atomic(using=config["using"]):
-            for model in (
-                Subscription,
-                DedupeEntry,
-                DedupeWindow,
-                ThreadState,
-                ChannelState,
-                Lock,
-                PendingLockEntry,
-            ):
-                model.objects.using(config["using"]).filter(
-                    namespace__in=namespaces(config)
-                ).delete()
-    elif config["adapter"] == "redis":
-        for adapter in make_adapters(config):
-            clear = getattr(adapter, "clear", None)
-            if clear is not None:
-                clear()
-
-
 # -- the entry point -----------------------------------------------------------------------
 
 
@@ -284,11 +203,14 @@ def build_config(
     history: int = 0,
     using: str | None = None,
     fast_sql: bool = True,
-    redis_alias: str = "default",
+    redis_alias: str | None = None,
     concurrency: int = 0,
     namespaces: int = 1,
 ) -> Config:
-    """Check the options and resolve what the workers need; ``ValueError`` when bad."""
+    """Check the options and resolve what the workers need; ``ValueError`` when bad.
+
+    ``redis_alias`` defaults to the ``alias`` in ``CHATSTATE["OPTIONS"]``, else
+    ``"default"`` (as ``RedisStateAdapter``'s)."""
     mode = MODE_ALIASES.get(mode, mode)
     if adapter not in ADAPTERS:
         raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {adapter!r}")
@@ -324,7 +246,7 @@ def build_config(
         "mode": mode,
         "history": history,
         "fast_sql": fast_sql,
-        "redis_alias": redis_alias,
+        "redis_alias": redis_alias or (conf.get("OPTIONS") or {}).get("alias", "default"),
         "namespaces": namespaces,
         "namespace": f"bench-{os.getpid()}-{int(time.time() * 1000) % 10**9}",
         "run_id": f"{os.getpid()}x{time.monotonic_ns() % 10**9}",
@@ -340,6 +262,7 @@ def build_config(
         config["using"] = probe.using
         config["database_vendor"] = connections[probe.using].vendor
         config["fast_sql"] = probe.fast_sql and fast_sql
+    redis_alias = config["redis_alias"]
     if adapter == "redis" and redis_alias not in settings.CACHES:
         raise ValueError(f"--redis-alias {redis_alias!r} is not a cache alias in CACHES")
     if mode == "floor":
@@ -361,15 +284,18 @@ def build_config(
     return config
 
 
-def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
+def run_bench(
+    config: Config, keep: bool = False, say: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Run the benchmark ``config`` describes (see :func:`build_config`); its figures.
 
     The namespace is fresh, filled (subscriptions, ``history``) before the run and emptied
-    after it unless ``keep``.
+    after it unless ``keep``. ``say`` is called with a line as each phase starts.
     """
     from django.db import connections
 
     try:
+        say(f"preparing namespace {config['namespace']} ({config['history']:,} history keys)")
         adapters = make_adapters(config)
         for adapter in adapters:
             if config["adapter"] != "memory":
@@ -379,11 +305,15 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
         if config["adapter"] != "memory":
             for namespace in namespaces(config):
                 prefill_history({**config, "namespace": namespace})
+        say("counting the statements of one cycle")
         counted = count_cycle(config, adapters[0])
         connections.close_all()  # the children open their own
+        say(f"{config['cycles']:,} cycles on {config['workers']} worker process(es): starting")
         seconds, latencies = _run_workers(config)
+        say(f"{config['cycles']:,} cycles done ({seconds:.2f} s measured, start-up excluded)")
     finally:
         if not keep:
+            say("removing the run's namespace")
             clear_namespace(config)
     cycles = config["cycles"]
     quantiles = (
@@ -410,11 +340,3 @@ def run_bench(config: Config, keep: bool = False) -> dict[str, Any]:
         **counted,
         "history": config["history"],
     }
-
-
-def format_table(figures: dict[str, Any]) -> str:
-    """The figures as a two-column table for humans."""
-    width = max(len(k) for k in figures)
-    lines = [f"{'figure':<{width}}  value", f"{'-' * width}  {'-' * 12}"]
-    lines += [f"{k:<{width}}  {'-' if v is None else v}" for k, v in figures.items()]
-    return "\n".join(lines)

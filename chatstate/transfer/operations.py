@@ -62,11 +62,19 @@ class Progress:
             self.show("\n")
 
     def watch(self, label: str, sections: SnapshotSections) -> SnapshotSections:
-        """``sections`` reporting their rows to this progress (unchanged when disabled)."""
+        """``sections`` reporting their rows to this progress (unchanged when disabled).
+
+        ``dedupe`` holds the keys of ``dedupe_order`` again: the keys are counted once (from
+        ``dedupe_order``), so the rows shown add up to the commands' summaries."""
         if not self.enabled:
             return sections
-        self.start(label, sections.total())
-        return sections.observed(self.advance)
+        counts = sections.counts
+        keys = max(counts.get("dedupe", 0), counts.get("dedupe_order", 0))
+        rest = sum(n for name, n in counts.items() if name not in ("dedupe", "dedupe_order"))
+        self.start(label, keys + rest)
+        observed = sections.observed(self.advance)
+        observed.dedupe = sections.dedupe
+        return observed
 
 
 # -- export --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What the chatstate management commands share: ``--namespace``, quiet closed pipes."""
+"""What the chatstate management commands share: ``--namespace``, quiet closed pipes, and
+progress lines on stderr."""
 
 from __future__ import annotations
 
@@ -53,3 +54,24 @@ def quiet_on_closed_pipe(stdout: OutputWrapper) -> Iterator[None]:
             os.dup2(devnull, fileno)
             os.close(devnull)
         raise SystemExit(1) from None
+
+
+class ProgressStream:
+    """A command's stderr for progress lines: plain text (not the error style Django gives
+    stderr), written as given (no line ending added, so ``\\r`` rewrites the line)."""
+
+    def __init__(self, stderr: OutputWrapper) -> None:
+        self.stderr = stderr
+
+    def isatty(self) -> bool:
+        return self.stderr.isatty()
+
+    def write(self, text: str) -> None:
+        self.stderr.write(text, style_func=_plain, ending="")
+
+    def flush(self) -> None:
+        self.stderr.flush()
+
+
+def _plain(text: str) -> str:
+    return text

@@ -3,31 +3,48 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatstate import bench
+from chatstate import bench, conf
+from chatstate.management.commands._common import ProgressStream
+from chatstate.types import ChatStateError
 
 
 class Command(BaseCommand):
     help = (
         "Run M message cycles (claim, subscription, lock, state read and write, release) "
         "split over N worker processes, and report cycles/s, p50/p99 latency and statements "
-        "and commits per cycle."
+        "and commits per cycle. On a terminal, each phase is shown on stderr as it starts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--adapter", choices=bench.ADAPTERS, default="database")
-        parser.add_argument("--workers", type=int, default=1, help="worker processes")
-        parser.add_argument("--cycles", type=int, default=1000, help="cycles over all workers")
+        parser.add_argument(
+            "--adapter",
+            choices=bench.ADAPTERS,
+            default="database",
+            help="the backend to measure (default: database)",
+        )
+        parser.add_argument(
+            "--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)"
+        )
+        parser.add_argument(
+            "--cycles",
+            type=int,
+            default=1000,
+            metavar="M",
+            help="cycles over all workers (default: 1000)",
+        )
         parser.add_argument(
             "--mode",
             choices=(*bench.MODES, "raw"),
             default="cycle",
             help="cycle: handle_message; primitives: the six calls; floor (or raw): the "
             "backend's bare driver sending the cycle's two requests (psycopg on PostgreSQL, "
-            "redis-py on Redis)",
+            "redis-py on Redis) (default: cycle)",
         )
         parser.add_argument(
             "--async",
@@ -41,14 +58,15 @@ class Command(BaseCommand):
             type=int,
             default=8,
             metavar="N",
-            help="with --async: cycles running at once on the loop (default 8)",
+            help="with --async: cycles running at once on the loop (default: 8)",
         )
         parser.add_argument(
             "--history",
             type=int,
             default=0,
-            help="pre-fill the namespace with this many dedupe keys and thread states "
-            "(the dedupe window limit is then this number, so each claim trims one)",
+            metavar="K",
+            help="pre-fill the namespace with K dedupe keys and thread states (the dedupe "
+            "window limit is then K, so each claim trims one) (default: 0)",
         )
         parser.add_argument(
             "--namespaces",
@@ -56,21 +74,55 @@ class Command(BaseCommand):
             default=1,
             metavar="N",
             help="spread the cycles over N namespaces (cycle i on namespace i %% N): on a "
-            "Redis Cluster, each namespace is one slot, so N namespaces spread over the masters",
+            "Redis Cluster, each namespace is one slot, so N namespaces spread over the "
+            "masters (default: 1)",
         )
-        parser.add_argument("--database", default=None, help="database alias (database adapter)")
+        parser.add_argument(
+            "--database",
+            default=None,
+            metavar="ALIAS",
+            help="database alias (database adapter; default: CHATSTATE's DATABASE, else the "
+            "router's)",
+        )
         parser.add_argument(
             "--orm",
             action="store_true",
             help="database adapter: the portable ORM path even on PostgreSQL (fast_sql=False)",
         )
-        parser.add_argument("--redis-alias", default="default", help="CACHES alias (redis)")
+        parser.add_argument(
+            "--redis-alias",
+            default=None,
+            metavar="ALIAS",
+            help='CACHES alias (redis adapter; default: CHATSTATE["OPTIONS"]["alias"], '
+            "else 'default')",
+        )
+        parser.add_argument(
+            "--outbox",
+            action="store_true",
+            help="the outbox's throughput instead: --cycles message cycles over --workers "
+            "threads each commit one entry, then --dispatchers threads drain them in batches "
+            "of --batch; prints entries/s (database or redis)",
+        )
+        parser.add_argument(
+            "--dispatchers", type=int, default=4, metavar="N", help="with --outbox (default 4)"
+        )
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=100,
+            metavar="N",
+            help="with --outbox: entries one dispatch claims (default 100)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
             "--keep", action="store_true", help="leave the run's namespace in place afterwards"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["outbox"]:
+            self._write(self._outbox(options), options)
+            return
+        say = self._phases() if self.stderr.isatty() else (lambda _: None)
         try:
             config = bench.build_config(
                 adapter=options["adapter"],
@@ -84,10 +136,41 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"] if options["concurrency_async"] else 0,
                 namespaces=options["namespaces"],
             )
-            figures = bench.run_bench(config, keep=options["keep"])
-        except (ValueError, RuntimeError) as exc:
+            figures = bench.run_bench(config, keep=options["keep"], say=say)
+        except (ValueError, RuntimeError, ChatStateError) as exc:
             raise CommandError(str(exc)) from exc
+        self._write(figures, options)
+
+    def _write(self, figures: dict[str, Any], options: dict[str, Any]) -> None:
         if options["json"]:
             self.stdout.write(json.dumps(figures))
         else:
             self.stdout.write(bench.format_table(figures))
+
+    def _outbox(self, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            config = bench.outbox_config(
+                options["adapter"],
+                entries=options["cycles"],
+                committers=options["workers"],
+                dispatchers=options["dispatchers"],
+                batch=options["batch"],
+                using=options["database"],
+                fast_sql=not options["orm"],
+                redis_alias=options["redis_alias"]
+                or (conf.get("OPTIONS") or {}).get("alias", "default"),
+            )
+            return bench.run_outbox_bench(config, keep=options["keep"])
+        except (ValueError, RuntimeError, ChatStateError) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _phases(self) -> Callable[[str], None]:
+        """A ``say`` for ``run_bench``: each phase on its own plain stderr line, with the
+        seconds since the command started."""
+        stream, started = ProgressStream(self.stderr), time.monotonic()
+
+        def say(line: str) -> None:
+            stream.write(f"chatstate_bench [{time.monotonic() - started:5.1f} s] {line}\n")
+            stream.flush()
+
+        return say

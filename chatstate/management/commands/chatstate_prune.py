@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from argparse import ArgumentParser, ArgumentTypeError
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -15,19 +16,30 @@ from chatstate.management.commands._common import (
 )
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+#: What ``--state-older-than`` accepts, as its error message shows it.
+FORMS = "a positive number and a unit: 90s, 45m, 12h, 30d or 2w"
 
 
 def duration(text: str) -> float:
-    """Seconds in ``text``: a number with an optional unit (``90``, ``45m``, ``12h``,
-    ``30d``, ``2w``)."""
+    """Seconds in ``text``: a positive number and a unit, ``s``, ``m``, ``h``, ``d`` or ``w``
+    (``90s``, ``45m``, ``12h``, ``30d``, ``2w``). A bare number is refused: a retention
+    cutoff read in the wrong unit deletes live state."""
     match = _DURATION.fullmatch(text.strip())
     if match is None or float(match.group(1)) <= 0:
-        raise ArgumentTypeError(
-            f"{text!r} is not a duration: a positive number with an optional unit s, m, h, d "
-            "or w (e.g. 30d)"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        hint = ""
+        if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
+            hint = f" (a bare number has no unit: write {text.strip()}d for days)"
+        raise ArgumentTypeError(f"{text!r} is not a duration{hint}; expected {FORMS}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def age_text(seconds: float) -> str:
+    """``seconds`` in the largest unit that divides it (``30d``, ``90m``, ``1.5s``)."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
 
 
 class Command(BaseCommand):
@@ -51,8 +63,9 @@ class Command(BaseCommand):
             "--state-older-than",
             type=duration,
             metavar="AGE",
-            help="remove states and subscriptions not touched for AGE (e.g. 30d; a "
-            "subscription counts as touched while its thread's state is)",
+            help="remove states and subscriptions not touched for AGE, a number and a unit "
+            "(90s, 45m, 12h, 30d, 2w; a bare number is refused). A subscription counts as "
+            "touched while its thread's state is",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="report what would be removed; remove nothing"
@@ -60,11 +73,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         adapter = adapter_for(options["namespace"])
-        limit = options["dedupe_limit"]
+        limit, age = options["dedupe_limit"], options["state_older_than"]
+        started = datetime.now(timezone.utc)  # the cutoff reported: AGE before this run started
         try:
-            counts = adapter.prune(
-                limit, options["dry_run"], state_older_than=options["state_older_than"]
-            )
+            counts = adapter.prune(limit, options["dry_run"], state_older_than=age)
         except ValueError as exc:
             raise CommandError(f"--dedupe-limit: {exc}") from exc
         verb = "Would remove" if options["dry_run"] else "Removed"
@@ -74,12 +86,17 @@ class Command(BaseCommand):
             f"{counts['expired_locks']} expired lock(s), "
             f"{counts['dedupe_trimmed']} dedupe key(s) older than the newest {kept}"
         )
+        if adapter.dedupe_min_age:
+            young = age_text(adapter.dedupe_min_age)
+            line += f" (DEDUPE_MIN_AGE keeps every key younger than {young})"
         if adapter.pending_ttl is not None:
             line += f", {counts['pending_expired']} expired pending entr(y/ies)"
-        if options["state_older_than"] is not None:
+        if age is not None:
+            cutoff = started - timedelta(seconds=age)
             line += (
                 f", {counts['states_removed']} state(s) and "
-                f"{counts['subscriptions_removed']} subscription(s) not touched since"
+                f"{counts['subscriptions_removed']} subscription(s) not touched since "
+                f"{cutoff:%Y-%m-%d %H:%M:%S} UTC ({age_text(age)} before this run)"
             )
         if counts.get("lists_expired"):
             line += f", {counts['lists_expired']} expired list(s)"

@@ -10,7 +10,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatstate.management.commands._common import adapter_for, add_namespace_argument
+from chatstate.management.commands._common import (
+    ProgressStream,
+    adapter_for,
+    add_namespace_argument,
+)
 from chatstate.snapshot import InvalidSnapshot
 from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
 from chatstate.transfer.operations import Progress, RestoreReport, restore_snapshot
@@ -74,9 +78,8 @@ class Command(BaseCommand):
         try:
             raw = open_source(path, options.get("stdin"))
         except OSError as exc:
-            self.stderr.write(f"$: cannot read {path}: {exc.strerror or exc}")
-            raise CommandError(f"cannot read {path}; nothing was changed") from exc
-        progress = Progress(self.stderr, self.stderr.isatty())
+            raise _unreadable(path, exc) from exc
+        progress = Progress(ProgressStream(self.stderr), self.stderr.isatty())
         try:
             with raw:
                 report = restore_snapshot(
@@ -101,8 +104,7 @@ class Command(BaseCommand):
                 f"{listed}); nothing was changed"
             ) from exc
         except OSError as exc:
-            self.stderr.write(f"$: cannot read {path}: {exc.strerror or exc}")
-            raise CommandError(f"cannot read {path}; nothing was changed") from exc
+            raise _unreadable(path, exc) from exc
         self.report(report, adapter.namespace, "merge" if merge else "replace", options)
 
     def report(self, report: RestoreReport, namespace: str, mode: str, options: Any) -> None:
@@ -123,6 +125,11 @@ class Command(BaseCommand):
         for name, n in report.counts.items():
             unit = " keys" if name == "pending_locks" else ""
             self.stdout.write(f"  {name:<14} {n:>12,}{unit}")
+
+
+def _unreadable(path: str, exc: OSError) -> CommandError:
+    """The error for a file that cannot be read: its path and the system's reason."""
+    return CommandError(f"cannot read {path}: {exc.strerror or exc}; nothing was changed")
 
 
 def _describe(counts: Counter[str]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from chatstate.management.commands._common import (
+    ProgressStream,
     adapter_for,
     add_namespace_argument,
     quiet_on_closed_pipe,
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         if indent is not None and indent < 0:
             raise CommandError(f"--indent must be 0 or more, not {indent}")
         adapter = adapter_for(options["namespace"])
-        progress = Progress(self.stderr, self.stderr.isatty())
+        progress = Progress(ProgressStream(self.stderr), self.stderr.isatty())
         output = options["output"]
         try:
             if output is None:

@@ -1,0 +1,85 @@
+"""The benchmark's namespace: filled with ``history`` before a run, emptied after it."""
+
+from __future__ import annotations
+
+from chatstate.bench.cycles import Config, make_adapters, namespaces
+
+
+def prefill_history(config: Config) -> None:
+    """Put ``history`` dedupe keys (positions 1..K, window head K) and thread states in the
+    namespace, in a few set-based statements (PostgreSQL) or batched inserts (elsewhere)."""
+    history = config["history"]
+    if not history or config["adapter"] != "database":
+        return
+    from django.db import connections, transaction
+
+    from chatstate.models import DedupeEntry, DedupeWindow, ThreadState
+
+    ns, using = config["namespace"], config["using"]
+    connection = connections[using]
+    with transaction.atomic(using=using):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO chatstate_dedupeentry"
+                    " (namespace, adapter, message_id, seq, created_at)"
+                    " SELECT %s, 'history', 'h' || i, i, now() FROM generate_series(1, %s) i",
+                    (ns, history),
+                )
+                cursor.execute(
+                    "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
+                    " SELECT %s, 'history-t' || i, jsonb_build_object('n', i), now()"
+                    " FROM generate_series(1, %s) i",
+                    (ns, history),
+                )
+        else:
+            for start in range(0, history, 5000):
+                stop = min(history, start + 5000)
+                DedupeEntry.objects.using(using).bulk_create(
+                    DedupeEntry(namespace=ns, adapter="history", message_id=f"h{i}", seq=i)
+                    for i in range(start + 1, stop + 1)
+                )
+                ThreadState.objects.using(using).bulk_create(
+                    ThreadState(namespace=ns, thread_id=f"history-t{i}", value={"n": i})
+                    for i in range(start + 1, stop + 1)
+                )
+        DedupeWindow.objects.using(using).update_or_create(namespace=ns, defaults={"head": history})
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE chatstate_dedupeentry")
+            cursor.execute("ANALYZE chatstate_threadstate")
+
+
+def clear_namespace(config: Config) -> None:
+    """Remove everything the run put in its namespace (database: its rows)."""
+    if config["adapter"] == "database":
+        from django.db import transaction
+
+        from chatstate.models import (
+            ChannelState,
+            DedupeEntry,
+            DedupeWindow,
+            Lock,
+            PendingLockEntry,
+            Subscription,
+            ThreadState,
+        )
+
+        with transaction.atomic(using=config["using"]):
+            for model in (
+                Subscription,
+                DedupeEntry,
+                DedupeWindow,
+                ThreadState,
+                ChannelState,
+                Lock,
+                PendingLockEntry,
+            ):
+                model.objects.using(config["using"]).filter(
+                    namespace__in=namespaces(config)
+                ).delete()
+    elif config["adapter"] == "redis":
+        for adapter in make_adapters(config):
+            clear = getattr(adapter, "clear", None)
+            if clear is not None:
+                clear()

@@ -1,0 +1,1 @@
+"""Integrations with other projects, each behind its own extra (``chatstate[celery]``)."""
