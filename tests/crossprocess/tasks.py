@@ -547,3 +547,33 @@ def channel_cycles(
             msg.history.append(message_id)
         handled.append(message_id)
     return {"handled": handled}
+
+
+def capped_cycles(
+    adapter: Any, index: int, events: Events, *, messages: int, cap: int, work: float
+) -> dict[str, Any]:
+    """Deliver ``messages`` messages ``p<index>-<n>`` to one thread, ``concurrent`` with
+    ``max_concurrent=cap``, the docs' way (handle it if acquired, then drain); each handling
+    records ``[message_id, start, end]`` (``time.time``) after ``work`` seconds."""
+    handled: list[list[Any]] = []
+    met = {"acquired": 0, "queued": 0}
+
+    def handle(message_id: str) -> None:
+        start = time.time()
+        time.sleep(work)
+        handled.append([message_id, start, time.time()])
+
+    for n in range(messages):
+        message_id = f"p{index}-{n:02d}"
+        with adapter.handle_message(
+            ("xproc", message_id), thread_id="t", owner=message_id, strategy="concurrent",
+            max_concurrent=cap, metadata={"mid": message_id}, ttl=30, max_pending=10_000,
+        ) as msg:  # fmt: skip
+            if msg.duplicate or msg.result is None:
+                raise AssertionError(f"{message_id}: {msg.result}, duplicate={msg.duplicate}")
+            met[msg.result.value] += 1
+            if msg.acquired:
+                handle(message_id)
+            for entry in msg.drain():
+                handle(entry.metadata["mid"])
+    return {"handled": handled, "met": met}
