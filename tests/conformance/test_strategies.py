@@ -216,9 +216,9 @@ def test_gather_then_drain_takes_the_stragglers(store: Any) -> None:
 
 
 def test_gather_needs_the_threads_lock(store: Any) -> None:
-    with store.handle_message(("s", "m0"), thread_id="t", owner="w0", strategy="concurrent") as m:
-        with pytest.raises(ChatStateError, match="gather"):
-            m.gather(0.01)
+    cycle = store.handle_message(("s", "m0"), thread_id="t", owner="w0", strategy="concurrent")
+    with cycle as m, pytest.raises(ChatStateError, match="gather"):
+        m.gather(0.01)
     store.lock("t", "holder")
     with store.handle_message(("s", "m1"), thread_id="t", owner="w1", strategy="queue") as m:
         assert m.result is LockResult.QUEUED
