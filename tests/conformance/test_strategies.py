@@ -248,3 +248,28 @@ def test_agather_is_the_async_twin(store: Any) -> None:
 
     assert run_async(cycle) == [1, 2]
     assert store.snapshot().pending_locks == {}
+
+
+def test_a_slot_holders_claim_lives_while_its_slot_is_renewed(store: Any) -> None:
+    cycle, msg = enter(store, "m1", **CAP, ttl=LEASE)
+    assert msg.acquired
+    for _ in range(3):  # what keepalive does, past the claim's own lease
+        time.sleep(LEASE / 2)
+        assert store.extend_lock("t", "m1", LEASE)
+    with store.handle_message(("s", "m1"), thread_id="t", owner="again", **CAP) as again:
+        assert (again.duplicate, again.in_progress) == (True, True)
+    msg.state["n"] = 1
+    cycle.__exit__(None, None, None)
+    assert store.thread_state("t") == {"n": 1}
+
+
+def test_a_renewing_holders_entry_is_not_handed_to_another(store: Any) -> None:
+    _, first = enter(store, "m1", **CAP, ttl=LEASE)
+    second_cycle, second = enter(store, "m2", **CAP, ttl=60)
+    store.lock("t", "m3", "concurrent", {"mid": "m3"}, max_concurrent=2)
+    assert next(first.drain()).metadata["mid"] == "m3"
+    for _ in range(3):  # m1 still works on m3, renewing its slot past the mark's time
+        time.sleep(LEASE / 2)
+        assert store.extend_lock("t", "m1", LEASE)
+    assert list(second.drain()) == []
+    second_cycle.__exit__(None, None, None)

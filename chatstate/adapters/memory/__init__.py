@@ -82,11 +82,15 @@ class MemoryStateAdapter(MemoryCycle, MemoryLists, StateAdapter):
     # -- dedupe --------------------------------------------------------------------------
 
     def _dead(self, claim: Claim | None, now: float) -> bool:
-        """Whether ``claim`` is in progress with its lease run out (its lock included)."""
+        """Whether ``claim`` is in progress with its lease run out: its own, and its owner's
+        lock or slot on its thread."""
         if claim is None or claim[2] > now:
             return False
         held = self._locks.get(claim[1])
-        return held is None or held[0] != claim[0] or held[3] <= now
+        if held is not None and held[0] == claim[0] and held[3] > now:
+            return False
+        slot = self.store.slots.get(claim[1], {}).get(claim[0])
+        return slot is None or slot[0] <= now
 
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
         with self._mutex:

@@ -85,7 +85,8 @@ class MemoryLocks:
                 del taken[entry_id]
 
     def _available(self, key: str, owner: str, now: float) -> list[Pending]:
-        """The queued entries of ``key`` no other live holder was handed, oldest first."""
+        """The queued entries of ``key`` no other holder was handed, oldest first: a mark
+        holds while its holder's slot lives or its time has not run out."""
         queue = self.store.pending.get(key, ())
         taken = self.store.taken.get(key)
         if not taken:
@@ -96,8 +97,7 @@ class MemoryLocks:
             for raw in queue
             if raw[0] not in taken
             or taken[raw[0]][0] == owner
-            or taken[raw[0]][0] not in live
-            or taken[raw[0]][1] <= now
+            or (taken[raw[0]][0] not in live and taken[raw[0]][1] <= now)
         ]
 
     def _remove(self, key: str, ids: set[str]) -> None:
