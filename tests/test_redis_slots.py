@@ -162,3 +162,22 @@ def test_each_slot_operation_is_one_round_trip(rstore: RedisStateAdapter) -> Non
     assert round_trips(sent, rstore.take_pending, "k", "a") == 1
     assert round_trips(sent, rstore.release_lock, "k", "a") == 1
     assert all(b"EVALSHA" in line for line in sent[-5:])
+
+
+def test_drains_of_many_holders_each_get_their_own_entry(rstore: RedisStateAdapter) -> None:
+    # The entry a drain is handed is looked for by pages of 32: the 40th holder skips the 39
+    # entries handed to the others, over a page's end.
+    cap = {"strategy": "concurrent", "max_concurrent": 40}
+    cycles = [
+        rstore.handle_message(("s", f"m{n}"), thread_id="t", owner=f"m{n}", ttl=60, **cap)
+        for n in range(40)
+    ]
+    drains = [cycle.__enter__().drain() for cycle in cycles]
+    for n in range(41):
+        assert rstore.lock("t", f"q{n}", "queue", {"n": n}) is LockResult.QUEUED
+    assert [next(steps).metadata["n"] for steps in drains] == list(range(40))
+    marks = [e[6] if len(e) > 6 else None for e in queued(rstore, "t")]
+    assert marks == [f"m{n}" for n in range(40)] + [None]
+    for cycle in cycles:
+        cycle.__exit__(None, None, None)  # each abort unmarks its entry
+    assert [len(e) for e in queued(rstore, "t")] == [6] * 41

@@ -91,14 +91,27 @@ local function slot_functions()
         return {'acquired', {}, false}
     end
 
+    -- The oldest entry of ``q`` no holder but ``owner`` was handed: its index (0-based), its
+    -- text and its decoded record; nil when none. Read by pages: each holder has at most one
+    -- entry handed at a time, so the one sought is near the front.
+    local function first_free(q, owner, owners, now)
+        local at = 0
+        while true do
+            local page = redis.call('LRANGE', q, at, at + 31)
+            for i, raw in ipairs(page) do
+                local e = cjson.decode(raw)
+                if not handed(e, owner, owners, now) then return at + i - 1, raw, e end
+            end
+            if #page < 32 then return nil end
+            at = at + 32
+        end
+    end
+
     -- Whether an entry of ``q`` waits that no other live holder of ``key`` was handed.
     local function waiting(locks, q, key, owner, now)
         if redis.call('LLEN', q) == 0 then return false end
         local owners = live(cjson.decode(redis.call('HGET', locks, key)), now)
-        for _, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
-            if not handed(cjson.decode(raw), owner, owners, now) then return true end
-        end
-        return false
+        return first_free(q, owner, owners, now) ~= nil
     end
 
     -- Remove and return up to ``limit`` (nil: all) oldest entries no other live holder was
@@ -106,6 +119,7 @@ local function slot_functions()
     local function hand_over(q, qkeys, key, owner, owners, limit, now)
         local raws = redis.call('LRANGE', q, 0, -1)
         local out = {}
+        if #raws == 0 then return out end
         for _, raw in ipairs(raws) do
             if limit and #out >= limit then break end
             if not handed(cjson.decode(raw), owner, owners, now) then out[#out + 1] = raw end
@@ -179,20 +193,16 @@ local function slot_functions()
     -- was handed, marked as handed to ``owner`` until ``now + ttl`` (the slot renewed alike);
     -- none left: the slot is freed (false).
     local function next_entry(locks, q, qkeys, qseq, key, held, i, owner, ttl, now)
-        local owners = live(held, now)
-        local raws = redis.call('LRANGE', q, 0, -1)
-        for at, raw in ipairs(raws) do
-            local e = cjson.decode(raw)
-            if not handed(e, owner, owners, now) then
-                if not e[6] then e[6] = tostring(redis.call('INCR', qseq)) end
-                e[7], e[8] = owner, now + ttl
-                raw = cjson.encode(e)
-                redis.call('LSET', q, at - 1, raw)
-                renew(locks, key, held, i, ttl, now)
-                return raw
-            end
+        local at, _, e = first_free(q, owner, live(held, now), now)
+        if at then
+            if not e[6] then e[6] = tostring(redis.call('INCR', qseq)) end
+            e[7], e[8] = owner, now + ttl
+            local raw = cjson.encode(e)
+            redis.call('LSET', q, at, raw)
+            renew(locks, key, held, i, ttl, now)
+            return raw
         end
-        if #raws == 0 then redis.call('SREM', qkeys, key) end
+        if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
         free(locks, q, key, held, i, owner, false)
         return false
     end
