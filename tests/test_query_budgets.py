@@ -31,6 +31,7 @@ from django.db import connection, connections
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.bench.counting import count_statements
+from chatstate.types import LockResult
 
 VENDOR = connection.vendor
 _names = itertools.count(1)
@@ -393,7 +394,8 @@ if VENDOR == "postgresql":
 # atomic step, so there are no commits to count), counted by ``tests.redis_counting``. A
 # cycle is one script to enter and one to commit, whatever its block staged: channel
 # operations, a subscription change, a history append and an outbox entry go in the commit's
-# own script.
+# own script. A cycle in a slot (``max_concurrent``) is the same two scripts; each look of
+# ``msg.gather()`` is one, and the entries it gathered are removed by the commit's script.
 
 
 def _cycle_staging_everything(s: Any, message_id: str) -> None:
@@ -416,6 +418,36 @@ def _cycle_plain(s: Any, message_id: str) -> None:
         msg.state["n"] += 1
 
 
+def _cycle_capped(s: Any, message_id: str) -> None:
+    with s.handle_message(("slack", message_id), thread_id="t", owner=message_id,
+                          strategy="concurrent", max_concurrent=2) as msg:  # fmt: skip
+        assert msg.acquired
+        msg.state["n"] += 1
+
+
+def _cycle_capped_draining_one(s: Any, message_id: str) -> None:
+    # enter, the lock() queueing over the cap inside the block, one step handing the entry
+    # out, one step finishing it and freeing the slot.
+    cap = {"strategy": "concurrent", "max_concurrent": 1}
+    with s.handle_message(("slack", message_id), thread_id="t", owner=message_id, **cap) as msg:
+        assert msg.acquired
+        msg.state["n"] += 1
+        assert s.lock("t", f"{message_id}-next", **cap) is LockResult.QUEUED
+        for _ in msg.drain():
+            msg.state["n"] += 1
+
+
+def _cycle_gathering(s: Any, message_id: str) -> None:
+    # enter, the lock() queueing behind it inside the block, one look, the commit (which
+    # removes the entry gathered).
+    with s.handle_message(("slack", message_id), thread_id="t", owner="w", strategy="queue") as msg:
+        assert msg.acquired
+        s.lock("t", f"{message_id}-next", "queue")
+        assert len(msg.gather(0)) == 1
+        msg.state["n"] += 1
+    assert msg.pending == []
+
+
 def _cycle_again(s: Any, message_id: str) -> None:
     with s.handle_message(("slack", "done"), thread_id="t", owner="w") as msg:
         assert msg.duplicate
@@ -426,6 +458,9 @@ REDIS_BUDGETS: dict[str, tuple[Callable[[Any, str], None], int]] = {
     "handle_message": (_cycle_plain, 2),
     "handle_message_staging_everything": (_cycle_staging_everything, 2),
     "handle_message_duplicate": (_cycle_again, 1),
+    "handle_message_capped": (_cycle_capped, 2),
+    "handle_message_capped_draining_one": (_cycle_capped_draining_one, 4),
+    "handle_message_gathering": (_cycle_gathering, 4),
 }
 
 
@@ -461,5 +496,11 @@ def test_redis_cycle_budget(name: str) -> None:
                 {"role": "user", "text": "m0"},
                 {"role": "user", "text": "m1"},
             ]
+        if name in ("handle_message_capped", "handle_message_gathering"):
+            assert adapter.thread_state("t") == {"n": 2}
+        if name == "handle_message_capped_draining_one":
+            assert adapter.thread_state("t") == {"n": 4}
+        snap = adapter.snapshot()
+        assert snap.locks == {} and snap.pending_locks == {}
     finally:
         adapter.clear()

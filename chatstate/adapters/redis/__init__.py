@@ -205,16 +205,16 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, StateAdapter):
 
     @operation
     def _do_lock(self, request: LockRequest) -> Op[LockOutcome]:
-        args = [
-            request.key,
-            request.owner,
-            request.strategy.value,
-            request.metadata,
-            records.ttl_ms(request.ttl),
-            "" if request.max_pending is None else request.max_pending,
-            request.overflow,
-        ]
-        result, dropped, previous = yield (EVAL, scripts.LOCK, self.keys.queue(request.key), args)
+        max_pending = "" if request.max_pending is None else request.max_pending
+        keys, ttl = self.keys.queue(request.key), records.ttl_ms(request.ttl)
+        if request.capped:  # a slot (lua/slots.lua)
+            args = [request.key, request.owner, request.metadata, ttl, max_pending,
+                    request.overflow, request.max_concurrent]  # fmt: skip
+            result, dropped, previous = yield (EVAL, scripts.LOCK_SLOT, keys, args)
+        else:
+            args = [request.key, request.owner, request.strategy.value, request.metadata, ttl,
+                    max_pending, request.overflow]  # fmt: skip
+            result, dropped, previous = yield (EVAL, scripts.LOCK, keys, args)
         return LockOutcome(
             RESULTS[text(result)], records.pending_entries(dropped), previous and text(previous)
         )

@@ -1,9 +1,10 @@
 """The message cycle on Redis (a mixin of ``RedisStateAdapter``): each step is one script.
 
-Entry (``cycle_enter.lua``: claim, lock, subscription, state and, when asked, the newest
-history items), commit and drain steps (``cycle_commit.lua`` / ``cycle_drain.lua``: the
-state, the claim, the release and every staged effect -- ``lua/effects.lua`` -- all or
-nothing), renewal and abort: two round trips for a cycle, whatever it stages. A step with no
+Entry (``cycle_enter.lua``: claim, lock or slot, subscription, state and, when asked, the
+newest history items), commit and drain steps (``cycle_commit.lua`` / ``cycle_drain.lua``:
+the state, the claim, the release and every staged effect -- ``lua/effects.lua`` -- all or
+nothing), a look of ``gather`` (``cycle_gather.lua``), renewal and abort: two round trips
+for a cycle, whatever it stages, with a lock or a slot (``lua/slots.lua``). A step with no
 effects staged runs the script without the effects library, so it costs what it did before
 effects existed.
 """
@@ -56,6 +57,8 @@ class RedisCycle:
         if request.history:
             keys.append(k.list_key(history_key(thread_id)))
             args.append(request.history)
+        if request.slots:  # the cap follows the history count (0: none)
+            args += [request.max_concurrent] if request.history else [0, request.max_concurrent]
         reply = yield (EVAL, scripts.CYCLE_ENTER, keys, args)
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
@@ -108,7 +111,7 @@ class RedisCycle:
                     request.owner,
                     staged.state or "",
                     member(request.dedupe_key),
-                    "1" if request.locks else "0",
+                    _holds(request),
                     self._pending_ttl(),
                     "1" if staged.claim else "0",
                 ],
@@ -136,6 +139,7 @@ class RedisCycle:
                     records.ttl_ms(request.ttl),
                     self._pending_ttl(),
                     "1" if staged.claim else "0",
+                    _holds(request),
                 ],
             )
         )
@@ -146,24 +150,32 @@ class RedisCycle:
             request.thread_id,
             request.owner,
             member(request.dedupe_key),
-            "1" if request.locks else "0",
+            _holds(request),
             records.ttl_ms(request.ttl),
         ]
         keys = [self.keys.locks, self.keys.ddc]
         return bool(int((yield (EVAL, scripts.CYCLE_RENEW, keys, args))))
 
     @operation
+    def cycle_gather(self, request: CycleRequest) -> Op[Handover]:
+        thread_id = request.thread_id
+        args = [thread_id, request.owner, records.ttl_ms(request.ttl), self._pending_ttl()]
+        reply = yield (EVAL, scripts.CYCLE_GATHER, self.keys.lock(thread_id), args)
+        if not int(reply[0]):
+            raise lease_lost(request, text(reply[1]))
+        return records.handover(reply)
+
+    @operation
     def cycle_abort(self, request: CycleRequest) -> Op[bool]:
         k = self.keys
-        reply = yield (
-            EVAL,
-            scripts.CYCLE_ABORT,
-            [k.dd, k.ddc, k.ddt, k.locks],
-            [
-                member(request.dedupe_key),
-                request.thread_id,
-                request.owner,
-                "1" if request.locks else "0",
-            ],
-        )
-        return bool(int(reply))
+        keys = [k.dd, k.ddc, k.ddt, k.locks]
+        if request.slots:  # its slot's entries are unmarked
+            keys.append(k.q(request.thread_id))
+        args = [member(request.dedupe_key), request.thread_id, request.owner, _holds(request)]
+        return bool(int((yield (EVAL, scripts.CYCLE_ABORT, keys, args))))
+
+
+def _holds(request: CycleRequest) -> str:
+    """What the cycle holds of its thread, for the scripts: '1' its lock, 's' a slot, '0'
+    nothing (``concurrent``: its claim is its lease)."""
+    return "1" if request.locks else "s" if request.slots else "0"

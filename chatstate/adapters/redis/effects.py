@@ -1,6 +1,6 @@
 """The KEYS and ARGV of a commit's or drain step's staged effects (``lua/effects.lua``):
-channel operations, the subscription, list appends and outbox entries, written in the
-step's own script, all or nothing."""
+channel operations, the subscription, list appends, outbox entries and the pending entries
+gathered (removed), written in the step's own script, all or nothing."""
 
 from __future__ import annotations
 
@@ -46,4 +46,6 @@ def effect_args(staged: Staged) -> list[Any]:
     args.append(len(staged.sends))
     for send in staged.sends:
         args += (send.key, send.thread_id, send.payload)
+    args.append(len(staged.taken))
+    args += staged.taken
     return args

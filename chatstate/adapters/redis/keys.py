@@ -21,8 +21,10 @@ suffix              type    holds
 ``tt`` / ``ct``     zset    thread / channel id → when its state was last written (ms)
 ``locks``           hash    lock key → lock record (see ``scripts``); the lease is an
                             expiry time on Redis's clock (``TIME``), so an expired lock
-                            behaves as free while its pending list stays
-``q:<key>``         list    the lock's pending entries, oldest first
+                            behaves as free while its pending list stays. A key held by
+                            slots (``max_concurrent``) has one record listing its holders
+``q:<key>``         list    the lock's pending entries, oldest first (an entry handed to a
+                            slot holder's drain marked with that holder)
 ``qkeys``           set     lock keys whose pending list is not empty
 ``qseq``            string  the namespace's pending-entry counter (entry ids)
 ``l:<key>``         list    a capped list's items (JSON texts), oldest first; Redis expires

@@ -48,15 +48,29 @@ def pending_entries(raws: Any) -> list[PendingEntry]:
 
 
 def lock_dict(record: Any) -> dict[str, Any]:
-    """A lock record in the snapshot's form."""
-    owner, strategy, meta, acquired, expires, acquired_at, expires_at, *_ = loads(record)
-    return {
+    """A lock record in the snapshot's form. A key held by slots: strategy ``concurrent``, its
+    first holder as owner, held until its latest slot's lease ends, and ``holders``: each
+    ``{"owner", "metadata", "acquired_at", "expires_at"}`` in the order they took their
+    slots."""
+    owner, strategy, meta, acquired, expires, acquired_at, expires_at, *rest = loads(record)
+    found = {
         "owner": owner,
         "strategy": strategy,
         "metadata": loads(meta),
         "acquired_at": iso(acquired, acquired_at),
         "expires_at": iso(expires, expires_at),
     }
+    if len(rest) > 1:
+        found["holders"] = [
+            {
+                "owner": holder,
+                "metadata": loads(holder_meta),
+                "acquired_at": iso(since, since_text),
+                "expires_at": iso(until, until_text),
+            }
+            for holder, until, since, _, holder_meta, since_text, until_text in rest[1]
+        ]
+    return found
 
 
 def claim_dict(record: Any) -> dict[str, Any]:

@@ -17,9 +17,16 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   round trip is exact) until the lease changes;
 * a lock's record also carries its lease, ``ttl_ms``, as an eighth element (what
   ``release_lock(only_if_idle=True)`` renews it by);
+* a key held by slots (capped ``concurrent``), a field of the ``locks`` hash: a lock record
+  summarizing its holders — ``[first owner, 'concurrent', first metadata_json, first
+  acquired_ms, latest expires_ms, false, false, first ttl_ms, holders]``, ``holders`` =
+  ``[[owner, expires_ms, acquired_ms, ttl_ms, metadata_json, acquired_at|false,
+  expires_at|false], ...]`` in the order they took their slots (``lua/slots.lua``): every
+  exclusive path sees a lock held until the latest slot's lease ends;
 * a pending entry, an item of a ``q:<key>`` list:
   ``[owner, strategy, metadata_json, enqueued_ms, enqueued_at|false, id]`` — ``id`` unique in
-  its namespace (the ``qseq`` counter), what a drain removes once the entry is finished;
+  its namespace (the ``qseq`` counter), what a drain removes once the entry is finished; an
+  entry a slot holder's drain was handed carries ``owner, until_ms`` as elements 7 and 8;
 * a dedupe claim in progress, a field of the ``ddc`` hash (the member's, in ``dd``):
   ``[owner, thread_id, expires_ms, expires_at|false]``. A member of ``dd`` without one is
   done; ``ddt`` holds each member's claim time (for the window's minimum age);
@@ -32,12 +39,15 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
 
 Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``) come between
 the prelude and the body of the scripts that use them only: Lua builds a script's functions
-each time it runs, so the hot scripts carry none they do not call.
+each time it runs, so the hot scripts carry none they do not call. ``lua/slots.lua`` goes
+inside the branches that meet slots (a ``-- @slots`` line): a path that takes no slot never
+builds its functions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,28 +68,44 @@ class LuaScript:
     @classmethod
     def load(cls, name: str, *libraries: str) -> LuaScript:
         """``lua/<name>.lua`` after the shared prelude and the ``libraries`` (``lua/*.lua``
-        defining functions only some scripts use: the others do not pay for them)."""
+        defining functions only some scripts use: the others do not pay for them). A line
+        ``-- @<library>`` of the body is replaced by that library: inside the branch that needs
+        it, so the script's other paths never build its functions."""
         parts = ("prelude", *libraries, name)
-        text = "".join((LUA / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
+        text = "".join(_read(part) for part in parts)
+        text = _INLINE.sub(lambda found: _read(found.group(1)), text)
         label = name if not libraries else f"{name}+{'+'.join(libraries)}"
         return cls(label, text)
+
+
+_INLINE = re.compile(r"^[ \t]*-- @(\w+)[ \t]*\n", re.MULTILINE)
+
+
+def _read(part: str) -> str:
+    return (LUA / f"{part}.lua").read_text(encoding="utf-8")
 
 
 CLAIM = LuaScript.load("claim")
 IS_DUPLICATE = LuaScript.load("is_duplicate")
 LOCK = LuaScript.load("lock")
+#: Slots (capped ``concurrent``): the scripts that may meet a key held by slots carry the
+#: slots library inside their slot branches (``-- @slots``), so their other paths cost what
+#: they did before slots existed.
+LOCK_SLOT = LuaScript.load("lock_slot")
 EXTEND = LuaScript.load("extend")
 RELEASE = LuaScript.load("release")
 COMPARE_AND_SET = LuaScript.load("compare_and_set")
 CYCLE_ENTER = LuaScript.load("cycle_enter")
-#: A step's staged effects (channel operations, subscription, lists, outbox) need the
-#: effects library; the common step with none runs without it (no extra work per cycle).
+#: A step's staged effects (channel operations, subscription, lists, outbox, entries
+#: gathered) need the effects library; the common step with none runs without it (no extra
+#: work per cycle).
 EFFECTS = ("channel", "lists", "outbox", "effects")
 CYCLE_COMMIT = LuaScript.load("cycle_commit", "no_effects")
 CYCLE_COMMIT_EFFECTS = LuaScript.load("cycle_commit", *EFFECTS)
 CYCLE_DRAIN = LuaScript.load("cycle_drain", "no_effects")
 CYCLE_DRAIN_EFFECTS = LuaScript.load("cycle_drain", *EFFECTS)
 CYCLE_RENEW = LuaScript.load("cycle_renew")
+CYCLE_GATHER = LuaScript.load("cycle_gather")
 CYCLE_ABORT = LuaScript.load("cycle_abort")
 TAKE_PENDING = LuaScript.load("take_pending")
 PUT_STATE = LuaScript.load("put_state")
@@ -101,6 +127,7 @@ ALL = (
     CLAIM,
     IS_DUPLICATE,
     LOCK,
+    LOCK_SLOT,
     EXTEND,
     RELEASE,
     COMPARE_AND_SET,
@@ -110,6 +137,7 @@ ALL = (
     CYCLE_DRAIN,
     CYCLE_DRAIN_EFFECTS,
     CYCLE_RENEW,
+    CYCLE_GATHER,
     CYCLE_ABORT,
     TAKE_PENDING,
     PUT_STATE,

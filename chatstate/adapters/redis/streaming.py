@@ -238,23 +238,7 @@ def build_commands(
     default_expiry = now + records.ttl_ms(lock_ttl)
     for lock_part in parts(sections.locks, CHUNK):
         lock_records = {
-            key: records.dumps(
-                [
-                    lock["owner"],
-                    lock["strategy"],
-                    dump_metadata(lock.get("metadata")),
-                    records.ms(lock.get("acquired_at"), now),
-                    records.ms(lock.get("expires_at"), default_expiry),
-                    lock.get("acquired_at") or False,
-                    lock.get("expires_at") or False,
-                    max(
-                        1,
-                        records.ms(lock.get("expires_at"), default_expiry)
-                        - records.ms(lock.get("acquired_at"), now),
-                    ),
-                ]
-            )
-            for key, lock in lock_part
+            key: records.dumps(lock_record(lock, now, default_expiry)) for key, lock in lock_part
         }
         yield from expiring(tmp.locks, "hset", None, None, lock_records)
     for claim_part in parts(sections.claims, CHUNK):
@@ -293,6 +277,37 @@ def build_commands(
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def lock_record(lock: dict[str, Any], now: int, default_expiry: int) -> list[Any]:
+    """A snapshot lock as its record (:mod:`.scripts`); with ``holders``, the record of a key
+    held by slots (``lua/slots.lua``): held until its latest holder's lease ends."""
+    acquired, expires = (
+        records.ms(lock.get("acquired_at"), now),
+        records.ms(lock.get("expires_at"), default_expiry),
+    )
+    record = [
+        lock["owner"],
+        lock["strategy"],
+        dump_metadata(lock.get("metadata")),
+        acquired,
+        expires,
+        lock.get("acquired_at") or False,
+        lock.get("expires_at") or False,
+        max(1, expires - acquired),
+    ]
+    if lock.get("holders"):
+        holders = []
+        for holder in lock["holders"]:
+            since = records.ms(holder.get("acquired_at"), now)
+            until = records.ms(holder.get("expires_at"), default_expiry)
+            holders.append([holder["owner"], until, since, max(1, until - since),
+                            dump_metadata(holder.get("metadata")),
+                            holder.get("acquired_at") or False,
+                            holder.get("expires_at") or False])  # fmt: skip
+        record[4] = max(h[1] for h in holders)
+        record.append(holders)
+    return record
 
 
 def op_unlink_prefix(prefix: str) -> Op[int]:

@@ -2,7 +2,7 @@
 -- release), drain steps, renewal and abort, each one script.
 -- KEYS: dd, ddseq, ddc, ddt, subs, ts, locks, q, qkeys, qseq[, the thread's history list].
 -- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms, min_age_ms, max_pending|'',
--- overflow[, how many newest history items to read].
+-- overflow[, how many newest history items to read (0: none)[, max_concurrent]].
 -- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held,
 -- history items (oldest first; false unless asked for and held)}, or
 -- {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
@@ -10,6 +10,9 @@
 -- released at once, so that its redelivery is handled. A queue or debounce cycle that takes
 -- a lock with entries left queued (its previous holder died or failed) queues its message
 -- behind them and holds the lock (held = 1): its drain hands them out in arrival order.
+-- With max_concurrent ('concurrent' only) the cycle takes a slot (``lua/slots.lua``), else
+-- its message is queued; one that takes a slot while entries wait that no other live holder
+-- was handed is queued behind them and holds its slot, likewise.
 local now = now_ms()
 local ttl = tonumber(ARGV[7])
 local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
@@ -19,14 +22,20 @@ if claimed == 0 then
     return {0, redis.call('SISMEMBER', KEYS[5], ARGV[3]), redis.call('HEXISTS', KEYS[3], ARGV[1])}
 end
 local outcome = {'acquired', {}, false}
+local slots = false
 if ARGV[5] ~= 'concurrent' then
     outcome = take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl,
                    tonumber(ARGV[9]), ARGV[10], now)
+elseif ARGV[12] then
+    -- @slots
+    slots = slot_functions()
+    outcome = slots.take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[6], ttl,
+                         tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[12]), now)
 end
 local result = outcome[1]
 local held = result == 'acquired'
-if held and (ARGV[5] == 'queue' or ARGV[5] == 'debounce')
-        and redis.call('LLEN', KEYS[8]) > 0 then
+if held and (((ARGV[5] == 'queue' or ARGV[5] == 'debounce') and redis.call('LLEN', KEYS[8]) > 0)
+             or (slots and slots.waiting(KEYS[7], KEYS[8], ARGV[3], ARGV[4], now))) then
     local behind = queue_behind(KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                                 tonumber(ARGV[9]), ARGV[10], now)
     result = behind[1]

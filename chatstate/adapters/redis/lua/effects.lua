@@ -2,9 +2,11 @@
 -- its KEYS and ARGV). KEYS from ``kb``: cs, ct, subs, subt, lkeys, ob, obp, obk, oseq, obh,
 -- then each appended list's key, then each send's thread queue. ARGV from ``ab``: channel id,
 -- n, n x (op, key as JSON text, value), subscribe ('1', '0', ''), n, n x (list key, value,
--- max_length|'', ttl_ms|''), n, n x (send key, thread, payload).
+-- max_length|'', ttl_ms|''), n, n x (send key, thread, payload), n, n x (id of a pending
+-- entry gathered).
 -- ``prepare_effects`` reads and computes (nothing written: a step calls it after its checks
--- and before its first write); ``write_effects`` writes.
+-- and before its first write); ``write_effects`` writes; ``remove_taken`` removes the
+-- gathered entries (a step calls it before it hands out or over any entry).
 
 -- The plan of the step's effects for ``thread``; nil and a message when one cannot be
 -- written (a channel number out of range).
@@ -22,7 +24,20 @@ local function prepare_effects(kb, ab, thread)
     plan.lists, plan.lists_at = tonumber(ARGV[a + 1]), a + 2
     a = a + 2 + 4 * plan.lists
     plan.sends, plan.sends_at = tonumber(ARGV[a]), a + 1
+    a = a + 1 + 3 * plan.sends
+    plan.taken, plan.taken_at = tonumber(ARGV[a]), a + 1
     return plan
+end
+
+-- Remove the pending entries of ``q`` (the lock ``key``'s) whose ids the plan lists.
+local function remove_taken(plan, q, qkeys, key)
+    if plan.taken == 0 then return end
+    local ids = {}
+    for i = 0, plan.taken - 1 do ids[ARGV[plan.taken_at + i]] = true end
+    for _, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
+        if ids[cjson.decode(raw)[6]] then redis.call('LREM', q, 1, raw) end
+    end
+    if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
 end
 
 -- Write the prepared ``plan``.

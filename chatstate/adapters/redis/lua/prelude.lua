@@ -7,11 +7,17 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Whether the lock ``key`` is held by ``owner`` with its lease running.
+-- Whether the lock ``key`` (or one of its slots) is held by ``owner`` with its lease running.
 local function holding(locks, key, owner, now)
     local rec = redis.call('HGET', locks, key)
     if not rec then return false end
     local held = cjson.decode(rec)
+    if held[9] then  -- slots (lua/slots.lua)
+        for _, h in ipairs(held[9]) do
+            if h[1] == owner then return tonumber(h[2]) > now end
+        end
+        return false
+    end
     return held[1] == owner and tonumber(held[5]) > now
 end
 
@@ -109,8 +115,9 @@ local function expire(q, qkeys, key, ttl, now)
     return gone
 end
 
--- ``lock`` for a non-concurrent strategy; an expired lease counts as free. Returns
--- {result, dropped entries, the expired holder taken over (or false)}.
+-- ``lock`` for a non-concurrent strategy; an expired lease counts as free (a key held by
+-- slots is held until its latest slot's lease ends). Returns {result, dropped entries, the
+-- expired holder taken over (or false; slots are not reported)}.
 local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now)
     local rec = redis.call('HGET', locks, key)
     local previous = false
@@ -135,7 +142,7 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
             redis.call('SADD', qkeys, key)
             return {result, dropped, false}
         end
-        previous = held[1]
+        previous = not held[9] and held[1]
     end
     redis.call('HSET', locks, key,
                cjson.encode({owner, strategy, meta, now, now + ttl, false, false, ttl}))
@@ -166,11 +173,14 @@ end
 -- Release ``owner``'s lock (owner '': whoever holds it) and hand over its pending entries
 -- (those older than ``pending_ttl`` dropped). With ``only_if_idle``: release only when none
 -- is pending, else keep the lock (its lease renewed by its ttl). Returns {1, '', entries,
--- expired} when released, {0, holder} when ``owner`` does not hold it ('' holder: nobody).
+-- expired} when released, {0, holder} when ``owner`` does not hold it ('' holder: nobody), {3}
+-- when the key is held by slots (``lua/slots.lua`` releases a slot; '' frees them all here).
 local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now)
     local rec = redis.call('HGET', locks, key)
     local held = rec and cjson.decode(rec)
-    if owner ~= '' and (not held or held[1] ~= owner) then return {0, held and held[1] or ''} end
+    if owner ~= '' and (not held or held[1] ~= owner or held[9]) then
+        return held and held[9] and {3} or {0, held and held[1] or ''}
+    end
     local expired = expire(q, qkeys, key, pending_ttl, now)
     local entries = take_entries(q, qkeys, key, nil)
     if only_if_idle and #entries > 0 then

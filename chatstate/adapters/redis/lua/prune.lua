@@ -2,6 +2,7 @@
 -- ARGV: dedupe_limit, dry_run ('1'), min_age_ms, pending_ttl_ms|'', state_older_ms|'',
 -- the namespace's key prefix (pending lists are prefix .. 'q:' .. key, lists
 -- prefix .. 'l:' .. key). Redis expires lists itself; prune drops their keys from lkeys.
+-- Expired slots are freed one by one (each counts as an expired lock).
 -- Returns {expired_locks, trimmed, pending_expired, states_removed, subscriptions_removed,
 -- {key, {entries}, key, {entries}, ...}, lists_expired} (the pending entries dropped as
 -- expired; the lists Redis expired, dropped from lkeys).
@@ -9,13 +10,21 @@ local now = now_ms()
 local dry = ARGV[2] == '1'
 local prefix = ARGV[6]
 local expired = 0
+local slots = false
 local cursor = '0'
 repeat
     local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
     cursor = page[1]
     local items = page[2]
     for i = 1, #items, 2 do
-        if tonumber(cjson.decode(items[i + 1])[5]) <= now then
+        local held = cjson.decode(items[i + 1])
+        if held[9] then  -- slots: each expired holder counts (``lua/slots.lua``)
+            if not slots then
+                -- @slots
+                slots = slot_functions()
+            end
+            expired = expired + slots.prune(KEYS[1], items[i], held, now, dry)
+        elseif tonumber(held[5]) <= now then
             expired = expired + 1
             if not dry then redis.call('HDEL', KEYS[1], items[i]) end
         end
