@@ -133,8 +133,35 @@ BAD_DOCUMENTS = {
     },
     "dedupe mismatch": {**GOOD, "dedupe": [["s", "m1"]]},
     "wrong format": {**GOOD, "format": "something.else"},
-    "newer version": {**GOOD, "version": 3},
+    "newer version": {**GOOD, "version": 4},
     "claims in version 1": {**GOOD, "version": 1, "claims": []},
+    "lists and outbox in version 2": {**GOOD, "version": 2, "lists": {}, "outbox": []},
+    "bad lists": {
+        **GOOD,
+        "lists": {
+            "history:t1": {"items": [1, {"n": "\udc00"}], "expires_at": "tomorrow"},
+            "x" * 321: {"items": [], "expires_at": None},
+            "k": {"items": "nope", "expires_at": None},
+            "e": {"items": []},
+        },
+    },
+    "bad outbox": {
+        **GOOD,
+        "outbox": [
+            {"key": "r1", "thread_id": "t1", "payload": {}, "attempts": -1, "dead": 0},
+            {
+                "key": "r1",
+                "thread_id": "",
+                "payload": 1,
+                "attempts": 0,
+                "dead": False,
+                "created_at": T0,
+                "due_at": "later",
+                "x": 1,
+            },
+            [],
+        ],
+    },
     "NUL and surrogates": {
         **GOOD,
         "subscriptions": ["t\x00"],
@@ -199,7 +226,7 @@ def test_the_printed_paths(tmp_path: Path) -> None:
     path = write(tmp_path, BAD_DOCUMENTS["newer version"])
     with pytest.raises(CommandError):
         restore(path, namespace(), stderr=(err := io.StringIO()))
-    assert err.getvalue() == "version: unsupported version 3 (this code reads 1 and 2)\n"
+    assert err.getvalue() == "version: unsupported version 4 (this code reads 1, 2 and 3)\n"
     path = write(tmp_path, BAD_DOCUMENTS["NUL and surrogates"])
     with pytest.raises(CommandError, match=r"\(7 problems, listed above\)"):
         restore(path, namespace(), stderr=(err := io.StringIO()))
