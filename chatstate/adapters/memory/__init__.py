@@ -17,6 +17,7 @@ from typing import Any
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
+from chatstate.adapters.memory.activity import MemoryActivity
 from chatstate.adapters.memory.store import Claim, MemoryStore
 from chatstate.calls import (
     CycleEntry,
@@ -50,7 +51,7 @@ _DEBOUNCE = Strategy.DEBOUNCE
 _QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
-class MemoryStateAdapter(StateAdapter):
+class MemoryStateAdapter(MemoryActivity, StateAdapter):
     """Chat state held in this process; each instance has its own."""
 
     name = "memory"
