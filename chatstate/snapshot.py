@@ -139,12 +139,17 @@ class Snapshot:
 
 class InvalidSnapshot(ValueError):
     """A snapshot failed strict validation; ``problems`` lists every problem with its path
-    (``total`` counts them: a reader that lists only the first ones says how many more)."""
+    (``total`` counts them: a reader that lists only the first ones says how many more).
+    ``stopped``: the reader stopped at its ``max_problems``: ``total`` is a lower bound."""
 
-    def __init__(self, problems: list[str], total: int | None = None) -> None:
+    def __init__(
+        self, problems: list[str], total: int | None = None, stopped: bool = False
+    ) -> None:
         self.problems = list(problems)
         self.total = len(self.problems) if total is None else total
-        super().__init__(_describe("invalid snapshot", self.problems, self.total))
+        self.stopped = stopped
+        what = "invalid snapshot, checking stopped" if stopped else "invalid snapshot"
+        super().__init__(_describe(what, self.problems, self.total, stopped))
 
 
 class SnapshotNotJSON(TypeError):
@@ -157,10 +162,11 @@ class SnapshotNotJSON(TypeError):
         super().__init__(_describe(message, self.problems, len(self.problems)))
 
 
-def _describe(what: str, problems: list[str], total: int) -> str:
+def _describe(what: str, problems: list[str], total: int, stopped: bool = False) -> str:
     lines = "\n".join(f"- {problem}" for problem in problems)
     more = f"\n- ... and {total - len(problems)} more" if total > len(problems) else ""
-    return f"{what} ({total} problem{'s' if total != 1 else ''}):\n{lines}{more}"
+    least = "at least " if stopped else ""
+    return f"{what} ({least}{total} problem{'s' if total != 1 else ''}):\n{lines}{more}"
 
 
 def default_snapshot() -> Snapshot:

@@ -64,8 +64,8 @@ def test_round_trip_into_another_namespace(tmp_path: Path, indent: int | None) -
     text = export(source, tmp_path / "a.json", indent)
     target = DatabaseStateAdapter(namespace=namespace())
     target.subscribe("stale")  # replaced
-    target.claim_dedupe(("old", "k"), 10)
-    out, err = restore(tmp_path / "a.json", target.namespace)
+    target.claim_dedupe(("old", "k"), 10)  # just now: quiet for 0 s, no lock, no claim live
+    out, err = restore(tmp_path / "a.json", target.namespace, "--quiet-for", "0")
     assert target.snapshot() == source.snapshot()  # timestamps included
     assert export(target, tmp_path / "b.json", indent) == text  # byte for byte
     assert f"Restored into namespace '{target.namespace}' (replace)" in out
@@ -283,7 +283,7 @@ def test_a_failed_load_changes_nothing(tmp_path: Path, merge: list[str]) -> None
         adapter_path("tests.test_commands_restore.FailingLoadAdapter"),
         pytest.raises(RuntimeError, match="midway"),
     ):
-        restore(tmp_path / "a.json", target.namespace, *merge)
+        restore(tmp_path / "a.json", target.namespace, "--quiet-for", "0", *merge)
     assert target.snapshot() == before
     assert_window_consistent(target.namespace)
 
@@ -346,9 +346,11 @@ def test_dry_run_reports_and_changes_nothing(tmp_path: Path) -> None:
     out, _ = restore(path, target.namespace, "--dry-run")
     assert target.snapshot() == before
     lines = out.splitlines()
-    assert lines[0] == f"Dry run (replace) into namespace '{target.namespace}'; would change:"
+    assert lines[0].startswith(f"namespace '{target.namespace}' is live: 2 locks held, ")
+    assert lines[0].endswith(": a replace restore would be refused (stop the workers or --force).")
+    assert lines[1] == f"Dry run (replace) into namespace '{target.namespace}'; would change:"
     assert lines[-1] == "Nothing was changed."
-    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:-1]}
+    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:-1]}
     assert report == {
         "subscriptions": "added 1, replaced 0, removed 1, unchanged 1",
         "dedupe": "added 2, replaced 0, removed 2, unchanged 1",
@@ -357,10 +359,14 @@ def test_dry_run_reports_and_changes_nothing(tmp_path: Path) -> None:
         "locks": "added 1, replaced 1, removed 1, unchanged 0",
         "pending_locks": "added 1, replaced 1, removed 0, unchanged 0",
         "claims": "added 0, replaced 0, removed 0, unchanged 0",
+        "lists": "added 0, replaced 0, removed 0, unchanged 0",
+        "outbox": "added 0, replaced 0, removed 0, unchanged 0",
     }
     out, _ = restore(path, target.namespace, "--dry-run", "--merge")
     assert target.snapshot() == before
-    report = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()[1:-1]}
+    lines = out.splitlines()
+    assert lines[0].endswith(" ago.")  # live, but a merge is not refused
+    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:-1]}
     assert report["dedupe"] == "added 2, replaced 0, removed 0, unchanged 1"
     assert report["pending_locks"] == "added 1, replaced 0, appended 1, removed 0, unchanged 0"
 
@@ -381,11 +387,17 @@ def test_lenient_loads_what_normalize_keeps(tmp_path: Path) -> None:
     target = populate(namespace())
     with pytest.raises(CommandError):
         restore(path, target.namespace)
-    out, err = restore(path, target.namespace, "--lenient", stderr=(e := io.StringIO()))
+    out, err = restore(path, target.namespace, "--lenient", "--force", stderr=(e := io.StringIO()))
     expected, dropped = normalize_snapshot_counting(doc)
     assert dropped == 4
     assert target.snapshot() == expected
-    assert "Lenient: dropped 4 entries" in out
+    assert out.splitlines()[:5] == [
+        "Lenient: dropped 4 entries that normalize_snapshot could not keep:",
+        "  dropped unknown: unknown key",
+        "  dropped subscriptions[1]: expected a non-empty string of at most 255 characters",
+        "  dropped subscriptions[2]: duplicate of subscriptions[0]",
+        "  dropped thread_state['t2']: expected an object",
+    ]
     assert "warning (ignored by --lenient): version: unsupported version 7" in e.getvalue()
 
 

@@ -14,11 +14,9 @@ for the exact words (:mod:`~chatstate.transfer.exact`).
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
@@ -69,21 +67,6 @@ class Check:
     drops: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
-    """A seekable binary file for ``path``; ``"-"`` spools ``stdin`` (default: the process's
-    standard input; a text stream is encoded as UTF-8) to a temporary file, since both passes
-    need to read it. ``OSError`` when the file cannot be opened."""
-    if path != "-":
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    source: IO[Any] = stdin if stdin is not None else sys.stdin
-    source = getattr(source, "buffer", source)
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open
-    while chunk := source.read(1 << 20):
-        spool.write(chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk)
-    spool.seek(0)
-    return spool
 
 
 class SnapshotFile:
