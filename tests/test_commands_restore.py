@@ -210,7 +210,8 @@ def test_bad_input_is_refused_with_every_problem(tmp_path: Path, case: str) -> N
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     store = populate(namespace())
     before = store.snapshot()
-    for extra in ([], ["--merge"], ["--dry-run"]):
+    # (populated just now, the namespace is live: --force, so that the file decides)
+    for extra in (["--force"], ["--merge"], ["--dry-run"]):
         with pytest.raises(CommandError, match="not a valid snapshot.*nothing was changed"):
             restore(path, store.namespace, *extra, stderr=(err := io.StringIO()))
         assert err.getvalue().splitlines() == problems_of(text)
@@ -252,7 +253,7 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "latin1.json"
     bad.write_bytes(json.dumps(GOOD).replace('"t1"', '"t\xe9"').encode("latin-1"))
     with pytest.raises(CommandError, match="not a valid snapshot"):
-        restore(bad, store.namespace, stderr=(err := io.StringIO()))
+        restore(bad, store.namespace, "--force", stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: 'utf-8' codec can't decode byte 0xe9")
     assert store.snapshot() == before
 
@@ -385,8 +386,8 @@ def test_lenient_loads_what_normalize_keeps(tmp_path: Path) -> None:
     }
     path = write(tmp_path, doc)
     target = populate(namespace())
-    with pytest.raises(CommandError):
-        restore(path, target.namespace)
+    with pytest.raises(CommandError, match="not a valid snapshot"):
+        restore(path, target.namespace, "--force")
     out, err = restore(path, target.namespace, "--lenient", "--force", stderr=(e := io.StringIO()))
     expected, dropped = normalize_snapshot_counting(doc)
     assert dropped == 4
@@ -422,7 +423,7 @@ def test_stdin_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert other.snapshot() == source.snapshot()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{]"), encoding="utf-8"))
     with pytest.raises(CommandError, match="- is not a valid snapshot"):
-        restore("-", other.namespace, stderr=(err := io.StringIO()))
+        restore("-", other.namespace, "--force", stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: Expecting property name")
     assert other.snapshot() == source.snapshot()
 

@@ -148,3 +148,13 @@ def test_a_live_redis_namespace_is_refused_too(path: Path, redis_adapter: Any) -
     assert re.match(refusal(store.namespace, 1, 1), message)
     restore(path, store.namespace, "--force", stderr=io.StringIO())
     assert store.snapshot() == INCOMING
+
+
+def test_a_live_namespace_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
+    """The check costs nothing of the file: even a broken one is not read."""
+    store = DatabaseStateAdapter(namespace=namespace())
+    store.lock("t1", "w1", ttl=60)
+    broken = write(tmp_path, "{not json", name="broken.json")
+    assert re.match(refusal(store.namespace, 1, 0), refused(broken, store))
+    with pytest.raises(CommandError, match="not a valid snapshot"):
+        restore(broken, store.namespace, "--force", stderr=io.StringIO())

@@ -52,10 +52,10 @@ def refused(tmp_path: Path, text: str | bytes, *args: str) -> list[str]:
     """The problems ``chatstate_restore`` prints for ``text``; the namespace unchanged."""
     path = tmp_path / "in.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    store = populate(namespace())
+    store = populate(namespace())  # live (just written): --force, so that the file decides
     before = store.snapshot()
     with pytest.raises(CommandError, match="not a valid snapshot.*nothing was changed"):
-        restore(path, store.namespace, *args, stderr=(err := io.StringIO()))
+        restore(path, store.namespace, "--force", *args, stderr=(err := io.StringIO()))
     assert store.snapshot() == before
     return err.getvalue().splitlines()
 
@@ -297,6 +297,8 @@ def test_a_gibibyte_repeating_one_id_is_refused_in_seconds_in_bounded_memory(
         "EXAMPLE_SQLITE_PATH": str(tmp_path / "db.sqlite3"),
         "PYTHONPATH": str(ROOT),
     }
+    migrate = [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"]
+    subprocess.run(migrate, env=env, cwd=ROOT, check=True, timeout=120)  # a real database
     done = subprocess.run(
         [sys.executable, "-c", _MEASURED, *command],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -187,7 +187,12 @@ def restore_snapshot(
 
     A replace (not ``merge``) raises :class:`~chatstate.liveness.NamespaceLive`, nothing
     changed, when the namespace is live — a lock held, a claim in progress, or activity
-    within ``quiet_for`` seconds (``StateAdapter.activity``) — unless ``force``."""
+    within ``quiet_for`` seconds (``StateAdapter.activity``) — unless ``force``: checked
+    before the file is read (a refusal costs no check of the file) and again just before
+    the load (workers may have started while a big file was checked)."""
+    replace = not merge and not dry_run
+    if replace and not force:
+        _refuse_live(adapter, adapter.activity(quiet_for))
     limit = None if lenient else max_problems
     with SnapshotFile(raw, lenient, max_value=max_value_bytes, max_problems=limit) as file:
         check = file.check()
@@ -207,7 +212,7 @@ def restore_snapshot(
             return report
         if report.activity is not None and report.activity["live"]:
             if not force:
-                raise NamespaceLive(adapter.namespace, report.activity)
+                _refuse_live(adapter, report.activity)
             report.forced = True
         if progress is not None:
             sections = progress.watch(f"restore {adapter.namespace}", sections)
@@ -215,6 +220,12 @@ def restore_snapshot(
         if progress is not None:
             progress.finish()
     return report
+
+
+def _refuse_live(adapter: StateAdapter, activity: dict[str, Any]) -> None:
+    """``NamespaceLive`` when ``activity`` says the namespace is live."""
+    if activity["live"]:
+        raise NamespaceLive(adapter.namespace, activity)
 
 
 def plan_changes(
