@@ -18,8 +18,9 @@ from collections.abc import Hashable, Sequence
 
 from chatstate.transfer.hashruns import HashRuns
 
-#: Distinct keys kept exactly per section (a dedupe key costs about 200 bytes here).
-LIMIT = 1 << 16
+#: Distinct keys kept exactly per section: about 5 MB for keys of 30 characters, 25 MB
+#: at most (dedupe keys of two 255-character ids).
+LIMIT = 1 << 15
 
 
 class Seen:
