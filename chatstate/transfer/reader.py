@@ -2,14 +2,17 @@
 
 ``check()`` (pass 1) walks the whole file once and reports what ``Snapshot.from_json`` would
 report of it — the same problems, with the same JSON paths, in the same order (the first
-1,000 listed, all counted) — or, lenient, how many entries ``normalize_snapshot`` would
-drop; it keeps the position of each section. ``sections()`` (pass 2) then streams the
-sections from those positions. Memory is bounded whatever the file: no value larger than
-``max_value`` bytes is read, entries are checked one at a time with the very rules of
-:class:`chatstate.snapshot_scan.Scan`, and the cross-entry rules are checked on hashes
-(:mod:`~chatstate.transfer.hashruns`); only when those show a problem (or, lenient, a
-repair) are the keys loaded into a temporary database (:mod:`~chatstate.transfer.ledger`)
-for the exact words (:mod:`~chatstate.transfer.exact`).
+1,000 listed, all counted) — or, lenient, the entries ``normalize_snapshot`` would drop and
+why; it keeps the position of each section. With ``max_problems`` it stops at that many
+problems, reporting those (a file full of problems is refused early). ``sections()`` (pass
+2) then streams the sections from those positions. Memory is bounded whatever the file: no
+value larger than ``max_value`` bytes is read, entries are checked with the very rules of
+:class:`chatstate.snapshot_scan.Scan` (arrays of keys a window at a time,
+:mod:`~chatstate.transfer.bulk`), duplicates are worded as read when their first
+occurrence is kept (:mod:`~chatstate.transfer.seen`), and the other cross-entry rules are
+checked on hashes (:mod:`~chatstate.transfer.hashruns`); only when those show a problem (or,
+lenient, a repair) are the keys loaded into a temporary database
+(:mod:`~chatstate.transfer.ledger`) for the exact words (:mod:`~chatstate.transfer.exact`).
 """
 
 from __future__ import annotations
