@@ -70,6 +70,7 @@ def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: boo
     """Inside a write transaction: replace (or merge into) the namespace's state from
     ``sections``, holding one batch of rows in memory at a time. PostgreSQL: ``COPY``
     streams; other databases: the ORM's bulk inserts."""
+    load_lists_and_outbox(adapter, sections.lists, sections.outbox, merge)
     if adapter.vendor == "postgresql":
         _Copier(adapter, merge).load(sections)
     else:
@@ -78,7 +79,24 @@ def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: boo
 
 def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> None:
     """Inside a write transaction: replace (or merge into) the namespace's state, by the ORM."""
-    _load_by_orm(adapter, SnapshotSections.from_snapshot(snapshot), merge)
+    sections = SnapshotSections.from_snapshot(snapshot)
+    load_lists_and_outbox(adapter, sections.lists, sections.outbox, merge)
+    _load_by_orm(adapter, sections, merge)
+
+
+def load_lists_and_outbox(
+    adapter: NamespaceRows,
+    lists: Iterable[tuple[str, dict[str, Any]]],
+    outbox: Iterable[dict[str, Any]],
+    merge: bool,
+) -> None:
+    """Inside the load's write transaction: store a snapshot's capped lists and outbox
+    entries (replacing, or with ``merge`` a list of the same key replaced and an outbox
+    entry appended unless its key is there). The database has no tables for them yet:
+    ``ValueError`` when there are any (the transaction then rolls back: nothing changes).
+    Each iterable may be a stream of the restore: it is consumed at most once."""
+    if next(iter(lists), None) is not None or next(iter(outbox), None) is not None:
+        raise ValueError("this backend does not store lists/outbox yet")
 
 
 def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:

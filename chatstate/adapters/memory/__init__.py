@@ -17,6 +17,7 @@ from typing import Any
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
+from chatstate.adapters.memory.activity import MemoryActivity
 from chatstate.adapters.memory.lists import MemoryLists
 from chatstate.adapters.memory.store import Claim, MemoryStore
 from chatstate.calls import (
@@ -51,7 +52,7 @@ _DEBOUNCE = Strategy.DEBOUNCE
 _QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
-class MemoryStateAdapter(MemoryLists, StateAdapter):
+class MemoryStateAdapter(MemoryActivity, MemoryLists, StateAdapter):
     """Chat state held in this process; each instance has its own."""
 
     name = "memory"

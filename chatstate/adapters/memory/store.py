@@ -111,6 +111,7 @@ class MemoryStore:
         """A store holding ``snapshot`` (built outside the adapter's mutex: it may be big)."""
         now_mono, now_wall = time.monotonic(), time.time()
         store = cls()
+        store.load_lists_and_outbox(snapshot.lists, snapshot.outbox)
         store.subscriptions = dict.fromkeys(snapshot.subscriptions, now_wall)
         store.dedupe = OrderedDict((key, [now_wall, None]) for key in snapshot.dedupe_order)
         for dedupe_key, claim in snapshot.claims.items():
@@ -163,6 +164,16 @@ class MemoryStore:
             if at < cutoff and not (kind == "thread" and subscriptions.get(object_id, 0) >= cutoff)
         ]
         return stale_states, stale_subs
+
+    def load_lists_and_outbox(
+        self, lists: dict[str, dict[str, Any]], outbox: list[dict[str, Any]]
+    ) -> None:
+        """Hold a snapshot's capped lists and outbox entries (its ``lists`` and ``outbox``
+        sections) in this store, being built from the snapshot. This store has no
+        containers for them yet: ``ValueError`` when there are any (the store is then
+        discarded: the adapter's state is unchanged)."""
+        if lists or outbox:
+            raise ValueError("this backend does not store lists/outbox yet")
 
     def load(self, other: MemoryStore, merge: bool) -> None:
         """Replace (or merge into) what this store holds with ``other``'s; pending entries

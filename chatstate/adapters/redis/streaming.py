@@ -46,6 +46,8 @@ class Sections(NamedTuple):
     locks: Iterable[tuple[str, dict[str, Any]]]
     pending_locks: Iterable[tuple[str, list[dict[str, Any]]]]
     claims: Iterable[tuple[DedupeKey, dict[str, Any]]]
+    lists: Iterable[tuple[str, dict[str, Any]]] = ()
+    outbox: Iterable[dict[str, Any]] = ()
 
     @classmethod
     def of(cls, source: Snapshot | SnapshotSections) -> Sections:
@@ -58,6 +60,8 @@ class Sections(NamedTuple):
                 source.locks.items(),
                 source.pending_locks.items(),
                 source.claims.items(),
+                source.lists.items(),
+                source.outbox,
             )
         return cls(
             source.subscriptions,
@@ -67,6 +71,8 @@ class Sections(NamedTuple):
             source.locks,
             source.pending_locks,
             source.claims,
+            source.lists,
+            source.outbox,
         )
 
 
@@ -213,6 +219,7 @@ def build_commands(
     sections: Sections, tmp: Keys, now: int, lock_ttl: float
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """Pipeline commands writing ``sections`` under ``tmp``, each key set to expire."""
+    yield from lists_and_outbox_commands(sections, tmp, now)
 
     def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
         yield method, (key, *args)
@@ -290,6 +297,19 @@ def build_commands(
             for part in parts(items, CHUNK):
                 yield from expiring(tmp.q(key), "rpush", *part)
             yield from expiring(tmp.qkeys, "sadd", key)
+
+
+def lists_and_outbox_commands(
+    sections: Sections, tmp: Keys, now: int
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Pipeline commands writing a snapshot's capped lists and outbox entries under ``tmp``
+    (the load's switching script then replaces or merges them). Redis keeps no keys for
+    them yet: ``ValueError`` when there are any, before anything is written (the load then
+    removes its temporary keys: nothing changes). Each section is consumed at most once."""
+    lists, outbox = iter(sections.lists), iter(sections.outbox)
+    if next(lists, None) is not None or next(outbox, None) is not None:
+        raise ValueError("this backend does not store lists/outbox yet")
+    yield from ()
 
 
 # -- helpers -------------------------------------------------------------------------------
