@@ -174,6 +174,16 @@ def test_followed_thread_answers_every_message_until_stop(bot: Any, post: Post) 
     assert bot.channel_state(CHANNEL) == {"messages": 4, "active_threads": []}
 
 
+def test_the_model_sees_the_newest_history_items(bot: Any, post: Post) -> None:
+    """The cycle reads the thread's newest 20 history items (``history=20``) for the model:
+    after 12 answered messages (24 items), the 13th sees 10 of them, and itself."""
+    post(message("m0", "@bot hi"))
+    for i in range(1, 13):
+        post(message(f"m{i}", "more", user=f"u{i % 3}"))
+    assert len(bot.history(THREAD)) == 26
+    assert replies(bot)[-1] == ("m12", "Noted, u0: 3 people in the last 11 messages here.")
+
+
 def test_replies_leave_through_the_outbox_after_the_commit(
     bot: Any, post: Post, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
