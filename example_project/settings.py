@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "chatstate",
     "example_project.bot",
     "example_project.demo",  # the `demo` and `replay` commands: not needed to run the bot
+    "bench",  # manage.py chatstate_bench: the benchmark of the source tree (not in the wheel)
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -8,7 +8,7 @@ those of production in autocommit mode. A budget is ``(round trips, commits)``:
 
 * round trips — what ``django_assert_num_queries`` counts: every statement, plus the BEGIN
   and COMMIT around each ``transaction.atomic()`` block (Django >= 4.2 logs those too);
-  :func:`chatstate.bench.counting.count_statements` must agree;
+  :func:`bench.counting.count_statements` must agree;
 * commits — committed transactions, counted by ``count_statements``: a statement outside
   ``transaction.atomic()`` is one (autocommit), an outermost atomic block is one.
 
@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from bench.counting import count_statements
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.bench.counting import count_statements
 
 VENDOR = connection.vendor
 _names = itertools.count(1)
