@@ -431,32 +431,3 @@ def test_stdin_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         restore("-", other.namespace, "--force", stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: Expecting property name")
     assert other.snapshot() == source.snapshot()
-
-
-# -- version 3: lists and outbox -------------------------------------------------------------
-
-
-def test_lists_and_outbox_are_counted_and_refused_whole_until_stored(tmp_path: Path) -> None:
-    """A dry run counts them; a load holding them is refused whole by the backend (which does
-    not store them yet), with its reason: nothing changed."""
-    incoming = Snapshot(
-        subscriptions={"new"},
-        lists={"history:t1": {"items": [{"role": "user"}], "expires_at": None}},
-        outbox=[
-            {"key": "r1", "thread_id": "t1", "payload": "hi", "attempts": 0, "dead": False,
-             "created_at": T0},
-        ],
-    )  # fmt: skip
-    path = write(tmp_path, incoming.to_json())
-    target = DatabaseStateAdapter(namespace=namespace())
-    out, _ = restore(path, target.namespace, "--dry-run")
-    assert "  lists          added 1, replaced 0, removed 0, unchanged 0" in out.splitlines()
-    assert "  outbox         added 1, replaced 0, removed 0, unchanged 0" in out.splitlines()
-    for merge in ([], ["--merge"]):
-        with pytest.raises(CommandError) as info:
-            restore(path, target.namespace, *merge)
-        assert str(info.value) == (
-            f"cannot restore into namespace '{target.namespace}': this backend does not store "
-            "lists/outbox yet; nothing was changed"
-        )
-        assert target.snapshot() == Snapshot()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from chatstate.adapters.operations import Op
-from chatstate.adapters.redis import records, scripts
+from chatstate.adapters.redis import records, scripts, snaplists
 from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN
 from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
 from chatstate.sections import SnapshotSections
@@ -101,6 +101,8 @@ def op_snapshot(keys: Keys) -> Op[Snapshot]:
         locks=dict(pages["locks"]),
         pending_locks=dict(pages["pending_locks"]),
         claims=dict(pages["claims"]),
+        lists=dict(pages["lists"]),
+        outbox=pages["outbox"],
     )
 
 
@@ -128,7 +130,7 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
     frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
     # ``subs`` is not read as such: it routes the script to the namespace's slot (cluster).
     reply = yield (EVAL, scripts.FREEZE, [keys.subs], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
-    subs, dedupe, threads, channels, locks, pending, claims = (int(n) for n in reply)
+    subs, dedupe, threads, channels, locks, pending, claims, lists, outbox = map(int, reply)
     for kind, source in (
         ("set", frozen.subs),
         ("zset", frozen.dd),
@@ -137,6 +139,8 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         ("hash", frozen.locks),
         ("set", frozen.qkeys),
         ("hash", frozen.ddc),
+        ("zset", frozen.lkeys),
+        ("ids", frozen.ob),
     ):
         position: Any = 0
         while True:
@@ -156,6 +160,8 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         "locks": locks,
         "pending_locks": pending,
         "claims": claims,
+        "lists": lists,
+        "outbox": outbox,
     }
     return frozen, counts
 
@@ -163,6 +169,10 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
 def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
     """Items ``start`` .. ``start + CHUNK`` of a frozen section, in snapshot order."""
     stop = start + CHUNK - 1
+    if section == "lists":
+        return (yield from snaplists.op_lists_page(frozen, start, stop))
+    if section == "outbox":
+        return (yield from snaplists.op_outbox_page(frozen, start, stop))
     if section == "subscriptions":
         found = yield (CALL, "zrange", (frozen.subs + ":sorted", start, stop))
         return [text(t) for t in found]
@@ -303,13 +313,16 @@ def lists_and_outbox_commands(
     sections: Sections, tmp: Keys, now: int
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """Pipeline commands writing a snapshot's capped lists and outbox entries under ``tmp``
-    (the load's switching script then replaces or merges them). Redis keeps no keys for
-    them yet: ``ValueError`` when there are any, before anything is written (the load then
-    removes its temporary keys: nothing changes). Each section is consumed at most once."""
-    lists, outbox = iter(sections.lists), iter(sections.outbox)
-    if next(lists, None) is not None or next(outbox, None) is not None:
-        raise ValueError("this backend does not store lists/outbox yet")
-    yield from ()
+    (:func:`.snaplists.commands`), each key set to expire; the load's switching script then
+    moves them (``lua/load_lists.lua``): a list replaces the live list of its key (a replace
+    removed them all first), an outbox entry is appended unless its key is there. Each
+    section is consumed once."""
+
+    def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        yield method, (key, *args)
+        yield "pexpire", (key, LOAD_TTL_MS)
+
+    yield from snaplists.commands(sections.lists, sections.outbox, tmp, now, CHUNK, expiring)
 
 
 # -- helpers -------------------------------------------------------------------------------
