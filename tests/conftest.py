@@ -219,6 +219,17 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 
 # -- tests that belong to one database's run ------------------------------------------
 
+#: Besides tests/crossprocess and tests/faults, the modules that stress a backend rather than a
+#: Python or Django version: the tox matrix leaves them out (``-m "not stress"``).
+STRESS = {
+    "test_restore_limits.py",
+    "test_snapshot_properties.py",
+    "test_bot_webhook_fuzz.py",
+    "test_bench.py",
+    "test_bench_outbox.py",
+    "test_restore_reader.py",
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -249,6 +260,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             databases = ["default", alias] if first else [alias]
             item.add_marker(pytest.mark.django_db(transaction=True, databases=databases))
             first = False
+    for item in items:  # the tox matrix leaves them out (-m "not stress"): make test runs them
+        if item.path.parent.name in ("crossprocess", "faults") or item.path.name in STRESS:
+            item.add_marker(pytest.mark.stress)
     other = [
         item
         for item in items
@@ -266,15 +280,22 @@ _tally: Counter[tuple[str, str]] = Counter()
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Label each report with its backend (it travels to pytest-xdist's controller)."""
     outcome = yield
     report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("store") if callspec else None
+    label = backend or "other"
+    if backend == "database" or backend is None:
+        label = f"{label}/{VENDOR}"
+    report.user_properties.append(("chatstate_backend", label))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("store") if callspec else None
-        label = backend or "other"
-        if backend == "database" or backend is None:
-            label = f"{label}/{VENDOR}"
-        _tally[(label, report.outcome)] += 1
+        label = dict(report.user_properties).get("chatstate_backend")
+        if label is not None:
+            _tally[(str(label), report.outcome)] += 1
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
