@@ -44,8 +44,51 @@ def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
     adapter = DatabaseStateAdapter(namespace=namespace)
     close = getattr(adapter, "close", None)  # the fast path's async connections
     if close is not None:
-        request.addfinalizer(close)
+
+        def finish() -> None:
+            # Its async twins commit on connections of their own, outside the test's rolled
+            # back transaction: what they wrote goes once that transaction has ended.
+            if adapter._async._pools:
+                _COMMITTED_ELSEWHERE.append((adapter.using, namespace))
+            close()
+
+        request.addfinalizer(finish)
     return adapter
+
+
+#: ``(alias, namespace)`` of the fast-path stores of the running test.
+_COMMITTED_ELSEWHERE: list[tuple[str, str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _purge_committed_elsewhere() -> Iterator[None]:
+    """After the test (autouse: torn down after ``db``), delete what the fast path's async
+    connections committed in its namespaces."""
+    yield
+    while _COMMITTED_ELSEWHERE:
+        _delete_namespace_rows(*_COMMITTED_ELSEWHERE.pop())
+
+
+def _delete_namespace_rows(alias: str, namespace: str) -> None:
+    """Delete ``namespace``'s committed rows on a connection of this function's own."""
+    import psycopg
+    from django.apps import apps
+    from django.db import connections
+
+    database = connections[alias].settings_dict
+    params = {
+        "host": database["HOST"] or "127.0.0.1",
+        "port": database["PORT"] or 5432,
+        "user": database["USER"],
+        "password": database["PASSWORD"],
+        "dbname": database["NAME"],
+    }
+    with psycopg.connect(**params, autocommit=True) as direct:
+        for model in apps.get_app_config("chatstate").get_models():
+            if any(field.name == "namespace" for field in model._meta.fields):
+                direct.execute(
+                    f"DELETE FROM {model._meta.db_table} WHERE namespace = %s", [namespace]
+                )
 
 
 def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:

@@ -200,7 +200,8 @@ def test_replies_leave_through_the_outbox_after_the_commit(
         assert bot.dispatch_outbox() == {"sent": 2, "retried": 0, "dead": 0}
     posted = [r.entry for r in caplog.records if r.name == "example_project.bot.sender"]  # type: ignore[attr-defined]
     assert [(e.key, e.payload) for e in posted] == [(e.key, e.payload) for e in waiting]
-    assert caplog.messages[0] == f"posted {KEY1} to {THREAD} (re m1): {waiting[0].payload['text']}"
+    sent = [r.getMessage() for r in caplog.records if r.name == "example_project.bot.sender"]
+    assert sent[0] == f"posted {KEY1} to {THREAD} (re m1): {waiting[0].payload['text']}"
     assert bot.outbox() == []
     assert bot.dispatch_outbox() == {"sent": 0, "retried": 0, "dead": 0}
 
