@@ -4,6 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers: the suite waits on leases and servers more than it computes, so more
+# workers than cores pay off (each worker gets its own test database, Redis database, cluster
+# and bouncer ports: tests/services.py).
+TEST_WORKERS ?= 4
 
 .PHONY: venv demo test test-sqlite test-postgres test-mysql lint typecheck tox matrix matrix-all \
 	wheel-smoke bench docs clean
@@ -47,15 +51,15 @@ test: venv
 
 test-sqlite: venv
 	@echo "== SQLite run =="
-	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgres: venv
 	@echo "== PostgreSQL run (with the Redis adapter's suites) =="
-	CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=postgres $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-mysql: venv
 	@echo "== MariaDB run =="
-	CHATSTATE_TEST_DB=mysql $(PY) -m pytest $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=mysql $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

@@ -16,6 +16,8 @@ Cases (``--size`` each unless said):
 - ``unterminated``: the same string, never closed;
 - ``deep-nesting``: a thread state nesting ``[`` for the whole size;
 - ``huge-integer``: a thread state holding one integer of the whole size;
+- ``repeated-id``: ``subscriptions`` repeating one id (``["ab","ab",…]``, issue 19): refused
+  at its first ``--max-problems`` duplicates;
 - ``valid-states``: a valid snapshot of 10 KB thread states (plus 100,000 dedupe keys);
 - ``valid-keys`` (``--keys-size``): a valid snapshot of dedupe keys only (the cross-entry
   checks' worst case: every key hashed, sorted in runs on disk).
@@ -83,6 +85,12 @@ def huge_integer(n: int) -> Iterator[bytes]:
     yield b"}}}"
 
 
+def repeated_id(n: int) -> Iterator[bytes]:
+    yield HEAD + b'"subscriptions":['
+    yield from repeat(b'"ab",', n)
+    yield b'"ab"]}'
+
+
 def valid_states(n: int) -> Iterator[bytes]:
     """Sections in the order the writer writes them (keys sorted): valid and sorted."""
     keys = 100_000
@@ -125,6 +133,7 @@ CASES: dict[str, tuple[Callable[[int], Iterator[bytes]], bool]] = {
     "unterminated": (lambda n: huge_string(n, closed=False), False),
     "deep-nesting": (deep_nesting, False),
     "huge-integer": (huge_integer, False),
+    "repeated-id": (repeated_id, False),
     "valid-states": (valid_states, True),
     "valid-keys": (valid_keys, True),
 }

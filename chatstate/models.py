@@ -256,7 +256,7 @@ class OutboxMessage(models.Model):
     key = models.CharField(max_length=ID_LENGTH)
     thread_id = models.CharField(max_length=ID_LENGTH)
     payload = models.JSONField()
-    attempts = models.IntegerField(default=0)
+    attempts = models.BigIntegerField(default=0)
     dead = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     due_at = models.DateTimeField()

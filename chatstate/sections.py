@@ -37,7 +37,10 @@ class SnapshotSections:
     - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order;
     - ``claims``: ``((adapter, message_id), {"owner", "thread_id", "expires_at"})`` sorted by
       key: the dedupe keys a message cycle is handling right now (each also in the dedupe
-      sections).
+      sections);
+    - ``lists``: ``(key, {"items": [...], "expires_at": ISO or None})`` sorted by key;
+    - ``outbox``: entry dicts ``{"key", "thread_id", "payload", "attempts", "dead",
+      "created_at"[, "due_at"]}`` in commit order (oldest first).
 
     Each iterable is consumed at most once, section by section in any order. Values are what
     ``validate_snapshot`` accepts: a loader may trust them. ``dedupe`` may be left empty by a
@@ -54,6 +57,8 @@ class SnapshotSections:
     locks: Iterable[Entry] = ()
     pending_locks: Iterable[PendingList] = ()
     claims: Iterable[Claim] = ()
+    lists: Iterable[Entry] = ()
+    outbox: Iterable[dict[str, Any]] = ()
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -69,6 +74,8 @@ class SnapshotSections:
             locks=list(data["locks"].items()),
             pending_locks=list(data["pending_locks"].items()),
             claims=[((c["key"][0], c["key"][1]), _claim(c)) for c in data["claims"]],
+            lists=list(data["lists"].items()),
+            outbox=data["outbox"],
         )
         sections.counts = {name: len(getattr(sections, name)) for name in SECTIONS}
         return sections
@@ -85,6 +92,8 @@ class SnapshotSections:
             locks=dict(self.locks),
             pending_locks=dict(self.pending_locks),
             claims=dict(self.claims),
+            lists=dict(self.lists),
+            outbox=list(self.outbox),
         )
 
     def total(self) -> int:

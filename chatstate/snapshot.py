@@ -37,6 +37,7 @@ __all__ = [
     "default_snapshot",
     "normalize_snapshot",
     "normalize_snapshot_counting",
+    "normalize_snapshot_drops",
     "snapshot_from",
     "validate_snapshot",
 ]
@@ -48,7 +49,13 @@ class Snapshot:
 
     ``claims``: the dedupe keys a message cycle is handling right now, each
     ``{"owner", "thread_id", "expires_at"}`` (ISO 8601 UTC); every claim's key is also in
-    ``dedupe`` (a claim is a dedupe entry in progress)."""
+    ``dedupe`` (a claim is a dedupe entry in progress).
+
+    ``lists`` (version 3): capped lists by key (the thread histories among them, keyed
+    ``history:<thread_id>``), each ``{"items": [JSON values, oldest first], "expires_at":
+    ISO 8601 UTC or None}``. ``outbox`` (version 3): the replies waiting to be delivered, in
+    commit order, each ``{"key", "thread_id", "payload", "attempts", "dead", "created_at"}``
+    plus ``"due_at"`` where known; ``key`` is unique in the snapshot."""
 
     subscriptions: set[str] = field(default_factory=set)
     dedupe: set[DedupeKey] = field(default_factory=set)
@@ -58,11 +65,14 @@ class Snapshot:
     locks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_locks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     claims: dict[DedupeKey, dict[str, Any]] = field(default_factory=dict)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: a fresh dict (deep copies), ``format`` and ``version`` first, sets
-        sorted, dedupe keys as 2-element lists, map keys sorted, claims sorted by key. Equal
-        snapshots give equal dicts with equal key order."""
+        sorted, dedupe keys as 2-element lists, map keys sorted (``lists`` too), claims sorted
+        by key, the outbox in its order. Equal snapshots give equal dicts with equal key
+        order."""
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -76,6 +86,8 @@ class Snapshot:
             "claims": [
                 {"key": list(key), **copy.deepcopy(self.claims[key])} for key in sorted(self.claims)
             ],
+            "lists": _sorted_copy(self.lists),
+            "outbox": copy.deepcopy(self.outbox),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -127,12 +139,17 @@ class Snapshot:
 
 class InvalidSnapshot(ValueError):
     """A snapshot failed strict validation; ``problems`` lists every problem with its path
-    (``total`` counts them: a reader that lists only the first ones says how many more)."""
+    (``total`` counts them: a reader that lists only the first ones says how many more).
+    ``stopped``: the reader stopped at its ``max_problems``: ``total`` is a lower bound."""
 
-    def __init__(self, problems: list[str], total: int | None = None) -> None:
+    def __init__(
+        self, problems: list[str], total: int | None = None, stopped: bool = False
+    ) -> None:
         self.problems = list(problems)
         self.total = len(self.problems) if total is None else total
-        super().__init__(_describe("invalid snapshot", self.problems, self.total))
+        self.stopped = stopped
+        what = "invalid snapshot, checking stopped" if stopped else "invalid snapshot"
+        super().__init__(_describe(what, self.problems, self.total, stopped))
 
 
 class SnapshotNotJSON(TypeError):
@@ -145,10 +162,11 @@ class SnapshotNotJSON(TypeError):
         super().__init__(_describe(message, self.problems, len(self.problems)))
 
 
-def _describe(what: str, problems: list[str], total: int) -> str:
+def _describe(what: str, problems: list[str], total: int, stopped: bool = False) -> str:
     lines = "\n".join(f"- {problem}" for problem in problems)
     more = f"\n- ... and {total - len(problems)} more" if total > len(problems) else ""
-    return f"{what} ({total} problem{'s' if total != 1 else ''}):\n{lines}{more}"
+    least = "at least " if stopped else ""
+    return f"{what} ({least}{total} problem{'s' if total != 1 else ''}):\n{lines}{more}"
 
 
 def default_snapshot() -> Snapshot:
@@ -199,6 +217,10 @@ def normalize_snapshot_counting(obj: object) -> tuple[Snapshot, int]:
       at most 512 deep; locks and pending entries need an ``owner``, a known ``strategy``
       and a dict ``metadata`` (``None`` or missing becomes ``{}``); claims an ``owner``, a
       ``thread_id``, an ``expires_at`` and a key in ``dedupe``. Duplicates count as drops.
+    - A list needs an ``items`` array (a bad item is dropped from it; a missing or bad
+      ``expires_at`` becomes null, only a bad one counted); an outbox entry needs valid
+      ``key``, ``thread_id``, ``payload``, ``attempts``, ``dead`` and ``created_at`` (the
+      first entry with a key is kept; a bad ``due_at`` is dropped from it).
     - In a lock or pending entry, an unknown key or a timestamp that is not an ISO 8601 UTC
       string is dropped (one count each; ``None`` counts nothing); valid timestamps are kept
       exactly as given.
@@ -209,24 +231,36 @@ def normalize_snapshot_counting(obj: object) -> tuple[Snapshot, int]:
     return snapshot, problems.total
 
 
+def normalize_snapshot_drops(obj: object, listed: int = 1000) -> tuple[Snapshot, int, list[str]]:
+    """``normalize_snapshot(obj)``, how many values it dropped, and why: the first ``listed``
+    drops, each ``"path: why"`` (``"subscriptions[3]: duplicate of subscriptions[0]"``), in
+    the order ``validate_snapshot`` reports problems."""
+    snapshot, problems = _scan(obj, strict=False, listed=listed)
+    return snapshot, problems.total, problems.lines()
+
+
 def validate_snapshot(obj: object) -> list[str]:
     """Strict: every problem of ``obj`` (the JSON form, or a ``Snapshot``), each prefixed with
     its JSON path, e.g. ``"dedupe_order[3]: expected [adapter, message_id]"``; ``[]`` when
     ``Snapshot.from_dict(obj)`` would succeed.
 
-    Required: ``format == "chatstate.snapshot"`` and a ``version`` this code reads (1 or 2;
-    claims need 2). Sections may be missing (empty). Also problems: unknown keys, duplicates
-    in ``subscriptions``/``dedupe``/``dedupe_order``/``claims``, ``set(dedupe_order) !=
-    set(dedupe)``, a claim whose key is not in ``dedupe``, text with a NUL character or a
-    lone surrogate (in any id, key or value), values that would not survive a JSON round
-    trip unchanged, nesting deeper than 512 levels."""
+    Required: ``format == "chatstate.snapshot"`` and a ``version`` this code reads (1 to 3;
+    claims need 2, lists and outbox 3). Sections may be missing (empty). Also problems:
+    unknown keys, duplicates in ``subscriptions``/``dedupe``/``dedupe_order``/``claims`` and
+    of an outbox entry's ``key``, ``set(dedupe_order) != set(dedupe)``, a claim whose key is
+    not in ``dedupe``, text with a NUL character or a lone surrogate (in any id, key or
+    value), values that would not survive a JSON round trip unchanged, nesting deeper than
+    512 levels; in a list, a key longer than 320 characters, ``items`` not an array,
+    ``expires_at`` missing or neither a timestamp nor null; in an outbox entry, ``attempts``
+    not an integer >= 0 (``"outbox[2].attempts: expected an integer >= 0"``), ``dead`` not
+    a boolean, ``created_at`` (or ``due_at``, which may be left out) not a timestamp."""
     return _scan(obj, strict=True)[1].lines()
 
 
-def _scan(obj: object, strict: bool) -> tuple[Snapshot, Problems]:
+def _scan(obj: object, strict: bool, listed: int | None = None) -> tuple[Snapshot, Problems]:
     if isinstance(obj, Snapshot):
         obj = _json_form(obj)
-    scan = Scan(strict)
+    scan = Scan(strict, Problems(listed))
     return Snapshot(**scan.run(obj)), scan.problems
 
 

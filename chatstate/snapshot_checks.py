@@ -83,6 +83,20 @@ def as_id(value: object) -> str | None:
     return value if isinstance(value, str) and id_problem(value) is None else None
 
 
+def all_ids(values: list[Any]) -> bool:
+    """Whether every item of ``values`` is an identifier, in a few C-level passes (no Python
+    step per item): ``as_id(v) is not None`` for each ``v``."""
+    try:
+        text = "".join(values)  # a TypeError unless every item is a str
+    except TypeError:
+        return False
+    if "" in values or max(map(len, values)) > MAX_ID_LENGTH:
+        return False
+    if text.isascii():
+        return "\x00" not in text
+    return _BAD_TEXT.search(text) is None
+
+
 def dedupe_key_problem(value: object) -> tuple[str, str] | None:
     """``(sub_path, message)`` of why ``value`` is not a dedupe key ``[adapter,
     message_id]`` (``sub_path`` is ``""`` or ``"[0]"``/``"[1]"``), or None when it is one."""
@@ -212,6 +226,25 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+class Problems:
+    """Problems in the order found: the first ``cap`` kept (all when ``None``), all counted."""
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = cap
+        self.listed: list[Problem] = []
+        self.total = 0
+        self.not_json = False
+
+    def add(self, problem: Problem) -> None:
+        self.total += 1
+        self.not_json = self.not_json or problem.not_json
+        if self.cap is None or len(self.listed) < self.cap:
+            self.listed.append(problem)
+
+    def lines(self) -> list[str]:
+        return [str(problem) for problem in self.listed]
 
 
 def json_copy(value: object, path: str, above: int, strict: bool) -> tuple[Any, list[Problem]]:

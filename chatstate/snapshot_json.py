@@ -26,7 +26,7 @@ from chatstate.snapshot_checks import (
     text_depth,
 )
 
-MAP_SECTIONS = ("thread_state", "channel_state", "locks", "pending_locks")
+MAP_SECTIONS = ("thread_state", "channel_state", "locks", "pending_locks", "lists")
 _WS = re.compile(r"[ \t\n\r]*")
 _INT_PART = re.compile(r"-?([0-9]+)")
 _CONSTANTS = ("NaN", "Infinity", "-Infinity")

@@ -23,6 +23,7 @@ from chatstate.snapshot_checks import (
     EXPECTED_TIME,
     DedupeKey,
     Problem,
+    Problems,
     as_dedupe_key,
     as_strategy,
     dedupe_key_problem,
@@ -32,15 +33,18 @@ from chatstate.snapshot_checks import (
     json_copy,
     key_path,
 )
+from chatstate.snapshot_lists_outbox import ListsOutboxScan, list_key_problem
 
 FORMAT = "chatstate.snapshot"
 #: The version written; every version in ``VERSIONS`` is read.
-VERSION = 2
-VERSIONS = (1, 2)
+VERSION = 3
+VERSIONS = (1, 2, 3)
 ARRAYS = ("subscriptions", "dedupe", "dedupe_order")
 MAPS = ("thread_state", "channel_state", "locks", "pending_locks")
-#: The sections, in the order problems are reported.
-SECTIONS = (*ARRAYS, *MAPS, "claims")
+#: The sections each version added after the first, and the sections, in the order
+#: problems are reported.
+ADDED = {"claims": 2, "lists": 3, "outbox": 3}
+SECTIONS = (*ARRAYS, *MAPS, "claims", "lists", "outbox")
 TOP_LEVEL = ("format", "version", *SECTIONS)
 ENTRY_FIELDS = ("owner", "strategy", "metadata")
 LOCK_TIMES = ("acquired_at", "expires_at")
@@ -49,7 +53,7 @@ CLAIM_FIELDS = ("owner", "thread_id", "expires_at")
 #: How many arrays/objects hold an entry of each object section (a pending entry is one
 #: level further down, inside its list); metadata is one level below its entry.
 _ABOVE = {"thread_state": 2, "channel_state": 2, "locks": 2, "pending_locks": 3}
-_KNOWS = "(this code reads " + " and ".join(map(str, VERSIONS)) + ")"
+_KNOWS = "(this code reads " + ", ".join(map(str, VERSIONS[:-1])) + f" and {VERSIONS[-1]})"
 
 _H = TypeVar("_H", bound=Hashable)
 
@@ -61,26 +65,7 @@ def has_json_form(value: object) -> bool:
     return value is None or isinstance(value, (str, int, list, tuple, dict))
 
 
-class Problems:
-    """Problems in the order found: the first ``cap`` kept (all when ``None``), all counted."""
-
-    def __init__(self, cap: int | None = None) -> None:
-        self.cap = cap
-        self.listed: list[Problem] = []
-        self.total = 0
-        self.not_json = False
-
-    def add(self, problem: Problem) -> None:
-        self.total += 1
-        self.not_json = self.not_json or problem.not_json
-        if self.cap is None or len(self.listed) < self.cap:
-            self.listed.append(problem)
-
-    def lines(self) -> list[str]:
-        return [str(problem) for problem in self.listed]
-
-
-class Scan:
+class Scan(ListsOutboxScan):
     """Reads a snapshot-like object into the fields of a ``Snapshot`` and collects problems.
 
     Strict: every problem. Lenient: repairs silently what loses nothing, records one problem
@@ -113,6 +98,8 @@ class Scan:
         for name in MAPS:
             fields[name] = dict(self.map_entries(obj, name))
         fields["claims"] = self.claims(self.items(obj, "claims", ordered=True), fields["dedupe"])
+        fields["lists"] = dict(self.map_entries(obj, "lists"))
+        fields["outbox"] = self.outbox(self.items(obj, "outbox", ordered=True))
         return fields
 
     def unknown_keys(self, obj: Mapping[Any, Any]) -> None:
@@ -131,8 +118,12 @@ class Scan:
             self.report("version", f"expected an integer {_KNOWS}")
         elif version not in VERSIONS:
             self.report("version", f"unsupported version {version} {_KNOWS}")
-        elif version < 2 and "claims" in obj:
-            self.report("claims", "not part of a version 1 snapshot (claims came with version 2)")
+        else:
+            for name, since in ADDED.items():
+                if version < since and name in obj:
+                    came = "lists and outbox came" if since == 3 else "claims came"
+                    why = f"({came} with version {since})"
+                    self.report(name, f"not part of a version {version} snapshot {why}")
 
     def section(self, obj: Mapping[Any, Any], name: str) -> object:
         """The section's value; ``None`` when missing (or, lenient, when ``None``)."""
@@ -225,6 +216,12 @@ class Scan:
     def entry(self, name: str, key: object, value: object) -> Any:
         """One entry of the object section ``name`` as kept, or ``None`` (reported)."""
         path = key_path(name, key)
+        if name == "lists":
+            problem = list_key_problem(key)
+            if problem is not None:
+                self.report(path, problem, not isinstance(key, str))
+                return None
+            return self.list_value(path, value)
         problem = id_problem(key)
         if problem is not None:
             message = EXPECTED_MAP_KEY if problem == EXPECTED_ID else f"its key {problem}"

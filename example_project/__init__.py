@@ -1,1 +1,1 @@
-"""A small chat product built on chatstate: a signed webhook, a bot, replay and a demo."""
+"""A small chat product built on chatstate: the bot (``bot/``, to copy) and its demo (``demo/``)."""

@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "chatstate",
     "example_project.bot",
+    "example_project.demo",  # the `demo` and `replay` commands: not needed to run the bot
+    "bench",  # manage.py chatstate_bench: the benchmark of the source tree (not in the wheel)
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -77,6 +79,19 @@ CHATSTATE = {
     # (Slack after about 1 and 5 minutes; Teams and Telegram: docs/settings.rst).
     "DEDUPE_MIN_AGE": 900,
     "LOCK_TTL": 60,
+    # The bot's replies leave through the outbox: a dispatcher hands each to this function
+    # after the commit that stored it (example_project/bot/sender.py).
+    "OUTBOX_SENDER": "example_project.bot.sender.post_reply",
+}
+
+# The sender records each reply it posts (INFO on its logger): shown on the console.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+    "loggers": {
+        "example_project.bot.sender": {"handlers": ["console"], "level": "INFO", "propagate": False}
+    },
 }
 
 # The webhook (see example_project/bot/conf.py for every BOT_* setting and its default).

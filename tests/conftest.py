@@ -44,8 +44,51 @@ def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
     adapter = DatabaseStateAdapter(namespace=namespace)
     close = getattr(adapter, "close", None)  # the fast path's async connections
     if close is not None:
-        request.addfinalizer(close)
+
+        def finish() -> None:
+            # Its async twins commit on connections of their own, outside the test's rolled
+            # back transaction: what they wrote goes once that transaction has ended.
+            if adapter._async._pools:
+                _COMMITTED_ELSEWHERE.append((adapter.using, namespace))
+            close()
+
+        request.addfinalizer(finish)
     return adapter
+
+
+#: ``(alias, namespace)`` of the fast-path stores of the running test.
+_COMMITTED_ELSEWHERE: list[tuple[str, str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _purge_committed_elsewhere() -> Iterator[None]:
+    """After the test (autouse: torn down after ``db``), delete what the fast path's async
+    connections committed in its namespaces."""
+    yield
+    while _COMMITTED_ELSEWHERE:
+        _delete_namespace_rows(*_COMMITTED_ELSEWHERE.pop())
+
+
+def _delete_namespace_rows(alias: str, namespace: str) -> None:
+    """Delete ``namespace``'s committed rows on a connection of this function's own."""
+    import psycopg
+    from django.apps import apps
+    from django.db import connections
+
+    database = connections[alias].settings_dict
+    params = {
+        "host": database["HOST"] or "127.0.0.1",
+        "port": database["PORT"] or 5432,
+        "user": database["USER"],
+        "password": database["PASSWORD"],
+        "dbname": database["NAME"],
+    }
+    with psycopg.connect(**params, autocommit=True) as direct:
+        for model in apps.get_app_config("chatstate").get_models():
+            if any(field.name == "namespace" for field in model._meta.fields):
+                direct.execute(
+                    f"DELETE FROM {model._meta.db_table} WHERE namespace = %s", [namespace]
+                )
 
 
 def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:
@@ -219,6 +262,17 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 
 # -- tests that belong to one database's run ------------------------------------------
 
+#: Besides tests/crossprocess and tests/faults, the modules that stress a backend rather than a
+#: Python or Django version: the tox matrix leaves them out (``-m "not stress"``).
+STRESS = {
+    "test_restore_limits.py",
+    "test_snapshot_properties.py",
+    "test_bot_webhook_fuzz.py",
+    "test_bench.py",
+    "test_bench_outbox.py",
+    "test_restore_reader.py",
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -249,6 +303,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             databases = ["default", alias] if first else [alias]
             item.add_marker(pytest.mark.django_db(transaction=True, databases=databases))
             first = False
+    for item in items:  # the tox matrix leaves them out (-m "not stress"): make test runs them
+        if item.path.parent.name in ("crossprocess", "faults") or item.path.name in STRESS:
+            item.add_marker(pytest.mark.stress)
     other = [
         item
         for item in items
@@ -266,15 +323,22 @@ _tally: Counter[tuple[str, str]] = Counter()
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Label each report with its backend (it travels to pytest-xdist's controller)."""
     outcome = yield
     report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("store") if callspec else None
+    label = backend or "other"
+    if backend == "database" or backend is None:
+        label = f"{label}/{VENDOR}"
+    report.user_properties.append(("chatstate_backend", label))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("store") if callspec else None
-        label = backend or "other"
-        if backend == "database" or backend is None:
-            label = f"{label}/{VENDOR}"
-        _tally[(label, report.outcome)] += 1
+        label = dict(report.user_properties).get("chatstate_backend")
+        if label is not None:
+            _tally[(str(label), report.outcome)] += 1
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

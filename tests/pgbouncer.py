@@ -65,8 +65,11 @@ def _port_open(port: int) -> bool:
 
 
 def _ports() -> list[int]:
+    """``CHATSTATE_PGBOUNCER_PORTS``, shifted by its width per pytest-xdist worker."""
     first, _, last = os.environ.get("CHATSTATE_PGBOUNCER_PORTS", "6440-6449").partition("-")
-    return list(range(int(first), int(last or first) + 1))
+    low, high = int(first), int(last or first)
+    shift = (high - low + 1) * services.WORKER
+    return list(range(low + shift, high + shift + 1))
 
 
 def _run_as() -> list[str]:

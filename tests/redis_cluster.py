@@ -1,6 +1,7 @@
 """A Redis Cluster of the tests' own: 3 masters, each with a replica, on loopback ports.
 
-``CHATSTATE_REDIS_CLUSTER_PORT`` (default 7100) is the first of six consecutive ports. Each
+``CHATSTATE_REDIS_CLUSTER_PORT`` (default 7100; plus ten per pytest-xdist worker) is the first
+of six consecutive ports. Each
 node runs ``redis-server --cluster-enabled yes`` in a directory of a temporary one (its
 ``nodes.conf`` there, no persistence), ``redis-cli --cluster create`` joins them, and
 :meth:`RedisCluster.start` returns once every node reports ``cluster_state:ok`` — or fails
@@ -18,9 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.services import WORKER
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-FIRST_PORT = int(os.environ.get("CHATSTATE_REDIS_CLUSTER_PORT", "7100"))
+
+#: Each pytest-xdist worker runs a cluster of its own, ten ports above the previous one's.
+FIRST_PORT = int(os.environ.get("CHATSTATE_REDIS_CLUSTER_PORT", "7100")) + 10 * WORKER
 PORTS = [FIRST_PORT + i for i in range(6)]
 URL = f"redis://127.0.0.1:{FIRST_PORT}/0"
 #: Every node as a startup node: a client built while one is down reads the others.

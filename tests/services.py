@@ -15,6 +15,17 @@ import socket
 import sys
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: This process's pytest-xdist worker (``gw0`` → 0; 0 outside xdist): the services a test
+#: starts or shares (Redis database, cluster and bouncer ports) are offset by it, so that
+#: parallel workers never meet. The test databases get pytest-django's worker suffix.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+def _redis_url() -> str:
+    """``CHATSTATE_REDIS_URL`` (default database 15), its database lowered by the worker."""
+    base = os.environ.get("CHATSTATE_REDIS_URL", "redis://127.0.0.1:6379/15")
+    server, _, db = base.rpartition("/")
+    return f"{server}/{int(db) - WORKER}" if WORKER else base
 
 
 def free_port() -> int:
@@ -41,7 +52,7 @@ MYSQL: dict[str, str] = {
     "NAME": os.environ.get("CHATSTATE_MYSQL_NAME", "test"),
     "TEST_NAME": os.environ.get("CHATSTATE_MYSQL_TEST_NAME", "test_chatstate"),
 }
-REDIS_URL = os.environ.get("CHATSTATE_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = _redis_url()
 #: The RabbitMQ broker of the Celery tests (``.ci/run`` starts it).
 AMQP_URL = os.environ.get("CHATSTATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 

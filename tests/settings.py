@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "chatstate",
     "example_project.bot",
+    "bench",  # the benchmark (manage.py chatstate_bench): source tree only, not in the wheel
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -9,7 +9,7 @@ from chatstate.snapshot import FORMAT, VERSION, Snapshot
 ID_PROBLEM = "expected a non-empty string of at most 255 characters"
 KEY_PROBLEM = "expected [adapter, message_id]"
 STRATEGY_PROBLEM = "expected one of concurrent, debounce, queue, reject"
-KNOWS = "(this code reads 1 and 2)"
+KNOWS = "(this code reads 1, 2 and 3)"
 NUL = "contains a NUL character (U+0000)"
 TS = "2024-05-01T12:00:00.123456+00:00"
 TS_Z = "2024-05-01T12:00:00Z"

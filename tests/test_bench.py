@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from chatstate import bench
+import bench
 from tests import services
 from tests.conftest import STORE_FACTORIES
 
@@ -127,7 +127,7 @@ def test_cycles_spread_over_namespaces() -> None:
 def test_a_run_on_the_cluster_spreads_its_namespaces_over_the_masters(
     redis_cluster: Any,
 ) -> None:
-    from chatstate.bench.cycles import namespaces
+    from bench.cycles import namespaces
 
     out = StringIO()
     call_command(
@@ -185,7 +185,7 @@ def test_each_phase_shows_on_a_terminal_and_nothing_elsewhere() -> None:
 
 def test_help_gives_every_default() -> None:
     """Issue 22: ``--help`` gave no defaults."""
-    from chatstate.management.commands.chatstate_bench import Command
+    from bench.management.commands.chatstate_bench import Command
 
     parser = Command().create_parser("manage.py", "chatstate_bench")
     ours = [

@@ -1,5 +1,6 @@
 """The example project end to end, in real processes: ``replay`` over HTTP against
-``runserver``, and ``migrate`` + ``demo`` as ``make demo`` runs them.
+``runserver`` (then the outbox delivered by a dispatcher beside it), and ``migrate`` +
+``demo`` as ``make demo`` runs them.
 
 Each test gets its own SQLite file (the example project runs on SQLite), so they run in the
 SQLite run of the suite only; no test database is involved.
@@ -10,18 +11,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
+from typing import Any
 
 import pytest
 
-from example_project.bot import replay, report
+from example_project.demo import replay, report
 from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,19 +94,21 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def thread_info(base: str, channel: str, thread: str) -> dict[str, object]:
-    from example_project.bot.signing import signed_headers
-
-    query = urlencode({"platform": "slack", "channel_id": channel, "thread_id": thread})
-    request = urllib.request.Request(
-        f"{base}/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET)
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+#: Prints what the example's store holds for each thread of the sample conversation.
+THREADS = (
+    "import json; from chatstate import get_adapter; from example_project.demo import replay; "
+    "print(json.dumps(replay.final_threads(replay.load_steps(replay.SAMPLE), get_adapter())))"
+)
 
 
-def before(order: list[str], first: str, *later: str) -> bool:
-    return all(order.index(first) < order.index(mid) for mid in later)
+def final_threads(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """What the example's database holds for each thread of the sample, by thread id."""
+    shown = manage(env, "shell", "-v", "0", "-c", THREADS)
+    assert shown.returncode == 0, shown.stderr
+    return {info["thread"]: info for info in json.loads(shown.stdout)}
+
+
+POSTED = re.compile(r"^posted (\S+) to (\S+) \(re (m\d+)\): (.*)$", re.MULTILINE)
 
 
 @pytest.mark.crossprocess
@@ -117,9 +120,17 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
     assert "17 deliveries: " in out and "3 duplicates dropped, 0 errors." in out, out
     assert replayed.stderr == ""  # no progress bar: stderr is not a terminal
     assert "duplicate, dropped" in out and "slack:C-support:deploy-42" in out
+    # The replies left through the outbox, delivered by the command after the replay (the
+    # server posted none), each thread's in the order its messages were handled.
+    posted = POSTED.findall(out)
+    assert "12 replies sent, 0 to retry, 0 dead." in out
+    threads = final_threads(env)
+    deploy, lunch = threads["slack:C-support:deploy-42"], threads["slack:C-random:lunch-7"]
+    for info in (deploy, lunch):
+        sent = [mid for _, thread, mid, _ in posted if thread == info["thread"]]
+        assert sent == report.replied(info) and info["waiting"] == 0
 
-    deploy = thread_info(server, "C-support", "deploy-42")
-    order = deploy["state"]["processed"]  # type: ignore[index]
+    order = report.processed(deploy)
     # Every accepted message processed exactly once; the bursts in any order the lock
     # decided, but each burst after what was sent before it and before what came after.
     assert sorted(order) == ["m01", "m02", "m03", "m04", "m05", "m06", "m07", "m09", "m10"]
@@ -127,13 +138,13 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
     assert set(order[2:6]) == {"m03", "m04", "m05", "m06"}
     assert order[6] == "m07" and set(order[7:]) == {"m09", "m10"}
     assert deploy["subscribed"] is True
-    assert deploy["state"]["turns"] == 9  # type: ignore[index]
-    assert len(deploy["state"]["replies"]) == 8  # type: ignore[index]  # m01: not yet followed
+    assert deploy["state"] == {"turns": 9}
+    assert report.replied(deploy) == order[1:]  # m01: not yet followed
     assert deploy["channel_state"] == {"messages": 9, "active_threads": [deploy["thread"]]}
 
-    lunch = thread_info(server, "C-random", "lunch-7")
-    order = lunch["state"]["processed"]  # type: ignore[index]
+    order = report.processed(lunch)
     assert order[0] == "m08" and set(order[1:3]) == {"m11", "m12"} and order[3:] == ["m13", "m14"]
+    assert report.replied(lunch) == order[:4]  # m14: after "@bot stop"
     assert lunch["subscribed"] is False
     assert lunch["channel_state"] == {"messages": 5, "active_threads": []}
 
@@ -144,7 +155,8 @@ def test_replay_over_http_against_runserver(env: dict[str, str], server: str) ->
         "17 deliveries: 0 handled at once, 0 queued then handled in order, "
         "17 duplicates dropped, 0 errors." in again.stdout
     )
-    assert thread_info(server, "C-support", "deploy-42")["state"] == deploy["state"]
+    assert "0 replies sent" in again.stdout and not POSTED.findall(again.stdout)
+    assert final_threads(env) == threads
 
 
 @pytest.mark.crossprocess
@@ -170,6 +182,20 @@ def test_make_demo_steps_on_a_fresh_database_twice(env: dict[str, str]) -> None:
         assert ".venv/bin/python manage.py runserver" in out
         assert "http://127.0.0.1:8000/admin/" in out
         assert "a 503 is redelivered after its Retry-After" in out
+        # The replies are sent by the outbox's dispatcher after the replay, and printed.
+        outbox = out.index("The outbox: the replies, sent after their commits")
+        assert "(12 waiting)" in out and "12 sent, 0 to retry, 0 dead." in out
+        posted = POSTED.findall(out[outbox:])
+        assert len(posted) == 12 and out.index("posted ") > outbox
+        assert posted[0] == (
+            "slack:m02:0",
+            "slack:C-support:deploy-42",
+            "m02",
+            "Hi bob! I'm following this thread now and will answer every message in it.",
+        )
+        assert ("m13", "Okay frank, I'll stop following this thread. Mention me to bring me "
+                "back.") in [(mid, text) for _, _, mid, text in posted]  # fmt: skip
+        assert "  m14 grace: see you at noon" in out  # the histories
     assert "Superuser 'admin' (password 'admin') created." in first
     assert "Superuser 'admin' (password 'admin') already exists." in second
     assert "cleared" not in first and "cleared" in second
@@ -231,10 +257,7 @@ class FlakySender:
                 {"error": f"message {message['message_id']} is being handled now", "field": None},
                 0.0,
             )
-        return 200, {"status": "duplicate", "thread": "t", "replies": [], "drained": []}, None
-
-    def thread(self, message: dict[str, object]) -> tuple[int, dict[str, object]]:
-        raise AssertionError("not asked")
+        return 200, {"status": "duplicate", "thread": "t", "handled": [], "outbox": []}, None
 
     def end_thread(self) -> None:
         return None
@@ -264,25 +287,27 @@ def test_redelivery_gives_up_after_max_redeliveries() -> None:
     ]
 
 
-def _thread(*processed: str) -> dict[str, object]:
+def _thread(*processed: str, waiting: int = 0) -> dict[str, Any]:
     return {
         "thread": "slack:C-support:deploy-42",
         "subscribed": True,
-        "state": {"processed": list(processed)},
+        "state": {},
+        "history": [{"role": "user", "message_id": mid} for mid in processed],
+        "waiting": waiting,
         "channel": "slack:C-support",
         "channel_state": {},
     }
 
 
 def test_problems_reports_a_queued_message_overtaken() -> None:
-    """A holder answers its own message, then what it drained, one after the other: a
+    """A holder handles its own message, then what it drained, one after the other: a
     message processed in between (or the drained ones in another order) is a reordering."""
     burst = replay.load_steps(replay.SAMPLE)[3].deliveries  # m03..m06
     outcomes = [
-        report.Outcome(4, burst[0], 200, {"status": "handled", "drained": ["m04", "m05"]}),
+        report.Outcome(4, burst[0], 200, {"status": "handled", "handled": ["m03", "m04", "m05"]}),
         report.Outcome(4, burst[1], 202, {"status": "queued"}),
         report.Outcome(4, burst[2], 202, {"status": "queued"}),
-        report.Outcome(4, burst[3], 200, {"status": "handled", "drained": []}),
+        report.Outcome(4, burst[3], 200, {"status": "handled", "handled": ["m06"]}),
     ]
     assert report.problems(outcomes, [_thread("m03", "m04", "m05", "m06")]) == []
     assert report.problems(outcomes, [_thread("m03", "m06", "m04", "m05")]) == [
@@ -290,3 +315,25 @@ def test_problems_reports_a_queued_message_overtaken() -> None:
         "the other (m03 m06 m04 m05)"
     ]
     assert report.problems(outcomes, [_thread("m06", "m03", "m05", "m04")]) != []
+    assert report.describe(outcomes[0], report.handled_by(outcomes)) == (
+        "handled, then the queued m04, m05 in the order they queued"
+    )
+    assert report.describe(outcomes[1], report.handled_by(outcomes)) == (
+        "queued, handled in turn by m03's delivery"
+    )
+
+
+def test_problems_reports_a_message_answered_twice_or_a_reply_left_waiting() -> None:
+    """A delivery queued behind messages a dead holder left handles them, then its own; a
+    reply found twice in a history, or still in the outbox after the dispatch, is reported."""
+    burst = replay.load_steps(replay.SAMPLE)[3].deliveries
+    late = report.Outcome(4, burst[2], 200, {"status": "handled", "handled": ["m03", "m04", "m05"]})
+    assert report.describe(late, {}) == (
+        "queued behind m03, m04 (left waiting), handled them, then it"
+    )
+    info = _thread("m03", "m04", "m05", waiting=2)
+    info["history"] += [{"role": "bot", "in_reply_to": "m04"}] * 2
+    assert report.problems([late], [info]) == [
+        "slack:C-support:deploy-42: m04 answered more than once",
+        "slack:C-support:deploy-42: 2 replies still in the outbox",
+    ]

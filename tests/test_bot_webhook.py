@@ -1,14 +1,17 @@
-"""The example bot's webhook: validation, signatures, size limit, dedupe.
+"""The example bot's webhook: what one message does, validation, signatures, size limit,
+dedupe, and the replies leaving through the outbox.
 
 Each test runs against every adapter of the run (the ``store`` fixture), which the views
 get in place of the configured one; the sync view and its async twin run the same cases.
-Busy threads (queues, drains, retries): ``test_bot_webhook_busy.py``, with these helpers.
+Busy threads (queues, drains, failed commits): ``test_bot_webhook_busy.py``, with these
+helpers.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +22,13 @@ from django.test import AsyncClient, Client
 
 from chatstate import LockResult, default_snapshot
 from example_project.bot import views
-from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from example_project.demo.replay import signed_headers
 from tests.conformance.helpers import run_async
 
 SECRET = "test-signing-secret"
-THREAD = "slack:C1:T1"
+THREAD, CHANNEL = "slack:C1:T1", "slack:C1"
+KEY1 = "slack:m1:0"  # the outbox key of the reply to m1 (derived from its dedupe key)
 
 
 @pytest.fixture(autouse=True)
@@ -100,52 +105,105 @@ def post(request: pytest.FixtureRequest) -> Post:
 
 
 def assert_untouched(store: Any) -> None:
+    """Nothing at all in ``store``: no claim, state, subscription, history or outbox entry."""
     assert store.snapshot() == default_snapshot()
+    assert (store.history(THREAD), store.outbox()) == ([], [])
+
+
+def replies(store: Any) -> list[tuple[str, str]]:
+    """The replies waiting in the outbox, oldest first: ``(in_reply_to, text)``."""
+    return [(e.payload["in_reply_to"], e.payload["text"]) for e in store.outbox()]
+
+
+def in_reply_to(store: Any) -> list[str]:
+    return [reply[0] for reply in replies(store)]
+
+
+def processed(store: Any, thread: str = THREAD) -> list[str]:
+    """The ids of the thread's messages in the order the bot handled them (its history)."""
+    return [item["message_id"] for item in store.history(thread) if item["role"] == "user"]
 
 
 # -- the happy path --------------------------------------------------------------------
 
 
 def test_mention_subscribes_and_answers(bot: Any, post: Post) -> None:
+    """One message, one unit of work: the state, the channel's counters, the subscription,
+    the history and the reply, all written by the cycle's commit."""
     status, body = post(message("m1", "@bot hi there"))
     assert status == 200
-    assert body["status"] == "handled"
-    assert body["thread"] == THREAD
-    assert [r["in_reply_to"] for r in body["replies"]] == ["m1"]
-    assert "following this thread" in body["replies"][0]["text"]
+    assert body == {"status": "handled", "thread": THREAD, "handled": ["m1"], "outbox": [KEY1]}
     assert bot.is_subscribed(THREAD)
-    state = bot.thread_state(THREAD)
-    assert state["turns"] == 1
-    assert state["participants"] == ["alice"]
-    assert state["last_message"]["text"] == "@bot hi there"
-    assert state["processed"] == ["m1"]
-    assert bot.channel_state("slack:C1") == {"messages": 1, "active_threads": [THREAD]}
+    assert bot.thread_state(THREAD) == {"turns": 1}
+    assert bot.channel_state(CHANNEL) == {"messages": 1, "active_threads": [THREAD]}
+    greeting = "Hi alice! I'm following this thread now and will answer every message in it."
+    assert bot.history(THREAD) == [
+        {"role": "user", "message_id": "m1", "user": "alice", "text": "@bot hi there",
+         "ts": 1700000000.5},
+        {"role": "bot", "in_reply_to": "m1", "text": greeting},
+    ]  # fmt: skip
+    [entry] = bot.outbox()  # posted by the outbox's dispatcher, not by the request
+    assert (entry.key, entry.thread_id) == (KEY1, THREAD)
+    assert entry.payload == {"channel": "C1", "thread": "T1", "in_reply_to": "m1", "text": greeting}
     assert bot.lock(THREAD, "probe") is LockResult.ACQUIRED  # the lock was released
 
 
 def test_unmentioned_thread_is_tracked_not_answered(bot: Any, post: Post) -> None:
     status, body = post(message("m1", "just chatting"))
-    assert (status, body["status"], body["replies"]) == (200, "handled", [])
+    assert (status, body["status"], body["handled"], body["outbox"]) == (200, "handled", ["m1"], [])
     assert not bot.is_subscribed(THREAD)
     assert bot.thread_state(THREAD)["turns"] == 1
-    assert bot.channel_state("slack:C1") == {"messages": 1, "active_threads": []}
+    assert bot.channel_state(CHANNEL) == {"messages": 1}  # discard: no list, nothing to do
+    assert (processed(bot), bot.outbox()) == (["m1"], [])
 
 
 def test_followed_thread_answers_every_message_until_stop(bot: Any, post: Post) -> None:
+    """The model's context is the thread's history: who spoke in its newest messages."""
     post(message("m1", "@bot help"))
     status, body = post(message("m2", "any news?", user="bob"))
-    assert [r["in_reply_to"] for r in body["replies"]] == ["m2"]
-    assert "2 people" in body["replies"][0]["text"]
+    assert replies(bot)[-1] == ("m2", "Noted, bob: 2 people in the last 2 messages here.")
+    assert body["outbox"] == [bot.outbox()[-1].key]
     status, body = post(message("m3", "thanks @BOT stop"))
-    assert "stop following" in body["replies"][0]["text"]
+    assert "stop following" in replies(bot)[-1][1]
     assert not bot.is_subscribed(THREAD)
     status, body = post(message("m4", "bye"))
-    assert body["replies"] == []
-    state = bot.thread_state(THREAD)
-    assert state["turns"] == 4
-    assert state["participants"] == ["alice", "bob"]
-    assert [r["in_reply_to"] for r in state["replies"]] == ["m1", "m2", "m3"]
-    assert bot.channel_state("slack:C1") == {"messages": 4, "active_threads": []}
+    assert body["outbox"] == []
+    assert bot.thread_state(THREAD) == {"turns": 4}
+    assert in_reply_to(bot) == ["m1", "m2", "m3"]
+    assert processed(bot) == ["m1", "m2", "m3", "m4"]
+    assert bot.channel_state(CHANNEL) == {"messages": 4, "active_threads": []}
+
+
+def test_the_model_sees_the_newest_history_items(bot: Any, post: Post) -> None:
+    """The cycle reads the thread's newest 20 history items (``history=20``) for the model:
+    after 12 answered messages (24 items), the 13th sees 10 of them, and itself."""
+    post(message("m0", "@bot hi"))
+    for i in range(1, 13):
+        post(message(f"m{i}", "more", user=f"u{i % 3}"))
+    assert len(bot.history(THREAD)) == 26
+    assert replies(bot)[-1] == ("m12", "Noted, u0: 3 people in the last 11 messages here.")
+
+
+def test_replies_leave_through_the_outbox_after_the_commit(
+    bot: Any, post: Post, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook posts nothing: a dispatcher hands each stored reply, in commit order, to
+    the sender ``OUTBOX_SENDER`` names (the example's records it in its log), then drops it."""
+    post(message("m1", "@bot hi"))
+    post(message("m2", "any news?", user="bob"))
+    waiting = bot.outbox()
+    settings.CHATSTATE = {
+        **settings.CHATSTATE,
+        "OUTBOX_SENDER": "example_project.bot.sender.post_reply",
+    }
+    with caplog.at_level(logging.INFO, logger="example_project.bot.sender"):
+        assert bot.dispatch_outbox() == {"sent": 2, "retried": 0, "dead": 0}
+    posted = [r.entry for r in caplog.records if r.name == "example_project.bot.sender"]  # type: ignore[attr-defined]
+    assert [(e.key, e.payload) for e in posted] == [(e.key, e.payload) for e in waiting]
+    sent = [r.getMessage() for r in caplog.records if r.name == "example_project.bot.sender"]
+    assert sent[0] == f"posted {KEY1} to {THREAD} (re m1): {waiting[0].payload['text']}"
+    assert bot.outbox() == []
+    assert bot.dispatch_outbox() == {"sent": 0, "retried": 0, "dead": 0}
 
 
 # -- validation --------------------------------------------------------------------------
@@ -193,7 +251,8 @@ def test_invalid_message_is_refused_naming_the_field(
 def test_unknown_fields_are_ignored_and_numeric_string_ts_accepted(bot: Any, post: Post) -> None:
     status, body = post(message("m1", ts="1700000000.000100", attachments=[{"a": 1}]))
     assert (status, body["status"]) == (200, "handled")
-    assert bot.thread_state(THREAD)["last_message"]["ts"] == pytest.approx(1700000000.0001)
+    assert bot.history(THREAD)[0]["ts"] == pytest.approx(1700000000.0001)
+    assert "attachments" not in bot.history(THREAD)[0]
 
 
 def test_get_is_not_allowed(bot: Any) -> None:
@@ -330,39 +389,20 @@ def test_bad_content_length_is_400(bot: Any) -> None:
 # -- dedupe -------------------------------------------------------------------------------
 
 
+DUPLICATE = {"status": "duplicate", "thread": THREAD, "handled": [], "outbox": []}
+
+
 def test_redelivery_is_answered_once(bot: Any, post: Post) -> None:
     first = post(message("m1", "@bot hi"))
     again = post(message("m1", "@bot hi"))
     assert first[0] == again[0] == 200
-    assert first[1]["status"] == "handled"
-    assert len(first[1]["replies"]) == 1
-    assert again[1] == {"status": "duplicate", "thread": THREAD, "replies": [], "drained": []}
-    state = bot.thread_state(THREAD)
-    assert (state["turns"], len(state["replies"])) == (1, 1)
-    assert bot.channel_state("slack:C1")["messages"] == 1
+    assert (first[1]["status"], first[1]["outbox"]) == ("handled", [KEY1])
+    assert again[1] == DUPLICATE
+    assert bot.thread_state(THREAD) == {"turns": 1}
+    assert bot.channel_state(CHANNEL)["messages"] == 1
+    assert (processed(bot), in_reply_to(bot)) == (["m1"], ["m1"])
 
 
 def test_same_message_id_on_another_platform_is_not_a_duplicate(bot: Any, post: Post) -> None:
     assert post(message("m1"))[1]["status"] == "handled"
     assert post(message("m1", platform="teams"))[1]["status"] == "handled"
-
-
-# -- the signed state lookup ---------------------------------------------------------------
-
-
-def test_thread_lookup(bot: Any) -> None:
-    post_sync(message("m1", "@bot hi"))
-    query = "platform=slack&channel_id=C1&thread_id=T1"
-    response = Client().get(f"/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET))
-    assert response.status_code == 200
-    data = response.json()
-    assert data["thread"] == THREAD and data["subscribed"] is True
-    assert data["state"]["processed"] == ["m1"]
-    assert data["channel_state"]["messages"] == 1
-    unsigned = Client().get(f"/bot/threads?{query}")
-    assert unsigned.status_code == 401
-    missing = "platform=slack&channel_id=C1"
-    response = Client().get(
-        f"/bot/threads?{missing}", headers=signed_headers(missing.encode(), SECRET)
-    )
-    assert (response.status_code, response.json()["field"]) == (400, "thread_id")

@@ -33,7 +33,7 @@ from example_project.bot.message import (
     parse_message,
     thread_key,
 )
-from example_project.bot.signing import signed_headers
+from example_project.demo.replay import signed_headers
 
 SECRET = "fuzz-signing-secret"
 RAW = "\x01raw\x01"  # a placeholder replaced by raw JSON text after encoding

@@ -19,7 +19,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from chatstate import get_adapter
 from example_project.bot import views
-from example_project.bot.signing import signed_headers
+from example_project.demo.replay import signed_headers
 from tests.conformance.helpers import run_async
 
 SECRET = "unavailable-signing-secret"
@@ -144,13 +144,6 @@ def test_async_webhook_answers_503(dead_backend: str) -> None:
         )
 
     assert_retry_later(run_async(post))
-
-
-def test_thread_lookup_answers_503(dead_backend: str) -> None:
-    query = "platform=slack&channel_id=C1&thread_id=T1"
-    assert_retry_later(
-        Client().get(f"/bot/threads?{query}", headers=signed_headers(query.encode(), SECRET))
-    )
 
 
 def test_bad_input_is_still_400_while_the_backend_is_down(dead_backend: str) -> None:

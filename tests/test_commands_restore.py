@@ -64,8 +64,8 @@ def test_round_trip_into_another_namespace(tmp_path: Path, indent: int | None) -
     text = export(source, tmp_path / "a.json", indent)
     target = DatabaseStateAdapter(namespace=namespace())
     target.subscribe("stale")  # replaced
-    target.claim_dedupe(("old", "k"), 10)
-    out, err = restore(tmp_path / "a.json", target.namespace)
+    target.claim_dedupe(("old", "k"), 10)  # just now: quiet for 0 s, no lock, no claim live
+    out, err = restore(tmp_path / "a.json", target.namespace, "--quiet-for", "0")
     assert target.snapshot() == source.snapshot()  # timestamps included
     assert export(target, tmp_path / "b.json", indent) == text  # byte for byte
     assert f"Restored into namespace '{target.namespace}' (replace)" in out
@@ -133,8 +133,35 @@ BAD_DOCUMENTS = {
     },
     "dedupe mismatch": {**GOOD, "dedupe": [["s", "m1"]]},
     "wrong format": {**GOOD, "format": "something.else"},
-    "newer version": {**GOOD, "version": 3},
+    "newer version": {**GOOD, "version": 4},
     "claims in version 1": {**GOOD, "version": 1, "claims": []},
+    "lists and outbox in version 2": {**GOOD, "version": 2, "lists": {}, "outbox": []},
+    "bad lists": {
+        **GOOD,
+        "lists": {
+            "history:t1": {"items": [1, {"n": "\udc00"}], "expires_at": "tomorrow"},
+            "x" * 321: {"items": [], "expires_at": None},
+            "k": {"items": "nope", "expires_at": None},
+            "e": {"items": []},
+        },
+    },
+    "bad outbox": {
+        **GOOD,
+        "outbox": [
+            {"key": "r1", "thread_id": "t1", "payload": {}, "attempts": -1, "dead": 0},
+            {
+                "key": "r1",
+                "thread_id": "",
+                "payload": 1,
+                "attempts": 0,
+                "dead": False,
+                "created_at": T0,
+                "due_at": "later",
+                "x": 1,
+            },
+            [],
+        ],
+    },
     "NUL and surrogates": {
         **GOOD,
         "subscriptions": ["t\x00"],
@@ -183,7 +210,8 @@ def test_bad_input_is_refused_with_every_problem(tmp_path: Path, case: str) -> N
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     store = populate(namespace())
     before = store.snapshot()
-    for extra in ([], ["--merge"], ["--dry-run"]):
+    # (populated just now, the namespace is live: --force, so that the file decides)
+    for extra in (["--force"], ["--merge"], ["--dry-run"]):
         with pytest.raises(CommandError, match="not a valid snapshot.*nothing was changed"):
             restore(path, store.namespace, *extra, stderr=(err := io.StringIO()))
         assert err.getvalue().splitlines() == problems_of(text)
@@ -199,7 +227,7 @@ def test_the_printed_paths(tmp_path: Path) -> None:
     path = write(tmp_path, BAD_DOCUMENTS["newer version"])
     with pytest.raises(CommandError):
         restore(path, namespace(), stderr=(err := io.StringIO()))
-    assert err.getvalue() == "version: unsupported version 3 (this code reads 1 and 2)\n"
+    assert err.getvalue() == "version: unsupported version 4 (this code reads 1, 2 and 3)\n"
     path = write(tmp_path, BAD_DOCUMENTS["NUL and surrogates"])
     with pytest.raises(CommandError, match=r"\(7 problems, listed above\)"):
         restore(path, namespace(), stderr=(err := io.StringIO()))
@@ -230,7 +258,7 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "latin1.json"
     bad.write_bytes(json.dumps(GOOD).replace('"t1"', '"t\xe9"').encode("latin-1"))
     with pytest.raises(CommandError, match="not a valid snapshot"):
-        restore(bad, store.namespace, stderr=(err := io.StringIO()))
+        restore(bad, store.namespace, "--force", stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: 'utf-8' codec can't decode byte 0xe9")
     assert store.snapshot() == before
 
@@ -261,7 +289,7 @@ def test_a_failed_load_changes_nothing(tmp_path: Path, merge: list[str]) -> None
         adapter_path("tests.test_commands_restore.FailingLoadAdapter"),
         pytest.raises(RuntimeError, match="midway"),
     ):
-        restore(tmp_path / "a.json", target.namespace, *merge)
+        restore(tmp_path / "a.json", target.namespace, "--quiet-for", "0", *merge)
     assert target.snapshot() == before
     assert_window_consistent(target.namespace)
 
@@ -324,9 +352,11 @@ def test_dry_run_reports_and_changes_nothing(tmp_path: Path) -> None:
     out, _ = restore(path, target.namespace, "--dry-run")
     assert target.snapshot() == before
     lines = out.splitlines()
-    assert lines[0] == f"Dry run (replace) into namespace '{target.namespace}'; would change:"
+    assert lines[0].startswith(f"namespace '{target.namespace}' is live: 2 locks held, ")
+    assert lines[0].endswith(": a replace restore would be refused (stop the workers or --force).")
+    assert lines[1] == f"Dry run (replace) into namespace '{target.namespace}'; would change:"
     assert lines[-1] == "Nothing was changed."
-    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:-1]}
+    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:-1]}
     assert report == {
         "subscriptions": "added 1, replaced 0, removed 1, unchanged 1",
         "dedupe": "added 2, replaced 0, removed 2, unchanged 1",
@@ -335,10 +365,14 @@ def test_dry_run_reports_and_changes_nothing(tmp_path: Path) -> None:
         "locks": "added 1, replaced 1, removed 1, unchanged 0",
         "pending_locks": "added 1, replaced 1, removed 0, unchanged 0",
         "claims": "added 0, replaced 0, removed 0, unchanged 0",
+        "lists": "added 0, replaced 0, removed 0, unchanged 0",
+        "outbox": "added 0, replaced 0, removed 0, unchanged 0",
     }
     out, _ = restore(path, target.namespace, "--dry-run", "--merge")
     assert target.snapshot() == before
-    report = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()[1:-1]}
+    lines = out.splitlines()
+    assert lines[0].endswith(" ago.")  # live, but a merge is not refused
+    report = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:-1]}
     assert report["dedupe"] == "added 2, replaced 0, removed 0, unchanged 1"
     assert report["pending_locks"] == "added 1, replaced 0, appended 1, removed 0, unchanged 0"
 
@@ -357,13 +391,19 @@ def test_lenient_loads_what_normalize_keeps(tmp_path: Path) -> None:
     }
     path = write(tmp_path, doc)
     target = populate(namespace())
-    with pytest.raises(CommandError):
-        restore(path, target.namespace)
-    out, err = restore(path, target.namespace, "--lenient", stderr=(e := io.StringIO()))
+    with pytest.raises(CommandError, match="not a valid snapshot"):
+        restore(path, target.namespace, "--force")
+    out, err = restore(path, target.namespace, "--lenient", "--force", stderr=(e := io.StringIO()))
     expected, dropped = normalize_snapshot_counting(doc)
     assert dropped == 4
     assert target.snapshot() == expected
-    assert "Lenient: dropped 4 entries" in out
+    assert out.splitlines()[:5] == [
+        "Lenient: dropped 4 entries that normalize_snapshot could not keep:",
+        "  dropped unknown: unknown key",
+        "  dropped subscriptions[1]: expected a non-empty string of at most 255 characters",
+        "  dropped subscriptions[2]: duplicate of subscriptions[0]",
+        "  dropped thread_state['t2']: expected an object",
+    ]
     assert "warning (ignored by --lenient): version: unsupported version 7" in e.getvalue()
 
 
@@ -388,6 +428,6 @@ def test_stdin_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert other.snapshot() == source.snapshot()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{]"), encoding="utf-8"))
     with pytest.raises(CommandError, match="- is not a valid snapshot"):
-        restore("-", other.namespace, stderr=(err := io.StringIO()))
+        restore("-", other.namespace, "--force", stderr=(err := io.StringIO()))
     assert err.getvalue().startswith("$: invalid JSON: Expecting property name")
     assert other.snapshot() == source.snapshot()

@@ -120,9 +120,9 @@ def readme(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[d
     handled: list[str] = []
     original = module["handle"]
 
-    def handle(state: dict[str, Any], message: dict[str, Any]) -> None:
+    def handle(msg: Any, message: dict[str, Any]) -> None:
         handled.append(message["message_id"])
-        original(state, message)
+        original(msg, message)
 
     module["handle"], module["handled"] = handle, handled
     configured = {**ADAPTERS[request.param], "NAMESPACE": next_namespace()}
@@ -138,7 +138,12 @@ def readme(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[d
 
 
 def post(module: dict[str, Any], message_id: str, thread: str = "T1") -> tuple[int, Any]:
-    body = {"message_id": message_id, "thread_id": thread, "text": f"text of {message_id}"}
+    body = {
+        "message_id": message_id,
+        "thread_id": thread,
+        "channel_id": "C1",
+        "text": f"text of {message_id}",
+    }
     request = RequestFactory().post("/webhook", json.dumps(body), "application/json")
     response = module["webhook"](request)
     return response.status_code, json.loads(response.content)
@@ -153,7 +158,10 @@ def test_a_message_is_handled_once(readme: dict[str, Any]) -> None:
     assert post(readme, "m1") == (200, {"status": "acquired"})
     assert post(readme, "m1") == (200, {"status": "duplicate"})
     assert readme["handled"] == ["m1"]
-    assert registry.get_adapter().thread_state("T1") == {"turns": 1}
+    store = registry.get_adapter()
+    assert store.thread_state("T1") == {"turns": 1}
+    assert store.channel_state("C1") == {"messages": 1}
+    assert [e.payload["text"] for e in store.outbox()] == ["Noted."]
 
 
 def test_a_crash_while_handling_a_queued_message_loses_nothing(readme: dict[str, Any]) -> None:
@@ -162,8 +170,8 @@ def test_a_crash_while_handling_a_queued_message_loses_nothing(readme: dict[str,
     duplicate. With ``drain()`` the entry being handled stays queued for the next holder."""
     handle, fail = readme["handle"], {"m2"}
 
-    def bot(state: dict[str, Any], message: dict[str, Any]) -> None:
-        handle(state, message)
+    def bot(msg: Any, message: dict[str, Any]) -> None:
+        handle(msg, message)
         if message["message_id"] == "m1":  # while m1 is handled, the platform delivers:
             assert post(readme, "m1")[0] == 503  # m1 again: in progress, ask again later
             assert post(readme, "m2") == (200, {"status": "queued"})
@@ -184,7 +192,10 @@ def test_a_crash_while_handling_a_queued_message_loses_nothing(readme: dict[str,
     assert post(readme, "m4") == (200, {"status": "queued"})
     assert readme["handled"] == ["m1", "m2", "m2", "m3", "m4"]
     assert queued_ids() == []
-    assert registry.get_adapter().thread_state("T1") == {"turns": 4}
+    store = registry.get_adapter()
+    assert store.thread_state("T1") == {"turns": 4}
+    assert store.channel_state("C1") == {"messages": 4}  # m2's failed step left no trace
+    assert len(store.outbox()) == 4
 
 
 def test_a_message_after_a_dead_holder_is_handled_behind_its_queue(

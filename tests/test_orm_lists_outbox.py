@@ -13,8 +13,8 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from bench.counting import count_statements
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.bench.counting import count_statements
 from chatstate.calls import OutboxClaim
 from chatstate.models import ListHead, ListItem, OutboxMessage
 from tests.conftest import next_namespace

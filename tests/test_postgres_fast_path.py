@@ -129,8 +129,8 @@ def test_only_an_acquired_cycles_entry_skips_the_wal_flush() -> None:
 def test_the_bench_floor_calls_the_installed_functions() -> None:
     """``chatstate_bench --mode floor`` sends the cycle's two statements by hand: they must
     match the installed functions' signatures (each floor cycle acquires and commits)."""
-    from chatstate import bench
-    from chatstate.bench import floors
+    import bench
+    from bench import floors
 
     config = bench.build_config(adapter="database", mode="floor")
     store = adapter()

@@ -13,9 +13,14 @@ from typing import Any
 
 import pytest
 
-from chatstate.snapshot import InvalidSnapshot, Snapshot, normalize_snapshot_counting
-from chatstate.transfer import hashruns
-from chatstate.transfer.hashruns import HashRuns, all_found, has_repeats
+from chatstate.snapshot import (
+    InvalidSnapshot,
+    Snapshot,
+    normalize_snapshot_counting,
+    normalize_snapshot_drops,
+)
+from chatstate.transfer import hashruns, seen
+from chatstate.transfer.hashruns import HashRuns
 from chatstate.transfer.reader import SnapshotFile
 
 T = "2030-01-02T03:04:05Z"
@@ -26,6 +31,26 @@ GOOD = Snapshot(
     thread_state={"t1": {"n": 1}},
     locks={"k": {"owner": "o", "strategy": "queue", "metadata": {"x": "\u2028"}}},
     claims={("s", "m2"): {"owner": "w", "thread_id": "t1", "expires_at": T}},
+    lists={"history:t1": {"items": [{"role": "user"}, "hi"], "expires_at": None}},
+    outbox=[
+        {
+            "key": "r1",
+            "thread_id": "t1",
+            "payload": {"text": "a"},
+            "attempts": 0,
+            "dead": False,
+            "created_at": T,
+        },
+        {
+            "key": "r2",
+            "thread_id": "t1",
+            "payload": None,
+            "attempts": 2,
+            "dead": True,
+            "created_at": T,
+            "due_at": T,
+        },
+    ],
 ).to_dict()
 VALUES: list[Any] = [
     None, 1, "", "x", [], {}, ["s", "m1"], ["s", "m2"], ["s"], "a" * 300, "nul\x00", "\ud800",
@@ -33,6 +58,12 @@ VALUES: list[Any] = [
     {"key": ["s", "m1"], "owner": "w", "thread_id": "t", "expires_at": T},
     {"key": ["s", "zz"], "owner": "w", "thread_id": "t", "expires_at": T},
     {"key": ["s", "m2"], "owner": "w", "thread_id": "t", "expires_at": "later"},
+    {"items": [1, [2]], "expires_at": None}, {"items": [{"a": "\udc00"}], "expires_at": T},
+    {"items": "x", "expires_at": None}, {"items": [], "expires_at": "soon", "x": 1},
+    {"key": "r1", "thread_id": "t1", "payload": [], "attempts": 1, "dead": False,
+     "created_at": T}, {"key": "r3", "thread_id": "", "payload": 1, "attempts": -2,
+     "dead": False, "created_at": T}, {"key": "r4", "thread_id": "t", "payload": {},
+     "attempts": 0, "dead": True, "created_at": T, "due_at": "x", "y": 2},
 ]  # fmt: skip
 
 
@@ -56,16 +87,20 @@ def damaged(rnd: random.Random) -> str:
     return text
 
 
-@pytest.mark.parametrize("run", [None, 2])
+@pytest.mark.parametrize("run, limit", [(None, None), (2, None), (None, 0), (2, 1)])
 @pytest.mark.parametrize("seed", range(3))
 def test_the_reader_matches_the_snapshot_module(
-    seed: int, run: int | None, monkeypatch: pytest.MonkeyPatch
+    seed: int, run: int | None, limit: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Damaged texts read in tiny windows and large give exactly the problems of
-    ``Snapshot.from_json``; lenient, exactly what ``normalize_snapshot_counting`` keeps and
-    drops. ``run=2``: every hash list spills to disk in sorted runs."""
+    ``Snapshot.from_json``; lenient, exactly what ``normalize_snapshot_drops`` keeps and
+    drops, and why. ``run=2``: every hash list spills to disk in sorted runs; ``limit=1``:
+    ``Seen`` keeps one key per section, so duplicates go through the hashes and the
+    ledger."""
     if run is not None:
         monkeypatch.setattr(hashruns, "RUN", run)
+    if limit is not None:
+        monkeypatch.setattr(seen, "LIMIT", limit)
     rnd = random.Random(seed)
     for _ in range(120):
         text = damaged(rnd)
@@ -84,8 +119,53 @@ def test_the_reader_matches_the_snapshot_module(
                 continue
             with SnapshotFile(io.BytesIO(data), lenient=True, chunk_size=chunk) as lenient:
                 found = lenient.check()
-                kept, dropped = normalize_snapshot_counting(json.loads(text))
+                kept, dropped, drops = normalize_snapshot_drops(json.loads(text))
                 assert (found.dropped, lenient.sections().to_snapshot()) == (dropped, kept), text
+                assert found.drops == drops, text
+
+
+DUPLICATES = {
+    "subscriptions": ["b", "a", "b", "c", "a", "c", "d"],
+    "dedupe": [["s", "3"], ["s", "1"], ["s", "2"], ["s", "1"], ["s", "3"]],
+    "dedupe_order": [["s", "2"], ["s", "9"], ["s", "2"], ["s", "9"]],
+    "claims": [
+        {"key": ["s", "3"], "owner": "w", "thread_id": "t", "expires_at": T},
+        {"key": ["s", "3"], "owner": "v", "thread_id": "t", "expires_at": T},
+        {"key": ["s", "8"], "owner": "w", "thread_id": "t", "expires_at": T},
+        {"key": ["s", "8"], "owner": "", "thread_id": "t", "expires_at": T},
+    ],
+    "outbox": [
+        {"key": k, "thread_id": "t", "payload": i, "attempts": i, "dead": False, "created_at": T}
+        for i, k in enumerate(["r2", "r1", "r2", "r3", "r1", "r1"])
+    ],
+}
+
+
+@pytest.mark.parametrize("limit", [None, 0, 1, 2])
+@pytest.mark.parametrize("run", [None, 2])
+def test_duplicates_are_worded_alike_in_memory_and_on_disk(
+    limit: int | None, run: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every duplicate is worded as ``Snapshot.from_json`` words it, and repaired as
+    ``normalize_snapshot`` repairs it, whether ``Seen`` kept its first occurrence (in
+    memory: ``limit=None``), none (``0``: hashes, then the ledger) or some of them."""
+    if run is not None:
+        monkeypatch.setattr(hashruns, "RUN", run)
+    if limit is not None:
+        monkeypatch.setattr(seen, "LIMIT", limit)
+    text = json.dumps({"format": "chatstate.snapshot", "version": 3, **DUPLICATES})
+    with pytest.raises(InvalidSnapshot) as info:
+        Snapshot.from_json(text)
+    with SnapshotFile(io.BytesIO(text.encode())) as strict:
+        check = strict.check()
+    assert (check.problems, check.total) == (info.value.problems, len(info.value.problems))
+    assert "outbox[4].key: duplicate of outbox[1]" in check.problems
+    with SnapshotFile(io.BytesIO(text.encode()), lenient=True) as lenient:
+        found = lenient.check()
+        kept, dropped, drops = normalize_snapshot_drops(json.loads(text))
+        assert (found.dropped, found.drops) == (dropped, drops)
+        assert lenient.sections().to_snapshot() == kept
+    assert [entry["key"] for entry in kept.outbox] == ["r2", "r1", "r3"]
 
 
 def read(text: str, **options: Any) -> list[str]:
@@ -168,7 +248,7 @@ def test_json_errors_in_the_words_of_this_python(text: str, problem: str | None)
 
 
 @pytest.mark.parametrize("run", [3, 1000])
-def test_hash_runs_sort_in_memory_and_on_disk(run: int) -> None:
+def test_hash_runs_answer_in_memory_and_on_disk(run: int) -> None:
     keys = [("s", str(i)) for i in range(50)]
     runs, order = HashRuns(run), HashRuns(run)
     for key in keys:
@@ -176,11 +256,16 @@ def test_hash_runs_sort_in_memory_and_on_disk(run: int) -> None:
     for key in reversed(keys):
         order.add_sum(key)
     assert list(runs.sorted()) == sorted(hash(key) for key in keys)
-    assert not has_repeats(runs.sorted())
+    assert not runs.repeats()
     assert runs.sums == order.sums
-    assert all_found(sorted(hash(key) for key in keys[:5]), runs.sorted())
-    assert not all_found([hash(("s", "x"))], runs.sorted())
+    assert runs.contains_all(hash(key) for key in keys[:5])
+    assert not runs.contains_all([hash(("s", "x"))])
     runs.add(("s", "7"))
-    assert has_repeats(runs.sorted())
+    assert runs.repeats()
     assert runs.sums != order.sums
-    runs.close()
+    many = HashRuns(run)
+    many.extend(keys)
+    assert list(many.sorted()) == sorted(hash(key) for key in keys)
+    assert many.sums == (50, 0)  # extend counts, and leaves the hashes out of the total
+    for hashes in (runs, order, many):
+        hashes.close()

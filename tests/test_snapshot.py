@@ -24,8 +24,8 @@ from tests.snapshot_data import TS, TS_Z, full_snapshot, lock
 
 def test_constants() -> None:
     assert FORMAT == "chatstate.snapshot"
-    assert VERSION == 2
-    assert VERSIONS == (1, 2)
+    assert VERSION == 3
+    assert VERSIONS == (1, 2, 3)
 
 
 def test_default_snapshot_is_empty_and_fresh() -> None:

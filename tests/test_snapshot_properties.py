@@ -56,6 +56,25 @@ timestamps = (
     | st.just(TS_Z)
 )
 strategies_ = st.sampled_from(["reject", "queue", "debounce", "concurrent"])
+list_keys = st.text(alphabet=storable, min_size=1, max_size=20) | ids.map("history:".__add__)
+capped_lists = st.fixed_dictionaries(
+    {"items": st.lists(json_values, max_size=3), "expires_at": st.none() | timestamps}
+)
+
+
+@st.composite
+def outbox_entries(draw: st.DrawFn) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "key": draw(ids),
+        "thread_id": draw(ids),
+        "payload": draw(json_values),
+        "attempts": draw(st.integers(0, 2**63 - 1)),
+        "dead": draw(st.booleans()),
+        "created_at": draw(timestamps),
+    }
+    if draw(st.booleans()):
+        entry["due_at"] = draw(timestamps)
+    return entry
 
 
 @st.composite
@@ -88,6 +107,8 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             st.dictionaries(ids, st.lists(entries(("enqueued_at",)), max_size=3), max_size=3)
         ),
         claims={key: draw(claim) for key in claimed},
+        lists=draw(st.dictionaries(list_keys, capped_lists, max_size=3)),
+        outbox=draw(st.lists(outbox_entries(), max_size=3, unique_by=lambda e: e["key"])),
     )
 
 
@@ -108,7 +129,7 @@ junk = st.recursive(
 )
 sections = st.sampled_from(
     ["subscriptions", "dedupe", "dedupe_order", "thread_state", "channel_state", "locks",
-     "pending_locks", "claims", "format", "other"]
+     "pending_locks", "claims", "lists", "outbox", "format", "other"]
 )  # fmt: skip
 messy = st.dictionaries(
     sections,
@@ -118,7 +139,9 @@ messy = st.dictionaries(
     | st.dictionaries(ids, st.lists(entries(("enqueued_at",)) | junk, max_size=3), max_size=3)
     | st.lists(st.fixed_dictionaries({"key": st.tuples(ids, ids) | junk, "owner": ids,
                                       "thread_id": ids | junk, "expires_at": timestamps | junk}),
-               max_size=3),
+               max_size=3)
+    | st.dictionaries(list_keys | st.integers() | st.just(""), capped_lists | junk, max_size=3)
+    | st.lists(outbox_entries() | junk, max_size=3),
     max_size=8,
 )  # fmt: skip
 
@@ -154,6 +177,7 @@ TOKENS = [
     "1", "2", "3", '"subscriptions"', '"dedupe"', '"dedupe_order"', '"thread_state"',
     '"channel_state"', '"locks"', '"pending_locks"', '"claims"', '"key"', '"owner"',
     '"thread_id"', '"expires_at"', '"strategy"', '"metadata"', '"queue"', '"t"', '"s"',
+    '"lists"', '"outbox"', '"items"', '"payload"', '"attempts"', '"dead"', '"created_at"',
     '"2030-01-01T00:00:00Z"', '"\\u0000"', '"\\ud800"', '"a\\udc00"', "NaN", "-Infinity",
     "null", "true", "1e999", "-0.5", '"x"', "9" * 4301, "[" * 520, "]" * 520, '"',
 ]  # fmt: skip

@@ -182,7 +182,7 @@ def test_claims_are_written_sorted_by_key_after_channel_state() -> None:
         claims={("s", "b"): claim("w2"), ("s", "a"): claim("w1")},
     )
     data = snap.to_dict()
-    assert data["version"] == 2
+    assert data["version"] == 3
     assert data["claims"] == [
         {"key": ["s", "a"], **claim("w1")},
         {"key": ["s", "b"], **claim("w2")},

@@ -48,7 +48,7 @@ def test_validate_top_level_must_be_an_object(obj: object) -> None:
         ({"version": 1}, "format: expected 'chatstate.snapshot'"),
         ({"format": "other", "version": 1}, "format: expected 'chatstate.snapshot'"),
         ({"format": FORMAT}, f"version: missing {KNOWS}"),
-        ({"format": FORMAT, "version": 3}, f"version: unsupported version 3 {KNOWS}"),
+        ({"format": FORMAT, "version": 4}, f"version: unsupported version 4 {KNOWS}"),
         ({"format": FORMAT, "version": 0}, f"version: unsupported version 0 {KNOWS}"),
         ({"format": FORMAT, "version": "1"}, f"version: expected an integer {KNOWS}"),
         ({"format": FORMAT, "version": True}, f"version: expected an integer {KNOWS}"),
@@ -189,7 +189,7 @@ def test_validate_pending_locks() -> None:
 def test_validate_reports_every_problem_at_once() -> None:
     problems = validate_snapshot(
         {
-            "version": 3,
+            "version": 4,
             "extra": 1,
             "subscriptions": [""],
             "dedupe": [["s", "m"]],
@@ -200,7 +200,7 @@ def test_validate_reports_every_problem_at_once() -> None:
     assert problems == [
         "extra: unknown key",
         "format: expected 'chatstate.snapshot'",
-        f"version: unsupported version 3 {KNOWS}",
+        f"version: unsupported version 4 {KNOWS}",
         f"subscriptions[0]: {ID_PROBLEM}",
         'dedupe_order: missing keys present in dedupe: 1 (["s", "m"])',
         "thread_state['t']: expected an object",
@@ -330,21 +330,22 @@ def test_design_example_parses() -> None:
         locks={thread: {"owner": "worker-7", "strategy": "queue", "metadata": {}}},
         pending_locks={thread: [lock("worker-9", metadata={"message_id": "m2"})]},
     )
-    written = json.loads(snap.to_json())  # a version 1 file is written back as version 2
-    assert (written.pop("version"), written.pop("claims")) == (2, [])
+    written = json.loads(snap.to_json())  # a version 1 file is written back as version 3
+    added = (written.pop("claims"), written.pop("lists"), written.pop("outbox"))
+    assert (written.pop("version"), *added) == (3, [], {}, [])
     expected = json.loads(DESIGN_EXAMPLE)
     assert expected.pop("version") == 1
     assert written == expected
 
 
 def test_from_json_raises_listing_every_problem() -> None:
-    text = json.dumps({"format": FORMAT, "version": 3, "subscriptions": [""], "bogus": 1})
+    text = json.dumps({"format": FORMAT, "version": 4, "subscriptions": [""], "bogus": 1})
     with pytest.raises(ValueError) as info:
         Snapshot.from_json(text)
     assert isinstance(info.value, InvalidSnapshot)
     assert info.value.problems == [
         "bogus: unknown key",
-        f"version: unsupported version 3 {KNOWS}",
+        f"version: unsupported version 4 {KNOWS}",
         f"subscriptions[0]: {ID_PROBLEM}",
     ]
     message = str(info.value)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chatstate.adapters.hooks import StateBackend, StateFn
+from chatstate.liveness import DEFAULT_QUIET_FOR, activity_report
 from chatstate.snapshot import Snapshot, snapshot_from
 from chatstate.staging import list_append
 from chatstate.types import DedupeKey, LockResult, OutboxEntry, PendingEntry, Strategy
@@ -18,6 +19,7 @@ from chatstate.validation import (
     check_id,
     check_limit,
     check_list_key,
+    check_seconds,
     check_ttl,
     dump_map,
     history_key,
@@ -153,3 +155,7 @@ class AsyncStateAPI(StateBackend):
     ) -> dict[str, int]:
         request = self._prune_request(dedupe_limit, dry_run, state_older_than)
         return self._pruned(await self._arun(self._do_prune, request))
+
+    async def aactivity(self, quiet_for: float = DEFAULT_QUIET_FOR) -> dict[str, Any]:
+        quiet_for = check_seconds(quiet_for, "quiet_for")
+        return activity_report(*(await self._arun(self._do_activity)), quiet_for)

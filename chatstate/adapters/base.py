@@ -17,6 +17,7 @@ from chatstate import conf
 from chatstate.adapters.asyncapi import AsyncStateAPI
 from chatstate.adapters.hooks import StateFn
 from chatstate.cycle import AsyncMessageCycle, MessageCycle
+from chatstate.liveness import DEFAULT_QUIET_FOR, activity_report
 from chatstate.outbox import dispatch, resolve_sender
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot, snapshot_from
@@ -27,6 +28,7 @@ from chatstate.validation import (
     check_id,
     check_limit,
     check_list_key,
+    check_seconds,
     check_ttl,
     dump_map,
     history_key,
@@ -372,6 +374,21 @@ class StateAdapter(AsyncStateAPI):
         self.load_snapshot(sections.to_snapshot(), merge)
 
     # -- housekeeping --------------------------------------------------------------------
+
+    def activity(self, quiet_for: float = DEFAULT_QUIET_FOR) -> dict[str, Any]:
+        """How live this namespace is, on the backend's clock (nothing changes):
+
+        - ``locks_held``: locks whose lease runs;
+        - ``claims_in_progress``: message cycles handling a message, their lease running;
+        - ``last_activity_age``: seconds since the newest dedupe claim, lock taken or state
+          written (a snapshot's load included); ``None`` when none is recorded;
+        - ``live``: a lock held, a claim in progress, or activity within ``quiet_for``
+          seconds (and ``quiet_for`` itself).
+
+        A replace restore refuses a live namespace (``chatstate_restore``). ``ValueError``
+        when ``quiet_for`` is not a number of seconds >= 0."""
+        quiet_for = check_seconds(quiet_for, "quiet_for")
+        return activity_report(*self._do_activity(), quiet_for)
 
     def prune(
         self,

@@ -313,6 +313,13 @@ class StateBackend(CheckedCalls, abc.ABC):
         ``request.state_older_than`` seconds), ``lists_expired`` (lists whose expiry has
         passed, removed with their items). ``dry_run``: count, change nothing."""
 
+    @abc.abstractmethod
+    def _do_activity(self) -> tuple[int, int, float | None]:
+        """How live the namespace is, on the backend's clock, changing nothing: ``(locks
+        held with their lease running, claims in progress and alive, seconds since the
+        newest activity)``. Activity is a dedupe key claimed, a lock taken or a state
+        written (a snapshot's load included); ``None``: none recorded."""
+
     # -- running hooks -------------------------------------------------------------------
 
     async def _arun(self, fn: Callable[..., T], *args: Any) -> T:

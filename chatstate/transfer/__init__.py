@@ -5,11 +5,15 @@
   what the adapters' streaming hooks exchange and this package reads and writes);
 - :mod:`~chatstate.transfer.writer`: ``write_snapshot``, exactly ``Snapshot.to_json``'s text;
 - :mod:`~chatstate.transfer.jsonstream` and :mod:`~chatstate.transfer.reader`: the file
-  checked as ``Snapshot.from_json`` would check it, then streamed, in bounded memory
-  (:mod:`~chatstate.transfer.facts`: per-section checks; :mod:`~chatstate.transfer.hashruns`
-  and :mod:`~chatstate.transfer.exact` / :mod:`~chatstate.transfer.ledger`: the cross-entry
-  rules, on hashes, then exactly on disk when they show a problem);
-- :mod:`~chatstate.transfer.operations`: export, restore, dry-run report.
+  checked as ``Snapshot.from_json`` would check it (up to ``max_problems``), then streamed,
+  in bounded memory (:mod:`~chatstate.transfer.bulk`: arrays decoded a window at a time;
+  :mod:`~chatstate.transfer.facts`: per-section checks; :mod:`~chatstate.transfer.seen`:
+  duplicates worded as read; :mod:`~chatstate.transfer.hashruns` and
+  :mod:`~chatstate.transfer.exact` / :mod:`~chatstate.transfer.ledger`: the cross-entry
+  rules, in memory or on hashes, then exactly on disk when they show a problem);
+- :mod:`~chatstate.transfer.source`: the file, or standard input copied as far as read;
+- :mod:`~chatstate.transfer.operations`: export, restore (refusing a live namespace),
+  dry-run report.
 """
 
 from chatstate.sections import SECTIONS, SnapshotSections

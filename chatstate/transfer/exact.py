@@ -1,24 +1,28 @@
-"""The cross-entry rules of a snapshot file's key sections, decided on hashes and, when the
-hashes show a problem (or, lenient, a repair), worked out exactly in the temporary database
-of :mod:`chatstate.transfer.ledger`:
+"""The cross-entry rules of a snapshot file's keyed sections, decided when every section is
+read:
 
 - ``subscriptions``: no id twice;
 - ``dedupe``, ``dedupe_order``: no key twice in either, the same keys in both;
-- ``claims``: no key twice, every key in ``dedupe``.
+- ``claims``: no key twice, every key in ``dedupe``;
+- ``outbox``: no key twice.
 
-The problems come out as ``Scan`` words them, in its order.
+Three ways, fastest first: on hashes (nothing repeats, the fingerprints agree: nothing to
+word); in memory, when every key of the sections involved is one
+:class:`~chatstate.transfer.seen.Seen` kept (the duplicates were worded as read; the rest
+is set arithmetic on those keys); else exactly, in the temporary database of
+:mod:`chatstate.transfer.ledger`. The problems come out as ``Scan`` words them, in its order.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any, Protocol
 
 from chatstate.snapshot_checks import DedupeKey, Problem, as_dedupe_key, as_id
 from chatstate.snapshot_scan import Scan
-from chatstate.transfer.facts import MAX_LISTED, ArrayFacts, Bucket, ClaimFacts
-from chatstate.transfer.hashruns import HashRuns
+from chatstate.transfer.facts import MAX_LISTED, ArrayFacts, Bucket, KeyedFacts
 from chatstate.transfer.ledger import Ledger
 
 _NO_SUMS = (0, 0)
@@ -26,15 +30,17 @@ _NO_SUMS = (0, 0)
 
 class _File(Protocol):
     exact: set[str]
+    memory: set[str]
 
     def get_ledger(self) -> Ledger: ...
 
-    def _elements(self, name: str) -> Iterator[Any]: ...
+    def elements(self, name: str) -> Iterator[Any]: ...
 
 
 class Groups:
-    """The problems (and counts) of the key sections of one file, given pass 1's ``facts``
-    and the ``typed`` problems of sections of a wrong type."""
+    """The problems (and counts) of the keyed sections of one file, given pass 1's ``facts``
+    and the ``typed`` problems of sections of a wrong type. Records the groups whose lenient
+    repairs need the ledger in ``file.exact``, those made in memory in ``file.memory``."""
 
     def __init__(
         self, file: _File, facts: dict[str, Any], typed: dict[str, Bucket], strict: bool
@@ -45,8 +51,10 @@ class Groups:
         self.counts: dict[str, int] = {}
         self._buckets: list[Bucket] = []
         self._claims = typed.get("claims", Bucket())
+        self._outbox = typed.get("outbox", Bucket())
         self._subscriptions(facts.get("subscriptions"))
         self._dedupe(facts.get("dedupe"), facts.get("dedupe_order"), facts.get("claims"))
+        self._outbox_group(facts.get("outbox"))
 
     def buckets(self) -> list[Bucket]:
         """``subscriptions``, ``dedupe``, ``dedupe_order``, then their mismatch."""
@@ -55,39 +63,98 @@ class Groups:
     def claims_bucket(self) -> Bucket:
         return self._claims
 
+    def outbox_bucket(self) -> Bucket:
+        return self._outbox
+
     def _section(self, name: str, facts: ArrayFacts | None) -> Bucket:
         if name in self.typed:
             return self.typed[name]
-        return facts.bucket if facts is not None else Bucket()
+        return facts.as_read() if facts is not None else Bucket()
+
+    # -- subscriptions ---------------------------------------------------------------------
 
     def _subscriptions(self, facts: ArrayFacts | None) -> None:
-        self.counts["subscriptions"] = facts.count if facts is not None else 0
-        if facts is None or not facts.has_repeats():
+        if facts is None or not facts.late_repeats():  # every duplicate was worded as read
             self._buckets.append(self._section("subscriptions", facts))
+            self.counts["subscriptions"] = facts.count - facts.seen.repeats if facts else 0
             return
         ledger = self.file.get_ledger()
         ledger.fill_keys("subscriptions", self._rows("subscriptions"))
         bucket, repeated = self._with_duplicates(ledger, facts)
         self._buckets.append(bucket)
-        self.counts["subscriptions"] -= repeated
+        self.counts["subscriptions"] = facts.count - repeated
         self.file.exact.add("subscriptions")
 
+    # -- dedupe, dedupe_order, claims ------------------------------------------------------
+
     def _dedupe(
-        self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: ClaimFacts | None
+        self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
     ) -> None:
-        sums = dedupe.runs.sums if dedupe is not None else _NO_SUMS
-        clean = (
-            (dedupe is None or not dedupe.has_repeats())
-            and sums == (order.runs.sums if order is not None else _NO_SUMS)
-            and (claims is None or claims.clean_keys(dedupe.runs if dedupe else HashRuns()))
-        )
-        if clean:
+        if self._clean(dedupe, order, claims):
             self._buckets += [self._section("dedupe", dedupe), self._section("dedupe_order", order)]
             self._buckets.append(Bucket())
             self.counts["dedupe"] = order.count if order is not None else 0
             if claims is not None:
-                self._claims, self.counts["claims"] = claims.bucket, claims.kept
+                self._claims, self.counts["claims"] = claims.as_read(), claims.kept
             return
+        parts = [f for f in (dedupe, order, claims) if f is not None]
+        if all(f.seen.complete for f in parts):
+            self._dedupe_in_memory(dedupe, order, claims)
+            self.file.memory.add("dedupe")
+        else:
+            self._dedupe_exact(dedupe, order, claims)
+
+    def _clean(
+        self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
+    ) -> bool:
+        """Whether the rules hold, judged on hashes: no key twice, the same multiset of keys
+        in both (fingerprints), every claim's key in ``dedupe``, no claim key twice."""
+        if any(f is not None and f.repeats() for f in (dedupe, order)):
+            return False
+        if (dedupe.sums if dedupe else _NO_SUMS) != (order.sums if order else _NO_SUMS):
+            return False
+        if claims is None or (not claims.seen.first and claims.seen.complete):
+            return True
+        if claims.seen.repeats or claims.late_repeats() or dedupe is None:
+            return False
+        known = dedupe.seen.first
+        needles = {hash(key) for key in claims.seen.first if key not in known}
+        needles.update(claims.seen.late.sorted())
+        needles.difference_update(map(hash, known))  # (a hash of a key kept, yet read late)
+        return dedupe.seen.late.contains_all(needles)
+
+    def _dedupe_in_memory(
+        self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
+    ) -> None:
+        """Every key is one ``Seen`` kept: the duplicates were worded as read; the mismatch
+        and the claims' keys are set arithmetic on them."""
+        in_dedupe: dict[Any, int] = dedupe.seen.first if dedupe else {}
+        in_order: dict[Any, int] = order.seen.first if order else {}
+        self._buckets += [self._section("dedupe", dedupe), self._section("dedupe_order", order)]
+        only_dedupe = sorted(in_dedupe.keys() - in_order.keys())
+        by_age = sorted(in_order.items(), key=operator.itemgetter(1))
+        only_order = [key for key, _ in by_age if key not in in_dedupe]
+        mismatch = Bucket()
+        if self.strict:
+            Scan(True, mismatch).mismatch(
+                len(only_dedupe), only_dedupe[:3], len(only_order), only_order[:3]
+            )
+        self._buckets.append(mismatch)
+        kept_order = order.count - order.seen.repeats if order else 0
+        self.counts["dedupe"] = kept_order + len(only_dedupe)
+        if claims is not None:
+            first = claims.seen.first
+
+            def status(index: int, key: DedupeKey) -> str | None:
+                if first[key] < index:
+                    return f"duplicate of claims[{first[key]}]"
+                return None if key in in_dedupe or key in in_order else "not in dedupe"
+
+            self._claims_again(status)
+
+    def _dedupe_exact(
+        self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
+    ) -> None:
         ledger = self.file.get_ledger()
         self.file.exact.add("dedupe")
         kept_order = 0
@@ -112,7 +179,7 @@ class Groups:
 
     def _rows(self, name: str) -> Iterator[tuple[int, str, str]]:
         """``(index, a, m)`` of each valid entry of an array section, read again."""
-        for index, raw in enumerate(self.file._elements(name)):
+        for index, raw in enumerate(self.file.elements(name)):
             if name == "subscriptions":
                 if as_id(raw) is not None:
                     yield index, raw, ""
@@ -122,6 +189,8 @@ class Groups:
                     yield index, key[0], key[1]
 
     def _with_duplicates(self, ledger: Ledger, facts: ArrayFacts) -> tuple[Bucket, int]:
+        """The entry problems of ``facts`` with every duplicate the ledger words (those
+        worded as read among them)."""
         name = facts.name
         repeated = ledger.count_duplicates(name)
         tagged = (
@@ -134,32 +203,84 @@ class Groups:
         scan = Scan(self.strict)
 
         def rows() -> Iterator[tuple[int, str, str, int, Any, Any, Any]]:
-            for index, raw in enumerate(self.file._elements("claims")):
+            for index, raw in enumerate(self.file.elements("claims")):
                 key, claim, _ = scan.claim(index, raw)
                 if key is not None:
                     fields = (raw.get("owner"), raw.get("thread_id"), raw.get("expires_at"))
                     yield (index, key[0], key[1], int(claim is not None), *_plain(fields))
 
         ledger.fill_claims(rows())
+        status = ledger.claim_rows()
+
+        def problem(index: int, key: DedupeKey) -> str | None:
+            row = next(status)
+            first, known = row[7], row[8]
+            if first < index:
+                return f"duplicate of claims[{first}]"
+            return None if known else "not in dedupe"
+
+        self._claims_again(problem)
+
+    def _claims_again(self, key_problem: Any) -> None:
+        """The claims' problems and count, read again: ``key_problem(index, key)`` words
+        each valid key's (called in index order)."""
         bucket = Bucket()
         checker = Scan(self.strict, bucket)
-        status = ledger.claim_rows()
         kept = 0
-        for index, raw in enumerate(self.file._elements("claims")):
+        for index, raw in enumerate(self.file.elements("claims")):
             key, claim, problems = checker.claim(index, raw)
-            key_problem = None
-            if key is not None:
-                row = next(status)
-                first, known = row[7], row[8]
-                if first < index:
-                    key_problem = f"duplicate of claims[{first}]"
-                elif not known:
-                    key_problem = "not in dedupe"
+            repeated = None if key is None else key_problem(index, key)
             bucket.index = index
-            checker.claim_problems(index, key_problem, problems)
-            kept += key is not None and claim is not None and key_problem is None
+            checker.claim_problems(index, repeated, problems)
+            kept += key is not None and claim is not None and repeated is None
         self._claims = bucket
         self.counts["claims"] = kept
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def _outbox_group(self, facts: KeyedFacts | None) -> None:
+        if facts is None:
+            self.counts["outbox"] = 0
+            return
+        if not facts.late_repeats():  # every repeated key was worded as read
+            self._outbox, self.counts["outbox"] = facts.as_read(), facts.kept
+            return
+        ledger = self.file.get_ledger()
+        ledger.fill_keys("outbox", self._outbox_rows(facts))
+        self.file.exact.add("outbox")
+        firsts = first_indexes(ledger, "outbox")
+        bucket = Bucket()
+        checker = Scan(self.strict, bucket)
+        kept = 0
+        for index, raw in enumerate(self.file.elements("outbox")):
+            key, entry, problems = facts.entry(index, raw)
+            repeated = None
+            if facts.registers(key, entry):
+                first = firsts(index)
+                repeated = None if first == index else f"duplicate of outbox[{first}]"
+            bucket.index = index
+            facts.report(checker, index, repeated, problems)
+            kept += entry is not None and repeated is None
+        self._outbox, self.counts["outbox"] = bucket, kept
+
+    def _outbox_rows(self, facts: KeyedFacts) -> Iterator[tuple[int, str, str]]:
+        for index, raw in enumerate(self.file.elements("outbox")):
+            key, entry, _ = facts.entry(index, raw)
+            if facts.registers(key, entry):
+                yield index, key, ""
+
+
+def first_indexes(ledger: Ledger, name: str) -> Any:
+    """``first(index)``: the index of the first entry with the key of the registered entry at
+    ``index``; called in increasing index order for each registered entry."""
+    rows = ledger.key_rows(name)
+
+    def first(index: int) -> int:
+        row_index, row_first = next(rows)
+        assert row_index == index, "the ledger holds the registered entries, in order"
+        return int(row_first)
+
+    return first
 
 
 def _plain(values: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -1,40 +1,88 @@
 """What one pass over a snapshot file learns of each section, entry by entry, with the
 rules of :class:`chatstate.snapshot_scan.Scan`: the problems of each entry on its own (the
-first ones, tagged with the entry's index, all counted) and the hashes the cross-entry
-rules need (see :mod:`chatstate.transfer.hashruns`)."""
+first ones, tagged with the entry's index, all counted), each duplicate the moment it is
+read when its first occurrence is one :class:`~chatstate.transfer.seen.Seen` keeps, and
+what the cross-entry rules need at the section's end.
+
+Every problem is spent from the reader's :class:`Budget`: at ``max_problems`` checking
+stops (:class:`Enough`), so a file full of problems is refused after reading just as much
+of it as holds them."""
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
-from chatstate.snapshot_checks import Problem, as_dedupe_key, as_id
-from chatstate.snapshot_scan import Problems, Scan
-from chatstate.transfer.hashruns import HashRuns, all_found, has_repeats
+from chatstate.snapshot_checks import Problem, Problems, all_ids, as_dedupe_key, as_id
+from chatstate.snapshot_lists_outbox import outbox_entry
+from chatstate.snapshot_scan import Scan
+from chatstate.transfer.bulk import chunks
+from chatstate.transfer.hashruns import HashRuns
 from chatstate.transfer.jsonstream import JsonStream
+from chatstate.transfer.seen import Seen
 
 #: Problems listed per section and in all (the rest are counted).
 MAX_LISTED = 1000
+#: Entries of a batch recorded at once when the whole batch cannot be.
+_SLICE = 1024
 
 Tagged = tuple[int, int, Problem]  # (entry index, order within the entry, problem)
 
 
+class Enough(Exception):
+    """The problems found reached the reader's ``max_problems``: checking stops here."""
+
+
+class Budget:
+    """How many problems may be found before checking stops (``limit`` None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, n: int = 1) -> None:
+        """Count ``n`` problems found; ``Enough`` once they reach the limit."""
+        self.used += n
+        if self.limit is not None and self.used >= self.limit:
+            raise Enough
+
+    def allows(self, n: int) -> bool:
+        """Whether ``n`` more problems stay below the limit (they can be counted at once)."""
+        return self.limit is None or self.used + n < self.limit
+
+
 class Bucket(Problems):
     """The problems of one section, each tagged with ``index`` (set by the caller before
-    checking an entry): the first ``cap`` kept, all counted."""
+    checking an entry): the first ``cap`` kept, all counted, each spent from ``budget``."""
 
-    def __init__(self, cap: int = MAX_LISTED) -> None:
+    def __init__(self, cap: int = MAX_LISTED, budget: Budget | None = None) -> None:
         super().__init__(cap)
         self.tagged: list[Tagged] = []
         self.index = 0
         self.order = 0
+        self.budget = budget
 
     def add(self, problem: Problem) -> None:
         super().add(problem)
         if len(self.tagged) < (self.cap or 0):
             self.tagged.append((self.index, self.order, problem))
             self.order += 1
+        if self.budget is not None:
+            self.budget.spend()
+
+    def can_count(self, n: int) -> bool:
+        """Whether ``n`` problems may be counted without listing them: the list is full and
+        they do not reach the budget's limit."""
+        full = len(self.tagged) >= (self.cap or 0)
+        return full and (self.budget is None or self.budget.allows(n))
+
+    def count(self, n: int) -> None:
+        """Count ``n`` problems that would not be listed (see :meth:`can_count`)."""
+        self.total += n
+        if self.budget is not None and n:
+            self.budget.spend(n)
 
     def merged(self, other: Iterable[Tagged], other_total: int) -> Bucket:
         """A bucket holding this one's problems and ``other``'s, in index order."""
@@ -51,41 +99,109 @@ class Bucket(Problems):
 
 
 class ArrayFacts:
-    """An array section of ids or dedupe keys: entry problems (no duplicates yet), the valid
-    entries' hashes (``keep_hashes``) and their order-free fingerprint."""
+    """An array section of ids or dedupe keys: each entry's problems (``bucket``), each
+    duplicate worded as read (``duplicates``), the valid entries' count and, with
+    ``fingerprint``, the sum of their hashes (an order-free fingerprint of the multiset,
+    kept while no key repeats).
 
-    def __init__(self, name: str, strict: bool, keep_hashes: bool) -> None:
+    Read a window at a time (:func:`chatstate.transfer.bulk.chunks`): a batch of valid keys
+    is checked, recorded and fingerprinted in C-level passes (``all_ids``, ``Seen.add_batch``,
+    ``sum(map(hash, …))``), and its repeats counted at once once the listing is full and
+    below the budget; only a batch that holds a problem still to be listed is read key by
+    key."""
+
+    def __init__(self, name: str, strict: bool, budget: Budget | None, fingerprint: bool) -> None:
         self.name = name
-        self.bucket = Bucket()
+        self.bucket = Bucket(budget=budget)
+        self.duplicates = Bucket(budget=budget)
         self.scan = Scan(strict, self.bucket)
-        self.runs = HashRuns()
-        self.keep = keep_hashes
-        self.count = 0  # valid entries
+        self.seen = Seen()
+        self.fingerprint = fingerprint
+        self.count = 0
+        self.total = 0
+        self._late_repeats: bool | None = None
 
     def read(self, stream: JsonStream) -> ArrayFacts:
-        name, item, bucket, runs = self.name, self.scan.item, self.bucket, self.runs
-        add = runs.add if self.keep else runs.add_sum
-        convert = as_id if name == "subscriptions" else as_dedupe_key
-        for index, raw in enumerate(stream.elements((name,))):
-            value = convert(raw)
-            if value is None:  # (the scan words the problem)
-                bucket.index = index
-                item(name, index, raw)
-            else:
-                add(value)
-        self.count = runs.sums[0]
+        index = 0
+        for batch in chunks(stream, (self.name,)):
+            if not self.add_keys(batch, index):  # then a slice at a time, else key by key
+                for at in range(0, len(batch), _SLICE):
+                    part = batch[at : at + _SLICE]
+                    if not self.add_keys(part, index + at):
+                        self.one_by_one(part, index + at)
+            index += len(batch)
         return self
 
-    def has_repeats(self) -> bool:
-        return has_repeats(self.runs.sorted())
+    def add_keys(self, batch: list[Any], start: int) -> bool:
+        """Record ``batch`` in C-level passes when every entry is valid and no problem of it
+        is left to list: True. Else False, nothing recorded."""
+        keys = self.keys(batch)
+        return keys is not None and self.add_batch(keys, start)
+
+    def keys(self, batch: list[Any]) -> list[Any] | None:
+        """The keys of ``batch`` when every entry is valid, else None."""
+        if self.name == "subscriptions":
+            return batch if all_ids(batch) else None
+        if set(map(type, batch)) != {list} or set(map(len, batch)) != {2}:
+            return None
+        return list(map(tuple, batch)) if all_ids(list(chain.from_iterable(batch))) else None
+
+    def add_batch(self, keys: list[Any], start: int) -> bool:
+        seen, before = self.seen, self.seen.repeats
+        if not seen.add_batch(keys, start, self.duplicates.can_count(len(keys))):
+            return False
+        self.count += len(keys)
+        if self.fingerprint and not seen.repeats:
+            self.total += sum(map(hash, keys))
+        self.duplicates.count(seen.repeats - before)
+        return True
+
+    def one_by_one(self, batch: list[Any], start: int) -> None:
+        name, item, seen = self.name, self.scan.item, self.seen
+        convert = as_id if name == "subscriptions" else as_dedupe_key
+        for index, raw in enumerate(batch, start):
+            key = convert(raw)
+            if key is None:  # (the scan words the problem)
+                self.bucket.index = index
+                item(name, index, raw)
+                continue
+            self.count += 1
+            first = seen.add(key, index)
+            if first is not None:
+                self.duplicates.index = index
+                self.duplicates.add(Problem(f"{name}[{index}]", f"duplicate of {name}[{first}]"))
+            elif self.fingerprint and not seen.repeats:
+                self.total += hash(key)
+
+    @property
+    def sums(self) -> tuple[int, int]:
+        return self.count, self.total
+
+    def late_repeats(self) -> bool:
+        """Whether keys ``Seen`` did not keep may repeat (then only the exact path words
+        them)."""
+        if self._late_repeats is None:
+            self._late_repeats = self.seen.late_repeats()
+        return self._late_repeats
+
+    def repeats(self) -> bool:
+        """Whether a key may be there twice."""
+        return bool(self.seen.repeats) or self.late_repeats()
+
+    def as_read(self) -> Bucket:
+        """The section's problems as read: entry problems and the duplicates worded."""
+        return self.bucket.merged(self.duplicates.tagged, self.duplicates.total)
+
+    def close(self) -> None:
+        self.seen.close()
 
 
 class MapFacts:
     """An object section: entry problems, how many entries are kept, the keys' hashes."""
 
-    def __init__(self, name: str, strict: bool) -> None:
+    def __init__(self, name: str, strict: bool, budget: Budget | None) -> None:
         self.name = name
-        self.bucket = Bucket()
+        self.bucket = Bucket(budget=budget)
         self.scan = Scan(strict, self.bucket)
         self.runs = HashRuns()
         self.kept = 0
@@ -101,45 +217,68 @@ class MapFacts:
         return self
 
     def has_repeats(self) -> bool:
-        return has_repeats(self.runs.sorted())
+        return self.runs.repeats()
+
+    def as_read(self) -> Bucket:
+        return self.bucket
+
+    def close(self) -> None:
+        self.runs.close()
 
 
-class ClaimFacts:
-    """``claims``: each entry's problems on its own, the hashes of the valid keys."""
+class KeyedFacts:
+    """An array of objects with a key, ``claims`` or ``outbox``: each entry's problems on its
+    own and its key's repetition, worded as read (``Seen``); how many entries are kept.
 
-    def __init__(self, strict: bool) -> None:
+    A key counts once valid (lenient outbox: once its entry is kept, so that a damaged
+    entry never pushes out a good one with its key). Whether a claim's key is in
+    ``dedupe`` is decided when every section is read (:mod:`~chatstate.transfer.exact`)."""
+
+    def __init__(self, name: str, strict: bool, budget: Budget | None) -> None:
+        self.name = name
         self.strict = strict
-        self.bucket = Bucket()
+        self.bucket = Bucket(budget=budget)
         self.scan = Scan(strict, self.bucket)
-        self.runs = HashRuns()
+        self.seen = Seen()
         self.kept = 0
 
-    def read(self, stream: JsonStream) -> ClaimFacts:
-        for index, raw in enumerate(stream.elements(("claims",))):
-            key, claim, problems = self.scan.claim(index, raw)
+    def entry(self, index: int, raw: Any) -> tuple[Any, Any, list[Problem]]:
+        """``(key, entry, problems)`` of one entry on its own."""
+        if self.name == "claims":
+            return self.scan.claim(index, raw)
+        return outbox_entry(index, raw, self.strict)
+
+    def registers(self, key: Any, entry: Any) -> bool:
+        """Whether an entry with ``key`` (None: invalid) makes later entries with it
+        duplicates."""
+        return key is not None and (self.strict or self.name == "claims" or entry is not None)
+
+    def report(self, scan: Scan, index: int, repeated: str | None, problems: list[Problem]) -> None:
+        if self.name == "claims":
+            scan.claim_problems(index, repeated, problems)
+        else:
+            scan.outbox_problems(index, repeated, problems)
+
+    def read(self, stream: JsonStream) -> KeyedFacts:
+        for index, raw in enumerate(stream.elements((self.name,))):
+            key, entry, problems = self.entry(index, raw)
             self.bucket.index = index
-            self.scan.claim_problems(index, None, problems)
-            if key is not None:
-                self.runs.add(key)
-            if claim is not None:
-                self.kept += 1
+            repeated = None
+            if self.registers(key, entry):
+                first = self.seen.add(key, index)
+                repeated = None if first is None else f"duplicate of {self.name}[{first}]"
+            self.report(self.scan, index, repeated, problems)
+            self.kept += entry is not None and repeated is None
         return self
 
-    def clean_keys(self, dedupe: HashRuns) -> bool:
-        """No key twice, every key in ``dedupe`` (by hash)."""
-        if not self.runs.sums[0]:
-            return True
-        return not has_repeats(self.runs.sorted()) and all_found(
-            _unique(self.runs.sorted()), dedupe.sorted()
-        )
+    def late_repeats(self) -> bool:
+        return self.seen.late_repeats()
 
+    def as_read(self) -> Bucket:
+        return self.bucket
 
-def _unique(ordered: Iterator[int]) -> Iterator[int]:
-    last: int | None = None
-    for value in ordered:
-        if value != last:
-            yield value
-            last = value
+    def close(self) -> None:
+        self.seen.close()
 
 
 def placeholder(stream: JsonStream, where: tuple[object, ...]) -> Any:

@@ -1,38 +1,48 @@
-"""``HashRuns``: the 64-bit hashes of many keys, sorted with bounded memory.
+"""``HashRuns``: the 64-bit hashes of many keys, in bounded memory.
 
 The streaming reader decides with them, in one pass and a few bytes per key, whether the
 cross-entry rules of a snapshot hold (no key twice, ``dedupe`` and ``dedupe_order`` holding
 the same keys, every claim's key in ``dedupe``). Hashes are kept in memory up to ``run``
-of them; past that each run is sorted and written to a temporary file, and the runs are
-merged when read. Python's ``hash`` of a ``str`` is salted per process, so a file cannot be
-made to collide on purpose; a collision would only ever send a file to the exact (slower)
-check, or, for ``same_keys``, is a 2**-64 chance.
+of them; past that each run is sorted, cut into ``PARTS`` value ranges and written to a
+temporary file. A question is then answered one value range at a time, each range read
+from every run into one array and checked by a C-level ``set`` (``repeats``,
+``contains_all``): no Python step per hash. Python's ``hash`` of a ``str`` is salted per
+process, so a file cannot be made to collide on purpose; a collision would only ever send
+a file to the exact (slower) check, or, for ``sums``, is a 2**-64 chance.
 """
 
 from __future__ import annotations
 
-import heapq
-import operator
 import tempfile
 from array import array
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
-from itertools import islice, tee
 from typing import IO
 
 #: Hashes kept in memory before a sorted run is written out (8 bytes each).
 RUN = 1 << 18
+#: Value ranges of the 64-bit hashes: a question reads one range of every run at a time
+#: (about ``1 / PARTS`` of the hashes).
+PARTS = 256
+_BOUNDS = [-(1 << 63) + (k << 56) for k in range(1, PARTS)]
+
+
+def _cuts(ordered: array[int]) -> list[int]:
+    """Where each value range starts in the sorted ``ordered``, and its length."""
+    return [0, *(bisect_left(ordered, bound) for bound in _BOUNDS), len(ordered)]
 
 
 class HashRuns:
-    """Hashes added one at a time; ``sorted()`` yields them in order (duplicates kept).
+    """Hashes of keys, added one at a time or many; duplicates kept.
 
-    ``sums`` is an order-free fingerprint of the multiset of keys added (their count and the
-    sum of their hashes), for comparing two collections without sorting either."""
+    ``sums`` is an order-free fingerprint of the multiset of keys added by ``add`` and
+    ``add_sum`` (their count and the sum of their hashes), for comparing two collections
+    without sorting either."""
 
     def __init__(self, run: int | None = None) -> None:
         self.run = RUN if run is None else run
-        self.buf = array("q")
-        self.runs: list[tuple[int, int]] = []  # (item offset in the file, length)
+        self.buf: array[int] = array("q")
+        self.runs: list[tuple[int, list[int]]] = []  # (item offset in the file, cuts)
         self.file: IO[bytes] | None = None
         self.count = 0
         self.total = 0
@@ -44,6 +54,16 @@ class HashRuns:
         self.total += h
         if len(self.buf) >= self.run:
             self._spill()
+
+    def extend(self, keys: Iterable[Hashable]) -> None:
+        """Record each of ``keys`` for ``sorted()`` (in C-level passes); ``sums`` counts them
+        but leaves their hashes out of its total."""
+        self.buf.extend(map(hash, keys))
+        while len(self.buf) >= self.run:
+            rest = self.buf[self.run :]
+            del self.buf[self.run :]
+            self._spill()
+            self.buf = rest
 
     def add_sum(self, key: Hashable) -> None:
         """Record ``key`` in ``sums`` only (``sorted()`` will not yield it)."""
@@ -61,50 +81,52 @@ class HashRuns:
         self.file.seek(0, 2)
         offset = self.file.tell() // ordered.itemsize
         ordered.tofile(self.file)
-        self.runs.append((offset, len(ordered)))
+        self.runs.append((offset, _cuts(ordered)))
         self.count += len(ordered)
         self.buf = array("q")
 
-    def sorted(self) -> Iterator[int]:
-        """Every hash added, in increasing order (read from the runs, merged)."""
+    def parts(self) -> Iterator[array[int]]:
+        """Every hash added (``add_sum`` aside), a value range at a time: each array holds
+        one range's hashes from every run, in no particular order."""
         tail = array("q", sorted(self.buf))
         if not self.runs:
-            return iter(tail)
-        chunk = max(1024, (1 << 21) // (len(self.runs) + 1))
-        readers = [self._read(offset, length, chunk) for offset, length in self.runs]
-        return heapq.merge(*readers, iter(tail))
-
-    def _read(self, offset: int, length: int, chunk: int) -> Iterator[int]:
+            yield tail
+            return
         assert self.file is not None
-        done = 0
-        while done < length:
-            part = array("q")
-            self.file.seek((offset + done) * part.itemsize)
-            part.fromfile(self.file, min(chunk, length - done))
-            done += len(part)
-            yield from part
+        tail_cuts = _cuts(tail)
+        for p in range(PARTS):
+            part: array[int] = array("q")
+            for offset, cuts in self.runs:
+                if cuts[p + 1] > cuts[p]:
+                    self.file.seek((offset + cuts[p]) * part.itemsize)
+                    part.fromfile(self.file, cuts[p + 1] - cuts[p])
+            part.extend(tail[tail_cuts[p] : tail_cuts[p + 1]])
+            yield part
+
+    def repeats(self) -> bool:
+        """Whether two hashes added are equal (a C-level ``set`` per value range)."""
+        return any(len(set(part)) != len(part) for part in self.parts())
+
+    def contains_all(self, hashes: Iterable[int]) -> bool:
+        """Whether every one of ``hashes`` was added."""
+        needles = sorted(set(hashes))
+        if not needles:
+            return True
+        for part in self.parts():
+            if part:
+                low, high = min(part), max(part)
+                inside = needles[bisect_left(needles, low) : bisect_left(needles, high + 1)]
+                if not set(part).issuperset(inside):
+                    return False
+                needles = [n for n in needles if n < low or n > high]
+        return not needles
+
+    def sorted(self) -> Iterator[int]:
+        """Every hash added (``add_sum`` aside), in increasing order."""
+        for part in self.parts():
+            yield from sorted(part)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
-
-
-def has_repeats(ordered: Iterable[int]) -> bool:
-    """Whether two neighbours of an ordered sequence are equal."""
-    first, second = tee(ordered)
-    return any(map(operator.eq, first, islice(second, 1, None)))
-
-
-def all_found(needles: Iterable[int], haystack: Iterable[int]) -> bool:
-    """Whether every value of the ordered ``needles`` is in the ordered ``haystack``."""
-    hay = iter(haystack)
-    current: int | None = None
-    for needle in needles:
-        while current is None or current < needle:
-            current = next(hay, None)
-            if current is None:
-                return False
-        if current != needle:
-            return False
-    return True

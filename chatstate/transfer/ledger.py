@@ -152,6 +152,15 @@ class Ledger:
         )
         yield from self.db.execute(query)
 
+    def key_rows(self, name: str) -> Iterator[tuple[int, int]]:
+        """``(index, index of the first entry with its key)`` of every row, by index."""
+        t = self.table(name)
+        query = (
+            f"SELECT t.i, (SELECT min(u.i) FROM {t} u WHERE u.a = t.a AND u.m = t.m) "
+            f"FROM {t} t ORDER BY t.i"
+        )
+        yield from self.db.execute(query)
+
     def first_repeat(self, name: str) -> tuple[int, str, int] | None:
         """``(index, key, char position)`` of the first key of an object seen before."""
         t = self.table(name)

@@ -2,8 +2,9 @@
 
 - :func:`export_snapshot`: an adapter's namespace, streamed as JSON text to a sink or,
   atomically, to a file;
-- :func:`restore_snapshot`: a snapshot file checked in full, then loaded (or, dry run,
-  compared with the namespace), all or nothing;
+- :func:`restore_snapshot`: a snapshot file checked in full (or up to its first
+  ``max_problems`` problems), then loaded (or, dry run, compared with the namespace), all or
+  nothing; a replace restore refuses a live namespace (:mod:`chatstate.liveness`);
 - :class:`Progress`: "rows done / total" on a terminal, nothing elsewhere.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 from chatstate.adapters.base import StateAdapter
+from chatstate.liveness import DEFAULT_QUIET_FOR, NamespaceLive
 from chatstate.sections import SECTIONS, SnapshotSections
 from chatstate.snapshot import InvalidSnapshot
 from chatstate.snapshot_scan import MAPS
@@ -28,6 +30,8 @@ from chatstate.transfer.writer import TextSink, write_snapshot
 
 #: The sections a restore reports on (``dedupe`` and ``dedupe_order`` hold the same keys).
 REPORTED = tuple(name for name in SECTIONS if name != "dedupe_order")
+#: Problems found before a restore's check stops (``--max-problems``).
+DEFAULT_MAX_PROBLEMS = 100
 
 
 class Progress:
@@ -148,14 +152,20 @@ class RestoreReport:
     """What a restore did (or, ``dry_run``, would do).
 
     ``counts``: entries per section in the snapshot as loaded (``pending_locks``: keys);
-    ``dropped``: entries a lenient read dropped; ``warnings``: header problems a lenient read
-    ignored; ``changes`` (dry run): per section, how many entries would be ``added``,
-    ``replaced``, ``removed``, ``appended`` to (pending queues) or left ``unchanged``."""
+    ``dropped``: entries a lenient read dropped, ``drops`` the first 1,000 of them with their
+    JSON path and why; ``warnings``: header problems a lenient read ignored; ``changes``
+    (dry run): per section, how many entries would be ``added``, ``replaced``, ``removed``,
+    ``appended`` to (pending queues) or left ``unchanged``; ``activity``: the namespace's
+    liveness (``StateAdapter.activity``), read before a replace and by a dry run;
+    ``forced``: a live namespace was replaced (``force``)."""
 
     counts: dict[str, int]
     dropped: int = 0
+    drops: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     changes: dict[str, Counter[str]] | None = None
+    activity: dict[str, Any] | None = None
+    forced: bool = False
 
 
 def restore_snapshot(
@@ -167,35 +177,63 @@ def restore_snapshot(
     lenient: bool = False,
     progress: Progress | None = None,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_problems: int | None = DEFAULT_MAX_PROBLEMS,
+    force: bool = False,
+    quiet_for: float = DEFAULT_QUIET_FOR,
 ) -> RestoreReport:
-    """Check the snapshot in ``raw`` (a seekable binary file) in full, then load it into
-    ``adapter`` with ``load_snapshot_stream`` (replace, or ``merge``), all or nothing.
+    """Check the snapshot in ``raw`` (a seekable binary file), then load it into ``adapter``
+    with ``load_snapshot_stream`` (replace, or ``merge``), all or nothing.
 
-    Strict (default): raises :class:`~chatstate.snapshot.InvalidSnapshot` listing every
-    problem (the first 1,000; ``total`` counts them all), each with its JSON path, before
-    anything is changed. ``lenient``: loads what ``normalize_snapshot`` keeps (invalid JSON
-    still raises). ``dry_run``: compares with the namespace and changes nothing. No value
-    larger than ``max_value_bytes`` bytes of JSON text is read (one is a problem): memory
-    stays bounded whatever the file."""
-    with SnapshotFile(raw, lenient=lenient, max_value=max_value_bytes) as snapshot_file:
-        check = snapshot_file.check()
+    Strict (default): raises :class:`~chatstate.snapshot.InvalidSnapshot` before anything is
+    changed, listing the problems (each with its JSON path): every one, or, once
+    ``max_problems`` are found, those — the check stops there (``stopped``), so a file
+    full of problems is refused after reading only as much of it as holds them.
+    ``lenient``: loads what ``normalize_snapshot`` keeps (invalid JSON still raises), the
+    drops in the report. ``dry_run``: compares with the namespace, reads its liveness and
+    changes nothing. No value larger than ``max_value_bytes`` bytes of JSON text is read
+    (one is a problem): memory stays bounded whatever the file.
+
+    A replace (not ``merge``) raises :class:`~chatstate.liveness.NamespaceLive`, nothing
+    changed, when the namespace is live — a lock held, a claim in progress, or activity
+    within ``quiet_for`` seconds (``StateAdapter.activity``) — unless ``force``: checked
+    before the file is read (a refusal costs no check of the file) and again just before
+    the load (workers may have started while a big file was checked)."""
+    replace = not merge and not dry_run
+    if replace and not force:
+        _refuse_live(adapter, adapter.activity(quiet_for))
+    limit = None if lenient else max_problems
+    with SnapshotFile(raw, lenient, max_value=max_value_bytes, max_problems=limit) as file:
+        check = file.check()
         if check.problems:
-            raise InvalidSnapshot(check.problems, check.total)
-        sections = snapshot_file.sections()
+            raise InvalidSnapshot(check.problems, check.total, check.stopped)
+        sections = file.sections()
         report = RestoreReport(
             counts={name: sections.counts.get(name, 0) for name in REPORTED},
             dropped=check.dropped,
+            drops=check.drops,
             warnings=check.warnings,
         )
+        if dry_run or not merge:
+            report.activity = adapter.activity(quiet_for)
         if dry_run:
             report.changes = plan_changes(adapter, sections, merge)
             return report
+        if report.activity is not None and report.activity["live"]:
+            if not force:
+                _refuse_live(adapter, report.activity)
+            report.forced = True
         if progress is not None:
             sections = progress.watch(f"restore {adapter.namespace}", sections)
         adapter.load_snapshot_stream(sections, merge)
         if progress is not None:
             progress.finish()
     return report
+
+
+def _refuse_live(adapter: StateAdapter, activity: dict[str, Any]) -> None:
+    """``NamespaceLive`` when ``activity`` says the namespace is live."""
+    if activity["live"]:
+        raise NamespaceLive(adapter.namespace, activity)
 
 
 def plan_changes(
@@ -208,10 +246,11 @@ def plan_changes(
             "subscriptions": _set_changes(current.subscriptions, incoming.subscriptions, merge),
             "dedupe": _set_changes(current.dedupe, incoming.dedupe_order, merge),
         }
-        for name in (*MAPS, "claims"):
+        for name in (*MAPS, "claims", "lists"):
             changes[name] = _map_changes(
                 getattr(current, name), getattr(incoming, name), merge, name == "pending_locks"
             )
+        changes["outbox"] = _outbox_changes(current.outbox, incoming.outbox, merge)
     return changes
 
 
@@ -225,10 +264,11 @@ def _set_changes(current: Iterable[Any], incoming: Iterable[Any], merge: bool) -
 
 
 def _map_changes(
-    current: Iterable[tuple[str, Any]],
-    incoming: Iterable[tuple[str, Any]],
+    current: Iterable[tuple[Any, Any]],
+    incoming: Iterable[tuple[Any, Any]],
     merge: bool,
     appends: bool,
+    kept_on_merge: bool = False,
 ) -> Counter[str]:
     have = dict(current)
     counts: Counter[str] = Counter()
@@ -238,9 +278,25 @@ def _map_changes(
             counts["added"] += 1
             continue
         matched += 1
-        if merge and appends:
+        if merge and kept_on_merge:
+            counts["unchanged"] += 1
+        elif merge and appends:
             counts["appended" if value else "unchanged"] += 1
         else:
             counts["unchanged" if have[key] == value else "replaced"] += 1
     counts["removed"] = 0 if merge else len(have) - matched
     return counts
+
+
+def _outbox_changes(
+    current: Iterable[dict[str, Any]], incoming: Iterable[dict[str, Any]], merge: bool
+) -> Counter[str]:
+    """Outbox entries by ``key``: merging, an entry whose key is there leaves the one there
+    (``unchanged``), others are ``added``; replacing, entries compare as map values do."""
+    return _map_changes(
+        ((entry["key"], entry) for entry in current),
+        ((entry["key"], entry) for entry in incoming),
+        merge,
+        appends=False,
+        kept_on_merge=True,
+    )

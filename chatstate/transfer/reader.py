@@ -2,39 +2,44 @@
 
 ``check()`` (pass 1) walks the whole file once and reports what ``Snapshot.from_json`` would
 report of it — the same problems, with the same JSON paths, in the same order (the first
-1,000 listed, all counted) — or, lenient, how many entries ``normalize_snapshot`` would
-drop; it keeps the position of each section. ``sections()`` (pass 2) then streams the
-sections from those positions. Memory is bounded whatever the file: no value larger than
-``max_value`` bytes is read, entries are checked one at a time with the very rules of
-:class:`chatstate.snapshot_scan.Scan`, and the cross-entry rules are checked on hashes
-(:mod:`~chatstate.transfer.hashruns`); only when those show a problem (or, lenient, a
-repair) are the keys loaded into a temporary database (:mod:`~chatstate.transfer.ledger`)
-for the exact words (:mod:`~chatstate.transfer.exact`).
+1,000 listed, all counted) — or, lenient, the entries ``normalize_snapshot`` would drop and
+why; it keeps the position of each section. With ``max_problems`` it stops at that many
+problems, reporting those (a file full of problems is refused early). ``sections()`` (pass
+2) then streams the sections from those positions. Memory is bounded whatever the file: no
+value larger than ``max_value`` bytes is read, entries are checked with the very rules of
+:class:`chatstate.snapshot_scan.Scan` (arrays of keys a window at a time,
+:mod:`~chatstate.transfer.bulk`), duplicates are worded as read when their first
+occurrence is kept (:mod:`~chatstate.transfer.seen`), and the other cross-entry rules are
+checked on hashes (:mod:`~chatstate.transfer.hashruns`); only when those show a problem (or,
+lenient, a repair) are the keys loaded into a temporary database
+(:mod:`~chatstate.transfer.ledger`) for the exact words (:mod:`~chatstate.transfer.exact`).
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
 from chatstate.snapshot_checks import as_dedupe_key, as_id, path_of
 from chatstate.snapshot_json import MAP_SECTIONS, problem
-from chatstate.snapshot_scan import ARRAYS, MAPS, SECTIONS, TOP_LEVEL, Scan
+from chatstate.snapshot_lists_outbox import outbox_entry
+from chatstate.snapshot_scan import ARRAYS, FORMAT, MAPS, SECTIONS, TOP_LEVEL, VERSION, Scan
 from chatstate.transfer import exact
+from chatstate.transfer.bulk import chunks
 from chatstate.transfer.facts import (
     MAX_LISTED,
     ArrayFacts,
     Bucket,
-    ClaimFacts,
+    Budget,
+    Enough,
+    KeyedFacts,
     MapFacts,
     placeholder,
 )
-from chatstate.transfer.hashruns import HashRuns, has_repeats
+from chatstate.transfer.hashruns import HashRuns
 from chatstate.transfer.jsonstream import (
     DEFAULT_MAX_VALUE_BYTES,
     JsonStream,
@@ -44,41 +49,34 @@ from chatstate.transfer.jsonstream import (
 from chatstate.transfer.ledger import Ledger
 
 _HEADER = ("format", "version")
+#: Object sections (streamed entry by entry) and arrays of keyed objects.
+_OBJECTS = (*MAPS, "lists")
+_KEYED = ("claims", "outbox")
 
 
 @dataclass
 class Check:
     """What pass 1 found. ``problems``: strict problems (``[]`` when valid), or the one
-    invalid-JSON problem, the first 1,000 listed; ``total``: how many there are;
-    ``dropped``: lenient drop count; ``warnings``: header problems a lenient read ignores;
+    invalid-JSON problem, the first 1,000 listed; ``total``: how many were found;
+    ``stopped``: checking stopped at ``max_problems`` (``total`` is then a lower bound: the
+    rest of the file was not read); ``dropped``: lenient drop count, ``drops`` the first
+    1,000 of them (``path: why``); ``warnings``: header problems a lenient read ignores;
     ``counts``: entries per section that would be loaded."""
 
     problems: list[str] = field(default_factory=list)
     total: int = 0
+    stopped: bool = False
     dropped: int = 0
+    drops: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
-    """A seekable binary file for ``path``; ``"-"`` spools ``stdin`` (default: the process's
-    standard input; a text stream is encoded as UTF-8) to a temporary file, since both passes
-    need to read it. ``OSError`` when the file cannot be opened."""
-    if path != "-":
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    source: IO[Any] = stdin if stdin is not None else sys.stdin
-    source = getattr(source, "buffer", source)
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open
-    while chunk := source.read(1 << 20):
-        spool.write(chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk)
-    spool.seek(0)
-    return spool
 
 
 class SnapshotFile:
     """The JSON text of ``raw`` (a seekable binary file), read as a snapshot in two passes.
 
-    A context manager: leaving it removes the temporary files the exact path made."""
+    ``max_problems`` (strict reads): checking stops once that many problems are found
+    (``None``: never). A context manager: leaving it removes the temporary files."""
 
     def __init__(
         self,
@@ -86,17 +84,23 @@ class SnapshotFile:
         lenient: bool = False,
         chunk_size: int = 1 << 20,
         max_value: int = DEFAULT_MAX_VALUE_BYTES,
+        max_problems: int | None = None,
     ) -> None:
+        if max_problems is not None and max_problems < 1:
+            raise ValueError(f"max_problems must be at least 1, not {max_problems}")
         self.raw = raw
         self.lenient = lenient
         self.chunk_size = chunk_size
         self.max_value = max_value
+        self.budget = Budget(None if lenient else max_problems)
         self.marks: dict[str, Mark] = {}  # streamed sections: where the value starts
         self.small: dict[str, Any] = {}  # header values, sections of a wrong type
+        self.facts: dict[str, Any] = {}  # what pass 1 learnt of each streamed section
         self.whole: Snapshot | None = None  # lenient, the text is not an object
         self.checked: Check | None = None
         self.ledger: Ledger | None = None
-        self.exact: set[str] = set()  # groups read through the ledger (lenient repairs)
+        self.exact: set[str] = set()  # groups repaired through the ledger (lenient)
+        self.memory: set[str] = set()  # groups whose rules were decided in memory
 
     def __enter__(self) -> SnapshotFile:
         return self
@@ -105,6 +109,9 @@ class SnapshotFile:
         self.close()
 
     def close(self) -> None:
+        for facts in self.facts.values():
+            facts.close()
+        self.facts = {}
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
@@ -129,7 +136,8 @@ class SnapshotFile:
 
     def check(self) -> Check:
         """Pass 1: what ``Snapshot.from_json`` (or, lenient, ``normalize_snapshot``) makes of
-        the text. Never raises for bad content; ``OSError`` if the file cannot be read."""
+        the text — or, strict, of the text up to the ``max_problems``-th problem. Never
+        raises for bad content; ``OSError`` if the file cannot be read."""
         try:
             result = self._check()
         except JsonSyntaxError as exc:
@@ -142,37 +150,43 @@ class SnapshotFile:
         stream = self.stream()
         if stream.peek() != "{":
             return self._check_other(stream)
-        strict = not self.lenient
-        unknown = Bucket()
+        strict, budget = not self.lenient, self.budget
+        unknown = Bucket(budget=budget)
         top = HashRuns()
-        facts: dict[str, Any] = {}
+        facts = self.facts
         try:
             for key in stream.members(()):
                 top.add(key)
                 char = stream.peek()
+                # Each section's facts are kept before they are read: a read that stops
+                # at ``max_problems`` (``Enough``) leaves what it found in them.
                 if key in ARRAYS and char == "[":
                     self.marks[key] = stream.mark()
-                    facts[key] = ArrayFacts(key, strict, key != "dedupe_order").read(stream)
-                elif key in MAPS and char == "{":
+                    fingerprint = key != "subscriptions"
+                    facts[key] = ArrayFacts(key, strict, budget, fingerprint)
+                    facts[key].read(stream)
+                elif key in _OBJECTS and char == "{":
                     self.marks[key] = stream.mark()
-                    facts[key] = MapFacts(key, strict).read(stream)
-                    if facts[key].has_repeats():
+                    facts[key] = MapFacts(key, strict, budget)
+                    if facts[key].read(stream).has_repeats():
                         self._raise_repeat(key)
-                elif key == "claims" and char == "[":
+                elif key in _KEYED and char == "[":
                     self.marks[key] = stream.mark()
-                    facts[key] = ClaimFacts(strict).read(stream)
+                    facts[key] = KeyedFacts(key, strict, budget)
+                    facts[key].read(stream)
                 elif key in TOP_LEVEL:
                     self.small[key] = placeholder(stream, (key,))
                 else:
                     stream.skip((key,))
                     Scan(strict, unknown).unknown_keys({key: None})
             stream.end()
-            if top.sums[0] > 1 and _repeats(top):
+            if top.sums[0] > 1 and top.repeats():
                 self._raise_repeat(None)
-            return self._assemble(facts, unknown)
+            return self._assemble(unknown)
+        except Enough:
+            return self._stopped(unknown)
         finally:
-            for item in [top, *(f.runs for f in facts.values())]:
-                item.close()
+            top.close()
 
     def _check_other(self, stream: JsonStream) -> Check:
         """The text is not a JSON object: check it (bounded), it cannot hold a snapshot."""
@@ -181,7 +195,9 @@ class SnapshotFile:
         if not self.lenient:
             return Check(problems=["$: expected an object"], total=1)
         self.whole = Snapshot()
-        return Check(dropped=int(value is not None), counts=dict.fromkeys(SECTIONS, 0))
+        dropped = int(value is not None)
+        drops = ["$: expected an object"] if dropped else []
+        return Check(dropped=dropped, drops=drops, counts=dict.fromkeys(SECTIONS, 0))
 
     def _raise_repeat(self, section: str | None) -> NoReturn:
         """The exact "repeated key" error of the top object or of ``section``."""
@@ -210,16 +226,24 @@ class SnapshotFile:
             stream.fill()
         return stream.line_column(char - stream.base_chars)
 
-    def _assemble(self, facts: dict[str, Any], unknown: Bucket) -> Check:
-        """Every section's problems in ``Scan``'s order (or, lenient, the drop count)."""
-        strict = not self.lenient
-        result = Check()
-        parts: list[Bucket] = [unknown]
+    def _header(self, complete: bool) -> Bucket:
+        """The header's problems (read whole: a missing ``format`` or ``version`` too)."""
         header = {name: self.small[name] for name in _HEADER if name in self.small}
-        if "claims" in self.small or "claims" in facts:
-            header["claims"] = None
+        if not complete:  # not read yet is not missing
+            header = {"format": FORMAT, "version": VERSION, **header}
+        for name in ("claims", "lists", "outbox"):
+            if name in self.small or name in self.facts:
+                header[name] = None
         head = Bucket()
         Scan(True, head).check_header(header)
+        return head
+
+    def _assemble(self, unknown: Bucket) -> Check:
+        """Every section's problems in ``Scan``'s order (or, lenient, the drops)."""
+        strict, facts = not self.lenient, self.facts
+        result = Check()
+        parts: list[Bucket] = [unknown]
+        head = self._header(complete=True)
         if strict:
             parts.append(head)
         else:
@@ -228,24 +252,47 @@ class SnapshotFile:
         groups = exact.Groups(self, facts, typed, strict)
         parts.extend(groups.buckets())
         for name in MAPS:
-            if name in typed:
-                parts.append(typed[name])
-            elif name in facts:
-                parts.append(facts[name].bucket)
-                result.counts[name] = facts[name].kept
+            parts.append(self._object_part(name, typed, result))
         parts.append(groups.claims_bucket())
+        parts.append(self._object_part("lists", typed, result))
+        parts.append(groups.outbox_bucket())
         result.counts.update(groups.counts)
         result.total = sum(part.total for part in parts)
-        result.problems = [line for part in parts for line in part.lines()][:MAX_LISTED]
-        if not strict:
-            result.dropped, result.total, result.problems = result.total, 0, []
+        lines = [line for part in parts for line in part.lines()][:MAX_LISTED]
+        if strict:
+            limit = self.budget.limit
+            result.problems = lines[:limit] if limit is not None else lines
+        else:
+            result.dropped, result.total, result.drops = result.total, 0, lines
         return result
+
+    def _object_part(self, name: str, typed: dict[str, Bucket], result: Check) -> Bucket:
+        if name in typed:
+            return typed[name]
+        if name in self.facts:
+            result.counts[name] = self.facts[name].kept
+            return self.facts[name].as_read()
+        return Bucket()
+
+    def _stopped(self, unknown: Bucket) -> Check:
+        """Strict, ``max_problems`` reached: the problems found so far, in ``Scan``'s order
+        (sections not read yet hold none; the cross-entry rules are not checked)."""
+        parts = [unknown, self._header(complete=False)]
+        for name in SECTIONS:
+            if name in self.facts:
+                parts.append(self.facts[name].as_read())
+            elif name in self.small:
+                parts.append(self._typed(name))
+        lines = [line for part in parts for line in part.lines()]
+        total = sum(part.total for part in parts)
+        limit = self.budget.limit or len(lines)
+        return Check(problems=lines[: min(limit, MAX_LISTED)], total=total, stopped=True)
 
     def _typed(self, name: str) -> Bucket:
         """The problem of a section of the wrong type (or, lenient, ``None``: none)."""
         bucket = Bucket()
         scan = Scan(not self.lenient, bucket)
-        if name in MAPS:
+        if name in _OBJECTS:
             list(scan.map_entries(self.small, name))
         else:
             scan.items(self.small, name)
@@ -272,19 +319,32 @@ class SnapshotFile:
             locks=self._map("locks"),
             pending_locks=self._map("pending_locks"),
             claims=self._claims(),
+            lists=self._map("lists"),
+            outbox=self._outbox(),
             counts=counts,
         )
 
-    def _elements(self, name: str) -> Iterator[Any]:
+    def elements(self, name: str) -> Iterator[Any]:
+        """The elements of the array section ``name`` (none when it is not streamed)."""
         if name in self.marks:
-            yield from self.stream(self.marks[name], trusted=True).elements((name,))
+            for batch in chunks(self.stream(self.marks[name], trusted=True), (name,)):
+                yield from batch
+
+    def _first(self, name: str) -> dict[Any, int]:
+        """Lenient: the first occurrences pass 1 kept of the section's keys."""
+        facts = self.facts.get(name)
+        return facts.seen.first if facts is not None else {}
 
     def _ids(self) -> Iterator[str]:
         if "subscriptions" in self.exact:
             yield from exact.kept_ids(self.get_ledger())
             return
-        for raw in self._elements("subscriptions"):
-            if not self.lenient or as_id(raw) is not None:
+        if not self.lenient:
+            yield from self.elements("subscriptions")
+            return
+        first = self._first("subscriptions")
+        for index, raw in enumerate(self.elements("subscriptions")):
+            if as_id(raw) is not None and first.get(raw, index) == index:
                 yield raw
 
     def _order(self) -> Iterator[tuple[str, str]]:
@@ -292,13 +352,16 @@ class SnapshotFile:
             yield from exact.kept_order(self.get_ledger())
             return
         if not self.lenient:  # checked in pass 1: every entry is a valid key
-            for raw in self._elements("dedupe_order"):
+            for raw in self.elements("dedupe_order"):
                 yield raw[0], raw[1]
             return
-        for raw in self._elements("dedupe_order"):
+        first = self._first("dedupe_order")
+        for index, raw in enumerate(self.elements("dedupe_order")):
             key = as_dedupe_key(raw)
-            if key is not None:
+            if key is not None and first.get(key, index) == index:
                 yield key
+        if "dedupe" in self.memory:  # then every key is in the two ``first``
+            yield from sorted(self._first("dedupe").keys() - first.keys())
 
     def _map(self, name: str) -> Iterator[tuple[str, Any]]:
         if name not in self.marks:
@@ -316,11 +379,26 @@ class SnapshotFile:
             yield from exact.kept_claims(self.get_ledger())
             return
         scan = Scan(not self.lenient)
-        for index, raw in enumerate(self._elements("claims")):
+        first = self._first("claims")
+        known = self._first("dedupe").keys() | self._first("dedupe_order").keys()
+        in_memory = "dedupe" in self.memory
+        for index, raw in enumerate(self.elements("claims")):
             key, claim, _ = scan.claim(index, raw)
-            if key is not None and claim is not None:
+            if key is None or claim is None or first.get(key, index) != index:
+                continue
+            if not in_memory or key in known:
                 yield key, claim
 
-
-def _repeats(runs: HashRuns) -> bool:
-    return has_repeats(runs.sorted())
+    def _outbox(self) -> Iterator[dict[str, Any]]:
+        strict = not self.lenient
+        firsts = None
+        if "outbox" in self.exact:
+            firsts = exact.first_indexes(self.get_ledger(), "outbox")
+        first = self._first("outbox")
+        for index, raw in enumerate(self.elements("outbox")):
+            key, entry, _ = outbox_entry(index, raw, strict)
+            if entry is None:
+                continue
+            at = firsts(index) if firsts is not None else first.get(key, index)
+            if at == index:
+                yield entry

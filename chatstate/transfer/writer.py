@@ -72,7 +72,9 @@ class _Writer:
             ("dedupe", lambda: self.keys(sections.dedupe, "dedupe", check=True)),
             ("dedupe_order", lambda: self.keys(sections.dedupe_order, "dedupe_order")),
             ("format", lambda: self.out.write(header["format"])),
+            ("lists", lambda: self.mapping(sections.lists, "lists")),
             ("locks", lambda: self.mapping(sections.locks, "locks")),
+            ("outbox", lambda: self.entries(sections.outbox)),
             ("pending_locks", lambda: self.mapping(sections.pending_locks, "pending_locks")),
             ("subscriptions", lambda: self.ids(sections.subscriptions)),
             ("thread_state", lambda: self.mapping(sections.thread_state, "thread_state")),
@@ -147,6 +149,17 @@ class _Writer:
             return sep.join([value(entry, 2) for entry in entries])
 
         self.container("[", "]", items, render, _Order("claims", by_key=True))
+
+    def entries(self, items: Iterable[dict[str, Any]]) -> None:
+        """An array of objects in the order given (the outbox: commit order)."""
+        value, sep = self.value, "," + self.nl[2]
+
+        def render(batch: list[dict[str, Any]]) -> str:
+            if self.compact:
+                return self.dumps(batch)[1:-1]
+            return sep.join([value(entry, 2) for entry in batch])
+
+        self.container("[", "]", items, render, None)
 
 
 class _Order:

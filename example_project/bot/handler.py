@@ -1,40 +1,33 @@
-"""The bot: what it does with one delivery, through chatstate's public API.
+"""The bot: each message is one unit of work, staged in its cycle, written by its commit.
 
-A delivery is one ``handle_message`` cycle, ``queue`` strategy, keyed by ``(platform,
-message_id)``. A **duplicate** is dropped (a 200) — unless its first delivery is still being
-handled and may yet fail: :class:`RetryLater` (a 503). A delivery that **acquires** the
-thread answers its own message, then those queued behind it in the order they reached the
-lock, under the lock (``msg.drain()``: each step writes the thread's state, the last also
-releases the lock, so whatever arrives meanwhile queues and is answered in its turn). One
-that finds the thread busy is **queued** (a 202) for the holder to answer; the queue full,
-:class:`RetryLater`. If answering a queued message fails, it stays first in the queue (those
-before it written) for the next delivery, which answers its own message first.
-
-The bot follows (subscribes to) a thread when mentioned as ``@bot``, answers every message in
-a followed thread, stops on ``@bot stop``, and keeps per thread ``turns``, ``participants``,
-``last_message``, ``processed`` (ids in processing order) and ``replies``; per channel
-``messages`` and ``active_threads`` (updated atomically: a channel's threads run at once).
+A delivery is one ``handle_message`` cycle keyed by the platform's message id. It answers
+its own message if it takes the thread, then those ``msg.drain()`` hands out under the lock,
+in arrival order (one that finds messages left by a dead holder queues behind them: the
+drain hands them out, then its own). A message's effects — thread state, channel counters,
+subscription, history, reply — are staged on ``msg`` and written with the message marked
+done in one atomic step, or not at all: after a failed commit the redelivery is handled
+afresh, and a done message's redelivery does nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatstate import LockResult, StateAdapter, Strategy
+from chatstate import LockResult, StateAdapter
 from chatstate.cycle import MessageCycle
+from example_project.bot import model
 from example_project.bot.conf import setting
-from example_project.bot.message import Message, channel_key, thread_key
+from example_project.bot.message import channel_key, thread_key
 
-HISTORY = 100  # how many processed ids and replies a thread's state keeps (the newest)
-_HOST = socket.gethostname()[:64]
-# The lease is renewed while a model thinks; a full queue refuses the newcomer (retried).
-CYCLE: dict[str, Any] = {"strategy": Strategy.QUEUE, "keepalive": True, "overflow": "drop_newest"}
+Message = Mapping[str, Any]  # a parsed message (message.py), or a queued entry's metadata
+#: Queue behind a busy thread (a full queue refuses the newcomer: delivered again later),
+#: renew the lease while the model thinks, read the newest 20 history items (its context).
+CYCLE = {"strategy": "queue", "overflow": "drop_newest", "keepalive": True, "history": 20}
 
 
 class RetryLater(Exception):
@@ -43,124 +36,100 @@ class RetryLater(Exception):
 
 @dataclass
 class Delivery:
-    """The webhook's JSON answer; ``status`` is ``handled``, ``queued`` or ``duplicate``."""
+    """The webhook's answer: ``status`` (handled, queued, duplicate), the thread, the ids of
+    the messages this delivery handled in order, and the outbox keys of their replies."""
 
-    status: str
     thread: str
-    replies: list[dict[str, str]] = field(default_factory=list)
-    drained: list[str] = field(default_factory=list)
+    status: str = "handled"
+    handled: list[str] = field(default_factory=list)
+    outbox: list[str] = field(default_factory=list)
 
+    def add(self, message: Message, reply_key: str | None) -> None:
+        self.handled.append(message["message_id"])
+        self.outbox += [reply_key] if reply_key else []
 
-def respond(state: dict[str, Any], message: Message, subscribed: bool) -> tuple[bool, str | None]:
-    """Apply ``message`` to ``state`` (in place); ``(subscribed_after, reply or None)``."""
-    user, mid, text = message["user"], message["message_id"], message["text"]
-    state["turns"] = int(state.get("turns", 0)) + 1
-    state["participants"] = sorted({*state.get("participants", []), user})
-    state["last_message"] = {"message_id": mid, "user": user, "text": text, "ts": message["ts"]}
-    state["processed"] = [*state.get("processed", []), mid][-HISTORY:]
-    at = text.lower().find(mention := "@" + str(setting("BOT_NAME")).lower())
-    command = None if at < 0 else text[at + len(mention) :].strip().lower()
-    reply: str | None = None
-    if command is not None and command.startswith("stop"):
-        reply = f"Okay {user}, I'll stop following this thread. Mention me to bring me back."
-        reply, subscribed = (reply if subscribed else None), False
-    elif command is not None and not subscribed:
-        subscribed = True
-        reply = f"Hi {user}! I'm following this thread now and will answer every message in it."
-    elif subscribed:
-        people = len(state["participants"])
-        talking = f"{people} {'person' if people == 1 else 'people'} talking"
-        reply = f"Noted, {user}: message {state['turns']} in this thread, {talking}."
-    if reply is not None:
-        said = {"in_reply_to": mid, "text": reply}
-        state["replies"] = [*state.get("replies", []), said][-HISTORY:]
-    return subscribed, reply
-
-
-def think(message: Message, reply: str | None) -> None:
-    """Compose ``reply`` (``BOT_THINK_SECONDS``, holding the thread): a stand-in for a model."""
-    time.sleep(float(setting("BOT_THINK_SECONDS")) if reply else 0)
-
-
-async def athink(message: Message, reply: str | None) -> None:
-    """The async twin of :func:`think`."""
-    await asyncio.sleep(float(setting("BOT_THINK_SECONDS")) if reply else 0)
-
-
-class Turns:
-    """One delivery's bookkeeping: its cycle's arguments, and what it answered so far."""
-
-    subscribed = was_subscribed = False  # the thread's subscription, after / before a message
-
-    def __init__(self, message: Message) -> None:
-        self.message, self.thread = message, thread_key(message)
-        self.channel, self.delivery = channel_key(message), Delivery("handled", self.thread)
-        mid = message["message_id"]  # the owner is unique to this delivery (≤ 210 chars)
-        owner = f"{_HOST}:{os.getpid()}:{mid}:{uuid.uuid4().hex[:8]}"
-        ids = {"dedupe_key": (message["platform"], mid), "thread_id": self.thread}
-        self.cycle = {**CYCLE, **ids, "owner": owner, "metadata": dict(message)}
-
-    def entered(self, msg: MessageCycle) -> bool:
-        """Whether to answer (acquired); else the answer is set, or raises RetryLater."""
-        queued = msg.result is LockResult.QUEUED
-        if msg.in_progress or not (msg.duplicate or msg.acquired or queued):
-            why = "is being handled now" if msg.in_progress else "finds the thread's queue full"
-            raise RetryLater(f"message {self.message['message_id']} {why}")
-        if not msg.acquired:
-            self.delivery.status = "queued" if queued else "duplicate"
-            return False
-        self.subscribed = self.was_subscribed = msg.subscribed
-        return True
-
-    def respond(self, msg: MessageCycle, message: Message) -> str | None:
-        """Apply ``message`` to ``msg.state``; its reply, recorded in the delivery."""
-        self.was_subscribed = self.subscribed
-        self.subscribed, reply = respond(msg.state, message, self.subscribed)
-        if message is not self.message:
-            self.delivery.drained.append(message["message_id"])
-        if reply is not None:
-            self.delivery.replies.append({"in_reply_to": message["message_id"], "text": reply})
-        return reply
-
-    def channel_update(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The channel's state after one more message of this thread."""
-        active = set(state.get("active_threads", []))
-        (active.add if self.subscribed else active.discard)(self.thread)
-        messages = int(state.get("messages", 0)) + 1
-        return {**state, "messages": messages, "active_threads": sorted(active)}
+    def settle(self, msg: MessageCycle, mid: str) -> Delivery:
+        """This answer once the cycle is over; RetryLater if the message ``mid`` was left."""
+        if msg.in_progress:
+            raise RetryLater(f"message {mid} is being handled now")
+        if mid not in self.handled and not msg.duplicate and msg.result is not LockResult.QUEUED:
+            raise RetryLater(f"message {mid} finds the thread's queue full")
+        if mid not in self.handled:
+            self.status = "duplicate" if msg.duplicate else "queued"
+        return self
 
 
 def handle(store: StateAdapter, message: Message) -> Delivery:
-    """Handle one delivery (see the module docstring); raises :class:`RetryLater`."""
-    turns = Turns(message)
-    with store.handle_message(**turns.cycle) as msg:
-        if turns.entered(msg):
-            _answer(store, turns, msg, message)
-            for entry in msg.drain():
-                _answer(store, turns, msg, entry.metadata)  # type: ignore[arg-type]
-    return turns.delivery
+    """Handle one delivery of ``message``; raises RetryLater."""
+    done = Delivery(thread_key(message))
+    with store.handle_message(**cycle(message)) as msg:
+        if msg.acquired:
+            done.add(message, answer(msg, message))
+        for entry in msg.drain():
+            done.add(entry.metadata, answer(msg, entry.metadata))
+    return done.settle(msg, message["message_id"])
 
 
-def _answer(store: StateAdapter, turns: Turns, msg: MessageCycle, message: Message) -> None:
-    think(message, turns.respond(msg, message))
-    if turns.subscribed != turns.was_subscribed:
-        (store.subscribe if turns.subscribed else store.unsubscribe)(turns.thread)
-    store.update_channel_state(turns.channel, turns.channel_update)
+def answer(msg: MessageCycle, message: Message) -> str | None:
+    """Handle ``message`` in the cycle ``msg`` (all staged); its reply's outbox key, if any."""
+    task = take_in(msg, message)
+    return reply(msg, message, model.think(msg.history.items, task)) if task else None
+
+
+def take_in(msg: MessageCycle, message: Message) -> str | None:
+    """Stage what ``message`` changes; the model's task if the bot answers it, else None."""
+    following, command = msg.subscribed, mention(message["text"])
+    if command is not None:
+        (msg.unsubscribe if command.startswith("stop") else msg.subscribe)()
+    msg.state["turns"] = msg.state.get("turns", 0) + 1
+    msg.channel.incr("messages")
+    (msg.channel.add if msg.subscribed else msg.channel.discard)("active_threads", msg.thread_id)
+    said = {key: message[key] for key in ("message_id", "user", "text", "ts")}
+    msg.history.append({"role": "user", **said})
+    if msg.subscribed:
+        return "answer" if following else "greet"
+    return "stop" if following else None
+
+
+def reply(msg: MessageCycle, message: Message, text: str) -> str:
+    """Stage the reply in the history and in the outbox, whose dispatcher posts it after the
+    commit (``CHATSTATE["OUTBOX_SENDER"]``); returns its outbox key."""
+    mid = message["message_id"]
+    msg.history.append({"role": "bot", "in_reply_to": mid, "text": text})
+    where = {"channel": message["channel_id"], "thread": message["thread_id"]}
+    return msg.send({**where, "in_reply_to": mid, "text": text})
+
+
+def cycle(message: Message) -> dict[str, Any]:
+    """The ``handle_message`` arguments of one delivery of ``message``."""
+    return {
+        **CYCLE,
+        "dedupe_key": (message["platform"], message["message_id"]),
+        "thread_id": thread_key(message),
+        "channel_id": channel_key(message),
+        "owner": f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex}",
+        "metadata": dict(message),  # what the holder gets back when this one is queued
+    }
+
+
+def mention(text: str) -> str | None:
+    """What follows ``@<BOT_NAME>`` in ``text``, lowercased; None when the bot is not named."""
+    lowered, name = text.lower(), "@" + str(setting("BOT_NAME")).lower()
+    at = lowered.find(name)
+    return None if at < 0 else lowered[at + len(name) :].strip()
 
 
 async def ahandle(store: StateAdapter, message: Message) -> Delivery:
-    """The async twin of :func:`handle`, for the ASGI view (the same steps, awaited)."""
-    turns = Turns(message)
-    async with store.ahandle_message(**turns.cycle) as msg:
-        if turns.entered(msg):
-            await _aanswer(store, turns, msg, message)
-            async for entry in msg.adrain():
-                await _aanswer(store, turns, msg, entry.metadata)  # type: ignore[arg-type]
-    return turns.delivery
+    """The async twin of :func:`handle`, for the ASGI view."""
+    done = Delivery(thread_key(message))
+    async with store.ahandle_message(**cycle(message)) as msg:
+        if msg.acquired:
+            done.add(message, await aanswer(msg, message))
+        async for entry in msg.adrain():
+            done.add(entry.metadata, await aanswer(msg, entry.metadata))
+    return done.settle(msg, message["message_id"])
 
 
-async def _aanswer(store: StateAdapter, turns: Turns, msg: MessageCycle, message: Message) -> None:
-    await athink(message, turns.respond(msg, message))
-    if turns.subscribed != turns.was_subscribed:
-        await (store.asubscribe if turns.subscribed else store.aunsubscribe)(turns.thread)
-    await store.aupdate_channel_state(turns.channel, turns.channel_update)
+async def aanswer(msg: MessageCycle, message: Message) -> str | None:
+    task = take_in(msg, message)
+    return reply(msg, message, await model.athink(msg.history.items, task)) if task else None

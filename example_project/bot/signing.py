@@ -5,7 +5,7 @@ A sender computes ``v0=<hex HMAC-SHA256 of "v0:{timestamp}:{body}">`` with the s
 used as ``X-Chatstate-Request-Timestamp``. The receiver recomputes it over the raw body it
 received and compares in constant time; a timestamp further than ``BOT_SIGNATURE_MAX_AGE``
 seconds from its clock is refused, so a captured request cannot be replayed later.
-For a GET, the signed "body" is the raw query string.
+(The sending side, for the demo and the tests: ``example_project.demo.replay.signed_headers``.)
 """
 
 from __future__ import annotations
@@ -50,17 +50,6 @@ def sign(body: bytes, timestamp: int | str, secret: str | None = None) -> str:
     """The signature header value for ``body`` sent at ``timestamp``: ``v0=<64 hex digits>``."""
     base = f"{VERSION}:{timestamp}:".encode() + body
     return f"{VERSION}=" + hmac.new(_secret(secret), base, hashlib.sha256).hexdigest()
-
-
-def signed_headers(
-    body: bytes, secret: str | None = None, now: float | None = None
-) -> dict[str, str]:
-    """The two headers a sender adds to a request carrying ``body``."""
-    timestamp = int(time.time() if now is None else now)
-    return {
-        SIGNATURE_HEADER: sign(body, timestamp, secret),
-        TIMESTAMP_HEADER: str(timestamp),
-    }
 
 
 def verify(

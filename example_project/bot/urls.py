@@ -6,5 +6,4 @@ app_name = "bot"
 urlpatterns = [
     path("webhook", views.webhook, name="webhook"),
     path("webhook-async", views.webhook_async, name="webhook-async"),
-    path("threads", views.thread_info, name="threads"),
 ]

@@ -7,6 +7,7 @@ compares ``store.snapshot()`` before and after.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -162,8 +163,9 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
 
 
 def _id(case: tuple[Any, ...]) -> str:
+    """A test id that is the same in every process (no object addresses)."""
     method, args, kwargs, *exc = case
-    shown = repr((args, kwargs))
+    shown = re.sub(r" at 0x[0-9a-f]+", "", repr((args, kwargs)))
     return f"{method}-{exc[0].__name__ if exc else 'id'}-{shown[:40]}"
 
 

@@ -62,7 +62,7 @@ def test_the_snapshot_shows_everything_in_the_namespace(store: Any) -> None:
     snap = store.snapshot()
     assert plain(snap) == {
         "format": "chatstate.snapshot",
-        "version": 2,
+        "version": 3,
         "subscriptions": ["t1", "t2"],
         "dedupe": [["slack", "m1"], ["slack", "m2"]],
         "dedupe_order": [["slack", "m1"], ["slack", "m2"]],
@@ -76,6 +76,8 @@ def test_the_snapshot_shows_everything_in_the_namespace(store: Any) -> None:
             ]
         },
         "claims": [],
+        "lists": {},
+        "outbox": [],
     }
     assert set(snap.locks["k"]) == {"owner", "strategy", "metadata", "acquired_at", "expires_at"}
     assert normalize_snapshot(snap) == snap
@@ -136,7 +138,7 @@ BAD_MAPPINGS = {
         ['dedupe_order: missing keys present in dedupe: 1 (["a", "b"])'],
     ),
     "an unknown version": ({"format": "chatstate.snapshot", "version": 9}, ValueError,
-                           ["version: unsupported version 9 (this code reads 1 and 2)"]),
+                           ["version: unsupported version 9 (this code reads 1, 2 and 3)"]),
     "a NUL in a state": ({"thread_state": {"t": {"a": ["x\x00"]}}}, ValueError,
                          ["thread_state['t'].a[0]: contains a NUL character (U+0000)"]),
     "a lone surrogate in an id": ({"subscriptions": ["t\ud800"]}, ValueError,

@@ -15,23 +15,28 @@ import json
 import operator
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Collate
 
 from chatstate.adapters.database.rows import NamespaceRows, claim_dict, lock_dict, pending_dict
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
+    ListHead,
+    ListItem,
     Lock,
+    OutboxMessage,
     PendingLockEntry,
     Subscription,
     ThreadState,
 )
 from chatstate.sections import SnapshotSections
 from chatstate.snapshot import Snapshot
+from chatstate.types import to_iso
 
 _CHUNK = 10_000
 #: Dedupe entries a snapshot holds: all but released claims (a refused message's, which a
@@ -40,13 +45,41 @@ _KEPT = ~Q(owner__isnull=False, thread_id__isnull=True)
 #: Claims in progress (the ``claims`` section).
 _CLAIMED = Q(owner__isnull=False, thread_id__isnull=False)
 _CLAIM_FIELDS = ("adapter", "message_id", "owner", "thread_id", "expires_at")
+_OUTBOX_FIELDS = ("key", "thread_id", "payload", "attempts", "dead", "created_at", "due_at")
 _loads = json.JSONDecoder().decode
+
+
+def live_lists(now: datetime) -> Q:
+    """The list heads a snapshot taken at ``now`` holds: not expired, with items (an expired
+    list reads as empty; a list without items is no list)."""
+    items = ListItem.objects.filter(namespace=OuterRef("namespace"), key=OuterRef("key"))
+    return (Q(expires_at__isnull=True) | Q(expires_at__gt=now)) & Q(Exists(items))
+
+
+def outbox_dict(*row: Any) -> dict[str, Any]:
+    """An outbox row ``(key, thread_id, payload, attempts, dead, created_at, due_at)`` in the
+    snapshot's form."""
+    key, thread_id, payload, attempts, dead, created, due = row
+    return {
+        "key": key,
+        "thread_id": thread_id,
+        "payload": payload,
+        "attempts": attempts,
+        "dead": bool(dead),
+        "created_at": to_iso(created),
+        "due_at": to_iso(due),
+    }
 
 
 def snapshot(adapter: NamespaceRows) -> Snapshot:
     """The namespace's whole state, read in one transaction."""
     with transaction.atomic(using=adapter.using):
         q = adapter.queryset
+        rows = _Rows(adapter)
+        try:
+            lists, outbox = dict(rows.lists(adapter.now())), list(rows.outbox())
+        finally:
+            rows.close()
         order = [
             (a, m)
             for a, m in q(DedupeEntry)
@@ -80,6 +113,8 @@ def snapshot(adapter: NamespaceRows) -> Snapshot:
                 (a, m): claim_dict(*row)
                 for a, m, *row in q(DedupeEntry).filter(_CLAIMED).values_list(*_CLAIM_FIELDS)
             },
+            lists=lists,
+            outbox=outbox,
         )
 
 
@@ -121,6 +156,7 @@ class _Rows:
 
     def sections(self) -> SnapshotSections:
         adapter, rows = self.adapter, self
+        now = adapter.now()
         return SnapshotSections(
             subscriptions=rows.sorted(Subscription, ("thread_id",), flat=True),
             dedupe=rows.sorted(DedupeEntry, ("adapter", "message_id"), where=_KEPT),
@@ -150,6 +186,8 @@ class _Rows:
                 ((a, m), claim_dict(*row))
                 for a, m, *row in rows.sorted(DedupeEntry, _CLAIM_FIELDS, where=_CLAIMED)
             ),
+            lists=rows.lists(now),
+            outbox=rows.outbox(),
             counts={
                 "subscriptions": adapter.queryset(Subscription).count(),
                 "dedupe": (dedupe := adapter.queryset(DedupeEntry).filter(_KEPT).count()),
@@ -162,8 +200,30 @@ class _Rows:
                 .distinct()
                 .count(),
                 "claims": adapter.queryset(DedupeEntry).filter(_CLAIMED).count(),
+                "lists": adapter.queryset(ListHead).filter(live_lists(now)).count(),
+                "outbox": adapter.queryset(OutboxMessage).count(),
             },
         )
+
+    def lists(self, now: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The lists live at ``now`` (:func:`live_lists`) sorted by key, each ``(key,
+        {"items": [...], "expires_at": ISO or None})``, items oldest first: two streams, the
+        heads and the items (sorted by key, then position), read side by side."""
+        live = self.adapter.queryset(ListHead).filter(live_lists(now))
+        heads = self.sorted(ListHead, ("key", "expires_at"), where=live_lists(now))
+        of_live = Q(Exists(live.filter(key=OuterRef("key"))))
+        items = self.sorted(ListItem, ("key", "value"), then=("seq",), where=of_live)
+        for key, group in itertools.groupby(items, key=operator.itemgetter(0)):
+            head, expires = next(heads)
+            while head != key:  # a list whose last item went since the heads were read
+                head, expires = next(heads)
+            values = [value for _, value in group]
+            yield key, {"items": values, "expires_at": None if expires is None else to_iso(expires)}
+
+    def outbox(self) -> Iterator[dict[str, Any]]:
+        """The outbox entries in commit order (id)."""
+        rows = self.ordered(OutboxMessage, _OUTBOX_FIELDS, ("id",))
+        return (outbox_dict(*row) for row in rows)
 
     def ordered(
         self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...], where: Q | None = None
@@ -202,7 +262,7 @@ class _Rows:
         keys = fields[:2] if model is DedupeEntry else fields[:1]
         stream: Iterator[Any]
         if self.collation is None:  # a collation this module does not know: sort here
-            rows = self.ordered(model, fields, ("pk",), where)
+            rows = self.ordered(model, fields, then or ("pk",), where)
             stream = iter(sorted(rows, key=lambda r: r[: len(keys)]))
         else:
             order = [Collate(F(k), self.collation) if self.collation else k for k in keys]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Exists, Q
 
+from chatstate.adapters.database.rows import json_value
 from chatstate.calls import ListAppend
 from chatstate.models import ListHead, ListItem
 
@@ -104,7 +105,7 @@ class ListRows:
                     namespace=self.namespace,
                     key=append.key,
                     seq=head.last_seq,
-                    value=json.loads(append.value),
+                    value=json_value(json.loads(append.value)),
                 )
             )
             if append.max_length is not None:

@@ -27,6 +27,7 @@ from django.db import IntegrityError, connections, router
 from chatstate import conf
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.database import connection, export, housekeeping, restore
+from chatstate.adapters.database.activity import ActivityRows
 from chatstate.adapters.database.effects import EffectRows
 from chatstate.adapters.database.locks import LockRows
 from chatstate.adapters.database.rows import (
@@ -71,7 +72,7 @@ def database_alias(using: str | None) -> str:
     return str(alias)
 
 
-class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, StateAdapter):
+class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows, StateAdapter):
     """Chat state in the models of :mod:`chatstate.models`, for one namespace.
 
     ``using`` is a database alias; by default the ``DATABASE`` setting, else the router's

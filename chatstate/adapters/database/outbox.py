@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.db.models import Exists, OuterRef, Q, Subquery
 
+from chatstate.adapters.database.rows import json_value
 from chatstate.calls import OutboxClaim, Send
 from chatstate.models import OutboxMessage
 from chatstate.types import OutboxEntry, to_iso
@@ -87,7 +88,7 @@ class OutboxRows:
                 namespace=self.namespace,
                 key=send.key,
                 thread_id=send.thread_id,
-                payload=json.loads(send.payload),
+                payload=json_value(json.loads(send.payload)),
                 created_at=now,
                 due_at=now,
             )

@@ -2,7 +2,7 @@
 the streamed restore of the ``chatstate_restore`` command (:func:`load_sections`): on
 PostgreSQL psycopg's ``COPY … FROM STDIN`` streams rows into the tables (merging goes through
 temporary tables and ``INSERT … ON CONFLICT``); elsewhere the ORM's bulk inserts, a batch
-at a time.
+at a time. Lists and the outbox: :mod:`.restore_lists`.
 
 Both run inside the caller's write transaction and keep the adapter's invariants: dedupe
 entries carry ``seq`` 1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head``
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.db.models import Max
 
+from chatstate.adapters.database import restore_lists
 from chatstate.adapters.database.rows import (
     STATE_FIELDS,
     STATE_MODELS,
@@ -69,16 +70,22 @@ def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
 def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:
     """Inside a write transaction: replace (or merge into) the namespace's state from
     ``sections``, holding one batch of rows in memory at a time. PostgreSQL: ``COPY``
-    streams; other databases: the ORM's bulk inserts."""
+    streams; other databases: the ORM's bulk inserts. Lists and the outbox:
+    :mod:`.restore_lists`."""
     if adapter.vendor == "postgresql":
-        _Copier(adapter, merge).load(sections)
+        copier = _Copier(adapter, merge)
+        copier.load(sections)
+        restore_lists.load_by_copy(adapter, copier, sections.lists, sections.outbox, merge)
     else:
         _load_by_orm(adapter, sections, merge)
+        restore_lists.load_by_orm(adapter, sections.lists, sections.outbox, merge)
 
 
 def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> None:
     """Inside a write transaction: replace (or merge into) the namespace's state, by the ORM."""
-    _load_by_orm(adapter, SnapshotSections.from_snapshot(snapshot), merge)
+    sections = SnapshotSections.from_snapshot(snapshot)
+    _load_by_orm(adapter, sections, merge)
+    restore_lists.load_by_orm(adapter, sections.lists, sections.outbox, merge)
 
 
 def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:

@@ -7,12 +7,19 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import connections
+from django.db.models import JSONField, Value
 
 from chatstate.models import ChannelState, DedupeWindow, PendingLockEntry, ThreadState
 from chatstate.types import STRATEGIES, PendingEntry, to_iso
 
 STATE_MODELS: dict[str, Any] = {"thread": ThreadState, "channel": ChannelState}
 STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
+
+
+def json_value(value: Any) -> Any:
+    """``value`` for a ``JSONField`` of a model instance being created: JSON ``null`` for
+    ``None`` (the ORM would store SQL ``NULL``, which the columns refuse)."""
+    return Value(None, JSONField()) if value is None else value
 
 
 def upsert_options(using: str, unique_fields: list[str]) -> dict[str, Any]:

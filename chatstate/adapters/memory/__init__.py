@@ -17,6 +17,7 @@ from typing import Any
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
+from chatstate.adapters.memory.activity import MemoryActivity
 from chatstate.adapters.memory.cycle import MemoryCycle
 from chatstate.adapters.memory.lists import MemoryLists
 from chatstate.adapters.memory.store import Claim, MemoryStore
@@ -30,7 +31,7 @@ _monotonic = time.monotonic
 _time = time.time
 
 
-class MemoryStateAdapter(MemoryCycle, MemoryLists, StateAdapter):
+class MemoryStateAdapter(MemoryCycle, MemoryActivity, MemoryLists, StateAdapter):
     """Chat state held in this process; each instance has its own."""
 
     name = "memory"

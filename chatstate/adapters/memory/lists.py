@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
 from collections import deque
 from typing import Any
 
-from chatstate.adapters.memory.store import MemoryStore, OutboxRecord
+from chatstate.adapters.memory.store import OUTBOX_IDS, MemoryStore, OutboxRecord
 from chatstate.calls import ListAppend, OutboxClaim, Staged
 from chatstate.channelops import apply_ops
 from chatstate.types import OutboxEntry, epoch_to_iso
@@ -26,7 +25,7 @@ class MemoryLists:
 
     store: MemoryStore
     _mutex: threading.RLock
-    _outbox_ids = itertools.count(1)
+    _outbox_ids = OUTBOX_IDS
 
     # -- lists ---------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ Layout (each container belongs to one namespace's adapter and is guarded by its 
 * ``taken``: key → entry id → ``(owner, until (monotonic))``: queued entries a slot holder's
   drain was handed;
 * ``lists``: key → ``[deque of item json, expires (monotonic) | None, expires_wall | None]``;
-* ``outbox``: id → :class:`OutboxRecord`, in commit order; ``outbox_keys``: key → id.
+* ``outbox``: id → :class:`OutboxRecord`, in commit order; ``outbox_keys``: key → id (ids
+  from :data:`OUTBOX_IDS`, unique in the process).
 
 Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact).
 """
@@ -30,12 +31,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatstate.snapshot import Snapshot
-from chatstate.types import STRATEGIES, DedupeKey, PendingEntry, Strategy, as_epoch, as_iso
-from chatstate.validation import dump_map, dump_metadata
+from chatstate.types import (
+    STRATEGIES,
+    DedupeKey,
+    PendingEntry,
+    Strategy,
+    as_epoch,
+    as_iso,
+    epoch_to_iso,
+)
+from chatstate.validation import dump_map, dump_metadata, dump_value
 
 Pending = tuple[str, str, Strategy, str, float, "str | None"]
 Claim = tuple[str, str, float, "float | str"]
 _loads = json.loads
+
+#: Ids of outbox entries, shared by every memory adapter of the process (a commit's and a
+#: snapshot load's alike), so that no id ever names two entries.
+OUTBOX_IDS = itertools.count(1)
 
 
 @dataclass
@@ -52,6 +65,25 @@ class OutboxRecord:
     dead: bool = False
     lease_owner: str | None = None
     lease_until: float = 0.0
+    #: The exact ``created_at`` / ``due_at`` texts a snapshot gave (``due_at``'s while
+    #: ``due`` is still the time it names), so that a round trip is exact.
+    created_text: str | None = None
+    due_text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry in the snapshot's form."""
+        due = self.due_text
+        if due is None or as_epoch(due, 0.0) != self.due:
+            due = epoch_to_iso(self.due)
+        return {
+            "key": self.key,
+            "thread_id": self.thread_id,
+            "payload": _loads(self.payload),
+            "attempts": self.attempts,
+            "dead": self.dead,
+            "created_at": self.created_text or epoch_to_iso(self.created),
+            "due_at": due,
+        }
 
 
 @dataclass
@@ -78,7 +110,10 @@ class MemoryStore:
 
     def snapshot(self) -> Snapshot:
         """The whole state as a ``Snapshot``: a claim in progress is in ``claims``; a released
-        one (its message refused) is left out, so its redelivery is handled after a restore."""
+        one (its message refused) is left out, so its redelivery is handled after a restore.
+        Lists: those with items and not expired, expiry as a snapshot gave it (else the
+        wall time). The outbox: every entry, in commit order."""
+        now_mono = time.monotonic()
         order = [key for key, (_, claim) in self.dedupe.items() if claim is None or claim[1]]
         claims = {
             key: {"owner": claim[0], "thread_id": claim[1], "expires_at": as_iso(claim[3])}
@@ -110,6 +145,15 @@ class MemoryStore:
                 if queue
             },
             claims=claims,
+            lists={
+                key: {
+                    "items": [_loads(text) for text in items],
+                    "expires_at": None if wall is None else as_iso(wall),
+                }
+                for key, (items, expires, wall) in self.lists.items()
+                if items and (expires is None or expires > now_mono)
+            },
+            outbox=[record.to_dict() for record in self.outbox.values()],
         )
 
     @classmethod
@@ -117,6 +161,7 @@ class MemoryStore:
         """A store holding ``snapshot`` (built outside the adapter's mutex: it may be big)."""
         now_mono, now_wall = time.monotonic(), time.time()
         store = cls()
+        store.load_lists_and_outbox(snapshot.lists, snapshot.outbox, now_mono, now_wall)
         store.subscriptions = dict.fromkeys(snapshot.subscriptions, now_wall)
         store.dedupe = OrderedDict((key, [now_wall, None]) for key in snapshot.dedupe_order)
         for dedupe_key, claim in snapshot.claims.items():
@@ -170,9 +215,45 @@ class MemoryStore:
         ]
         return stale_states, stale_subs
 
+    def load_lists_and_outbox(
+        self,
+        lists: dict[str, dict[str, Any]],
+        outbox: list[dict[str, Any]],
+        now_mono: float,
+        now_wall: float,
+    ) -> None:
+        """Hold a snapshot's capped lists and outbox entries (its ``lists`` and ``outbox``
+        sections) in this store, being built from the snapshot at ``now_mono``/``now_wall``.
+        Every list is kept, an expired or empty one too (a merge then removes the list of its
+        key); an expiry and the outbox's times keep their exact text. Outbox entries get new
+        ids (:data:`OUTBOX_IDS`), in the snapshot's order."""
+        for key, value in lists.items():
+            text = value["expires_at"]
+            expires = None if text is None else now_mono + (as_epoch(text, 0.0) - now_wall)
+            items = deque(dump_value(item, "list item") for item in value["items"])
+            self.lists[key] = [items, expires, text]
+        for entry in outbox:
+            entry_id = str(next(OUTBOX_IDS))
+            created, due = entry["created_at"], entry.get("due_at") or entry["created_at"]
+            self.outbox[entry_id] = OutboxRecord(
+                entry_id,
+                entry["key"],
+                entry["thread_id"],
+                dump_value(entry["payload"], "outbox payload"),
+                as_epoch(created, 0.0),
+                as_epoch(due, 0.0),
+                entry["attempts"],
+                entry["dead"],
+                created_text=created,
+                due_text=due,
+            )
+            self.outbox_keys[entry["key"]] = entry_id
+
     def load(self, other: MemoryStore, merge: bool) -> None:
         """Replace (or merge into) what this store holds with ``other``'s; pending entries
-        get ids of this store."""
+        get ids of this store. A list of ``other`` replaces the list of its key (one empty or
+        expired removes it); an outbox entry is appended unless an entry with its key is
+        here."""
         if not merge:
             for container in (
                 self.subscriptions,
@@ -196,3 +277,13 @@ class MemoryStore:
         for lock_key, queue in other.pending.items():
             numbered = (((str(next(self.ids)),) + raw[1:]) for raw in queue)
             self.pending.setdefault(lock_key, deque()).extend(numbered)
+        now = time.monotonic()
+        for list_key, found in other.lists.items():
+            if found[0] and (found[1] is None or found[1] > now):
+                self.lists[list_key] = found
+            else:
+                self.lists.pop(list_key, None)
+        for entry_id, record in other.outbox.items():
+            if record.key not in self.outbox_keys:
+                self.outbox[entry_id] = record
+                self.outbox_keys[record.key] = entry_id

@@ -30,7 +30,7 @@ from django.core import checks
 from chatstate.adapters.base import StateAdapter
 from chatstate.adapters.hooks import StateFn
 from chatstate.adapters.operations import Op, operation
-from chatstate.adapters.redis import cluster, connection, records, scripts, streaming
+from chatstate.adapters.redis import activity, cluster, connection, records, scripts, streaming
 from chatstate.adapters.redis.connection import CALL, EVAL
 from chatstate.adapters.redis.cycle import RedisCycle
 from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
@@ -44,7 +44,7 @@ from chatstate.validation import check_id, dump_map
 T = TypeVar("T")
 
 
-class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, StateAdapter):
+class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActivity, StateAdapter):
     """Chat state in Redis for one namespace; ``alias`` is a django-redis ``CACHES`` alias.
 
     ``client``: a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) to use instead of the

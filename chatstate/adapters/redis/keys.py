@@ -31,6 +31,9 @@ suffix              type    holds
                             it itself (``PEXPIRE``, renewed by an append with a ttl)
 ``lkeys``           zset    list key → its expiry (ms; ``inf``: none): the lists that
                             exist, for prune (drops expired ones) and snapshots
+``lexp``            hash    list key → the exact expiry text a snapshot gave it, valid
+                            while its ``lkeys`` score is still that time (a snapshot
+                            exports it then, so a round trip is exact)
 ``ob``              hash    outbox entry id → its record (see ``lua/outbox.lua``)
 ``obp``             hash    outbox entry id → its payload (JSON text)
 ``obk``             hash    idempotency key → the id of the entry waiting with it
@@ -86,6 +89,7 @@ class Keys:
         "qkeys",
         "qseq",
         "lkeys",
+        "lexp",
         "ob",
         "obp",
         "obk",
@@ -111,6 +115,7 @@ class Keys:
         self.qkeys = prefix + "qkeys"
         self.qseq = prefix + "qseq"
         self.lkeys = prefix + "lkeys"
+        self.lexp = prefix + "lexp"
         self.ob = prefix + "ob"
         self.obp = prefix + "obp"
         self.obk = prefix + "obk"

@@ -46,7 +46,7 @@ class RedisLists:
 
     @operation
     def _do_delete_list(self, key: str) -> Op[int]:
-        keys = [self.keys.lkeys, self.keys.list_key(key)]
+        keys = [self.keys.lkeys, self.keys.list_key(key), self.keys.lexp]
         return int((yield (EVAL, scripts.LIST_DELETE, keys, [key])))
 
 

@@ -35,9 +35,13 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
 * a list item, an item of an ``l:<key>`` list: the value's JSON text as given;
 * an outbox entry, a field of the ``ob`` hash: ``[key, thread_id, created_ms, due_ms,
   attempts, dead (0|1), lease owner ('' none), lease_until_ms]``, its payload the same
-  field of ``obp`` (``lua/outbox.lua``).
+  field of ``obp`` (``lua/outbox.lua``); an entry loaded from a snapshot also carries the
+  exact ``created_at`` and ``due_at`` texts it gave (the latter valid while ``due_ms`` is
+  still its time), and its attempts as a decimal string when Lua's numbers (14 significant
+  digits when encoded) would not keep them exactly.
 
-Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``) come between
+Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``,
+``load_lists.lua``) come between
 the prelude and the body of the scripts that use them only: Lua builds a script's functions
 each time it runs, so the hot scripts carry none they do not call. ``lua/slots.lua`` goes
 inside the branches that meet slots (a ``-- @slots`` line): a path that takes no slot never
@@ -111,8 +115,8 @@ TAKE_PENDING = LuaScript.load("take_pending")
 PUT_STATE = LuaScript.load("put_state")
 SUBSCRIBE = LuaScript.load("subscribe")
 PRUNE = LuaScript.load("prune")
-LOAD_REPLACE = LuaScript.load("load_replace")
-LOAD_MERGE = LuaScript.load("load_merge")
+LOAD_REPLACE = LuaScript.load("load_replace", "load_lists")
+LOAD_MERGE = LuaScript.load("load_merge", "load_lists")
 FREEZE = LuaScript.load("freeze")
 SORT_CHUNK = LuaScript.load("sort_chunk")
 HASH_PAGE = LuaScript.load("hash_page")

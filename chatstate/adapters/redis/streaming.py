@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from chatstate.adapters.operations import Op
-from chatstate.adapters.redis import records, scripts
+from chatstate.adapters.redis import records, scripts, snaplists
 from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN
 from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
 from chatstate.sections import SnapshotSections
@@ -46,6 +46,8 @@ class Sections(NamedTuple):
     locks: Iterable[tuple[str, dict[str, Any]]]
     pending_locks: Iterable[tuple[str, list[dict[str, Any]]]]
     claims: Iterable[tuple[DedupeKey, dict[str, Any]]]
+    lists: Iterable[tuple[str, dict[str, Any]]] = ()
+    outbox: Iterable[dict[str, Any]] = ()
 
     @classmethod
     def of(cls, source: Snapshot | SnapshotSections) -> Sections:
@@ -58,6 +60,8 @@ class Sections(NamedTuple):
                 source.locks.items(),
                 source.pending_locks.items(),
                 source.claims.items(),
+                source.lists.items(),
+                source.outbox,
             )
         return cls(
             source.subscriptions,
@@ -67,6 +71,8 @@ class Sections(NamedTuple):
             source.locks,
             source.pending_locks,
             source.claims,
+            source.lists,
+            source.outbox,
         )
 
 
@@ -95,6 +101,8 @@ def op_snapshot(keys: Keys) -> Op[Snapshot]:
         locks=dict(pages["locks"]),
         pending_locks=dict(pages["pending_locks"]),
         claims=dict(pages["claims"]),
+        lists=dict(pages["lists"]),
+        outbox=pages["outbox"],
     )
 
 
@@ -122,7 +130,7 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
     frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
     # ``subs`` is not read as such: it routes the script to the namespace's slot (cluster).
     reply = yield (EVAL, scripts.FREEZE, [keys.subs], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
-    subs, dedupe, threads, channels, locks, pending, claims = (int(n) for n in reply)
+    subs, dedupe, threads, channels, locks, pending, claims, lists, outbox = map(int, reply)
     for kind, source in (
         ("set", frozen.subs),
         ("zset", frozen.dd),
@@ -131,6 +139,8 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         ("hash", frozen.locks),
         ("set", frozen.qkeys),
         ("hash", frozen.ddc),
+        ("zset", frozen.lkeys),
+        ("ids", frozen.ob),
     ):
         position: Any = 0
         while True:
@@ -150,6 +160,8 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
         "locks": locks,
         "pending_locks": pending,
         "claims": claims,
+        "lists": lists,
+        "outbox": outbox,
     }
     return frozen, counts
 
@@ -157,6 +169,10 @@ def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
 def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
     """Items ``start`` .. ``start + CHUNK`` of a frozen section, in snapshot order."""
     stop = start + CHUNK - 1
+    if section == "lists":
+        return (yield from snaplists.op_lists_page(frozen, start, stop))
+    if section == "outbox":
+        return (yield from snaplists.op_outbox_page(frozen, start, stop))
     if section == "subscriptions":
         found = yield (CALL, "zrange", (frozen.subs + ":sorted", start, stop))
         return [text(t) for t in found]
@@ -213,6 +229,7 @@ def build_commands(
     sections: Sections, tmp: Keys, now: int, lock_ttl: float
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """Pipeline commands writing ``sections`` under ``tmp``, each key set to expire."""
+    yield from lists_and_outbox_commands(sections, tmp, now)
 
     def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
         yield method, (key, *args)
@@ -274,6 +291,22 @@ def build_commands(
             for part in parts(items, CHUNK):
                 yield from expiring(tmp.q(key), "rpush", *part)
             yield from expiring(tmp.qkeys, "sadd", key)
+
+
+def lists_and_outbox_commands(
+    sections: Sections, tmp: Keys, now: int
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Pipeline commands writing a snapshot's capped lists and outbox entries under ``tmp``
+    (:func:`.snaplists.commands`), each key set to expire; the load's switching script then
+    moves them (``lua/load_lists.lua``): a list replaces the live list of its key (a replace
+    removed them all first), an outbox entry is appended unless its key is there. Each
+    section is consumed once."""
+
+    def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        yield method, (key, *args)
+        yield "pexpire", (key, LOAD_TTL_MS)
+
+    yield from snaplists.commands(sections.lists, sections.outbox, tmp, now, CHUNK, expiring)
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from chatstate.liveness import DEFAULT_QUIET_FOR, NamespaceLive, describe
 from chatstate.management.commands._common import (
     ProgressStream,
     adapter_for,
@@ -17,12 +18,19 @@ from chatstate.management.commands._common import (
 )
 from chatstate.snapshot import InvalidSnapshot
 from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
-from chatstate.transfer.operations import Progress, RestoreReport, restore_snapshot
-from chatstate.transfer.reader import open_source
+from chatstate.transfer.operations import (
+    DEFAULT_MAX_PROBLEMS,
+    Progress,
+    RestoreReport,
+    restore_snapshot,
+)
+from chatstate.transfer.source import open_source
 
 _KINDS = ("added", "replaced", "appended", "removed", "unchanged")
 _SIZE = re.compile(r"\s*([0-9]+)\s*([KMG]?)(?:i?B)?\s*", re.IGNORECASE)
 _SHIFT = {"": 0, "K": 10, "M": 20, "G": 30}
+_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h)?\s*")
+_UNIT = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
 
 
 def byte_size(text: str) -> int:
@@ -34,11 +42,28 @@ def byte_size(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """``"60"``, ``"90s"``, ``"2m"``, ``"1h"`` as seconds, >= 0."""
+    match = _SECONDS.fullmatch(text)
+    if match is None:
+        raise ArgumentTypeError(f"expected a number of seconds >= 0 (60, 90s, 2m, 1h): {text!r}")
+    return float(match[1]) * _UNIT[match[2]]
+
+
+def count(text: str) -> int:
+    """A whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ArgumentTypeError(f"expected a whole number of at least 1: {text!r}")
+    return int(text)
+
+
 class Command(BaseCommand):
     help = (
-        "Restore a snapshot file (or - for stdin) into the namespace. The whole file is "
-        "checked first: any problem is printed with its JSON path and nothing changes. "
-        "Replaces the namespace's state in one transaction, or merges with --merge."
+        "Restore a snapshot file (or - for stdin) into the namespace. The file is checked "
+        "first: its problems are printed with their JSON paths (the first --max-problems; the "
+        "check stops there) and nothing changes. Replaces the namespace's state in one "
+        "transaction — refused while the namespace is live, unless --force — or merges with "
+        "--merge."
     )
     stealth_options = ("stdin",)
 
@@ -48,12 +73,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--merge",
             action="store_true",
-            help="merge into the namespace (incoming values win) instead of replacing it",
+            help="merge into the namespace (incoming values win; an outbox entry whose key is "
+            "there already is left as it is) instead of replacing it; allowed while it is live",
         )
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="print what would be added, replaced and removed per section; change nothing",
+            help="print what would be added, replaced and removed per section, and whether the "
+            "namespace is live; change nothing",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="replace the namespace even while it is live (locks held, claims in progress, "
+            "or activity within --quiet-for): what its workers did since the snapshot is lost",
+        )
+        parser.add_argument(
+            "--quiet-for",
+            type=seconds,
+            default=DEFAULT_QUIET_FOR,
+            metavar="SECONDS",
+            help="a replace restore needs the namespace quiet this long: no dedupe claim, lock "
+            "taken or state written (default 60; 90s, 2m, 1h)",
         )
         parser.add_argument(
             "--max-value-bytes",
@@ -67,9 +108,18 @@ class Command(BaseCommand):
             ),
         )
         parser.add_argument(
+            "--max-problems",
+            type=count,
+            default=DEFAULT_MAX_PROBLEMS,
+            metavar="N",
+            help="stop checking at the first N problems and print them (default 100); with "
+            "--lenient, print at most N of the entries dropped",
+        )
+        parser.add_argument(
             "--lenient",
             action="store_true",
-            help="load what normalize_snapshot keeps of a damaged snapshot; print the drops",
+            help="load what normalize_snapshot keeps of a damaged snapshot; print each entry "
+            "dropped with its JSON path and why",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -90,32 +140,52 @@ class Command(BaseCommand):
                     lenient=options["lenient"],
                     progress=progress,
                     max_value_bytes=options["max_value_bytes"],
+                    max_problems=options["max_problems"],
+                    force=options["force"],
+                    quiet_for=options["quiet_for"],
                 )
         except InvalidSnapshot as exc:
-            for problem in exc.problems:
-                self.stderr.write(problem)
-            count = exc.total
-            unlisted = count - len(exc.problems)
-            if unlisted:
-                self.stderr.write(f"... and {unlisted:,} more problems, not listed")
-            listed = f"the first {len(exc.problems):,} listed above" if unlisted else "listed above"
-            raise CommandError(
-                f"{path} is not a valid snapshot ({count:,} problem{'s' if count != 1 else ''}, "
-                f"{listed}); nothing was changed"
-            ) from exc
+            raise self.refused(path, exc) from exc
+        except NamespaceLive as exc:
+            raise CommandError(f"{exc}; nothing was changed") from exc
+        except ValueError as exc:  # the backend refused the load (all or nothing)
+            where = f"namespace {adapter.namespace!r}"
+            raise CommandError(f"cannot restore into {where}: {exc}; nothing was changed") from exc
         except OSError as exc:
             raise _unreadable(path, exc) from exc
         self.report(report, adapter.namespace, "merge" if merge else "replace", options)
+
+    def refused(self, path: str, exc: InvalidSnapshot) -> CommandError:
+        """Print the problems of ``exc``; the command's error."""
+        for problem in exc.problems:
+            self.stderr.write(problem)
+        total, listed = exc.total, len(exc.problems)
+        if exc.stopped:
+            self.stderr.write(f"... checking stopped here (--max-problems {listed:,})")
+            return CommandError(
+                f"{path} is not a valid snapshot (checking stopped at {total:,} "
+                f"problem{'s' * (total != 1)}, listed above; the rest of the file was not "
+                "checked); nothing was changed"
+            )
+        if total > listed:
+            self.stderr.write(f"... and {total - listed:,} more problems, not listed")
+        shown = f"the first {listed:,} listed above" if total > listed else "listed above"
+        return CommandError(
+            f"{path} is not a valid snapshot ({total:,} problem{'s' * (total != 1)}, "
+            f"{shown}); nothing was changed"
+        )
 
     def report(self, report: RestoreReport, namespace: str, mode: str, options: Any) -> None:
         for warning in report.warnings:
             self.stderr.write(f"warning (ignored by --lenient): {warning}")
         if options["lenient"]:
-            self.stdout.write(
-                f"Lenient: dropped {report.dropped} entr{'y' if report.dropped == 1 else 'ies'} "
-                "that normalize_snapshot could not keep."
-            )
+            self.drops(report, options["max_problems"])
+        if report.forced and report.activity is not None:
+            found = describe(namespace, report.activity)
+            self.stderr.write(f"warning: {found}; replaced anyway (--force)")
         if report.changes is not None:
+            if report.activity is not None:
+                self.stdout.write(self.liveness(namespace, report.activity, mode))
             self.stdout.write(f"Dry run ({mode}) into namespace {namespace!r}; would change:")
             for name, counts in report.changes.items():
                 self.stdout.write(f"  {name:<14} {_describe(counts)}")
@@ -125,6 +195,26 @@ class Command(BaseCommand):
         for name, n in report.counts.items():
             unit = " keys" if name == "pending_locks" else ""
             self.stdout.write(f"  {name:<14} {n:>12,}{unit}")
+
+    def drops(self, report: RestoreReport, limit: int) -> None:
+        """``Lenient: dropped N entries …`` and each drop (the first ``limit``)."""
+        n = report.dropped
+        self.stdout.write(
+            f"Lenient: dropped {n:,} entr{'y' if n == 1 else 'ies'} that normalize_snapshot "
+            f"could not keep{':' if n else '.'}"
+        )
+        shown = report.drops[:limit]
+        for drop in shown:
+            self.stdout.write(f"  dropped {drop}")
+        if n > len(shown):
+            self.stdout.write(f"  ... and {n - len(shown):,} more")
+
+    @staticmethod
+    def liveness(namespace: str, activity: dict[str, Any], mode: str) -> str:
+        line = describe(namespace, activity)
+        if activity["live"] and mode == "replace":
+            return f"{line}: a replace restore would be refused (stop the workers or --force)."
+        return f"{line}."
 
 
 def _unreadable(path: str, exc: OSError) -> CommandError:

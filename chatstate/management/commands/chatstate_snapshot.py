@@ -18,7 +18,7 @@ from chatstate.transfer.operations import Progress, export_snapshot, export_to_f
 
 class Command(BaseCommand):
     help = (
-        "Write the namespace's state as snapshot JSON (format chatstate.snapshot, version 2) "
+        "Write the namespace's state as snapshot JSON (format chatstate.snapshot, version 3) "
         "to stdout or, atomically, to a file. The same state always gives the same bytes."
     )
 

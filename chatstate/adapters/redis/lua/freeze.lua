@@ -6,16 +6,27 @@
 -- ARGV: live prefix, snapshot prefix, ttl_ms (the copy expires if the reader dies).
 -- A released claim (a refused message's, thread '') leaves the copy with its member: a
 -- restored namespace handles that message's redelivery too.
+-- Lists: those not expired now, with their place in ``lkeys`` (the expiry) and ``lexp``; the
+-- outbox: ``ob`` and ``obp`` (every entry, dead ones too).
 -- Returns the counts {subscriptions, dedupe, thread_state, channel_state, locks, pending,
--- claims}.
+-- claims, lists, outbox}.
 local live, snap, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local function copy(name)
     if redis.call('COPY', live .. name, snap .. name) == 1 then
         redis.call('PEXPIRE', snap .. name, ttl)
+        return true
     end
+    return false
 end
-for _, name in ipairs({'subs', 'dd', 'ddc', 'ts', 'cs', 'locks', 'qkeys'}) do copy(name) end
+for _, name in ipairs({'subs', 'dd', 'ddc', 'ts', 'cs', 'locks', 'qkeys', 'lexp', 'ob', 'obp'}) do
+    copy(name)
+end
 for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
+local lists = redis.call('ZRANGEBYSCORE', live .. 'lkeys', '(' .. now_ms(), '+inf', 'WITHSCORES')
+for i = 1, #lists, 2 do
+    if copy('l:' .. lists[i]) then redis.call('ZADD', snap .. 'lkeys', lists[i + 1], lists[i]) end
+end
+redis.call('PEXPIRE', snap .. 'lkeys', ttl)
 local claims = redis.call('HGETALL', snap .. 'ddc')
 for i = 1, #claims, 2 do
     if cjson.decode(claims[i + 1])[2] == '' then
@@ -26,4 +37,5 @@ end
 return {redis.call('SCARD', snap .. 'subs'), redis.call('ZCARD', snap .. 'dd'),
         redis.call('HLEN', snap .. 'ts'), redis.call('HLEN', snap .. 'cs'),
         redis.call('HLEN', snap .. 'locks'), redis.call('SCARD', snap .. 'qkeys'),
-        redis.call('HLEN', snap .. 'ddc')}
+        redis.call('HLEN', snap .. 'ddc'), redis.call('ZCARD', snap .. 'lkeys'),
+        redis.call('HLEN', snap .. 'ob')}

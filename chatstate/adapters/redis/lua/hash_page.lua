@@ -1,5 +1,8 @@
--- One page of a frozen hash in id order. KEYS: the ids zset, the hash. ARGV: start, stop.
--- Returns {ids, values}.
+-- One page of a frozen hash in id order. KEYS: the ids zset, the hash[, a second hash with
+-- the same fields]. ARGV: start, stop. Returns {ids, values[, the second hash's values]}.
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
-if #ids == 0 then return {{}, {}} end
-return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
+local page = {ids}
+for k = 2, #KEYS do
+    page[k] = #ids > 0 and redis.call('HMGET', KEYS[k], unpack(ids)) or {}
+end
+return page

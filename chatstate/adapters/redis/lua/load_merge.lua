@@ -1,5 +1,6 @@
 -- Loading a snapshot, merging: the new state was built under a temporary prefix; merge it into
--- the live keys in one step (incoming values win; dedupe keys and pending entries appended).
+-- the live keys in one step (incoming values win; dedupe keys and pending entries appended;
+-- lists replaced by key and new outbox entries appended: load_lists.lua).
 -- ARGV: live prefix, temporary prefix.
 local live, tmp = ARGV[1], ARGV[2]
 local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs', 'ct', 'locks',
@@ -33,4 +34,6 @@ for _, k in ipairs(redis.call('SMEMBERS', tmp .. 'qkeys')) do
     redis.call('UNLINK', tmp .. 'q:' .. k)
 end
 for _, name in ipairs(sections) do redis.call('UNLINK', tmp .. name) end
+load_lists(live, tmp, now_ms())
+load_outbox(live, tmp)
 return 1

@@ -1,7 +1,8 @@
 -- Loading a snapshot, replacing: the new state was built under a temporary prefix; switch to
 -- it in one step. The keys of one namespace share a hash tag (one cluster slot), so the
 -- pending-list keys computed from the qkeys set inside the script stay on one node.
--- Lists and the outbox are not in the snapshot: replacing the state removes them.
+-- The namespace's lists and outbox go first, then the snapshot's are moved in (load_lists.lua;
+-- the outbox counter is kept, so that no id names two entries).
 -- ARGV: live prefix, temporary prefix.
 local live, tmp = ARGV[1], ARGV[2]
 local sections = {'subs', 'subt', 'dd', 'ddseq', 'ddc', 'ddt', 'ts', 'tt', 'cs', 'ct', 'locks',
@@ -16,7 +17,9 @@ end
 for _, thread in ipairs(redis.call('ZRANGE', live .. 'obh', 0, -1)) do
     redis.call('UNLINK', live .. 'obq:' .. thread)
 end
-for _, name in ipairs({'lkeys', 'ob', 'obp', 'obk', 'obh'}) do redis.call('UNLINK', live .. name) end
+for _, name in ipairs({'lkeys', 'lexp', 'ob', 'obp', 'obk', 'obh'}) do
+    redis.call('UNLINK', live .. name)
+end
 for _, name in ipairs(sections) do
     redis.call('UNLINK', live .. name)
     if redis.call('EXISTS', tmp .. name) == 1 then
@@ -28,4 +31,6 @@ for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do
     redis.call('RENAME', tmp .. 'q:' .. k, live .. 'q:' .. k)
     redis.call('PERSIST', live .. 'q:' .. k)
 end
+load_lists(live, tmp, now_ms())
+load_outbox(live, tmp)
 return 1

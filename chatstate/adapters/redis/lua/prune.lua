@@ -1,8 +1,9 @@
 -- KEYS: locks, dd, ddc, ddt, qkeys, ts, cs, tt, ct, subs, subt, lkeys.
 -- ARGV: dedupe_limit, dry_run ('1'), min_age_ms, pending_ttl_ms|'', state_older_ms|'',
 -- the namespace's key prefix (pending lists are prefix .. 'q:' .. key, lists
--- prefix .. 'l:' .. key). Redis expires lists itself; prune drops their keys from lkeys.
--- Expired slots are freed one by one (each counts as an expired lock).
+-- prefix .. 'l:' .. key). Redis expires lists itself; prune drops their keys from lkeys (and
+-- their exact expiry texts from prefix .. 'lexp'). Expired slots are freed one by one (each
+-- counts as an expired lock).
 -- Returns {expired_locks, trimmed, pending_expired, states_removed, subscriptions_removed,
 -- {key, {entries}, key, {entries}, ...}, lists_expired} (the pending entries dropped as
 -- expired; the lists Redis expired, dropped from lkeys).
@@ -84,7 +85,10 @@ local lists = 0
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
     if redis.call('EXISTS', prefix .. 'l:' .. key) == 0 then  -- Redis expired it
         lists = lists + 1
-        if not dry then redis.call('ZREM', KEYS[12], key) end
+        if not dry then
+            redis.call('ZREM', KEYS[12], key)
+            redis.call('HDEL', prefix .. 'lexp', key)
+        end
     end
 end
 return {expired, trimmed, pending_expired, states, subs, dropped, lists}

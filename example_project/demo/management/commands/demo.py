@@ -1,4 +1,4 @@
-"""``manage.py demo``: replay the sample conversation in-process and explain what happened."""
+"""``manage.py demo``: replay the sample conversation in-process, deliver the outbox, explain."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chatstate import default_snapshot, get_adapter
-from example_project.bot import replay, report
+from chatstate import StateAdapter, default_snapshot, get_adapter
+from example_project.demo import replay, report
 
 DEMO_USER = ("admin", "admin")
 
@@ -17,8 +17,9 @@ DEMO_USER = ("admin", "admin")
 class Command(BaseCommand):
     help = (
         "Run the example bot on the sample conversation (in-process, on the configured "
-        "database), print what happened, and create the demo superuser admin/admin if absent. "
-        "Idempotent: the bot's namespace is cleared first."
+        "database), deliver its replies through the outbox, print what happened, and create "
+        "the demo superuser admin/admin if absent. Idempotent: the bot's namespace is "
+        "cleared first."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,17 +40,26 @@ class Command(BaseCommand):
         )
         out("")
 
-        sender = replay.InProcessSender()
         # The story below tells each 503; Django's "Service Unavailable" log line would not.
         request_log = logging.getLogger("django.request")
         request_log.addFilter(_not_503)
         try:
-            outcomes = replay.replay(steps, sender, 4, replay.Progress(total))
+            outcomes = replay.replay(steps, replay.InProcessSender(), 4, replay.Progress(total))
         finally:
             request_log.removeFilter(_not_503)
-        threads = replay.final_threads(steps, sender)
         self._story(steps, outcomes)
-        self._transcripts(steps, threads)
+        waiting = len(store.outbox())
+        out(self.style.MIGRATE_HEADING("The outbox: the replies, sent after their commits"))
+        out(
+            f"The webhook posted nothing: each reply was stored by its message's commit "
+            f"({waiting} waiting). A dispatcher now hands them to the sender "
+            f"(CHATSTATE['OUTBOX_SENDER']), each thread's in the order they were committed:"
+        )
+        sent = replay.dispatch(store)
+        out(f"{sent['sent']} sent, {sent['retried']} to retry, {sent['dead']} dead.")
+        out("")
+        threads = replay.final_threads(steps, store)
+        self._transcripts(threads)
         out(self.style.MIGRATE_HEADING("Final state"))
         out(report.threads_table(threads))
         out("")
@@ -65,7 +75,7 @@ class Command(BaseCommand):
         """Step by step: what was sent, and what became of each delivery."""
         out = self.stdout.write
         out(self.style.MIGRATE_HEADING("What happened, step by step"))
-        drainers = report.drained_by(outcomes)
+        handlers = report.handled_by(outcomes)
         for number, step in enumerate(steps, 1):
             how = "at once" if step.concurrent else "in turn"
             out(f"{number}. {step.note} [{len(step.deliveries)} sent {how}]")
@@ -73,24 +83,21 @@ class Command(BaseCommand):
                 if o.step == number:
                     out(
                         f"     {o.message['message_id']} {o.message['user']:<6} "
-                        f"HTTP {o.status}  {report.describe(o, drainers)}"
+                        f"HTTP {o.status}  {report.describe(o, handlers)}"
                     )
         out("")
 
-    def _transcripts(self, steps: list[replay.Step], threads: list[dict[str, Any]]) -> None:
-        """Each thread as the bot processed it: messages in order, with the bot's replies."""
+    def _transcripts(self, threads: list[dict[str, Any]]) -> None:
+        """Each thread's history (``msg.history``): its messages as the bot handled them."""
         out = self.stdout.write
-        out(self.style.MIGRATE_HEADING("The threads, in the order the bot processed them"))
-        messages = {m["message_id"]: m for step in steps for m in step.deliveries}
+        out(self.style.MIGRATE_HEADING("The threads' histories (what the model sees)"))
         for info in threads:
-            state = info["state"]
-            replies = {r["in_reply_to"]: r["text"] for r in state.get("replies", [])}
-            out(f"{info['thread']}")
-            for mid in state.get("processed", []):
-                message = messages.get(mid, {"user": "?", "text": "?"})
-                out(f"  {mid} {message['user']}: {message['text']}")
-                if mid in replies:
-                    out(f"      bot: {replies[mid]}")
+            out(info["thread"])
+            for item in info["history"]:
+                if item.get("role") == "user":
+                    out(f"  {item['message_id']} {item['user']}: {item['text']}")
+                else:
+                    out(f"      bot: {item['text']}")
         out("")
 
     def _next_steps(self, created: bool) -> None:
@@ -101,10 +108,12 @@ class Command(BaseCommand):
             f"Superuser {user!r} (password {password!r}) {account}.\n"
             "Start the server:   .venv/bin/python manage.py runserver\n"
             f"Open the admin:     http://127.0.0.1:8000/admin/  (log in as {user} / {password})"
-            " to see the subscriptions, dedupe window, thread and channel states above.\n"
+            " to see the subscriptions, dedupe window, thread and channel states, histories "
+            "and outbox above.\n"
             "Replay over HTTP:   .venv/bin/python manage.py replay --url http://127.0.0.1:8000\n"
             "                    (every delivery is then a duplicate: the dedupe window "
-            "remembers this run; run `make demo` again to start afresh)."
+            "remembers this run; run `make demo` again to start afresh). The command then "
+            "delivers the outbox from its own process, a dispatcher beside the server."
         )
 
 
@@ -113,8 +122,9 @@ def _not_503(record: logging.LogRecord) -> bool:
     return getattr(record, "status_code", None) != 503
 
 
-def _clear(store: Any) -> int:
-    """Empty the bot's namespace; return how many entries it held (a fresh run each time)."""
+def _clear(store: StateAdapter) -> int:
+    """Empty the bot's namespace -- histories and outbox included -- by loading the empty
+    snapshot; return how many entries it held (a fresh run each time)."""
     before = store.snapshot()
     held = (
         len(before.subscriptions)
@@ -123,6 +133,8 @@ def _clear(store: Any) -> int:
         + len(before.channel_state)
         + len(before.locks)
         + sum(len(v) for v in before.pending_locks.values())
+        + sum(len(v["items"]) for v in before.lists.values())
+        + len(before.outbox)
     )
     if held:
         store.load_snapshot(default_snapshot())

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatstate import bench, conf
+import bench
+from chatstate import conf
 from chatstate.management.commands._common import ProgressStream
 from chatstate.types import ChatStateError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatstate.bench.cycles import Config, make_adapters, namespaces
+from bench.cycles import Config, make_adapters, namespaces
 
 
 def prefill_history(config: Config) -> None:

@@ -20,8 +20,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from chatstate.bench.counting import count_cycle
-from chatstate.bench.cycles import (
+from bench.counting import count_cycle
+from bench.cycles import (
     ADAPTERS,
     Config,
     async_cycle_fn,
@@ -31,7 +31,7 @@ from chatstate.bench.cycles import (
     spread,
     thread_ids,
 )
-from chatstate.bench.prepare import clear_namespace, prefill_history
+from bench.prepare import clear_namespace, prefill_history
 
 FIELDS = (
     "adapter",

@@ -119,7 +119,7 @@ def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]
 
         return run_primitives
 
-    from chatstate.bench import floors
+    from bench import floors
 
     return floors.floor_fn(config, adapter, threads, owner, prefix)
 
@@ -132,7 +132,7 @@ def async_cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int],
     prefix = f"w{worker}-{config['run_id']}-m"
     n_threads = len(threads)
     if config["mode"] == "floor":
-        from chatstate.bench import floors
+        from bench import floors
 
         return floors.async_floor_fn(config, adapter, threads, owner, prefix)
 

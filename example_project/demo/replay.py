@@ -10,8 +10,9 @@ platform redelivering while the first delivery is still being handled). Every re
 signed. A 503 is redelivered, as a platform does, after its ``Retry-After`` (at most
 :data:`MAX_REDELIVERIES` times, each wait at most :data:`MAX_WAIT` seconds).
 :class:`HttpSender` posts over real HTTP to a running server; :class:`InProcessSender` goes
-through Django's test client in this process (same views, middleware and database). What
-happened is told by :mod:`example_project.bot.report`.
+through Django's test client in this process (same views, middleware and database). What the
+bot made of it is read from this project's store (:func:`final_threads`; the example's server
+shares its database) and told by :mod:`example_project.demo.report`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
-from urllib.parse import urlencode
 
 from django.db import connections
 from django.urls import reverse
 
-from example_project.bot.message import InvalidMessage, parse_message, thread_key
-from example_project.bot.report import Outcome
-from example_project.bot.signing import signed_headers
+from chatstate import StateAdapter
+from example_project.bot.message import InvalidMessage, channel_key, parse_message, thread_key
+from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from example_project.demo.report import Outcome
 
 SAMPLE = Path(__file__).with_name("sample_conversation.jsonl")
 #: How often a delivery answered 503 is sent again, and the longest wait before each.
@@ -84,20 +85,22 @@ def load_steps(path: Path | str) -> list[Step]:
 # -- senders ----------------------------------------------------------------------------
 
 
+def signed_headers(
+    body: bytes, secret: str | None = None, now: float | None = None
+) -> dict[str, str]:
+    """The two headers a platform adds to a request carrying ``body`` (see bot/signing.py)."""
+    timestamp = int(time.time() if now is None else now)
+    return {SIGNATURE_HEADER: sign(body, timestamp, secret), TIMESTAMP_HEADER: str(timestamp)}
+
+
 class Sender(Protocol):
     def post(self, message: dict[str, Any]) -> Reply: ...
-
-    def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
 
     def end_thread(self) -> None: ...
 
 
-def _paths(use_async: bool) -> tuple[str, str]:
-    return reverse("bot:webhook-async" if use_async else "bot:webhook"), reverse("bot:threads")
-
-
-def _thread_query(message: dict[str, Any]) -> str:
-    return urlencode({k: message[k] for k in ("platform", "channel_id", "thread_id")})
+def _path(use_async: bool) -> str:
+    return reverse("bot:webhook-async" if use_async else "bot:webhook")
 
 
 def _seconds(header: str | None) -> float | None:
@@ -129,7 +132,7 @@ class HttpSender:
         self.base = base_url.rstrip("/")
         self.secret = secret
         self.timeout = timeout
-        self.webhook_path, self.threads_path = _paths(use_async)
+        self.webhook_path = _path(use_async)
 
     def _open(self, request: urllib.request.Request) -> Reply:
         try:
@@ -147,13 +150,6 @@ class HttpSender:
             )
         )
 
-    def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        query = _thread_query(message)
-        headers = signed_headers(query.encode(), self.secret)
-        return self._open(
-            urllib.request.Request(f"{self.base}{self.threads_path}?{query}", headers=headers)
-        )[:2]
-
     def end_thread(self) -> None:
         return None
 
@@ -168,7 +164,7 @@ class InProcessSender:
     def __init__(self, secret: str | None = None, use_async: bool = False) -> None:
         self.secret = secret
         self.use_async = use_async
-        self.webhook_path, self.threads_path = _paths(use_async)
+        self.webhook_path = _path(use_async)
 
     def post(self, message: dict[str, Any]) -> Reply:
         from asgiref.sync import async_to_sync
@@ -193,15 +189,6 @@ class InProcessSender:
             _json(response.content),
             _seconds(response.headers.get("Retry-After")),
         )
-
-    def thread(self, message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        from django.test import Client
-
-        query = _thread_query(message)
-        response = Client(**_CLIENT).get(
-            f"{self.threads_path}?{query}", headers=signed_headers(query.encode(), self.secret)
-        )
-        return response.status_code, _json(response.content)
 
     def end_thread(self) -> None:
         """A sender thread is done: close the database connections it opened."""
@@ -273,16 +260,34 @@ def replay(
     return outcomes
 
 
-def final_threads(steps: list[Step], sender: Sender) -> list[dict[str, Any]]:
-    """What the server knows about each thread of the conversation, in order of appearance."""
-    seen: dict[str, dict[str, Any]] = {}
+def final_threads(steps: list[Step], store: StateAdapter) -> list[dict[str, Any]]:
+    """What ``store`` holds for each thread of the conversation, in order of appearance:
+    ``thread``, ``subscribed``, ``state``, ``history``, ``waiting`` (its replies still in the
+    outbox), ``channel`` and ``channel_state``."""
+    first: dict[str, dict[str, Any]] = {}
     for step in steps:
         for message in step.deliveries:
-            seen.setdefault(thread_key(message), message)
-    threads = []
-    for message in seen.values():
-        status, body = sender.thread(message)
-        if status != 200:
-            raise RuntimeError(f"GET thread {thread_key(message)}: HTTP {status} {body}")
-        threads.append(body)
-    return threads
+            first.setdefault(thread_key(message), message)
+    return [
+        {
+            "thread": thread,
+            "subscribed": store.is_subscribed(thread),
+            "state": store.thread_state(thread),
+            "history": store.history(thread),
+            "waiting": len(store.outbox(thread)),
+            "channel": channel_key(message),
+            "channel_state": store.channel_state(channel_key(message)),
+        }
+        for thread, message in first.items()
+    ]
+
+
+def dispatch(store: StateAdapter) -> dict[str, int]:
+    """Deliver the replies waiting in ``store``'s outbox through ``CHATSTATE["OUTBOX_SENDER"]``,
+    as a dispatcher beside the server does, until a round sends none; the total counts."""
+    totals = {"sent": 0, "retried": 0, "dead": 0}
+    while True:
+        counts = store.dispatch_outbox()
+        totals = {name: totals[name] + counts[name] for name in totals}
+        if not counts["sent"]:
+            return totals

@@ -6,15 +6,18 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from example_project.bot import replay, report
+from chatstate import get_adapter
+from example_project.demo import replay, report
 
 
 class Command(BaseCommand):
     help = (
         "Replay a conversation (JSON lines of steps) against the bot's webhook, over HTTP to "
-        "a running server (--url) or in this process (--in-process), and report what "
-        "happened: handled, duplicates dropped, queued then handled, final thread states. "
-        "Exits non-zero if any delivery failed or a message was not handled exactly once."
+        "a running server (--url) or in this process (--in-process), deliver the replies "
+        "waiting in the outbox from this process (a dispatcher beside the server), and report "
+        "what happened from this project's store (the example server's database): handled, "
+        "duplicates dropped, queued then handled, final thread states. Exits non-zero if any "
+        "delivery failed or a message was not handled exactly once."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -65,8 +68,13 @@ class Command(BaseCommand):
             f"{view}, {options['concurrency']} concurrent senders\n"
         )
         outcomes = run(steps, sender, options["concurrency"])
-        threads = replay.final_threads(steps, sender)
-        found = report.report(outcomes, threads, self.stdout.write)
+        store = get_adapter()
+        self.stdout.write("Delivering the outbox (CHATSTATE['OUTBOX_SENDER']):")
+        sent = replay.dispatch(store)
+        self.stdout.write(
+            f"{sent['sent']} replies sent, {sent['retried']} to retry, {sent['dead']} dead.\n"
+        )
+        found = report.report(outcomes, replay.final_threads(steps, store), self.stdout.write)
         if found:
             raise CommandError("the replay broke a promise:\n  " + "\n  ".join(found))
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chatstate.bench.cycles import Config, make_adapter
-from chatstate.bench.runner import build_config, clear_namespace
+from bench.cycles import Config, make_adapter
+from bench.runner import build_config, clear_namespace
 
 #: The chat threads the entries are spread over.
 CHAT_THREADS = 200
@@ -25,7 +25,7 @@ PHASE_SECONDS = 600.0
 def outbox_config(
     adapter: str, entries: int, committers: int, dispatchers: int, batch: int, **options: Any
 ) -> Config:
-    """Check the options (as :func:`~chatstate.bench.build_config` does, plus the outbox's);
+    """Check the options (as :func:`~bench.build_config` does, plus the outbox's);
     ``ValueError`` when bad."""
     if adapter == "memory":
         raise ValueError("--outbox measures a shared backend: --adapter database or redis")

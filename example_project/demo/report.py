@@ -1,5 +1,9 @@
-"""What a replay did: each delivery's :class:`Outcome`, the promises checked against the
-final thread states (:func:`problems`), and the tables and summary the commands print."""
+"""What a replay did: each delivery's :class:`Outcome`, the promises checked against what the
+store holds afterwards (:func:`problems`), and the tables and summary the commands print.
+
+A thread's processing order is its history (``msg.history``): the user messages in the order
+the bot handled them, each followed by the bot's reply, if any.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from example_project.bot.handler import HISTORY
+from chatstate import conf
 from example_project.bot.message import thread_key
 
 
@@ -33,17 +37,38 @@ class Outcome:
             return str(self.body["status"])
         return "error"
 
+    @property
+    def run(self) -> list[str]:
+        """The ids of the messages this delivery handled, in order."""
+        return list(self.body.get("handled", []))
 
-def drained_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
-    """Queued message id -> id of the delivery that processed it after its own."""
-    return {mid: o.message["message_id"] for o in outcomes for mid in o.body.get("drained", [])}
+
+def processed(info: dict[str, Any]) -> list[str]:
+    """The ids of a thread's messages in the order the bot handled them (its history)."""
+    return [item["message_id"] for item in info["history"] if item.get("role") == "user"]
+
+
+def replied(info: dict[str, Any]) -> list[str]:
+    """The ids of the messages of a thread the bot replied to, in order (its history)."""
+    return [item["in_reply_to"] for item in info["history"] if item.get("role") == "bot"]
+
+
+def handled_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
+    """Message id -> id of the delivery that handled it, for messages handled by another."""
+    return {
+        mid: o.message["message_id"]
+        for o in outcomes
+        for mid in o.run
+        if mid != o.message["message_id"]
+    }
 
 
 def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str]:
     """Every broken promise: an error answer, a message accepted (handled or queued) more
-    than once, an accepted message never processed, a delivery's own message and the queued
-    ones it drained not processed in that order one after the other (something overtook or
-    came between them). ``[]`` when all went as guaranteed."""
+    than once, an accepted message never processed or processed twice, a reply sent twice or
+    still waiting in the outbox, the messages one delivery handled not processed in that order
+    one after the other (something overtook or came between them). ``[]`` when all went as
+    guaranteed. A history cut to ``HISTORY_LIMIT`` items is not checked for lost messages."""
     found = [
         f"step {o.step} {o.message['message_id']}: HTTP {o.status} {o.body}"
         for o in outcomes
@@ -62,26 +87,27 @@ def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str
         for mid, n in accepted.items()
         if n > 1 and mid not in failed
     ]
+    whole = {info["thread"]: len(info["history"]) < conf.get("HISTORY_LIMIT") for info in threads}
     for info in threads:
-        processed = info["state"].get("processed", [])
-        twice = sorted({mid for mid in processed if processed.count(mid) > 1})
+        order, replies = processed(info), replied(info)
+        twice = sorted({mid for mid in order if order.count(mid) > 1})
         found += [f"{info['thread']}: {mid} processed more than once" for mid in twice]
-        if len(processed) < HISTORY:
-            expected = {
-                mid for mid, n in accepted.items() if n and thread_of[mid] == info["thread"]
-            }
+        twice = sorted({mid for mid in replies if replies.count(mid) > 1})
+        found += [f"{info['thread']}: {mid} answered more than once" for mid in twice]
+        if info["waiting"]:
+            found.append(f"{info['thread']}: {info['waiting']} replies still in the outbox")
+        if whole[info["thread"]]:
+            expected = {m for m, n in accepted.items() if n and thread_of[m] == info["thread"]}
             found += [
                 f"{info['thread']}: {mid} was accepted but never processed"
-                for mid in sorted(expected - set(processed))
+                for mid in sorted(expected - set(order))
             ]
-    order = {info["thread"]: info["state"].get("processed", []) for info in threads}
+    order_of = {info["thread"]: processed(info) for info in threads}
     for o in outcomes:
-        run = [o.message["message_id"], *o.body.get("drained", [])]
-        seen = order.get(thread_key(o.message), [])
+        run, seen = o.run, order_of.get(thread_key(o.message), [])
         if (
-            o.kind == "handled"
-            and len(run) > 1
-            and len(seen) < HISTORY
+            len(run) > 1
+            and whole.get(thread_key(o.message))
             and not any(seen[i : i + len(run)] == run for i in range(len(seen)))
         ):
             found.append(
@@ -93,14 +119,14 @@ def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str
 
 def counts(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> dict[str, int]:
     """Deliveries by outcome; ``queued_then_handled`` counts queued ones found processed."""
-    processed = {mid for info in threads for mid in info["state"].get("processed", [])}
+    done = {mid for info in threads for mid in processed(info)}
     kinds = [o.kind for o in outcomes]
     return {
         "deliveries": len(outcomes),
         "handled": kinds.count("handled"),
         "queued": kinds.count("queued"),
         "queued_then_handled": sum(
-            1 for o in outcomes if o.kind == "queued" and o.message["message_id"] in processed
+            1 for o in outcomes if o.kind == "queued" and o.message["message_id"] in done
         ),
         "duplicates": kinds.count("duplicate"),
         "errors": kinds.count("error"),
@@ -119,17 +145,22 @@ def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(lines)
 
 
-def describe(o: Outcome, drainers: dict[str, str]) -> str:
+def describe(o: Outcome, handlers: dict[str, str]) -> str:
     """What became of one delivery, in a few words."""
     mid = o.message["message_id"]
     text = f"ERROR HTTP {o.status}: {o.body.get('error', o.body)}"
     if o.kind == "handled":
-        extra = o.body.get("drained") or []
-        text = f"handled, then the queued {', '.join(extra)}" if extra else "handled"
-        text += " in the order they queued" if len(extra) > 1 else ""
+        run = o.run
+        before, after = run[: run.index(mid)], run[run.index(mid) + 1 :]
+        text = "handled"
+        if before:
+            text = f"queued behind {', '.join(before)} (left waiting), handled them, then it"
+        if after:
+            text += f", then the queued {', '.join(after)}"
+            text += " in the order they queued" if len(after) > 1 else ""
     elif o.kind == "queued":
-        by = drainers.get(mid)
-        text = f"queued, answered in turn by {by}'s delivery" if by else "queued"
+        by = handlers.get(mid)
+        text = f"queued, handled in turn by {by}'s delivery" if by else "queued"
     elif o.kind == "duplicate":
         text = "duplicate, dropped"
     if o.refused:
@@ -139,7 +170,7 @@ def describe(o: Outcome, drainers: dict[str, str]) -> str:
 
 
 def deliveries_table(outcomes: list[Outcome]) -> str:
-    drainers = drained_by(outcomes)
+    handlers = handled_by(outcomes)
     return table(
         ["step", "message", "user", "thread", "HTTP", "what happened"],
         [
@@ -149,7 +180,7 @@ def deliveries_table(outcomes: list[Outcome]) -> str:
                 o.message["user"],
                 thread_key(o.message),
                 o.status,
-                describe(o, drainers),
+                describe(o, handlers),
             )
             for o in outcomes
         ],
@@ -157,22 +188,17 @@ def deliveries_table(outcomes: list[Outcome]) -> str:
 
 
 def threads_table(threads: list[dict[str, Any]]) -> str:
-    rows = []
-    for info in threads:
-        state = info["state"]
-        rows.append(
-            (
-                info["thread"],
-                "yes" if info["subscribed"] else "no",
-                state.get("turns", 0),
-                len(state.get("replies", [])),
-                ",".join(state.get("participants", [])),
-                " ".join(state.get("processed", [])),
-            )
+    rows = [
+        (
+            info["thread"],
+            "yes" if info["subscribed"] else "no",
+            info["state"].get("turns", 0),
+            len(replied(info)),
+            " ".join(processed(info)),
         )
-    return table(
-        ["thread", "followed", "turns", "replies", "participants", "processing order"], rows
-    )
+        for info in threads
+    ]
+    return table(["thread", "followed", "turns", "replies", "processing order (history)"], rows)
 
 
 def channels_table(threads: list[dict[str, Any]]) -> str:

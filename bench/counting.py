@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from chatstate.bench.cycles import Config, cycle_fn
+from bench.cycles import Config, cycle_fn
 
 # -- counting statements, commits and round trips ------------------------------------------
 

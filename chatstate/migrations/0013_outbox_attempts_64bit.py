@@ -1,0 +1,18 @@
+"""An outbox entry's attempts in a 64-bit integer, as snapshots carry them (up to 2**63 - 1)."""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('chatstate', '0012_functions_v4'),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name='outboxmessage',
+            name='attempts',
+            field=models.BigIntegerField(default=0),
+        ),
+    ]

@@ -1,0 +1,84 @@
+"""``open_source``: the snapshot file a restore reads, or its standard input.
+
+Both passes of :class:`~chatstate.transfer.reader.SnapshotFile` seek in what they read, so
+standard input is copied to a temporary file — lazily (:class:`Spool`): only as far as the
+reader has asked, so a file refused early (``--max-problems``) is refused early through a
+pipe too, without reading the rest of it.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tempfile
+from typing import IO, Any, BinaryIO, cast
+
+_CHUNK = 1 << 20
+
+
+def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
+    """A seekable binary file for ``path``; ``"-"``: a :class:`Spool` of ``stdin`` (default:
+    the process's standard input; a text stream is encoded as UTF-8). ``OSError`` when the
+    file cannot be opened."""
+    if path != "-":
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    source: IO[Any] = stdin if stdin is not None else sys.stdin
+    return cast(BinaryIO, io.BufferedReader(Spool(getattr(source, "buffer", source))))
+
+
+class Spool(io.RawIOBase):
+    """A seekable copy of the stream ``source``, made as far as it is read: reading at or
+    past what was copied copies more (at least a mebibyte at a time) into a temporary file
+    first. Seeking to the end copies the rest."""
+
+    def __init__(self, source: IO[Any]) -> None:
+        super().__init__()
+        self.source = source
+        self.copy = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.copied = 0
+        self.done = False
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self._copy_until(None)
+            offset += self.copied
+        elif whence == io.SEEK_CUR:
+            offset += self.position
+        self.position = max(offset, 0)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = len(buffer)
+        self._copy_until(self.position + wanted)
+        self.copy.seek(self.position)
+        got = self.copy.readinto(buffer)
+        self.position += got
+        return got
+
+    def _copy_until(self, end: int | None) -> None:
+        """Copy from the source until ``end`` bytes are copied (``None``: all of it)."""
+        while not self.done and (end is None or self.copied < end):
+            chunk = self.source.read(max(_CHUNK, 0 if end is None else end - self.copied))
+            if not chunk:
+                self.done = True
+                break
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8", "surrogatepass")
+            self.copy.seek(self.copied)
+            self.copy.write(chunk)
+            self.copied += len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.copy.close()
+        super().close()
