@@ -151,6 +151,7 @@ def test_gather_returns_the_burst_in_order_and_commits_it(store: Any) -> None:
     assert store.snapshot().pending_locks == {}
 
 
+@pytest.mark.usefixtures("transactional_db")  # a feeder thread commits
 def test_each_arrival_restarts_the_window(store: Any) -> None:
     def trickle() -> None:
         for n in (1, 2, 3):
@@ -168,6 +169,7 @@ def test_each_arrival_restarts_the_window(store: Any) -> None:
     assert waited >= 0.45 + 0.4 - 0.05  # the last arrival (~0.45 s) plus a quiet window
 
 
+@pytest.mark.usefixtures("transactional_db")  # a feeder thread commits
 def test_gather_stops_at_max_wait(store: Any) -> None:
     stop = threading.Event()
 
