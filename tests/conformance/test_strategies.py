@@ -127,6 +127,23 @@ def test_a_slot_holders_commit_fails_when_its_slot_was_taken(store: Any) -> None
     assert store.thread_state("t") == {}
 
 
+def test_prune_frees_expired_slots_each_counted(store: Any) -> None:
+    for owner, ttl in (("a", LEASE), ("b", LEASE), ("c", 60)):
+        assert (
+            store.lock("k", owner, "concurrent", ttl=ttl, max_concurrent=3) is LockResult.ACQUIRED
+        )
+    assert store.lock("j", "d", "concurrent", ttl=LEASE, max_concurrent=1) is LockResult.ACQUIRED
+    outlive()
+    assert store.prune(dry_run=True)["expired_locks"] == 3
+    assert store.prune()["expired_locks"] == 3
+    assert store.prune()["expired_locks"] == 0
+    with pytest.raises(NotOwner):
+        store.release_lock("k", "a")  # its expired slot was freed
+    assert store.extend_lock("k", "c", 60) is True  # the live one stays
+    assert store.lock("j", "x", "reject") is LockResult.ACQUIRED  # every slot of j freed
+    assert store.lock("k", "y", "reject") is LockResult.BUSY
+
+
 def test_max_concurrent_is_checked(store: Any) -> None:
     with pytest.raises(ValueError, match="max_concurrent"):
         store.lock("k", "a", "concurrent", max_concurrent=0)

@@ -52,6 +52,35 @@ def renewed(holder: dict[str, Any], now: datetime, ttl: float, set_ttl: bool) ->
     return copy
 
 
+def put_holders(rows: Any, row: Lock, holders: Holders) -> None:
+    """Store ``holders`` as the slots of ``row`` (one of ``rows``, a namespace's lock rows),
+    the row summarizing them; none left: the row is deleted."""
+    if not holders:
+        rows.filter(pk=row.pk).delete()
+        return
+    row.owner, row.strategy, row.metadata, row.ttl = "", "concurrent", {}, None
+    row.holders = holders
+    row.acquired_at = min(from_iso(h["acquired_at"]) for h in holders.values())
+    row.expires_at = max(until(h) for h in holders.values())
+    fields = ["owner", "strategy", "metadata", "ttl", "holders", "acquired_at", "expires_at"]
+    row.save(update_fields=fields)
+
+
+def prune_slots(rows: Any, now: datetime, dry_run: bool) -> int:
+    """Inside a write transaction: free the expired slots among ``rows`` (a namespace's lock
+    rows); how many (``dry_run``: count, change nothing). Each row is locked, and judged
+    again, before it changes."""
+    slots = rows.filter(holders__isnull=False)
+    stale = [row.pk for row in slots if len(live(row.holders, now)) < len(row.holders)]
+    freed = 0
+    for row in slots.filter(pk__in=stale).select_for_update().order_by("key"):
+        kept = live(row.holders, now)
+        freed += len(row.holders) - len(kept)
+        if not dry_run:
+            put_holders(rows, row, kept)
+    return freed
+
+
 class SlotRows:
     """The slots of one namespace's keys (``queryset``, ``using``, ``now``, ``_enqueue``,
     ``_queued``, ``_remove`` and ``_hand_over`` come from the adapter)."""
@@ -114,17 +143,7 @@ class SlotRows:
         return self._enqueue(request, meta, now)
 
     def _put_holders(self, row: Lock, holders: Holders) -> None:
-        """Store ``holders`` as the slots of ``row``, the row summarizing them; none left: the
-        row is deleted."""
-        if not holders:
-            self.queryset(Lock).filter(pk=row.pk).delete()
-            return
-        row.owner, row.strategy, row.metadata, row.ttl = "", "concurrent", {}, None
-        row.holders = holders
-        row.acquired_at = min(from_iso(h["acquired_at"]) for h in holders.values())
-        row.expires_at = max(until(h) for h in holders.values())
-        fields = ["owner", "strategy", "metadata", "ttl", "holders", "acquired_at", "expires_at"]
-        row.save(update_fields=fields)
+        put_holders(self.queryset(Lock), row, holders)
 
     def _available(self, key: str, owner: str, holders: Holders | None, now: datetime) -> Any:
         """The pending rows of ``key`` no live holder but ``owner`` was handed, oldest first."""
