@@ -458,14 +458,20 @@ if VENDOR == "postgresql":
     ) -> None:
         adapter = _adapter(fast_sql=True)
         _setup_subscribed(adapter)
-        looks = []
-        look = adapter.cycle_gather
-        adapter.cycle_gather = lambda request: looks.append(1) or look(request)  # type: ignore[method-assign]
-        with count_statements(adapter.using) as counts:
-            with adapter.handle_message(("s", "m1"), thread_id="t", owner="w",
-                                        strategy="queue") as msg:  # fmt: skip
-                adapter.lock("t", "a", "queue")
-                assert len(msg.gather(0.05)) == 1  # a few looks over a quiet window
+        sent: list[str] = []
+
+        def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            sent.append(sql)
+            return execute(sql, params, many, context)
+
+        with (
+            count_statements(adapter.using) as counts,
+            connections[adapter.using].execute_wrapper(record),
+            adapter.handle_message(("s", "m1"), thread_id="t", owner="w", strategy="queue") as msg,
+        ):
+            adapter.lock("t", "a", "queue")
+            assert len(msg.gather(0.05)) == 1  # a few looks over a quiet window
+        looks = [sql for sql in sent if "chatstate_gather(" in sql]
         assert len(looks) >= 2
         # enter, the lock() inside the block, the commit: and one per look.
         assert counts["round_trips"] == 3 + len(looks)
