@@ -4,6 +4,7 @@ each other's slots). Runs in the SQLite, PostgreSQL and MySQL runs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -72,3 +73,26 @@ def test_a_drain_on_one_path_respects_the_hand_out_marks_of_the_other() -> None:
     second.__exit__(None, None, None)
     snap = fast.snapshot()
     assert snap.locks == {} and snap.pending_locks == {}
+
+
+@pytest.mark.parametrize("fast_sql", [True, False])
+@pytest.mark.usefixtures("transactional_db")  # the renewals run on a connection of their own
+def test_a_kept_alive_slot_keeps_its_claim_and_its_slot_past_the_ttl(fast_sql: bool) -> None:
+    """The cycle's lease is its slot's: keepalive renews the slot and the claim with it, so a
+    redelivery meanwhile is a duplicate in progress and the full key stays full."""
+    store = DatabaseStateAdapter(namespace=f"slots-kept-{fast_sql}", fast_sql=fast_sql)
+    ttl = 0.3
+    with store.handle_message(("s", "m1"), thread_id="t", owner="a", ttl=ttl, keepalive=True,
+                              strategy="concurrent", max_concurrent=1) as msg:  # fmt: skip
+        assert msg.acquired
+        deadline = time.monotonic() + 3 * ttl
+        while time.monotonic() < deadline:
+            full = store.lock("t", "other", ttl=60, strategy="concurrent", max_concurrent=1)
+            assert full is LockResult.QUEUED
+            with store.handle_message(("s", "m1"), thread_id="t", owner="b") as again:
+                assert again.duplicate and again.in_progress
+            time.sleep(ttl / 6)
+        assert not msg.lease_lost
+        msg.state["n"] = 1
+    assert store.thread_state("t") == {"n": 1}
+    assert len(msg.pending) > 1  # the queued lock() calls, handed over by the commit
