@@ -1072,8 +1072,10 @@ BEGIN
     SELECT array_agg(l.id ORDER BY l.id), array_agg(l.thread_id ORDER BY l.id),
             array_agg(DISTINCT l.thread_id), max(l.id)
         INTO v_ids, v_tids, v_threads, v_max FROM (
-            SELECT id, thread_id FROM chatstate_outboxmessage WHERE id = ANY (v_ids)
-            ORDER BY id FOR UPDATE SKIP LOCKED) l;
+            SELECT id, thread_id FROM chatstate_outboxmessage
+            WHERE id = ANY (v_ids) AND namespace = p_ns AND NOT dead AND due_at <= v_now
+                AND (lease_until IS NULL OR lease_until <= v_now)
+            ORDER BY id FOR UPDATE SKIP LOCKED) l;  -- (judged on each row's newest version)
     IF v_ids IS NULL THEN
         RETURN '[]';
     END IF;
