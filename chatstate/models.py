@@ -122,7 +122,15 @@ STRATEGY_CHOICES = [(s, s) for s in ("reject", "queue", "debounce", "concurrent"
 
 
 class Lock(models.Model):
-    """A held thread lock: a lease that ends at ``expires_at`` (the database's clock)."""
+    """A held thread lock: a lease that ends at ``expires_at`` (the database's clock).
+
+    A key held by slots (capped ``concurrent``: up to ``max_concurrent`` owners at once)
+    records them in ``holders``: ``{owner: {"acquired_at", "expires_at", "ttl", "metadata"}}``
+    (times as ISO 8601 UTC text); the row's ``owner`` is then ``""`` (an owner is 1–255
+    characters, so no lock owner's check matches it), its ``strategy`` ``concurrent``, its
+    ``acquired_at`` the earliest holder's and its ``expires_at`` the latest holder's, so a
+    row whose ``expires_at`` has passed is free for everyone. ``holders`` is NULL on a lock.
+    """
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=ID_LENGTH)
@@ -133,6 +141,8 @@ class Lock(models.Model):
     expires_at = models.DateTimeField()
     # The lease, in seconds: what a renewal (``release_lock(only_if_idle=True)``) grants.
     ttl = models.FloatField(null=True, blank=True)
+    # Slots: their holders (see above); NULL on a lock.
+    holders = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -147,9 +157,20 @@ class Lock(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    @property
+    def held_by(self) -> str:
+        """Who holds the key, for people: its owner, or ``"2 holders"`` for slots."""
+        if self.holders is None:
+            return self.owner
+        return f"{len(self.holders)} holder{'' if len(self.holders) == 1 else 's'}"
+
 
 class PendingLockEntry(models.Model):
-    """A message queued (or debounced) behind a lock; ``id`` orders arrival."""
+    """A message queued (or debounced) behind a lock; ``id`` orders arrival.
+
+    ``taken_by``: the slot holder whose drain was handed this entry (NULL: nobody); no other
+    live holder is handed it while that holder's slot lives.
+    """
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=ID_LENGTH)
@@ -157,6 +178,7 @@ class PendingLockEntry(models.Model):
     strategy = models.CharField(max_length=16, choices=STRATEGY_CHOICES)
     metadata = models.JSONField(default=dict)
     enqueued_at = models.DateTimeField()
+    taken_by = models.CharField(max_length=ID_LENGTH, null=True, blank=True)
 
     class Meta:
         verbose_name = "pending lock entry"

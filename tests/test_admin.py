@@ -94,6 +94,38 @@ def test_lock_columns_answer_who_since_when_and_queue_depth(
     assert all("\n" not in owner for owner in cells(both, "owner_column"))
 
 
+def test_a_key_held_by_slots_shows_how_many_hold_it_and_who(
+    admin_client: Client, state: Any
+) -> None:
+    """A capped ``concurrent`` key: "2 holders" in the list, each holder on the detail page
+    and in the overview, the force-release message naming them."""
+    from chatstate.adapters.database import DatabaseStateAdapter
+
+    slots = DatabaseStateAdapter(namespace="ns-slots")
+    for owner in ("w1", "w2"):
+        slots.lock("slack:S:1", owner, "concurrent", {"mid": owner}, max_concurrent=2)
+    slots.lock("slack:S:1", "w3", "concurrent", max_concurrent=2)  # queued
+    response = admin_client.get(changelist("lock"), {"namespace": "ns-slots"})
+    assert cells(response, "owner_column") == ["2 holders"]
+    assert cells(response, "strategy") == ["concurrent"]
+    assert cells(response, "queue_depth") == ["1"]
+    row = Lock.objects.get(namespace="ns-slots")
+    page = admin_client.get(reverse("admin:chatstate_lock_change", args=[row.pk])).content
+    holders = re.findall(r"<tr><td>(w\d)</td><td>.*?</td><td>(in \d+m \d+s)</td><td>(.*?)</td>",
+                         html.unescape(page.decode()))  # fmt: skip
+    assert [(owner, json.loads(meta)) for owner, _, meta in holders] == [
+        ("w1", {"mid": "w1"}),
+        ("w2", {"mid": "w2"}),
+    ]
+    overview = admin_client.get(reverse("admin:chatstate_lock_overview"), {"namespace": "ns-slots"})
+    assert "held by 2 holders for" in overview.content.decode()
+    released = post_action(admin_client, "lock", "force_release", [row]).content.decode()
+    assert "(namespace 'ns-slots', slots of 'w1', 'w2'); dropped 1 pending entry" in (
+        html.unescape(released)
+    )
+    assert slots.lock("slack:S:1", "w4") == "acquired"
+
+
 def test_change_pages_are_read_only_with_pretty_json(admin_client: Client, state: Any) -> None:
     row = ThreadState.objects.get(namespace="ns-a", thread_id=THREAD)
     url = reverse("admin:chatstate_threadstate_change", args=[row.pk])

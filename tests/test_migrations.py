@@ -128,16 +128,19 @@ def test_a_claim_records_its_minute_for_the_admin(db: None) -> None:
 @pytest.mark.run_on("mysql")
 def test_every_id_column_compares_exactly_on_mysql(transactional_db: None) -> None:
     """Migration 0009 gives every id column of chatstate's tables (each varchar but the
-    strategy) an exact collation, and 0011 those of the list and outbox tables; reversed,
+    strategy) an exact collation, 0011 those of the list and outbox tables and 0013 the
+    hand-out mark of pending entries; reversed,
     ids fold again (the test database's default collation is case-insensitive), so the
     conformance suite's exact-id tests have teeth."""
     import importlib
 
     exact_ids = importlib.import_module("chatstate.migrations.0009_exact_ids_on_mysql")
     lists_and_outbox = importlib.import_module("chatstate.migrations.0011_lists_and_outbox")
+    slots = importlib.import_module("chatstate.migrations.0014_slots_and_outbox_leases")
     collation = exact_ids.exact_collation(connection)
     listed = {(table, column) for table, column, _ in exact_ids.ID_COLUMNS}
     listed |= {(table, column) for table, column, _, _ in lists_and_outbox.ID_COLUMNS}
+    listed |= {(table, column) for table, column, _, _ in slots.ID_COLUMNS}
 
     def collations() -> dict[tuple[str, str], str]:
         with connection.cursor() as cursor:

@@ -120,6 +120,40 @@ def _setup_outbox(s: DatabaseStateAdapter) -> None:
         msg.send({"text": "hello"})
 
 
+CAPPED = {"strategy": "concurrent", "max_concurrent": 2}
+
+
+def _setup_slot(s: DatabaseStateAdapter) -> None:
+    _setup_subscribed(s)
+    s.lock("t", "other", **CAPPED)
+
+
+def _setup_full(s: DatabaseStateAdapter) -> None:
+    _setup_subscribed(s)
+    s.lock("t", "a", **CAPPED)
+    s.lock("t", "b", **CAPPED)
+
+
+def _cycle_capped(s: DatabaseStateAdapter) -> None:
+    """A capped ``concurrent`` cycle beside another holder: a slot taken, then freed."""
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w", **CAPPED) as msg:
+        assert msg.acquired
+        msg.state["n"] += 1
+
+
+def _cycle_capped_full(s: DatabaseStateAdapter) -> None:
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w", **CAPPED) as msg:
+        assert msg.result is not None and msg.result.value == "queued"
+
+
+def _cycle_gathering(s: DatabaseStateAdapter) -> None:
+    """A cycle whose block gathers once (window 0: one look) and takes the queued entry."""
+    with s.handle_message(("slack", "m1"), thread_id="t", owner="w", strategy="queue") as msg:
+        s.lock("t", "other", "queue")  # setup inside the block: one entry queued
+        assert len(msg.gather(0)) == 1
+        msg.state["n"] += 1
+
+
 #: name -> (setup, operation). Each runs in a fresh namespace.
 OPERATIONS: dict[str, tuple[Op, Op]] = {
     "is_subscribed": (_noop, lambda s: s.is_subscribed("t")),
@@ -160,7 +194,18 @@ OPERATIONS: dict[str, tuple[Op, Op]] = {
     "delete_list": (_setup_history, lambda s: s.delete_list("history:t")),
     "outbox": (_setup_outbox, lambda s: s.outbox()),
     "dispatch_outbox": (_setup_outbox, lambda s: s.dispatch_outbox(lambda entry: None)),
+    "lock_slot": (_setup_slot, lambda s: s.lock("t", "w", **CAPPED)),
+    "release_slot": (_setup_slot, lambda s: s.release_lock("t", "other")),
+    "extend_slot": (_setup_slot, lambda s: s.extend_lock("t", "other", 60)),
+    "handle_message_capped": (_setup_slot, _cycle_capped),
+    "handle_message_capped_full": (_setup_full, _cycle_capped_full),
 }
+#: The operations of a capped cycle and of gather (the ``lock()`` inside the gathering block
+#: is one round trip of its own, the look is another).
+SLOT_OPERATIONS = {
+    "handle_message_gather_one_look": (_setup_subscribed, _cycle_gathering),
+}
+OPERATIONS.update(SLOT_OPERATIONS)
 
 #: PostgreSQL fast path: name -> (round trips, commits). Every primitive is one statement in
 #: autocommit mode; ``update_thread_state`` keeps ``select_for_update`` on the state row inside
@@ -202,6 +247,16 @@ FAST_BUDGETS: dict[str, tuple[int, int]] = {
     "outbox": (1, 1),
     # The claim, then the removal of the delivered entry.
     "dispatch_outbox": (2, 2),
+    # Slots (capped concurrent): one statement each; a capped cycle enters and commits in one
+    # statement each, like a locking one; over the cap, its entry is all.
+    "lock_slot": (1, 1),
+    "release_slot": (1, 1),
+    "extend_slot": (1, 1),
+    "handle_message_capped": (2, 2),
+    "handle_message_capped_full": (1, 1),
+    # enter, the queueing lock() inside the block, one look, the commit (which removes the
+    # gathered entry): one round trip per look.
+    "handle_message_gather_one_look": (4, 4),
 }
 
 #: Portable ORM path, per vendor: name -> (round trips, commits). On SQLite a write
@@ -234,6 +289,12 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "handle_message_drain_nothing": (27, 3),
         "release_lock_only_if_idle": (7, 1),
         "take_pending": (5, 1),
+        "lock_slot": (5, 1),
+        "release_slot": (6, 1),
+        "extend_slot": (6, 1),
+        "handle_message_capped": (27, 3),
+        "handle_message_capped_full": (17, 2),
+        "handle_message_gather_one_look": (40, 5),
     },
     "sqlite": {
         "is_subscribed": (1, 1),
@@ -262,6 +323,12 @@ ORM_BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
         "handle_message_drain_nothing": (28, 3),
         "release_lock_only_if_idle": (7, 1),
         "take_pending": (6, 1),
+        "lock_slot": (5, 1),
+        "release_slot": (6, 1),
+        "extend_slot": (6, 1),
+        "handle_message_capped": (27, 3),
+        "handle_message_capped_full": (17, 2),
+        "handle_message_gather_one_look": (41, 5),
     },
 }
 #: MariaDB/MySQL: the same statements as PostgreSQL's ORM path (upserts are one
@@ -386,6 +453,39 @@ if VENDOR == "postgresql":
         with django_assert_num_queries(4):
             _cycle_draining_one(adapter)
         assert adapter.thread_state("t") == {"n": 3}
+
+    def test_each_look_of_gather_is_one_round_trip_on_the_fast_path(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _setup_subscribed(adapter)
+        sent: list[str] = []
+
+        def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            sent.append(sql)
+            return execute(sql, params, many, context)
+
+        with (
+            count_statements(adapter.using) as counts,
+            connections[adapter.using].execute_wrapper(record),
+            adapter.handle_message(("s", "m1"), thread_id="t", owner="w", strategy="queue") as msg,
+        ):
+            adapter.lock("t", "a", "queue")
+            assert len(msg.gather(0.05)) == 1  # a few looks over a quiet window
+        looks = [sql for sql in sent if "chatstate_gather(" in sql]
+        assert len(looks) >= 2
+        # enter, the lock() inside the block, the commit: and one per look.
+        assert counts["round_trips"] == 3 + len(looks)
+        assert adapter.snapshot().pending_locks == {}
+
+    def test_a_capped_cycle_is_one_function_call_on_entry_and_one_on_exit(
+        transactional_db: None, django_assert_num_queries: Any
+    ) -> None:
+        adapter = _adapter(fast_sql=True)
+        _, sqls = _measure(adapter, "handle_message_capped", django_assert_num_queries, 2)
+        assert "chatstate_enter(" in sqls[0]
+        assert "chatstate_commit(" in sqls[1]
+        assert adapter.thread_state("t") == {"n": 2}
 
 
 # -- Redis -------------------------------------------------------------------------------

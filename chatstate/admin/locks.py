@@ -15,7 +15,7 @@ from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.admin import display, overview, related
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
 from chatstate.models import Lock, PendingLockEntry, Subscription, ThreadState
-from chatstate.types import PendingEntry
+from chatstate.types import PendingEntry, from_iso
 
 
 def entry_label(entry: PendingEntry) -> str:
@@ -24,8 +24,15 @@ def entry_label(entry: PendingEntry) -> str:
     return str(message_id) if message_id not in (None, "") else entry.owner
 
 
+def holder_names(holders: dict[str, Any] | None) -> str:
+    """The owners of a key's slots, in arrival order, for a message."""
+    ordered = sorted((holders or {}).items(), key=lambda h: (h[1]["acquired_at"], h[0]))
+    return ", ".join(repr(owner) for owner, _ in ordered)
+
+
 class LockAdmin(ChatStateAdmin):
-    """Who holds each thread lock, since when, until when, and how deep its queue is."""
+    """Who holds each thread lock (or its slots: "2 holders"), since when, until when, and
+    how deep its queue is."""
 
     list_display = (
         "key_column",
@@ -51,6 +58,7 @@ class LockAdmin(ChatStateAdmin):
         "held_for",
         "expires_at",
         "expires",
+        "holders_table",
         "queue_depth",
         "metadata_json",
         "related",
@@ -74,8 +82,40 @@ class LockAdmin(ChatStateAdmin):
         related.mark_existing(rows, using, Subscription, "thread_id", "key", "has_subscription")
 
     key_column = display.id_column("key", "key")
-    owner_column = display.id_column("owner", "owner", with_namespace=False)
     held_for = display.age_column("acquired_at", "held for")
+
+    @admin.display(description="owner", ordering="owner")
+    def owner_column(self, obj: Lock) -> SafeString:
+        """The owner, or for a key held by slots how many hold it (``2 holders``; their
+        owners are on the detail page)."""
+        if obj.holders is not None:
+            return format_html('<span title="{}">{}</span>', holder_names(obj.holders), obj.held_by)
+        return display.breakable(obj.owner)
+
+    @admin.display(description="slot holders")
+    def holders_table(self, obj: Lock) -> SafeString:
+        """Each slot holder (capped ``concurrent``), in arrival order: its owner, since when,
+        its lease, its metadata; "-" for a lock."""
+        if obj.holders is None:
+            return SafeString("-")
+        now = self.now()
+        rows = [
+            format_html(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                owner,
+                display.when(from_iso(holder["acquired_at"]), now, " ago"),
+                display.expiry(from_iso(holder["expires_at"]), now),
+                display.short_json(holder.get("metadata") or {}),
+            )
+            for owner, holder in sorted(
+                obj.holders.items(), key=lambda h: (h[1]["acquired_at"], h[0])
+            )
+        ]
+        return format_html(
+            '<table class="chatstate-holders"><tr><th>owner</th><th>since</th><th>lease</th>'
+            "<th>metadata</th></tr>{}</table>",
+            SafeString("".join(rows)),
+        )
 
     @admin.display(description="lease", ordering="expires_at")
     def expires(self, obj: Lock) -> SafeString:
@@ -121,10 +161,12 @@ class LockAdmin(ChatStateAdmin):
     def force_release(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """Releases each selected lock through the adapter and reports what was dropped."""
         using = queryset.db
-        for namespace, key, owner in queryset.values_list("namespace", "key", "owner"):
+        rows = queryset.values_list("namespace", "key", "owner", "holders")
+        for namespace, key, owner, holders in rows:
             adapter = DatabaseStateAdapter(namespace=namespace, using=using)
             dropped = adapter.force_release_lock(key)
-            where = f"lock {key!r} (namespace {namespace!r}, held by {owner!r})"
+            held = f"held by {owner!r}" if holders is None else f"slots of {holder_names(holders)}"
+            where = f"lock {key!r} (namespace {namespace!r}, {held})"
             if dropped:
                 names = ", ".join(entry_label(entry) for entry in dropped)
                 self.message_user(
@@ -163,6 +205,7 @@ class PendingLockEntryAdmin(ChatStateAdmin):
         "strategy",
         "enqueued_at",
         "waiting_for",
+        "taken_by",
         "metadata_json",
         "lock_link",
     )

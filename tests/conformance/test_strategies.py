@@ -127,6 +127,23 @@ def test_a_slot_holders_commit_fails_when_its_slot_was_taken(store: Any) -> None
     assert store.thread_state("t") == {}
 
 
+def test_prune_frees_expired_slots_each_counted(store: Any) -> None:
+    for owner, ttl in (("a", LEASE), ("b", LEASE), ("c", 60)):
+        assert (
+            store.lock("k", owner, "concurrent", ttl=ttl, max_concurrent=3) is LockResult.ACQUIRED
+        )
+    assert store.lock("j", "d", "concurrent", ttl=LEASE, max_concurrent=1) is LockResult.ACQUIRED
+    outlive()
+    assert store.prune(dry_run=True)["expired_locks"] == 3
+    assert store.prune()["expired_locks"] == 3
+    assert store.prune()["expired_locks"] == 0
+    with pytest.raises(NotOwner):
+        store.release_lock("k", "a")  # its expired slot was freed
+    assert store.extend_lock("k", "c", 60) is True  # the live one stays
+    assert store.lock("j", "x", "reject") is LockResult.ACQUIRED  # every slot of j freed
+    assert store.lock("k", "y", "reject") is LockResult.BUSY
+
+
 def test_max_concurrent_is_checked(store: Any) -> None:
     with pytest.raises(ValueError, match="max_concurrent"):
         store.lock("k", "a", "concurrent", max_concurrent=0)
@@ -151,6 +168,7 @@ def test_gather_returns_the_burst_in_order_and_commits_it(store: Any) -> None:
     assert store.snapshot().pending_locks == {}
 
 
+@pytest.mark.usefixtures("transactional_db")  # a feeder thread commits
 def test_each_arrival_restarts_the_window(store: Any) -> None:
     def trickle() -> None:
         for n in (1, 2, 3):
@@ -168,6 +186,7 @@ def test_each_arrival_restarts_the_window(store: Any) -> None:
     assert waited >= 0.45 + 0.4 - 0.05  # the last arrival (~0.45 s) plus a quiet window
 
 
+@pytest.mark.usefixtures("transactional_db")  # a feeder thread commits
 def test_gather_stops_at_max_wait(store: Any) -> None:
     stop = threading.Event()
 

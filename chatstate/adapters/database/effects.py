@@ -15,7 +15,7 @@ from chatstate.adapters.database.lists import ListRows
 from chatstate.adapters.database.outbox import OutboxRows
 from chatstate.calls import ChannelOp, Staged
 from chatstate.channelops import apply_ops
-from chatstate.models import ChannelState, Subscription
+from chatstate.models import ChannelState, PendingLockEntry, Subscription
 
 
 class EffectRows(ListRows, OutboxRows):
@@ -49,7 +49,11 @@ class EffectRows(ListRows, OutboxRows):
         """Inside a commit's write transaction, holding the cycle's lock (or, ``concurrent``,
         its claim): write everything ``staged`` holds besides the state and the claim. The
         lists, the subscription and the outbox are judged at one instant of the database's
-        clock, read once their rows are locked."""
+        clock, read once their rows are locked. The entries gather handed out
+        (``staged.taken``) are removed first: their queue is the cycle's own thread's."""
+        if staged.taken:
+            taken = [int(i) for i in staged.taken if i.isascii() and i.isdigit()]
+            self.queryset(PendingLockEntry).filter(key=thread_id, id__in=taken).delete()
         if staged.channel and staged.channel_id is not None:
             self.apply_channel_ops(staged.channel_id, staged.channel)
         heads = self.lock_list_heads({a.key for a in staged.lists}) if staged.lists else {}

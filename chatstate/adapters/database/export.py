@@ -22,7 +22,7 @@ from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Collate
 
-from chatstate.adapters.database.rows import NamespaceRows, claim_dict, lock_dict, pending_dict
+from chatstate.adapters.database.rows import NamespaceRows, claim_dict, lock_entry, pending_dict
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -46,6 +46,8 @@ _KEPT = ~Q(owner__isnull=False, thread_id__isnull=True)
 _CLAIMED = Q(owner__isnull=False, thread_id__isnull=False)
 _CLAIM_FIELDS = ("adapter", "message_id", "owner", "thread_id", "expires_at")
 _OUTBOX_FIELDS = ("key", "thread_id", "payload", "attempts", "dead", "created_at", "due_at")
+#: A lock row's fields, a key held by slots exported as :func:`~.rows.slots_dict` says.
+_LOCK_FIELDS = ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at", "holders")
 _loads = json.JSONDecoder().decode
 
 
@@ -103,10 +105,8 @@ def snapshot(adapter: NamespaceRows) -> Snapshot:
             thread_state=dict(q(ThreadState).values_list("thread_id", "value")),
             channel_state=dict(q(ChannelState).values_list("channel_id", "value")),
             locks={
-                key: lock_dict(*row)
-                for key, *row in q(Lock)
-                .values_list("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
-                .iterator(chunk_size=_CHUNK)
+                key: lock_entry(*row)
+                for key, *row in q(Lock).values_list(*_LOCK_FIELDS).iterator(chunk_size=_CHUNK)
             },
             pending_locks=pending,
             claims={
@@ -165,12 +165,7 @@ class _Rows:
             ),
             thread_state=rows.sorted(ThreadState, ("thread_id", "value")),
             channel_state=rows.sorted(ChannelState, ("channel_id", "value")),
-            locks=(
-                (key, lock_dict(owner, strategy, metadata, acquired, expires))
-                for key, owner, strategy, metadata, acquired, expires in rows.sorted(
-                    Lock, ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
-                )
-            ),
+            locks=((key, lock_entry(*row)) for key, *row in rows.sorted(Lock, _LOCK_FIELDS)),
             pending_locks=(
                 (key, [pending_dict(*row[1:]) for row in group])
                 for key, group in itertools.groupby(

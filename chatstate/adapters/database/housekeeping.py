@@ -1,4 +1,4 @@
-"""``prune`` on the database: expired locks, the dedupe window, expired pending entries,
+"""``prune`` on the database: expired locks and slots, the dedupe window, expired pending entries,
 expired lists, and the retention of states and subscriptions (run inside the adapter's
 write transaction).
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Exists, OuterRef, Q
 
 from chatstate.adapters.database.rows import pending_entry
+from chatstate.adapters.database.slots import prune_slots
 from chatstate.calls import Pruned, PruneRequest
 from chatstate.models import (
     ChannelState,
@@ -36,13 +37,18 @@ if TYPE_CHECKING:
 def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     """The counts of :meth:`StateAdapter.prune`; with ``dry_run`` nothing is removed."""
     q, now, dry = adapter.queryset, adapter.now(), request.dry_run
-    expired_locks = q(Lock).filter(expires_at__lte=now)
+    # Locks, and each expired slot of a key (a row whose slots all expired goes whole).
+    expired_locks = q(Lock).filter(expires_at__lte=now, holders__isnull=True)
     window = adapter.window()
+    freed_slots = prune_slots(q(Lock), now, dry)  # after the window row: the lock order
     # Counted afresh: prune also repairs a count that rows deleted behind the adapter's
     # back (raw SQL, a bulk delete) left wrong.
     count = q(DedupeEntry).count()
     left = adapter.trim(count, request.dedupe_limit, request.min_age, dry_run=dry)
-    counts = {"expired_locks": expired_locks.count(), "dedupe_trimmed": count - left}
+    counts = {
+        "expired_locks": expired_locks.count() + freed_slots,
+        "dedupe_trimmed": count - left,
+    }
     expired: dict[str, list[PendingEntry]] = {}
     old_entries = q(PendingLockEntry).none()
     if request.pending_ttl is not None:

@@ -14,16 +14,17 @@ from typing import Any
 from django.db import transaction
 
 from chatstate.adapters.database.rows import pending_entry
-from chatstate.calls import Handover, LockOutcome, LockRequest
+from chatstate.adapters.database.slots import SlotRows, first_holder
+from chatstate.calls import CycleRequest, Handover, LockOutcome, LockRequest, lease_lost
 from chatstate.models import Lock, PendingLockEntry
 from chatstate.types import LockResult, PendingEntry, Strategy, not_owner
 
 _ACQUIRED = LockResult.ACQUIRED
 
 
-class LockRows:
+class LockRows(SlotRows):
     """The lock and pending-entry rows of one namespace (``queryset``, ``using``, ``now`` and
-    ``pending_ttl`` come from the adapter)."""
+    ``pending_ttl`` come from the adapter); the slots of :class:`.SlotRows`."""
 
     namespace: str
     using: str
@@ -36,7 +37,10 @@ class LockRows:
         raise NotImplementedError
 
     def _take(self, request: LockRequest, now: datetime) -> LockOutcome:
-        """Inside a write transaction: ``lock`` for a non-concurrent strategy."""
+        """Inside a write transaction: ``lock`` for a non-concurrent strategy, or a slot
+        (capped ``concurrent``). A row of live slots is held: its ``expires_at`` is theirs."""
+        if request.capped:
+            return self._take_slot(request, now)
         key, strategy = request.key, request.strategy
         held = self.queryset(Lock).select_for_update().filter(key=key).first()
         meta = json.loads(request.metadata)
@@ -48,6 +52,7 @@ class LockRows:
                 "acquired_at": now,
                 "expires_at": now + timedelta(seconds=request.ttl),
                 "ttl": request.ttl,
+                "holders": None,
             }
             if held is None:
                 with transaction.atomic(using=self.using):  # an insert race fails here
@@ -56,7 +61,9 @@ class LockRows:
                     )
             else:
                 self.queryset(Lock).filter(pk=held.pk).update(**fields)
-            return LockOutcome(_ACQUIRED, taken_over=None if held is None else held.owner)
+            # (expired slots are no holder taken over)
+            over = None if held is None or held.holders is not None else held.owner
+            return LockOutcome(_ACQUIRED, taken_over=over)
         if strategy is Strategy.REJECT:
             return LockOutcome(LockResult.BUSY)
         return self._enqueue(request, meta, now)
@@ -107,11 +114,16 @@ class LockRows:
 
     def _held(self, key: str, owner: str | None) -> Lock | None:
         """Inside a write transaction: the lock row, locked; ``NotOwner`` unless ``owner``
-        holds it (``owner`` None: whoever does)."""
+        holds it, or a slot of it (its ``holders`` say which; ``owner`` None: whoever)."""
         held: Lock | None = self.queryset(Lock).select_for_update().filter(key=key).first()
-        if owner is not None and (held is None or held.owner != owner):
-            raise not_owner(key, owner, held.owner if held else None)
-        return held
+        if owner is None or (held is not None and held.owner == owner):
+            return held
+        if held is not None and held.holders is not None and owner in held.holders:
+            return held
+        holder = None
+        if held is not None:
+            holder = held.owner if held.holders is None else first_holder(held.holders, self.now())
+        raise not_owner(key, owner, holder)
 
     def _hand_over(self, key: str, limit: int | None = None) -> Handover:
         """Inside a write transaction: remove and return up to ``limit`` oldest pending entries
@@ -126,6 +138,8 @@ class LockRows:
 
     def _release(self, key: str, owner: str | None) -> Handover:
         held = self._held(key, owner)
+        if held is not None and held.holders is not None and owner is not None:
+            return self._release_slot(held, owner, only_if_idle=False)
         if held is not None:
             self.queryset(Lock).filter(pk=held.pk).delete()
         return self._hand_over(key)
@@ -134,3 +148,13 @@ class LockRows:
         self.queryset(Lock).filter(pk=held.pk).update(
             expires_at=self.now() + timedelta(seconds=ttl)
         )
+
+    def _gather(self, request: CycleRequest) -> Handover:
+        """Inside a write transaction: one look of ``msg.gather()`` (see ``cycle_gather``)."""
+        held = self._lock_row(request.thread_id)
+        if held is None or held.owner != request.owner:
+            raise lease_lost(request, (held.owner or None) if held else None)
+        handover = self._hand_over(request.thread_id, limit=0)  # the expired ones only
+        self._renew(held, request.ttl)
+        handover.entries = [pending_entry(row) for row in self._queued(request.thread_id)]
+        return handover

@@ -225,7 +225,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         def extend() -> bool:
             now = self.now()
             rows = self.queryset(Lock).filter(key=key, owner=owner, expires_at__gt=now)
-            return bool(rows.update(expires_at=now + timedelta(seconds=ttl), ttl=ttl))
+            if rows.update(expires_at=now + timedelta(seconds=ttl), ttl=ttl):
+                return True
+            return self._extend_slot(key, owner, ttl, now)  # or not its lock at all
 
         return self._write(extend)
 
@@ -234,6 +236,8 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             if not only_if_idle:
                 return self._release(key, owner)
             held = self._held(key, owner)
+            if held is not None and held.holders is not None:
+                return self._release_slot(held, owner, only_if_idle=True)
             handover = self._hand_over(key)
             if handover.entries and held is not None:
                 self._renew(held, held.ttl or self.lock_ttl)
@@ -245,7 +249,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
 
     def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
         def take() -> Handover:
-            self._held(key, owner)
+            held = self._held(key, owner)
+            if held is not None and held.holders is not None:
+                return self._hand_over_slot(held, owner, limit, self.now())
             return self._hand_over(key, limit)
 
         return self._write(take)
@@ -272,10 +278,13 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             if not claimed:
                 busy = self._entry(key).filter(owner__isnull=False).exists()
                 return CycleEntry(False, self._subscribed(thread_id), in_progress=busy)
-            outcome = self._take(request.lock_request(), now) if request.locks else None
+            outcome = self._take(request.lock_request(), now) if request.holds else None
             result = _ACQUIRED if outcome is None else outcome.result
             held = result is _ACQUIRED
-            if held and request.strategy in _QUEUEING and self._queued(thread_id).exists():
+            if held and request.slots:
+                if self._slot_behind(thread_id, request.owner, now):
+                    result = self._queue_behind(request.lock_request(), outcome, now)  # type: ignore[arg-type]
+            elif held and request.strategy in _QUEUEING and self._queued(thread_id).exists():
                 result = self._queue_behind(request.lock_request(), outcome, now)  # type: ignore[arg-type]
             if result in _REFUSED:  # released at once, a redelivery is handled
                 self._entry(key).update(thread_id=None, expires_at=now)
@@ -296,7 +305,8 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         """Inside a write transaction: check the lease and, with ``staged.claim``, that the
         claim is still in progress and this owner's (``LeaseLost``, nothing written); write
         the state, mark the claim done, write the other effects (an insert race raises
-        ``IntegrityError``: run by ``_retry``); the cycle's lock row, locked."""
+        ``IntegrityError``: run by ``_retry``); the cycle's lock row (or its slots' row),
+        locked."""
         claim = self._entry(request.dedupe_key).select_for_update().values_list("id", "owner")
         found = claim.first()
         held = None
@@ -304,7 +314,11 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             held = self.queryset(Lock).select_for_update().filter(key=request.thread_id).first()
             if held is None or held.owner != request.owner:
                 raise lease_lost(request, held.owner if held else None)
-        if (staged.claim or not request.locks) and (found is None or found[1] != request.owner):
+        elif request.slots:
+            held = self._lock_row(request.thread_id)
+            if held is None or held.holders is None or request.owner not in held.holders:
+                raise lease_lost(request, None)
+        if (staged.claim or not request.holds) and (found is None or found[1] != request.owner):
             raise lease_lost(request, request.owner)
         if staged.state is not None:
             self.put_state_row("thread", request.thread_id, json.loads(staged.state))
@@ -321,6 +335,8 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             held = self._settle(request, staged)
             if held is None:
                 return Handover()
+            if request.slots:
+                return self._release_slot(held, request.owner, only_if_idle=False)
             self.queryset(Lock).filter(pk=held.pk).delete()
             return self._hand_over(request.thread_id)
 
@@ -329,7 +345,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
     def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
         def step() -> Handover:
             held = self._settle(request, staged)
-            assert held is not None  # drain is for locking strategies
+            assert held is not None  # drain is for cycles that hold their thread
+            if request.slots:
+                return self._drain_slot(held, request.owner, request.ttl, finished)
             pending = self.queryset(PendingLockEntry).filter(key=request.thread_id)
             if finished is not None:
                 pending.filter(id=int(finished)).delete()
@@ -349,11 +367,17 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             return self._do_extend_lock(request.thread_id, request.owner, request.ttl)
 
         def renew() -> bool:
-            until = self.now() + timedelta(seconds=request.ttl)
+            now = self.now()
             mine = self._entry(request.dedupe_key).filter(owner=request.owner)
-            return bool(mine.update(expires_at=until))
+            renewed = bool(mine.update(expires_at=now + timedelta(seconds=request.ttl)))
+            if request.slots:  # the slot and the claim (its row first: the lock order)
+                return self._extend_slot(request.thread_id, request.owner, request.ttl, now)
+            return renewed
 
         return self._write(renew)
+
+    def cycle_gather(self, request: CycleRequest) -> Handover:
+        return self._write(lambda: self._gather(request))
 
     def cycle_abort(self, request: CycleRequest) -> bool:
         def abort() -> bool:
@@ -365,6 +389,8 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             if request.locks:
                 mine = self.queryset(Lock).filter(key=request.thread_id, owner=request.owner)
                 mine.delete()
+            elif request.slots:
+                self._leave_slot(request.thread_id, request.owner)
             return bool(deleted)
 
         return self._write(abort)

@@ -66,8 +66,9 @@ def jsonb_value(value: Any) -> Any:
 
 def effects_json(staged: Staged) -> str | None:
     """The ``p_effects`` parameter of ``chatstate_commit`` / ``chatstate_drain``: what
-    ``staged`` holds besides the state and the claim, as JSON text (see ``chatstate_effects``
-    in ``functions.sql``); None when nothing is staged. Values already JSON text are embedded
+    ``staged`` holds besides the state and the claim (the ids of the entries gather handed
+    out too), as JSON text (see ``chatstate_effects`` in ``functions.sql``); None when nothing
+    is staged. Values already JSON text are embedded
     as they are (a channel operation's value as a JSON string: ``incr`` tells an integer from
     a float by its text)."""
     if not staged.effects:
@@ -78,15 +79,17 @@ def effects_json(staged: Staged) -> str | None:
         f"[{dumps(a.key)},{a.value},{dumps(a.max_length)},{dumps(a.ttl)}]" for a in staged.lists
     )
     sends = ",".join(f"[{dumps(s.key)},{dumps(s.thread_id)},{s.payload}]" for s in staged.sends)
+    taken = ",".join(str(entry_id) for entry_id in outbox_ids(list(staged.taken)))
     return (
         f'{{"channel":{dumps(staged.channel_id)},"ops":[{ops}],'
-        f'"subscribe":{dumps(staged.subscribe)},"lists":[{lists}],"sends":[{sends}]}}'
+        f'"subscribe":{dumps(staged.subscribe)},"lists":[{lists}],"sends":[{sends}],'
+        f'"taken":[{taken}]}}'
     )
 
 
 def outbox_ids(ids: list[str]) -> list[int]:
-    """The outbox ids among ``ids`` (an id is the decimal text of a row's ``bigint``; any other
-    text names no entry)."""
+    """The row ids among ``ids`` (an outbox or pending entry's id is the decimal text of its
+    row's ``bigint``; any other text names no entry)."""
     found = []
     for text in ids:
         if text.isascii() and text.isdigit() and text == str(int(text)) and int(text) <= _MAX_ID:

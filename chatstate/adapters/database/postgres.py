@@ -80,33 +80,47 @@ LOCK = (
     "SELECT * FROM chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb,"
     " %s::float8, %s::integer, %s::text)"
 )
+TAKE_SLOT = (
+    "SELECT result, dropped FROM chatstate_take_slot(%s::text, %s::text, %s::text, %s::jsonb,"
+    " %s::float8, %s::integer, %s::text, %s::integer)"
+)
+#: A lock's lease, or (the row holding slots) the owner's slot's: renewed when unexpired. One
+#: statement either way; on a lock row (holders NULL) the slot expressions do nothing.
 EXTEND = (
-    "UPDATE chatstate_lock"
-    " SET expires_at = statement_timestamp() + make_interval(secs => %s::float8),"
-    " ttl = %s::float8"
-    " WHERE namespace = %s::text AND key = %s::text AND owner = %s::text"
-    " AND expires_at > statement_timestamp()"
+    "UPDATE chatstate_lock SET"
+    " expires_at = CASE WHEN holders IS NULL"
+    " THEN statement_timestamp() + make_interval(secs => %s::float8)"
+    " ELSE chatstate_holders_until(chatstate_renewed(holders, %s::text, %s::float8, true)) END,"
+    " ttl = CASE WHEN holders IS NULL THEN %s::float8 ELSE ttl END,"
+    " holders = chatstate_renewed(holders, %s::text, %s::float8, true)"
+    " WHERE namespace = %s::text AND key = %s::text AND expires_at > statement_timestamp()"
+    " AND (owner = %s::text"
+    " OR (holders -> %s::text ->> 'expires_at')::timestamptz > statement_timestamp())"
 )
 RELEASE = "SELECT * FROM chatstate_release(%s::text, %s::text, %s::text, %s::boolean, %s::float8)"
 TAKE = "SELECT * FROM chatstate_take_pending(%s::text, %s::text, %s::text, %s::integer, %s::float8)"
 ENTER = (
     "SELECT * FROM chatstate_enter(%s::text, %s::text, %s::text, %s::bigint, %s::text,"
     " %s::text, %s::text, %s::jsonb, %s::float8, %s::float8, %s::integer, %s::text,"
-    " %s::text, %s::bigint)"
+    " %s::text, %s::bigint, %s::integer)"
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::boolean, %s::float8, %s::jsonb)"
+    " %s::text, %s::boolean, %s::boolean, %s::float8, %s::jsonb, %s::boolean)"
 )
 DRAIN = (
     "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8, %s::jsonb)"
+    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8, %s::jsonb, %s::boolean)"
 )
+GATHER = "SELECT * FROM chatstate_gather(%s::text, %s::text, %s::text, %s::float8, %s::float8)"
 RENEW = (
     "SELECT chatstate_renew(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean,"
-    " %s::float8)"
+    " %s::float8, %s::boolean)"
 )
-ABORT = "SELECT chatstate_abort(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean)"
+ABORT = (
+    "SELECT chatstate_abort(%s::text, %s::text, %s::text, %s::text, %s::text, %s::boolean,"
+    " %s::boolean)"
+)
 
 
 def installed_functions_version(using: str) -> int | None:
@@ -203,6 +217,22 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
 
     @operation
     def _do_lock(self, request: LockRequest) -> Op[LockOutcome]:
+        if request.capped:
+            result, dropped = yield (
+                ROW,
+                TAKE_SLOT,
+                (
+                    self.namespace,
+                    request.key,
+                    request.owner,
+                    request.metadata,
+                    request.ttl,
+                    request.max_pending,
+                    request.overflow,
+                    request.max_concurrent,
+                ),
+            )
+            return LockOutcome(RESULTS[result], _entries(dropped))
         result, dropped, taken_over = yield (
             ROW,
             LOCK,
@@ -221,7 +251,8 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
 
     @operation
     def _do_extend_lock(self, key: str, owner: str, ttl: float) -> Op[bool]:
-        return bool((yield (COUNT, EXTEND, (ttl, ttl, self.namespace, key, owner))))
+        params = (ttl, owner, ttl, ttl, owner, ttl, self.namespace, key, owner, owner)
+        return bool((yield (COUNT, EXTEND, params)))
 
     @operation
     def _do_release_lock(self, key: str, owner: str, only_if_idle: bool) -> Op[Handover]:
@@ -269,6 +300,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
                 request.overflow,
                 history_key(request.thread_id) if request.history else None,
                 request.history,
+                request.max_concurrent if request.slots else None,
             ),
         )
         if result == "acquired":
@@ -297,6 +329,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             staged.claim,
             self.pending_ttl,
             effects_json(staged),
+            request.slots,
         )
         released, holder, pending, expired = yield (ROW, COMMIT, params)
         if not released:
@@ -314,6 +347,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             request.ttl,
             self.pending_ttl,
             effects_json(staged),
+            request.slots,
         )
         released, holder, entry, expired = yield (ROW, DRAIN, params)
         if not released:
@@ -331,8 +365,17 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             *request.dedupe_key,
             request.locks,
             request.ttl,
+            request.slots,
         )
         return bool((yield (ROW, RENEW, params))[0])
+
+    @operation
+    def cycle_gather(self, request: CycleRequest) -> Op[Handover]:
+        params = (self.namespace, request.thread_id, request.owner, request.ttl, self.pending_ttl)
+        ok, holder, entries, expired = yield (ROW, GATHER, params)
+        if not ok:
+            raise lease_lost(request, holder)
+        return Handover(_entries(entries), _entries(expired))
 
     @operation
     def cycle_abort(self, request: CycleRequest) -> Op[bool]:
@@ -342,6 +385,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             request.thread_id,
             request.owner,
             request.locks,
+            request.slots,
         )
         return bool((yield (ROW, ABORT, params))[0])
 

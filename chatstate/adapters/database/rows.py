@@ -86,6 +86,37 @@ def lock_dict(
     }
 
 
+def slots_dict(holders: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A key held by slots in the snapshot's form (for now): a lock entry of strategy
+    ``concurrent`` whose owner, metadata and times are its first holder's (by arrival), and
+    every holder, in arrival order, under ``holders``."""
+    listed = [
+        {
+            "owner": owner,
+            "metadata": holder.get("metadata") or {},
+            "acquired_at": holder["acquired_at"],
+            "expires_at": holder["expires_at"],
+        }
+        for owner, holder in sorted(holders.items(), key=lambda h: (h[1]["acquired_at"], h[0]))
+    ]
+    first = listed[0]
+    return {**first, "strategy": "concurrent", "holders": listed}
+
+
+def lock_entry(
+    owner: str,
+    strategy: str,
+    metadata: Any,
+    acquired: datetime,
+    expires: datetime,
+    holders: dict[str, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """A lock row in the snapshot's form: a lock's, or (``holders``) its slots'."""
+    if holders:
+        return slots_dict(holders)
+    return lock_dict(owner, strategy, metadata, acquired, expires)
+
+
 def claim_dict(owner: str, thread_id: str, expires: datetime) -> dict[str, Any]:
     """A claim in progress in the snapshot's form."""
     return {"owner": owner, "thread_id": thread_id, "expires_at": to_iso(expires)}

@@ -1,9 +1,23 @@
 -- Back to version 3 (0010's frozen copy follows): version 4's functions whose signatures or
 -- results version 3 does not have.
-DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text, text, bigint);
-DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, boolean, float8, jsonb);
-DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, boolean, bigint, float8, float8, jsonb);
-DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean, boolean, jsonb);
+DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text, text, bigint, integer);
+DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, boolean, float8, jsonb, boolean);
+DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, boolean, bigint, float8, float8, jsonb, boolean);
+DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean, boolean, jsonb, boolean);
+DROP FUNCTION IF EXISTS chatstate_renew(text, text, text, text, text, boolean, float8, boolean);
+DROP FUNCTION IF EXISTS chatstate_abort(text, text, text, text, text, boolean, boolean);
+DROP FUNCTION IF EXISTS chatstate_gather(text, text, text, float8, float8);
+DROP FUNCTION IF EXISTS chatstate_release_slot(text, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_take_slot(text, text, text, jsonb, float8, integer, text, integer);
+DROP FUNCTION IF EXISTS chatstate_enqueue(text, text, text, jsonb, integer, text);
+DROP FUNCTION IF EXISTS chatstate_take_available(text, text, text, jsonb, integer);
+DROP FUNCTION IF EXISTS chatstate_available(jsonb, text, text);
+DROP FUNCTION IF EXISTS chatstate_put_holders(text, text, jsonb);
+DROP FUNCTION IF EXISTS chatstate_holders_until(jsonb);
+DROP FUNCTION IF EXISTS chatstate_renewed(jsonb, text, float8, boolean);
+DROP FUNCTION IF EXISTS chatstate_holder_of(text, jsonb);
+DROP FUNCTION IF EXISTS chatstate_live_holders(jsonb);
+DROP FUNCTION IF EXISTS chatstate_iso(timestamptz);
 DROP FUNCTION IF EXISTS chatstate_trim(text, bigint, bigint, bigint, float8, timestamptz);
 DROP FUNCTION IF EXISTS chatstate_claim_holds(text, text, text, timestamptz);
 DROP FUNCTION IF EXISTS chatstate_claim_live(text, text, text, timestamptz);

@@ -1,15 +1,23 @@
 -- Version 4: the dedupe window never trims a claim in progress and alive; a commit checks
 -- that its claim is still its own; a cycle that takes a lock with entries left queued
--- queues its message behind them. Version 3's functions whose signatures or results changed
+-- queues its message behind them; slots (capped 'concurrent') and gather; an outbox claim
+-- whose plan does not depend on statistics. Version 3's functions whose signatures or results changed
 -- (a new signature is a new function; a new result needs the old one dropped first):
 DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text);
 DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, float8);
 DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, bigint, float8, float8);
 DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean);
+DROP FUNCTION IF EXISTS chatstate_renew(text, text, text, text, text, boolean, float8);
+DROP FUNCTION IF EXISTS chatstate_abort(text, text, text, text, text, boolean);
 -- Earlier drafts of version 4 (before the effects and the history read):
 DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, boolean, float8);
 DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, boolean, bigint, float8, float8);
 DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean, boolean);
+-- Earlier drafts of version 4 (before slots):
+DROP FUNCTION IF EXISTS chatstate_enter(text, text, text, bigint, text, text, text, jsonb, float8, float8, integer, text, text, bigint);
+DROP FUNCTION IF EXISTS chatstate_commit(text, text, text, jsonb, text, text, boolean, boolean, float8, jsonb);
+DROP FUNCTION IF EXISTS chatstate_drain(text, text, text, jsonb, text, text, boolean, bigint, float8, float8, jsonb);
+DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, boolean, boolean, jsonb);
 
 -- chatstate's PostgreSQL functions: the fast path of DatabaseStateAdapter (one call, one round
 -- trip and one commit per operation). Installed by migrations from frozen copies of this file
@@ -24,6 +32,16 @@ DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, text, text, bo
 -- nobody else can hold a row that does not exist yet).
 --
 -- Pending entries travel as JSON arrays [id, owner, strategy, metadata, enqueued_at].
+--
+-- Slots (capped 'concurrent'): a key held by up to max_concurrent owners at once records them
+-- on its lock row, holders = {owner: {"acquired_at", "expires_at" (ISO 8601 UTC text), "ttl",
+-- "metadata"}}. The row's owner is '' (an owner is 1-255 characters: no lock owner's check
+-- matches a slot row), its strategy 'concurrent', its acquired_at the earliest holder's and its
+-- expires_at the latest holder's, so a row whose expires_at has passed is free for everyone and
+-- the exclusive strategies judge it as they judge a lock. holders is NULL on a lock. An expired
+-- holder stays recorded until someone needs its room (a slot taken), prune, or a lock taking
+-- the row; until then its commit still succeeds. A queued entry a holder's drain was handed is
+-- marked taken_by that holder: no other holder is handed it while that holder's slot lives.
 --
 -- Durability: every call commits durably (the server's synchronous_commit), but one. A cycle
 -- that acquires its thread commits its claim and lock with synchronous_commit off: they are
@@ -197,7 +215,8 @@ RETURNS jsonb LANGUAGE sql AS $$
 $$;
 
 -- ``lock`` for a non-concurrent strategy: result 'acquired', 'busy', 'queued', 'debounced' or
--- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over.
+-- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over. A key
+-- held by live slots is held.
 CREATE OR REPLACE FUNCTION chatstate_lock(
     p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
     p_max integer, p_overflow text,
@@ -216,12 +235,13 @@ BEGIN
             ON CONFLICT (namespace, key) DO UPDATE
                 SET owner = EXCLUDED.owner, strategy = EXCLUDED.strategy,
                     metadata = EXCLUDED.metadata, acquired_at = EXCLUDED.acquired_at,
-                    expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl
+                    expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl, holders = NULL
                 WHERE l.expires_at <= statement_timestamp()
             RETURNING xmax <> 0 INTO v_updated;
         IF FOUND THEN
             result := 'acquired';
-            taken_over := CASE WHEN v_updated THEN v_previous END;
+            -- (expired slots are no holder taken over: their row's owner is '')
+            taken_over := CASE WHEN v_updated THEN nullif(v_previous, '') END;
             RETURN;
         END IF;
         IF p_strategy = 'reject' THEN result := 'busy'; RETURN; END IF;
@@ -251,27 +271,44 @@ BEGIN
     RAISE EXCEPTION 'chatstate_lock: no decision after 20 attempts on %', p_key;
 END $$;
 
--- Release p_owner's lock (p_owner NULL: whoever holds it) and hand over its pending entries
--- (expired ones dropped). With p_only_if_idle, release only when none is pending; otherwise
--- keep the lock, its lease renewed by its ttl. released false: p_owner does not hold it.
+-- Release p_owner's lock (p_owner NULL: whoever holds it, slots too) and hand over its pending
+-- entries (expired ones dropped). With p_only_if_idle, release only when none is pending;
+-- otherwise keep the lock, its lease renewed by its ttl. released false: p_owner does not hold
+-- it. p_owner's slot, if it has one: see chatstate_release_slot.
 CREATE OR REPLACE FUNCTION chatstate_release(
     p_ns text, p_key text, p_owner text, p_only_if_idle boolean, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
-DECLARE v_ttl float8;
+DECLARE v_ttl float8; v_holders jsonb;
 BEGIN
     IF NOT p_only_if_idle THEN
         DELETE FROM chatstate_lock
             WHERE namespace = p_ns AND key = p_key AND (p_owner IS NULL OR owner = p_owner);
         IF NOT FOUND AND p_owner IS NOT NULL THEN
+            SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
+                WHERE namespace = p_ns AND key = p_key;
+            IF v_holders ? p_owner THEN
+                SELECT r.* INTO released, holder, pending, expired
+                    FROM chatstate_release_slot(p_ns, p_key, p_owner, false, p_pending_ttl) r;
+                RETURN;
+            END IF;
             released := false;
-            SELECT owner INTO holder FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+            holder := chatstate_holder_of(holder, v_holders);
             RETURN;
         END IF;
     ELSE
-        SELECT owner, ttl INTO holder, v_ttl FROM chatstate_lock
+        SELECT owner, ttl, l.holders INTO holder, v_ttl, v_holders FROM chatstate_lock l
             WHERE namespace = p_ns AND key = p_key FOR UPDATE;
-        IF holder IS DISTINCT FROM p_owner THEN released := false; RETURN; END IF;
+        IF holder IS DISTINCT FROM p_owner THEN
+            IF v_holders ? p_owner THEN
+                SELECT r.* INTO released, holder, pending, expired
+                    FROM chatstate_release_slot(p_ns, p_key, p_owner, true, p_pending_ttl) r;
+                RETURN;
+            END IF;
+            released := false;
+            holder := chatstate_holder_of(holder, v_holders);
+            RETURN;
+        END IF;
         holder := NULL;
     END IF;
     released := true;
@@ -288,19 +325,212 @@ BEGIN
     END IF;
 END $$;
 
--- take_pending: up to p_limit oldest pending entries of a lock p_owner holds.
+-- take_pending: up to p_limit oldest pending entries of a lock p_owner holds; of a slot it holds,
+-- those no other live holder was handed.
 CREATE OR REPLACE FUNCTION chatstate_take_pending(
     p_ns text, p_key text, p_owner text, p_limit integer, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb;
 BEGIN
-    SELECT owner INTO holder FROM chatstate_lock WHERE namespace = p_ns AND key = p_key FOR UPDATE;
+    SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
+        WHERE namespace = p_ns AND key = p_key FOR UPDATE;
     released := holder IS NOT DISTINCT FROM p_owner;
-    IF NOT released THEN RETURN; END IF;
+    IF NOT released THEN
+        IF NOT coalesce(v_holders ? p_owner, false) THEN
+            holder := chatstate_holder_of(holder, v_holders);
+            RETURN;
+        END IF;
+        released := true;
+        holder := NULL;
+        expired := chatstate_expire_entries(p_ns, p_key, p_pending_ttl);
+        pending := chatstate_take_available(p_ns, p_key, p_owner, v_holders, p_limit);
+        RETURN;
+    END IF;
     holder := NULL;
     expired := chatstate_expire_entries(p_ns, p_key, p_pending_ttl);
     pending := chatstate_take_entries(p_ns, p_key, p_limit, NULL);
 END $$;
+
+-- Slots (see the top of this file).
+
+-- A timestamp as the text a holder records: ISO 8601 UTC with microseconds and a Z.
+CREATE OR REPLACE FUNCTION chatstate_iso(p_at timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- The holders of p_holders whose lease runs.
+CREATE OR REPLACE FUNCTION chatstate_live_holders(p_holders jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(h.key, h.value), '{}') FROM jsonb_each(p_holders) h
+    WHERE (h.value->>'expires_at')::timestamptz > statement_timestamp()
+$$;
+
+-- Who holds a key, for a NotOwner: its lock's owner, or its first live holder (by arrival).
+CREATE OR REPLACE FUNCTION chatstate_holder_of(p_owner text, p_holders jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_holders IS NULL THEN p_owner ELSE (
+        SELECT h.key FROM jsonb_each(chatstate_live_holders(p_holders)) h
+        ORDER BY h.value->>'acquired_at', h.key LIMIT 1) END
+$$;
+
+-- p_holders with p_owner's lease renewed to p_ttl seconds from now (p_set_ttl: and p_ttl
+-- remembered as its lease).
+CREATE OR REPLACE FUNCTION chatstate_renewed(
+    p_holders jsonb, p_owner text, p_ttl float8, p_set_ttl boolean)
+RETURNS jsonb LANGUAGE sql STABLE STRICT AS $$
+    SELECT p_holders || jsonb_build_object(p_owner, (p_holders->p_owner)
+        || jsonb_build_object('expires_at',
+               chatstate_iso(statement_timestamp() + make_interval(secs => p_ttl)))
+        || CASE WHEN p_set_ttl THEN jsonb_build_object('ttl', p_ttl) ELSE '{}' END)
+$$;
+
+-- When the latest lease of p_holders ends.
+CREATE OR REPLACE FUNCTION chatstate_holders_until(p_holders jsonb) RETURNS timestamptz
+LANGUAGE sql STABLE STRICT AS $$
+    SELECT max((h.value->>'expires_at')::timestamptz) FROM jsonb_each(p_holders) h
+$$;
+
+-- Store p_holders as the slots of p_key (its row locked by the caller), the row summarizing
+-- them; none left: the row is deleted.
+CREATE OR REPLACE FUNCTION chatstate_put_holders(p_ns text, p_key text, p_holders jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_holders = '{}' THEN
+        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
+        RETURN;
+    END IF;
+    UPDATE chatstate_lock SET owner = '', strategy = 'concurrent', metadata = '{}', ttl = NULL,
+            holders = p_holders, expires_at = chatstate_holders_until(p_holders),
+            acquired_at = (SELECT min((h.value->>'acquired_at')::timestamptz)
+                           FROM jsonb_each(p_holders) h)
+        WHERE namespace = p_ns AND key = p_key;
+END $$;
+
+-- Whether a queued entry marked as handed to p_taken_by (NULL: to nobody) may be handed to
+-- p_owner: nobody else who still holds a live slot of p_holders was handed it.
+CREATE OR REPLACE FUNCTION chatstate_available(p_holders jsonb, p_taken_by text, p_owner text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_taken_by IS NULL OR p_taken_by = p_owner OR coalesce(
+        (p_holders->p_taken_by->>'expires_at')::timestamptz <= statement_timestamp(), true)
+$$;
+
+-- Delete (and return) up to p_limit (NULL: all) oldest pending entries of p_key available to
+-- the holder p_owner (see chatstate_available).
+CREATE OR REPLACE FUNCTION chatstate_take_available(
+    p_ns text, p_key text, p_owner text, p_holders jsonb, p_limit integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE v_taken jsonb;
+BEGIN
+    WITH gone AS (
+        DELETE FROM chatstate_pendinglockentry WHERE id IN (
+            SELECT id FROM chatstate_pendinglockentry
+            WHERE namespace = p_ns AND key = p_key
+                AND chatstate_available(p_holders, taken_by, p_owner)
+            ORDER BY id LIMIT p_limit)
+        RETURNING id, owner, strategy, metadata, enqueued_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(id, owner, strategy, metadata,
+        chatstate_iso(enqueued_at)) ORDER BY id), '[]') INTO v_taken FROM gone;
+    RETURN v_taken;
+END $$;
+
+-- Queue a capped 'concurrent' entry of p_owner behind p_key (its row locked by the caller),
+-- within the bound p_max: 'queued', or 'dropped' (drop_newest); the entries dropped.
+CREATE OR REPLACE FUNCTION chatstate_enqueue(
+    p_ns text, p_key text, p_owner text, p_meta jsonb, p_max integer, p_overflow text,
+    OUT result text, OUT dropped jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_depth integer;
+BEGIN
+    dropped := '[]';
+    IF p_max IS NOT NULL THEN
+        SELECT count(*) INTO v_depth FROM chatstate_pendinglockentry
+            WHERE namespace = p_ns AND key = p_key;
+        IF v_depth >= p_max THEN
+            IF p_overflow = 'drop_newest' THEN result := 'dropped'; RETURN; END IF;
+            dropped := chatstate_take_entries(p_ns, p_key, v_depth - p_max + 1, NULL);
+        END IF;
+    END IF;
+    INSERT INTO chatstate_pendinglockentry (namespace, key, owner, strategy, metadata, enqueued_at)
+        VALUES (p_ns, p_key, p_owner, 'concurrent', p_meta, statement_timestamp());
+    result := 'queued';
+END $$;
+
+-- lock() with a capped 'concurrent' strategy: one of p_cap slots of p_key for p_owner, with a
+-- lease of p_ttl seconds ('acquired'; expired holders dropped to make room); full, or held by
+-- a lock: queued as chatstate_enqueue. holders: the key's holders now (NULL: a lock holds it).
+CREATE OR REPLACE FUNCTION chatstate_take_slot(
+    p_ns text, p_key text, p_owner text, p_meta jsonb, p_ttl float8, p_max integer,
+    p_overflow text, p_cap integer, OUT result text, OUT dropped jsonb, OUT holders jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb; v_expires timestamptz;
+    v_mine jsonb := jsonb_build_object(p_owner, jsonb_build_object(
+        'acquired_at', chatstate_iso(statement_timestamp()),
+        'expires_at', chatstate_iso(statement_timestamp() + make_interval(secs => p_ttl)),
+        'ttl', p_ttl, 'metadata', p_meta));
+BEGIN
+    dropped := '[]';
+    FOR attempt IN 1..20 LOOP
+        SELECT l.holders, l.expires_at INTO v_holders, v_expires FROM chatstate_lock l
+            WHERE namespace = p_ns AND key = p_key FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO chatstate_lock (namespace, key, owner, strategy, metadata, acquired_at,
+                    expires_at, ttl, holders)
+                VALUES (p_ns, p_key, '', 'concurrent', '{}', statement_timestamp(),
+                        statement_timestamp() + make_interval(secs => p_ttl), NULL, v_mine)
+                ON CONFLICT (namespace, key) DO NOTHING;
+            IF FOUND THEN result := 'acquired'; holders := v_mine; RETURN; END IF;
+            CONTINUE;  -- another call created the row first: decide again against it
+        END IF;
+        IF v_holders IS NULL AND v_expires > statement_timestamp() THEN
+            holders := NULL;  -- a lock holds the key
+        ELSE
+            holders := CASE WHEN v_holders IS NULL THEN '{}'
+                            ELSE chatstate_live_holders(v_holders) END;
+            IF (SELECT count(*) FROM jsonb_object_keys(holders)) < p_cap THEN
+                holders := holders || v_mine;
+                PERFORM chatstate_put_holders(p_ns, p_key, holders);
+                result := 'acquired';
+                RETURN;
+            END IF;
+            holders := v_holders;
+        END IF;
+        SELECT e.result, e.dropped INTO result, dropped
+            FROM chatstate_enqueue(p_ns, p_key, p_owner, p_meta, p_max, p_overflow) e;
+        RETURN;
+    END LOOP;
+    RAISE EXCEPTION 'chatstate_take_slot: no decision after 20 attempts on %', p_key;
+END $$;
+
+-- Release p_owner's slot of p_key and hand over the pending entries no other live holder was
+-- handed (expired ones dropped); with p_only_if_idle and entries handed over, keep the slot,
+-- its lease renewed by its ttl. released false (holder: who holds the key) when p_owner has no
+-- slot of it.
+CREATE OR REPLACE FUNCTION chatstate_release_slot(
+    p_ns text, p_key text, p_owner text, p_only_if_idle boolean, p_pending_ttl float8,
+    OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb;
+BEGIN
+    SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
+        WHERE namespace = p_ns AND key = p_key FOR UPDATE;
+    released := coalesce(v_holders ? p_owner, false);
+    IF NOT released THEN
+        holder := chatstate_holder_of(holder, v_holders);
+        RETURN;
+    END IF;
+    holder := NULL;
+    expired := chatstate_expire_entries(p_ns, p_key, p_pending_ttl);
+    pending := chatstate_take_available(p_ns, p_key, p_owner, v_holders, NULL);
+    IF p_only_if_idle AND pending <> '[]' THEN
+        PERFORM chatstate_put_holders(p_ns, p_key, chatstate_renewed(v_holders, p_owner,
+            (v_holders->p_owner->>'ttl')::float8, false));
+    ELSE
+        PERFORM chatstate_put_holders(p_ns, p_key, v_holders - p_owner);
+    END IF;
+END $$;
+
 
 -- Lists (a thread's history is the list 'history:<thread>'): a head row per list (its newest
 -- position last_seq, its expiry) and one row per item, numbered 1, 2, ... in append order.
@@ -435,7 +665,8 @@ END $$;
 
 -- What a cycle's commit (or drain step) writes besides its thread's state and claim, given
 -- as {"channel": id, "ops": [...], "subscribe": true|false|null, "lists": [[key, value,
--- max_length, ttl], ...], "sends": [[key, thread, payload], ...]}: the channel's operations
+-- max_length, ttl], ...], "sends": [[key, thread, payload], ...], "taken": [entry id, ...]}:
+-- the queued entries gather handed to the cycle, removed; the channel's operations
 -- on its row, locked (cycles of one channel queue on it: none loses another's); the thread's
 -- subscription (a subscribe touches it); the list appends (lists locked in key order, each
 -- list's appends in order); the outbox entries, in order (a key already there: skipped).
@@ -444,6 +675,10 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_channel text := p_effects->>'channel'; v_ops jsonb := p_effects->'ops';
     v_subscribe jsonb := p_effects->'subscribe'; v_append jsonb;
 BEGIN
+    IF jsonb_array_length(coalesce(p_effects->'taken', '[]')) > 0 THEN
+        DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_thread
+            AND id = ANY (ARRAY(SELECT jsonb_array_elements_text(p_effects->'taken')::bigint));
+    END IF;
     IF jsonb_array_length(v_ops) > 0 THEN
         UPDATE chatstate_channelstate
             SET value = chatstate_channel_ops(value, v_ops), updated_at = statement_timestamp()
@@ -485,16 +720,20 @@ END $$;
 -- redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
 -- (its previous holder died or failed) queues its message behind them and holds the lock
 -- (held), so that its drain hands them out in arrival order. A cycle that holds its thread
--- reads its state and the newest p_history items of its history list p_history_key.
+-- reads its state and the newest p_history items of its history list p_history_key. With
+-- p_cap ('concurrent' capped at p_cap holders) the cycle takes a slot (chatstate_take_slot);
+-- one that takes a slot while entries wait that no other live holder was handed is queued
+-- behind them and holds the slot (held), as for a lock.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
     p_overflow text, p_history_key text DEFAULT NULL, p_history bigint DEFAULT 0,
+    p_cap integer DEFAULT NULL,
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
     OUT history jsonb)
 LANGUAGE plpgsql AS $$
-DECLARE v_depth integer;
+DECLARE v_depth integer; v_holders jsonb;
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
                                p_min_age);
@@ -505,7 +744,11 @@ BEGIN
         in_progress := EXISTS (SELECT 1 FROM chatstate_dedupeentry WHERE namespace = p_ns
             AND adapter = p_adapter AND message_id = p_mid AND owner IS NOT NULL);
     ELSE
-        IF p_strategy = 'concurrent' THEN
+        IF p_cap IS NOT NULL THEN
+            SELECT l.result, l.dropped, l.holders INTO result, dropped, v_holders
+                FROM chatstate_take_slot(p_ns, p_thread, p_owner, p_meta, p_ttl, p_max,
+                                         p_overflow, p_cap) l;
+        ELSIF p_strategy = 'concurrent' THEN
             result := 'acquired';
         ELSE
             SELECT l.result, l.dropped, l.taken_over INTO result, dropped, taken_over
@@ -513,7 +756,14 @@ BEGIN
                                     p_overflow) l;
         END IF;
         held := result = 'acquired';
-        IF held AND p_strategy IN ('queue', 'debounce') AND EXISTS (
+        IF held AND p_cap IS NOT NULL THEN
+            IF EXISTS (SELECT 1 FROM chatstate_pendinglockentry WHERE namespace = p_ns
+                    AND key = p_thread AND chatstate_available(v_holders, taken_by, p_owner)) THEN
+                -- Behind the entries waiting for a slot, in arrival order.
+                SELECT e.result, e.dropped INTO result, dropped FROM chatstate_enqueue(
+                    p_ns, p_thread, p_owner, p_meta, p_max, p_overflow) e;
+            END IF;
+        ELSIF held AND p_strategy IN ('queue', 'debounce') AND EXISTS (
                 SELECT 1 FROM chatstate_pendinglockentry WHERE namespace = p_ns
                 AND key = p_thread) THEN
             -- Behind the entries a previous holder left, in arrival order.
@@ -563,15 +813,17 @@ BEGIN
 END $$;
 
 -- The start of a cycle's commit or drain step: lock the claim's row, then check the lease
--- (the lock's; under 'concurrent', the claim's) and, with p_claim, that the claim is still in
--- progress and p_owner's; then write the state, mark the claim done and write the effects
--- (p_effects, NULL when none: see chatstate_effects). ok false, and nothing written: holder
--- has the lock, or holder is p_owner when the lock is its own but the claim is not.
+-- (the lock's; with p_slot, that p_owner still has its slot; under uncapped 'concurrent', the
+-- claim's) and, with p_claim, that the claim is still in progress and p_owner's; then write
+-- the state, mark the claim done and write the effects (p_effects, NULL when none: see
+-- chatstate_effects). ok false, and nothing written: holder has the lock, or holder is p_owner
+-- when the lock is its own but the claim is not (NULL: the slot is gone).
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
-    p_locked boolean, p_claim boolean, p_effects jsonb, OUT ok boolean, OUT holder text)
+    p_locked boolean, p_claim boolean, p_effects jsonb, p_slot boolean,
+    OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
-DECLARE v_id bigint; v_owner text;
+DECLARE v_id bigint; v_owner text; v_holders jsonb;
 BEGIN
     SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
         WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
@@ -579,10 +831,14 @@ BEGIN
         SELECT owner INTO holder FROM chatstate_lock
             WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
         ok := holder IS NOT DISTINCT FROM p_owner;
+    ELSIF p_slot THEN
+        SELECT l.holders INTO v_holders FROM chatstate_lock l
+            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+        ok := coalesce(v_holders ? p_owner, false);
     ELSE
         ok := true;
     END IF;
-    IF ok AND (p_claim OR NOT p_locked) AND v_owner IS DISTINCT FROM p_owner THEN
+    IF ok AND (p_claim OR NOT (p_locked OR p_slot)) AND v_owner IS DISTINCT FROM p_owner THEN
         ok := false;
         holder := p_owner;
     END IF;
@@ -604,16 +860,24 @@ BEGIN
 END $$;
 
 -- A cycle's commit: write the state, mark the claim done, write the effects and release the
--- lock, in one step, handing over the pending entries; or, when the lease went to another
--- holder (released false, holder: who has it), nothing.
+-- lock (p_slot: the slot, as chatstate_release_slot), in one step, handing over the pending
+-- entries; or, when the lease went to another holder (released false, holder: who has it),
+-- nothing.
 CREATE OR REPLACE FUNCTION chatstate_commit(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
     p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
+    p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim, p_effects) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim, p_effects,
+        p_slot) s;
+    IF released AND p_slot THEN
+        SELECT r.pending, r.expired INTO pending, expired
+            FROM chatstate_release_slot(p_ns, p_thread, p_owner, false, p_pending_ttl) r;
+        RETURN;
+    END IF;
     IF NOT released OR NOT p_locked THEN
         pending := '[]';
         expired := '[]';
@@ -626,22 +890,43 @@ END $$;
 
 -- One step of a drain: write the state (and, with p_claim, mark the claim done) and the
 -- effects, remove the entry just finished, drop expired ones, then hand out the oldest left
--- (it stays queued; the lease renewed by p_ttl) or, when none is left, release the lock.
+-- (it stays queued; the lease renewed by p_ttl) or, when none is left, release the lock. With
+-- p_slot, under p_owner's slot: the oldest left that no other live holder was handed, marked
+-- as handed to p_owner; none: the slot is freed.
 CREATE OR REPLACE FUNCTION chatstate_drain(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
     p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
-    p_effects jsonb DEFAULT NULL,
+    p_effects jsonb DEFAULT NULL, p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb; v_id bigint;
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, true, p_claim, p_effects) s;
+        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, NOT p_slot, p_claim, p_effects,
+        p_slot) s;
     IF NOT released THEN RETURN; END IF;
     IF p_finished IS NOT NULL THEN
         DELETE FROM chatstate_pendinglockentry
             WHERE id = p_finished AND namespace = p_ns AND key = p_thread;
     END IF;
     expired := chatstate_expire_entries(p_ns, p_thread, p_pending_ttl);
+    IF p_slot THEN
+        SELECT l.holders INTO v_holders FROM chatstate_lock l
+            WHERE namespace = p_ns AND key = p_thread;
+        SELECT id, jsonb_build_array(id, owner, strategy, metadata, chatstate_iso(enqueued_at))
+            INTO v_id, entry FROM chatstate_pendinglockentry
+            WHERE namespace = p_ns AND key = p_thread
+                AND chatstate_available(v_holders, taken_by, p_owner)
+            ORDER BY id LIMIT 1;
+        IF entry IS NULL THEN
+            PERFORM chatstate_put_holders(p_ns, p_thread, v_holders - p_owner);
+        ELSE
+            UPDATE chatstate_pendinglockentry SET taken_by = p_owner WHERE id = v_id;
+            PERFORM chatstate_put_holders(p_ns, p_thread,
+                                          chatstate_renewed(v_holders, p_owner, p_ttl, false));
+        END IF;
+        RETURN;
+    END IF;
     SELECT jsonb_build_array(id, owner, strategy, metadata,
         to_char(enqueued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
         INTO entry FROM chatstate_pendinglockentry
@@ -655,13 +940,55 @@ BEGIN
     END IF;
 END $$;
 
--- Renew a cycle's lease by p_ttl: its lock's, or under 'concurrent' its claim's.
+-- One look of msg.gather(): the entries queued behind p_owner's lock (oldest first; nothing
+-- removed), expired ones dropped, its lease renewed by p_ttl; ok false, nothing changed, when
+-- the lock is not p_owner's (holder: whose it is).
+CREATE OR REPLACE FUNCTION chatstate_gather(
+    p_ns text, p_thread text, p_owner text, p_ttl float8, p_pending_ttl float8,
+    OUT ok boolean, OUT holder text, OUT entries jsonb, OUT expired jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb;
+BEGIN
+    SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
+        WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+    ok := holder IS NOT DISTINCT FROM p_owner;
+    IF NOT ok THEN
+        holder := chatstate_holder_of(holder, v_holders);
+        RETURN;
+    END IF;
+    holder := NULL;
+    expired := chatstate_expire_entries(p_ns, p_thread, p_pending_ttl);
+    UPDATE chatstate_lock SET expires_at = statement_timestamp() + make_interval(secs => p_ttl)
+        WHERE namespace = p_ns AND key = p_thread;
+    SELECT coalesce(jsonb_agg(jsonb_build_array(id, owner, strategy, metadata,
+            chatstate_iso(enqueued_at)) ORDER BY id), '[]')
+        INTO entries FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_thread;
+END $$;
+
+-- Renew a cycle's lease by p_ttl: its lock's; with p_slot, its slot's (if it still has it,
+-- unexpired) and its claim's; under uncapped 'concurrent', its claim's.
 CREATE OR REPLACE FUNCTION chatstate_renew(
     p_ns text, p_thread text, p_owner text, p_adapter text, p_mid text, p_locked boolean,
-    p_ttl float8)
+    p_ttl float8, p_slot boolean DEFAULT false)
 RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_holders jsonb;
 BEGIN
-    IF p_locked THEN
+    IF p_slot THEN
+        -- The claim's row first (the lock order), then the slot's.
+        UPDATE chatstate_dedupeentry
+            SET expires_at = statement_timestamp() + make_interval(secs => p_ttl)
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
+                AND owner = p_owner;
+        SELECT l.holders INTO v_holders FROM chatstate_lock l
+            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+        IF coalesce((v_holders->p_owner->>'expires_at')::timestamptz > statement_timestamp(),
+                    false) THEN
+            PERFORM chatstate_put_holders(p_ns, p_thread,
+                                          chatstate_renewed(v_holders, p_owner, p_ttl, true));
+            RETURN true;
+        END IF;
+        RETURN false;
+    ELSIF p_locked THEN
         UPDATE chatstate_lock
             SET expires_at = statement_timestamp() + make_interval(secs => p_ttl), ttl = p_ttl
             WHERE namespace = p_ns AND key = p_thread AND owner = p_owner
@@ -677,11 +1004,13 @@ END $$;
 
 -- A cycle's abort: withdraw the claim if it is still in progress and p_owner's (a commit that
 -- ran marked it done: it stays) -- true when withdrawn -- and release the lock if p_owner
--- holds it, keeping the pending entries for the next holder.
+-- holds it (p_slot: free its slot and the marks of the entries it was handed), keeping the
+-- pending entries for the next holder.
 CREATE OR REPLACE FUNCTION chatstate_abort(
-    p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean)
+    p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean,
+    p_slot boolean DEFAULT false)
 RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE v_withdrawn boolean;
+DECLARE v_withdrawn boolean; v_holders jsonb;
 BEGIN
     PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
     DELETE FROM chatstate_dedupeentry
@@ -693,6 +1022,14 @@ BEGIN
     END IF;
     IF p_locked THEN
         DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+    ELSIF p_slot THEN
+        SELECT l.holders INTO v_holders FROM chatstate_lock l
+            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+        IF v_holders ? p_owner THEN
+            PERFORM chatstate_put_holders(p_ns, p_thread, v_holders - p_owner);
+        END IF;
+        UPDATE chatstate_pendinglockentry SET taken_by = NULL
+            WHERE namespace = p_ns AND key = p_thread AND taken_by = p_owner;
     END IF;
     RETURN v_withdrawn;
 END $$;
@@ -704,44 +1041,89 @@ END $$;
 -- created_at, due_at].
 
 -- Lease up to p_limit due entries to p_owner for p_lease seconds; oldest first. Per thread, a
--- run from its oldest entry not dead, each due. Concurrent claims never take the same entry
--- nor one thread's entries at once, and never wait for each other: the candidates are locked
--- skipping those another claim holds, then judged again on a fresh snapshot -- a thread is
--- taken only from its oldest live entry on, every one of them locked here.
+-- run from its oldest entry not dead, each due; a thread with an entry leased to a live
+-- dispatcher is skipped. Concurrent claims never take the same entry nor one thread's entries
+-- at once, and never wait for each other: the chosen entries are locked skipping those another
+-- claim holds, then judged again on a fresh snapshot -- a thread is taken only from its oldest
+-- live entry on, every one of them locked here.
+--
+-- Every statement reads one table, with no join and no correlated subquery, so that no plan
+-- costs more than one pass over the namespace's entries: the planner cannot turn a claim into
+-- an entry-by-entry rescan of the outbox (as it did, without statistics on a fresh table, with
+-- per-entry NOT EXISTS checks). The leased threads come from the partial index of leased
+-- entries (chatstate_outbox_leased); the entries are walked in commit order a chunk at a time,
+-- stopping once p_limit are chosen.
 CREATE OR REPLACE FUNCTION chatstate_outbox_claim(
     p_ns text, p_owner text, p_limit bigint, p_lease float8)
 RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE v_ids bigint[]; v_taken jsonb;
+DECLARE v_now timestamptz := statement_timestamp(); v_leased text[]; v_walled text[] := '{}';
+    v_chunk bigint := greatest(2 * p_limit, 100); v_after bigint := 0; v_ids bigint[] := '{}';
+    v_rows bigint[]; v_threads text[]; v_due boolean[]; v_tids text[]; v_firsts bigint[];
+    v_max bigint; v_taken jsonb;
 BEGIN
-    SELECT array_agg(c.id) INTO v_ids FROM (
-        SELECT o.id FROM chatstate_outboxmessage o
-        WHERE o.namespace = p_ns AND NOT o.dead AND o.due_at <= statement_timestamp()
-            AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage b
-                WHERE b.namespace = p_ns AND b.thread_id = o.thread_id AND b.id < o.id
-                    AND NOT b.dead AND b.due_at > statement_timestamp())
-            AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage l
-                WHERE l.namespace = p_ns AND l.thread_id = o.thread_id
-                    AND l.lease_until > statement_timestamp())
-        ORDER BY o.id LIMIT p_limit
-        FOR UPDATE OF o SKIP LOCKED) c;
+    SELECT coalesce(array_agg(DISTINCT thread_id), '{}') INTO v_leased
+        FROM chatstate_outboxmessage
+        WHERE namespace = p_ns AND lease_until IS NOT NULL AND lease_until > v_now;
+    <<chunks>>
+    LOOP
+        SELECT array_agg(c.id ORDER BY c.id), array_agg(c.thread_id ORDER BY c.id),
+                array_agg(c.due_at <= v_now ORDER BY c.id)
+            INTO v_rows, v_threads, v_due FROM (
+                SELECT id, thread_id, due_at FROM chatstate_outboxmessage
+                WHERE namespace = p_ns AND id > v_after AND NOT dead
+                    AND thread_id <> ALL (v_leased)
+                ORDER BY id LIMIT v_chunk) c;
+        EXIT WHEN v_rows IS NULL;
+        FOR i IN 1 .. cardinality(v_rows) LOOP
+            IF v_threads[i] = ANY (v_walled) THEN
+                CONTINUE;  -- behind an entry not due: the rest of its thread waits
+            ELSIF v_due[i] THEN
+                v_ids := v_ids || v_rows[i];
+                EXIT chunks WHEN cardinality(v_ids) >= p_limit;
+            ELSE
+                v_walled := v_walled || v_threads[i];
+            END IF;
+        END LOOP;
+        EXIT WHEN cardinality(v_rows) < v_chunk;
+        v_after := v_rows[cardinality(v_rows)];
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN '[]';
+    END IF;
+    SELECT array_agg(l.id ORDER BY l.id), array_agg(l.thread_id ORDER BY l.id),
+            array_agg(DISTINCT l.thread_id), max(l.id)
+        INTO v_ids, v_tids, v_threads, v_max FROM (
+            SELECT id, thread_id FROM chatstate_outboxmessage
+            WHERE id = ANY (v_ids) AND namespace = p_ns AND NOT dead AND due_at <= v_now
+                AND (lease_until IS NULL OR lease_until <= v_now)
+            ORDER BY id FOR UPDATE SKIP LOCKED) l;  -- (judged on each row's newest version)
+    IF v_ids IS NULL THEN
+        RETURN '[]';
+    END IF;
+    -- Judged again on a fresh snapshot: leased meanwhile, or behind a live entry not locked here.
+    SELECT coalesce(array_agg(DISTINCT thread_id), '{}') INTO v_leased
+        FROM chatstate_outboxmessage
+        WHERE namespace = p_ns AND lease_until IS NOT NULL AND lease_until > v_now
+            AND thread_id = ANY (v_threads);
+    SELECT array_agg(w.thread_id), array_agg(w.first) INTO v_threads, v_firsts FROM (
+        SELECT thread_id, min(id) AS first FROM chatstate_outboxmessage
+        WHERE namespace = p_ns AND thread_id = ANY (v_threads) AND id < v_max AND NOT dead
+            AND id <> ALL (v_ids)
+        GROUP BY thread_id) w;
+    SELECT array_agg(r.id) INTO v_ids FROM unnest(v_ids, v_tids) AS r(id, thread_id)
+        WHERE r.thread_id <> ALL (v_leased) AND NOT EXISTS (
+            SELECT 1 FROM unnest(v_threads, v_firsts) AS w(thread_id, first)
+            WHERE w.thread_id = r.thread_id AND w.first < r.id);
     IF v_ids IS NULL THEN
         RETURN '[]';
     END IF;
     WITH taken AS (
-        UPDATE chatstate_outboxmessage o SET lease_owner = p_owner,
-                lease_until = statement_timestamp() + make_interval(secs => p_lease)
-            WHERE o.id = ANY (v_ids)
-                AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage b
-                    WHERE b.namespace = p_ns AND b.thread_id = o.thread_id AND b.id < o.id
-                        AND NOT b.dead AND b.id <> ALL (v_ids))
-                AND NOT EXISTS (SELECT 1 FROM chatstate_outboxmessage l
-                    WHERE l.namespace = p_ns AND l.thread_id = o.thread_id
-                        AND l.lease_until > statement_timestamp())
-            RETURNING o.id, o.key, o.thread_id, o.payload, o.attempts, o.dead, o.created_at,
-                o.due_at)
+        UPDATE chatstate_outboxmessage SET lease_owner = p_owner,
+                lease_until = v_now + make_interval(secs => p_lease)
+            WHERE id = ANY (v_ids)
+            RETURNING id, key, thread_id, payload, attempts, dead, created_at, due_at)
     SELECT coalesce(jsonb_agg(jsonb_build_array(id, key, thread_id, payload, attempts, dead,
-            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-            to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) ORDER BY id),
-        '[]') INTO v_taken FROM taken;
+            chatstate_iso(created_at), chatstate_iso(due_at)) ORDER BY id), '[]')
+        INTO v_taken FROM taken;
     RETURN v_taken;
 END $$;
