@@ -108,7 +108,7 @@ def _smoke(store: Any) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3", "0012_functions_v4"],
+    ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3", "0014_functions_v4"],
 )
 def test_frozen_copies_are_not_empty(name: str) -> None:
     assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")
@@ -136,7 +136,7 @@ def test_every_id_column_compares_exactly_on_mysql(transactional_db: None) -> No
 
     exact_ids = importlib.import_module("chatstate.migrations.0009_exact_ids_on_mysql")
     lists_and_outbox = importlib.import_module("chatstate.migrations.0011_lists_and_outbox")
-    slots = importlib.import_module("chatstate.migrations.0014_slots_and_outbox_leases")
+    slots = importlib.import_module("chatstate.migrations.0013_slots_and_outbox_leases")
     collation = exact_ids.exact_collation(connection)
     listed = {(table, column) for table, column, _ in exact_ids.ID_COLUMNS}
     listed |= {(table, column) for table, column, _, _ in lists_and_outbox.ID_COLUMNS}

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Exists, Max, OuterRef, Q
 
 from chatstate.models import ClaimMinute, DedupeEntry, DedupeWindow, Lock
-from chatstate.types import DedupeKey
+from chatstate.types import DedupeKey, from_iso
 
 
 class DedupeWindowRows:
@@ -45,17 +45,22 @@ class DedupeWindowRows:
 
     def _holds(self, owner: str | None, thread_id: str | None, expires: Any, now: datetime) -> bool:
         """Whether a dedupe entry makes its message a duplicate at ``now``: done, or in
-        progress and alive (its own lease runs, or its owner holds its thread's lock
-        unexpired). Any transaction."""
+        progress and alive (its own lease runs, or its owner holds its thread's lock, or a
+        slot of it, unexpired). Any transaction."""
         if owner is None:
             return True
         if expires is not None and expires > now:
             return True
-        live = self.queryset(Lock).filter(key=thread_id, owner=owner, expires_at__gt=now)
-        return bool(live.exists())
+        row = self.queryset(Lock).filter(key=thread_id, expires_at__gt=now).first()
+        if row is None:
+            return False
+        holder = (row.holders or {}).get(owner)
+        return row.owner == owner or (holder is not None and from_iso(holder["expires_at"]) > now)
 
     def live_claims(self, now: datetime) -> Q:
-        """The dedupe entries that are claims in progress and alive at ``now``."""
+        """The dedupe entries that are claims in progress and alive at ``now`` through their
+        own lease or their owner's lock (a slot's holder renews its claim's own lease; the
+        window judges slots exactly, in :meth:`_holds`)."""
         held = self.queryset(Lock).filter(
             key=OuterRef("thread_id"), owner=OuterRef("owner"), expires_at__gt=now
         )
@@ -128,15 +133,15 @@ class DedupeWindowRows:
             if count <= limit:
                 break
             oldest = self.queryset(DedupeEntry).exclude(pk=keep).order_by("seq", "id")
-            candidates = list(
-                oldest.values_list("id", flat=True)[: count - limit]
-            )  # the entries older than the newest ``limit``
-            may_go = (
-                self.queryset(DedupeEntry).filter(id__in=candidates).exclude(self.live_claims(now))
-            )
-            if min_age:
-                may_go = may_go.filter(created_at__lt=now - timedelta(seconds=min_age))
-            ids = list(may_go.values_list("id", flat=True))
+            fields = ("id", "owner", "thread_id", "expires_at", "created_at")
+            candidates = list(oldest.values_list(*fields)[: count - limit])  # beyond the newest
+            young = now - timedelta(seconds=min_age)
+            ids = [
+                entry_id
+                for entry_id, owner, thread_id, expires, created in candidates
+                if not (min_age and created >= young)
+                and (owner is None or not self._holds(owner, thread_id, expires, now))
+            ]
             if len(candidates) == count - limit:
                 if not dry_run and ids:
                     DedupeEntry.objects.using(self.using).filter(id__in=ids).delete()

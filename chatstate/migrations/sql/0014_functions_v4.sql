@@ -56,14 +56,16 @@ CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 4 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
--- lease runs, or its owner holds the lock of its thread unexpired (a lease renewed by
+-- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
 -- extend_lock keeps the claim alive too). The window never trims such a claim.
 CREATE OR REPLACE FUNCTION chatstate_claim_live(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
 RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT p_owner IS NOT NULL AND (p_expires > statement_timestamp() OR EXISTS (
         SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
-            AND owner = p_owner AND expires_at > statement_timestamp()))
+            AND expires_at > statement_timestamp()
+            AND (owner = p_owner OR (holders ? p_owner AND
+                 (holders -> p_owner ->> 'expires_at')::timestamptz > statement_timestamp()))))
 $$;
 
 -- Whether a dedupe entry still makes its message a duplicate: it is done (owner NULL), or a

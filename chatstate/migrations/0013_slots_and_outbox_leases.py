@@ -46,7 +46,7 @@ def drop_leased_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chatstate', '0013_outbox_attempts_64bit'),
+        ('chatstate', '0012_outbox_attempts_64bit'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chatstate', '0012_functions_v4'),
+        ('chatstate', '0011_lists_and_outbox'),
     ]
 
     operations = [
