@@ -5,7 +5,7 @@ Everything public is importable from here; each name says where it lives.
 
 from chatstate.adapters.base import StateAdapter
 from chatstate.registry import get_adapter
-from chatstate.snapshot import (
+from chatstate.snapshots import (
     InvalidSnapshot,
     Snapshot,
     SnapshotNotJSON,

@@ -48,7 +48,7 @@ nitpick_ignore = [
     ("py:class", "chatstate.adapters.database.locks.LockRows"),
     ("py:class", "chatstate.adapters.database.window.DedupeWindowRows"),
     ("py:class", "chatstate.adapters.database.postgres.PostgresStateAdapter"),
-    ("py:class", "chatstate.transfer.reader.SnapshotFile"),
+    ("py:class", "chatstate.snapshots.files.reader.SnapshotFile"),
     ("py:mod", "chatstate.models"),
     ("py:class", "chatstate.adapters.checked.CheckedCalls"),
     ("py:class", "chatstate.adapters.memory.lists.MemoryLists"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatstate.snapshot import FORMAT, VERSION, Snapshot
+from chatstate.snapshots.snapshot import FORMAT, VERSION, Snapshot
 
 ID_PROBLEM = "expected a non-empty string of at most 255 characters"
 KEY_PROBLEM = "expected [adapter, message_id]"

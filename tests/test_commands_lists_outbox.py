@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.snapshot import Snapshot
 from tests.test_commands_restore import restore, write
 from tests.test_commands_snapshot import namespace, run
 

@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.models import DedupeEntry, DedupeWindow
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import InvalidSnapshot, Snapshot, normalize_snapshot_counting
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import InvalidSnapshot, Snapshot, normalize_snapshot_counting
 from tests.test_commands_snapshot import adapter_path, namespace, populate, run
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.snapshot import Snapshot
 from tests.test_commands_restore import restore, write
 from tests.test_commands_snapshot import namespace
 

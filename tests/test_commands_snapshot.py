@@ -24,9 +24,9 @@ from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.memory import MemoryStateAdapter
 from chatstate.management.commands.chatstate_restore import Command as RestoreCommand
 from chatstate.management.commands.chatstate_snapshot import Command as SnapshotCommand
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
-from chatstate.transfer.writer import UnsortedSection, write_snapshot
+from chatstate.snapshots.files.writer import UnsortedSection, write_snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 
 _names = itertools.count(1)
 

@@ -28,7 +28,7 @@ from chatstate.adapters.redis import RedisStateAdapter
 from chatstate.adapters.redis import connection as redis_connection
 from chatstate.adapters.redis.connection import async_client_for
 from chatstate.adapters.redis.keys import namespace_prefix
-from chatstate.sections import SnapshotSections
+from chatstate.snapshots.sections import SnapshotSections
 from chatstate.types import BackendUnavailable
 from tests import services
 from tests.redis_counting import counting, round_trips
@@ -425,7 +425,7 @@ def test_dedupe_members_sort_as_the_keys_and_decode_back() -> None:
 
 
 def test_snapshot_sections_stream_in_the_json_forms_orders(rstore: RedisStateAdapter) -> None:
-    from chatstate.transfer.writer import write_snapshot
+    from chatstate.snapshots.files.writer import write_snapshot
 
     _populate_tricky(rstore)
     expected = rstore.snapshot()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from django.core.management.base import CommandError
 
-from chatstate.snapshot import Snapshot
-from chatstate.transfer.reader import SnapshotFile
+from chatstate.snapshots.files.reader import SnapshotFile
+from chatstate.snapshots.snapshot import Snapshot
 from tests.conformance.helpers import plain
 from tests.snapshot_data import DESIGN_EXAMPLE
 from tests.test_commands_restore import restore

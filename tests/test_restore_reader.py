@@ -1,4 +1,4 @@
-"""The streaming reader of ``chatstate_restore`` (``chatstate.transfer.reader``): it reports
+"""The streaming reader of ``chatstate_restore`` (``chatstate.snapshots.files.reader``): it reports
 exactly what ``Snapshot.from_json`` reports (lenient: keeps exactly what
 ``normalize_snapshot`` keeps), in tiny windows and large, with its cross-entry checks on
 hashes held in memory or spilled to disk. Pure Python; no database."""
@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from chatstate.snapshot import (
+from chatstate.snapshots.files import hashruns, seen
+from chatstate.snapshots.files.hashruns import HashRuns
+from chatstate.snapshots.files.reader import SnapshotFile
+from chatstate.snapshots.snapshot import (
     InvalidSnapshot,
     Snapshot,
     normalize_snapshot_counting,
     normalize_snapshot_drops,
 )
-from chatstate.transfer import hashruns, seen
-from chatstate.transfer.hashruns import HashRuns
-from chatstate.transfer.reader import SnapshotFile
 
 T = "2030-01-02T03:04:05Z"
 GOOD = Snapshot(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chatstate.snapshot import (
+from chatstate.snapshots.snapshot import (
     FORMAT,
     VERSION,
     VERSIONS,

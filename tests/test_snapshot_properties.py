@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatstate.adapters.memory import MemoryStateAdapter
-from chatstate.snapshot import (
+from chatstate.snapshots.files.reader import SnapshotFile
+from chatstate.snapshots.snapshot import (
     InvalidSnapshot,
     Snapshot,
     normalize_snapshot,
@@ -22,7 +23,6 @@ from chatstate.snapshot import (
     snapshot_from,
     validate_snapshot,
 )
-from chatstate.transfer.reader import SnapshotFile
 from tests.snapshot_data import TS_Z
 
 # --- strategies ---------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from chatstate.isotime import is_utc_timestamp, parse_iso8601
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import (
+from chatstate.snapshots.files.writer import UnsortedSection, write_snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import (
     FORMAT,
     InvalidSnapshot,
     Snapshot,
@@ -22,7 +23,6 @@ from chatstate.snapshot import (
     snapshot_from,
     validate_snapshot,
 )
-from chatstate.transfer.writer import UnsortedSection, write_snapshot
 from chatstate.types import from_iso
 from tests.snapshot_data import KNOWS, LATER, NUL, TS, TS_Z, claim, full_snapshot, lock, valid
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import (
+from chatstate.snapshots.files.reader import SnapshotFile
+from chatstate.snapshots.files.writer import UnsortedSection, write_snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import (
     InvalidSnapshot,
     Snapshot,
     normalize_snapshot_drops,
     validate_snapshot,
 )
-from chatstate.transfer.reader import SnapshotFile
-from chatstate.transfer.writer import UnsortedSection, write_snapshot
 from tests.snapshot_data import DESIGN_EXAMPLE, LATER, TS_Z, valid
 
 LONG_KEY = "k" * 321

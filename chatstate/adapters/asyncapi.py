@@ -11,7 +11,7 @@ from typing import Any
 
 from chatstate.adapters.hooks import StateBackend, StateFn
 from chatstate.liveness import DEFAULT_QUIET_FOR, activity_report
-from chatstate.snapshot import Snapshot, snapshot_from
+from chatstate.snapshots.snapshot import Snapshot, snapshot_from
 from chatstate.staging import list_append
 from chatstate.types import DedupeKey, LockResult, OutboxEntry, PendingEntry, Strategy
 from chatstate.validation import (

@@ -19,8 +19,8 @@ from chatstate.adapters.hooks import StateFn
 from chatstate.cycle import AsyncMessageCycle, MessageCycle
 from chatstate.liveness import DEFAULT_QUIET_FOR, activity_report
 from chatstate.outbox import dispatch, resolve_sender
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot, snapshot_from
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot, snapshot_from
 from chatstate.staging import list_append
 from chatstate.types import DedupeKey, LockResult, OutboxEntry, PendingEntry, Strategy
 from chatstate.validation import (
@@ -334,7 +334,7 @@ class StateAdapter(AsyncStateAPI):
         """Replace (or with ``merge=True`` merge into) this namespace's state, all or nothing.
 
         When merging, incoming values win on conflicts; incoming pending entries are appended.
-        ``snapshot`` is checked first, strictly (:func:`chatstate.snapshot.snapshot_from`):
+        ``snapshot`` is checked first, strictly (:func:`chatstate.snapshot_from`):
         ``InvalidSnapshot`` (a ``ValueError``) or ``SnapshotNotJSON`` (a ``TypeError``) lists
         every problem with its path, and nothing changes.
         """
@@ -352,7 +352,7 @@ class StateAdapter(AsyncStateAPI):
         as sections: write_snapshot(sections, out)``.
 
         Guarantees: inside the ``with`` block the sections describe one consistent state, in
-        the orders :class:`~chatstate.sections.SnapshotSections` documents (sorted
+        the orders :class:`~chatstate.snapshots.sections.SnapshotSections` documents (sorted
         where the JSON form is sorted, ``dedupe_order`` oldest first), each consumed at most
         once; ``counts`` gives each section's length where known (for progress). The default
         builds :meth:`snapshot` in memory; a backend holding a lot of state overrides it to

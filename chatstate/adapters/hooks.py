@@ -37,7 +37,7 @@ from chatstate.calls import (
     PruneRequest,
     Staged,
 )
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import DedupeKey, OutboxEntry, PendingEntry
 
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """Checks the documentation build makes (``make docs``: warnings are errors).
 
 - **References.** Python references that name a public object by another path
-  (``LeaseLost`` in a docstring of ``chatstate.cycle``, ``chatstate.snapshot.snapshot_from``)
+  (``LeaseLost`` in a docstring of ``chatstate.cycle``,
+  ``chatstate.snapshots.snapshot.snapshot_from``)
   resolve to the public name ``chatstate.<name>`` documented in the API reference; the
   others fail the build (``nitpicky``), unless listed in ``conf.nitpick_ignore``.
 - **The README's links into the docs.** Every ``docs/<page>.rst`` link in ``README.md``

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, Snapshot
-from chatstate.sections import SnapshotSections
+from chatstate.snapshots.sections import SnapshotSections
 from tests.conformance.helpers import clone_options
 
 PAST = "2001-01-01T00:00:00.000000Z"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chatstate import Snapshot
-from chatstate.sections import SECTIONS, SnapshotSections
+from chatstate.snapshots.sections import SECTIONS, SnapshotSections
 from tests.conformance.helpers import clone_options, outlive, populate
 
 FUTURE = "2099-01-02T03:04:05.123456Z"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, Snapshot, default_snapshot, normalize_snapshot
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import InvalidSnapshot, SnapshotNotJSON
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import InvalidSnapshot, SnapshotNotJSON
 from tests.conformance.helpers import clone_options, entries, plain, populate
 
 T1 = "2030-01-02T03:04:05.123456Z"

@@ -34,8 +34,8 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import to_iso
 
 _CHUNK = 10_000

@@ -50,8 +50,8 @@ from chatstate.calls import (
     lease_lost,
 )
 from chatstate.models import DedupeEntry, Lock, PendingLockEntry, Subscription
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import DedupeKey, LockResult, PendingEntry, Strategy
 from chatstate.validation import check_id, dump_map, history_key
 

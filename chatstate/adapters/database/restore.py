@@ -36,8 +36,8 @@ from chatstate.models import (
     Subscription,
     ThreadState,
 )
-from chatstate.sections import Claim, SnapshotSections
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.sections import Claim, SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import as_datetime
 
 _CHUNK = 10_000

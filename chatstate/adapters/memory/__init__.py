@@ -22,7 +22,7 @@ from chatstate.adapters.memory.cycle import MemoryCycle
 from chatstate.adapters.memory.lists import MemoryLists
 from chatstate.adapters.memory.store import Claim, MemoryStore
 from chatstate.calls import Pruned, PruneRequest
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import DedupeKey, PendingEntry
 from chatstate.validation import dump_map
 

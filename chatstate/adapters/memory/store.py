@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import (
     STRATEGIES,
     DedupeKey,

@@ -36,8 +36,8 @@ from chatstate.adapters.redis.cycle import RedisCycle
 from chatstate.adapters.redis.keys import Keys, member, namespace_prefix, text
 from chatstate.adapters.redis.lists import RedisLists, RedisOutbox
 from chatstate.calls import Handover, LockOutcome, LockRequest, Pruned, PruneRequest
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import RESULTS, DedupeKey, PendingEntry, not_owner
 from chatstate.validation import check_id, dump_map
 

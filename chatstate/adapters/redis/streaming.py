@@ -22,8 +22,8 @@ from chatstate.adapters.operations import Op
 from chatstate.adapters.redis import records, scripts, snaplists
 from chatstate.adapters.redis.connection import BATCH, CALL, EVAL, SCAN
 from chatstate.adapters.redis.keys import Keys, glob_escape, member, text, unmembers
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import DedupeKey
 from chatstate.validation import dump_map, dump_metadata
 

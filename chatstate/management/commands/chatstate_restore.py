@@ -16,15 +16,15 @@ from chatstate.management.commands._common import (
     adapter_for,
     add_namespace_argument,
 )
-from chatstate.snapshot import InvalidSnapshot
-from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
-from chatstate.transfer.operations import (
+from chatstate.snapshots.files.jsonstream import DEFAULT_MAX_VALUE_BYTES
+from chatstate.snapshots.files.operations import (
     DEFAULT_MAX_PROBLEMS,
     Progress,
     RestoreReport,
     restore_snapshot,
 )
-from chatstate.transfer.source import open_source
+from chatstate.snapshots.files.source import open_source
+from chatstate.snapshots.snapshot import InvalidSnapshot
 
 _KINDS = ("added", "replaced", "appended", "removed", "unchanged")
 _SIZE = re.compile(r"\s*([0-9]+)\s*([KMG]?)(?:i?B)?\s*", re.IGNORECASE)

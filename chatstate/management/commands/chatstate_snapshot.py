@@ -13,7 +13,7 @@ from chatstate.management.commands._common import (
     add_namespace_argument,
     quiet_on_closed_pipe,
 )
-from chatstate.transfer.operations import Progress, export_snapshot, export_to_file
+from chatstate.snapshots.files.operations import Progress, export_snapshot, export_to_file
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """``SnapshotSections``: a snapshot as one stream per section, never all in memory at once.
 
 This is the value the streaming hooks of :class:`~chatstate.adapters.base.StateAdapter`
-exchange (``snapshot_sections`` / ``load_snapshot_stream``), :mod:`chatstate.transfer`'s
+exchange (``snapshot_sections`` / ``load_snapshot_stream``), :mod:`chatstate.snapshots.files`'s
 writer turns into JSON and its reader produces from a file. Pure Python; no Django import.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from chatstate.snapshot import SECTIONS, Snapshot
+from chatstate.snapshots.snapshot import SECTIONS, Snapshot
 
 DedupeKey = tuple[str, str]
 Entry = tuple[str, dict[str, Any]]
@@ -45,7 +45,7 @@ class SnapshotSections:
     Each iterable is consumed at most once, section by section in any order. Values are what
     ``validate_snapshot`` accepts: a loader may trust them. ``dedupe`` may be left empty by a
     producer that only feeds a loader (loaders read ``dedupe_order``, the authority). The
-    file reader (:class:`~chatstate.transfer.reader.SnapshotFile`) yields each section in
+    file reader (:class:`~chatstate.snapshots.files.reader.SnapshotFile`) yields each section in
     the file's order, which is the order above for a file this package wrote.
     """
 

@@ -5,8 +5,8 @@
 - ``outbox``: the replies waiting to be delivered, oldest first, each ``{"key",
   "thread_id", "payload", "attempts", "dead", "created_at"[, "due_at"]}``.
 
-:class:`ListsOutboxScan` is a part of :class:`chatstate.snapshot_scan.Scan`; the streaming
-reader of :mod:`chatstate.transfer` calls the same per-entry functions one entry at a time.
+:class:`ListsOutboxScan` is a part of :class:`chatstate.snapshots.scan.Scan`; the streaming
+reader of :mod:`chatstate.snapshots.files` calls the same per-entry functions one entry at a time.
 Pure Python; no Django import.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chatstate.snapshot_checks import (
+from chatstate.snapshots.checks import (
     EXPECTED_ARRAY,
     EXPECTED_OBJECT,
     EXPECTED_TIME,
@@ -159,7 +159,7 @@ def outbox_entry(
 
 
 class ListsOutboxScan:
-    """The ``lists`` and ``outbox`` rules of :class:`chatstate.snapshot_scan.Scan` (whose
+    """The ``lists`` and ``outbox`` rules of :class:`chatstate.snapshots.scan.Scan` (whose
     ``strict`` and ``problems`` these methods use)."""
 
     strict: bool

@@ -11,7 +11,7 @@ itself: text cut inside an element (a string, a nested array) does not decode, s
 cut holds whole elements only. Whatever is not proved — a cut that does not decode, an
 element that is not a string or an array of strings, one that may be larger than the
 stream's ``max_value`` or nest deeper than allowed — is read element by element by
-:meth:`JsonStream.value <chatstate.transfer.jsonstream.JsonStream.value>`, with every check
+:meth:`JsonStream.value <chatstate.snapshots.files.jsonstream.JsonStream.value>`, with every check
 and its exact error, until the window moves on.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any
 
-from chatstate.snapshot_checks import MAX_DEPTH
-from chatstate.transfer.jsonstream import JsonStream, Steps
+from chatstate.snapshots.checks import MAX_DEPTH
+from chatstate.snapshots.files.jsonstream import JsonStream, Steps
 
 _BLANK = " \t\n\r"
 _CLOSER = {'"': '"', "[": "]"}

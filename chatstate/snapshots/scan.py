@@ -2,7 +2,7 @@
 
 One set of rules for every reader: ``validate_snapshot``/``Snapshot.from_json`` (strict:
 every problem), ``normalize_snapshot`` (lenient: repair what loses nothing, drop the rest,
-one problem per dropped value) and the streaming reader of :mod:`chatstate.transfer`, which
+one problem per dropped value) and the streaming reader of :mod:`chatstate.snapshots.files`, which
 feeds the same per-entry methods one entry at a time. Pure Python; no Django import.
 """
 
@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from chatstate.snapshot_checks import (
+from chatstate.snapshots.checks import (
     EXPECTED_ARRAY,
     EXPECTED_DEDUPE_KEY,
     EXPECTED_ID,
@@ -33,7 +33,7 @@ from chatstate.snapshot_checks import (
     json_copy,
     key_path,
 )
-from chatstate.snapshot_lists_outbox import ListsOutboxScan, list_key_problem
+from chatstate.snapshots.lists_outbox import ListsOutboxScan, list_key_problem
 
 FORMAT = "chatstate.snapshot"
 #: The version written; every version in ``VERSIONS`` is read.

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from chatstate.snapshot_checks import (
+from chatstate.snapshots.checks import (
     MAX_DEPTH,
     MAX_INT_DIGITS,
     TOO_DEEP,

@@ -15,18 +15,30 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Protocol
 
-from chatstate.adapters.base import StateAdapter
 from chatstate.liveness import DEFAULT_QUIET_FOR, NamespaceLive
-from chatstate.sections import SECTIONS, SnapshotSections
-from chatstate.snapshot import InvalidSnapshot
-from chatstate.snapshot_scan import MAPS
-from chatstate.transfer.jsonstream import DEFAULT_MAX_VALUE_BYTES
-from chatstate.transfer.reader import SnapshotFile
-from chatstate.transfer.writer import TextSink, write_snapshot
+from chatstate.snapshots.files.jsonstream import DEFAULT_MAX_VALUE_BYTES
+from chatstate.snapshots.files.reader import SnapshotFile
+from chatstate.snapshots.files.writer import TextSink, write_snapshot
+from chatstate.snapshots.scan import MAPS
+from chatstate.snapshots.sections import SECTIONS, SnapshotSections
+from chatstate.snapshots.snapshot import InvalidSnapshot
+
+
+class SnapshotStore(Protocol):
+    """What the operations need of a store: a ``StateAdapter`` has all of it."""
+
+    namespace: str
+
+    def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]: ...
+
+    def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None: ...
+
+    def activity(self, quiet_for: float = ...) -> dict[str, Any]: ...
+
 
 #: The sections a restore reports on (``dedupe`` and ``dedupe_order`` hold the same keys).
 REPORTED = tuple(name for name in SECTIONS if name != "dedupe_order")
@@ -85,7 +97,7 @@ class Progress:
 
 
 def export_snapshot(
-    adapter: StateAdapter,
+    adapter: SnapshotStore,
     out: TextSink,
     indent: int | None = None,
     progress: Progress | None = None,
@@ -107,7 +119,7 @@ def export_snapshot(
 
 
 def export_to_file(
-    adapter: StateAdapter, path: str, indent: int | None = None, progress: Progress | None = None
+    adapter: SnapshotStore, path: str, indent: int | None = None, progress: Progress | None = None
 ) -> dict[str, int]:
     """:func:`export_snapshot` into ``path`` atomically: a temporary file in the same
     directory, flushed to disk, renamed over ``path``. On any failure the temporary file is
@@ -169,7 +181,7 @@ class RestoreReport:
 
 
 def restore_snapshot(
-    adapter: StateAdapter,
+    adapter: SnapshotStore,
     raw: BinaryIO,
     *,
     merge: bool = False,
@@ -184,7 +196,7 @@ def restore_snapshot(
     """Check the snapshot in ``raw`` (a seekable binary file), then load it into ``adapter``
     with ``load_snapshot_stream`` (replace, or ``merge``), all or nothing.
 
-    Strict (default): raises :class:`~chatstate.snapshot.InvalidSnapshot` before anything is
+    Strict (default): raises :class:`~chatstate.InvalidSnapshot` before anything is
     changed, listing the problems (each with its JSON path): every one, or, once
     ``max_problems`` are found, those — the check stops there (``stopped``), so a file
     full of problems is refused after reading only as much of it as holds them.
@@ -230,14 +242,14 @@ def restore_snapshot(
     return report
 
 
-def _refuse_live(adapter: StateAdapter, activity: dict[str, Any]) -> None:
+def _refuse_live(adapter: SnapshotStore, activity: dict[str, Any]) -> None:
     """``NamespaceLive`` when ``activity`` says the namespace is live."""
     if activity["live"]:
         raise NamespaceLive(adapter.namespace, activity)
 
 
 def plan_changes(
-    adapter: StateAdapter, incoming: SnapshotSections, merge: bool
+    adapter: SnapshotStore, incoming: SnapshotSections, merge: bool
 ) -> dict[str, Counter[str]]:
     """Per section, what loading ``incoming`` would do to ``adapter``'s namespace; reads
     one section of the current state at a time and changes nothing."""

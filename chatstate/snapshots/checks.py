@@ -1,8 +1,8 @@
 """The checks every snapshot reader shares: identifiers, dedupe keys, strategies, timestamps,
 text every backend can store, JSON values, and the JSON paths problems are reported at.
 
-Public API of the snapshot scanner (``chatstate.snapshot_scan``) and of the streaming reader
-(``chatstate.transfer``). Pure Python; no Django import.
+Public API of the snapshot scanner (``chatstate.snapshots.scan``) and of the streaming reader
+(``chatstate.snapshots.files``). Pure Python; no Django import.
 """
 
 from __future__ import annotations

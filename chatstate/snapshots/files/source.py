@@ -1,6 +1,6 @@
 """``open_source``: the snapshot file a restore reads, or its standard input.
 
-Both passes of :class:`~chatstate.transfer.reader.SnapshotFile` seek in what they read, so
+Both passes of :class:`~chatstate.snapshots.files.reader.SnapshotFile` seek in what they read, so
 standard input is copied to a temporary file — lazily (:class:`Spool`): only as far as the
 reader has asked, so a file refused early (``--max-problems``) is refused early through a
 pipe too, without reading the rest of it.

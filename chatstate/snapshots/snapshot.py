@@ -1,6 +1,6 @@
 """Snapshots: the whole state of one namespace as a plain value, and its JSON form.
 
-Every reader shares one set of rules (:class:`chatstate.snapshot_scan.Scan`):
+Every reader shares one set of rules (:class:`chatstate.snapshots.scan.Scan`):
 
 - ``validate_snapshot`` / ``Snapshot.from_json`` / ``Snapshot.from_dict`` /
   ``snapshot_from`` are strict: they report every problem, each prefixed with its JSON path,
@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatstate import snapshot_json
-from chatstate.snapshot_checks import MAX_ID_LENGTH, STRATEGIES, DedupeKey
-from chatstate.snapshot_scan import FORMAT, SECTIONS, VERSION, VERSIONS, Problems, Scan
+from chatstate.snapshots import jsontext
+from chatstate.snapshots.checks import MAX_ID_LENGTH, STRATEGIES, DedupeKey
+from chatstate.snapshots.scan import FORMAT, SECTIONS, VERSION, VERSIONS, Problems, Scan
 
 __all__ = [
     "FORMAT",
@@ -111,19 +111,19 @@ class Snapshot:
         object, an integer of more than 4300 digits, nesting deeper than 512 levels) names
         its JSON path too."""
         try:
-            obj = snapshot_json.loads(text)
+            obj = jsontext.loads(text)
         except UnicodeDecodeError as exc:
             raise InvalidSnapshot([f"$: invalid JSON: {exc}"]) from None
         except json.JSONDecodeError as exc:  # nesting too deep before it comes first
             decoded = _text(text)
-            if not snapshot_json.too_deep(decoded, exc.pos):
+            if not jsontext.too_deep(decoded, exc.pos):
                 raise InvalidSnapshot([f"$: invalid JSON: {exc}"]) from None
-            raise InvalidSnapshot([snapshot_json.document_problem(decoded, exc)]) from None
+            raise InvalidSnapshot([jsontext.document_problem(decoded, exc)]) from None
         except (ValueError, RecursionError) as exc:
-            raise InvalidSnapshot([snapshot_json.document_problem(_text(text), exc)]) from None
+            raise InvalidSnapshot([jsontext.document_problem(_text(text), exc)]) from None
         decoded = _text(text)
-        if snapshot_json.too_deep(decoded):
-            raise InvalidSnapshot([snapshot_json.document_problem(decoded, None)])
+        if jsontext.too_deep(decoded):
+            raise InvalidSnapshot([jsontext.document_problem(decoded, None)])
         return cls.from_dict(obj)
 
     @classmethod

@@ -3,7 +3,7 @@
 The first ``limit`` distinct keys are kept exactly, each with the index of its first
 occurrence: a key repeating one of them is a duplicate known the moment it is read, with
 its exact words (``subscriptions[1]: duplicate of subscriptions[0]``). Keys past the limit
-are kept only as hashes (:class:`~chatstate.transfer.hashruns.HashRuns`, spilled to disk in
+are kept only as hashes (:class:`~chatstate.snapshots.files.hashruns.HashRuns`, spilled to disk in
 sorted runs), checked once the section ends; only when those repeat does the reader need
 its exact (slower, on-disk) path. Memory: at most ``limit`` keys, whatever the file.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from chatstate.transfer.hashruns import HashRuns
+from chatstate.snapshots.files.hashruns import HashRuns
 
 #: Distinct keys kept exactly per section: about 5 MB for keys of 30 characters, 25 MB
 #: at most (dedupe keys of two 255-character ids).

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from itertools import islice, pairwise
 from typing import Any, Protocol
 
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import FORMAT, VERSION
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import FORMAT, VERSION
 
 try:  # the C string encoder json itself uses for ensure_ascii=False
     from _json import encode_basestring as _enc_c

@@ -1,6 +1,6 @@
 """``Ledger``: the keys of a snapshot file's big sections in a temporary SQLite database.
 
-The streaming reader's exact path: when the hashes of :mod:`chatstate.transfer.hashruns`
+The streaming reader's exact path: when the hashes of :mod:`chatstate.snapshots.files.hashruns`
 show that a cross-entry rule may be broken (a key twice, ``dedupe`` and ``dedupe_order``
 holding other keys, a claim whose key is not in ``dedupe``, a repeated key in an object),
 the keys are loaded here and the database answers with the exact problems (indexes, first

@@ -7,7 +7,7 @@ containers around the pieces and keeps a bounded window of the file in memory:
 - a value larger than the window grows it geometrically (each byte is scanned a bounded
   number of times: time stays linear), up to ``max_value`` bytes, then is refused with its
   JSON path;
-- the refusals of :mod:`chatstate.snapshot_json` (NaN, a repeated key, a huge integer,
+- the refusals of :mod:`chatstate.snapshots.jsontext` (NaN, a repeated key, a huge integer,
   nesting deeper than 512) are located as a JSON path, with a line and column.
 
 Errors carry the problem line ``Snapshot.from_json`` gives for the same text.
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from chatstate.snapshot_checks import MAX_DEPTH, may_nest_deeper, path_of
-from chatstate.snapshot_json import (
+from chatstate.snapshots.checks import MAX_DEPTH, may_nest_deeper, path_of
+from chatstate.snapshots.jsontext import (
     MAP_SECTIONS,
     SCAN,
     TRAILING_COMMA,

@@ -8,9 +8,9 @@ read:
 
 Three ways, fastest first: on hashes (nothing repeats, the fingerprints agree: nothing to
 word); in memory, when every key of the sections involved is one
-:class:`~chatstate.transfer.seen.Seen` kept (the duplicates were worded as read; the rest
+:class:`~chatstate.snapshots.files.seen.Seen` kept (the duplicates were worded as read; the rest
 is set arithmetic on those keys); else exactly, in the temporary database of
-:mod:`chatstate.transfer.ledger`. The problems come out as ``Scan`` words them, in its order.
+:mod:`chatstate.snapshots.files.ledger`. The problems come out as ``Scan`` words them, in its order.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any, Protocol
 
-from chatstate.snapshot_checks import DedupeKey, Problem, as_dedupe_key, as_id
-from chatstate.snapshot_scan import Scan
-from chatstate.transfer.facts import MAX_LISTED, ArrayFacts, Bucket, KeyedFacts
-from chatstate.transfer.ledger import Ledger
+from chatstate.snapshots.checks import DedupeKey, Problem, as_dedupe_key, as_id
+from chatstate.snapshots.files.facts import MAX_LISTED, ArrayFacts, Bucket, KeyedFacts
+from chatstate.snapshots.files.ledger import Ledger
+from chatstate.snapshots.scan import Scan
 
 _NO_SUMS = (0, 0)
 

@@ -7,12 +7,13 @@ why; it keeps the position of each section. With ``max_problems`` it stops at th
 problems, reporting those (a file full of problems is refused early). ``sections()`` (pass
 2) then streams the sections from those positions. Memory is bounded whatever the file: no
 value larger than ``max_value`` bytes is read, entries are checked with the very rules of
-:class:`chatstate.snapshot_scan.Scan` (arrays of keys a window at a time,
-:mod:`~chatstate.transfer.bulk`), duplicates are worded as read when their first
-occurrence is kept (:mod:`~chatstate.transfer.seen`), and the other cross-entry rules are
-checked on hashes (:mod:`~chatstate.transfer.hashruns`); only when those show a problem (or,
+:class:`chatstate.snapshots.scan.Scan` (arrays of keys a window at a time,
+:mod:`~chatstate.snapshots.files.bulk`), duplicates are worded as read when their first
+occurrence is kept (:mod:`~chatstate.snapshots.files.seen`), and the other cross-entry rules are
+checked on hashes (:mod:`~chatstate.snapshots.files.hashruns`); only when those show a problem (or,
 lenient, a repair) are the keys loaded into a temporary database
-(:mod:`~chatstate.transfer.ledger`) for the exact words (:mod:`~chatstate.transfer.exact`).
+(:mod:`~chatstate.snapshots.files.ledger`) for the exact words
+(:mod:`~chatstate.snapshots.files.exact`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NoReturn
 
-from chatstate.sections import SnapshotSections
-from chatstate.snapshot import Snapshot
-from chatstate.snapshot_checks import as_dedupe_key, as_id, path_of
-from chatstate.snapshot_json import MAP_SECTIONS, problem
-from chatstate.snapshot_lists_outbox import outbox_entry
-from chatstate.snapshot_scan import ARRAYS, FORMAT, MAPS, SECTIONS, TOP_LEVEL, VERSION, Scan
-from chatstate.transfer import exact
-from chatstate.transfer.bulk import chunks
-from chatstate.transfer.facts import (
+from chatstate.snapshots.checks import as_dedupe_key, as_id, path_of
+from chatstate.snapshots.files import exact
+from chatstate.snapshots.files.bulk import chunks
+from chatstate.snapshots.files.facts import (
     MAX_LISTED,
     ArrayFacts,
     Bucket,
@@ -39,14 +35,19 @@ from chatstate.transfer.facts import (
     MapFacts,
     placeholder,
 )
-from chatstate.transfer.hashruns import HashRuns
-from chatstate.transfer.jsonstream import (
+from chatstate.snapshots.files.hashruns import HashRuns
+from chatstate.snapshots.files.jsonstream import (
     DEFAULT_MAX_VALUE_BYTES,
     JsonStream,
     JsonSyntaxError,
     Mark,
 )
-from chatstate.transfer.ledger import Ledger
+from chatstate.snapshots.files.ledger import Ledger
+from chatstate.snapshots.jsontext import MAP_SECTIONS, problem
+from chatstate.snapshots.lists_outbox import outbox_entry
+from chatstate.snapshots.scan import ARRAYS, FORMAT, MAPS, SECTIONS, TOP_LEVEL, VERSION, Scan
+from chatstate.snapshots.sections import SnapshotSections
+from chatstate.snapshots.snapshot import Snapshot
 
 _HEADER = ("format", "version")
 #: Object sections (streamed entry by entry) and arrays of keyed objects.

@@ -1,7 +1,7 @@
 """What one pass over a snapshot file learns of each section, entry by entry, with the
-rules of :class:`chatstate.snapshot_scan.Scan`: the problems of each entry on its own (the
+rules of :class:`chatstate.snapshots.scan.Scan`: the problems of each entry on its own (the
 first ones, tagged with the entry's index, all counted), each duplicate the moment it is
-read when its first occurrence is one :class:`~chatstate.transfer.seen.Seen` keeps, and
+read when its first occurrence is one :class:`~chatstate.snapshots.files.seen.Seen` keeps, and
 what the cross-entry rules need at the section's end.
 
 Every problem is spent from the reader's :class:`Budget`: at ``max_problems`` checking
@@ -15,13 +15,13 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
-from chatstate.snapshot_checks import Problem, Problems, all_ids, as_dedupe_key, as_id
-from chatstate.snapshot_lists_outbox import outbox_entry
-from chatstate.snapshot_scan import Scan
-from chatstate.transfer.bulk import chunks
-from chatstate.transfer.hashruns import HashRuns
-from chatstate.transfer.jsonstream import JsonStream
-from chatstate.transfer.seen import Seen
+from chatstate.snapshots.checks import Problem, Problems, all_ids, as_dedupe_key, as_id
+from chatstate.snapshots.files.bulk import chunks
+from chatstate.snapshots.files.hashruns import HashRuns
+from chatstate.snapshots.files.jsonstream import JsonStream
+from chatstate.snapshots.files.seen import Seen
+from chatstate.snapshots.lists_outbox import outbox_entry
+from chatstate.snapshots.scan import Scan
 
 #: Problems listed per section and in all (the rest are counted).
 MAX_LISTED = 1000
@@ -104,7 +104,7 @@ class ArrayFacts:
     ``fingerprint``, the sum of their hashes (an order-free fingerprint of the multiset,
     kept while no key repeats).
 
-    Read a window at a time (:func:`chatstate.transfer.bulk.chunks`): a batch of valid keys
+    Read a window at a time (:func:`chatstate.snapshots.files.bulk.chunks`): a batch of valid keys
     is checked, recorded and fingerprinted in C-level passes (``all_ids``, ``Seen.add_batch``,
     ``sum(map(hash, …))``), and its repeats counted at once once the listing is full and
     below the budget; only a batch that holds a problem still to be listed is read key by
@@ -232,7 +232,7 @@ class KeyedFacts:
 
     A key counts once valid (lenient outbox: once its entry is kept, so that a damaged
     entry never pushes out a good one with its key). Whether a claim's key is in
-    ``dedupe`` is decided when every section is read (:mod:`~chatstate.transfer.exact`)."""
+    ``dedupe`` is decided when every section is read (:mod:`~chatstate.snapshots.files.exact`)."""
 
     def __init__(self, name: str, strict: bool, budget: Budget | None) -> None:
         self.name = name
