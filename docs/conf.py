@@ -41,6 +41,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:class", r"(collections\.abc|contextlib|typing|types)\.\w+"),
+    # The backends' internal mixins, named in their adapters' "Bases:" lines.
+    (r"py:class", r"chatstate\.adapters\.\w+\.\w+\.\w+(Rows|Cycle|Lists|Outbox|Activity|Locks)"),
 ]
 nitpick_ignore = [
     ("py:class", "chatstate.adapters.asyncapi.AsyncStateAPI"),
