@@ -228,7 +228,13 @@ class Scan(ListsOutboxScan):
             self.report(path, message, not isinstance(key, str))
             return None
         if name == "locks":
-            return self.lock_entry(path, value, LOCK_TIMES, _ABOVE[name])
+            entry = self.lock_entry(path, value, (*LOCK_TIMES, "holders"), _ABOVE[name])
+            if entry is not None and "holders" in entry:
+                holders = self.holders(f"{path}.holders", entry["holders"], _ABOVE[name] + 1)
+                if holders is None:
+                    return None if self.strict else {**entry, "holders": []}
+                entry["holders"] = holders
+            return entry
         if name == "pending_locks":
             if not isinstance(value, (list, tuple)):
                 self.report(path, EXPECTED_ARRAY, not has_json_form(value))
@@ -289,11 +295,45 @@ class Scan(ListsOutboxScan):
             sub = field_path(path, key)
             if key not in times:
                 self.report(sub, "unknown key", not isinstance(key, str))
-            elif is_timestamp(item):
+            elif key == "holders" or is_timestamp(item):
                 entry[key] = item
             elif item is not None or self.strict:
                 self.report(sub, EXPECTED_TIME, not has_json_form(item))
         return None if core.problems.total else entry
+
+    def holders(self, path: str, value: object, above: int) -> list[dict[str, Any]] | None:
+        """The holders of a key held by slots (``concurrent`` with a cap): a list of
+        ``{"owner", "metadata", "acquired_at", "expires_at"}``, owners distinct; or ``None``
+        (reported)."""
+        if not isinstance(value, list) or not value:
+            self.report(path, "expected a non-empty array of holders", not has_json_form(value))
+            return None
+        kept: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(value):
+            sub = f"{path}[{i}]"
+            holder = raw if isinstance(raw, Mapping) else None
+            problem = EXPECTED_OBJECT if holder is None else id_problem(holder.get("owner"))
+            if problem is None and holder is not None:
+                unknown = set(holder) - {"owner", "metadata", "acquired_at", "expires_at"}
+                times_ok = all(is_timestamp(holder.get(t)) for t in LOCK_TIMES)
+                if unknown:
+                    problem = f"unknown key {sorted(unknown)[0]!r}"
+                elif not times_ok:
+                    problem = "expected acquired_at and expires_at timestamps"
+                elif holder["owner"] in seen:
+                    problem = f"owner {holder['owner']!r} holds twice"
+            metadata = None
+            if problem is None and holder is not None:
+                metadata = self.json_map(f"{sub}.metadata", holder.get("metadata", {}), above + 1)
+                if metadata is None:
+                    return None
+            if problem is not None or holder is None:
+                self.report(sub, problem or EXPECTED_OBJECT, not has_json_form(raw))
+                return None
+            seen.add(holder["owner"])
+            kept.append({**holder, "metadata": metadata})
+        return kept
 
     # -- claims ----------------------------------------------------------------------------
 

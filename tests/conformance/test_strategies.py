@@ -292,3 +292,44 @@ def test_a_renewing_holders_entry_is_not_handed_to_another(store: Any) -> None:
         assert store.extend_lock("t", "m1", LEASE)
     assert list(second.drain()) == []
     second_cycle.__exit__(None, None, None)
+
+
+# -- snapshots -----------------------------------------------------------------------------
+
+
+def test_slots_survive_a_snapshot_round_trip(store: Any, make_store: Any) -> None:
+    from chatstate import Snapshot
+
+    assert store.lock("k", "a", "concurrent", {"n": 1}, ttl=60, max_concurrent=2) == "acquired"
+    assert store.lock("k", "b", "concurrent", ttl=60, max_concurrent=2) == "acquired"
+    assert store.lock("k", "c", "concurrent", {"n": 3}, max_concurrent=2) == "queued"
+    snap = store.snapshot()
+    lock = snap.locks["k"]
+    assert lock["strategy"] == "concurrent"
+    assert [h["owner"] for h in lock["holders"]] == ["a", "b"]
+    assert lock["holders"][0]["metadata"] == {"n": 1}
+    text = snap.to_json()
+    assert Snapshot.from_json(text) == snap  # strict: holders are part of the format
+    other = make_store()
+    other.load_snapshot(snap)
+    assert other.snapshot().locks["k"]["holders"] == lock["holders"]
+    assert other.lock("k", "d", "concurrent", max_concurrent=2) == "queued"  # still full
+    assert other.lock("k", "e", "reject") == "busy"
+    assert [e.owner for e in other.release_lock("k", "a")] == ["c", "d"]
+    assert other.extend_lock("k", "b", 60) is True
+    assert other.release_lock("k", "b") == []
+    assert other.lock("k", "f", "reject") == "acquired"
+
+
+def test_a_snapshot_refuses_bad_holders(store: Any) -> None:
+    import pytest as _pytest
+
+    from chatstate import InvalidSnapshot, default_snapshot
+
+    good = {"owner": "a", "metadata": {}, "acquired_at": "2026-01-01T00:00:00.000000Z",
+            "expires_at": "2026-01-01T00:05:00.000000Z"}  # fmt: skip
+    data = default_snapshot().to_dict()
+    data["locks"] = {"k": {**good, "strategy": "concurrent", "holders": [good, good]}}
+    with _pytest.raises(InvalidSnapshot, match=r"locks\['k'\]\.holders\[1\]"):
+        store.load_snapshot(data)
+    assert store.snapshot().locks == {}

@@ -23,9 +23,12 @@ from django.db.models import Max
 
 from chatstate.adapters.database import restore_lists
 from chatstate.adapters.database.rows import (
+    LOCK_FIELDS,
     STATE_FIELDS,
     STATE_MODELS,
     NamespaceRows,
+    lock_columns,
+    lock_row,
     upsert_options,
 )
 from chatstate.models import (
@@ -50,7 +53,9 @@ _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=F
 
 
 def _copy_text(value: Any) -> str:
-    """``value`` as a field of PostgreSQL's ``COPY`` text format."""
+    """``value`` as a field of PostgreSQL's ``COPY`` text format (``None``: NULL)."""
+    if value is None:
+        return "\\N"
     if isinstance(value, str):
         return value.translate(_COPY_ESCAPES)
     if isinstance(value, datetime):
@@ -132,11 +137,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
                 Lock(
                     namespace=ns,
                     key=k,
-                    owner=lock["owner"],
-                    strategy=lock["strategy"],
-                    metadata=lock.get("metadata") or {},
-                    acquired_at=as_datetime(lock.get("acquired_at"), now),
-                    expires_at=as_datetime(lock.get("expires_at"), default_expiry),
+                    **dict(zip(LOCK_FIELDS, lock_row(lock, now, default_expiry), strict=True)),
                 )
                 for k, lock in locks
             ]
@@ -228,17 +229,9 @@ class _Copier:
             )
         default_expiry = now + timedelta(seconds=adapter.lock_ttl)
         lock_rows = (
-            (
-                k,
-                lock["owner"],
-                lock["strategy"],
-                _dumps(lock.get("metadata") or {}),
-                as_datetime(lock.get("acquired_at"), now),
-                as_datetime(lock.get("expires_at"), default_expiry),
-            )
-            for k, lock in sections.locks
+            (k, *lock_columns(lock_row(lock, now, default_expiry))) for k, lock in sections.locks
         )
-        lock_fields = ("key", "owner", "strategy", "metadata", "acquired_at", "expires_at")
+        lock_fields = ("key", *LOCK_FIELDS)
         if self.merge:  # incoming locks win: drop the namespace's locks on the same keys
             stage = self.stage(Lock, lock_fields, lock_rows)
             self.execute(

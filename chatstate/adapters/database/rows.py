@@ -3,6 +3,7 @@ values, and the part of an adapter the streams use (:class:`NamespaceRows`)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -10,7 +11,10 @@ from django.db import connections
 from django.db.models import JSONField, Value
 
 from chatstate.models import ChannelState, DedupeWindow, PendingLockEntry, ThreadState
-from chatstate.types import STRATEGIES, PendingEntry, to_iso
+from chatstate.types import STRATEGIES, PendingEntry, as_datetime, from_iso, to_iso
+
+#: Compact JSON text, as the database columns receive it.
+json_text = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
 
 STATE_MODELS: dict[str, Any] = {"thread": ThreadState, "channel": ChannelState}
 STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
@@ -130,3 +134,55 @@ def pending_dict(owner: str, strategy: str, metadata: Any, enqueued: datetime) -
         "metadata": metadata,
         "enqueued_at": to_iso(enqueued),
     }
+
+
+#: The lock columns a snapshot's lock entry fills, in :func:`lock_row`'s order.
+LOCK_FIELDS = ("owner", "strategy", "metadata", "acquired_at", "expires_at", "holders")
+
+
+def lock_row(lock: dict[str, Any], now: datetime, default_expiry: datetime) -> tuple[Any, ...]:
+    """A snapshot's lock entry as the values of :data:`LOCK_FIELDS`: a lock's, or, with
+    ``holders``, the row of a key held by slots (no owner, its holders' times summarized:
+    :mod:`.slots`)."""
+    holders = lock.get("holders")
+    if not holders:
+        return (
+            lock["owner"],
+            lock["strategy"],
+            lock.get("metadata") or {},
+            as_datetime(lock.get("acquired_at"), now),
+            as_datetime(lock.get("expires_at"), default_expiry),
+            None,
+        )
+    slots = {
+        h["owner"]: {
+            "acquired_at": h["acquired_at"],
+            "expires_at": h["expires_at"],
+            "ttl": max(
+                (from_iso(h["expires_at"]) - from_iso(h["acquired_at"])).total_seconds(), 0.001
+            ),
+            "metadata": h.get("metadata") or {},
+        }
+        for h in holders
+    }
+    return (
+        "",
+        "concurrent",
+        {},
+        min(from_iso(h["acquired_at"]) for h in holders),
+        max(from_iso(h["expires_at"]) for h in holders),
+        slots,
+    )
+
+
+def lock_columns(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`lock_row`'s values as COPY sends them (JSON text; no holders: NULL)."""
+    owner, strategy, metadata, acquired, expires, holders = values
+    return (
+        owner,
+        strategy,
+        json_text(metadata),
+        acquired,
+        expires,
+        None if holders is None else json_text(holders),
+    )

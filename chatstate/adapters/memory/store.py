@@ -46,6 +46,12 @@ Pending = tuple[str, str, Strategy, str, float, "str | None"]
 Claim = tuple[str, str, float, "float | str"]
 _loads = json.loads
 
+
+def _epoch(moment: float | str) -> float:
+    """A wall time kept as epoch seconds or as a snapshot's text, as epoch seconds."""
+    return moment if isinstance(moment, float) else as_epoch(moment, 0.0)
+
+
 #: Ids of outbox entries, shared by every memory adapter of the process (a commit's and a
 #: snapshot load's alike), so that no id ever names two entries.
 OUTBOX_IDS = itertools.count(1)
@@ -138,7 +144,8 @@ class MemoryStore:
                     "expires_at": as_iso(expires_wall),
                 }
                 for key, (owner, strategy, meta, _, acquired, expires_wall, _) in self.locks.items()
-            },
+            }
+            | {key: self.slots_entry(slots) for key, slots in self.slots.items() if slots},
             pending_locks={
                 key: [self.entry(raw).to_dict() for raw in queue]
                 for key, queue in self.pending.items()
@@ -156,6 +163,34 @@ class MemoryStore:
             outbox=[record.to_dict() for record in self.outbox.values()],
         )
 
+    @staticmethod
+    def slots_entry(slots: dict[str, list[Any]]) -> dict[str, Any]:
+        """A key held by slots in the snapshot's form: a ``concurrent`` lock entry of its
+        first holder (by arrival), with every holder under ``holders``."""
+        listed = [
+            {
+                "owner": owner,
+                "metadata": _loads(slot[4]),
+                "acquired_at": as_iso(slot[1]),
+                "expires_at": as_iso(slot[2]),
+            }
+            for owner, slot in sorted(slots.items(), key=lambda item: (_epoch(item[1][1]), item[0]))
+        ]
+        return {**listed[0], "strategy": "concurrent", "holders": listed}
+
+    @staticmethod
+    def slot(holder: dict[str, Any], now_mono: float, now_wall: float) -> list[Any]:
+        """A snapshot holder as a slot (its times' texts kept, for an exact round trip)."""
+        expires = as_epoch(holder["expires_at"], now_wall)
+        acquired = as_epoch(holder["acquired_at"], now_wall)
+        return [
+            now_mono + (expires - now_wall),
+            holder["acquired_at"],
+            holder["expires_at"],
+            max(expires - acquired, 0.001),
+            dump_metadata(holder.get("metadata")),
+        ]
+
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot, lock_ttl: float) -> MemoryStore:
         """A store holding ``snapshot`` (built outside the adapter's mutex: it may be big)."""
@@ -172,6 +207,11 @@ class MemoryStore:
             for object_id, value in maps.items():
                 store.states[(kind, object_id)] = (dump_map(value), now_wall)
         for key, lock in snapshot.locks.items():
+            if lock.get("holders"):
+                store.slots[key] = {
+                    h["owner"]: store.slot(h, now_mono, now_wall) for h in lock["holders"]
+                }
+                continue
             expires_text = lock.get("expires_at")
             expires = as_epoch(expires_text, now_wall + lock_ttl)
             acquired_text = lock.get("acquired_at")
@@ -273,7 +313,11 @@ class MemoryStore:
             if key not in self.dedupe:
                 self.dedupe[key] = value
         self.states.update(other.states)
+        for key in other.locks.keys() | other.slots.keys():  # incoming locks win, whole
+            self.locks.pop(key, None)
+            self.slots.pop(key, None)
         self.locks.update(other.locks)
+        self.slots.update(other.slots)
         for lock_key, queue in other.pending.items():
             numbered = (((str(next(self.ids)),) + raw[1:]) for raw in queue)
             self.pending.setdefault(lock_key, deque()).extend(numbered)
