@@ -1,7 +1,8 @@
 """One benchmark cycle, run three ways (``mode``), and the adapter it runs on.
 
 * ``cycle`` — through ``handle_message`` (the public API a webhook view uses), or with
-  ``--async`` ``ahandle_message``;
+  ``--async`` ``ahandle_message``; with ``--effects`` each cycle also stages a channel
+  counter increment and a history append (the unit of work);
 * ``primitives`` — the six public calls one by one (``claim_dedupe``, ``is_subscribed``,
   ``lock``, ``thread_state``, ``put_thread_state``, ``release_lock``);
 * ``floor`` — the backend's bare driver sending what the cycle sends (:mod:`.floors`): the
@@ -90,6 +91,8 @@ def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]
     mode = config["mode"]
 
     if mode == "cycle":
+        effects = config.get("effects", False)
+        channel = f"bench-w{worker}-c" if effects else None
 
         def run_cycle(i: int) -> None:
             with adapter.handle_message(
@@ -97,9 +100,12 @@ def cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int], None]
                 thread_id=threads[i % n_threads],
                 owner=owner,
                 dedupe_limit=limit,
+                channel_id=channel,
             ) as msg:
                 if msg.acquired:
                     msg.state["n"] = msg.state.get("n", 0) + 1
+                    if effects:
+                        stage_effects(msg, i)
 
         return run_cycle
 
@@ -136,14 +142,27 @@ def async_cycle_fn(config: Config, adapter: Any, worker: int) -> Callable[[int],
 
         return floors.async_floor_fn(config, adapter, threads, owner, prefix)
 
+    effects = config.get("effects", False)
+    channel = f"bench-w{worker}-c" if effects else None
+
     async def run_cycle(i: int) -> None:
         async with adapter.ahandle_message(
             ("bench", f"{prefix}{i}"),
             thread_id=threads[i % n_threads],
             owner=owner,
             dedupe_limit=limit,
+            channel_id=channel,
         ) as msg:
             if msg.acquired:
                 msg.state["n"] = msg.state.get("n", 0) + 1
+                if effects:
+                    stage_effects(msg, i)
 
     return run_cycle
+
+
+def stage_effects(msg: Any, i: int) -> None:
+    """``--effects``: what a bot's message typically stages besides its state: a channel
+    counter and a history item (the worker's own channel: uncontended, as its threads)."""
+    msg.channel.incr("messages")
+    msg.history.append({"role": "user", "n": i})

@@ -51,6 +51,7 @@ FIELDS = (
     "write_commits_per_cycle",
     "round_trips_per_cycle",
     "history",
+    "effects",
 )
 MODES = ("cycle", "primitives", "floor")
 #: Old names of modes.
@@ -206,6 +207,7 @@ def build_config(
     redis_alias: str | None = None,
     concurrency: int = 0,
     namespaces: int = 1,
+    effects: bool = False,
 ) -> Config:
     """Check the options and resolve what the workers need; ``ValueError`` when bad.
 
@@ -229,6 +231,8 @@ def build_config(
         raise ValueError(f"cycles ({cycles}) must be at least workers ({workers})")
     if concurrency and workers != 1:
         raise ValueError("--async runs one process: give --concurrency, not --workers")
+    if effects and mode != "cycle":
+        raise ValueError("--effects stages in the cycle: use it with --mode cycle")
     if concurrency and mode == "primitives":
         raise ValueError("--async runs the cycle (or its floor), not the primitives")
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):
@@ -245,6 +249,7 @@ def build_config(
         "cycles": cycles,
         "mode": mode,
         "history": history,
+        "effects": bool(effects),
         "fast_sql": fast_sql,
         "redis_alias": redis_alias or (conf.get("OPTIONS") or {}).get("alias", "default"),
         "namespaces": namespaces,
@@ -339,4 +344,5 @@ def run_bench(
         "p99_ms": round(quantiles[98] * 1000, 4),
         **counted,
         "history": config["history"],
+        "effects": config["effects"],
     }

@@ -62,6 +62,12 @@ class Command(BaseCommand):
             help="with --async: cycles running at once on the loop (default: 8)",
         )
         parser.add_argument(
+            "--effects",
+            action="store_true",
+            help="cycle mode: each cycle also stages a channel counter increment and a "
+            "history append, written by its commit (default: off)",
+        )
+        parser.add_argument(
             "--history",
             type=int,
             default=0,
@@ -131,6 +137,7 @@ class Command(BaseCommand):
                 cycles=options["cycles"],
                 mode=options["mode"],
                 history=options["history"],
+                effects=options["effects"],
                 using=options["database"],
                 fast_sql=not options["orm"],
                 redis_alias=options["redis_alias"],

@@ -313,9 +313,9 @@ class MemoryStore:
             if key not in self.dedupe:
                 self.dedupe[key] = value
         self.states.update(other.states)
-        for key in other.locks.keys() | other.slots.keys():  # incoming locks win, whole
-            self.locks.pop(key, None)
-            self.slots.pop(key, None)
+        for held in other.locks.keys() | other.slots.keys():  # incoming locks win, whole
+            self.locks.pop(held, None)
+            self.slots.pop(held, None)
         self.locks.update(other.locks)
         self.slots.update(other.slots)
         for lock_key, queue in other.pending.items():
