@@ -112,9 +112,12 @@ class ChannelOps:
 
     def _op(self, op: str, key: object, value: str | None) -> None:
         self._stage.check(f"msg.channel.{op}()")
-        if not isinstance(key, str):
-            raise TypeError(f"msg.channel.{op}: key must be a str, not {type(key).__name__}")
-        dump_value(key, f"msg.channel.{op} key")
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise TypeError(f"msg.channel.{op}: key must be a str, not {type(key).__name__}")
+            key = str(key)
+        if "\x00" in key or not key.isascii():
+            dump_value(key, f"msg.channel.{op} key")
         self._stage.channel.append((op, key, value))
 
     def set(self, key: str, value: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from chatstate.types import STRATEGIES, Strategy
 
@@ -201,18 +201,42 @@ def _bad_path(value: object, path: str) -> str | None:
     return path
 
 
+def _keys_are_text(value: object) -> bool:
+    """Whether every object key inside ``value`` is a ``str`` (JSON would coerce others)."""
+    items: Iterable[object] = value  # type: ignore[assignment]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            return False
+        items = value.values()
+    return all(_keys_are_text(v) for v in items if isinstance(v, (dict, list, tuple)))
+
+
 def dump_value(value: object, what: str) -> str:
     """Return the compact JSON text of any JSON value.
 
     Raises ``TypeError`` naming ``what`` and the path of the first part that is not JSON, or
     that not every backend can store (NaN, infinities, NUL, lone surrogates).
     """
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    try:
+        text = _dumps(value)
+    except (TypeError, ValueError):
+        text = ""
+    if (
+        text
+        and "\\u0000" not in text
+        and (text.isascii() or _storable_text(text))
+        and (kind is str or not isinstance(value, (dict, list, tuple)) or _keys_are_text(value))
+    ):
+        return text
     bad = _bad_path(value, "$")
-    if bad is not None:
-        raise TypeError(
-            f"{what} cannot be stored as JSON: {bad} is not JSON text every backend keeps"
-        )
-    return _dumps(value)
+    if bad is None and text:  # it only looked suspicious: an escaped backslash, "u0000"
+        return text
+    raise TypeError(
+        f"{what} cannot be stored as JSON: {bad or '$'} is not JSON text every backend keeps"
+    )
 
 
 def check_scalar(value: object, what: str) -> str:
