@@ -1,11 +1,13 @@
-"""The unit-of-work page runs as written: its Python blocks, in order, in one namespace."""
+"""The guide pages run as written: each page's Python blocks, in order, in one namespace."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "unit-of-work.rst"
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def python_blocks(text: str) -> list[str]:
@@ -17,9 +19,11 @@ def python_blocks(text: str) -> list[str]:
     return blocks
 
 
-def test_the_page_runs_as_written() -> None:
-    blocks = python_blocks(PAGE.read_text(encoding="utf-8"))
-    assert len(blocks) >= 3
+@pytest.mark.parametrize(("page", "count"), [("unit-of-work.rst", 3), ("strategies.rst", 2)])
+def test_the_page_runs_as_written(page: str, count: int) -> None:
+    path = DOCS / page
+    blocks = python_blocks(path.read_text(encoding="utf-8"))
+    assert len(blocks) >= count
     namespace: dict[str, object] = {}
     for block in blocks:
-        exec(compile(block, str(PAGE), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(path), "exec"), namespace)  # noqa: S102
