@@ -249,6 +249,41 @@ def _mirror_connections(django_db_setup: None) -> Iterator[None]:
     pgbouncer.stop()
 
 
+@pytest.fixture(autouse=True)
+def _release_test_database(request: pytest.FixtureRequest) -> None:
+    """Have the PostgreSQL test database freed of stray sessions before it is dropped."""
+    if VENDOR == "postgresql" and "django_db_setup" in request.fixturenames:
+        request.getfixturevalue("_test_database_released")
+
+
+@pytest.fixture(scope="session")
+def _test_database_released(
+    django_db_setup: None, django_db_blocker: Any
+) -> Iterator[None]:
+    """End the sessions others left on the test database (children, workers, threads).
+
+    A child killed by a fault test, or a worker's connection, can outlive its test by a
+    moment; without this the test database could not be dropped at the end of the run.
+    """
+    yield
+    import time
+
+    from django.db import connections
+
+    with django_db_blocker.unblock(), connections["default"].cursor() as cursor:
+        stray = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            cursor.execute(stray)
+            if not cursor.fetchall() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    connections["default"].close()
+
+
 @pytest.fixture
 def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]:
     """Build another adapter of the same backend as ``store`` (e.g. in another namespace)."""

@@ -173,7 +173,8 @@ class StateAdapter(AsyncStateAPI):
 
         ``limit`` defaults to the ``DEDUPE_LIMIT`` setting, ``min_age`` to ``DEDUPE_MIN_AGE``:
         the window is the newest ``limit`` keys plus every key younger than ``min_age``. A key
-        already in the window keeps its place and nothing changes.
+        already in the window keeps its place and nothing changes. A claim in progress is
+        never dropped. Under contention a trim may leave a key over; the next claim drops it.
         """
         self.claim_dedupe(key, limit, min_age=min_age)
 

@@ -63,7 +63,11 @@ def _kill_connections(kind: str, spare: list[int], using: str) -> int:
             " AND pid <> ALL(%s) AND backend_type = 'client backend'",
             [spare],
         )
-        return int(cursor.fetchone()[0])
+        killed = int(cursor.fetchone()[0])
+    # The parent's idle pooled connections (Django's pool) died too: later tests start anew.
+    if "pool" in connections and hasattr(connections["pool"], "close_pool"):
+        connections["pool"].close_pool()
+    return killed
 
 
 def _kill_behind_the_bouncer() -> int:

@@ -172,6 +172,7 @@ def test_a_celery_worker_delivers_every_entry_once(
     worker = workers.start(
         "celery",
         *("-A", "tests.outbox.celery_app", "worker", "-Q", celery_app.QUEUE, "-c", "2"),
+        *("-n", f"{celery_app.QUEUE}@%h"),  # a node of its own: others may run beside it
         *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"),
         CHATSTATE_TEST_CELERY_QUEUE=celery_app.QUEUE,
     )
@@ -182,6 +183,7 @@ def test_a_celery_worker_delivers_every_entry_once(
     finally:
         worker.send_signal(signal.SIGTERM)  # Celery's warm shutdown
         out, err = worker.communicate(timeout=60)
+        print(err[-4000:])  # the worker's log, shown when the test fails
     assert worker.returncode == 0, err
     check_delivered_once_in_order(store, got, keys)
     assert "chatstate.dispatch_outbox" in err  # the task, as the worker registered it
