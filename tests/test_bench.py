@@ -243,7 +243,9 @@ def test_redis_runs_on_the_alias_in_the_chatstate_setting() -> None:
 
 def test_effects_stage_a_channel_counter_and_a_history_item() -> None:
     out = StringIO()
-    call_command("chatstate_bench", adapter="memory", cycles=40, effects=True, json=True, stdout=out)
+    call_command(
+        "chatstate_bench", adapter="memory", cycles=40, effects=True, json=True, stdout=out
+    )
     figures = json.loads(out.getvalue())
     assert figures["effects"] is True and figures["cycles"] == 40
     with pytest.raises(CommandError, match="--effects"):
