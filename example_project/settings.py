@@ -80,8 +80,8 @@ CHATSTATE = {
     "DEDUPE_MIN_AGE": 900,
     "LOCK_TTL": 60,
     # The bot's replies leave through the outbox: a dispatcher hands each to this function
-    # after the commit that stored it (example_project/bot/sender.py).
-    "OUTBOX_SENDER": "example_project.bot.sender.post_reply",
+    # after the commit that stored it (example_project/platform_stub/sender.py).
+    "OUTBOX_SENDER": "example_project.platform_stub.sender.post_reply",
 }
 
 # The sender records each reply it posts (INFO on its logger): shown on the console.
@@ -90,7 +90,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
     "loggers": {
-        "example_project.bot.sender": {"handlers": ["console"], "level": "INFO", "propagate": False}
+        "example_project.platform_stub.sender": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        }
     },
 }
 

@@ -257,9 +257,7 @@ def _release_test_database(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="session")
-def _test_database_released(
-    django_db_setup: None, django_db_blocker: Any
-) -> Iterator[None]:
+def _test_database_released(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """End the sessions others left on the test database (children, workers, threads).
 
     A child killed by a fault test, or a worker's connection, can outlive its test by a

@@ -22,8 +22,8 @@ from django.test import AsyncClient, Client
 
 from chatstate import LockResult, default_snapshot
 from example_project.bot import views
-from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from example_project.demo.replay import signed_headers
+from example_project.platform_stub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.conformance.helpers import run_async
 
 SECRET = "test-signing-secret"
@@ -194,13 +194,15 @@ def test_replies_leave_through_the_outbox_after_the_commit(
     waiting = bot.outbox()
     settings.CHATSTATE = {
         **settings.CHATSTATE,
-        "OUTBOX_SENDER": "example_project.bot.sender.post_reply",
+        "OUTBOX_SENDER": "example_project.platform_stub.sender.post_reply",
     }
-    with caplog.at_level(logging.INFO, logger="example_project.bot.sender"):
+    with caplog.at_level(logging.INFO, logger="example_project.platform_stub.sender"):
         assert bot.dispatch_outbox() == {"sent": 2, "retried": 0, "dead": 0}
-    posted = [r.entry for r in caplog.records if r.name == "example_project.bot.sender"]  # type: ignore[attr-defined]
+    posted = [r.entry for r in caplog.records if r.name == "example_project.platform_stub.sender"]  # type: ignore[attr-defined]
     assert [(e.key, e.payload) for e in posted] == [(e.key, e.payload) for e in waiting]
-    sent = [r.getMessage() for r in caplog.records if r.name == "example_project.bot.sender"]
+    sent = [
+        r.getMessage() for r in caplog.records if r.name == "example_project.platform_stub.sender"
+    ]
     assert sent[0] == f"posted {KEY1} to {THREAD} (re m1): {waiting[0].payload['text']}"
     assert bot.outbox() == []
     assert bot.dispatch_outbox() == {"sent": 0, "retried": 0, "dead": 0}

@@ -19,7 +19,8 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from chatstate import BackendUnavailable, LockResult
-from example_project.bot import handler, model, views
+from example_project.bot import handler, views
+from example_project.platform_stub import model
 from tests import test_bot_webhook as webhook
 from tests.conformance.helpers import outlive, run_async
 from tests.test_bot_webhook import (

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from chatstate.validation import check_dedupe_key, check_id
 from example_project.bot import views
-from example_project.bot.message import (
+from example_project.demo.replay import signed_headers
+from example_project.platform_stub.message import (
     BODY,
     FIELDS,
     ID_FIELDS,
@@ -33,7 +34,6 @@ from example_project.bot.message import (
     parse_message,
     thread_key,
 )
-from example_project.demo.replay import signed_headers
 
 SECRET = "fuzz-signing-secret"
 RAW = "\x01raw\x01"  # a placeholder replaced by raw JSON text after encoding

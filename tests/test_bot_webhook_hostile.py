@@ -16,8 +16,8 @@ from django.test import AsyncClient, Client
 
 from chatstate import default_snapshot
 from example_project.bot import views
-from example_project.bot.message import ID_FIELDS, MAX_TS
 from example_project.demo.replay import signed_headers
+from example_project.platform_stub.message import ID_FIELDS, MAX_TS
 from tests.conformance.helpers import run_async
 
 SECRET = "hostile-signing-secret"

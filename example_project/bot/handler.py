@@ -20,11 +20,13 @@ from typing import Any
 
 from chatstate import LockResult, StateAdapter
 from chatstate.cycle import MessageCycle
-from example_project.bot import model
 from example_project.bot.conf import setting
-from example_project.bot.message import channel_key, thread_key
+from example_project.platform_stub import model
+from example_project.platform_stub.message import channel_key, thread_key
 
-Message = Mapping[str, Any]  # a parsed message (message.py), or a queued entry's metadata
+Message = Mapping[
+    str, Any
+]  # a parsed message (platform_stub/message.py), or a queued entry's metadata
 #: Queue behind a busy thread (a full queue refuses the newcomer: delivered again later),
 #: renew the lease while the model thinks, read the newest 20 history items (its context).
 CYCLE = {"strategy": "queue", "overflow": "drop_newest", "keepalive": True, "history": 20}

@@ -1,12 +1,13 @@
 """The webhook: ``POST /bot/webhook`` (WSGI) and its twin ``POST /bot/webhook-async`` (ASGI).
 
-It takes one message (message.py) signed as signing.py says, and answers JSON:
+It takes one message (platform_stub/message.py), signed as platform_stub/signing.py says.
+It answers JSON:
 
 * 200 ``{"status": "handled" | "duplicate", "thread", "handled", "outbox"}``: ``handled`` the
   ids of the messages this delivery handled, in order (its own and those queued behind it),
   ``outbox`` the keys of their replies. Replies are no longer posted from inside the request:
   the commit stores them with their message, and the outbox's dispatcher posts them after it
-  (sender.py) — so a failed commit posts nothing, and a redelivery nothing twice.
+  (platform_stub/sender.py) — so a failed commit posts nothing, and a redelivery nothing twice.
   202: the same with ``"queued"``: the thread is busy, and its holder handles the message.
 * 400 / 401 / 405 / 413 ``{"error", "field"}``: a bad message (``field`` names the culprit),
   signature, method or size. Whatever the bytes, never a 500: a platform retries a 500 forever.
@@ -26,8 +27,13 @@ from django.views.decorators.csrf import csrf_exempt
 from chatstate import BackendUnavailable, LeaseLost, get_adapter
 from example_project.bot import handler
 from example_project.bot.conf import setting
-from example_project.bot.message import InvalidMessage, Message, parse_message
-from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from example_project.platform_stub.message import InvalidMessage, Message, parse_message
+from example_project.platform_stub.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    verify,
+)
 
 RETRY_AFTER, BACKEND_RETRY_AFTER = 1, 10
 logger = logging.getLogger(__name__)

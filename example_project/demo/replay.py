@@ -32,9 +32,14 @@ from django.db import connections
 from django.urls import reverse
 
 from chatstate import StateAdapter
-from example_project.bot.message import InvalidMessage, channel_key, parse_message, thread_key
-from example_project.bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from example_project.demo.report import Outcome
+from example_project.platform_stub.message import (
+    InvalidMessage,
+    channel_key,
+    parse_message,
+    thread_key,
+)
+from example_project.platform_stub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 SAMPLE = Path(__file__).with_name("sample_conversation.jsonl")
 #: How often a delivery answered 503 is sent again, and the longest wait before each.
@@ -88,7 +93,10 @@ def load_steps(path: Path | str) -> list[Step]:
 def signed_headers(
     body: bytes, secret: str | None = None, now: float | None = None
 ) -> dict[str, str]:
-    """The two headers a platform adds to a request carrying ``body`` (see bot/signing.py)."""
+    """The two headers a platform adds to a request carrying ``body``.
+
+    See platform_stub/signing.py.
+    """
     timestamp = int(time.time() if now is None else now)
     return {SIGNATURE_HEADER: sign(body, timestamp, secret), TIMESTAMP_HEADER: str(timestamp)}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatstate import conf
-from example_project.bot.message import thread_key
+from example_project.platform_stub.message import thread_key
 
 
 @dataclass
