@@ -35,10 +35,25 @@ _namespaces = itertools.count(1)
 _figures: list[str] = []
 
 
+#: The modules that also run through PgBouncer: the message cycle, the queue's handover and
+#: the faults, whose statements a transaction pooler spreads over server connections. The
+#: rest run once per backend, not once per pooler.
+POOLED = {"test_message_cycle.py", "test_drain.py", "test_faults.py"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside the runs of ``RUNS``, deselect the tests of this directory."""
+    """Outside the runs of ``RUNS``, deselect the tests of this directory; through PgBouncer,
+    those of the modules not in :data:`POOLED`."""
     ours = [item for item in items if HERE in Path(str(item.path)).parents]
-    if VENDOR not in RUNS and ours:
+    if VENDOR in RUNS:
+        ours = [
+            item
+            for item in ours
+            if (callspec := getattr(item, "callspec", None)) is not None
+            and callspec.params.get("store") == "database_pgbouncer"
+            and item.path.name not in POOLED
+        ]
+    if ours:
         config.hook.pytest_deselected(items=ours)
         items[:] = [item for item in items if item not in ours]
 

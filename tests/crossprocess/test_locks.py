@@ -80,7 +80,7 @@ def test_a_killed_holder_is_replaced_after_its_lease_with_its_queue_intact(
 ) -> None:
     """(f) SIGKILL a holder: its key is busy until the lease ends, then another process
     acquires it and receives the entries queued behind the dead holder, in order."""
-    ttl = 1.0
+    ttl = 3.0  # the probe and five queued entries fit in it on a busy machine
     held = crew.event("held")
     go = crew.event("go")
     successor = crew.start(
