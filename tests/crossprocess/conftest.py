@@ -88,9 +88,15 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
         )
         line = f"{request.node.name}: {text}"
         print(f"\n[crossprocess] {line}")
-        _figures.append(line)
+        request.node.user_properties.append(("figures", line))  # to the summary, via xdist
 
     return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the figures a test recorded (in this process or a pytest-xdist worker)."""
+    if report.when == "call":
+        _figures.extend(v for k, v in report.user_properties if k == "figures")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

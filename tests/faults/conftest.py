@@ -90,12 +90,12 @@ def proxied(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Any:
     """Record a fault test's counts (printed, and again in the terminal summary)."""
-    from tests.crossprocess.conftest import _figures
 
     def record(**values: Any) -> None:
         text = ", ".join(f"{k}={v}" for k, v in values.items())
         line = f"{request.node.name}: {text}"
         print(f"\n[faults] {line}")
-        _figures.append(line)
+        # tests/crossprocess/conftest.py prints it in the summary, from any xdist worker
+        request.node.user_properties.append(("figures", line))
 
     return record
