@@ -155,8 +155,7 @@ def check_migrated_before_migrate(app_configs: Any = None, **kwargs: Any) -> lis
 
 @checks.register(checks.Tags.database)
 def check_functions(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--database``: an error when the installed PostgreSQL functions are not this
-    code's.
+    """With ``--database``: an error when the installed PostgreSQL functions are not this code's.
 
     That happens to a database migrated by another release, or to functions dropped by hand.
     They are compared once, here. The check is quiet until chatstate's migrations are all

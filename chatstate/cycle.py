@@ -282,8 +282,7 @@ class MessageCycle(Staging):
             finished = entry.id
 
     def gather(self, window: float, *, max_wait: float | None = None) -> list[PendingEntry]:
-        """Wait for a pause in arrivals, then return every message queued meanwhile, oldest
-        first.
+        """Wait for a pause in arrivals, then return every message queued meanwhile, oldest first.
 
         The pause is ``window`` seconds with no message queued behind this holder. The wait
         ends after ``max_wait`` seconds anyway. The lease stays alive meanwhile. The

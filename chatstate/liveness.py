@@ -21,8 +21,7 @@ DEFAULT_QUIET_FOR = 60.0
 def activity_report(
     locks_held: int, claims_in_progress: int, last_activity_age: float | None, quiet_for: float
 ) -> dict[str, Any]:
-    """The dict ``StateAdapter.activity`` returns: the three facts, ``quiet_for`` and
-    ``live``.
+    """The dict ``StateAdapter.activity`` returns: the three facts, ``quiet_for`` and ``live``.
 
     ``live`` means any lock held, any claim in progress, or an activity younger than
     ``quiet_for`` seconds."""

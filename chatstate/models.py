@@ -193,8 +193,7 @@ class PendingLockEntry(models.Model):
 
 
 class ClaimMinute(models.Model):
-    """Per namespace and minute, where the dedupe sequence stood at the minute's first
-    claim.
+    """Per namespace and minute, where the dedupe sequence stood at the minute's first claim.
 
     The first dedupe claim of each UTC minute records the ``seq`` its entry received. It
     uses ``INSERT … ON CONFLICT DO NOTHING``, so later claims of the minute add nothing. The

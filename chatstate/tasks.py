@@ -65,8 +65,7 @@ if _task is not None:  # the task, under the function's own name (the worker imp
 
 
 def enqueue_dispatch(namespace: str | None) -> None:
-    """Enqueue one run of :data:`dispatch_outbox` for ``namespace`` on the default task
-    backend.
+    """Enqueue one run of :data:`dispatch_outbox` for ``namespace`` on the default task backend.
 
     ``ImproperlyConfigured`` when no task framework is installed."""
     if _task is None:

@@ -163,8 +163,7 @@ class StateAdapter(AsyncStateAPI):
     def mark_dedupe(
         self, key: DedupeKey | list[str], limit: int | None = None, *, min_age: float | None = None
     ) -> None:
-        """Record ``key`` as the newest, then drop the oldest until at most ``limit``
-        remain.
+        """Record ``key`` as the newest, then drop the oldest until at most ``limit`` remain.
 
         A key younger than ``min_age`` seconds is never dropped. ``limit`` defaults to the
         ``DEDUPE_LIMIT`` setting, and ``min_age`` to ``DEDUPE_MIN_AGE``. So the window is
@@ -249,8 +248,7 @@ class StateAdapter(AsyncStateAPI):
         return self._handed(key, self._do_release_lock(key, owner, bool(only_if_idle)))
 
     def take_pending(self, key: str, owner: str, limit: int | None = None) -> list[PendingEntry]:
-        """Remove and return up to ``limit`` oldest pending entries of the lock ``owner``
-        holds.
+        """Remove and return up to ``limit`` oldest pending entries of the lock ``owner`` holds.
 
         Without ``limit``, all of them. They are handed over as by :meth:`release_lock`. The
         lock stays. :class:`NotOwner` otherwise."""

@@ -124,8 +124,7 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     @abc.abstractmethod
     def _do_outbox_claim(self, claim: OutboxClaim) -> list[OutboxEntry]:
-        """Lease up to ``claim.limit`` due entries to ``claim.owner``, and return them
-        oldest first.
+        """Lease up to ``claim.limit`` due entries to ``claim.owner``, and return them oldest first.
 
         The lease lasts ``claim.lease`` seconds. Per thread, a claim takes a run of entries.
         The run starts at the thread's oldest entry that is not dead. It goes on while each
@@ -214,7 +213,7 @@ class StateBackend(CheckedCalls, abc.ABC):
         With ``only_if_idle``, the lock is released only when no entry is pending. Otherwise
         the lock is kept, its lease renewed by its ttl, and the entries handed over. Entries
         older than ``pending_ttl`` are dropped and reported in ``expired``. When ``owner``
-        does not hold the lock, ``NotOwner`` is returned and nothing changes."""
+        does not hold the lock, ``NotOwner`` is raised and nothing changes."""
 
     @abc.abstractmethod
     def _do_take_pending(self, key: str, owner: str, limit: int | None) -> Handover:
@@ -237,8 +236,7 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     @abc.abstractmethod
     def cycle_enter(self, request: CycleRequest) -> CycleEntry:
-        """One atomic step: claim the dedupe key, take the lock, read subscription and
-        state.
+        """One atomic step: claim the dedupe key, take the lock, read subscription and state.
 
         The window is trimmed as by :meth:`_do_claim_dedupe`.
 
@@ -265,8 +263,7 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     @abc.abstractmethod
     def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
-        """One atomic step after a clean block: write what is ``staged`` and release the
-        lock.
+        """One atomic step after a clean block: write what is ``staged`` and release the lock.
 
         It runs for a cycle that holds its thread, or runs ``concurrent``. ``staged`` holds
         the state, the claim marked done, channel operations, the subscription, list appends
@@ -274,9 +271,9 @@ class StateBackend(CheckedCalls, abc.ABC):
         pending entries, as :meth:`_do_release_lock` does. Under ``concurrent`` there are
         none.
 
-        ``LeaseLost`` is returned, and nothing changes, in two cases. The lock went to
-        another holder; under ``concurrent``, the claim did. Or ``staged.claim`` is set and
-        the claim is no longer in progress for ``request.owner``."""
+        ``LeaseLost`` is raised, and nothing changes, in two cases. The lock went to another
+        holder; under ``concurrent``, the claim did. Or ``staged.claim`` is set and the
+        claim is no longer in progress for ``request.owner``."""
 
     @abc.abstractmethod
     def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:

@@ -31,8 +31,7 @@ def minute_of(when: datetime) -> datetime:
 def claims_per_minute(
     using: str, namespace: str, now: datetime
 ) -> tuple[list[MinuteCount], datetime]:
-    """The messages claimed in each minute of the last 24 hours that had any, and its last
-    minute.
+    """The messages claimed in each minute of the last 24 hours that had any, and its last minute.
 
     The last minute is ``now``'s, or a later recorded one when the clocks differ. A recorded
     minute's claims are the next recorded minute's ``first_seq`` minus its own. The last

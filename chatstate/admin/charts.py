@@ -1,5 +1,4 @@
-"""Inline SVG charts for the overview: no external asset, no script, readable in both
-themes.
+"""Inline SVG charts for the overview: no external asset, no script, readable in both themes.
 
 Each chart is one ``<svg>`` element with a ``viewBox``, so it scales to the page's width.
 Its text and axes take the page's text colour, ``currentColor``. So it reads in the admin's

@@ -167,8 +167,7 @@ def brief_value(value: Any, limit: int) -> str:
 
 
 def state_preview(value: Any, limit: int = 120) -> SafeString:
-    """A state map in one line that names every top-level key, sorted, values as room
-    allows.
+    """A state map in one line that names every top-level key, sorted, values as room allows.
 
     It reads ``turns: 3 · topic: "billing" · history: [12 items]``. When that is longer than
     ``limit``, the values are cut shorter, then left out. Past that, the keys that do not

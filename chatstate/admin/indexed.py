@@ -56,8 +56,7 @@ def distinct_values(
 def distinct_leading_parts(
     model: type[Model], using: str, column: str, namespace: str, separator: str = ":"
 ) -> list[str]:
-    """The distinct first parts of ``column``'s values in ``namespace``, before
-    ``separator``.
+    """The distinct first parts of ``column``'s values in ``namespace``, before ``separator``.
 
     For ids shaped ``platform:channel:thread`` these are the platforms. As in
     :func:`distinct_values`, each part found costs one index probe, up to ``MAX_DISTINCT``.

@@ -147,8 +147,7 @@ def as_strategy(value: object) -> str | None:
 
 
 def is_timestamp(value: object) -> bool:
-    """Whether ``value`` is an ISO 8601 string with a UTC offset of zero, ``Z`` or
-    ``+00:00``.
+    """Whether ``value`` is an ISO 8601 string with a UTC offset of zero, ``Z`` or ``+00:00``.
 
     It is read by the one grammar of :mod:`chatstate.isotime` on every Python version."""
     return is_utc_timestamp(value)

@@ -101,8 +101,7 @@ class SnapshotSections:
         return sum(self.counts.values())
 
     def observed(self, tick: Callable[[int], None], every: int = 10_000) -> SnapshotSections:
-        """The same sections, each iterable calling ``tick(n)`` after every ``every``
-        entries.
+        """The same sections, each iterable calling ``tick(n)`` after every ``every`` entries.
 
         It also calls it at its end with the remainder. So a caller can show progress."""
         wrapped = {name: _ticking(getattr(self, name), tick, every) for name in SECTIONS}

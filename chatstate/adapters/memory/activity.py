@@ -18,8 +18,7 @@ class MemoryActivity:
     store: MemoryStore
 
     def _do_activity(self) -> tuple[int, int, float | None]:
-        """Locks whose lease runs, live claims in progress, and the age of the newest
-        activity.
+        """Locks whose lease runs, live claims in progress, and the age of the newest activity.
 
         A claim is live while its lease runs, or while its owner holds its thread's lock.
         Activity is a claim, a lock taken or a state written. Ages use the wall clock.

@@ -1,5 +1,4 @@
-"""Lists, the outbox and a commit's staged effects, in memory; a mixin of
-``MemoryStateAdapter``.
+"""Lists, the outbox and a commit's staged effects, in memory; a mixin of ``MemoryStateAdapter``.
 
 Every method runs under the adapter's mutex unless it says so."""
 

@@ -24,8 +24,7 @@ FORMS = "a positive number and a unit: 90s, 45m, 12h, 30d or 2w"
 
 
 def duration(text: str) -> float:
-    """Seconds in ``text``: a positive number and a unit, ``s``, ``m``, ``h``, ``d`` or
-    ``w``.
+    """Seconds in ``text``: a positive number and a unit, ``s``, ``m``, ``h``, ``d`` or ``w``.
 
     Examples are ``90s``, ``45m``, ``12h``, ``30d`` and ``2w``. A bare number is refused. A
     retention cutoff read in the wrong unit deletes live state."""

@@ -30,8 +30,7 @@ _TRIES = 8
 
 
 def chunks(stream: JsonStream, where: Steps) -> Iterator[list[Any]]:
-    """Open the array at the stream and yield its elements in order, in lists of one or
-    more.
+    """Open the array at the stream and yield its elements in order, in lists of one or more.
 
     It ends after ``]``. It raises what element-by-element reading raises, at the same
     element. A bulk decoding never reports an error; it leaves that window to ``value``."""
@@ -63,8 +62,7 @@ def chunks(stream: JsonStream, where: Steps) -> Iterator[list[Any]]:
 
 
 def _cut(buf: str, pos: int, end: int, opener: str) -> int:
-    """The position of a ``,`` after the last whole element of ``buf[pos:end]``; ``-1`` when
-    none.
+    """The position of a ``,`` after the last whole element of ``buf[pos:end]``; ``-1`` when none.
 
     The characters around it decide."""
     closer = _CLOSER[opener]

@@ -1,5 +1,4 @@
-"""The cross-entry rules of a snapshot file's keyed sections, decided once every section is
-read.
+"""The cross-entry rules of a snapshot file's keyed sections, decided once every section is read.
 
 - ``subscriptions``: no id twice.
 - ``dedupe`` and ``dedupe_order``: no key twice in either, and the same keys in both.
@@ -280,8 +279,7 @@ class Groups:
 
 
 def first_indexes(ledger: Ledger, name: str) -> Any:
-    """``first(index)``: the index of the first entry with the key of the entry at
-    ``index``.
+    """``first(index)``: the index of the first entry with the key of the entry at ``index``.
 
     It is called in increasing index order for each registered entry."""
     rows = ledger.key_rows(name)

@@ -56,8 +56,7 @@ class Budget:
 
 
 class Bucket(Problems):
-    """The problems of one section: the first ``cap`` kept, all counted and spent from
-    ``budget``.
+    """The problems of one section: the first ``cap`` kept, all counted and spent from ``budget``.
 
     Each is tagged with ``index``. The caller sets it before checking an entry."""
 

@@ -204,8 +204,7 @@ class JsonStream:
             raise self.syntax("Extra data", self.pos)
 
     def value(self, where: Steps, what: str = "value") -> Any:
-        """Decode the value here exactly as ``json.loads`` would, from at most ``max_value``
-        bytes.
+        """Decode the value here exactly as ``json.loads`` would, from at most ``max_value`` bytes.
 
         It raises ``JsonSyntaxError`` for invalid JSON, a refusal, or a value too large. The
         error names ``where`` when that is the path of the fault."""

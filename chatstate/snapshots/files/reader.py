@@ -309,8 +309,7 @@ class SnapshotFile:
     # -- pass 2 --------------------------------------------------------------------------
 
     def sections(self) -> SnapshotSections:
-        """Pass 2, after a ``check()`` without problems: the sections, streamed from the
-        file.
+        """Pass 2, after a ``check()`` without problems: the sections, streamed from the file.
 
         Each comes in the file's order. A lenient read gives them as ``normalize_snapshot``
         keeps and repairs them. ``dedupe`` is left empty: ``dedupe_order`` holds the same

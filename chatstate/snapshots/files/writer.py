@@ -111,8 +111,7 @@ class _Writer:
         self.out.write(open_ + close if first else self.nl[1] + close)
 
     def array(self, batch: list[Any]) -> str:
-        """A batch of ids or keys, compact, as the C encoder writes a list, without its
-        brackets.
+        """A batch of ids or keys, compact, as the C encoder writes a list, without its brackets.
 
         These are exactly the items ``to_json`` writes."""
         return self.dumps(batch)[1:-1]
