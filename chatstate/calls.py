@@ -163,9 +163,9 @@ class Pruned:
     expired: dict[str, list[PendingEntry]] = field(default_factory=dict)
 
 
-#: A staged channel-map operation: ``(op, key, value_json)``; ``op`` is ``"set"`` (value:
-#: the JSON text), ``"delete"`` (value ``None``), ``"incr"`` (value: the number's JSON
-#: text), ``"add"`` or ``"discard"`` (value: a JSON scalar's text).
+#: A staged channel-map operation: ``(op, key, value_json)``. For ``"set"`` the value is
+#: JSON text. For ``"delete"`` it is ``None``. For ``"incr"`` it is the number's JSON text.
+#: For ``"add"`` and ``"discard"`` it is a JSON scalar's text.
 ChannelOp = tuple[str, str, "str | None"]
 
 

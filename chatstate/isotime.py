@@ -23,9 +23,9 @@ _ISO = re.compile(
 def parse_iso8601(text: str) -> datetime:
     """The moment ``text`` names in the grammar above, aware; without an offset, UTC.
 
-    It raises ``ValueError`` for any other text. It also raises it for an impossible date or
-    time, like month 13, 24:00 or a leap second, and for an offset of a day or more.
-    ``TypeError`` for a non-``str``."""
+    It raises ``ValueError`` for any other text. An impossible date or time raises it too,
+    like month 13, 24:00 or a leap second. So does an offset of a day or more. ``TypeError``
+    for a non-``str``."""
     if not isinstance(text, str):
         raise TypeError(f"expected an ISO 8601 str, not {type(text).__name__}")
     match = _ISO.fullmatch(text)

@@ -111,10 +111,10 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     # -- the outbox ----------------------------------------------------------------------
     #
-    # Entries are written by cycle commits (``Staged.sends``), in commit order. One thread's
-    # entries leave in that order: an entry is claimable only when every earlier entry of
-    # its thread is delivered (removed) or dead, and no entry of its thread is leased to a
-    # live dispatcher. Times are the backend's clock.
+    # Cycle commits write the entries (``Staged.sends``), in commit order. One thread's
+    # entries leave in that order. An entry is claimable only when every earlier entry of
+    # its thread is delivered or dead. No entry of its thread may be leased to a live
+    # dispatcher. Times are the backend's clock.
 
     @abc.abstractmethod
     def _do_outbox(self, thread_id: str | None) -> list[OutboxEntry]:
@@ -227,12 +227,12 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     # -- the message cycle ---------------------------------------------------------------
     #
-    # A dedupe claim made by a cycle is *in progress* -- held by the cycle's owner, alive
-    # while its own lease (``ttl`` from the entry, renewed by ``cycle_renew``) runs or while
-    # the owner holds the lock on the cycle's thread -- until the commit (or the first
-    # drain step) marks it *done*. A claim in progress whose lease ran out does not make its
+    # A cycle's dedupe claim is *in progress* until the commit or the first drain step
+    # marks it *done*. The cycle's owner holds it. It is alive while its own lease runs, or
+    # while the owner holds the lock on the cycle's thread. The lease is ``ttl`` from the
+    # entry, renewed by ``cycle_renew``. A claim whose lease ran out does not make its
     # message a duplicate: the next delivery takes the claim over. Claims made by
-    # ``claim_dedupe`` / ``mark_dedupe`` are done at once.
+    # ``claim_dedupe`` and ``mark_dedupe`` are done at once.
 
     @abc.abstractmethod
     def cycle_enter(self, request: CycleRequest) -> CycleEntry:

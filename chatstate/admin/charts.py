@@ -55,9 +55,9 @@ class MinuteCount:
     count: int
 
 
-#: The windows the claims chart may show, in minutes: the shortest holding every recorded
-#: minute (a new bot's first minutes fill the last hour, not a pixel of a day), and the
-#: minutes between its labelled grid lines.
+#: The windows the claims chart may show, in minutes, and the minutes between its labelled
+#: grid lines. The chart takes the shortest window holding every recorded minute. So a new
+#: bot's first minutes fill the last hour, not a pixel of a day.
 SPANS = {60: 10, 180: 30, 360: 60, 720: 120, MINUTES: 180}
 
 

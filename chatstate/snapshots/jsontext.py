@@ -1,9 +1,9 @@
 """JSON text as snapshots read it, and where a refusal is.
 
 Snapshots are read by the stdlib's decoder. Its C scanner gives every message in the running
-interpreter's own words. Four things are refused: ``NaN`` and ``Infinity``, a key repeated
-in one object, an integer of more than 4300 digits, and nesting more than 512 deep. The
-integer limit holds on every Python, whatever its ``int_max_str_digits``.
+interpreter's own words. It refuses four things. These are ``NaN`` and ``Infinity``, a key
+repeated in one object, an integer of more than 4300 digits, and nesting more than 512 deep.
+The integer limit holds on every Python, whatever its ``int_max_str_digits``.
 
 The decoder's hooks cannot say *where* a refusal is. So :func:`locate` walks the text again
 to find it as a JSON path. ``Snapshot.from_json`` and the streaming reader both report it as

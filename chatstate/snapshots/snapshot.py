@@ -261,21 +261,21 @@ def validate_snapshot(obj: object) -> list[str]:
     would succeed.
 
     ``format == "chatstate.snapshot"`` is required. So is a ``version`` from 1 to 3. Claims
-    need version 2, lists and outbox version 3. Missing sections are empty. These are
-    problems:
+    need version 2, lists and outbox version 3. Missing sections are empty. Each of these is
+    a problem:
 
-    - unknown keys;
-    - duplicates in ``subscriptions``, ``dedupe``, ``dedupe_order``, ``claims``, and of an
-      outbox entry's ``key``;
-    - ``set(dedupe_order) != set(dedupe)``;
-    - a claim whose key is not in ``dedupe``;
-    - text with a NUL character or a lone surrogate, in any id, key or value;
-    - values that would not survive a JSON round trip unchanged;
-    - nesting deeper than 512 levels;
-    - in a list: a key longer than 320 characters, ``items`` not an array, ``expires_at``
-      missing or neither a timestamp nor null;
-    - in an outbox entry: ``attempts`` not an integer >= 0, ``dead`` not a boolean,
-      ``created_at`` not a timestamp, or ``due_at`` present and not a timestamp.
+    - An unknown key.
+    - A duplicate in ``subscriptions``, ``dedupe``, ``dedupe_order`` or ``claims``.
+    - Two outbox entries with the same ``key``.
+    - ``set(dedupe_order) != set(dedupe)``.
+    - A claim whose key is not in ``dedupe``.
+    - Text with a NUL character or a lone surrogate, in any id, key or value.
+    - A value that would not survive a JSON round trip unchanged.
+    - Nesting deeper than 512 levels.
+    - In a list: a key longer than 320 characters, or ``items`` not an array. Also an
+      ``expires_at`` missing, or neither a timestamp nor null.
+    - In an outbox entry: ``attempts`` not an integer >= 0, or ``dead`` not a boolean. Also
+      a ``created_at`` that is not a timestamp, or a ``due_at`` present and not a timestamp.
     """
     return _scan(obj, strict=True)[1].lines()
 
