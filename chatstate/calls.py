@@ -78,8 +78,7 @@ class CycleRequest:
 
     @property
     def slots(self) -> bool:
-        """Whether the cycle takes one of ``max_concurrent`` slots: ``concurrent`` with a
-        cap."""
+        """Whether the cycle takes one of ``max_concurrent`` slots: ``concurrent`` with a cap."""
         return self.max_concurrent is not None and self.strategy is Strategy.CONCURRENT
 
     @property
@@ -184,8 +183,7 @@ class ListAppend:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """A staged outbox entry: its idempotency ``key``, its thread and its payload as JSON
-    text."""
+    """A staged outbox entry: its idempotency ``key``, its thread and its payload as JSON text."""
 
     key: str
     thread_id: str

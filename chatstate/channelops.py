@@ -49,8 +49,7 @@ def _scalars(value: Any) -> list[Any]:
 
 
 def apply_ops(value: dict[str, Any], ops: tuple[ChannelOp, ...] | list[ChannelOp]) -> None:
-    """Apply ``ops`` to the map ``value``, in place; the ops hold JSON text values, as
-    staged."""
+    """Apply ``ops`` to the map ``value``, in place; the ops hold JSON text values, as staged."""
     for op, key, text in ops:
         if op == "set":
             value[key] = json.loads(text)  # type: ignore[arg-type]

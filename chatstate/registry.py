@@ -17,8 +17,7 @@ _adapter: StateAdapter | None = None
 
 
 def adapter_class(path: str) -> type[StateAdapter]:
-    """The ``StateAdapter`` subclass at dotted ``path``; else ``ImportError`` or
-    ``TypeError``."""
+    """The ``StateAdapter`` subclass at dotted ``path``; else ``ImportError`` or ``TypeError``."""
     cls = import_string(path)
     if not (isinstance(cls, type) and issubclass(cls, StateAdapter)):
         raise TypeError(f"{path} is not a chatstate StateAdapter subclass")

@@ -14,8 +14,7 @@ _dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", 
 
 
 def _storable_text(value: str) -> bool:
-    """Whether every backend can store ``value``: valid UTF-8 with no NUL and no lone
-    surrogate."""
+    """Whether every backend can store ``value``: valid UTF-8 with no NUL and no lone surrogate."""
     if "\x00" in value:
         return False
     if value.isascii():

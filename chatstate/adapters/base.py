@@ -257,8 +257,7 @@ class StateAdapter(AsyncStateAPI):
         return self._handed(key, self._do_take_pending(key, owner, n))
 
     def force_release_lock(self, key: str) -> list[PendingEntry]:
-        """Remove the lock ``key`` and its pending list, whoever holds it; return the
-        entries."""
+        """Remove the lock ``key`` and its pending list, whoever holds it; return the entries."""
         return self._do_force_release_lock(check_id(key, "key"))
 
     # -- the message cycle ---------------------------------------------------------------
@@ -314,8 +313,7 @@ class StateAdapter(AsyncStateAPI):
         history: int = 0,
         max_concurrent: int | None = None,
     ) -> AsyncMessageCycle:
-        """The async twin of :meth:`handle_message`: ``async with
-        store.ahandle_message(...)``."""
+        """The async twin of :meth:`handle_message`: ``async with store.ahandle_message(...)``."""
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
             max_pending, overflow, min_age, channel_id, history, max_concurrent,
@@ -348,11 +346,15 @@ class StateAdapter(AsyncStateAPI):
     def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
         """The namespace's state as one stream per section.
 
-        Use it as ``with adapter.snapshot_sections() as sections: write_snapshot(sections,
-        out)``. Inside the ``with`` block the sections describe one consistent state. Their
-        orders are those :class:`~chatstate.snapshots.sections.SnapshotSections` documents.
-        They are sorted where the JSON form is sorted, and ``dedupe_order`` is oldest first.
-        Each section is consumed at most once. ``counts`` gives each section's length where
+        Use it like this::
+
+            with adapter.snapshot_sections() as sections:
+                write_snapshot(sections, out)
+
+        Inside the ``with`` block the sections describe one consistent state. Their orders
+        are those :class:`~chatstate.snapshots.sections.SnapshotSections` documents. They
+        are sorted where the JSON form is sorted, and ``dedupe_order`` is oldest first. Each
+        section is consumed at most once. ``counts`` gives each section's length where
         known, for progress. The default builds :meth:`snapshot` in memory. A backend
         holding a lot of state overrides it to stream."""
         return nullcontext(SnapshotSections.from_snapshot(self.snapshot()))

@@ -145,8 +145,7 @@ class StateBackend(CheckedCalls, abc.ABC):
 
     @abc.abstractmethod
     def _do_outbox_release(self, owner: str, entry_ids: list[str]) -> None:
-        """End ``owner``'s leases of these entries; they are left untouched and not
-        attempted."""
+        """End ``owner``'s leases of these entries; they are left untouched and not attempted."""
 
     @abc.abstractmethod
     def _do_outbox_requeue(self, entry_ids: list[str]) -> int:

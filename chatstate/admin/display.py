@@ -113,8 +113,7 @@ def utc_text(moment: datetime) -> str:
 
 
 def when(moment: datetime | None, now: datetime, suffix: str = "") -> SafeString:
-    """How long ago ``moment`` was, like ``"3m 12s ago"``, the exact UTC time in its
-    tooltip."""
+    """How long ago ``moment`` was, like ``"3m 12s ago"``, the exact UTC time in its tooltip."""
     if moment is None:
         return SafeString("-")
     return format_html(

@@ -57,8 +57,7 @@ def mark_queue_depths(rows: Sequence[Any], using: str, attr: str = "queue_depth"
 
 
 def mark_lock_expiry(rows: Sequence[Any], using: str, attr: str = "lock_expires_at") -> None:
-    """Set ``attr`` on each pending-entry row: when its key's lock expires; None without a
-    lock."""
+    """Set ``attr`` on each pending-entry row: when its key's lock expires; None without a lock."""
     if not rows:
         return
     namespaces, keys = _keys(rows, "key")

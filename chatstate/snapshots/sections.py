@@ -62,8 +62,7 @@ class SnapshotSections:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> SnapshotSections:
-        """The sections of an in-memory ``snapshot``, with its JSON form's orders and
-        values."""
+        """The sections of an in-memory ``snapshot``, with its JSON form's orders and values."""
         data = snapshot.to_dict()
         sections = cls(
             subscriptions=data["subscriptions"],

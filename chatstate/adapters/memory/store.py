@@ -198,8 +198,7 @@ class MemoryStore:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot, lock_ttl: float) -> MemoryStore:
-        """A store holding ``snapshot``; built outside the adapter's mutex, since it may be
-        big."""
+        """A store holding ``snapshot``; built outside the adapter's mutex, since it may be big."""
         now_mono, now_wall = time.monotonic(), time.time()
         store = cls()
         store.load_lists_and_outbox(snapshot.lists, snapshot.outbox, now_mono, now_wall)

@@ -309,8 +309,7 @@ def kept_ids(ledger: Ledger) -> Iterator[str]:
 
 
 def kept_order(ledger: Ledger) -> Iterator[DedupeKey]:
-    """The order's keys once each, then the keys only in ``dedupe``, sorted; for a lenient
-    read."""
+    """The order's keys once each, then the keys only in ``dedupe``, sorted; for a lenient read."""
     yield from ledger.first_occurrences("dedupe_order")
     yield from ledger.only_in_dedupe()
 

@@ -37,8 +37,7 @@ class Enough(Exception):
 
 
 class Budget:
-    """How many problems may be found before checking stops; a ``limit`` of None sets no
-    limit."""
+    """How many problems may be found before checking stops; a ``limit`` of None sets no limit."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -184,8 +183,7 @@ class ArrayFacts:
         return self.count, self.total
 
     def late_repeats(self) -> bool:
-        """Whether keys ``Seen`` did not keep may repeat; only the exact path then words
-        them."""
+        """Whether keys ``Seen`` did not keep may repeat; only the exact path then words them."""
         if self._late_repeats is None:
             self._late_repeats = self.seen.late_repeats()
         return self._late_repeats

@@ -233,8 +233,7 @@ class SnapshotFile:
         return stream.line_column(char - stream.base_chars)
 
     def _header(self, complete: bool) -> Bucket:
-        """The header's problems; read whole, so a missing ``format`` or ``version`` counts
-        too."""
+        """The header's problems; read whole, so a missing ``format`` or ``version`` counts too."""
         header = {name: self.small[name] for name in _HEADER if name in self.small}
         if not complete:  # not read yet is not missing
             header = {"format": FORMAT, "version": VERSION, **header}
