@@ -38,8 +38,8 @@ class MessageCycle(Staging):
     * ``duplicate``: the message was handled before, or a live holder handles it now.
       ``result`` is None.
     * ``in_progress``: a duplicate of a delivery being handled right now. That delivery may
-      still fail. So answer so the platform delivers again later, not as handled. A 503 with
-      ``Retry-After`` does this.
+      still fail. So answer in a way that makes the platform deliver it again later. Do not
+      answer as handled. A 503 with ``Retry-After`` does this.
     * ``subscribed``: whether the thread is subscribed.
     * ``result``: the :class:`LockResult`. ``acquired`` means: act on the message.
     * ``state``: the thread's map; ``{}`` unless the cycle holds the thread.
