@@ -1,10 +1,9 @@
-"""The checked calls a backend receives, and what it answers (see the hooks of
-:class:`~chatstate.adapters.hooks.StateBackend`).
+"""The checked calls a backend receives, and what it answers.
 
-The public methods of ``StateAdapter`` check their arguments, fill in the defaults from the
-settings, and hand a backend one of these frozen requests; a backend answers with plain
-values or the small result objects below, from which the adapter sends its signals.
-"""
+The hooks of :class:`~chatstate.adapters.hooks.StateBackend` take these. The public methods
+of ``StateAdapter`` check their arguments and fill in the defaults from the settings. They
+then hand a backend one of these frozen requests. A backend answers with plain values or the
+small result objects below. The adapter sends its signals from those."""
 
 from __future__ import annotations
 
@@ -23,8 +22,9 @@ from chatstate.types import (
 
 @dataclass(frozen=True, slots=True)
 class LockRequest:
-    """A checked ``lock`` call (``metadata`` is compact JSON text; ``max_pending`` None:
-    unbounded)."""
+    """A checked ``lock`` call.
+
+    ``metadata`` is compact JSON text. A ``max_pending`` of None means unbounded."""
 
     key: str
     owner: str
@@ -45,13 +45,15 @@ class LockRequest:
 class CycleRequest:
     """A checked ``handle_message`` call.
 
-    The cycle's dedupe claim is held by ``owner`` with the lease ``ttl`` of its lock on
-    ``thread_id``; ``metadata`` is compact JSON text; ``min_age``: seconds the dedupe window
-    keeps the keys it trims; ``max_pending``/``overflow``: the queue's bound, as ``lock``'s.
-    ``channel_id``: the message's channel (staged channel operations apply to it);
-    ``history``: how many of the thread's newest history items the entry step reads.
-    ``max_concurrent``: under ``concurrent``, at most this many holders of the thread at
-    once, each in a slot with its own lease; the excess is queued.
+    - ``owner`` holds the cycle's dedupe claim, with the lease ``ttl`` of its lock on
+      ``thread_id``.
+    - ``metadata`` is compact JSON text.
+    - ``min_age`` is how many seconds the dedupe window keeps the keys it trims.
+    - ``max_pending`` and ``overflow`` bound the queue, as for ``lock``.
+    - ``channel_id`` is the message's channel. Staged channel operations apply to it.
+    - ``history`` is how many of the thread's newest history items the entry step reads.
+    - ``max_concurrent`` caps ``concurrent`` at this many holders of the thread at once.
+      Each holds a slot with its own lease. The excess is queued.
     """
 
     dedupe_key: DedupeKey
@@ -71,19 +73,19 @@ class CycleRequest:
 
     @property
     def locks(self) -> bool:
-        """Whether the cycle takes the thread's lock (every strategy but ``concurrent``)."""
+        """Whether the cycle takes the thread's lock: every strategy but ``concurrent``."""
         return self.strategy is not Strategy.CONCURRENT
 
     @property
     def slots(self) -> bool:
-        """Whether the cycle takes one of ``max_concurrent`` slots of the thread
-        (``concurrent`` with a cap)."""
+        """Whether the cycle takes one of ``max_concurrent`` slots: ``concurrent`` with a cap."""
         return self.max_concurrent is not None and self.strategy is Strategy.CONCURRENT
 
     @property
     def holds(self) -> bool:
-        """Whether the cycle holds something of its thread's (its lock, or a slot) that its
-        commit releases and its drain works under."""
+        """Whether the cycle holds its thread's lock or a slot.
+
+        Its commit releases that hold, and its drain works under it."""
         return self.locks or self.slots
 
     def lock_request(self) -> LockRequest:
@@ -102,9 +104,12 @@ class CycleRequest:
 
 @dataclass(frozen=True, slots=True)
 class PruneRequest:
-    """A checked ``prune`` call: the dedupe window's ``limit`` and ``min_age``; pending entries
-    older than ``pending_ttl`` (None: kept); states and subscriptions untouched for
-    ``state_older_than`` seconds (None: kept); ``dry_run``: count, change nothing."""
+    """A checked ``prune`` call.
+
+    ``limit`` and ``min_age`` bound the dedupe window. Pending entries older than
+    ``pending_ttl`` go; None keeps them. States and subscriptions untouched for
+    ``state_older_than`` seconds go; None keeps them. ``dry_run`` counts and changes
+    nothing."""
 
     dedupe_limit: int
     dry_run: bool = False
@@ -115,8 +120,8 @@ class PruneRequest:
 
 @dataclass(frozen=True, slots=True)
 class OutboxClaim:
-    """A checked claim of due outbox entries: lease up to ``limit`` of them to ``owner`` for
-    ``lease`` seconds."""
+    """A checked claim: lease up to ``limit`` due outbox entries to ``owner`` for ``lease``
+    seconds."""
 
     owner: str
     limit: int
@@ -125,9 +130,11 @@ class OutboxClaim:
 
 @dataclass(slots=True)
 class LockOutcome:
-    """What a ``lock`` did: its ``result``; the pending entries it ``dropped`` (an overflow
-    under ``drop_oldest``, or the entries a ``debounce`` replaced); and, when it acquired a
-    lock whose holder's lease had run out, that holder (``taken_over``)."""
+    """What a ``lock`` did.
+
+    ``result`` is its result. ``dropped`` holds the pending entries it dropped. That is an
+    overflow under ``drop_oldest``, or the entries a ``debounce`` replaced. ``taken_over``
+    is the previous holder, when the lock was taken after that holder's lease ran out."""
 
     result: LockResult
     dropped: list[PendingEntry] = field(default_factory=list)
@@ -136,8 +143,9 @@ class LockOutcome:
 
 @dataclass(slots=True)
 class Handover:
-    """Pending entries handed to a holder (``entries``, oldest first), and those dropped on
-    the way because they were older than ``PENDING_TTL`` (``expired``)."""
+    """Pending entries handed to a holder, and those dropped on the way.
+
+    ``entries`` are oldest first. ``expired`` holds those older than ``PENDING_TTL``."""
 
     entries: list[PendingEntry] = field(default_factory=list)
     expired: list[PendingEntry] = field(default_factory=list)
@@ -145,23 +153,27 @@ class Handover:
 
 @dataclass(slots=True)
 class Pruned:
-    """What ``prune`` did (or, on a dry run, would do): the ``counts`` it returns, and the
-    pending entries it dropped as expired, by lock key (for the signal)."""
+    """What ``prune`` did, or would do on a dry run.
+
+    ``counts`` is what it returns. ``expired`` holds the pending entries dropped as expired,
+    by lock key, for the signal."""
 
     counts: dict[str, int]
     expired: dict[str, list[PendingEntry]] = field(default_factory=dict)
 
 
-#: A staged channel-map operation: ``(op, key, value_json)``; ``op`` is ``"set"`` (value:
-#: the JSON text), ``"delete"`` (value ``None``), ``"incr"`` (value: the number's JSON
-#: text), ``"add"`` or ``"discard"`` (value: a JSON scalar's text).
+#: A staged channel-map operation: ``(op, key, value_json)``. For ``"set"`` the value is
+#: JSON text. For ``"delete"`` it is ``None``. For ``"incr"`` it is the number's JSON text.
+#: For ``"add"`` and ``"discard"`` it is a JSON scalar's text.
 ChannelOp = tuple[str, str, "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
 class ListAppend:
-    """A staged append: ``value`` (JSON text) to the list ``key``, which then keeps its newest
-    ``max_length`` items (None: all); ``ttl`` seconds renews its expiry (None: left as is)."""
+    """A staged append of ``value``, as JSON text, to the list ``key``.
+
+    The list then keeps its newest ``max_length`` items; None keeps all. ``ttl`` in seconds
+    renews its expiry; None leaves it."""
 
     key: str
     value: str
@@ -171,7 +183,7 @@ class ListAppend:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """A staged outbox entry: its idempotency ``key``, its thread and its payload (JSON text)."""
+    """A staged outbox entry: its idempotency ``key``, its thread and its payload as JSON text."""
 
     key: str
     thread_id: str
@@ -180,16 +192,19 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """What one commit (or drain) step of a cycle writes, all in that step, all or nothing.
+    """What one commit or drain step of a cycle writes: all in that step, all or nothing.
 
-    ``state``: the thread's map as JSON text (None: unchanged). ``claim``: mark the cycle's
-    claim done; it must still be in progress and ``owner``'s, else the step raises
-    ``LeaseLost`` and writes nothing. ``channel``: operations on the map of ``channel_id``,
-    applied in order. ``subscribe``: subscribe the thread (True), unsubscribe it (False), or
-    leave it (None). ``lists``: appends, in order (a thread's history is the list
-    :func:`~chatstate.validation.history_key`). ``sends``: outbox entries, in order; one
-    whose key is already in the outbox is not added again. ``taken``: the ids of pending
-    entries ``gather`` handed to this cycle, removed from the queue in this step.
+    - ``state``: the thread's map as JSON text. None leaves it unchanged.
+    - ``claim``: mark the cycle's claim done. It must still be in progress and ``owner``'s.
+      Else the step raises ``LeaseLost`` and writes nothing.
+    - ``channel``: operations on the map of ``channel_id``, applied in order.
+    - ``subscribe``: True subscribes the thread, False unsubscribes it, None leaves it.
+    - ``lists``: appends, in order. A thread's history is the list
+      :func:`~chatstate.validation.history_key`.
+    - ``sends``: outbox entries, in order. An entry whose key is already in the outbox is
+      not added again.
+    - ``taken``: the ids of pending entries ``gather`` handed to this cycle. This step
+      removes them from the queue.
     """
 
     state: str | None = None
@@ -213,14 +228,16 @@ class Staged:
 class CycleEntry:
     """What the entry step of a cycle found.
 
-    ``claimed``: the message was not a duplicate (its claim is now this cycle's);
-    ``subscribed``: the thread's subscription, read after the lock; ``result``: the lock's
-    outcome (``None`` when not claimed); ``state``: the thread's map (``{}`` unless acquired);
-    ``in_progress``: not claimed because another delivery of the message is being handled
-    right now (its claim is in progress, its holder alive) rather than done; ``dropped`` and
-    ``taken_over``: as :class:`LockOutcome`'s. ``held``: the cycle holds the thread's lock
-    (always when acquired; also when the message was queued behind entries a previous
-    holder left, so that its drain hands them out first, then the message).
+    - ``claimed``: the message was not a duplicate. Its claim is now this cycle's.
+    - ``subscribed``: the thread's subscription, read after the lock.
+    - ``result``: the lock's outcome; ``None`` when not claimed.
+    - ``state``: the thread's map; ``{}`` unless acquired.
+    - ``in_progress``: not claimed because another delivery of the message is being handled
+      right now. Its claim is in progress and its holder alive.
+    - ``dropped`` and ``taken_over``: as for :class:`LockOutcome`.
+    - ``held``: the cycle holds the thread's lock. It always does when acquired. It also
+      does when the message was queued behind entries a previous holder left. Its drain then
+      hands those out first, then the message.
     """
 
     claimed: bool
@@ -235,17 +252,19 @@ class CycleEntry:
 
 
 def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:
-    """The :class:`LeaseLost` of ``request``'s commit: its lock is ``holder``'s; or, under
-    ``concurrent`` or when ``holder`` is the cycle's own owner, its claim went to another
-    delivery."""
+    """The :class:`LeaseLost` of ``request``'s commit.
+
+    Either the lock is ``holder``'s, or the claim went to another delivery. The claim case
+    applies under ``concurrent``, or when ``holder`` is the cycle's own owner."""
     if request.locks and holder != request.owner:
         return LeaseLost(str(not_owner(request.thread_id, request.owner, holder)))
     return LeaseLost(f"{request.owner!r} no longer holds the claim of {request.dedupe_key!r}")
 
 
 class CycleHooks(Protocol):
-    """The hooks a :class:`~chatstate.cycle.MessageCycle` runs on: every
-    :class:`~chatstate.adapters.hooks.StateBackend` has them (each is documented there)."""
+    """The hooks a :class:`~chatstate.cycle.MessageCycle` runs on.
+
+    Every :class:`~chatstate.adapters.hooks.StateBackend` has them, and documents each."""
 
     def cycle_enter(self, request: CycleRequest) -> CycleEntry: ...
     def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover: ...

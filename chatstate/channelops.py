@@ -1,18 +1,18 @@
 """Channel-map operations: what ``msg.channel`` stages and a commit applies, in order.
 
-Each backend applies them on its side, in the commit's atomic step, so that two cycles in
-different threads of one channel never lose each other's operations (no read-modify-write
-in the application). This module is the reference: the memory and ORM backends run it, the
-PostgreSQL functions and the Redis scripts mirror it, and the conformance suite checks them.
+Each backend applies them on its side, in the commit's atomic step. So two cycles in
+different threads of one channel never lose each other's operations. The application does no
+read-modify-write. This module is the reference. The memory and ORM backends run it. The
+PostgreSQL functions and the Redis scripts mirror it. The conformance suite checks them.
 
 * ``set(key, value)``: ``map[key] = value``.
-* ``delete(key)``: removes ``key`` (nothing when absent).
-* ``incr(key, by)``: ``map[key] = current + by``; a missing value, or one that is not a
-  number, counts as 0. Integers stay integers; a float on either side gives a float.
-* ``add(key, item)`` / ``discard(key, item)``: the value at ``key`` is a sorted list of
-  distinct JSON scalars (a missing value, or one that is not a list, counts as empty); the
-  item is inserted or removed. Order: ``null``, ``false``, ``true``, numbers by value, then
-  strings by code point. ``1`` and ``1.0`` are the same item (the first one kept).
+* ``delete(key)``: removes ``key``; nothing happens when it is absent.
+* ``incr(key, by)``: ``map[key] = current + by``. A missing value, or one that is not a
+  number, counts as 0. Integers stay integers. A float on either side gives a float.
+* ``add(key, item)`` and ``discard(key, item)`` insert or remove the item. The value at
+  ``key`` is a sorted list of distinct JSON scalars. A missing value, or one that is not a
+  list, counts as empty. The order is ``null``, ``false``, ``true``, numbers by value, then
+  strings by code point. ``1`` and ``1.0`` are the same item, and the first one is kept.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _scalars(value: Any) -> list[Any]:
 
 
 def apply_ops(value: dict[str, Any], ops: tuple[ChannelOp, ...] | list[ChannelOp]) -> None:
-    """Apply ``ops`` (as staged: JSON text values) to the map ``value``, in place."""
+    """Apply ``ops`` to the map ``value``, in place; the ops hold JSON text values, as staged."""
     for op, key, text in ops:
         if op == "set":
             value[key] = json.loads(text)  # type: ignore[arg-type]

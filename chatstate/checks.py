@@ -1,5 +1,6 @@
-"""System checks: a misconfigured ``CHATSTATE`` is reported by ``manage.py check``, and so
-are chatstate's missing tables (W003) before ``migrate``."""
+"""System checks: ``manage.py check`` reports a misconfigured ``CHATSTATE``.
+
+It also reports chatstate's missing tables (W003) before ``migrate``."""
 
 from __future__ import annotations
 
@@ -122,15 +123,16 @@ def _tables_missing(alias: str) -> list[checks.CheckMessage]:
 
 
 def _command() -> list[str]:
-    """The management command of this process's command line (``["check"]``), if any."""
+    """The management command of this process's command line, such as ``["check"]``, if any."""
     return sys.argv[1:2]
 
 
 @checks.register(checks.Tags.database)
 def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """Database checks (``check --database <alias>``, the test runner's): W003 when the
-    database adapter's tables do not exist yet. Never during ``migrate``, whose checks run
-    just before it creates them."""
+    """Database checks: W003 when the database adapter's tables do not exist yet.
+
+    These run with ``check --database <alias>``, as the test runner does. They never run
+    during ``migrate``, whose checks run just before it creates the tables."""
     alias = _database_alias()
     if alias is None or not databases or alias not in databases or _command() == ["migrate"]:
         return []
@@ -139,12 +141,11 @@ def check_migrated(app_configs: Any = None, databases: Any = None, **kwargs: Any
 
 @checks.register()
 def check_migrated_before_migrate(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """A plain ``manage.py check`` (no ``--database``) reports W003 too, for the adapter's
-    database: the check a new user runs before ``migrate``.
+    """A plain ``manage.py check``, without ``--database``, reports W003 too.
 
-    Other commands' checks (``runserver``, ``collectstatic``, …) never reach the database
-    for it, and with ``--database`` :func:`check_migrated` reports it (once).
-    """
+    It checks the adapter's database. It is the check a new user runs before ``migrate``.
+    Other commands' checks, like ``runserver`` or ``collectstatic``, never reach the
+    database for it. With ``--database``, :func:`check_migrated` reports it, once."""
     argv = sys.argv[2:]
     if _command() != ["check"] or any(arg.startswith("--database") for arg in argv):
         return []
@@ -154,12 +155,11 @@ def check_migrated_before_migrate(app_configs: Any = None, **kwargs: Any) -> lis
 
 @checks.register(checks.Tags.database)
 def check_functions(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--database``: an error when the PostgreSQL functions installed are not the ones
-    this code calls (a database migrated by another release, or functions dropped by hand).
+    """With ``--database``: an error when the installed PostgreSQL functions are not this code's.
 
-    Compared once, here; quiet until chatstate's migrations are all applied (``migrate``
-    installs the functions, and runs these checks before it does).
-    """
+    That happens to a database migrated by another release, or to functions dropped by hand.
+    They are compared once, here. The check is quiet until chatstate's migrations are all
+    applied. ``migrate`` installs the functions, and runs these checks before it does."""
     from django.db.migrations.loader import MigrationLoader
 
     from chatstate.adapters.database import DatabaseStateAdapter
@@ -203,8 +203,9 @@ def check_functions(app_configs: Any = None, databases: Any = None, **kwargs: An
 
 @checks.register(deploy=True)
 def check_persistence(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """With ``--deploy``: warn when the Redis adapter's server keeps no append-only file, so a
-    restart would forget claims, locks and queues."""
+    """With ``--deploy``: warn when the Redis adapter's server keeps no append-only file.
+
+    A restart would then forget claims, locks and queues."""
     from chatstate.registry import build_adapter
     from chatstate.types import ChatStateError
 

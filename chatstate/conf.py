@@ -28,10 +28,9 @@ DEFAULTS: dict[str, Any] = {
 
 
 def chatstate_settings() -> dict[str, Any]:
-    """Return ``settings.CHATSTATE`` merged over :data:`DEFAULTS` (a new dict each call).
+    """Return ``settings.CHATSTATE`` merged over :data:`DEFAULTS`, as a new dict each call.
 
-    Unknown keys are kept so that the system checks can report them.
-    """
+    Unknown keys are kept so that the system checks can report them."""
     configured = getattr(settings, "CHATSTATE", None) or {}
     merged = dict(DEFAULTS)
     if isinstance(configured, dict):

@@ -30,44 +30,44 @@ logger = logging.getLogger("chatstate")
 class MessageCycle(Staging):
     """The ``as`` target of ``handle_message``, and the context manager itself.
 
-    On entry, in one atomic step, the dedupe key is claimed; unless it was a duplicate, the
-    thread's lock is taken with ``strategy`` and the subscription read; when acquired,
-    ``state`` is a mutable copy of the thread's map. The block always runs, so the caller
-    can see why it may not act:
+    On entry, one atomic step claims the dedupe key. Unless it was a duplicate, it takes the
+    thread's lock with ``strategy`` and reads the subscription. When acquired, ``state`` is
+    a mutable copy of the thread's map. The block always runs, so the caller can see why it
+    may not act:
 
-    * ``duplicate`` — the message was handled before, or is being handled now by a holder
-      whose lease still runs (``result`` is None);
-    * ``in_progress`` — a duplicate of a delivery being handled right now: it may still fail,
-      so answer the platform in a way that makes it deliver again later (e.g. 503 with
-      ``Retry-After``), not as handled;
-    * ``subscribed`` — whether the thread is subscribed;
-    * ``result`` — the :class:`LockResult` (``acquired`` means: act on the message);
-    * ``state`` — the thread's map (``{}`` unless the cycle holds the thread);
-    * ``pending`` — after the block, the entries queued meanwhile, in arrival order (unless
-      the block drained them). They are gone from the store and their claims are done:
-      handling them after the block loses them if that fails. Use ``drain()``;
-    * ``lease_lost`` — with ``keepalive``: the lease went to another holder meanwhile.
+    * ``duplicate``: the message was handled before, or a live holder handles it now.
+      ``result`` is None.
+    * ``in_progress``: a duplicate of a delivery being handled right now. That delivery may
+      still fail. So answer in a way that makes the platform deliver it again later. Do not
+      answer as handled. A 503 with ``Retry-After`` does this.
+    * ``subscribed``: whether the thread is subscribed.
+    * ``result``: the :class:`LockResult`. ``acquired`` means: act on the message.
+    * ``state``: the thread's map; ``{}`` unless the cycle holds the thread.
+    * ``pending``: after the block, the entries queued meanwhile, in arrival order. The
+      block may have drained them instead. They are gone from the store and their claims are
+      done. Handling them after the block loses them if that fails. Use ``drain()``.
+    * ``lease_lost``: with ``keepalive``, the lease went to another holder meanwhile.
 
-    While an acquired block runs, the message's claim is *in progress*: a redelivery is a
-    duplicate while the lease runs, and is handled if the holder dies. Clean exit after
-    ``acquired``: in one atomic step the state is written (when it changed), the claim
-    marked done and the lock released; raises :class:`LeaseLost` and writes nothing if the
-    lease went to another holder. Block raised (or the commit failed): nothing is written;
-    the claim is withdrawn and the lock released, its pending entries kept for the next
-    holder — unless a commit already ran, which is never undone; the exception propagates.
-    A queued or debounced message's claim is done on entry (it is stored); a refused
-    message's (``busy``, or ``dropped`` by a full queue under ``drop_newest``) claim is
-    released on entry, so that a redelivery is handled; a
-    duplicate or a message not acquired writes nothing on exit.
+    While an acquired block runs, the message's claim is *in progress*. A redelivery is a
+    duplicate while the lease runs. It is handled if the holder dies. A clean exit after
+    ``acquired`` is one atomic step. It writes the state if it changed, marks the claim done
+    and releases the lock. If the lease went to another holder, it raises :class:`LeaseLost`
+    and writes nothing. If the block or the commit raises, nothing is written. The claim is
+    withdrawn and the lock released. Its pending entries stay for the next holder. A commit
+    that already ran is never undone. The exception propagates.
 
-    ``drain()`` hands out, in the block, the messages queued behind this holder, in arrival
-    order and under the lock (see :meth:`drain`). A ``queue`` or ``debounce`` message that
-    finds entries left queued by a holder that died or failed is queued behind them
-    (``result`` is ``queued``) while this cycle holds the thread: its ``drain()`` hands them
-    out, then the message itself. So ``if msg.acquired: …`` followed by ``for entry in
+    A queued or debounced message is stored, so its claim is done on entry. A refused
+    message, ``busy`` or ``dropped`` under ``drop_newest``, has its claim released on entry.
+    So a redelivery is handled. A duplicate or a message not acquired writes nothing on
+    exit.
+
+    ``drain()`` hands out the messages queued behind this holder. It does so in the block,
+    in arrival order and under the lock; see :meth:`drain`. A ``queue`` or ``debounce``
+    message may find entries left by a holder that died or failed. It is then queued behind
+    them, with ``result`` ``queued``, and this cycle holds the thread. Its ``drain()`` hands
+    them out, then the message itself. So ``if msg.acquired: …`` then ``for entry in
     msg.drain(): …`` handles every case in arrival order. With ``keepalive``, the lease is
-    renewed every third of its ttl while the block runs.
-    """
+    renewed every third of its ttl while the block runs."""
 
     __slots__ = (
         "_adapter",
@@ -138,7 +138,7 @@ class MessageCycle(Staging):
 
     @property
     def acquired(self) -> bool:
-        """Whether this delivery holds the thread (``result`` is ``acquired``)."""
+        """Whether this delivery holds the thread: ``result`` is ``acquired``."""
         return self.result is LockResult.ACQUIRED
 
     def __repr__(self) -> str:
@@ -255,18 +255,17 @@ class MessageCycle(Staging):
         self.pending = self._handed(handover)
 
     def drain(self) -> Iterator[PendingEntry]:
-        """The messages queued behind this holder, in arrival order, under the lock —
-        including those that arrive while draining.
+        """The messages queued behind this holder, in arrival order, under the lock.
 
-        Each step is one atomic call: ``state`` is written (if it changed), the entry just
-        finished removed, and the next oldest handed out (it stays queued until finished).
-        When none is left, the state is written and the lock released in that same step, so
-        no entry can arrive in between and be stranded; the block then has nothing left to
-        commit. An exception while handling an entry (or a crash) leaves that entry at the
-        front of the queue for the next holder, with every finished entry's state written.
-        Leaving the loop early does the same. Raises :class:`LeaseLost` when the lease went
-        to another holder (nothing of that step written).
-        """
+        Messages that arrive while draining are included. Each step is one atomic call. It
+        writes ``state`` if it changed, removes the entry just finished, and hands out the
+        next oldest. That entry stays queued until finished. When none is left, the same
+        step writes the state and releases the lock. So no entry can arrive in between and
+        be stranded. The block then has nothing left to commit. An exception while handling
+        an entry leaves that entry at the front of the queue for the next holder. So does a
+        crash, or leaving the loop early. Every finished entry's state is written.
+        :class:`LeaseLost` is raised when the lease went to another holder. Nothing of that
+        step is written then."""
         if self._stage not in ("held", "draining") or not self.request.holds:
             return
         finished: str | None = None
@@ -283,16 +282,15 @@ class MessageCycle(Staging):
             finished = entry.id
 
     def gather(self, window: float, *, max_wait: float | None = None) -> list[PendingEntry]:
-        """Wait until no message has queued behind this holder for ``window`` seconds (or
-        ``max_wait`` seconds have passed), keeping the lease alive; every message queued
-        meanwhile, oldest first.
+        """Wait for a pause in arrivals, then return every message queued meanwhile, oldest first.
 
-        They are done at this cycle's commit (or its next drain step), with its state and
-        staged effects; if the block raises, they stay queued for the next holder. The cycle
-        must hold its thread's lock (``acquired`` under ``queue``, ``debounce`` or
-        ``reject``): else ``ChatStateError``. :class:`LeaseLost` when the lease went to
-        another holder.
-        """
+        The pause is ``window`` seconds with no message queued behind this holder. The wait
+        ends after ``max_wait`` seconds anyway. The lease stays alive meanwhile. The
+        messages are done at this cycle's commit, or its next drain step, with its state and
+        staged effects. If the block raises, they stay queued for the next holder. The cycle
+        must hold its thread's lock: ``acquired`` under ``queue``, ``debounce`` or
+        ``reject``. Else ``ChatStateError``. :class:`LeaseLost` when the lease went to
+        another holder."""
         check_gather(self.request, self._stage)
         gathering = Gathering(window, max_wait)
         try:

@@ -1,11 +1,10 @@
-"""``msg.gather()``: a burst of messages handled as one (the Chat SDK's ``burst``).
+"""``msg.gather()``: a burst of messages handled as one, the Chat SDK's ``burst``.
 
-The first message of a burst holds its thread (``strategy="queue"``); ``gather`` waits until
-no new message has queued behind it for ``window`` seconds (or ``max_wait`` has passed since
-the call), keeping the lease alive, then hands out every message queued meanwhile, oldest
-first. They are done at the cycle's commit, with its state and staged effects; if the block
-raises, they stay queued for the next holder.
-"""
+The first message of a burst holds its thread, with ``strategy="queue"``. ``gather`` waits
+until no new message has queued behind it for ``window`` seconds. It stops waiting once
+``max_wait`` has passed since the call. It keeps the lease alive meanwhile. Then it hands
+out every message queued meanwhile, oldest first. They are done at the cycle's commit, with
+its state and staged effects. If the block raises, they stay queued for the next holder."""
 
 from __future__ import annotations
 
@@ -33,7 +32,9 @@ class Gathering:
         self.seen: set[str | None] | None = None
 
     def looked(self, entries: list[PendingEntry]) -> float:
-        """Note what the queue holds now; seconds to wait before the next look (0: done)."""
+        """Note what the queue holds now; return the seconds to wait before the next look.
+
+        0 means done."""
         now = time.monotonic()
         ids = {e.id for e in entries}
         if self.seen is not None and not ids <= self.seen:
@@ -46,7 +47,7 @@ class Gathering:
 
 
 def check_gather(request: Any, phase: str) -> None:
-    """``ChatStateError`` unless the cycle holds its thread's lock (not a slot)."""
+    """``ChatStateError`` unless the cycle holds its thread's lock, not a slot."""
     if phase not in ("held", "draining") or not request.locks:
         raise ChatStateError(
             "msg.gather() needs a cycle that holds its thread's lock (strategy queue, "

@@ -1,13 +1,12 @@
 """ISO 8601 timestamps, read the same way on every Python version.
 
-``datetime.fromisoformat`` accepts different texts on different Pythons (3.10 refuses one to
-five fraction digits; 3.11 accepts forms 3.10 refuses), so snapshot timestamps are read by
-this one grammar instead:
+``datetime.fromisoformat`` accepts different texts on different Pythons. Python 3.10 refuses
+one to five fraction digits. Python 3.11 accepts forms 3.10 refuses. So snapshot timestamps
+are read by this one grammar instead:
 
     YYYY-MM-DD ( "T" | "t" | " " ) hh:mm[:ss[( "." | "," )f{1,9}]] [ "Z" | "z" | ±hh[[:]mm] ]
 
-ASCII digits only; fractions past microseconds are cut (not rounded). Pure Python.
-"""
+Only ASCII digits count. Fractions past microseconds are cut, not rounded. Pure Python."""
 
 from __future__ import annotations
 
@@ -22,10 +21,11 @@ _ISO = re.compile(
 
 
 def parse_iso8601(text: str) -> datetime:
-    """The moment ``text`` names (the grammar above), aware; without an offset, UTC.
+    """The moment ``text`` names in the grammar above, aware; without an offset, UTC.
 
-    Raises ``ValueError`` for any other text, an impossible date or time (month 13, 24:00,
-    a leap second) or an offset of a day or more; ``TypeError`` for a non-``str``."""
+    It raises ``ValueError`` for any other text. An impossible date or time raises it too,
+    like month 13, 24:00 or a leap second. So does an offset of a day or more. ``TypeError``
+    for a non-``str``."""
     if not isinstance(text, str):
         raise TypeError(f"expected an ISO 8601 str, not {type(text).__name__}")
     match = _ISO.fullmatch(text)
@@ -35,8 +35,10 @@ def parse_iso8601(text: str) -> datetime:
 
 
 def is_utc_timestamp(value: object) -> bool:
-    """Whether ``value`` is a ``str`` in the grammar above that names its offset and the
-    offset is zero (``Z``, ``+00:00``, ``-0000``…): the snapshot timestamp rule."""
+    """Whether ``value`` follows the snapshot timestamp rule.
+
+    It must be a ``str`` in the grammar above that names its offset. The offset must be
+    zero, like ``Z``, ``+00:00`` or ``-0000``."""
     if not isinstance(value, str):
         return False
     match = _ISO.fullmatch(value)

@@ -1,11 +1,11 @@
 """Lease keep-alive for ``handle_message(keepalive=True)``.
 
-Sync cycles share one daemon thread per process (:class:`Renewer`): it renews each watched
-cycle's lease every third of its ttl, through the cycle's adapter (on its own database
-connection), and marks a cycle whose renewal finds the lease gone (``lease_lost``). Async
-cycles each get a task on their event loop (:func:`keep_alive`). A renewal the backend cannot
-answer (``BackendUnavailable``) is tried again sooner; it does not count as a lost lease.
-"""
+Sync cycles share one daemon thread per process, the :class:`Renewer`. It renews each
+watched cycle's lease every third of its ttl, through the cycle's adapter, on its own
+database connection. A cycle whose renewal finds the lease gone is marked ``lease_lost``.
+Async cycles each get a task on their event loop, :func:`keep_alive`. A renewal the backend
+cannot answer, with ``BackendUnavailable``, is tried again sooner. It does not count as a
+lost lease."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _lost(cycle: Watched) -> None:
 
 
 class Renewer:
-    """The process's renewal thread (started on first use)."""
+    """The process's renewal thread, started on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -62,7 +62,7 @@ class Renewer:
                 self._thread.start()
 
     def unwatch(self, cycle: Watched) -> None:
-        """Stop renewing ``cycle`` (a renewal under way finishes, and is ignored)."""
+        """Stop renewing ``cycle``; a renewal under way finishes and is ignored."""
         with self._lock:
             self._watched.discard(id(cycle))
             self._wake.notify()
@@ -110,7 +110,7 @@ class Renewer:
 
 
 def _close_connections() -> None:
-    """Close this thread's database connections (a database adapter opened them)."""
+    """Close this thread's database connections, which a database adapter opened."""
     from django.db import connections
 
     connections.close_all()

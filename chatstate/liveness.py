@@ -1,13 +1,14 @@
-"""How live a namespace is: what ``StateAdapter.activity`` reports and what a replace restore
-checks before it overwrites the namespace (``chatstate_restore`` without ``--merge``).
+"""How live a namespace is.
 
-A namespace is **live** when a worker may be using it: a lock is held (its lease runs), a
-claim is in progress (a message cycle is handling a message and its lease runs), or
-something happened within the last ``quiet_for`` seconds (a dedupe key claimed, a lock
-taken, a state written), all on the backend's clock. Replacing a live namespace rolls back
-what its workers did since the snapshot was taken and takes their leases from under them.
-Pure Python; no Django import.
-"""
+``StateAdapter.activity`` reports it. A replace restore checks it before it overwrites the
+namespace; that is ``chatstate_restore`` without ``--merge``.
+
+A namespace is **live** when a worker may be using it. That is, a lock is held with its
+lease running. Or a claim is in progress: a message cycle handles a message and its lease
+runs. Or something happened within the last ``quiet_for`` seconds: a dedupe key claimed, a
+lock taken, a state written. All of this is on the backend's clock. Replacing a live
+namespace rolls back what its workers did since the snapshot. It also takes their leases
+from under them. Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ DEFAULT_QUIET_FOR = 60.0
 def activity_report(
     locks_held: int, claims_in_progress: int, last_activity_age: float | None, quiet_for: float
 ) -> dict[str, Any]:
-    """The dict ``StateAdapter.activity`` returns: the three facts, ``quiet_for`` and
-    ``live`` (any lock held, any claim in progress, or an activity younger than
-    ``quiet_for`` seconds)."""
+    """The dict ``StateAdapter.activity`` returns: the three facts, ``quiet_for`` and ``live``.
+
+    ``live`` means any lock held, any claim in progress, or an activity younger than
+    ``quiet_for`` seconds."""
     recent = last_activity_age is not None and last_activity_age < quiet_for
     return {
         "locks_held": locks_held,
@@ -34,8 +36,10 @@ def activity_report(
 
 
 def describe(namespace: str, activity: dict[str, Any]) -> str:
-    """``namespace 'default' is live: 3 locks held, 2 claims in progress, last activity 4 s
-    ago`` (or ``is quiet: …``)."""
+    """A sentence for people, such as ``namespace 'default' is live: 3 locks held``.
+
+    It goes on with the claims in progress and the last activity's age. A quiet namespace
+    reads ``is quiet: …``."""
     state = "live" if activity["live"] else "quiet"
     held, claims = activity["locks_held"], activity["claims_in_progress"]
     age = activity["last_activity_age"]
@@ -55,8 +59,9 @@ def _duration(seconds: float) -> str:
 
 
 class NamespaceLive(RuntimeError):
-    """A replace restore refused: the namespace is live (see the module's docstring);
-    ``activity`` is what was found."""
+    """A replace restore refused: the namespace is live; ``activity`` is what was found.
+
+    The module's docstring says what live means."""
 
     def __init__(self, namespace: str, activity: dict[str, Any]) -> None:
         self.namespace = namespace

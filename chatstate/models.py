@@ -1,9 +1,8 @@
 """The tables behind ``DatabaseStateAdapter``. Every row carries its ``namespace``.
 
-Unique constraints make the database itself refuse duplicates (one subscription per thread,
-one dedupe row per key, one lock per key); indexes serve the hot paths (lookup by namespace
-and id, dedupe trimming by position, pending entries in arrival order).
-"""
+Unique constraints make the database itself refuse duplicates. There is one subscription per
+thread, one dedupe row per key, and one lock per key. Indexes serve the hot paths: lookup by
+namespace and id, dedupe trimming by position, and pending entries in arrival order."""
 
 from __future__ import annotations
 
@@ -13,8 +12,10 @@ ID_LENGTH = 255
 
 
 class Subscription(models.Model):
-    """A thread the bot follows; ``created_at`` is refreshed by each ``subscribe`` (state
-    retention keeps a subscription touched, or whose thread's state is, within its window)."""
+    """A thread the bot follows; each ``subscribe`` refreshes ``created_at``.
+
+    State retention keeps a subscription touched within its window. It also keeps one whose
+    thread's state was touched."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     thread_id = models.CharField(max_length=ID_LENGTH)
@@ -34,11 +35,11 @@ class Subscription(models.Model):
 class DedupeEntry(models.Model):
     """A handled message ``(adapter, message_id)`` in the namespace's dedupe window.
 
-    Done when ``owner`` is NULL; otherwise a message cycle is handling it (its claim is in
-    progress, alive while ``expires_at`` is ahead or ``owner`` holds the lock ``thread_id``).
-    ``seq`` orders the window: a new entry takes the newest ``seq`` + 1 (claims at the same
-    instant may share one; ``id`` breaks the tie). The window keeps the newest ``limit``.
-    """
+    It is done when ``owner`` is NULL. Otherwise a message cycle is handling it, and its
+    claim is in progress. The claim is alive while ``expires_at`` is ahead, or while
+    ``owner`` holds the lock ``thread_id``. ``seq`` orders the window. A new entry takes the
+    newest ``seq`` + 1. Claims at the same instant may share one; ``id`` breaks the tie. The
+    window keeps the newest ``limit``."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     adapter = models.CharField(max_length=ID_LENGTH)
@@ -66,12 +67,12 @@ class DedupeEntry(models.Model):
 
 
 class DedupeWindow(models.Model):
-    """Per namespace, how many dedupe entries the window holds (internal bookkeeping).
+    """Per namespace, how many dedupe entries the window holds; internal bookkeeping.
 
     Every change of the entries changes ``head`` by exactly as much, in the same
-    transaction, so trimming to a limit never counts rows. A full window's claim (one key
-    in, one out) leaves it alone, so claims in a namespace do not queue on this row.
-    """
+    transaction. So trimming to a limit never counts rows. A full window's claim moves one
+    key in and one out. It leaves this row alone, so claims in a namespace do not queue on
+    it."""
 
     namespace = models.CharField(max_length=ID_LENGTH, unique=True)
     head = models.BigIntegerField(default=0)
@@ -122,15 +123,15 @@ STRATEGY_CHOICES = [(s, s) for s in ("reject", "queue", "debounce", "concurrent"
 
 
 class Lock(models.Model):
-    """A held thread lock: a lease that ends at ``expires_at`` (the database's clock).
+    """A held thread lock: a lease that ends at ``expires_at``, on the database's clock.
 
-    A key held by slots (capped ``concurrent``: up to ``max_concurrent`` owners at once)
-    records them in ``holders``: ``{owner: {"acquired_at", "expires_at", "ttl", "metadata"}}``
-    (times as ISO 8601 UTC text); the row's ``owner`` is then ``""`` (an owner is 1–255
-    characters, so no lock owner's check matches it), its ``strategy`` ``concurrent``, its
-    ``acquired_at`` the earliest holder's and its ``expires_at`` the latest holder's, so a
-    row whose ``expires_at`` has passed is free for everyone. ``holders`` is NULL on a lock.
-    """
+    Slots serve a capped ``concurrent`` strategy: up to ``max_concurrent`` owners at once. A
+    key held by slots records them in ``holders``, as ``{owner: {"acquired_at",
+    "expires_at", "ttl", "metadata"}}``. Times are ISO 8601 UTC text. The row's ``owner`` is
+    then ``""``. An owner is 1–255 characters, so no lock owner's check matches it. Its
+    ``strategy`` is ``concurrent``. Its ``acquired_at`` is the earliest holder's, and its
+    ``expires_at`` the latest holder's. So a row whose ``expires_at`` has passed is free for
+    everyone. ``holders`` is NULL on a lock."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=ID_LENGTH)
@@ -166,11 +167,10 @@ class Lock(models.Model):
 
 
 class PendingLockEntry(models.Model):
-    """A message queued (or debounced) behind a lock; ``id`` orders arrival.
+    """A message queued or debounced behind a lock; ``id`` orders arrival.
 
-    ``taken_by``: the slot holder whose drain was handed this entry (NULL: nobody); no other
-    live holder is handed it while that holder's slot lives.
-    """
+    ``taken_by`` is the slot holder whose drain was handed this entry; NULL means nobody. No
+    other live holder is handed it while that holder's slot lives."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=ID_LENGTH)
@@ -195,12 +195,11 @@ class PendingLockEntry(models.Model):
 class ClaimMinute(models.Model):
     """Per namespace and minute, where the dedupe sequence stood at the minute's first claim.
 
-    The first dedupe claim of each minute (UTC, truncated to the minute) records the ``seq``
-    its entry received (an ``INSERT … ON CONFLICT DO NOTHING``; later claims of the minute
-    find the row and add nothing). The claims of a minute are then the next recorded
-    minute's ``first_seq`` minus its own, without counting dedupe entries (which the window
-    trims). The admin overview charts them; nothing else reads this table.
-    """
+    The first dedupe claim of each UTC minute records the ``seq`` its entry received. It
+    uses ``INSERT … ON CONFLICT DO NOTHING``, so later claims of the minute add nothing. The
+    claims of a minute are the next recorded minute's ``first_seq`` minus its own. So no
+    dedupe entries are counted, which the window trims anyway. The admin overview charts
+    them. Nothing else reads this table."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     minute = models.DateTimeField()
@@ -223,12 +222,11 @@ LIST_KEY_LENGTH = 320
 
 
 class ListHead(models.Model):
-    """A capped list (a thread's history is one): its newest position and its expiry.
+    """A capped list, such as a thread's history: its newest position and its expiry.
 
-    Items are numbered ``1 … last_seq`` in append order; a list keeps its newest items only
-    (those with ``seq > last_seq - max_length``). An expired list (``expires_at`` past)
-    reads as empty; its next append starts it over.
-    """
+    Items are numbered ``1 … last_seq`` in append order. A list keeps only its newest items,
+    those with ``seq > last_seq - max_length``. A list whose ``expires_at`` is past reads as
+    empty. Its next append starts it over."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=LIST_KEY_LENGTH)
@@ -270,9 +268,8 @@ class OutboxMessage(models.Model):
     """A reply staged by ``msg.send``, committed with its message, not yet delivered.
 
     ``id`` orders commits. ``key`` is the idempotency key the sender receives. An entry is
-    due at ``due_at``; a dispatcher leases it (``lease_owner`` until ``lease_until``) while
-    sending; ``dead`` entries are kept and never retried until requeued.
-    """
+    due at ``due_at``. A dispatcher leases it while sending: ``lease_owner`` holds it until
+    ``lease_until``. ``dead`` entries are kept, and never retried until requeued."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=ID_LENGTH)

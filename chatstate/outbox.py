@@ -1,10 +1,9 @@
 """The outbox: replies staged by ``msg.send`` are delivered after their commit.
 
-Each entry reaches the sender at least once, and exactly once unless a dispatcher dies
-between the sender's success and the entry's removal: then the same ``key`` comes again,
-for the sender to make idempotent. One thread's entries leave in commit order; different
-threads go in parallel, on any number of dispatchers.
-"""
+Each entry reaches the sender at least once. It reaches it exactly once unless a dispatcher
+dies between the sender's success and the entry's removal. Then the same ``key`` comes
+again, so the sender must be idempotent. One thread's entries leave in commit order.
+Different threads go in parallel, on any number of dispatchers."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ Sender = Callable[[OutboxEntry], Any]
 
 
 class OutboxHooks(Protocol):
-    """The backend hooks a dispatch runs on (see ``StateBackend``)."""
+    """The backend hooks a dispatch runs on; ``StateBackend`` documents them."""
 
     namespace: str
 
@@ -79,9 +78,8 @@ def dispatch(
 ) -> dict[str, int]:
     """Claim up to ``limit`` due entries, hand each to ``sender`` in order, settle each.
 
-    A sender that raises leaves its entry due again after a backoff (``dead`` after
-    ``max_attempts``); the later entries of its thread in this batch are left untouched.
-    """
+    A sender that raises leaves its entry due again after a backoff. After ``max_attempts``
+    the entry is ``dead``. The later entries of its thread in this batch are left untouched."""
     owner = dispatcher_name()
     entries = backend._do_outbox_claim(OutboxClaim(owner, limit, lease))
     counts = {"sent": 0, "retried": 0, "dead": 0}
@@ -119,9 +117,11 @@ def dispatch(
 def drain_due(
     adapter: Any, sender: Sender | str | None = None, *, limit: int = 100, seconds: float = 60.0
 ) -> dict[str, int]:
-    """Dispatch ``adapter``'s outbox in batches of ``limit`` until a batch is not full (every
-    entry due at that moment was handed out) or ``seconds`` have passed; the summed counts,
-    plus ``"batches"`` and ``"more"`` (1 when it stopped on time with a full last batch)."""
+    """Dispatch ``adapter``'s outbox in batches of ``limit`` until done or out of time.
+
+    It stops when a batch is not full: every entry due then was handed out. It also stops
+    when ``seconds`` have passed. It returns the summed counts, plus ``"batches"`` and
+    ``"more"``. ``"more"`` is 1 when it stopped on time with a full last batch."""
     totals = {"sent": 0, "retried": 0, "dead": 0, "batches": 0, "more": 0}
     deadline = time.monotonic() + seconds
     while True:
@@ -141,14 +141,15 @@ DJANGO_TASK = "chatstate.tasks.enqueue_dispatch"
 
 
 def outbox_committed(adapter: Any) -> None:
-    """After a commit that wrote outbox entries: enqueue one dispatch of the adapter's
-    namespace when ``OUTBOX_TASK`` asks for one (``True``: the Django task
-    ``chatstate.tasks.dispatch_outbox``; a dotted path: a callable taking the namespace),
-    once the surrounding transaction commits (at once outside one).
+    """Enqueue one dispatch of the namespace after a commit that wrote outbox entries.
 
-    Never raises: the commit is done, and an enqueue that fails (a broker down) is logged;
-    its entries wait in the outbox for the next dispatch (the worker, a later task).
-    """
+    It enqueues only when ``OUTBOX_TASK`` asks for one. ``True`` means the Django task
+    ``chatstate.tasks.dispatch_outbox``. A dotted path names a callable taking the
+    namespace. The enqueue waits until the surrounding transaction commits; outside one, it
+    runs at once.
+
+    It never raises, since the commit is done. An enqueue that fails, with a broker down, is
+    logged. Its entries wait in the outbox for the next dispatch."""
     task = conf.get("OUTBOX_TASK")
     if not task:
         return

@@ -17,7 +17,7 @@ _adapter: StateAdapter | None = None
 
 
 def adapter_class(path: str) -> type[StateAdapter]:
-    """The ``StateAdapter`` subclass at dotted ``path``; ``ImportError`` / ``TypeError`` if not."""
+    """The ``StateAdapter`` subclass at dotted ``path``; else ``ImportError`` or ``TypeError``."""
     cls = import_string(path)
     if not (isinstance(cls, type) and issubclass(cls, StateAdapter)):
         raise TypeError(f"{path} is not a chatstate StateAdapter subclass")
@@ -36,11 +36,11 @@ def build_adapter(path: str | None = None, **options: Any) -> StateAdapter:
 
 
 def get_adapter(path: str | None = None, **options: Any) -> StateAdapter:
-    """The process-wide adapter from settings (built once, like ``django.core.cache.caches``).
+    """The process-wide adapter from settings, built once like ``django.core.cache.caches``.
 
-    With a ``path`` (or options), a fresh adapter is built each call instead. The cached one
-    is dropped whenever the ``CHATSTATE`` setting changes (``override_settings`` in tests).
-    """
+    With a ``path`` or options, each call builds a fresh adapter instead. The cached one is
+    dropped whenever the ``CHATSTATE`` setting changes, as ``override_settings`` does in
+    tests."""
     global _adapter
     if path is not None or options:
         return build_adapter(path, **options)

@@ -1,25 +1,23 @@
 """Signals of what real traffic does to a bot's state, each also logged on ``chatstate``.
 
-Every signal is sent with ``sender`` the adapter's class and ``adapter`` the adapter, plus
-the ids named below. Each is logged too, on the ``chatstate`` logger, at INFO (WARNING for a
-lost lease and for dropped entries), with the ids in the record's ``extra``. With no
-receivers and the logger quiet, sending costs a few attribute reads.
+Every signal is sent with ``sender``, the adapter's class, and ``adapter``, the adapter. It
+also carries the ids named below. Each is logged on the ``chatstate`` logger, with the ids
+in the record's ``extra``. The level is INFO, or WARNING for a lost lease and for dropped
+entries. With no receivers and the logger quiet, sending costs a few attribute reads.
 
-========================  =================================================================
-signal                    sent when (extra arguments)
-========================  =================================================================
-``message_duplicate``     a delivery was found a duplicate (``dedupe_key``, ``thread_id``,
-                          ``in_progress``: another delivery is handling it right now)
-``lock_contended``        a lock was held: the call was refused, queued, debounced or
-                          dropped (``key``, ``owner``, ``result``: the ``LockResult``)
-``pending_dropped``       pending entries were dropped (``key``, ``entries``, ``why``:
-                          ``"overflow"``, ``"debounce"`` or ``"expired"``)
-``lease_lost``            a cycle's lease went to another holder (``key``, ``owner``)
-``lease_taken_over``      a lock whose holder's lease had run out was acquired (``key``,
-                          ``owner``: the new holder, ``previous``: the expired one)
-``claim_withdrawn``       a failed cycle withdrew its message's claim, so that its
-                          redelivery is handled (``dedupe_key``, ``thread_id``, ``owner``)
-========================  =================================================================
+- ``message_duplicate``: a delivery was found a duplicate. It carries ``dedupe_key``,
+  ``thread_id`` and ``in_progress``. ``in_progress`` is true when another delivery is
+  handling it right now.
+- ``lock_contended``: a lock was held, and the call was refused, queued, debounced or
+  dropped. It carries ``key``, ``owner`` and ``result``, the ``LockResult``.
+- ``pending_dropped``: pending entries were dropped. It carries ``key``, ``entries`` and
+  ``why``: ``"overflow"``, ``"debounce"`` or ``"expired"``.
+- ``lease_lost``: a cycle's lease went to another holder. It carries ``key`` and ``owner``.
+- ``lease_taken_over``: a lock whose holder's lease had run out was acquired. It carries
+  ``key``, ``owner`` and ``previous``. ``owner`` is the new holder, ``previous`` the expired
+  one.
+- ``claim_withdrawn``: a failed cycle withdrew its message's claim, so its redelivery is
+  handled. It carries ``dedupe_key``, ``thread_id`` and ``owner``.
 """
 
 from __future__ import annotations
@@ -80,7 +78,7 @@ def contended(adapter: Any, key: str, owner: str, result: LockResult) -> None:
 
 
 def dropped(adapter: Any, key: str, entries: Sequence[PendingEntry], why: str) -> None:
-    """Report pending entries dropped (``why``: overflow, debounce, expired)."""
+    """Report pending entries dropped; ``why`` is overflow, debounce or expired."""
     if entries:
         _send(
             pending_dropped,

@@ -1,10 +1,10 @@
-"""What a message cycle stages for its commit: channel operations, the subscription, list
-appends (the thread's history among them) and outbox entries.
+"""What a message cycle stages for its commit.
 
-Nothing here touches the store: each call checks its arguments (a refused value raises and
-stages nothing) and records the effect; the cycle's next step (its commit, or a drain
-checkpoint) writes everything staged in one atomic step with the state and the claim.
-"""
+That is channel operations, the subscription, list appends and outbox entries. The thread's
+history is a list. Nothing here touches the store. Each call checks its arguments; a refused
+value raises and stages nothing. Each call records its effect. The cycle's next step writes
+everything staged, in one atomic step with the state and the claim. That step is its commit,
+or a drain checkpoint."""
 
 from __future__ import annotations
 
@@ -88,8 +88,10 @@ class Stage:
             self._sent = 0
 
     def send_key(self, key: object) -> str:
-        """The idempotency key of the next send: the caller's, or one derived from the
-        message's dedupe key (a queued entry's id, in a drain) and the send's position."""
+        """The idempotency key of the next send.
+
+        It is the caller's key, or one derived from the message's dedupe key and the send's
+        position. In a drain, a queued entry's id stands for the dedupe key."""
         if key is not None:
             return check_id(key, "msg.send key")
         position = self._sent
@@ -102,8 +104,9 @@ class Stage:
 
 
 class ChannelOps:
-    """``msg.channel``: operations on the message's channel map, staged for the commit and
-    applied there in order (see :mod:`chatstate.channelops`)."""
+    """``msg.channel``: operations on the message's channel map, staged for the commit.
+
+    The commit applies them in order; see :mod:`chatstate.channelops`."""
 
     __slots__ = ("_stage",)
 
@@ -121,15 +124,16 @@ class ChannelOps:
         self._stage.channel.append((op, key, value))
 
     def set(self, key: str, value: Any) -> None:
-        """Stage ``map[key] = value`` (any JSON value)."""
+        """Stage ``map[key] = value``, for any JSON value."""
         self._op("set", key, dump_value(value, f"msg.channel.set({key!r}) value"))
 
     def delete(self, key: str) -> None:
-        """Stage the removal of ``key`` (nothing when absent)."""
+        """Stage the removal of ``key``; nothing happens when it is absent."""
         self._op("delete", key, None)
 
     def incr(self, key: str, by: int | float = 1) -> None:
-        """Stage adding ``by`` to the number at ``key`` (missing or not a number: 0)."""
+        """Stage adding ``by`` to the number at ``key``; a missing value or non-number
+        counts as 0."""
         self._op("incr", key, dump_value(check_number(by, "msg.channel.incr by"), "by"))
 
     def add(self, key: str, item: Any) -> None:
@@ -153,8 +157,9 @@ class History:
         self.items = items
 
     def append(self, value: Any) -> None:
-        """Stage ``value`` (any JSON value) as the thread's newest history item; the history
-        keeps the newest ``HISTORY_LIMIT`` items, for ``HISTORY_TTL`` seconds."""
+        """Stage ``value``, any JSON value, as the thread's newest history item.
+
+        The history keeps the newest ``HISTORY_LIMIT`` items, for ``HISTORY_TTL`` seconds."""
         stage = self._stage.check("msg.history.append()")
         text = dump_value(value, "msg.history.append value")
         key = history_key(stage.request.thread_id)
@@ -175,8 +180,9 @@ def list_append(
 
 
 class Staging:
-    """The staging methods of a message cycle (``msg.channel``, ``msg.send``, …): each
-    records an effect its next step writes (a mixin of ``MessageCycle``)."""
+    """The staging methods of a message cycle, such as ``msg.channel`` and ``msg.send``.
+
+    Each records an effect the cycle's next step writes. It is a mixin of ``MessageCycle``."""
 
     __slots__ = ()
     _effects: Stage
@@ -189,9 +195,11 @@ class Staging:
 
     @property
     def channel(self) -> ChannelOps:
-        """Operations on the message's channel map (``handle_message(channel_id=...)``),
-        staged for the commit: ``set``, ``delete``, ``incr``, ``add``, ``discard``.
-        ``ValueError`` when the cycle has no ``channel_id``."""
+        """Operations on the message's channel map, staged for the commit.
+
+        The channel is ``handle_message(channel_id=...)``. The operations are ``set``,
+        ``delete``, ``incr``, ``add`` and ``discard``. ``ValueError`` when the cycle has no
+        ``channel_id``."""
         if self.request.channel_id is None:
             raise ValueError("msg.channel needs handle_message(..., channel_id=...)")
         return ChannelOps(self._effects)
@@ -219,9 +227,11 @@ class Staging:
         stage.lists.append(list_append(key, value, max_length, ttl, "msg.append_to_list"))
 
     def send(self, payload: Any, *, key: str | None = None) -> str:
-        """Stage an outbox entry: ``payload`` (any JSON value) is delivered after the commit,
-        at least once, in the thread's commit order. Returns its idempotency key: ``key``,
-        or one derived from the message's dedupe key and this send's position in it."""
+        """Stage an outbox entry, and return its idempotency key.
+
+        ``payload``, any JSON value, is delivered after the commit. It is delivered at least
+        once, in the thread's commit order. The key is ``key``, or one derived from the
+        message's dedupe key and this send's position in it."""
         stage = self._effects.check("msg.send()")
         text = dump_value(payload, "msg.send payload")
         entry_key = stage.send_key(key)

@@ -1,12 +1,13 @@
-"""The outbox's dispatch as a task of Django's task framework (``django.tasks`` on Django
-6.0+, the ``django-tasks`` backport on 5.2).
+"""The outbox's dispatch as a task of Django's task framework.
 
+That is ``django.tasks`` on Django 6.0+, or the ``django-tasks`` backport on 5.2.
 ``CHATSTATE["OUTBOX_TASK"] = True`` enqueues :data:`dispatch_outbox` after each commit that
-sent something (once per commit, after the surrounding transaction commits). The task sends
-every entry due when it runs, through ``OUTBOX_SENDER``. An entry left for a retry, or whose
-task never ran (an enqueue that failed, a worker that died), waits for the next dispatch:
-keep ``manage.py chatstate_outbox`` (or a periodic ``chatstate_outbox --once``) running too.
-"""
+sent something. It enqueues once per commit, after the surrounding transaction commits. The
+task sends every entry due when it runs, through ``OUTBOX_SENDER``.
+
+Some entries wait for the next dispatch: one left for a retry, or one whose task never ran.
+A task may fail to enqueue, or its worker may die. So keep ``manage.py chatstate_outbox``
+running too, or a periodic ``chatstate_outbox --once``."""
 
 from __future__ import annotations
 
@@ -25,12 +26,12 @@ TASK_SECONDS = 60.0
 
 
 def run_dispatch(namespace: str | None = None, limit: int = 100) -> dict[str, int]:
-    """Send every entry of ``namespace``'s outbox due now through ``OUTBOX_SENDER``, in
-    batches of ``limit``; the counts ``{"sent", "retried", "dead", "batches", "more"}``.
+    """Send every entry of ``namespace``'s outbox due now through ``OUTBOX_SENDER``.
 
-    ``namespace`` ``None`` is the setting's. The adapter is the process-wide one for the
-    setting's namespace, else one of the configured backend in ``namespace``.
-    """
+    It sends in batches of ``limit``. It returns the counts ``{"sent", "retried", "dead",
+    "batches", "more"}``. A ``namespace`` of ``None`` means the setting's. The adapter is
+    the process-wide one for the setting's namespace. For another namespace, it is one of
+    the configured backend."""
     if namespace is None or namespace == conf.get("NAMESPACE"):
         adapter = get_adapter()
     else:
@@ -39,7 +40,7 @@ def run_dispatch(namespace: str | None = None, limit: int = 100) -> dict[str, in
 
 
 def _task_decorator() -> Any:
-    """Django's ``task`` decorator (6.0+), else the backport's; ``None`` without either."""
+    """Django's ``task`` decorator on 6.0+, else the backport's; ``None`` without either."""
     for module in ("django.tasks", "django_tasks"):
         if find_spec(module) is not None:
             return import_module(module).task
@@ -50,8 +51,9 @@ _task = _task_decorator()
 
 
 def dispatch_outbox(namespace: str | None = None, limit: int = 100) -> dict[str, int]:
-    """Send every entry of ``namespace``'s outbox due now (see :func:`run_dispatch`); when
-    it stopped on time with entries left, enqueue a fresh run for them."""
+    """Send every entry of ``namespace``'s outbox due now, as :func:`run_dispatch` does.
+
+    When it stopped on time with entries left, it enqueues a fresh run for them."""
     counts = run_dispatch(namespace, limit)
     if counts["more"]:
         enqueue_dispatch(namespace)
@@ -63,8 +65,9 @@ if _task is not None:  # the task, under the function's own name (the worker imp
 
 
 def enqueue_dispatch(namespace: str | None) -> None:
-    """Enqueue one run of :data:`dispatch_outbox` for ``namespace`` on the default task
-    backend. ``ImproperlyConfigured`` when no task framework is installed."""
+    """Enqueue one run of :data:`dispatch_outbox` for ``namespace`` on the default task backend.
+
+    ``ImproperlyConfigured`` when no task framework is installed."""
     if _task is None:
         raise ImproperlyConfigured(
             "CHATSTATE['OUTBOX_TASK'] = True needs Django's task framework: Django 6.0+, or "

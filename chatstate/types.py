@@ -43,11 +43,10 @@ RESULTS: dict[str, LockResult] = {r.value: r for r in LockResult}
 class PendingEntry:
     """A message that arrived while its thread's lock was held, in arrival order.
 
-    ``metadata`` is always a dict (``{}`` when the caller gave ``None``); ``enqueued_at`` is the
-    ISO 8601 UTC time the entry was queued, where the backend knows it; ``id`` names the entry
-    in its queue (what ``drain`` removes once it is finished), where the backend has one. Two
-    entries are equal when owner, strategy, metadata and time are.
-    """
+    ``metadata`` is always a dict; ``None`` from the caller becomes ``{}``. ``enqueued_at``
+    is the ISO 8601 UTC time the entry was queued, where the backend knows it. ``id`` names
+    the entry in its queue, where the backend has one; ``drain`` removes it by that id once
+    finished. Two entries are equal when owner, strategy, metadata and time are."""
 
     owner: str
     strategy: Strategy
@@ -71,11 +70,10 @@ class PendingEntry:
 class OutboxEntry:
     """A reply staged by ``msg.send`` and committed with its message, not yet delivered.
 
-    ``key`` is a stable idempotency key: the caller's, or derived from the message's dedupe
-    key and the send's position in it. ``attempts`` counts failed deliveries; a ``dead``
-    entry is kept but never retried until an operator requeues it. ``created_at`` and
-    ``due_at`` are ISO 8601 UTC.
-    """
+    ``key`` is a stable idempotency key. It is the caller's, or derived from the message's
+    dedupe key and the send's position in it. ``attempts`` counts failed deliveries. A
+    ``dead`` entry is kept, but never retried until an operator requeues it. ``created_at``
+    and ``due_at`` are ISO 8601 UTC."""
 
     id: str
     key: str
@@ -102,22 +100,21 @@ class NotOwner(LockError):
 class LeaseLost(NotOwner):
     """The commit of a ``handle_message`` cycle whose lease went to another holder.
 
-    Nothing of the cycle was written: its state change is discarded, the lock (now someone
-    else's) is left alone, and the message's claim stays with whoever holds it now.
-    """
+    Nothing of the cycle was written. Its state change is discarded. The lock, now someone
+    else's, is left alone. The message's claim stays with whoever holds it now."""
 
 
 class BackendUnavailable(ChatStateError):
-    """The adapter's backing service (database or Redis) cannot be reached.
+    """The adapter's backing service, a database or Redis, cannot be reached.
 
     The message names the database or cache alias and the cause. The adapter's next call
-    works again once the service is back; nothing is retried behind the caller's back.
-    """
+    works again once the service is back. Nothing is retried behind the caller's back."""
 
 
 def not_owner(key: str, owner: str, holder: str | None) -> NotOwner:
-    """The :class:`NotOwner` for ``owner`` acting on lock ``key`` held by ``holder`` (``None``
-    or ``""``: nobody)."""
+    """The :class:`NotOwner` for ``owner`` acting on lock ``key`` held by ``holder``.
+
+    A ``holder`` of ``None`` or ``""`` means nobody."""
     held_by = repr(holder) if holder else "nobody"
     return NotOwner(f"{owner!r} does not hold the lock {key!r} (held by {held_by})")
 
@@ -131,9 +128,10 @@ def to_iso(dt: datetime) -> str:
 
 
 def from_iso(text: str) -> datetime:
-    """Parse a snapshot timestamp to an aware datetime, identically on every Python: the
-    ISO 8601 grammar of :mod:`chatstate.isotime` (1–9 fraction digits, ``Z`` or an offset;
-    naive means UTC). ``ValueError`` for other text."""
+    """Parse a snapshot timestamp to an aware datetime, identically on every Python.
+
+    The grammar is the ISO 8601 one of :mod:`chatstate.isotime`. It takes 1–9 fraction
+    digits, and ``Z`` or an offset. A naive time means UTC. ``ValueError`` for other text."""
     return parse_iso8601(text)
 
 
@@ -143,16 +141,17 @@ def epoch_to_iso(seconds: float) -> str:
 
 
 def as_iso(value: float | str) -> str:
-    """A timestamp kept as a snapshot gave it (text, unchanged) or as POSIX seconds, in the
-    snapshot timestamp form: the exact text survives an export."""
+    """A timestamp in the snapshot timestamp form, from a snapshot's text or POSIX seconds.
+
+    Text is kept unchanged, so the exact text survives an export."""
     return value if isinstance(value, str) else epoch_to_iso(value)
 
 
 def as_datetime(text: object, default: datetime) -> datetime:
-    """A snapshot timestamp as an aware datetime; ``default`` when absent (not text)."""
+    """A snapshot timestamp as an aware datetime; ``default`` when absent or not text."""
     return from_iso(text) if isinstance(text, str) else default
 
 
 def as_epoch(text: object, default: float) -> float:
-    """A snapshot timestamp as POSIX seconds; ``default`` when absent (not text)."""
+    """A snapshot timestamp as POSIX seconds; ``default`` when absent or not text."""
     return from_iso(text).timestamp() if isinstance(text, str) else default

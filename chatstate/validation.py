@@ -14,7 +14,7 @@ _dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", 
 
 
 def _storable_text(value: str) -> bool:
-    """Whether every backend can store ``value``: no NUL, no lone surrogate (valid UTF-8)."""
+    """Whether every backend can store ``value``: valid UTF-8 with no NUL and no lone surrogate."""
     if "\x00" in value:
         return False
     if value.isascii():
@@ -62,14 +62,14 @@ def check_dedupe_key(key: object) -> tuple[str, str]:
 
 
 def check_limit(limit: object, what: str = "limit") -> int:
-    """Return ``limit`` when it is an ``int`` ≥ 1 (``bool`` is refused), else ``ValueError``."""
+    """Return ``limit`` when it is an ``int`` ≥ 1, else ``ValueError``; ``bool`` is refused."""
     if type(limit) is not int or limit < 1:
         raise ValueError(f"{what} must be an int >= 1, got {limit!r}")
     return limit
 
 
 def check_ttl(ttl: object) -> float:
-    """Return ``ttl`` (seconds) when it is a positive real number, else ``ValueError``."""
+    """Return ``ttl`` in seconds when it is a positive real number, else ``ValueError``."""
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
         raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
     if ttl == float("inf"):
@@ -78,7 +78,7 @@ def check_ttl(ttl: object) -> float:
 
 
 def check_seconds(value: object, what: str) -> float:
-    """Return ``value`` (seconds) when it is a real number ≥ 0, else ``ValueError``."""
+    """Return ``value`` in seconds when it is a real number ≥ 0, else ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{what} must be a number of seconds >= 0, got {value!r}")
     if value == float("inf"):
@@ -87,7 +87,7 @@ def check_seconds(value: object, what: str) -> float:
 
 
 def check_optional_ttl(value: object, what: str) -> float | None:
-    """``None``, or a positive number of seconds (``ValueError`` otherwise)."""
+    """``None``, or a positive number of seconds; ``ValueError`` otherwise."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -96,7 +96,7 @@ def check_optional_ttl(value: object, what: str) -> float | None:
 
 
 def check_optional_limit(value: object, what: str) -> int | None:
-    """``None``, or an ``int`` ≥ 1 (``ValueError`` otherwise)."""
+    """``None``, or an ``int`` ≥ 1; ``ValueError`` otherwise."""
     return None if value is None else check_limit(value, what)
 
 
@@ -120,9 +120,9 @@ def check_overflow(overflow: object) -> str:
 def dump_map(value: object, what: str = "state") -> str:
     """Return the compact JSON text of ``value``, a ``dict`` with ``str`` keys.
 
-    Raises ``TypeError`` when ``value`` is not such a dict, is not JSON-serializable, or holds
-    text that not every backend can store (a NUL character, a lone surrogate).
-    """
+    It raises ``TypeError`` when ``value`` is not such a dict, or is not JSON-serializable.
+    It also raises it for text that not every backend can store: a NUL character or a lone
+    surrogate."""
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a dict, not {type(value).__name__}")
     for k in value:
@@ -143,10 +143,9 @@ EMPTY_MAP = "{}"
 
 
 def dump_metadata(metadata: object) -> str:
-    """Return lock metadata as compact JSON text of a ``dict`` (``None`` becomes ``"{}"``).
+    """Return lock metadata as compact JSON text of a ``dict``; ``None`` becomes ``"{}"``.
 
-    Raises ``TypeError`` when it is not a JSON-serializable dict with ``str`` keys.
-    """
+    Raises ``TypeError`` when it is not a JSON-serializable dict with ``str`` keys."""
     if metadata is None:
         return EMPTY_MAP
     if isinstance(metadata, Mapping) and not isinstance(metadata, dict):
@@ -202,7 +201,7 @@ def _bad_path(value: object, path: str) -> str | None:
 
 
 def _keys_are_text(value: object) -> bool:
-    """Whether every object key inside ``value`` is a ``str`` (JSON would coerce others)."""
+    """Whether every object key inside ``value`` is a ``str``; JSON would coerce others."""
     items: Iterable[object] = value  # type: ignore[assignment]
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
@@ -214,9 +213,9 @@ def _keys_are_text(value: object) -> bool:
 def dump_value(value: object, what: str) -> str:
     """Return the compact JSON text of any JSON value.
 
-    Raises ``TypeError`` naming ``what`` and the path of the first part that is not JSON, or
-    that not every backend can store (NaN, infinities, NUL, lone surrogates).
-    """
+    It raises ``TypeError`` for the first part that is not JSON, or that not every backend
+    can store. NaN, infinities, NUL and lone surrogates are such parts. The error names
+    ``what`` and the part's path."""
     kind = type(value)
     if kind is int:
         return int.__repr__(value)
@@ -240,7 +239,7 @@ def dump_value(value: object, what: str) -> str:
 
 
 def check_scalar(value: object, what: str) -> str:
-    """Return the JSON text of a JSON scalar (``None``, bool, int, float, str)."""
+    """Return the JSON text of a JSON scalar: ``None``, bool, int, float or str."""
     if not (value is None or isinstance(value, (bool, int, float, str))):
         raise TypeError(
             f"{what} must be a JSON scalar (None, bool, int, float, str), not "
@@ -250,7 +249,7 @@ def check_scalar(value: object, what: str) -> str:
 
 
 def check_number(value: object, what: str) -> int | float:
-    """Return ``value`` when it is a finite ``int`` or ``float`` (``bool`` refused)."""
+    """Return ``value`` when it is a finite ``int`` or ``float``; ``bool`` is refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be an int or a float, not {type(value).__name__}")
     if isinstance(value, float) and not (value == value and abs(value) != float("inf")):

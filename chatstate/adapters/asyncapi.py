@@ -1,8 +1,8 @@
 """The async twins of ``StateAdapter``'s methods (``a…``), safe to call from an ASGI view.
 
-Each checks its arguments exactly as its sync twin does, then runs the same hook through
-``_arun``: natively on a backend's asyncio client where it has one, else in a worker thread.
-"""
+Each checks its arguments exactly as its sync twin does. It then runs the same hook through
+``_arun``. That runs natively on a backend's asyncio client where it has one, else in a
+worker thread."""
 
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ from chatstate.validation import (
 
 
 class AsyncStateAPI(StateBackend):
-    """The ``a…`` methods; see each sync twin in :class:`~chatstate.adapters.base.StateAdapter`
-    for what it guarantees."""
+    """The ``a…`` methods.
+
+    Each guarantees what its sync twin in :class:`~chatstate.adapters.base.StateAdapter`
+    does."""
 
     async def ais_subscribed(self, thread_id: str) -> bool:
         return await self._arun(self._do_is_subscribed, check_id(thread_id, "thread_id"))

@@ -1,11 +1,10 @@
 """``StateAdapter``: the one interface every backend offers.
 
-The public methods here check their arguments (so every backend refuses bad input the same
-way, before anything changes), fill in the defaults of the ``CHATSTATE`` setting, call the
-backend's hooks (:mod:`.hooks`: the contract a backend implements) and send the signals of
-:mod:`chatstate.signals`. The async twins (``a…``) are in :mod:`.asyncapi`; the message
-cycle of ``handle_message`` in :mod:`chatstate.cycle`.
-"""
+Its public methods check their arguments first. So every backend refuses bad input the same
+way, before anything changes. They fill in the defaults of the ``CHATSTATE`` setting. They
+call the backend's hooks, the contract in :mod:`.hooks`. They send the signals of
+:mod:`chatstate.signals`. The async twins (``a…``) are in :mod:`.asyncapi`. The message
+cycle of ``handle_message`` is in :mod:`chatstate.cycle`."""
 
 from __future__ import annotations
 
@@ -40,11 +39,10 @@ A = TypeVar("A", bound="StateAdapter")
 class StateAdapter(AsyncStateAPI):
     """The state a chat bot keeps between webhook deliveries, for one namespace.
 
-    Every method behaves identically on every backend (the conformance suite checks it):
-    identifiers are ``str`` of 1–255 characters (``TypeError`` / ``ValueError`` otherwise,
-    with nothing changed), every operation is atomic, and locks are leases measured on the
-    backend's clock.
-    """
+    Every method behaves the same on every backend; the conformance suite checks it.
+    Identifiers are ``str`` of 1–255 characters. Otherwise ``TypeError`` or ``ValueError``
+    is raised and nothing changes. Every operation is atomic. Locks are leases measured on
+    the backend's clock."""
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -63,20 +61,19 @@ class StateAdapter(AsyncStateAPI):
     # -- state maps ----------------------------------------------------------------------
 
     def thread_state(self, thread_id: str) -> dict[str, Any]:
-        """The thread's stored map (``{}`` when none), as a copy the caller may mutate."""
+        """The thread's stored map, as a copy the caller may mutate; ``{}`` when none."""
         return self._do_get_state("thread", check_id(thread_id, "thread_id"))
 
     def put_thread_state(self, thread_id: str, value: dict[str, Any]) -> None:
-        """Replace the thread's whole map with ``value`` (a JSON-serializable ``dict``).
+        """Replace the thread's whole map with ``value``, a JSON-serializable ``dict``.
 
-        ``TypeError``, nothing stored, when ``value`` is not a dict with ``str`` keys that
-        ``json.dumps`` accepts.
-        """
+        ``value`` must be a dict with ``str`` keys that ``json.dumps`` accepts. Otherwise
+        ``TypeError`` is raised and nothing is stored."""
         thread_id = check_id(thread_id, "thread_id")
         self._do_put_state("thread", thread_id, value, dump_map(value))
 
     def channel_state(self, channel_id: str) -> dict[str, Any]:
-        """The channel's stored map (``{}`` when none), as a copy the caller may mutate."""
+        """The channel's stored map, as a copy the caller may mutate; ``{}`` when none."""
         return self._do_get_state("channel", check_id(channel_id, "channel_id"))
 
     def put_channel_state(self, channel_id: str, value: dict[str, Any]) -> None:
@@ -88,10 +85,9 @@ class StateAdapter(AsyncStateAPI):
         """Apply ``fn(current_copy) -> new_map`` to the thread's map atomically.
 
         No concurrent update is lost: ``fn`` runs while the map is locked against other
-        updates. Returns the stored map. ``TypeError``, nothing stored, when ``fn`` returns
-        something :meth:`put_thread_state` would refuse; an exception from ``fn`` propagates
-        and nothing is stored.
-        """
+        updates. It returns the stored map. If ``fn`` returns something
+        :meth:`put_thread_state` would refuse, ``TypeError`` is raised. An exception from
+        ``fn`` propagates. In both cases nothing is stored."""
         return self._do_update_state("thread", check_id(thread_id, "thread_id"), fn)
 
     def update_channel_state(self, channel_id: str, fn: StateFn) -> dict[str, Any]:
@@ -103,11 +99,10 @@ class StateAdapter(AsyncStateAPI):
     def append_to_list(
         self, key: str, value: Any, *, max_length: int | None = None, ttl: float | None = None
     ) -> None:
-        """Append ``value`` (any JSON value) to the list ``key`` as its newest item.
+        """Append ``value``, any JSON value, to the list ``key`` as its newest item.
 
-        The list then keeps its newest ``max_length`` items. ``ttl`` (seconds) renews its
-        expiry; an expired list reads as empty. Values are checked like state values.
-        """
+        The list then keeps its newest ``max_length`` items. ``ttl`` in seconds renews its
+        expiry. An expired list reads as empty. Values are checked like state values."""
         self._do_append_to_list(list_append(key, value, max_length, ttl, "append_to_list"))
 
     def get_list(self, key: str, limit: int | None = None) -> list[Any]:
@@ -116,7 +111,7 @@ class StateAdapter(AsyncStateAPI):
         return self._do_get_list(check_list_key(key), n)
 
     def delete_list(self, key: str) -> int:
-        """Delete the list ``key``; how many items it held."""
+        """Delete the list ``key``; return how many items it held."""
         return self._do_delete_list(check_list_key(key))
 
     def history(self, thread_id: str, limit: int | None = None) -> list[Any]:
@@ -126,20 +121,19 @@ class StateAdapter(AsyncStateAPI):
     # -- the outbox ----------------------------------------------------------------------
 
     def outbox(self, thread_id: str | None = None) -> list[OutboxEntry]:
-        """The entries not yet delivered (dead ones included), oldest first."""
+        """The entries not yet delivered, oldest first; dead ones included."""
         return self._do_outbox(None if thread_id is None else check_id(thread_id, "thread_id"))
 
     def dispatch_outbox(
         self, sender: Callable[[OutboxEntry], Any] | str | None = None, *, limit: int = 100
     ) -> dict[str, int]:
-        """Deliver up to ``limit`` due entries through ``sender``; the counts ``{"sent",
-        "retried", "dead"}``.
+        """Deliver up to ``limit`` due entries through ``sender``.
 
-        Entries are leased while they are sent, so dispatchers on many hosts never take the
-        same one; one thread's entries leave in commit order. A sender that raises leaves
-        its entry due again after a backoff (``OUTBOX_RETRY_DELAYS``), ``dead`` after
-        ``OUTBOX_MAX_ATTEMPTS`` tries. ``sender`` defaults to ``OUTBOX_SENDER``.
-        """
+        It returns the counts ``{"sent", "retried", "dead"}``. Entries are leased while they
+        are sent. So dispatchers on many hosts never take the same one. One thread's entries
+        leave in commit order. A sender that raises leaves its entry due again after a
+        backoff, set by ``OUTBOX_RETRY_DELAYS``. After ``OUTBOX_MAX_ATTEMPTS`` tries the
+        entry is ``dead``. ``sender`` defaults to ``OUTBOX_SENDER``."""
         settings = conf.chatstate_settings()
         return dispatch(
             self,
@@ -151,31 +145,31 @@ class StateAdapter(AsyncStateAPI):
         )
 
     def requeue_outbox(self, entry_ids: list[str]) -> int:
-        """Make the given (dead) entries due now, their attempts reset; how many."""
+        """Make the given dead entries due now, their attempts reset; return how many."""
         return self._do_outbox_requeue([str(i) for i in entry_ids])
 
     def discard_outbox(self, entry_ids: list[str]) -> int:
-        """Remove the given entries without delivering them; how many."""
+        """Remove the given entries without delivering them; return how many."""
         return self._do_outbox_discard([str(i) for i in entry_ids])
 
     # -- dedupe --------------------------------------------------------------------------
 
     def is_duplicate(self, key: DedupeKey | list[str]) -> bool:
-        """Whether the dedupe key ``(adapter_name, message_id)`` is in the window (done, or
-        being handled by a cycle whose lease runs)."""
+        """Whether the dedupe key ``(adapter_name, message_id)`` is in the window.
+
+        That is, done, or handled by a cycle whose lease runs."""
         return self._do_is_duplicate(check_dedupe_key(key))
 
     def mark_dedupe(
         self, key: DedupeKey | list[str], limit: int | None = None, *, min_age: float | None = None
     ) -> None:
-        """Record ``key`` as the newest, then drop the oldest until at most ``limit`` remain
-        — never a key younger than ``min_age`` seconds.
+        """Record ``key`` as the newest, then drop the oldest until at most ``limit`` remain.
 
-        ``limit`` defaults to the ``DEDUPE_LIMIT`` setting, ``min_age`` to ``DEDUPE_MIN_AGE``:
-        the window is the newest ``limit`` keys plus every key younger than ``min_age``. A key
-        already in the window keeps its place and nothing changes. A claim in progress is
-        never dropped. Under contention a trim may leave a key over; the next claim drops it.
-        """
+        A key younger than ``min_age`` seconds is never dropped. ``limit`` defaults to the
+        ``DEDUPE_LIMIT`` setting, and ``min_age`` to ``DEDUPE_MIN_AGE``. So the window is
+        the newest ``limit`` keys plus every key younger than ``min_age``. A key already in
+        the window keeps its place, and nothing changes. A claim in progress is never
+        dropped. Under contention a trim may leave a key over; the next claim drops it."""
         self.claim_dedupe(key, limit, min_age=min_age)
 
     def claim_dedupe(
@@ -183,9 +177,8 @@ class StateAdapter(AsyncStateAPI):
     ) -> bool:
         """Atomically "mark ``key`` unless it is a duplicate".
 
-        True for exactly one caller per key while it is in the window, whatever the
-        concurrency; the key is then marked as by :meth:`mark_dedupe`.
-        """
+        It is True for exactly one caller per key while the key is in the window. This holds
+        under any concurrency. The key is then marked as by :meth:`mark_dedupe`."""
         key = check_dedupe_key(key)
         n = self.dedupe_limit if limit is None else check_limit(limit)
         return self._do_claim_dedupe(key, n, self._min_age(min_age))
@@ -206,19 +199,23 @@ class StateAdapter(AsyncStateAPI):
     ) -> LockResult:
         """Take the lock ``key`` for ``owner``, or apply ``strategy`` when it is held.
 
-        * ``concurrent``: always ``acquired``, nothing recorded — unless ``max_concurrent``
-          caps it: then ``acquired`` takes one of ``max_concurrent`` slots, each with its own
-          lease (``release_lock`` and ``extend_lock`` act on the owner's slot); the cap
-          reached (or the key held by another strategy), the entry is ``queued`` as below.
-        * lock free, or its lease (``ttl`` seconds, default ``LOCK_TTL``) expired:
-          ``acquired``; pending entries left behind stay for this holder.
-        * held (by anyone, ``owner`` too): ``reject`` → ``busy``, nothing changes; ``queue``
-          → ``queued``, the entry appended — the queue holds at most ``max_pending``
-          (default ``MAX_PENDING``), and when full ``overflow`` (default ``OVERFLOW``)
-          decides: ``drop_oldest`` drops the oldest, ``drop_newest`` returns ``dropped`` and
-          keeps the queue; ``debounce`` → ``debounced``, the pending list becomes just this
-          entry. Dropped entries are reported by the ``pending_dropped`` signal.
-        """
+        A free lock, or one whose lease expired, is ``acquired``. The lease is ``ttl``
+        seconds, ``LOCK_TTL`` by default. Pending entries left behind stay for the new
+        holder. A held lock, by anyone and ``owner`` too, follows the strategy:
+
+        * ``reject`` returns ``busy``, and nothing changes.
+        * ``queue`` returns ``queued`` and appends the entry. The queue holds at most
+          ``max_pending``, ``MAX_PENDING`` by default. When it is full, ``overflow``
+          decides; its default is ``OVERFLOW``. ``drop_oldest`` drops the oldest entry.
+          ``drop_newest`` returns ``dropped`` and keeps the queue.
+        * ``debounce`` returns ``debounced``. The pending list becomes just this entry.
+        * ``concurrent`` is always ``acquired`` and records nothing.
+
+        ``max_concurrent`` caps ``concurrent``. Then ``acquired`` takes one of
+        ``max_concurrent`` slots, each with its own lease. ``release_lock`` and
+        ``extend_lock`` act on the owner's slot. When the cap is reached, or another
+        strategy holds the key, the entry is ``queued`` as above. The ``pending_dropped``
+        signal reports dropped entries."""
         request = self._lock_request(
             key, owner, strategy, metadata, ttl, max_pending, overflow, max_concurrent
         )
@@ -229,9 +226,8 @@ class StateAdapter(AsyncStateAPI):
     def extend_lock(self, key: str, owner: str, ttl: float | None = None) -> bool:
         """Renew the lease to ``ttl`` seconds from now if ``owner`` holds ``key`` unexpired.
 
-        True when renewed (``ttl`` becomes the lock's lease); False (nothing changed)
-        otherwise.
-        """
+        True when renewed; ``ttl`` then becomes the lock's lease. Otherwise False, and
+        nothing changes."""
         key = check_id(key, "key")
         owner = check_id(owner, "owner")
         return self._do_extend_lock(key, owner, self.lock_ttl if ttl is None else check_ttl(ttl))
@@ -241,27 +237,27 @@ class StateAdapter(AsyncStateAPI):
     ) -> list[PendingEntry]:
         """Release ``key`` held by ``owner``; return its pending entries in arrival order.
 
-        The lock and its pending list are removed together. With ``only_if_idle=True``, in
-        one atomic step: if nothing is pending the lock is released and ``[]`` returned;
-        otherwise the lock stays ``owner``'s (its lease renewed by its ttl) and the pending
+        The lock and its pending list are removed together. ``only_if_idle=True`` makes it
+        one atomic step. If nothing is pending, the lock is released and ``[]`` returned.
+        Otherwise the lock stays ``owner``'s, its lease renewed by its ttl, and the pending
         entries are removed and returned. Entries older than ``PENDING_TTL`` are dropped
-        instead (``pending_dropped``). Raises :class:`NotOwner`, nothing changed, when
-        someone else holds the key or nobody does; an expired holder may still release
-        while nobody has taken the key over.
-        """
+        instead, and reported by ``pending_dropped``. :class:`NotOwner` is raised when
+        someone else holds the key, or nobody does. Nothing changes then. An expired holder
+        may still release while nobody has taken the key over."""
         key, owner = check_id(key, "key"), check_id(owner, "owner")
         return self._handed(key, self._do_release_lock(key, owner, bool(only_if_idle)))
 
     def take_pending(self, key: str, owner: str, limit: int | None = None) -> list[PendingEntry]:
-        """Remove and return up to ``limit`` oldest pending entries of the lock ``owner``
-        holds (all without ``limit``), as :meth:`release_lock` hands them over; the lock
-        stays. :class:`NotOwner` otherwise."""
+        """Remove and return up to ``limit`` oldest pending entries of the lock ``owner`` holds.
+
+        Without ``limit``, all of them. They are handed over as by :meth:`release_lock`. The
+        lock stays. :class:`NotOwner` otherwise."""
         key, owner = check_id(key, "key"), check_id(owner, "owner")
         n = None if limit is None else check_limit(limit)
         return self._handed(key, self._do_take_pending(key, owner, n))
 
     def force_release_lock(self, key: str) -> list[PendingEntry]:
-        """Remove the lock ``key`` and its pending list whoever holds it; return the entries."""
+        """Remove the lock ``key`` and its pending list, whoever holds it; return the entries."""
         return self._do_force_release_lock(check_id(key, "key"))
 
     # -- the message cycle ---------------------------------------------------------------
@@ -286,14 +282,13 @@ class StateAdapter(AsyncStateAPI):
     ) -> MessageCycle:
         """A context manager for one webhook delivery: claim, subscription, lock, state.
 
-        ``channel_id``: the message's channel, for ``msg.channel``; ``history``: how many of
-        the thread's newest history items the entry step reads (``msg.history.items``);
-        ``max_concurrent``: with ``concurrent``, at most this many holders of the thread at
-        once across processes (the excess is queued, for their ``drain()``).
-        See :class:`chatstate.cycle.MessageCycle` for what it guarantees on entry, on a
-        clean exit, when the block raises, and for ``drain``, ``keepalive`` and the
-        effects a block stages (one unit of work with the message).
-        """
+        ``channel_id`` is the message's channel, for ``msg.channel``. ``history`` is how
+        many of the thread's newest history items the entry step reads into
+        ``msg.history.items``. ``max_concurrent`` caps ``concurrent`` at this many holders
+        of the thread across processes. The excess is queued for their ``drain()``.
+        :class:`chatstate.cycle.MessageCycle` says what is guaranteed on entry, on a clean
+        exit and when the block raises. It also covers ``drain``, ``keepalive`` and the
+        effects a block stages. Those effects are one unit of work with the message."""
         request = self._cycle_request(
             dedupe_key, thread_id, owner, strategy, metadata, dedupe_limit, ttl, keepalive,
             max_pending, overflow, min_age, channel_id, history, max_concurrent,
@@ -332,13 +327,13 @@ class StateAdapter(AsyncStateAPI):
         return self._do_snapshot()
 
     def load_snapshot(self, snapshot: Snapshot | Mapping[str, Any], merge: bool = False) -> None:
-        """Replace (or with ``merge=True`` merge into) this namespace's state, all or nothing.
+        """Replace this namespace's state, all or nothing; ``merge=True`` merges into it.
 
-        When merging, incoming values win on conflicts; incoming pending entries are appended.
-        ``snapshot`` is checked first, strictly (:func:`chatstate.snapshot_from`):
-        ``InvalidSnapshot`` (a ``ValueError``) or ``SnapshotNotJSON`` (a ``TypeError``) lists
-        every problem with its path, and nothing changes.
-        """
+        When merging, incoming values win on conflicts. Incoming pending entries are
+        appended. ``snapshot`` is checked first and strictly, by
+        :func:`chatstate.snapshot_from`. A problem raises ``InvalidSnapshot``, a
+        ``ValueError``, or ``SnapshotNotJSON``, a ``TypeError``. The error lists every
+        problem with its path, and nothing changes."""
         self._do_load_snapshot(snapshot_from(snapshot), bool(merge))
 
     @classmethod
@@ -349,44 +344,47 @@ class StateAdapter(AsyncStateAPI):
         return adapter
 
     def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
-        """The namespace's state as one stream per section: ``with adapter.snapshot_sections()
-        as sections: write_snapshot(sections, out)``.
+        """The namespace's state as one stream per section.
 
-        Guarantees: inside the ``with`` block the sections describe one consistent state, in
-        the orders :class:`~chatstate.snapshots.sections.SnapshotSections` documents (sorted
-        where the JSON form is sorted, ``dedupe_order`` oldest first), each consumed at most
-        once; ``counts`` gives each section's length where known (for progress). The default
-        builds :meth:`snapshot` in memory; a backend holding a lot of state overrides it to
-        stream (server-side cursors, scans).
-        """
+        Use it like this::
+
+            with adapter.snapshot_sections() as sections:
+                write_snapshot(sections, out)
+
+        Inside the ``with`` block the sections describe one consistent state. Their orders
+        are those :class:`~chatstate.snapshots.sections.SnapshotSections` documents. They
+        are sorted where the JSON form is sorted, and ``dedupe_order`` is oldest first. Each
+        section is consumed at most once. ``counts`` gives each section's length where
+        known, for progress. The default builds :meth:`snapshot` in memory. A backend
+        holding a lot of state overrides it to stream."""
         return nullcontext(SnapshotSections.from_snapshot(self.snapshot()))
 
     def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
-        """:meth:`load_snapshot` from streamed ``sections``: replace (or with ``merge=True``
-        merge into) this namespace's state, all or nothing, with the merge rules of
-        :meth:`load_snapshot`.
+        """:meth:`load_snapshot` from streamed ``sections``.
 
-        ``sections`` hold entries ``validate_snapshot`` accepts (no duplicates), possibly in
-        file order rather than sorted; ``dedupe_order`` is the authority (``dedupe`` may be
-        empty). Each section may be consumed once, in any order. The default collects them
-        into a ``Snapshot`` and calls :meth:`load_snapshot`; a backend holding a lot of state
-        overrides it to stream (bulk copy).
-        """
+        It replaces this namespace's state, all or nothing. ``merge=True`` merges into it,
+        with the merge rules of :meth:`load_snapshot`. ``sections`` hold entries
+        ``validate_snapshot`` accepts, with no duplicates. They may be in file order rather
+        than sorted. ``dedupe_order`` is the authority, and ``dedupe`` may be empty. Each
+        section may be consumed once, in any order. The default collects them into a
+        ``Snapshot`` and calls :meth:`load_snapshot`. A backend holding a lot of state
+        overrides it to stream."""
         self.load_snapshot(sections.to_snapshot(), merge)
 
     # -- housekeeping --------------------------------------------------------------------
 
     def activity(self, quiet_for: float = DEFAULT_QUIET_FOR) -> dict[str, Any]:
-        """How live this namespace is, on the backend's clock (nothing changes):
+        """How live this namespace is, on the backend's clock; nothing changes.
 
-        - ``locks_held``: locks whose lease runs;
-        - ``claims_in_progress``: message cycles handling a message, their lease running;
+        - ``locks_held``: locks whose lease runs.
+        - ``claims_in_progress``: message cycles handling a message, their lease running.
         - ``last_activity_age``: seconds since the newest dedupe claim, lock taken or state
-          written (a snapshot's load included); ``None`` when none is recorded;
+          written. Loading a snapshot counts. ``None`` when none is recorded.
         - ``live``: a lock held, a claim in progress, or activity within ``quiet_for``
-          seconds (and ``quiet_for`` itself).
+          seconds.
+        - ``quiet_for``: the value given.
 
-        A replace restore refuses a live namespace (``chatstate_restore``). ``ValueError``
+        A replace restore (``chatstate_restore``) refuses a live namespace. ``ValueError``
         when ``quiet_for`` is not a number of seconds >= 0."""
         quiet_for = check_seconds(quiet_for, "quiet_for")
         return activity_report(*self._do_activity(), quiet_for)
@@ -398,16 +396,16 @@ class StateAdapter(AsyncStateAPI):
         *,
         state_older_than: float | None = None,
     ) -> dict[str, int]:
-        """Housekeeping: remove expired locks (never their pending entries), trim the dedupe
-        window (to ``dedupe_limit``, default ``DEDUPE_LIMIT``, keeping keys younger than
-        ``DEDUPE_MIN_AGE``), drop pending entries older than ``PENDING_TTL`` (and the queues
-        of locks no live holder has, once their newest entry is that old), and, with
-        ``state_older_than`` (seconds), remove thread and channel states and subscriptions
-        not touched for that long; remove the lists whose ttl ran out.
+        """Housekeeping; return what was removed.
 
-        Returns the counts ``{"expired_locks", "dedupe_trimmed", "pending_expired",
-        "states_removed", "subscriptions_removed", "lists_expired"}``; with ``dry_run``
-        counts what would be removed and removes nothing.
-        """
+        It removes expired locks, but never their pending entries. It trims the dedupe
+        window to ``dedupe_limit``, ``DEDUPE_LIMIT`` by default, keeping keys younger than
+        ``DEDUPE_MIN_AGE``. It drops pending entries older than ``PENDING_TTL``. It also
+        drops the queues of locks no live holder has, once their newest entry is that old.
+        With ``state_older_than`` in seconds, it removes thread and channel states and
+        subscriptions not touched for that long. It removes the lists whose ttl ran out. It
+        returns the counts ``{"expired_locks", "dedupe_trimmed", "pending_expired",
+        "states_removed", "subscriptions_removed", "lists_expired"}``. With ``dry_run`` it
+        counts what would be removed and removes nothing."""
         request = self._prune_request(dedupe_limit, dry_run, state_older_than)
         return self._pruned(self._do_prune(request))

@@ -1,11 +1,11 @@
 """Backend hooks written once, run sync or async: operations as generators of requests.
 
-A backend whose driver has both a blocking and an asyncio client (Redis; psycopg) may write
-a hook as a generator that yields each request it needs sent and receives its reply — the
-operation's logic, free of I/O. :func:`operation` turns such a generator into the sync hook
-(run by the adapter's :meth:`drive`); the adapter's async twins run the same generator on the
-asyncio client (:meth:`adrive`), so no operation is written twice.
-"""
+Some drivers have both a blocking and an asyncio client, like Redis and psycopg. A backend
+on one may write a hook as a generator. The generator yields each request it needs sent, and
+receives its reply. It holds the operation's logic, free of I/O. :func:`operation` turns it
+into the sync hook, run by the adapter's :meth:`drive`. The adapter's async twins run the
+same generator on the asyncio client, through :meth:`adrive`. So no operation is written
+twice."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ D = TypeVar("D", bound=Driven)
 
 
 def operation(gen: Callable[Concatenate[D, P], Op[T]]) -> Callable[Concatenate[D, P], T]:
-    """The sync hook running the operation ``gen`` through ``self.drive``; the generator stays
-    reachable as the hook's ``operation`` attribute, for the async driver."""
+    """The sync hook running the operation ``gen`` through ``self.drive``.
+
+    The generator stays reachable as the hook's ``operation`` attribute, for the async
+    driver."""
 
     @functools.wraps(gen)
     def hook(self: D, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -47,5 +49,5 @@ def operation(gen: Callable[Concatenate[D, P], Op[T]]) -> Callable[Concatenate[D
 
 
 def operation_of(hook: Callable[..., Any]) -> Callable[..., Op[Any]] | None:
-    """The generator behind a hook made by :func:`operation` (bound or not); else None."""
+    """The generator behind a hook made by :func:`operation`, bound or not; else None."""
     return getattr(hook, "operation", None)

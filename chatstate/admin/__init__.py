@@ -1,10 +1,10 @@
-"""The chatstate admin: inspect and operate chat state (see DESIGN.md, "Admin").
+"""The chatstate admin: inspect and operate chat state.
 
-Eight read-only pages (``DedupeWindow`` is internal bookkeeping and is not listed, list
-items show on their list's page), actions that go through the adapter (``force_release``,
-``unsubscribe``, ``delete_entries``, the outbox's ``requeue`` and ``discard``) and a
-namespace overview. Every page reads through indexes, so it stays fast at millions of rows.
-"""
+It has eight read-only pages and a namespace overview. ``DedupeWindow`` is internal
+bookkeeping and is not listed. List items show on their list's page. The actions go through
+the adapter: ``force_release``, ``unsubscribe``, ``delete_entries``, and the outbox's
+``requeue`` and ``discard``. Every page reads through indexes, so it stays fast at millions
+of rows."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """What the overview reads about a namespace's traffic: claims per minute and queues.
 
-Every read goes through an index: ``ClaimMinute`` by ``(namespace, minute)`` (at most one
-row per minute of the day), the newest dedupe entry by ``(namespace, seq, id)``, pending
-entries by ``(namespace, key, id)`` (that table holds queued messages only) and locks by
-``(namespace, key)``.
-"""
+Every read goes through an index. ``ClaimMinute`` is read by ``(namespace, minute)``, at
+most one row per minute of the day. The newest dedupe entry is read by ``(namespace, seq,
+id)``. Pending entries are read by ``(namespace, key, id)``; that table holds queued
+messages only. Locks are read by ``(namespace, key)``."""
 
 from __future__ import annotations
 
@@ -32,14 +31,13 @@ def minute_of(when: datetime) -> datetime:
 def claims_per_minute(
     using: str, namespace: str, now: datetime
 ) -> tuple[list[MinuteCount], datetime]:
-    """The messages claimed in each minute of the last 24 hours that had any, and the last
-    minute of that span (``now``'s, or a later recorded one when the clocks differ).
+    """The messages claimed in each minute of the last 24 hours that had any, and its last minute.
 
-    A recorded minute's claims are the next recorded minute's ``first_seq`` minus its own;
-    the last recorded minute's are the newest dedupe entry's ``seq`` minus its
-    ``first_seq``, plus one (its first claim). Never negative (after a window was emptied
-    and its sequence restarted, a minute counts 0).
-    """
+    The last minute is ``now``'s, or a later recorded one when the clocks differ. A recorded
+    minute's claims are the next recorded minute's ``first_seq`` minus its own. The last
+    recorded minute's are the newest dedupe entry's ``seq`` minus its ``first_seq``, plus
+    one for its first claim. A count is never negative. After a window was emptied and its
+    sequence restarted, a minute counts 0."""
     end = minute_of(now)
     rows = list(
         ClaimMinute.objects.using(using)
@@ -70,7 +68,7 @@ def claims_per_minute(
 
 @dataclass(frozen=True)
 class Queue:
-    """Pending entries queued behind one key, and the lock (if any) that key has."""
+    """Pending entries queued behind one key, and the lock that key has, if any."""
 
     key: str
     depth: int
@@ -78,7 +76,7 @@ class Queue:
     lock_expires_at: datetime | None
 
     def live_holder(self, now: datetime) -> bool:
-        """Whether a lock that has not expired holds the key (someone will hand it on)."""
+        """Whether a lock that has not expired holds the key, so someone will hand it on."""
         return self.lock_expires_at is not None and self.lock_expires_at > now
 
 
@@ -93,7 +91,7 @@ def _with_locks(using: str, namespace: str, rows: Sequence[Mapping[str, Any]]) -
 
 
 def deepest_queues(using: str, namespace: str, limit: int = QUEUES_SHOWN) -> list[Queue]:
-    """The ``limit`` deepest queues of the namespace, deepest first (ties by key)."""
+    """The ``limit`` deepest queues of the namespace, deepest first; ties go by key."""
     rows = list(
         PendingLockEntry.objects.using(using)
         .filter(namespace=namespace)
@@ -105,11 +103,10 @@ def deepest_queues(using: str, namespace: str, limit: int = QUEUES_SHOWN) -> lis
 
 
 def orphaned_queues(using: str, namespace: str, limit: int = ORPHANS_SHOWN) -> list[Queue]:
-    """Queues with no live holder (their lock is missing or expired), oldest entry first.
+    """Queues with no live holder, oldest entry first; their lock is missing or expired.
 
-    Nobody hands these entries on until another message arrives on the key (or ``prune``
-    drops them). The lease is judged by the database's clock, as the adapter judges it.
-    """
+    Nobody hands these entries on until another message arrives on the key, or ``prune``
+    drops them. The lease is judged by the database's clock, as the adapter judges it."""
     live = Lock.objects.using(using).filter(
         namespace=namespace, key=OuterRef("key"), expires_at__gt=Now()
     )

@@ -24,7 +24,7 @@ SQLITE_ID_LIST = 1000
 
 
 def per_request(request: HttpRequest, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-    """``compute()``, once per request and ``key`` (a page asks several times)."""
+    """``compute()``, once per request and ``key``; a page asks several times."""
     cache: dict[tuple[Any, ...], Any] = request.__dict__.setdefault("_chatstate_cache", {})
     if key not in cache:
         cache[key] = compute()
@@ -32,14 +32,14 @@ def per_request(request: HttpRequest, key: tuple[Any, ...], compute: Callable[[]
 
 
 def namespaces_of(request: HttpRequest, model: type[Model], using: str) -> list[str]:
-    """The namespaces ``model``'s table holds (a loose index scan, once per request)."""
+    """The namespaces ``model``'s table holds, by a loose index scan once per request."""
     return per_request(
         request, ("namespaces", model, using), lambda: distinct_values(model, using, "namespace")
     )
 
 
 def trigram_indexes(request: HttpRequest, using: str) -> frozenset[str]:
-    """The usable trigram indexes on ``using`` (a catalog query, once per request)."""
+    """The usable trigram indexes on ``using``, by a catalog query once per request."""
     return per_request(request, ("trigram", using), lambda: search.valid_trigram_indexes(using))
 
 
@@ -62,17 +62,18 @@ class NamespaceFilter(admin.SimpleListFilter):
 class ChatStateAdmin(admin.ModelAdmin):
     """Inspection pages that stay fast at millions of rows and never edit a row directly.
 
-    - rows are never added or edited here (state changes go through the adapter's operations,
-      offered as actions); change pages are read-only and show JSON pretty-printed;
-    - searches match ``id_fields`` through the ``(namespace, id)`` indexes (and trigram
-      indexes where PostgreSQL has them), see :mod:`chatstate.admin.search`; admins of
-      small tables (``scan_search``) match ``id_fields`` and ``owner_fields`` by substring;
-    - lists have no namespace column: where a page shows rows of several namespaces, each
-      id carries its namespace beneath it;
-    - the wording is read-only ("View", "Select … to view"): the change permission only
-      allows the actions;
-    - pages count at most ``EstimatedCountPaginator.exact_limit`` rows and offset at most
-      ``max_pages`` pages; columns sort only where an index serves the order.
+    - Rows are never added or edited here. State changes go through the adapter's
+      operations, offered as actions. Change pages are read-only and show JSON
+      pretty-printed.
+    - Searches match ``id_fields`` through the ``(namespace, id)`` indexes. Trigram indexes
+      serve them where PostgreSQL has them; see :mod:`chatstate.admin.search`. Admins of
+      small tables (``scan_search``) match ``id_fields`` and ``owner_fields`` by substring.
+    - Lists have no namespace column. Where a page shows rows of several namespaces, each id
+      carries its namespace beneath it.
+    - The wording is read-only: "View", "Select … to view". The change permission only
+      allows the actions.
+    - Pages count at most ``EstimatedCountPaginator.exact_limit`` rows. They offset at most
+      ``max_pages`` pages. Columns sort only where an index serves the order.
     """
 
     #: Fields second in a ``(namespace, field)`` index, which a search matches.
@@ -119,8 +120,10 @@ class ChatStateAdmin(admin.ModelAdmin):
         return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
-        """The changelist: its search hint says what this database's search matches; its
-        page's rows carry what they show from other tables (:meth:`add_page_facts`)."""
+        """The changelist, with a search hint and page facts.
+
+        Its search hint says what this database's search matches. Its page's rows carry what
+        they show from other tables; see :meth:`add_page_facts`."""
         changelist = super().get_changelist_instance(request)
         using = changelist.queryset.db
         changelist.search_help_text = search.help_text(
@@ -142,11 +145,13 @@ class ChatStateAdmin(admin.ModelAdmin):
         return obj
 
     def add_page_facts(self, rows: list[Any], using: str) -> None:
-        """Set on the rows shown what their columns read from other tables: one query per
-        table for the whole page (see :mod:`chatstate.admin.related`). None by default."""
+        """Set on the rows shown what their columns read from other tables.
+
+        It costs one query per table for the whole page; see :mod:`chatstate.admin.related`.
+        The default sets nothing."""
 
     def offers_substring(self, indexes: frozenset[str]) -> bool:
-        """Whether a search here matches any part of an id (else exact ids and parts)."""
+        """Whether a search here matches any part of an id; else exact ids and parts."""
         if self.scan_search:
             return True
         table = self.model._meta.db_table
@@ -183,7 +188,7 @@ class ChatStateAdmin(admin.ModelAdmin):
         return searched, False
 
     def term_filter(self, term: str, scope: SearchScope) -> Q:
-        """The condition one search term adds (see :mod:`chatstate.admin.search`)."""
+        """The condition one search term adds; see :mod:`chatstate.admin.search`."""
         if self.scan_search:
             return search.scan_condition([*self.id_fields, *self.owner_fields], term, scope)
         condition = Q(pk__in=[])

@@ -1,10 +1,9 @@
 """Inline SVG charts for the overview: no external asset, no script, readable in both themes.
 
-Each chart is one ``<svg>`` element with a ``viewBox`` (it scales to the page's width) whose
-text and axes take the page's text colour (``currentColor``), so it reads in the admin's
-light and dark themes. Every bar carries a ``<title>`` (the browser's tooltip) with its
-exact figures, and ``data-*`` attributes naming what it draws.
-"""
+Each chart is one ``<svg>`` element with a ``viewBox``, so it scales to the page's width.
+Its text and axes take the page's text colour, ``currentColor``. So it reads in the admin's
+light and dark themes. Every bar carries a ``<title>`` with its exact figures; the browser
+shows it as a tooltip. Its ``data-*`` attributes name what it draws."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ FONT = mark_safe('font-family="system-ui, sans-serif" font-size="20" fill="curre
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5, 10, 20, 50, … at least ``value`` (the top of an axis)."""
+    """The top of an axis: the smallest of 1, 2, 5, 10, 20, 50, … at least ``value``."""
     if value <= 1:
         return 1
     magnitude = 10 ** math.floor(math.log10(value))
@@ -50,21 +49,23 @@ def _svg(width: int, height: int, label: str, body: str, css_class: str) -> Safe
 
 @dataclass(frozen=True)
 class MinuteCount:
-    """Messages claimed in one minute (UTC)."""
+    """Messages claimed in one UTC minute."""
 
     minute: datetime
     count: int
 
 
-#: The windows the claims chart may show, in minutes: the shortest holding every recorded
-#: minute (a new bot's first minutes fill the last hour, not a pixel of a day), and the
-#: minutes between its labelled grid lines.
+#: The windows the claims chart may show, in minutes, and the minutes between its labelled
+#: grid lines. The chart takes the shortest window holding every recorded minute. So a new
+#: bot's first minutes fill the last hour, not a pixel of a day.
 SPANS = {60: 10, 180: 30, 360: 60, 720: 120, MINUTES: 180}
 
 
 def chart_span(counts: Sequence[MinuteCount], end: datetime) -> int:
-    """The minutes the claims chart shows: the shortest of :data:`SPANS` that holds every
-    minute of ``counts`` with claims (the last 24 hours at most)."""
+    """The minutes the claims chart shows.
+
+    It is the shortest of :data:`SPANS` that holds every minute of ``counts`` with claims.
+    It is at most the last 24 hours."""
     oldest = min((c.minute for c in counts if c.count > 0), default=end)
     needed = int((end - oldest).total_seconds() // 60) + 1
     return next((span for span in SPANS if span >= needed), MINUTES)
@@ -77,11 +78,12 @@ def span_text(span: int) -> str:
 
 
 def claims_chart(counts: Sequence[MinuteCount], end: datetime) -> SafeString:
-    """Messages claimed per minute over the window ending with minute ``end``
-    (:func:`chart_span`: the last hour up to the last 24 hours, whatever holds the data):
-    one bar per minute that had claims (a minute without a bar had none), grid lines
-    labelled in UTC, the y axis from 0 to a round maximum. The plot is as wide whatever the
-    window; a minute's bar is its share of it."""
+    """Messages claimed per minute over the window ending with minute ``end``.
+
+    :func:`chart_span` picks the window, from the last hour up to the last 24 hours. Each
+    minute that had claims gets one bar. A minute without a bar had none. Grid lines are
+    labelled in UTC. The y axis runs from 0 to a round maximum. The plot is as wide whatever
+    the window; a minute's bar is its share of it."""
     span = chart_span(counts, end)
     step, unit = SPANS[span], MINUTES / span  # minutes between labels; width of a minute
     left, top, plot_h, bottom, right = 72, 16, 200, 36, 24
@@ -176,9 +178,10 @@ class QueueDepth:
 
 
 def queue_chart(queues: Sequence[QueueDepth], label_chars: int = 44) -> SafeString:
-    """The queues as horizontal bars, deepest first, each labelled with its key (cut to
-    ``label_chars``, in full in the tooltip) and its depth; queues with no live holder in
-    the warning colour. Each label links to the queue's entries."""
+    """The queues as horizontal bars, deepest first, each labelled with its key and depth.
+
+    A key is cut to ``label_chars``, and shown in full in the tooltip. Queues with no live
+    holder take the warning colour. Each label links to the queue's entries."""
     left, bar_w, right, row_h, top = 560, 840, 120, 34, 8
     width = left + bar_w + right
     height = top * 2 + row_h * max(len(queues), 1)

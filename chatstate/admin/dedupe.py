@@ -1,4 +1,4 @@
-"""Admin page for the dedupe window; the ``delete_entries`` action that clears entries."""
+"""Admin page for the dedupe window, and the ``delete_entries`` action that clears entries."""
 
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ LOGGED_DELETIONS = 100
 class DedupeEntryAdmin(ChatStateAdmin):
     """The handled messages of each namespace's window, newest first.
 
-    Deleting entries clears them from the window: a redelivery of those messages is handled
-    again. Each namespace's window count (``DedupeWindow.head``) goes down by what was
-    deleted from it, in the same transaction, so trimming stays exact.
-    """
+    Deleting entries clears them from the window, so a redelivery of those messages is
+    handled again. Each namespace's window count, ``DedupeWindow.head``, goes down by what
+    was deleted from it. That happens in the same transaction, so trimming stays exact."""
 
     list_display = ("message_id_column", "adapter", "seq", "handled_ago")
     list_filter = (NamespaceFilter,)
@@ -44,10 +43,9 @@ class DedupeEntryAdmin(ChatStateAdmin):
     def has_delete_entries_permission(self, request: HttpRequest) -> bool:
         """Django's delete permission on dedupe entries allows ``delete_entries``.
 
-        (``has_delete_permission`` stays False, so neither Django's ``delete_selected``,
-        which loads every row, nor a change page's "Delete" is offered: both would leave the
-        window count wrong.)
-        """
+        ``has_delete_permission`` stays False. So Django's ``delete_selected``, which loads
+        every row, is not offered. Neither is a change page's "Delete". Both would leave the
+        window count wrong."""
         opts = self.opts
         codename = get_permission_codename("delete", opts)
         return request.user.has_perm(f"{opts.app_label}.{codename}")
@@ -55,10 +53,9 @@ class DedupeEntryAdmin(ChatStateAdmin):
     def term_filter(self, term: str, scope: SearchScope) -> Q:
         """A message id through the ``(namespace, adapter, message_id)`` index.
 
-        Every ``(namespace, adapter)`` pair is named, so each is one index probe; a term
-        ``adapter:message_id`` also matches that exact key; with a trigram index, a term
-        also matches the message ids containing it.
-        """
+        Every ``(namespace, adapter)`` pair is named, so each is one index probe. A term
+        ``adapter:message_id`` also matches that exact key. With a trigram index, a term
+        also matches the message ids containing it."""
         if not scope.namespaces:
             return Q(pk__in=[])
         using = scope.using
@@ -90,7 +87,7 @@ class DedupeEntryAdmin(ChatStateAdmin):
         permissions=["delete_entries"],
     )
     def delete_entries(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        """After a confirmation page, deletes the selected entries in one statement."""
+        """Delete the selected entries in one statement, after a confirmation page."""
         sample = list(queryset.order_by()[:20])
         if not request.POST.get("post"):
             context = {

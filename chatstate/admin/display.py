@@ -22,7 +22,7 @@ OL_BREADCRUMBS = django.VERSION >= (6, 0)
 
 
 def pretty_json(value: Any) -> SafeString:
-    """``value`` as indented, key-sorted JSON in a ``<pre>`` block (HTML-escaped)."""
+    """``value`` as indented, key-sorted JSON in an HTML-escaped ``<pre>`` block."""
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
     return format_html('<pre class="chatstate-json">{}</pre>', text)
 
@@ -49,7 +49,7 @@ def duration(delta: timedelta) -> str:
 
 
 def age(when: datetime | None, now: datetime) -> str:
-    """How long ago ``when`` was (``"-"`` when unknown)."""
+    """How long ago ``when`` was; ``"-"`` when unknown."""
     return "-" if when is None else duration(now - when)
 
 
@@ -61,31 +61,32 @@ def expiry(expires_at: datetime, now: datetime) -> str:
 
 
 def changelist_url(site_name: str, model_name: str, **params: str) -> str:
-    """The URL of a chatstate changelist, filtered by ``params`` (field=value)."""
+    """The URL of a chatstate changelist, filtered by ``params``, each field=value."""
     url = _changelist(site_name, model_name, get_urlconf(), get_script_prefix())
     return f"{url}?{urlencode(params)}" if params else url
 
 
 @lru_cache(maxsize=256)
 def _changelist(site_name: str, model_name: str, urlconf: Any, prefix: str) -> str:
-    """A changelist's URL under this URLconf and script prefix (a page links to it per row)."""
+    """A changelist's URL under this URLconf and script prefix; a page links to it per row."""
     return reverse(f"{site_name}:chatstate_{model_name}_changelist", urlconf=urlconf)
 
 
 def change_url(site_name: str, obj: Any) -> str:
-    """The URL of ``obj``'s (read-only) change page."""
+    """The URL of ``obj``'s read-only change page."""
     return reverse(f"{site_name}:chatstate_{obj._meta.model_name}_change", args=[obj.pk])
 
 
 def link(url: str, label: str) -> SafeString:
-    """An HTML link (label escaped)."""
+    """An HTML link, its label escaped."""
     return format_html('<a href="{}">{}</a>', url, label)
 
 
 def related_links(site_name: str, targets: list[tuple[str, str, dict[str, str]]]) -> SafeString:
-    """Links to filtered changelists, ``(model_name, label, params)`` each, one per line;
-    "-" for none. Callers pass only the targets whose rows exist (read by the page's query).
-    """
+    """Links to filtered changelists, one per line; "-" for none.
+
+    Each is ``(model_name, label, params)``. Callers pass only the targets whose rows exist,
+    as the page's query read them."""
     if not targets:
         return SafeString("-")
     links = [
@@ -99,7 +100,7 @@ BREAK_AFTER = re.compile(r"([:@./_-])")
 
 
 def breakable(text: str) -> SafeString:
-    """``text`` (escaped) that may wrap after ``:``, ``@``, ``.``, ``/``, ``_`` and ``-``."""
+    """``text``, escaped, that may wrap after ``:``, ``@``, ``.``, ``/``, ``_`` and ``-``."""
     pieces = BREAK_AFTER.split(text)
     return SafeString(
         "".join(str(escape(p)) + ("<wbr>" if BREAK_AFTER.fullmatch(p) else "") for p in pieces)
@@ -112,7 +113,7 @@ def utc_text(moment: datetime) -> str:
 
 
 def when(moment: datetime | None, now: datetime, suffix: str = "") -> SafeString:
-    """How long ago ``moment`` was (``"3m 12s ago"``), the exact UTC time in its tooltip."""
+    """How long ago ``moment`` was, like ``"3m 12s ago"``, the exact UTC time in its tooltip."""
     if moment is None:
         return SafeString("-")
     return format_html(
@@ -125,9 +126,10 @@ def when(moment: datetime | None, now: datetime, suffix: str = "") -> SafeString
 
 
 def id_column(field: str, description: str, with_namespace: bool = True) -> Any:
-    """A list column showing ``field`` (an id) so that it wraps between its parts; with
-    ``with_namespace``, the row's namespace beneath it where the page shows several
-    (``obj.show_namespace``)."""
+    """A list column showing the id ``field`` so that it wraps between its parts.
+
+    With ``with_namespace``, the row's namespace shows beneath it where the page shows
+    several namespaces. ``obj.show_namespace`` says so."""
 
     @admin.display(description=description, ordering=field)
     def column(model_admin: Any, obj: Any) -> SafeString:
@@ -154,7 +156,7 @@ def age_column(field: str, description: str, suffix: str = "") -> Any:
 
 
 def brief_value(value: Any, limit: int) -> str:
-    """A value as a preview shows it: a scalar as JSON (cut to ``limit``), else its size."""
+    """A value as a preview shows it: a scalar as JSON cut to ``limit``, else its size."""
     if isinstance(value, dict):
         return f"{{{len(value)} key{'' if len(value) == 1 else 's'}}}"
     if isinstance(value, list):
@@ -164,13 +166,12 @@ def brief_value(value: Any, limit: int) -> str:
 
 
 def state_preview(value: Any, limit: int = 120) -> SafeString:
-    """A state map in one line that names every top-level key (sorted), values as room allows.
+    """A state map in one line that names every top-level key, sorted, values as room allows.
 
-    ``turns: 3 · topic: "billing" · history: [12 items]``; when that is longer than
-    ``limit`` the values are cut shorter, then left out (keys only), and past that the keys
-    that do not fit are counted (``+4 more keys``). A value that is not a map is shown as
-    cut JSON. HTML-escaped.
-    """
+    It reads ``turns: 3 · topic: "billing" · history: [12 items]``. When that is longer than
+    ``limit``, the values are cut shorter, then left out. Past that, the keys that do not
+    fit are counted, like ``+4 more keys``. A value that is not a map shows as cut JSON. The
+    result is HTML-escaped."""
     if not isinstance(value, dict):
         return format_html("{}", short_json(value, limit))
     if not value:

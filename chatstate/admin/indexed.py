@@ -1,15 +1,15 @@
 """Index-backed building blocks that keep the admin fast on tables of millions of rows.
 
-Every chatstate table has an index whose leading column is ``namespace``; these helpers
-only ever read through such indexes:
+Every chatstate table has an index whose leading column is ``namespace``. These helpers only
+ever read through such indexes.
 
 - :func:`distinct_values` lists the distinct values of an indexed column with a loose index
-  scan (one index probe per distinct value), never a scan of the table;
+  scan. That is one index probe per distinct value, never a scan of the table.
 - :func:`distinct_leading_parts` lists the platforms of ``platform:channel:thread`` ids the
-  same way;
-- :class:`EstimatedCountPaginator` counts exactly only up to a bound, estimates beyond it
-  (PostgreSQL's planner), and caps how deep pages go, so no page runs ``COUNT(*)`` over the
-  table or an ``OFFSET`` of millions.
+  same way.
+- :class:`EstimatedCountPaginator` counts exactly only up to a bound. Beyond it, it takes
+  PostgreSQL's planner estimate. It caps how deep pages go. So no page runs ``COUNT(*)``
+  over the table or an ``OFFSET`` of millions.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ MAX_DISTINCT = 200
 def distinct_values(
     model: type[Model], using: str, column: str, where: dict[str, str] | None = None
 ) -> list[str]:
-    """The distinct non-null values of ``column`` (sorted, at most ``MAX_DISTINCT``).
+    """The distinct non-null values of ``column``, sorted, at most ``MAX_DISTINCT``.
 
-    ``where`` holds equality conditions on the columns before ``column`` in an index (e.g.
-    ``{"namespace": "ns"}`` for ``adapter``): the recursive query then reads one index entry
-    per distinct value (a "loose index scan"), on PostgreSQL and SQLite alike.
-    """
+    ``where`` holds equality conditions on the columns before ``column`` in an index. For
+    ``adapter``, that is ``{"namespace": "ns"}``. The recursive query then reads one index
+    entry per distinct value, a "loose index scan". It works on PostgreSQL and SQLite alike."""
     connection = connections[using]
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
@@ -57,13 +56,12 @@ def distinct_values(
 def distinct_leading_parts(
     model: type[Model], using: str, column: str, namespace: str, separator: str = ":"
 ) -> list[str]:
-    """The distinct first parts (before ``separator``) of ``column``'s values in ``namespace``.
+    """The distinct first parts of ``column``'s values in ``namespace``, before ``separator``.
 
-    For ids shaped ``platform:channel:thread`` these are the platforms. Like
-    :func:`distinct_values`, one index probe per part found (at most ``MAX_DISTINCT``): the
-    next probe starts past every id of the part just found, which needs text sorted by code
-    point (:func:`codepoint_collation`); elsewhere the answer is ``[]``.
-    """
+    For ids shaped ``platform:channel:thread`` these are the platforms. As in
+    :func:`distinct_values`, each part found costs one index probe, up to ``MAX_DISTINCT``.
+    The next probe starts past every id of the part just found. That needs text sorted by
+    code point; see :func:`codepoint_collation`. Elsewhere the answer is ``[]``."""
     connection = connections[using]
     if not codepoint_collation(using):
         return []
@@ -99,7 +97,7 @@ def distinct_leading_parts(
 
 
 def codepoint_collation(using: str) -> bool:
-    """Whether text sorts by code point on ``using`` (so a prefix is an index range)."""
+    """Whether text sorts by code point on ``using``, so a prefix is an index range."""
     connection = connections[using]
     if connection.vendor == "sqlite":
         return True  # BINARY collation: memcmp of UTF-8, i.e. code point order
@@ -124,12 +122,11 @@ def codepoint_collation(using: str) -> bool:
 class EstimatedCountPaginator(Paginator):
     """A paginator that never counts a whole table and never offsets past ``max_pages``.
 
-    ``count`` is exact up to ``exact_limit`` rows (a ``LIMIT``-bounded count). Beyond, it is
-    PostgreSQL's planner estimate for the filtered query (``count_qualifier`` "about"), or
-    on other databases the bound itself (``count_qualifier`` "more than"). Pages stop at
-    ``max_pages``: deeper rows are reached by searching or filtering, so a page never costs
-    an ``OFFSET`` of millions of rows.
-    """
+    ``count`` is exact up to ``exact_limit`` rows, by a ``LIMIT``-bounded count. Beyond
+    that, on PostgreSQL it is the planner's estimate for the filtered query, and
+    ``count_qualifier`` is "about". On other databases it is the bound itself, and
+    ``count_qualifier`` is "more than". Pages stop at ``max_pages``. Deeper rows are reached
+    by searching or filtering. So a page never costs an ``OFFSET`` of millions of rows."""
 
     exact_limit = 10_000
     max_pages = 1_000

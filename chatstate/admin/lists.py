@@ -1,4 +1,4 @@
-"""Admin page for capped lists (thread histories among them): length, newest item, expiry."""
+"""Admin page for capped lists, thread histories among them: length, newest item, expiry."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ ITEMS_SHOWN = 50
 
 
 def mark_list_facts(rows: list[Any], using: str) -> None:
-    """Set on each list row ``length`` and ``newest`` (its newest item; None when empty),
-    with one query for the page: two index probes a row (its oldest and newest position;
-    a list's items are one run of positions)."""
+    """Set ``length`` and ``newest`` on each list row, with one query for the page.
+
+    ``newest`` is its newest item, None when empty. Each row costs two index probes, at its
+    oldest and newest position. A list's items are one run of positions."""
     if not rows:
         return
     items = ListItem.objects.using(using).filter(
@@ -50,8 +51,9 @@ def mark_list_facts(rows: list[Any], using: str) -> None:
 
 
 class ListHeadAdmin(ChatStateAdmin):
-    """Each capped list, newest first: how long, its newest item, when it expires. A
-    thread's history (``history:<thread id>``) links to the thread's state."""
+    """Each capped list, newest first: how long, its newest item, when it expires.
+
+    A thread's history, ``history:<thread id>``, links to the thread's state."""
 
     list_display = ("key_column", "length", "newest_item", "expiry", "related")
     list_filter = (NamespaceFilter,)
@@ -78,8 +80,9 @@ class ListHeadAdmin(ChatStateAdmin):
         related.mark_existing(threads, using, ThreadState, "thread_id", "thread_id", "has_state")
 
     def term_filter(self, term: str, scope: SearchScope) -> Q:
-        """A list key as an id (exact, a prefix, its parts); a thread id or a
-        ``platform:channel`` also finds the history lists of those threads."""
+        """A list key as an id: exact, a prefix, or its parts.
+
+        A thread id or a ``platform:channel`` also finds the history lists of those threads."""
         condition = super().term_filter(term, scope)
         if scope.namespaces and not term.startswith(HISTORY_PREFIX):
             history = HISTORY_PREFIX + term
@@ -102,8 +105,9 @@ class ListHeadAdmin(ChatStateAdmin):
 
     @admin.display(description="expires", ordering="expires_at")
     def expiry(self, obj: ListHead) -> SafeString:
-        """``never``, ``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour (it
-        reads as empty; ``prune`` deletes it)."""
+        """``never``, ``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour.
+
+        An expired list reads as empty, and ``prune`` deletes it."""
         if obj.expires_at is None:
             return SafeString("never")
         text = display.expiry(obj.expires_at, self.now())

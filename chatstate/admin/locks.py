@@ -31,8 +31,9 @@ def holder_names(holders: dict[str, Any] | None) -> str:
 
 
 class LockAdmin(ChatStateAdmin):
-    """Who holds each thread lock (or its slots: "2 holders"), since when, until when, and
-    how deep its queue is."""
+    """Who holds each thread lock, since when, until when, and how deep its queue is.
+
+    A key held by slots shows "2 holders"."""
 
     list_display = (
         "key_column",
@@ -66,7 +67,7 @@ class LockAdmin(ChatStateAdmin):
     readonly_fields = fields
 
     def get_urls(self) -> list[URLPattern]:
-        """Adds the namespace overview (``admin:chatstate_lock_overview``)."""
+        """Add the namespace overview, ``admin:chatstate_lock_overview``."""
         overview_page = self.admin_site.admin_view(self.overview_view)
         return [
             path("overview/", overview_page, name="chatstate_lock_overview"),
@@ -86,16 +87,18 @@ class LockAdmin(ChatStateAdmin):
 
     @admin.display(description="owner", ordering="owner")
     def owner_column(self, obj: Lock) -> SafeString:
-        """The owner, or for a key held by slots how many hold it (``2 holders``; their
-        owners are on the detail page)."""
+        """The owner, or for a key held by slots how many hold it, like ``2 holders``.
+
+        The detail page names their owners."""
         if obj.holders is not None:
             return format_html('<span title="{}">{}</span>', holder_names(obj.holders), obj.held_by)
         return display.breakable(obj.owner)
 
     @admin.display(description="slot holders")
     def holders_table(self, obj: Lock) -> SafeString:
-        """Each slot holder (capped ``concurrent``), in arrival order: its owner, since when,
-        its lease, its metadata; "-" for a lock."""
+        """Each slot holder of a capped ``concurrent`` key, in arrival order.
+
+        It shows its owner, since when, its lease and its metadata. A lock shows "-"."""
         if obj.holders is None:
             return SafeString("-")
         now = self.now()
@@ -119,8 +122,9 @@ class LockAdmin(ChatStateAdmin):
 
     @admin.display(description="lease", ordering="expires_at")
     def expires(self, obj: Lock) -> SafeString:
-        """``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour (on two lines at
-        most: the list is narrow)."""
+        """``in 4m 10s``, or ``expired 2m 03s ago`` in the warning colour.
+
+        It takes two lines at most, since the list is narrow."""
         now, exact = self.now(), display.utc_text(obj.expires_at)
         if obj.expires_at > now:
             left = display.duration(obj.expires_at - now)
@@ -159,7 +163,7 @@ class LockAdmin(ChatStateAdmin):
         permissions=["change"],
     )
     def force_release(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """Releases each selected lock through the adapter and reports what was dropped."""
+        """Release each selected lock through the adapter, and report what was dropped."""
         using = queryset.db
         rows = queryset.values_list("namespace", "key", "owner", "holders")
         for namespace, key, owner, holders in rows:

@@ -1,5 +1,6 @@
-"""Admin page for the outbox: replies waiting to be delivered, and dead ones; the
-``requeue`` and ``discard`` actions, which go through the adapter."""
+"""Admin page for the outbox: replies waiting for delivery, and dead ones.
+
+Its ``requeue`` and ``discard`` actions go through the adapter."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from chatstate.models import OutboxMessage
 
 
 class OutboxStatusFilter(admin.SimpleListFilter):
-    """Waiting entries (to be sent, or being sent) or dead ones (an operator's to handle)."""
+    """Waiting entries, to be sent or being sent; or dead ones, for an operator to handle."""
 
     title = "status"
     parameter_name = "status"
@@ -50,8 +51,9 @@ def plural(count: int, word: str = "entry", words: str = "entries") -> str:
 
 
 class OutboxMessageAdmin(ChatStateAdmin):
-    """Replies committed with their messages and not yet delivered, oldest first (the order
-    of each thread's delivery)."""
+    """Replies committed with their messages and not yet delivered, oldest first.
+
+    That is the order of each thread's delivery."""
 
     list_display = (
         "thread_id_column",
@@ -87,8 +89,10 @@ class OutboxMessageAdmin(ChatStateAdmin):
 
     @admin.display(description="due")
     def due(self, obj: OutboxMessage) -> SafeString:
-        """When the entry is (or was) due: ``in 30s`` while it waits for a retry, ``now``
-        once due; ``-`` for a dead entry (never retried until requeued)."""
+        """When the entry is or was due.
+
+        It reads ``in 30s`` while the entry waits for a retry, and ``now`` once due. A dead
+        entry shows ``-``; it is never retried until requeued."""
         if obj.dead:
             return SafeString("-")
         now = self.now()
@@ -102,7 +106,7 @@ class OutboxMessageAdmin(ChatStateAdmin):
 
     @admin.display(description="status")
     def status(self, obj: OutboxMessage) -> SafeString:
-        """``dead`` (warning colour), ``sending`` (a dispatcher's lease runs), or
+        """``dead`` in the warning colour, ``sending`` while a dispatcher's lease runs, or
         ``waiting``."""
         if obj.dead:
             return SafeString('<span class="chatstate-orphan">dead</span>')
@@ -123,7 +127,7 @@ class OutboxMessageAdmin(ChatStateAdmin):
         permissions=["change"],
     )
     def requeue(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """Makes each selected dead entry due now, through the adapter."""
+        """Make each selected dead entry due now, through the adapter."""
         using, requeued, selected = queryset.db, 0, 0
         for namespace, ids in by_namespace(queryset).items():
             adapter = DatabaseStateAdapter(namespace=namespace, using=using)
@@ -138,9 +142,10 @@ class OutboxMessageAdmin(ChatStateAdmin):
         )
 
     def has_discard_permission(self, request: HttpRequest) -> bool:
-        """Django's delete permission on outbox entries allows ``discard`` (the rows go,
-        their replies are never sent). ``has_delete_permission`` stays False: Django's
-        ``delete_selected`` would bypass the adapter."""
+        """Django's delete permission on outbox entries allows ``discard``.
+
+        Discarded rows go, and their replies are never sent. ``has_delete_permission`` stays
+        False, since Django's ``delete_selected`` would bypass the adapter."""
         codename = get_permission_codename("delete", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
@@ -149,7 +154,7 @@ class OutboxMessageAdmin(ChatStateAdmin):
         permissions=["discard"],
     )
     def discard(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        """After a confirmation page, removes the selected entries through the adapter."""
+        """Remove the selected entries through the adapter, after a confirmation page."""
         if not request.POST.get("post"):
             context = {
                 **self.admin_site.each_context(request),

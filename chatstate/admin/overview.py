@@ -1,5 +1,7 @@
-"""The namespace overview: claims per minute and queue depths as charts, queues with no
-live holder, counts per model, the oldest held lock, the deepest queue."""
+"""The namespace overview.
+
+It charts claims per minute and queue depths. It lists queues with no live holder and counts
+rows per model. It shows the oldest held lock and the deepest queue."""
 
 from __future__ import annotations
 
@@ -50,13 +52,15 @@ class ModelCount:
 
 
 def bounded_count(queryset: Any) -> str:
-    """The row count as the changelists give it: exact up to ``exact_limit`` rows (an index
-    range), beyond it PostgreSQL's estimate ("about …") or "more than …" elsewhere."""
+    """The row count as the changelists give it.
+
+    It is exact up to ``exact_limit`` rows, from an index range. Beyond that it is
+    PostgreSQL's estimate, "about …", or "more than …" elsewhere."""
     return EstimatedCountPaginator(queryset.order_by("pk"), 1).count_label
 
 
 def namespaces(using: str) -> list[str]:
-    """Every namespace with at least one row in some chatstate table (index probes only)."""
+    """Every namespace with at least one row in some chatstate table, by index probes only."""
     found: set[str] = set()
     for model in MODELS:
         found.update(distinct_values(model, using, "namespace"))
@@ -64,7 +68,7 @@ def namespaces(using: str) -> list[str]:
 
 
 def overview_context(site: AdminSite, request: HttpRequest, using: str) -> dict[str, Any]:
-    """What the overview page shows for the namespace in ``?namespace=`` (else the first)."""
+    """What the overview page shows for the namespace in ``?namespace=``, else the first."""
     names = namespaces(using)
     namespace = request.GET.get("namespace") or (names[0] if names else "")
     now: datetime = timezone.now()

@@ -1,11 +1,11 @@
 """What a page's rows show from other tables, read for the whole page at once.
 
-A changelist page shows up to 100 rows; for each, whether the thread has a lock, a
-subscription, a state, how deep its queue is, when its holder's lease ends. These are read
-with one query per other table for all the rows of the page (``namespace IN … AND id IN
-…``, through the ``(namespace, id)`` indexes), never one per row, and never for rows the
-page skips (an ``OFFSET`` of thousands would otherwise pay for each skipped row).
-"""
+A changelist page shows up to 100 rows. For each thread it shows whether it has a lock, a
+subscription and a state. It shows how deep its queue is, and when its holder's lease ends.
+These are read with one query per other table for all the rows of the page. The queries use
+the ``(namespace, id)`` indexes: ``namespace IN … AND id IN …``. Nothing is read per row,
+and nothing for rows the page skips. Otherwise an ``OFFSET`` of thousands would pay for each
+skipped row."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def _keys(rows: Sequence[Any], row_id: str) -> tuple[set[str], set[str]]:
 def mark_existing(
     rows: Sequence[Any], using: str, model: type[Model], column: str, row_id: str, attr: str
 ) -> None:
-    """Set ``attr`` on each row: whether ``model`` has a row with the row's namespace and
-    ``column`` equal to the row's ``row_id``."""
+    """Set ``attr`` on each row: whether ``model`` has a row matching it.
+
+    A match has the row's namespace, and ``column`` equal to the row's ``row_id``."""
     if not rows:
         return
     namespaces, ids = _keys(rows, row_id)
@@ -56,7 +57,7 @@ def mark_queue_depths(rows: Sequence[Any], using: str, attr: str = "queue_depth"
 
 
 def mark_lock_expiry(rows: Sequence[Any], using: str, attr: str = "lock_expires_at") -> None:
-    """Set ``attr`` on each pending-entry row: when its key's lock expires (None: no lock)."""
+    """Set ``attr`` on each pending-entry row: when its key's lock expires; None without a lock."""
     if not rows:
         return
     namespaces, keys = _keys(rows, "key")

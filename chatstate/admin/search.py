@@ -1,25 +1,25 @@
 """What one admin search term matches, through an index on every database.
 
-Ids are matched exactly (case, accents and spaces count), and:
+Ids are matched exactly: case, accents and spaces count. Other matches depend on the term.
 
-- a term ending in ``*`` matches the ids that start with the rest (an index range where text
-  sorts by code point);
-- on PostgreSQL with the trigram indexes of migration 0006 (extension ``pg_trgm``), a term
-  with a run of at least three letters or digits matches every id containing it
-  (``C-support`` finds ``slack:C-support:1700000000.1``): the GIN index answers ``LIKE``.
-  A term that starts with a platform of the ids (``slack:C-supp``) matches the ids that
-  start with it, through the ``(namespace, id)`` index: the platform's letters are in
-  every id, so the trigram index would read most of itself;
-- elsewhere (SQLite, PostgreSQL without ``pg_trgm``, and for shorter terms), a term matches
-  the ids it is a whole part of, for ids shaped ``platform:channel:thread``: the leading
-  parts (``slack:C-support`` finds its threads) or the parts after the platform
-  (``C-support`` finds ``slack:C-support`` and its threads). Each is an index range per
-  namespace and platform; the platforms come from a loose index scan.
+- A term ending in ``*`` matches the ids that start with the rest. That is an index range
+  where text sorts by code point.
+- PostgreSQL may have the trigram indexes of migration 0007, with extension ``pg_trgm``.
+  There a term with a run of at least three letters or digits matches every id containing
+  it. ``C-support`` finds ``slack:C-support:1700000000.1``. The GIN index answers the
+  ``LIKE``. A term that starts with a platform of the ids, like ``slack:C-supp``, matches
+  the ids that start with it. The ``(namespace, id)`` index serves it. The platform's
+  letters are in every id, so the trigram index would read most of itself.
+- Elsewhere, a term matches the ids it is a whole part of, for ids shaped
+  ``platform:channel:thread``. That covers SQLite, PostgreSQL without ``pg_trgm``, and
+  shorter terms. The term may be the leading parts: ``slack:C-support`` finds its threads.
+  It may be the parts after the platform: ``C-support`` finds ``slack:C-support`` and its
+  threads. Each is an index range per namespace and platform. A loose index scan finds the
+  platforms.
 
-The tables of live locks and queued messages are small and have no trigram index (they are
-written on every message cycle): their keys and owners are matched by substring with a
-scan, on every database.
-"""
+The tables of live locks and queued messages are small. They have no trigram index, since
+every message cycle writes them. Their keys and owners are matched by substring with a scan,
+on every database."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from django.db.models.lookups import GreaterThan
 
 from chatstate.admin.indexed import codepoint_collation, distinct_leading_parts, distinct_values
 
-#: (table, column) → the trigram index migration 0006 creates where ``pg_trgm`` exists.
+#: (table, column) → the trigram index migration 0007 creates where ``pg_trgm`` exists.
 TRIGRAM_INDEXES: dict[tuple[str, str], str] = {
     ("chatstate_subscription", "thread_id"): "chatstate_subscription_trgm",
     ("chatstate_threadstate", "thread_id"): "chatstate_threadstate_trgm",
@@ -48,11 +48,10 @@ SEPARATOR = ":"
 
 
 def valid_trigram_indexes(using: str) -> frozenset[str]:
-    """The names of the trigram indexes usable on ``using`` (none outside PostgreSQL).
+    """The names of the trigram indexes usable on ``using``; none outside PostgreSQL.
 
-    Read from the catalog on each call (one query), so an index built or dropped later is
-    seen at once; an index left invalid by an interrupted build does not count.
-    """
+    Each call reads the catalog in one query. So an index built or dropped later is seen at
+    once. An index left invalid by an interrupted build does not count."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return frozenset()
@@ -84,7 +83,7 @@ class SearchScope:
         namespaces: list[str] | None = None,
         trigram: frozenset[str] | None = None,
     ) -> SearchScope:
-        """The scope of a search of ``model`` (namespaces and indexes read unless given)."""
+        """The scope of a search of ``model``; namespaces and indexes are read unless given."""
         return cls(
             model=model,
             using=using,
@@ -108,7 +107,7 @@ class SearchScope:
         )
 
     def platforms(self, column: str, namespace: str) -> list[str]:
-        """The leading parts of ``column``'s ids in ``namespace`` (read once per search)."""
+        """The leading parts of ``column``'s ids in ``namespace``, read once per search."""
         key = (column, namespace)
         if key not in self._platforms:
             self._platforms[key] = distinct_leading_parts(
@@ -118,18 +117,17 @@ class SearchScope:
 
 
 def is_prefix_term(term: str) -> bool:
-    """Whether ``term`` asks for a prefix (``slack:C1:*``)."""
+    """Whether ``term`` asks for a prefix, like ``slack:C1:*``."""
     return term.endswith("*") and len(term) > 1
 
 
 def prefix_condition(column: str, prefix: str, codepoint: bool) -> Q:
     """``column`` starts with ``prefix``: an index range where text sorts by code point.
 
-    There the range ``[prefix, prefix with its last character's successor)`` holds exactly
-    the ids starting with ``prefix`` (case-sensitively, on SQLite too), so no ``LIKE`` goes
-    beside it: PostgreSQL would AND in a scan of the trigram index for it. Elsewhere,
-    ``startswith``.
-    """
+    There the range from ``prefix`` up to ``prefix`` with its last character's successor
+    holds exactly the ids starting with ``prefix``. It is case-sensitive, on SQLite too. So
+    no ``LIKE`` goes beside it; PostgreSQL would AND in a scan of the trigram index for it.
+    Elsewhere, ``startswith``."""
     if not codepoint or not prefix or ord(prefix[-1]) >= 0x10FFFF:
         return Q(**{f"{column}__startswith": prefix})
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -137,16 +135,16 @@ def prefix_condition(column: str, prefix: str, codepoint: bool) -> Q:
 
 
 def whole_part_condition(column: str, part: str, codepoint: bool) -> Q:
-    """``column`` is ``part`` or starts with ``part:`` (``part`` is its leading parts)."""
+    """``column`` is ``part`` or starts with ``part:``; ``part`` is its leading parts."""
     return Q(**{column: part}) | prefix_condition(column, part + SEPARATOR, codepoint)
 
 
 def id_condition(column: str, term: str, scope: SearchScope) -> Q:
-    """The rows whose ``column`` (second in a ``(namespace, column)`` index) ``term`` matches.
+    """The rows whose ``column`` ``term`` matches; ``column`` is second in a ``(namespace,
+    column)`` index.
 
-    Every condition names the namespaces, so PostgreSQL and SQLite probe the composite
-    index once per namespace. No namespace at all matches nothing.
-    """
+    Every condition names the namespaces. So PostgreSQL and SQLite probe the composite index
+    once per namespace. No namespace at all matches nothing."""
     if not scope.namespaces:
         return Q(pk__in=[])
     in_scope = Q(namespace__in=scope.namespaces)
@@ -170,11 +168,10 @@ def id_condition(column: str, term: str, scope: SearchScope) -> Q:
 
 
 def scan_condition(columns: Sequence[str], term: str, scope: SearchScope) -> Q:
-    """Rows whose ``columns`` contain ``term`` (or start with it, for ``prefix*``): a scan.
+    """Rows whose ``columns`` contain ``term``, or start with it for ``prefix*``; a scan.
 
-    Case-sensitive on every database (``instr``/``strpos``, not SQLite's ``LIKE``); for the
-    small tables of live locks and queued messages.
-    """
+    It is case-sensitive on every database: it uses ``instr`` or ``strpos``, not SQLite's
+    ``LIKE``. It serves the small tables of live locks and queued messages."""
     if not scope.namespaces:
         return Q(pk__in=[])
     matches = Q(pk__in=[])
@@ -187,8 +184,9 @@ def scan_condition(columns: Sequence[str], term: str, scope: SearchScope) -> Q:
 
 
 def help_text(kind: str, substring: bool) -> str:
-    """The search box's hint for ``kind`` ("id", "message", "lock", "list") and the search
-    offered."""
+    """The search box's hint for ``kind``, and the search offered.
+
+    ``kind`` is "id", "message", "lock" or "list"."""
     if kind == "list":
         return (
             "An exact list key; a thread id or platform:channel (finds their histories); "

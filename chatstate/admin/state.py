@@ -16,7 +16,7 @@ from chatstate.models import Lock, Subscription, ThreadState
 
 
 def thread_targets(obj: Any, thread_id: str) -> list[tuple[str, str, dict[str, str]]]:
-    """The related pages of a thread that exist (read for the page by ``add_page_facts``)."""
+    """The related pages of a thread that exist; ``add_page_facts`` reads them for the page."""
     targets = [
         ("lock", "lock", "has_lock", {"key": thread_id}),
         ("subscription", "subscription", "has_subscription", {"thread_id": thread_id}),
@@ -52,7 +52,7 @@ class SubscriptionAdmin(ChatStateAdmin):
 
     @admin.action(description="Unsubscribe the selected threads", permissions=["change"])
     def unsubscribe(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """Unsubscribes each selected thread through the adapter."""
+        """Unsubscribe each selected thread through the adapter."""
         using = queryset.db
         threads = list(queryset.values_list("namespace", "thread_id"))
         for namespace, thread_id in threads:

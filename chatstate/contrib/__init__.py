@@ -1,1 +1,1 @@
-"""Integrations with other projects, each behind its own extra (``chatstate[celery]``)."""
+"""Integrations with other projects, each behind its own extra, like ``chatstate[celery]``."""

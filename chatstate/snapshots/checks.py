@@ -1,9 +1,8 @@
-"""The checks every snapshot reader shares: identifiers, dedupe keys, strategies, timestamps,
-text every backend can store, JSON values, and the JSON paths problems are reported at.
+"""The checks every snapshot reader shares, and the JSON paths problems are reported at.
 
-Public API of the snapshot scanner (``chatstate.snapshots.scan``) and of the streaming reader
-(``chatstate.snapshots.files``). Pure Python; no Django import.
-"""
+They cover identifiers, dedupe keys, strategies, timestamps, text every backend can store,
+and JSON values. The snapshot scanner (``chatstate.snapshots.scan``) and the streaming
+reader (``chatstate.snapshots.files``) use them. Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -54,7 +53,9 @@ _loads = json.JSONDecoder().decode
 
 
 def text_problem(value: str) -> str | None:
-    """What no backend can store in ``value`` (a NUL character, a lone surrogate), or None."""
+    """What no backend can store in ``value``, or None.
+
+    That is a NUL character or a lone surrogate."""
     if value.isascii():
         return "contains a NUL character (U+0000)" if "\x00" in value else None
     match = _BAD_TEXT.search(value)
@@ -67,8 +68,9 @@ def text_problem(value: str) -> str | None:
 
 
 def id_problem(value: object) -> str | None:
-    """Why ``value`` is not an identifier (a non-empty str of at most 255 characters that
-    every backend can store), or None when it is one."""
+    """Why ``value`` is not an identifier, or None when it is one.
+
+    An identifier is a non-empty str of at most 255 characters that every backend can store."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
         return EXPECTED_ID
     return text_problem(value)
@@ -84,8 +86,9 @@ def as_id(value: object) -> str | None:
 
 
 def all_ids(values: list[Any]) -> bool:
-    """Whether every item of ``values`` is an identifier, in a few C-level passes (no Python
-    step per item): ``as_id(v) is not None`` for each ``v``."""
+    """Whether every item of ``values`` is an identifier: ``as_id(v) is not None`` for each.
+
+    It takes a few C-level passes, with no Python step per item."""
     try:
         text = "".join(values)  # a TypeError unless every item is a str
     except TypeError:
@@ -98,8 +101,9 @@ def all_ids(values: list[Any]) -> bool:
 
 
 def dedupe_key_problem(value: object) -> tuple[str, str] | None:
-    """``(sub_path, message)`` of why ``value`` is not a dedupe key ``[adapter,
-    message_id]`` (``sub_path`` is ``""`` or ``"[0]"``/``"[1]"``), or None when it is one."""
+    """Why ``value`` is not a dedupe key ``[adapter, message_id]``, or None when it is one.
+
+    The result is ``(sub_path, message)``. ``sub_path`` is ``""``, ``"[0]"`` or ``"[1]"``."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return "", EXPECTED_DEDUPE_KEY
     for index, half in enumerate(value):
@@ -134,7 +138,7 @@ def as_dedupe_key(value: object) -> DedupeKey | None:
 
 
 def as_strategy(value: object) -> str | None:
-    """The plain ``str`` name of a known strategy (a ``str`` enum member works too)."""
+    """The plain ``str`` name of a known strategy; a ``str`` enum member works too."""
     if isinstance(value, str):
         for name in STRATEGIES:
             if value == name:
@@ -143,8 +147,9 @@ def as_strategy(value: object) -> str | None:
 
 
 def is_timestamp(value: object) -> bool:
-    """An ISO 8601 string with a UTC offset of zero (``Z`` or ``+00:00``), read by the one
-    grammar of :mod:`chatstate.isotime` on every Python version."""
+    """Whether ``value`` is an ISO 8601 string with a UTC offset of zero, ``Z`` or ``+00:00``.
+
+    It is read by the one grammar of :mod:`chatstate.isotime` on every Python version."""
     return is_utc_timestamp(value)
 
 
@@ -161,20 +166,22 @@ def short_repr(key: object) -> str:
 
 
 def key_path(base: str, key: object) -> str:
-    """``base['key']``: an entry of a map section (``thread_state['t1']``)."""
+    """``base['key']``: an entry of a map section, like ``thread_state['t1']``."""
     return f"{base}[{short_repr(key)}]"
 
 
 def field_path(base: str, name: object) -> str:
-    """``base.name`` for an identifier-like ``str``, else ``base['na me']``/``base[3]``."""
+    """``base.name`` for an identifier-like ``str``, else ``base['na me']`` or ``base[3]``."""
     if isinstance(name, str) and _IDENTIFIER.fullmatch(name):
         return f"{base}.{name}" if base != "$" else name
     return f"{base}[{short_repr(name)}]"
 
 
 def path_of(components: Iterable[object], map_sections: Iterable[str] = ()) -> str:
-    """The path of ``components`` (keys and indexes from the top): ``$`` for none; a key of
-    one of ``map_sections`` as ``['key']``; long paths keep their first 8 and last 3 steps."""
+    """The path of ``components``, the keys and indexes from the top.
+
+    No components give ``$``. A key of one of ``map_sections`` reads ``['key']``. Long paths
+    keep their first 8 and last 3 steps."""
     steps = list(components)
     path = "$"
     sections = set(map_sections)
@@ -196,8 +203,9 @@ def path_of(components: Iterable[object], map_sections: Iterable[str] = ()) -> s
 
 
 def text_depth(text: str, start: int = 0, end: int | None = None) -> int:
-    """How deep arrays and objects nest in the JSON ``text[start:end]`` (which may stop
-    anywhere: inside a string that does not end, brackets do not count)."""
+    """How deep arrays and objects nest in the JSON ``text[start:end]``.
+
+    The text may stop anywhere. Brackets inside a string that does not end do not count."""
     part = text[start:end]
     if "[" not in part and "{" not in part:
         return 0
@@ -217,8 +225,10 @@ def may_nest_deeper(text: str, start: int, end: int, limit: int) -> bool:
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: ``path: message``; ``not_json`` for a value no JSON text can hold (a set,
-    an object, NaN, a non-``str`` key), which ``load_snapshot`` raises as ``TypeError``."""
+    """One problem: ``path: message``.
+
+    ``not_json`` marks a value no JSON text can hold: a set, an object, NaN, a non-``str``
+    key. ``load_snapshot`` raises those as ``TypeError``."""
 
     path: str
     message: str
@@ -229,7 +239,9 @@ class Problem:
 
 
 class Problems:
-    """Problems in the order found: the first ``cap`` kept (all when ``None``), all counted."""
+    """Problems in the order found: the first ``cap`` kept, all counted.
+
+    A ``cap`` of ``None`` keeps all."""
 
     def __init__(self, cap: int | None = None) -> None:
         self.cap = cap
@@ -248,11 +260,12 @@ class Problems:
 
 
 def json_copy(value: object, path: str, above: int, strict: bool) -> tuple[Any, list[Problem]]:
-    """``(copy, [])`` when ``value`` is a JSON value every backend can store, nested in
-    ``above`` levels of the document, else ``(None, problems)`` with a path each.
+    """``(copy, [])`` when ``value`` is a JSON value every backend can store.
 
-    The copy is ``value``'s JSON round trip: shares nothing with it. Strict: a tuple or a
-    non-``str`` key is a problem; lenient, they become a list and a ``str`` key."""
+    Else ``(None, problems)``, with a path each. ``above`` is how many levels of the
+    document hold ``value``. The copy is ``value``'s JSON round trip and shares nothing with
+    it. A strict read finds a problem in a tuple or a non-``str`` key. A lenient read turns
+    them into a list and a ``str`` key."""
     try:
         text = _dumps(value)
     except (TypeError, ValueError, RecursionError):
@@ -281,8 +294,9 @@ def _kind(value: object) -> str:
 
 
 def _walk(value: object, path: str, above: int, strict: bool) -> list[Problem]:
-    """Every problem of ``value`` (iterative: any depth, reference cycles included); paths
-    longer than 160 characters keep their start and end."""
+    """Every problem of ``value``, at any depth, reference cycles included.
+
+    Paths longer than 160 characters keep their start and end."""
     return [
         Problem(p.path[:100] + "..." + p.path[-50:], p.message, p.not_json)
         if len(p.path) > 160

@@ -1,13 +1,13 @@
 """JSON text as snapshots read it, and where a refusal is.
 
-Snapshots are read by the stdlib's decoder (its C scanner: every message is the running
-interpreter's own) with four refusals: ``NaN``/``Infinity``, a key repeated in one object,
-an integer of more than 4300 digits (on every Python, whatever its ``int_max_str_digits``)
-and arrays/objects nested more than 512 deep. The decoder's hooks cannot say *where* a
-refusal is, so :func:`locate` walks the text again to find it as a JSON path; both
-``Snapshot.from_json`` and the streaming reader report it as ``path: invalid JSON: what:
-line L column C (char N)``. Pure Python; no Django import.
-"""
+Snapshots are read by the stdlib's decoder. Its C scanner gives every message in the running
+interpreter's own words. It refuses four things. These are ``NaN`` and ``Infinity``, a key
+repeated in one object, an integer of more than 4300 digits, and nesting more than 512 deep.
+The integer limit holds on every Python, whatever its ``int_max_str_digits``.
+
+The decoder's hooks cannot say *where* a refusal is. So :func:`locate` walks the text again
+to find it as a JSON path. ``Snapshot.from_json`` and the streaming reader both report it as
+``path: invalid JSON: what: line L column C (char N)``. Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 class JsonRefusal(ValueError):
-    """Valid JSON syntax the snapshot reader refuses (raised by the decoder's hooks)."""
+    """Valid JSON syntax the snapshot reader refuses; the decoder's hooks raise it."""
 
 
 def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def no_constant(name: str) -> Any:
-    """``parse_constant``: always ``JsonRefusal`` (NaN and Infinity are not JSON)."""
+    """``parse_constant``: always ``JsonRefusal``, since NaN and Infinity are not JSON."""
     raise JsonRefusal(f"{name} is not valid JSON")
 
 
@@ -61,8 +61,9 @@ def _checked_int(text: str) -> int:
 
 
 def _c_limit_is_ours() -> bool:
-    """Whether the interpreter itself refuses integers of more than 4300 digits (before
-    converting them, in linear time)."""
+    """Whether the interpreter itself refuses integers of more than 4300 digits.
+
+    It must refuse them before converting them, in linear time."""
     get = getattr(sys, "get_int_max_str_digits", None)
     return get is not None and get() == MAX_INT_DIGITS
 
@@ -79,7 +80,7 @@ TRUSTED_SCAN: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads(text)`` with the refusals above (the nesting depth excepted)."""
+    """``json.loads(text)`` with the refusals above, except the nesting depth."""
     return json.loads(
         text,
         object_pairs_hook=unique_pairs,
@@ -123,7 +124,7 @@ def problem(path: str, detail: str, line: int, column: int, char: int) -> str:
 
 
 def line_column(text: str, at: int) -> tuple[int, int]:
-    """Line and column (both from 1) of character ``at`` of ``text``, as ``json`` counts."""
+    """Line and column of character ``at`` of ``text``, both from 1, as ``json`` counts."""
     line = text.count("\n", 0, at) + 1
     return line, at - text.rfind("\n", 0, at)
 
@@ -131,15 +132,14 @@ def line_column(text: str, at: int) -> tuple[int, int]:
 def locate(
     text: str, pos: int, steps: list[object], depth: int, complete: bool = True
 ) -> Found | None:
-    """The first refusal in the JSON value at ``text[pos]`` (after blanks), in the order
-    ``json.loads`` with the hooks above meets them (a repeated key when its object closes),
-    plus nesting deeper than 512 levels; ``depth`` counts the arrays/objects around ``pos``.
+    """The first refusal in the JSON value at ``text[pos]``, after blanks.
 
-    ``None`` when the value has none before its first syntax error (or none at all).
-    ``complete``: the text is the whole document; else a number reaching its end may go on.
-    Iterative: each container's children are checked by the C scanner, and only the first
-    one it refuses is walked into.
-    """
+    Refusals come in the order ``json.loads`` with the hooks above meets them. A repeated
+    key counts when its object closes. Nesting deeper than 512 levels counts too. ``depth``
+    counts the arrays and objects around ``pos``. ``None`` when the value has no refusal
+    before its first syntax error. ``complete`` means the text is the whole document.
+    Otherwise a number reaching its end may go on. The walk is iterative. The C scanner
+    checks each container's children, and only the first one it refuses is walked into."""
     while True:
         pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
         char = text[pos : pos + 1]
@@ -168,8 +168,10 @@ def _scalar(text: str, pos: int, steps: list[object], complete: bool) -> Found |
 
 
 def _probe(text: str, pos: int, depth: int) -> tuple[bool, int] | None:
-    """``(refused, end)`` of the value at ``pos``: whether the C scanner refuses it (or it
-    nests too deep) and where it ends; ``None`` on a syntax error."""
+    """``(refused, end)`` of the value at ``pos``; ``None`` on a syntax error.
+
+    ``refused`` says whether the C scanner refuses it or it nests too deep. ``end`` is where
+    it ends."""
     budget = MAX_DEPTH - depth
     try:
         _, end = SCAN(text, pos)
@@ -182,8 +184,7 @@ def _probe(text: str, pos: int, depth: int) -> tuple[bool, int] | None:
 
 
 def nests_deeper(text: str, start: int, end: int, limit: int) -> bool:
-    """Whether ``text[start:end]`` (JSON, complete or cut short) nests deeper than
-    ``limit``."""
+    """Whether ``text[start:end]`` nests deeper than ``limit``; the JSON may be cut short."""
     return may_nest_deeper(text, start, end, limit) and text_depth(text, start, end) > limit
 
 
@@ -242,9 +243,10 @@ def _array(text: str, pos: int, steps: list[object], depth: int, complete: bool)
 
 
 def document_problem(text: str, exc: BaseException | None) -> str:
-    """The problem line for the JSON document ``text`` that ``loads`` refused with ``exc``
-    (``None``: it loaded, but may nest too deep): the located refusal, else the exception's
-    own words at ``$``."""
+    """The problem line for the JSON document ``text`` that ``loads`` refused with ``exc``.
+
+    It is the located refusal, else the exception's own words at ``$``. ``exc`` is ``None``
+    when the text loaded but may nest too deep."""
     start = _WS.match(text).end()  # type: ignore[union-attr]
     found = locate(text, start, [], 0)
     if found is None:
@@ -254,5 +256,5 @@ def document_problem(text: str, exc: BaseException | None) -> str:
 
 
 def too_deep(text: str, end: int | None = None) -> bool:
-    """Whether the JSON ``text`` (up to ``end``) nests deeper than 512 levels."""
+    """Whether the JSON ``text``, up to ``end``, nests deeper than 512 levels."""
     return nests_deeper(text, 0, len(text) if end is None else end, MAX_DEPTH)

@@ -1,14 +1,14 @@
-"""The checks of the two sections snapshot version 3 added, entry by entry, with JSON paths:
+"""The checks of the two sections snapshot version 3 added, entry by entry, with JSON paths.
 
-- ``lists``: capped lists (the thread histories among them, keyed ``history:<thread_id>``),
-  ``{key: {"items": [JSON values...], "expires_at": ISO 8601 UTC or null}}``;
-- ``outbox``: the replies waiting to be delivered, oldest first, each ``{"key",
-  "thread_id", "payload", "attempts", "dead", "created_at"[, "due_at"]}``.
+- ``lists``: capped lists, ``{key: {"items": [...], "expires_at": ...}}``. The items are
+  JSON values. ``expires_at`` is ISO 8601 UTC or null. Thread histories are among them,
+  keyed ``history:<thread_id>``.
+- ``outbox``: the replies waiting for delivery, oldest first. Each is ``{"key", "thread_id",
+  "payload", "attempts", "dead", "created_at"}``, with an optional ``"due_at"``.
 
-:class:`ListsOutboxScan` is a part of :class:`chatstate.snapshots.scan.Scan`; the streaming
-reader of :mod:`chatstate.snapshots.files` calls the same per-entry functions one entry at a time.
-Pure Python; no Django import.
-"""
+:class:`ListsOutboxScan` is a part of :class:`chatstate.snapshots.scan.Scan`. The streaming
+reader of :mod:`chatstate.snapshots.files` calls the same per-entry functions, one entry at
+a time. Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def _unknown(path: str, name: object) -> Problem:
 
 
 def list_key_problem(key: object) -> str | None:
-    """Why ``key`` cannot name a list (a non-empty ``str`` of at most 320 characters every
-    backend can store), as the problem of its entry; None when it can."""
+    """Why ``key`` cannot name a list, as the problem of its entry; None when it can.
+
+    A list key is a non-empty ``str`` of at most 320 characters every backend can store."""
     if not isinstance(key, str) or not 0 < len(key) <= MAX_LIST_KEY_LENGTH:
         return EXPECTED_LIST_KEY
     problem = text_problem(key)
@@ -71,11 +72,12 @@ def list_entry(
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
     """``(list, problems)`` of one list: ``{"items": [...], "expires_at": ISO or None}``.
 
-    Strict: every problem; the list only when there is none. Lenient (one problem per value
-    dropped): a list whose ``items`` is not an array is dropped whole; a bad item is dropped
-    from it; a bad ``expires_at`` becomes null, a missing one is null (not counted); an
-    unknown key is dropped. Items are checked as state values are (JSON that survives a
-    round trip, storable text, at most 512 levels deep in the document)."""
+    A strict read reports every problem, and gives the list only when there is none. A
+    lenient read counts one problem per value dropped. A list whose ``items`` is not an
+    array is dropped whole. A bad item is dropped from it. A bad ``expires_at`` becomes
+    null. A missing one is null and not counted. An unknown key is dropped. Items are
+    checked as state values are. They must survive a JSON round trip, hold storable text,
+    and nest at most 512 levels deep in the document."""
     if not isinstance(value, Mapping):
         return None, [Problem(path, EXPECTED_OBJECT, _not_json(value))]
     items = value.get("items")
@@ -110,13 +112,14 @@ def list_entry(
 def outbox_entry(
     index: int, raw: object, strict: bool
 ) -> tuple[str | None, dict[str, Any] | None, list[Problem]]:
-    """``(key, entry, problems)`` of the outbox entry at ``index`` on its own (whether its key
-    repeats an earlier entry's is the caller's). ``key`` is its key when that is valid.
+    """``(key, entry, problems)`` of the outbox entry at ``index`` on its own.
 
-    Strict: every problem; the entry only when there is none. Lenient: an entry with a bad
-    ``key``, ``thread_id``, ``payload``, ``attempts``, ``dead`` or ``created_at`` is dropped
-    whole (its first problem); a bad ``due_at`` or an unknown key is dropped from it (one
-    problem each; a null ``due_at`` is dropped without one)."""
+    Whether its key repeats an earlier entry's is for the caller to judge. ``key`` is its
+    key when that is valid. A strict read reports every problem, and gives the entry only
+    when there is none. A lenient read drops the entry whole, with its first problem, when
+    its ``key``, ``thread_id``, ``payload``, ``attempts``, ``dead`` or ``created_at`` is
+    bad. A bad ``due_at`` or an unknown key is dropped from it, one problem each. A null
+    ``due_at`` is dropped without one."""
     path = f"outbox[{index}]"
     if not isinstance(raw, Mapping):
         return None, None, [Problem(path, EXPECTED_OBJECT, _not_json(raw))]
@@ -159,22 +162,25 @@ def outbox_entry(
 
 
 class ListsOutboxScan:
-    """The ``lists`` and ``outbox`` rules of :class:`chatstate.snapshots.scan.Scan` (whose
-    ``strict`` and ``problems`` these methods use)."""
+    """The ``lists`` and ``outbox`` rules of :class:`chatstate.snapshots.scan.Scan`.
+
+    These methods use the scan's ``strict`` and ``problems``."""
 
     strict: bool
     problems: Problems
 
     def list_value(self, path: str, value: object) -> dict[str, Any] | None:
-        """One list as kept, or ``None``; its problems recorded (lenient: one per drop)."""
+        """One list as kept, or ``None``; its problems recorded, one per drop when lenient."""
         kept, problems = list_entry(path, value, self.strict)
         for problem in problems:
             self.problems.add(problem)
         return kept
 
     def outbox(self, items: Iterable[Any]) -> list[dict[str, Any]]:
-        """The kept outbox entries, in order: each valid, the first with its key (strict: a
-        key repeats any earlier entry's valid key; lenient: an earlier kept entry's)."""
+        """The kept outbox entries, in order: each valid, and the first with its key.
+
+        In a strict read, a key repeats any earlier entry's valid key. In a lenient read, it
+        repeats an earlier kept entry's."""
         kept: list[dict[str, Any]] = []
         first: dict[str, int] = {}
         for index, raw in enumerate(items):
@@ -191,9 +197,11 @@ class ListsOutboxScan:
         return kept
 
     def outbox_problems(self, index: int, repeated: str | None, others: list[Problem]) -> None:
-        """Report an outbox entry's problems: its key's repetition first (lenient: only it,
-        the entry is dropped), then the others (lenient: those of an entry kept are the
-        values dropped from it, one each; of an entry dropped, the first)."""
+        """Report an outbox entry's problems, its key's repetition first.
+
+        A lenient read reports only the repetition, and drops the entry. Then come the other
+        problems. When lenient, a kept entry reports the values dropped from it, one each. A
+        dropped entry reports its first problem."""
         if repeated is not None:
             self.problems.add(Problem(f"outbox[{index}].key", repeated))
             if not self.strict:

@@ -1,10 +1,10 @@
-"""``Scan``: reads a snapshot-like object and reports its problems, each with its JSON path.
+"""``Scan``: read a snapshot-like object and report its problems, each with its JSON path.
 
-One set of rules for every reader: ``validate_snapshot``/``Snapshot.from_json`` (strict:
-every problem), ``normalize_snapshot`` (lenient: repair what loses nothing, drop the rest,
-one problem per dropped value) and the streaming reader of :mod:`chatstate.snapshots.files`, which
-feeds the same per-entry methods one entry at a time. Pure Python; no Django import.
-"""
+Every reader shares this one set of rules. ``validate_snapshot`` and ``Snapshot.from_json``
+are strict and report every problem. ``normalize_snapshot`` is lenient. It repairs what
+loses nothing and drops the rest, one problem per dropped value. The streaming reader of
+:mod:`chatstate.snapshots.files` feeds the same per-entry methods one entry at a time. Pure
+Python; no Django import."""
 
 from __future__ import annotations
 
@@ -59,17 +59,17 @@ _H = TypeVar("_H", bound=Hashable)
 
 
 def has_json_form(value: object) -> bool:
-    """Whether ``value`` is of a type JSON text can hold (a container's contents aside)."""
+    """Whether ``value`` is of a type JSON text can hold; a container's contents aside."""
     if isinstance(value, float):
         return math.isfinite(value)
     return value is None or isinstance(value, (str, int, list, tuple, dict))
 
 
 class Scan(ListsOutboxScan):
-    """Reads a snapshot-like object into the fields of a ``Snapshot`` and collects problems.
+    """Read a snapshot-like object into the fields of a ``Snapshot`` and collect problems.
 
-    Strict: every problem. Lenient: repairs silently what loses nothing, records one problem
-    per dropped value (so ``problems.total`` is the drop count)."""
+    A strict scan reports every problem. A lenient scan silently repairs what loses nothing.
+    It records one problem per dropped value, so ``problems.total`` is the drop count."""
 
     def __init__(self, strict: bool, problems: Problems | None = None) -> None:
         self.strict = strict
@@ -81,7 +81,7 @@ class Scan(ListsOutboxScan):
     # -- a whole object ------------------------------------------------------------------
 
     def run(self, obj: object) -> dict[str, Any]:
-        """The fields of a ``Snapshot`` read from ``obj`` (the JSON form)."""
+        """The fields of a ``Snapshot`` read from ``obj``, the JSON form."""
         if not isinstance(obj, Mapping):
             if self.strict or obj is not None:
                 self.report("$", EXPECTED_OBJECT, not has_json_form(obj))
@@ -108,7 +108,7 @@ class Scan(ListsOutboxScan):
                 self.report(field_path("$", key), "unknown key", not isinstance(key, str))
 
     def check_header(self, obj: Mapping[Any, Any]) -> None:
-        """``format`` and ``version`` (both required), and what the version allows."""
+        """Check ``format`` and ``version``, both required, and what the version allows."""
         if obj.get("format") != FORMAT or not isinstance(obj.get("format"), str):
             self.report("format", f"expected {FORMAT!r}")
         version = obj.get("version")
@@ -126,13 +126,15 @@ class Scan(ListsOutboxScan):
                     self.report(name, f"not part of a version {version} snapshot {why}")
 
     def section(self, obj: Mapping[Any, Any], name: str) -> object:
-        """The section's value; ``None`` when missing (or, lenient, when ``None``)."""
+        """The section's value; ``None`` when missing, or when ``None`` in a lenient scan."""
         value = obj.get(name)
         return None if name not in obj or (value is None and not self.strict) else value
 
     def items(self, obj: Mapping[Any, Any], name: str, ordered: bool = False) -> list[Any]:
-        """The entries of an array section. Sets are accepted where order does not matter
-        (and, lenient, everywhere: sorted by ``repr`` for determinism)."""
+        """The entries of an array section.
+
+        Sets are accepted where order does not matter. A lenient scan accepts them
+        everywhere, sorted by ``repr`` for determinism."""
         value = self.section(obj, name)
         if value is None and name not in obj:
             return []
@@ -147,8 +149,9 @@ class Scan(ListsOutboxScan):
     # -- arrays ----------------------------------------------------------------------------
 
     def item(self, name: str, index: int, raw: object) -> Any:
-        """A converted entry of an array section (an id, a dedupe key), or ``None`` after
-        reporting why not. Duplicates are the caller's (see ``unique``)."""
+        """A converted entry of an array section, or ``None`` after reporting why not.
+
+        An entry is an id or a dedupe key. The caller handles duplicates; see ``unique``."""
         if name == "subscriptions":
             problem = id_problem(raw)
             if problem is None:
@@ -162,7 +165,7 @@ class Scan(ListsOutboxScan):
         return key
 
     def unique(self, name: str, items: Iterable[Any]) -> list[Any]:
-        """The converted entries, without rejects and duplicates (first occurrence kept)."""
+        """The converted entries, without rejects and duplicates; first occurrences kept."""
         values: list[Any] = []
         first: dict[Any, int] = {}
         for index, raw in enumerate(items):
@@ -177,8 +180,9 @@ class Scan(ListsOutboxScan):
         return values
 
     def reconcile(self, dedupe: list[DedupeKey], order: list[DedupeKey]) -> list[DedupeKey]:
-        """The order extended with the keys only in ``dedupe`` (sorted); strict reports both
-        kinds of mismatch."""
+        """The order extended with the keys only in ``dedupe``, sorted.
+
+        A strict scan reports both kinds of mismatch."""
         in_dedupe, in_order = set(dedupe), set(order)
         only_dedupe = sorted(in_dedupe - in_order)
         if self.strict:
@@ -189,7 +193,7 @@ class Scan(ListsOutboxScan):
     def mismatch(
         self, n_dedupe: int, first_dedupe: list[Any], n_order: int, first_order: list[Any]
     ) -> None:
-        """Strict: the two problems of ``dedupe`` and ``dedupe_order`` holding other keys."""
+        """The two strict problems of ``dedupe`` and ``dedupe_order`` holding other keys."""
         if n_dedupe:
             missing = few(n_dedupe, first_dedupe)
             self.report("dedupe_order", f"missing keys present in dedupe: {missing}")
@@ -214,7 +218,7 @@ class Scan(ListsOutboxScan):
                 yield key, kept
 
     def entry(self, name: str, key: object, value: object) -> Any:
-        """One entry of the object section ``name`` as kept, or ``None`` (reported)."""
+        """One entry of the object section ``name`` as kept, or ``None`` after reporting it."""
         path = key_path(name, key)
         if name == "lists":
             problem = list_key_problem(key)
@@ -247,7 +251,7 @@ class Scan(ListsOutboxScan):
         return self.json_map(path, value, _ABOVE[name])
 
     def json_map(self, path: str, value: object, above: int) -> dict[str, Any] | None:
-        """A copy of a state map or metadata (a JSON object), or ``None`` (reported)."""
+        """A copy of a state map or metadata, a JSON object; or ``None`` after reporting it."""
         if not isinstance(value, dict):
             self.report(path, EXPECTED_OBJECT, not has_json_form(value))
             return None
@@ -268,8 +272,8 @@ class Scan(ListsOutboxScan):
     ) -> dict[str, Any] | None:
         """A lock or pending entry ``{owner, strategy, metadata}`` plus valid ``times``.
 
-        An entry with a bad owner, strategy or metadata is dropped whole (lenient: one
-        problem); a bad timestamp or unknown key drops just that key."""
+        An entry with a bad owner, strategy or metadata is dropped whole. A lenient scan
+        reports one problem for it. A bad timestamp or unknown key drops just that key."""
         if not isinstance(value, Mapping):
             self.report(path, EXPECTED_OBJECT, not has_json_form(value))
             return None
@@ -302,9 +306,10 @@ class Scan(ListsOutboxScan):
         return None if core.problems.total else entry
 
     def holders(self, path: str, value: object, above: int) -> list[dict[str, Any]] | None:
-        """The holders of a key held by slots (``concurrent`` with a cap): a list of
-        ``{"owner", "metadata", "acquired_at", "expires_at"}``, owners distinct; or ``None``
-        (reported)."""
+        """The holders of a key held by slots, or ``None`` after reporting it.
+
+        Slots serve ``concurrent`` with a cap. The holders are a list of ``{"owner",
+        "metadata", "acquired_at", "expires_at"}``, owners distinct."""
         if not isinstance(value, list) or not value:
             self.report(path, "expected a non-empty array of holders", not has_json_form(value))
             return None
@@ -359,7 +364,7 @@ class Scan(ListsOutboxScan):
         return result
 
     def claim_problems(self, index: int, key_problem: str | None, others: list[Problem]) -> None:
-        """Report a claim's problems: its key's first (lenient: just one)."""
+        """Report a claim's problems, its key's first; a lenient scan reports just one."""
         if key_problem is not None:
             self.report(f"claims[{index}].key", key_problem)
         for problem in others if self.strict or key_problem is None else []:
@@ -370,9 +375,10 @@ class Scan(ListsOutboxScan):
     def claim(
         self, index: int, raw: object
     ) -> tuple[DedupeKey | None, dict[str, Any] | None, list[Problem]]:
-        """``(key, claim, problems)`` of one entry of ``claims`` on its own (whether its key
-        is in ``dedupe`` or repeats an earlier one is the caller's); ``claim`` is
-        ``{"owner", "thread_id", "expires_at"}`` when ``problems`` is empty."""
+        """``(key, claim, problems)`` of one entry of ``claims`` on its own.
+
+        The caller judges whether its key is in ``dedupe`` or repeats an earlier one.
+        ``claim`` is ``{"owner", "thread_id", "expires_at"}`` when ``problems`` is empty."""
         path = f"claims[{index}]"
         if not isinstance(raw, Mapping):
             return None, None, [Problem(path, EXPECTED_OBJECT, not has_json_form(raw))]

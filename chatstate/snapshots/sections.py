@@ -1,9 +1,9 @@
 """``SnapshotSections``: a snapshot as one stream per section, never all in memory at once.
 
-This is the value the streaming hooks of :class:`~chatstate.adapters.base.StateAdapter`
-exchange (``snapshot_sections`` / ``load_snapshot_stream``), :mod:`chatstate.snapshots.files`'s
-writer turns into JSON and its reader produces from a file. Pure Python; no Django import.
-"""
+The streaming hooks of :class:`~chatstate.adapters.base.StateAdapter` exchange it:
+``snapshot_sections`` and ``load_snapshot_stream``. The writer of
+:mod:`chatstate.snapshots.files` turns it into JSON. Its reader produces it from a file.
+Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -26,28 +26,27 @@ __all__ = ["SECTIONS", "Claim", "DedupeKey", "Entry", "PendingList", "SnapshotSe
 class SnapshotSections:
     """A snapshot as iterables, one per section; ``counts`` gives their lengths if known.
 
-    Orders (what ``Snapshot.to_json`` writes, so that the writer never sorts):
+    The orders are those ``Snapshot.to_json`` writes, so the writer never sorts:
 
-    - ``subscriptions``: thread ids, sorted (code-point order, as Python sorts ``str``);
-    - ``dedupe``: ``(adapter, message_id)`` tuples, sorted;
-    - ``dedupe_order``: the same keys, oldest first;
-    - ``thread_state`` / ``channel_state``: ``(id, map)`` pairs sorted by id;
-    - ``locks``: ``(key, {"owner", "strategy", "metadata"[, "acquired_at", "expires_at"]})``
-      sorted by key;
-    - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order;
-    - ``claims``: ``((adapter, message_id), {"owner", "thread_id", "expires_at"})`` sorted by
-      key: the dedupe keys a message cycle is handling right now (each also in the dedupe
-      sections);
-    - ``lists``: ``(key, {"items": [...], "expires_at": ISO or None})`` sorted by key;
+    - ``subscriptions``: thread ids, sorted in code-point order, as Python sorts ``str``.
+    - ``dedupe``: ``(adapter, message_id)`` tuples, sorted.
+    - ``dedupe_order``: the same keys, oldest first.
+    - ``thread_state`` and ``channel_state``: ``(id, map)`` pairs sorted by id.
+    - ``locks``: ``(key, {"owner", "strategy", "metadata"})`` sorted by key. The lock may
+      also hold ``"acquired_at"`` and ``"expires_at"``.
+    - ``pending_locks``: ``(key, [entry, ...])`` sorted by key, entries in arrival order.
+    - ``claims``: ``((adapter, message_id), {"owner", "thread_id", "expires_at"})`` sorted
+      by key. These are the dedupe keys a message cycle is handling right now. Each is also
+      in the dedupe sections.
+    - ``lists``: ``(key, {"items": [...], "expires_at": ISO or None})`` sorted by key.
     - ``outbox``: entry dicts ``{"key", "thread_id", "payload", "attempts", "dead",
-      "created_at"[, "due_at"]}`` in commit order (oldest first).
+      "created_at"}`` in commit order, oldest first. An entry may also hold ``"due_at"``.
 
     Each iterable is consumed at most once, section by section in any order. Values are what
-    ``validate_snapshot`` accepts: a loader may trust them. ``dedupe`` may be left empty by a
-    producer that only feeds a loader (loaders read ``dedupe_order``, the authority). The
-    file reader (:class:`~chatstate.snapshots.files.reader.SnapshotFile`) yields each section in
-    the file's order, which is the order above for a file this package wrote.
-    """
+    ``validate_snapshot`` accepts, so a loader may trust them. A producer that only feeds a
+    loader may leave ``dedupe`` empty. Loaders read ``dedupe_order``, the authority. The
+    file reader, :class:`~chatstate.snapshots.files.reader.SnapshotFile`, yields each
+    section in the file's order. For a file this package wrote, that is the order above."""
 
     subscriptions: Iterable[str] = ()
     dedupe: Iterable[DedupeKey] = ()
@@ -63,7 +62,7 @@ class SnapshotSections:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> SnapshotSections:
-        """The sections of an in-memory ``snapshot`` (its JSON form's orders and values)."""
+        """The sections of an in-memory ``snapshot``, with its JSON form's orders and values."""
         data = snapshot.to_dict()
         sections = cls(
             subscriptions=data["subscriptions"],
@@ -81,7 +80,7 @@ class SnapshotSections:
         return sections
 
     def to_snapshot(self) -> Snapshot:
-        """Consume every section into one in-memory ``Snapshot`` (for small namespaces)."""
+        """Consume every section into one in-memory ``Snapshot``; for small namespaces."""
         order = list(self.dedupe_order)
         return Snapshot(
             subscriptions=set(self.subscriptions),
@@ -97,12 +96,13 @@ class SnapshotSections:
         )
 
     def total(self) -> int:
-        """Entries over every section (the ``counts`` known; for progress reports)."""
+        """Entries over every section, from the ``counts`` known; for progress reports."""
         return sum(self.counts.values())
 
     def observed(self, tick: Callable[[int], None], every: int = 10_000) -> SnapshotSections:
-        """The same sections, each iterable calling ``tick(n)`` after every ``every`` entries
-        (and at its end with the remainder), so a caller can show progress."""
+        """The same sections, each iterable calling ``tick(n)`` after every ``every`` entries.
+
+        It also calls it at its end with the remainder. So a caller can show progress."""
         wrapped = {name: _ticking(getattr(self, name), tick, every) for name in SECTIONS}
         return SnapshotSections(**wrapped, counts=dict(self.counts))
 

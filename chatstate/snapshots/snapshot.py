@@ -1,15 +1,12 @@
 """Snapshots: the whole state of one namespace as a plain value, and its JSON form.
 
-Every reader shares one set of rules (:class:`chatstate.snapshots.scan.Scan`):
+Every reader shares one set of rules, :class:`chatstate.snapshots.scan.Scan`.
+``validate_snapshot``, ``Snapshot.from_json``, ``Snapshot.from_dict`` and ``snapshot_from``
+are strict. They report every problem, each prefixed with its JSON path. They accept nothing
+they would not write back identically. ``normalize_snapshot`` is lenient. It repairs what it
+can, drops what it cannot, and never raises. What it returns passes ``validate_snapshot``.
 
-- ``validate_snapshot`` / ``Snapshot.from_json`` / ``Snapshot.from_dict`` /
-  ``snapshot_from`` are strict: they report every problem, each prefixed with its JSON path,
-  and accept nothing they would not write back identically.
-- ``normalize_snapshot`` is lenient, like the Elixir original: it repairs what it can, drops
-  what it cannot, and never raises. Whatever it returns passes ``validate_snapshot``.
-
-Pure Python; no Django import.
-"""
+Pure Python; no Django import."""
 
 from __future__ import annotations
 
@@ -47,15 +44,17 @@ __all__ = [
 class Snapshot:
     """The whole state of one namespace; equal when its fields are equal.
 
-    ``claims``: the dedupe keys a message cycle is handling right now, each
-    ``{"owner", "thread_id", "expires_at"}`` (ISO 8601 UTC); every claim's key is also in
-    ``dedupe`` (a claim is a dedupe entry in progress).
+    ``claims`` are the dedupe keys a message cycle is handling right now. Each is
+    ``{"owner", "thread_id", "expires_at"}``, the time in ISO 8601 UTC. A claim is a dedupe
+    entry in progress, so its key is also in ``dedupe``.
 
-    ``lists`` (version 3): capped lists by key (the thread histories among them, keyed
-    ``history:<thread_id>``), each ``{"items": [JSON values, oldest first], "expires_at":
-    ISO 8601 UTC or None}``. ``outbox`` (version 3): the replies waiting to be delivered, in
-    commit order, each ``{"key", "thread_id", "payload", "attempts", "dead", "created_at"}``
-    plus ``"due_at"`` where known; ``key`` is unique in the snapshot."""
+    ``lists`` are capped lists by key, from version 3. Thread histories are among them,
+    keyed ``history:<thread_id>``. Each is ``{"items": [...], "expires_at": ...}``. The
+    items are JSON values, oldest first. ``expires_at`` is ISO 8601 UTC or None.
+
+    ``outbox`` holds the replies waiting for delivery, in commit order, from version 3. Each
+    entry is ``{"key", "thread_id", "payload", "attempts", "dead", "created_at"}``, plus
+    ``"due_at"`` where known. ``key`` is unique in the snapshot."""
 
     subscriptions: set[str] = field(default_factory=set)
     dedupe: set[DedupeKey] = field(default_factory=set)
@@ -69,10 +68,11 @@ class Snapshot:
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: a fresh dict (deep copies), ``format`` and ``version`` first, sets
-        sorted, dedupe keys as 2-element lists, map keys sorted (``lists`` too), claims sorted
-        by key, the outbox in its order. Equal snapshots give equal dicts with equal key
-        order."""
+        """The JSON form, as a fresh dict of deep copies.
+
+        ``format`` and ``version`` come first. Sets are sorted. Dedupe keys are 2-element
+        lists. Map keys are sorted, in ``lists`` too. Claims are sorted by key. The outbox
+        keeps its order. Equal snapshots give equal dicts with equal key order."""
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -91,9 +91,10 @@ class Snapshot:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        """The JSON text: keys sorted, non-ASCII kept, compact without ``indent``. Two equal
-        snapshots give identical text. Raises ``ValueError``/``TypeError`` only for a snapshot
-        holding non-JSON values (which ``validate_snapshot`` reports)."""
+        """The JSON text: keys sorted, non-ASCII kept, compact without ``indent``.
+
+        Two equal snapshots give identical text. It raises ``ValueError`` or ``TypeError``
+        only for a snapshot holding non-JSON values. ``validate_snapshot`` reports those."""
         return json.dumps(
             self.to_dict(),
             sort_keys=True,
@@ -105,11 +106,13 @@ class Snapshot:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Snapshot:
-        """Parses the JSON form strictly. Raises ``InvalidSnapshot`` (a ``ValueError``) listing
-        every problem. Invalid JSON is one problem, in the running interpreter's ``json``
-        words with its line and column; a refused value (NaN, Infinity, a key repeated in an
-        object, an integer of more than 4300 digits, nesting deeper than 512 levels) names
-        its JSON path too."""
+        """Parse the JSON form strictly.
+
+        It raises ``InvalidSnapshot``, a ``ValueError``, listing every problem. Invalid JSON
+        is one problem, in the words of the interpreter's ``json``, with its line and
+        column. A refused value also names its JSON path. Refused values are NaN, Infinity,
+        a key repeated in an object, an integer of more than 4300 digits, and nesting deeper
+        than 512 levels."""
         try:
             obj = jsontext.loads(text)
         except UnicodeDecodeError as exc:
@@ -128,9 +131,10 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, obj: object) -> Snapshot:
-        """Like ``from_json`` for an already parsed object (or a ``Snapshot``): raises
-        ``InvalidSnapshot`` unless ``validate_snapshot(obj) == []``; the result is a copy that
-        shares no mutable value with ``obj``."""
+        """``from_json`` for an already parsed object, or a ``Snapshot``.
+
+        It raises ``InvalidSnapshot`` unless ``validate_snapshot(obj) == []``. The result is
+        a copy that shares no mutable value with ``obj``."""
         snapshot, problems = _scan(obj, strict=True)
         if problems.total:
             raise InvalidSnapshot(problems.lines())
@@ -138,9 +142,11 @@ class Snapshot:
 
 
 class InvalidSnapshot(ValueError):
-    """A snapshot failed strict validation; ``problems`` lists every problem with its path
-    (``total`` counts them: a reader that lists only the first ones says how many more).
-    ``stopped``: the reader stopped at its ``max_problems``: ``total`` is a lower bound."""
+    """A snapshot failed strict validation.
+
+    ``problems`` lists every problem with its path. ``total`` counts them, so a reader that
+    lists only the first ones says how many more. ``stopped`` means the reader stopped at
+    its ``max_problems``; ``total`` is then a lower bound."""
 
     def __init__(
         self, problems: list[str], total: int | None = None, stopped: bool = False
@@ -153,8 +159,10 @@ class InvalidSnapshot(ValueError):
 
 
 class SnapshotNotJSON(TypeError):
-    """A snapshot holds a value no JSON text can hold (an object, a set, NaN, a non-``str``
-    key…); ``problems`` lists every problem with its path, those values included."""
+    """A snapshot holds a value no JSON text can hold.
+
+    Such values are an object, a set, NaN, a non-``str`` key. ``problems`` lists every
+    problem with its path, those values included."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -177,11 +185,11 @@ def default_snapshot() -> Snapshot:
 def snapshot_from(obj: object) -> Snapshot:
     """A ``Snapshot`` or a mapping in the JSON form, checked strictly; a fresh copy.
 
-    In a mapping, ``format`` and ``version`` may be left out (the current version) but must
-    be valid when present. Raises ``TypeError`` when ``obj`` is neither, or
-    ``SnapshotNotJSON`` (a ``TypeError``) when it holds a value that is not JSON; any other
-    problem raises ``InvalidSnapshot`` (a ``ValueError``); both list every problem with its
-    JSON path. What ``load_snapshot`` and ``from_snapshot`` accept."""
+    This is what ``load_snapshot`` and ``from_snapshot`` accept. A mapping may leave out
+    ``format`` and ``version``; it then means the current version. When present they must be
+    valid. ``TypeError`` when ``obj`` is neither. ``SnapshotNotJSON``, a ``TypeError``, when
+    it holds a value that is not JSON. Any other problem raises ``InvalidSnapshot``, a
+    ``ValueError``. Both list every problem with its JSON path."""
     if not isinstance(obj, (Snapshot, Mapping)):
         raise TypeError(f"snapshot must be a Snapshot or a mapping, not {type(obj).__name__}")
     if isinstance(obj, Mapping) and ("format" not in obj or "version" not in obj):
@@ -195,65 +203,80 @@ def snapshot_from(obj: object) -> Snapshot:
 
 
 def normalize_snapshot(obj: object) -> Snapshot:
-    """Lenient: the best ``Snapshot`` that can be made of ``obj``; never raises.
+    """The best ``Snapshot`` that can be made of ``obj``; never raises.
 
-    See ``normalize_snapshot_counting`` for the rules. The result always passes
-    ``validate_snapshot`` and survives ``to_json``/``from_json`` unchanged."""
+    ``normalize_snapshot_counting`` gives the rules. The result always passes
+    ``validate_snapshot``. It survives ``to_json`` and ``from_json`` unchanged."""
     return normalize_snapshot_counting(obj)[0]
 
 
 def normalize_snapshot_counting(obj: object) -> tuple[Snapshot, int]:
     """``normalize_snapshot(obj)`` and how many values it dropped.
 
-    - ``obj`` may be a ``Snapshot`` (a normalized deep copy is returned) or a mapping in the
-      JSON form; ``format``/``version`` are ignored; anything else (``None`` excepted, which
-      drops nothing) gives ``default_snapshot()`` and counts 1.
-    - Sections may be lists, tuples or sets; a missing or ``None`` section is empty; a
-      malformed one is empty and counts 1; each unknown top-level key counts 1.
-    - Entries of the wrong shape are dropped, one count each: identifiers must be non-empty
-      ``str`` of at most 255 characters without NUL characters or lone surrogates, dedupe
-      keys 2-element lists/tuples of those, state maps dicts with ``str`` keys whose values
-      survive a JSON round trip (nested tuples become lists) and hold storable text, nested
-      at most 512 deep; locks and pending entries need an ``owner``, a known ``strategy``
-      and a dict ``metadata`` (``None`` or missing becomes ``{}``); claims an ``owner``, a
-      ``thread_id``, an ``expires_at`` and a key in ``dedupe``. Duplicates count as drops.
-    - A list needs an ``items`` array (a bad item is dropped from it; a missing or bad
-      ``expires_at`` becomes null, only a bad one counted); an outbox entry needs valid
-      ``key``, ``thread_id``, ``payload``, ``attempts``, ``dead`` and ``created_at`` (the
-      first entry with a key is kept; a bad ``due_at`` is dropped from it).
-    - In a lock or pending entry, an unknown key or a timestamp that is not an ISO 8601 UTC
-      string is dropped (one count each; ``None`` counts nothing); valid timestamps are kept
-      exactly as given.
-    - ``dedupe_order`` is the authority: its keys are added to ``dedupe``; keys only in
-      ``dedupe`` are appended to the order, sorted. Afterwards ``set(dedupe_order) == dedupe``.
+    - ``obj`` may be a ``Snapshot``; a normalized deep copy is returned. It may be a mapping
+      in the JSON form; ``format`` and ``version`` are ignored. ``None`` gives
+      ``default_snapshot()`` and drops nothing. Anything else gives ``default_snapshot()``
+      and counts 1.
+    - Sections may be lists, tuples or sets. A missing or ``None`` section is empty. A
+      malformed one is empty and counts 1. Each unknown top-level key counts 1.
+    - Entries of the wrong shape are dropped, one count each. Duplicates count as drops.
+    - Identifiers are non-empty ``str`` of at most 255 characters, without NUL or lone
+      surrogates. Dedupe keys are 2-element lists or tuples of those.
+    - State maps are dicts with ``str`` keys. Their values survive a JSON round trip and
+      hold storable text, nested at most 512 deep. Nested tuples become lists.
+    - Locks and pending entries need an ``owner``, a known ``strategy`` and a dict
+      ``metadata``. A ``None`` or missing ``metadata`` becomes ``{}``.
+    - Claims need an ``owner``, a ``thread_id``, an ``expires_at`` and a key in ``dedupe``.
+    - A list needs an ``items`` array. A bad item is dropped from it. A missing or bad
+      ``expires_at`` becomes null; only a bad one is counted.
+    - An outbox entry needs a valid ``key``, ``thread_id``, ``payload``, ``attempts``,
+      ``dead`` and ``created_at``. The first entry with a key is kept. A bad ``due_at`` is
+      dropped from it.
+    - In a lock or pending entry, an unknown key is dropped, one count each. So is a
+      timestamp that is not an ISO 8601 UTC string; ``None`` counts nothing. Valid
+      timestamps are kept exactly as given.
+    - ``dedupe_order`` is the authority. Its keys are added to ``dedupe``. Keys only in
+      ``dedupe`` are appended to the order, sorted. Afterwards ``set(dedupe_order) ==
+      dedupe``.
     """
     snapshot, problems = _scan(obj, strict=False)
     return snapshot, problems.total
 
 
 def normalize_snapshot_drops(obj: object, listed: int = 1000) -> tuple[Snapshot, int, list[str]]:
-    """``normalize_snapshot(obj)``, how many values it dropped, and why: the first ``listed``
-    drops, each ``"path: why"`` (``"subscriptions[3]: duplicate of subscriptions[0]"``), in
-    the order ``validate_snapshot`` reports problems."""
+    """``normalize_snapshot(obj)``, how many values it dropped, and why.
+
+    The first ``listed`` drops are given as ``"path: why"``, for example
+    ``"subscriptions[3]: duplicate of subscriptions[0]"``. They come in the order
+    ``validate_snapshot`` reports problems."""
     snapshot, problems = _scan(obj, strict=False, listed=listed)
     return snapshot, problems.total, problems.lines()
 
 
 def validate_snapshot(obj: object) -> list[str]:
-    """Strict: every problem of ``obj`` (the JSON form, or a ``Snapshot``), each prefixed with
-    its JSON path, e.g. ``"dedupe_order[3]: expected [adapter, message_id]"``; ``[]`` when
-    ``Snapshot.from_dict(obj)`` would succeed.
+    """Every problem of ``obj``, each prefixed with its JSON path; strict.
 
-    Required: ``format == "chatstate.snapshot"`` and a ``version`` this code reads (1 to 3;
-    claims need 2, lists and outbox 3). Sections may be missing (empty). Also problems:
-    unknown keys, duplicates in ``subscriptions``/``dedupe``/``dedupe_order``/``claims`` and
-    of an outbox entry's ``key``, ``set(dedupe_order) != set(dedupe)``, a claim whose key is
-    not in ``dedupe``, text with a NUL character or a lone surrogate (in any id, key or
-    value), values that would not survive a JSON round trip unchanged, nesting deeper than
-    512 levels; in a list, a key longer than 320 characters, ``items`` not an array,
-    ``expires_at`` missing or neither a timestamp nor null; in an outbox entry, ``attempts``
-    not an integer >= 0 (``"outbox[2].attempts: expected an integer >= 0"``), ``dead`` not
-    a boolean, ``created_at`` (or ``due_at``, which may be left out) not a timestamp."""
+    ``obj`` is the JSON form or a ``Snapshot``. A problem reads like ``"dedupe_order[3]:
+    expected [adapter, message_id]"``. The result is ``[]`` when ``Snapshot.from_dict(obj)``
+    would succeed.
+
+    ``format == "chatstate.snapshot"`` is required. So is a ``version`` from 1 to 3. Claims
+    need version 2, lists and outbox version 3. Missing sections are empty. Each of these is
+    a problem:
+
+    - An unknown key.
+    - A duplicate in ``subscriptions``, ``dedupe``, ``dedupe_order`` or ``claims``.
+    - Two outbox entries with the same ``key``.
+    - ``set(dedupe_order) != set(dedupe)``.
+    - A claim whose key is not in ``dedupe``.
+    - Text with a NUL character or a lone surrogate, in any id, key or value.
+    - A value that would not survive a JSON round trip unchanged.
+    - Nesting deeper than 512 levels.
+    - In a list: a key longer than 320 characters, or ``items`` not an array. Also an
+      ``expires_at`` missing, or neither a timestamp nor null.
+    - In an outbox entry: ``attempts`` not an integer >= 0, or ``dead`` not a boolean. Also
+      a ``created_at`` that is not a timestamp, or a ``due_at`` present and not a timestamp.
+    """
     return _scan(obj, strict=True)[1].lines()
 
 
@@ -265,7 +288,7 @@ def _scan(obj: object, strict: bool, listed: int | None = None) -> tuple[Snapsho
 
 
 def _json_form(snapshot: Snapshot) -> dict[str, Any]:
-    """The fields of ``snapshot`` in the shape the scanner reads (no copies)."""
+    """The fields of ``snapshot`` in the shape the scanner reads, without copies."""
     form: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     form.update((name, getattr(snapshot, name)) for name in SECTIONS if name != "claims")
     form["claims"] = [
@@ -276,7 +299,7 @@ def _json_form(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _text(text: str | bytes) -> str:
-    """``text`` as ``json.loads`` decodes it (it only gets here after decoding once)."""
+    """``text`` as ``json.loads`` decodes it; it gets here only after decoding once."""
     if isinstance(text, str):
         return text
     return text.decode(json.detect_encoding(text), "surrogatepass")

@@ -1,10 +1,10 @@
 """``MemoryStateAdapter``: state in this process's memory, for tests and development.
 
-Thread-safe (one re-entrant mutex per adapter, so a threaded development server may share
-one), not shared between processes. Maps and metadata are kept as JSON text, so what a
-caller gets back is always a fresh copy and what it passed in cannot be mutated later.
-Leases use the monotonic clock; ages (pending entries, dedupe keys, touches) the wall clock.
-"""
+It is thread-safe, so a threaded development server may share one. Each adapter has one
+re-entrant mutex. It is not shared between processes. Maps and metadata are kept as JSON
+text. So a caller always gets back a fresh copy, and what it passed in cannot be mutated
+later. Leases use the monotonic clock. Ages of pending entries, dedupe keys and touches use
+the wall clock."""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ class MemoryStateAdapter(MemoryCycle, MemoryActivity, MemoryLists, StateAdapter)
     # -- dedupe --------------------------------------------------------------------------
 
     def _dead(self, claim: Claim | None, now: float) -> bool:
-        """Whether ``claim`` is in progress with its lease run out: its own, and its owner's
-        lock or slot on its thread."""
+        """Whether ``claim`` is in progress with its lease run out.
+
+        Both its own lease and its owner's lock or slot on its thread must have run out."""
         if claim is None or claim[2] > now:
             return False
         held = self._locks.get(claim[1])
@@ -105,8 +106,10 @@ class MemoryStateAdapter(MemoryCycle, MemoryActivity, MemoryLists, StateAdapter)
     def _claim(
         self, key: DedupeKey, limit: int, min_age: float, claim: Claim | None, now: float
     ) -> bool:
-        """Under the mutex: record ``key`` (``claim``: in progress, None: done) unless a done
-        or live claim holds it; a dead claim is taken over in its place."""
+        """Under the mutex, record ``key`` unless a done or live claim holds it.
+
+        ``claim`` is the claim in progress, or None for done. A dead claim is taken over in
+        its place."""
         dedupe = self._dedupe
         found = dedupe.get(key)
         if found is not None:
@@ -119,8 +122,9 @@ class MemoryStateAdapter(MemoryCycle, MemoryActivity, MemoryLists, StateAdapter)
         return True
 
     def _trim(self, limit: int, min_age: float, now: float, dry_run: bool = False) -> int:
-        """Drop the keys older than the newest ``limit``, but never one younger than
-        ``min_age`` nor a claim in progress and alive."""
+        """Drop the keys older than the newest ``limit``.
+
+        It never drops one younger than ``min_age``, nor a claim in progress and alive."""
         dedupe, young = self._dedupe, _time() - min_age
         excess = len(dedupe) - limit
         if excess <= 0:

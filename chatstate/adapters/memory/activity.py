@@ -1,5 +1,6 @@
-"""How live a memory adapter's namespace is (``StateAdapter.activity``): one pass over its
-locks, claims and states under the adapter's mutex."""
+"""How live a memory adapter's namespace is, for ``StateAdapter.activity``.
+
+It takes one pass over the locks, claims and states, under the adapter's mutex."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ class MemoryActivity:
     store: MemoryStore
 
     def _do_activity(self) -> tuple[int, int, float | None]:
-        """Locks whose lease runs, claims in progress whose lease runs (or whose owner holds
-        their thread's lock), and the age of the newest claim, lock taken or state written
-        (wall clock; leases on the monotonic clock, as the adapter keeps them)."""
+        """Locks whose lease runs, live claims in progress, and the age of the newest activity.
+
+        A claim is live while its lease runs, or while its owner holds its thread's lock.
+        Activity is a claim, a lock taken or a state written. Ages use the wall clock.
+        Leases use the monotonic clock, as the adapter keeps them."""
         with self._mutex:
             now, wall = time.monotonic(), time.time()
             store = self.store

@@ -1,5 +1,6 @@
-"""The message cycle's hooks in memory (a mixin of ``MemoryStateAdapter``): each one step
-under the adapter's mutex."""
+"""The message cycle's hooks in memory, a mixin of ``MemoryStateAdapter``.
+
+Each hook is one step under the adapter's mutex."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ class MemoryCycle(MemoryLocks):
             return entry
 
     def _behind(self, request: CycleRequest, now: float) -> bool:
-        """Whether entries wait that this newcomer must come after (a holder died or failed)."""
+        """Whether entries wait that this newcomer must come after; a holder died or failed."""
         if request.slots:
             return bool(self._available(request.thread_id, request.owner, now))
         return request.strategy in _QUEUEING and bool(self.store.pending.get(request.thread_id))
@@ -86,8 +87,10 @@ class MemoryCycle(MemoryLocks):
             raise lease_lost(request, self._holder(request.thread_id, _monotonic()))
 
     def _settle(self, request: CycleRequest, staged: Staged) -> None:
-        """``LeaseLost`` unless the cycle still holds its lease and, when ``staged.claim`` (or
-        under ``concurrent``), its claim; then write what is staged."""
+        """Write what is staged, or raise ``LeaseLost``.
+
+        The cycle must still hold its lease. With ``staged.claim``, or under ``concurrent``,
+        it must also hold its claim."""
         self._check_lease(request)
         if (staged.claim or not request.holds) and not self._own_claim(request):
             raise lease_lost(request, request.owner)

@@ -1,5 +1,6 @@
-"""Lists, the outbox and a commit's staged effects, in memory (a mixin of
-``MemoryStateAdapter``; every method runs under the adapter's mutex unless it says so)."""
+"""Lists, the outbox and a commit's staged effects, in memory; a mixin of ``MemoryStateAdapter``.
+
+Every method runs under the adapter's mutex unless it says so."""
 
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ class MemoryLists:
             return 0 if found is None else len(found[0])
 
     def _prune_lists(self, now: float, dry_run: bool) -> int:
-        """Remove the lists expired at ``now`` (monotonic; ``dry_run``: keep them); how many."""
+        """Remove the lists expired at monotonic ``now``; return how many.
+
+        With ``dry_run``, it keeps them."""
         lists = self.store.lists
         expired = [key for key, found in lists.items() if found[1] is not None and found[1] <= now]
         if not dry_run:

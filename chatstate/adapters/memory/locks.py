@@ -1,11 +1,10 @@
-"""Locks, slots and their queues in memory (a mixin of ``MemoryStateAdapter``).
+"""Locks, slots and their queues in memory; a mixin of ``MemoryStateAdapter``.
 
-A key is held by one lock (``locks``: reject, queue, debounce) or by up to ``max_concurrent``
-slots (``slots``: capped ``concurrent``), each with its own lease. Entries queued behind a
-key wait in ``pending``; an entry a slot holder's drain was handed is marked in ``taken``
-(owner, until) so that no other holder is handed it while that holder lives. Every method
-runs under the adapter's mutex unless it takes it itself.
-"""
+A key is held by one lock in ``locks``, for reject, queue and debounce. Or it is held by up
+to ``max_concurrent`` slots in ``slots``, for capped ``concurrent``. Each slot has its own
+lease. Entries queued behind a key wait in ``pending``. An entry a slot holder's drain was
+handed is marked in ``taken``, with owner and time. No other holder is handed it while that
+holder lives. Every method runs under the adapter's mutex unless it takes it itself."""
 
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ class MemoryLocks:
     # -- slots -----------------------------------------------------------------------------
 
     def _live_slots(self, key: str, now: float) -> dict[str, list[Any]]:
-        """The key's slots whose lease runs (expired ones are freed)."""
+        """The key's slots whose lease runs; expired ones are freed."""
         slots = self.store.slots.get(key)
         if not slots:
             return {}
@@ -85,8 +84,9 @@ class MemoryLocks:
                 del taken[entry_id]
 
     def _available(self, key: str, owner: str, now: float) -> list[Pending]:
-        """The queued entries of ``key`` no other holder was handed, oldest first: a mark
-        holds while its holder's slot lives or its time has not run out."""
+        """The queued entries of ``key`` no other holder was handed, oldest first.
+
+        A mark holds while its holder's slot lives, or until its time runs out."""
         queue = self.store.pending.get(key, ())
         taken = self.store.taken.get(key)
         if not taken:
@@ -101,7 +101,7 @@ class MemoryLocks:
         ]
 
     def _remove(self, key: str, ids: set[str]) -> None:
-        """Remove the queued entries ``ids`` of ``key`` (and their marks)."""
+        """Remove the queued entries ``ids`` of ``key``, and their marks."""
         queue = self.store.pending.get(key)
         if queue and ids:
             self.store.pending[key] = deque(raw for raw in queue if raw[0] not in ids)
@@ -129,8 +129,9 @@ class MemoryLocks:
         return self._enqueue(request)
 
     def _enqueue(self, request: LockRequest) -> LockOutcome:
-        """Append ``request`` to the key's queue (``debounce``: in place of it), within its
-        bound."""
+        """Append ``request`` to the key's queue, within its bound.
+
+        Under ``debounce``, it replaces the queue."""
         queue = self.store.pending.setdefault(request.key, deque())
         entry = (str(next(self.store.ids)), request.owner, request.strategy, request.metadata,
                  _time(), None)  # fmt: skip
@@ -176,7 +177,7 @@ class MemoryLocks:
         return held
 
     def _expired(self, key: str) -> list[PendingEntry]:
-        """Drop (and return) the pending entries of ``key`` older than ``pending_ttl``."""
+        """Drop and return the pending entries of ``key`` older than ``pending_ttl``."""
         queue = self.store.pending.get(key)
         if not queue or self.pending_ttl is None:
             return []

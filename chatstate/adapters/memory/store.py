@@ -1,25 +1,26 @@
 """What a ``MemoryStateAdapter`` holds, and its conversion to and from a ``Snapshot``.
 
-Layout (each container belongs to one namespace's adapter and is guarded by its mutex):
+Each container belongs to one namespace's adapter, and its mutex guards it. The layout:
 
-* ``subscriptions``: thread id → when last touched (epoch seconds);
-* ``dedupe``: key → ``[born (epoch), claim]``, oldest first; ``claim`` is None (done) or,
-  while a cycle handles the message, ``(owner, thread_id, expires (monotonic), expires_wall)``;
-* ``states``: ``(kind, id)`` → ``(json, touched)``;
-* ``locks``: key → ``[owner, strategy, metadata_json, expires (monotonic), acquired_wall,
-  expires_wall, ttl]``;
-* ``pending``: key → deque of ``(id, owner, strategy, metadata_json, enqueued (epoch),
-  enqueued_text | None)``, oldest first;
-* ``slots``: key → owner → ``[expires (monotonic), acquired_wall, expires_wall, ttl,
-  metadata_json]`` (capped ``concurrent``: up to ``max_concurrent`` holders);
-* ``taken``: key → entry id → ``(owner, until (monotonic))``: queued entries a slot holder's
-  drain was handed;
-* ``lists``: key → ``[deque of item json, expires (monotonic) | None, expires_wall | None]``;
-* ``outbox``: id → :class:`OutboxRecord`, in commit order; ``outbox_keys``: key → id (ids
-  from :data:`OUTBOX_IDS`, unique in the process).
+* ``subscriptions``: thread id → when last touched, in epoch seconds.
+* ``dedupe``: key → ``[born, claim]``, oldest first. ``claim`` is None when done. While a
+  cycle handles the message, it is ``(owner, thread_id, expires, expires_wall)``.
+* ``states``: ``(kind, id)`` → ``(json, touched)``.
+* ``locks``: key → ``[owner, strategy, metadata_json, expires, acquired_wall, expires_wall,
+  ttl]``.
+* ``pending``: key → deque of ``(id, owner, strategy, metadata_json, enqueued,
+  enqueued_text)``, oldest first. ``enqueued_text`` may be None.
+* ``slots``: key → owner → ``[expires, acquired_wall, expires_wall, ttl, metadata_json]``.
+  Slots serve capped ``concurrent``, up to ``max_concurrent`` holders.
+* ``taken``: key → entry id → ``(owner, until)``. These are queued entries a slot holder's
+  drain was handed.
+* ``lists``: key → ``[deque of item json, expires, expires_wall]``. Both expiries may be
+  None.
+* ``outbox``: id → :class:`OutboxRecord`, in commit order. ``outbox_keys`` maps key → id.
+  Ids come from :data:`OUTBOX_IDS`, unique in the process.
 
-Wall times are epoch seconds, or the exact text a snapshot gave (so a round trip is exact).
-"""
+``born`` and ``enqueued`` are epoch seconds. ``expires`` and ``until`` are monotonic. Wall
+times are epoch seconds, or the exact text a snapshot gave. So a round trip is exact."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ OUTBOX_IDS = itertools.count(1)
 
 @dataclass
 class OutboxRecord:
-    """One outbox entry of a memory adapter (times: epoch seconds; leases: monotonic)."""
+    """One outbox entry of a memory adapter; times in epoch seconds, leases monotonic."""
 
     id: str
     key: str
@@ -94,7 +95,7 @@ class OutboxRecord:
 
 @dataclass
 class MemoryStore:
-    """The containers of one memory adapter (layout: the module's docstring)."""
+    """The containers of one memory adapter; the module's docstring gives the layout."""
 
     ids: Any = field(default_factory=lambda: itertools.count(1))
     subscriptions: dict[str, float] = field(default_factory=dict)
@@ -115,10 +116,12 @@ class MemoryStore:
         return PendingEntry(owner, strategy, _loads(meta), as_iso(text or enqueued), entry_id)
 
     def snapshot(self) -> Snapshot:
-        """The whole state as a ``Snapshot``: a claim in progress is in ``claims``; a released
-        one (its message refused) is left out, so its redelivery is handled after a restore.
-        Lists: those with items and not expired, expiry as a snapshot gave it (else the
-        wall time). The outbox: every entry, in commit order."""
+        """The whole state as a ``Snapshot``.
+
+        A claim in progress is in ``claims``. A released claim, whose message was refused,
+        is left out. So its redelivery is handled after a restore. Lists are those with
+        items and not expired. Their expiry is the text a snapshot gave, else the wall time.
+        The outbox holds every entry, in commit order."""
         now_mono = time.monotonic()
         order = [key for key, (_, claim) in self.dedupe.items() if claim is None or claim[1]]
         claims = {
@@ -165,8 +168,10 @@ class MemoryStore:
 
     @staticmethod
     def slots_entry(slots: dict[str, list[Any]]) -> dict[str, Any]:
-        """A key held by slots in the snapshot's form: a ``concurrent`` lock entry of its
-        first holder (by arrival), with every holder under ``holders``."""
+        """A key held by slots, in the snapshot's form.
+
+        It is a ``concurrent`` lock entry of its first holder by arrival. Every holder is
+        under ``holders``."""
         listed = [
             {
                 "owner": owner,
@@ -180,7 +185,7 @@ class MemoryStore:
 
     @staticmethod
     def slot(holder: dict[str, Any], now_mono: float, now_wall: float) -> list[Any]:
-        """A snapshot holder as a slot (its times' texts kept, for an exact round trip)."""
+        """A snapshot holder as a slot; its times' texts are kept for an exact round trip."""
         expires = as_epoch(holder["expires_at"], now_wall)
         acquired = as_epoch(holder["acquired_at"], now_wall)
         return [
@@ -193,7 +198,7 @@ class MemoryStore:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot, lock_ttl: float) -> MemoryStore:
-        """A store holding ``snapshot`` (built outside the adapter's mutex: it may be big)."""
+        """A store holding ``snapshot``; built outside the adapter's mutex, since it may be big."""
         now_mono, now_wall = time.monotonic(), time.time()
         store = cls()
         store.load_lists_and_outbox(snapshot.lists, snapshot.outbox, now_mono, now_wall)
@@ -239,8 +244,10 @@ class MemoryStore:
         return store
 
     def stale(self, cutoff: float) -> tuple[list[tuple[str, str]], list[str]]:
-        """States and subscriptions not touched since ``cutoff``; a subscription counts as
-        touched while its thread's state is, and the other way round."""
+        """States and subscriptions not touched since ``cutoff``.
+
+        A subscription counts as touched while its thread's state is, and the other way
+        round."""
         states, subscriptions = self.states, self.subscriptions
 
         def fresh_state(thread_id: str) -> bool:
@@ -262,11 +269,12 @@ class MemoryStore:
         now_mono: float,
         now_wall: float,
     ) -> None:
-        """Hold a snapshot's capped lists and outbox entries (its ``lists`` and ``outbox``
-        sections) in this store, being built from the snapshot at ``now_mono``/``now_wall``.
-        Every list is kept, an expired or empty one too (a merge then removes the list of its
-        key); an expiry and the outbox's times keep their exact text. Outbox entries get new
-        ids (:data:`OUTBOX_IDS`), in the snapshot's order."""
+        """Hold a snapshot's ``lists`` and ``outbox`` sections in this store.
+
+        The store is being built from the snapshot at ``now_mono`` and ``now_wall``. Every
+        list is kept, an expired or empty one too. A merge then removes the list of its key.
+        An expiry and the outbox's times keep their exact text. Outbox entries get new ids
+        from :data:`OUTBOX_IDS`, in the snapshot's order."""
         for key, value in lists.items():
             text = value["expires_at"]
             expires = None if text is None else now_mono + (as_epoch(text, 0.0) - now_wall)
@@ -290,10 +298,11 @@ class MemoryStore:
             self.outbox_keys[entry["key"]] = entry_id
 
     def load(self, other: MemoryStore, merge: bool) -> None:
-        """Replace (or merge into) what this store holds with ``other``'s; pending entries
-        get ids of this store. A list of ``other`` replaces the list of its key (one empty or
-        expired removes it); an outbox entry is appended unless an entry with its key is
-        here."""
+        """Replace what this store holds with ``other``'s, or merge into it.
+
+        Pending entries get ids of this store. A list of ``other`` replaces the list of its
+        key. An empty or expired one removes it. An outbox entry is appended unless an entry
+        with its key is here."""
         if not merge:
             for container in (
                 self.subscriptions,

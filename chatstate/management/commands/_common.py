@@ -1,5 +1,6 @@
-"""What the chatstate management commands share: ``--namespace``, quiet closed pipes, and
-progress lines on stderr."""
+"""What the chatstate management commands share.
+
+That is ``--namespace``, quiet closed pipes, and progress lines on stderr."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def add_namespace_argument(parser: ArgumentParser) -> None:
 
 
 def adapter_for(namespace: str | None) -> StateAdapter:
-    """The configured adapter (``CHATSTATE`` setting) for ``namespace`` (``None``: the
-    setting's); a misconfiguration or a bad namespace becomes a ``CommandError``."""
+    """The adapter the ``CHATSTATE`` setting configures, for ``namespace``.
+
+    ``None`` means the setting's namespace. A misconfiguration or a bad namespace becomes a
+    ``CommandError``."""
     options = {} if namespace is None else {"namespace": namespace}
     try:
         return build_adapter(**options)
@@ -34,13 +37,12 @@ def adapter_for(namespace: str | None) -> StateAdapter:
 
 @contextmanager
 def quiet_on_closed_pipe(stdout: OutputWrapper) -> Iterator[None]:
-    """Run the block that writes to ``stdout``, then flush it; if its reader has gone
-    (``… | head``), end the command quietly with exit status 1 (Python's convention for a
-    broken pipe) instead of a ``CommandError: … Broken pipe``.
+    """Run the block that writes to ``stdout``, then flush it.
 
-    The rest of the output is sent to ``/dev/null``, so the interpreter's final flush
-    reports nothing either.
-    """
+    Its reader may have gone, as with ``… | head``. The command then ends quietly with exit
+    status 1, Python's convention for a broken pipe. It shows no ``CommandError: … Broken
+    pipe``. The rest of the output goes to ``/dev/null``, so the interpreter's final flush
+    reports nothing either."""
     try:
         yield
         stdout.flush()
@@ -57,8 +59,10 @@ def quiet_on_closed_pipe(stdout: OutputWrapper) -> Iterator[None]:
 
 
 class ProgressStream:
-    """A command's stderr for progress lines: plain text (not the error style Django gives
-    stderr), written as given (no line ending added, so ``\\r`` rewrites the line)."""
+    r"""A command's stderr for progress lines, as plain text written as given.
+
+    It does not use the error style Django gives stderr. It adds no line ending, so ``\r``
+    rewrites the line."""
 
     def __init__(self, stderr: OutputWrapper) -> None:
         self.stderr = stderr

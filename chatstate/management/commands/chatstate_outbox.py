@@ -44,8 +44,10 @@ def positive(text: str) -> int:
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGINT set ``stop`` (the batch under way ends
-    first); a second one ends the process at once with that signal's default action."""
+    """While the block runs, SIGTERM and SIGINT set ``stop``.
+
+    The batch under way ends first. A second signal ends the process at once, with that
+    signal's default action."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():

@@ -1,4 +1,6 @@
-"""``manage.py chatstate_prune``: the namespace's housekeeping, on a schedule (cron, a beat)."""
+"""``manage.py chatstate_prune``: the namespace's housekeeping, run on a schedule.
+
+A cron job or a beat runs it."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ FORMS = "a positive number and a unit: 90s, 45m, 12h, 30d or 2w"
 
 
 def duration(text: str) -> float:
-    """Seconds in ``text``: a positive number and a unit, ``s``, ``m``, ``h``, ``d`` or ``w``
-    (``90s``, ``45m``, ``12h``, ``30d``, ``2w``). A bare number is refused: a retention
-    cutoff read in the wrong unit deletes live state."""
+    """Seconds in ``text``: a positive number and a unit, ``s``, ``m``, ``h``, ``d`` or ``w``.
+
+    Examples are ``90s``, ``45m``, ``12h``, ``30d`` and ``2w``. A bare number is refused. A
+    retention cutoff read in the wrong unit deletes live state."""
     match = _DURATION.fullmatch(text.strip())
     if match is None or float(match.group(1)) <= 0:
         hint = ""
@@ -35,7 +38,7 @@ def duration(text: str) -> float:
 
 
 def age_text(seconds: float) -> str:
-    """``seconds`` in the largest unit that divides it (``30d``, ``90m``, ``1.5s``)."""
+    """``seconds`` in the largest unit that divides it, like ``30d``, ``90m`` or ``1.5s``."""
     for unit in ("w", "d", "h", "m"):
         if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
             return f"{seconds / _UNITS[unit]:g}{unit}"

@@ -1,5 +1,6 @@
-"""``manage.py chatstate_restore FILE|-``: load a snapshot file into a namespace, all or
-nothing, after checking all of it."""
+"""``manage.py chatstate_restore FILE|-``: load a snapshot file into a namespace.
+
+The load is all or nothing, after checking all of the file."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ _UNIT = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
 
 
 def byte_size(text: str) -> int:
-    """``"1048576"``, ``"512K"``, ``"4M"``, ``"1GiB"`` (binary units) as bytes, >= 1."""
+    """Bytes, >= 1, from text like ``"1048576"``, ``"512K"``, ``"4M"`` or ``"1GiB"``.
+
+    The units are binary."""
     match = _SIZE.fullmatch(text)
     value = int(match[1]) << _SHIFT[match[2].upper()] if match else 0
     if value < 1:
@@ -197,7 +200,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name:<14} {n:>12,}{unit}")
 
     def drops(self, report: RestoreReport, limit: int) -> None:
-        """``Lenient: dropped N entries …`` and each drop (the first ``limit``)."""
+        """``Lenient: dropped N entries …``, then each of the first ``limit`` drops."""
         n = report.dropped
         self.stdout.write(
             f"Lenient: dropped {n:,} entr{'y' if n == 1 else 'ies'} that normalize_snapshot "

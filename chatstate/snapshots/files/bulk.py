@@ -1,19 +1,18 @@
 """``chunks``: the elements of a big JSON array, decoded many at a time.
 
-An array of short ids (``["ab","ab",...]``, 5 bytes an element) read one element at a time
-costs a Python step per element: a few MB/s. Here each window of the file is cut after the
-last whole element it holds, and the cut text is decoded in one call of the C scanner
-(``"[" + text + "]"``): every element exactly as ``json.loads`` reads it, at about 100 MB/s.
+Each element is exactly what ``json.loads`` reads. Each error is the one element-by-element
+reading gives, at the same element.
 
-The cut is found from the end of the window: the last ``,`` between two elements of the
-array's shape (``"…","…"`` for strings, ``],[`` for pairs), then proved by the decoding
-itself: text cut inside an element (a string, a nested array) does not decode, so a decoded
-cut holds whole elements only. Whatever is not proved — a cut that does not decode, an
-element that is not a string or an array of strings, one that may be larger than the
-stream's ``max_value`` or nest deeper than allowed — is read element by element by
-:meth:`JsonStream.value <chatstate.snapshots.files.jsonstream.JsonStream.value>`, with every check
-and its exact error, until the window moves on.
-"""
+An array of short ids read one element at a time costs a Python step per element. Here each
+window of the file is cut after the last whole element it holds. The C scanner then decodes
+the cut text in one call.
+
+The cut is the last ``,`` between two elements of the array's shape. The decoding proves it:
+text cut inside an element does not decode. Some windows are not proved. The cut may not
+decode. An element may not be a string or an array of strings. It may be larger than the
+stream's ``max_value``, or nest too deep. Such a window is read element by element by
+:meth:`JsonStream.value <chatstate.snapshots.files.jsonstream.JsonStream.value>`, with every
+check and its exact error."""
 
 from __future__ import annotations
 
@@ -31,10 +30,10 @@ _TRIES = 8
 
 
 def chunks(stream: JsonStream, where: Steps) -> Iterator[list[Any]]:
-    """Open the array at the stream and yield its elements in order, in lists of one or
-    more. Ends after ``]``. Raises what element-by-element reading raises, at the same
-    element (a bulk decoding never reports an error: it leaves that window to
-    ``value``)."""
+    """Open the array at the stream and yield its elements in order, in lists of one or more.
+
+    It ends after ``]``. It raises what element-by-element reading raises, at the same
+    element. A bulk decoding never reports an error; it leaves that window to ``value``."""
     stream.open("[")
     if stream.peek() == "]":
         stream.pos += 1
@@ -63,8 +62,9 @@ def chunks(stream: JsonStream, where: Steps) -> Iterator[list[Any]]:
 
 
 def _cut(buf: str, pos: int, end: int, opener: str) -> int:
-    """The position of a ``,`` after the last whole element of ``buf[pos:end]``, judged by
-    the characters around it; ``-1`` when none is found."""
+    """The position of a ``,`` after the last whole element of ``buf[pos:end]``; ``-1`` when none.
+
+    The characters around it decide."""
     closer = _CLOSER[opener]
     at = end
     for _ in range(_TRIES):
@@ -82,12 +82,11 @@ def _cut(buf: str, pos: int, end: int, opener: str) -> int:
 
 
 def _decode(stream: JsonStream, cut: int) -> list[Any] | None:
-    """The elements of ``stream.buf[stream.pos:cut]`` when that text is whole elements of a
-    shape read in bulk (strings, or arrays of strings) nesting within the limit; else None.
+    """The elements of ``stream.buf[stream.pos:cut]``, or None.
 
-    A text repeating its first element (``"ab","ab",…``: one key over and over, the hostile
-    shape of issue 19) is recognized by comparing it with that element's text repeated,
-    and only that element is decoded: ``[element] * n``."""
+    The text must be whole elements of a shape read in bulk: strings, or arrays of strings,
+    nesting within the limit. A text repeating its first element is one key over and over.
+    It is recognized by comparison, and only that element is decoded: ``[element] * n``."""
     text = stream.buf[stream.pos : cut]
     comma = text.find(",")
     second = comma + 1  # where the second element starts
@@ -112,8 +111,9 @@ def _decode(stream: JsonStream, cut: int) -> list[Any] | None:
 
 
 def _scan(stream: JsonStream, text: str) -> list[Any] | None:
-    """``text`` decoded as the elements of an array, exactly as ``json.loads`` would; None
-    when it is not whole elements (or holds a value the strict reader refuses)."""
+    """``text`` decoded as the elements of an array, exactly as ``json.loads`` would.
+
+    None when it is not whole elements, or holds a value the strict reader refuses."""
     whole = "[" + text + "]"
     try:
         items, end = stream.scan(whole, 0)

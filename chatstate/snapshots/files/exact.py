@@ -1,17 +1,16 @@
-"""The cross-entry rules of a snapshot file's keyed sections, decided when every section is
-read:
+"""The cross-entry rules of a snapshot file's keyed sections, decided once every section is read.
 
-- ``subscriptions``: no id twice;
-- ``dedupe``, ``dedupe_order``: no key twice in either, the same keys in both;
-- ``claims``: no key twice, every key in ``dedupe``;
+- ``subscriptions``: no id twice.
+- ``dedupe`` and ``dedupe_order``: no key twice in either, and the same keys in both.
+- ``claims``: no key twice, and every key in ``dedupe``.
 - ``outbox``: no key twice.
 
-Three ways, fastest first: on hashes (nothing repeats, the fingerprints agree: nothing to
-word); in memory, when every key of the sections involved is one
-:class:`~chatstate.snapshots.files.seen.Seen` kept (the duplicates were worded as read; the rest
-is set arithmetic on those keys); else exactly, in the temporary database of
-:mod:`chatstate.snapshots.files.ledger`. The problems come out as ``Scan`` words them, in its order.
-"""
+There are three ways, fastest first. On hashes, when nothing repeats and the fingerprints
+agree; there is nothing to word. In memory, when
+:class:`~chatstate.snapshots.files.seen.Seen` kept every key of the sections involved. The
+duplicates were worded as read, and the rest is set arithmetic. Else exactly, in the
+temporary database of :mod:`chatstate.snapshots.files.ledger`. The problems come out as
+``Scan`` words them, in its order."""
 
 from __future__ import annotations
 
@@ -38,9 +37,11 @@ class _File(Protocol):
 
 
 class Groups:
-    """The problems (and counts) of the keyed sections of one file, given pass 1's ``facts``
-    and the ``typed`` problems of sections of a wrong type. Records the groups whose lenient
-    repairs need the ledger in ``file.exact``, those made in memory in ``file.memory``."""
+    """The problems and counts of the keyed sections of one file.
+
+    It takes pass 1's ``facts`` and the ``typed`` problems of sections of a wrong type. It
+    records in ``file.exact`` the groups whose lenient repairs need the ledger. It records
+    in ``file.memory`` those made in memory."""
 
     def __init__(
         self, file: _File, facts: dict[str, Any], typed: dict[str, Bucket], strict: bool
@@ -107,8 +108,10 @@ class Groups:
     def _clean(
         self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
     ) -> bool:
-        """Whether the rules hold, judged on hashes: no key twice, the same multiset of keys
-        in both (fingerprints), every claim's key in ``dedupe``, no claim key twice."""
+        """Whether the rules hold, judged on hashes.
+
+        No key is there twice. Both sections hold the same multiset of keys, by fingerprint.
+        Every claim's key is in ``dedupe``. No claim key is there twice."""
         if any(f is not None and f.repeats() for f in (dedupe, order)):
             return False
         if (dedupe.sums if dedupe else _NO_SUMS) != (order.sums if order else _NO_SUMS):
@@ -126,8 +129,10 @@ class Groups:
     def _dedupe_in_memory(
         self, dedupe: ArrayFacts | None, order: ArrayFacts | None, claims: KeyedFacts | None
     ) -> None:
-        """Every key is one ``Seen`` kept: the duplicates were worded as read; the mismatch
-        and the claims' keys are set arithmetic on them."""
+        """The dedupe rules when ``Seen`` kept every key.
+
+        The duplicates were worded as read. The mismatch and the claims' keys are set
+        arithmetic."""
         in_dedupe: dict[Any, int] = dedupe.seen.first if dedupe else {}
         in_order: dict[Any, int] = order.seen.first if order else {}
         self._buckets += [self._section("dedupe", dedupe), self._section("dedupe_order", order)]
@@ -189,8 +194,9 @@ class Groups:
                     yield index, key[0], key[1]
 
     def _with_duplicates(self, ledger: Ledger, facts: ArrayFacts) -> tuple[Bucket, int]:
-        """The entry problems of ``facts`` with every duplicate the ledger words (those
-        worded as read among them)."""
+        """The entry problems of ``facts`` with every duplicate the ledger words.
+
+        Those worded as read are among them."""
         name = facts.name
         repeated = ledger.count_duplicates(name)
         tagged = (
@@ -222,8 +228,10 @@ class Groups:
         self._claims_again(problem)
 
     def _claims_again(self, key_problem: Any) -> None:
-        """The claims' problems and count, read again: ``key_problem(index, key)`` words
-        each valid key's (called in index order)."""
+        """The claims' problems and count, read again.
+
+        ``key_problem(index, key)`` words each valid key's problem. It is called in index
+        order."""
         bucket = Bucket()
         checker = Scan(self.strict, bucket)
         kept = 0
@@ -271,8 +279,9 @@ class Groups:
 
 
 def first_indexes(ledger: Ledger, name: str) -> Any:
-    """``first(index)``: the index of the first entry with the key of the registered entry at
-    ``index``; called in increasing index order for each registered entry."""
+    """``first(index)``: the index of the first entry with the key of the entry at ``index``.
+
+    It is called in increasing index order for each registered entry."""
     rows = ledger.key_rows(name)
 
     def first(index: int) -> int:
@@ -284,7 +293,7 @@ def first_indexes(ledger: Ledger, name: str) -> Any:
 
 
 def _plain(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Values SQLite can hold as they are (valid claims hold only text)."""
+    """Values SQLite can hold as they are; valid claims hold only text."""
     return tuple(value if isinstance(value, str) else None for value in values)
 
 
@@ -294,19 +303,19 @@ def _count(keys: Iterator[tuple[str, str]]) -> tuple[int, list[DedupeKey]]:
 
 
 def kept_ids(ledger: Ledger) -> Iterator[str]:
-    """Lenient: each subscription once, in the file's order."""
+    """Each subscription once, in the file's order, for a lenient read."""
     for thread_id, _ in ledger.first_occurrences("subscriptions"):
         yield thread_id
 
 
 def kept_order(ledger: Ledger) -> Iterator[DedupeKey]:
-    """Lenient: the order's keys once each, then the keys only in ``dedupe``, sorted."""
+    """The order's keys once each, then the keys only in ``dedupe``, sorted; for a lenient read."""
     yield from ledger.first_occurrences("dedupe_order")
     yield from ledger.only_in_dedupe()
 
 
 def kept_claims(ledger: Ledger) -> Iterator[tuple[DedupeKey, dict[str, Any]]]:
-    """Lenient: the claims kept (valid, first with their key, the key in ``dedupe``)."""
+    """The claims a lenient read keeps: valid, first with their key, the key in ``dedupe``."""
     for index, a, m, ok, owner, thread_id, expires_at, first, known in ledger.claim_rows():
         if ok and first == index and known:
             yield (a, m), {"owner": owner, "thread_id": thread_id, "expires_at": expires_at}

@@ -1,12 +1,13 @@
-"""What one pass over a snapshot file learns of each section, entry by entry, with the
-rules of :class:`chatstate.snapshots.scan.Scan`: the problems of each entry on its own (the
-first ones, tagged with the entry's index, all counted), each duplicate the moment it is
-read when its first occurrence is one :class:`~chatstate.snapshots.files.seen.Seen` keeps, and
-what the cross-entry rules need at the section's end.
+"""What one pass over a snapshot file learns of each section, entry by entry.
 
-Every problem is spent from the reader's :class:`Budget`: at ``max_problems`` checking
-stops (:class:`Enough`), so a file full of problems is refused after reading just as much
-of it as holds them."""
+The rules are those of :class:`chatstate.snapshots.scan.Scan`. Each entry's own problems are
+kept: the first ones, tagged with the entry's index, and all counted. A duplicate is worded
+the moment it is read, when :class:`~chatstate.snapshots.files.seen.Seen` keeps its first
+occurrence. The cross-entry rules get what they need at the section's end.
+
+Every problem is spent from the reader's :class:`Budget`. Checking stops at ``max_problems``
+(:class:`Enough`). So a file full of problems is refused after reading only the part that
+holds them."""
 
 from __future__ import annotations
 
@@ -32,30 +33,31 @@ Tagged = tuple[int, int, Problem]  # (entry index, order within the entry, probl
 
 
 class Enough(Exception):
-    """The problems found reached the reader's ``max_problems``: checking stops here."""
+    """The problems found reached the reader's ``max_problems``; checking stops here."""
 
 
 class Budget:
-    """How many problems may be found before checking stops (``limit`` None: no limit)."""
+    """How many problems may be found before checking stops; a ``limit`` of None sets no limit."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.used = 0
 
     def spend(self, n: int = 1) -> None:
-        """Count ``n`` problems found; ``Enough`` once they reach the limit."""
+        """Count ``n`` problems found; raise ``Enough`` once they reach the limit."""
         self.used += n
         if self.limit is not None and self.used >= self.limit:
             raise Enough
 
     def allows(self, n: int) -> bool:
-        """Whether ``n`` more problems stay below the limit (they can be counted at once)."""
+        """Whether ``n`` more problems stay below the limit, so they can be counted at once."""
         return self.limit is None or self.used + n < self.limit
 
 
 class Bucket(Problems):
-    """The problems of one section, each tagged with ``index`` (set by the caller before
-    checking an entry): the first ``cap`` kept, all counted, each spent from ``budget``."""
+    """The problems of one section: the first ``cap`` kept, all counted and spent from ``budget``.
+
+    Each is tagged with ``index``. The caller sets it before checking an entry."""
 
     def __init__(self, cap: int = MAX_LISTED, budget: Budget | None = None) -> None:
         super().__init__(cap)
@@ -73,13 +75,14 @@ class Bucket(Problems):
             self.budget.spend()
 
     def can_count(self, n: int) -> bool:
-        """Whether ``n`` problems may be counted without listing them: the list is full and
-        they do not reach the budget's limit."""
+        """Whether ``n`` problems may be counted without listing them.
+
+        That is, the list is full and they do not reach the budget's limit."""
         full = len(self.tagged) >= (self.cap or 0)
         return full and (self.budget is None or self.budget.allows(n))
 
     def count(self, n: int) -> None:
-        """Count ``n`` problems that would not be listed (see :meth:`can_count`)."""
+        """Count ``n`` problems that would not be listed; see :meth:`can_count`."""
         self.total += n
         if self.budget is not None and n:
             self.budget.spend(n)
@@ -99,16 +102,16 @@ class Bucket(Problems):
 
 
 class ArrayFacts:
-    """An array section of ids or dedupe keys: each entry's problems (``bucket``), each
-    duplicate worded as read (``duplicates``), the valid entries' count and, with
-    ``fingerprint``, the sum of their hashes (an order-free fingerprint of the multiset,
-    kept while no key repeats).
+    """An array section of ids or dedupe keys.
 
-    Read a window at a time (:func:`chatstate.snapshots.files.bulk.chunks`): a batch of valid keys
-    is checked, recorded and fingerprinted in C-level passes (``all_ids``, ``Seen.add_batch``,
-    ``sum(map(hash, …))``), and its repeats counted at once once the listing is full and
-    below the budget; only a batch that holds a problem still to be listed is read key by
-    key."""
+    It holds each entry's problems in ``bucket``, and each duplicate worded as read in
+    ``duplicates``. It counts the valid entries. With ``fingerprint``, it sums their hashes.
+    That sum is an order-free fingerprint of the multiset, kept while no key repeats.
+
+    It reads a window at a time, through :func:`chatstate.snapshots.files.bulk.chunks`. A
+    batch of valid keys is checked, recorded and fingerprinted in C-level passes. Its
+    repeats are counted at once, once the listing is full and below the budget. Only a batch
+    holding a problem still to be listed is read key by key."""
 
     def __init__(self, name: str, strict: bool, budget: Budget | None, fingerprint: bool) -> None:
         self.name = name
@@ -133,8 +136,10 @@ class ArrayFacts:
         return self
 
     def add_keys(self, batch: list[Any], start: int) -> bool:
-        """Record ``batch`` in C-level passes when every entry is valid and no problem of it
-        is left to list: True. Else False, nothing recorded."""
+        """Record ``batch`` in C-level passes, and return True, when that loses nothing.
+
+        Every entry must be valid, with no problem of it left to list. Else it returns False
+        and records nothing."""
         keys = self.keys(batch)
         return keys is not None and self.add_batch(keys, start)
 
@@ -178,8 +183,7 @@ class ArrayFacts:
         return self.count, self.total
 
     def late_repeats(self) -> bool:
-        """Whether keys ``Seen`` did not keep may repeat (then only the exact path words
-        them)."""
+        """Whether keys ``Seen`` did not keep may repeat; only the exact path then words them."""
         if self._late_repeats is None:
             self._late_repeats = self.seen.late_repeats()
         return self._late_repeats
@@ -227,12 +231,13 @@ class MapFacts:
 
 
 class KeyedFacts:
-    """An array of objects with a key, ``claims`` or ``outbox``: each entry's problems on its
-    own and its key's repetition, worded as read (``Seen``); how many entries are kept.
+    """An array of objects with a key: ``claims`` or ``outbox``.
 
-    A key counts once valid (lenient outbox: once its entry is kept, so that a damaged
-    entry never pushes out a good one with its key). Whether a claim's key is in
-    ``dedupe`` is decided when every section is read (:mod:`~chatstate.snapshots.files.exact`)."""
+    It holds each entry's own problems and its key's repetition, worded as read by ``Seen``.
+    It counts the entries kept. A key counts once valid. In a lenient outbox, a key counts
+    once its entry is kept. So a damaged entry never pushes out a good one with its key.
+    Whether a claim's key is in ``dedupe`` is decided when every section is read, in
+    :mod:`~chatstate.snapshots.files.exact`."""
 
     def __init__(self, name: str, strict: bool, budget: Budget | None) -> None:
         self.name = name
@@ -249,8 +254,9 @@ class KeyedFacts:
         return outbox_entry(index, raw, self.strict)
 
     def registers(self, key: Any, entry: Any) -> bool:
-        """Whether an entry with ``key`` (None: invalid) makes later entries with it
-        duplicates."""
+        """Whether an entry with ``key`` makes later entries with it duplicates.
+
+        ``key`` is None for an invalid entry."""
         return key is not None and (self.strict or self.name == "claims" or entry is not None)
 
     def report(self, scan: Scan, index: int, repeated: str | None, problems: list[Problem]) -> None:
@@ -282,9 +288,10 @@ class KeyedFacts:
 
 
 def placeholder(stream: JsonStream, where: tuple[object, ...]) -> Any:
-    """The value at the stream, read whole when it is a scalar; an array or object is
-    consumed (checked, bounded) and stands as ``[]``/``{}``: only its kind matters where
-    a section or header value has the wrong type."""
+    """The value at the stream, read whole when it is a scalar.
+
+    An array or object is consumed, checked and bounded. It stands as ``[]`` or ``{}``. Only
+    its kind matters where a section or header value has the wrong type."""
     char = stream.peek()
     if char in "[{":
         stream.skip(where)

@@ -1,15 +1,17 @@
 """``HashRuns``: the 64-bit hashes of many keys, in bounded memory.
 
-The streaming reader decides with them, in one pass and a few bytes per key, whether the
-cross-entry rules of a snapshot hold (no key twice, ``dedupe`` and ``dedupe_order`` holding
-the same keys, every claim's key in ``dedupe``). Hashes are kept in memory up to ``run``
-of them; past that each run is sorted, cut into ``PARTS`` value ranges and written to a
-temporary file. A question is then answered one value range at a time, each range read
-from every run into one array and checked by a C-level ``set`` (``repeats``,
-``contains_all``): no Python step per hash. Python's ``hash`` of a ``str`` is salted per
-process, so a file cannot be made to collide on purpose; a collision would only ever send
-a file to the exact (slower) check, or, for ``sums``, is a 2**-64 chance.
-"""
+With them, the streaming reader decides whether the cross-entry rules of a snapshot hold. It
+takes one pass and a few bytes per key. The rules are: no key twice, ``dedupe`` and
+``dedupe_order`` holding the same keys, and every claim's key in ``dedupe``.
+
+Memory holds up to ``run`` hashes. Past that, each run is sorted, cut into ``PARTS`` value
+ranges and written to a temporary file. A question is answered one value range at a time.
+Each range is read from every run into one array. A C-level ``set`` checks it, with no
+Python step per hash.
+
+Python's ``hash`` of a ``str`` is salted per process. So a file cannot be made to collide on
+purpose. A collision only sends a file to the slower exact check. For ``sums``, it is a
+2**-64 chance."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class HashRuns:
     """Hashes of keys, added one at a time or many; duplicates kept.
 
     ``sums`` is an order-free fingerprint of the multiset of keys added by ``add`` and
-    ``add_sum`` (their count and the sum of their hashes), for comparing two collections
+    ``add_sum``. It is their count and the sum of their hashes. It compares two collections
     without sorting either."""
 
     def __init__(self, run: int | None = None) -> None:
@@ -48,7 +50,7 @@ class HashRuns:
         self.total = 0
 
     def add(self, key: Hashable) -> None:
-        """Record ``key`` (by its hash)."""
+        """Record ``key`` by its hash."""
         h = hash(key)
         self.buf.append(h)
         self.total += h
@@ -56,8 +58,9 @@ class HashRuns:
             self._spill()
 
     def extend(self, keys: Iterable[Hashable]) -> None:
-        """Record each of ``keys`` for ``sorted()`` (in C-level passes); ``sums`` counts them
-        but leaves their hashes out of its total."""
+        """Record each of ``keys`` for ``sorted()``, in C-level passes.
+
+        ``sums`` counts them but leaves their hashes out of its total."""
         self.buf.extend(map(hash, keys))
         while len(self.buf) >= self.run:
             rest = self.buf[self.run :]
@@ -66,7 +69,7 @@ class HashRuns:
             self.buf = rest
 
     def add_sum(self, key: Hashable) -> None:
-        """Record ``key`` in ``sums`` only (``sorted()`` will not yield it)."""
+        """Record ``key`` in ``sums`` only; ``sorted()`` will not yield it."""
         self.count += 1
         self.total += hash(key)
 
@@ -86,8 +89,9 @@ class HashRuns:
         self.buf = array("q")
 
     def parts(self) -> Iterator[array[int]]:
-        """Every hash added (``add_sum`` aside), a value range at a time: each array holds
-        one range's hashes from every run, in no particular order."""
+        """Every hash added except by ``add_sum``, a value range at a time.
+
+        Each array holds one range's hashes from every run, in no particular order."""
         tail = array("q", sorted(self.buf))
         if not self.runs:
             yield tail
@@ -104,7 +108,7 @@ class HashRuns:
             yield part
 
     def repeats(self) -> bool:
-        """Whether two hashes added are equal (a C-level ``set`` per value range)."""
+        """Whether two hashes added are equal; a C-level ``set`` checks each value range."""
         return any(len(set(part)) != len(part) for part in self.parts())
 
     def contains_all(self, hashes: Iterable[int]) -> bool:
@@ -122,7 +126,7 @@ class HashRuns:
         return not needles
 
     def sorted(self) -> Iterator[int]:
-        """Every hash added (``add_sum`` aside), in increasing order."""
+        """Every hash added except by ``add_sum``, in increasing order."""
         for part in self.parts():
             yield from sorted(part)
 

@@ -1,17 +1,16 @@
 """``JsonStream``: one JSON document read piece by piece from a seekable binary file.
 
-The stdlib's C scanner decodes each piece (a value, a key), so every piece is read exactly
-as ``json.loads`` would read it, in the running interpreter's words; this module walks the
-containers around the pieces and keeps a bounded window of the file in memory:
+The stdlib's C scanner decodes each piece, a value or a key. So every piece reads exactly as
+``json.loads`` reads it, in the running interpreter's words. This module walks the
+containers around the pieces. It keeps a bounded window of the file in memory.
 
-- a value larger than the window grows it geometrically (each byte is scanned a bounded
-  number of times: time stays linear), up to ``max_value`` bytes, then is refused with its
-  JSON path;
-- the refusals of :mod:`chatstate.snapshots.jsontext` (NaN, a repeated key, a huge integer,
-  nesting deeper than 512) are located as a JSON path, with a line and column.
+- A value larger than the window grows it geometrically. Each byte is scanned a bounded
+  number of times, so time stays linear. Past ``max_value`` bytes, the value is refused with
+  its JSON path.
+- The refusals of :mod:`chatstate.snapshots.jsontext` are located as a JSON path, with a
+  line and column. They are NaN, a repeated key, a huge integer, nesting deeper than 512.
 
-Errors carry the problem line ``Snapshot.from_json`` gives for the same text.
-"""
+Errors carry the problem line ``Snapshot.from_json`` gives for the same text."""
 
 from __future__ import annotations
 
@@ -47,8 +46,10 @@ Steps = tuple[object, ...]
 
 
 class JsonSyntaxError(ValueError):
-    """The text is not a snapshot's JSON; ``problem`` is the problem line (path, what, line,
-    column, character), as ``Snapshot.from_json`` words it."""
+    """The text is not a snapshot's JSON.
+
+    ``problem`` is the problem line as ``Snapshot.from_json`` words it. It gives the path,
+    what, line, column and character."""
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
@@ -57,9 +58,10 @@ class JsonSyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Mark:
-    """A position in the file: byte offset, and the character, line and line start the
-    ``json`` module would count there (so a stream opened at a mark reports the same line
-    and column as one that read from the start)."""
+    """A position in the file: byte offset, and the character, line and line start.
+
+    Those are what the ``json`` module would count there. So a stream opened at a mark
+    reports the same line and column as one that read from the start."""
 
     byte: int = 0
     char: int = 0
@@ -68,11 +70,12 @@ class Mark:
 
 
 class JsonStream:
-    """A cursor over the JSON text of ``raw`` (UTF-8, an optional BOM) from ``mark``.
+    """A cursor over the JSON text of ``raw`` from ``mark``.
 
-    ``depth`` counts the arrays/objects already open at ``mark``. ``trusted``: the text was
-    read before with every check: decode without the refusals' hooks. Several streams may
-    share one file: each seeks before it reads."""
+    The text is UTF-8, with an optional BOM. ``depth`` counts the arrays and objects already
+    open at ``mark``. ``trusted`` means the text was read before with every check; it
+    decodes without the refusals' hooks. Several streams may share one file, since each
+    seeks before it reads."""
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class JsonStream:
     # -- the window ----------------------------------------------------------------------
 
     def fill(self, size: int = 0) -> None:
-        """Drop what was consumed, then read ``size`` bytes more (at least a chunk)."""
+        """Drop what was consumed, then read ``size`` bytes more, at least a chunk."""
         drop = self.buf[: self.pos]
         if drop:
             self.base_bytes += _utf8_length(drop)
@@ -143,8 +146,10 @@ class JsonStream:
         return JsonSyntaxError(f"$: invalid JSON: 'utf-8' codec can't decode {what}: {exc.reason}")
 
     def decode_error(self) -> JsonSyntaxError | None:
-        """The first text that is not UTF-8 from here to the end (read, not kept): what
-        ``json.loads`` reports before any JSON error, since it decodes the whole text first."""
+        """The first text that is not UTF-8 from here to the end; read, not kept.
+
+        ``json.loads`` reports it before any JSON error, since it decodes the whole text
+        first."""
         try:
             while not self.eof:
                 self.pos = len(self.buf)
@@ -154,14 +159,14 @@ class JsonStream:
         return None
 
     def mark(self) -> Mark:
-        """The current position as a ``Mark`` (for a later ``JsonStream(raw, mark)``)."""
+        """The current position as a ``Mark``, for a later ``JsonStream(raw, mark)``."""
         byte = _utf8_length(self.buf[: self.pos])
         line, column = self.line_column(self.pos)
         char = self.base_chars + self.pos
         return Mark(self.base_bytes + byte, char, line, char - column + 1)
 
     def line_column(self, at: int) -> tuple[int, int]:
-        """Line and column (from 1) of window position ``at``, as ``json`` counts them."""
+        """Line and column, from 1, of window position ``at``, as ``json`` counts them."""
         newline = self.buf.rfind("\n", 0, at)
         line = self.lines_before + self.buf.count("\n", 0, at) + 1
         start = self.base_chars + newline + 1 if newline >= 0 else self.line_start
@@ -180,7 +185,7 @@ class JsonStream:
     # -- tokens --------------------------------------------------------------------------
 
     def peek(self) -> str:
-        """Skip whitespace; the next character, ``""`` at the end of the text."""
+        """Skip whitespace; return the next character, ``""`` at the end of the text."""
         while True:
             buf, pos = self.buf, self.pos
             if pos < len(buf) and buf[pos] not in _BLANK:
@@ -199,9 +204,10 @@ class JsonStream:
             raise self.syntax("Extra data", self.pos)
 
     def value(self, where: Steps, what: str = "value") -> Any:
-        """Decode the value at the current position, exactly as ``json.loads`` would, at
-        most ``max_value`` bytes of text. Raises ``JsonSyntaxError`` (invalid JSON, a
-        refusal, too large) naming ``where`` when it is the path of the fault."""
+        """Decode the value here exactly as ``json.loads`` would, from at most ``max_value`` bytes.
+
+        It raises ``JsonSyntaxError`` for invalid JSON, a refusal, or a value too large. The
+        error names ``where`` when that is the path of the fault."""
         self.peek()
         start = self.pos
         while True:
@@ -238,8 +244,9 @@ class JsonStream:
             start = self.grow(start, where, what)
 
     def grow(self, start: int, where: Steps, what: str) -> int:
-        """Read more of a value starting at ``start`` (at least doubling the window, so each
-        byte is scanned a bounded number of times); its new start."""
+        """Read more of a value starting at ``start``; return its new start.
+
+        The window at least doubles, so each byte is scanned a bounded number of times."""
         if len(self.buf) - start > self.max_value:
             raise self.too_large(start, where, what)
         self.pos = start
@@ -261,8 +268,9 @@ class JsonStream:
     def refusal(
         self, found: Found | None, start: int, where: Steps, exc: BaseException | None
     ) -> JsonSyntaxError:
-        """The error of a refusal ``found`` in the value at ``start`` (``exc``: what the
-        scanner raised, named when the refusal cannot be located)."""
+        """The error of a refusal ``found`` in the value at ``start``.
+
+        ``exc`` is what the scanner raised. It is named when the refusal cannot be located."""
         if found is None:
             return self.error(path_of(where, MAP_SECTIONS), f"invalid JSON: {exc}", start)
         line, column = self.line_column(found.at)
@@ -273,15 +281,16 @@ class JsonStream:
     # -- containers ----------------------------------------------------------------------
 
     def open(self, char: str) -> None:
-        """Consume ``char`` (``[`` or ``{``) and count the depth."""
+        """Consume ``char``, ``[`` or ``{``, and count the depth."""
         if self.peek() != char:
             raise AssertionError(f"expected {char!r}")
         self.pos += 1
         self.depth += 1
 
     def after_item(self, open_: str) -> bool:
-        """After an item of a container: consume ``,`` (``True``: another item follows) or
-        the closing bracket (``False``)."""
+        """After an item of a container, consume ``,`` or the closing bracket.
+
+        ``True`` when another item follows, ``False`` after the bracket."""
         char = self.peek()
         if char == _CLOSE[open_]:
             self.pos += 1
@@ -297,8 +306,9 @@ class JsonStream:
         return True
 
     def members(self, where: Steps) -> Iterator[str]:
-        """Open an object: yield each key, with the stream at its value (the caller consumes
-        the value before asking for the next key). Ends after ``}``."""
+        """Open an object and yield each key, with the stream at its value.
+
+        The caller consumes the value before asking for the next key. It ends after ``}``."""
         self.open("{")
         if self.peek() == "}":
             self.pos += 1
@@ -318,7 +328,7 @@ class JsonStream:
                 return
 
     def elements(self, where: Steps) -> Iterator[Any]:
-        """Open an array: yield each element's value. Ends after ``]``."""
+        """Open an array and yield each element's value. It ends after ``]``."""
         self.open("[")
         if self.peek() == "]":
             self.pos += 1
@@ -352,7 +362,7 @@ class JsonStream:
                 return
 
     def skip(self, where: Steps) -> None:
-        """Consume one value of any size, keeping none of it (each piece still checked)."""
+        """Consume one value of any size, keeping none of it; each piece is still checked."""
         char = self.peek()
         if char == "[":
             for _ in self.elements(where):

@@ -1,13 +1,13 @@
 """``Ledger``: the keys of a snapshot file's big sections in a temporary SQLite database.
 
-The streaming reader's exact path: when the hashes of :mod:`chatstate.snapshots.files.hashruns`
-show that a cross-entry rule may be broken (a key twice, ``dedupe`` and ``dedupe_order``
-holding other keys, a claim whose key is not in ``dedupe``, a repeated key in an object),
-the keys are loaded here and the database answers with the exact problems (indexes, first
-occurrences, the first keys in sorted order) and, lenient, the exact repairs — on disk,
-with a few megabytes of cache, whatever the file's size. SQLite compares text by its UTF-8
-bytes, which orders it as Python orders ``str``.
-"""
+This is the streaming reader's exact path. The hashes of
+:mod:`chatstate.snapshots.files.hashruns` may show that a cross-entry rule may be broken.
+That is a key twice, ``dedupe`` and ``dedupe_order`` holding other keys, a claim whose key
+is not in ``dedupe``, or a repeated key in an object. The keys are then loaded here. The
+database answers with the exact problems: indexes, first occurrences, the first keys in
+sorted order. For a lenient read it gives the exact repairs. It works on disk, with a few
+megabytes of cache, whatever the file's size. SQLite compares text by its UTF-8 bytes. That
+orders it as Python orders ``str``."""
 
 from __future__ import annotations
 
@@ -53,12 +53,14 @@ class Ledger:
     # -- filling ----------------------------------------------------------------------------
 
     def fill_keys(self, table: str, rows: Iterable[tuple[int, str, str]]) -> None:
-        """``table`` (one of ``KEY_TABLES``) holds ``(index, a, m)`` for each valid entry."""
+        """``table``, one of ``KEY_TABLES``, holds ``(index, a, m)`` for each valid entry."""
         self._create(table, "i INTEGER, a TEXT, m TEXT", rows, "a, m, i")
 
     def fill_claims(self, rows: Iterable[tuple[int, str, str, int, Any, Any, Any]]) -> None:
         """``claims`` holds ``(index, a, m, ok, owner, thread_id, expires_at)`` for each
-        claim with a valid key (``ok``: its other fields are valid too)."""
+        claim with a valid key.
+
+        ``ok`` means its other fields are valid too."""
         self._create("claims", _CLAIM_COLUMNS, rows, "a, m, i")
 
     def fill_names(self, table: str, rows: Iterable[tuple[int, str, int]]) -> None:
@@ -90,7 +92,7 @@ class Ledger:
         self.db.execute("COMMIT")
 
     def table(self, name: str) -> str:
-        """``name`` when filled, else an empty stand-in (a missing section holds nothing)."""
+        """``name`` when filled, else an empty stand-in; a missing section holds nothing."""
         if name not in self.tables:
             columns = _CLAIM_COLUMNS if name == "claims" else "i INTEGER, a TEXT, m TEXT"
             self._create(name, columns, None, None)
@@ -140,8 +142,10 @@ class Ledger:
 
     def claim_rows(self) -> Iterator[tuple[Any, ...]]:
         """``(index, a, m, ok, owner, thread_id, expires_at, first, known)`` of each claim
-        with a valid key, by index: ``first`` is the index of the first claim with its key,
-        ``known`` whether ``dedupe`` or ``dedupe_order`` holds the key."""
+        with a valid key, by index.
+
+        ``first`` is the index of the first claim with its key. ``known`` says whether
+        ``dedupe`` or ``dedupe_order`` holds the key."""
         c = self.table("claims")
         d, o = self.table("dedupe"), self.table("dedupe_order")
         query = (

@@ -1,12 +1,12 @@
 """What the snapshot commands do, without their argument parsing and printing.
 
-- :func:`export_snapshot`: an adapter's namespace, streamed as JSON text to a sink or,
-  atomically, to a file;
-- :func:`restore_snapshot`: a snapshot file checked in full (or up to its first
-  ``max_problems`` problems), then loaded (or, dry run, compared with the namespace), all or
-  nothing; a replace restore refuses a live namespace (:mod:`chatstate.liveness`);
-- :class:`Progress`: "rows done / total" on a terminal, nothing elsewhere.
-"""
+- :func:`export_snapshot` streams an adapter's namespace as JSON text to a sink. It can
+  write a file atomically.
+- :func:`restore_snapshot` checks a snapshot file in full, or up to its first
+  ``max_problems`` problems. It then loads it, all or nothing. A dry run compares it with
+  the namespace instead. A replace restore refuses a live namespace
+  (:mod:`chatstate.liveness`).
+- :class:`Progress` shows "rows done / total" on a terminal, and nothing elsewhere."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from chatstate.snapshots.snapshot import InvalidSnapshot
 
 
 class SnapshotStore(Protocol):
-    """What the operations need of a store: a ``StateAdapter`` has all of it."""
+    """What the operations need of a store; a ``StateAdapter`` has all of it."""
 
     namespace: str
 
@@ -47,8 +47,10 @@ DEFAULT_MAX_PROBLEMS = 100
 
 
 class Progress:
-    """Reports ``label: done / total rows`` on ``stream`` when ``enabled``, at most every
-    ``interval`` seconds, on one line rewritten in place; does nothing when disabled."""
+    """Report ``label: done / total rows`` on ``stream`` when ``enabled``.
+
+    It reports at most every ``interval`` seconds, on one line rewritten in place. It does
+    nothing when disabled."""
 
     def __init__(self, stream: IO[str] | Any, enabled: bool, interval: float = 0.2) -> None:
         self.stream = stream
@@ -78,10 +80,10 @@ class Progress:
             self.show("\n")
 
     def watch(self, label: str, sections: SnapshotSections) -> SnapshotSections:
-        """``sections`` reporting their rows to this progress (unchanged when disabled).
+        """``sections`` reporting their rows to this progress; unchanged when disabled.
 
-        ``dedupe`` holds the keys of ``dedupe_order`` again: the keys are counted once (from
-        ``dedupe_order``), so the rows shown add up to the commands' summaries."""
+        ``dedupe`` holds the keys of ``dedupe_order`` again. The keys are counted once, from
+        ``dedupe_order``. So the rows shown add up to the commands' summaries."""
         if not self.enabled:
             return sections
         counts = sections.counts
@@ -104,9 +106,9 @@ def export_snapshot(
 ) -> dict[str, int]:
     """Write ``adapter``'s snapshot to ``out``: ``Snapshot.to_json(indent)`` and a newline.
 
-    Returns the entries per section where the adapter knows them. The state is read in one
-    consistent view (``adapter.snapshot_sections()``); a failure propagates after a partial
-    write (use :func:`export_to_file` for a file that is whole or untouched)."""
+    It returns the entries per section where the adapter knows them. The state is read in
+    one consistent view, ``adapter.snapshot_sections()``. A failure propagates after a
+    partial write. :func:`export_to_file` gives a file that is whole or untouched."""
     with adapter.snapshot_sections() as sections:
         counts = dict(sections.counts)
         if progress is not None:
@@ -121,16 +123,20 @@ def export_snapshot(
 def export_to_file(
     adapter: SnapshotStore, path: str, indent: int | None = None, progress: Progress | None = None
 ) -> dict[str, int]:
-    """:func:`export_snapshot` into ``path`` atomically: a temporary file in the same
-    directory, flushed to disk, renamed over ``path``. On any failure the temporary file is
-    removed and a file already at ``path`` is left as it was."""
+    """:func:`export_snapshot` into ``path`` atomically.
+
+    It writes a temporary file in the same directory, flushes it to disk and renames it over
+    ``path``. On any failure the temporary file is removed. A file already at ``path`` is
+    left as it was."""
     return write_atomically(path, lambda f: export_snapshot(adapter, f, indent, progress))
 
 
 def write_atomically(path: str, fill: Callable[[IO[str]], Any]) -> Any:
-    """Call ``fill`` with a UTF-8 text file that replaces ``path`` only once ``fill`` has
-    returned and the data is on disk; returns what ``fill`` returned. The new file keeps the
-    mode of the one it replaces (else the umask's default)."""
+    """Call ``fill`` with a UTF-8 text file that replaces ``path`` once complete.
+
+    The replacement happens only once ``fill`` has returned and the data is on disk. It
+    returns what ``fill`` returned. The new file keeps the mode of the one it replaces. Else
+    it gets the umask's default."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
@@ -161,15 +167,19 @@ def _mode_for(path: str) -> int:
 
 @dataclass
 class RestoreReport:
-    """What a restore did (or, ``dry_run``, would do).
+    """What a restore did, or would do on a ``dry_run``.
 
-    ``counts``: entries per section in the snapshot as loaded (``pending_locks``: keys);
-    ``dropped``: entries a lenient read dropped, ``drops`` the first 1,000 of them with their
-    JSON path and why; ``warnings``: header problems a lenient read ignored; ``changes``
-    (dry run): per section, how many entries would be ``added``, ``replaced``, ``removed``,
-    ``appended`` to (pending queues) or left ``unchanged``; ``activity``: the namespace's
-    liveness (``StateAdapter.activity``), read before a replace and by a dry run;
-    ``forced``: a live namespace was replaced (``force``)."""
+    - ``counts``: entries per section in the snapshot as loaded. For ``pending_locks``,
+      keys.
+    - ``dropped``: entries a lenient read dropped.
+    - ``drops``: the first 1,000 of them, with their JSON path and why.
+    - ``warnings``: header problems a lenient read ignored.
+    - ``changes``: on a dry run, per section, how many entries would be ``added``,
+      ``replaced``, ``removed``, ``appended`` to, or left ``unchanged``. Pending queues are
+      appended to.
+    - ``activity``: the namespace's liveness from ``StateAdapter.activity``. It is read
+      before a replace and by a dry run.
+    - ``forced``: a live namespace was replaced because of ``force``."""
 
     counts: dict[str, int]
     dropped: int = 0
@@ -193,23 +203,26 @@ def restore_snapshot(
     force: bool = False,
     quiet_for: float = DEFAULT_QUIET_FOR,
 ) -> RestoreReport:
-    """Check the snapshot in ``raw`` (a seekable binary file), then load it into ``adapter``
-    with ``load_snapshot_stream`` (replace, or ``merge``), all or nothing.
+    """Check the snapshot in ``raw``, then load it into ``adapter``, all or nothing.
 
-    Strict (default): raises :class:`~chatstate.InvalidSnapshot` before anything is
-    changed, listing the problems (each with its JSON path): every one, or, once
-    ``max_problems`` are found, those — the check stops there (``stopped``), so a file
-    full of problems is refused after reading only as much of it as holds them.
-    ``lenient``: loads what ``normalize_snapshot`` keeps (invalid JSON still raises), the
-    drops in the report. ``dry_run``: compares with the namespace, reads its liveness and
-    changes nothing. No value larger than ``max_value_bytes`` bytes of JSON text is read
-    (one is a problem): memory stays bounded whatever the file.
+    ``raw`` is a seekable binary file. The load uses ``load_snapshot_stream``, as a replace
+    or a ``merge``. No JSON value larger than ``max_value_bytes`` bytes is read; one is a
+    problem. So memory stays bounded whatever the file.
 
-    A replace (not ``merge``) raises :class:`~chatstate.liveness.NamespaceLive`, nothing
-    changed, when the namespace is live — a lock held, a claim in progress, or activity
-    within ``quiet_for`` seconds (``StateAdapter.activity``) — unless ``force``: checked
-    before the file is read (a refusal costs no check of the file) and again just before
-    the load (workers may have started while a big file was checked)."""
+    Strict is the default. It raises :class:`~chatstate.InvalidSnapshot` before anything
+    changes. The error lists the problems, each with its JSON path. The check stops once
+    ``max_problems`` are found, and ``stopped`` is set. So a file full of problems is
+    refused after reading only the part that holds them.
+
+    ``lenient`` loads what ``normalize_snapshot`` keeps. Invalid JSON still raises. The
+    report lists the drops. ``dry_run`` compares with the namespace, reads its liveness and
+    changes nothing.
+
+    A replace refuses a live namespace unless ``force`` is set. It raises
+    :class:`~chatstate.liveness.NamespaceLive` and changes nothing. Live means a lock held,
+    a claim in progress, or activity within ``quiet_for`` seconds. Liveness is checked
+    before the file is read, so a refusal costs no check. It is checked again just before
+    the load, since workers may have started while a big file was checked."""
     replace = not merge and not dry_run
     if replace and not force:
         _refuse_live(adapter, adapter.activity(quiet_for))
@@ -251,8 +264,9 @@ def _refuse_live(adapter: SnapshotStore, activity: dict[str, Any]) -> None:
 def plan_changes(
     adapter: SnapshotStore, incoming: SnapshotSections, merge: bool
 ) -> dict[str, Counter[str]]:
-    """Per section, what loading ``incoming`` would do to ``adapter``'s namespace; reads
-    one section of the current state at a time and changes nothing."""
+    """Per section, what loading ``incoming`` would do to ``adapter``'s namespace.
+
+    It reads one section of the current state at a time, and changes nothing."""
     with adapter.snapshot_sections() as current:
         changes = {
             "subscriptions": _set_changes(current.subscriptions, incoming.subscriptions, merge),
@@ -303,8 +317,10 @@ def _map_changes(
 def _outbox_changes(
     current: Iterable[dict[str, Any]], incoming: Iterable[dict[str, Any]], merge: bool
 ) -> Counter[str]:
-    """Outbox entries by ``key``: merging, an entry whose key is there leaves the one there
-    (``unchanged``), others are ``added``; replacing, entries compare as map values do."""
+    """Outbox entries by ``key``.
+
+    When merging, an entry whose key is there leaves the one there, ``unchanged``. Others
+    are ``added``. When replacing, entries compare as map values do."""
     return _map_changes(
         ((entry["key"], entry) for entry in current),
         ((entry["key"], entry) for entry in incoming),

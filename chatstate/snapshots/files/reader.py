@@ -1,20 +1,21 @@
 """``SnapshotFile``: a snapshot JSON file checked, then read, section by section.
 
-``check()`` (pass 1) walks the whole file once and reports what ``Snapshot.from_json`` would
-report of it — the same problems, with the same JSON paths, in the same order (the first
-1,000 listed, all counted) — or, lenient, the entries ``normalize_snapshot`` would drop and
-why; it keeps the position of each section. With ``max_problems`` it stops at that many
-problems, reporting those (a file full of problems is refused early). ``sections()`` (pass
-2) then streams the sections from those positions. Memory is bounded whatever the file: no
-value larger than ``max_value`` bytes is read, entries are checked with the very rules of
-:class:`chatstate.snapshots.scan.Scan` (arrays of keys a window at a time,
-:mod:`~chatstate.snapshots.files.bulk`), duplicates are worded as read when their first
-occurrence is kept (:mod:`~chatstate.snapshots.files.seen`), and the other cross-entry rules are
-checked on hashes (:mod:`~chatstate.snapshots.files.hashruns`); only when those show a problem (or,
-lenient, a repair) are the keys loaded into a temporary database
-(:mod:`~chatstate.snapshots.files.ledger`) for the exact words
-(:mod:`~chatstate.snapshots.files.exact`).
-"""
+``check()`` is pass 1. It walks the whole file once. It reports what ``Snapshot.from_json``
+would report: the same problems, with the same JSON paths, in the same order. The first
+1,000 are listed and all are counted. A lenient check reports the entries
+``normalize_snapshot`` would drop, and why. Pass 1 keeps the position of each section. With
+``max_problems`` it stops at that many problems and reports those. So a file full of
+problems is refused early. ``sections()`` is pass 2. It streams the sections from those
+positions.
+
+Memory is bounded whatever the file. No value larger than ``max_value`` bytes is read.
+Entries are checked with the very rules of :class:`chatstate.snapshots.scan.Scan`. Arrays of
+keys are read a window at a time by :mod:`~chatstate.snapshots.files.bulk`. Duplicates are
+worded as read when :mod:`~chatstate.snapshots.files.seen` keeps their first occurrence. The
+other cross-entry rules are checked on hashes by :mod:`~chatstate.snapshots.files.hashruns`.
+Only when those show a problem, or a lenient repair, are the keys loaded into a temporary
+database. That is :mod:`~chatstate.snapshots.files.ledger`, and
+:mod:`~chatstate.snapshots.files.exact` gives the exact words."""
 
 from __future__ import annotations
 
@@ -57,12 +58,14 @@ _KEYED = ("claims", "outbox")
 
 @dataclass
 class Check:
-    """What pass 1 found. ``problems``: strict problems (``[]`` when valid), or the one
-    invalid-JSON problem, the first 1,000 listed; ``total``: how many were found;
-    ``stopped``: checking stopped at ``max_problems`` (``total`` is then a lower bound: the
-    rest of the file was not read); ``dropped``: lenient drop count, ``drops`` the first
-    1,000 of them (``path: why``); ``warnings``: header problems a lenient read ignores;
-    ``counts``: entries per section that would be loaded."""
+    """What pass 1 found.
+
+    ``problems`` holds the strict problems, or the one invalid-JSON problem; ``[]`` when
+    valid. The first 1,000 are listed, and ``total`` counts them all. ``stopped`` means
+    checking stopped at ``max_problems``. The rest of the file was not read, so ``total`` is
+    a lower bound. ``dropped`` is the lenient drop count. ``drops`` lists the first 1,000 as
+    ``path: why``. ``warnings`` holds header problems a lenient read ignores. ``counts``
+    gives the entries per section that would be loaded."""
 
     problems: list[str] = field(default_factory=list)
     total: int = 0
@@ -74,10 +77,10 @@ class Check:
 
 
 class SnapshotFile:
-    """The JSON text of ``raw`` (a seekable binary file), read as a snapshot in two passes.
+    """The JSON text of ``raw``, a seekable binary file, read as a snapshot in two passes.
 
-    ``max_problems`` (strict reads): checking stops once that many problems are found
-    (``None``: never). A context manager: leaving it removes the temporary files."""
+    In strict reads, checking stops once ``max_problems`` problems are found; ``None`` never
+    stops. It is a context manager. Leaving it removes the temporary files."""
 
     def __init__(
         self,
@@ -118,7 +121,7 @@ class SnapshotFile:
             self.ledger = None
 
     def stream(self, mark: Mark | None = None, trusted: bool = False) -> JsonStream:
-        """A stream at ``mark`` (a section's value: inside the top object), or the start."""
+        """A stream at ``mark``, a section's value inside the top object, or at the start."""
         return JsonStream(
             self.raw,
             mark,
@@ -136,9 +139,11 @@ class SnapshotFile:
     # -- pass 1 --------------------------------------------------------------------------
 
     def check(self) -> Check:
-        """Pass 1: what ``Snapshot.from_json`` (or, lenient, ``normalize_snapshot``) makes of
-        the text — or, strict, of the text up to the ``max_problems``-th problem. Never
-        raises for bad content; ``OSError`` if the file cannot be read."""
+        """Pass 1: what ``Snapshot.from_json`` makes of the text.
+
+        A lenient read gives what ``normalize_snapshot`` makes of it. A strict read stops at
+        the ``max_problems``-th problem. It never raises for bad content. ``OSError`` if the
+        file cannot be read."""
         try:
             result = self._check()
         except JsonSyntaxError as exc:
@@ -190,7 +195,7 @@ class SnapshotFile:
             top.close()
 
     def _check_other(self, stream: JsonStream) -> Check:
-        """The text is not a JSON object: check it (bounded), it cannot hold a snapshot."""
+        """The text is not a JSON object: check it, bounded; it cannot hold a snapshot."""
         value: object = placeholder(stream, ())
         stream.end()
         if not self.lenient:
@@ -220,7 +225,7 @@ class SnapshotFile:
         raise JsonSyntaxError(problem(path, f"repeated key {key!r}", line, column, at))
 
     def line_column(self, char: int) -> tuple[int, int]:
-        """Line and column of the text's character ``char`` (read again from the start)."""
+        """Line and column of the text's character ``char``, read again from the start."""
         stream = self.stream(trusted=True)
         while stream.base_chars + len(stream.buf) <= char and not stream.eof:
             stream.pos = len(stream.buf)
@@ -228,7 +233,7 @@ class SnapshotFile:
         return stream.line_column(char - stream.base_chars)
 
     def _header(self, complete: bool) -> Bucket:
-        """The header's problems (read whole: a missing ``format`` or ``version`` too)."""
+        """The header's problems; read whole, so a missing ``format`` or ``version`` counts too."""
         header = {name: self.small[name] for name in _HEADER if name in self.small}
         if not complete:  # not read yet is not missing
             header = {"format": FORMAT, "version": VERSION, **header}
@@ -240,7 +245,7 @@ class SnapshotFile:
         return head
 
     def _assemble(self, unknown: Bucket) -> Check:
-        """Every section's problems in ``Scan``'s order (or, lenient, the drops)."""
+        """Every section's problems in ``Scan``'s order; when lenient, the drops."""
         strict, facts = not self.lenient, self.facts
         result = Check()
         parts: list[Bucket] = [unknown]
@@ -276,8 +281,9 @@ class SnapshotFile:
         return Bucket()
 
     def _stopped(self, unknown: Bucket) -> Check:
-        """Strict, ``max_problems`` reached: the problems found so far, in ``Scan``'s order
-        (sections not read yet hold none; the cross-entry rules are not checked)."""
+        """The problems found so far, in ``Scan``'s order, once a strict read hit
+        ``max_problems``. Sections not read yet hold none. The cross-entry rules are not
+        checked."""
         parts = [unknown, self._header(complete=False)]
         for name in SECTIONS:
             if name in self.facts:
@@ -290,7 +296,7 @@ class SnapshotFile:
         return Check(problems=lines[: min(limit, MAX_LISTED)], total=total, stopped=True)
 
     def _typed(self, name: str) -> Bucket:
-        """The problem of a section of the wrong type (or, lenient, ``None``: none)."""
+        """The problem of a section of the wrong type; ``None`` when lenient."""
         bucket = Bucket()
         scan = Scan(not self.lenient, bucket)
         if name in _OBJECTS:
@@ -302,10 +308,11 @@ class SnapshotFile:
     # -- pass 2 --------------------------------------------------------------------------
 
     def sections(self) -> SnapshotSections:
-        """Pass 2, after a ``check()`` without problems: the sections, streamed from the
-        file (lenient: as ``normalize_snapshot`` keeps them), each in the file's order
-        (lenient repairs: ``normalize_snapshot``'s). ``dedupe`` is left empty:
-        ``dedupe_order`` holds the same keys."""
+        """Pass 2, after a ``check()`` without problems: the sections, streamed from the file.
+
+        Each comes in the file's order. A lenient read gives them as ``normalize_snapshot``
+        keeps and repairs them. ``dedupe`` is left empty: ``dedupe_order`` holds the same
+        keys."""
         checked = self.checked
         if checked is None or checked.problems:
             raise ValueError("sections() needs a check() that found no problems")
@@ -326,13 +333,13 @@ class SnapshotFile:
         )
 
     def elements(self, name: str) -> Iterator[Any]:
-        """The elements of the array section ``name`` (none when it is not streamed)."""
+        """The elements of the array section ``name``; none when it is not streamed."""
         if name in self.marks:
             for batch in chunks(self.stream(self.marks[name], trusted=True), (name,)):
                 yield from batch
 
     def _first(self, name: str) -> dict[Any, int]:
-        """Lenient: the first occurrences pass 1 kept of the section's keys."""
+        """The first occurrences of the section's keys that pass 1 kept, for a lenient read."""
         facts = self.facts.get(name)
         return facts.seen.first if facts is not None else {}
 

@@ -1,16 +1,15 @@
-"""``Seen``: the keys of one section as they are read, so that a duplicate is worded at once.
+"""``Seen``: the keys of one section as they are read, so a duplicate is worded at once.
 
 The first ``limit`` distinct keys are kept exactly, each with the index of its first
-occurrence: a key repeating one of them is a duplicate known the moment it is read, with
-its exact words (``subscriptions[1]: duplicate of subscriptions[0]``). Keys past the limit
-are kept only as hashes (:class:`~chatstate.snapshots.files.hashruns.HashRuns`, spilled to disk in
-sorted runs), checked once the section ends; only when those repeat does the reader need
-its exact (slower, on-disk) path. Memory: at most ``limit`` keys, whatever the file.
+occurrence. A key repeating one of them is a duplicate known the moment it is read. Its
+words are exact: ``subscriptions[1]: duplicate of subscriptions[0]``. Keys past the limit
+are kept only as hashes, in :class:`~chatstate.snapshots.files.hashruns.HashRuns`. They are
+checked once the section ends. Only when those repeat does the reader need its slower, exact
+path on disk. Memory holds at most ``limit`` keys, whatever the file.
 
-Batches are recorded in a few C-level passes over the keys (``set``, ``dict``, ``zip``), not
-one Python step per key: a section repeating one key over and over is read as fast as a
-valid one (see :meth:`Seen.add_batch`).
-"""
+Batches are recorded in a few C-level passes over the keys, not one Python step per key. So
+a section repeating one key over and over reads as fast as a valid one. See
+:meth:`Seen.add_batch`."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ LIMIT = 1 << 15
 
 
 class Seen:
-    """The keys of one section read so far (see the module's docstring)."""
+    """The keys of one section read so far; the module's docstring says how."""
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = LIMIT if limit is None else limit
@@ -34,12 +33,14 @@ class Seen:
 
     @property
     def complete(self) -> bool:
-        """Whether every key read is in ``first`` (no key went to ``late``)."""
+        """Whether every key read is in ``first``; no key went to ``late``."""
         return self.late.sums[0] == 0
 
     def add(self, key: Hashable, index: int) -> int | None:
-        """Record ``key`` read at ``index``: the index of its first occurrence when it
-        repeats a key of ``first`` (a duplicate, worded now), else None."""
+        """Record ``key`` read at ``index``.
+
+        It returns the index of its first occurrence when it repeats a key of ``first``.
+        That duplicate is worded now. Else None."""
         first = self.first
         at = first.get(key)
         if at is not None:
@@ -52,13 +53,14 @@ class Seen:
         return None
 
     def add_batch(self, keys: Sequence[Hashable], start: int, count_repeats: bool) -> bool:
-        """Record ``keys`` read at ``start``, ``start + 1``, ...: True when none repeats a key
-        read before (or one of the batch). Otherwise, with ``count_repeats``, they are
-        recorded as :meth:`add` would, the repeats counted (True); without, nothing is
-        recorded (False: the caller words each one with :meth:`add`).
+        """Record ``keys`` read at ``start``, ``start + 1``, and so on.
 
-        In C-level passes: a ``set`` of the batch, ``isdisjoint`` with ``first``; repeats
-        are counted from the batch's distinct keys."""
+        True when none repeats a key read before or in the batch. Otherwise, with
+        ``count_repeats``, they are recorded as :meth:`add` would, the repeats counted, and
+        the result is True. Without it, nothing is recorded and the result is False. The
+        caller then words each one with :meth:`add`. The passes are C-level: a ``set`` of
+        the batch and ``isdisjoint`` with ``first``. Repeats are counted from the batch's
+        distinct keys."""
         first = self.first
         room = self.limit - len(first)
         distinct = set(keys)
@@ -83,7 +85,7 @@ class Seen:
         return True
 
     def late_repeats(self) -> bool:
-        """Whether two keys read after ``first`` was full may be equal (equal hashes)."""
+        """Whether two keys read after ``first`` was full may be equal: their hashes are."""
         return not self.complete and self.late.repeats()
 
     def close(self) -> None:

@@ -1,10 +1,9 @@
 """``open_source``: the snapshot file a restore reads, or its standard input.
 
-Both passes of :class:`~chatstate.snapshots.files.reader.SnapshotFile` seek in what they read, so
-standard input is copied to a temporary file — lazily (:class:`Spool`): only as far as the
-reader has asked, so a file refused early (``--max-problems``) is refused early through a
-pipe too, without reading the rest of it.
-"""
+Both passes of :class:`~chatstate.snapshots.files.reader.SnapshotFile` seek in what they
+read. So standard input is copied to a temporary file. :class:`Spool` copies it lazily, only
+as far as the reader has asked. So a file refused early, by ``--max-problems``, is refused
+early through a pipe too. The rest of it is not read."""
 
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ _CHUNK = 1 << 20
 
 
 def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
-    """A seekable binary file for ``path``; ``"-"``: a :class:`Spool` of ``stdin`` (default:
-    the process's standard input; a text stream is encoded as UTF-8). ``OSError`` when the
-    file cannot be opened."""
+    """A seekable binary file for ``path``; ``OSError`` when it cannot be opened.
+
+    ``"-"`` gives a :class:`Spool` of ``stdin``. That defaults to the process's standard
+    input. A text stream is encoded as UTF-8."""
     if path != "-":
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     source: IO[Any] = stdin if stdin is not None else sys.stdin
@@ -27,9 +27,10 @@ def open_source(path: str, stdin: IO[Any] | None = None) -> BinaryIO:
 
 
 class Spool(io.RawIOBase):
-    """A seekable copy of the stream ``source``, made as far as it is read: reading at or
-    past what was copied copies more (at least a mebibyte at a time) into a temporary file
-    first. Seeking to the end copies the rest."""
+    """A seekable copy of the stream ``source``, made as far as it is read.
+
+    Reading at or past what was copied first copies more into a temporary file. It copies at
+    least a mebibyte at a time. Seeking to the end copies the rest."""
 
     def __init__(self, source: IO[Any]) -> None:
         super().__init__()
@@ -66,7 +67,7 @@ class Spool(io.RawIOBase):
         return got
 
     def _copy_until(self, end: int | None) -> None:
-        """Copy from the source until ``end`` bytes are copied (``None``: all of it)."""
+        """Copy from the source until ``end`` bytes are copied; ``None`` copies all of it."""
         while not self.done and (end is None or self.copied < end):
             chunk = self.source.read(max(_CHUNK, 0 if end is None else end - self.copied))
             if not chunk:

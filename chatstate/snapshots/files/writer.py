@@ -1,9 +1,8 @@
 """``write_snapshot``: the JSON form of a snapshot, written section by section.
 
-The text written is exactly ``Snapshot.to_json(indent)`` of the same state (keys sorted,
-sets sorted, non-ASCII kept, the same separators), produced from ``SnapshotSections``
-iterables without holding more than one batch of entries.
-"""
+The text written is exactly ``Snapshot.to_json(indent)`` of the same state. Keys and sets
+are sorted, non-ASCII is kept, and the separators are the same. It is produced from
+``SnapshotSections`` iterables, holding at most one batch of entries."""
 
 from __future__ import annotations
 
@@ -31,16 +30,16 @@ class TextSink(Protocol):
 
 
 class UnsortedSection(ValueError):
-    """A producer yielded a section out of order: the output would not be deterministic."""
+    """A producer yielded a section out of order; the output would not be deterministic."""
 
 
 def write_snapshot(sections: SnapshotSections, out: TextSink, indent: int | None = None) -> None:
     """Write the JSON form of ``sections`` to ``out``: ``Snapshot.to_json(indent)``'s text.
 
-    Raises ``UnsortedSection`` when a sorted section (see ``SnapshotSections``) arrives out
-    of order or repeats an entry, ``ValueError``/``TypeError`` for a non-JSON value; what was
-    written before the error is then incomplete (callers writing files write a temporary one).
-    """
+    It raises ``UnsortedSection`` when a sorted section arrives out of order or repeats an
+    entry; ``SnapshotSections`` lists the sorted ones. It raises ``ValueError`` or
+    ``TypeError`` for a non-JSON value. The text written before the error is then
+    incomplete. Callers writing files write a temporary one."""
     if indent is not None and (isinstance(indent, bool) or indent < 0):
         raise ValueError(f"indent must be an int >= 0 or None, not {indent!r}")
     _Writer(out, indent).write(sections)
@@ -97,9 +96,10 @@ class _Writer:
         render: Callable[[list[Any]], str],
         order: _Order | None,
     ) -> None:
-        """``open_`` items ``close`` at depth 1, the items at depth 2, rendered a batch at a
-        time by ``render`` (joined by the separator); ``order`` checks they strictly
-        increase."""
+        """``open_`` items ``close`` at depth 1, the items at depth 2.
+
+        ``render`` renders the items a batch at a time, joined by the separator. ``order``
+        checks they strictly increase."""
         sep = "," + self.nl[2]
         first = True
         iterator = iter(items)
@@ -111,8 +111,9 @@ class _Writer:
         self.out.write(open_ + close if first else self.nl[1] + close)
 
     def array(self, batch: list[Any]) -> str:
-        """Compact: a batch of ids or keys as the C encoder writes a list, without its
-        brackets (exactly the items ``to_json`` writes)."""
+        """A batch of ids or keys, compact, as the C encoder writes a list, without its brackets.
+
+        These are exactly the items ``to_json`` writes."""
         return self.dumps(batch)[1:-1]
 
     def ids(self, items: Iterable[str]) -> None:
@@ -151,7 +152,7 @@ class _Writer:
         self.container("[", "]", items, render, _Order("claims", by_key=True))
 
     def entries(self, items: Iterable[dict[str, Any]]) -> None:
-        """An array of objects in the order given (the outbox: commit order)."""
+        """An array of objects in the order given; for the outbox, commit order."""
         value, sep = self.value, "," + self.nl[2]
 
         def render(batch: list[dict[str, Any]]) -> str:
@@ -163,8 +164,10 @@ class _Writer:
 
 
 class _Order:
-    """Checks that a section's items, seen a batch at a time, strictly increase (by their
-    first element if ``by_key``); raises ``UnsortedSection`` at the first violation."""
+    """Check that a section's items, seen a batch at a time, strictly increase.
+
+    With ``by_key``, they are compared by their first element. ``UnsortedSection`` is raised
+    at the first violation."""
 
     def __init__(self, name: str, by_key: bool = False) -> None:
         self.name = name
