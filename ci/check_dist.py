@@ -6,7 +6,7 @@
   templates, ``*.sql``, ``py.typed``), besides its ``.dist-info``;
 * the sdist holds exactly the tracked files of the package, the whole test suite and what
   it needs (``tests/``, ``example_project/``, ``manage.py``), the build and test
-  configuration, ``ci/`` and ``docs/`` (which ``tests/test_docs.py`` reads), besides what
+  configuration, ``ci/`` and ``docs/`` (which ``tests/docs/test_docs.py`` reads), besides what
   setuptools generates (``PKG-INFO``, ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs
   from an unpacked sdist, and nothing the suite needs is left out.
 

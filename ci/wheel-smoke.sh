@@ -6,7 +6,7 @@
 # and the admin pages (ci/wheel_smoke_api.py), `chatstate_snapshot` / `chatstate_restore` /
 # `chatstate_prune`. Then the same project on PostgreSQL with `chatstate[postgres]`: when
 # the server is unreachable that part is skipped with a message, and fails under CI=true.
-# Last, docs/tutorial.rst followed literally (tests/tutorial_walk.py --literal).
+# Last, docs/tutorial.rst followed literally (tests/docs/tutorial_walk.py --literal).
 #
 # Runs from a clean clone; leaves nothing behind (a temporary directory, a PostgreSQL
 # database it drops); every step is bounded by SMOKE_STEP_TIMEOUT seconds (default 300);
@@ -133,8 +133,8 @@ fi
 
 # docs/tutorial.rst followed as written by a new user: a new venv, the wheel built from this
 # clone and installed, a startproject, the webhook through runserver, the admin logged in.
-say "docs/tutorial.rst, followed literally (tests/tutorial_walk.py)"
+say "docs/tutorial.rst, followed literally (tests/docs/tutorial_walk.py)"
 mkdir "$WORK/tutorial"
-logged "$PYTHON" "$ROOT/tests/tutorial_walk.py" --literal --python "$PYTHON" "$WORK/tutorial/walk"
+logged "$PYTHON" "$ROOT/tests/docs/tutorial_walk.py" --literal --python "$PYTHON" "$WORK/tutorial/walk"
 
 say "passed: $(basename "$WHEEL") on $("$PY" -c 'import django; print("Django", django.get_version())')"

@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 RUNS = ("postgresql", "mysql")
 #: Backends another process can reach (the memory adapter lives in one process), and the
 #: fast path through PgBouncer. Django's pool is the fast path on a pool of the process's
-#: own: its conformance suite and ``tests/test_poolers.py`` cover it (here it would add
+#: own: its conformance suite and ``tests/backends/test_poolers.py`` cover it (here it would add
 #: some 75 s to the run).
 KINDS = [kind for kind in ALL_FACTORIES if kind not in ("memory", "database_pool")]
 _namespaces = itertools.count(1)
