@@ -1,9 +1,9 @@
-"""``prune`` on the database: expired locks and slots, the dedupe window, expired pending entries,
-expired lists, and the retention of states and subscriptions (run inside the adapter's
-write transaction).
+"""``prune`` on the database, run inside the adapter's write transaction.
 
-Rows are deleted in the adapter's lock order (see :mod:`.orm`): locks, pending entries,
-states, list heads (in key order), subscriptions.
+It removes expired locks and slots, old dedupe keys, expired pending entries and expired
+lists. It applies the retention of states and subscriptions. Rows are deleted in the
+adapter's lock order, described in :mod:`.orm`. That is locks, pending entries, states,
+list heads in key order, then subscriptions.
 """
 
 from __future__ import annotations
@@ -81,14 +81,15 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     return Pruned(counts, expired)
 
 
-#: Expired lists are deleted this many at a time (a bound on a statement's parameters).
+#: Expired lists are deleted this many at a time. It bounds a statement's parameters.
 LIST_BATCH = 500
 
 
 def delete_lists(adapter: DedupeWindowRows, expired: Any) -> int:
-    """Delete the lists of ``expired`` (list heads), items and heads; how many. The heads are
-    locked first, in key order, and only those still expired then are deleted (an append
-    that renewed one meanwhile keeps it)."""
+    """Delete the lists whose heads ``expired`` holds, items and heads; return how many.
+
+    The heads are locked first, in key order. Only those still expired then are deleted. A
+    list an append renewed meanwhile is kept."""
     heads = list(expired.select_for_update().order_by("key").values_list("pk", "key"))
     for start in range(0, len(heads), LIST_BATCH):
         batch = heads[start : start + LIST_BATCH]
@@ -98,8 +99,9 @@ def delete_lists(adapter: DedupeWindowRows, expired: Any) -> int:
 
 
 def _stale(adapter: DedupeWindowRows, request: PruneRequest) -> tuple[tuple[Any, Any], Any]:
-    """The state rows and subscriptions not touched for ``state_older_than`` seconds; a
-    subscription counts as touched while its thread's state is."""
+    """The state rows and subscriptions not touched for ``state_older_than`` seconds.
+
+    A subscription counts as touched while its thread's state is, and the reverse."""
     q = adapter.queryset
     if request.state_older_than is None:
         return (q(ThreadState).none(), q(ChannelState).none()), q(Subscription).none()
