@@ -11,10 +11,10 @@ It takes one message, as ``platform_stub/message.py`` defines it. The message is
 * 202, the same with ``"queued"``. The thread is busy, and its holder handles the message.
 * 400, 401, 405 or 413 ``{"error", "field"}`` for a bad message, signature, method or size.
   ``field`` names the culprit. No bytes ever cause a 500, which a platform retries forever.
-* 503 with ``Retry-After``: deliver again later. After 1 s when the message is being
-  handled now, the thread's queue is full, or another delivery took the thread
-  (``LeaseLost``). After 10 s when the state store is unavailable
-  (``BackendUnavailable``).
+* 503 with ``Retry-After``: deliver again later. ``Retry-After`` is 10 s when the state
+  store is unavailable, ``BackendUnavailable``. It is 1 s otherwise. Then the message is
+  being handled now, or the thread's queue is full. Or another delivery took the thread,
+  ``LeaseLost``.
 """
 
 from __future__ import annotations

@@ -38,17 +38,17 @@ _NOW_SQL = {
     "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
 }
 _SQLITE_RETRIES = 50
-# MySQL/MariaDB lock conflicts on a working connection: a deadlock (1213: InnoDB rolled the
-# whole transaction back) and a row-lock wait timeout (1205: the transaction is rolled back
-# by atomic()). Both leave nothing written, so the transaction is run again.
+# MySQL/MariaDB lock conflicts on a working connection. 1213 is a deadlock; InnoDB rolled the
+# whole transaction back. 1205 is a row-lock wait timeout; atomic() rolls the transaction
+# back. Both leave nothing written, so the transaction is run again.
 _MYSQL_LOCK_WAIT = 1205
 _MYSQL_CONFLICTS = frozenset({_MYSQL_LOCK_WAIT, 1213})
 _MYSQL_RETRIES = 10
-# MySQL/MariaDB errors that mean the connection is gone: can't connect (2002, 2003), server
-# gone away (2006), lost connection during a query (2013, 2055), killed (1927).
+# MySQL/MariaDB errors that mean the connection is gone. 2002 and 2003: can't connect.
+# 2006: server gone away. 2013 and 2055: lost during a query. 1927: killed.
 _MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
-# PostgreSQL: class 08 (connection exception), and the server shutting down or restarting
-# (57P01 admin shutdown, e.g. pg_terminate_backend; 57P02 crash shutdown; 57P03 starting up).
+# PostgreSQL: class 08 is a connection exception. 57P01 is an admin shutdown, such as
+# pg_terminate_backend. 57P02 is a crash shutdown. 57P03 is a server starting up.
 _PG_GONE = ("08", "57P01", "57P02", "57P03")
 
 
@@ -61,7 +61,7 @@ def connection_lost(vendor: str, exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc
     if vendor == "postgresql":
-        # psycopg: errors raised by the client itself (the socket closed) have no SQLSTATE.
+        # psycopg: errors the client raises itself, as on a closed socket, have no SQLSTATE.
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         return sqlstate is None or str(sqlstate).startswith(_PG_GONE)
     if vendor == "mysql":
@@ -135,8 +135,8 @@ def write(using: str, fn: Callable[[], T]) -> T:
             try:
                 with transaction.atomic(using=using):
                     with connection.cursor() as cursor:
-                        # A write statement takes SQLite's RESERVED lock (waiting up to the
-                        # busy timeout); reading first and upgrading later could deadlock.
+                        # A write statement takes SQLite's RESERVED lock, waiting up to the
+                        # busy timeout. Reading first and upgrading later could deadlock.
                         cursor.execute("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
                     return fn()
             except OperationalError as exc:

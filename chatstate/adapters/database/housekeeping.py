@@ -37,12 +37,12 @@ if TYPE_CHECKING:
 def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     """The counts of :meth:`StateAdapter.prune`; with ``dry_run`` nothing is removed."""
     q, now, dry = adapter.queryset, adapter.now(), request.dry_run
-    # Locks, and each expired slot of a key (a row whose slots all expired goes whole).
+    # Locks, and each expired slot of a key. A row whose slots all expired goes whole.
     expired_locks = q(Lock).filter(expires_at__lte=now, holders__isnull=True)
     window = adapter.window()
     freed_slots = prune_slots(q(Lock), now, dry)  # after the window row: the lock order
-    # Counted afresh: prune also repairs a count that rows deleted behind the adapter's
-    # back (raw SQL, a bulk delete) left wrong.
+    # Counted afresh, so prune repairs a count left wrong by rows deleted behind the
+    # adapter's back, by raw SQL or a bulk delete.
     count = q(DedupeEntry).count()
     left = adapter.trim(count, request.dedupe_limit, request.min_age, dry_run=dry)
     counts = {
@@ -72,8 +72,8 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     window.head = left
     window.save(update_fields=["head"])
     old_entries.delete()
-    # A state and a subscription are each judged by the other's freshness only, which
-    # deleting stale rows does not change: the states go first, in the lock order.
+    # A state and a subscription are judged by each other's freshness. Deleting stale rows
+    # does not change it. So the states go first, in the lock order.
     for rows in states:
         rows.delete()
     counts["lists_expired"] = delete_lists(adapter, expired_lists)

@@ -2,10 +2,11 @@
 
 This is the portable path, for any database Django supports. Each operation is one
 transaction. A row read before it is written is locked with ``select_for_update()``. On
-SQLite the write lock is taken first; see :mod:`.connection`. Rows are locked in one order,
-so operations never deadlock. The order is: the dedupe window, the message's dedupe entry,
-the thread's lock, the thread's state, then what a commit stages (:mod:`.effects`). That is
-the channel row, the list heads in key order, the subscription and the outbox rows.
+SQLite the write lock is taken first; see :mod:`.connection`. Every operation, ``prune``
+too, locks rows in one order, so they do not deadlock. First come the dedupe window and
+the message's dedupe entry. Then come the thread's lock and state. Last come the rows a
+commit stages (:mod:`.effects`): the channel row, the list heads in key order, the
+subscription and the outbox rows.
 
 A vendor with a faster path registers a subclass, as ``PostgresStateAdapter`` does with
 ``vendor="postgresql"``. ``DatabaseStateAdapter(...)`` then builds that subclass on that

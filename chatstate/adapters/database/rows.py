@@ -1,7 +1,7 @@
 """What the database adapters and their snapshot streams share.
 
-That is the state models, rows as API values and snapshot values, and
-:class:`NamespaceRows`, the part of an adapter the streams use."""
+It maps the state models, and turns rows into API values and snapshot values.
+:class:`NamespaceRows` is the part of an adapter the streams use."""
 
 from __future__ import annotations
 

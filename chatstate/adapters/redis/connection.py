@@ -226,9 +226,8 @@ class AsyncLanes:
 
     It does for a loop what :func:`eval_pinned` does for threads. A connection runs one
     script at a time. It is taken from the idle ones, or opened. At most the pool's
-    ``max_connections`` are open at once. A script may raise something other than a reply
-    error, such as a lost connection or a cancellation mid-reply. Its connection is then
-    closed, not reused."""
+    ``max_connections`` are open at once. A script that raises anything but a reply error
+    closes its connection. A lost connection and a cancellation mid-reply do so."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
