@@ -1,1 +1,1 @@
-"""A small chat product built on chatstate: the bot (``bot/``, to copy) and its demo (``demo/``)."""
+"""A small chat product built on chatstate: the bot in ``bot/``, to copy, and its demo."""

@@ -1,4 +1,4 @@
-"""ASGI entry point: ``uvicorn example_project.asgi:application`` (serves the async view too)."""
+"""ASGI entry point: ``uvicorn example_project.asgi:application``; it serves both views."""
 
 import os
 

@@ -1,9 +1,9 @@
 """Settings of the example project: a chat bot on chatstate, SQLite by default.
 
-Development settings (``DEBUG=True``, a published signing secret): run it, read it, copy what
-you need. Environment variables override the values a deployment would change:
-``EXAMPLE_SQLITE_PATH`` (the database file), ``BOT_SIGNING_SECRET``, ``BOT_THINK_SECONDS``,
-``DJANGO_SECRET_KEY``.
+These are development settings, with ``DEBUG=True`` and a published signing secret. Run
+them, read them, copy what you need. Environment variables override what a deployment
+would change. They are ``EXAMPLE_SQLITE_PATH``, the database file, ``BOT_SIGNING_SECRET``,
+``BOT_THINK_SECONDS`` and ``DJANGO_SECRET_KEY``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "chatstate",
     "example_project.bot",
-    "example_project.demo",  # the `demo` and `replay` commands: not needed to run the bot
-    "bench",  # manage.py chatstate_bench: the benchmark of the source tree (not in the wheel)
+    "example_project.demo",  # the `demo` and `replay` commands; the bot runs without them
+    "bench",  # manage.py chatstate_bench, the source tree's benchmark; not in the wheel
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -75,16 +75,16 @@ CHATSTATE = {
     "ADAPTER": "chatstate.adapters.database.DatabaseStateAdapter",
     "NAMESPACE": "example-bot",
     "DEDUPE_LIMIT": 10_000,
-    # Keep every message id for 15 minutes whatever the limit: platforms redeliver late
-    # (Slack after about 1 and 5 minutes; Teams and Telegram: docs/settings.rst).
+    # Keep every message id for 15 minutes, whatever the limit. Platforms redeliver late.
+    # Slack does after about 1 and 5 minutes; docs/settings.rst lists others.
     "DEDUPE_MIN_AGE": 900,
     "LOCK_TTL": 60,
-    # The bot's replies leave through the outbox: a dispatcher hands each to this function
-    # after the commit that stored it (example_project/platform_stub/sender.py).
+    # The bot's replies leave through the outbox. A dispatcher hands each to this function
+    # after the commit that stored it.
     "OUTBOX_SENDER": "example_project.platform_stub.sender.post_reply",
 }
 
-# The sender records each reply it posts (INFO on its logger): shown on the console.
+# The sender logs each reply it posts at INFO; the console shows them.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -98,10 +98,10 @@ LOGGING = {
     },
 }
 
-# The webhook (see example_project/bot/conf.py for every BOT_* setting and its default).
+# The webhook. example_project/bot/conf.py lists every BOT_* setting and its default.
 BOT_SIGNING_SECRET = os.environ.get("BOT_SIGNING_SECRET", "example-signing-secret")
 BOT_MAX_BODY_BYTES = 16 * 1024
 BOT_SIGNATURE_MAX_AGE = 300
-# Seconds the bot "thinks" per reply while holding the thread (stands in for a model call),
-# so that a burst of messages visibly queues behind the one being answered.
+# Seconds the bot "thinks" per reply while holding the thread, in place of a model call.
+# So a burst of messages visibly queues behind the one being answered.
 BOT_THINK_SECONDS = float(os.environ.get("BOT_THINK_SECONDS", "0.2"))

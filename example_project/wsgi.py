@@ -1,4 +1,4 @@
-"""WSGI entry point: ``gunicorn example_project.wsgi`` (the sync webhook view)."""
+"""WSGI entry point for the sync webhook view: ``gunicorn example_project.wsgi``."""
 
 import os
 

@@ -1,5 +1,6 @@
-"""The example chat bot, the app to copy: a signed webhook (views.py) hands each message to
-the bot (handler.py). Its replies leave through the outbox.
+"""The example chat bot, the app to copy.
 
-The platform and the model it talks to are stand-ins, in ``example_project/platform_stub/``.
+A signed webhook in ``views.py`` hands each message to the bot in ``handler.py``. Its
+replies leave through the outbox. The platform and the model are stand-ins, in
+``example_project/platform_stub/``.
 """

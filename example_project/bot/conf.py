@@ -1,4 +1,4 @@
-"""The bot's settings (``BOT_*`` in Django settings), with their defaults."""
+"""The bot's settings, ``BOT_*`` in Django settings, with their defaults."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
-    # Shared secret of the HMAC signature (X-Chatstate-Signature). Set it in production.
+    # Shared secret of the HMAC signature, X-Chatstate-Signature. Set it in production.
     "BOT_SIGNING_SECRET": "",
     # Requests with a larger body are refused with 413 before anything is parsed.
     "BOT_MAX_BODY_BYTES": 16 * 1024,
-    # Seconds a signed request stays valid (replayed captures older than this are refused).
+    # Seconds a signed request stays valid. An older replayed capture is refused.
     "BOT_SIGNATURE_MAX_AGE": 300,
-    # Seconds spent composing each reply while holding the thread (a stand-in for a model).
+    # Seconds spent composing each reply while holding the thread, in place of a model.
     "BOT_THINK_SECONDS": 0.0,
     # The bot answers threads in which it was mentioned as "@<BOT_NAME>".
     "BOT_NAME": "bot",

@@ -1,12 +1,14 @@
 """The bot: each message is one unit of work, staged in its cycle, written by its commit.
 
-A delivery is one ``handle_message`` cycle keyed by the platform's message id. It answers
-its own message if it takes the thread, then those ``msg.drain()`` hands out under the lock,
-in arrival order (one that finds messages left by a dead holder queues behind them: the
-drain hands them out, then its own). A message's effects — thread state, channel counters,
-subscription, history, reply — are staged on ``msg`` and written with the message marked
-done in one atomic step, or not at all: after a failed commit the redelivery is handled
-afresh, and a done message's redelivery does nothing.
+A delivery is one ``handle_message`` cycle, keyed by the platform's message id. If it takes
+the thread, it answers its own message. Then it answers those ``msg.drain()`` hands out
+under the lock, in arrival order. A message may find messages left by a dead holder. It
+queues behind them, and the drain hands them out before it.
+
+A message's effects are staged on ``msg``. They are the thread state, channel counters,
+subscription, history and reply. One atomic step writes them and marks the message done,
+or nothing is written. After a failed commit, the redelivery is handled afresh. A done
+message's redelivery does nothing.
 """
 
 from __future__ import annotations
@@ -24,22 +26,23 @@ from example_project.bot.conf import setting
 from example_project.platform_stub import model
 from example_project.platform_stub.message import channel_key, thread_key
 
-Message = Mapping[
-    str, Any
-]  # a parsed message (platform_stub/message.py), or a queued entry's metadata
-#: Queue behind a busy thread (a full queue refuses the newcomer: delivered again later),
-#: renew the lease while the model thinks, read the newest 20 history items (its context).
+#: A parsed message from ``platform_stub/message.py``, or a queued entry's metadata.
+Message = Mapping[str, Any]
+#: Queue behind a busy thread; a full queue refuses the newcomer, delivered again later.
+#: Renew the lease while the model thinks. Read the newest 20 history items as context.
 CYCLE = {"strategy": "queue", "overflow": "drop_newest", "keepalive": True, "history": 20}
 
 
 class RetryLater(Exception):
-    """The platform should deliver the message again later (a 503 with ``Retry-After``)."""
+    """The platform should deliver the message again later, as a 503 with ``Retry-After`` asks."""
 
 
 @dataclass
 class Delivery:
-    """The webhook's answer: ``status`` (handled, queued, duplicate), the thread, the ids of
-    the messages this delivery handled in order, and the outbox keys of their replies."""
+    """The webhook's answer to one delivery.
+
+    ``status`` is handled, queued or duplicate. ``handled`` lists the ids of the messages
+    this delivery handled, in order. ``outbox`` holds the outbox keys of their replies."""
 
     thread: str
     status: str = "handled"
@@ -51,7 +54,7 @@ class Delivery:
         self.outbox += [reply_key] if reply_key else []
 
     def settle(self, msg: MessageCycle, mid: str) -> Delivery:
-        """This answer once the cycle is over; RetryLater if the message ``mid`` was left."""
+        """This answer once the cycle is over; RetryLater if message ``mid`` was left unhandled."""
         if msg.in_progress:
             raise RetryLater(f"message {mid} is being handled now")
         if mid not in self.handled and not msg.duplicate and msg.result is not LockResult.QUEUED:
@@ -73,7 +76,7 @@ def handle(store: StateAdapter, message: Message) -> Delivery:
 
 
 def answer(msg: MessageCycle, message: Message) -> str | None:
-    """Handle ``message`` in the cycle ``msg`` (all staged); its reply's outbox key, if any."""
+    """Stage all of ``message`` in the cycle ``msg``; return its reply's outbox key, if any."""
     task = take_in(msg, message)
     return reply(msg, message, model.think(msg.history.items, task)) if task else None
 
@@ -94,8 +97,10 @@ def take_in(msg: MessageCycle, message: Message) -> str | None:
 
 
 def reply(msg: MessageCycle, message: Message, text: str) -> str:
-    """Stage the reply in the history and in the outbox, whose dispatcher posts it after the
-    commit (``CHATSTATE["OUTBOX_SENDER"]``); returns its outbox key."""
+    """Stage the reply in the history and the outbox; return its outbox key.
+
+    After the commit, the outbox's dispatcher posts it through
+    ``CHATSTATE["OUTBOX_SENDER"]``."""
     mid = message["message_id"]
     msg.history.append({"role": "bot", "in_reply_to": mid, "text": text})
     where = {"channel": message["channel_id"], "thread": message["thread_id"]}

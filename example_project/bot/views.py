@@ -1,19 +1,20 @@
-"""The webhook: ``POST /bot/webhook`` (WSGI) and its twin ``POST /bot/webhook-async`` (ASGI).
+"""The webhook: ``POST /bot/webhook`` for WSGI, and ``POST /bot/webhook-async`` for ASGI.
 
-It takes one message (platform_stub/message.py), signed as platform_stub/signing.py says.
-It answers JSON:
+It takes one message, as ``platform_stub/message.py`` defines it. The message is signed as
+``platform_stub/signing.py`` says. The answer is JSON:
 
-* 200 ``{"status": "handled" | "duplicate", "thread", "handled", "outbox"}``: ``handled`` the
-  ids of the messages this delivery handled, in order (its own and those queued behind it),
-  ``outbox`` the keys of their replies. Replies are no longer posted from inside the request:
-  the commit stores them with their message, and the outbox's dispatcher posts them after it
-  (platform_stub/sender.py) — so a failed commit posts nothing, and a redelivery nothing twice.
-  202: the same with ``"queued"``: the thread is busy, and its holder handles the message.
-* 400 / 401 / 405 / 413 ``{"error", "field"}``: a bad message (``field`` names the culprit),
-  signature, method or size. Whatever the bytes, never a 500: a platform retries a 500 forever.
-* 503 with ``Retry-After``: deliver again later. The message is being handled right now, the
-  thread's queue is full, the thread went to another delivery (``LeaseLost``): 1 s; the state
-  store is unavailable (``BackendUnavailable``): 10 s.
+* 200 ``{"status": "handled" | "duplicate", "thread", "handled", "outbox"}``. ``handled``
+  lists the ids of the messages this delivery handled, in order. Those are its own and the
+  ones queued behind it. ``outbox`` holds the keys of their replies. The commit stores the
+  replies with their message. The outbox's dispatcher posts them after it. So a failed
+  commit posts nothing, and a redelivery posts nothing twice.
+* 202, the same with ``"queued"``. The thread is busy, and its holder handles the message.
+* 400, 401, 405 or 413 ``{"error", "field"}`` for a bad message, signature, method or size.
+  ``field`` names the culprit. No bytes ever cause a 500, which a platform retries forever.
+* 503 with ``Retry-After``: deliver again later. ``Retry-After`` is 10 s when the state
+  store is unavailable, ``BackendUnavailable``. It is 1 s otherwise. Then the message is
+  being handled now, or the thread's queue is full. Or another delivery took the thread,
+  ``LeaseLost``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class Refused(Exception):
 
 
 def read_message(request: HttpRequest) -> Message:
-    """The request's message, checked in turn: method, size (before reading more than the
-    limit, whatever Content-Length says), signature, then the message's fields."""
+    """The request's message, checked in turn: method, size, signature, then its fields.
+
+    The size is checked before reading more than the limit, whatever Content-Length says."""
     if request.method != "POST":
         raise Refused(405, f"{request.method} is not allowed; POST a message", None)
     limit = int(setting("BOT_MAX_BODY_BYTES"))
@@ -76,8 +78,10 @@ FAILURES = (Refused, handler.RetryLater, LeaseLost, BackendUnavailable)
 
 
 def failure(exc: Exception) -> JsonResponse:
-    """The answer to a delivery that raised one of :data:`FAILURES`. Causes that name hosts
-    (a lost lease's owner, a connection error) are logged, not sent."""
+    """The answer to a delivery that raised one of :data:`FAILURES`.
+
+    Causes that name hosts are logged, not sent. A lost lease's owner and a connection error
+    are such causes."""
     if isinstance(exc, Refused):
         return JsonResponse({"error": str(exc), "field": exc.field}, status=exc.status)
     error, seconds = str(exc), RETRY_AFTER
@@ -103,7 +107,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 async def webhook_async(request: HttpRequest) -> JsonResponse:
-    """The webhook for ASGI servers: a model's slow reply ties up no thread while it waits."""
+    """The webhook for ASGI servers; a model's slow reply ties up no thread while it waits."""
     try:
         message = read_message(request)  # refused before the store is touched
         return answer(await handler.ahandle(get_adapter(), message))

@@ -1,3 +1,5 @@
-"""The demo machinery, apart from the bot: replaying a conversation through the webhook (as
-a platform would: signed, in bursts, redelivering a 503), reporting what happened, and the
-``demo`` and ``replay`` commands. Nothing here is needed to run the bot."""
+"""The demo machinery, apart from the bot; the bot runs without it.
+
+It replays a conversation through the webhook as a platform would. Requests are signed,
+come in bursts, and a 503 is redelivered. It reports what happened. It holds the ``demo``
+and ``replay`` commands."""

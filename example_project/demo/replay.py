@@ -4,15 +4,18 @@ A conversation file holds JSON lines, one *step* each::
 
     {"note": "what happens", "concurrent": true, "deliveries": [{...message...}, ...]}
 
-Deliveries of a step are sent one after the other, or — ``concurrent`` — all at once by up
-to ``concurrency`` sender threads (a burst, as several users posting at the same moment, or a
-platform redelivering while the first delivery is still being handled). Every request is
-signed. A 503 is redelivered, as a platform does, after its ``Retry-After`` (at most
-:data:`MAX_REDELIVERIES` times, each wait at most :data:`MAX_WAIT` seconds).
-:class:`HttpSender` posts over real HTTP to a running server; :class:`InProcessSender` goes
-through Django's test client in this process (same views, middleware and database). What the
-bot made of it is read from this project's store (:func:`final_threads`; the example's server
-shares its database) and told by :mod:`example_project.demo.report`.
+A step's deliveries are sent one after the other. With ``concurrent``, they go all at once,
+by up to ``concurrency`` sender threads. Such a burst is several users posting at the same
+moment. Or it is a platform redelivering while the first delivery is still being handled.
+
+Every request is signed. A 503 is redelivered after its ``Retry-After``, as a platform
+does. That happens at most :data:`MAX_REDELIVERIES` times, each wait at most
+:data:`MAX_WAIT` seconds. :class:`HttpSender` posts over real HTTP to a running server.
+:class:`InProcessSender` goes through Django's test client in this process. It uses the
+same views, middleware and database.
+
+:func:`final_threads` reads what the bot made of it from this project's store. The
+example's server shares its database. :mod:`example_project.demo.report` tells the story.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ SAMPLE = Path(__file__).with_name("sample_conversation.jsonl")
 #: How often a delivery answered 503 is sent again, and the longest wait before each.
 MAX_REDELIVERIES = 5
 MAX_WAIT = 10.0
-#: What a sender returns: the HTTP status, the JSON body, and ``Retry-After`` (seconds) if any.
+#: What a sender returns: the HTTP status, the JSON body, and ``Retry-After`` in seconds.
 Reply = tuple[int, dict[str, Any], float | None]
 
 
@@ -59,8 +62,8 @@ class Step:
 def load_steps(path: Path | str) -> list[Step]:
     """The steps in the JSON-lines file ``path``; ``ValueError`` naming the line at fault.
 
-    Each delivery must be a valid message (the webhook's rules), so a typo in a
-    conversation file is reported here rather than as a 400 in the middle of a replay.
+    Each delivery must be a valid message by the webhook's rules. So a typo in a
+    conversation file is reported here, not as a 400 in the middle of a replay.
     """
     steps: list[Step] = []
     text = Path(path).read_text(encoding="utf-8")
@@ -95,7 +98,7 @@ def signed_headers(
 ) -> dict[str, str]:
     """The two headers a platform adds to a request carrying ``body``.
 
-    See platform_stub/signing.py.
+    :mod:`example_project.platform_stub.signing` describes them.
     """
     timestamp = int(time.time() if now is None else now)
     return {SIGNATURE_HEADER: sign(body, timestamp, secret), TIMESTAMP_HEADER: str(timestamp)}
@@ -112,7 +115,7 @@ def _path(use_async: bool) -> str:
 
 
 def _seconds(header: str | None) -> float | None:
-    """A ``Retry-After`` header's delay in seconds (None: absent, or an HTTP date)."""
+    """A ``Retry-After`` header's delay in seconds; None if absent or an HTTP date."""
     try:
         return max(0.0, float(header)) if header is not None else None
     except ValueError:
@@ -128,7 +131,7 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 class HttpSender:
-    """Signed requests over real HTTP to the server at ``base_url`` (``http://host:port``)."""
+    """Signed requests over real HTTP to the server at ``base_url``, ``http://host:port``."""
 
     def __init__(
         self,
@@ -216,7 +219,7 @@ class Progress:
         self._lock = threading.Lock()
 
     def advance(self, n: int = 1) -> None:
-        """Count ``n`` more done and redraw (safe from several sender threads)."""
+        """Count ``n`` more done and redraw; safe from several sender threads."""
         with self._lock:
             self.done += n
             if not self.enabled:
@@ -236,8 +239,9 @@ class Progress:
 def replay(
     steps: list[Step], sender: Sender, concurrency: int = 4, progress: Progress | None = None
 ) -> list[Outcome]:
-    """Send every delivery of ``steps`` in order (bursts concurrently); return the outcomes,
-    in the order of the file."""
+    """Send every delivery of ``steps`` in order, bursts concurrently.
+
+    Return the outcomes in the order of the file."""
     outcomes: list[Outcome] = []
 
     def send(step: int, message: dict[str, Any]) -> Outcome:
@@ -269,9 +273,10 @@ def replay(
 
 
 def final_threads(steps: list[Step], store: StateAdapter) -> list[dict[str, Any]]:
-    """What ``store`` holds for each thread of the conversation, in order of appearance:
-    ``thread``, ``subscribed``, ``state``, ``history``, ``waiting`` (its replies still in the
-    outbox), ``channel`` and ``channel_state``."""
+    """What ``store`` holds for each thread of the conversation, in order of appearance.
+
+    Each has ``thread``, ``subscribed``, ``state``, ``history``, ``waiting``, ``channel``
+    and ``channel_state``. ``waiting`` counts its replies still in the outbox."""
     first: dict[str, dict[str, Any]] = {}
     for step in steps:
         for message in step.deliveries:
@@ -291,8 +296,10 @@ def final_threads(steps: list[Step], store: StateAdapter) -> list[dict[str, Any]
 
 
 def dispatch(store: StateAdapter) -> dict[str, int]:
-    """Deliver the replies waiting in ``store``'s outbox through ``CHATSTATE["OUTBOX_SENDER"]``,
-    as a dispatcher beside the server does, until a round sends none; the total counts."""
+    """Deliver the replies waiting in ``store``'s outbox; return the total counts.
+
+    They go through ``CHATSTATE["OUTBOX_SENDER"]``, as a dispatcher beside the server sends
+    them. Rounds run until one sends none."""
     totals = {"sent": 0, "retried": 0, "dead": 0}
     while True:
         counts = store.dispatch_outbox()

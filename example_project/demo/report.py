@@ -1,8 +1,10 @@
-"""What a replay did: each delivery's :class:`Outcome`, the promises checked against what the
-store holds afterwards (:func:`problems`), and the tables and summary the commands print.
+"""What a replay did, checked and printed.
 
-A thread's processing order is its history (``msg.history``): the user messages in the order
-the bot handled them, each followed by the bot's reply, if any.
+Each delivery has an :class:`Outcome`. :func:`problems` checks the promises against what
+the store holds afterwards. The rest makes the tables and summary the commands print.
+
+A thread's processing order is its history, ``msg.history``. It lists the user messages in
+the order the bot handled them. Each is followed by the bot's reply, if any.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from example_project.platform_stub.message import thread_key
 
 @dataclass
 class Outcome:
-    """One delivery's result: the HTTP status and the JSON body the webhook answered last;
-    ``refused``: the errors of the earlier attempts answered 503 (and redelivered)."""
+    """One delivery's result: the HTTP status and the JSON body the webhook answered last.
+
+    ``refused`` holds the errors of the earlier attempts, answered 503 and redelivered."""
 
     step: int
     message: dict[str, Any]
@@ -28,7 +31,7 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        """``handled``, ``queued``, ``duplicate``, or ``error`` (any other answer)."""
+        """``handled``, ``queued`` or ``duplicate``; ``error`` for any other answer."""
         if self.status in (200, 202) and self.body.get("status") in (
             "handled",
             "queued",
@@ -44,17 +47,17 @@ class Outcome:
 
 
 def processed(info: dict[str, Any]) -> list[str]:
-    """The ids of a thread's messages in the order the bot handled them (its history)."""
+    """The ids of a thread's messages in the order the bot handled them, from its history."""
     return [item["message_id"] for item in info["history"] if item.get("role") == "user"]
 
 
 def replied(info: dict[str, Any]) -> list[str]:
-    """The ids of the messages of a thread the bot replied to, in order (its history)."""
+    """The ids of a thread's messages the bot replied to, in order, from its history."""
     return [item["in_reply_to"] for item in info["history"] if item.get("role") == "bot"]
 
 
 def handled_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
-    """Message id -> id of the delivery that handled it, for messages handled by another."""
+    """For each message handled by another delivery, the id of that delivery's message."""
     return {
         mid: o.message["message_id"]
         for o in outcomes
@@ -64,11 +67,17 @@ def handled_by(outcomes: Iterable[Outcome]) -> dict[str, str]:
 
 
 def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str]:
-    """Every broken promise: an error answer, a message accepted (handled or queued) more
-    than once, an accepted message never processed or processed twice, a reply sent twice or
-    still waiting in the outbox, the messages one delivery handled not processed in that order
-    one after the other (something overtook or came between them). ``[]`` when all went as
-    guaranteed. A history cut to ``HISTORY_LIMIT`` items is not checked for lost messages."""
+    """Every broken promise; ``[]`` when all went as guaranteed.
+
+    These are broken promises:
+
+    - an error answer;
+    - a message accepted, handled or queued, more than once;
+    - an accepted message never processed, or processed twice;
+    - a reply sent twice, or still waiting in the outbox;
+    - one delivery's messages not processed in its order, one right after the other.
+
+    A history cut to ``HISTORY_LIMIT`` items is not checked for lost messages."""
     found = [
         f"step {o.step} {o.message['message_id']}: HTTP {o.status} {o.body}"
         for o in outcomes
@@ -81,7 +90,7 @@ def problems(outcomes: list[Outcome], threads: list[dict[str, Any]]) -> list[str
         mid = o.message["message_id"]
         thread_of[mid] = thread_key(o.message)
         accepted[mid] = accepted.get(mid, 0) + (o.kind in ("handled", "queued"))
-    # None accepted is fine (all duplicates: it was handled before this replay); two is not.
+    # No acceptance is fine: all duplicates, handled before this replay. Two is not.
     found += [
         f"{mid}: accepted {n} times (expected at most once)"
         for mid, n in accepted.items()

@@ -6,17 +6,19 @@ A delivery is one JSON object, UTF-8 encoded::
      "thread_id": "1700000000.1", "user": "alice", "text": "@bot hello", "ts": 1700000000.1}
 
 Every field is required. Identifiers are non-blank strings without whitespace or control
-characters (``platform`` and ``channel_id`` also without ``:``, since they are joined into
-the thread's key ``platform:channel_id:thread_id``); ``text`` is a string (possibly empty);
-``ts`` the message's Unix time from 0 to :data:`MAX_TS` (year 9999), a number or a decimal
-string (Slack sends strings). No string may hold a NUL character or a lone surrogate (a
-``\\ud800`` escape without its pair): no backend can store them. Unknown fields are ignored,
-so a platform adding fields does not break the bot; but the body may nest at most
-:data:`MAX_DEPTH` arrays/objects deep, and a known field may not appear twice.
+characters. ``platform`` and ``channel_id`` also exclude ``:``. They are joined into the
+thread's key, ``platform:channel_id:thread_id``. ``text`` is a string, possibly empty.
+``ts`` is the message's Unix time, from 0 to :data:`MAX_TS` in the year 9999. It is a
+number or a decimal string; Slack sends strings. No string may hold a NUL character or a
+lone surrogate, a ``\\ud800`` escape without its pair. No backend can store them.
 
-:func:`parse_message` either returns a :class:`Message` or raises :class:`InvalidMessage`
-naming the field at fault (``"body"`` when the body as a whole is not a JSON object); no
-other exception escapes it, whatever the bytes.
+Unknown fields are ignored, so a platform adding fields does not break the bot. But the
+body may nest arrays and objects at most :data:`MAX_DEPTH` deep. A known field may not
+appear twice.
+
+:func:`parse_message` returns a :class:`Message` or raises :class:`InvalidMessage`. The
+error names the field at fault, or ``"body"`` when the body as a whole is not a JSON
+object. No other exception escapes it, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Message(TypedDict):
     ts: float
 
 
-#: Field -> maximum length, in the order fields are checked (and documented).
+#: Each identifier field's maximum length, in the order fields are checked and documented.
 ID_FIELDS: dict[str, int] = {
     "platform": 32,
     "message_id": 128,
@@ -48,9 +50,9 @@ ID_FIELDS: dict[str, int] = {
     "user": 96,
 }
 MAX_TEXT = 4000
-#: The latest accepted ``ts``: 9999-12-31T23:59:59Z (later ones are no datetime).
+#: The latest accepted ``ts``, 9999-12-31T23:59:59Z; no datetime is later.
 MAX_TS = 253_402_300_799
-#: How deep arrays and objects may nest in a body (a message itself is one level).
+#: How deep arrays and objects may nest in a body; a message itself is one level.
 MAX_DEPTH = 64
 FIELDS = (*ID_FIELDS, "text", "ts")
 #: The field named when the body as a whole is at fault.
@@ -59,19 +61,19 @@ _NO_COLON = {"platform", "channel_id"}
 _BAD_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DECIMAL = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,15})?", re.ASCII)
-#: A JSON string literal (the closing quote optional: an unterminated one is scanned once).
+#: A JSON string literal. The closing quote is optional, so an unterminated one scans once.
 _STRING_PATTERN = r'"(?:[^"\\]|\\.)*"?'
 _STRING = re.compile(_STRING_PATTERN, re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 #: A string literal with the colon that makes it a key, or a bracket.
 _TOKEN = re.compile(rf"({_STRING_PATTERN})(\s*:)?|[\[\]{{}}]", re.DOTALL)
-#: Longest integer literal parsed as an int; longer ones become floats (maybe infinite).
+#: Longest integer literal parsed as an int; longer ones become floats, maybe infinite.
 _MAX_INT_DIGITS = 20
 
 
 class InvalidMessage(ValueError):
-    """The body is not a valid message; ``field`` names the culprit (``"body"``: all of it)."""
+    """The body is not a valid message; ``field`` names the culprit, ``"body"`` for all of it."""
 
     def __init__(self, error: str, field: str) -> None:
         super().__init__(error)
@@ -80,7 +82,7 @@ class InvalidMessage(ValueError):
 
 
 def _check_storable(value: str, field: str) -> None:
-    """Refuse a NUL character or a lone surrogate in ``value`` (no backend stores them)."""
+    """Refuse a NUL character or a lone surrogate in ``value``; no backend stores them."""
     bad = _UNSTORABLE.search(value)
     if bad is None:
         return
@@ -166,7 +168,7 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def _int(digits: str) -> int | float:
-    """An integer literal; a long one as a float (``inf`` past 308 digits), never an error."""
+    """An integer literal; a long one as a float, ``inf`` past 308 digits; never an error."""
     return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
 
 
@@ -187,7 +189,7 @@ def _check_depth(text: str) -> None:
 
 
 def _deep_key(text: str) -> str:
-    """The top-level key whose value nests deeper than :data:`MAX_DEPTH` (``"body"``: none)."""
+    """The top-level key whose value nests deeper than :data:`MAX_DEPTH`; else ``"body"``."""
     depth, key, in_object = 0, BODY, False
     for token in _TOKEN.finditer(text):
         string, colon = token.group(1), token.group(2)
@@ -208,7 +210,7 @@ def _deep_key(text: str) -> str:
 
 
 def _key_name(literal: str) -> str:
-    """The key a JSON string literal spells (``"body"`` if it is not a valid literal)."""
+    """The key a JSON string literal spells; ``"body"`` if it is not a valid literal."""
     try:
         name = json.loads(literal)
     except ValueError:
@@ -261,7 +263,7 @@ def parse_message(body: bytes) -> Message:
 
 
 def thread_key(message: Mapping[str, Any]) -> str:
-    """The thread's id in chatstate: ``platform:channel_id:thread_id`` (at most 226 chars)."""
+    """The thread's id in chatstate: ``platform:channel_id:thread_id``, at most 226 chars."""
     return f"{message['platform']}:{message['channel_id']}:{message['thread_id']}"
 
 

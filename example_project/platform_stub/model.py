@@ -1,8 +1,8 @@
-"""The bot's model, a stand-in: replace :func:`think` / :func:`athink` with your model call.
+"""The bot's model, a stand-in: replace :func:`think` and :func:`athink` with your model call.
 
-It gets the thread's newest history items as its context (``msg.history.items``: oldest
-first, the message to answer last) and a task: ``greet`` (the bot was just mentioned),
-``answer``, or ``stop`` (it was told to stop following the thread).
+Its context is the thread's newest history items, ``msg.history.items``. They come oldest
+first, with the message to answer last. Its task is ``greet``, ``answer`` or ``stop``. The
+bot greets when just mentioned. It stops when told to stop following the thread.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from example_project.bot.conf import setting
 
 
 def think(context: list[Any], task: str) -> str:
-    """The reply to the last message of ``context``. It takes ``BOT_THINK_SECONDS``, as a
-    model call would, while the cycle holds the thread (its lease renewed meanwhile)."""
+    """The reply to the last message of ``context``.
+
+    It takes ``BOT_THINK_SECONDS``, as a model call would. The cycle holds the thread
+    meanwhile, and its lease is renewed."""
     time.sleep(float(setting("BOT_THINK_SECONDS")))
     return compose(context, task)
 
@@ -28,7 +30,7 @@ async def athink(context: list[Any], task: str) -> str:
 
 
 def compose(context: list[Any], task: str) -> str:
-    """The reply's text (what a model would write)."""
+    """The reply's text, as a model would write it."""
     user = context[-1]["user"]
     if task == "greet":
         return f"Hi {user}! I'm following this thread now and will answer every message in it."

@@ -1,10 +1,10 @@
 """The outbox's sender: ``CHATSTATE["OUTBOX_SENDER"]`` names :func:`post_reply`.
 
-A dispatcher (``store.dispatch_outbox()``) calls it for each reply once the commit that
-stored it is done: a thread's replies in the order they were committed, at least once, and
-again after a backoff when it raises. A real bot posts to its platform here (Slack's
-``chat.postMessage``, say), giving ``entry.key`` as the idempotency key: a dispatcher that
-dies after posting hands the same entry out again. This one records the reply in the log.
+A dispatcher, ``store.dispatch_outbox()``, calls it for each reply after its commit. A
+thread's replies come in commit order, each at least once. A reply whose call raised comes
+again after a backoff. A real bot posts to its platform here, say with Slack's
+``chat.postMessage``. It gives ``entry.key`` as the idempotency key. A dispatcher that dies
+after posting hands the same entry out again. This one records the reply in the log.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def post_reply(entry: OutboxEntry) -> None:
-    """Post one reply: here, an INFO record (``extra``: the ``entry``) on this module's logger."""
+    """Post one reply; here, an INFO record on this module's logger, the ``entry`` in ``extra``."""
     reply = entry.payload
     where, text = f"{entry.thread_id} (re {reply['in_reply_to']})", reply["text"]
     logger.info("posted %s to %s: %s", entry.key, where, text, extra={"entry": entry})

@@ -1,11 +1,12 @@
 """Request signatures, the way Slack signs its webhooks.
 
-A sender computes ``v0=<hex HMAC-SHA256 of "v0:{timestamp}:{body}">`` with the shared secret
-``BOT_SIGNING_SECRET`` and sends it as ``X-Chatstate-Signature``, with the Unix timestamp it
-used as ``X-Chatstate-Request-Timestamp``. The receiver recomputes it over the raw body it
-received and compares in constant time; a timestamp further than ``BOT_SIGNATURE_MAX_AGE``
-seconds from its clock is refused, so a captured request cannot be replayed later.
-(The sending side, for the demo and the tests: ``example_project.demo.replay.signed_headers``.)
+A sender computes ``v0=<hex HMAC-SHA256 of "v0:{timestamp}:{body}">``. The key is the
+shared secret ``BOT_SIGNING_SECRET``. It sends the result as ``X-Chatstate-Signature``. The
+Unix timestamp it used goes as ``X-Chatstate-Request-Timestamp``. The receiver recomputes
+the signature over the raw body and compares in constant time. It refuses a timestamp more
+than ``BOT_SIGNATURE_MAX_AGE`` seconds from its clock. So a captured request cannot be
+replayed later. The demo and the tests sign with
+``example_project.demo.replay.signed_headers``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from example_project.bot.conf import setting
 SIGNATURE_HEADER = "X-Chatstate-Signature"
 TIMESTAMP_HEADER = "X-Chatstate-Request-Timestamp"
 VERSION = "v0"
-#: A timestamp header's form: decimal digits, no sign or spaces (at most 15: no overflow).
+#: A timestamp header's form: at most 15 decimal digits, no sign or spaces, so no overflow.
 _TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
 
 
@@ -61,10 +62,10 @@ def verify(
 ) -> None:
     """Return when ``signature`` is the valid, fresh signature of ``body``; else raise.
 
-    Raises :class:`SignatureError` naming the header at fault: missing header, a timestamp
-    that is not an integer or is more than ``BOT_SIGNATURE_MAX_AGE`` seconds away from now,
-    or a signature that does not match (compared in constant time). Never raises anything
-    else, whatever the header values.
+    It raises :class:`SignatureError` naming the header at fault. A header may be missing.
+    The timestamp may not be an integer, or be more than ``BOT_SIGNATURE_MAX_AGE`` seconds
+    from now. The signature may not match; it is compared in constant time. No other
+    exception escapes, whatever the header values.
     """
     if not timestamp:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header", TIMESTAMP_HEADER)
@@ -83,6 +84,6 @@ def verify(
             TIMESTAMP_HEADER,
         )
     expected = sign(body, timestamp, secret)
-    # "replace": a header str that is not valid text cannot match, and must not raise.
+    # "replace": a header that is not valid text cannot match, and must not raise.
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match the body", SIGNATURE_HEADER)

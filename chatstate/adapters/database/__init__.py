@@ -1,11 +1,12 @@
 """The database adapter: chat state in Django's database, shared by every process.
 
-- :class:`DatabaseStateAdapter` (:mod:`.orm`): the portable ORM path, any database Django
-  supports;
-- :class:`PostgresStateAdapter` (:mod:`.postgres`): the same contract on PostgreSQL, each hot
-  operation one statement (the functions of ``functions.sql``). It registers itself for the
-  ``postgresql`` vendor, so ``DatabaseStateAdapter(...)`` — the dotted path of the
-  ``ADAPTER`` setting — builds it on PostgreSQL (``fast_sql=False`` keeps the ORM path).
+- :class:`DatabaseStateAdapter` (:mod:`.orm`) is the portable ORM path. It runs on any
+  database Django supports.
+- :class:`PostgresStateAdapter` (:mod:`.postgres`) keeps the same contract on PostgreSQL.
+  Each hot operation is one statement, a function of ``functions.sql``.
+
+``DatabaseStateAdapter(...)`` builds the PostgreSQL variant on PostgreSQL.
+``fast_sql=False`` keeps the ORM path there.
 """
 
 from chatstate.adapters.database.orm import DatabaseStateAdapter

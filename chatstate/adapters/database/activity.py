@@ -1,11 +1,12 @@
-"""How live a database adapter's namespace is (``StateAdapter.activity``): a few ORM queries
-in one read transaction, on the database's clock (the ORM path and the PostgreSQL fast path
-alike).
+"""How live a database adapter's namespace is, for ``StateAdapter.activity``.
 
-Costs: locks held, ``(namespace, expires_at)`` index; the newest claim, the window's
-``(namespace, seq, id)`` index (one row); claims in progress and the newest lock and state
-writes, a scan of the namespace's dedupe window, locks and state rows (no index serves
-them: a namespace's window holds ``DEDUPE_LIMIT`` keys, 1,000 by default).
+Both database paths share it. It is a few ORM queries in one read transaction. Times are
+the database's clock.
+
+The locks held are counted on the ``(namespace, expires_at)`` index. The newest claim is
+one row of the ``(namespace, seq, id)`` index. The claims in progress and the newest lock
+and state writes scan the namespace's rows. No index serves them. The dedupe window holds
+at most ``DEDUPE_LIMIT`` keys, 1,000 by default.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ T = TypeVar("T")
 
 
 class ActivityRows:
-    """``_do_activity`` of :class:`~chatstate.adapters.database.DatabaseStateAdapter`
-    (``queryset``, ``now``, ``live_claims`` and ``_read`` are the adapter's)."""
+    """``_do_activity`` of :class:`~chatstate.adapters.database.DatabaseStateAdapter`.
 
-    if TYPE_CHECKING:  # the adapter's (a stub here would shadow them)
+    ``queryset``, ``now``, ``live_claims`` and ``_read`` are the adapter's."""
+
+    if TYPE_CHECKING:  # the adapter's; a stub here would shadow them
 
         def queryset(self, model: Any) -> Any: ...
 
@@ -36,8 +38,10 @@ class ActivityRows:
         def _read(self, fn: Callable[[], T]) -> T: ...
 
     def _do_activity(self) -> tuple[int, int, float | None]:
-        """Locks whose lease runs, claims in progress and alive, and the age of the newest
-        claim, lock taken or state written, against one reading of the database's clock."""
+        """Locks held, live claims in progress, and the age of the newest write.
+
+        The newest write is a claim, a lock taken or a state written. All three figures use
+        one reading of the database's clock."""
 
         def read() -> tuple[int, int, float | None]:
             q, now = self.queryset, self.now()

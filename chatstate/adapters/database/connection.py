@@ -1,19 +1,18 @@
 """The database adapters' use of a Django connection: transactions, the clock, failures.
 
-- :func:`write`: one write transaction; on SQLite the database write lock is taken first and
-  a busy database is retried, so a threaded development server never sees "database is
-  locked". On MariaDB/MySQL a transaction chosen as a deadlock victim (1213) is rolled back
-  whole and run again (up to ``_MYSQL_RETRIES`` times), one timed out waiting for a row lock
-  (1205, after ``innodb_lock_wait_timeout``) once; a conflict that persists, or one inside a
-  caller's transaction (nothing can be re-run there), is
-  :class:`~chatstate.types.BackendUnavailable`.
-- :func:`now`: the database's clock (leases are measured on it, so hosts whose clocks drift
-  agree on who holds a lock).
-- :func:`guard`: a connection failure (or a MariaDB/MySQL lock conflict) becomes
-  :class:`~chatstate.types.BackendUnavailable` naming the alias and the cause, and a broken
-  connection is closed (outside a transaction), so the next call reconnects — what Django's
-  ``atomic()`` does for a failed transaction. A lost connection is not retried: the outcome
-  of a write whose reply was lost is unknown.
+- :func:`write` runs one write transaction. On SQLite it takes the write lock first and
+  retries while the database is busy. So a threaded development server never sees
+  "database is locked". On MariaDB/MySQL a deadlock victim (1213) is run again, up to
+  ``_MYSQL_RETRIES`` times. A row-lock wait timeout (1205) is run again once. A conflict
+  that persists raises :class:`~chatstate.types.BackendUnavailable`. So does one inside a
+  caller's transaction, where nothing can be run again.
+- :func:`now` reads the database's clock. Leases are measured on it. So hosts whose clocks
+  drift agree on who holds a lock.
+- :func:`guard` turns a lost connection into :class:`~chatstate.types.BackendUnavailable`.
+  A MariaDB/MySQL lock conflict becomes one too. The message names the alias and the
+  cause. Outside a transaction, a broken connection is closed, so the next call
+  reconnects. Django's ``atomic()`` does the same for a failed transaction. A lost
+  connection is not retried: the outcome of a write whose reply was lost is unknown.
 """
 
 from __future__ import annotations
@@ -39,29 +38,30 @@ _NOW_SQL = {
     "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
 }
 _SQLITE_RETRIES = 50
-# MySQL/MariaDB lock conflicts on a working connection: a deadlock (1213: InnoDB rolled the
-# whole transaction back) and a row-lock wait timeout (1205: the transaction is rolled back
-# by atomic()). Both leave nothing written, so the transaction is run again.
+# MySQL/MariaDB lock conflicts on a working connection. 1213 is a deadlock; InnoDB rolled the
+# whole transaction back. 1205 is a row-lock wait timeout; atomic() rolls the transaction
+# back. Both leave nothing written, so the transaction is run again.
 _MYSQL_LOCK_WAIT = 1205
 _MYSQL_CONFLICTS = frozenset({_MYSQL_LOCK_WAIT, 1213})
 _MYSQL_RETRIES = 10
-# MySQL/MariaDB errors that mean the connection is gone: can't connect (2002, 2003), server
-# gone away (2006), lost connection during a query (2013, 2055), killed (1927).
+# MySQL/MariaDB errors that mean the connection is gone. 2002 and 2003: can't connect.
+# 2006: server gone away. 2013 and 2055: lost during a query. 1927: killed.
 _MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
-# PostgreSQL: class 08 (connection exception), and the server shutting down or restarting
-# (57P01 admin shutdown, e.g. pg_terminate_backend; 57P02 crash shutdown; 57P03 starting up).
+# PostgreSQL: class 08 is a connection exception. 57P01 is an admin shutdown, such as
+# pg_terminate_backend. 57P02 is a crash shutdown. 57P03 is a server starting up.
 _PG_GONE = ("08", "57P01", "57P02", "57P03")
 
 
 def connection_lost(vendor: str, exc: BaseException) -> bool:
-    """Whether ``exc`` (a Django ``OperationalError``/``InterfaceError``) means the connection
-    to the database was lost or could not be made — rather than, say, a deadlock or a
-    statement timeout on a working connection."""
+    """Whether ``exc`` means the connection was lost or could not be made.
+
+    ``exc`` is a Django ``OperationalError`` or ``InterfaceError``. A deadlock or a
+    statement timeout on a working connection is not a lost connection."""
     if isinstance(exc, InterfaceError):
         return True
     cause = exc.__cause__ or exc
     if vendor == "postgresql":
-        # psycopg: errors raised by the client itself (the socket closed) have no SQLSTATE.
+        # psycopg: errors the client raises itself, as on a closed socket, have no SQLSTATE.
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         return sqlstate is None or str(sqlstate).startswith(_PG_GONE)
     if vendor == "mysql":
@@ -70,8 +70,9 @@ def connection_lost(vendor: str, exc: BaseException) -> bool:
 
 
 def lock_conflict(vendor: str, exc: BaseException) -> bool:
-    """Whether ``exc`` is a MariaDB/MySQL deadlock or lock-wait timeout (the transaction was
-    rolled back: running it again is safe)."""
+    """Whether ``exc`` is a MariaDB/MySQL deadlock or lock-wait timeout.
+
+    The transaction was rolled back, so running it again is safe."""
     cause = exc.__cause__ or exc
     return (
         vendor == "mysql"
@@ -82,8 +83,9 @@ def lock_conflict(vendor: str, exc: BaseException) -> bool:
 
 
 def _broken(connection: Any) -> bool:
-    """Whether the driver connection under ``connection`` can no longer be used: psycopg marks
-    it (``broken``/``closed``); mysqlclient does not, so it is pinged."""
+    """Whether the driver connection under ``connection`` can no longer be used.
+
+    psycopg marks it ``broken`` or ``closed``. mysqlclient does not, so it is pinged."""
     raw = connection.connection
     if raw is None:
         return False
@@ -94,8 +96,10 @@ def _broken(connection: Any) -> bool:
 
 @contextmanager
 def guard(using: str) -> Iterator[None]:
-    """Map a lost connection inside the block to ``BackendUnavailable``; close a broken
-    connection when no transaction is open, so the next call starts on a fresh one."""
+    """Raise ``BackendUnavailable`` for a connection lost inside the block.
+
+    A broken connection is closed when no transaction is open. So the next call starts on a
+    fresh one."""
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
@@ -114,9 +118,11 @@ def guard(using: str) -> Iterator[None]:
 
 
 def write(using: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in one write transaction on ``using`` (guarded); on SQLite, take the write
-    lock first and retry while the database is busy; on MariaDB/MySQL, run it again after a
-    deadlock or lock-wait timeout (``fn`` may run more than once: only its last run commits)."""
+    """Run ``fn`` in one guarded write transaction on ``using``.
+
+    On SQLite the write lock is taken first, and a busy database is retried. On
+    MariaDB/MySQL a deadlock or lock-wait timeout runs ``fn`` again. So ``fn`` may run more
+    than once; only its last run commits."""
     connection = connections[using]
     with guard(using):
         if connection.vendor == "mysql":
@@ -129,8 +135,8 @@ def write(using: str, fn: Callable[[], T]) -> T:
             try:
                 with transaction.atomic(using=using):
                     with connection.cursor() as cursor:
-                        # A write statement takes SQLite's RESERVED lock (waiting up to the
-                        # busy timeout); reading first and upgrading later could deadlock.
+                        # A write statement takes SQLite's RESERVED lock, waiting up to the
+                        # busy timeout. Reading first and upgrading later could deadlock.
                         cursor.execute("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
                     return fn()
             except OperationalError as exc:
@@ -164,7 +170,7 @@ def read(using: str, fn: Callable[[], T]) -> T:
 
 
 def now(using: str) -> datetime:
-    """The database's clock (the host's for SQLite, which runs in this process)."""
+    """The database's clock; for SQLite, which runs in this process, the host's."""
     connection = connections[using]
     sql = _NOW_SQL.get(connection.vendor)
     if sql is None:

@@ -1,11 +1,13 @@
-"""Snapshots out of the database: the whole namespace as a ``Snapshot`` (:func:`snapshot`),
-or streamed section by section (:func:`snapshot_sections`, the ``chatstate_snapshot`` command).
+"""Snapshots out of the database, whole or streamed section by section.
 
-Streaming runs in one read transaction (``REPEATABLE READ, READ ONLY`` on PostgreSQL, so every
-section sees the same state); each section is one query read through a server-side cursor
-(``QuerySet.iterator``), ordered by the database in the order of the JSON form (code-point
-order: ``COLLATE "C"`` on PostgreSQL, SQLite's default ``BINARY``; other databases sort the
-section in Python).
+:func:`snapshot` reads the whole namespace as a ``Snapshot``. :func:`snapshot_sections`
+streams it; the ``chatstate_snapshot`` command uses it. Streaming runs in one read
+transaction. On PostgreSQL it is ``REPEATABLE READ, READ ONLY``, so every section sees the
+same state. Each section is one query, read through a server-side cursor.
+
+Sections come in the order of the JSON form, which is code-point order. PostgreSQL sorts
+with ``COLLATE "C"``, and SQLite's default ``BINARY`` already matches. Other databases sort
+the section in Python.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import to_iso
 
 _CHUNK = 10_000
-#: Dedupe entries a snapshot holds: all but released claims (a refused message's, which a
-#: redelivery may take: left out, a restored namespace handles that redelivery too).
+#: Dedupe entries a snapshot holds: all but released claims. A released claim is a refused
+#: message's. Left out, its redelivery is handled by a restored namespace too.
 _KEPT = ~Q(owner__isnull=False, thread_id__isnull=True)
-#: Claims in progress (the ``claims`` section).
+#: Claims in progress, the ``claims`` section.
 _CLAIMED = Q(owner__isnull=False, thread_id__isnull=False)
 _CLAIM_FIELDS = ("adapter", "message_id", "owner", "thread_id", "expires_at")
 _OUTBOX_FIELDS = ("key", "thread_id", "payload", "attempts", "dead", "created_at", "due_at")
@@ -52,15 +54,17 @@ _loads = json.JSONDecoder().decode
 
 
 def live_lists(now: datetime) -> Q:
-    """The list heads a snapshot taken at ``now`` holds: not expired, with items (an expired
-    list reads as empty; a list without items is no list)."""
+    """The list heads a snapshot taken at ``now`` holds: not expired, and with items.
+
+    An expired list reads as empty. A list without items is no list."""
     items = ListItem.objects.filter(namespace=OuterRef("namespace"), key=OuterRef("key"))
     return (Q(expires_at__isnull=True) | Q(expires_at__gt=now)) & Q(Exists(items))
 
 
 def outbox_dict(*row: Any) -> dict[str, Any]:
-    """An outbox row ``(key, thread_id, payload, attempts, dead, created_at, due_at)`` in the
-    snapshot's form."""
+    """An outbox row in the snapshot's form.
+
+    The row is ``(key, thread_id, payload, attempts, dead, created_at, due_at)``."""
     key, thread_id, payload, attempts, dead, created, due = row
     return {
         "key": key,
@@ -123,8 +127,9 @@ def snapshot(adapter: NamespaceRows) -> Snapshot:
 
 @contextmanager
 def snapshot_sections(adapter: NamespaceRows) -> Iterator[SnapshotSections]:
-    """The namespace's state as ``SnapshotSections`` streamed from the database; valid
-    inside the ``with`` block, which holds one read transaction."""
+    """The namespace's state as ``SnapshotSections`` streamed from the database.
+
+    The sections are valid inside the ``with`` block. The block holds one read transaction."""
     connection = connections[adapter.using]
     outermost = not connection.in_atomic_block
     with transaction.atomic(using=adapter.using):
@@ -150,7 +155,7 @@ class _Rows:
         self.streams: list[Generator[Any, None, None]] = []
 
     def close(self) -> None:
-        """Close every stream (and so its cursor), read to the end or not."""
+        """Close every stream and its cursor, read to the end or not."""
         for stream in self.streams:
             stream.close()
 
@@ -201,9 +206,11 @@ class _Rows:
         )
 
     def lists(self, now: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The lists live at ``now`` (:func:`live_lists`) sorted by key, each ``(key,
-        {"items": [...], "expires_at": ISO or None})``, items oldest first: two streams, the
-        heads and the items (sorted by key, then position), read side by side."""
+        """The lists live at ``now``, by :func:`live_lists`, sorted by key.
+
+        Each is ``(key, {"items": [...], "expires_at": ISO or None})``, items oldest first.
+        Two streams are read side by side. One holds the heads. The other holds the items,
+        sorted by key, then position."""
         live = self.adapter.queryset(ListHead).filter(live_lists(now))
         heads = self.sorted(ListHead, ("key", "expires_at"), where=live_lists(now))
         of_live = Q(Exists(live.filter(key=OuterRef("key"))))
@@ -216,17 +223,17 @@ class _Rows:
             yield key, {"items": values, "expires_at": None if expires is None else to_iso(expires)}
 
     def outbox(self) -> Iterator[dict[str, Any]]:
-        """The outbox entries in commit order (id)."""
+        """The outbox entries in commit order, that is by id."""
         rows = self.ordered(OutboxMessage, _OUTBOX_FIELDS, ("id",))
         return (outbox_dict(*row) for row in rows)
 
     def ordered(
         self, model: Any, fields: tuple[str, ...], order: tuple[Any, ...], where: Q | None = None
     ) -> Iterator[Any]:
-        """``values_list(*fields)`` rows (those matching ``where``) in ``order``, streamed
-        lazily: the ORM's SQL read through a server-side cursor (``chunked_cursor``) a batch
-        at a time. JSON columns arrive as text and are decoded here; rows with timestamps go
-        through the ORM."""
+        """The ``values_list(*fields)`` rows matching ``where``, in ``order``, streamed.
+
+        The ORM's SQL is read through a server-side cursor, a batch at a time. JSON columns
+        arrive as text and are decoded here. Rows with timestamps go through the ORM."""
         rows = self.adapter.queryset(model).filter(where or Q()).order_by(*order)
         rows = rows.values_list(*fields)
         if any(model._meta.get_field(f).get_internal_type() == "DateTimeField" for f in fields):
@@ -252,8 +259,10 @@ class _Rows:
         then: tuple[str, ...] = (),
         where: Q | None = None,
     ) -> Iterator[Any]:
-        """Rows sorted by their identifying fields (the first, or for dedupe both) in Python's
-        ``str`` order, then by ``then``; ``flat``: the first field alone."""
+        """Rows sorted by their identifying fields in Python's ``str`` order, then by ``then``.
+
+        The identifying field is the first one; dedupe entries have two. With ``flat``, a
+        row is its first field alone."""
         keys = fields[:2] if model is DedupeEntry else fields[:1]
         stream: Iterator[Any]
         if self.collation is None:  # a collation this module does not know: sort here
@@ -266,11 +275,13 @@ class _Rows:
 
 
 def _code_point_collation(adapter: NamespaceRows) -> str | None:
-    """The collation to ``ORDER BY`` for Python's ``str`` order: ``""`` when the database
-    already sorts by code point (SQLite's ``BINARY``; a PostgreSQL database created with the
-    C or C.UTF-8 locale: then the unique indexes serve the order, no sort), ``"C"`` on other
-    PostgreSQL databases, ``None`` (sort in Python) elsewhere. ``write_snapshot`` checks the
-    order it receives, so a wrong guess fails the export instead of changing its bytes."""
+    """The collation to ``ORDER BY`` for Python's ``str`` order.
+
+    It is ``""`` when the database already sorts by code point. SQLite's ``BINARY`` does. So
+    does a PostgreSQL database created with the C or C.UTF-8 locale; its unique indexes
+    then serve the order. Other PostgreSQL databases get ``"C"``. Elsewhere it is ``None``,
+    and rows are sorted in Python. ``write_snapshot`` checks the order it receives. So a
+    wrong guess fails the export instead of changing its bytes."""
     if adapter.vendor == "sqlite":
         return ""
     if adapter.vendor != "postgresql":

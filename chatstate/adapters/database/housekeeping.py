@@ -1,9 +1,9 @@
-"""``prune`` on the database: expired locks and slots, the dedupe window, expired pending entries,
-expired lists, and the retention of states and subscriptions (run inside the adapter's
-write transaction).
+"""``prune`` on the database, run inside the adapter's write transaction.
 
-Rows are deleted in the adapter's lock order (see :mod:`.orm`): locks, pending entries,
-states, list heads (in key order), subscriptions.
+It removes expired locks and slots, old dedupe keys, expired pending entries and expired
+lists. It applies the retention of states and subscriptions. Rows are deleted in the
+adapter's lock order, described in :mod:`.orm`. That is locks, pending entries, states,
+list heads in key order, then subscriptions.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ if TYPE_CHECKING:
 def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     """The counts of :meth:`StateAdapter.prune`; with ``dry_run`` nothing is removed."""
     q, now, dry = adapter.queryset, adapter.now(), request.dry_run
-    # Locks, and each expired slot of a key (a row whose slots all expired goes whole).
+    # Locks, and each expired slot of a key. A row whose slots all expired goes whole.
     expired_locks = q(Lock).filter(expires_at__lte=now, holders__isnull=True)
     window = adapter.window()
     freed_slots = prune_slots(q(Lock), now, dry)  # after the window row: the lock order
-    # Counted afresh: prune also repairs a count that rows deleted behind the adapter's
-    # back (raw SQL, a bulk delete) left wrong.
+    # Counted afresh, so prune repairs a count left wrong by rows deleted behind the
+    # adapter's back, by raw SQL or a bulk delete.
     count = q(DedupeEntry).count()
     left = adapter.trim(count, request.dedupe_limit, request.min_age, dry_run=dry)
     counts = {
@@ -72,8 +72,8 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     window.head = left
     window.save(update_fields=["head"])
     old_entries.delete()
-    # A state and a subscription are each judged by the other's freshness only, which
-    # deleting stale rows does not change: the states go first, in the lock order.
+    # A state and a subscription are judged by each other's freshness. Deleting stale rows
+    # does not change it. So the states go first, in the lock order.
     for rows in states:
         rows.delete()
     counts["lists_expired"] = delete_lists(adapter, expired_lists)
@@ -81,14 +81,15 @@ def prune(adapter: DedupeWindowRows, request: PruneRequest) -> Pruned:
     return Pruned(counts, expired)
 
 
-#: Expired lists are deleted this many at a time (a bound on a statement's parameters).
+#: Expired lists are deleted this many at a time. It bounds a statement's parameters.
 LIST_BATCH = 500
 
 
 def delete_lists(adapter: DedupeWindowRows, expired: Any) -> int:
-    """Delete the lists of ``expired`` (list heads), items and heads; how many. The heads are
-    locked first, in key order, and only those still expired then are deleted (an append
-    that renewed one meanwhile keeps it)."""
+    """Delete the lists whose heads ``expired`` holds, items and heads; return how many.
+
+    The heads are locked first, in key order. Only those still expired then are deleted. A
+    list an append renewed meanwhile is kept."""
     heads = list(expired.select_for_update().order_by("key").values_list("pk", "key"))
     for start in range(0, len(heads), LIST_BATCH):
         batch = heads[start : start + LIST_BATCH]
@@ -98,8 +99,9 @@ def delete_lists(adapter: DedupeWindowRows, expired: Any) -> int:
 
 
 def _stale(adapter: DedupeWindowRows, request: PruneRequest) -> tuple[tuple[Any, Any], Any]:
-    """The state rows and subscriptions not touched for ``state_older_than`` seconds; a
-    subscription counts as touched while its thread's state is."""
+    """The state rows and subscriptions not touched for ``state_older_than`` seconds.
+
+    A subscription counts as touched while its thread's state is, and the reverse."""
     q = adapter.queryset
     if request.state_older_than is None:
         return (q(ThreadState).none(), q(ChannelState).none()), q(Subscription).none()

@@ -1,11 +1,13 @@
-"""Capped lists on the ORM path (a mixin of ``DatabaseStateAdapter``).
+"""Capped lists on the ORM path, a mixin of ``DatabaseStateAdapter``.
 
-A list is a ``ListHead`` row (its newest position ``last_seq`` and its expiry) and its
-``ListItem`` rows, numbered ``1 … last_seq`` in append order; they always form one run of
-positions (an append adds the next one, trimming removes the oldest, a restart removes all).
-Appends lock the head with ``select_for_update()``, several heads in key order, so appends
-to one list are serialized and two writers of several lists never wait on each other
-crosswise. A read is one statement: the items of a list whose head has not expired.
+A list is a ``ListHead`` row and its ``ListItem`` rows. The head holds the newest position,
+``last_seq``, and the expiry. Items are numbered ``1 … last_seq`` in append order. They
+always form one run of positions. An append adds the next one, trimming removes the
+oldest, and a restart removes all.
+
+Appends lock the head with ``select_for_update()``. Several heads are locked in key order.
+So appends to one list are serialized, and writers of several lists never deadlock. A
+read is one statement: the items of a list whose head has not expired.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ T = TypeVar("T")
 
 
 class ListRows:
-    """The list rows of one namespace (``queryset``, ``using``, ``now`` and the transaction
-    runners come from the adapter)."""
+    """The list rows of one namespace.
+
+    ``queryset``, ``using``, ``now`` and the transaction runners come from the adapter."""
 
     namespace: str
     using: str
@@ -49,8 +52,10 @@ class ListRows:
     # -- reads ---------------------------------------------------------------------------
 
     def list_items(self, key: str, limit: int | None, now: datetime) -> list[Any]:
-        """Any transaction, one statement: the items of ``key``, oldest first (``limit``: the
-        newest ``limit``); ``[]`` when the list does not exist or has expired at ``now``."""
+        """The items of ``key``, oldest first; with ``limit``, the newest ``limit`` of them.
+
+        It is one statement, in any transaction. A list missing or expired at ``now`` reads
+        as ``[]``."""
         live = self.queryset(ListHead).filter(
             Q(expires_at__isnull=True) | Q(expires_at__gt=now), key=key
         )
@@ -70,9 +75,11 @@ class ListRows:
     # -- writes --------------------------------------------------------------------------
 
     def lock_list_heads(self, keys: set[str]) -> dict[str, ListHead]:
-        """Inside a write transaction: the heads of ``keys``, locked one by one in key order,
-        created where missing (an insert race raises ``IntegrityError``: the caller's
-        ``_retry`` runs the transaction again, against the row the other writer made)."""
+        """The heads of ``keys``, locked one by one in key order; call in a write transaction.
+
+        A missing head is created. A lost insert race raises ``IntegrityError``. The
+        caller's ``_retry`` then runs the transaction again, against the other writer's
+        row."""
         heads: dict[str, ListHead] = {}
         for key in sorted(keys):
             head = self.queryset(ListHead).select_for_update().filter(key=key).first()
@@ -86,10 +93,11 @@ class ListRows:
     def append_rows(
         self, appends: Sequence[ListAppend], heads: dict[str, ListHead], now: datetime
     ) -> None:
-        """Inside a write transaction holding ``heads`` (see :meth:`lock_list_heads`): apply
-        ``appends`` in order, judged at ``now``. A list expired at ``now`` starts over empty
-        (its expiry gone unless an append gives a ttl); each append then keeps the newest
-        ``max_length`` items and a ttl renews the expiry."""
+        """Apply ``appends`` in order, judged at ``now``.
+
+        Call it in a write transaction holding ``heads``, from :meth:`lock_list_heads`. A
+        list expired at ``now`` starts over empty, with no expiry. Each append keeps the
+        newest ``max_length`` items. An append with a ttl renews the expiry."""
         floors: dict[str, int] = {}
         for key, head in heads.items():
             floors[key] = 0

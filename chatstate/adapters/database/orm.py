@@ -1,17 +1,16 @@
 """``DatabaseStateAdapter``: chat state in Django's database, through the ORM.
 
-The portable path, for any database Django supports: ``select_for_update()`` inside
-``transaction.atomic()`` wherever a row is read before it is written, one transaction per
-operation (on SQLite the write lock is taken first: see :mod:`.connection`). Rows are locked
-in one order — the namespace's dedupe window, a message's dedupe entry, its thread's lock,
-its thread's state, then what a commit stages (:mod:`.effects`): the channel row, the list
-heads (in key order), the subscription, the outbox rows — so that operations do not
-deadlock (``prune`` too: see :mod:`.housekeeping`).
+This is the portable path, for any database Django supports. Each operation is one
+transaction. A row read before it is written is locked with ``select_for_update()``. On
+SQLite the write lock is taken first; see :mod:`.connection`. Every operation, ``prune``
+too, locks rows in one order, so they do not deadlock. First come the dedupe window and
+the message's dedupe entry. Then come the thread's lock and state. Last come the rows a
+commit stages (:mod:`.effects`): the channel row, the list heads in key order, the
+subscription and the outbox rows.
 
-A database vendor with a faster path registers a subclass with
-``class PostgresStateAdapter(DatabaseStateAdapter, vendor="postgresql")``; constructing
-``DatabaseStateAdapter`` then builds that subclass on that vendor (``fast_sql=False`` keeps
-the ORM path).
+A vendor with a faster path registers a subclass, as ``PostgresStateAdapter`` does with
+``vendor="postgresql"``. ``DatabaseStateAdapter(...)`` then builds that subclass on that
+vendor. ``fast_sql=False`` keeps the ORM path.
 """
 
 from __future__ import annotations
@@ -64,8 +63,10 @@ _RACES = 10  # how often a transaction that lost an insert race is run again
 
 
 def database_alias(using: str | None) -> str:
-    """The database alias the adapter uses: ``using``, else the ``DATABASE`` setting, else the
-    router's choice for writes; ``ValueError`` when it is not in ``DATABASES``."""
+    """The adapter's database alias: ``using``, the ``DATABASE`` setting, or the router's.
+
+    The router's choice for writes comes last. An alias not in ``DATABASES`` raises
+    ``ValueError``."""
     alias = using or conf.get("DATABASE") or router.db_for_write(Lock)
     if alias not in connections:
         raise ValueError(f"using={alias!r} is not a database alias in DATABASES")
@@ -75,16 +76,16 @@ def database_alias(using: str | None) -> str:
 class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows, StateAdapter):
     """Chat state in the models of :mod:`chatstate.models`, for one namespace.
 
-    ``using`` is a database alias; by default the ``DATABASE`` setting, else the router's
-    choice for writes. On a database with a registered fast path (PostgreSQL), the adapter
-    built is that variant unless ``fast_sql=False``; ``prepared`` is the fast path's (see
-    :class:`~chatstate.adapters.database.postgres.PostgresStateAdapter`).
+    ``using`` is a database alias. It defaults to the ``DATABASE`` setting, else the
+    router's choice for writes. On PostgreSQL the adapter built is the fast path, unless
+    ``fast_sql=False``. ``prepared`` belongs to the fast path; see
+    :class:`~chatstate.adapters.database.postgres.PostgresStateAdapter`.
     """
 
     name = "database"
     #: Whether this class runs a vendor's fast path instead of the ORM's.
     fast_sql: ClassVar[bool] = False
-    #: The fast-path variants, by ``connection.vendor`` (filled by ``__init_subclass__``).
+    #: The fast-path variants by ``connection.vendor``, filled by ``__init_subclass__``.
     variants: ClassVar[dict[str, type[DatabaseStateAdapter]]] = {}
 
     def __init_subclass__(cls, vendor: str | None = None, **kwargs: Any) -> None:
@@ -130,8 +131,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         return connection.read(self.using, fn)
 
     def _retry(self, fn: Callable[[], T]) -> T:
-        """``fn`` in a write transaction, run again when it lost an insert race (another
-        process created the same row first: decided again against that row)."""
+        """Run ``fn`` in a write transaction; run it again when it lost an insert race.
+
+        Another process created the row first. The new run decides against that row."""
         for _ in range(_RACES):
             try:
                 return self._write(fn)
@@ -166,7 +168,7 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         return self._read(lambda: self._state(kind, object_id))
 
     def put_state_row(self, kind: str, object_id: str, value: dict[str, Any]) -> None:
-        """Inside a write transaction: store ``value`` as the ``kind`` state of ``object_id``."""
+        """Store ``value`` as the ``kind`` state of ``object_id``; call in a write transaction."""
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
         model.objects.using(self.using).bulk_create(
             [model(namespace=self.namespace, value=value, **{field: object_id})],
@@ -208,7 +210,7 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         return self._read(check)
 
     def _done(self, key: DedupeKey) -> bool:
-        """Whether ``key`` is done (a duplicate found without a write transaction)."""
+        """Whether ``key`` is done; such a duplicate needs no write transaction."""
         return self._read(lambda: bool(self._entry(key).filter(owner__isnull=True).exists()))
 
     def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
@@ -302,11 +304,13 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         return self._retry(enter)
 
     def _settle(self, request: CycleRequest, staged: Staged) -> Lock | None:
-        """Inside a write transaction: check the lease and, with ``staged.claim``, that the
-        claim is still in progress and this owner's (``LeaseLost``, nothing written); write
-        the state, mark the claim done, write the other effects (an insert race raises
-        ``IntegrityError``: run by ``_retry``); the cycle's lock row (or its slots' row),
-        locked."""
+        """Write what a cycle staged; return its lock row or slots' row, locked.
+
+        Call it in a write transaction run by ``_retry``. The lease is checked first. With
+        ``staged.claim``, the claim must still be in progress and this owner's. Otherwise
+        ``LeaseLost`` is raised and nothing is written. Then the state is written, the claim
+        marked done, and the other effects written. A lost insert race raises
+        ``IntegrityError``."""
         claim = self._entry(request.dedupe_key).select_for_update().values_list("id", "owner")
         found = claim.first()
         held = None
@@ -404,11 +408,11 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
         self._write(lambda: restore.load_snapshot(self, snapshot, merge))
 
     def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
-        """Streamed by server-side cursors in one read transaction (see :mod:`.export`)."""
+        """Streamed by server-side cursors in one read transaction; see :mod:`.export`."""
         return export.snapshot_sections(self)
 
     def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
-        """On PostgreSQL by ``COPY`` in one transaction, else the ORM (see :mod:`.restore`)."""
+        """Load in one transaction: by ``COPY`` on PostgreSQL, else the ORM; see :mod:`.restore`."""
         self._write(lambda: restore.load_sections(self, sections, bool(merge)))
 
     def _do_prune(self, request: PruneRequest) -> Pruned:

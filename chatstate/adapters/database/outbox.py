@@ -1,18 +1,18 @@
-"""The outbox on the ORM path (a mixin of ``DatabaseStateAdapter``).
+"""The outbox on the ORM path, a mixin of ``DatabaseStateAdapter``.
 
 An entry is an ``OutboxMessage`` row; its ``id`` orders commits. A claim is one write
-transaction that leases what it takes, so that dispatchers in other processes never take
-one entry twice, nor two entries of one thread at once:
+transaction that leases what it takes. So dispatchers in other processes never take one
+entry twice. Nor do they take two entries of one thread at once.
 
-- it reads the candidates -- not dead, due, not leased, of a thread with no running lease
-  and no earlier live entry waiting for its retry -- oldest first, and locks them with
-  ``select_for_update(skip_locked=True)`` where the database has it (a row another claim is
-  taking is passed over, not waited for). PostgreSQL and InnoDB judge a locked row's own
-  lease on its newest version, so a row leased by a claim that committed meanwhile is not
-  taken again; SQLite has one writer at a time;
-- it keeps, per thread, only an unbroken run from the thread's oldest live (not dead)
-  entry: each row it keeps follows the previous live entry of its thread, read in the
-  same statement. A thread whose oldest live entry another claim holds is that claim's.
+- A claim reads the candidates oldest first. A candidate is live, due and not leased. Its
+  thread has no running lease and no earlier live entry waiting for a retry.
+- It locks them with ``select_for_update(skip_locked=True)`` where the database has it. A
+  row another claim is taking is passed over, not waited for. PostgreSQL and InnoDB judge a
+  locked row's lease on its newest version. So a row leased by a claim that committed
+  meanwhile is not taken again. SQLite has one writer at a time.
+- Per thread, it keeps only an unbroken run from the thread's oldest live entry. Each row
+  it keeps follows the previous live entry of its thread, read in the same statement. A
+  thread whose oldest live entry another claim holds is left to that claim.
 
 Times are the database's clock.
 """
@@ -53,7 +53,7 @@ def outbox_entry(row: OutboxMessage) -> OutboxEntry:
 
 
 def row_ids(entry_ids: Sequence[str]) -> list[int]:
-    """The row ids among ``entry_ids`` (an id no row can have is left out)."""
+    """The row ids among ``entry_ids``; an id no row can have is left out."""
     ids = []
     for entry_id in entry_ids:
         if entry_id.isascii() and entry_id.isdigit() and 0 < int(entry_id) <= _MAX_ID:
@@ -62,8 +62,9 @@ def row_ids(entry_ids: Sequence[str]) -> list[int]:
 
 
 class OutboxRows:
-    """The outbox rows of one namespace (``queryset``, ``using``, ``now`` and the
-    transaction runners come from the adapter)."""
+    """The outbox rows of one namespace.
+
+    ``queryset``, ``using``, ``now`` and the transaction runners come from the adapter."""
 
     namespace: str
     using: str
@@ -81,8 +82,9 @@ class OutboxRows:
         raise NotImplementedError
 
     def insert_sends(self, sends: Sequence[Send], now: datetime) -> None:
-        """Inside a write transaction: add ``sends`` in order, created and due at ``now``;
-        one whose key is already in the outbox (or earlier in ``sends``) is not added."""
+        """Add ``sends`` in order, created and due at ``now``; call in a write transaction.
+
+        A send whose key is already in the outbox, or earlier in ``sends``, is not added."""
         rows = [
             OutboxMessage(
                 namespace=self.namespace,
@@ -106,8 +108,10 @@ class OutboxRows:
         return self._read(read)
 
     def _candidates(self, now: datetime) -> Any:
-        """The entries a claim may take at ``now``, oldest first, each annotated with the id
-        of the previous live entry of its thread (``previous``; None for the oldest)."""
+        """The entries a claim may take at ``now``, oldest first.
+
+        Each has ``previous``, the id of the previous live entry of its thread. It is None
+        for the thread's oldest."""
         rows = self.queryset(OutboxMessage)
         thread = rows.filter(thread_id=OuterRef("thread_id"))
         earlier_live = thread.filter(id__lt=OuterRef("id"), dead=False)

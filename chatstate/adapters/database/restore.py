@@ -1,12 +1,14 @@
-"""Snapshots into the database: ``load_snapshot`` through the ORM (:func:`load_snapshot`), and
-the streamed restore of the ``chatstate_restore`` command (:func:`load_sections`): on
-PostgreSQL psycopg's ``COPY … FROM STDIN`` streams rows into the tables (merging goes through
-temporary tables and ``INSERT … ON CONFLICT``); elsewhere the ORM's bulk inserts, a batch
-at a time. Lists and the outbox: :mod:`.restore_lists`.
+"""Snapshots into the database, whole or streamed section by section.
 
-Both run inside the caller's write transaction and keep the adapter's invariants: dedupe
-entries carry ``seq`` 1…n in ``dedupe_order`` order and the namespace's ``DedupeWindow.head``
-counts them (a merge appends the new keys after the newest position); lock and pending
+:func:`load_snapshot` loads a ``Snapshot`` through the ORM. :func:`load_sections` is the
+streamed restore of the ``chatstate_restore`` command. On PostgreSQL it streams rows with
+psycopg's ``COPY … FROM STDIN``. A merge goes through temporary tables and
+``INSERT … ON CONFLICT``. Elsewhere it uses the ORM's bulk inserts, a batch at a time.
+Lists and the outbox are in :mod:`.restore_lists`.
+
+Both run inside the caller's write transaction and keep the adapter's invariants. Dedupe
+entries carry ``seq`` 1…n in ``dedupe_order`` order. The namespace's ``DedupeWindow.head``
+counts them. A merge appends the new keys after the newest position. Lock and pending
 timestamps round-trip exactly.
 """
 
@@ -44,7 +46,7 @@ from chatstate.snapshots.snapshot import Snapshot
 from chatstate.types import as_datetime
 
 _CHUNK = 10_000
-_COPY_BYTES = 8 << 20  # a COPY block's size, about (characters)
+_COPY_BYTES = 8 << 20  # a COPY block's rough size, in characters
 _BATCH = 5000
 _MODELS = (Subscription, DedupeEntry, ThreadState, ChannelState, Lock, PendingLockEntry)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -53,7 +55,7 @@ _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=F
 
 
 def _copy_text(value: Any) -> str:
-    """``value`` as a field of PostgreSQL's ``COPY`` text format (``None``: NULL)."""
+    """``value`` as a field of PostgreSQL's ``COPY`` text format; ``None`` is NULL."""
     if value is None:
         return "\\N"
     if isinstance(value, str):
@@ -73,10 +75,11 @@ def _dedupe_line(prefix: str, row: tuple[Any, ...]) -> str:
 
 
 def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: bool) -> None:
-    """Inside a write transaction: replace (or merge into) the namespace's state from
-    ``sections``, holding one batch of rows in memory at a time. PostgreSQL: ``COPY``
-    streams; other databases: the ORM's bulk inserts. Lists and the outbox:
-    :mod:`.restore_lists`."""
+    """Replace the namespace's state with ``sections``, or merge them into it.
+
+    Call it in a write transaction. One batch of rows is held in memory at a time.
+    PostgreSQL streams by ``COPY``; other databases use the ORM's bulk inserts. Lists and
+    the outbox are loaded by :mod:`.restore_lists`."""
     if adapter.vendor == "postgresql":
         copier = _Copier(adapter, merge)
         copier.load(sections)
@@ -87,7 +90,7 @@ def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: boo
 
 
 def load_snapshot(adapter: NamespaceRows, snapshot: Snapshot, merge: bool) -> None:
-    """Inside a write transaction: replace (or merge into) the namespace's state, by the ORM."""
+    """Replace the namespace's state, or merge into it, by the ORM; in a write transaction."""
     sections = SnapshotSections.from_snapshot(snapshot)
     _load_by_orm(adapter, sections, merge)
     restore_lists.load_by_orm(adapter, sections.lists, sections.outbox, merge)
@@ -105,7 +108,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
         Subscription.objects.using(using).bulk_create(
             [Subscription(namespace=ns, thread_id=t) for t in threads], ignore_conflicts=True
         )
-    # When merging, a key already present keeps its place (the window holds few keys).
+    # When merging, a key already present keeps its place. The window holds few keys.
     present = set(q(DedupeEntry).values_list("adapter", "message_id").iterator()) if merge else ()
     newest = q(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
     seq = newest
@@ -160,9 +163,10 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
 
 
 def _batches(items: Iterable[_T], using: str, size: int = _BATCH) -> Iterator[list[_T]]:
-    """``items`` in lists of at most ``size``, in order. With ``DEBUG`` on, the connection's
-    query log is emptied between batches: it would keep every batch's SQL text (9,000
-    statements of up to megabytes each)."""
+    """``items`` in lists of at most ``size``, in order.
+
+    With ``DEBUG`` on, the connection's query log is emptied between batches. Otherwise it
+    would keep every batch's SQL text, up to megabytes each."""
     connection = connections[using]
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
@@ -172,9 +176,11 @@ def _batches(items: Iterable[_T], using: str, size: int = _BATCH) -> Iterator[li
 
 
 def _claim(adapter: NamespaceRows, claims: Iterable[Claim], after: int, now: datetime) -> None:
-    """Mark the claims in progress on the dedupe entries just loaded (those past position
-    ``after``: when merging, an entry already present keeps what it is). One statement a
-    claim: claims are the messages being handled at the time of the snapshot, few."""
+    """Mark the claims in progress on the dedupe entries just loaded.
+
+    Those are the entries past position ``after``. When merging, an entry already present
+    keeps what it is. Each claim is one statement. Claims are the messages being handled
+    when the snapshot was taken, so they are few."""
     loaded = adapter.queryset(DedupeEntry).filter(seq__gt=after)
     for (a, m), claim in claims:
         loaded.filter(adapter=a, message_id=m).update(
@@ -261,7 +267,7 @@ class _Copier:
     # -- sections --------------------------------------------------------------------
 
     def dedupe(self, order: Iterable[tuple[str, str]], head: int, stamp: str) -> int:
-        """Add the keys of ``order`` not present, after position ``head``; their count."""
+        """Add the keys of ``order`` not present, after position ``head``; return their count."""
         fields = ("adapter", "message_id", "seq", "created_at")
         rows = ((a, m, head + i, stamp) for i, (a, m) in enumerate(order, 1))
         if not self.merge:
@@ -287,8 +293,10 @@ class _Copier:
         unique: tuple[str, ...],
         update: tuple[str, ...] | None,
     ) -> None:
-        """Copy ``rows``; when merging, rows whose ``unique`` fields exist already update
-        ``update`` (``None``: are left alone)."""
+        """Copy ``rows`` into ``model``'s table.
+
+        When merging, a row whose ``unique`` fields exist already updates ``update``. With
+        ``update`` None, such a row is left alone."""
         if not self.merge:
             self.copy(model, fields, rows)
             return
@@ -324,7 +332,7 @@ class _Copier:
         rows: Iterable[tuple[Any, ...]],
         line: Callable[[str, tuple[Any, ...]], str] | None = None,
     ) -> int:
-        """``COPY`` ``(namespace, *fields)`` rows into ``model``'s table; the row count."""
+        """``COPY`` ``(namespace, *fields)`` rows into ``model``'s table; return the count."""
         columns = ", ".join(["namespace", *(self.column(model, f) for f in fields)])
         prefix = _copy_text(self.ns) + "\t"
         return self.copy_into(f"{self.table(model)} ({columns})", rows, prefix, line)
@@ -336,10 +344,11 @@ class _Copier:
         prefix: str,
         line: Callable[[str, tuple[Any, ...]], str] | None = None,
     ) -> int:
-        """``COPY target FROM STDIN`` (text format) the ``rows``, each line starting with
-        ``prefix``; the row count. Lines (``line``, or every field through ``_copy_text``) are
-        sent in blocks of at most ``_CHUNK`` rows or about ``_COPY_BYTES``, so memory stays
-        bounded however large the values are."""
+        """``COPY target FROM STDIN`` the ``rows`` in text format; return the count.
+
+        Each line starts with ``prefix``. ``line`` formats a row; by default each field goes
+        through ``_copy_text``. Lines go in blocks of at most ``_CHUNK`` rows or about
+        ``_COPY_BYTES``. So memory stays bounded however large the values are."""
         count = size = 0
         block: list[str] = []
         with (
@@ -365,7 +374,7 @@ class _Copier:
         return count
 
     def stage(self, model: Any, fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> str:
-        """A temporary table (dropped at commit) holding ``rows`` under ``fields``' names."""
+        """A temporary table holding ``rows`` under ``fields``' names; commit drops it."""
         name = self.quote(f"chatstate_stage_{model._meta.model_name}")
         columns = ", ".join(
             f"{self.quote(f)} {model._meta.get_field(f).db_type(self.connection)}" for f in fields
@@ -376,8 +385,9 @@ class _Copier:
         return str(name)
 
     def insert_from(self, model: Any, fields: tuple[str, ...], stage: str) -> str:
-        """``INSERT INTO model (namespace, fields) SELECT %s, fields FROM stage`` (the one
-        parameter: the namespace)."""
+        """``INSERT INTO model (namespace, fields) SELECT %s, fields FROM stage``.
+
+        Its one parameter is the namespace."""
         columns = ", ".join(["namespace", *(self.column(model, f) for f in fields)])
         picked = ", ".join(f"s.{self.quote(f)}" for f in fields)
         return f"INSERT INTO {self.table(model)} ({columns}) SELECT %s, {picked} FROM {stage} AS s"

@@ -1,18 +1,21 @@
-"""A snapshot's capped lists and outbox into the database, inside the load's write transaction
-(:mod:`.restore` calls these after the other sections).
+"""A snapshot's capped lists and outbox into the database.
 
-- Replacing, the namespace's lists and outbox go first; merging, an incoming list replaces
-  the list of its key (an empty or expired one just removes it) and an incoming outbox
-  entry is appended unless an entry with its key is there.
-- A list is stored as the appends would have left it: items numbered ``1 … n`` in order,
-  its head's ``last_seq`` ``n`` (the next append is ``n + 1``), its expiry as given; a list
-  that has no items or has expired by the database's clock is not stored.
-- Outbox entries are inserted in the snapshot's order, so their ids keep commit order after
-  the entries already there; ``due_at`` left out means due since ``created_at``; no lease.
+They load inside the load's write transaction. :mod:`.restore` calls these after the other
+sections.
 
-:func:`load_by_orm` uses the ORM's bulk inserts, a batch at a time; :func:`load_by_copy`
-(PostgreSQL) streams with ``COPY`` as the other sections do, through temporary tables when
-merging.
+- A replace removes the namespace's lists and outbox first. In a merge, an incoming list
+  replaces the list of its key. An empty or expired one just removes it. An incoming
+  outbox entry is appended unless an entry with its key is there.
+- A list is stored as its appends would have left it. Items are numbered ``1 … n`` in
+  order. Its head's ``last_seq`` is ``n``, so the next append is ``n + 1``. Its expiry is
+  as given. A list with no items, or expired by the database's clock, is not stored.
+- Outbox entries are inserted in the snapshot's order. So their ids keep commit order,
+  after the entries already there. A missing ``due_at`` means due since ``created_at``.
+  No entry is leased.
+
+:func:`load_by_orm` uses the ORM's bulk inserts, a batch at a time. :func:`load_by_copy`
+streams with ``COPY`` on PostgreSQL, as the other sections do. A merge goes through
+temporary tables.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ Lists = Iterable[tuple[str, dict[str, Any]]]
 Outbox = Iterable[dict[str, Any]]
 _T = TypeVar("_T")
 
-#: Lists (outbox entries) per ORM batch; list items per ORM insert.
+#: Lists or outbox entries per ORM batch, and list items per ORM insert.
 _BATCH = 1000
 _ITEMS = 5000
-#: Head lines kept in memory while the items are copied, before spilling to disk (bytes).
+#: Bytes of head lines kept in memory while the items are copied; the rest spill to disk.
 _SPOOL = 8 << 20
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
@@ -45,7 +48,7 @@ _OUTBOX_FIELDS = ("key", "thread_id", "payload", "attempts", "dead", "created_at
 
 
 class Copier(Protocol):
-    """What :func:`load_by_copy` uses of the restore's ``COPY`` helper (``.restore``)."""
+    """What :func:`load_by_copy` uses of the ``COPY`` helper of :mod:`.restore`."""
 
     connection: Any
 
@@ -71,7 +74,7 @@ def _live(value: dict[str, Any], now: datetime) -> bool:
 
 
 def _expiry(value: dict[str, Any]) -> datetime | None:
-    """A snapshot list's expiry as a datetime (None: none)."""
+    """A snapshot list's expiry as a datetime; None when it has none."""
     expires = value["expires_at"]
     return None if expires is None else as_datetime(expires, datetime.min)
 
@@ -94,7 +97,7 @@ def _outbox_row(entry: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def load_by_orm(adapter: NamespaceRows, lists: Lists, outbox: Outbox, merge: bool) -> None:
-    """Store ``lists`` and ``outbox`` (replacing, or ``merge``) by the ORM's bulk inserts."""
+    """Store ``lists`` and ``outbox`` by the ORM's bulk inserts, replacing or ``merge``."""
     ns, using, q = adapter.namespace, adapter.using, adapter.queryset
     now = adapter.now()
     if not merge:
@@ -143,7 +146,7 @@ def load_by_orm(adapter: NamespaceRows, lists: Lists, outbox: Outbox, merge: boo
 
 
 def _forget_queries(using: str) -> None:
-    """Empty the connection's query log (``DEBUG``): it would keep every batch's SQL."""
+    """Empty the connection's query log, kept under ``DEBUG``; it holds every batch's SQL."""
     connection = connections[using]
     if connection.queries_logged:
         connection.queries_log.clear()
@@ -153,7 +156,7 @@ def _forget_queries(using: str) -> None:
 
 
 def _field(value: Any) -> str:
-    """``value`` as a field of ``COPY``'s text format (``None``: NULL)."""
+    """``value`` as a field of ``COPY``'s text format; ``None`` is NULL."""
     if value is None:
         return "\\N"
     if isinstance(value, str):
@@ -166,9 +169,10 @@ def _field(value: Any) -> str:
 def load_by_copy(
     adapter: NamespaceRows, copier: Copier, lists: Lists, outbox: Outbox, merge: bool
 ) -> None:
-    """Store ``lists`` and ``outbox`` (replacing, or ``merge``) with ``COPY``: replacing,
-    straight into the tables; merging, into temporary tables first, then moved by one
-    ``DELETE`` / ``INSERT … SELECT`` per table."""
+    """Store ``lists`` and ``outbox`` with ``COPY``, replacing or ``merge``.
+
+    A replace copies straight into the tables. A merge copies into temporary tables first.
+    Then one ``DELETE`` and one ``INSERT … SELECT`` per table move the rows."""
     ns = adapter.namespace
     if not merge:
         for model in (ListItem, ListHead, OutboxMessage):
@@ -193,10 +197,12 @@ def load_by_copy(
 
 
 def _copy_lists(adapter: NamespaceRows, copier: Copier, lists: Lists, merge: bool) -> None:
-    """The items go by one ``COPY`` while the heads wait in a spooled file (at most
-    ``_SPOOL`` bytes in memory), copied next. Merging, both go to temporary tables, every
-    incoming key's list is removed, then the staged lists are inserted (a head staged with
-    ``last_seq`` 0, a list not stored, only removes)."""
+    """Copy the lists: the items by one ``COPY``, then the heads.
+
+    The heads wait in a spooled file, with at most ``_SPOOL`` bytes in memory. A merge
+    stages both in temporary tables. Every incoming key's list is removed, then the staged
+    lists are inserted. A head staged with ``last_seq`` 0 is a list not stored. It only
+    removes."""
     ns, now = adapter.namespace, adapter.now()
     item_fields, head_fields = ("key", "seq", "value"), ("key", "last_seq", "expires_at")
     head_columns = ", ".join(copier.column(ListHead, f) for f in head_fields)
@@ -240,8 +246,10 @@ def _copy_lists(adapter: NamespaceRows, copier: Copier, lists: Lists, merge: boo
 
 
 def _copy_text(copier: Copier, target: str, lines: IO[str], prefix: str, suffix: str) -> None:
-    """``COPY target FROM STDIN`` each line of ``lines`` (text format, newline-ended) with
-    ``prefix`` before and ``suffix`` after it, a block at a time."""
+    """``COPY target FROM STDIN`` each line of ``lines``, a block at a time.
+
+    Lines are in text format and end with a newline. Each gets ``prefix`` before it and
+    ``suffix`` after it."""
     with (
         copier.connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy,

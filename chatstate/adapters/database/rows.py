@@ -1,5 +1,7 @@
-"""What the database adapters and their snapshot streams share: the state models, rows as API
-values, and the part of an adapter the streams use (:class:`NamespaceRows`)."""
+"""What the database adapters and their snapshot streams share.
+
+It maps the state models, and turns rows into API values and snapshot values.
+:class:`NamespaceRows` is the part of an adapter the streams use."""
 
 from __future__ import annotations
 
@@ -21,17 +23,20 @@ STATE_FIELDS = {"thread": "thread_id", "channel": "channel_id"}
 
 
 def json_value(value: Any) -> Any:
-    """``value`` for a ``JSONField`` of a model instance being created: JSON ``null`` for
-    ``None`` (the ORM would store SQL ``NULL``, which the columns refuse)."""
+    """``value`` for a ``JSONField`` of a new model instance; ``None`` becomes JSON ``null``.
+
+    The ORM would store SQL ``NULL`` for ``None``, which the columns refuse."""
     return Value(None, JSONField()) if value is None else value
 
 
 def upsert_options(using: str, unique_fields: list[str]) -> dict[str, Any]:
-    """The ``bulk_create`` options that update a row already there (on ``unique_fields``)
-    instead of failing: ``ON CONFLICT (unique_fields) DO UPDATE`` where the database names a
-    conflict target (PostgreSQL, SQLite); ``ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL, which
-    takes none (Django refuses ``unique_fields`` there) — the tables' only unique keys besides
-    the primary key are these fields, so the update hits the same row."""
+    """The ``bulk_create`` options that update a row already there instead of failing.
+
+    A row is already there when its ``unique_fields`` match. PostgreSQL and SQLite get
+    ``ON CONFLICT (unique_fields) DO UPDATE``. MariaDB/MySQL get ``ON DUPLICATE KEY
+    UPDATE``, which names no conflict target. Django refuses ``unique_fields`` there. The
+    tables' only unique keys besides the primary key are these fields. So the update hits
+    the same row."""
     options: dict[str, Any] = {"update_conflicts": True}
     if connections[using].features.supports_update_conflicts_with_target:
         options["unique_fields"] = unique_fields
@@ -63,7 +68,7 @@ class NamespaceRows(Protocol):
         keep: int | None = None,
         dry_run: bool = False,
     ) -> int:
-        """Trim the dedupe window to ``limit`` entries; its new count."""
+        """Trim the dedupe window to ``limit`` entries; return its new count."""
 
 
 def pending_entry(row: PendingLockEntry) -> PendingEntry:
@@ -91,9 +96,10 @@ def lock_dict(
 
 
 def slots_dict(holders: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A key held by slots in the snapshot's form (for now): a lock entry of strategy
-    ``concurrent`` whose owner, metadata and times are its first holder's (by arrival), and
-    every holder, in arrival order, under ``holders``."""
+    """A key held by slots, in the snapshot's form.
+
+    It is a lock entry of strategy ``concurrent``. Its owner, metadata and times are its
+    first holder's by arrival. ``holders`` lists every holder in arrival order."""
     listed = [
         {
             "owner": owner,
@@ -115,7 +121,7 @@ def lock_entry(
     expires: datetime,
     holders: dict[str, dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """A lock row in the snapshot's form: a lock's, or (``holders``) its slots'."""
+    """A lock row in the snapshot's form; with ``holders``, its slots' form."""
     if holders:
         return slots_dict(holders)
     return lock_dict(owner, strategy, metadata, acquired, expires)
@@ -141,9 +147,10 @@ LOCK_FIELDS = ("owner", "strategy", "metadata", "acquired_at", "expires_at", "ho
 
 
 def lock_row(lock: dict[str, Any], now: datetime, default_expiry: datetime) -> tuple[Any, ...]:
-    """A snapshot's lock entry as the values of :data:`LOCK_FIELDS`: a lock's, or, with
-    ``holders``, the row of a key held by slots (no owner, its holders' times summarized:
-    :mod:`.slots`)."""
+    """A snapshot's lock entry as the values of :data:`LOCK_FIELDS`.
+
+    With ``holders``, it is the row of a key held by slots. That row has no owner, and its
+    times summarize its holders'; see :mod:`.slots`."""
     holders = lock.get("holders")
     if not holders:
         return (
@@ -176,7 +183,7 @@ def lock_row(lock: dict[str, Any], now: datetime, default_expiry: datetime) -> t
 
 
 def lock_columns(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """:func:`lock_row`'s values as COPY sends them (JSON text; no holders: NULL)."""
+    """:func:`lock_row`'s values as COPY sends them: JSON as text, no holders as NULL."""
     owner, strategy, metadata, acquired, expires, holders = values
     return (
         owner,

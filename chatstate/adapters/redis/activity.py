@@ -1,6 +1,7 @@
-"""How live a Redis namespace is (``StateAdapter.activity``): one read-only script
-(``lua/activity.lua``) on the namespace's keys — one slot, so one node of a Redis Cluster —
-timed by Redis's own clock."""
+"""How live a Redis namespace is, for ``StateAdapter.activity``.
+
+It is one read-only script, ``lua/activity.lua``, on the namespace's keys. They share one
+slot, so on a Redis Cluster it runs on one node. Times are Redis's own clock."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ class RedisActivity:
 
     keys: Keys
 
-    if TYPE_CHECKING:  # the adapter's (a stub here would shadow it)
+    if TYPE_CHECKING:  # the adapter's; a stub here would shadow it
 
         def drive(self, op: Op[T]) -> T: ...
 
     @operation
     def _do_activity(self) -> Op[tuple[int, int, float | None]]:
-        """Locks whose lease runs, claims in progress and alive, and the age of the newest
-        claim, lock taken or state written, in one script (it changes nothing)."""
+        """Locks held, live claims in progress, and the age of the newest write.
+
+        The newest write is a claim, a lock taken or a state written. One script reads all
+        three and changes nothing."""
         k = self.keys
         names = [k.locks, k.ddc, k.dd, k.ddt, k.tt, k.ct]
         held, claims, newest, now = yield (EVAL, ACTIVITY, names, [])

@@ -1,24 +1,24 @@
 """Redis Cluster: the clients of a cache alias marked as a cluster, and how requests go out.
 
-A ``CACHES`` alias is a cluster when its ``OPTIONS`` hold ``"CHATSTATE_CLUSTER": True``;
-its ``LOCATION`` (a URL, or a list of them) names startup nodes, and ``PASSWORD``,
+A ``CACHES`` alias is a cluster when its ``OPTIONS`` hold ``"CHATSTATE_CLUSTER": True``.
+Its ``LOCATION``, a URL or a list of them, names the startup nodes. ``PASSWORD``,
 ``SOCKET_TIMEOUT``, ``SOCKET_CONNECT_TIMEOUT`` and ``CONNECTION_POOL_KWARGS`` apply to each
-node's connections. django-redis has no cluster client, so chatstate builds redis-py's
-(:class:`redis.cluster.RedisCluster`, and :class:`redis.asyncio.cluster.RedisCluster` for the
-async twins) from those settings; nothing else reads the alias.
+node's connections. django-redis has no cluster client. So chatstate builds redis-py's
+:class:`redis.cluster.RedisCluster` from those settings. The async twins use
+:class:`redis.asyncio.cluster.RedisCluster`. Nothing else reads the alias.
 
-Every key of a namespace carries the namespace as its hash tag (:mod:`.keys`), so a
-namespace lives in one slot and each of its scripts runs, atomically, on the master owning
-that slot: ``EVALSHA`` names its keys, and the cluster client sends it to that master (on
-``NOSCRIPT``, the script's text goes as ``EVAL`` — it did not run). ``SCAN`` (clearing a
-namespace, removing a snapshot's copy) runs on the node of the prefix's slot.
+Every key of a namespace carries the namespace as its hash tag; see :mod:`.keys`. So a
+namespace lives in one slot. Each of its scripts runs atomically on the master owning that
+slot. ``EVALSHA`` names its keys, and the cluster client sends it to that master. On
+``NOSCRIPT`` the script did not run, and its text goes as ``EVAL``. ``SCAN`` runs on the
+node of the prefix's slot. It clears a namespace and removes a snapshot's copy.
 
-The clients never send a command again after a connection failure (``retry`` of 0
-attempts): a script whose reply was lost must not run twice. ``MOVED`` / ``ASK`` replies are
-followed (the command did not run there). During a failover, commands fail as
-``BackendUnavailable`` until the replica is promoted; the client then finds the new master.
-The single-node fast paths (:func:`.connection.eval_pinned`, :mod:`.multiplex`) are not
-used on a cluster.
+The clients never send a command again after a connection failure; ``retry`` allows 0
+attempts. A script whose reply was lost must not run twice. ``MOVED`` and ``ASK`` replies
+are followed; the command did not run there. During a failover, commands fail as
+``BackendUnavailable`` until the replica is promoted. The client then finds the new master.
+The single-node fast paths are not used on a cluster. They are
+:func:`.connection.eval_pinned` and :mod:`.multiplex`.
 """
 
 from __future__ import annotations
@@ -95,12 +95,12 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def is_cluster(client: Any) -> bool:
-    """Whether ``client`` is a (sync or async) redis-py cluster client."""
+    """Whether ``client`` is a redis-py cluster client, sync or async."""
     return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
 
 
 def info(client: Any, section: str, key: str) -> dict[str, Any]:
-    """``INFO section`` of the server, or on a cluster of the master serving ``key``."""
+    """``INFO section`` of the server; on a cluster, of the master serving ``key``."""
     if is_cluster(client):
         return dict(client.info(section, target_nodes=client.get_node_from_key(key)))
     return dict(client.info(section))
@@ -113,13 +113,13 @@ def _scan_args(client: Any, request: Request) -> tuple[tuple[Any, ...], dict[str
 
 
 def execute(client: Any, request: Request) -> Any:
-    """Send one request on the ``redis.cluster.RedisCluster`` ``client``; its reply."""
+    """Send one request on the ``redis.cluster.RedisCluster`` ``client``; return its reply."""
     kind = request[0]
     if kind is EVAL:
         script, keys, args = request[1], request[2], request[3]
         try:
             return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:  # not run on that master: send the text (it caches it)
+        except NoScriptError:  # not run on that master: send the text, which it caches
             return client.execute_command("EVAL", script.text, len(keys), *keys, *args)
     if kind is CALL:
         return getattr(client, request[1])(*request[2])
@@ -149,7 +149,7 @@ async def aexecute(client: Any, request: Request) -> Any:
 
 
 def _scan_reply(reply: Any) -> Any:
-    """``(cursor, keys)`` of one node's ``SCAN`` (redis-py keys the cursor by node name)."""
+    """``(cursor, keys)`` of one node's ``SCAN``; redis-py keys the cursor by node name."""
     cursor, keys = reply
     if isinstance(cursor, dict):
         (cursor,) = cursor.values()

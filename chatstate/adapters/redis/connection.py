@@ -1,14 +1,20 @@
-"""The Redis adapter's connections: the client of a cache alias, and the drivers that send an
-operation's requests (sync, or on ``redis.asyncio``).
+"""The Redis adapter's connections: a cache alias's client, and the drivers of operations.
 
-A request an operation yields is ``(EVAL, script, keys, args)``, ``(CALL, method, args)``,
-``(SCAN, route_key, cursor, pattern, count)`` (one page of ``SCAN`` on the node holding
-``route_key``'s slot) or ``(BATCH, [(method, args), ...])`` (a pipeline, no MULTI). Scripts are
-sent by SHA (``EVALSHA``; on ``NOSCRIPT`` loaded and sent again — the script did not run) on a
-connection of this thread's own (sync), or pipelined with the event loop's other scripts on one
-connection per loop (async, :mod:`.multiplex`), and never re-sent after a lost reply: a
-connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias, and
-the broken connection is replaced on the next call.
+The drivers send an operation's requests, on the blocking client or on ``redis.asyncio``.
+A request an operation yields is one of:
+
+- ``(EVAL, script, keys, args)``, a script;
+- ``(CALL, method, args)``, one command;
+- ``(SCAN, route_key, cursor, pattern, count)``, one page of ``SCAN`` on the node holding
+  ``route_key``'s slot;
+- ``(BATCH, [(method, args), ...])``, a pipeline without MULTI.
+
+Scripts are sent by SHA with ``EVALSHA``. On ``NOSCRIPT`` the script did not run; it is
+loaded and sent again. The blocking driver uses a connection of this thread's own. The
+async driver pipelines the event loop's scripts on one connection; see :mod:`.multiplex`.
+A script is never sent again after a lost reply. A connection failure becomes
+:class:`~chatstate.types.BackendUnavailable` naming the alias. The next call replaces the
+broken connection.
 """
 
 from __future__ import annotations
@@ -51,11 +57,11 @@ Request = tuple[Any, ...]
 EVAL, CALL, SCAN, BATCH = "eval", "call", "scan", "batch"
 
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
-#: A server unreachable, or a cluster without a master for the slot (a failover under way).
+#: A server unreachable, or a cluster without a master for the slot, as during a failover.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ClusterError, RedisClusterException)
 
-# The async connection class for each sync one; kwargs the sync pool holds that mean
-# nothing to (or are objects of) the sync client only.
+# The async connection class for each sync one. Then the kwargs of a sync pool that only
+# the sync client understands.
 _ASYNC_CONNECTIONS: dict[type, type] = {
     redis.connection.SSLConnection: redis.asyncio.connection.SSLConnection,
     redis.connection.UnixDomainSocketConnection: (
@@ -83,8 +89,10 @@ _SYNC_ONLY_KWARGS = frozenset(
 
 
 def client_for_alias(alias: str) -> Any:
-    """The ``redis.Redis`` write client of the cache ``alias`` (django-redis, or Django's own
-    Redis backend); ``BackendUnavailable`` when the alias is missing or not a Redis cache."""
+    """The ``redis.Redis`` write client of the cache ``alias``.
+
+    The alias may use django-redis or Django's own Redis backend. A missing alias, or one
+    that is not a Redis cache, raises ``BackendUnavailable``."""
     from django.core.cache import InvalidCacheBackendError, caches
 
     try:
@@ -109,10 +117,12 @@ def client_for_alias(alias: str) -> Any:
 
 
 def retryless_client(source: Any) -> Any:
-    """A ``redis.Redis`` on a pool of its own with the settings of ``source``'s pool, that
-    never sends a command again after a connection failure (redis-py retries by default:
-    a script whose reply was lost would run twice). ``source`` itself when its pool is not a
-    plain one (sentinel): configure that alias without retries."""
+    """A ``redis.Redis`` that never sends a command again after a connection failure.
+
+    It has a pool of its own, with the settings of ``source``'s pool. redis-py retries by
+    default, so a script whose reply was lost would run twice. A pool that is not a plain
+    one, such as sentinel's, returns ``source`` itself. Configure that alias without
+    retries."""
     pool = source.connection_pool
     plain = issubclass(pool.connection_class, tuple(_ASYNC_CONNECTIONS))
     if type(pool) is not redis.ConnectionPool or not plain:
@@ -127,10 +137,10 @@ def retryless_client(source: Any) -> Any:
 
 
 def async_client_for(sync_client: Any) -> Any:
-    """A ``redis.asyncio.Redis`` with the connection settings of ``sync_client``'s pool, that
-    never sends a command again after a connection failure.
+    """A ``redis.asyncio.Redis`` that never sends a command again after a connection failure.
 
-    None when the pool's connection class has no async counterpart here (e.g. sentinel).
+    It has the connection settings of ``sync_client``'s pool. It is None when the pool's
+    connection class has no async counterpart here, as with sentinel.
     """
     pool = sync_client.connection_pool
     connection_class = _ASYNC_CONNECTIONS.get(pool.connection_class)
@@ -156,7 +166,7 @@ def async_client_for(sync_client: Any) -> Any:
 
 
 class _Pinned(threading.local):
-    """This thread's own connection to each pool, for scripts (see :func:`eval_pinned`)."""
+    """This thread's own connection to each pool, for scripts; see :func:`eval_pinned`."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -167,12 +177,12 @@ _pinned = _Pinned()
 
 
 def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-    """``EVALSHA`` on a connection this thread keeps for ``client``'s pool (one per thread).
+    """``EVALSHA`` on the connection this thread keeps for ``client``'s pool.
 
-    The hot path: it skips redis-py's per-command pool checkout and wrappers, which cost more
-    than the round trip itself, and never re-sends a command whose reply was lost (a script
-    must not run twice). A connection the server closed meanwhile is replaced before use; one
-    that failed is dropped, so the next call connects afresh.
+    This is the hot path. It skips redis-py's pool checkout and wrappers, which cost more
+    than the round trip. It never sends a command again after a lost reply. A script must
+    not run twice. A connection the server closed meanwhile is replaced before use. A
+    connection that failed is dropped, so the next call connects afresh.
     """
     if _pinned.pid != os.getpid():  # a forked child: its parent's sockets are not its own
         _pinned.pid, _pinned.connections = os.getpid(), weakref.WeakKeyDictionary()
@@ -201,8 +211,10 @@ def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]
 
 
 def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:
-    """A command's wire form (chunks to send): hiredis's packer straight away (redis-py's
-    own checks each argument first), or the connection's."""
+    """A command's wire form, as chunks to send.
+
+    hiredis's packer is used when installed. redis-py's own checks each argument first, so
+    it is the fallback."""
     if _hiredis_pack is None:
         packed: list[bytes] = connection.pack_command(*args)
         return packed
@@ -210,11 +222,12 @@ def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:
 
 
 class AsyncLanes:
-    """Connections of one ``redis.asyncio`` pool (so of one event loop) that scripts run on,
-    as :func:`eval_pinned` does for threads: one connection a script at a time, taken from
-    the idle ones or opened, at most the pool's ``max_connections`` at once. A connection
-    whose script raised anything but a reply error (a lost connection, a cancellation
-    mid-reply) is closed, not reused."""
+    """The connections scripts run on, for one ``redis.asyncio`` pool and so one event loop.
+
+    It does for a loop what :func:`eval_pinned` does for threads. A connection runs one
+    script at a time. It is taken from the idle ones, or opened. At most the pool's
+    ``max_connections`` are open at once. A script that raises anything but a reply error
+    closes its connection. A lost connection and a cancellation mid-reply do so."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -222,7 +235,7 @@ class AsyncLanes:
         self.slots = asyncio.Semaphore(min(pool.max_connections, 2**16))
 
     async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA`` (on ``NOSCRIPT``, loaded and sent again); its reply."""
+        """``EVALSHA``, loaded and sent again on ``NOSCRIPT``; return its reply."""
         async with self.slots:
             connection = self.idle.pop() if self.idle else self.pool.make_connection()
             try:
@@ -259,8 +272,10 @@ _PLAIN_ASYNC = (
 
 
 def _script_runner(pool: Any) -> AsyncLanes | Pipelined:
-    """How scripts go out on ``pool``'s loop: pipelined on one connection
-    (:mod:`.multiplex`) when its settings allow, else on connections of their own."""
+    """How scripts go out on ``pool``'s loop.
+
+    They are pipelined on one connection when the pool's settings allow; see
+    :mod:`.multiplex`. Otherwise each runs on a connection of its own."""
     runner = _runners.get(pool)
     if runner is None:
         plain = pool.connection_class in _PLAIN_ASYNC
@@ -273,7 +288,7 @@ def _script_runner(pool: Any) -> AsyncLanes | Pipelined:
 
 
 def execute(client: Any, request: Request) -> Any:
-    """Send one request on the blocking ``client``; its reply."""
+    """Send one request on the blocking ``client``; return its reply."""
     kind = request[0]
     if kind is EVAL:
         return eval_pinned(client, request[1], request[2], request[3])
@@ -285,7 +300,7 @@ def execute(client: Any, request: Request) -> Any:
 
 
 async def aexecute(client: Any, request: Request) -> Any:
-    """Send one request on the ``redis.asyncio`` ``client``; its reply."""
+    """Send one request on the ``redis.asyncio`` ``client``; return its reply."""
     kind = request[0]
     if kind is EVAL:
         return await _script_runner(client.connection_pool).eval(request[1], request[2], request[3])
@@ -297,8 +312,10 @@ async def aexecute(client: Any, request: Request) -> Any:
 
 
 def pipelined(client: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> Any:
-    """A pipeline (no MULTI) of ``client`` (sync or asyncio, one server or a cluster) holding
-    ``calls``, each ``(method name, args)``; the caller executes it."""
+    """A pipeline of ``client`` without MULTI, holding ``calls``; the caller executes it.
+
+    Each call is ``(method name, args)``. ``client`` may be sync or asyncio, one server or
+    a cluster."""
     pipe = client.pipeline(transaction=False)
     for method, args in calls:
         getattr(pipe, method)(*args)
@@ -317,11 +334,10 @@ AsyncExecutor = Callable[[Any, Request], Awaitable[Any]]
 
 
 def drive(client: Any, alias: str, op: Op[T], send: Executor = execute) -> T:
-    """Run ``op`` on the blocking ``client``: each request it yields is one round trip
-    (``send``: :func:`execute`, or the cluster's).
+    """Run ``op`` on the blocking ``client``; each request it yields is one round trip.
 
-    A refused command is thrown into the operation (it may clean up); a connection failure
-    ends it as ``BackendUnavailable``.
+    ``send`` is :func:`execute`, or the cluster's. A refused command is thrown into the
+    operation, which may clean up. A connection failure ends it as ``BackendUnavailable``.
     """
     try:
         request = next(op)
@@ -360,8 +376,9 @@ async def adrive(client: Any, alias: str, op: Op[T], send: AsyncExecutor = aexec
 
 
 def is_django_redis(backend: object) -> bool:
-    """Whether the ``CACHES`` ``BACKEND`` path ``backend`` names django-redis's cache class
-    (or a subclass of it)."""
+    """Whether the ``CACHES`` ``BACKEND`` path ``backend`` names django-redis's cache class.
+
+    A subclass of it counts too."""
     if not isinstance(backend, str):
         return False
     try:

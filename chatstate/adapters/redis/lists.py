@@ -1,6 +1,7 @@
-"""Capped lists and the outbox on Redis (mixins of ``RedisStateAdapter``): each hook is one
-script or one command. Key layout: :mod:`.keys`; records: ``lua/lists.lua`` and
-``lua/outbox.lua``."""
+"""Capped lists and the outbox on Redis, mixins of ``RedisStateAdapter``.
+
+Each hook is one script or one command. :mod:`.keys` has the key layout.
+``lua/lists.lua`` and ``lua/outbox.lua`` describe the records."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class RedisLists:
 
 
 def _entry(entry_id: Any, record: Any, payload: Any) -> OutboxEntry:
-    """An outbox record (``lua/outbox.lua``) and its payload as an :class:`OutboxEntry`."""
+    """An outbox record and its payload as an :class:`OutboxEntry`; see ``lua/outbox.lua``."""
     key, thread_id, created, due, attempts, dead, *_ = records.loads(record)
     return OutboxEntry(
         text(entry_id),
@@ -66,8 +67,10 @@ def _entry(entry_id: Any, record: Any, payload: Any) -> OutboxEntry:
 
 
 class RedisOutbox:
-    """The outbox hooks: entries in ``ob``/``obp``, one queue of ids per thread, and the
-    threads by when their head is due (``obh``), so that a claim reads only due threads."""
+    """The outbox hooks.
+
+    Entries are in ``ob`` and ``obp``, with one queue of ids per thread. ``obh`` orders the
+    threads by when their oldest entry is due. So a claim reads only due threads."""
 
     keys: Keys
 
@@ -92,7 +95,7 @@ class RedisOutbox:
     def _settle(
         self, action: str, entry_ids: list[str], owner: str = "", delay: float = 0, most: int = 0
     ) -> Op[int]:
-        """One ``outbox_settle.lua`` call; its count."""
+        """One ``outbox_settle.lua`` call; return its count."""
         args = [action, self.keys.prefix, owner, round(delay * 1000), most, *entry_ids]
         return int((yield (EVAL, scripts.OUTBOX_SETTLE, self.keys.outbox(), args)))
 

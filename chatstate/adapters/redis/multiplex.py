@@ -1,27 +1,25 @@
 """Scripts of every coroutine of an event loop on one pipelined connection.
 
-An ASGI server runs many conversations on one event loop; each cycle is two scripts. Sending
-each on a connection of its own costs a write, a wake-up and a read per script. Here the
-scripts the loop's coroutines send go out on one connection per loop and cache alias, a few
-per write, and their replies are matched to them in order (Redis answers a connection's
-commands in the order it received them) -- how Node's Redis clients serve a whole server.
+An ASGI server runs many conversations on one event loop. Each cycle is two scripts. A
+connection per script costs a write, a wake-up and a read each time. Here the loop's
+scripts share one connection per loop and cache alias, a few per write. Redis answers a
+connection's commands in the order it received them. So replies are matched to scripts in
+order. Node's Redis clients serve a whole server the same way.
 
-How many per write: a turn of the loop's scripts all held for one write at its end keeps
-Redis idle while the loop builds them, then the loop idle while Redis runs them -- on two
-cores, half of each wasted. So a batch leaves as soon as it holds about the square root of
-the scripts in flight (at least 2), and the rest at the turn's end: Redis runs one part
-while the loop builds the next. With 8 coroutines cycling, this took the loop from ~4,900
-to ~9,000-11,000 cycles/s on a 2-core machine.
+A batch leaves as soon as it holds about the square root of the scripts in flight. It
+holds at least 2. The rest leave at the end of the loop's turn. So Redis runs one part
+while the loop builds the next. Holding a whole turn for one write would leave each side
+idle half the time.
 
-A reply is never re-sent for: when the connection fails, every script waiting on it fails
-with :class:`redis.ConnectionError` (``BackendUnavailable`` to the caller, who cannot know
-whether it ran; the cycle's cleanup and the claims' leases handle that), and the next script
+A script is never sent again. When the connection fails, every script waiting on it fails
+with :class:`redis.ConnectionError`. The caller sees ``BackendUnavailable`` and cannot know
+whether it ran. The cycle's cleanup and the claims' leases handle that. The next script
 opens a new connection. With ``socket_timeout`` set, a script unanswered for that long
 closes the connection the same way.
 
-:func:`supports` says which connection settings this carries (plain TCP or a Unix socket,
-RESP2, password/username, database, socket timeouts); for others (TLS, RESP3, a credential
-provider) the caller uses redis-py's connections instead.
+:func:`supports` says which connection settings this carries. Those are plain TCP or a Unix
+socket, RESP2, a password and username, a database, and socket timeouts. For TLS, RESP3 or
+a credential provider, the caller uses redis-py's connections instead.
 """
 
 from __future__ import annotations
@@ -44,9 +42,11 @@ except ImportError:  # pragma: no cover - hiredis comes with chatstate[redis]
 
 
 def supports(kwargs: dict[str, Any]) -> bool:
-    """Whether a plain (TCP or Unix socket) pool's ``connection_kwargs`` can be carried by a
-    :class:`Multiplexer`: RESP2, and a password given as such (not a credential provider).
-    TLS pools have a connection class of their own and are never multiplexed."""
+    """Whether a :class:`Multiplexer` can carry a plain pool's ``connection_kwargs``.
+
+    A plain pool uses TCP or a Unix socket. The protocol must be RESP2. A password must be
+    given as such, not by a credential provider. TLS pools have a connection class of their
+    own and are never multiplexed."""
     if hiredis is None or kwargs.get("credential_provider") is not None:
         return False
     return str(kwargs.get("protocol") or 2) == "2"
@@ -77,7 +77,7 @@ class Multiplexer(asyncio.Protocol):
     # -- opening --------------------------------------------------------------------------
 
     async def open(self) -> Multiplexer:
-        """Connect, then authenticate and select the database; raises ``ConnectionError``."""
+        """Connect, authenticate and select the database, or raise ``ConnectionError``."""
         loop = asyncio.get_running_loop()
         kwargs = self.kwargs
         try:
@@ -107,9 +107,11 @@ class Multiplexer(asyncio.Protocol):
     # -- sending and receiving ------------------------------------------------------------
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Queue one command; the future of its reply. It leaves, in order, with the batch
-        it joins: once the batch holds about the square root of the commands in flight, or
-        at the end of this turn of the loop."""
+        """Queue one command; return the future of its reply.
+
+        It leaves in order, with the batch it joins. The batch leaves once it holds about
+        the square root of the commands in flight. Otherwise it leaves at the end of this
+        turn of the loop."""
         if self.closed is not None:
             raise redis.ConnectionError(f"the Redis connection was lost: {self.closed}")
         loop = asyncio.get_running_loop()
@@ -128,7 +130,9 @@ class Multiplexer(asyncio.Protocol):
         return future
 
     async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA`` (on ``NOSCRIPT``, loaded and sent again: it did not run); its reply."""
+        """``EVALSHA``; return its reply.
+
+        On ``NOSCRIPT`` the script did not run. It is loaded and sent again."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             return await self.send(command)
@@ -192,8 +196,10 @@ class Multiplexer(asyncio.Protocol):
                 future.set_exception(self.closed)
 
     def _check(self) -> None:
-        """The socket timeout: the oldest script unanswered for ``socket_timeout`` closes
-        the connection; otherwise look again when the oldest one's time is up."""
+        """Apply the socket timeout.
+
+        The oldest script, unanswered for ``socket_timeout``, closes the connection.
+        Otherwise the check runs again when the oldest one's time is up."""
         self._watch = None
         if not self.waiting or self.timeout is None:
             return
@@ -212,8 +218,9 @@ def _refusal(reply: redis.ResponseError) -> redis.ResponseError:
 
 
 class Pipelined:
-    """Scripts of one ``redis.asyncio`` pool (so of one event loop) on its multiplexed
-    connection, opened on first use and again after it failed."""
+    """Scripts of one ``redis.asyncio`` pool, and so one event loop, on one connection.
+
+    The multiplexed connection opens on first use, and again after it failed."""
 
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.kwargs = kwargs

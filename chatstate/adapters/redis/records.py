@@ -1,4 +1,4 @@
-"""The JSON records the Redis adapter stores (their layout: :mod:`.scripts`), as API values."""
+"""The JSON records the Redis adapter stores, as API values; :mod:`.scripts` has the layout."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from chatstate.calls import Handover
 from chatstate.types import STRATEGIES, PendingEntry, as_epoch, as_iso
 
 loads = json.loads
-# Records are UTF-8 as Redis stores them: a string UTF-8 cannot encode (a lone surrogate) is
-# refused with ``UnicodeEncodeError`` (a ``ValueError``), as it is in a key or a hash field.
+# Records are UTF-8, as Redis stores them. A string UTF-8 cannot encode, a lone surrogate, is
+# refused with ``UnicodeEncodeError``, a ``ValueError``. Keys and hash fields refuse it too.
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def ttl_ms(ttl: float) -> int:
-    """A lease in seconds as whole milliseconds (at least 1)."""
+    """A lease in seconds as whole milliseconds, at least 1."""
     return max(1, round(ttl * 1000))
 
 
@@ -30,8 +30,9 @@ def ms(text: object, default: int) -> int:
 
 
 def pending_entry(raw: Any) -> PendingEntry:
-    """A pending-entry record as a :class:`PendingEntry` (records queued before entries had
-    ids have none)."""
+    """A pending-entry record as a :class:`PendingEntry`.
+
+    A record queued before entries had ids has no id."""
     owner, strategy, meta, enqueued_ms, enqueued_text, *rest = loads(raw)
     return PendingEntry(
         owner,
@@ -48,9 +49,11 @@ def pending_entries(raws: Any) -> list[PendingEntry]:
 
 
 def lock_dict(record: Any) -> dict[str, Any]:
-    """A lock record in the snapshot's form. A key held by slots: strategy ``concurrent``, its
-    first holder as owner, held until its latest slot's lease ends, and ``holders``: each
-    ``{"owner", "metadata", "acquired_at", "expires_at"}`` in the order they took their
+    """A lock record in the snapshot's form.
+
+    A key held by slots has strategy ``concurrent`` and its first holder as owner. It is
+    held until its latest slot's lease ends. ``holders`` lists each holder as
+    ``{"owner", "metadata", "acquired_at", "expires_at"}``, in the order they took their
     slots."""
     owner, strategy, meta, acquired, expires, acquired_at, expires_at, *rest = loads(record)
     found = {
@@ -74,7 +77,7 @@ def lock_dict(record: Any) -> dict[str, Any]:
 
 
 def claim_dict(record: Any) -> dict[str, Any]:
-    """A claim record in the snapshot's form (the exact text a snapshot gave, if any)."""
+    """A claim record in the snapshot's form; a snapshot's exact time text is kept."""
     owner, thread_id, expires, expires_at, *_ = loads(record)
     return {"owner": owner, "thread_id": thread_id, "expires_at": iso(expires, expires_at)}
 

@@ -1,11 +1,12 @@
-"""Lists and the outbox in snapshots of a Redis namespace (the rest: :mod:`.streaming`).
+"""Lists and the outbox in snapshots of a Redis namespace; :mod:`.streaming` has the rest.
 
-Reading, from the frozen copy (``lua/freeze.lua`` copies the lists not expired, ``lexp``,
-``ob`` and ``obp``): lists sorted by key, each with its items and expiry (the exact text a
-snapshot gave while ``lkeys`` still holds its time, else the milliseconds); outbox entries
-in id order (commit order), with their exact times likewise. Writing: commands that build a
-snapshot's lists and outbox under the load's temporary prefix, for the switching script to
-move (``lua/load_lists.lua``).
+Reading uses the frozen copy. ``lua/freeze.lua`` copies the live lists, ``lexp``, ``ob``
+and ``obp``. Lists come sorted by key, each with its items and expiry. Outbox entries
+come in id order, which is commit order. A time is the exact text a snapshot gave, while
+the stored milliseconds still match it. Otherwise it is made from the milliseconds.
+
+Writing builds a snapshot's lists and outbox under the load's temporary prefix. The
+switching script, ``lua/load_lists.lua``, moves them into place.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ from chatstate.validation import dump_value
 
 Command = tuple[str, tuple[Any, ...]]
 
-#: Attempts at or above this are stored as a decimal string: Lua's ``cjson`` encodes numbers
-#: with 14 significant digits, which would change them when a script rewrites the record.
+#: Attempts at or above this are stored as a decimal string. Lua's ``cjson`` encodes numbers
+#: with 14 significant digits. A script rewriting the record would change them.
 EXACT_IN_LUA = 10**14
 
 
 def _time(ms: Any, exact: Any) -> str:
-    """A stored time: ``exact`` (a snapshot's text) while it names ``ms``, else ``ms``."""
+    """A stored time: ``exact``, a snapshot's text, while it names ``ms``; else ``ms``."""
     if isinstance(exact, str) and records.ms(exact, -1) == int(ms):
         return exact
     return records.iso(ms, None)
 
 
 def outbox_dict(record: Any, payload: Any) -> dict[str, Any]:
-    """An outbox record (``lua/outbox.lua``) and its payload in the snapshot's form."""
+    """An outbox record and its payload in the snapshot's form; see ``lua/outbox.lua``."""
     key, thread_id, created, due, attempts, dead, *rest = records.loads(record)
     exact = [*rest[2:4], None, None]
     return {
@@ -83,13 +84,15 @@ def commands(
     chunk: int,
     expiring: Callable[..., Iterator[Command]],
 ) -> Iterator[Command]:
-    """Pipeline commands writing a snapshot's lists and outbox entries under ``tmp`` (each key
-    set to expire through ``expiring``), ``chunk`` values per command.
+    """Pipeline commands writing a snapshot's lists and outbox entries under ``tmp``.
 
-    Lists: every key in ``tmp.lkeys`` scored by its expiry (``inf``: none); the items
-    (``l:<key>``) of those with items and not expired at ``now``; the exact expiry texts in
-    ``lexp``. The outbox: records numbered 1, 2, … in order (``oseq`` their count), created
-    and due at the snapshot's times (``due_at`` left out: ``created_at``), no lease."""
+    Each command carries at most ``chunk`` values. ``expiring`` sets each key to expire.
+
+    Every list key goes into ``tmp.lkeys``, scored by its expiry; ``inf`` means none. The
+    items go to ``l:<key>`` for lists with items, not expired at ``now``. ``lexp`` keeps
+    the exact expiry texts. Outbox records are numbered 1, 2, … in order, and ``oseq``
+    holds their count. They are created and due at the snapshot's times. A missing
+    ``due_at`` is ``created_at``. No entry is leased."""
     for key, value in lists:
         expires = value["expires_at"]
         score = "inf" if expires is None else records.ms(expires, now)

@@ -1,13 +1,15 @@
 """Snapshots of a Redis namespace: read from a frozen copy, written under a temporary prefix.
 
-Reading: one script copies the namespace under ``snap:<token>:`` (``scripts.FREEZE``: Redis
-pauses about half a second per million dedupe keys), sorted views of the copy are built chunk
-by chunk, each section is read page by page (``CHUNK`` items per round trip), and the copies
-are removed. Writing: the new state is built under ``tmp:<token>:`` in pipelines, then one
-script switches to it (``LOAD_REPLACE`` / ``LOAD_MERGE``): all or nothing.
+Reading starts with one script, ``scripts.FREEZE``. It copies the namespace under
+``snap:<token>:`` in one step. Redis pauses about half a second per million dedupe keys.
+Sorted views of the copy are then built chunk by chunk. Each section is read page by page,
+``CHUNK`` items per round trip. Then the copies are removed.
 
-Each function here is an operation (see :mod:`chatstate.adapters.operations`) or runs them
-through the ``drive`` it is given.
+Writing builds the new state under ``tmp:<token>:`` in pipelines. Then one script,
+``LOAD_REPLACE`` or ``LOAD_MERGE``, switches to it. A load is all or nothing.
+
+Each function here is an operation, as in :mod:`chatstate.adapters.operations`. Or it runs
+operations through the ``drive`` it is given.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from chatstate.validation import dump_map, dump_metadata
 T = TypeVar("T")
 
 CHUNK = 2000
-"""Items per round trip when a snapshot is read or written (``SCAN`` counts, pipelines)."""
+"""Items per round trip when a snapshot is read or written, in ``SCAN`` and pipelines."""
 
 LOAD_TTL_MS = 3_600_000
 """How long the keys of an interrupted load or snapshot survive before Redis drops them."""
 
 
 class Sections(NamedTuple):
-    """What a load reads: a ``Snapshot``'s or streamed ``SnapshotSections``' iterables."""
+    """What a load reads: the iterables of a ``Snapshot`` or of ``SnapshotSections``."""
 
     subscriptions: Iterable[str]
     dedupe_order: Iterable[DedupeKey]
@@ -128,7 +130,7 @@ def snapshot_sections(keys: Keys, drive: Callable[[Op[Any]], Any]) -> Iterator[S
 def op_freeze(keys: Keys) -> Op[tuple[Keys, dict[str, int]]]:
     """Copy the namespace in one step under a fresh prefix, then build sorted views."""
     frozen = Keys(f"{keys.prefix}snap:{uuid.uuid4().hex}:")
-    # ``subs`` is not read as such: it routes the script to the namespace's slot (cluster).
+    # ``subs`` is not read as such. On a cluster it routes the script to the namespace's slot.
     reply = yield (EVAL, scripts.FREEZE, [keys.subs], [keys.prefix, frozen.prefix, LOAD_TTL_MS])
     subs, dedupe, threads, channels, locks, pending, claims, lists, outbox = map(int, reply)
     for kind, source in (
@@ -209,8 +211,8 @@ def op_page(frozen: Keys, section: str, start: int) -> Op[list[Any]]:
 def op_load(keys: Keys, sections: Sections, merge: bool, lock_ttl: float) -> Op[None]:
     """Build the new state under a temporary prefix, then switch to it in one script.
 
-    All or nothing: until the switching script runs, the live keys are untouched; if the
-    build fails the temporary keys are removed (or expire after ``LOAD_TTL_MS``).
+    It is all or nothing. Until the switching script runs, the live keys are untouched. If
+    the build fails, the temporary keys are removed. Any left expire after ``LOAD_TTL_MS``.
     """
     seconds, micros = yield (CALL, "time", ())
     now = int(seconds) * 1000 + int(micros) // 1000
@@ -235,7 +237,7 @@ def build_commands(
         yield method, (key, *args)
         yield "pexpire", (key, LOAD_TTL_MS)
 
-    # What is loaded counts as touched (state retention) and claimed (the window's age) now.
+    # What is loaded counts as touched and claimed now, for retention and the window's age.
     for part in parts(sections.subscriptions, CHUNK):
         yield from expiring(tmp.subs, "sadd", *part)
         yield from expiring(tmp.subt, "zadd", dict.fromkeys(part, now))
@@ -296,11 +298,12 @@ def build_commands(
 def lists_and_outbox_commands(
     sections: Sections, tmp: Keys, now: int
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """Pipeline commands writing a snapshot's capped lists and outbox entries under ``tmp``
-    (:func:`.snaplists.commands`), each key set to expire; the load's switching script then
-    moves them (``lua/load_lists.lua``): a list replaces the live list of its key (a replace
-    removed them all first), an outbox entry is appended unless its key is there. Each
-    section is consumed once."""
+    """Pipeline commands writing a snapshot's capped lists and outbox entries under ``tmp``.
+
+    :func:`.snaplists.commands` makes them, each key set to expire. The load's switching
+    script, ``lua/load_lists.lua``, then moves them. A list replaces the live list of its
+    key. A replace removed all lists first. An outbox entry is appended unless its key is
+    there. Each section is consumed once."""
 
     def expiring(key: str, method: str, *args: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
         yield method, (key, *args)
@@ -313,8 +316,10 @@ def lists_and_outbox_commands(
 
 
 def lock_record(lock: dict[str, Any], now: int, default_expiry: int) -> list[Any]:
-    """A snapshot lock as its record (:mod:`.scripts`); with ``holders``, the record of a key
-    held by slots (``lua/slots.lua``): held until its latest holder's lease ends."""
+    """A snapshot lock as its record; :mod:`.scripts` has the layout.
+
+    With ``holders``, it is the record of a key held by slots; see ``lua/slots.lua``. The
+    key is held until its latest holder's lease ends."""
     acquired, expires = (
         records.ms(lock.get("acquired_at"), now),
         records.ms(lock.get("expires_at"), default_expiry),
@@ -344,10 +349,10 @@ def lock_record(lock: dict[str, Any], now: int, default_expiry: int) -> list[Any
 
 
 def op_unlink_prefix(prefix: str) -> Op[int]:
-    """Delete every key starting with ``prefix`` (``SCAN`` + ``UNLINK``); how many.
+    """Delete every key starting with ``prefix`` by ``SCAN`` and ``UNLINK``; return how many.
 
-    The keys sharing ``prefix``'s hash tag (one namespace's) are on one node: the one
-    scanned, on a cluster."""
+    The keys sharing ``prefix``'s hash tag are one namespace's. On a cluster they live on
+    one node, the one scanned."""
     cursor, removed = 0, 0
     pattern = glob_escape(prefix) + "*"
     while True:

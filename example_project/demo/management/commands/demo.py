@@ -40,7 +40,7 @@ class Command(BaseCommand):
         )
         out("")
 
-        # The story below tells each 503; Django's "Service Unavailable" log line would not.
+        # The story below tells each 503. Django's "Service Unavailable" log line adds nothing.
         request_log = logging.getLogger("django.request")
         request_log.addFilter(_not_503)
         try:
@@ -88,7 +88,7 @@ class Command(BaseCommand):
         out("")
 
     def _transcripts(self, threads: list[dict[str, Any]]) -> None:
-        """Each thread's history (``msg.history``): its messages as the bot handled them."""
+        """Each thread's history, ``msg.history``: its messages as the bot handled them."""
         out = self.stdout.write
         out(self.style.MIGRATE_HEADING("The threads' histories (what the model sees)"))
         for info in threads:
@@ -123,8 +123,9 @@ def _not_503(record: logging.LogRecord) -> bool:
 
 
 def _clear(store: StateAdapter) -> int:
-    """Empty the bot's namespace -- histories and outbox included -- by loading the empty
-    snapshot; return how many entries it held (a fresh run each time)."""
+    """Empty the bot's namespace by loading the empty snapshot; return how many entries it held.
+
+    Histories and the outbox are emptied too. So each run starts afresh."""
     before = store.snapshot()
     held = (
         len(before.subscriptions)

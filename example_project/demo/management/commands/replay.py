@@ -80,8 +80,9 @@ class Command(BaseCommand):
 
 
 def run(steps: list[replay.Step], sender: replay.Sender, concurrency: int) -> list[report.Outcome]:
-    """Replay ``steps`` with a progress bar on a terminal; a refused connection is reported
-    as a :class:`CommandError` naming the server."""
+    """Replay ``steps``, with a progress bar on a terminal.
+
+    A refused connection is reported as a :class:`CommandError` naming the server."""
     progress = replay.Progress(sum(len(step.deliveries) for step in steps))
     try:
         return replay.replay(steps, sender, concurrency, progress)
