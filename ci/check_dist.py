@@ -28,6 +28,7 @@ SDIST_FILES = {
     "MANIFEST.in",
     "Makefile",
     "README.md",
+    "conftest.py",
     "manage.py",
     "pyproject.toml",
     "tox.ini",

@@ -19,9 +19,9 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from chatstate import BackendUnavailable, LockResult
+from chatstate.testing.helpers import outlive, run_async
 from example_project.bot import handler, model, views
 from tests import test_bot_webhook as webhook
-from tests.conformance.helpers import outlive, run_async
 from tests.test_bot_webhook import (
     CHANNEL,
     DUPLICATE,

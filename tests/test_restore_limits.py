@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 
 from chatstate.snapshots.files.reader import SnapshotFile
 from chatstate.snapshots.snapshot import Snapshot
-from tests.conformance.helpers import plain
+from chatstate.testing.helpers import plain
 from tests.snapshot_data import DESIGN_EXAMPLE
 from tests.test_commands_restore import restore
 from tests.test_commands_snapshot import namespace, populate
