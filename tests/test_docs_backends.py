@@ -41,6 +41,17 @@ def test_a_backend_that_breaks_the_contract_fails_the_suite(tmp_path: Path) -> N
         run([*argv, "-q", "-k", "test_subscriptions"], project, env)
 
 
+def test_the_plugin_says_what_a_project_lacks(tmp_path: Path) -> None:
+    """Without pytest-django, or without ``chatstate_store_factory``, the run says so."""
+    project = tmp_path / "project"
+    argv, env = checkout_project(project)
+    with pytest.raises(AssertionError, match="chatstate.testing needs pytest-django"):
+        run([*argv, "-p", "no:django", "-k", "test_subscribe_is_idempotent"], project, env)
+    (project / "conftest.py").write_text('pytest_plugins = ["chatstate.testing"]\n')
+    with pytest.raises(AssertionError, match="needs a chatstate_store_factory fixture"):
+        run([*argv, "-k", "test_subscribe_is_idempotent"], project, env)
+
+
 def test_the_package_never_imports_the_checkouts_tests() -> None:
     """``chatstate.testing`` runs from a wheel, where ``tests`` does not exist."""
     found = []

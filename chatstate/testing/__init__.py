@@ -25,6 +25,12 @@ import pytest
 _namespaces = itertools.count(1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run without pytest-django: the suite's tests use its database fixtures."""
+    if not config.pluginmanager.hasplugin("django"):
+        raise pytest.UsageError("chatstate.testing needs pytest-django (docs/backends.rst)")
+
+
 def next_namespace() -> str:
     """Return a namespace no other test of this process has used."""
     return f"suite{os.getpid()}-{next(_namespaces)}"
