@@ -41,7 +41,8 @@ def chatstate_store_factory() -> Callable[[str], Any]:
     """Build the adapter under test; a project's ``conftest.py`` overrides it.
 
     It is called with a namespace no other test of the process has used. It returns
-    a fresh adapter, empty in that namespace.
+    a fresh adapter, empty in that namespace. Its finalizers run before the test's
+    database is torn down.
     """
     pytest.fail(
         "chatstate.testing needs a chatstate_store_factory fixture (docs/backends.rst)",
