@@ -5,10 +5,11 @@
 * the wheel holds exactly the tracked files under ``chatstate/`` (modules, migrations,
   templates, ``*.sql``, ``py.typed``), besides its ``.dist-info``;
 * the sdist holds exactly the tracked files of the package, the whole test suite and what
-  it needs (``tests/``, ``example_project/``, ``manage.py``), the build and test
-  configuration, ``ci/`` and ``docs/`` (which ``tests/docs/test_docs.py`` reads), besides what
-  setuptools generates (``PKG-INFO``, ``setup.cfg``, ``*.egg-info``) — so ``pytest`` runs
-  from an unpacked sdist, and nothing the suite needs is left out.
+  it needs (``tests/``, ``example_project/``, ``manage.py``, ``conftest.py``, ``bench/``),
+  the build and test configuration, ``ci/`` and ``docs/`` (which ``tests/docs/test_docs.py``
+  reads), besides what setuptools generates (``PKG-INFO``, ``setup.cfg``,
+  ``*.egg-info``) — so ``pytest`` runs from an unpacked sdist, and nothing the suite
+  needs is left out.
 
 Outside a git checkout there is nothing to compare with: it says so and exits 0.
 """
@@ -22,12 +23,13 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SDIST_DIRS = ("chatstate/", "tests/", "example_project/", "ci/", "docs/")
+SDIST_DIRS = ("chatstate/", "tests/", "example_project/", "ci/", "docs/", "bench/")
 SDIST_FILES = {
     "LICENSE",
     "MANIFEST.in",
     "Makefile",
     "README.md",
+    "conftest.py",
     "manage.py",
     "pyproject.toml",
     "tox.ini",

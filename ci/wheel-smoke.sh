@@ -6,7 +6,9 @@
 # and the admin pages (ci/wheel_smoke_api.py), `chatstate_snapshot` / `chatstate_restore` /
 # `chatstate_prune`. Then the same project on PostgreSQL with `chatstate[postgres]`: when
 # the server is unreachable that part is skipped with a message, and fails under CI=true.
-# Last, docs/tutorial.rst followed literally (tests/docs/tutorial_walk.py --literal).
+# Then docs/backends.rst's project runs the conformance suite from the wheel
+# (tests/docs/backend_walk.py); last, docs/tutorial.rst followed literally
+# (tests/docs/tutorial_walk.py --literal).
 #
 # Runs from a clean clone; leaves nothing behind (a temporary directory, a PostgreSQL
 # database it drops); every step is bounded by SMOKE_STEP_TIMEOUT seconds (default 300);
@@ -130,6 +132,11 @@ elif $IN_CI; then
 else
   say "SKIPPED the PostgreSQL part: PostgreSQL at $PG_HOST:$PG_PORT is unreachable"
 fi
+
+# docs/backends.rst followed as written by a backend's author: a new project whose adapter
+# (the memory adapter renamed) runs the conformance suite, chatstate.testing, from the wheel.
+say "docs/backends.rst: pytest --pyargs chatstate.testing (tests/docs/backend_walk.py)"
+run "$PYTHON" "$ROOT/tests/docs/backend_walk.py" "$WORK/backend" --venv "$WORK/venv" --wheel "$WHEEL"
 
 # docs/tutorial.rst followed as written by a new user: a new venv, the wheel built from this
 # clone and installed, a startproject, the webhook through runserver, the admin logged in.

@@ -6,18 +6,17 @@ through the ORM path), ``database_orm`` (PostgreSQL through the portable ORM pat
 ``redis`` (when the Redis adapter is installed and the server reachable; required under
 ``CI=true``) and ``redis_cluster`` (the Redis adapter on a 3-master Redis Cluster the run
 starts itself, :mod:`tests.redis_cluster`; PostgreSQL run, required under ``CI=true``).
-The conformance and cross-process suites add the PostgreSQL run's mirror kinds:
-``database_pgbouncer`` (the fast path through a PgBouncer in transaction pooling the run
-starts, required under ``CI=true``) and ``database_pool`` (through Django's own psycopg
-pool; conformance only).
+The conformance suite (``chatstate.testing``, fed by the root ``conftest.py``) and the
+cross-process suite add the PostgreSQL run's mirror kinds: ``database_pgbouncer`` (the fast
+path through a PgBouncer in transaction pooling the run starts, required under
+``CI=true``) and ``database_pool`` (through Django's own psycopg pool; conformance only).
+The fixtures and hooks every test sees, wherever it lives, are in :mod:`tests.plugin`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,7 +48,7 @@ def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
             # Its async twins commit on connections of their own, outside the test's rolled
             # back transaction: what they wrote goes once that transaction has ended.
             if adapter._async._pools:
-                _COMMITTED_ELSEWHERE.append((adapter.using, namespace))
+                COMMITTED_ELSEWHERE.append((adapter.using, namespace))
             close()
 
         request.addfinalizer(finish)
@@ -57,38 +56,7 @@ def _database(request: pytest.FixtureRequest, namespace: str) -> Any:
 
 
 #: ``(alias, namespace)`` of the fast-path stores of the running test.
-_COMMITTED_ELSEWHERE: list[tuple[str, str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _purge_committed_elsewhere() -> Iterator[None]:
-    """After the test (autouse: torn down after ``db``), delete what the fast path's async
-    connections committed in its namespaces."""
-    yield
-    while _COMMITTED_ELSEWHERE:
-        _delete_namespace_rows(*_COMMITTED_ELSEWHERE.pop())
-
-
-def _delete_namespace_rows(alias: str, namespace: str) -> None:
-    """Delete ``namespace``'s committed rows on a connection of this function's own."""
-    import psycopg
-    from django.apps import apps
-    from django.db import connections
-
-    database = connections[alias].settings_dict
-    params = {
-        "host": database["HOST"] or "127.0.0.1",
-        "port": database["PORT"] or 5432,
-        "user": database["USER"],
-        "password": database["PASSWORD"],
-        "dbname": database["NAME"],
-    }
-    with psycopg.connect(**params, autocommit=True) as direct:
-        for model in apps.get_app_config("chatstate").get_models():
-            if any(field.name == "namespace" for field in model._meta.fields):
-                direct.execute(
-                    f"DELETE FROM {model._meta.db_table} WHERE namespace = %s", [namespace]
-                )
+COMMITTED_ELSEWHERE: list[tuple[str, str]] = []
 
 
 def _database_orm(request: pytest.FixtureRequest, namespace: str) -> Any:
@@ -145,22 +113,6 @@ def _redis_cluster(request: pytest.FixtureRequest, namespace: str) -> Any:
     return adapter
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[cluster_nodes.RedisCluster]:
-    """The run's own Redis Cluster (3 masters, 3 replicas on loopback), killed at the end.
-
-    Under ``CI=true`` a cluster that cannot start fails the tests using it; elsewhere they
-    are skipped with the reason."""
-    try:
-        nodes = cluster_nodes.RedisCluster().start()
-    except (cluster_nodes.ClusterStartError, OSError, subprocess.SubprocessError) as exc:
-        if not services.IN_CI:  # absent here: skipped with the reason
-            pytest.skip(f"the Redis Cluster could not start: {exc}")
-        pytest.fail(f"CI=true but the Redis Cluster could not start: {exc}")
-    yield nodes
-    nodes.close()
-
-
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, str], Any]] = {
     "memory": _memory,
     "database": _database,
@@ -200,25 +152,25 @@ if VENDOR == "postgresql" and _redis_adapter_exists():
         STORE_FACTORIES["redis_cluster"] = _redis_cluster
 
 #: The mirror kinds' factories: not in ``STORE_FACTORIES`` (every test of ``store``), but in
-#: the conformance and cross-process suites, which override ``store`` to add them.
+#: the conformance suite (the root ``conftest.py``) and the cross-process suite.
 MIRROR_FACTORIES = {kind: _through(alias) for kind, alias in MIRRORS.items()}
 #: Every kind's factory, by name (what ``make_store`` and the cross-process children use).
 ALL_FACTORIES = {**STORE_FACTORIES, **MIRROR_FACTORIES}
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Say which backends this run covers, and why one is left out."""
-    lines = [f"chatstate backends ({VENDOR} run): {', '.join(ALL_FACTORIES)}"]
-    if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
-        lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
-    if VENDOR == "postgresql" and "database_pgbouncer" not in MIRRORS:
-        lines.append(f"SKIPPED the PgBouncer suite: {settings.PGBOUNCER_ERROR}")
-    return lines
-
-
 def next_namespace() -> str:
     """A namespace no other test of this process has used."""
     return f"t{os.getpid()}-{next(_namespaces)}"
+
+
+def backend_of(item: pytest.Item) -> str | None:
+    """The store kind ``item`` runs on: its ``store`` (``tests/``) or its
+    ``chatstate_store_factory`` (the conformance suite, ``chatstate/testing``)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    kind = callspec.params.get("store", callspec.params.get("chatstate_store_factory"))
+    return None if kind is None else str(kind)
 
 
 @pytest.fixture(params=list(STORE_FACTORIES))
@@ -230,56 +182,6 @@ def store(request: pytest.FixtureRequest, db: None) -> Iterator[Any]:
     """
     namespace = next_namespace()
     yield STORE_FACTORIES[request.param](request, namespace)
-
-
-@pytest.fixture(scope="session")
-def _mirror_connections(django_db_setup: None) -> Iterator[None]:
-    """Close what holds server connections to the test database through a mirror alias
-    (Django's pool, the bouncer) before the test database is dropped."""
-    yield
-    from django.db import connections
-
-    from tests import pgbouncer
-
-    for alias in MIRRORS.values():
-        connections[alias].close()
-    close_pool = getattr(connections["pool"], "close_pool", None)
-    if close_pool is not None:
-        close_pool()
-    pgbouncer.stop()
-
-
-@pytest.fixture(autouse=True)
-def _release_test_database(request: pytest.FixtureRequest) -> None:
-    """Have the PostgreSQL test database freed of stray sessions before it is dropped."""
-    if VENDOR == "postgresql" and "django_db_setup" in request.fixturenames:
-        request.getfixturevalue("_test_database_released")
-
-
-@pytest.fixture(scope="session")
-def _test_database_released(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """End the sessions others left on the test database (children, workers, threads).
-
-    A child killed by a fault test, or a worker's connection, can outlive its test by a
-    moment; without this the test database could not be dropped at the end of the run.
-    """
-    yield
-    import time
-
-    from django.db import connections
-
-    with django_db_blocker.unblock(), connections["default"].cursor() as cursor:
-        stray = (
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            cursor.execute(stray)
-            if not cursor.fetchall() or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    connections["default"].close()
 
 
 @pytest.fixture
@@ -316,26 +218,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect tests marked ``run_on(*vendors)`` for another database's run; make the tests
-    of a mirror kind commit (``transaction=True``) on its alias only.
-
-    A mirror alias's connection is not the default's, so the rolled-back transaction of
-    the ``db`` fixture would not cover it; and through PgBouncer in transaction pooling,
-    each statement in autocommit is its own transaction, possibly on another server
-    connection: the case worth testing. A mirror alias is neither wrapped in a transaction
-    nor flushed by Django's test cases (a flush costs about 0.6 s a test): the store's
-    finalizer deletes its namespace's rows instead. The first such test also names the
-    default alias, so that pytest-django creates the test database (it creates the
-    databases the collected tests name, and a mirror has none of its own).
-    """
-    first = True
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        alias = MIRRORS.get(callspec.params.get("store", "")) if callspec else None
-        if alias is not None:
-            databases = ["default", alias] if first else [alias]
-            item.add_marker(pytest.mark.django_db(transaction=True, databases=databases))
-            first = False
+    """Deselect tests marked ``run_on(*vendors)`` for another database's run; mark the
+    stress tests (the mirror kinds' marks are :mod:`tests.plugin`'s)."""
     for item in items:  # the tox matrix leaves them out (-m "not stress"): make test runs them
         if item.path.parent.name in ("crossprocess", "faults") or item.path.name in STRESS:
             item.add_marker(pytest.mark.stress)
@@ -347,42 +231,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if other:
         config.hook.pytest_deselected(items=other)
         items[:] = [item for item in items if item not in other]
-
-
-# -- per-backend counts in the summary -------------------------------------------------
-
-_tally: Counter[tuple[str, str]] = Counter()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    """Label each report with its backend (it travels to pytest-xdist's controller)."""
-    outcome = yield
-    report = outcome.get_result()
-    callspec = getattr(item, "callspec", None)
-    backend = callspec.params.get("store") if callspec else None
-    label = backend or "other"
-    if backend == "database" or backend is None:
-        label = f"{label}/{VENDOR}"
-    report.user_properties.append(("chatstate_backend", label))
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        label = dict(report.user_properties).get("chatstate_backend")
-        if label is not None:
-            _tally[(str(label), report.outcome)] += 1
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    labels = sorted({label for label, _ in _tally})
-    if not labels:
-        return
-    terminalreporter.write_sep("-", f"tests per backend ({VENDOR} run)")
-    for label in labels:
-        counts = ", ".join(
-            f"{_tally[(label, o)]} {o}"
-            for o in ("passed", "failed", "skipped")
-            if _tally[(label, o)]
-        )
-        terminalreporter.write_line(f"{label:>22}: {counts}")

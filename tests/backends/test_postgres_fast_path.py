@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from chatstate.adapters.database import DatabaseStateAdapter, PostgresStateAdapter
-from tests.conformance.helpers import run_async
+from chatstate.testing.helpers import run_async
 
 pytestmark = [
     pytest.mark.run_on("postgresql"),

@@ -1,6 +1,6 @@
 """Slots (``max_concurrent``) on Redis: their records, the hand-out marks, prune, snapshots.
 
-The behaviour every adapter shares is ``tests/conformance/test_strategies.py``; these tests
+The behaviour every adapter shares is ``chatstate/testing/test_strategies.py``; these tests
 read the Redis records themselves (``chatstate.adapters.redis.scripts`` and
 ``lua/slots.lua`` describe them): a key held by slots is one record of the ``locks`` hash
 summarizing its holders, and a queued entry a holder's drain was handed carries that holder
@@ -21,8 +21,8 @@ from django.conf import settings
 
 from chatstate import LockResult
 from chatstate.adapters.redis import RedisStateAdapter
+from chatstate.testing.helpers import LEASE, outlive
 from tests import services
-from tests.conformance.helpers import LEASE, outlive
 from tests.redis_counting import counting, round_trips
 
 pytestmark = pytest.mark.skipif(

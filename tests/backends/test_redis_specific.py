@@ -1,6 +1,6 @@
 """What only the Redis adapter has: its key layout, its round trips, its errors and checks.
 
-The behaviour every adapter shares is the conformance suite's (tests/conformance, where the
+The behaviour every adapter shares is the conformance suite's (chatstate/testing, where the
 ``redis`` store joins the PostgreSQL run). These tests talk to the real Redis of the test
 settings (``CACHES["chatstate"]``); the round-trip counts come from a connection class
 that counts what it sends (each send is one round trip), on a pool given to the adapter.

@@ -21,10 +21,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.test import AsyncClient, Client
 
 from chatstate import LockResult, default_snapshot
+from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
 from example_project.platform_stub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.conformance.helpers import run_async
 
 SECRET = "test-signing-secret"
 THREAD, CHANNEL = "slack:C1:T1", "slack:C1"

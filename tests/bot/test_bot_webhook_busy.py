@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from chatstate import BackendUnavailable, LockResult
+from chatstate.testing.helpers import outlive, run_async
 from example_project.bot import handler, views
 from example_project.platform_stub import model
 from tests.bot import test_bot_webhook as webhook
@@ -36,7 +37,6 @@ from tests.bot.test_bot_webhook import (
     send_async,
     send_sync,
 )
-from tests.conformance.helpers import outlive, run_async
 
 # The fixtures of test_bot_webhook.py: the settings (autouse), ``bot`` and ``post``.
 bot_settings, bot, post = webhook.bot_settings, webhook.bot, webhook.post

@@ -15,10 +15,10 @@ import pytest
 from django.test import AsyncClient, Client
 
 from chatstate import default_snapshot
+from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
 from example_project.platform_stub.message import ID_FIELDS, MAX_TS
-from tests.conformance.helpers import run_async
 
 SECRET = "hostile-signing-secret"
 STRING_FIELDS = (*ID_FIELDS, "text")

@@ -18,9 +18,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import AsyncClient, Client, override_settings
 
 from chatstate import get_adapter
+from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
-from tests.conformance.helpers import run_async
 
 SECRET = "unavailable-signing-secret"
 DEAD_ALIAS = "chatstate_dead"

@@ -19,8 +19,8 @@ from django_tasks_db.models import DBTaskResult
 
 from chatstate import get_adapter
 from chatstate.tasks import dispatch_outbox
+from chatstate.testing.helpers import run_async
 from tests import services
-from tests.conformance.helpers import run_async
 from tests.conftest import ALL_FACTORIES, next_namespace
 from tests.outbox import celery_app
 from tests.outbox.helpers import (

@@ -18,9 +18,9 @@ from django.core.management.base import CommandError
 
 from chatstate.snapshots.files.reader import SnapshotFile
 from chatstate.snapshots.snapshot import Snapshot
+from chatstate.testing.helpers import plain
 from tests.commands.test_commands_restore import restore
 from tests.commands.test_commands_snapshot import namespace, populate
-from tests.conformance.helpers import plain
 from tests.snapshots.data import DESIGN_EXAMPLE
 
 pytestmark = pytest.mark.django_db(transaction=True)

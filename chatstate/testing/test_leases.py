@@ -8,8 +8,8 @@ import pytest
 from django.test import override_settings
 
 from chatstate import LockResult, NotOwner
+from chatstate.testing.helpers import LEASE, entries, outlive
 from chatstate.types import from_iso
-from tests.conformance.helpers import LEASE, entries, outlive
 
 
 def lease_seconds(store: Any, key: str) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatstate import LeaseLost, LockResult, NotOwner
-from tests.conformance.helpers import LEASE, outlive
+from chatstate.testing.helpers import LEASE, outlive
 
 KEY = ("slack", "m1")
 
@@ -188,7 +188,7 @@ def test_a_concurrent_cycle_commits_within_its_lease(store: Any) -> None:
 
 @pytest.mark.usefixtures("transactional_db")
 def test_the_async_cycle_keeps_the_same_rules(store: Any) -> None:
-    from tests.conformance.helpers import run_async
+    from chatstate.testing.helpers import run_async
 
     async def cycle() -> None:
         dead = store.ahandle_message(KEY, thread_id="t", owner="a", ttl=LEASE)

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.test import override_settings
 
-from tests.conformance.helpers import entries
+from chatstate.testing.helpers import entries
 
 
 def aged(make_store: Any, **settings: Any) -> Any:

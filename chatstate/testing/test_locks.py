@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from chatstate import ChatStateError, LockError, LockResult, NotOwner, PendingEntry, Strategy
+from chatstate.testing.helpers import entries
 from chatstate.types import from_iso
-from tests.conformance.helpers import entries
 
 
 def test_a_free_lock_is_acquired_and_recorded(store: Any) -> None:
@@ -135,7 +135,7 @@ def test_pending_entries_are_frozen_with_metadata_and_time(store: Any) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.owner = "z"  # type: ignore[misc]
     assert first.enqueued_at is not None
-    assert from_iso(first.enqueued_at) <= from_iso(second.enqueued_at)  # type: ignore[arg-type]
+    assert from_iso(first.enqueued_at) <= from_iso(second.enqueued_at)
 
 
 def test_snapshot_shows_pending_entries_in_order(store: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 from chatstate import LockResult, Snapshot, default_snapshot, normalize_snapshot
 from chatstate.snapshots.sections import SnapshotSections
 from chatstate.snapshots.snapshot import InvalidSnapshot, SnapshotNotJSON
-from tests.conformance.helpers import clone_options, entries, plain, populate
+from chatstate.testing.helpers import clone_options, entries, plain, populate
 
 T1 = "2030-01-02T03:04:05.123456Z"
 T2 = "2030-01-02T04:04:05.000000Z"
@@ -124,7 +124,7 @@ def test_load_accepts_the_json_form(store: Any) -> None:
     assert store.snapshot() == sample()
 
 
-BAD_MAPPINGS = {
+BAD_MAPPINGS: dict[str, tuple[dict[str, Any], type[Exception], list[str]]] = {
     "a misspelt section": ({"thread_states": {"t": {}}}, ValueError,
                            ["thread_states: unknown key"]),
     "a dropped subscription": (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, OutboxEntry
-from tests.conformance.helpers import run_async
+from chatstate.testing.helpers import run_async
 
 M = ("slack", "m1")
 
@@ -211,7 +211,7 @@ def test_a_dispatch_without_a_sender_is_refused(store: Any) -> None:
 def test_the_sender_setting_names_a_callable(store: Any, settings: Any) -> None:
     settings.CHATSTATE = {
         **getattr(settings, "CHATSTATE", {}),
-        "OUTBOX_SENDER": "tests.conformance.test_outbox.record_sent",
+        "OUTBOX_SENDER": "chatstate.testing.test_outbox.record_sent",
     }
     SENT.clear()
     reply(store, "m1")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chatstate import Snapshot
-from tests.conformance.helpers import LEASE, outlive, run_async
+from chatstate.testing.helpers import LEASE, outlive, run_async
 
 LATER = "2099-01-01T00:00:00Z"
 

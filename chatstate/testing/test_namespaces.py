@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, NotOwner, default_snapshot
-from tests.conformance.helpers import entries, populate
+from chatstate.testing.helpers import entries, populate
 
 
 def test_state_in_one_namespace_is_invisible_in_another(store: Any, make_store: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from chatstate import Snapshot
 from chatstate.snapshots.sections import SECTIONS, SnapshotSections
-from tests.conformance.helpers import clone_options, outlive, populate
+from chatstate.testing.helpers import clone_options, outlive, populate
 
 FUTURE = "2099-01-02T03:04:05.123456Z"
 LATER = "2098-06-07T08:09:10.654321Z"

@@ -7,7 +7,7 @@ from typing import Any
 from django.test import override_settings
 
 from chatstate import LockResult, Snapshot
-from tests.conformance.helpers import LEASE, entries, outlive
+from chatstate.testing.helpers import LEASE, entries, outlive
 
 PAST = "2020-01-01T00:00:00.000000Z"
 FUTURE = "2099-01-01T00:00:00.000000Z"

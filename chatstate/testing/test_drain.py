@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatstate import LeaseLost, LockResult
-from tests.conformance.helpers import LEASE, outlive, run_async
+from chatstate.testing.helpers import LEASE, outlive, run_async
 
 KEY = ("slack", "m0")
 

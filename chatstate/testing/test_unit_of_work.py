@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chatstate import ChatStateError, LeaseLost, LockResult
-from tests.conformance.helpers import LEASE, outlive, run_async
+from chatstate.testing.helpers import LEASE, outlive, run_async
 
 M = ("slack", "m1")
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, NotOwner
+from chatstate.testing.helpers import entries
 from chatstate.types import from_iso
-from tests.conformance.helpers import entries
 
 
 def held(store: Any, key: str = "k") -> dict[str, Any]:
-    return store.snapshot().locks[key]  # type: ignore[no-any-return]
+    return store.snapshot().locks[key]
 
 
 def test_release_if_idle_releases_when_nothing_is_pending(store: Any) -> None:

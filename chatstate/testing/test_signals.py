@@ -10,7 +10,7 @@ import pytest
 from django.dispatch import Signal
 
 from chatstate import LeaseLost, LockResult, signals
-from tests.conformance.helpers import LEASE, outlive
+from chatstate.testing.helpers import LEASE, outlive
 
 ALL = (
     "message_duplicate",
@@ -111,7 +111,7 @@ def test_signals_are_logged_with_the_ids(store: Any, caplog: pytest.LogCaptureFi
     store.lock("k", "c", "queue", max_pending=1)
     with caplog.at_level(logging.INFO, logger="chatstate"):
         store.lock("k", "d", "queue", max_pending=1)
-    levels = {record.levelname: record for record in caplog.records}
+    levels: dict[str, Any] = {record.levelname: record for record in caplog.records}
     assert levels["INFO"].key == "k" and levels["INFO"].result is LockResult.QUEUED
     assert levels["WARNING"].why == "overflow" and levels["WARNING"].key == "k"
     assert "dropped 1 pending entries (overflow)" in levels["WARNING"].getMessage()

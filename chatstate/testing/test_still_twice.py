@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chatstate import LeaseLost, LockResult
-from tests.conformance.helpers import LEASE, outlive
+from chatstate.testing.helpers import LEASE, outlive
 
 M = ("slack", "m")
 

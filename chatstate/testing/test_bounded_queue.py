@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 
 from chatstate import LockResult
-from tests.conformance.helpers import entries
+from chatstate.testing.helpers import entries
 
 
 def fill(store: Any, n: int, **kwargs: Any) -> list[LockResult]:

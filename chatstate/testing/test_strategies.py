@@ -18,7 +18,7 @@ import pytest
 from django.db import connections
 
 from chatstate import ChatStateError, LeaseLost, LockResult, NotOwner
-from tests.conformance.helpers import LEASE, outlive, run_async
+from chatstate.testing.helpers import LEASE, outlive, run_async
 
 CAP = {"strategy": "concurrent", "max_concurrent": 2}
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult, NotOwner
-from tests.conformance.helpers import entries, outlive, run_async
+from chatstate.testing.helpers import entries, outlive, run_async
 
 KEY = ("slack", "m1")
 

@@ -11,7 +11,7 @@ import pytest
 
 from chatstate import LockResult, Snapshot
 from chatstate.snapshots.sections import SnapshotSections
-from tests.conformance.helpers import clone_options
+from chatstate.testing.helpers import clone_options
 
 PAST = "2001-01-01T00:00:00.000000Z"
 FUTURE = "2099-01-01T00:00:00.000000Z"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatstate import LeaseLost, LockResult
-from tests.conformance.helpers import run_async
+from chatstate.testing.helpers import run_async
 
 TTL = 0.3
 

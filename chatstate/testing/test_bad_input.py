@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.helpers import populate, run_async
+from chatstate.testing.helpers import populate, run_async
 
 X = "\x00marker"  # where the bad identifier goes
 BAD_IDS: list[tuple[Any, type[Exception]]] = [

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatstate import PendingEntry, Snapshot, StateAdapter
-from tests.conformance.helpers import entries, plain, populate, run_async
+from chatstate.testing.helpers import entries, plain, populate, run_async
 
 # Async twins on a database store run on connections of their own (natively, on PostgreSQL):
 # they see what the tests commit, not what a test wrote in a transaction rolled back later.
