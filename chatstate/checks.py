@@ -12,6 +12,7 @@ from django.core import checks
 from django.db import DatabaseError, connections
 
 from chatstate import conf
+from chatstate.adapters.database.vendors import vendor_of
 
 KNOWN_KEYS = set(conf.DEFAULTS)
 
@@ -180,7 +181,7 @@ def check_functions(app_configs: Any = None, databases: Any = None, **kwargs: An
     if not databases or alias not in databases or alias not in connections:
         return []
     connection = connections[alias]
-    if connection.vendor != "postgresql" or options.get("fast_sql") is False:
+    if not vendor_of(connection).has_functions or options.get("fast_sql") is False:
         return []
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     if not set(loader.graph.leaf_nodes("chatstate")) <= set(loader.applied_migrations):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext
 
+from chatstate.adapters.database.vendors import vendor_of
 from chatstate.admin import search
 from chatstate.admin.indexed import EstimatedCountPaginator, distinct_values
 from chatstate.admin.search import SearchScope
@@ -179,7 +180,7 @@ class ChatStateAdmin(admin.ModelAdmin):
         searched = queryset
         for term in terms:
             searched = searched.filter(self.term_filter(term, scope))
-        if connections[queryset.db].vendor == "sqlite" and not self.scan_search:
+        if vendor_of(connections[queryset.db]).needs_id_lists and not self.scan_search:
             # SQLite's planner would read the table in id order, testing each row, rather
             # than sort what the index ranges find: with few matches, hand it their ids.
             ids = list(searched.order_by().values_list("pk", flat=True)[: SQLITE_ID_LIST + 1])

@@ -22,6 +22,8 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 
+from chatstate.adapters.database.vendors import vendor_of
+
 #: At most this many distinct values are listed (filters, namespace-qualified searches).
 MAX_DISTINCT = 200
 
@@ -67,20 +69,11 @@ def distinct_leading_parts(
         return []
     qn = connection.ops.quote_name
     table, col = qn(model._meta.db_table), qn(column)
-    position, char = ("strpos", "chr") if connection.vendor == "postgresql" else ("instr", "char")
     # The next probe starts at the first id past the part just found: "part;" (";" follows
     # ":"), or for an id without a separator, the id followed by U+0001 (the next string up,
     # ids holding no NUL). One bound, so the probe is an index range.
     past = chr(ord(separator) + 1)
-    bound = (
-        f"CASE WHEN {position}(v.x, %s) = 0 THEN v.x || {char}(1)"
-        f" ELSE substr(v.x, 1, {position}(v.x, %s) - 1) || %s END"
-    )
-    if connection.vendor == "mysql":  # || is OR there: CONCAT, and CHAR() of a charset
-        bound = (
-            "CASE WHEN instr(v.x, %s) = 0 THEN CONCAT(v.x, CHAR(1 USING utf8mb4))"
-            " ELSE CONCAT(substr(v.x, 1, instr(v.x, %s) - 1), %s) END"
-        )
+    bound = vendor_of(connection).next_prefix_sql()
     sql = (
         f"WITH RECURSIVE v(x) AS ("
         f" SELECT MIN({col}) FROM {table} WHERE namespace = %s"
@@ -99,24 +92,7 @@ def distinct_leading_parts(
 def codepoint_collation(using: str) -> bool:
     """Whether text sorts by code point on ``using``, so a prefix is an index range."""
     connection = connections[using]
-    if connection.vendor == "sqlite":
-        return True  # BINARY collation: memcmp of UTF-8, i.e. code point order
-    if connection.vendor == "mysql":
-        # Migration 0009 gives the id columns a binary collation (code point order).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT COLLATION_NAME FROM information_schema.COLUMNS"
-                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'chatstate_subscription'"
-                " AND COLUMN_NAME = 'thread_id'"
-            )
-            row = cursor.fetchone()
-        return row is not None and str(row[0]).endswith("_bin")
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-        collate = str(cursor.fetchone()[0])
-    return collate in {"C", "POSIX"} or collate.upper().startswith("C.")
+    return vendor_of(connection).sorts_by_code_point(connection)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -166,7 +142,7 @@ class EstimatedCountPaginator(Paginator):
 
 def planner_estimate(queryset: QuerySet[Any]) -> int:
     """PostgreSQL's estimate of how many rows ``queryset`` returns; 0 on other databases."""
-    if connections[queryset.db].vendor != "postgresql":
+    if not vendor_of(connections[queryset.db]).estimates_rows:
         return 0
     plan = json.loads(queryset.order_by().explain(format="json"))
     return int(plan[0]["Plan"]["Plan Rows"])

@@ -32,6 +32,7 @@ from django.db.models import Model, Q, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
+from chatstate.adapters.database.vendors import vendor_of
 from chatstate.admin.indexed import codepoint_collation, distinct_leading_parts, distinct_values
 
 #: (table, column) → the trigram index migration 0007 creates where ``pg_trgm`` exists.
@@ -53,7 +54,7 @@ def valid_trigram_indexes(using: str) -> frozenset[str]:
     Each call reads the catalog in one query. So an index built or dropped later is seen at
     once. An index left invalid by an interrupted build does not count."""
     connection = connections[using]
-    if connection.vendor != "postgresql":
+    if not vendor_of(connection).trigram_search:
         return frozenset()
     with connection.cursor() as cursor:
         cursor.execute(

@@ -28,28 +28,13 @@ from typing import Any, TypeVar
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
+from chatstate.adapters.database.vendors import MYSQL_LOCK_WAIT, VENDORS, Vendor, vendor_of
 from chatstate.types import BackendUnavailable
 
 T = TypeVar("T")
 
-_NOW_SQL = {
-    "postgresql": "SELECT statement_timestamp()",
-    "mysql": "SELECT UTC_TIMESTAMP(6)",
-    "oracle": "SELECT SYSTIMESTAMP FROM DUAL",
-}
 _SQLITE_RETRIES = 50
-# MySQL/MariaDB lock conflicts on a working connection. 1213 is a deadlock; InnoDB rolled the
-# whole transaction back. 1205 is a row-lock wait timeout; atomic() rolls the transaction
-# back. Both leave nothing written, so the transaction is run again.
-_MYSQL_LOCK_WAIT = 1205
-_MYSQL_CONFLICTS = frozenset({_MYSQL_LOCK_WAIT, 1213})
 _MYSQL_RETRIES = 10
-# MySQL/MariaDB errors that mean the connection is gone. 2002 and 2003: can't connect.
-# 2006: server gone away. 2013 and 2055: lost during a query. 1927: killed.
-_MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
-# PostgreSQL: class 08 is a connection exception. 57P01 is an admin shutdown, such as
-# pg_terminate_backend. 57P02 is a crash shutdown. 57P03 is a server starting up.
-_PG_GONE = ("08", "57P01", "57P02", "57P03")
 
 
 def connection_lost(vendor: str, exc: BaseException) -> bool:
@@ -59,39 +44,14 @@ def connection_lost(vendor: str, exc: BaseException) -> bool:
     statement timeout on a working connection is not a lost connection."""
     if isinstance(exc, InterfaceError):
         return True
-    cause = exc.__cause__ or exc
-    if vendor == "postgresql":
-        # psycopg: errors the client raises itself, as on a closed socket, have no SQLSTATE.
-        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        return sqlstate is None or str(sqlstate).startswith(_PG_GONE)
-    if vendor == "mysql":
-        return bool(cause.args) and cause.args[0] in _MYSQL_GONE
-    return False
+    return VENDORS.get(vendor, Vendor()).connection_lost(exc.__cause__ or exc)
 
 
-def lock_conflict(vendor: str, exc: BaseException) -> bool:
-    """Whether ``exc`` is a MariaDB/MySQL deadlock or lock-wait timeout.
+def lock_conflict(vendor: Vendor, exc: BaseException) -> bool:
+    """Whether ``exc`` is a deadlock or lock-wait timeout that rolled its transaction back.
 
-    The transaction was rolled back, so running it again is safe."""
-    cause = exc.__cause__ or exc
-    return (
-        vendor == "mysql"
-        and isinstance(exc, OperationalError)
-        and bool(cause.args)
-        and cause.args[0] in _MYSQL_CONFLICTS
-    )
-
-
-def _broken(connection: Any) -> bool:
-    """Whether the driver connection under ``connection`` can no longer be used.
-
-    psycopg marks it ``broken`` or ``closed``. mysqlclient does not, so it is pinged."""
-    raw = connection.connection
-    if raw is None:
-        return False
-    if connection.vendor == "mysql":
-        return not connection.is_usable()
-    return bool(getattr(raw, "broken", False) or getattr(raw, "closed", 0))
+    Running the transaction again is then safe."""
+    return isinstance(exc, OperationalError) and vendor.lock_conflict(exc.__cause__ or exc)
 
 
 @contextmanager
@@ -104,13 +64,14 @@ def guard(using: str) -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as exc:
         connection = connections[using]
-        if lock_conflict(connection.vendor, exc):
+        vendor = vendor_of(connection)
+        if lock_conflict(vendor, exc):
             raise BackendUnavailable(
                 f"database {using!r} kept refusing a transaction: {type(exc).__name__}: {exc}"
             ) from exc
         if not connection_lost(connection.vendor, exc):
             raise
-        if not connection.in_atomic_block and _broken(connection):
+        if not connection.in_atomic_block and vendor.broken(connection):
             connection.close()
         raise BackendUnavailable(
             f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
@@ -124,10 +85,11 @@ def write(using: str, fn: Callable[[], T]) -> T:
     MariaDB/MySQL a deadlock or lock-wait timeout runs ``fn`` again. So ``fn`` may run more
     than once; only its last run commits."""
     connection = connections[using]
+    vendor = vendor_of(connection)
     with guard(using):
-        if connection.vendor == "mysql":
-            return _mysql_write(using, fn)
-        if connection.vendor != "sqlite":
+        if vendor.retries_conflicts:
+            return _retrying_write(using, vendor, fn)
+        if not vendor.locks_database_first:
             with transaction.atomic(using=using):
                 return fn()
         nested = connection.in_atomic_block
@@ -146,7 +108,7 @@ def write(using: str, fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _mysql_write(using: str, fn: Callable[[], T]) -> T:
+def _retrying_write(using: str, vendor: Vendor, fn: Callable[[], T]) -> T:
     nested = connections[using].in_atomic_block
     timeouts = 0
     for attempt in range(_MYSQL_RETRIES):
@@ -154,9 +116,9 @@ def _mysql_write(using: str, fn: Callable[[], T]) -> T:
             with transaction.atomic(using=using):
                 return fn()
         except OperationalError as exc:
-            if nested or not lock_conflict("mysql", exc) or attempt == _MYSQL_RETRIES - 1:
+            if nested or not lock_conflict(vendor, exc) or attempt == _MYSQL_RETRIES - 1:
                 raise
-            timeouts += (exc.__cause__ or exc).args[0] == _MYSQL_LOCK_WAIT
+            timeouts += (exc.__cause__ or exc).args[0] == MYSQL_LOCK_WAIT
             if timeouts > 1:
                 raise
             time.sleep(min(0.1, 0.002 * 2**attempt) * (0.5 + random.random()))
@@ -172,7 +134,7 @@ def read(using: str, fn: Callable[[], T]) -> T:
 def now(using: str) -> datetime:
     """The database's clock; for SQLite, which runs in this process, the host's."""
     connection = connections[using]
-    sql = _NOW_SQL.get(connection.vendor)
+    sql = vendor_of(connection).now_sql
     if sql is None:
         return timezone.now()
     with connection.cursor() as cursor:

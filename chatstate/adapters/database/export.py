@@ -25,6 +25,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Collate
 
 from chatstate.adapters.database.rows import NamespaceRows, claim_dict, lock_entry, pending_dict
+from chatstate.adapters.database.vendors import vendor_of
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -133,7 +134,7 @@ def snapshot_sections(adapter: NamespaceRows) -> Iterator[SnapshotSections]:
     connection = connections[adapter.using]
     outermost = not connection.in_atomic_block
     with transaction.atomic(using=adapter.using):
-        if adapter.vendor == "postgresql":
+        if vendor_of(connection).repeatable_export:
             with connection.cursor() as cursor:
                 if outermost:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -282,12 +283,5 @@ def _code_point_collation(adapter: NamespaceRows) -> str | None:
     then serve the order. Other PostgreSQL databases get ``"C"``. Elsewhere it is ``None``,
     and rows are sorted in Python. ``write_snapshot`` checks the order it receives. So a
     wrong guess fails the export instead of changing its bytes."""
-    if adapter.vendor == "sqlite":
-        return ""
-    if adapter.vendor != "postgresql":
-        return None
-    with connections[adapter.using].cursor() as cursor:
-        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-        row = cursor.fetchone()
-    locale = str(row[0]).lower() if row else ""
-    return "" if locale in ("c", "posix", "c.utf-8", "c.utf8") else "C"
+    connection = connections[adapter.using]
+    return vendor_of(connection).code_point_collation(connection)

@@ -33,6 +33,7 @@ from chatstate.adapters.database.rows import (
     lock_row,
     upsert_options,
 )
+from chatstate.adapters.database.vendors import vendor_of
 from chatstate.models import (
     ChannelState,
     DedupeEntry,
@@ -80,7 +81,7 @@ def load_sections(adapter: NamespaceRows, sections: SnapshotSections, merge: boo
     Call it in a write transaction. One batch of rows is held in memory at a time.
     PostgreSQL streams by ``COPY``; other databases use the ORM's bulk inserts. Lists and
     the outbox are loaded by :mod:`.restore_lists`."""
-    if adapter.vendor == "postgresql":
+    if vendor_of(connections[adapter.using]).copies:
         copier = _Copier(adapter, merge)
         copier.load(sections)
         restore_lists.load_by_copy(adapter, copier, sections.lists, sections.outbox, merge)
