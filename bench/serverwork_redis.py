@@ -6,7 +6,9 @@ Each run is one client, one cycle at a time, a fresh thread per cycle, on a priv
 (its counters are reset: never point it at a shared one). Runs: chatstate's cycle
 (``handle_message``), with ``effects`` also chatstate's cycle staging a channel counter
 increment and a history append, and the TypeScript peer (``@chat-adapter/state-redis``,
-``bench/peer/serverwork_redis.mjs``) when it is installed.
+``bench/peer/serverwork_redis.mjs``) when it is installed. ``cpu_us``: the server's main
+thread's CPU time per cycle (``INFO cpu``) — robust to the machine's load, but it also holds
+the network's system calls (one per round trip) and the server's timers.
 
 A command a script calls is counted twice by Redis: in the script's own time and in the
 command's. ``server_us`` counts each once: the scripts' time and the commands the client sent
@@ -41,6 +43,14 @@ def commandstats(client: Any) -> dict[str, tuple[int, int]]:
             continue
         stats[command] = (int(fields["calls"]), int(fields["usec"]))
     return stats
+
+
+def cpu_seconds(client: Any) -> float:
+    """The server's main thread's CPU time so far (``INFO cpu``; the process's on Redis < 7)."""
+    cpu = client.info("cpu")
+    if "used_cpu_user_main_thread" in cpu:
+        return float(cpu["used_cpu_user_main_thread"]) + float(cpu["used_cpu_sys_main_thread"])
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def per_cycle(
@@ -106,16 +116,19 @@ def run_chatstate(url: str, cycles: int, effects: bool) -> dict[str, Any]:
         for i in range(_WARMUP):
             cycle(-1 - i)
         admin.config_resetstat()
+        cpu = cpu_seconds(admin)
         start = time.perf_counter()
         for i in range(cycles):
             cycle(i)
         seconds = time.perf_counter() - start
+        cpu = cpu_seconds(admin) - cpu
         stats = commandstats(admin)
     finally:
         _clear(admin, adapter.keys.prefix)
     figures = per_cycle(stats, cycles, {})
     label = "chatstate effects" if effects else "chatstate"
-    return {"run": label, "cycles_per_s": round(cycles / seconds, 1), **figures}
+    rate = round(cycles / seconds, 1)
+    return {"run": label, "cycles_per_s": rate, "cpu_us": round(cpu * 1e6 / cycles, 2), **figures}
 
 
 def peer_available() -> bool:
@@ -135,9 +148,11 @@ def run_peer(url: str, cycles: int) -> dict[str, Any]:
         try:
             _expect(proc, "ready")
             admin.config_resetstat()
+            cpu = cpu_seconds(admin)
             proc.stdin.write("go\n")
             proc.stdin.flush()
             seconds = float(_expect(proc, "done").split()[1])
+            cpu = cpu_seconds(admin) - cpu
             stats = commandstats(admin)
             proc.stdin.write("end\n")
             proc.stdin.flush()
@@ -145,7 +160,8 @@ def run_peer(url: str, cycles: int) -> dict[str, Any]:
             if proc.wait(timeout=60) != 0:
                 raise RuntimeError(f"the peer exited with {proc.returncode}")
     figures = per_cycle(stats, cycles, PEER_SENT)
-    return {"run": "peer", "cycles_per_s": round(cycles / seconds, 1), **figures}
+    rate = round(cycles / seconds, 1)
+    return {"run": "peer", "cycles_per_s": rate, "cpu_us": round(cpu * 1e6 / cycles, 2), **figures}
 
 
 def _expect(proc: Any, word: str) -> str:
@@ -166,7 +182,7 @@ def _clear(client: Any, prefix: str) -> None:
 def run(options: dict[str, Any]) -> dict[str, Any]:
     """Every run on the server at ``redis_url`` (chatstate, with ``effects`` chatstate staging
     effects, the peer when installed), ``cycles`` each, ``rounds`` interleaved rounds; each
-    run's figures from its round of median server time, and the ratios of the medians."""
+    run's figures from its round of median server time, its median CPU, and the ratios."""
     url, cycles, effects = options.get("redis_url"), options["cycles"], options["effects"]
     if not url:
         raise ValueError("--server-work resets the server's counters: give --redis-url")
@@ -182,14 +198,17 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     by = {}
     for name, results in rounds.items():
         ranked = sorted(results, key=lambda r: r["server_us"])
-        by[name] = {**ranked[len(ranked) // 2], "rounds_us": [r["server_us"] for r in results]}
+        cpu = sorted(r["cpu_us"] for r in results)[len(results) // 2]
+        rounds_us = [r["server_us"] for r in results]
+        by[name] = {**ranked[len(ranked) // 2], "cpu_us": cpu, "rounds_us": rounds_us}
     ratios = {}
-    if "peer" in by:
-        ours, theirs = by["chatstate"]["server_us"], by["peer"]["server_us"]
-        ratios["chatstate / peer"] = round(ours / theirs, 2)
-    if effects:
-        plain, more = by["chatstate"]["server_us"], by["chatstate effects"]["server_us"]
-        ratios["effects / plain"] = round(more / plain, 2)
+    for figure, label in (("server_us", ""), ("cpu_us", " (CPU)")):
+        if "peer" in by:
+            ours, theirs = by["chatstate"][figure], by["peer"][figure]
+            ratios[f"chatstate / peer{label}"] = round(ours / theirs, 2)
+        if effects:
+            plain, more = by["chatstate"][figure], by["chatstate effects"][figure]
+            ratios[f"effects / plain{label}"] = round(more / plain, 2)
     return {"adapter": "redis", "cycles": cycles, "runs": list(by.values()), "ratios": ratios}
 
 
@@ -197,12 +216,14 @@ def format_figures(figures: dict[str, Any]) -> str:
     """The figures as tables for humans."""
     lines = [f"Redis server work per message cycle ({figures['cycles']:,} cycles, 1 client)"]
     lines.append(
-        f"{'run':<18} {'server µs':>10} {'all cmds µs':>12} {'cycles/s':>10}  rounds (server µs)"
+        f"{'run':<18} {'server µs':>10} {'all cmds µs':>12} {'CPU µs':>8} {'cycles/s':>10}"
+        "  rounds (server µs)"
     )
     for r in figures["runs"]:
         lines.append(
             f"{r['run']:<18} {r['server_us']:>10.2f} {r['all_commands_us']:>12.2f}"
-            f" {r['cycles_per_s']:>10.1f}  {' · '.join(f'{u:.1f}' for u in r['rounds_us'])}"
+            f" {r['cpu_us']:>8.2f} {r['cycles_per_s']:>10.1f}"
+            f"  {' · '.join(f'{u:.1f}' for u in r['rounds_us'])}"
         )
     for name, value in figures["ratios"].items():
         lines.append(f"{name}: {value:.2f}×")

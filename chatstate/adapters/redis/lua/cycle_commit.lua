@@ -11,11 +11,14 @@ local now = now_ms()
 local locked, claim = ARGV[5] == '1', ARGV[7] == '1'
 local settle = claim or ARGV[5] == '0'
 local held, slots, slot = false, false, false
+local mine = false  -- the lock's record, read once: the release does not read it again
 if locked then
-    local lock = redis.call('HGET', KEYS[1], ARGV[1])
-    held = lock and cjson.decode(lock)
-    local holder = held and held[1] or ''
-    if holder ~= ARGV[2] or held[9] then return {0, holder} end
+    mine = redis.call('HGET', KEYS[1], ARGV[1])
+    if not owns(mine, ARGV[2]) then
+        held = mine and cjson.decode(mine)
+        local holder = held and held[1] or ''
+        if holder ~= ARGV[2] or held[9] then return {0, holder} end
+    end
 elseif ARGV[5] == 's' then
     -- @slots
     slots = slot_functions()
@@ -26,7 +29,9 @@ elseif ARGV[5] == 's' then
 end
 if settle then
     local rec = redis.call('HGET', KEYS[6], ARGV[4])
-    if not rec or cjson.decode(rec)[1] ~= ARGV[2] then return {0, ARGV[2]} end
+    if not rec or not (after_owner(rec, ARGV[2]) or cjson.decode(rec)[1] == ARGV[2]) then
+        return {0, ARGV[2]}
+    end
 end
 local plan = false
 if prepare_effects then
@@ -38,7 +43,8 @@ if settle then redis.call('HDEL', KEYS[6], ARGV[4]) end
 if plan then remove_taken(plan, KEYS[2], KEYS[3], ARGV[1]) end
 local released = {1, '', {}, {}}
 if locked then
-    released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], false, tonumber(ARGV[6]), now)
+    released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], false, tonumber(ARGV[6]), now,
+                       mine)
 elseif slot then
     local expired = expire(KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[6]), now)
     local entries = slots.hand_over(KEYS[2], KEYS[3], ARGV[1], ARGV[2], slots.live(held, now),

@@ -15,7 +15,7 @@
 -- was handed is queued behind them and holds its slot, likewise.
 local now = now_ms()
 local ttl = tonumber(ARGV[7])
-local rec = cjson.encode({ARGV[4], ARGV[3], now + ttl, false})
+local rec = claim_record(ARGV[4], ARGV[3], now + ttl)
 local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], ARGV[1], tonumber(ARGV[2]),
                       tonumber(ARGV[8]), rec, now)
 if claimed == 0 then

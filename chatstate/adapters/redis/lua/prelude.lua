@@ -7,6 +7,36 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ``s`` as JSON text, as cjson writes it: quoted as it is when no character needs escaping
+-- (cjson.encode costs a buffer per call: the hot path's records are built by concatenation).
+local function jstring(s)
+    if string.find(s, '[%c"\\/\128-\255]') then return cjson.encode(s) end
+    return '"' .. s .. '"'
+end
+
+-- The record of a claim in progress (see scripts.py), as cjson would write it.
+local function claim_record(owner, thread, expires_ms)
+    return '[' .. jstring(owner) .. ',' .. jstring(thread) .. ',' .. expires_ms .. ',false]'
+end
+
+-- Where ``rec`` (a record whose first element is an owner) goes on after ``owner``, read
+-- from its text when it starts as cjson writes it; nil when only decoding can tell.
+local function after_owner(rec, owner)
+    local head = '[' .. jstring(owner) .. ','
+    if string.sub(rec, 1, #head) == head then return #head + 1 end
+    return nil
+end
+
+-- Whether the lock record ``rec`` is ``owner``'s, not held by slots (those have
+-- 'concurrent' next), read from its text; nil when only decoding can tell.
+local function owns(rec, owner)
+    local at = rec and after_owner(rec, owner)
+    if not at then return nil end
+    local strategy = string.sub(rec, at, at + 11)
+    if string.sub(strategy, 1, 1) ~= '"' or strategy == '"concurrent"' then return nil end
+    return true
+end
+
 -- Whether the lock ``key`` (or one of its slots) is held by ``owner`` with its lease running.
 local function holding(locks, key, owner, now)
     local rec = redis.call('HGET', locks, key)
@@ -87,17 +117,18 @@ local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now)
     return 1
 end
 
--- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``.
+-- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``. An empty list
+-- costs one read (``qkeys`` holds the keys of lists that are not empty).
 local function take_entries(q, qkeys, key, limit)
-    local items
+    local items = redis.call('LRANGE', q, 0, limit and limit - 1 or -1)
+    if #items == 0 then return items end
     if limit then
-        items = redis.call('LRANGE', q, 0, limit - 1)
-        if #items > 0 then redis.call('LTRIM', q, #items, -1) end
+        redis.call('LTRIM', q, #items, -1)
+        if redis.call('LLEN', q) > 0 then return items end
     else
-        items = redis.call('LRANGE', q, 0, -1)
         redis.call('DEL', q)
     end
-    if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+    redis.call('SREM', qkeys, key)
     return items
 end
 
@@ -144,8 +175,8 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
         end
         previous = not held[9] and held[1]
     end
-    redis.call('HSET', locks, key,
-               cjson.encode({owner, strategy, meta, now, now + ttl, false, false, ttl}))
+    redis.call('HSET', locks, key, '[' .. jstring(owner) .. ',' .. jstring(strategy) .. ','
+               .. jstring(meta) .. ',' .. now .. ',' .. (now + ttl) .. ',false,false,' .. ttl .. ']')
     return {'acquired', {}, previous}
 end
 
@@ -175,15 +206,20 @@ end
 -- is pending, else keep the lock (its lease renewed by its ttl). Returns {1, '', entries,
 -- expired} when released, {0, holder} when ``owner`` does not hold it ('' holder: nobody), {3}
 -- when the key is held by slots (``lua/slots.lua`` releases a slot; '' frees them all here).
-local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now)
-    local rec = redis.call('HGET', locks, key)
-    local held = rec and cjson.decode(rec)
-    if owner ~= '' and (not held or held[1] ~= owner or held[9]) then
-        return held and held[9] and {3} or {0, held and held[1] or ''}
+-- ``mine``: the caller has just read that ``owner`` holds it (not by slots): not read again.
+local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now, mine)
+    local rec, held = mine, nil
+    if not mine then
+        rec = redis.call('HGET', locks, key)
+        held = rec and cjson.decode(rec)
+        if owner ~= '' and (not held or held[1] ~= owner or held[9]) then
+            return held and held[9] and {3} or {0, held and held[1] or ''}
+        end
     end
     local expired = expire(q, qkeys, key, pending_ttl, now)
     local entries = take_entries(q, qkeys, key, nil)
     if only_if_idle and #entries > 0 then
+        held = held or cjson.decode(rec)
         held[5] = now + tonumber(held[8] or (tonumber(held[5]) - tonumber(held[4])))
         held[7] = false
         redis.call('HSET', locks, key, cjson.encode(held))
