@@ -19,7 +19,7 @@ from chatstate.adapters.redis.connection import EVAL
 from chatstate.adapters.redis.effects import effect_args, effect_keys
 from chatstate.adapters.redis.keys import Keys, member, text
 from chatstate.calls import CycleEntry, CycleRequest, Handover, Staged, lease_lost
-from chatstate.types import RESULTS
+from chatstate.types import RESULTS, LockResult
 from chatstate.validation import history_key
 
 T = TypeVar("T")
@@ -62,6 +62,11 @@ class RedisCycle:
         reply = yield (EVAL, scripts.CYCLE_ENTER, keys, args)
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
+        if len(reply) == 3:  # acquired and held, nothing dropped, taken over or read
+            entry = CycleEntry(True, bool(int(reply[1])), LockResult.ACQUIRED, held=True)
+            if reply[2] is not None:
+                entry.state = records.loads(reply[2])
+            return entry
         result = RESULTS[text(reply[2])]
         entry = CycleEntry(True, bool(int(reply[1])), result)
         if reply[3] is not None:
@@ -89,6 +94,8 @@ class RedisCycle:
             keys += effect_keys(self.keys, staged)
             args += effect_args(staged)
         reply = yield (EVAL, script, keys, args)
+        if reply == 1:  # released, nothing handed over
+            return Handover()
         code = int(reply[0])
         if code == 1:
             return records.handover(reply)

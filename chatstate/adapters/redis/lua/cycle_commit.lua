@@ -3,7 +3,7 @@
 -- 's': a slot, '0': nothing -- 'concurrent', where the claim is the lease), pending_ttl_ms|'',
 -- claim ('1': mark the cycle's claim done; it must be in progress and the owner's), then
 -- (with effects) those of ``effects.lua``.
--- Returns what ``release`` returns; {0, holder}: the lease went to another holder, or
+-- Returns what ``release`` returns (1 when it hands over nothing); {0, holder}: the lease went to another holder, or
 -- {0, owner}: the claim is no longer the owner's -- nothing written; {2, message}: an effect
 -- cannot be written -- nothing written. The entries gathered (``taken``) are removed before
 -- the release hands over the rest; a slot hands over those no other live holder was handed.
@@ -57,4 +57,5 @@ if ARGV[3] ~= '' then
     touch(KEYS[7], ARGV[1], now)
 end
 if plan then write_effects(plan, now) end
+if #released[3] == 0 and #released[4] == 0 then return 1 end  -- nothing handed over: short
 return released
