@@ -40,10 +40,11 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   still its time), and its attempts as a decimal string when Lua's numbers (14 significant
   digits when encoded) would not keep them exactly.
 
-Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``,
-``load_lists.lua``) come between
-the prelude and the body of the scripts that use them only: Lua builds a script's functions
-each time it runs, so the hot scripts carry none they do not call. ``lua/slots.lua`` goes
+Each script carries only the prelude's functions it names, directly or through another
+(:func:`prelude_for`). Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``,
+``effects.lua``, ``load_lists.lua``) come between the prelude and the body of the scripts
+that use them only: Lua builds a script's functions each time it runs, so the hot scripts
+carry none they do not call. ``lua/slots.lua`` goes
 inside the branches that meet slots (a ``-- @slots`` line): a path that takes no slot never
 builds its functions.
 """
@@ -71,22 +72,66 @@ class LuaScript:
 
     @classmethod
     def load(cls, name: str, *libraries: str) -> LuaScript:
-        """``lua/<name>.lua`` after the shared prelude and the ``libraries`` (``lua/*.lua``
-        defining functions only some scripts use: the others do not pay for them). A line
+        """``lua/<name>.lua`` after the prelude's functions it needs and the ``libraries``
+        (``lua/*.lua`` defining functions only some scripts use: the others do not pay for
+        them). A line
         ``-- @<library>`` of the body is replaced by that library: inside the branch that needs
         it, so the script's other paths never build its functions."""
-        parts = ("prelude", *libraries, name)
-        text = "".join(_read(part) for part in parts)
-        text = _INLINE.sub(lambda found: _read(found.group(1)), text)
+        text = "".join(_read(part) for part in (*libraries, name))
+        head, top = prelude_for(text)
+        # an inlined library brings the prelude's functions only it names along with it
+        text = _INLINE.sub(lambda found: _inline(found.group(1), top), text)
         label = name if not libraries else f"{name}+{'+'.join(libraries)}"
-        return cls(label, text)
+        return cls(label, head + text)
 
 
 _INLINE = re.compile(r"^[ \t]*-- @(\w+)[ \t]*\n", re.MULTILINE)
+#: A top-level function of the prelude, with the comment lines right above it.
+_FUNCTION = re.compile(r"^(?:--[^\n]*\n)*local function (\w+)", re.MULTILINE)
 
 
 def _read(part: str) -> str:
     return (LUA / f"{part}.lua").read_text(encoding="utf-8")
+
+
+def prelude_parts(prelude: str) -> tuple[str, list[tuple[str, str]]]:
+    """The prelude's head (kept by every script) and its functions, each (name, text)."""
+    found = list(_FUNCTION.finditer(prelude))
+    ends = [m.start() for m in found[1:]] + [len(prelude)]
+    head = prelude[: found[0].start()] if found else prelude
+    pairs = zip(found, ends, strict=True)
+    return head, [(m.group(1), prelude[m.start() : end]) for m, end in pairs]
+
+
+def prelude_for(text: str, present: frozenset[str] = frozenset()) -> tuple[str, frozenset[str]]:
+    """The prelude's head and the functions ``text`` names, and those they name in turn,
+    but those ``present`` (already defined); and the names now defined. Lua builds a
+    script's functions each time it runs (about 500 instructions each): a script carries
+    only those it may call."""
+    head, parts = prelude_parts(_read("prelude"))
+    code = {name: _COMMENT.sub("", part) for name, part in parts}
+    wanted, named = [_COMMENT.sub("", text)], set(present)
+    while wanted:
+        found = {n for n in code if n not in named and any(_names(n, t) for t in wanted)}
+        named |= found
+        wanted = [code[n] for n in found]
+    chosen = "".join(part for name, part in parts if name in named and name not in present)
+    return ("" if present else head) + chosen, frozenset(named)
+
+
+def _inline(library: str, present: frozenset[str]) -> str:
+    """``lua/<library>.lua`` for a ``-- @<library>`` line, after the prelude's functions it
+    names that the script does not define already."""
+    text = _read(library)
+    return prelude_for(text, present)[0] + text
+
+
+_COMMENT = re.compile(r"(?:^|(?<=\s))--[^\n]*", re.MULTILINE)
+
+
+def _names(name: str, code: str) -> bool:
+    """Whether Lua ``code`` names ``name`` (not as a field: ``x.name``, ``x:name``)."""
+    return re.search(rf"(?<![\w.:]){name}\b", code) is not None
 
 
 CLAIM = LuaScript.load("claim")

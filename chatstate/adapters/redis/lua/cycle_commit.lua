@@ -7,9 +7,9 @@
 -- {0, owner}: the claim is no longer the owner's -- nothing written; {2, message}: an effect
 -- cannot be written -- nothing written. The entries gathered (``taken``) are removed before
 -- the release hands over the rest; a slot hands over those no other live holder was handed.
-local now = now_ms()
-local locked, claim = ARGV[5] == '1', ARGV[7] == '1'
-local settle = claim or ARGV[5] == '0'
+local now, now_text = clock()
+local locked = ARGV[5] == '1'
+local settle = ARGV[7] == '1' or ARGV[5] == '0'
 local held, slots, slot = false, false, false
 local mine = false  -- the lock's record, read once: the release does not read it again
 if locked then
@@ -54,8 +54,8 @@ elseif slot then
 end
 if ARGV[3] ~= '' then
     redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
-    touch(KEYS[7], ARGV[1], now)
+    touch(KEYS[7], ARGV[1], now_text)
 end
-if plan then write_effects(plan, now) end
+if plan then write_effects(plan, now, now_text) end
 if #released[3] == 0 and #released[4] == 0 then return 1 end  -- nothing handed over: short
 return released

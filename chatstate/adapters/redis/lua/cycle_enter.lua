@@ -14,11 +14,12 @@
 -- With max_concurrent ('concurrent' only) the cycle takes a slot (``lua/slots.lua``), else
 -- its message is queued; one that takes a slot while entries wait that no other live holder
 -- was handed is queued behind them and holds its slot, likewise.
-local now = now_ms()
+local now, now_text = clock()
 local ttl = tonumber(ARGV[7])
-local rec = claim_record(ARGV[4], ARGV[3], now + ttl)
+local expires = string.format('%d', now + ttl)
+local rec = claim_record(ARGV[4], ARGV[3], expires)
 local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], ARGV[1], tonumber(ARGV[2]),
-                      tonumber(ARGV[8]), rec, now)
+                      tonumber(ARGV[8]), rec, now, now_text)
 if claimed == 0 then
     return {0, redis.call('SISMEMBER', KEYS[5], ARGV[3]), redis.call('HEXISTS', KEYS[3], ARGV[1])}
 end
@@ -26,7 +27,7 @@ local outcome = {'acquired', {}, false}
 local slots = false
 if ARGV[5] ~= 'concurrent' then
     outcome = take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl,
-                   tonumber(ARGV[9]), ARGV[10], now)
+                   tonumber(ARGV[9]), ARGV[10], now, {now_text, expires, ARGV[7]})
 elseif ARGV[12] then
     -- @slots
     slots = slot_functions()

@@ -7,6 +7,14 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ``now_ms()`` and its decimal text: the text goes into records and commands as it is (a
+-- number passed to a command or joined to a string is formatted as a float each time).
+local function clock()
+    local t = redis.call('TIME')
+    local text = t[1] .. string.sub(string.rep('0', 6 - #t[2]) .. t[2], 1, 3)
+    return tonumber(text), text
+end
+
 -- ``s`` as JSON text, as cjson writes it: quoted as it is when no character needs escaping
 -- (cjson.encode costs a buffer per call: the hot path's records are built by concatenation).
 local function jstring(s)
@@ -76,7 +84,8 @@ local function trim(dd, ddc, ddt, locks, limit, min_age, now, dry)
         if dry then return n end
         local left = n
         while left > 0 do
-            local items = redis.call('ZPOPMIN', dd, math.min(left, 1000))
+            local items = left == 1 and redis.call('ZPOPMIN', dd)
+                or redis.call('ZPOPMIN', dd, math.min(left, 1000))
             for i = 1, #items, 2 do redis.call('HDEL', ddt, items[i]) end
             left = left - #items / 2
             if #items == 0 then break end
@@ -105,12 +114,13 @@ end
 -- (false: done at once). A member already held is a duplicate (0); one whose claim is in
 -- progress and dead is taken over in its place. A new member is the newest; the window is
 -- then trimmed. (A duplicate still advances the counter: scores only need to grow, ranks
--- make the window.)
-local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now)
-    if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then
+-- make the window.) ``now_text``: ``now`` as text, when the caller has it.
+local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now, now_text)
+    local position = string.format('%d', redis.call('INCR', seq))
+    if redis.call('ZADD', dd, 'NX', position, member) == 0 then
         if holds(ddc, locks, member, now) then return 0 end
     else
-        redis.call('HSET', ddt, member, now)
+        redis.call('HSET', ddt, member, now_text or now)
         trim(dd, ddc, ddt, locks, limit, min_age, now, false)
     end
     if rec then redis.call('HSET', ddc, member, rec) else redis.call('HDEL', ddc, member) end
@@ -120,7 +130,7 @@ end
 -- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``. An empty list
 -- costs one read (``qkeys`` holds the keys of lists that are not empty).
 local function take_entries(q, qkeys, key, limit)
-    local items = redis.call('LRANGE', q, 0, limit and limit - 1 or -1)
+    local items = redis.call('LRANGE', q, '0', limit and limit - 1 or '-1')
     if #items == 0 then return items end
     if limit then
         redis.call('LTRIM', q, #items, -1)
@@ -148,8 +158,10 @@ end
 
 -- ``lock`` for a non-concurrent strategy; an expired lease counts as free (a key held by
 -- slots is held until its latest slot's lease ends). Returns {result, dropped entries, the
--- expired holder taken over (or false; slots are not reported)}.
-local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now)
+-- expired holder taken over (or false; slots are not reported)}. ``texts``: now, the lease's
+-- end and ttl as text, when the caller has them.
+local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now,
+                    texts)
     local rec = redis.call('HGET', locks, key)
     local previous = false
     if rec then
@@ -175,8 +187,11 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
         end
         previous = not held[9] and held[1]
     end
+    texts = texts or {string.format('%d', now), string.format('%d', now + ttl),
+                      string.format('%d', ttl)}
     redis.call('HSET', locks, key, '[' .. jstring(owner) .. ',' .. jstring(strategy) .. ','
-               .. jstring(meta) .. ',' .. now .. ',' .. (now + ttl) .. ',false,false,' .. ttl .. ']')
+               .. jstring(meta) .. ',' .. texts[1] .. ',' .. texts[2] .. ',false,false,'
+               .. texts[3] .. ']')
     return {'acquired', {}, previous}
 end
 
