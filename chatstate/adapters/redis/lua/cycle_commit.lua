@@ -3,10 +3,11 @@
 -- 's': a slot, '0': nothing -- 'concurrent', where the claim is the lease), pending_ttl_ms|'',
 -- claim ('1': mark the cycle's claim done; it must be in progress and the owner's), then
 -- (with effects) those of ``effects.lua``.
--- Returns what ``release`` returns (1 when it hands over nothing); {0, holder}: the lease went to another holder, or
--- {0, owner}: the claim is no longer the owner's -- nothing written; {2, message}: an effect
--- cannot be written -- nothing written. The entries gathered (``taken``) are removed before
--- the release hands over the rest; a slot hands over those no other live holder was handed.
+-- Returns what ``release`` returns (1 when it hands over nothing); {0, holder}: the lease
+-- went to another holder, or {0, owner}: the claim is no longer the owner's -- nothing
+-- written; {2, message}: an effect cannot be written -- nothing written. The entries
+-- gathered (``taken``) are removed before the release hands over the rest; a slot hands over
+-- those no other live holder was handed.
 local now, now_text = clock()
 local locked = ARGV[5] == '1'
 local settle = ARGV[7] == '1' or ARGV[5] == '0'

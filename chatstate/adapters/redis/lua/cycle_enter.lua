@@ -6,8 +6,8 @@
 -- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held,
 -- history items (oldest first; false unless asked for and held)}, or {1, subscribed,
 -- state|false} when acquired and held with nothing dropped, taken over or read from the
--- history, or {0, subscribed, in_progress} for a duplicate. A message queued or debounced behind the
--- lock is done at once; one refused (busy, or dropped by a full queue) has its claim
+-- history, or {0, subscribed, in_progress} for a duplicate. A message queued or debounced
+-- behind the lock is done at once; one refused (busy, or dropped by a full queue) has its claim
 -- released at once, so that its redelivery is handled. A queue or debounce cycle that takes
 -- a lock with entries left queued (its previous holder died or failed) queues its message
 -- behind them and holds the lock (held = 1): its drain hands them out in arrival order.
