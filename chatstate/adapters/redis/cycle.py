@@ -83,14 +83,15 @@ class RedisCycle:
         request: CycleRequest,
         staged: Staged,
         plain: scripts.LuaScript,
-        with_effects: scripts.LuaScript,
+        with_effects: dict[scripts.Kinds, scripts.LuaScript],
         keys: list[str],
         args: list[Any],
     ) -> Op[Handover]:
-        """Send a commit or drain step (with its staged effects, if any); its handover."""
+        """Send a commit or drain step (with its staged effects, if any, on the script with
+        the libraries of the kinds staged); its handover."""
         script = plain
         if staged.effects:
-            script = with_effects
+            script = with_effects[bool(staged.channel), bool(staged.lists), bool(staged.sends)]
             keys += effect_keys(self.keys, staged)
             args += effect_args(staged)
         reply = yield (EVAL, script, keys, args)
@@ -111,7 +112,7 @@ class RedisCycle:
                 request,
                 staged,
                 scripts.CYCLE_COMMIT,
-                scripts.CYCLE_COMMIT_EFFECTS,
+                scripts.CYCLE_COMMIT_STAGED,
                 [*k.lock(thread_id), k.ts, k.dd, k.ddc, k.tt],
                 [
                     thread_id,
@@ -135,7 +136,7 @@ class RedisCycle:
                 request,
                 staged,
                 scripts.CYCLE_DRAIN,
-                scripts.CYCLE_DRAIN_EFFECTS,
+                scripts.CYCLE_DRAIN_STAGED,
                 [*k.lock(thread_id), k.ts, k.ddc, k.tt, k.qseq],
                 [
                     thread_id,

@@ -52,6 +52,7 @@ builds its functions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,28 @@ CYCLE_ENTER = LuaScript.load("cycle_enter")
 #: gathered) need the effects library; the common step with none runs without it (no extra
 #: work per cycle).
 EFFECTS = ("channel", "lists", "outbox", "effects")
+#: (channel operations, list appends, sends) staged → the step's script: each carries the
+#: libraries of the kinds staged only (building a library's functions costs each run).
+Kinds = tuple[bool, bool, bool]
+
+
+def _step_variants(name: str) -> dict[Kinds, LuaScript]:
+    """The step ``name`` with each combination of the channel, lists and outbox libraries."""
+    libraries = ("channel", "lists", "outbox")
+    variants = {}
+    for channel, lists, sends in itertools.product((False, True), repeat=3):
+        kinds = zip(libraries, (channel, lists, sends), strict=True)
+        chosen = [lib if on else f"no_{lib}" for lib, on in kinds]
+        variants[channel, lists, sends] = LuaScript.load(name, *chosen, "effects")
+    return variants
+
+
 CYCLE_COMMIT = LuaScript.load("cycle_commit", "no_effects")
-CYCLE_COMMIT_EFFECTS = LuaScript.load("cycle_commit", *EFFECTS)
+CYCLE_COMMIT_STAGED = _step_variants("cycle_commit")
+CYCLE_COMMIT_EFFECTS = CYCLE_COMMIT_STAGED[True, True, True]
 CYCLE_DRAIN = LuaScript.load("cycle_drain", "no_effects")
-CYCLE_DRAIN_EFFECTS = LuaScript.load("cycle_drain", *EFFECTS)
+CYCLE_DRAIN_STAGED = _step_variants("cycle_drain")
+CYCLE_DRAIN_EFFECTS = CYCLE_DRAIN_STAGED[True, True, True]
 CYCLE_RENEW = LuaScript.load("cycle_renew")
 CYCLE_GATHER = LuaScript.load("cycle_gather")
 CYCLE_ABORT = LuaScript.load("cycle_abort")
@@ -182,9 +201,9 @@ ALL = (
     COMPARE_AND_SET,
     CYCLE_ENTER,
     CYCLE_COMMIT,
-    CYCLE_COMMIT_EFFECTS,
+    *CYCLE_COMMIT_STAGED.values(),
     CYCLE_DRAIN,
-    CYCLE_DRAIN_EFFECTS,
+    *CYCLE_DRAIN_STAGED.values(),
     CYCLE_RENEW,
     CYCLE_GATHER,
     CYCLE_ABORT,
