@@ -2,13 +2,16 @@
 
 Counts, not rates: the server's own time per command (``INFO commandstats``, reset with
 ``CONFIG RESETSTAT`` after the warm-up), which does not swing with the client machine's load.
-Each run is one client, one cycle at a time, a fresh thread per cycle, on a private server
+Each run is one client, one cycle at a time, a fresh thread per cycle (chatstate's after
+enough cycles to fill its dedupe window: each claim then trims one), on a private server
 (its counters are reset: never point it at a shared one). Runs: chatstate's cycle
 (``handle_message``), with ``effects`` also chatstate's cycle staging a channel counter
 increment and a history append, and the TypeScript peer (``@chat-adapter/state-redis``,
 ``bench/peer/serverwork_redis.mjs``) when it is installed. ``cpu_us``: the server's main
-thread's CPU time per cycle (``INFO cpu``) — robust to the machine's load, but it also holds
-the network's system calls (one per round trip) and the server's timers.
+thread's CPU time per cycle (``INFO cpu``) — robust to preemption, but it also holds the
+network's system calls (one per round trip) and the server's timers. With ``callgrind`` (a
+server run under valgrind, :class:`Callgrind`): instructions per cycle, which do not swing
+with the machine's load at all.
 
 A command a script calls is counted twice by Redis: in the script's own time and in the
 command's. ``server_us`` counts each once: the scripts' time and the commands the client sent
@@ -18,6 +21,9 @@ called, per cycle.
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 import shutil
 import subprocess
 import time
@@ -43,6 +49,46 @@ def commandstats(client: Any) -> dict[str, tuple[int, int]]:
             continue
         stats[command] = (int(fields["calls"]), int(fields["usec"]))
     return stats
+
+
+class Callgrind:
+    """Instruction counts of a server run under callgrind, which do not swing with the load:
+    ``valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=OUT redis-server …``
+    (``OUT`` without ``%p``). Counted only between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, client: Any, out: str) -> None:
+        self.pid = str(client.info("server")["process_id"])
+        self.out = out
+
+    def _control(self, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, self.pid], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._control("-i", "on")
+        self._control("-z")
+
+    def stop(self, cycles: int) -> dict[str, float]:
+        """Per cycle: ``instructions`` in command processing (what commandstats times),
+        ``instructions_all`` of everything but the server's timers (reading, replying)."""
+        before = set(glob.glob(self.out + ".*"))
+        self._control("-d")
+        self._control("-i", "off")
+        dump = max(set(glob.glob(self.out + ".*")) - before, key=os.path.getmtime)
+        text = subprocess.run(
+            ["callgrind_annotate", "--inclusive=yes", dump], capture_output=True, text=True
+        ).stdout
+        os.remove(dump)
+
+        def count(name: str) -> float:
+            found = re.search(rf"^\s*([\d,]+) \([^)]*\)\s+\S*:{name} ", text, re.MULTILINE)
+            return int(found.group(1).replace(",", "")) / cycles if found else 0.0
+
+        total = re.search(r"^\s*([\d,]+) \([^)]*\)\s+PROGRAM TOTALS", text, re.MULTILINE)
+        everything = int(total.group(1).replace(",", "")) / cycles if total else 0.0
+        return {
+            "instructions": round(count("processCommand")),
+            "instructions_all": round(everything - count("serverCron")),
+        }
 
 
 def cpu_seconds(client: Any) -> float:
@@ -84,7 +130,9 @@ def _client(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
-def run_chatstate(url: str, cycles: int, effects: bool) -> dict[str, Any]:
+def run_chatstate(
+    url: str, cycles: int, effects: bool, callgrind: str | None = None
+) -> dict[str, Any]:
     """``cycles`` message cycles of chatstate on ``url``; the server's work per cycle."""
     from chatstate import conf
     from chatstate.adapters.redis import RedisStateAdapter
@@ -113,14 +161,20 @@ def run_chatstate(url: str, cycles: int, effects: bool) -> dict[str, Any]:
                     msg.history.append({"role": "user", "n": i})
 
     try:
-        for i in range(_WARMUP):
+        # the steady state: the window full (each claim then trims one), the namespace's
+        # hashes and sorted sets past their compact encodings
+        for i in range(limit + _WARMUP):
             cycle(-1 - i)
+        counter = Callgrind(admin, callgrind) if callgrind else None
         admin.config_resetstat()
         cpu = cpu_seconds(admin)
+        if counter:
+            counter.start()
         start = time.perf_counter()
         for i in range(cycles):
             cycle(i)
         seconds = time.perf_counter() - start
+        counted = counter.stop(cycles) if counter else {}
         cpu = cpu_seconds(admin) - cpu
         stats = commandstats(admin)
     finally:
@@ -128,7 +182,8 @@ def run_chatstate(url: str, cycles: int, effects: bool) -> dict[str, Any]:
     figures = per_cycle(stats, cycles, {})
     label = "chatstate effects" if effects else "chatstate"
     rate = round(cycles / seconds, 1)
-    return {"run": label, "cycles_per_s": rate, "cpu_us": round(cpu * 1e6 / cycles, 2), **figures}
+    cpu_us = round(cpu * 1e6 / cycles, 2)
+    return {"run": label, "cycles_per_s": rate, "cpu_us": cpu_us, **counted, **figures}
 
 
 def peer_available() -> bool:
@@ -137,7 +192,7 @@ def peer_available() -> bool:
     return installed and shutil.which("node") is not None
 
 
-def run_peer(url: str, cycles: int) -> dict[str, Any]:
+def run_peer(url: str, cycles: int, callgrind: str | None = None) -> dict[str, Any]:
     """``cycles`` cycles of the TypeScript peer on ``url``; the server's work per cycle."""
     admin = _client(url)
     command = ["node", str(PEER_SCRIPT), "--url", url, "--cycles", str(cycles)]
@@ -147,11 +202,15 @@ def run_peer(url: str, cycles: int) -> dict[str, Any]:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             _expect(proc, "ready")
+            counter = Callgrind(admin, callgrind) if callgrind else None
             admin.config_resetstat()
             cpu = cpu_seconds(admin)
+            if counter:
+                counter.start()
             proc.stdin.write("go\n")
             proc.stdin.flush()
             seconds = float(_expect(proc, "done").split()[1])
+            counted = counter.stop(cycles) if counter else {}
             cpu = cpu_seconds(admin) - cpu
             stats = commandstats(admin)
             proc.stdin.write("end\n")
@@ -161,7 +220,8 @@ def run_peer(url: str, cycles: int) -> dict[str, Any]:
                 raise RuntimeError(f"the peer exited with {proc.returncode}")
     figures = per_cycle(stats, cycles, PEER_SENT)
     rate = round(cycles / seconds, 1)
-    return {"run": "peer", "cycles_per_s": rate, "cpu_us": round(cpu * 1e6 / cycles, 2), **figures}
+    cpu_us = round(cpu * 1e6 / cycles, 2)
+    return {"run": "peer", "cycles_per_s": rate, "cpu_us": cpu_us, **counted, **figures}
 
 
 def _expect(proc: Any, word: str) -> str:
@@ -184,15 +244,16 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     effects, the peer when installed), ``cycles`` each, ``rounds`` interleaved rounds; each
     run's figures from its round of median server time, its median CPU, and the ratios."""
     url, cycles, effects = options.get("redis_url"), options["cycles"], options["effects"]
+    callgrind = options.get("callgrind")
     if not url:
         raise ValueError("--server-work resets the server's counters: give --redis-url")
     rounds: dict[str, list[dict[str, Any]]] = {}
     for _ in range(max(1, options.get("rounds") or 1)):
-        runs = [run_chatstate(url, cycles, False)]
+        runs = [run_chatstate(url, cycles, False, callgrind)]
         if effects:
-            runs.append(run_chatstate(url, cycles, True))
+            runs.append(run_chatstate(url, cycles, True, callgrind))
         if peer_available():
-            runs.append(run_peer(url, cycles))
+            runs.append(run_peer(url, cycles, callgrind))
         for r in runs:
             rounds.setdefault(r["run"], []).append(r)
     by = {}
@@ -202,7 +263,10 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         rounds_us = [r["server_us"] for r in results]
         by[name] = {**ranked[len(ranked) // 2], "cpu_us": cpu, "rounds_us": rounds_us}
     ratios = {}
-    for figure, label in (("server_us", ""), ("cpu_us", " (CPU)")):
+    figures = [("server_us", ""), ("cpu_us", " (CPU)")]
+    if callgrind:
+        figures += [("instructions", " (instructions)"), ("instructions_all", " (all instr.)")]
+    for figure, label in figures:
         if "peer" in by:
             ours, theirs = by["chatstate"][figure], by["peer"][figure]
             ratios[f"chatstate / peer{label}"] = round(ours / theirs, 2)
@@ -227,6 +291,12 @@ def format_figures(figures: dict[str, Any]) -> str:
         )
     for name, value in figures["ratios"].items():
         lines.append(f"{name}: {value:.2f}×")
+    for r in figures["runs"]:
+        if "instructions" in r:
+            lines.append(
+                f"{r['run']}: {r['instructions']:,} instructions per cycle in commands,"
+                f" {r['instructions_all']:,} in all (callgrind)"
+            )
     for r in figures["runs"]:
         inner = ", ".join(f"{c} {v['calls']:g}× {v['us']:.2f} µs" for c, v in r["inner"].items())
         lines.append(f"{r['run']} — scripts {r['scripts_per_cycle']}; inside: {inner}")

@@ -134,6 +134,14 @@ class Command(BaseCommand):
             help="with --server-work --adapter redis: the private server (its counters are reset)",
         )
         parser.add_argument(
+            "--callgrind",
+            default=None,
+            metavar="OUT",
+            help="with --server-work --adapter redis: the server runs under valgrind "
+            "--tool=callgrind --instr-atstart=no --callgrind-out-file=OUT; also count "
+            "instructions per cycle",
+        )
+        parser.add_argument(
             "--rounds",
             type=int,
             default=1,
