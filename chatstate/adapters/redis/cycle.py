@@ -6,7 +6,7 @@ the state, the claim, the release and every staged effect -- ``lua/effects.lua``
 nothing), a look of ``gather`` (``cycle_gather.lua``), renewal and abort: two round trips
 for a cycle, whatever it stages, with a lock or a slot (``lua/slots.lua``). A step with no
 effects staged runs the script without the effects library, so it costs what it did before
-effects existed.
+effects existed; one with effects runs the script with the libraries of the kinds staged.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ functions of ``lua/prelude.lua`` followed by its body; the adapter calls it by S
 Time is Redis's clock (``TIME``), in milliseconds, so hosts whose clocks drift agree on
 who holds a lease.
 
-Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json``):
+Stored records (all JSON text, written by Lua — ``cjson``, or joined as cjson writes them —
+or by Python's ``json``):
 
 * a lock, a field of the ``locks`` hash:
   ``[owner, strategy, metadata_json, acquired_ms, expires_ms, acquired_at|false,
