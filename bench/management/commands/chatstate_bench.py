@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -120,12 +121,42 @@ class Command(BaseCommand):
             metavar="N",
             help="with --outbox: entries one dispatch claims (default 100)",
         )
+        parser.add_argument(
+            "--server-work",
+            action="store_true",
+            help="the server's own work per cycle instead (counters of a private server, "
+            "chatstate and the peer when installed; per adapter: bench/serverwork_<adapter>.py)",
+        )
+        parser.add_argument(
+            "--redis-url",
+            default=None,
+            metavar="URL",
+            help="with --server-work --adapter redis: the private server (its counters are reset)",
+        )
+        parser.add_argument(
+            "--callgrind",
+            default=None,
+            metavar="OUT",
+            help="with --server-work --adapter redis: the server runs under valgrind "
+            "--tool=callgrind --instr-atstart=no --callgrind-out-file=OUT; also count "
+            "instructions per cycle",
+        )
+        parser.add_argument(
+            "--rounds",
+            type=int,
+            default=1,
+            metavar="N",
+            help="with --server-work: interleaved rounds, medians reported (default 1)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
             "--keep", action="store_true", help="leave the run's namespace in place afterwards"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["server_work"]:
+            self._server_work(options)
+            return
         if options["outbox"]:
             self._write(self._outbox(options), options)
             return
@@ -171,6 +202,20 @@ class Command(BaseCommand):
             return bench.run_outbox_bench(config, keep=options["keep"])
         except (ValueError, RuntimeError, ChatStateError) as exc:
             raise CommandError(str(exc)) from exc
+
+    def _server_work(self, options: dict[str, Any]) -> None:
+        """``--server-work``: ``bench.serverwork_<adapter>`` measures (``run(options)``) and
+        formats (``format_figures``)."""
+        try:
+            module = importlib.import_module(f"bench.serverwork_{options['adapter']}")
+        except ModuleNotFoundError as exc:
+            raise CommandError(f"--server-work is not available for {options['adapter']}") from exc
+        try:
+            figures = module.run(options)
+        except (ValueError, RuntimeError, ChatStateError) as exc:
+            raise CommandError(str(exc)) from exc
+        out = json.dumps(figures) if options["json"] else module.format_figures(figures)
+        self.stdout.write(out)
 
     def _phases(self) -> Callable[[str], None]:
         """A ``say`` for ``run_bench``: each phase on its own plain stderr line, with the

@@ -6,7 +6,7 @@ the state, the claim, the release and every staged effect -- ``lua/effects.lua``
 nothing), a look of ``gather`` (``cycle_gather.lua``), renewal and abort: two round trips
 for a cycle, whatever it stages, with a lock or a slot (``lua/slots.lua``). A step with no
 effects staged runs the script without the effects library, so it costs what it did before
-effects existed.
+effects existed; one with effects runs the script with the libraries of the kinds staged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from chatstate.adapters.redis.connection import EVAL
 from chatstate.adapters.redis.effects import effect_args, effect_keys
 from chatstate.adapters.redis.keys import Keys, member, text
 from chatstate.calls import CycleEntry, CycleRequest, Handover, Staged, lease_lost
-from chatstate.types import RESULTS
+from chatstate.types import RESULTS, LockResult
 from chatstate.validation import history_key
 
 T = TypeVar("T")
@@ -62,6 +62,11 @@ class RedisCycle:
         reply = yield (EVAL, scripts.CYCLE_ENTER, keys, args)
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
+        if len(reply) == 3:  # acquired and held, nothing dropped, taken over or read
+            entry = CycleEntry(True, bool(int(reply[1])), LockResult.ACQUIRED, held=True)
+            if reply[2] is not None:
+                entry.state = records.loads(reply[2])
+            return entry
         result = RESULTS[text(reply[2])]
         entry = CycleEntry(True, bool(int(reply[1])), result)
         if reply[3] is not None:
@@ -78,17 +83,20 @@ class RedisCycle:
         request: CycleRequest,
         staged: Staged,
         plain: scripts.LuaScript,
-        with_effects: scripts.LuaScript,
+        with_effects: dict[scripts.Kinds, scripts.LuaScript],
         keys: list[str],
         args: list[Any],
     ) -> Op[Handover]:
-        """Send a commit or drain step (with its staged effects, if any); its handover."""
+        """Send a commit or drain step (with its staged effects, if any, on the script with
+        the libraries of the kinds staged); its handover."""
         script = plain
         if staged.effects:
-            script = with_effects
+            script = with_effects[bool(staged.channel), bool(staged.lists), bool(staged.sends)]
             keys += effect_keys(self.keys, staged)
             args += effect_args(staged)
         reply = yield (EVAL, script, keys, args)
+        if reply == 1:  # released, nothing handed over
+            return Handover()
         code = int(reply[0])
         if code == 1:
             return records.handover(reply)
@@ -104,7 +112,7 @@ class RedisCycle:
                 request,
                 staged,
                 scripts.CYCLE_COMMIT,
-                scripts.CYCLE_COMMIT_EFFECTS,
+                scripts.CYCLE_COMMIT_STAGED,
                 [*k.lock(thread_id), k.ts, k.dd, k.ddc, k.tt],
                 [
                     thread_id,
@@ -128,7 +136,7 @@ class RedisCycle:
                 request,
                 staged,
                 scripts.CYCLE_DRAIN,
-                scripts.CYCLE_DRAIN_EFFECTS,
+                scripts.CYCLE_DRAIN_STAGED,
                 [*k.lock(thread_id), k.ts, k.ddc, k.tt, k.qseq],
                 [
                     thread_id,

@@ -9,7 +9,8 @@ functions of ``lua/prelude.lua`` followed by its body; the adapter calls it by S
 Time is Redis's clock (``TIME``), in milliseconds, so hosts whose clocks drift agree on
 who holds a lease.
 
-Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json``):
+Stored records (all JSON text, written by Lua — ``cjson``, or joined as cjson writes them —
+or by Python's ``json``):
 
 * a lock, a field of the ``locks`` hash:
   ``[owner, strategy, metadata_json, acquired_ms, expires_ms, acquired_at|false,
@@ -40,10 +41,11 @@ Stored records (all JSON text, written by Lua's ``cjson`` or by Python's ``json`
   still its time), and its attempts as a decimal string when Lua's numbers (14 significant
   digits when encoded) would not keep them exactly.
 
-Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``, ``effects.lua``,
-``load_lists.lua``) come between
-the prelude and the body of the scripts that use them only: Lua builds a script's functions
-each time it runs, so the hot scripts carry none they do not call. ``lua/slots.lua`` goes
+Each script carries only the prelude's functions it names, directly or through another
+(:func:`prelude_for`). Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``,
+``effects.lua``, ``load_lists.lua``) come between the prelude and the body of the scripts
+that use them only: Lua builds a script's functions each time it runs, so the hot scripts
+carry none they do not call. ``lua/slots.lua`` goes
 inside the branches that meet slots (a ``-- @slots`` line): a path that takes no slot never
 builds its functions.
 """
@@ -51,6 +53,7 @@ builds its functions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,22 +74,66 @@ class LuaScript:
 
     @classmethod
     def load(cls, name: str, *libraries: str) -> LuaScript:
-        """``lua/<name>.lua`` after the shared prelude and the ``libraries`` (``lua/*.lua``
-        defining functions only some scripts use: the others do not pay for them). A line
+        """``lua/<name>.lua`` after the prelude's functions it needs and the ``libraries``
+        (``lua/*.lua`` defining functions only some scripts use: the others do not pay for
+        them). A line
         ``-- @<library>`` of the body is replaced by that library: inside the branch that needs
         it, so the script's other paths never build its functions."""
-        parts = ("prelude", *libraries, name)
-        text = "".join(_read(part) for part in parts)
-        text = _INLINE.sub(lambda found: _read(found.group(1)), text)
+        text = "".join(_read(part) for part in (*libraries, name))
+        head, top = prelude_for(text)
+        # an inlined library brings the prelude's functions only it names along with it
+        text = _INLINE.sub(lambda found: _inline(found.group(1), top), text)
         label = name if not libraries else f"{name}+{'+'.join(libraries)}"
-        return cls(label, text)
+        return cls(label, head + text)
 
 
 _INLINE = re.compile(r"^[ \t]*-- @(\w+)[ \t]*\n", re.MULTILINE)
+#: A top-level function of the prelude, with the comment lines right above it.
+_FUNCTION = re.compile(r"^(?:--[^\n]*\n)*local function (\w+)", re.MULTILINE)
 
 
 def _read(part: str) -> str:
     return (LUA / f"{part}.lua").read_text(encoding="utf-8")
+
+
+def prelude_parts(prelude: str) -> tuple[str, list[tuple[str, str]]]:
+    """The prelude's head (kept by every script) and its functions, each (name, text)."""
+    found = list(_FUNCTION.finditer(prelude))
+    ends = [m.start() for m in found[1:]] + [len(prelude)]
+    head = prelude[: found[0].start()] if found else prelude
+    pairs = zip(found, ends, strict=True)
+    return head, [(m.group(1), prelude[m.start() : end]) for m, end in pairs]
+
+
+def prelude_for(text: str, present: frozenset[str] = frozenset()) -> tuple[str, frozenset[str]]:
+    """The prelude's head and the functions ``text`` names, and those they name in turn,
+    but those ``present`` (already defined); and the names now defined. Lua builds a
+    script's functions each time it runs (about 500 instructions each): a script carries
+    only those it may call."""
+    head, parts = prelude_parts(_read("prelude"))
+    code = {name: _COMMENT.sub("", part) for name, part in parts}
+    wanted, named = [_COMMENT.sub("", text)], set(present)
+    while wanted:
+        found = {n for n in code if n not in named and any(_names(n, t) for t in wanted)}
+        named |= found
+        wanted = [code[n] for n in found]
+    chosen = "".join(part for name, part in parts if name in named and name not in present)
+    return ("" if present else head) + chosen, frozenset(named)
+
+
+def _inline(library: str, present: frozenset[str]) -> str:
+    """``lua/<library>.lua`` for a ``-- @<library>`` line, after the prelude's functions it
+    names that the script does not define already."""
+    text = _read(library)
+    return prelude_for(text, present)[0] + text
+
+
+_COMMENT = re.compile(r"(?:^|(?<=\s))--[^\n]*", re.MULTILINE)
+
+
+def _names(name: str, code: str) -> bool:
+    """Whether Lua ``code`` names ``name`` (not as a field: ``x.name``, ``x:name``)."""
+    return re.search(rf"(?<![\w.:]){name}\b", code) is not None
 
 
 CLAIM = LuaScript.load("claim")
@@ -104,10 +151,28 @@ CYCLE_ENTER = LuaScript.load("cycle_enter")
 #: gathered) need the effects library; the common step with none runs without it (no extra
 #: work per cycle).
 EFFECTS = ("channel", "lists", "outbox", "effects")
+#: (channel operations, list appends, sends) staged → the step's script: each carries the
+#: libraries of the kinds staged only (building a library's functions costs each run).
+Kinds = tuple[bool, bool, bool]
+
+
+def _step_variants(name: str) -> dict[Kinds, LuaScript]:
+    """The step ``name`` with each combination of the channel, lists and outbox libraries."""
+    libraries = ("channel", "lists", "outbox")
+    variants = {}
+    for channel, lists, sends in itertools.product((False, True), repeat=3):
+        kinds = zip(libraries, (channel, lists, sends), strict=True)
+        chosen = [lib if on else f"no_{lib}" for lib, on in kinds]
+        variants[channel, lists, sends] = LuaScript.load(name, *chosen, "effects")
+    return variants
+
+
 CYCLE_COMMIT = LuaScript.load("cycle_commit", "no_effects")
-CYCLE_COMMIT_EFFECTS = LuaScript.load("cycle_commit", *EFFECTS)
+CYCLE_COMMIT_STAGED = _step_variants("cycle_commit")
+CYCLE_COMMIT_EFFECTS = CYCLE_COMMIT_STAGED[True, True, True]
 CYCLE_DRAIN = LuaScript.load("cycle_drain", "no_effects")
-CYCLE_DRAIN_EFFECTS = LuaScript.load("cycle_drain", *EFFECTS)
+CYCLE_DRAIN_STAGED = _step_variants("cycle_drain")
+CYCLE_DRAIN_EFFECTS = CYCLE_DRAIN_STAGED[True, True, True]
 CYCLE_RENEW = LuaScript.load("cycle_renew")
 CYCLE_GATHER = LuaScript.load("cycle_gather")
 CYCLE_ABORT = LuaScript.load("cycle_abort")
@@ -137,9 +202,9 @@ ALL = (
     COMPARE_AND_SET,
     CYCLE_ENTER,
     CYCLE_COMMIT,
-    CYCLE_COMMIT_EFFECTS,
+    *CYCLE_COMMIT_STAGED.values(),
     CYCLE_DRAIN,
-    CYCLE_DRAIN_EFFECTS,
+    *CYCLE_DRAIN_STAGED.values(),
     CYCLE_RENEW,
     CYCLE_GATHER,
     CYCLE_ABORT,

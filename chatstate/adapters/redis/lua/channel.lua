@@ -87,79 +87,144 @@ local function ch_split(s, object)
     end
 end
 
--- -1, 0 or 1: ``a`` against ``b`` by bytes.
-local function ch_bytes(a, b)
-    if a == b then return 0 end
-    for i = 1, math.min(#a, #b) do
-        local x, y = ch_byte(a, i), ch_byte(b, i)
-        if x ~= y then return x < y and -1 or 1 end
-    end
-    return #a < #b and -1 or 1
-end
-
--- The digits and sign of an integer's text ('-0' is 0).
-local function ch_int_parts(t)
-    local negative = ch_sub(t, 1, 1) == '-'
-    local digits = negative and ch_sub(t, 2) or t
-    local _, z = ch_find(digits, '^0*')
-    if z == #digits then return false, '0' end
-    return negative, ch_sub(digits, z + 1)
-end
-
--- -1, 0 or 1: magnitudes (digit strings without leading zeros).
-local function ch_magnitude(a, b)
-    if #a ~= #b then return #a < #b and -1 or 1 end
-    return ch_bytes(a, b)
-end
-
--- -1, 0 or 1: the integers of texts ``a`` and ``b``, exactly.
-local function ch_int_compare(a, b)
-    local na, da = ch_int_parts(a)
-    local nb, db = ch_int_parts(b)
-    if na ~= nb then return na and -1 or 1 end
-    local c = ch_magnitude(da, db)
-    return na and -c or c
-end
-
--- The sum of the integers of texts ``a`` and ``b``, exactly, as text.
-local function ch_int_add(a, b)
-    local na, da = ch_int_parts(a)
-    local nb, db = ch_int_parts(b)
-    local negative, sign = na, (na == nb) and 1 or -1
-    if sign < 0 then
-        local c = ch_magnitude(da, db)
-        if c == 0 then return '0' end
-        if c < 0 then da, db, negative = db, da, nb end  -- the larger magnitude first
-    end
-    local out, carry, i, j = {}, 0, #da, #db
-    while i > 0 or j > 0 or carry ~= 0 do
-        local x = (i > 0 and ch_byte(da, i) - 48 or 0)
-        local y = (j > 0 and ch_byte(db, j) - 48 or 0) * sign
-        local d = x + y + carry
-        carry = 0
-        if d < 0 then d, carry = d + 10, -1 elseif d > 9 then d, carry = d - 10, 1 end
-        out[#out + 1] = d
-        i, j = i - 1, j - 1
-    end
-    while #out > 1 and out[#out] == 0 do out[#out] = nil end
-    local digits = {}
-    for k = #out, 1, -1 do digits[#digits + 1] = out[k] end
-    local text = table.concat(digits)
-    return (negative and text ~= '0') and ('-' .. text) or text
-end
-
 local function ch_is_int(t) return ch_find(t, '^-?%d+$') ~= nil end
 local function ch_is_number(t) return ch_find(t, '^[-%d]') ~= nil end
 
--- A finite double as JSON text that Python reads back as the same float.
-local function ch_float(x)
-    local s
-    for digits = 15, 17 do
-        s = ch_format('%.' .. digits .. 'g', x)
-        if tonumber(s) == x then break end
+-- The rarer operations (big integers, floats, sorted lists), built on first use only:
+-- Lua builds a script's functions each time it runs.
+local function ch_extras()
+    -- -1, 0 or 1: ``a`` against ``b`` by bytes.
+    local function ch_bytes(a, b)
+        if a == b then return 0 end
+        for i = 1, math.min(#a, #b) do
+            local x, y = ch_byte(a, i), ch_byte(b, i)
+            if x ~= y then return x < y and -1 or 1 end
+        end
+        return #a < #b and -1 or 1
     end
-    if not ch_find(s, '[.en]') then s = s .. '.0' end
-    return s
+
+    -- The digits and sign of an integer's text ('-0' is 0).
+    local function ch_int_parts(t)
+        local negative = ch_sub(t, 1, 1) == '-'
+        local digits = negative and ch_sub(t, 2) or t
+        local _, z = ch_find(digits, '^0*')
+        if z == #digits then return false, '0' end
+        return negative, ch_sub(digits, z + 1)
+    end
+
+    -- -1, 0 or 1: magnitudes (digit strings without leading zeros).
+    local function ch_magnitude(a, b)
+        if #a ~= #b then return #a < #b and -1 or 1 end
+        return ch_bytes(a, b)
+    end
+
+    -- -1, 0 or 1: the integers of texts ``a`` and ``b``, exactly.
+    local function ch_int_compare(a, b)
+        local na, da = ch_int_parts(a)
+        local nb, db = ch_int_parts(b)
+        if na ~= nb then return na and -1 or 1 end
+        local c = ch_magnitude(da, db)
+        return na and -c or c
+    end
+
+    -- The sum of the integers of texts ``a`` and ``b``, exactly, as text.
+    local function ch_int_add(a, b)
+        local na, da = ch_int_parts(a)
+        local nb, db = ch_int_parts(b)
+        local negative, sign = na, (na == nb) and 1 or -1
+        if sign < 0 then
+            local c = ch_magnitude(da, db)
+            if c == 0 then return '0' end
+            if c < 0 then da, db, negative = db, da, nb end  -- the larger magnitude first
+        end
+        local out, carry, i, j = {}, 0, #da, #db
+        while i > 0 or j > 0 or carry ~= 0 do
+            local x = (i > 0 and ch_byte(da, i) - 48 or 0)
+            local y = (j > 0 and ch_byte(db, j) - 48 or 0) * sign
+            local d = x + y + carry
+            carry = 0
+            if d < 0 then d, carry = d + 10, -1 elseif d > 9 then d, carry = d - 10, 1 end
+            out[#out + 1] = d
+            i, j = i - 1, j - 1
+        end
+        while #out > 1 and out[#out] == 0 do out[#out] = nil end
+        local digits = {}
+        for k = #out, 1, -1 do digits[#digits + 1] = out[k] end
+        local text = table.concat(digits)
+        return (negative and text ~= '0') and ('-' .. text) or text
+    end
+
+
+    -- A finite double as JSON text that Python reads back as the same float.
+    local function ch_float(x)
+        local s
+        for digits = 15, 17 do
+            s = ch_format('%.' .. digits .. 'g', x)
+            if tonumber(s) == x then break end
+        end
+        if not ch_find(s, '[.en]') then s = s .. '.0' end
+        return s
+    end
+
+
+    -- The sort key of a scalar's text: {rank, value, text, position}; nil when not a scalar.
+    local function ch_scalar(t, position)
+        local c = ch_sub(t, 1, 1)
+        if c == 'n' then return {0, 0, t, position} end
+        if c == 'f' then return {1, 0, t, position} end
+        if c == 't' then return {1, 1, t, position} end
+        if c == '"' then return {3, ch_string(t), t, position} end
+        if c == '{' or c == '[' then return nil end
+        return {2, tonumber(t), t, position}
+    end
+
+    -- -1, 0 or 1: null < false < true < numbers by value < strings by code point.
+    local function ch_order(a, b)
+        if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
+        if a[1] == 3 then return ch_bytes(a[2], b[2]) end
+        if a[1] == 2 and (#a[3] > 15 or #b[3] > 15) and ch_is_int(a[3]) and ch_is_int(b[3]) then
+            return ch_int_compare(a[3], b[3])  -- beyond a double's exact integers
+        end
+        if a[2] == b[2] then return 0 end
+        return a[2] < b[2] and -1 or 1
+    end
+
+    -- A stable sort's order: by scalar order, then by position.
+    local function ch_before(a, b)
+        local c = ch_order(a, b)
+        if c ~= 0 then return c < 0 end
+        return a[4] < b[4]
+    end
+
+    -- ``add`` / ``discard`` of the scalar text ``item`` on the value ``current`` (nil: absent).
+    local function ch_add(op, current, item)
+        local items = {}
+        if current and ch_sub(current, 1, 1) == '[' then items = ch_split(current, false) end
+        local wanted = ch_scalar(item, 0)
+        local kept, same = {}, nil
+        for n, t in ipairs(items) do
+            local s = ch_scalar(t, n)
+            if s then
+                if ch_order(s, wanted) == 0 then same = same or s else kept[#kept + 1] = s end
+            end
+        end
+        if op == 'add' then
+            local chosen = same or wanted
+            chosen[4] = #items + 1  -- appended, then sorted (stably)
+            kept[#kept + 1] = chosen
+            table.sort(kept, ch_before)
+        end
+        local texts = {}
+        for n, s in ipairs(kept) do texts[n] = s[3] end
+        return '[' .. table.concat(texts, ',') .. ']'
+    end
+    return {int_add = ch_int_add, float = ch_float, add = ch_add}
+end
+
+local ch_built = false
+local function ch_more()
+    if not ch_built then ch_built = ch_extras() end
+    return ch_built
 end
 
 -- ``incr``: the text of (the number ``current``, or 0) + ``by``; nil when not finite.
@@ -169,63 +234,11 @@ local function ch_incr(current, by)
         if #current < 16 and #by < 16 then  -- both below 10^15: a double adds them exactly
             return ch_format('%d', tonumber(current) + tonumber(by))
         end
-        return ch_int_add(current, by)
+        return ch_more().int_add(current, by)
     end
     local x = tonumber(current) + tonumber(by)
     if x ~= x or x == math.huge or x == -math.huge then return nil end
-    return ch_float(x)
-end
-
--- The sort key of a scalar's text: {rank, value, text, position}; nil when not a scalar.
-local function ch_scalar(t, position)
-    local c = ch_sub(t, 1, 1)
-    if c == 'n' then return {0, 0, t, position} end
-    if c == 'f' then return {1, 0, t, position} end
-    if c == 't' then return {1, 1, t, position} end
-    if c == '"' then return {3, ch_string(t), t, position} end
-    if c == '{' or c == '[' then return nil end
-    return {2, tonumber(t), t, position}
-end
-
--- -1, 0 or 1: null < false < true < numbers by value < strings by code point.
-local function ch_order(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
-    if a[1] == 3 then return ch_bytes(a[2], b[2]) end
-    if a[1] == 2 and (#a[3] > 15 or #b[3] > 15) and ch_is_int(a[3]) and ch_is_int(b[3]) then
-        return ch_int_compare(a[3], b[3])  -- beyond a double's exact integers
-    end
-    if a[2] == b[2] then return 0 end
-    return a[2] < b[2] and -1 or 1
-end
-
--- A stable sort's order: by scalar order, then by position.
-local function ch_before(a, b)
-    local c = ch_order(a, b)
-    if c ~= 0 then return c < 0 end
-    return a[4] < b[4]
-end
-
--- ``add`` / ``discard`` of the scalar text ``item`` on the value ``current`` (nil: absent).
-local function ch_add(op, current, item)
-    local items = {}
-    if current and ch_sub(current, 1, 1) == '[' then items = ch_split(current, false) end
-    local wanted = ch_scalar(item, 0)
-    local kept, same = {}, nil
-    for n, t in ipairs(items) do
-        local s = ch_scalar(t, n)
-        if s then
-            if ch_order(s, wanted) == 0 then same = same or s else kept[#kept + 1] = s end
-        end
-    end
-    if op == 'add' then
-        local chosen = same or wanted
-        chosen[4] = #items + 1  -- appended, then sorted (stably)
-        kept[#kept + 1] = chosen
-        table.sort(kept, ch_before)
-    end
-    local texts = {}
-    for n, s in ipairs(kept) do texts[n] = s[3] end
-    return '[' .. table.concat(texts, ',') .. ']'
+    return ch_more().float(x)
 end
 
 -- The map text ``stored`` (false: none) after the ``count`` operations in ARGV from
@@ -248,7 +261,7 @@ local function apply_channel_ops(stored, at, count)
                     return nil, 'incr of ' .. token .. ' gives a number out of range'
                 end
             elseif op ~= 'set' then
-                value = ch_add(op, current, value)
+                value = ch_more().add(op, current, value)
             end
             if not n then
                 n = #keys + 1

@@ -40,16 +40,16 @@ local function remove_taken(plan, q, qkeys, key)
     if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
 end
 
--- Write the prepared ``plan``.
-local function write_effects(plan, now)
+-- Write the prepared ``plan``; ``now_text``: ``now`` as text, when the caller has it.
+local function write_effects(plan, now, now_text)
     local kb, thread = plan.kb, plan.thread
     if plan.channel then
         redis.call('HSET', KEYS[kb], plan.channel, plan.text)
-        touch(KEYS[kb + 1], plan.channel, now)
+        touch(KEYS[kb + 1], plan.channel, now_text or now)
     end
     if plan.subscribe == '1' then
         redis.call('SADD', KEYS[kb + 2], thread)
-        touch(KEYS[kb + 3], thread, now)
+        touch(KEYS[kb + 3], thread, now_text or now)
     elseif plan.subscribe == '0' then
         redis.call('SREM', KEYS[kb + 2], thread)
         redis.call('ZREM', KEYS[kb + 3], thread)

@@ -7,6 +7,39 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ``now_ms()`` and its decimal text: the text goes into records and commands as it is (a
+-- number passed to a command or joined to a string is formatted as a float each time).
+local function clock()
+    local t = redis.call('TIME')
+    local text = t[1] .. string.sub(string.rep('0', 6 - #t[2]) .. t[2], 1, 3)
+    return tonumber(text), text
+end
+
+-- The record of a claim in progress (see scripts.py), as cjson would write it: joined as
+-- text (cjson.encode of a table costs a buffer and a float formatting per number).
+local function claim_record(owner, thread, expires_ms)
+    return '[' .. cjson.encode(owner) .. ',' .. cjson.encode(thread) .. ',' .. expires_ms
+        .. ',false]'
+end
+
+-- Where ``rec`` (a record whose first element is an owner) goes on after ``owner``, read
+-- from its text when it starts as cjson writes it; nil when only decoding can tell.
+local function after_owner(rec, owner)
+    local head = '[' .. cjson.encode(owner) .. ','
+    if string.sub(rec, 1, #head) == head then return #head + 1 end
+    return nil
+end
+
+-- Whether the lock record ``rec`` is ``owner``'s, not held by slots (those have
+-- 'concurrent' next), read from its text; nil when only decoding can tell.
+local function owns(rec, owner)
+    local at = rec and after_owner(rec, owner)
+    if not at then return nil end
+    local strategy = string.sub(rec, at, at + 11)
+    if string.sub(strategy, 1, 1) ~= '"' or strategy == '"concurrent"' then return nil end
+    return true
+end
+
 -- Whether the lock ``key`` (or one of its slots) is held by ``owner`` with its lease running.
 local function holding(locks, key, owner, now)
     local rec = redis.call('HGET', locks, key)
@@ -46,7 +79,8 @@ local function trim(dd, ddc, ddt, locks, limit, min_age, now, dry)
         if dry then return n end
         local left = n
         while left > 0 do
-            local items = redis.call('ZPOPMIN', dd, math.min(left, 1000))
+            local items = left == 1 and redis.call('ZPOPMIN', dd)
+                or redis.call('ZPOPMIN', dd, math.min(left, 1000))
             for i = 1, #items, 2 do redis.call('HDEL', ddt, items[i]) end
             left = left - #items / 2
             if #items == 0 then break end
@@ -75,29 +109,31 @@ end
 -- (false: done at once). A member already held is a duplicate (0); one whose claim is in
 -- progress and dead is taken over in its place. A new member is the newest; the window is
 -- then trimmed. (A duplicate still advances the counter: scores only need to grow, ranks
--- make the window.)
-local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now)
-    if redis.call('ZADD', dd, 'NX', redis.call('INCR', seq), member) == 0 then
+-- make the window.) ``now_text``: ``now`` as text, when the caller has it.
+local function claim(dd, seq, ddc, ddt, locks, member, limit, min_age, rec, now, now_text)
+    local position = string.format('%d', redis.call('INCR', seq))
+    if redis.call('ZADD', dd, 'NX', position, member) == 0 then
         if holds(ddc, locks, member, now) then return 0 end
     else
-        redis.call('HSET', ddt, member, now)
+        redis.call('HSET', ddt, member, now_text or now)
         trim(dd, ddc, ddt, locks, limit, min_age, now, false)
     end
     if rec then redis.call('HSET', ddc, member, rec) else redis.call('HDEL', ddc, member) end
     return 1
 end
 
--- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``.
+-- Pop up to ``limit`` (nil: all) oldest entries of the pending list ``q``. An empty list
+-- costs one read (``qkeys`` holds the keys of lists that are not empty).
 local function take_entries(q, qkeys, key, limit)
-    local items
+    local items = redis.call('LRANGE', q, '0', limit and limit - 1 or '-1')
+    if #items == 0 then return items end
     if limit then
-        items = redis.call('LRANGE', q, 0, limit - 1)
-        if #items > 0 then redis.call('LTRIM', q, #items, -1) end
+        redis.call('LTRIM', q, #items, -1)
+        if redis.call('LLEN', q) > 0 then return items end
     else
-        items = redis.call('LRANGE', q, 0, -1)
         redis.call('DEL', q)
     end
-    if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+    redis.call('SREM', qkeys, key)
     return items
 end
 
@@ -117,8 +153,10 @@ end
 
 -- ``lock`` for a non-concurrent strategy; an expired lease counts as free (a key held by
 -- slots is held until its latest slot's lease ends). Returns {result, dropped entries, the
--- expired holder taken over (or false; slots are not reported)}.
-local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now)
+-- expired holder taken over (or false; slots are not reported)}. ``texts``: now, the lease's
+-- end and ttl as text, when the caller has them.
+local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now,
+                    texts)
     local rec = redis.call('HGET', locks, key)
     local previous = false
     if rec then
@@ -144,8 +182,11 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
         end
         previous = not held[9] and held[1]
     end
-    redis.call('HSET', locks, key,
-               cjson.encode({owner, strategy, meta, now, now + ttl, false, false, ttl}))
+    texts = texts or {string.format('%d', now), string.format('%d', now + ttl),
+                      string.format('%d', ttl)}
+    redis.call('HSET', locks, key, '[' .. cjson.encode(owner) .. ',' .. cjson.encode(strategy)
+               .. ',' .. cjson.encode(meta) .. ',' .. texts[1] .. ',' .. texts[2]
+               .. ',false,false,' .. texts[3] .. ']')
     return {'acquired', {}, previous}
 end
 
@@ -175,15 +216,20 @@ end
 -- is pending, else keep the lock (its lease renewed by its ttl). Returns {1, '', entries,
 -- expired} when released, {0, holder} when ``owner`` does not hold it ('' holder: nobody), {3}
 -- when the key is held by slots (``lua/slots.lua`` releases a slot; '' frees them all here).
-local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now)
-    local rec = redis.call('HGET', locks, key)
-    local held = rec and cjson.decode(rec)
-    if owner ~= '' and (not held or held[1] ~= owner or held[9]) then
-        return held and held[9] and {3} or {0, held and held[1] or ''}
+-- ``mine``: the caller has just read that ``owner`` holds it (not by slots): not read again.
+local function release(locks, q, qkeys, key, owner, only_if_idle, pending_ttl, now, mine)
+    local rec, held = mine, nil
+    if not mine then
+        rec = redis.call('HGET', locks, key)
+        held = rec and cjson.decode(rec)
+        if owner ~= '' and (not held or held[1] ~= owner or held[9]) then
+            return held and held[9] and {3} or {0, held and held[1] or ''}
+        end
     end
     local expired = expire(q, qkeys, key, pending_ttl, now)
     local entries = take_entries(q, qkeys, key, nil)
     if only_if_idle and #entries > 0 then
+        held = held or cjson.decode(rec)
         held[5] = now + tonumber(held[8] or (tonumber(held[5]) - tonumber(held[4])))
         held[7] = false
         redis.call('HSET', locks, key, cjson.encode(held))
