@@ -83,9 +83,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="chatstate.W001",
             )
         )
-    extra = getattr(adapter, "check", None)
-    if callable(extra):
-        errors.extend(extra())
+    errors.extend(adapter._do_check())
     return errors
 
 
@@ -214,14 +212,11 @@ def check_persistence(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         adapter = build_adapter()
     except (ImportError, TypeError, ValueError):
         return []
-    persistence = getattr(adapter, "persistence", None)
-    if persistence is None:
-        return []
     try:
-        info = persistence()
+        info = adapter._do_persistence()
     except (ChatStateError, OSError, Exception):  # unreachable: not this check's to say
         return []
-    if int(info.get("aof_enabled", 0)):
+    if info is None or int(info.get("aof_enabled", 0)):
         return []
     return [
         checks.Warning(

@@ -209,7 +209,7 @@ class MessageCycle(Staging):
 
     def __enter__(self) -> MessageCycle:
         try:
-            entry = self._adapter.cycle_enter(self.request)
+            entry = self._adapter._do_cycle_enter(self.request)
         except Exception:
             # The entry may have run on the server (a lost reply): undo what is ours, if any.
             self._abort()
@@ -221,7 +221,7 @@ class MessageCycle(Staging):
 
     def _abort(self) -> None:
         try:
-            self._aborted(self._adapter.cycle_abort(self.request))
+            self._aborted(self._adapter._do_cycle_abort(self.request))
         except Exception as exc:  # the lease will free the claim and the lock
             self._abort_failed(exc)
 
@@ -243,7 +243,7 @@ class MessageCycle(Staging):
             return
         try:
             step = self._staged()
-            handover = self._adapter.cycle_commit(self.request, step)
+            handover = self._adapter._do_cycle_commit(self.request, step)
         except LeaseLost as lost:
             raise self._lost(lost) from None  # nothing of ours to undo
         except Exception:
@@ -272,7 +272,7 @@ class MessageCycle(Staging):
         while True:
             step = self._step()
             try:
-                handover = self._adapter.cycle_drain(self.request, step, finished)
+                handover = self._adapter._do_cycle_drain(self.request, step, finished)
             except LeaseLost as lost:
                 raise self._lost(lost) from None
             entry = self._stepped(step, handover)
@@ -295,7 +295,7 @@ class MessageCycle(Staging):
         gathering = Gathering(window, max_wait)
         try:
             entries = gather(
-                lambda: self._adapter.cycle_gather(self.request), gathering, self._handed
+                lambda: self._adapter._do_cycle_gather(self.request), gathering, self._handed
             )
         except LeaseLost as lost:
             raise self._lost(lost) from None
@@ -335,7 +335,7 @@ class AsyncMessageCycle(MessageCycle):
 
     async def __aenter__(self) -> AsyncMessageCycle:
         try:
-            entry = await self._adapter.acycle_enter(self.request)
+            entry = await self._adapter._do_acycle_enter(self.request)
         except Exception:
             await self._aabort()
             raise
@@ -346,7 +346,7 @@ class AsyncMessageCycle(MessageCycle):
 
     async def _aabort(self) -> None:
         try:
-            self._aborted(await self._adapter.acycle_abort(self.request))
+            self._aborted(await self._adapter._do_acycle_abort(self.request))
         except Exception as exc:
             self._abort_failed(exc)
 
@@ -372,7 +372,7 @@ class AsyncMessageCycle(MessageCycle):
             return
         try:
             step = self._staged()
-            handover = await self._adapter.acycle_commit(self.request, step)
+            handover = await self._adapter._do_acycle_commit(self.request, step)
         except LeaseLost as lost:
             raise self._lost(lost) from None
         except Exception:
@@ -387,7 +387,7 @@ class AsyncMessageCycle(MessageCycle):
         gathering = Gathering(window, max_wait)
         try:
             entries = await agather(
-                lambda: self._adapter.acycle_gather(self.request), gathering, self._handed
+                lambda: self._adapter._do_acycle_gather(self.request), gathering, self._handed
             )
         except LeaseLost as lost:
             raise self._lost(lost) from None
@@ -401,7 +401,7 @@ class AsyncMessageCycle(MessageCycle):
         while True:
             step = self._step()
             try:
-                handover = await self._adapter.acycle_drain(self.request, step, finished)
+                handover = await self._adapter._do_acycle_drain(self.request, step, finished)
             except LeaseLost as lost:
                 raise self._lost(lost) from None
             entry = self._stepped(step, handover)

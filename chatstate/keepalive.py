@@ -94,7 +94,7 @@ class Renewer:
     def _renew(self, cycle: Watched) -> None:
         request = cycle.request
         try:
-            held = cycle.backend.cycle_renew(request)
+            held = cycle.backend._do_cycle_renew(request)
         except ChatStateError:
             held, delay = True, request.ttl * RETRY_SHARE
         else:
@@ -126,7 +126,7 @@ async def keep_alive(cycle: Watched) -> None:
     while True:
         await asyncio.sleep(delay)
         try:
-            held = await cycle.backend.acycle_renew(request)
+            held = await cycle.backend._do_acycle_renew(request)
         except ChatStateError:
             delay = request.ttl * RETRY_SHARE
             continue

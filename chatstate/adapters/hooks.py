@@ -12,8 +12,8 @@ implement every abstract hook below. Then run the conformance suite against it. 
 
 Every hook has an async path. By default a hook runs in a worker thread. A backend with an
 asyncio client may write its hooks as :func:`operations
-<chatstate.adapters.operations.operation>`. It then implements :meth:`drive` and
-:meth:`adrive`, and the async twins run natively."""
+<chatstate.adapters.operations.operation>`. It then implements :meth:`_drive` and
+:meth:`_adrive`, and the async twins run natively."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ class StateBackend(CheckedCalls, abc.ABC):
     def _do_is_duplicate(self, key: DedupeKey) -> bool:
         """Whether ``key`` is in the window.
 
-        A key is in the window when done, or in progress and alive. See :meth:`cycle_enter`."""
+        A key is in the window when done, or in progress and alive. See :meth:`_do_cycle_enter`."""
 
     @abc.abstractmethod
     def _do_claim_dedupe(self, key: DedupeKey, limit: int, min_age: float) -> bool:
@@ -229,12 +229,12 @@ class StateBackend(CheckedCalls, abc.ABC):
     # A cycle's dedupe claim is *in progress* until the commit or the first drain step
     # marks it *done*. The cycle's owner holds it. It is alive while its own lease runs, or
     # while the owner holds the lock on the cycle's thread. The lease is ``ttl`` from the
-    # entry, renewed by ``cycle_renew``. A claim whose lease ran out does not make its
+    # entry, renewed by ``_do_cycle_renew``. A claim whose lease ran out does not make its
     # message a duplicate: the next delivery takes the claim over. Claims made by
     # ``claim_dedupe`` and ``mark_dedupe`` are done at once.
 
     @abc.abstractmethod
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+    def _do_cycle_enter(self, request: CycleRequest) -> CycleEntry:
         """One atomic step: claim the dedupe key, take the lock, read subscription and state.
 
         The window is trimmed as by :meth:`_do_claim_dedupe`.
@@ -261,7 +261,7 @@ class StateBackend(CheckedCalls, abc.ABC):
         time."""
 
     @abc.abstractmethod
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
+    def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         """One atomic step after a clean block: write what is ``staged`` and release the lock.
 
         It runs for a cycle that holds its thread, or runs ``concurrent``. ``staged`` holds
@@ -275,25 +275,27 @@ class StateBackend(CheckedCalls, abc.ABC):
         claim is no longer in progress for ``request.owner``."""
 
     @abc.abstractmethod
-    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
+    def _do_cycle_drain(
+        self, request: CycleRequest, staged: Staged, finished: str | None
+    ) -> Handover:
         """One atomic step of ``MessageCycle.drain``.
 
-        It writes what is ``staged``, as :meth:`cycle_commit` does. It removes the pending
+        It writes what is ``staged``, as :meth:`_do_cycle_commit` does. It removes the pending
         entry ``finished`` by its ``id``, if still queued. It drops expired entries. Then it
         hands out the oldest entry left, as ``entries == [it]``. That entry stays queued
         until finished, and the lease is renewed by ``request.ttl``. When no entry is left,
         it releases the lock and ``entries == []``. ``LeaseLost`` as for
-        :meth:`cycle_commit`, and nothing changes."""
+        :meth:`_do_cycle_commit`, and nothing changes."""
 
     @abc.abstractmethod
-    def cycle_renew(self, request: CycleRequest) -> bool:
+    def _do_cycle_renew(self, request: CycleRequest) -> bool:
         """Renew the cycle's lease by ``request.ttl``.
 
         That is the lock's lease, or the claim's under ``concurrent``. False, and nothing
         changes, when the lease is no longer this owner's."""
 
     @abc.abstractmethod
-    def cycle_gather(self, request: CycleRequest) -> Handover:
+    def _do_cycle_gather(self, request: CycleRequest) -> Handover:
         """The entries queued behind the cycle's thread that no other holder was handed.
 
         ``entries`` is oldest first. Nothing is removed: a commit removes those it was
@@ -302,7 +304,7 @@ class StateBackend(CheckedCalls, abc.ABC):
         to another holder."""
 
     @abc.abstractmethod
-    def cycle_abort(self, request: CycleRequest) -> bool:
+    def _do_cycle_abort(self, request: CycleRequest) -> bool:
         """One atomic step after a failed block: withdraw the claim and release the lock.
 
         The claim is withdrawn if still in progress and ``request.owner``'s. The result is
@@ -310,31 +312,31 @@ class StateBackend(CheckedCalls, abc.ABC):
         ``request.owner`` holds it. Its pending entries are kept for the next holder. It is
         safe after a commit whose outcome is unknown."""
 
-    async def acycle_enter(self, request: CycleRequest) -> CycleEntry:
-        """:meth:`cycle_enter` from async code."""
-        return await self._arun(self.cycle_enter, request)
+    async def _do_acycle_enter(self, request: CycleRequest) -> CycleEntry:
+        """:meth:`_do_cycle_enter` from async code."""
+        return await self._arun(self._do_cycle_enter, request)
 
-    async def acycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
-        """:meth:`cycle_commit` from async code."""
-        return await self._arun(self.cycle_commit, request, staged)
+    async def _do_acycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
+        """:meth:`_do_cycle_commit` from async code."""
+        return await self._arun(self._do_cycle_commit, request, staged)
 
-    async def acycle_drain(
+    async def _do_acycle_drain(
         self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Handover:
-        """:meth:`cycle_drain` from async code."""
-        return await self._arun(self.cycle_drain, request, staged, finished)
+        """:meth:`_do_cycle_drain` from async code."""
+        return await self._arun(self._do_cycle_drain, request, staged, finished)
 
-    async def acycle_renew(self, request: CycleRequest) -> bool:
-        """:meth:`cycle_renew` from async code."""
-        return await self._arun(self.cycle_renew, request)
+    async def _do_acycle_renew(self, request: CycleRequest) -> bool:
+        """:meth:`_do_cycle_renew` from async code."""
+        return await self._arun(self._do_cycle_renew, request)
 
-    async def acycle_gather(self, request: CycleRequest) -> Handover:
-        """:meth:`cycle_gather` from async code."""
-        return await self._arun(self.cycle_gather, request)
+    async def _do_acycle_gather(self, request: CycleRequest) -> Handover:
+        """:meth:`_do_cycle_gather` from async code."""
+        return await self._arun(self._do_cycle_gather, request)
 
-    async def acycle_abort(self, request: CycleRequest) -> bool:
-        """:meth:`cycle_abort` from async code."""
-        return await self._arun(self.cycle_abort, request)
+    async def _do_acycle_abort(self, request: CycleRequest) -> bool:
+        """:meth:`_do_cycle_abort` from async code."""
+        return await self._arun(self._do_cycle_abort, request)
 
     # -- snapshots and housekeeping ------------------------------------------------------
 
@@ -371,27 +373,37 @@ class StateBackend(CheckedCalls, abc.ABC):
         ``None`` when none is recorded. Activity is a dedupe key claimed, a lock taken or a
         state written. Loading a snapshot counts."""
 
+    # -- optional hooks, with their defaults ---------------------------------------------
+
+    def _do_check(self) -> list[Any]:
+        """System-check messages about this backend's configuration; none by default."""
+        return []
+
+    def _do_persistence(self) -> dict[str, Any] | None:
+        """What the server keeps over a restart, as ``INFO persistence``; None if unknown."""
+        return None
+
     # -- running hooks -------------------------------------------------------------------
 
     async def _arun(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the hook ``fn`` from async code.
 
         An :func:`operation <chatstate.adapters.operations.operation>` runs natively through
-        :meth:`adrive`. Other hooks run in a worker thread, as Django's ORM needs."""
+        :meth:`_adrive`. Other hooks run in a worker thread, as Django's ORM needs."""
         gen = operation_of(fn)
         if gen is not None:
-            return await self.adrive(gen(self, *args))
+            return await self._adrive(gen(self, *args))
         return await sync_to_async(fn)(*args)
 
-    def drive(self, op: Op[T]) -> T:
+    def _drive(self, op: Op[T]) -> T:
         """Run an operation on the blocking client.
 
         An operation is a hook written as a generator of requests. A backend that writes its
         hooks as operations implements this."""
         raise NotImplementedError(f"{type(self).__name__} runs no operations")
 
-    async def adrive(self, op: Op[T]) -> T:
+    async def _adrive(self, op: Op[T]) -> T:
         """Run an operation from async code.
 
-        By default, :meth:`drive` runs in a worker thread."""
-        return await sync_to_async(self.drive)(op)
+        By default, :meth:`_drive` runs in a worker thread."""
+        return await sync_to_async(self._drive)(op)

@@ -3,8 +3,8 @@
 Some drivers have both a blocking and an asyncio client, like Redis and psycopg. A backend
 on one may write a hook as a generator. The generator yields each request it needs sent, and
 receives its reply. It holds the operation's logic, free of I/O. :func:`operation` turns it
-into the sync hook, run by the adapter's :meth:`drive`. The adapter's async twins run the
-same generator on the asyncio client, through :meth:`adrive`. So no operation is written
+into the sync hook, run by the adapter's :meth:`_drive`. The adapter's async twins run the
+same generator on the asyncio client, through :meth:`_adrive`. So no operation is written
 twice."""
 
 from __future__ import annotations
@@ -26,23 +26,23 @@ ROW, COUNT = "row", "count"
 
 
 class Driven(Protocol):
-    """An adapter that runs operations: :meth:`drive` on its blocking client."""
+    """An adapter that runs operations: :meth:`_drive` on its blocking client."""
 
-    def drive(self, op: Op[T]) -> T: ...
+    def _drive(self, op: Op[T]) -> T: ...
 
 
 D = TypeVar("D", bound=Driven)
 
 
 def operation(gen: Callable[Concatenate[D, P], Op[T]]) -> Callable[Concatenate[D, P], T]:
-    """The sync hook running the operation ``gen`` through ``self.drive``.
+    """The sync hook running the operation ``gen`` through ``self._drive``.
 
     The generator stays reachable as the hook's ``operation`` attribute, for the async
     driver."""
 
     @functools.wraps(gen)
     def hook(self: D, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self.drive(gen(self, *args, **kwargs))
+        return self._drive(gen(self, *args, **kwargs))
 
     hook.operation = gen  # type: ignore[attr-defined]
     return hook

@@ -109,7 +109,7 @@ def test_an_abort_after_a_commit_that_ran_undoes_nothing(store: Any) -> None:
     with store.handle_message(KEY, thread_id="t", owner="a", strategy="queue") as msg:
         msg.state["n"] = 1
     assert store.lock("t", "b", ttl=60) is LockResult.ACQUIRED
-    store.cycle_abort(msg.request)
+    store._do_cycle_abort(msg.request)
     assert store.is_duplicate(KEY)
     assert store.thread_state("t") == {"n": 1}
     assert store.snapshot().locks["t"]["owner"] == "b"
@@ -122,7 +122,7 @@ def test_an_abort_withdraws_only_its_own_claim(store: Any) -> None:
     outlive()
     with store.handle_message(KEY, thread_id="t", owner="b", ttl=60) as again:
         assert again.acquired
-        store.cycle_abort(first.request)  # the dead holder's cleanup, late
+        store._do_cycle_abort(first.request)  # the dead holder's cleanup, late
         assert store.is_duplicate(KEY)
         assert store.snapshot().locks["t"]["owner"] == "b"
         again.state["n"] = 2

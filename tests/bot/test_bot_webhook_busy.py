@@ -281,7 +281,7 @@ LEASE = 1.0
 def fail_next_commit(store: Any, monkeypatch: pytest.MonkeyPatch, *, ran: bool) -> None:
     """Make ``store``'s next commit raise ``BackendUnavailable``: before it reaches the
     store (the connection died: nothing written), or with ``ran`` after the store ran it (its
-    reply was lost). A commit is ``cycle_commit``, or a drain's step (``cycle_drain``: the
+    reply was lost). A commit is ``_do_cycle_commit``, or a drain's step (``_do_cycle_drain``: the
     handler drains, so its last step writes and releases). A fault at the backend's hooks, on
     the real store; connections actually cut are ``tests/faults/test_lost_replies.py``'s."""
     cls, armed = type(store), [True]
@@ -312,9 +312,10 @@ def fail_next_commit(store: Any, monkeypatch: pytest.MonkeyPatch, *, ran: bool) 
 
         return step
 
-    for name in ("cycle_commit", "cycle_drain"):
+    for step in ("commit", "drain"):
+        name, aname = f"_do_cycle_{step}", f"_do_acycle_{step}"
         monkeypatch.setattr(cls, name, failing(getattr(cls, name)))
-        monkeypatch.setattr(cls, f"a{name}", afailing(getattr(cls, f"a{name}")))
+        monkeypatch.setattr(cls, aname, afailing(getattr(cls, aname)))
 
 
 def redeliver(send: Callable[[Any], Any], data: dict[str, Any]) -> Any:

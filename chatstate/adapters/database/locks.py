@@ -150,7 +150,7 @@ class LockRows(SlotRows):
         )
 
     def _gather(self, request: CycleRequest) -> Handover:
-        """Inside a write transaction: one look of ``msg.gather()`` (see ``cycle_gather``)."""
+        """Inside a write transaction: one look of ``msg.gather()`` (see ``_do_cycle_gather``)."""
         held = self._lock_row(request.thread_id)
         if held is None or held.owner != request.owner:
             raise lease_lost(request, (held.owner or None) if held else None)

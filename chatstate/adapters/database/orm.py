@@ -8,9 +8,8 @@ the message's dedupe entry. Then come the thread's lock and state. Last come the
 commit stages (:mod:`.effects`): the channel row, the list heads in key order, the
 subscription and the outbox rows.
 
-A vendor with a faster path registers a subclass, as ``PostgresStateAdapter`` does with
-``vendor="postgresql"``. ``DatabaseStateAdapter(...)`` then builds that subclass on that
-vendor. ``fast_sql=False`` keeps the ORM path.
+A vendor with a faster path registers a subclass (``PostgresStateAdapter``), which
+``DatabaseStateAdapter(...)`` builds on that vendor. ``fast_sql=False`` keeps the ORM path.
 """
 
 from __future__ import annotations
@@ -269,7 +268,7 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
 
     # -- the message cycle ---------------------------------------------------------------
 
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+    def _do_cycle_enter(self, request: CycleRequest) -> CycleEntry:
         key, thread_id = request.dedupe_key, request.thread_id
         if self._done(key):
             return CycleEntry(False, self._read(lambda: self._subscribed(thread_id)))
@@ -334,7 +333,7 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
             self.write_effects(request.thread_id, staged)
         return held
 
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
+    def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         def commit() -> Handover:
             held = self._settle(request, staged)
             if held is None:
@@ -346,7 +345,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
 
         return self._retry(commit)
 
-    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
+    def _do_cycle_drain(
+        self, request: CycleRequest, staged: Staged, finished: str | None
+    ) -> Handover:
         def step() -> Handover:
             held = self._settle(request, staged)
             assert held is not None  # drain is for cycles that hold their thread
@@ -366,7 +367,7 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
 
         return self._retry(step)
 
-    def cycle_renew(self, request: CycleRequest) -> bool:
+    def _do_cycle_renew(self, request: CycleRequest) -> bool:
         if request.locks:
             return self._do_extend_lock(request.thread_id, request.owner, request.ttl)
 
@@ -380,10 +381,10 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
 
         return self._write(renew)
 
-    def cycle_gather(self, request: CycleRequest) -> Handover:
+    def _do_cycle_gather(self, request: CycleRequest) -> Handover:
         return self._write(lambda: self._gather(request))
 
-    def cycle_abort(self, request: CycleRequest) -> bool:
+    def _do_cycle_abort(self, request: CycleRequest) -> bool:
         def abort() -> bool:
             window = self.window()
             deleted, _ = self._entry(request.dedupe_key).filter(owner=request.owner).delete()

@@ -115,7 +115,7 @@ class PostgresListsAndOutbox:
 
     if TYPE_CHECKING:
 
-        def drive(self, op: Op[T]) -> T: ...
+        def _drive(self, op: Op[T]) -> T: ...
 
     # -- lists ---------------------------------------------------------------------------
 

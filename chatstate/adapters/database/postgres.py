@@ -165,12 +165,12 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         self._sync: pgdriver.SyncDriver = pgdriver.SyncDriver(self.using, self.prepared)
         self._async: pgdriver.AsyncDriver = pgdriver.AsyncDriver(self.using, self.prepared)
 
-    def drive(self, op: Op[T]) -> T:
+    def _drive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on the Django connection (one statement a request)."""
         result: T = self._sync.drive(op)
         return result
 
-    async def adrive(self, op: Op[T]) -> T:
+    async def _adrive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on this event loop's async connections."""
         result: T = await self._async.drive(op)
         return result
@@ -272,7 +272,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
     # -- the message cycle: one statement each -------------------------------------------
 
     @operation
-    def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
+    def _do_cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
         (
             claimed,
             subscribed,
@@ -322,7 +322,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         return (self.namespace, request.thread_id, request.owner, staged.state, *request.dedupe_key)
 
     @operation
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
+    def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
         params = (
             *self._cycle_args(request, staged),
             request.locks,
@@ -337,7 +337,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         return Handover(_entries(pending), _entries(expired))
 
     @operation
-    def cycle_drain(
+    def _do_cycle_drain(
         self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Op[Handover]:
         params = (
@@ -357,7 +357,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         )
 
     @operation
-    def cycle_renew(self, request: CycleRequest) -> Op[bool]:
+    def _do_cycle_renew(self, request: CycleRequest) -> Op[bool]:
         params = (
             self.namespace,
             request.thread_id,
@@ -370,7 +370,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         return bool((yield (ROW, RENEW, params))[0])
 
     @operation
-    def cycle_gather(self, request: CycleRequest) -> Op[Handover]:
+    def _do_cycle_gather(self, request: CycleRequest) -> Op[Handover]:
         params = (self.namespace, request.thread_id, request.owner, request.ttl, self.pending_ttl)
         ok, holder, entries, expired = yield (ROW, GATHER, params)
         if not ok:
@@ -378,7 +378,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         return Handover(_entries(entries), _entries(expired))
 
     @operation
-    def cycle_abort(self, request: CycleRequest) -> Op[bool]:
+    def _do_cycle_abort(self, request: CycleRequest) -> Op[bool]:
         params = (
             self.namespace,
             *request.dedupe_key,

@@ -22,7 +22,7 @@ _QUEUEING = (Strategy.QUEUE, Strategy.DEBOUNCE)
 
 
 class MemoryCycle(MemoryLocks):
-    """``cycle_enter`` … ``cycle_abort`` of one memory adapter."""
+    """``_do_cycle_enter`` … ``_do_cycle_abort`` of one memory adapter."""
 
     store: MemoryStore
     _mutex: threading.RLock
@@ -34,7 +34,7 @@ class MemoryCycle(MemoryLocks):
         def _do_get_state(self, kind: str, object_id: str) -> dict[str, Any]: ...
         def _write_effects(self, thread_id: str, staged: Staged) -> None: ...
 
-    def cycle_enter(self, request: CycleRequest) -> CycleEntry:
+    def _do_cycle_enter(self, request: CycleRequest) -> CycleEntry:
         thread_id, key = request.thread_id, request.dedupe_key
         now = _monotonic()
         subscriptions, dedupe = self.store.subscriptions, self.store.dedupe
@@ -118,7 +118,7 @@ class MemoryCycle(MemoryLocks):
             slot = self.store.slots[request.thread_id][request.owner]
             slot[0], slot[2] = now + ttl, wall + ttl
 
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
+    def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Handover:
         with self._mutex:
             self._settle(request, staged)
             if not request.holds:
@@ -127,7 +127,9 @@ class MemoryCycle(MemoryLocks):
             self._release(request)
             return handover
 
-    def cycle_drain(self, request: CycleRequest, staged: Staged, finished: str | None) -> Handover:
+    def _do_cycle_drain(
+        self, request: CycleRequest, staged: Staged, finished: str | None
+    ) -> Handover:
         thread_id = request.thread_id
         with self._mutex:
             self._settle(request, staged)
@@ -145,14 +147,14 @@ class MemoryCycle(MemoryLocks):
                 taken[head[0]] = (request.owner, _monotonic() + request.ttl)
             return Handover(entries([head]), expired)
 
-    def cycle_gather(self, request: CycleRequest) -> Handover:
+    def _do_cycle_gather(self, request: CycleRequest) -> Handover:
         with self._mutex:
             self._check_lease(request)
             expired = self._expired(request.thread_id)
             self._renew(request)
             return Handover(entries(self.store.pending.get(request.thread_id, ())), expired)
 
-    def cycle_renew(self, request: CycleRequest) -> bool:
+    def _do_cycle_renew(self, request: CycleRequest) -> bool:
         now, ttl = _monotonic(), request.ttl
         with self._mutex:
             if request.holds:
@@ -164,7 +166,7 @@ class MemoryCycle(MemoryLocks):
             dedupe[request.dedupe_key][1] = (owner, thread_id, now + ttl, _time() + ttl)
             return True
 
-    def cycle_abort(self, request: CycleRequest) -> bool:
+    def _do_cycle_abort(self, request: CycleRequest) -> bool:
         with self._mutex:
             withdrawn = self._own_claim(request)
             if withdrawn:

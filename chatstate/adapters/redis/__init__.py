@@ -107,18 +107,18 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActiv
             self._async_clients[loop] = client
         return client
 
-    def drive(self, op: Op[T]) -> T:
+    def _drive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on the blocking client."""
         return connection.drive(self.connection, self.alias, op, self._send)
 
-    async def adrive(self, op: Op[T]) -> T:
+    async def _adrive(self, op: Op[T]) -> T:
         """Run the operation ``op`` on this event loop's ``redis.asyncio`` client."""
         client = self._async_client()
         if client is False:  # no async twin of the pool's connection class: a thread
-            return await super().adrive(op)
+            return await super()._adrive(op)
         return await connection.adrive(client, self.alias, op, self._asend)
 
-    def check(self) -> list[checks.CheckMessage]:
+    def _do_check(self) -> list[checks.CheckMessage]:
         """System-check messages: ``chatstate.W002`` when the alias is not a django-redis cache."""
         config = getattr(settings, "CACHES", {}).get(self.alias)
         backend = config.get("BACKEND") if isinstance(config, Mapping) else None
@@ -135,7 +135,7 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActiv
             )
         ]
 
-    def persistence(self) -> dict[str, Any]:
+    def _do_persistence(self) -> dict[str, Any]:
         """The server's persistence settings (``INFO persistence``): ``aof_enabled``,
         ``rdb_bgsave_in_progress``, ... (what a restart would keep); on a cluster, of the
         master holding this namespace's slot."""
@@ -144,7 +144,7 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActiv
 
     def clear(self) -> int:
         """Delete every key of this namespace (``SCAN`` + ``UNLINK``); returns how many."""
-        return self.drive(streaming.op_unlink_prefix(self.keys.prefix))
+        return self._drive(streaming.op_unlink_prefix(self.keys.prefix))
 
     # -- subscriptions and state maps ----------------------------------------------------
 
@@ -253,7 +253,7 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActiv
 
     def snapshot_sections(self) -> AbstractContextManager[SnapshotSections]:
         """The namespace as streamed sections of one frozen state (see :mod:`.streaming`)."""
-        return streaming.snapshot_sections(self.keys, self.drive)
+        return streaming.snapshot_sections(self.keys, self._drive)
 
     @operation
     def _do_load_snapshot(self, snapshot: Snapshot, merge: bool) -> Op[None]:
@@ -262,7 +262,7 @@ class RedisStateAdapter(RedisCycle, RedisLists, RedisOutbox, activity.RedisActiv
 
     def load_snapshot_stream(self, sections: SnapshotSections, merge: bool = False) -> None:
         """Load streamed ``sections`` (the restore command): all or nothing, as load_snapshot."""
-        self.drive(
+        self._drive(
             streaming.op_load(
                 self.keys, streaming.Sections.of(sections), bool(merge), self.lock_ttl
             )

@@ -24,7 +24,7 @@ class RedisActivity:
 
     if TYPE_CHECKING:  # the adapter's; a stub here would shadow it
 
-        def drive(self, op: Op[T]) -> T: ...
+        def _drive(self, op: Op[T]) -> T: ...
 
     @operation
     def _do_activity(self) -> Op[tuple[int, int, float | None]]:

@@ -33,13 +33,13 @@ class RedisCycle:
 
     if TYPE_CHECKING:
 
-        def drive(self, op: Op[T]) -> T: ...
+        def _drive(self, op: Op[T]) -> T: ...
 
     def _pending_ttl(self) -> int | str:
         return "" if self.pending_ttl is None else records.ttl_ms(self.pending_ttl)
 
     @operation
-    def cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
+    def _do_cycle_enter(self, request: CycleRequest) -> Op[CycleEntry]:
         k, thread_id = self.keys, request.thread_id
         keys = [k.dd, k.ddseq, k.ddc, k.ddt, k.subs, k.ts, *k.queue(thread_id)]
         args: list[Any] = [
@@ -105,7 +105,7 @@ class RedisCycle:
         raise lease_lost(request, text(reply[1]))
 
     @operation
-    def cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
+    def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
         k, thread_id = self.keys, request.thread_id
         return (
             yield from self._step(
@@ -127,7 +127,7 @@ class RedisCycle:
         )
 
     @operation
-    def cycle_drain(
+    def _do_cycle_drain(
         self, request: CycleRequest, staged: Staged, finished: str | None
     ) -> Op[Handover]:
         k, thread_id = self.keys, request.thread_id
@@ -153,7 +153,7 @@ class RedisCycle:
         )
 
     @operation
-    def cycle_renew(self, request: CycleRequest) -> Op[bool]:
+    def _do_cycle_renew(self, request: CycleRequest) -> Op[bool]:
         args = [
             request.thread_id,
             request.owner,
@@ -165,7 +165,7 @@ class RedisCycle:
         return bool(int((yield (EVAL, scripts.CYCLE_RENEW, keys, args))))
 
     @operation
-    def cycle_gather(self, request: CycleRequest) -> Op[Handover]:
+    def _do_cycle_gather(self, request: CycleRequest) -> Op[Handover]:
         thread_id = request.thread_id
         args = [thread_id, request.owner, records.ttl_ms(request.ttl), self._pending_ttl()]
         reply = yield (EVAL, scripts.CYCLE_GATHER, self.keys.lock(thread_id), args)
@@ -174,7 +174,7 @@ class RedisCycle:
         return records.handover(reply)
 
     @operation
-    def cycle_abort(self, request: CycleRequest) -> Op[bool]:
+    def _do_cycle_abort(self, request: CycleRequest) -> Op[bool]:
         k = self.keys
         keys = [k.dd, k.ddc, k.ddt, k.locks]
         if request.slots:  # its slot's entries are unmarked

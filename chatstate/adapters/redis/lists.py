@@ -24,7 +24,7 @@ class RedisLists:
 
     if TYPE_CHECKING:
 
-        def drive(self, op: Op[T]) -> T: ...
+        def _drive(self, op: Op[T]) -> T: ...
 
     @operation
     def _do_append_to_list(self, append: ListAppend) -> Op[None]:
@@ -76,7 +76,7 @@ class RedisOutbox:
 
     if TYPE_CHECKING:
 
-        def drive(self, op: Op[T]) -> T: ...
+        def _drive(self, op: Op[T]) -> T: ...
 
     @operation
     def _do_outbox(self, thread_id: str | None) -> Op[list[OutboxEntry]]:
