@@ -120,12 +120,28 @@ class Command(BaseCommand):
             metavar="N",
             help="with --outbox: entries one dispatch claims (default 100)",
         )
+        parser.add_argument(
+            "--server-work",
+            action="store_true",
+            help="PostgreSQL: the server's work per cycle (pg_stat_statements: execution "
+            "time, buffers, WAL) for chatstate and, when installed, the peer; --cycles each, "
+            "1 worker, a fresh thread per cycle (see bench/serverwork_pg.py)",
+        )
+        parser.add_argument(
+            "--dsn",
+            default=None,
+            help="with --server-work: the libpq URL of the --database server (default: built "
+            "from its settings), for the peer and the observer",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
             "--keep", action="store_true", help="leave the run's namespace in place afterwards"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["server_work"]:
+            self._server_work(options)
+            return
         if options["outbox"]:
             self._write(self._outbox(options), options)
             return
@@ -171,6 +187,22 @@ class Command(BaseCommand):
             return bench.run_outbox_bench(config, keep=options["keep"])
         except (ValueError, RuntimeError, ChatStateError) as exc:
             raise CommandError(str(exc)) from exc
+
+    def _server_work(self, options: dict[str, Any]) -> None:
+        from django.db import router
+
+        from bench import serverwork_pg
+        from chatstate.models import Lock
+
+        using = options["database"] or conf.get("DATABASE") or router.db_for_write(Lock)
+        try:
+            figures = serverwork_pg.server_work(using, options["cycles"], dsn=options["dsn"])
+        except (ValueError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(figures))
+        else:
+            self.stdout.write(serverwork_pg.format_rows(figures))
 
     def _phases(self) -> Callable[[str], None]:
         """A ``say`` for ``run_bench``: each phase on its own plain stderr line, with the
