@@ -13,7 +13,7 @@ advance, which also holds commit records and any background writes); ``calls``.
 
 Each cycle runs on a fresh thread with a unique message id, after 20 warm-up cycles. The
 dedupe window starts full (``DEDUPE_LIMIT`` keys), so each chatstate claim trims one key, as
-in a busy deployment.
+in a busy deployment. Each side's tables are vacuumed and analyzed just before its run.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ class Observer:
                 "--server-work needs pg_stat_statements loaded on the server "
                 f"(shared_preload_libraries=pg_stat_statements): {exc}"
             ) from exc
+
+    def vacuum(self, pattern: str) -> None:
+        """``VACUUM ANALYZE`` the tables named like ``pattern``: each run starts from tables
+        without dead rows and with fresh statistics, as autovacuum leaves a busy server."""
+        tables = self.conn.execute(
+            "SELECT quote_ident(relname) FROM pg_class WHERE relkind = 'r' AND relname LIKE %s"
+            " AND pg_table_is_visible(oid)",
+            (pattern,),
+        ).fetchall()
+        for (table,) in tables:
+            self.conn.execute(f"VACUUM ANALYZE {table}")
 
     def start(self) -> None:
         """Zero the statistics and note the WAL position."""
@@ -112,14 +123,10 @@ def fill_window(using: str, namespace: str, limit: int) -> None:
             " SELECT %s, 'fill', 'f' || i, i, now() FROM generate_series(1, %s) i",
             (namespace, limit),
         )
-    with connections[using].cursor() as cursor:  # as autovacuum would, on a busy table
-        cursor.execute("ANALYZE chatstate_dedupeentry")
         cursor.execute(
             "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
             (namespace, limit),
         )
-    with connections[using].cursor() as cursor:  # as autovacuum would, on a busy table
-        cursor.execute("ANALYZE chatstate_dedupeentry")
 
 
 def clear(using: str, namespace: str) -> None:
@@ -149,6 +156,7 @@ def measure_chatstate(using: str, observer: Observer, cycles: int) -> dict[str, 
     limit = int(conf.get("DEDUPE_LIMIT"))
     adapter = DatabaseStateAdapter(namespace=namespace, using=using)
     fill_window(using, namespace, limit)
+    observer.vacuum("chatstate\\_%")
 
     def cycle(i: int) -> None:
         with adapter.handle_message(
@@ -191,6 +199,7 @@ def measure_peer(dsn: str, observer: Observer, cycles: int) -> dict[str, Any]:
     try:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the peer did not start (see its output above)")
+        observer.vacuum("chat\\_state\\_%")
         observer.start()
         proc.stdin.write("go\n")
         proc.stdin.flush()

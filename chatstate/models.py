@@ -148,11 +148,9 @@ class Lock(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["namespace", "key"], name="chatstate_lock_unique")
         ]
-        indexes = [
-            models.Index(fields=["namespace", "expires_at"], name="chatstate_lock_expiry"),
-            models.Index(fields=["namespace", "strategy"], name="chatstate_lock_strategy"),
-            models.Index(fields=["namespace", "owner"], name="chatstate_lock_owner"),
-        ]
+        # No secondary index (removed by migration 0015): a lock row is inserted and deleted
+        # by every message cycle, and the table holds live locks only, so prune and the
+        # admin read it with a scan of the namespace.
 
     def __str__(self) -> str:
         return self.key
