@@ -5,7 +5,13 @@ position, around N cycles of chatstate and then of the TypeScript peer, on one s
 The server needs ``shared_preload_libraries=pg_stat_statements``; use a private one, since
 every statement of every client on it is counted.
 
-Per cycle: ``exec_us`` (the statements' execution time, ``total_exec_time``); ``buffers``
+Per cycle: ``cpu_us`` (the CPU time, user + system, of the client's server process, read
+from ``/proc`` when the server runs on this machine: everything the backend did for the
+client -- parsing, planning, execution, commits -- and not stretched by a busy machine);
+``exec_us`` (the statements' execution time, ``total_exec_time``); ``plan_us``
+(their planning, ``total_plan_time``: 0 unless ``pg_stat_statements.track_planning`` is on;
+statements a client sends unprepared, as the peer's driver does, are planned each time,
+while the planning of statements inside functions counts as execution); ``buffers``
 (shared buffers read or hit: ``shared_blks_hit + shared_blks_read``); ``dirtied`` and
 ``written`` (``shared_blks_dirtied``, ``shared_blks_written``); ``wal_bytes`` (the
 statements' own, from ``pg_stat_statements``) and ``wal_lsn_bytes`` (the WAL position's
@@ -29,7 +35,16 @@ PEER_DIR = Path(__file__).resolve().parent / "peer"
 WARMUP = 20
 #: The statements of the observer itself, left out of the sums.
 _OBSERVER = ("pg_stat_statements", "pg_current_wal_lsn")
-FIELDS = ("calls", "exec_us", "buffers", "dirtied", "written", "wal_bytes", "wal_lsn_bytes")
+FIELDS = (
+    "calls",
+    "exec_us",
+    "plan_us",
+    "buffers",
+    "dirtied",
+    "written",
+    "wal_bytes",
+    "wal_lsn_bytes",
+)
 
 
 def dsn_of(using: str) -> str:
@@ -70,8 +85,18 @@ class Observer:
         for (table,) in tables:
             self.conn.execute(f"VACUUM ANALYZE {table}")
 
-    def start(self) -> None:
-        """Zero the statistics and note the WAL position."""
+    def backend_pids(self) -> list[int]:
+        """The other client backends on this database (the measured client's)."""
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def start(self, pids: list[int] | None = None) -> None:
+        """Zero the statistics, note the WAL position and the CPU time of ``pids``."""
+        self.pids = pids or []
+        self.cpu = backend_cpu(self.pids)
         self.conn.execute("SELECT pg_stat_statements_reset()")
         row = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
         assert row is not None
@@ -81,6 +106,7 @@ class Observer:
         """The sums since :meth:`start`, the observer's own statements left out."""
         row = self.conn.execute(
             "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) * 1000,"
+            " coalesce(sum(total_plan_time), 0) * 1000,"
             " coalesce(sum(shared_blks_hit + shared_blks_read), 0),"
             " coalesce(sum(shared_blks_dirtied), 0), coalesce(sum(shared_blks_written), 0),"
             " coalesce(sum(wal_bytes), 0),"
@@ -91,7 +117,10 @@ class Observer:
             (self.lsn, [f"%{name}%" for name in _OBSERVER]),
         ).fetchone()
         assert row is not None
-        return dict(zip(FIELDS, (float(v) for v in row), strict=True))
+        totals = dict(zip(FIELDS, (float(v) for v in row), strict=True))
+        cpu = backend_cpu(self.pids)
+        totals["cpu_us"] = float("nan") if cpu is None or self.cpu is None else cpu - self.cpu
+        return totals
 
     def top(self, limit: int = 8) -> list[tuple[str, float, float]]:
         """The heaviest statements since :meth:`start`: (query, calls, exec µs)."""
@@ -108,19 +137,41 @@ class Observer:
         self.conn.close()
 
 
+def backend_cpu(pids: list[int]) -> float | None:
+    """User + system CPU µs the server processes ``pids`` spent (``/proc``: the server must
+    run on this machine; None elsewhere). Unlike statement times, a busy machine does not
+    stretch it."""
+    if not pids:
+        return None
+    try:
+        ticks = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks * 1e6 / os.sysconf("SC_CLK_TCK")
+
+
 def per_cycle(totals: dict[str, float], cycles: int) -> dict[str, float]:
     """Each total divided by the cycles, rounded for a table."""
     return {k: round(v / cycles, 1) for k, v in totals.items()}
 
 
 def fill_window(using: str, namespace: str, limit: int) -> None:
-    """A full dedupe window: ``limit`` done keys (positions 1..limit), head ``limit``."""
+    """A full dedupe window: ``limit`` done keys (positions 1..limit), head ``limit``; and
+    as many other threads' states (a table whose plans are not those of an empty one)."""
     from django.db import connections, transaction
 
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute(
             "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
             " SELECT %s, 'fill', 'f' || i, i, now() FROM generate_series(1, %s) i",
+            (namespace, limit),
+        )
+        cursor.execute(
+            "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
+            " SELECT %s, 'fill-t' || i, '{}', now() FROM generate_series(1, %s) i",
             (namespace, limit),
         )
         cursor.execute(
@@ -168,7 +219,7 @@ def measure_chatstate(using: str, observer: Observer, cycles: int) -> dict[str, 
     try:
         for i in range(WARMUP):
             cycle(-1 - i)
-        observer.start()
+        observer.start(observer.backend_pids())
         for i in range(cycles):
             cycle(i)
         totals = observer.totals()
@@ -200,7 +251,7 @@ def measure_peer(dsn: str, observer: Observer, cycles: int) -> dict[str, Any]:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the peer did not start (see its output above)")
         observer.vacuum("chat\\_state\\_%")
-        observer.start()
+        observer.start(observer.backend_pids())
         proc.stdin.write("go\n")
         proc.stdin.flush()
         done = json.loads(proc.stdout.readline())
@@ -244,7 +295,9 @@ def format_rows(figures: dict) -> str:
     lines = [f"server work on {figures['server']} ({rows[0]['cycles']:,} cycles each)", "", head]
     lines.append("| --- |" + " ---: |" * (len(rows) + (len(rows) == 2)))
     labels = {
+        "cpu_us": "server backend CPU (µs, /proc)",
         "exec_us": "statement execution (µs)",
+        "plan_us": "statement planning (µs)",
         "buffers": "shared buffers hit+read",
         "dirtied": "shared buffers dirtied",
         "written": "shared buffers written",

@@ -75,6 +75,9 @@ class DedupeWindow(models.Model):
 
     namespace = models.CharField(max_length=ID_LENGTH, unique=True)
     head = models.BigIntegerField(default=0)
+    # PostgreSQL's fast path: the newest minute whose ClaimMinute row it wrote, so that
+    # the minute's later claims skip it (NULL: none yet).
+    minute = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.namespace}: {self.head}"
@@ -195,9 +198,10 @@ class ClaimMinute(models.Model):
 
     The first dedupe claim of each minute (UTC, truncated to the minute) records the ``seq``
     its entry received (an ``INSERT … ON CONFLICT DO NOTHING``; later claims of the minute
-    find the row and add nothing). The claims of a minute are then the next recorded
-    minute's ``first_seq`` minus its own, without counting dedupe entries (which the window
-    trims). The admin overview charts them; nothing else reads this table.
+    find the row and add nothing; on PostgreSQL, ``DedupeWindow.minute`` tells them to skip
+    it). The claims of a minute are then the next recorded minute's ``first_seq`` minus its
+    own, without counting dedupe entries (which the window trims). The admin overview charts
+    them; nothing else reads this table.
     """
 
     namespace = models.CharField(max_length=ID_LENGTH)

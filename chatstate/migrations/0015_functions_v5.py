@@ -1,8 +1,9 @@
 """The PostgreSQL functions of version 5 (a frozen copy in ``sql/0015_functions_v5.sql``): a
-cycle's functions keep their plans for the session; the lock table loses its secondary
-indexes, which every cycle wrote (its rows are inserted and deleted by each cycle)."""
+cycle's functions keep their plans for the session and run fewer statements; the window row
+notes the minute whose claims-per-minute row was written; the lock table loses its
+secondary indexes, which every cycle wrote (its rows are inserted and deleted by each cycle)."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 from chatstate.migrations import RunPostgreSQLFile
 
@@ -15,5 +16,10 @@ class Migration(migrations.Migration):
         migrations.RemoveIndex(model_name="lock", name="chatstate_lock_expiry"),
         migrations.RemoveIndex(model_name="lock", name="chatstate_lock_strategy"),
         migrations.RemoveIndex(model_name="lock", name="chatstate_lock_owner"),
+        migrations.AddField(
+            model_name="dedupewindow",
+            name="minute",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
         RunPostgreSQLFile("0015_functions_v5.sql", "0014_functions_v4.sql"),
     ]
