@@ -78,15 +78,34 @@ def configurations(cycles: int, seconds: int, script: Path) -> dict[str, list[st
         "pg pgbench 8": pgbench(8, seconds, script),
         "redis chatstate 1": [*redis, "--workers", "1", "--cycles", str(cycles * 4)],
         "redis chatstate 8 processes": [*redis, "--workers", "8", "--cycles", str(cycles * 16)],
-        "redis chatstate 8 one loop": [*redis, "--async", "--concurrency", "8",
-                                       "--cycles", str(cycles * 16)],
+        "redis chatstate 8 one loop": [
+            *redis,
+            "--async",
+            "--concurrency",
+            "8",
+            "--cycles",
+            str(cycles * 16),
+        ],
         "redis peer 1": [*redis_peer, "--workers", "1", "--cycles", str(cycles * 4)],
-        "redis peer 8 one loop": [*redis_peer, "--workers", "8", "--cycles", str(cycles * 16),
-                                  "--inproc"],
-        "redis floor 1": [*redis, "--mode", "floor", "--workers", "1", "--cycles",
-                          str(cycles * 4)],
-        "redis floor 8 one loop": [*redis, "--mode", "floor", "--async", "--concurrency", "8",
-                                   "--cycles", str(cycles * 16)],
+        "redis peer 8 one loop": [
+            *redis_peer,
+            "--workers",
+            "8",
+            "--cycles",
+            str(cycles * 16),
+            "--inproc",
+        ],
+        "redis floor 1": [*redis, "--mode", "floor", "--workers", "1", "--cycles", str(cycles * 4)],
+        "redis floor 8 one loop": [
+            *redis,
+            "--mode",
+            "floor",
+            "--async",
+            "--concurrency",
+            "8",
+            "--cycles",
+            str(cycles * 16),
+        ],
     }
 
 
@@ -148,11 +167,11 @@ def main() -> int:
         if not mine or theirs not in runs:
             continue
         best = max(mine, key=lambda k: medians[k])  # the better way to run 8
-        per_round = [
-            max(runs[k][i] for k in mine) / runs[theirs][i] for i in range(args.repeat)
-        ]
-        print(f"| {name} | {statistics.median(per_round):.2f}× ({best}) | "
-              f"{' · '.join(f'{r:.2f}×' for r in per_round)} |")
+        per_round = [max(runs[k][i] for k in mine) / runs[theirs][i] for i in range(args.repeat)]
+        print(
+            f"| {name} | {statistics.median(per_round):.2f}× ({best}) | "
+            f"{' · '.join(f'{r:.2f}×' for r in per_round)} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
     return 0

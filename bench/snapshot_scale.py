@@ -39,13 +39,24 @@ TARGETS = {"export": (5.0, 100.0), "restore": (20.0, 300.0)}
 
 
 def connect(dbname: str) -> psycopg.Connection:
-    return psycopg.connect(host=PG["HOST"], port=PG["PORT"], user=PG["USER"],
-                           password=PG["PASSWORD"], dbname=dbname, autocommit=True)
+    return psycopg.connect(
+        host=PG["HOST"],
+        port=PG["PORT"],
+        user=PG["USER"],
+        password=PG["PASSWORD"],
+        dbname=dbname,
+        autocommit=True,
+    )
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "CHATSTATE_TEST_DB": "postgres", "CHATSTATE_PG_NAME": DB,
-            "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    return {
+        **os.environ,
+        "CHATSTATE_TEST_DB": "postgres",
+        "CHATSTATE_PG_NAME": DB,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def manage(*args: str) -> list[str]:
@@ -76,33 +87,69 @@ def copy_lines(conn: psycopg.Connection, table: str, columns: str, lines: object
 
 
 def populate(scale: float) -> dict[str, int]:
-    n = {"dedupe": int(1_000_000 * scale), "thread_state": int(100_000 * scale),
-         "subscriptions": int(10_000 * scale), "locks": int(1_000 * scale)}
+    n = {
+        "dedupe": int(1_000_000 * scale),
+        "thread_state": int(100_000 * scale),
+        "subscriptions": int(10_000 * scale),
+        "locks": int(1_000 * scale),
+    }
     now = datetime.now(timezone.utc)
     ts, later = now.isoformat(), (now + timedelta(minutes=5)).isoformat()
     with connect(DB) as conn, conn.transaction():
-        copy_lines(conn, "chatstate_subscription", "namespace, thread_id, created_at",
-                   (f"{NS}\tslack:C{i % 97}:{1700000000 + i}.{i % 1000:03d}\t{ts}\n"
-                    for i in range(n["subscriptions"])))
-        copy_lines(conn, "chatstate_dedupeentry", "namespace, adapter, message_id, seq, created_at",
-                   (f"{NS}\t{('slack', 'discord', 'telegram')[i % 3]}\t"
-                    f"m{(i * 7919) % 10**9:09d}-{i}"
-                    f"\t{i + 1}\t{ts}\n" for i in range(n["dedupe"])))
-        conn.execute("INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
-                     [NS, n["dedupe"]])
-        copy_lines(conn, "chatstate_threadstate", "namespace, thread_id, value, updated_at",
-                   (f"{NS}\tslack:C{i % 97}:{1800000000 + i}.000\t"
-                    + json.dumps({"turns": i % 50, "topic": "support", "lang": "en",
-                                  "last": f"m{i}"}) + f"\t{ts}\n"
-                    for i in range(n["thread_state"])))
-        copy_lines(conn, "chatstate_lock",
-                   "namespace, key, owner, strategy, metadata, acquired_at, expires_at",
-                   (f"{NS}\tthread-{i}\tworker-{i % 8}\tqueue\t{{\"m\": {i}}}\t{ts}\t{later}\n"
-                    for i in range(n["locks"])))
-        copy_lines(conn, "chatstate_pendinglockentry",
-                   "namespace, key, owner, strategy, metadata, enqueued_at",
-                   (f"{NS}\tthread-{i}\tworker-{j}\tqueue\t{{\"message_id\": \"q{i}-{j}\"}}\t{ts}\n"
-                    for i in range(n["locks"]) for j in range(3)))
+        copy_lines(
+            conn,
+            "chatstate_subscription",
+            "namespace, thread_id, created_at",
+            (
+                f"{NS}\tslack:C{i % 97}:{1700000000 + i}.{i % 1000:03d}\t{ts}\n"
+                for i in range(n["subscriptions"])
+            ),
+        )
+        copy_lines(
+            conn,
+            "chatstate_dedupeentry",
+            "namespace, adapter, message_id, seq, created_at",
+            (
+                f"{NS}\t{('slack', 'discord', 'telegram')[i % 3]}\t"
+                f"m{(i * 7919) % 10**9:09d}-{i}"
+                f"\t{i + 1}\t{ts}\n"
+                for i in range(n["dedupe"])
+            ),
+        )
+        conn.execute(
+            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
+            [NS, n["dedupe"]],
+        )
+        copy_lines(
+            conn,
+            "chatstate_threadstate",
+            "namespace, thread_id, value, updated_at",
+            (
+                f"{NS}\tslack:C{i % 97}:{1800000000 + i}.000\t"
+                + json.dumps({"turns": i % 50, "topic": "support", "lang": "en", "last": f"m{i}"})
+                + f"\t{ts}\n"
+                for i in range(n["thread_state"])
+            ),
+        )
+        copy_lines(
+            conn,
+            "chatstate_lock",
+            "namespace, key, owner, strategy, metadata, acquired_at, expires_at",
+            (
+                f'{NS}\tthread-{i}\tworker-{i % 8}\tqueue\t{{"m": {i}}}\t{ts}\t{later}\n'
+                for i in range(n["locks"])
+            ),
+        )
+        copy_lines(
+            conn,
+            "chatstate_pendinglockentry",
+            "namespace, key, owner, strategy, metadata, enqueued_at",
+            (
+                f'{NS}\tthread-{i}\tworker-{j}\tqueue\t{{"message_id": "q{i}-{j}"}}\t{ts}\n'
+                for i in range(n["locks"])
+                for j in range(3)
+            ),
+        )
         conn.execute("ANALYZE")
     return n
 
@@ -135,20 +182,27 @@ def main() -> None:
         create_database()
         start = time.perf_counter()
         sizes = populate(options.scale)
-        print(f"populated {NS!r} in {time.perf_counter() - start:.1f} s: "
-              + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
-              + f", pending {3 * sizes['locks']:,}")
+        print(
+            f"populated {NS!r} in {time.perf_counter() - start:.1f} s: "
+            + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+            + f", pending {3 * sizes['locks']:,}"
+        )
         results = {
-            "export": measure("export", manage("chatstate_snapshot", "--namespace", NS,
-                                               "--output", str(snap))),
-            "restore": measure("restore", manage("chatstate_restore", str(snap),
-                                                 "--namespace", COPY_NS)),
+            "export": measure(
+                "export", manage("chatstate_snapshot", "--namespace", NS, "--output", str(snap))
+            ),
+            "restore": measure(
+                "restore", manage("chatstate_restore", str(snap), "--namespace", COPY_NS)
+            ),
         }
-        measure("check", manage("chatstate_snapshot", "--namespace", COPY_NS, "--output",
-                                str(again)))
+        measure(
+            "check", manage("chatstate_snapshot", "--namespace", COPY_NS, "--output", str(again))
+        )
         identical = snap.read_bytes() == again.read_bytes()
-        print(f"snapshot file: {snap.stat().st_size / 1e6:.1f} MB; restored namespace exports "
-              f"{'the same bytes' if identical else 'DIFFERENT bytes'}")
+        print(
+            f"snapshot file: {snap.stat().st_size / 1e6:.1f} MB; restored namespace exports "
+            f"{'the same bytes' if identical else 'DIFFERENT bytes'}"
+        )
         print(f"{'command':<10} {'wall s':>8} {'target':>8} {'peak RSS MB':>12} {'target':>8}")
         for label, (seconds, rss) in results.items():
             t_s, t_mb = TARGETS[label]

@@ -76,6 +76,9 @@ class DedupeWindow(models.Model):
 
     namespace = models.CharField(max_length=ID_LENGTH, unique=True)
     head = models.BigIntegerField(default=0)
+    # PostgreSQL's fast path: the newest minute whose ClaimMinute row it wrote, so that
+    # the minute's later claims skip it (NULL: none yet).
+    minute = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.namespace}: {self.head}"
@@ -149,11 +152,9 @@ class Lock(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["namespace", "key"], name="chatstate_lock_unique")
         ]
-        indexes = [
-            models.Index(fields=["namespace", "expires_at"], name="chatstate_lock_expiry"),
-            models.Index(fields=["namespace", "strategy"], name="chatstate_lock_strategy"),
-            models.Index(fields=["namespace", "owner"], name="chatstate_lock_owner"),
-        ]
+        # No secondary index (removed by migration 0015): a lock row is inserted and deleted
+        # by every message cycle, and the table holds live locks only, so prune and the
+        # admin read it with a scan of the namespace.
 
     def __str__(self) -> str:
         return self.key
@@ -195,11 +196,11 @@ class PendingLockEntry(models.Model):
 class ClaimMinute(models.Model):
     """Per namespace and minute, where the dedupe sequence stood at the minute's first claim.
 
-    The first dedupe claim of each UTC minute records the ``seq`` its entry received. It
-    uses ``INSERT … ON CONFLICT DO NOTHING``, so later claims of the minute add nothing. The
-    claims of a minute are the next recorded minute's ``first_seq`` minus its own. So no
-    dedupe entries are counted, which the window trims anyway. The admin overview charts
-    them. Nothing else reads this table."""
+    The first dedupe claim of each UTC minute records the ``seq`` its entry received. Later
+    claims of the minute add nothing; on PostgreSQL, ``DedupeWindow.minute`` tells them to
+    skip it. The claims of a minute are the next recorded minute's ``first_seq`` minus its
+    own. So no dedupe entries are counted, which the window trims anyway. The admin overview
+    charts them. Nothing else reads this table."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     minute = models.DateTimeField()

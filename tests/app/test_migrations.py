@@ -108,7 +108,13 @@ def _smoke(store: Any) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["0002_postgresql_functions", "0008_functions_v2", "0010_functions_v3", "0014_functions_v4"],
+    [
+        "0002_postgresql_functions",
+        "0008_functions_v2",
+        "0010_functions_v3",
+        "0014_functions_v4",
+        "0015_functions_v5",
+    ],
 )
 def test_frozen_copies_are_not_empty(name: str) -> None:
     assert "CREATE OR REPLACE FUNCTION" in frozen_sql(f"{name}.sql")

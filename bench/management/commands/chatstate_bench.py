@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable
@@ -125,7 +124,14 @@ class Command(BaseCommand):
             "--server-work",
             action="store_true",
             help="the server's own work per cycle instead (counters of a private server, "
-            "chatstate and the peer when installed; per adapter: bench/serverwork_<adapter>.py)",
+            "chatstate and the peer when installed; bench/serverwork_pg.py and "
+            "bench/serverwork_redis.py)",
+        )
+        parser.add_argument(
+            "--dsn",
+            default=None,
+            help="with --server-work on PostgreSQL: the libpq URL of the --database server "
+            "(default: built from its settings), for the peer and the observer",
         )
         parser.add_argument(
             "--redis-url",
@@ -146,7 +152,8 @@ class Command(BaseCommand):
             type=int,
             default=1,
             metavar="N",
-            help="with --server-work: interleaved rounds, medians reported (default 1)",
+            help="with --server-work --adapter redis: interleaved rounds, medians reported "
+            "(default 1)",
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
@@ -204,18 +211,36 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _server_work(self, options: dict[str, Any]) -> None:
-        """``--server-work``: ``bench.serverwork_<adapter>`` measures (``run(options)``) and
-        formats (``format_figures``)."""
+        """``--server-work``: the PostgreSQL or Redis server's own work per cycle."""
+        if options["adapter"] == "database":
+            self._pg_server_work(options)
+            return
+        if options["adapter"] != "redis":
+            raise CommandError(f"--server-work is not available for {options['adapter']}")
+        from bench import serverwork_redis
+
         try:
-            module = importlib.import_module(f"bench.serverwork_{options['adapter']}")
-        except ModuleNotFoundError as exc:
-            raise CommandError(f"--server-work is not available for {options['adapter']}") from exc
-        try:
-            figures = module.run(options)
+            figures = serverwork_redis.run(options)
         except (ValueError, RuntimeError, ChatStateError) as exc:
             raise CommandError(str(exc)) from exc
-        out = json.dumps(figures) if options["json"] else module.format_figures(figures)
+        out = json.dumps(figures) if options["json"] else serverwork_redis.format_figures(figures)
         self.stdout.write(out)
+
+    def _pg_server_work(self, options: dict[str, Any]) -> None:
+        from django.db import router
+
+        from bench import serverwork_pg
+        from chatstate.models import Lock
+
+        using = options["database"] or conf.get("DATABASE") or router.db_for_write(Lock)
+        try:
+            figures = serverwork_pg.server_work(using, options["cycles"], dsn=options["dsn"])
+        except (ValueError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(figures))
+        else:
+            self.stdout.write(serverwork_pg.format_rows(figures))
 
     def _phases(self) -> Callable[[str], None]:
         """A ``say`` for ``run_bench``: each phase on its own plain stderr line, with the

@@ -32,28 +32,37 @@
 -- for good (a queued or debounced message, a refusal's withdrawn claim) commits durably.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 4 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 5 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
 -- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
 -- extend_lock keeps the claim alive too). The window never trims such a claim.
+--
+-- The functions a cycle calls are PL/pgSQL, not SQL, wherever their body is a query: a SQL
+-- function that is not inlined is parsed and planned again on every call (about 100 µs),
+-- while PL/pgSQL keeps its plans for the session (version 5). A done entry (owner NULL) is
+-- answered before any query.
 CREATE OR REPLACE FUNCTION chatstate_claim_live(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT p_owner IS NOT NULL AND (p_expires > statement_timestamp() OR EXISTS (
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_owner IS NULL THEN RETURN false; END IF;
+    IF p_expires > statement_timestamp() THEN RETURN true; END IF;
+    RETURN EXISTS (
         SELECT 1 FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread
             AND expires_at > statement_timestamp()
             AND (owner = p_owner OR (holders ? p_owner AND
-                 (holders -> p_owner ->> 'expires_at')::timestamptz > statement_timestamp()))))
-$$;
+                 (holders -> p_owner ->> 'expires_at')::timestamptz > statement_timestamp())));
+END $$;
 
 -- Whether a dedupe entry still makes its message a duplicate: it is done (owner NULL), or a
 -- claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim_holds(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires)
-$$;
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires);
+END $$;
 
 -- Trim the window after a claim added its newest entry p_id (count p_count, its own
 -- included): delete the entries older than the newest p_limit, except claims in progress and
@@ -104,40 +113,55 @@ CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ttl float8, p_min_age float8)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
-    v_owner text; v_thread text; v_expires timestamptz;
+    v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
+    v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
+                                AT TIME ZONE 'UTC';
     v_until timestamptz := CASE WHEN p_owner IS NOT NULL
                            THEN statement_timestamp() + make_interval(secs => p_ttl) END;
     v_young timestamptz := statement_timestamp() - make_interval(secs => p_min_age);
 BEGIN
-    SELECT owner, thread_id, expires_at INTO v_owner, v_thread, v_expires
-        FROM chatstate_dedupeentry
-        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
-    IF FOUND THEN
-        IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN RETURN false; END IF;
-        UPDATE chatstate_dedupeentry SET owner = p_owner, thread_id = p_thread, expires_at = v_until
-            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-        RETURN true;
+    -- A new key first (the common case: one statement). The newest position + 1 (claims at
+    -- the same instant may share one: ties are ordered by id). The unique key makes exactly
+    -- one of two racing claims of a key win; the loser waits for the winner's commit.
+    FOR attempt IN 1..2 LOOP
+        INSERT INTO chatstate_dedupeentry
+                (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
+            SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
+                p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
+            FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+            ON CONFLICT (namespace, adapter, message_id) DO NOTHING
+            RETURNING id, seq INTO v_id, v_seq;
+        EXIT WHEN FOUND;
+        -- The key exists: a duplicate, unless its claim is in progress and its lease ran out
+        -- (then taken over in its place). Gone meanwhile (trimmed, withdrawn): insert again.
+        SELECT owner, thread_id, expires_at INTO v_owner, v_thread, v_expires
+            FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+        IF FOUND THEN
+            IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN
+                RETURN false;
+            END IF;
+            UPDATE chatstate_dedupeentry
+                SET owner = p_owner, thread_id = p_thread, expires_at = v_until
+                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+            RETURN true;
+        END IF;
+    END LOOP;
+    IF v_id IS NULL THEN RETURN false; END IF;
+    -- The minute's first claim records where the sequence stood (the admin's chart), and
+    -- notes on the window row that it did, so later claims of the minute write nothing.
+    SELECT head, minute INTO v_count, v_minute FROM chatstate_dedupewindow WHERE namespace = p_ns;
+    IF v_minute IS NULL OR v_minute < v_now_minute THEN
+        INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
+            VALUES (p_ns, v_now_minute, v_seq)
+            ON CONFLICT (namespace, minute) DO NOTHING;
+        UPDATE chatstate_dedupewindow SET minute = v_now_minute
+            WHERE namespace = p_ns AND (minute IS NULL OR minute < v_now_minute);
     END IF;
-    -- The newest position + 1 (claims at the same instant may share one: ties are ordered
-    -- by id). The unique key makes exactly one of two racing claims of a key win.
-    INSERT INTO chatstate_dedupeentry
-            (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
-        SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
-            p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
-        FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
-        ON CONFLICT (namespace, adapter, message_id) DO NOTHING
-        RETURNING id, seq INTO v_id, v_seq;
-    IF NOT FOUND THEN RETURN false; END IF;
-    -- The minute's first claim records where the sequence stood (the admin's chart).
-    INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
-        VALUES (p_ns, date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
-                      AT TIME ZONE 'UTC', v_seq)
-        ON CONFLICT (namespace, minute) DO NOTHING;
     -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
     -- one out: drop the key that just left the newest p_limit without touching the window
     -- row, so claims in a namespace do not queue behind one row lock (and its commit) one at
     -- a time. A claim in progress and alive (or a young key) is not dropped.
-    SELECT head INTO v_count FROM chatstate_dedupewindow WHERE namespace = p_ns;
     v_excess := v_count + 1 - p_limit;
     IF v_excess = 1 AND p_min_age = 0 THEN
         DELETE FROM chatstate_dedupeentry d WHERE d.id = (
@@ -164,7 +188,9 @@ BEGIN
     END IF;
     -- Filling, shrinking (a smaller limit), or contended: count under the window row's lock,
     -- and trim (each transaction changes ``head`` by what it did).
-    INSERT INTO chatstate_dedupewindow AS w (namespace, head) VALUES (p_ns, 1)
+    -- (A new window row: this claim wrote its minute's row above.)
+    INSERT INTO chatstate_dedupewindow AS w (namespace, head, minute)
+        VALUES (p_ns, 1, v_now_minute)
         ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
         RETURNING head INTO v_count;
     PERFORM chatstate_trim(p_ns, v_id, v_count, p_limit, p_min_age, v_young);
@@ -175,7 +201,9 @@ END $$;
 -- p_older_than those enqueued more than that many seconds ago.
 CREATE OR REPLACE FUNCTION chatstate_take_entries(
     p_ns text, p_key text, p_limit integer, p_older_than float8)
-RETURNS jsonb LANGUAGE sql AS $$
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE v_taken jsonb;
+BEGIN
     WITH gone AS (
         DELETE FROM chatstate_pendinglockentry WHERE id IN (
             SELECT id FROM chatstate_pendinglockentry
@@ -185,15 +213,17 @@ RETURNS jsonb LANGUAGE sql AS $$
         RETURNING id, owner, strategy, metadata, enqueued_at)
     SELECT coalesce(jsonb_agg(jsonb_build_array(id, owner, strategy, metadata,
         to_char(enqueued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) ORDER BY id),
-        '[]') FROM gone
-$$;
+        '[]') INTO v_taken FROM gone;
+    RETURN v_taken;
+END $$;
 
 -- Entries older than p_ttl seconds, dropped (NULL ttl: none).
 CREATE OR REPLACE FUNCTION chatstate_expire_entries(p_ns text, p_key text, p_ttl float8)
-RETURNS jsonb LANGUAGE sql AS $$
-    SELECT CASE WHEN p_ttl IS NULL THEN '[]'::jsonb
-           ELSE chatstate_take_entries(p_ns, p_key, NULL, p_ttl) END
-$$;
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_ttl IS NULL THEN RETURN '[]'; END IF;
+    RETURN chatstate_take_entries(p_ns, p_key, NULL, p_ttl);
+END $$;
 
 -- ``lock`` for a non-concurrent strategy: result 'acquired', 'busy', 'queued', 'debounced' or
 -- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over. A key
@@ -206,6 +236,13 @@ LANGUAGE plpgsql AS $$
 DECLARE v_depth integer; v_previous text; v_updated boolean;
 BEGIN
     dropped := '[]';
+    -- Free (the common case): taken in one statement, nobody taken over.
+    INSERT INTO chatstate_lock
+        (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
+        VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
+                statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
+        ON CONFLICT (namespace, key) DO NOTHING;
+    IF FOUND THEN result := 'acquired'; RETURN; END IF;
     FOR attempt IN 1..20 LOOP
         SELECT owner INTO v_previous FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
         -- Free, or the lease expired: take it (pending entries stay for the new holder).
@@ -714,7 +751,7 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
     OUT history jsonb)
 LANGUAGE plpgsql AS $$
-DECLARE v_depth integer; v_holders jsonb;
+DECLARE v_depth integer; v_holders jsonb; v_lock record;
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
                                p_min_age);
@@ -732,9 +769,12 @@ BEGIN
         ELSIF p_strategy = 'concurrent' THEN
             result := 'acquired';
         ELSE
-            SELECT l.result, l.dropped, l.taken_over INTO result, dropped, taken_over
-                FROM chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
-                                    p_overflow) l;
+            -- (assigned, not selected: a plain call, no query around it)
+            v_lock := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
+                                     p_overflow);
+            result := v_lock.result;
+            dropped := v_lock.dropped;
+            taken_over := v_lock.taken_over;
         END IF;
         held := result = 'acquired';
         IF held AND p_cap IS NOT NULL THEN
@@ -850,10 +890,12 @@ CREATE OR REPLACE FUNCTION chatstate_commit(
     p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql AS $$
+DECLARE v_settled record;
 BEGIN
-    SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked, p_claim, p_effects,
-        p_slot) s;
+    v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked,
+                                  p_claim, p_effects, p_slot);
+    released := v_settled.ok;
+    holder := v_settled.holder;
     IF released AND p_slot THEN
         SELECT r.pending, r.expired INTO pending, expired
             FROM chatstate_release_slot(p_ns, p_thread, p_owner, false, p_pending_ttl) r;

@@ -1,0 +1,56 @@
+"""Functions version 5's lighter cycle (issue 24): what the server no longer does per message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from chatstate.adapters.database import DatabaseStateAdapter
+from chatstate.models import ClaimMinute, DedupeWindow
+
+pytestmark = [pytest.mark.run_on("postgresql"), pytest.mark.usefixtures("db")]
+
+
+def claim(store: DatabaseStateAdapter, mid: str) -> None:
+    with store.handle_message(("s", mid), thread_id="t", owner="w") as msg:
+        assert msg.acquired
+
+
+def test_a_minute_noted_on_the_window_row_is_not_written_again() -> None:
+    store = DatabaseStateAdapter(namespace="sw-minute")
+    claim(store, "m1")
+    (row,) = ClaimMinute.objects.filter(namespace="sw-minute")
+    assert DedupeWindow.objects.get(namespace="sw-minute").minute == row.minute
+    row.delete()
+    later = timezone.now() + timedelta(days=1)
+    DedupeWindow.objects.filter(namespace="sw-minute").update(minute=later)
+    claim(store, "m2")  # its minute is noted as written: the claim writes no row
+    assert not ClaimMinute.objects.filter(namespace="sw-minute").exists()
+    DedupeWindow.objects.filter(namespace="sw-minute").update(minute=None)
+    claim(store, "m3")  # nothing noted: the claim writes its minute's row
+    (row,) = ClaimMinute.objects.filter(namespace="sw-minute")
+    assert row.first_seq == 3
+    assert DedupeWindow.objects.get(namespace="sw-minute").minute == row.minute
+
+
+def test_the_functions_a_cycle_calls_keep_their_plans() -> None:
+    names = ["chatstate_claim_live", "chatstate_claim_holds", "chatstate_take_entries"]
+    names.append("chatstate_expire_entries")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.proname, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+            " WHERE p.proname = ANY(%s)",
+            [names],
+        )
+        languages = dict(cursor.fetchall())
+    assert languages == dict.fromkeys(names, "plpgsql")
+
+
+def test_the_lock_table_has_no_secondary_index() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'chatstate_lock'")
+        indexes = {row[0] for row in cursor.fetchall()}
+    assert indexes == {"chatstate_lock_pkey", "chatstate_lock_unique"}
