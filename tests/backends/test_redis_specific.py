@@ -497,14 +497,14 @@ def test_an_alias_that_is_not_a_redis_cache_is_reported_on_use() -> None:
 
 
 def test_the_check_is_quiet_for_a_django_redis_alias() -> None:
-    assert RedisStateAdapter(alias=ALIAS).check() == []
+    assert RedisStateAdapter(alias=ALIAS)._do_check() == []
 
 
 @pytest.mark.parametrize("backend", [None, "django.core.cache.backends.locmem.LocMemCache"])
 def test_the_check_warns_when_the_alias_is_not_django_redis(backend: str | None) -> None:
     aliases = {} if backend is None else {"other": {"BACKEND": backend}}
     with override_settings(CACHES=_caches(**aliases)):
-        messages = RedisStateAdapter(alias="other").check()
+        messages = RedisStateAdapter(alias="other")._do_check()
     assert [m.id for m in messages] == ["chatstate.W002"]
     assert "'other'" in messages[0].msg and isinstance(messages[0], checks.Warning)
 
@@ -529,6 +529,6 @@ def test_djangos_own_redis_cache_works_with_a_warning() -> None:
         try:
             adapter.subscribe("t")
             assert adapter.is_subscribed("t")
-            assert [m.id for m in adapter.check()] == ["chatstate.W002"]
+            assert [m.id for m in adapter._do_check()] == ["chatstate.W002"]
         finally:
             adapter.clear()
