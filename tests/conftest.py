@@ -151,6 +151,14 @@ if VENDOR == "postgresql" and _redis_adapter_exists():
     if cluster_nodes.available():
         STORE_FACTORIES["redis_cluster"] = _redis_cluster
 
+#: ``CHATSTATE_TEST_KINDS`` (comma-separated) keeps only those kinds. The tox matrix uses it:
+#: a Python or Django version changes nothing a pooler or a cluster does; make test runs all.
+KINDS_WANTED = {k for k in os.environ.get("CHATSTATE_TEST_KINDS", "").split(",") if k}
+if KINDS_WANTED:
+    for _kinds in (STORE_FACTORIES, MIRRORS):
+        for _kind in set(_kinds) - KINDS_WANTED:
+            del _kinds[_kind]
+
 #: The mirror kinds' factories: not in ``STORE_FACTORIES`` (every test of ``store``), but in
 #: the conformance suite (the root ``conftest.py``) and the cross-process suite.
 MIRROR_FACTORIES = {kind: _through(alias) for kind, alias in MIRRORS.items()}

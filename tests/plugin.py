@@ -21,6 +21,7 @@ from tests import services
 from tests.conftest import (
     ALL_FACTORIES,
     COMMITTED_ELSEWHERE,
+    KINDS_WANTED,
     MIRRORS,
     STORE_FACTORIES,
     VENDOR,
@@ -128,9 +129,11 @@ def _test_database_released(django_db_setup: None, django_db_blocker: Any) -> It
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say which backends this run covers, and why one is left out."""
     lines = [f"chatstate backends ({VENDOR} run): {', '.join(ALL_FACTORIES)}"]
-    if VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
+    if KINDS_WANTED:
+        lines.append(f"only the kinds of CHATSTATE_TEST_KINDS: {', '.join(sorted(KINDS_WANTED))}")
+    elif VENDOR == "postgresql" and "redis" not in STORE_FACTORIES:
         lines.append(f"SKIPPED the Redis suite: Redis at {services.REDIS_URL} is unreachable")
-    if VENDOR == "postgresql" and "database_pgbouncer" not in MIRRORS:
+    if not KINDS_WANTED and VENDOR == "postgresql" and "database_pgbouncer" not in MIRRORS:
         lines.append(f"SKIPPED the PgBouncer suite: {settings.PGBOUNCER_ERROR}")
     return lines
 

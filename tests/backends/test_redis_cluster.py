@@ -81,7 +81,7 @@ def test_scripts_a_master_lost_are_sent_again_as_text(
 
 
 def test_persistence_is_read_from_the_namespaces_master(adapter: Any) -> None:
-    info = adapter.persistence()
+    info = adapter._do_persistence()
     assert int(info["aof_enabled"]) == 0  # the tests' cluster keeps no files
 
 
