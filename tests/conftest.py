@@ -205,7 +205,7 @@ def make_store(request: pytest.FixtureRequest, store: Any) -> Callable[..., Any]
 
 # -- tests that belong to one database's run ------------------------------------------
 
-#: Besides tests/crossprocess and tests/faults, the modules that stress a backend rather than a
+#: Besides tests/concurrency and tests/faults, the modules that stress a backend rather than a
 #: Python or Django version: the tox matrix leaves them out (``-m "not stress"``).
 STRESS = {
     "test_restore_limits.py",
@@ -229,7 +229,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Deselect tests marked ``run_on(*vendors)`` for another database's run; mark the
     stress tests (the mirror kinds' marks are :mod:`tests.plugin`'s)."""
     for item in items:  # the tox matrix leaves them out (-m "not stress"): make test runs them
-        if item.path.parent.name in ("crossprocess", "faults") or item.path.name in STRESS:
+        if item.path.parent.name in ("concurrency", "faults") or item.path.name in STRESS:
             item.add_marker(pytest.mark.stress)
     other = [
         item

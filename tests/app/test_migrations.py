@@ -157,14 +157,24 @@ def test_every_id_column_compares_exactly_on_mysql(transactional_db: None) -> No
             )
             return {(t, c): name for t, c, name in cursor.fetchall()}
 
+    def matching(message_id: str) -> int:  # raw SQL: the models are the latest schema's
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM chatstate_dedupeentry"
+                " WHERE namespace = 'folded' AND message_id = %s",
+                [message_id],
+            )
+            return int(cursor.fetchone()[0])
+
     assert collations() == dict.fromkeys(listed, collation)
+    assert DatabaseStateAdapter(namespace="folded").claim_dedupe(("tg", "MsgA")) is True
+    assert matching("msga") == 0
     latest = _latest()
     try:
         _migrate("0008")
         assert collation not in set(collations().values())
-        folded = DatabaseStateAdapter(namespace="folded")
-        assert folded.claim_dedupe(("tg", "MsgA")) is True
-        assert folded.claim_dedupe(("tg", "msga")) is False  # what 0009 fixes
+        assert matching("msga") == 1  # "msga" finds "MsgA": what 0009 fixes
     finally:
         _migrate(latest)
     assert collations() == dict.fromkeys(listed, collation)
+    assert matching("msga") == 0

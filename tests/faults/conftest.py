@@ -95,7 +95,7 @@ def figures(request: pytest.FixtureRequest) -> Any:
         text = ", ".join(f"{k}={v}" for k, v in values.items())
         line = f"{request.node.name}: {text}"
         print(f"\n[faults] {line}")
-        # tests/crossprocess/conftest.py prints it in the summary, from any xdist worker
+        # tests/concurrency/conftest.py prints it in the summary, from any xdist worker
         request.node.user_properties.append(("figures", line))
 
     return record

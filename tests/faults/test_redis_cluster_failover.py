@@ -25,8 +25,8 @@ from django.db import connections
 from chatstate import BackendUnavailable
 from tests import redis_cluster as cluster_nodes
 from tests import services
+from tests.concurrency.harness import Crew, Target
 from tests.conftest import STORE_FACTORIES
-from tests.crossprocess.harness import Crew, Target
 from tests.faults.redelivery import tally
 
 pytestmark = [

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from tests.concurrency.harness import Crew, Target
 from tests.conftest import ALL_FACTORIES, VENDOR
-from tests.crossprocess.harness import Crew, Target
 
 HERE = Path(__file__).parent
 #: The runs these tests belong to (by database vendor).

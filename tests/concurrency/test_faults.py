@@ -17,7 +17,7 @@ import pytest
 from django.db import connections
 
 from tests import services
-from tests.crossprocess.harness import Crew
+from tests.concurrency.harness import Crew
 from tests.faults.redelivery import deliver, tally, tally_effects
 
 pytestmark = pytest.mark.crossprocess

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.crossprocess.harness import Crew
+from tests.concurrency.harness import Crew
 
 pytestmark = pytest.mark.crossprocess
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.crossprocess.harness import Crew
+from tests.concurrency.harness import Crew
 from tests.faults.redelivery import tally
 
 pytestmark = pytest.mark.crossprocess

@@ -5,7 +5,7 @@ interpreters: nothing of the parent's Django state or database connection is inh
 Each child sets Django up on the test settings, points the default database at the
 parent's test database, builds the adapter of the test's backend in the test's namespace,
 opens its connection, waits at a start barrier shared by its batch, runs one task of
-:mod:`tests.crossprocess.tasks` and reports the task's return value (or its traceback)
+:mod:`tests.concurrency.tasks` and reports the task's return value (or its traceback)
 through a queue.
 
 Every batch is bounded in time: :meth:`Batch.wait` fails the test with a clear message
@@ -91,7 +91,7 @@ def child_main(
     try:
         adapter = build_adapter(target)
         adapter.is_subscribed("xproc-warm-up")  # connect before the start line
-        from tests.crossprocess import tasks
+        from tests.concurrency import tasks
 
         fn = getattr(tasks, task)
         barrier.wait(timeout=START_TIMEOUT)

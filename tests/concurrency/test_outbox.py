@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chatstate import OutboxEntry
-from tests.crossprocess.harness import Crew
+from tests.concurrency.harness import Crew
 
 pytestmark = pytest.mark.crossprocess
 

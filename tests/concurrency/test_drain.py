@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatstate import LockResult
-from tests.crossprocess.harness import Crew
+from tests.concurrency.harness import Crew
 
 pytestmark = pytest.mark.crossprocess
 
