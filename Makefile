@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # and bouncer ports: tests/services.py).
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo test test-parallel test-sqlite test-postgres test-mysql lint typecheck tox matrix matrix-all \
+.PHONY: venv demo test test-sqlite test-postgres test-mysql lint typecheck tox matrix matrix-all \
 	wheel-smoke bench docs clean
 
 # tox needs python3.10 ... python3.13 on PATH: with pyenv, select every installed CPython 3
@@ -48,10 +48,6 @@ test: venv
 	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory test-mysql || exit 1; \
 	elif [ $$rc -eq 2 ]; then exit 1; \
 	else echo "SKIPPED the MariaDB/MySQL suite: it is unreachable (set CHATSTATE_MYSQL_HOST/PORT)."; fi
-
-## test-parallel: the same runs side by side (each log printed whole when its run ends).
-test-parallel: venv
-	@$(PY) -m tests.runs "TEST_WORKERS=$(TEST_WORKERS)" "PYTEST_ARGS=$(PYTEST_ARGS)"
 
 test-sqlite: venv
 	@echo "== SQLite run =="
