@@ -162,6 +162,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # -- per-backend counts in the summary -------------------------------------------------
 
 _tally: Counter[tuple[str, str]] = Counter()
+#: The figures the concurrency and fault tests recorded (their ``figures`` fixtures).
+_figures: list[str] = []
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -181,9 +183,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         label = dict(report.user_properties).get("chatstate_backend")
         if label is not None:
             _tally[(str(label), report.outcome)] += 1
+    if report.when == "call":
+        _figures.extend(str(v) for k, v in report.user_properties if k == "figures")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.write_sep("-", "figures of the concurrency and fault tests")
+        for line in sorted(_figures):
+            terminalreporter.write_line(line)
     labels = sorted({label for label, _ in _tally})
     if not labels:
         return

@@ -32,7 +32,6 @@ RUNS = ("postgresql", "mysql")
 #: some 75 s to the run).
 KINDS = [kind for kind in ALL_FACTORIES if kind not in ("memory", "database_pool")]
 _namespaces = itertools.count(1)
-_figures: list[str] = []
 
 
 #: The modules that also run through PgBouncer: the message cycle, the queue's handover and
@@ -88,19 +87,8 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
         )
         line = f"{request.node.name}: {text}"
         print(f"\n[crossprocess] {line}")
-        request.node.user_properties.append(("figures", line))  # to the summary, via xdist
+        # tests/plugin.py prints it in the summary, from any pytest-xdist worker
+        request.node.user_properties.append(("figures", line))
 
     return record
 
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep the figures a test recorded (in this process or a pytest-xdist worker)."""
-    if report.when == "call":
-        _figures.extend(v for k, v in report.user_properties if k == "figures")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _figures:
-        terminalreporter.write_sep("-", "cross-process figures")
-        for line in _figures:
-            terminalreporter.write_line(line)
