@@ -223,6 +223,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "run_on(*vendors): collect only in the runs on those databases ('sqlite', "
         "'postgresql', 'mysql'); elsewhere the test is deselected, not skipped",
     )
+    config.addinivalue_line(
+        "markers",
+        "needs_kind(*kinds): deselected when CHATSTATE_TEST_KINDS leaves one of those kinds out",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -231,11 +235,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # the tox matrix leaves them out (-m "not stress"): make test runs them
         if item.path.parent.name in ("concurrency", "faults") or item.path.name in STRESS:
             item.add_marker(pytest.mark.stress)
-    other = [
-        item
-        for item in items
-        if (marker := item.get_closest_marker("run_on")) and VENDOR not in marker.args
-    ]
+    def elsewhere(item: pytest.Item) -> bool:
+        run_on, needs = item.get_closest_marker("run_on"), item.get_closest_marker("needs_kind")
+        if run_on is not None and VENDOR not in run_on.args:
+            return True
+        return bool(KINDS_WANTED and needs is not None and not set(needs.args) <= KINDS_WANTED)
+
+    other = [item for item in items if elsewhere(item)]
     if other:
         config.hook.pytest_deselected(items=other)
         items[:] = [item for item in items if item not in other]
