@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from bench import serverwork_pg
 
@@ -36,16 +36,33 @@ def test_elsewhere_than_postgresql_it_refuses() -> None:
 
 
 @pytest.mark.run_on("postgresql")
-@pytest.mark.usefixtures("transactional_db")
-def test_on_postgresql_it_measures_or_says_what_the_server_lacks() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW shared_preload_libraries")
-        loaded = "pg_stat_statements" in cursor.fetchone()[0]
-    out = StringIO()
-    if not loaded:
-        with pytest.raises(CommandError, match="shared_preload_libraries=pg_stat_statements"):
-            call_command("chatstate_bench", server_work=True, cycles=5, stdout=out)
-        return
-    call_command("chatstate_bench", server_work=True, cycles=5, json=True, stdout=out)
+def test_a_private_server_is_refused_then_measured(django_db_blocker: Any) -> None:
+    """Without pg_stat_statements loaded it says what the server lacks; with it, it measures."""
+    from django.db import connections
+
+    from tests.faults.postgres_server import PostgresServer
+
+    server, alias = PostgresServer(), "server_work"
+    connections.databases[alias] = {
+        **connections.databases["default"], "HOST": "127.0.0.1", "PORT": str(server.port),
+        "NAME": "postgres",
+    }  # fmt: skip
+    try:
+        with django_db_blocker.unblock():
+            call_command("migrate", "chatstate", database=alias, verbosity=0)
+            with pytest.raises(CommandError, match="shared_preload_libraries=pg_stat_statements"):
+                call_command("chatstate_bench", server_work=True, cycles=5, database=alias,
+                             stdout=StringIO())  # fmt: skip
+            connections[alias].close()
+            server.settings.append("-c shared_preload_libraries=pg_stat_statements")
+            server.crash()  # a restart, with the library
+            out = StringIO()
+            call_command("chatstate_bench", server_work=True, cycles=5, json=True,
+                         database=alias, stdout=out)  # fmt: skip
+            connections[alias].close()
+    finally:
+        del connections[alias]
+        del connections.databases[alias]
+        server.close()
     (ours, *_) = json.loads(out.getvalue())["rows"]
     assert ours["who"] == "chatstate" and ours["calls"] == 2.0  # two statements a cycle

@@ -41,10 +41,12 @@ class PostgresServer:
     power cut does (``pg_ctl stop -m immediate``: no checkpoint, what the WAL buffers held
     is gone) and starts it again, through crash recovery."""
 
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
         if BINDIR is None:
             pytest.fail("no PostgreSQL server installation (initdb) for a private server")
         self.port = services.free_port()
+        #: ``-c name=value`` options of the server, read at each start.
+        self.settings = list(settings)
         self.dir = Path(tempfile.mkdtemp(prefix="chatstate-pg-"))
         self.data = self.dir / "data"
         self.user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -66,6 +68,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=on"
+        options = " ".join([options, *self.settings])
         self._run("pg_ctl", "start", "-w", "-t", "30", "-D", str(self.data), "-o", options,
                   "-l", str(self.dir / "log"))  # fmt: skip
 
