@@ -32,7 +32,7 @@
 -- for good (a queued or debounced message, a refusal's withdrawn claim) commits durably.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 5 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 6 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
 -- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
@@ -556,25 +556,30 @@ END $$;
 
 -- Append p_value to the list p_key as its newest item, then keep its newest p_max items (NULL:
 -- all); p_ttl seconds renews its expiry (NULL: left as is). The head is locked first (created
--- when new), so appends to one list queue behind each other.
+-- when new), so appends to one list queue behind each other. A live or new list's head is
+-- advanced in one statement; an expired list starts over.
 CREATE OR REPLACE FUNCTION chatstate_append(
     p_ns text, p_key text, p_value jsonb, p_max bigint, p_ttl float8)
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE v_seq bigint; v_expires timestamptz;
+DECLARE v_seq bigint; v_now timestamptz := statement_timestamp();
+    v_expires timestamptz := v_now + make_interval(secs => p_ttl);
 BEGIN
-    -- Touching the head locks it and returns what it held before this append.
+    -- The conflict locks the head even when the list has expired (no row returned then).
     INSERT INTO chatstate_listhead AS h (namespace, key, last_seq, expires_at, updated_at)
-        VALUES (p_ns, p_key, 0, NULL, statement_timestamp())
-        ON CONFLICT (namespace, key) DO UPDATE SET updated_at = EXCLUDED.updated_at
-        RETURNING last_seq, expires_at INTO v_seq, v_expires;
-    IF v_expires <= statement_timestamp() THEN
+        VALUES (p_ns, p_key, 1, v_expires, v_now)
+        ON CONFLICT (namespace, key) DO UPDATE
+            SET last_seq = h.last_seq + 1,
+                expires_at = coalesce(EXCLUDED.expires_at, h.expires_at),
+                updated_at = EXCLUDED.updated_at
+            WHERE h.expires_at IS NULL OR h.expires_at > EXCLUDED.updated_at
+        RETURNING last_seq INTO v_seq;
+    IF v_seq IS NULL THEN
         DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key;
-        v_expires := NULL;
+        UPDATE chatstate_listhead
+            SET last_seq = last_seq + 1, expires_at = v_expires, updated_at = v_now
+            WHERE namespace = p_ns AND key = p_key
+            RETURNING last_seq INTO v_seq;
     END IF;
-    v_seq := v_seq + 1;
-    UPDATE chatstate_listhead SET last_seq = v_seq, expires_at = CASE WHEN p_ttl IS NULL
-            THEN v_expires ELSE statement_timestamp() + make_interval(secs => p_ttl) END
-        WHERE namespace = p_ns AND key = p_key;
     INSERT INTO chatstate_listitem (namespace, key, seq, value)
         VALUES (p_ns, p_key, v_seq, p_value);
     IF v_seq > p_max THEN
@@ -652,20 +657,29 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The map p_map after the operations p_ops ([[op, key, value's JSON text], ...]), in order.
+-- An integer added to an integer (or to nothing) is summed here; chatstate_incr does the rest.
 CREATE OR REPLACE FUNCTION chatstate_channel_ops(p_map jsonb, p_ops jsonb)
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE v_map jsonb := coalesce(p_map, '{}'); v_op jsonb; v_key text;
+DECLARE v_map jsonb := coalesce(p_map, '{}'); v_op jsonb; v_key text; v_cur jsonb; v_by text;
 BEGIN
-    FOR v_op IN SELECT o FROM jsonb_array_elements(p_ops) WITH ORDINALITY AS x(o, n) ORDER BY n
-    LOOP
+    FOR i IN 0 .. jsonb_array_length(p_ops) - 1 LOOP
+        v_op := p_ops->i;
         v_key := v_op->>1;
         CASE v_op->>0
+        WHEN 'incr' THEN
+            v_cur := v_map->v_key;
+            v_by := v_op->>2;
+            IF v_by !~ '[.eE]' AND (v_cur IS NULL OR
+                    (jsonb_typeof(v_cur) = 'number' AND v_cur::text !~ '[.eE]')) THEN
+                v_map := v_map || jsonb_build_object(v_key,
+                    coalesce(v_cur::text, '0')::numeric + v_by::numeric);
+            ELSE
+                v_map := v_map || jsonb_build_object(v_key, chatstate_incr(v_cur, v_by));
+            END IF;
         WHEN 'set' THEN
             v_map := v_map || jsonb_build_object(v_key, (v_op->>2)::jsonb);
         WHEN 'delete' THEN
             v_map := v_map - v_key;
-        WHEN 'incr' THEN
-            v_map := v_map || jsonb_build_object(v_key, chatstate_incr(v_map->v_key, v_op->>2));
         WHEN 'add' THEN
             v_map := v_map || jsonb_build_object(v_key,
                 chatstate_scalars(v_map->v_key, (v_op->>2)::jsonb, true));
@@ -717,11 +731,17 @@ BEGIN
     ELSIF v_subscribe = 'false' THEN
         DELETE FROM chatstate_subscription WHERE namespace = p_ns AND thread_id = p_thread;
     END IF;
-    FOR v_append IN SELECT a FROM jsonb_array_elements(p_effects->'lists')
-            WITH ORDINALITY AS x(a, n) ORDER BY (a->>0) COLLATE "C", n LOOP
+    IF jsonb_array_length(p_effects->'lists') = 1 THEN
+        v_append := p_effects->'lists'->0;
         PERFORM chatstate_append(p_ns, v_append->>0, v_append->1, (v_append->>2)::bigint,
                                  (v_append->>3)::float8);
-    END LOOP;
+    ELSE
+        FOR v_append IN SELECT a FROM jsonb_array_elements(p_effects->'lists')
+                WITH ORDINALITY AS x(a, n) ORDER BY (a->>0) COLLATE "C", n LOOP
+            PERFORM chatstate_append(p_ns, v_append->>0, v_append->1, (v_append->>2)::bigint,
+                                     (v_append->>3)::float8);
+        END LOOP;
+    END IF;
     IF jsonb_array_length(p_effects->'sends') > 0 THEN
         INSERT INTO chatstate_outboxmessage
                 (namespace, key, thread_id, payload, attempts, dead, created_at, due_at)
