@@ -131,6 +131,37 @@ def test_incr_is_exact(rstore: RedisStateAdapter, stored: Any, by: Any, expected
     assert typed(rstore.channel_state("c")) == typed({"n": expected})
 
 
+@pytest.mark.parametrize(
+    ("stored", "ops"),
+    [
+        ("{}", [("incr", "n", 1)]),
+        ("{ }", [("incr", "n", 1)]),
+        ('{"n":41}', [("incr", "n", 1), ("incr", "m", 2), ("incr", "n", -50)]),
+        ('{"a":"v,",":5,":1}', [("incr", ",", 1)]),  # '","' is not a key here
+        ('{"k":"n","n":1}', [("incr", "n", 1)]),  # the key's text is a value too
+        ('{"n":1,"n":2}', [("incr", "n", 1)]),  # a repeated key
+        ('{"n": 1}', [("incr", "n", 1)]),
+        ('{"n":1 }', [("incr", "m", 1)]),
+        ('{"n":1.5}', [("incr", "n", 1)]),
+        ('{"n":"x"}', [("incr", "n", 1)]),
+        ('{"n":1}', [("incr", "n", 0.5)]),
+        ('{"n":999999999999999}', [("incr", "n", 10**20)]),
+        ('{"n":1,"l":[1]}', [("incr", "n", 1)]),
+        ('{"n":1,"s":"a\\"b"}', [("incr", "n", 1)]),
+    ],
+)
+def test_increments_of_flat_maps_match_the_reference(
+    rstore: RedisStateAdapter, stored: str, ops: list[tuple[Any, ...]]
+) -> None:
+    """Integers of a flat map (no nesting, no escape) are rewritten in place; anything else
+    takes the full split; both agree with ``chatstate.channelops``."""
+    rstore.connection.hset(rstore.keys.cs, "c", stored)
+    commit_ops(rstore, "c", ops)
+    expected = json.loads(stored)
+    apply_ops(expected, [(name, key, json.dumps(by)) for name, key, by in ops])
+    assert typed(rstore.channel_state("c")) == typed(expected)
+
+
 def test_an_incr_out_of_range_writes_nothing(rstore: RedisStateAdapter) -> None:
     rstore.put_channel_state("c", {"n": 1e308})
     message = ("s", "overflow")

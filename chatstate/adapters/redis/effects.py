@@ -17,16 +17,12 @@ _key_text = json.JSONEncoder(ensure_ascii=False).encode  # a map key as Python's
 def effect_keys(keys: Keys, staged: Staged) -> list[str]:
     """The keys the effects of ``staged`` touch, in ``lua/effects.lua``'s order."""
     k = keys
-    return [
-        k.cs,
-        k.ct,
-        k.subs,
-        k.subt,
-        k.lkeys,
-        *k.outbox(),
-        *[k.list_key(append.key) for append in staged.lists],
-        *[k.obq(send.thread_id) for send in staged.sends],
-    ]
+    touched = [k.cs, k.ct, k.subs, k.subt, k.lkeys]
+    touched += [k.list_key(append.key) for append in staged.lists]
+    if staged.sends:
+        touched += k.outbox()
+        touched += [k.obq(send.thread_id) for send in staged.sends]
+    return touched
 
 
 def effect_args(staged: Staged) -> list[Any]:

@@ -241,10 +241,45 @@ local function ch_incr(current, by)
     return ch_more().float(x)
 end
 
+-- The fast path of ``incr`` operations on a flat map (no nested value, no escape, each key
+-- once): the integer at a key is rewritten in place, a missing key appended, the rest of the
+-- text untouched. nil when the text or an operation needs the full split below.
+local function ch_flat_incrs(s, at, count)
+    if ch_sub(s, 1, 1) ~= '{' or ch_sub(s, -1) ~= '}' or ch_find(s, '[%[{\\]', 2) then
+        return nil
+    end
+    for a = at, at + 3 * (count - 1), 3 do
+        local token, value = ARGV[a + 1], nil
+        if ARGV[a] ~= 'incr' or ch_find(token, '\\', 1, true) then return nil end
+        local p, q = ch_find(s, token, 1, true)
+        if not p then  -- absent
+            if ch_find(ch_sub(s, -2, -2), '%s') then return nil end
+            value = ch_incr(nil, ARGV[a + 2])
+            if not value then return nil end
+            s = ch_sub(s, 1, -2) .. (#s == 2 and '' or ',') .. token .. ':' .. value .. '}'
+        else
+            -- a key: an opening quote (an even number of quotes before it), then ':'
+            if ch_sub(s, q + 1, q + 1) ~= ':' or ch_find(s, token, q + 1, true) then
+                return nil
+            end
+            local _, quotes = string.gsub(ch_sub(s, 1, p - 1), '"', '')
+            local e = ch_find(s, '[,}]', q + 2)
+            local current = ch_sub(s, q + 2, e - 1)
+            if quotes % 2 == 1 or not ch_find(current, '^-?%d+$') then return nil end
+            value = ch_incr(current, ARGV[a + 2])
+            if not value then return nil end
+            s = ch_sub(s, 1, q + 1) .. value .. ch_sub(s, e)
+        end
+    end
+    return s
+end
+
 -- The map text ``stored`` (false: none) after the ``count`` operations in ARGV from
 -- ``at``, each (op, key as JSON text, value text). nil and a message when a number would
 -- not be finite.
 local function apply_channel_ops(stored, at, count)
+    local flat = ch_flat_incrs(stored or '{}', at, count)
+    if flat then return flat end
     local values, keys, index = {}, {}, {}
     if stored then values, keys, index = ch_split(stored, true) end
     for a = at, at + 3 * (count - 1), 3 do

@@ -11,22 +11,21 @@
 -- The plan of the step's effects for ``thread``; nil and a message when one cannot be
 -- written (a channel number out of range).
 local function prepare_effects(kb, ab, thread)
-    local plan = {kb = kb, thread = thread}
     local channel, count = ARGV[ab], tonumber(ARGV[ab + 1])
-    local a = ab + 2
+    local a, text = ab + 2, false
     if count > 0 then
-        local text, err = apply_channel_ops(redis.call('HGET', KEYS[kb], channel), a, count)
+        local err
+        text, err = apply_channel_ops(redis.call('HGET', KEYS[kb], channel), a, count)
         if not text then return nil, err end
-        plan.channel, plan.text = channel, text
     end
     a = a + 3 * count
-    plan.subscribe = ARGV[a]
-    plan.lists, plan.lists_at = tonumber(ARGV[a + 1]), a + 2
-    a = a + 2 + 4 * plan.lists
-    plan.sends, plan.sends_at = tonumber(ARGV[a]), a + 1
-    a = a + 1 + 3 * plan.sends
-    plan.taken, plan.taken_at = tonumber(ARGV[a]), a + 1
-    return plan
+    local lists = tonumber(ARGV[a + 1])
+    local s = a + 2 + 4 * lists
+    local sends = tonumber(ARGV[s])
+    local t = s + 1 + 3 * sends
+    return {kb = kb, thread = thread, channel = text and channel, text = text,
+            subscribe = ARGV[a], lists = lists, lists_at = a + 2, sends = sends,
+            sends_at = s + 1, taken = tonumber(ARGV[t]), taken_at = t + 1}
 end
 
 -- Remove the pending entries of ``q`` (the lock ``key``'s) whose ids the plan lists.
@@ -54,16 +53,17 @@ local function write_effects(plan, now, now_text)
         redis.call('SREM', KEYS[kb + 2], thread)
         redis.call('ZREM', KEYS[kb + 3], thread)
     end
-    local k = kb + 10
+    local k = kb + 5
     for i = 0, plan.lists - 1 do
         local a = plan.lists_at + 4 * i
         append_item(KEYS[kb + 4], KEYS[k + i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]),
                     tonumber(ARGV[a + 3]), now)
     end
+    if plan.sends == 0 then return end
     k = k + plan.lists
-    local o = {KEYS[kb + 5], KEYS[kb + 6], KEYS[kb + 7], KEYS[kb + 8], KEYS[kb + 9]}
+    local o = {KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]}
     for i = 0, plan.sends - 1 do
         local a = plan.sends_at + 3 * i
-        ob_enqueue(o, KEYS[k + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], now)
+        ob_enqueue(o, KEYS[k + 5 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], now)
     end
 end
