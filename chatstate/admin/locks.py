@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chatstate.adapters.database import DatabaseStateAdapter
-from chatstate.admin import display, overview, related
+from chatstate.admin import display, overview, related, search
 from chatstate.admin.base import ChatStateAdmin, NamespaceFilter
+from chatstate.admin.search import SearchScope
 from chatstate.models import Lock, PendingLockEntry, Subscription, ThreadState
 from chatstate.types import PendingEntry, from_iso
 
@@ -76,6 +77,10 @@ class LockAdmin(ChatStateAdmin):
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         return overview.overview_view(self, request)
+
+    def term_filter(self, term: str, scope: SearchScope) -> Q:
+        """Keys and owners by substring, slot holders' owners too."""
+        return super().term_filter(term, scope) | search.holders_condition(term, scope)
 
     def add_page_facts(self, rows: list[Any], using: str) -> None:
         related.mark_queue_depths(rows, using)

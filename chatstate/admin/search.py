@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import connections
-from django.db.models import Model, Q, Value
-from django.db.models.functions import StrIndex
+from django.db.models import Model, Q, TextField, Value
+from django.db.models.functions import Cast, StrIndex
 from django.db.models.lookups import GreaterThan
 
 from chatstate.adapters.database.vendors import vendor_of
@@ -183,6 +183,14 @@ def scan_condition(columns: Sequence[str], term: str, scope: SearchScope) -> Q:
         else:
             matches |= Q(GreaterThan(StrIndex(column, Value(term)), 0))
     return Q(namespace__in=scope.namespaces) & matches
+
+
+def holders_condition(term: str, scope: SearchScope) -> Q:
+    """Slot rows with a holder whose owner contains ``term``, or starts with it for
+    ``prefix*``; a scan of their ``holders`` text (JSON keyed by owner)."""
+    needle = '"' + term[:-1] if is_prefix_term(term) else term
+    found = GreaterThan(StrIndex(Cast("holders", TextField()), Value(needle)), 0)
+    return Q(namespace__in=scope.namespaces) & Q(found)
 
 
 def help_text(kind: str, substring: bool) -> str:

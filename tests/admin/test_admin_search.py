@@ -198,6 +198,18 @@ def test_lock_search_by_owner(admin_client: Client, state: Any) -> None:
     assert rows_shown(response) == [THREAD]
 
 
+def test_lock_search_finds_slot_holders(admin_client: Client, state: Any) -> None:
+    """A key held by slots has no owner of its own: its holders' owners are searched."""
+    store = state["a"]
+    store.lock("slack:C9:1", "pool-worker-12", "concurrent", max_concurrent=2)
+    store.lock("slack:C9:1", "pool-worker-13", "concurrent", max_concurrent=2)
+    for term in ("worker-12", "pool-worker-13", "pool-*"):
+        response = admin_client.get(changelist("lock"), {"q": term})
+        assert rows_shown(response) == ["slack:C9:1"], term
+    response = admin_client.get(changelist("lock"), {"q": "worker-12*"})
+    assert rows_shown(response) == []
+
+
 def test_namespace_filter_lists_namespaces_and_filters(admin_client: Client, state: Any) -> None:
     response = admin_client.get(changelist("subscription"), {"namespace": "ns-b"})
     assert rows_shown(response) == ["discord:G1:1"]
