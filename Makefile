@@ -8,6 +8,9 @@ PYTEST_ARGS ?=
 # workers than cores pay off (each worker gets its own test database, Redis database, cluster
 # and bouncer ports: tests/services.py).
 TEST_WORKERS ?= 4
+# worksteal: an idle worker takes tests queued on a busy one, so the run does not end on one
+# worker still going through the cross-process tests that the others finished long ago.
+XDIST := -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: venv demo test test-sqlite test-postgres test-mysql lint typecheck tox matrix matrix-all \
 	wheel-smoke bench docs clean
@@ -51,15 +54,15 @@ test: venv
 
 test-sqlite: venv
 	@echo "== SQLite run =="
-	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=sqlite $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-postgres: venv
 	@echo "== PostgreSQL run (with the Redis adapter's suites) =="
-	CHATSTATE_TEST_DB=postgres $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=postgres $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-mysql: venv
 	@echo "== MariaDB run =="
-	CHATSTATE_TEST_DB=mysql $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	CHATSTATE_TEST_DB=mysql $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .
