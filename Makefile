@@ -8,6 +8,10 @@ PYTEST_ARGS ?=
 # workers than cores pay off (each worker gets its own test database, Redis database, cluster
 # and bouncer ports: tests/services.py).
 TEST_WORKERS ?= 4
+# Bytecode caches (__pycache__, ignored by git) are written even where PYTHONDONTWRITEBYTECODE
+# is set: without them each of a run's processes (workers, forkservers, manage.py children)
+# compiles chatstate again and pytest rewrites every test module again (some 3 s a worker).
+unexport PYTHONDONTWRITEBYTECODE
 # worksteal: an idle worker takes tests queued on a busy one, so the run does not end on one
 # worker still going through the cross-process tests that the others finished long ago.
 XDIST := -n $(TEST_WORKERS) --dist worksteal
