@@ -1,8 +1,9 @@
 """The run's fixtures and hooks that every test sees, wherever its module lives.
 
 The root ``conftest.py`` loads this plugin, so the conformance suite in ``chatstate/testing``
-gets them too: the services the stores need, the clean-up of what the stores commit, the
-test database freed before it is dropped, the mirror kinds' database marks, and the
+gets them too: the services the stores need, the clean-up of what the stores commit (and of
+what a committing test wrote: :mod:`tests.flush`), the test database freed before it is
+dropped, the mirror kinds' database marks, and the
 backends of the run in its header and their counts in its summary.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests import flush, services
 from tests import redis_cluster as cluster_nodes
-from tests import services
 from tests.conftest import (
     ALL_FACTORIES,
     COMMITTED_ELSEWHERE,
@@ -27,6 +28,10 @@ from tests.conftest import (
     VENDOR,
     backend_of,
 )
+
+
+def pytest_configure() -> None:
+    flush.install()
 
 
 @pytest.fixture(autouse=True)

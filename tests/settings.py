@@ -55,6 +55,9 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
+# The admin tests make a user (and the browser tests log in) for each test: Django's default
+# hasher spends about half a second of CPU a password by design, which the suite does not test.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Django's task framework (built in from Django 6.0; the django-tasks backport on 5.2) with
 # the database backend, whose worker (`manage.py db_worker`) the outbox task tests run.

@@ -16,13 +16,15 @@ from chatstate import LeaseLost, LockResult
 from chatstate.testing.helpers import run_async
 
 TTL = 0.9  # renewed every 0.3 s: a delayed renewal still lands in time on a busy machine
+#: How long the kept-alive tests hold: a whole lease past the first one's end.
+HELD = 2 * TTL
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
 def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
     with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg:
-        deadline = time.monotonic() + 3 * TTL
+        deadline = time.monotonic() + HELD
         while time.monotonic() < deadline:
             assert store.lock("t", "other", ttl=60) is LockResult.BUSY
             time.sleep(TTL / 6)
@@ -63,7 +65,7 @@ def test_keepalive_under_concurrent_renews_the_claim(store: Any) -> None:
     with store.handle_message(
         ("s", "m"), thread_id="t", owner="a", strategy="concurrent", ttl=TTL, keepalive=True
     ) as msg:
-        time.sleep(3 * TTL)
+        time.sleep(HELD)
         with store.handle_message(("s", "m"), thread_id="t", owner="b") as again:
             assert again.duplicate and again.in_progress
         msg.state["n"] = 1
@@ -75,7 +77,7 @@ def test_the_async_keepalive_is_a_task(store: Any) -> None:
         async with store.ahandle_message(
             ("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True
         ) as msg:
-            await asyncio.sleep(3 * TTL)
+            await asyncio.sleep(HELD)
             busy = await store.alock("t", "other", ttl=60)
             msg.state["n"] = 1
         return busy is LockResult.BUSY

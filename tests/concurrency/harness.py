@@ -1,17 +1,19 @@
 """Run chatstate operations in separate OS processes that start at the same moment.
 
-A :class:`Crew` spawns children with multiprocessing's ``spawn`` context (fresh
-interpreters: nothing of the parent's Django state or database connection is inherited).
-Each child sets Django up on the test settings, points the default database at the
-parent's test database, builds the adapter of the test's backend in the test's namespace,
-opens its connection, waits at a start barrier shared by its batch, runs one task of
-:mod:`tests.concurrency.tasks` and reports the task's return value (or its traceback)
-through a queue.
+A :class:`Crew` starts children with multiprocessing's ``forkserver`` context: each child is
+forked from a server process of their own, a fresh interpreter that has only set Django up
+on the test settings and imported the adapters (:mod:`tests.concurrency.preload`): nothing
+of the parent's Django state or database connection is inherited, and a child does not pay
+the second of CPU that importing all that again costs (``spawn``, where there is no
+forkserver). Each child points the default database at the parent's test database, builds
+the adapter of the test's backend in the test's namespace, opens its connection, waits at a
+start barrier shared by its batch, runs one task of :mod:`tests.concurrency.tasks` and
+reports the task's return value (or its traceback) through a queue.
 
 Every batch is bounded in time: :meth:`Batch.wait` fails the test with a clear message
 when a child does not report before the deadline, reports an error or dies, and kills any
 child still running. This module imports nothing of Django at import time: it is the first
-module a spawned child imports.
+module a child imports.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.context import SpawnProcess
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any, cast
 
@@ -34,7 +36,11 @@ START_TIMEOUT = 60.0
 #: The default bound on one batch, from spawn to the last report.
 BATCH_TIMEOUT = 90.0
 
-_CONTEXT = multiprocessing.get_context("spawn")
+if "forkserver" in multiprocessing.get_all_start_methods():
+    _CONTEXT = multiprocessing.get_context("forkserver")
+    _CONTEXT.set_forkserver_preload(["tests.concurrency.preload"])
+else:
+    _CONTEXT = multiprocessing.get_context("spawn")
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ class Batch:
     def __init__(
         self,
         task: str,
-        processes: list[SpawnProcess],
+        processes: list[BaseProcess],
         barrier: Barrier,
         results: Any,
         timeout: float,
@@ -178,7 +184,7 @@ class Batch:
         return [done[i] for i in range(len(self.processes))]
 
 
-def kill(processes: Sequence[SpawnProcess]) -> set[int]:
+def kill(processes: Sequence[BaseProcess]) -> set[int]:
     """SIGKILL the processes still running and reap all; return the indexes killed."""
     killed = set()
     for i, process in enumerate(processes):
@@ -196,7 +202,7 @@ class Crew:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.events: dict[str, Event] = {}
-        self._spawned: list[SpawnProcess] = []
+        self._spawned: list[BaseProcess] = []
 
     def event(self, name: str) -> Event:
         """A named event every child started afterwards receives (``events[name]``)."""

@@ -1,6 +1,6 @@
 """What the children of the cross-process tests do, one function per task.
 
-Each task runs in a spawned process, after Django is set up and the start barrier passed:
+Each task runs in a child process, after Django is set up and the start barrier passed:
 ``task(adapter, index, events, **args)`` where ``index`` numbers the child in its batch and
 ``events`` holds the crew's named events. It returns plain data (lists, dicts, str, int)
 for the parent to check; an exception travels to the parent as a traceback and fails the

@@ -52,6 +52,7 @@ builds its functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -92,6 +93,7 @@ _INLINE = re.compile(r"^[ \t]*-- @(\w+)[ \t]*\n", re.MULTILINE)
 _FUNCTION = re.compile(r"^(?:--[^\n]*\n)*local function (\w+)", re.MULTILINE)
 
 
+@functools.cache
 def _read(part: str) -> str:
     return (LUA / f"{part}.lua").read_text(encoding="utf-8")
 
@@ -110,15 +112,23 @@ def prelude_for(text: str, present: frozenset[str] = frozenset()) -> tuple[str, 
     but those ``present`` (already defined); and the names now defined. Lua builds a
     script's functions each time it runs (about 500 instructions each): a script carries
     only those it may call."""
-    head, parts = prelude_parts(_read("prelude"))
-    code = {name: _COMMENT.sub("", part) for name, part in parts}
-    wanted, named = [_COMMENT.sub("", text)], set(present)
-    while wanted:
-        found = {n for n in code if n not in named and any(_names(n, t) for t in wanted)}
+    head, parts, calls = _prelude()
+    named = set(present)
+    wanted = _names(_COMMENT.sub("", text)) & calls.keys()
+    while wanted - named:
+        found = wanted - named
         named |= found
-        wanted = [code[n] for n in found]
+        wanted = set().union(*(calls[n] for n in found))
     chosen = "".join(part for name, part in parts if name in named and name not in present)
     return ("" if present else head) + chosen, frozenset(named)
+
+
+@functools.cache
+def _prelude() -> tuple[str, list[tuple[str, str]], dict[str, frozenset[str]]]:
+    """The prelude's head, its functions, and the prelude's functions each one names."""
+    head, parts = prelude_parts(_read("prelude"))
+    calls = {name: _names(_COMMENT.sub("", part)) for name, part in parts}
+    return head, parts, {name: frozenset(calls[name] & calls.keys()) for name in calls}
 
 
 def _inline(library: str, present: frozenset[str]) -> str:
@@ -131,9 +141,12 @@ def _inline(library: str, present: frozenset[str]) -> str:
 _COMMENT = re.compile(r"(?:^|(?<=\s))--[^\n]*", re.MULTILINE)
 
 
-def _names(name: str, code: str) -> bool:
-    """Whether Lua ``code`` names ``name`` (not as a field: ``x.name``, ``x:name``)."""
-    return re.search(rf"(?<![\w.:]){name}\b", code) is not None
+def _names(code: str) -> set[str]:
+    """The names Lua ``code`` uses (not as a field: ``x.name``, ``x:name``)."""
+    return set(_NAME.findall(code))
+
+
+_NAME = re.compile(r"(?<![\w.:])([A-Za-z_]\w*)")
 
 
 CLAIM = LuaScript.load("claim")
