@@ -25,6 +25,7 @@ from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
 from example_project.platform_stub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests.bot import STORE_INDEPENDENT
 
 SECRET = "test-signing-secret"
 THREAD, CHANNEL = "slack:C1:T1", "slack:C1"
@@ -239,6 +240,8 @@ INVALID: list[tuple[str, Any, str]] = [
 ]
 
 
+
+@STORE_INDEPENDENT
 @pytest.mark.parametrize(("case", "data", "field"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_message_is_refused_naming_the_field(
     bot: Any, post: Post, case: str, data: Any, field: str
@@ -306,6 +309,7 @@ def _signature_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], str
     ]
 
 
+@STORE_INDEPENDENT
 @pytest.mark.parametrize("case", [c[0] for c in _signature_cases()])
 def test_bad_signature_is_refused(bot: Any, post: Post, case: str) -> None:
     make_headers, field = {c[0]: c[1:] for c in _signature_cases()}[case]

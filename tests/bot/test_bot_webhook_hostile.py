@@ -19,6 +19,7 @@ from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
 from example_project.platform_stub.message import ID_FIELDS, MAX_TS
+from tests.bot import STORE_INDEPENDENT
 
 SECRET = "hostile-signing-secret"
 STRING_FIELDS = (*ID_FIELDS, "text")
@@ -99,6 +100,8 @@ def post(view: str, body: bytes) -> Any:
     return run_async(apost)
 
 
+
+@STORE_INDEPENDENT
 @pytest.mark.parametrize("view", ["sync", "async"])
 @pytest.mark.parametrize(("case", "data", "field"), HOSTILE, ids=[c[0] for c in HOSTILE])
 def test_poison_message_is_400_naming_the_field(
