@@ -73,18 +73,31 @@ def effects_json(staged: Staged) -> str | None:
     a float by its text)."""
     if not staged.effects:
         return None
-    dumps = json.dumps
-    ops = ",".join(f"[{dumps(op)},{dumps(key)},{dumps(text)}]" for op, key, text in staged.channel)
+    text = _string
+    ops = ",".join(
+        f'["{op}",{text(key)},{"null" if value is None else text(value)}]'
+        for op, key, value in staged.channel
+    )
     lists = ",".join(
-        f"[{dumps(a.key)},{a.value},{dumps(a.max_length)},{dumps(a.ttl)}]" for a in staged.lists
+        f"[{text(a.key)},{a.value},{_number(a.max_length)},{_number(a.ttl)}]" for a in staged.lists
     )
-    sends = ",".join(f"[{dumps(s.key)},{dumps(s.thread_id)},{s.payload}]" for s in staged.sends)
+    sends = ",".join(f"[{text(s.key)},{text(s.thread_id)},{s.payload}]" for s in staged.sends)
     taken = ",".join(str(entry_id) for entry_id in outbox_ids(list(staged.taken)))
+    channel = "null" if staged.channel_id is None else text(staged.channel_id)
+    subscribe = "null" if staged.subscribe is None else "true" if staged.subscribe else "false"
     return (
-        f'{{"channel":{dumps(staged.channel_id)},"ops":[{ops}],'
-        f'"subscribe":{dumps(staged.subscribe)},"lists":[{lists}],"sends":[{sends}],'
-        f'"taken":[{taken}]}}'
+        f'{{"channel":{channel},"ops":[{ops}],"subscribe":{subscribe},"lists":[{lists}],'
+        f'"sends":[{sends}],"taken":[{taken}]}}'
     )
+
+
+#: A ``str`` as JSON text (the C encoder's, non-ASCII kept as it is).
+_string = json.encoder.encode_basestring
+
+
+def _number(value: float | None) -> str:
+    """A checked finite number, or None, as JSON text."""
+    return "null" if value is None else repr(value)
 
 
 def outbox_ids(ids: list[str]) -> list[int]:
