@@ -31,7 +31,7 @@ from bench.cycles import (
     spread,
     thread_ids,
 )
-from bench.prepare import clear_namespace, prefill_history
+from bench.prepare import clear_namespace, prefill_history, vacuum
 
 FIELDS = (
     "adapter",
@@ -310,6 +310,7 @@ def run_bench(
         if config["adapter"] != "memory":
             for namespace in namespaces(config):
                 prefill_history({**config, "namespace": namespace})
+            vacuum(config)
         say("counting the statements of one cycle")
         counted = count_cycle(config, adapters[0])
         connections.close_all()  # the children open their own
