@@ -21,6 +21,22 @@ def outlive(ttl: float = LEASE) -> None:
     time.sleep(ttl + 0.1)
 
 
+class Pause:
+    """A pause of ``seconds`` between two groups of touches.
+
+    ``age()`` is an age, measured now, between the two groups': what was touched before the
+    pause is older, what was touched after it is younger. Each call measures again, so the
+    margin stays ``seconds / 2`` on both sides however long the test has run."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.start = time.monotonic()
+        time.sleep(seconds)
+        self.end = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - (self.start + self.end) / 2
+
+
 def run_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run the coroutine function ``fn`` to completion from a sync test.
 

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
+from chatstate.testing.helpers import Pause
 from tests.commands.test_commands_snapshot import namespace, run
 
 pytestmark = pytest.mark.django_db
@@ -75,14 +76,15 @@ def test_state_older_than_removes_untouched_states_and_counts_on_a_dry_run() -> 
     store = DatabaseStateAdapter(namespace=namespace())
     store.put_thread_state("idle", {"n": 1})
     store.subscribe("idle")
-    time.sleep(0.3)
+    pause = Pause()
     store.put_channel_state("busy", {"n": 1})
-    out, _ = run(
-        "chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2s", "--dry-run"
-    )
+    age = f"{pause.age():.3f}s"
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", age,
+                 "--dry-run")  # fmt: skip
     assert "Would remove" in out and "1 state(s) and 1 subscription(s) not touched since" in out
     assert store.thread_state("idle") == {"n": 1}
-    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", "0.2s")
+    age = f"{pause.age():.3f}s"
+    out, _ = run("chatstate_prune", "--namespace", store.namespace, "--state-older-than", age)
     assert "1 state(s) and 1 subscription(s)" in out
     snap = store.snapshot()
     assert snap.thread_state == {} and snap.subscriptions == set()
