@@ -26,7 +26,9 @@ def test_the_worker_sends_what_is_committed_until_stopped(
     keys = commit_sends(store, threads=3, per_thread=5)
     got = workers.wait_for(len(keys), timeout=60)
     proc.send_signal(stop)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    # Read through the pipes' objects: communicate() would skip what readline() buffered.
+    out, err = proc.stdout.read(), proc.stderr.read()
     assert proc.returncode == 0, err
     check_delivered_once_in_order(store, got, keys)
     batches = [line for line in out.splitlines() if line.startswith("batch: sent ")]
