@@ -143,10 +143,10 @@ def test_streamed_sections_carry_the_same_lists_and_outbox(store: Any, fast_retr
 
 
 def test_an_expired_list_is_not_exported(store: Any) -> None:
-    store.append_to_list("short", "x", ttl=0.2)
+    store.append_to_list("short", "x", ttl=1.0)
     store.append_to_list("long", "y", ttl=60)
     assert sorted(store.snapshot().lists) == ["long", "short"]
-    outlive()
+    outlive(1.0)
     assert sorted(store.snapshot().lists) == ["long"]
     with store.snapshot_sections() as sections:
         assert sections.counts["lists"] == 1

@@ -75,10 +75,10 @@ def test_a_holder_killed_while_draining_leaves_its_entry_to_the_next(
     store: Any, crew: Crew, figures: Callable[..., None]
 ) -> None:
     ttl = 1.0
-    assert store.lock("t", "seed", ttl=0.3) is LockResult.ACQUIRED
+    assert store.lock("t", "seed", ttl=1.0) is LockResult.ACQUIRED
     for n in range(1, 6):  # queued behind a holder whose lease then ends: they stay
         assert store.lock("t", f"w{n}", "queue", {"mid": f"q-{n}"}) is LockResult.QUEUED
-    time.sleep(0.4)
+    time.sleep(1.1)
     draining = crew.event("draining")
     doomed = crew.start("drain_and_hang", [{"thread_id": "t", "ttl": ttl, "stop_at": 2}])
     assert draining.wait(timeout=60), "the holder never reported draining"
