@@ -227,11 +227,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "needs_kind(*kinds): deselected when CHATSTATE_TEST_KINDS leaves one of those kinds out",
     )
-    config.addinivalue_line(
-        "markers",
-        "store_kinds(*kinds): a test of ``store`` collected for those kinds only (a behaviour "
-        "decided before the store is called, such as a webhook refusing its input)",
-    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -243,9 +238,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def elsewhere(item: pytest.Item) -> bool:
         run_on, needs = item.get_closest_marker("run_on"), item.get_closest_marker("needs_kind")
         if run_on is not None and VENDOR not in run_on.args:
-            return True
-        kinds = item.get_closest_marker("store_kinds")
-        if kinds is not None and backend_of(item) not in kinds.args:
             return True
         return bool(KINDS_WANTED and needs is not None and not set(needs.args) <= KINDS_WANTED)
 

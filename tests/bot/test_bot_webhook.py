@@ -25,7 +25,6 @@ from chatstate.testing.helpers import run_async
 from example_project.bot import views
 from example_project.demo.replay import signed_headers
 from example_project.platform_stub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.bot import STORE_INDEPENDENT
 
 SECRET = "test-signing-secret"
 THREAD, CHANNEL = "slack:C1:T1", "slack:C1"
@@ -240,17 +239,15 @@ INVALID: list[tuple[str, Any, str]] = [
 ]
 
 
-
-@STORE_INDEPENDENT
 @pytest.mark.parametrize(("case", "data", "field"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_message_is_refused_naming_the_field(
-    bot: Any, post: Post, case: str, data: Any, field: str
+    refusing_bot: Any, post: Post, case: str, data: Any, field: str
 ) -> None:
     status, body = post(data)
     assert status == 400
     assert body["field"] == field
     assert field in body["error"]
-    assert_untouched(bot)
+    assert_untouched(refusing_bot)
 
 
 def test_unknown_fields_are_ignored_and_numeric_string_ts_accepted(bot: Any, post: Post) -> None:
@@ -309,15 +306,14 @@ def _signature_cases() -> list[tuple[str, Callable[[bytes], dict[str, str]], str
     ]
 
 
-@STORE_INDEPENDENT
 @pytest.mark.parametrize("case", [c[0] for c in _signature_cases()])
-def test_bad_signature_is_refused(bot: Any, post: Post, case: str) -> None:
+def test_bad_signature_is_refused(refusing_bot: Any, post: Post, case: str) -> None:
     make_headers, field = {c[0]: c[1:] for c in _signature_cases()}[case]
     body = body_of(message("m1", "@bot hi"))
     status, answer = post(body, make_headers(body))
     assert status == 401
     assert answer["field"] == field
-    assert_untouched(bot)
+    assert_untouched(refusing_bot)
     # The same message, properly signed, is then handled: nothing was claimed.
     assert post(body)[0] == 200
 
