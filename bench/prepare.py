@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.cycles import Config, make_adapters, namespaces
 
 
@@ -46,26 +48,30 @@ def prefill_history(config: Config) -> None:
         DedupeWindow.objects.using(using).update_or_create(namespace=ns, defaults={"head": history})
 
 
-#: The tables a cycle writes (with its effects): vacuumed before a run on PostgreSQL.
-CYCLE_TABLES = (
-    "dedupeentry", "dedupewindow", "lock", "threadstate", "subscription", "channelstate",
-    "listhead", "listitem", "pendinglockentry",
-)  # fmt: skip
+def vacuum_tables(cursor: Any, pattern: str) -> None:
+    """``VACUUM ANALYZE`` the tables named like ``pattern``, on an autocommit connection.
+
+    Each run then starts without dead rows and with fresh statistics, as autovacuum keeps a
+    busy server. A server with autovacuum off would otherwise measure earlier runs' rows."""
+    cursor.execute(
+        "SELECT quote_ident(relname) FROM pg_class WHERE relkind = 'r' AND relname LIKE %s"
+        " AND pg_table_is_visible(oid)",
+        (pattern,),
+    )
+    for (table,) in cursor.fetchall():
+        cursor.execute(f"VACUUM ANALYZE {table}")
 
 
 def vacuum(config: Config) -> None:
-    """PostgreSQL: the cycle's tables vacuumed and analyzed, as autovacuum keeps a live
-    database's; without it, a server with autovacuum off measures earlier runs' dead rows."""
+    """PostgreSQL: chatstate's tables vacuumed and analyzed before a run."""
     if config["adapter"] != "database":
         return
     from django.db import connections
 
     connection = connections[config["using"]]
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:  # autocommit: VACUUM runs outside a transaction
-        for table in CYCLE_TABLES:
-            cursor.execute(f"VACUUM ANALYZE chatstate_{table}")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            vacuum_tables(cursor, "chatstate\\_%")
 
 
 def clear_namespace(config: Config) -> None:

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.prepare import vacuum_tables
+
 PEER_DIR = Path(__file__).resolve().parent / "peer"
 WARMUP = 20
 #: The statements of the observer itself, left out of the sums.
@@ -75,15 +77,9 @@ class Observer:
             ) from exc
 
     def vacuum(self, pattern: str) -> None:
-        """``VACUUM ANALYZE`` the tables named like ``pattern``: each run starts from tables
-        without dead rows and with fresh statistics, as autovacuum leaves a busy server."""
-        tables = self.conn.execute(
-            "SELECT quote_ident(relname) FROM pg_class WHERE relkind = 'r' AND relname LIKE %s"
-            " AND pg_table_is_visible(oid)",
-            (pattern,),
-        ).fetchall()
-        for (table,) in tables:
-            self.conn.execute(f"VACUUM ANALYZE {table}")
+        """The tables named like ``pattern`` vacuumed and analyzed (:func:`vacuum_tables`)."""
+        with self.conn.cursor() as cursor:
+            vacuum_tables(cursor, pattern)
 
     def backend_pids(self) -> list[int]:
         """The other client backends on this database (the measured client's)."""
