@@ -4,14 +4,16 @@ process that sends what is committed while it runs, stops cleanly on SIGTERM or 
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from chatstate.management.commands.chatstate_outbox import Command
+from chatstate.management.commands.chatstate_outbox import Command, Stop
 from tests.outbox.helpers import Workers, check_delivered_once_in_order, commit_sends
 
 
@@ -36,6 +38,34 @@ def test_the_worker_sends_what_is_committed_until_stopped(
     assert f"Stopped: sent 15, retried 0, dead 0 in {len(batches)} batches." in out
     assert len(batches) >= 4  # batches of at most 4, and idle polls
     assert err == ""
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_asked_by_signals_during_waits_never_deadlocks() -> None:
+    # threading.Event.set() in a handler hung here: the interrupted wait held the Event's lock.
+    stop, handled, done = Stop(), 0, threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        nonlocal handled
+        handled += 1
+        stop.set()
+
+    def signal_often() -> None:
+        while not done.is_set():
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, handle)
+    sender = threading.Thread(target=signal_often, daemon=True)
+    sender.start()
+    try:
+        while handled < 500:
+            stop.wait(0.0001)
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(signal.SIGUSR1, previous)
+        stop.close()
+    assert stop.wait(0.0)
 
 
 def test_once_sends_every_due_entry_then_exits(store: Any, workers: Workers) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import selectors
 import signal
-import threading
+import socket
 import time
 from argparse import ArgumentParser, ArgumentTypeError
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
@@ -42,25 +43,59 @@ def positive(text: str) -> int:
     return int(text)
 
 
+class Stop:
+    """A stop request that a signal handler can make safely.
+
+    It takes no lock: ``threading.Event.set`` in a handler can deadlock on the lock the
+    interrupted ``wait`` holds."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._wake, self._woken = socket.socketpair()
+        self._wake.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._woken, selectors.EVENT_READ)
+
+    def set(self) -> None:
+        """Ask to stop, and wake a pending ``wait``."""
+        self.requested = True
+        with suppress(OSError):  # the buffer is full: a wake-up is pending already
+            self._wake.send(b"!")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep until a stop is asked or ``seconds`` pass; whether one was asked."""
+        if not self.requested:
+            self._selector.select(seconds)
+        return self.requested
+
+    def close(self) -> None:
+        """Release the sockets."""
+        self._selector.close()
+        self._wake.close()
+        self._woken.close()
+
+
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGINT set ``stop``.
+def stop_on_signals() -> Iterator[Stop]:
+    """While the block runs, SIGTERM and SIGINT ask the yielded ``Stop`` to stop.
 
     The batch under way ends first. A second signal ends the process at once, with that
     signal's default action."""
+    stop = Stop()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
+        if stop.requested:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
         stop.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stop.close()
 
 
 class Command(BaseCommand):
@@ -99,15 +134,14 @@ class Command(BaseCommand):
         adapter = adapter_for(options["namespace"])
         verbosity, once = options["verbosity"], options["once"]
         limit, wait = options["limit"], options["interval"]
-        stop = threading.Event()
         totals = {"sent": 0, "retried": 0, "dead": 0, "batches": 0, "failures": 0}
         if verbosity >= 1 and not once:
             self.stdout.write(
                 f"Dispatching the outbox of namespace {adapter.namespace!r} (batches of "
                 f"{limit}, idle polls every {wait:g} s); SIGTERM or Ctrl-C stops."
             )
-        with stop_on_signals(stop):
-            while not stop.is_set():
+        with stop_on_signals() as stop:
+            while not stop.requested:
                 started = time.monotonic()
                 try:
                     counts = adapter.dispatch_outbox(sender, limit=limit)
