@@ -77,31 +77,15 @@ def vacuum(config: Config) -> None:
 def clear_namespace(config: Config) -> None:
     """Remove everything the run put in its namespace (database: its rows)."""
     if config["adapter"] == "database":
+        from django.apps import apps
         from django.db import transaction
 
-        from chatstate.models import (
-            ChannelState,
-            DedupeEntry,
-            DedupeWindow,
-            Lock,
-            PendingLockEntry,
-            Subscription,
-            ThreadState,
-        )
-
         with transaction.atomic(using=config["using"]):
-            for model in (
-                Subscription,
-                DedupeEntry,
-                DedupeWindow,
-                ThreadState,
-                ChannelState,
-                Lock,
-                PendingLockEntry,
-            ):
-                model.objects.using(config["using"]).filter(
-                    namespace__in=namespaces(config)
-                ).delete()
+            for model in apps.get_app_config("chatstate").get_models():
+                if any(field.name == "namespace" for field in model._meta.fields):
+                    model._default_manager.using(config["using"]).filter(
+                        namespace__in=namespaces(config)
+                    ).delete()
     elif config["adapter"] == "redis":
         for adapter in make_adapters(config):
             clear = getattr(adapter, "clear", None)
