@@ -115,6 +115,7 @@ def _smoke(store: Any) -> None:
         "0014_functions_v4",
         "0015_functions_v5",
         "0016_functions_v6",
+        "0018_functions_v7",
     ],
 )
 def test_frozen_copies_are_not_empty(name: str) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from chatstate.adapters import database
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.models import ClaimMinute, DedupeWindow
 
 pytestmark = [pytest.mark.run_on("postgresql"), pytest.mark.usefixtures("db")]
+
+#: A PostgreSQL function named in the SQL the adapter sends.
+CALLED = re.compile(r"\b(chatstate_[a-z_]+)\(")
 
 
 def claim(store: DatabaseStateAdapter, mid: str) -> None:
@@ -54,3 +60,21 @@ def test_the_lock_table_has_no_secondary_index() -> None:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'chatstate_lock'")
         indexes = {row[0] for row in cursor.fetchall()}
     assert indexes == {"chatstate_lock_pkey", "chatstate_lock_unique"}
+
+
+def test_the_functions_python_calls_plan_without_sequential_scans() -> None:
+    """A plan kept since a table looked empty must not scan it whole (version 7)."""
+    sources = Path(database.__file__).parent.glob("*.py")
+    called = {name for path in sources for name in CALLED.findall(path.read_text("utf-8"))}
+    assert {"chatstate_enter", "chatstate_commit", "chatstate_lock"} <= called
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.proname, coalesce(p.proconfig, '{}') FROM pg_proc p"
+            " JOIN pg_language l ON l.oid = p.prolang"
+            " WHERE l.lanname = 'plpgsql' AND p.proname = ANY(%s)",
+            [sorted(called)],
+        )
+        settings = dict(cursor.fetchall())
+    assert len(settings) >= 15
+    scanning = {name for name, config in settings.items() if "enable_seqscan=off" not in config}
+    assert scanning == set()

@@ -30,9 +30,15 @@
 -- not committed yet, is handled again on its redelivery, as it would be once its lease ran
 -- out, and its holder's commit is refused -- its effect is applied once. What would be lost
 -- for good (a queued or debounced message, a refusal's withdrawn claim) commits durably.
+--
+-- Plans (version 7): the functions Python calls plan with enable_seqscan off. PL/pgSQL keeps a
+-- statement's plan for the session, and a plan made while a table looked empty (the lock table
+-- nearly always does, a new namespace's dedupe window does) scans the whole table on every
+-- later call, while it grows with dead rows until the next vacuum. With sequential scans off,
+-- every plan is an index lookup, whatever the table's size when it was made.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 6 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 7 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
 -- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
@@ -59,7 +65,7 @@ END $$;
 -- claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim_holds(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
-RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+RETURNS boolean LANGUAGE plpgsql STABLE SET enable_seqscan = off AS $$
 BEGIN
     RETURN p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires);
 END $$;
@@ -111,7 +117,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
     p_ttl float8, p_min_age float8)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
@@ -232,7 +238,7 @@ CREATE OR REPLACE FUNCTION chatstate_lock(
     p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
     p_max integer, p_overflow text,
     OUT result text, OUT dropped jsonb, OUT taken_over text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_depth integer; v_previous text; v_updated boolean;
 BEGIN
     dropped := '[]';
@@ -296,7 +302,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_release(
     p_ns text, p_key text, p_owner text, p_only_if_idle boolean, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_ttl float8; v_holders jsonb;
 BEGIN
     IF NOT p_only_if_idle THEN
@@ -348,7 +354,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_take_pending(
     p_ns text, p_key text, p_owner text, p_limit integer, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb;
 BEGIN
     SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
@@ -481,7 +487,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_take_slot(
     p_ns text, p_key text, p_owner text, p_meta jsonb, p_ttl float8, p_max integer,
     p_overflow text, p_cap integer, OUT result text, OUT dropped jsonb, OUT holders jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb; v_expires timestamptz;
     v_mine jsonb := jsonb_build_object(p_owner, jsonb_build_object(
         'acquired_at', chatstate_iso(statement_timestamp()),
@@ -560,7 +566,7 @@ END $$;
 -- advanced in one statement; an expired list starts over.
 CREATE OR REPLACE FUNCTION chatstate_append(
     p_ns text, p_key text, p_value jsonb, p_max bigint, p_ttl float8)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_seq bigint; v_now timestamptz := statement_timestamp();
     v_expires timestamptz := v_now + make_interval(secs => p_ttl);
 BEGIN
@@ -603,7 +609,7 @@ $$;
 -- Delete the list p_key: how many items it held (0 when none, or expired). Its head first,
 -- so that an append in flight finishes before the items are counted and deleted.
 CREATE OR REPLACE FUNCTION chatstate_delete_list(p_ns text, p_key text)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_expires timestamptz; v_count bigint;
 BEGIN
     DELETE FROM chatstate_listhead WHERE namespace = p_ns AND key = p_key
@@ -770,7 +776,7 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
     OUT history jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_depth integer; v_holders jsonb; v_lock record;
 BEGIN
     claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
@@ -909,7 +915,7 @@ CREATE OR REPLACE FUNCTION chatstate_commit(
     p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
     p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_settled record;
 BEGIN
     v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked,
@@ -941,7 +947,7 @@ CREATE OR REPLACE FUNCTION chatstate_drain(
     p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
     p_effects jsonb DEFAULT NULL, p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb; v_id bigint;
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
@@ -989,7 +995,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_gather(
     p_ns text, p_thread text, p_owner text, p_ttl float8, p_pending_ttl float8,
     OUT ok boolean, OUT holder text, OUT entries jsonb, OUT expired jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb;
 BEGIN
     SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
@@ -1013,7 +1019,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_renew(
     p_ns text, p_thread text, p_owner text, p_adapter text, p_mid text, p_locked boolean,
     p_ttl float8, p_slot boolean DEFAULT false)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb;
 BEGIN
     IF p_slot THEN
@@ -1052,7 +1058,7 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_abort(
     p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean,
     p_slot boolean DEFAULT false)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_withdrawn boolean; v_holders jsonb;
 BEGIN
     PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
@@ -1098,7 +1104,7 @@ END $$;
 -- stopping once p_limit are chosen.
 CREATE OR REPLACE FUNCTION chatstate_outbox_claim(
     p_ns text, p_owner text, p_limit bigint, p_lease float8)
-RETURNS jsonb LANGUAGE plpgsql AS $$
+RETURNS jsonb LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_now timestamptz := statement_timestamp(); v_leased text[]; v_walled text[] := '{}';
     v_chunk bigint := greatest(2 * p_limit, 100); v_after bigint := 0; v_ids bigint[] := '{}';
     v_rows bigint[]; v_threads text[]; v_due boolean[]; v_tids text[]; v_firsts bigint[];
