@@ -68,10 +68,9 @@ def async_floor_fn(
         async def run_redis(i: int) -> None:
             thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
             reply = await client.evalsha(*enter(member, thread, owner))
-            if int(reply[0]) and reply[2] in (b"acquired", "acquired"):
-                state = json.loads(reply[3]) if reply[3] else {}
-                state["n"] = state.get("n", 0) + 1
-                await client.evalsha(*commit(member, thread, owner, json.dumps(state)))
+            state = held_state(reply)
+            state["n"] = state.get("n", 0) + 1
+            committed(await client.evalsha(*commit(member, thread, owner, json.dumps(state))))
 
         return run_redis
     import psycopg
@@ -99,6 +98,25 @@ def async_floor_fn(
     return run_pg
 
 
+def held_state(reply: Any) -> dict[str, Any]:
+    """The thread's state in a ``cycle_enter`` reply; an error unless the thread is held.
+
+    A floor's threads are its own: every message must take its thread."""
+    if int(reply[0]) and len(reply) == 3:  # the short reply: acquired, nothing else to say
+        text = reply[2]
+    elif int(reply[0]) and reply[2] in (b"acquired", "acquired"):
+        text = reply[3]
+    else:
+        raise RuntimeError(f"floor cycle did not take its thread: {reply!r}")
+    return json.loads(text) if text else {}
+
+
+def committed(reply: Any) -> None:
+    """An error unless a ``cycle_commit`` reply says released, nothing handed over."""
+    if reply != 1:
+        raise RuntimeError(f"floor cycle's commit was refused: {reply!r}")
+
+
 def _redis_requests(adapter: Any) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., Any]]:
     """Builders of the cycle's two ``EVALSHA`` argument lists for ``adapter``'s namespace."""
     from chatstate.adapters.redis import scripts
@@ -113,7 +131,7 @@ def _redis_requests(adapter: Any) -> tuple[Callable[..., tuple[Any, ...]], Calla
 
     def commit(member: str, thread: str, owner: str, state: str) -> tuple[Any, ...]:
         keys = [*k.lock(thread), k.ts, k.dd, k.ddc, k.tt]
-        args = [thread, owner, state, member, "1", ""]
+        args = [thread, owner, state, member, "1", "", "1"]  # the lock; the claim marked done
         return (scripts.CYCLE_COMMIT.sha, len(keys), *keys, *args)
 
     return enter, commit
@@ -135,9 +153,8 @@ def _redis_floor(
     def run(i: int) -> None:
         thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
         reply = client.evalsha(*enter(member, thread, owner))
-        if int(reply[0]) and reply[2] in (b"acquired", "acquired"):
-            state = json.loads(reply[3]) if reply[3] else {}
-            state["n"] = state.get("n", 0) + 1
-            client.evalsha(*commit(member, thread, owner, json.dumps(state)))
+        state = held_state(reply)
+        state["n"] = state.get("n", 0) + 1
+        committed(client.evalsha(*commit(member, thread, owner, json.dumps(state))))
 
     return run

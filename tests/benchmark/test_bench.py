@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from io import StringIO
 from typing import Any
@@ -12,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 import bench
+from chatstate import LockResult
 from tests import services
 from tests.conftest import STORE_FACTORIES
 
@@ -220,6 +222,36 @@ def test_an_unreachable_redis_is_a_command_error() -> None:
     }
     with override_settings(CACHES=caches), pytest.raises(CommandError, match="nowhere"):
         call_command("chatstate_bench", adapter="redis", redis_alias="nowhere", cycles=10)
+
+
+@pytest.mark.run_on("postgresql")
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_the_redis_floor_commits_every_cycle(use_async: bool) -> None:
+    """The floor once took the cycle's short reply for a refusal and never committed."""
+    from bench import floors
+    from chatstate.adapters.redis import RedisStateAdapter
+
+    adapter = RedisStateAdapter(namespace=f"floor-{use_async}", alias="chatstate")
+    config = {"adapter": "redis", "redis_url": settings.CACHES["chatstate"]["LOCATION"]}
+    threads = ["t0", "t1", "t2"]
+    try:
+        floors.floor_fn(config, adapter, threads, "o", "m")  # loads the scripts
+        if use_async:
+            run = floors.async_floor_fn(config, adapter, threads, "o", "m")
+
+            async def cycles() -> None:
+                for i in range(30):
+                    await run(i)
+
+            asyncio.run(cycles())
+        else:
+            run_sync = floors.floor_fn(config, adapter, threads, "o", "m")
+            for i in range(30):
+                run_sync(i)
+        assert [adapter.thread_state(t) for t in threads] == [{"n": 10}] * 3
+        assert [adapter.lock(t, "next") for t in threads] == [LockResult.ACQUIRED] * 3
+    finally:
+        adapter.clear()
 
 
 @pytest.mark.run_on("postgresql")
