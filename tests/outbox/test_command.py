@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -53,12 +54,13 @@ def test_a_stop_asked_by_signals_during_waits_never_deadlocks() -> None:
     def signal_often() -> None:
         while not done.is_set():
             os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.0001)
 
     previous = signal.signal(signal.SIGUSR1, handle)
     sender = threading.Thread(target=signal_often, daemon=True)
     sender.start()
     try:
-        while handled < 500:
+        while handled < 300:
             stop.wait(0.0001)
     finally:
         done.set()
