@@ -6,6 +6,7 @@
   ``_MYSQL_RETRIES`` times. A row-lock wait timeout (1205) is run again once. A conflict
   that persists raises :class:`~chatstate.types.BackendUnavailable`. So does one inside a
   caller's transaction, where nothing can be run again.
+- :func:`read` runs a read. On SQLite it retries while another connection locks the table.
 - :func:`now` reads the database's clock. Leases are measured on it. So hosts whose clocks
   drift agree on who holds a lock.
 - :func:`guard` turns a lost connection into :class:`~chatstate.types.BackendUnavailable`.
@@ -126,9 +127,22 @@ def _retrying_write(using: str, vendor: Vendor, fn: Callable[[], T]) -> T:
 
 
 def read(using: str, fn: Callable[[], T]) -> T:
-    """Run the read ``fn`` on ``using``, guarded."""
+    """Run the read ``fn`` on ``using``, guarded.
+
+    On SQLite a table locked by another connection is retried. A shared-cache database
+    (Django's in-memory test database) reports it at once, with no busy timeout."""
+    connection = connections[using]
     with guard(using):
-        return fn()
+        if not vendor_of(connection).locks_database_first or connection.in_atomic_block:
+            return fn()
+        for attempt in range(_SQLITE_RETRIES):
+            try:
+                return fn()
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
+                    raise
+                time.sleep(min(0.2, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def now(using: str) -> datetime:
