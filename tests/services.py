@@ -13,8 +13,20 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from typing import NoReturn
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def absent(message: str) -> NoReturn:
+    """A service the test needs is absent: skipped with ``message``, failed under CI."""
+    import pytest
+
+    if not IN_CI:
+        pytest.skip(message)
+    pytest.fail(f"CI=true but {message}")
+
+
 #: This process's pytest-xdist worker (``gw0`` → 0; 0 outside xdist): the services a test
 #: starts or shares (Redis database, cluster and bouncer ports) are offset by it, so that
 #: parallel workers never meet. The test databases get pytest-django's worker suffix.
