@@ -93,19 +93,29 @@ def write(using: str, fn: Callable[[], T]) -> T:
         if not vendor.locks_database_first:
             with transaction.atomic(using=using):
                 return fn()
-        nested = connection.in_atomic_block
-        for attempt in range(_SQLITE_RETRIES):
-            try:
-                with transaction.atomic(using=using):
-                    with connection.cursor() as cursor:
-                        # A write statement takes SQLite's RESERVED lock, waiting up to the
-                        # busy timeout. Reading first and upgrading later could deadlock.
-                        cursor.execute("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
-                    return fn()
-            except OperationalError as exc:
-                if nested or "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
-                    raise
-                time.sleep(min(0.2, 0.005 * 2**attempt))
+
+        def locked_first() -> T:
+            with transaction.atomic(using=using):
+                with connection.cursor() as cursor:
+                    # A write statement takes SQLite's RESERVED lock, waiting up to the busy
+                    # timeout. Reading first and upgrading later could deadlock.
+                    cursor.execute("UPDATE chatstate_dedupewindow SET head = head WHERE 0")
+                return fn()
+
+        if connection.in_atomic_block:
+            return locked_first()
+        return _while_locked(locked_first)
+
+
+def _while_locked(fn: Callable[[], T]) -> T:
+    """Run ``fn`` again, with a growing pause, while SQLite reports a lock."""
+    for attempt in range(_SQLITE_RETRIES):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
+                raise
+            time.sleep(min(0.2, 0.005 * 2**attempt))
     raise AssertionError("unreachable")
 
 
@@ -135,14 +145,7 @@ def read(using: str, fn: Callable[[], T]) -> T:
     with guard(using):
         if not vendor_of(connection).locks_database_first or connection.in_atomic_block:
             return fn()
-        for attempt in range(_SQLITE_RETRIES):
-            try:
-                return fn()
-            except OperationalError as exc:
-                if "locked" not in str(exc) or attempt == _SQLITE_RETRIES - 1:
-                    raise
-                time.sleep(min(0.2, 0.005 * 2**attempt))
-    raise AssertionError("unreachable")
+        return _while_locked(fn)
 
 
 def now(using: str) -> datetime:
