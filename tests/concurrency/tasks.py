@@ -550,17 +550,22 @@ def channel_cycles(
 
 
 def capped_cycles(
-    adapter: Any, index: int, events: Events, *, messages: int, cap: int, work: float
-) -> dict[str, Any]:
+    adapter: Any, index: int, events: Events, *, messages: int, cap: int, work: float,
+    first: float,
+) -> dict[str, Any]:  # fmt: skip
     """Deliver ``messages`` messages ``p<index>-<n>`` to one thread, ``concurrent`` with
     ``max_concurrent=cap``, the docs' way (handle it if acquired, then drain); each handling
-    records ``[message_id, start, end]`` (``time.time``) after ``work`` seconds."""
+    records ``[message_id, start, end]`` (``time.time``) after ``work`` seconds.
+
+    A child's first message takes ``first`` seconds: the children start together, so the
+    cap is full while the others arrive, however slow the store's cycle.
+    """
     handled: list[list[Any]] = []
     met = {"acquired": 0, "queued": 0}
 
     def handle(message_id: str) -> None:
         start = time.time()
-        time.sleep(work)
+        time.sleep(first if message_id.endswith("-00") else work)
         handled.append([message_id, start, time.time()])
 
     for n in range(messages):

@@ -3,7 +3,8 @@
 Four processes deliver 10 messages each into one thread with ``concurrent`` and
 ``max_concurrent=2``; each handling records when it started and ended. At no instant do more
 than two handlings overlap, two do overlap at some point, and every message is handled
-exactly once — the excess queued and drained by the holders.
+exactly once — the excess queued and drained by the holders. Each child's first message
+is slow, so the cap is full when the others arrive and some messages must queue.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def test_the_cap_holds_across_processes(
 ) -> None:
     processes, each, cap = 4, 10, 2
     batch = crew.start(
-        "capped_cycles", [{"messages": each, "cap": cap, "work": 0.05}] * processes, timeout=120
+        "capped_cycles", [{"messages": each, "cap": cap, "work": 0.05, "first": 1.0}] * processes, timeout=120
     )
     reports = batch.wait()
     handled = [h for r in reports for h in r["handled"]]
