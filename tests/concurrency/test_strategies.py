@@ -35,9 +35,8 @@ def test_the_cap_holds_across_processes(
     request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
 ) -> None:
     processes, each, cap = 4, 10, 2
-    batch = crew.start(
-        "capped_cycles", [{"messages": each, "cap": cap, "work": 0.05, "first": 1.0}] * processes, timeout=120
-    )
+    task = {"messages": each, "cap": cap, "work": 0.05, "first": 1.0}
+    batch = crew.start("capped_cycles", [task] * processes, timeout=120)
     reports = batch.wait()
     handled = [h for r in reports for h in r["handled"]]
     counts = Counter(mid for mid, _, _ in handled)
