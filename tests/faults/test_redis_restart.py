@@ -57,23 +57,25 @@ def test_a_restart_with_an_append_only_file_loses_and_doubles_nothing(
     ids = [f"m{n}" for n in range(messages)]
     with _on(durable):
         store = RedisStateAdapter(namespace="restart", alias="private")
-        done = threading.Event()
+        # a restart is asked at fixed points of the stream (not on a timer, which a fast
+        # stream can outrun) and made by another thread while the deliveries go on
+        asked = threading.Semaphore(0)
         restarted = 0
 
         def crash() -> None:
             nonlocal restarted
-            while restarted < restarts and not done.wait(0.15):
+            while restarted < restarts and asked.acquire(timeout=60):
                 durable.restart()
                 restarted += 1
 
         thread = threading.Thread(target=crash, daemon=True)
         thread.start()
-        met = [
-            deliver(store, i, thread_id=f"t{n % 2}", ttl=1.0, hold=0.01, pause=0.05)
-            for n, i in enumerate(ids)
-        ]
-        done.set()
-        thread.join()
+        met = []
+        for n, i in enumerate(ids):
+            if n % (messages // (restarts + 1)) == 0 and n:
+                asked.release()
+            met.append(deliver(store, i, thread_id=f"t{n % 2}", ttl=1.0, hold=0.01, pause=0.05))
+        thread.join(timeout=60)
         seen = store.thread_state("t0").get("seen", []) + store.thread_state("t1").get("seen", [])
         counts = tally(seen, ids)
     unavailable = sum(m.get("unavailable", 0) for m in met)
