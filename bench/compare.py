@@ -10,7 +10,9 @@ or ``-redis``; its 8 run as one Node event loop, the way a Node server shares a 
 floor — for PostgreSQL ``pgbench -M prepared`` running the cycle's two statements with the
 same number of clients, and for Redis a bare redis-py loop of the cycle's two ``EVALSHA``.
 Each round runs every configuration once, in the same order, so a noisy neighbour slows all
-of them alike; the table shows the median of the rounds. The peer needs ``npm install`` in
+of them alike; the table shows the median of the rounds. ``--only "pg chatstate 1,pg effects
+1,redis chatstate 1,redis effects 1"`` compares a cycle that stages a channel increment and a
+history append (``--effects``) with a plain one. The peer needs ``npm install`` in
 bench/peer first; the database needs chatstate's migrations.
 """
 
@@ -70,6 +72,7 @@ def configurations(cycles: int, seconds: int, script: Path) -> dict[str, list[st
     big = str(cycles * 4)
     return {
         "pg chatstate 1": [*BENCH, "--workers", "1", "--cycles", str(cycles)],
+        "pg effects 1": [*BENCH, "--workers", "1", "--cycles", str(cycles), "--effects"],
         "pg chatstate 8 processes": [*BENCH, "--workers", "8", "--cycles", big],
         "pg chatstate 8 one loop": [*BENCH, "--async", "--concurrency", "8", "--cycles", big],
         "pg peer 1": [*pg_peer, "--workers", "1", "--cycles", str(cycles)],
@@ -77,6 +80,7 @@ def configurations(cycles: int, seconds: int, script: Path) -> dict[str, list[st
         "pg pgbench 1": pgbench(1, seconds, script),
         "pg pgbench 8": pgbench(8, seconds, script),
         "redis chatstate 1": [*redis, "--workers", "1", "--cycles", str(cycles * 4)],
+        "redis effects 1": [*redis, "--workers", "1", "--cycles", str(cycles * 4), "--effects"],
         "redis chatstate 8 processes": [*redis, "--workers", "8", "--cycles", str(cycles * 16)],
         "redis chatstate 8 one loop": [
             *redis,
@@ -127,6 +131,10 @@ RATIOS = [
     ("redis 1: chatstate / peer", "redis chatstate 1", "redis peer 1"),
     ("redis 8: chatstate (best) / peer", "redis chatstate 8", "redis peer 8 one loop"),
     ("redis 1: chatstate / floor", "redis chatstate 1", "redis floor 1"),
+    # issue 20: a cycle that stages a channel increment and a history append, against a plain
+    # one (the goal: at most 1.15×)
+    ("pg 1: plain / effects", "pg chatstate 1", "pg effects 1"),
+    ("redis 1: plain / effects", "redis chatstate 1", "redis effects 1"),
 ]
 
 
