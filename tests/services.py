@@ -5,15 +5,18 @@ or ``mysql``: MariaDB or MySQL). PostgreSQL, MariaDB and Redis are used when rea
 ``CI=true`` they are required, and an unreachable one fails the run instead of being skipped.
 
 Run as a script (``python -m tests.services postgres|mysql|redis|rabbitmq``) it exits 0 when
-the service is reachable, 1 when it is not (and, under CI, prints why and exits 2).
+the service is reachable, 1 when it is not (and, under CI, prints why and exits 2). A server
+that answers while its Python driver is missing is not an absent service: it prints what to
+install and exits 3, in or out of CI.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -77,13 +80,27 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+class DriverMissing(Exception):
+    """A server answers, but the Python driver the suite needs for it is not installed."""
+
+
+def _driver(module: str, server: str, where: dict[str, str], install: str) -> Any:
+    """The driver ``module`` of a server that answers; :class:`DriverMissing` without it.
+
+    A missing driver is not an absent service: the suite fails rather than skipping."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DriverMissing(
+            f"{server} answers at {where['HOST']}:{where['PORT']}, but its driver {module} is"
+            f" not installed: {install}"
+        ) from exc
+
+
 def postgres_reachable() -> bool:
     if not _port_open(PG["HOST"], int(PG["PORT"])):
         return False
-    try:
-        import psycopg
-    except ImportError:
-        return False
+    psycopg = _driver("psycopg", "PostgreSQL", PG, "make venv installs it")
     try:
         psycopg.connect(
             host=PG["HOST"],
@@ -101,10 +118,13 @@ def postgres_reachable() -> bool:
 def mysql_reachable() -> bool:
     if not _port_open(MYSQL["HOST"], int(MYSQL["PORT"])):
         return False
-    try:
-        import MySQLdb
-    except ImportError:
-        return False
+    MySQLdb = _driver(
+        "MySQLdb",
+        "MariaDB/MySQL",
+        MYSQL,
+        "apt-get install default-libmysqlclient-dev build-essential pkg-config, then"
+        " rm -f .venv/.installed-stamp; make venv",
+    )
     try:
         MySQLdb.connect(
             host=MYSQL["HOST"],
@@ -151,10 +171,19 @@ CHECKS = {
 }
 
 
+#: The exit code of ``python -m tests.services NAME`` when the server answers but its driver
+#: is missing (the Makefile installs the driver's build dependencies then, when it can).
+DRIVER_MISSING = 3
+
+
 def main(argv: list[str]) -> int:
     name = argv[1]
-    if CHECKS[name]():
-        return 0
+    try:
+        if CHECKS[name]():
+            return 0
+    except DriverMissing as exc:
+        print(f"{exc}: the {name} suite cannot run.", file=sys.stderr)
+        return DRIVER_MISSING
     if IN_CI:
         print(
             f"CI=true and {name} is unreachable: the {name} suite is required in CI.",

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
-
 ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = (ROOT / "Makefile").read_text(encoding="utf-8")
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("make") is None and not services.IN_CI, reason="make is not installed"
-)
-
 
 def dry_run(*targets: str) -> str:
+    """The recipes ``make -n`` prints. make is a tool the README's commands need, not a
+    service: without it these tests fail, they are not skipped."""
+    if shutil.which("make") is None:
+        pytest.fail("make is not installed: the README's commands need it (apt-get install make)")
     done = subprocess.run(
         ["make", "-n", "--no-print-directory", *targets],
         cwd=ROOT,
