@@ -16,7 +16,8 @@ from typing import Any
 from bench.cycles import Config, make_adapter
 from bench.runner import build_config, clear_namespace
 
-#: The chat threads the entries are spread over.
+#: The chat threads each committing thread spreads its entries over: its own, so that two
+#: committers never meet on one chat thread (one would be refused as busy).
 CHAT_THREADS = 200
 #: The bound on each phase: the run stops by itself.
 PHASE_SECONDS = 600.0
@@ -79,7 +80,7 @@ def run_outbox_bench(config: Config, keep: bool = False) -> dict[str, Any]:
 
     def commit(worker: int) -> None:
         for n in range(worker, entries, committers):
-            thread_id = f"bench-t{n % CHAT_THREADS}"
+            thread_id = f"bench-w{worker}-t{n % CHAT_THREADS}"
             mid = f"{config['run_id']}-{n}"
             with adapter.handle_message(("bench", mid), thread_id=thread_id, owner=mid) as msg:
                 msg.send({"n": n})
