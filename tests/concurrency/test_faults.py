@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from chatstate.types import BackendUnavailable
 from tests import services
 from tests.concurrency.harness import Crew
 from tests.faults.redelivery import deliver, tally, tally_effects
@@ -170,7 +171,6 @@ def _deliver_under_kills(
     finally:
         stop.set()
         thread.join()
-    seen = [i for t in range(threads) for i in store.thread_state(f"t{t}").get("seen", [])]
     figures = {
         "backend": kind,
         "processes": processes,
@@ -178,11 +178,32 @@ def _deliver_under_kills(
         "connections_killed": killed,
         "unavailable": sum(r.get("unavailable", 0) for r in reports),
         "seconds": batch.seconds,
-        **tally(seen, ids),
+        **_after_the_kills(lambda: _counts(store, threads, ids, effects)),
     }
-    if effects:
-        figures.update(tally_effects(store, [f"t{t}" for t in range(threads)], ids))
     return figures, reports, ids
+
+
+def _counts(store: Any, threads: int, ids: list[str], effects: bool) -> dict[str, Any]:
+    """What the store holds of the messages: applied, doubled, lost (and their effects)."""
+    seen = [i for t in range(threads) for i in store.thread_state(f"t{t}").get("seen", [])]
+    counts = tally(seen, ids)
+    if effects:
+        counts.update(tally_effects(store, [f"t{t}" for t in range(threads)], ids))
+    return counts
+
+
+def _after_the_kills(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``read()``, again while the store is still unavailable (a connection the killer broke
+    may reach the first call after it: PgBouncer can hand out a server it has not yet seen
+    die), up to 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return read()
+        except BackendUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_connections_killed_under_load_neither_double_nor_lose(
