@@ -148,6 +148,13 @@ def test_incr_is_exact(rstore: RedisStateAdapter, stored: Any, by: Any, expected
         ('{"n":999999999999999}', [("incr", "n", 10**20)]),
         ('{"n":1,"l":[1]}', [("incr", "n", 1)]),
         ('{"n":1,"s":"a\\"b"}', [("incr", "n", 1)]),
+        # keys that start as a closing quote may be followed: the fast path leaves them
+        ('{"a":"x","}":1}', [("incr", "}", 1)]),
+        ('{"a":"x"," n":1}', [("incr", " n", 2)]),
+        ('{"a":"",":":1}', [("incr", ":", 1)]),
+        ('{"":1,"a":""}', [("incr", "", 1)]),
+        ('{"a":"","":1}', [("incr", "", 1)]),
+        ('{"n":-0,"m":7}', [("incr", "n", 1), ("incr", "m", -7)]),
     ],
 )
 def test_increments_of_flat_maps_match_the_reference(

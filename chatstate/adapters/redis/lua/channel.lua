@@ -7,92 +7,93 @@
 -- '<'. Malformed text raises an error (before the step writes anything).
 local ch_find, ch_sub, ch_byte, ch_format = string.find, string.sub, string.byte, string.format
 
-local function ch_fail(what)
-    error('chatstate: the stored channel map is not valid JSON (' .. what .. ')')
-end
-
--- The position after the whitespace starting at ``i``.
-local function ch_skip(s, i)
-    local _, j = ch_find(s, '^[ \t\r\n]*', i)
-    return j + 1
-end
-
--- The position of the last character of the JSON value starting at ``i``.
-local function ch_value_end(s, i)
-    local c = ch_sub(s, i, i)
-    if c == '"' then
-        local j = i
-        while true do
-            j = ch_find(s, '["\\]', j + 1)
-            if not j then ch_fail('unterminated string') end
-            if ch_sub(s, j, j) == '"' then return j end
-            j = j + 1  -- the escaped character
-        end
-    elseif c == '{' or c == '[' then
-        local depth, j = 0, i
-        while true do
-            j = ch_find(s, '[][{}"]', j)
-            if not j then ch_fail('unterminated ' .. c) end
-            local d = ch_sub(s, j, j)
-            if d == '"' then
-                j = ch_value_end(s, j)
-            elseif d == '{' or d == '[' then
-                depth = depth + 1
-            else
-                depth = depth - 1
-                if depth == 0 then return j end
-            end
-            j = j + 1
-        end
-    end
-    local _, j = ch_find(s, '^[^,:%]}%s]+', i)
-    if not j then ch_fail('a value expected at ' .. i) end
-    return j
-end
-
--- The text of the JSON string ``token`` (decoded only when it holds an escape).
-local function ch_string(token)
-    if ch_find(token, '\\', 1, true) then return cjson.decode(token) end
-    return ch_sub(token, 2, -2)
-end
-
--- The elements of the JSON array (or members of the object) ``s``, as texts: {values} for
--- an array; {key tokens}, {values}, {key text -> position} for an object (a repeated key
--- keeps its first place and its last value, as Python's json does).
-local function ch_split(s, object)
-    local i = ch_skip(s, 1)
-    local close = object and '}' or ']'
-    if ch_sub(s, i, i) ~= (object and '{' or '[') then ch_fail('not an ' .. close) end
-    local keys, values, index = {}, {}, {}
-    i = ch_skip(s, i + 1)
-    if ch_sub(s, i, i) == close then return values, keys, index end
-    while true do
-        local n = #values + 1
-        if object then
-            local e = ch_value_end(s, i)
-            local token = ch_sub(s, i, e)
-            local name = ch_string(token)
-            i = ch_skip(s, e + 1)
-            if ch_sub(s, i, i) ~= ':' then ch_fail("':' expected") end
-            i = ch_skip(s, i + 1)
-            if index[name] then n = index[name] else keys[n], index[name] = token, n end
-        end
-        local e = ch_value_end(s, i)
-        values[n] = ch_sub(s, i, e)
-        i = ch_skip(s, e + 1)
-        local c = ch_sub(s, i, i)
-        if c == close then return values, keys, index end
-        if c ~= ',' then ch_fail("',' expected") end
-        i = ch_skip(s, i + 1)
-    end
-end
-
 local function ch_is_int(t) return ch_find(t, '^-?%d+$') ~= nil end
 local function ch_is_number(t) return ch_find(t, '^[-%d]') ~= nil end
 
--- The rarer operations (big integers, floats, sorted lists), built on first use only:
--- Lua builds a script's functions each time it runs.
-local function ch_extras()
+-- The full parser and the rarer operations (big integers, floats, sorted lists), built on
+-- first use only: Lua builds a script's functions each time it runs, and the common ``incr``
+-- on a flat map (``ch_flat_incrs``) needs none of them.
+local function ch_library()
+    local function ch_fail(what)
+        error('chatstate: the stored channel map is not valid JSON (' .. what .. ')')
+    end
+
+    -- The position after the whitespace starting at ``i``.
+    local function ch_skip(s, i)
+        local _, j = ch_find(s, '^[ \t\r\n]*', i)
+        return j + 1
+    end
+
+    -- The position of the last character of the JSON value starting at ``i``.
+    local function ch_value_end(s, i)
+        local c = ch_sub(s, i, i)
+        if c == '"' then
+            local j = i
+            while true do
+                j = ch_find(s, '["\\]', j + 1)
+                if not j then ch_fail('unterminated string') end
+                if ch_sub(s, j, j) == '"' then return j end
+                j = j + 1  -- the escaped character
+            end
+        elseif c == '{' or c == '[' then
+            local depth, j = 0, i
+            while true do
+                j = ch_find(s, '[][{}"]', j)
+                if not j then ch_fail('unterminated ' .. c) end
+                local d = ch_sub(s, j, j)
+                if d == '"' then
+                    j = ch_value_end(s, j)
+                elseif d == '{' or d == '[' then
+                    depth = depth + 1
+                else
+                    depth = depth - 1
+                    if depth == 0 then return j end
+                end
+                j = j + 1
+            end
+        end
+        local _, j = ch_find(s, '^[^,:%]}%s]+', i)
+        if not j then ch_fail('a value expected at ' .. i) end
+        return j
+    end
+
+    -- The text of the JSON string ``token`` (decoded only when it holds an escape).
+    local function ch_string(token)
+        if ch_find(token, '\\', 1, true) then return cjson.decode(token) end
+        return ch_sub(token, 2, -2)
+    end
+
+    -- The elements of the JSON array (or members of the object) ``s``, as texts: {values} for
+    -- an array; {key tokens}, {values}, {key text -> position} for an object (a repeated key
+    -- keeps its first place and its last value, as Python's json does).
+    local function ch_split(s, object)
+        local i = ch_skip(s, 1)
+        local close = object and '}' or ']'
+        if ch_sub(s, i, i) ~= (object and '{' or '[') then ch_fail('not an ' .. close) end
+        local keys, values, index = {}, {}, {}
+        i = ch_skip(s, i + 1)
+        if ch_sub(s, i, i) == close then return values, keys, index end
+        while true do
+            local n = #values + 1
+            if object then
+                local e = ch_value_end(s, i)
+                local token = ch_sub(s, i, e)
+                local name = ch_string(token)
+                i = ch_skip(s, e + 1)
+                if ch_sub(s, i, i) ~= ':' then ch_fail("':' expected") end
+                i = ch_skip(s, i + 1)
+                if index[name] then n = index[name] else keys[n], index[name] = token, n end
+            end
+            local e = ch_value_end(s, i)
+            values[n] = ch_sub(s, i, e)
+            i = ch_skip(s, e + 1)
+            local c = ch_sub(s, i, i)
+            if c == close then return values, keys, index end
+            if c ~= ',' then ch_fail("',' expected") end
+            i = ch_skip(s, i + 1)
+        end
+    end
+
     -- -1, 0 or 1: ``a`` against ``b`` by bytes.
     local function ch_bytes(a, b)
         if a == b then return 0 end
@@ -218,12 +219,13 @@ local function ch_extras()
         for n, s in ipairs(kept) do texts[n] = s[3] end
         return '[' .. table.concat(texts, ',') .. ']'
     end
-    return {int_add = ch_int_add, float = ch_float, add = ch_add}
+    return {split = ch_split, string = ch_string, int_add = ch_int_add, float = ch_float,
+            add = ch_add}
 end
 
 local ch_built = false
 local function ch_more()
-    if not ch_built then ch_built = ch_extras() end
+    if not ch_built then ch_built = ch_library() end
     return ch_built
 end
 
@@ -243,32 +245,42 @@ end
 
 -- The fast path of ``incr`` operations on a flat map (no nested value, no escape, each key
 -- once): the integer at a key is rewritten in place, a missing key appended, the rest of the
--- text untouched. nil when the text or an operation needs the full split below.
+-- text untouched. nil when the text or an operation needs the full split below. It calls as
+-- few string functions as it can: each costs the script about a thousand instructions.
 local function ch_flat_incrs(s, at, count)
-    if ch_sub(s, 1, 1) ~= '{' or ch_sub(s, -1) ~= '}' or ch_find(s, '[%[{\\]', 2) then
-        return nil
+    if ch_byte(s, 1) ~= 123 or ch_byte(s, -1) ~= 125 or ch_find(s, '[', 2, true)
+        or ch_find(s, '{', 2, true) or ch_find(s, '\\', 2, true) then
+        return nil  -- not '{...}', or a nested value or an escape inside
     end
     for a = at, at + 3 * (count - 1), 3 do
-        local token, value = ARGV[a + 1], nil
-        if ARGV[a] ~= 'incr' or ch_find(token, '\\', 1, true) then return nil end
-        local p, q = ch_find(s, token, 1, true)
+        local token, by, value = ARGV[a + 1], ARGV[a + 2], nil
+        if ARGV[a] ~= 'incr' or ch_find(token, '\\', 2, true) then return nil end
+        local p, q = ch_find(s, token, 2, true)
         if not p then  -- absent
             if ch_find(ch_sub(s, -2, -2), '%s') then return nil end
-            value = ch_incr(nil, ARGV[a + 2])
+            value = ch_incr(nil, by)
             if not value then return nil end
             s = ch_sub(s, 1, -2) .. (#s == 2 and '' or ',') .. token .. ':' .. value .. '}'
         else
-            -- a key: an opening quote (an even number of quotes before it), then ':'
-            if ch_sub(s, q + 1, q + 1) ~= ':' or ch_find(s, token, q + 1, true) then
+            -- A key: the token, then ':', once only. Its first quote opens a string (valid
+            -- JSON puts ':', ',', '}' or a space after a closing quote; a key that starts
+            -- with one of those takes the full split), and a string followed by ':' is a key.
+            local first = ch_byte(token, 2)
+            if ch_byte(s, q + 1) ~= 58 or first <= 32 or first == 44 or first == 58
+                or first == 125 or ch_find(s, token, q + 1, true) then
                 return nil
             end
-            local _, quotes = string.gsub(ch_sub(s, 1, p - 1), '"', '')
-            local e = ch_find(s, '[,}]', q + 2)
-            local current = ch_sub(s, q + 2, e - 1)
-            if quotes % 2 == 1 or not ch_find(current, '^-?%d+$') then return nil end
-            value = ch_incr(current, ARGV[a + 2])
-            if not value then return nil end
-            s = ch_sub(s, 1, q + 1) .. value .. ch_sub(s, e)
+            local _, e = ch_find(s, '^-?%d+', q + 2)  -- an integer, then ',' or '}'
+            local after = e and ch_byte(s, e + 1)
+            if after ~= 44 and after ~= 125 then return nil end
+            local current = ch_sub(s, q + 2, e)
+            if #current < 16 and #by < 16 and ch_is_int(by) then
+                value = ch_format('%d', current + by)  -- both below 10^15: exact
+            else
+                value = ch_incr(current, by)
+                if not value then return nil end
+            end
+            s = ch_sub(s, 1, q + 1) .. value .. ch_sub(s, e + 1)
         end
     end
     return s
@@ -280,11 +292,12 @@ end
 local function apply_channel_ops(stored, at, count)
     local flat = ch_flat_incrs(stored or '{}', at, count)
     if flat then return flat end
+    local more = ch_more()
     local values, keys, index = {}, {}, {}
-    if stored then values, keys, index = ch_split(stored, true) end
+    if stored then values, keys, index = more.split(stored, true) end
     for a = at, at + 3 * (count - 1), 3 do
         local op, token, value = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-        local name = ch_string(token)
+        local name = more.string(token)
         local n = index[name]
         local current = n and values[n] or nil
         if op == 'delete' then
@@ -296,7 +309,7 @@ local function apply_channel_ops(stored, at, count)
                     return nil, 'incr of ' .. token .. ' gives a number out of range'
                 end
             elseif op ~= 'set' then
-                value = ch_more().add(op, current, value)
+                value = more.add(op, current, value)
             end
             if not n then
                 n = #keys + 1

