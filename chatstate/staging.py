@@ -114,14 +114,16 @@ class ChannelOps:
         self._stage = stage
 
     def _op(self, op: str, key: object, value: str | None) -> None:
-        self._stage.check(f"msg.channel.{op}()")
+        stage = self._stage
+        if not stage.open:
+            stage.check(f"msg.channel.{op}()")
         if type(key) is not str:
             if not isinstance(key, str):
                 raise TypeError(f"msg.channel.{op}: key must be a str, not {type(key).__name__}")
             key = str(key)
         if "\x00" in key or not key.isascii():
             dump_value(key, f"msg.channel.{op} key")
-        self._stage.channel.append((op, key, value))
+        stage.channel.append((op, key, value))
 
     def set(self, key: str, value: Any) -> None:
         """Stage ``map[key] = value``, for any JSON value."""

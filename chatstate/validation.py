@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from json import encoder as json_encoder
 
 from chatstate.types import STRATEGIES, Strategy
 
 MAX_ID_LENGTH = 255
 OVERFLOWS = ("drop_oldest", "drop_newest")
 
-_dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
+
+def _compact_dumps() -> Callable[[object], str]:
+    """A function returning the compact JSON text of a value, as ``json.dumps`` would.
+
+    ``JSONEncoder.encode`` builds a new C encoder per call, which costs more than a small
+    state's encoding; this one is built once. It keeps no state between calls (no circular
+    check: a circular value raises ``RecursionError``), so threads share it."""
+    encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    make = getattr(json_encoder, "c_make_encoder", None)  # not in the type stubs
+    if make is None:  # no C speedups (PyPy)
+        return encoder.encode
+    quote = json_encoder.encode_basestring
+    encode = make(None, encoder.default, quote, None, ":", ",", False, False, False)
+
+    def dumps(value: object) -> str:
+        if isinstance(value, str):
+            return quote(value)
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+_dumps = _compact_dumps()
 
 
 def _storable_text(value: str) -> bool:
@@ -130,7 +153,7 @@ def dump_map(value: object, what: str = "state") -> str:
             raise TypeError(f"{what} keys must be str, got {type(k).__name__} {k!r}")
     try:
         text = _dumps(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"{what} is not JSON-serializable: {exc}") from None
     if "\\u0000" in text and _has_nul(value):
         raise TypeError(f"{what} holds a NUL character, which PostgreSQL cannot store")
@@ -223,6 +246,10 @@ def dump_value(value: object, what: str) -> str:
         text = _dumps(value)
     except (TypeError, ValueError):
         text = ""
+    except RecursionError:
+        raise TypeError(
+            f"{what} cannot be stored as JSON: it is circular, or nested too deeply"
+        ) from None
     if (
         text
         and "\\u0000" not in text

@@ -29,6 +29,11 @@ BAD_IDS: list[tuple[Any, type[Exception]]] = [
 KEY = ("slack", "m9")
 
 
+#: A map that holds itself: a value JSON cannot write.
+_CIRCULAR: dict[str, Any] = {"x": []}
+_CIRCULAR["x"].append(_CIRCULAR)
+
+
 def keep(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
@@ -132,8 +137,10 @@ OTHER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], type[Exception]]] 
             {"x": {"y": [_Unjsonable()]}},
             {"x": "nul\x00"},
             {"x": ["lone\ud800"]},
+            _CIRCULAR,
         )
     ],
+    ("append_to_list", ("l1", _CIRCULAR["x"]), {}, TypeError),
     ("update_thread_state", ("t1", _returns([1])), {}, TypeError),
     ("update_thread_state", ("t1", _returns({"x": {1, 2}})), {}, TypeError),
     ("update_channel_state", ("c1", _returns(None)), {}, TypeError),

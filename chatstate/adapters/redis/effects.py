@@ -4,14 +4,14 @@ gathered (removed), written in the step's own script, all or nothing."""
 
 from __future__ import annotations
 
-import json
+from json.encoder import encode_basestring
 from typing import Any
 
 from chatstate.adapters.redis import records
 from chatstate.adapters.redis.keys import Keys
 from chatstate.calls import Staged
 
-_key_text = json.JSONEncoder(ensure_ascii=False).encode  # a map key as Python's json writes it
+_key_text = encode_basestring  # a map key as Python's json writes it (non-ASCII kept)
 
 
 def effect_keys(keys: Keys, staged: Staged) -> list[str]:
