@@ -4,14 +4,15 @@ Sync cycles share one daemon thread per process, the :class:`Renewer`. It renews
 watched cycle's lease every third of its ttl, through the cycle's adapter, on its own
 database connection. A cycle whose renewal finds the lease gone is marked ``lease_lost``.
 Async cycles each get a task on their event loop, :func:`keep_alive`. A renewal the backend
-cannot answer, with ``BackendUnavailable``, is tried again sooner. It does not count as a
-lost lease."""
+cannot answer, with ``BackendUnavailable`` or any other error, is tried again sooner. It
+does not count as a lost lease, and it does not stop the renewals of other cycles."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+import logging
 import threading
 import time
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ from chatstate.types import ChatStateError
 #: A failed renewal (backend unavailable) is tried again after this share of the ttl.
 RETRY_SHARE = 0.1
 
+logger = logging.getLogger("chatstate")
+
 
 class Watched(Protocol):
     """What the renewer needs of a cycle."""
@@ -32,6 +35,16 @@ class Watched(Protocol):
 
     @property
     def backend(self) -> Any: ...
+
+
+def _failed(request: CycleRequest, exc: Exception) -> None:
+    """Log a renewal that failed other than by the backend being unavailable."""
+    if not isinstance(exc, ChatStateError):
+        logger.warning(
+            "chatstate: renewing the lease of %r failed; trying again",
+            request.thread_id,
+            exc_info=exc,
+        )
 
 
 def _lost(cycle: Watched) -> None:
@@ -93,15 +106,18 @@ class Renewer:
 
     def _renew(self, cycle: Watched) -> None:
         request = cycle.request
+        failure: Exception | None = None
         try:
             held = cycle.backend._do_cycle_renew(request)
-        except ChatStateError:
-            held, delay = True, request.ttl * RETRY_SHARE
+        except Exception as exc:  # tried again sooner; the thread goes on for the others
+            failure, held, delay = exc, True, request.ttl * RETRY_SHARE
         else:
             delay = request.ttl / 3
         with self._lock:
             if id(cycle) not in self._watched:
                 return
+            if failure is not None:
+                _failed(request, failure)
             if held:
                 self._push(cycle, delay)
                 return
@@ -127,7 +143,8 @@ async def keep_alive(cycle: Watched) -> None:
         await asyncio.sleep(delay)
         try:
             held = await cycle.backend._do_acycle_renew(request)
-        except ChatStateError:
+        except Exception as exc:  # tried again sooner
+            _failed(request, exc)
             delay = request.ttl * RETRY_SHARE
             continue
         if not held:

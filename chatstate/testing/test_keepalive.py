@@ -34,6 +34,30 @@ def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
     assert store.snapshot().locks == {}
 
 
+def test_a_renewal_that_raises_is_tried_again(store: Any, monkeypatch: Any) -> None:
+    """Any error of a renewal, not only an unavailable backend, is tried again sooner: the
+    holder keeps its thread, and the renewals go on."""
+    renew = store._do_cycle_renew
+    failures: list[str] = []
+
+    def flaky(request: Any) -> Any:
+        if not failures:
+            failures.append(request.thread_id)
+            raise RuntimeError("a renewal that fails once")
+        return renew(request)
+
+    monkeypatch.setattr(store, "_do_cycle_renew", flaky)
+    with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg:
+        deadline = time.monotonic() + HELD
+        while time.monotonic() < deadline:
+            assert store.lock("t", "other", ttl=60) is LockResult.BUSY
+            time.sleep(TTL / 6)
+        assert not msg.lease_lost
+        msg.state["n"] = 1
+    assert failures == ["t"]
+    assert store.thread_state("t") == {"n": 1}
+
+
 def test_without_keepalive_the_thread_is_lost_and_the_commit_writes_nothing(store: Any) -> None:
     with (
         pytest.raises(LeaseLost),
