@@ -44,6 +44,12 @@ $(STAMP): pyproject.toml
 		$$install -e ".[mysql]" || exit 1; \
 	else echo "mysqlclient did not build (apt-get install default-libmysqlclient-dev" \
 		"build-essential pkg-config): make test fails while a MariaDB server answers."; fi; }
+	@# Debian's Chromium drives the admin's real-browser test, which fails without it.
+	@test -x /usr/bin/chromium || if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; \
+	then echo "installing Chromium for the admin's browser test (apt-get)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get \
+			-o DPkg::Lock::Timeout=300 install -y -qq chromium; } >/dev/null || exit 1; \
+	else echo "Chromium is missing (apt-get install chromium): the admin's browser test fails."; fi
 	touch $(STAMP)
 
 venv: $(STAMP)
