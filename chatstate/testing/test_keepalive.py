@@ -22,7 +22,8 @@ HELD = 2 * TTL
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
-def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
+def hold_past_the_ttl(store: Any) -> None:
+    """Hold ``"t"`` with keepalive for a lease past the first; check no one else can take it."""
     with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg:
         deadline = time.monotonic() + HELD
         while time.monotonic() < deadline:
@@ -30,6 +31,10 @@ def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
             time.sleep(TTL / 6)
         assert not msg.lease_lost
         msg.state["n"] = 1
+
+
+def test_a_kept_alive_holder_keeps_the_thread_past_its_ttl(store: Any) -> None:
+    hold_past_the_ttl(store)
     assert store.thread_state("t") == {"n": 1}
     assert store.snapshot().locks == {}
 
@@ -47,13 +52,7 @@ def test_a_renewal_that_raises_is_tried_again(store: Any, monkeypatch: Any) -> N
         return renew(request)
 
     monkeypatch.setattr(store, "_do_cycle_renew", flaky)
-    with store.handle_message(("s", "m"), thread_id="t", owner="a", ttl=TTL, keepalive=True) as msg:
-        deadline = time.monotonic() + HELD
-        while time.monotonic() < deadline:
-            assert store.lock("t", "other", ttl=60) is LockResult.BUSY
-            time.sleep(TTL / 6)
-        assert not msg.lease_lost
-        msg.state["n"] = 1
+    hold_past_the_ttl(store)
     assert failures == ["t"]
     assert store.thread_state("t") == {"n": 1}
 
