@@ -110,7 +110,8 @@ def test_channel_operations_match_the_reference(start: dict[str, Any], staged: l
             [json.dumps(start), json.dumps([list(op) for op in as_staged])],
         )
         got = json.loads(cursor.fetchone()[0])
-    assert typed(got) == typed(expected)
+    # As jsonb keeps the reference's result: numeric has no negative zero (-0.0 is 0.0).
+    assert typed(got) == typed(stored(expected))
 
 
 @pytest.mark.parametrize(
