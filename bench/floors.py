@@ -21,8 +21,8 @@ ENTER = (
     " 'reject', '{}'::jsonb, %s::float8, 0::float8, NULL::integer, 'drop_oldest')"
 )
 COMMIT = (
-    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, 'bench', %s::text,"
-    " true, true, NULL::float8)"
+    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint, true,"
+    " true, NULL::float8)"
 )
 
 
@@ -42,11 +42,11 @@ def floor_fn(
     def run(i: int) -> None:
         thread, message = threads[i % n_threads], f"{prefix}{i}"
         cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
-        claimed, _, result, state, *_ = cursor.fetchone()  # type: ignore[misc]
+        claimed, _, result, state, *_, claim_id = cursor.fetchone()  # type: ignore[misc]
         if claimed and result == "acquired":
             state = json.loads(state) if isinstance(state, str) else (state or {})
             state["n"] = state.get("n", 0) + 1
-            params = (ns, thread, owner, json.dumps(state), message)
+            params = (ns, thread, owner, json.dumps(state), claim_id)
             cursor.execute(COMMIT, params, prepare=True)
             if not cursor.fetchone()[0]:  # type: ignore[index]
                 raise RuntimeError(f"floor cycle lost the lock {thread!r}")
@@ -86,12 +86,12 @@ def async_floor_fn(
         cursor = connection[0].cursor()
         thread, message = threads[i % n_threads], f"{prefix}{i}"
         await cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
-        claimed, _, result, state, *_ = await cursor.fetchone()
+        claimed, _, result, state, *_, claim_id = await cursor.fetchone()
         if claimed and result == "acquired":
             state = json.loads(state) if isinstance(state, str) else (state or {})
             state["n"] = state.get("n", 0) + 1
             await cursor.execute(
-                COMMIT, (ns, thread, owner, json.dumps(state), message), prepare=True
+                COMMIT, (ns, thread, owner, json.dumps(state), claim_id), prepare=True
             )
             await cursor.fetchone()
 

@@ -205,6 +205,8 @@ class Staged:
       not added again.
     - ``taken``: the ids of pending entries ``gather`` handed to this cycle. This step
       removes them from the queue.
+    - ``claim_id``: the row of the cycle's claim, where the entry step gave one (see
+      :class:`CycleEntry`). The step finds the claim by it.
     """
 
     state: str | None = None
@@ -215,6 +217,7 @@ class Staged:
     lists: tuple[ListAppend, ...] = ()
     sends: tuple[Send, ...] = ()
     taken: tuple[str, ...] = ()
+    claim_id: int | None = None
 
     @property
     def effects(self) -> bool:
@@ -238,6 +241,8 @@ class CycleEntry:
     - ``held``: the cycle holds the thread's lock. It always does when acquired. It also
       does when the message was queued behind entries a previous holder left. Its drain then
       hands those out first, then the message.
+    - ``claim_id``: the claim's row, on a backend that keys claims by one (PostgreSQL's fast
+      path). The cycle's steps hand it back in :class:`Staged`.
     """
 
     claimed: bool
@@ -249,6 +254,7 @@ class CycleEntry:
     taken_over: str | None = None
     held: bool = False
     history: list[Any] = field(default_factory=list)
+    claim_id: int | None = None
 
 
 def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:

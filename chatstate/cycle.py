@@ -154,6 +154,7 @@ class MessageCycle(Staging):
         self.duplicate = not entry.claimed
         self.in_progress = entry.in_progress
         self._effects.subscribed = entry.subscribed
+        self._effects.claim_id = entry.claim_id
         self.result = entry.result
         self._effects.result = entry.result
         self.state = entry.state

@@ -31,7 +31,7 @@ class Stage:
 
     __slots__ = ("request", "history_limit", "history_ttl", "channel", "subscribe", "lists",
                  "sends", "_source", "_sent", "open", "result", "subscribed",
-                 "taken")  # fmt: skip
+                 "taken", "claim_id")  # fmt: skip
 
     def __init__(
         self, request: CycleRequest, history_limit: int, history_ttl: float | None
@@ -50,6 +50,7 @@ class Stage:
         self.result: object = None
         self.subscribed = False  # the thread's subscription, as read then as staged
         self.taken: list[str] = []  # the ids of the pending entries gather handed out
+        self.claim_id: int | None = None  # the claim's row, where the entry gave one
 
     def check(self, what: str) -> Stage:
         """This stage, when the cycle can commit what it stages; else the error of ``what``."""
@@ -71,6 +72,7 @@ class Stage:
             tuple(self.lists),
             tuple(self.sends),
             tuple(self.taken),
+            self.claim_id,
         )
 
     def written(self) -> None:

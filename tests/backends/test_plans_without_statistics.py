@@ -1,12 +1,18 @@
-"""The PostgreSQL outbox claim costs one pass over the outbox whatever the planner believes.
+"""PostgreSQL statements whose cost does not depend on what the planner believes.
 
-Thousands of entries committed into an outbox PostgreSQL has no statistics for yet (before
-autovacuum's ANALYZE) once made the planner run the claim's per-entry NOT EXISTS checks as
-nested loops over the whole namespace: a claim of 100 among 4,000 entries read ~3.3 million
-buffers (0.7–2.5 s). Every statement of ``chatstate_outbox_claim`` now reads one table with no
-join and no correlated subquery, so no plan can do that. Measured here on exactly that state:
-the table's statistics removed and its size unknown (as never analyzed), inside the test's
-transaction (rolled back after), by the buffers the claims read.
+The outbox claim costs one pass over the outbox. Thousands of entries committed into an
+outbox PostgreSQL has no statistics for yet (before autovacuum's ANALYZE) once made the
+planner run the claim's per-entry NOT EXISTS checks as nested loops over the whole namespace:
+a claim of 100 among 4,000 entries read ~3.3 million buffers (0.7–2.5 s). Every statement of
+``chatstate_outbox_claim`` now reads one table with no join and no correlated subquery, so no
+plan can do that. Measured here on exactly that state: the table's statistics removed and its
+size unknown (as never analyzed), inside the test's transaction (rolled back after), by the
+buffers the claims read.
+
+A cycle's commit finds its claim by the row id its entry returned (functions version 8). By
+``(namespace, adapter, message_id)``, with the statistics of a dedupe table analyzed while
+empty, the planner took the window's order index and read the namespace's whole window on
+every commit (90 buffers at 5,000 keys; 9 by id).
 """
 
 from __future__ import annotations
@@ -24,15 +30,26 @@ ENTRIES, THREADS = 4000, 200
 
 BUFFERS = (
     "SELECT sum(pg_stat_get_xact_blocks_fetched(c.oid)) FROM pg_class c"
-    " WHERE c.oid = 'chatstate_outboxmessage'::regclass OR c.oid IN ("
-    "SELECT indexrelid FROM pg_index WHERE indrelid = 'chatstate_outboxmessage'::regclass)"
+    " WHERE c.oid = %s::regclass OR c.oid IN ("
+    "SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass)"
 )
 
 
-def _buffers() -> int:
+def _buffers(table: str = "chatstate_outboxmessage") -> int:
+    """The buffers this transaction has read of ``table`` and its indexes."""
     with connection.cursor() as cursor:
-        cursor.execute(BUFFERS)
+        cursor.execute(BUFFERS, [table, table])
         return int(cursor.fetchone()[0] or 0)
+
+
+def _forget_statistics(table: str, rows: int) -> None:
+    """``table``'s statistics as PostgreSQL would have them: none, and ``rows`` rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM pg_statistic WHERE starelid = %s::regclass", [table])
+        cursor.execute(
+            "UPDATE pg_class SET reltuples = %s, relpages = 0 WHERE oid = %s::regclass",
+            [rows, table],
+        )
 
 
 def test_a_claim_among_thousands_of_entries_without_statistics_reads_each_once(
@@ -46,14 +63,7 @@ def test_a_claim_among_thousands_of_entries_without_statistics_reads_each_once(
             " '{}'::jsonb, 0, false, now(), now() FROM generate_series(1, %s) g",
             [THREADS, ENTRIES],
         )
-        # As if never analyzed: no column statistics, no row count.
-        cursor.execute(
-            "DELETE FROM pg_statistic WHERE starelid = 'chatstate_outboxmessage'::regclass"
-        )
-        cursor.execute(
-            "UPDATE pg_class SET reltuples = -1, relpages = 0"
-            " WHERE oid = 'chatstate_outboxmessage'::regclass"
-        )
+    _forget_statistics("chatstate_outboxmessage", -1)  # as if never analyzed
     reads, claimed = [], []
     for owner in ("d1", "d2", "d3"):
         before = _buffers()
@@ -68,3 +78,46 @@ def test_a_claim_among_thousands_of_entries_without_statistics_reads_each_once(
     assert keys == [f"k{n}" for n in range(1, THREADS + 1)]
     # A few buffers per entry at most (the nested loops read ~800 per entry).
     assert max(reads) < 10 * ENTRIES, reads
+
+
+WINDOW = 5000
+
+
+def _cycle_commit_buffers(namespace: str, message_id: str) -> int:
+    """A cycle's entry and commit (the fast path's statements, in this transaction): the
+    buffers of the dedupe table and its indexes the commit read."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT claimed, result, claim_id FROM chatstate_enter(%s, 's', %s, %s, 't', 'w',"
+            " 'reject', '{}'::jsonb, 30, 0, NULL, 'drop_oldest')",
+            [namespace, message_id, WINDOW],
+        )
+        claimed, result, claim_id = cursor.fetchone()
+        assert claimed and result == "acquired"
+        before = _buffers("chatstate_dedupeentry")
+        cursor.execute(
+            "SELECT released FROM chatstate_commit(%s, 't', 'w', '{}'::jsonb, %s, true, true,"
+            " NULL)",
+            [namespace, claim_id],
+        )
+        assert cursor.fetchone()[0]
+        return _buffers("chatstate_dedupeentry") - before
+
+
+def test_a_commit_finds_its_claim_by_id_whatever_the_statistics(db: None) -> None:
+    assert DatabaseStateAdapter(namespace="commit-plan").fast_sql  # its functions installed
+    with connection.cursor() as cursor:  # a full window of done keys
+        cursor.execute(
+            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
+            " SELECT 'commit-plan', 'h', 'h' || g, g, now() FROM generate_series(1, %s) g",
+            [WINDOW],
+        )
+        cursor.execute(
+            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES ('commit-plan', %s)",
+            [WINDOW],
+        )
+    _forget_statistics("chatstate_dedupeentry", 0)  # as if analyzed while empty
+    reads = [_cycle_commit_buffers("commit-plan", f"m{i}") for i in range(8)]
+    # The claim's row by its primary key, then marked done: 9 buffers, 20 when the update
+    # needs a new page. By the window's order index: 90 on every commit (5,000 keys).
+    assert max(reads) < 45, reads

@@ -22,8 +22,10 @@ from tests.faults.redelivery import adeliver, deliver, tally, tally_effects
 MESSAGES = 30
 
 #: What the proxy watches for, per backend: the entry's and the commit's request. The fast
-#: path's statements are prepared (only their parameters travel): the message id as a bound
-#: parameter (its length, then its text) marks both, and each is armed just before its turn.
+#: path's statements are prepared (only their parameters travel): the entry's is marked by the
+#: message id as a bound parameter (its length, then its text), the commit's (which finds the
+#: claim by its row id) by the delivery's owner, ``<message id>-<hex>``; each is armed just
+#: before its turn.
 PATTERNS: dict[str, tuple[bytes, bytes] | None] = {
     "database": None,
     # The ORM path's entry and commit are transactions; the first COMMIT armed is theirs.
@@ -46,7 +48,8 @@ def test_lost_replies_neither_double_nor_lose_a_message(
         """This message's faults: its first delivery loses the entry's or commit's reply."""
         faults = {"enter": rng.random() < 0.3, "commit": rng.random() < 0.6}
         bound = struct.pack("!I", len(message_id)) + message_id.encode()
-        enter_pattern, commit_pattern = PATTERNS[proxied.kind] or (bound, bound)
+        owner = f"{message_id}-".encode()
+        enter_pattern, commit_pattern = PATTERNS[proxied.kind] or (bound, owner)
         if proxied.kind == "redis" and mode == "effects":  # the commit that writes effects
             commit_pattern = scripts.CYCLE_COMMIT_EFFECTS.sha.encode()
 

@@ -36,9 +36,14 @@
 -- nearly always does, a new namespace's dedupe window does) scans the whole table on every
 -- later call, while it grows with dead rows until the next vacuum. With sequential scans off,
 -- every plan is an index lookup, whatever the table's size when it was made.
+--
+-- Claims by id (version 8): a cycle's entry returns its claim's row id, and its commit and
+-- drain steps find the claim by it. Looked up by (namespace, adapter, message_id), a plan made
+-- while the dedupe table looked empty could take the window's order index and read the whole
+-- namespace's window on every commit.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 7 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 8 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
 -- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
@@ -108,16 +113,16 @@ BEGIN
     RETURN v_count;
 END $$;
 
--- Claim a dedupe key: true when this call now holds it. p_owner NULL: done at once
--- (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with a lease of
--- p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
+-- Claim a dedupe key: the id of its row when this call now holds it, else NULL. p_owner NULL:
+-- done at once (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with
+-- a lease of p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
 -- nothing changes. An in-progress claim whose lease ran out is taken over in its place. A new
 -- key is the newest; the window keeps the newest p_limit keys, every key younger than
 -- p_min_age seconds and every claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
     p_ttl float8, p_min_age float8)
-RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
@@ -140,20 +145,20 @@ BEGIN
         EXIT WHEN FOUND;
         -- The key exists: a duplicate, unless its claim is in progress and its lease ran out
         -- (then taken over in its place). Gone meanwhile (trimmed, withdrawn): insert again.
-        SELECT owner, thread_id, expires_at INTO v_owner, v_thread, v_expires
+        SELECT id, owner, thread_id, expires_at INTO v_id, v_owner, v_thread, v_expires
             FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
         IF FOUND THEN
             IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN
-                RETURN false;
+                RETURN NULL;
             END IF;
             UPDATE chatstate_dedupeentry
                 SET owner = p_owner, thread_id = p_thread, expires_at = v_until
-                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-            RETURN true;
+                WHERE id = v_id;
+            RETURN v_id;
         END IF;
     END LOOP;
-    IF v_id IS NULL THEN RETURN false; END IF;
+    IF v_id IS NULL THEN RETURN NULL; END IF;
     -- The minute's first claim records where the sequence stood (the admin's chart), and
     -- notes on the window row that it did, so later claims of the minute write nothing.
     SELECT head, minute INTO v_count, v_minute FROM chatstate_dedupewindow WHERE namespace = p_ns;
@@ -175,7 +180,7 @@ BEGIN
             WHERE namespace = p_ns AND seq = v_seq - p_limit
             LIMIT 1 FOR UPDATE SKIP LOCKED)
             AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
-        IF FOUND THEN RETURN true; END IF;
+        IF FOUND THEN RETURN v_id; END IF;
     END IF;
     -- Full, or over-full by claims in progress or young keys: one out for one in when exactly
     -- one of the keys older than the newest p_limit may go, the count unchanged.
@@ -189,7 +194,7 @@ BEGIN
             DELETE FROM chatstate_dedupeentry WHERE id = (
                 SELECT id FROM chatstate_dedupeentry WHERE id = v_free[1]
                 FOR UPDATE SKIP LOCKED);
-            IF FOUND THEN RETURN true; END IF;
+            IF FOUND THEN RETURN v_id; END IF;
         END IF;
     END IF;
     -- Filling, shrinking (a smaller limit), or contended: count under the window row's lock,
@@ -200,7 +205,7 @@ BEGIN
         ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
         RETURNING head INTO v_count;
     PERFORM chatstate_trim(p_ns, v_id, v_count, p_limit, p_min_age, v_young);
-    RETURN true;
+    RETURN v_id;
 END $$;
 
 -- Delete (and return) up to p_limit (NULL: all) oldest pending entries of p_key, or with
@@ -758,10 +763,10 @@ BEGIN
     END IF;
 END $$;
 
--- A handle_message cycle's entry: the claim (in progress for p_owner), the lock, and the
--- reads, in one step. A message queued or debounced behind the lock is done at once; one
--- refused (busy, or dropped by a full queue) has its claim released at once, so that its
--- redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
+-- A handle_message cycle's entry: the claim (in progress for p_owner; claim_id, its row, is
+-- how the cycle's commit and drain steps find it), the lock, and the reads, in one step. A
+-- message queued or debounced behind the lock is done at once; one refused (busy, or dropped
+-- by a full queue) has its claim released at once, so that its redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
 -- (its previous holder died or failed) queues its message behind them and holds the lock
 -- (held), so that its drain hands them out in arrival order. A cycle that holds its thread
 -- reads its state and the newest p_history items of its history list p_history_key. With
@@ -775,12 +780,13 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
     p_cap integer DEFAULT NULL,
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
-    OUT history jsonb)
+    OUT history jsonb, OUT claim_id bigint)
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_depth integer; v_holders jsonb; v_lock record;
 BEGIN
-    claimed := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
-                               p_min_age);
+    claim_id := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
+                                p_min_age);
+    claimed := claim_id IS NOT NULL;
     in_progress := false;
     held := false;
     IF NOT claimed THEN
@@ -836,11 +842,11 @@ BEGIN
             -- Refused (busy, or a full queue's newest): the claim is released at once (a
             -- redelivery is handled), in place.
             UPDATE chatstate_dedupeentry SET thread_id = NULL, expires_at = statement_timestamp()
-                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+                WHERE id = claim_id;
         ELSIF result <> 'acquired' THEN
             -- Queued or debounced: stored behind the lock, the message counts as done.
             UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
-                WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+                WHERE id = claim_id;
         END IF;
     END IF;
     -- Read after the lock: a fresh snapshot sees what the previous holder committed.
@@ -859,21 +865,22 @@ BEGIN
     END IF;
 END $$;
 
--- The start of a cycle's commit or drain step: lock the claim's row, then check the lease
+-- The start of a cycle's commit or drain step: lock the claim's row (p_claim_id, as the entry
+-- returned it), then check the lease
 -- (the lock's; with p_slot, that p_owner still has its slot; under uncapped 'concurrent', the
 -- claim's) and, with p_claim, that the claim is still in progress and p_owner's; then write
 -- the state, mark the claim done and write the effects (p_effects, NULL when none: see
 -- chatstate_effects). ok false, and nothing written: holder has the lock, or holder is p_owner
 -- when the lock is its own but the claim is not (NULL: the slot is gone).
 CREATE OR REPLACE FUNCTION chatstate_settle(
-    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_locked boolean, p_claim boolean, p_effects jsonb, p_slot boolean,
     OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text; v_holders jsonb;
 BEGIN
     SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
-        WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
+        WHERE id = p_claim_id FOR UPDATE;  -- by id alone: no other index can serve it
     IF p_locked THEN
         SELECT owner INTO holder FROM chatstate_lock
             WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
@@ -911,14 +918,14 @@ END $$;
 -- entries; or, when the lease went to another holder (released false, holder: who has it),
 -- nothing.
 CREATE OR REPLACE FUNCTION chatstate_commit(
-    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
     p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_settled record;
 BEGIN
-    v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, p_locked,
+    v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_claim_id, p_locked,
                                   p_claim, p_effects, p_slot);
     released := v_settled.ok;
     holder := v_settled.holder;
@@ -943,7 +950,7 @@ END $$;
 -- p_slot, under p_owner's slot: the oldest left that no other live holder was handed, marked
 -- as handed to p_owner; none: the slot is freed.
 CREATE OR REPLACE FUNCTION chatstate_drain(
-    p_ns text, p_thread text, p_owner text, p_state jsonb, p_adapter text, p_mid text,
+    p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
     p_effects jsonb DEFAULT NULL, p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
@@ -951,8 +958,7 @@ LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE v_holders jsonb; v_id bigint;
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
-        p_ns, p_thread, p_owner, p_state, p_adapter, p_mid, NOT p_slot, p_claim, p_effects,
-        p_slot) s;
+        p_ns, p_thread, p_owner, p_state, p_claim_id, NOT p_slot, p_claim, p_effects, p_slot) s;
     IF NOT released THEN RETURN; END IF;
     IF p_finished IS NOT NULL THEN
         DELETE FROM chatstate_pendinglockentry

@@ -35,7 +35,7 @@ from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingE
 from chatstate.validation import history_key
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
-FUNCTIONS_VERSION = 7
+FUNCTIONS_VERSION = 8
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
@@ -75,6 +75,7 @@ PUT_STATE = {
 }
 CLAIM = (
     "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL, %s::float8)"
+    " IS NOT NULL"
 )
 LOCK = (
     "SELECT * FROM chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb,"
@@ -105,12 +106,12 @@ ENTER = (
     " %s::text, %s::bigint, %s::integer)"
 )
 COMMIT = (
-    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::boolean, %s::float8, %s::jsonb, %s::boolean)"
+    "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint,"
+    " %s::boolean, %s::boolean, %s::float8, %s::jsonb, %s::boolean)"
 )
 DRAIN = (
-    "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::text,"
-    " %s::text, %s::boolean, %s::bigint, %s::float8, %s::float8, %s::jsonb, %s::boolean)"
+    "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint,"
+    " %s::boolean, %s::bigint, %s::float8, %s::float8, %s::jsonb, %s::boolean)"
 )
 GATHER = "SELECT * FROM chatstate_gather(%s::text, %s::text, %s::text, %s::float8, %s::float8)"
 RENEW = (
@@ -283,6 +284,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             taken_over,
             held,
             history,
+            claim_id,
         ) = yield (
             ROW,
             ENTER,
@@ -311,6 +313,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             entry = CycleEntry(bool(claimed), bool(subscribed), found, in_progress=in_progress)
             if held:
                 entry.held, entry.state = True, jsonb_value(state) or {}
+        entry.claim_id = claim_id
         if history is not None:
             entry.history = jsonb_value(history)
         if dropped is not None and dropped != "[]":
@@ -319,7 +322,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
         return entry
 
     def _cycle_args(self, request: CycleRequest, staged: Staged) -> tuple[Any, ...]:
-        return (self.namespace, request.thread_id, request.owner, staged.state, *request.dedupe_key)
+        return (self.namespace, request.thread_id, request.owner, staged.state, staged.claim_id)
 
     @operation
     def _do_cycle_commit(self, request: CycleRequest, staged: Staged) -> Op[Handover]:
