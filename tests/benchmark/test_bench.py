@@ -282,3 +282,22 @@ def test_effects_stage_a_channel_counter_and_a_history_item() -> None:
     assert figures["effects"] is True and figures["cycles"] == 40
     with pytest.raises(CommandError, match="--effects"):
         call_command("chatstate_bench", adapter="memory", cycles=40, effects=True, mode="floor")
+
+
+def test_paired_alternates_plain_and_effects_blocks_in_one_process() -> None:
+    out = StringIO()
+    call_command(
+        "chatstate_bench", adapter="memory", paired=True, cycles=20, rounds=4, json=True,
+        stdout=out,
+    )  # fmt: skip
+    figures = json.loads(out.getvalue())
+    assert (figures["cycles"], figures["rounds"]) == (20, 4)
+    assert figures["ratio_q1"] <= figures["ratio_median"] <= figures["ratio_q3"]
+    assert figures["plain_cycles_per_s"] > 0 and figures["effects_cycles_per_s"] > 0
+    # Staging and applying the effects costs the client CPU (memory: all of the work).
+    assert figures["effects_client_cpu_us"] > 0 and figures["plain_client_cpu_us"] > 0
+    assert figures["plain_server_cpu_us"] is None  # no server to read
+    with pytest.raises(CommandError, match="--workers"):
+        call_command("chatstate_bench", adapter="memory", paired=True, workers=2, cycles=20)
+    with pytest.raises(CommandError, match="--rounds >= 2"):
+        call_command("chatstate_bench", adapter="memory", paired=True, cycles=20, rounds=1)

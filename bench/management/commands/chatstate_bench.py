@@ -68,6 +68,12 @@ class Command(BaseCommand):
             "history append, written by its commit (default: off)",
         )
         parser.add_argument(
+            "--paired",
+            action="store_true",
+            help="cycle mode, one process: plain and --effects cycles in alternating blocks of "
+            "--cycles cycles, --rounds pairs (default 40); the median ratio of their times",
+        )
+        parser.add_argument(
             "--history",
             type=int,
             default=0,
@@ -150,10 +156,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rounds",
             type=int,
-            default=1,
+            default=None,
             metavar="N",
             help="with --server-work --adapter redis: interleaved rounds, medians reported "
-            "(default 1)",
+            "(default 1); with --paired: pairs of blocks (default 40)",
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
@@ -182,10 +188,23 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"] if options["concurrency_async"] else 0,
                 namespaces=options["namespaces"],
             )
+            if options["paired"]:
+                self._paired(config, options, say)
+                return
             figures = bench.run_bench(config, keep=options["keep"], say=say)
         except (ValueError, RuntimeError, ChatStateError) as exc:
             raise CommandError(str(exc)) from exc
         self._write(figures, options)
+
+    def _paired(
+        self, config: dict[str, Any], options: dict[str, Any], say: Callable[[str], None]
+    ) -> None:
+        """``--paired``: plain and effects cycles in alternating blocks, in this process."""
+        from bench import paired
+
+        figures = paired.run_paired(config, options["rounds"] or 40, say)
+        out = json.dumps(figures) if options["json"] else paired.format_paired(figures)
+        self.stdout.write(out)
 
     def _write(self, figures: dict[str, Any], options: dict[str, Any]) -> None:
         if options["json"]:
