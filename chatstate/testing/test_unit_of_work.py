@@ -219,10 +219,12 @@ def test_lists_keep_their_newest_items_and_expire(store: Any) -> None:
 
 
 def test_each_append_renews_the_ttl(store: Any) -> None:
-    store.append_to_list("k", 1, ttl=0.5)
+    # Three pauses outlast the ttl; each append comes well within it (a loaded machine took
+    # over 0.25 s for one of them when the ttl was 0.5 s).
+    store.append_to_list("k", 1, ttl=1.5)
     for n in range(3):
-        __import__("time").sleep(0.25)
-        store.append_to_list("k", n, ttl=0.5)
+        __import__("time").sleep(0.6)
+        store.append_to_list("k", n, ttl=1.5)
     assert len(store.get_list("k")) == 4
 
 
