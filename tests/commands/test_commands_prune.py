@@ -20,12 +20,12 @@ pytestmark = pytest.mark.django_db
 
 def expired_setup() -> DatabaseStateAdapter:
     store = DatabaseStateAdapter(namespace=namespace())
-    store.lock("old", "w1", "queue", ttl=0.05)
+    store.lock("old", "w1", "queue", ttl=0.5)
     store.lock("old", "w2", "queue", {"m": 2})  # queued behind the soon-expired holder
     store.lock("live", "w3", "queue", ttl=60)
     for i in range(10):
         store.claim_dedupe(("slack", f"m{i}"), 100)
-    time.sleep(0.1)
+    time.sleep(0.6)
     return store
 
 
