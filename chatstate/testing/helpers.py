@@ -10,8 +10,9 @@ from asgiref.sync import async_to_sync
 
 from chatstate import PendingEntry, Snapshot
 
-#: A lease short enough to outlive in a test; ``outlive`` sleeps just past it.
-LEASE = 0.2
+#: A lease short enough to outlive in a test, long enough that a loaded machine still acts
+#: within it; ``outlive`` sleeps just past it.
+LEASE = 0.4
 
 TIMES = ("acquired_at", "expires_at", "enqueued_at")
 
