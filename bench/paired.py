@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.cycles import Config, cycle_fn, make_adapter, thread_ids
+from bench.cycles import Config, cycle_fn, make_adapter
 from bench.prepare import clear_namespace, prefill_history, vacuum
+from bench.runner import subscribe_threads
 
 SIDES = ("plain", "effects")
 
@@ -64,8 +65,7 @@ def run_paired(
 def _prepared(config: Config) -> Callable[[int, int], None]:
     """A function running ``count`` cycles from cycle ``start`` on a filled namespace."""
     adapter = make_adapter(config)
-    for thread in thread_ids(0):
-        adapter.subscribe(thread)
+    subscribe_threads(adapter, config, 0)
     prefill_history(config)
     run = cycle_fn(config, adapter, 0)
 

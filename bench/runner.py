@@ -76,7 +76,7 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
         adapters = make_adapters(config)
         if config["adapter"] == "memory":
             for adapter in adapters:
-                _subscribe(adapter, config, worker)
+                subscribe_threads(adapter, config, worker)
                 _memory_history(adapter, config)
         if config["concurrency"]:
             start, end, latencies = asyncio.run(_event_loop(config, adapters, barrier, count))
@@ -139,7 +139,8 @@ async def _event_loop(
     return start, clock(), latencies
 
 
-def _subscribe(adapter: Any, config: Config, worker: int | None) -> None:
+def subscribe_threads(adapter: Any, config: Config, worker: int | None) -> None:
+    """Subscribe the threads of ``worker`` (None: of every worker of ``config``)."""
     lanes = max(config["workers"], config["concurrency"])
     workers = range(lanes) if worker is None else (worker,)
     for w in workers:
@@ -304,9 +305,9 @@ def run_bench(
         adapters = make_adapters(config)
         for adapter in adapters:
             if config["adapter"] != "memory":
-                _subscribe(adapter, config, None)
+                subscribe_threads(adapter, config, None)
             else:
-                _subscribe(adapter, config, config["workers"])
+                subscribe_threads(adapter, config, config["workers"])
         if config["adapter"] != "memory":
             for namespace in namespaces(config):
                 prefill_history({**config, "namespace": namespace})
