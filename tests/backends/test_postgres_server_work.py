@@ -44,7 +44,7 @@ def test_a_minute_noted_on_the_window_row_is_not_written_again() -> None:
 
 def test_the_functions_a_cycle_calls_keep_their_plans() -> None:
     names = ["chatstate_claim_live", "chatstate_claim_holds", "chatstate_take_entries"]
-    names.append("chatstate_expire_entries")
+    names += ["chatstate_expire_entries", "chatstate_list_items", "chatstate_scalars"]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT p.proname, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
@@ -62,8 +62,9 @@ def test_the_lock_table_has_no_secondary_index() -> None:
     assert indexes == {"chatstate_lock_pkey", "chatstate_lock_unique"}
 
 
-def test_the_functions_python_calls_plan_without_sequential_scans() -> None:
-    """A plan kept since a table looked empty must not scan it whole (version 7)."""
+def test_the_functions_python_calls_plan_without_sequential_scans_and_keep_their_plans() -> None:
+    """A plan kept since a table looked empty must not scan it whole (version 7); a plan is
+    kept, not made again on every call (version 9)."""
     sources = Path(database.__file__).parent.glob("*.py")
     called = {name for path in sources for name in CALLED.findall(path.read_text("utf-8"))}
     assert {"chatstate_enter", "chatstate_commit", "chatstate_lock"} <= called
@@ -78,3 +79,9 @@ def test_the_functions_python_calls_plan_without_sequential_scans() -> None:
     assert len(settings) >= 15
     scanning = {name for name, config in settings.items() if "enable_seqscan=off" not in config}
     assert scanning == set()
+    replanning = {
+        name
+        for name, config in settings.items()
+        if "plan_cache_mode=force_generic_plan" not in config
+    }
+    assert replanning == set()

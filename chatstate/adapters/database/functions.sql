@@ -41,9 +41,16 @@
 -- drain steps find the claim by it. Looked up by (namespace, adapter, message_id), a plan made
 -- while the dedupe table looked empty could take the window's order index and read the whole
 -- namespace's window on every commit.
+--
+-- Plans kept (version 9): those functions also plan with plan_cache_mode force_generic_plan.
+-- PL/pgSQL keeps a statement's plan only while its generic plan looks no dearer than one made
+-- for the call's own values; otherwise it plans the statement on every call (10-60 us each,
+-- more than most statements take to run). A full list's trim (a range of seq) did so once
+-- the table had statistics, and so did a condition that folded to false for a reject cycle.
+-- Every function a cycle calls whose body is a query is PL/pgSQL (see chatstate_claim_live).
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 8 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 9 $$;
 
 -- Whether a dedupe entry (owner, thread, expires) is a claim in progress and alive: its own
 -- lease runs, or its owner holds the lock (or a slot) of its thread unexpired (a lease renewed by
@@ -70,7 +77,8 @@ END $$;
 -- claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim_holds(
     p_ns text, p_owner text, p_thread text, p_expires timestamptz)
-RETURNS boolean LANGUAGE plpgsql STABLE SET enable_seqscan = off AS $$
+RETURNS boolean LANGUAGE plpgsql STABLE SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     RETURN p_owner IS NULL OR chatstate_claim_live(p_ns, p_owner, p_thread, p_expires);
 END $$;
@@ -122,7 +130,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
     p_ttl float8, p_min_age float8)
-RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
@@ -243,7 +252,8 @@ CREATE OR REPLACE FUNCTION chatstate_lock(
     p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
     p_max integer, p_overflow text,
     OUT result text, OUT dropped jsonb, OUT taken_over text)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_depth integer; v_previous text; v_updated boolean;
 BEGIN
     dropped := '[]';
@@ -307,7 +317,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_release(
     p_ns text, p_key text, p_owner text, p_only_if_idle boolean, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_ttl float8; v_holders jsonb;
 BEGIN
     IF NOT p_only_if_idle THEN
@@ -359,7 +370,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_take_pending(
     p_ns text, p_key text, p_owner text, p_limit integer, p_pending_ttl float8,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_holders jsonb;
 BEGIN
     SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
@@ -492,7 +504,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_take_slot(
     p_ns text, p_key text, p_owner text, p_meta jsonb, p_ttl float8, p_max integer,
     p_overflow text, p_cap integer, OUT result text, OUT dropped jsonb, OUT holders jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_holders jsonb; v_expires timestamptz;
     v_mine jsonb := jsonb_build_object(p_owner, jsonb_build_object(
         'acquired_at', chatstate_iso(statement_timestamp()),
@@ -571,7 +584,8 @@ END $$;
 -- advanced in one statement; an expired list starts over.
 CREATE OR REPLACE FUNCTION chatstate_append(
     p_ns text, p_key text, p_value jsonb, p_max bigint, p_ttl float8)
-RETURNS void LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS void LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_seq bigint; v_now timestamptz := statement_timestamp();
     v_expires timestamptz := v_now + make_interval(secs => p_ttl);
 BEGIN
@@ -602,19 +616,22 @@ END $$;
 -- The newest p_limit items of the list p_key (NULL: all), oldest first, as a JSON array; []
 -- when it does not exist or has expired.
 CREATE OR REPLACE FUNCTION chatstate_list_items(p_ns text, p_key text, p_limit bigint)
-RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_agg(i.value ORDER BY i.seq), '[]') FROM (
+RETURNS jsonb LANGUAGE plpgsql STABLE SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(i.value ORDER BY i.seq), '[]') FROM (
         SELECT seq, value FROM chatstate_listitem
         WHERE namespace = p_ns AND key = p_key AND EXISTS (
             SELECT 1 FROM chatstate_listhead WHERE namespace = p_ns AND key = p_key
                 AND (expires_at IS NULL OR expires_at > statement_timestamp()))
-        ORDER BY seq DESC LIMIT p_limit) i
-$$;
+        ORDER BY seq DESC LIMIT p_limit) i);
+END $$;
 
 -- Delete the list p_key: how many items it held (0 when none, or expired). Its head first,
 -- so that an append in flight finishes before the items are counted and deleted.
 CREATE OR REPLACE FUNCTION chatstate_delete_list(p_ns text, p_key text)
-RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_expires timestamptz; v_count bigint;
 BEGIN
     DELETE FROM chatstate_listhead WHERE namespace = p_ns AND key = p_key
@@ -648,24 +665,25 @@ END $$;
 -- order: null, false, true, numbers by value, strings by code point; an equal item already
 -- there is kept instead) or removed (the others left as they were).
 CREATE OR REPLACE FUNCTION chatstate_scalars(p_list jsonb, p_item jsonb, p_add boolean)
-RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    WITH items AS (
-        SELECT e, n FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_list) = 'array'
-            THEN p_list ELSE '[]' END) WITH ORDINALITY AS x(e, n)
-        WHERE jsonb_typeof(e) IN ('null', 'boolean', 'number', 'string')),
-    kept AS (
-        SELECT e, n FROM items WHERE e <> p_item
-        UNION ALL
-        SELECT coalesce((SELECT e FROM items WHERE e = p_item ORDER BY n LIMIT 1), p_item), 0
-        WHERE p_add)
-    SELECT coalesce(CASE WHEN p_add THEN jsonb_agg(e ORDER BY
-            CASE jsonb_typeof(e) WHEN 'null' THEN 0 WHEN 'boolean' THEN 1 WHEN 'number' THEN 2
-                ELSE 3 END,
-            CASE WHEN jsonb_typeof(e) = 'boolean' THEN e = 'true' END,
-            CASE WHEN jsonb_typeof(e) = 'number' THEN (e #>> '{}')::numeric END,
-            CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{}' END COLLATE "C", n)
-        ELSE jsonb_agg(e ORDER BY n) END, '[]') FROM kept
-$$;
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN (WITH items AS (
+            SELECT e, n FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_list) = 'array'
+                THEN p_list ELSE '[]' END) WITH ORDINALITY AS x(e, n)
+            WHERE jsonb_typeof(e) IN ('null', 'boolean', 'number', 'string')),
+        kept AS (
+            SELECT e, n FROM items WHERE e <> p_item
+            UNION ALL
+            SELECT coalesce((SELECT e FROM items WHERE e = p_item ORDER BY n LIMIT 1), p_item), 0
+            WHERE p_add)
+        SELECT coalesce(CASE WHEN p_add THEN jsonb_agg(e ORDER BY
+                CASE jsonb_typeof(e) WHEN 'null' THEN 0 WHEN 'boolean' THEN 1 WHEN 'number' THEN 2
+                    ELSE 3 END,
+                CASE WHEN jsonb_typeof(e) = 'boolean' THEN e = 'true' END,
+                CASE WHEN jsonb_typeof(e) = 'number' THEN (e #>> '{}')::numeric END,
+                CASE WHEN jsonb_typeof(e) = 'string' THEN e #>> '{}' END COLLATE "C", n)
+            ELSE jsonb_agg(e ORDER BY n) END, '[]') FROM kept);
+END $$;
 
 -- The map p_map after the operations p_ops ([[op, key, value's JSON text], ...]), in order.
 -- An integer added to an integer (or to nothing) is summed here; chatstate_incr does the rest.
@@ -781,7 +799,8 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
     OUT history jsonb, OUT claim_id bigint)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_depth integer; v_holders jsonb; v_lock record;
 BEGIN
     claim_id := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
@@ -922,7 +941,8 @@ CREATE OR REPLACE FUNCTION chatstate_commit(
     p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
     p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_settled record;
 BEGIN
     v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_claim_id, p_locked,
@@ -954,7 +974,8 @@ CREATE OR REPLACE FUNCTION chatstate_drain(
     p_claim boolean, p_finished bigint, p_ttl float8, p_pending_ttl float8,
     p_effects jsonb DEFAULT NULL, p_slot boolean DEFAULT false,
     OUT released boolean, OUT holder text, OUT entry jsonb, OUT expired jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_holders jsonb; v_id bigint;
 BEGIN
     SELECT s.ok, s.holder INTO released, holder FROM chatstate_settle(
@@ -1001,7 +1022,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_gather(
     p_ns text, p_thread text, p_owner text, p_ttl float8, p_pending_ttl float8,
     OUT ok boolean, OUT holder text, OUT entries jsonb, OUT expired jsonb)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_holders jsonb;
 BEGIN
     SELECT owner, l.holders INTO holder, v_holders FROM chatstate_lock l
@@ -1025,7 +1047,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_renew(
     p_ns text, p_thread text, p_owner text, p_adapter text, p_mid text, p_locked boolean,
     p_ttl float8, p_slot boolean DEFAULT false)
-RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_holders jsonb;
 BEGIN
     IF p_slot THEN
@@ -1064,7 +1087,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_abort(
     p_ns text, p_adapter text, p_mid text, p_thread text, p_owner text, p_locked boolean,
     p_slot boolean DEFAULT false)
-RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_withdrawn boolean; v_holders jsonb;
 BEGIN
     PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
@@ -1110,7 +1134,8 @@ END $$;
 -- stopping once p_limit are chosen.
 CREATE OR REPLACE FUNCTION chatstate_outbox_claim(
     p_ns text, p_owner text, p_limit bigint, p_lease float8)
-RETURNS jsonb LANGUAGE plpgsql SET enable_seqscan = off AS $$
+RETURNS jsonb LANGUAGE plpgsql SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_now timestamptz := statement_timestamp(); v_leased text[]; v_walled text[] := '{}';
     v_chunk bigint := greatest(2 * p_limit, 100); v_after bigint := 0; v_ids bigint[] := '{}';
     v_rows bigint[]; v_threads text[]; v_due boolean[]; v_tids text[]; v_firsts bigint[];
