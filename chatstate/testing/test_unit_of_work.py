@@ -218,6 +218,23 @@ def test_lists_keep_their_newest_items_and_expire(store: Any) -> None:
     assert store.get_list("k") == [] and store.delete_list("k") == 0
 
 
+def test_a_list_keeps_the_newest_max_length_of_each_append(store: Any) -> None:
+    """Each append trims to its own max_length, whatever earlier appends kept."""
+    for n in range(6):
+        store.append_to_list("k", n)  # no max: all kept
+    store.append_to_list("k", 6, max_length=4)  # a max at last: three older items go
+    assert store.get_list("k") == [3, 4, 5, 6]
+    store.append_to_list("k", 7, max_length=4)  # steady: one goes
+    assert store.get_list("k") == [4, 5, 6, 7]
+    store.append_to_list("k", 8, max_length=2)  # a smaller max
+    assert store.get_list("k") == [7, 8]
+    for n in (9, 10):
+        store.append_to_list("k", n, max_length=3)  # a larger max: the list grows back
+    assert store.get_list("k") == [8, 9, 10]
+    store.append_to_list("k", 11, max_length=1)
+    assert store.get_list("k") == [11]
+
+
 def test_each_append_renews_the_ttl(store: Any) -> None:
     # Three pauses outlast the ttl; each append comes well within it (a loaded machine took
     # over 0.25 s for one of them when the ttl was 0.5 s).

@@ -608,8 +608,16 @@ BEGIN
     INSERT INTO chatstate_listitem (namespace, key, seq, value)
         VALUES (p_ns, p_key, v_seq, p_value);
     IF v_seq > p_max THEN
+        -- The item that just left the newest p_max, found by its seq: a range from the list's
+        -- start would walk every item trimmed before it (dead until vacuumed) on every append.
+        -- Older items are left only when the list kept more until now (a larger p_max, or none).
         DELETE FROM chatstate_listitem
-            WHERE namespace = p_ns AND key = p_key AND seq <= v_seq - p_max;
+            WHERE namespace = p_ns AND key = p_key AND seq = v_seq - p_max;
+        IF EXISTS (SELECT 1 FROM chatstate_listitem
+                   WHERE namespace = p_ns AND key = p_key AND seq = v_seq - p_max - 1) THEN
+            DELETE FROM chatstate_listitem
+                WHERE namespace = p_ns AND key = p_key AND seq < v_seq - p_max;
+        END IF;
     END IF;
 END $$;
 
