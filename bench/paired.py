@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.cycles import Config, cycle_fn, make_adapter
-from bench.prepare import clear_namespace, prefill_history, vacuum
+from bench.prepare import clear_namespace, fill_histories, prefill_history, vacuum
 from bench.runner import subscribe_threads
 
 SIDES = ("plain", "effects")
@@ -66,6 +66,7 @@ def _prepared(config: Config) -> Callable[[int, int], None]:
     """A function running ``count`` cycles from cycle ``start`` on a filled namespace."""
     adapter = make_adapter(config)
     subscribe_threads(adapter, config, 0)
+    fill_histories(adapter, config, range(1))
     prefill_history(config)
     run = cycle_fn(config, adapter, 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.cycles import Config, make_adapters, namespaces
+from bench.cycles import Config, make_adapters, namespaces, thread_ids
 
 
 def prefill_history(config: Config) -> None:
@@ -46,6 +46,38 @@ def prefill_history(config: Config) -> None:
                     for i in range(start + 1, stop + 1)
                 )
         DedupeWindow.objects.using(using).update_or_create(namespace=ns, defaults={"head": history})
+
+
+def fill_histories(adapter: Any, config: Config, workers: range) -> None:
+    """With ``--effects``: fill the history of each thread of ``workers`` to its limit.
+
+    A deployment's histories are full, so each append also trims the oldest item; a run's
+    appends do so from its first cycle. One statement on PostgreSQL's fast path; elsewhere
+    the adapter's own appends."""
+    if not config.get("effects"):
+        return
+    from chatstate.validation import history_key
+
+    limit = adapter.history_limit
+    keys = [history_key(thread) for w in workers for thread in thread_ids(w)]
+    if config["adapter"] == "database" and config["database_vendor"] == "postgresql":
+        from django.db import connections
+
+        with connections[config["using"]].cursor() as cursor:
+            cursor.execute(
+                "WITH heads AS (INSERT INTO chatstate_listhead"
+                " (namespace, key, last_seq, updated_at)"
+                " SELECT %s, k, %s, now() FROM unnest(%s::text[]) k RETURNING key)"
+                " INSERT INTO chatstate_listitem (namespace, key, seq, value)"
+                " SELECT %s, key, s, jsonb_build_object('role', 'user', 'n', s - %s - 1)"
+                " FROM heads, generate_series(1, %s) s",
+                (adapter.namespace, limit, keys, adapter.namespace, limit, limit),
+            )
+        return
+    for key in keys:
+        for position in range(1, limit + 1):  # items -limit .. -1, oldest first
+            item = {"role": "user", "n": position - limit - 1}
+            adapter.append_to_list(key, item, max_length=limit)
 
 
 def vacuum_tables(cursor: Any, pattern: str) -> None:

@@ -31,7 +31,7 @@ from bench.cycles import (
     spread,
     thread_ids,
 )
-from bench.prepare import clear_namespace, prefill_history, vacuum
+from bench.prepare import clear_namespace, fill_histories, prefill_history, vacuum
 
 FIELDS = (
     "adapter",
@@ -77,6 +77,7 @@ def _worker(config: Config, worker: int, first: int, count: int, barrier: Any, o
         if config["adapter"] == "memory":
             for adapter in adapters:
                 subscribe_threads(adapter, config, worker)
+                fill_histories(adapter, config, range(worker, worker + 1))
                 _memory_history(adapter, config)
         if config["concurrency"]:
             start, end, latencies = asyncio.run(_event_loop(config, adapters, barrier, count))
@@ -141,11 +142,15 @@ async def _event_loop(
 
 def subscribe_threads(adapter: Any, config: Config, worker: int | None) -> None:
     """Subscribe the threads of ``worker`` (None: of every worker of ``config``)."""
-    lanes = max(config["workers"], config["concurrency"])
-    workers = range(lanes) if worker is None else (worker,)
+    workers = range(_lanes(config)) if worker is None else (worker,)
     for w in workers:
         for thread in thread_ids(w):
             adapter.subscribe(thread)
+
+
+def _lanes(config: Config) -> int:
+    """How many workers (or coroutines) cycle over threads of their own."""
+    return max(config["workers"], config["concurrency"])
 
 
 def _memory_history(adapter: Any, config: Config) -> None:
@@ -306,6 +311,7 @@ def run_bench(
         for adapter in adapters:
             if config["adapter"] != "memory":
                 subscribe_threads(adapter, config, None)
+                fill_histories(adapter, config, range(_lanes(config)))
             else:
                 subscribe_threads(adapter, config, config["workers"])
         if config["adapter"] != "memory":

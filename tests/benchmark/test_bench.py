@@ -301,3 +301,39 @@ def test_paired_alternates_plain_and_effects_blocks_in_one_process() -> None:
         call_command("chatstate_bench", adapter="memory", paired=True, workers=2, cycles=20)
     with pytest.raises(CommandError, match="--rounds >= 2"):
         call_command("chatstate_bench", adapter="memory", paired=True, cycles=20, rounds=1)
+
+
+
+def _filled(adapter: Any, config: dict[str, Any]) -> list[list[Any]]:
+    """The histories of two workers' first threads after ``fill_histories`` (limit 3)."""
+    from bench.cycles import thread_ids
+    from bench.prepare import fill_histories
+
+    adapter.history_limit = 3
+    fill_histories(adapter, {**config, "effects": False}, range(2))  # plain runs: nothing
+    assert adapter.history(thread_ids(0)[0]) == []
+    fill_histories(adapter, config, range(2))
+    return [
+        [item["n"] for item in adapter.history(thread)]
+        for worker in (0, 1)
+        for thread in thread_ids(worker)[:2]
+    ]
+
+
+def test_effects_runs_start_from_full_histories() -> None:
+    """Each append of an effects run trims one item, as in a deployment's steady state."""
+    from chatstate.adapters.memory import MemoryStateAdapter
+
+    config = {"adapter": "memory", "database_vendor": None, "effects": True}
+    assert _filled(MemoryStateAdapter(namespace="bench-fill"), config) == [[-3, -2, -1]] * 4
+
+
+@pytest.mark.run_on("postgresql")
+def test_effects_runs_fill_postgresql_histories_in_one_statement(db: None) -> None:
+    from chatstate.adapters.database import DatabaseStateAdapter
+
+    config = {"adapter": "database", "database_vendor": "postgresql", "effects": True,
+              "using": "default"}  # fmt: skip
+    store = DatabaseStateAdapter(namespace="bench-fill")
+    store.append_to_list = None  # type: ignore[method-assign]  # not the adapter's appends
+    assert _filled(store, config) == [[-3, -2, -1]] * 4
