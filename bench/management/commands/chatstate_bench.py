@@ -65,7 +65,8 @@ class Command(BaseCommand):
             "--effects",
             action="store_true",
             help="cycle mode: each cycle also stages a channel counter increment and a "
-            "history append, written by its commit (default: off)",
+            "history append, written by its commit; the histories start full, so each "
+            "append trims one item (default: off)",
         )
         parser.add_argument(
             "--paired",
