@@ -14,23 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import DatabaseError, connections
 from django.test import override_settings
 
 from chatstate.adapters.database import DatabaseStateAdapter
 from chatstate.adapters.database.pgdriver import through_pooler
 from chatstate.types import BackendUnavailable
-from tests import services
 from tests.commands.test_commands_restore import export, restore
 from tests.commands.test_commands_snapshot import namespace
 
 pytestmark = [
     pytest.mark.run_on("postgresql"),
-    pytest.mark.skipif(
-        "pgbouncer" not in settings.DATABASES and not services.IN_CI,
-        reason=f"PgBouncer unavailable: {getattr(settings, 'PGBOUNCER_ERROR', '')}",
-    ),
+    pytest.mark.needs_kind("database_pgbouncer", "database_pool"),
     # Committed work on each alias; "default" is named so that the test database exists.
     pytest.mark.django_db(transaction=True, databases=["default", "pgbouncer", "pool"]),
     pytest.mark.usefixtures("_mirror_connections"),  # closed before the database is dropped

@@ -564,16 +564,12 @@ REDIS_BUDGETS: dict[str, tuple[Callable[[Any, str], None], int]] = {
 }
 
 
+@pytest.mark.needs_kind("redis")
 @pytest.mark.parametrize("name", list(REDIS_BUDGETS))
 def test_redis_cycle_budget(name: str) -> None:
-    from django.conf import settings
-
     from chatstate.adapters.redis import RedisStateAdapter
-    from tests import services
     from tests.redis_counting import counting, round_trips
 
-    if not settings.REDIS_AVAILABLE:
-        services.absent(f"Redis at {services.REDIS_URL} is unreachable")
     adapter = RedisStateAdapter(namespace=f"budget-redis-{next(_names)}", alias="chatstate")
     try:
         adapter.put_thread_state("t", {"n": 0})

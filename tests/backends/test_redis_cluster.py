@@ -13,16 +13,11 @@ import pytest
 import redis
 
 from tests import redis_cluster as cluster_nodes
-from tests import services
 from tests.conftest import STORE_FACTORIES
 
 pytestmark = [
     pytest.mark.run_on("postgresql"),
     pytest.mark.needs_kind("redis_cluster"),
-    pytest.mark.skipif(
-        "redis_cluster" not in STORE_FACTORIES and not services.IN_CI,
-        reason="no redis-server for a cluster in this run (required under CI=true)",
-    ),
 ]
 
 

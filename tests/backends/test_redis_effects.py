@@ -18,18 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from chatstate import OutboxEntry
 from chatstate.adapters.redis import RedisStateAdapter
 from chatstate.channelops import apply_ops
 from chatstate.validation import dump_map
-from tests import services
 
-pytestmark = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE and not services.IN_CI,
-    reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
-)
+pytestmark = pytest.mark.needs_kind("redis")
 
 _names = itertools.count(1)
 _messages = itertools.count(1)

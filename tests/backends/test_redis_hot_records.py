@@ -14,17 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from chatstate.adapters.redis import RedisStateAdapter
 from chatstate.adapters.redis.keys import member
 from chatstate.types import LeaseLost
-from tests import services
 
-pytestmark = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE and not services.IN_CI,
-    reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
-)
+pytestmark = pytest.mark.needs_kind("redis")
 
 _names = itertools.count(1)
 ODD = 'w/1 "é" \\ \x01 ☃'  # a slash, quotes, a backslash, a control character, non-ASCII

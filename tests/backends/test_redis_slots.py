@@ -17,18 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from chatstate import LockResult
 from chatstate.adapters.redis import RedisStateAdapter
 from chatstate.testing.helpers import LEASE, outlive
-from tests import services
 from tests.redis_counting import counting, round_trips
 
-pytestmark = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE and not services.IN_CI,
-    reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
-)
+pytestmark = pytest.mark.needs_kind("redis")
 
 _names = itertools.count(1)
 CAP = {"strategy": "concurrent", "max_concurrent": 2}

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings
 from django.core import checks
 from django.test import override_settings
 
@@ -33,10 +32,7 @@ from chatstate.types import BackendUnavailable
 from tests import services
 from tests.redis_counting import counting, round_trips
 
-pytestmark = pytest.mark.skipif(
-    not settings.REDIS_AVAILABLE and not services.IN_CI,
-    reason=f"Redis at {services.REDIS_URL} is unreachable (required under CI=true)",
-)
+pytestmark = pytest.mark.needs_kind("redis")
 
 
 ALIAS = "chatstate"

@@ -15,7 +15,6 @@ from django.test import override_settings
 import bench
 from chatstate import LockResult
 from tests import services
-from tests.conftest import STORE_FACTORIES
 
 
 def test_a_memory_run_prints_one_json_object_with_the_design_fields() -> None:
@@ -122,10 +121,7 @@ def test_cycles_spread_over_namespaces() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.run_on("postgresql")
-@pytest.mark.skipif(
-    "redis_cluster" not in STORE_FACTORIES and not services.IN_CI,
-    reason="no redis-server for a cluster in this run (required under CI=true)",
-)
+@pytest.mark.needs_kind("redis_cluster")
 def test_a_run_on_the_cluster_spreads_its_namespaces_over_the_masters(
     redis_cluster: Any,
 ) -> None:
@@ -301,7 +297,6 @@ def test_paired_alternates_plain_and_effects_blocks_in_one_process() -> None:
         call_command("chatstate_bench", adapter="memory", paired=True, workers=2, cycles=20)
     with pytest.raises(CommandError, match="--rounds >= 2"):
         call_command("chatstate_bench", adapter="memory", paired=True, cycles=20, rounds=1)
-
 
 
 def _filled(adapter: Any, config: dict[str, Any]) -> list[list[Any]]:

@@ -24,17 +24,13 @@ from django.db import connections
 
 from chatstate import BackendUnavailable
 from tests import redis_cluster as cluster_nodes
-from tests import services
 from tests.concurrency.harness import Crew, Target
 from tests.conftest import STORE_FACTORIES
 from tests.faults.redelivery import tally
 
 pytestmark = [
     pytest.mark.run_on("postgresql"),
-    pytest.mark.skipif(
-        "redis_cluster" not in STORE_FACTORIES and not services.IN_CI,
-        reason="no redis-server for a cluster in this run (required under CI=true)",
-    ),
+    pytest.mark.needs_kind("redis_cluster"),
 ]
 
 #: Acknowledged writes older than this before the kill must have reached the replica.

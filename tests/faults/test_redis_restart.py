@@ -16,15 +16,10 @@ from django.conf import settings
 from django.core import checks
 from django.test import override_settings
 
-from tests import services
-from tests.conftest import STORE_FACTORIES
 from tests.faults.redelivery import deliver, tally
 from tests.faults.redis_server import RedisServer
 
-pytestmark = pytest.mark.skipif(
-    "redis" not in STORE_FACTORIES and not services.IN_CI,
-    reason="Redis is unreachable (required under CI=true)",
-)
+pytestmark = pytest.mark.needs_kind("redis")
 
 
 @pytest.fixture
