@@ -76,8 +76,8 @@ SELECT CASE WHEN mod(g, 10) = 0 THEN 'staging' ELSE 'prod' END,
        now() - make_interval(secs => mod(g, 86400))
 FROM generate_series(%(threads_lo)s, %(threads_hi)s) AS g;
 
-INSERT INTO chatstate_listhead (namespace, key, last_seq, expires_at, updated_at)
-SELECT namespace, 'history:' || thread_id, 3,
+INSERT INTO chatstate_listhead (namespace, key, last_seq, first_seq, expires_at, updated_at)
+SELECT namespace, 'history:' || thread_id, 3, 1,
        CASE WHEN mod(id, 7) = 0 THEN now() + interval '1 day' END, updated_at
 FROM chatstate_threadstate WHERE id BETWEEN %(threads_lo)s AND %(threads_hi)s;
 

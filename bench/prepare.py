@@ -66,8 +66,8 @@ def fill_histories(adapter: Any, config: Config, workers: range) -> None:
         with connections[config["using"]].cursor() as cursor:
             cursor.execute(
                 "WITH heads AS (INSERT INTO chatstate_listhead"
-                " (namespace, key, last_seq, updated_at)"
-                " SELECT %s, k, %s, now() FROM unnest(%s::text[]) k RETURNING key)"
+                " (namespace, key, last_seq, first_seq, updated_at)"
+                " SELECT %s, k, %s, 1, now() FROM unnest(%s::text[]) k RETURNING key)"
                 " INSERT INTO chatstate_listitem (namespace, key, seq, value)"
                 " SELECT %s, key, s, jsonb_build_object('role', 'user', 'n', s - %s - 1)"
                 " FROM heads, generate_series(1, %s) s",

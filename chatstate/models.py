@@ -223,15 +223,18 @@ LIST_KEY_LENGTH = 320
 
 
 class ListHead(models.Model):
-    """A capped list, such as a thread's history: its newest position and its expiry.
+    """A capped list, such as a thread's history: its positions and its expiry.
 
-    Items are numbered ``1 … last_seq`` in append order. A list keeps only its newest items,
-    those with ``seq > last_seq - max_length``. A list whose ``expires_at`` is past reads as
-    empty. Its next append starts it over."""
+    Items are numbered ``1 … last_seq`` in append order. The list holds the items from
+    ``first_seq`` to ``last_seq``. An append with a ``max_length`` raises ``first_seq`` to
+    keep only the newest ``max_length``; it never falls. Rows below ``first_seq`` are
+    trimmed items: no read sees them, and they are deleted in batches. A list whose
+    ``expires_at`` is past reads as empty. Its next append starts it over."""
 
     namespace = models.CharField(max_length=ID_LENGTH)
     key = models.CharField(max_length=LIST_KEY_LENGTH)
     last_seq = models.BigIntegerField(default=0)
+    first_seq = models.BigIntegerField(default=1)
     expires_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -23,28 +23,29 @@ def mark_list_facts(rows: list[Any], using: str) -> None:
     """Set ``length`` and ``newest`` on each list row, with one query for the page.
 
     ``newest`` is its newest item, None when empty. Each row costs two index probes, at its
-    oldest and newest position. A list's items are one run of positions."""
+    oldest and newest row. A list's items are one run of positions, from its ``first_seq``
+    (rows below it were trimmed, not yet deleted)."""
     if not rows:
         return
     items = ListItem.objects.using(using).filter(
         namespace=OuterRef("namespace"), key=OuterRef("key")
     )
     facts = {
-        pk: (first, newest)
-        for pk, first, newest in ListHead.objects.using(using)
+        pk: (oldest, newest)
+        for pk, oldest, newest in ListHead.objects.using(using)
         .filter(pk__in=[row.pk for row in rows])
         .annotate(
-            first_seq=Subquery(items.order_by("seq").values("seq")[:1]),
+            oldest=Subquery(items.order_by("seq").values("seq")[:1]),
             newest=Subquery(
                 items.filter(seq=OuterRef("last_seq")).values("value")[:1],
                 output_field=JSONField(),
             ),
         )
-        .values_list("pk", "first_seq", "newest")
+        .values_list("pk", "oldest", "newest")
     }
     for row in rows:
-        first, newest = facts.get(row.pk, (None, None))
-        row.length = 0 if first is None else row.last_seq - first + 1
+        oldest, newest = facts.get(row.pk, (None, None))
+        row.length = 0 if oldest is None else row.last_seq - max(oldest, row.first_seq) + 1
         row.newest = newest
         history = row.key.startswith(HISTORY_PREFIX)
         row.thread_id = row.key[len(HISTORY_PREFIX) :] if history else None
@@ -128,7 +129,7 @@ class ListHeadAdmin(ChatStateAdmin):
         """The newest ``ITEMS_SHOWN`` items, oldest first, as pretty JSON."""
         rows = (
             ListItem.objects.using(obj._state.db or "default")
-            .filter(namespace=obj.namespace, key=obj.key)
+            .filter(namespace=obj.namespace, key=obj.key, seq__gte=obj.first_seq)
             .order_by("-seq")
             .values_list("value", flat=True)[:ITEMS_SHOWN]
         )

@@ -235,6 +235,18 @@ def test_a_list_keeps_the_newest_max_length_of_each_append(store: Any) -> None:
     assert store.get_list("k") == [11]
 
 
+def test_a_long_capped_list_shows_only_what_it_keeps(store: Any) -> None:
+    """Trimmed items stay out of reads, counts and snapshots, however the store deletes them."""
+    for n in range(37):
+        store.append_to_list("k", n, max_length=5)
+    kept = [32, 33, 34, 35, 36]
+    assert store.get_list("k") == kept
+    assert store.get_list("k", limit=2) == [35, 36]
+    assert store.snapshot().lists["k"]["items"] == kept
+    assert store.delete_list("k") == 5
+    assert store.get_list("k") == []
+
+
 def test_each_append_renews_the_ttl(store: Any) -> None:
     # Three pauses outlast the ttl; each append comes well within it (a loaded machine took
     # over 0.25 s for one of them when the ttl was 0.5 s).

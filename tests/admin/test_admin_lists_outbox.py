@@ -61,12 +61,17 @@ def test_list_columns_show_length_newest_item_and_expiry(admin_client: Client, s
     assert expiry[HISTORY] == "never" and re.fullmatch(r"in \d+m \d+s", expiry["user:U1"])
 
 
-def test_a_capped_list_counts_what_it_keeps(admin_client: Client, state: Any) -> None:
-    for n in range(12):
-        state["a"].append_to_list("capped", n, max_length=5)
+def test_a_capped_list_counts_and_shows_what_it_keeps(admin_client: Client, state: Any) -> None:
+    for n in range(12):  # PostgreSQL keeps the 7 trimmed rows until its next batch
+        state["a"].append_to_list("capped", f"item {n}", max_length=5)
     response = admin_client.get(changelist("listhead"), {"q": "capped"})
     assert column(response, "length") == {"capped": "5"}
-    assert column(response, "newest_item") == {"capped": "11"}
+    assert column(response, "newest_item") == {"capped": '"item 11"'}
+    head = ListHead.objects.get(namespace="ns-a", key="capped")
+    page = admin_client.get(reverse("admin:chatstate_listhead_change", args=[head.pk]))
+    shown = page.content.decode()
+    assert "item 7" in shown and "item 11" in shown and "item 6" not in shown
+    assert "not shown" not in shown
 
 
 def test_an_expired_list_is_flagged(admin_client: Client, state: Any) -> None:

@@ -18,6 +18,7 @@ from chatstate.adapters.database.postgres import (
 )
 from chatstate.checks import check_functions
 from chatstate.migrations import frozen_sql
+from chatstate.models import ListHead
 from tests.conftest import VENDOR
 
 
@@ -65,6 +66,26 @@ if VENDOR == "postgresql":
             assert not _has_function("chatstate_claim(text, text, text, bigint)")
             assert check_functions(databases=["default"]) == []
             _smoke(DatabaseStateAdapter(namespace="upgraded"))
+        finally:
+            _migrate(latest)
+
+    def test_lists_keep_their_items_through_0021_and_back(transactional_db: None) -> None:
+        latest, store = _latest(), DatabaseStateAdapter(namespace="lazy")
+
+        def rows() -> list[int]:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT seq FROM chatstate_listitem WHERE key = 'k' ORDER BY seq")
+                return [seq for (seq,) in cursor.fetchall()]
+
+        try:
+            for n in range(20):  # kept: positions 18-20; 14-17 trimmed, their rows left
+                store.append_to_list("k", n, max_length=3)
+            assert rows() == [14, 15, 16, 17, 18, 19, 20]
+            _migrate("0020")  # version 9 reads every row: the trimmed ones are deleted
+            assert rows() == [18, 19, 20] and store.get_list("k") == [17, 18, 19]
+            _migrate(latest)  # each head starts at its oldest row
+            assert ListHead.objects.get(namespace="lazy", key="k").first_seq == 18
+            assert store.get_list("k") == [17, 18, 19]
         finally:
             _migrate(latest)
 

@@ -191,12 +191,41 @@ def test_concurrent_appends_to_one_list_keep_every_item_and_the_cap() -> None:
     for i in range(workers):
         assert [n for w, n in capped if w == i] == sorted(n for w, n in capped if w == i)
     assert any(n == appends - 1 for _, n in capped)  # the newest append is kept
+    assert (workers * appends) % list_batch() == 0  # the last append deleted the trimmed rows
+    assert stored_rows(store, "capped") == 7
+
+
+def list_batch() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT chatstate_list_batch()")
+        return int(cursor.fetchone()[0])
+
+
+def stored_rows(store: PostgresStateAdapter, key: str) -> int:
+    """The rows of list ``key``, trimmed ones included."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM chatstate_listitem WHERE namespace = %s AND key = 'capped'",
-            [store.namespace],
+            "SELECT count(*) FROM chatstate_listitem WHERE namespace = %s AND key = %s",
+            [store.namespace, key],
         )
-        assert cursor.fetchone()[0] == 7
+        return int(cursor.fetchone()[0])
+
+
+def test_trimmed_rows_are_deleted_in_batches() -> None:
+    store, batch = adapter(), list_batch()
+    for n in range(batch):  # positions 1 … batch: the last append deletes what was trimmed
+        store.append_to_list("k", n, max_length=3)
+    assert stored_rows(store, "k") == 3
+    for n in range(batch, batch + 5):
+        store.append_to_list("k", n, max_length=3)
+    assert stored_rows(store, "k") == 3 + 5  # five trimmed rows wait for the next batch
+    assert store.get_list("k") == [batch + 2, batch + 3, batch + 4]
+    for n in range(40):  # no max: 40 rows kept
+        store.append_to_list("big", n)
+    for n in range(40, 3 * batch):  # a max at last; the final append is a batch's
+        store.append_to_list("big", n, max_length=2)
+    assert stored_rows(store, "big") == 2  # the rows before the last batch's range too
+    assert store.get_list("big") == [3 * batch - 2, 3 * batch - 1]
 
 
 def test_concurrent_dispatchers_deliver_each_entry_once_in_thread_order() -> None:

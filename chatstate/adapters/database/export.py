@@ -214,7 +214,7 @@ class _Rows:
         sorted by key, then position."""
         live = self.adapter.queryset(ListHead).filter(live_lists(now))
         heads = self.sorted(ListHead, ("key", "expires_at"), where=live_lists(now))
-        of_live = Q(Exists(live.filter(key=OuterRef("key"))))
+        of_live = Q(Exists(live.filter(key=OuterRef("key"), first_seq__lte=OuterRef("seq"))))
         items = self.sorted(ListItem, ("key", "value"), then=("seq",), where=of_live)
         for key, group in itertools.groupby(items, key=operator.itemgetter(0)):
             head, expires = next(heads)

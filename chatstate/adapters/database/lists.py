@@ -1,13 +1,15 @@
 """Capped lists on the ORM path, a mixin of ``DatabaseStateAdapter``.
 
 A list is a ``ListHead`` row and its ``ListItem`` rows. The head holds the newest position,
-``last_seq``, and the expiry. Items are numbered ``1 … last_seq`` in append order. They
-always form one run of positions. An append adds the next one, trimming removes the
-oldest, and a restart removes all.
+``last_seq``, the oldest, ``first_seq``, and the expiry. Items are numbered ``1 … last_seq``
+in append order. The list's items are the rows from ``first_seq`` on; they always form one
+run of positions. An append adds the next one, trimming raises ``first_seq``, and a restart
+moves it past every row. This path deletes the rows below ``first_seq`` at once; the
+PostgreSQL functions delete them in batches.
 
 Appends lock the head with ``select_for_update()``. Several heads are locked in key order.
 So appends to one list are serialized, and writers of several lists never deadlock. A
-read is one statement: the items of a list whose head has not expired.
+read is one statement: the items from ``first_seq`` of a list whose head has not expired.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db.models import Exists, Q
+from django.db.models import Q, Subquery
 
 from chatstate.adapters.database.rows import json_value
 from chatstate.calls import ListAppend
@@ -61,7 +63,7 @@ class ListRows:
         )
         rows = (
             self.queryset(ListItem)
-            .filter(Exists(live), key=key)
+            .filter(key=key, seq__gte=Subquery(live.values("first_seq")[:1]))
             .order_by("-seq")
             .values_list("value", flat=True)
         )
@@ -124,10 +126,11 @@ class ListRows:
         for key, floor in floors.items():
             if floor:
                 self.queryset(ListItem).filter(key=key, seq__lte=floor).delete()
+            heads[key].first_seq = max(heads[key].first_seq, floor + 1)
         if kept:
             ListItem.objects.using(self.using).bulk_create(kept)
         for head in heads.values():
-            head.save(update_fields=["last_seq", "expires_at", "updated_at"])
+            head.save(update_fields=["last_seq", "first_seq", "expires_at", "updated_at"])
 
     def _do_append_to_list(self, append: ListAppend) -> None:
         def append_one() -> None:
@@ -142,7 +145,8 @@ class ListRows:
             if head is None:
                 return 0
             live = head.expires_at is None or head.expires_at > self.now()
-            count, _ = self.queryset(ListItem).filter(key=key).delete()
+            count, _ = self.queryset(ListItem).filter(key=key, seq__gte=head.first_seq).delete()
+            self.queryset(ListItem).filter(key=key).delete()  # trimmed: not counted
             self.queryset(ListHead).filter(pk=head.pk).delete()
             return int(count) if live else 0
 

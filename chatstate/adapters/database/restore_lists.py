@@ -204,7 +204,8 @@ def _copy_lists(adapter: NamespaceRows, copier: Copier, lists: Lists, merge: boo
     lists are inserted. A head staged with ``last_seq`` 0 is a list not stored. It only
     removes."""
     ns, now = adapter.namespace, adapter.now()
-    item_fields, head_fields = ("key", "seq", "value"), ("key", "last_seq", "expires_at")
+    item_fields = ("key", "seq", "value")
+    head_fields = ("key", "last_seq", "first_seq", "expires_at")
     head_columns = ", ".join(copier.column(ListHead, f) for f in head_fields)
     with tempfile.SpooledTemporaryFile(_SPOOL, mode="w+", encoding="utf-8") as heads:
 
@@ -214,7 +215,7 @@ def _copy_lists(adapter: NamespaceRows, copier: Copier, lists: Lists, merge: boo
                 if live or merge:
                     expires = _expiry(value) if live else None
                     count = len(value["items"]) if live else 0
-                    heads.write(f"{_field(key)}\t{count}\t{_field(expires)}\n")
+                    heads.write(f"{_field(key)}\t{count}\t1\t{_field(expires)}\n")
                 if live:
                     for seq, item in enumerate(value["items"], 1):
                         yield key, seq, _dumps(item)
