@@ -23,8 +23,8 @@ def mark_list_facts(rows: list[Any], using: str) -> None:
     """Set ``length`` and ``newest`` on each list row, with one query for the page.
 
     ``newest`` is its newest item, None when empty. Each row costs two index probes, at its
-    oldest and newest row. A list's items are one run of positions, from its ``first_seq``
-    (rows below it were trimmed, not yet deleted)."""
+    oldest and newest position. A list's items are one run of positions, from its
+    ``first_seq`` (rows below it were trimmed, not yet deleted)."""
     if not rows:
         return
     items = ListItem.objects.using(using).filter(
@@ -35,7 +35,9 @@ def mark_list_facts(rows: list[Any], using: str) -> None:
         for pk, oldest, newest in ListHead.objects.using(using)
         .filter(pk__in=[row.pk for row in rows])
         .annotate(
-            oldest=Subquery(items.order_by("seq").values("seq")[:1]),
+            oldest=Subquery(
+                items.filter(seq__gte=OuterRef("first_seq")).order_by("seq").values("seq")[:1]
+            ),
             newest=Subquery(
                 items.filter(seq=OuterRef("last_seq")).values("value")[:1],
                 output_field=JSONField(),
@@ -45,7 +47,7 @@ def mark_list_facts(rows: list[Any], using: str) -> None:
     }
     for row in rows:
         oldest, newest = facts.get(row.pk, (None, None))
-        row.length = 0 if oldest is None else row.last_seq - max(oldest, row.first_seq) + 1
+        row.length = 0 if oldest is None else row.last_seq - oldest + 1
         row.newest = newest
         history = row.key.startswith(HISTORY_PREFIX)
         row.thread_id = row.key[len(HISTORY_PREFIX) :] if history else None

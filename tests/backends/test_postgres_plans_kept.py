@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.run_on("postgresql"), pytest.mark.usefixtures("transac
 
 #: Cycles of each kind before the count: PL/pgSQL chooses between plans after five calls.
 WARM = 12
-COUNTED = 3
+#: Counted cycles: positions 25-32 of each list, so the last deletes the trimmed rows, as
+#: every 16th append does (the warm-up's 16th did too: its statements are planned).
+COUNTED = 8
 #: Other lists, long ones, for the planner's statistics to know about.
 FILL = (
     "INSERT INTO chatstate_listitem (namespace, key, seq, value)"
@@ -50,7 +52,7 @@ KINDS: dict[str, dict[str, Any]] = {
 
 
 def _cycle(store: DatabaseStateAdapter, n: int, options: dict[str, Any]) -> None:
-    """A cycle reading the history and staging every effect (a full history: a trim)."""
+    """A cycle reading the history and staging every effect (a full history: trimmed)."""
     with store.handle_message(
         ("plans", f"m{n}"), thread_id="t", owner="w", channel_id="c", history=2, **options
     ) as msg:
@@ -118,3 +120,11 @@ def test_a_warm_cycle_plans_no_statement(kind: str) -> None:
         for n in range(2 * WARM, 2 * WARM + COUNTED):
             _cycle(store, n, KINDS[kind])
     assert [_tables(plan) for plan in made] == []
+    with connection.cursor() as cursor:  # the last cycle's append deleted the trimmed rows
+        cursor.execute("SELECT chatstate_list_batch()")
+        assert (2 * WARM + COUNTED) % cursor.fetchone()[0] == 0
+        cursor.execute(
+            "SELECT count(*) FROM chatstate_listitem WHERE namespace = %s AND key = 'history:t'",
+            [store.namespace],
+        )
+        assert cursor.fetchone()[0] == 2
