@@ -229,6 +229,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "database's run, CHATSTATE_TEST_KINDS, or a service absent outside CI; under CI=true "
         "an absent service fails the run), not skipped",
     )
+    config.addinivalue_line(
+        "markers",
+        "needs_service(name): deselected when that service (services.SERVICES) is unreachable "
+        "outside CI; under CI=true an unreachable one fails the run, never skips",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -239,9 +244,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.path.parent.name in ("concurrency", "faults") or item.path.name in STRESS:
             item.add_marker(pytest.mark.stress)
 
+    needed = {name for item in items for mark in item.iter_markers("needs_service")
+              for name in mark.args}  # fmt: skip
+    absent = services.unreachable(needed)
+
     def elsewhere(item: pytest.Item) -> bool:
         run_on, needs = item.get_closest_marker("run_on"), item.get_closest_marker("needs_kind")
         if run_on is not None and VENDOR not in run_on.args:
+            return True
+        if any(set(mark.args) & absent for mark in item.iter_markers("needs_service")):
             return True
         return needs is not None and not set(needs.args) <= STORE_FACTORIES.keys() | MIRRORS.keys()
 

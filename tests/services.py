@@ -16,18 +16,22 @@ import importlib
 import os
 import socket
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def absent(message: str) -> NoReturn:
-    """A service the test needs is absent: skipped with ``message``, failed under CI."""
-    import pytest
+def unreachable(names: set[str]) -> set[str]:
+    """Those of the services ``names`` (keys of ``SERVICES``) that do not answer.
 
-    if not IN_CI:
-        pytest.skip(message)
-    pytest.fail(f"CI=true but {message}")
+    Under ``CI=true`` one that does not answer is an error: the run stops, saying which."""
+    gone = {name for name in names if not SERVICES[name][0]()}
+    if gone and IN_CI:
+        raise RuntimeError(
+            "CI=true but unreachable: " + "; ".join(SERVICES[name][1] for name in sorted(gone))
+        )
+    return gone
 
 
 #: This process's pytest-xdist worker (``gw0`` → 0; 0 outside xdist): the services a test
@@ -161,6 +165,15 @@ def rabbitmq_reachable() -> bool:
     except Exception:  # kombu raises the transport's own errors
         return False
     return True
+
+
+#: The services a test may need (``needs_service``): whether each answers, and what to say.
+SERVICES: dict[str, tuple[Callable[[], bool], str]] = {
+    "rabbitmq": (
+        rabbitmq_reachable,
+        f"RabbitMQ at {AMQP_URL} (.ci/run starts it: rabbitmq-server -detached)",
+    ),
+}
 
 
 CHECKS = {

@@ -40,3 +40,16 @@ def test_a_server_that_does_not_answer_is_absent(
     monkeypatch.setattr(services, "_port_open", lambda host, port: False)
     monkeypatch.setattr(services, "IN_CI", False)
     assert services.main(["services", name]) == 1
+
+
+def test_a_needed_service_that_does_not_answer_is_deselected_or_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(services.SERVICES, "broker", (lambda: False, "the broker at b:1"))
+    monkeypatch.setitem(services.SERVICES, "up", (lambda: True, "the other at u:1"))
+    monkeypatch.setattr(services, "IN_CI", False)
+    assert services.unreachable({"broker", "up"}) == {"broker"}
+    monkeypatch.setattr(services, "IN_CI", True)
+    assert services.unreachable({"up"}) == set()
+    with pytest.raises(RuntimeError, match="CI=true but unreachable: the broker at b:1"):
+        services.unreachable({"broker", "up"})

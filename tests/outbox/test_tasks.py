@@ -152,22 +152,12 @@ def test_an_enqueue_that_fails_leaves_the_commit_and_its_entries(
     assert "could not be enqueued (ConnectionError: the broker is down)" in caplog.text
 
 
-@pytest.fixture
-def rabbitmq() -> str:
-    """The broker's URL; without one the test fails under ``CI=true``, elsewhere skips."""
-    if not services.rabbitmq_reachable():
-        services.absent(
-            f"RabbitMQ at {services.AMQP_URL} is unreachable"
-            " (.ci/run starts it: rabbitmq-server -detached)"
-        )
-    return services.AMQP_URL
-
-
+@pytest.mark.needs_service("rabbitmq")  # deselected outside CI without a broker
 def test_a_celery_worker_delivers_every_entry_once(
-    rabbitmq: str, store: Any, workers: Workers, settings: Any
+    store: Any, workers: Workers, settings: Any
 ) -> None:
     _outbox_task(settings, "chatstate.contrib.celery.enqueue")
-    assert celery_app.app.conf.broker_url == rabbitmq
+    assert celery_app.app.conf.broker_url == services.AMQP_URL
     keys = commit_sends(store, threads=4, per_thread=10)  # 40 tasks wait in the queue
     worker = workers.start(
         "celery",
