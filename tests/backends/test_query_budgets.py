@@ -576,9 +576,9 @@ def test_redis_cycle_budget(name: str) -> None:
         adapter.mark_dedupe(("slack", "done"))
         cycle, budget = REDIS_BUDGETS[name]
         sent = counting(adapter)
-        cycle(adapter, "m0")  # a first run loads the scripts (NOSCRIPT + SCRIPT LOAD)
+        cycle(adapter, "m0")  # a first run loads the scripts (not found + FUNCTION LOAD)
         assert round_trips(sent, cycle, adapter, "m1") == budget
-        assert all(b"EVALSHA" in line for line in sent[-budget:])
+        assert all(b"FCALL" in line for line in sent[-budget:])
         if name == "handle_message_staging_everything":
             assert adapter.thread_state("t") == {"n": 2}
             assert adapter.channel_state("c") == {

@@ -23,7 +23,7 @@ from django.core import checks
 from django.test import override_settings
 
 from chatstate import LockResult
-from chatstate.adapters.redis import RedisStateAdapter
+from chatstate.adapters.redis import RedisStateAdapter, scripts
 from chatstate.adapters.redis import connection as redis_connection
 from chatstate.adapters.redis.connection import async_client_for
 from chatstate.adapters.redis.keys import namespace_prefix
@@ -203,7 +203,7 @@ def test_round_trips_per_operation(rstore: RedisStateAdapter) -> None:
         ("requeue_outbox", rstore.requeue_outbox, (["1"],), 1),
         ("discard_outbox", rstore.discard_outbox, (["1"],), 1),
     ]:
-        # Scripts not called before cost NOSCRIPT + SCRIPT LOAD once: call each one twice.
+        # Scripts not called before cost a load once: call each one twice.
         fn(*args)
         if name in ("claim_dedupe", "mark_dedupe"):
             args = ((args[0][0], args[0][1] + "x"),)
@@ -223,7 +223,7 @@ def test_the_message_cycle_costs_two_round_trips(rstore: RedisStateAdapter) -> N
             msg.state["n"] += 1
 
     assert round_trips(client, cycle, "m1") == 2
-    assert all(b"EVALSHA" in line for line in client[-2:])
+    assert all(b"FCALL" in line for line in client[-2:])
     assert rstore.thread_state("t") == {"n": 1}
 
     def duplicate() -> None:
@@ -261,7 +261,7 @@ def test_a_connection_the_server_closed_is_replaced_before_use(
     rstore: RedisStateAdapter,
 ) -> None:
     assert rstore.lock("k", "w") is LockResult.ACQUIRED
-    pinned = redis_connection._pinned.connections[rstore.connection.connection_pool]
+    pinned, _ = redis_connection._pinned.connections[rstore.connection.connection_pool]
     pinned.send_command("CLIENT", "ID")
     client_id = pinned.read_response()
     assert rstore.connection.client_kill_filter(_id=client_id) == 1
@@ -293,7 +293,7 @@ def test_async_twins_use_redis_asyncio_on_the_event_loop_thread(
         return threading.get_ident()
 
     loop_thread = asyncio.run(run())
-    assert CountingAsyncConnection.sent == ["EVALSHA", "EVALSHA", "HGET"]
+    assert CountingAsyncConnection.sent == ["FCALL", "FCALL", "HGET"]
     assert CountingAsyncConnection.threads == {loop_thread}
 
 
@@ -330,8 +330,62 @@ def test_a_pool_without_an_async_counterpart_still_serves_the_async_twins(
 
 def test_scripts_are_reloaded_after_the_server_forgets_them(rstore: RedisStateAdapter) -> None:
     assert rstore.lock("k", "w") is LockResult.ACQUIRED
-    rstore.connection.script_flush()
+    rstore.connection.function_delete(scripts.LOCK.function)
     assert rstore.lock("k", "v") is LockResult.BUSY
+    assert rstore.connection.function_list(library=scripts.LOCK.function)
+
+
+def test_every_script_loads_as_a_function_library(rstore: RedisStateAdapter) -> None:
+    for script in scripts.ALL:
+        loaded = rstore.connection.function_load(script.library, replace=True)
+        assert loaded == script.function.encode()
+    assert rstore.lock("k", "w") is LockResult.ACQUIRED
+
+
+@pytest.mark.parametrize("refused", ["-fcall", "-function"])
+@pytest.mark.parametrize("login", ["password", "credential_provider"])
+def test_a_user_without_functions_gets_the_scripts_by_sha(
+    rstore: RedisStateAdapter, refused: str, login: str
+) -> None:
+    """An ACL refusing ``FCALL``, or ``FUNCTION LOAD``: each driver calls the scripts by
+    SHA instead, and runs each once. A credential provider takes the async lanes."""
+    admin, user = rstore.connection, f"chatstate-no-functions-{os.getpid()}"
+    admin.acl_setuser(
+        user, enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+        commands=["+@all", refused],
+    )  # fmt: skip
+    kwargs = dict(admin.connection_pool.connection_kwargs)
+    if login == "password":
+        kwargs.update(username=user, password="pw")
+    else:
+        kwargs["credential_provider"] = redis.UsernamePasswordCredentialProvider(user, "pw")
+    pool = redis.ConnectionPool(**kwargs)
+    rstore._client = client = redis.Redis(connection_pool=pool)
+    # a script of this test's own: no other test has loaded it as a function
+    counter = f"{rstore.keys.prefix}probe"
+    probe = scripts.LuaScript("probe", f"-- {counter}\nreturn redis.call('INCR', KEYS[1])")
+    try:
+        assert redis_connection.eval_pinned(client, probe, [counter], []) == 1
+        assert redis_connection._pinned.connections[pool][1].functions is False
+
+        async def run() -> tuple[int, LockResult]:
+            runner = redis_connection._script_runner(async_client_for(client).connection_pool)
+            count = await runner.eval(probe, [counter], [])
+            mux = getattr(runner, "mux", None)
+            assert (mux or runner).calls.functions is False
+            return count, await rstore.alock("k", "v")
+
+        assert rstore.lock("k", "w") is LockResult.ACQUIRED
+        assert asyncio.run(run()) == (2, LockResult.BUSY)
+        with rstore.handle_message(("s", "m1"), thread_id="t", owner="x") as msg:
+            msg.state["n"] = 1
+            msg.history.append("once")
+        assert (rstore.thread_state("t"), rstore.history("t")) == ({"n": 1}, ["once"])
+    finally:
+        rstore._client = admin
+        admin.delete(counter)
+        pool.disconnect()
+        admin.acl_deluser(user)
 
 
 # -- snapshots -------------------------------------------------------------------------

@@ -91,4 +91,3 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
         request.node.user_properties.append(("figures", line))
 
     return record
-

@@ -10,7 +10,9 @@ node's connections. django-redis has no cluster client. So chatstate builds redi
 Every key of a namespace carries the namespace as its hash tag; see :mod:`.keys`. So a
 namespace lives in one slot. Each of its scripts runs atomically on the master owning that
 slot. ``EVALSHA`` names its keys, and the cluster client sends it to that master. On
-``NOSCRIPT`` the script did not run, and its text goes as ``EVAL``. ``SCAN`` runs on the
+``NOSCRIPT`` the script did not run, and its text goes as ``EVAL``. A cluster calls the
+scripts by SHA, not as functions (:mod:`.invoke`): redis-py before 8 asks a server for the
+keys of each ``FCALL`` it routes. ``SCAN`` runs on the
 node of the prefix's slot. It clears a namespace and removes a snapshot's copy.
 
 The clients never send a command again after a connection failure; ``retry`` allows 0

@@ -9,12 +9,12 @@ A request an operation yields is one of:
   ``route_key``'s slot;
 - ``(BATCH, [(method, args), ...])``, a pipeline without MULTI.
 
-Scripts are sent by SHA with ``EVALSHA``. On ``NOSCRIPT`` the script did not run; it is
-loaded and sent again. The blocking driver uses a connection of this thread's own. The
-async driver pipelines the event loop's scripts on one connection; see :mod:`.multiplex`.
-A script is never sent again after a lost reply. A connection failure becomes
-:class:`~chatstate.types.BackendUnavailable` naming the alias. The next call replaces the
-broken connection.
+Scripts are called as Redis 7 functions, else by SHA; see :mod:`.invoke`. A script the
+server lacks did not run; it is loaded and sent again. The blocking driver uses a
+connection of this thread's own. The async driver pipelines the event loop's scripts on
+one connection; see :mod:`.multiplex`. A script is never sent again after a lost reply. A
+connection failure becomes :class:`~chatstate.types.BackendUnavailable` naming the alias.
+The next call replaces the broken connection.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from chatstate.adapters.operations import Op
 from chatstate.adapters.redis import multiplex
+from chatstate.adapters.redis.invoke import ScriptCalls, arecover, recover
 from chatstate.adapters.redis.multiplex import Pipelined
 from chatstate.adapters.redis.scripts import LuaScript
 from chatstate.types import BackendUnavailable
@@ -41,7 +43,7 @@ try:
     import redis.connection
     import redis.retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
+    from redis.exceptions import ClusterError, RedisClusterException
 except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
     raise ImportError(
         "RedisStateAdapter needs django-redis and redis: pip install 'chatstate[redis]'"
@@ -166,18 +168,21 @@ def async_client_for(sync_client: Any) -> Any:
 
 
 class _Pinned(threading.local):
-    """This thread's own connection to each pool, for scripts; see :func:`eval_pinned`."""
+    """This thread's own connection to each pool, for scripts, and how its server calls
+    them; see :func:`eval_pinned`."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.connections: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self.connections: weakref.WeakKeyDictionary[Any, tuple[Any, ScriptCalls]] = (
+            weakref.WeakKeyDictionary()
+        )
 
 
 _pinned = _Pinned()
 
 
 def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-    """``EVALSHA`` on the connection this thread keeps for ``client``'s pool.
+    """Call ``script`` on the connection this thread keeps for ``client``'s pool.
 
     This is the hot path. It skips redis-py's pool checkout and wrappers, which cost more
     than the round trip. It never sends a command again after a lost reply. A script must
@@ -187,27 +192,28 @@ def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]
     if _pinned.pid != os.getpid():  # a forked child: its parent's sockets are not its own
         _pinned.pid, _pinned.connections = os.getpid(), weakref.WeakKeyDictionary()
     pool = client.connection_pool
-    connection = _pinned.connections.get(pool)
-    if connection is None:
-        connection = _pinned.connections[pool] = pool.make_connection()
+    pinned = _pinned.connections.get(pool)
+    if pinned is None:
+        pinned = _pinned.connections[pool] = (pool.make_connection(), ScriptCalls())
+    connection, calls = pinned
     try:
         if connection.can_read():  # unread data, or the server hung up: start afresh
             connection.disconnect()
     except redis.ConnectionError:
         connection.disconnect()
-    command = _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args))
     try:
-        connection.send_packed_command(command, check_health=False)
         try:
-            return connection.read_response()
-        except NoScriptError:  # not run: load it, then send it once more
-            connection.send_command("SCRIPT", "LOAD", script.text)
-            connection.read_response()
-            connection.send_packed_command(command, check_health=False)
-            return connection.read_response()
+            return _send(connection, calls.command(script, keys, args))
+        except redis.ResponseError as error:  # not run when the server lacks the script
+            return recover(calls.recovery(script, keys, args, error), partial(_send, connection))
     except UNAVAILABLE:
         connection.disconnect()
         raise
+
+
+def _send(connection: Any, command: tuple[Any, ...]) -> Any:
+    connection.send_packed_command(_pack(connection, command), check_health=False)
+    return connection.read_response()
 
 
 def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:
@@ -233,9 +239,10 @@ class AsyncLanes:
         self.pool = pool
         self.idle: list[Any] = []
         self.slots = asyncio.Semaphore(min(pool.max_connections, 2**16))
+        self.calls = ScriptCalls()
 
     async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA``, loaded and sent again on ``NOSCRIPT``; return its reply."""
+        """Call ``script``, loaded and sent again when the server lacks it; its reply."""
         async with self.slots:
             connection = self.idle.pop() if self.idle else self.pool.make_connection()
             try:
@@ -251,17 +258,19 @@ class AsyncLanes:
             self.idle.append(connection)
             return reply
 
-    @staticmethod
-    async def _eval(connection: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        command = _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args))
-        await connection.send_packed_command(command, check_health=False)
+    async def _eval(
+        self, connection: Any, script: LuaScript, keys: list[str], args: list[Any]
+    ) -> Any:
         try:
-            return await connection.read_response()
-        except NoScriptError:
-            await connection.send_command("SCRIPT", "LOAD", script.text)
-            await connection.read_response()
-            await connection.send_packed_command(command, check_health=False)
-            return await connection.read_response()
+            return await _asend(connection, self.calls.command(script, keys, args))
+        except redis.ResponseError as error:  # not run when the server lacks the script
+            recovery = self.calls.recovery(script, keys, args, error)
+            return await arecover(recovery, partial(_asend, connection))
+
+
+async def _asend(connection: Any, command: tuple[Any, ...]) -> Any:
+    await connection.send_packed_command(_pack(connection, command), check_health=False)
+    return await connection.read_response()
 
 
 _runners: weakref.WeakKeyDictionary[Any, AsyncLanes | Pipelined] = weakref.WeakKeyDictionary()

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from chatstate.adapters.redis.invoke import ScriptCalls, arecover
 from chatstate.adapters.redis.scripts import LuaScript
 
 hiredis: Any
@@ -73,6 +74,7 @@ class Multiplexer(asyncio.Protocol):
         self._flush_due = False
         self.closed: BaseException | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self.calls = ScriptCalls()
 
     # -- opening --------------------------------------------------------------------------
 
@@ -130,17 +132,13 @@ class Multiplexer(asyncio.Protocol):
         return future
 
     async def eval(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA``; return its reply.
+        """Call ``script``; return its reply.
 
-        On ``NOSCRIPT`` the script did not run. It is loaded and sent again."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        A script the server lacks did not run. It is loaded and sent again."""
         try:
-            return await self.send(command)
-        except NoScriptError:
-            loading = self.send(("SCRIPT", "LOAD", script.text))
-            again = self.send(command)
-            await loading
-            return await again
+            return await self.send(self.calls.command(script, keys, args))
+        except redis.ResponseError as error:
+            return await arecover(self.calls.recovery(script, keys, args, error), self.send)
 
     def _flush(self) -> None:
         if self.outgoing and self.transport is not None and self.closed is None:

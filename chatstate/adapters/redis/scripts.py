@@ -2,9 +2,10 @@
 
 Redis runs a script without interleaving any other command, so a script that reads and then
 writes is what a PL/pgSQL function is to the PostgreSQL fast path. Each script lives in
-``lua/<name>.lua`` (its ``KEYS`` and ``ARGV`` documented at its top) and is sent as the shared
-functions of ``lua/prelude.lua`` followed by its body; the adapter calls it by SHA
-(``EVALSHA``; on ``NOSCRIPT`` it loads it and calls again).
+``lua/<name>.lua`` (its ``KEYS`` and ``ARGV`` documented at its top) and is the shared
+functions of ``lua/prelude.lua`` followed by its body. On Redis 7 the adapter loads each
+script as a function library and calls it with ``FCALL``; elsewhere it calls it by SHA
+(``EVALSHA``). On a server that lacks it, it loads it and calls again (:mod:`.invoke`).
 
 Time is Redis's clock (``TIME``), in milliseconds, so hosts whose clocks drift agree on
 who holds a lease.
@@ -44,10 +45,10 @@ or by Python's ``json``):
 Each script carries only the prelude's functions it names, directly or through another
 (:func:`prelude_for`). Libraries (``lua/channel.lua``, ``lists.lua``, ``outbox.lua``,
 ``effects.lua``, ``load_lists.lua``) come between the prelude and the body of the scripts
-that use them only: Lua builds a script's functions each time it runs, so the hot scripts
-carry none they do not call. ``lua/slots.lua`` goes
-inside the branches that meet slots (a ``-- @slots`` line): a path that takes no slot never
-builds its functions.
+that use them only: under ``EVALSHA``, Lua builds a script's functions each time it runs,
+so the hot scripts carry none they do not call (a function library builds them once).
+``lua/slots.lua`` goes inside the branches that meet slots (a ``-- @slots`` line): a path
+that takes no slot never builds its functions.
 """
 
 from __future__ import annotations
@@ -62,16 +63,47 @@ from pathlib import Path
 LUA = Path(__file__).with_name("lua")
 
 
+#: The prelude's first line: Redis 7 always replicates a script's effects, so a function
+#: library (loaded on Redis 7 only) leaves it out.
+REPLICATE = "if redis.replicate_commands then redis.replicate_commands() end\n"
+
+
 @dataclass(frozen=True)
 class LuaScript:
-    """A script's text and SHA1 (its name in Redis's script cache)."""
+    """A script's text, its SHA1 (its name in Redis's script cache) and its function's name.
+
+    ``body_at`` is where its own body starts in ``text``: what comes before is the prelude's
+    functions and the libraries, which a function library builds once (see :attr:`library`).
+    """
 
     name: str
     text: str
+    body_at: int = 0
     sha: str = field(init=False)
+    function: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+        sha = hashlib.sha1(self.text.encode()).hexdigest()
+        object.__setattr__(self, "sha", sha)
+        object.__setattr__(self, "function", f"chatstate_{sha}")
+
+    @property
+    def library(self) -> str:
+        """The script as a Redis 7 function library (``FUNCTION LOAD``) of one function.
+
+        Its functions are built on its first call after a load, not on every call. The
+        body runs as it does under ``EVALSHA``, with ``KEYS`` and ``ARGV`` set per call."""
+        shared = self.text[: self.body_at].replace(REPLICATE, "")
+        body = self.text[self.body_at :]
+        # Standard libraries (string, cjson) are not there while a library loads: the
+        # shared part is built on the first call instead.
+        return (
+            f"#!lua name={self.function}\n"
+            "local KEYS, ARGV\nlocal run = false\nlocal function build()\n"
+            f"{shared}\nreturn function()\n{body}\nend\nend\n"
+            f"redis.register_function('{self.function}', function(keys, args)\n"
+            "KEYS, ARGV = keys, args\nif not run then run = build() end\nreturn run()\nend)\n"
+        )
 
     @classmethod
     def load(cls, name: str, *libraries: str) -> LuaScript:
@@ -80,12 +112,16 @@ class LuaScript:
         them). A line
         ``-- @<library>`` of the body is replaced by that library: inside the branch that needs
         it, so the script's other paths never build its functions."""
-        text = "".join(_read(part) for part in (*libraries, name))
-        head, top = prelude_for(text)
-        # an inlined library brings the prelude's functions only it names along with it
-        text = _INLINE.sub(lambda found: _inline(found.group(1), top), text)
+        parts = [_read(part) for part in (*libraries, name)]
+        head, top = prelude_for("".join(parts))
+
+        def expand(text: str) -> str:
+            # an inlined library brings the prelude's functions only it names along with it
+            return _INLINE.sub(lambda found: _inline(found.group(1), top), text)
+
+        shared = head + "".join(expand(part) for part in parts[:-1])
         label = name if not libraries else f"{name}+{'+'.join(libraries)}"
-        return cls(label, head + text)
+        return cls(label, shared + expand(parts[-1]), len(shared))
 
 
 _INLINE = re.compile(r"^[ \t]*-- @(\w+)[ \t]*\n", re.MULTILINE)
@@ -204,7 +240,7 @@ OUTBOX_LIST = LuaScript.load("outbox_list")
 OUTBOX_CLAIM = LuaScript.load("outbox_claim", "outbox")
 OUTBOX_SETTLE = LuaScript.load("outbox_settle", "outbox")
 
-#: Every script, e.g. to preload them (``SCRIPT LOAD``) on a new server.
+#: Every script, e.g. to preload them (``FUNCTION LOAD``, ``SCRIPT LOAD``) on a new server.
 ALL = (
     CLAIM,
     IS_DUPLICATE,
