@@ -132,6 +132,27 @@ def test_channel_operations_apply_in_order(store: Any) -> None:
     }
 
 
+def test_one_increment_alone_counts_on_every_kind_of_value(store: Any) -> None:
+    store.put_channel_state("c", {"int": 2, "float": 1.5, "text": "x", "big": 10**17, "neg": -3})
+    steps = [("int", 1), ("float", 2), ("text", 3), ("big", 1), ("neg", -4), ("new", 5)]
+    for i, (key, by) in enumerate([*steps, ("int", 10**16), ("float", 0.25)]):
+        with store.handle_message(
+            ("s", f"one-{i}"), thread_id="t", owner="w", channel_id="c"
+        ) as msg:
+            msg.channel.incr(key, by)
+    with store.handle_message(("s", "fresh"), thread_id="t", owner="w", channel_id="new") as msg:
+        msg.channel.incr("n")
+    assert store.channel_state("c") == {
+        "int": 3 + 10**16,
+        "float": 3.75,
+        "text": 3,
+        "big": 10**17 + 1,
+        "neg": -7,
+        "new": 5,
+    }
+    assert store.channel_state("new") == {"n": 1}
+
+
 def test_concurrent_cycles_of_one_channel_keep_each_others_operations(store: Any) -> None:
     first = store.handle_message(("s", "a"), thread_id="ta", owner="a", channel_id="c")
     second = store.handle_message(("s", "b"), thread_id="tb", owner="b", channel_id="c")

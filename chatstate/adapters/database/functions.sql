@@ -55,7 +55,7 @@
 -- every append cost more than its item's insert (about 100k instructions a cycle).
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 10 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 11 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -588,50 +588,15 @@ END $$;
 -- An expired list reads as empty; its next append starts it over.
 
 -- Append p_value to the list p_key as its newest item, then keep its newest p_max items (NULL:
--- all); p_ttl seconds renews its expiry (NULL: left as is). The head is locked first (created
--- when new), so appends to one list queue behind each other. A live or new list's head is
--- advanced in one statement, first_seq with it; an expired list starts over. The rows below
--- first_seq go every chatstate_list_batch() appends (and all of them at a restart).
+-- all); p_ttl seconds renews its expiry (NULL: left as is). It is a commit's list append
+-- alone (chatstate_effects).
 CREATE OR REPLACE FUNCTION chatstate_append(
     p_ns text, p_key text, p_value jsonb, p_max bigint, p_ttl float8)
 RETURNS void LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
-DECLARE v_seq bigint; v_first bigint; v_now timestamptz := statement_timestamp();
-    v_expires timestamptz := v_now + make_interval(secs => p_ttl);
 BEGIN
-    -- The conflict locks the head even when the list has expired (no row returned then).
-    INSERT INTO chatstate_listhead AS h
-            (namespace, key, last_seq, first_seq, expires_at, updated_at)
-        VALUES (p_ns, p_key, 1, 1, v_expires, v_now)
-        ON CONFLICT (namespace, key) DO UPDATE
-            SET last_seq = h.last_seq + 1,
-                first_seq = greatest(h.first_seq, h.last_seq + 2 - p_max),
-                expires_at = coalesce(EXCLUDED.expires_at, h.expires_at),
-                updated_at = EXCLUDED.updated_at
-            WHERE h.expires_at IS NULL OR h.expires_at > EXCLUDED.updated_at
-        RETURNING last_seq, first_seq INTO v_seq, v_first;
-    IF v_seq IS NULL THEN
-        DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key;
-        UPDATE chatstate_listhead
-            SET last_seq = last_seq + 1, first_seq = last_seq + 1, expires_at = v_expires,
-                updated_at = v_now
-            WHERE namespace = p_ns AND key = p_key
-            RETURNING last_seq, first_seq INTO v_seq, v_first;
-    END IF;
-    INSERT INTO chatstate_listitem (namespace, key, seq, value)
-        VALUES (p_ns, p_key, v_seq, p_value);
-    IF v_seq % chatstate_list_batch() = 0 AND v_first > 1 THEN
-        -- The rows trimmed since the last batch, found by seq: a range from the list's start
-        -- would walk the rows of every batch before (dead until vacuumed). Older rows are
-        -- left only when the list kept more until now (a larger p_max, or none).
-        DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key
-            AND seq >= v_first - chatstate_list_batch() AND seq < v_first;
-        IF EXISTS (SELECT 1 FROM chatstate_listitem WHERE namespace = p_ns AND key = p_key
-                   AND seq = v_first - chatstate_list_batch() - 1) THEN
-            DELETE FROM chatstate_listitem
-                WHERE namespace = p_ns AND key = p_key AND seq < v_first;
-        END IF;
-    END IF;
+    PERFORM chatstate_effects(p_ns, NULL, jsonb_build_object(
+        'lists', jsonb_build_array(jsonb_build_array(p_key, p_value, p_max, p_ttl))));
 END $$;
 
 -- The newest p_limit items of the list p_key (NULL: all), oldest first, as a JSON array; []
@@ -748,56 +713,121 @@ END $$;
 
 -- What a cycle's commit (or drain step) writes besides its thread's state and claim, given
 -- as {"channel": id, "ops": [...], "subscribe": true|false|null, "lists": [[key, value,
--- max_length, ttl], ...], "sends": [[key, thread, payload], ...], "taken": [entry id, ...]}:
--- the queued entries gather handed to the cycle, removed; the channel's operations
--- on its row, locked (cycles of one channel queue on it: none loses another's); the thread's
--- subscription (a subscribe touches it); the list appends (lists locked in key order, each
--- list's appends in order); the outbox entries, in order (a key already there: skipped).
+-- max_length, ttl], ...], "sends": [[key, thread, payload], ...], "taken": [entry id, ...]}
+-- (a part left out or empty: nothing of that kind): the queued entries gather handed to the
+-- cycle, removed; the channel's operations on its row, locked (cycles of one channel queue
+-- on it: none loses another's); the thread's subscription (a subscribe touches it); the list
+-- appends; the outbox entries, in order (a key already there: skipped).
+--
+-- A list append locks the list's head first (created when new), so appends to one list
+-- queue behind each other; lists are locked in key order, each list's appends in order. A
+-- live list's head is advanced in one UPDATE, first_seq with it (an upsert's conflict check
+-- costs more than the probe a new list pays); an expired list starts over. The rows below
+-- first_seq go every chatstate_list_batch() appends (and all of them at a restart). A single
+-- integer increment is summed in the channel's UPDATE. Both are written here, not called:
+-- each statement of a call costs its own executor start-up.
 CREATE OR REPLACE FUNCTION chatstate_effects(p_ns text, p_thread text, p_effects jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
-DECLARE v_channel text := p_effects->>'channel'; v_ops jsonb := p_effects->'ops';
-    v_subscribe jsonb := p_effects->'subscribe'; v_append jsonb;
+DECLARE v_ops jsonb := p_effects->'ops'; v_lists jsonb := p_effects->'lists';
+    v_channel text; v_op jsonb; v_key text; v_by text; v_append jsonb; v_max bigint;
+    v_seq bigint; v_first bigint; v_now timestamptz := statement_timestamp();
+    v_expires timestamptz;
 BEGIN
-    IF jsonb_array_length(coalesce(p_effects->'taken', '[]')) > 0 THEN
+    IF p_effects->'taken' <> '[]' THEN
         DELETE FROM chatstate_pendinglockentry WHERE namespace = p_ns AND key = p_thread
             AND id = ANY (ARRAY(SELECT jsonb_array_elements_text(p_effects->'taken')::bigint));
     END IF;
-    IF jsonb_array_length(v_ops) > 0 THEN
-        UPDATE chatstate_channelstate
-            SET value = chatstate_channel_ops(value, v_ops), updated_at = statement_timestamp()
-            WHERE namespace = p_ns AND channel_id = v_channel;
+    IF v_ops <> '[]' THEN
+        v_channel := p_effects->>'channel';
+        v_op := v_ops->0;
+        IF v_ops->1 IS NULL AND v_op->>0 = 'incr' AND v_op->>2 !~ '[.eE]' THEN
+            v_key := v_op->>1;
+            v_by := v_op->>2;
+            UPDATE chatstate_channelstate SET value = CASE
+                    WHEN value->v_key IS NULL OR (jsonb_typeof(value->v_key) = 'number'
+                        AND (value->v_key)::text !~ '[.eE]')
+                    THEN value || jsonb_build_object(v_key,
+                        coalesce((value->>v_key)::numeric, 0) + v_by::numeric)
+                    ELSE chatstate_channel_ops(value, v_ops) END,
+                updated_at = v_now
+                WHERE namespace = p_ns AND channel_id = v_channel;
+        ELSE
+            UPDATE chatstate_channelstate
+                SET value = chatstate_channel_ops(value, v_ops), updated_at = v_now
+                WHERE namespace = p_ns AND channel_id = v_channel;
+        END IF;
         IF NOT FOUND THEN
             INSERT INTO chatstate_channelstate AS c (namespace, channel_id, value, updated_at)
-                VALUES (p_ns, v_channel, chatstate_channel_ops('{}', v_ops),
-                        statement_timestamp())
+                VALUES (p_ns, v_channel, chatstate_channel_ops('{}', v_ops), v_now)
                 ON CONFLICT (namespace, channel_id) DO UPDATE
                     SET value = chatstate_channel_ops(c.value, v_ops),
                         updated_at = EXCLUDED.updated_at;
         END IF;
     END IF;
-    IF v_subscribe = 'true' THEN
+    IF p_effects->'subscribe' = 'true' THEN
         INSERT INTO chatstate_subscription (namespace, thread_id, created_at)
-            VALUES (p_ns, p_thread, statement_timestamp())
+            VALUES (p_ns, p_thread, v_now)
             ON CONFLICT (namespace, thread_id) DO UPDATE SET created_at = EXCLUDED.created_at;
-    ELSIF v_subscribe = 'false' THEN
+    ELSIF p_effects->'subscribe' = 'false' THEN
         DELETE FROM chatstate_subscription WHERE namespace = p_ns AND thread_id = p_thread;
     END IF;
-    IF jsonb_array_length(p_effects->'lists') = 1 THEN
-        v_append := p_effects->'lists'->0;
-        PERFORM chatstate_append(p_ns, v_append->>0, v_append->1, (v_append->>2)::bigint,
-                                 (v_append->>3)::float8);
-    ELSE
-        FOR v_append IN SELECT a FROM jsonb_array_elements(p_effects->'lists')
-                WITH ORDINALITY AS x(a, n) ORDER BY (a->>0) COLLATE "C", n LOOP
-            PERFORM chatstate_append(p_ns, v_append->>0, v_append->1, (v_append->>2)::bigint,
-                                     (v_append->>3)::float8);
-        END LOOP;
+    IF v_lists->1 IS NOT NULL THEN
+        v_lists := (SELECT jsonb_agg(a ORDER BY (a->>0) COLLATE "C", n)
+                    FROM jsonb_array_elements(v_lists) WITH ORDINALITY AS x(a, n));
     END IF;
-    IF jsonb_array_length(p_effects->'sends') > 0 THEN
+    FOR i IN 0 .. coalesce(jsonb_array_length(v_lists), 0) - 1 LOOP
+        v_append := v_lists->i;
+        v_key := v_append->>0;
+        v_max := (v_append->>2)::bigint;
+        v_expires := v_now + make_interval(secs => (v_append->>3)::float8);
+        UPDATE chatstate_listhead AS h
+            SET last_seq = h.last_seq + 1,
+                first_seq = greatest(h.first_seq, h.last_seq + 2 - v_max),
+                expires_at = coalesce(v_expires, h.expires_at), updated_at = v_now
+            WHERE namespace = p_ns AND key = v_key
+                AND (h.expires_at IS NULL OR h.expires_at > v_now)
+            RETURNING last_seq, first_seq INTO v_seq, v_first;
+        IF v_seq IS NULL THEN
+            -- New, expired, or created meanwhile: the conflict locks the head in every case
+            -- (no row returned when it has expired).
+            INSERT INTO chatstate_listhead AS h
+                    (namespace, key, last_seq, first_seq, expires_at, updated_at)
+                VALUES (p_ns, v_key, 1, 1, v_expires, v_now)
+                ON CONFLICT (namespace, key) DO UPDATE
+                    SET last_seq = h.last_seq + 1,
+                        first_seq = greatest(h.first_seq, h.last_seq + 2 - v_max),
+                        expires_at = coalesce(EXCLUDED.expires_at, h.expires_at),
+                        updated_at = EXCLUDED.updated_at
+                    WHERE h.expires_at IS NULL OR h.expires_at > EXCLUDED.updated_at
+                RETURNING last_seq, first_seq INTO v_seq, v_first;
+        END IF;
+        IF v_seq IS NULL THEN
+            DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = v_key;
+            UPDATE chatstate_listhead
+                SET last_seq = last_seq + 1, first_seq = last_seq + 1, expires_at = v_expires,
+                    updated_at = v_now
+                WHERE namespace = p_ns AND key = v_key
+                RETURNING last_seq, first_seq INTO v_seq, v_first;
+        END IF;
+        INSERT INTO chatstate_listitem (namespace, key, seq, value)
+            VALUES (p_ns, v_key, v_seq, v_append->1);
+        IF v_seq % chatstate_list_batch() = 0 AND v_first > 1 THEN
+            -- The rows trimmed since the last batch, found by seq: a range from the list's
+            -- start would walk the rows of every batch before (dead until vacuumed). Older
+            -- rows are left only when the list kept more until now (a larger p_max, or none).
+            DELETE FROM chatstate_listitem WHERE namespace = p_ns AND key = v_key
+                AND seq >= v_first - chatstate_list_batch() AND seq < v_first;
+            IF EXISTS (SELECT 1 FROM chatstate_listitem WHERE namespace = p_ns AND key = v_key
+                       AND seq = v_first - chatstate_list_batch() - 1) THEN
+                DELETE FROM chatstate_listitem
+                    WHERE namespace = p_ns AND key = v_key AND seq < v_first;
+            END IF;
+        END IF;
+    END LOOP;
+    IF p_effects->'sends' <> '[]' THEN
         INSERT INTO chatstate_outboxmessage
                 (namespace, key, thread_id, payload, attempts, dead, created_at, due_at)
-            SELECT p_ns, s->>0, s->>1, s->2, 0, false, statement_timestamp(),
-                   statement_timestamp()
+            SELECT p_ns, s->>0, s->>1, s->2, 0, false, v_now, v_now
             FROM jsonb_array_elements(p_effects->'sends') WITH ORDINALITY AS x(s, n) ORDER BY n
             ON CONFLICT (namespace, key) DO NOTHING;
     END IF;
