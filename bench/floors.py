@@ -3,7 +3,8 @@ with no Django and no chatstate Python in between (``--mode floor``; ``raw`` is 
 
 - PostgreSQL: a plain psycopg connection in autocommit mode sending ``chatstate_enter`` and
   ``chatstate_commit``, prepared (what ``pgbench -M prepared`` sends with the same script);
-- Redis: a plain redis-py client (hiredis) sending the two ``EVALSHA`` of the cycle.
+- Redis: a plain redis-py client (hiredis) sending the two ``FCALL`` of the cycle, as the
+  adapter does on Redis 7.
 
 A floor only writes the state when the entry acquired, as the cycle does.
 """
@@ -64,13 +65,14 @@ def async_floor_fn(
 
         client = redis.asyncio.Redis.from_url(config["redis_url"])
         enter, commit = _redis_requests(adapter)
+        _load_functions(redis.Redis.from_url(config["redis_url"]))
 
         async def run_redis(i: int) -> None:
             thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
-            reply = await client.evalsha(*enter(member, thread, owner))
+            reply = await client.fcall(*enter(member, thread, owner))
             state = held_state(reply)
             state["n"] = state.get("n", 0) + 1
-            committed(await client.evalsha(*commit(member, thread, owner, json.dumps(state))))
+            committed(await client.fcall(*commit(member, thread, owner, json.dumps(state))))
 
         return run_redis
     import psycopg
@@ -118,7 +120,7 @@ def committed(reply: Any) -> None:
 
 
 def _redis_requests(adapter: Any) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., Any]]:
-    """Builders of the cycle's two ``EVALSHA`` argument lists for ``adapter``'s namespace."""
+    """Builders of the cycle's two ``FCALL`` argument lists for ``adapter``'s namespace."""
     from chatstate.adapters.redis import scripts
 
     k = adapter.keys
@@ -127,12 +129,12 @@ def _redis_requests(adapter: Any) -> tuple[Callable[..., tuple[Any, ...]], Calla
     def enter(member: str, thread: str, owner: str) -> tuple[Any, ...]:
         keys = [k.dd, k.ddseq, k.ddc, k.ddt, k.subs, k.ts, *k.queue(thread)]
         args = [member, limit, thread, owner, "reject", "{}", ttl, 0, "", "drop_oldest"]
-        return (scripts.CYCLE_ENTER.sha, len(keys), *keys, *args)
+        return (scripts.CYCLE_ENTER.function, len(keys), *keys, *args)
 
     def commit(member: str, thread: str, owner: str, state: str) -> tuple[Any, ...]:
         keys = [*k.lock(thread), k.ts, k.dd, k.ddc, k.tt]
         args = [thread, owner, state, member, "1", "", "1"]  # the lock; the claim marked done
-        return (scripts.CYCLE_COMMIT.sha, len(keys), *keys, *args)
+        return (scripts.CYCLE_COMMIT.function, len(keys), *keys, *args)
 
     return enter, commit
 
@@ -142,19 +144,24 @@ def _redis_floor(
 ) -> Callable[[int], None]:
     import redis
 
-    from chatstate.adapters.redis import scripts
-
     client = redis.Redis.from_url(config["redis_url"])
-    for script in (scripts.CYCLE_ENTER, scripts.CYCLE_COMMIT):
-        client.script_load(script.text)
+    _load_functions(client)
     enter, commit = _redis_requests(adapter)
     n_threads = len(threads)
 
     def run(i: int) -> None:
         thread, member = threads[i % n_threads], f"bench\x00{prefix}{i}"
-        reply = client.evalsha(*enter(member, thread, owner))
+        reply = client.fcall(*enter(member, thread, owner))
         state = held_state(reply)
         state["n"] = state.get("n", 0) + 1
-        committed(client.evalsha(*commit(member, thread, owner, json.dumps(state))))
+        committed(client.fcall(*commit(member, thread, owner, json.dumps(state))))
 
     return run
+
+
+def _load_functions(client: Any) -> None:
+    """Load the cycle's two scripts as function libraries on ``client``'s server."""
+    from chatstate.adapters.redis import scripts
+
+    for script in (scripts.CYCLE_ENTER, scripts.CYCLE_COMMIT):
+        client.function_load(script.library, replace=True)
