@@ -63,11 +63,6 @@ from pathlib import Path
 LUA = Path(__file__).with_name("lua")
 
 
-#: The prelude's first line: Redis 7 always replicates a script's effects, so a function
-#: library (loaded on Redis 7 only) leaves it out.
-REPLICATE = "if redis.replicate_commands then redis.replicate_commands() end\n"
-
-
 @dataclass(frozen=True)
 class LuaScript:
     """A script's text, its SHA1 (its name in Redis's script cache) and its function's name.
@@ -93,10 +88,10 @@ class LuaScript:
 
         Its functions are built on its first call after a load, not on every call. The
         body runs as it does under ``EVALSHA``, with ``KEYS`` and ``ARGV`` set per call."""
-        shared = self.text[: self.body_at].replace(REPLICATE, "")
-        body = self.text[self.body_at :]
+        shared, body = self.text[: self.body_at], self.text[self.body_at :]
         # Standard libraries (string, cjson) are not there while a library loads: the
-        # shared part is built on the first call instead.
+        # shared part is built on the first call instead. (A function has no
+        # redis.replicate_commands: the prelude's guarded call of it does nothing there.)
         return (
             f"#!lua name={self.function}\n"
             "local KEYS, ARGV\nlocal run = false\nlocal function build()\n"
