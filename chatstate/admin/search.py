@@ -36,7 +36,8 @@ from chatstate.adapters.database.vendors import vendor_of
 from chatstate.admin.indexed import codepoint_collation, distinct_leading_parts, distinct_values
 
 #: (table, column) → the trigram index migration 0007 creates where ``pg_trgm`` exists.
-#: Migration 0017 drops the message ids' index; it is used again once rebuilt.
+#: Migrations 0017 and 0023 drop the message ids' and the thread states' indexes, which
+#: message cycles wrote; each is used again once rebuilt.
 TRIGRAM_INDEXES: dict[tuple[str, str], str] = {
     ("chatstate_subscription", "thread_id"): "chatstate_subscription_trgm",
     ("chatstate_threadstate", "thread_id"): "chatstate_threadstate_trgm",

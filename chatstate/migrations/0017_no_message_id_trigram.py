@@ -13,40 +13,7 @@ Reversed, the index is built again where the ``pg_trgm`` extension exists.
 
 from django.db import migrations
 
-INDEX = "chatstate_dedupe_message_trgm"
-
-
-class DropMessageIdTrigram(migrations.operations.base.Operation):
-    """An index outside Django's model state, on PostgreSQL only."""
-
-    reduces_to_sql = True
-    reversible = True
-
-    def state_forwards(self, app_label, state):
-        pass
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT n.nspname FROM pg_extension e"
-                " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            opclass = f"{schema_editor.quote_name(row[0])}.gin_trgm_ops"
-            schema_editor.execute(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX}"
-                f" ON chatstate_dedupeentry USING gin (message_id {opclass})"
-            )
-
-    def describe(self):
-        return "Drop the trigram index of message ids (PostgreSQL only)"
+from chatstate.migrations import DropTrigramIndex
 
 
 class Migration(migrations.Migration):
@@ -54,4 +21,6 @@ class Migration(migrations.Migration):
 
     dependencies = [("chatstate", "0016_functions_v6")]
 
-    operations = [DropMessageIdTrigram()]
+    operations = [
+        DropTrigramIndex("chatstate_dedupeentry", "message_id", "chatstate_dedupe_message_trgm")
+    ]

@@ -1,4 +1,4 @@
-"""chatstate's migrations, and the one operation they share.
+"""chatstate's migrations, and the operations they share.
 
 The PostgreSQL functions of the fast path are installed from frozen copies kept beside the
 migrations (``sql/<migration>.sql``): a migration installs exactly the text it shipped with,
@@ -53,3 +53,48 @@ class RunPostgreSQLFile(migrations.RunSQL):
 
     def describe(self) -> str:
         return f"Install the PostgreSQL functions of {self.forward_file}"
+
+
+class DropTrigramIndex(migrations.operations.base.Operation):
+    """Drop a trigram index of migration 0007, on PostgreSQL only (a no-op elsewhere).
+
+    Reversed, the index is built again where the ``pg_trgm`` extension exists."""
+
+    reduces_to_sql = True
+    reversible = True
+
+    def __init__(self, table: str, column: str, name: str) -> None:
+        self.table, self.column, self.name = table, column, name
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__name__}",
+            (self.table, self.column, self.name),
+            {},
+        )
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {self.name}")
+
+    def database_backwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n.nspname FROM pg_extension e"
+                " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            opclass = f"{schema_editor.quote_name(row[0])}.gin_trgm_ops"
+            schema_editor.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name}"
+                f" ON {self.table} USING gin ({self.column} {opclass})"
+            )
+
+    def describe(self) -> str:
+        return f"Drop the trigram index of {self.table}.{self.column} (PostgreSQL only)"

@@ -89,6 +89,26 @@ if VENDOR == "postgresql":
         finally:
             _migrate(latest)
 
+    def test_0023_drops_the_thread_ids_trigram_index_and_builds_it_back(
+        transactional_db: None,
+    ) -> None:
+        """Reversible: an operator going back gets the admin's fragment search back."""
+        latest = _latest()
+
+        def built() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('chatstate_threadstate_trgm') IS NOT NULL")
+                return bool(cursor.fetchone()[0])
+
+        try:
+            assert not built()
+            _migrate("0022")
+            assert built()
+            _migrate(latest)
+            assert not built()
+        finally:
+            _migrate(latest)
+
     def test_outdated_functions_are_a_system_check_error(transactional_db: None) -> None:
         with connection.cursor() as cursor:
             cursor.execute("DROP FUNCTION chatstate_functions_version()")
