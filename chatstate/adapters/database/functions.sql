@@ -53,9 +53,13 @@
 -- the items from there. An append raises it; the rows below are deleted every
 -- chatstate_list_batch() appends, in one statement. Deleting the one item that left on
 -- every append cost more than its item's insert (about 100k instructions a cycle).
+--
+-- A commit's lock (version 12): a cycle's commit checks that its lock is its own by deleting
+-- it (WHERE owner = p_owner), not by locking the row and deleting it at the end: a row lock
+-- is a WAL record and a statement of its own.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 11 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 12 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -942,17 +946,27 @@ END $$;
 -- claim's) and, with p_claim, that the claim is still in progress and p_owner's; then write
 -- the state, mark the claim done and write the effects (p_effects, NULL when none: see
 -- chatstate_effects). ok false, and nothing written: holder has the lock, or holder is p_owner
--- when the lock is its own but the claim is not (NULL: the slot is gone).
+-- when the lock is its own but the claim is not (NULL: the slot is gone). With p_release (a
+-- commit's, under a lock), the lock is checked by deleting it: released with the rest.
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_locked boolean, p_claim boolean, p_effects jsonb, p_slot boolean,
-    OUT ok boolean, OUT holder text)
+    p_release boolean DEFAULT false, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text; v_holders jsonb;
 BEGIN
     SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
         WHERE id = p_claim_id FOR UPDATE;  -- by id alone: no other index can serve it
-    IF p_locked THEN
+    IF p_locked AND p_release AND NOT p_slot
+            AND (NOT p_claim OR v_owner IS NOT DISTINCT FROM p_owner) THEN
+        -- (one statement instead of locking the row, then deleting it: a row lock writes WAL)
+        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+        ok := FOUND;
+        IF NOT ok THEN
+            SELECT owner INTO holder FROM chatstate_lock
+                WHERE namespace = p_ns AND key = p_thread;
+        END IF;
+    ELSIF p_locked THEN
         SELECT owner INTO holder FROM chatstate_lock
             WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
         ok := holder IS NOT DISTINCT FROM p_owner;
@@ -998,7 +1012,7 @@ LANGUAGE plpgsql SET enable_seqscan = off
 DECLARE v_settled record;
 BEGIN
     v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_claim_id, p_locked,
-                                  p_claim, p_effects, p_slot);
+                                  p_claim, p_effects, p_slot, true);
     released := v_settled.ok;
     holder := v_settled.holder;
     IF released AND p_slot THEN
@@ -1011,7 +1025,7 @@ BEGIN
         expired := '[]';
         RETURN;
     END IF;
-    DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread;
+    -- (the lock row is gone: chatstate_settle deleted it)
     expired := chatstate_expire_entries(p_ns, p_thread, p_pending_ttl);
     pending := chatstate_take_entries(p_ns, p_thread, NULL, NULL);
 END $$;
