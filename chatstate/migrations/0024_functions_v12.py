@@ -1,6 +1,7 @@
 """The PostgreSQL functions of version 12 (a frozen copy in ``sql/0024_functions_v12.sql``):
 a cycle's commit checks its lock by deleting it, in one statement, instead of locking its row
-first (a no-op on other databases)."""
+first; a full window's claim deletes the key that left it by its row's address (a no-op on
+other databases)."""
 
 from django.db import migrations
 

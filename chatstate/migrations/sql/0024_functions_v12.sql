@@ -60,7 +60,9 @@ DROP FUNCTION IF EXISTS chatstate_settle(text, text, text, jsonb, bigint, boolea
 --
 -- A commit's lock (version 12): a cycle's commit checks that its lock is its own by deleting
 -- it (WHERE owner = p_owner), not by locking the row and deleting it at the end: a row lock
--- is a WAL record and a statement of its own.
+-- is a WAL record and a statement of its own. A full window's claim deletes the key that
+-- left it by the row's address (ctid), found through the window's order index: no second
+-- lookup through the primary key.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 12 $$;
@@ -201,8 +203,9 @@ BEGIN
     -- a time. A claim in progress and alive (or a young key) is not dropped.
     v_excess := v_count + 1 - p_limit;
     IF v_excess = 1 AND p_min_age = 0 THEN
-        DELETE FROM chatstate_dedupeentry d WHERE d.id = (
-            SELECT id FROM chatstate_dedupeentry
+        -- (found by its row's address: no second lookup through the primary key)
+        DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
+            SELECT ctid FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND seq = v_seq - p_limit
             LIMIT 1 FOR UPDATE SKIP LOCKED)
             AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
