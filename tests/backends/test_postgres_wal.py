@@ -1,0 +1,74 @@
+"""What a message cycle writes to PostgreSQL's WAL, record by record (pg_walinspect).
+
+Counts, not times: a commit's lock row is inserted once and deleted once, with no row lock
+between (functions version 12), and a new thread's state writes no trigram index (0023).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from chatstate import LeaseLost, LockResult
+from chatstate.adapters.database import DatabaseStateAdapter
+
+pytestmark = [pytest.mark.run_on("postgresql"), pytest.mark.usefixtures("transactional_db")]
+
+
+def heap_records(table: str, run: Callable[[], None]) -> Counter[str]:
+    """The heap records ``run()`` wrote to ``table``, by type (``INSERT``, ``LOCK``…).
+
+    ``run`` ends with a durable commit, so every record it wrote is flushed."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        cursor.execute(  # a block reference reads "rel <tablespace>/<database>/<file> ..."
+            "SELECT format('/%%s/%%s ', d.oid, pg_relation_filenode(%s))"
+            " FROM pg_database d WHERE d.datname = current_database()",
+            [table],
+        )
+        (relation,) = cursor.fetchone()
+        cursor.execute("SELECT pg_current_wal_insert_lsn()")
+        (start,) = cursor.fetchone()
+    run()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT record_type FROM pg_get_wal_records_info(%s, pg_current_wal_flush_lsn())"
+            " WHERE resource_manager = 'Heap' AND position(%s IN block_ref) > 0",
+            [start, relation],
+        )
+        # ("INSERT+INIT": an insert that starts a new page)
+        return Counter(record_type.split("+")[0] for (record_type,) in cursor.fetchall())
+
+
+def test_a_commit_releases_its_lock_without_locking_its_row_first() -> None:
+    store = DatabaseStateAdapter(namespace="wal-lock")
+
+    def cycle() -> None:
+        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.acquired
+            msg.state["n"] = 1
+
+    # (an INSERT ... ON CONFLICT is a speculative insert, then its confirmation)
+    assert heap_records("chatstate_lock", cycle) == {"INSERT": 1, "HEAP_CONFIRM": 1, "DELETE": 1}
+
+
+def test_a_refused_commit_writes_nothing_to_the_lock() -> None:
+    """The lease went to another holder: the commit's delete finds nothing, and is refused."""
+    store = DatabaseStateAdapter(namespace="wal-refused")
+
+    def cycle() -> None:
+        with (
+            pytest.raises(LeaseLost),
+            store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg,
+        ):
+            store.release_lock("t", "w")  # then another takes it
+            assert store.lock("t", "other") is LockResult.ACQUIRED
+            msg.state["n"] = 1
+
+    records = heap_records("chatstate_lock", cycle)
+    # w's lock, its release, other's lock; the commit's delete found no row of w's
+    assert records == {"INSERT": 2, "HEAP_CONFIRM": 2, "DELETE": 1}
+    assert store.thread_state("t") == {}
