@@ -194,8 +194,9 @@ class _Pool:
         await self.slots.acquire()
         while self.idle:
             conn = self.idle.pop()
-            if not (conn.closed or conn.broken):
+            if _usable(conn):
                 return conn
+            await conn.close()
         try:
             return await psycopg.AsyncConnection.connect(**self.params)
         except psycopg.Error as exc:
@@ -208,11 +209,18 @@ class _Pool:
             self.idle.pop().pgconn.finish()
 
     async def put(self, conn: psycopg.AsyncConnection[Any], broken: bool) -> None:
-        if broken or conn.closed or conn.broken:
+        if broken or not _usable(conn):
             await conn.close()
         else:
             self.idle.append(conn)
         self.slots.release()
+
+
+def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether ``conn`` is open and idle: a call cancelled mid-statement leaves it busy."""
+    return not (conn.closed or conn.broken) and (
+        conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+    )
 
 
 def _params(using: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 # PostgreSQL SQLSTATEs of a lost connection. Class 08 is a connection exception. 57P01 is an
 # admin shutdown, such as pg_terminate_backend. 57P02 is a crash. 57P03 is a server starting.
 _PG_GONE = ("08", "57P01", "57P02", "57P03")
+# psycopg's transaction status of a connection no statement of ours runs on, that is unusable.
+_PG_NOT_IDLE = frozenset({"ACTIVE", "UNKNOWN"})
 # MariaDB/MySQL errors of a lost connection. 2002 and 2003: can't connect. 2006: server gone
 # away. 2013 and 2055: lost during a query. 1927: killed.
 _MYSQL_GONE = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
@@ -105,6 +107,16 @@ class PostgreSQL(Vendor):
         # psycopg raises errors of its own, such as on a closed socket, without a SQLSTATE.
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         return sqlstate is None or str(sqlstate).startswith(_PG_GONE)
+
+    def broken(self, connection: Any) -> bool:
+        # A kill can leave psycopg's connection open with a command still in progress, or
+        # its state unknown. Every later statement then fails ("another command is already
+        # in progress"): it is as unusable as a closed one.
+        raw = connection.connection
+        if raw is None:
+            return False
+        status = getattr(getattr(raw, "info", None), "transaction_status", None)
+        return super().broken(connection) or getattr(status, "name", "") in _PG_NOT_IDLE
 
     def sorts_by_code_point(self, connection: Any) -> bool:
         locale = self._locale(connection)
