@@ -18,7 +18,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import django
@@ -38,7 +38,8 @@ def main() -> None:
     from bench.floors import _load_functions, _redis_requests, committed, held_state
     from chatstate.adapters.redis import RedisStateAdapter
 
-    url = settings.CACHES[args.alias]["LOCATION"]
+    caches = cast(dict[str, dict[str, Any]], settings.CACHES)
+    url = str(caches[args.alias]["LOCATION"])
     client = redis.Redis.from_url(url)
     _load_functions(client)
     adapter = RedisStateAdapter(namespace=f"transport{time.time_ns() % 10**9}", alias=args.alias)
