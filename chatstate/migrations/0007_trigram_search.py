@@ -19,6 +19,8 @@ are searched by a scan, and are written on every message cycle.
 
 from django.db import migrations
 
+from chatstate.migrations import extension_schema
+
 #: (table, column, index name); ``chatstate.admin.search.TRIGRAM_INDEXES`` names the same.
 INDEXES = [
     ("chatstate_subscription", "thread_id", "chatstate_subscription_trgm"),
@@ -35,17 +37,6 @@ EXCEPTION WHEN OTHERS THEN
         'by exact value or prefix', SQLERRM;
 END
 $$"""
-
-
-def extension_schema(connection):
-    """The schema the ``pg_trgm`` extension lives in, or None where it is not installed."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT n.nspname FROM pg_extension e"
-            " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-        )
-        row = cursor.fetchone()
-    return None if row is None else row[0]
 
 
 def invalid_indexes(connection):

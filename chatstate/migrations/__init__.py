@@ -55,6 +55,17 @@ class RunPostgreSQLFile(migrations.RunSQL):
         return f"Install the PostgreSQL functions of {self.forward_file}"
 
 
+def extension_schema(connection: Any) -> str | None:
+    """The schema the ``pg_trgm`` extension lives in, or None where it is not installed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_extension e"
+            " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+        )
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
 class DropTrigramIndex(migrations.operations.base.Operation):
     """Drop a trigram index of migration 0007, on PostgreSQL only (a no-op elsewhere).
 
@@ -83,14 +94,9 @@ class DropTrigramIndex(migrations.operations.base.Operation):
     def database_backwards(self, app_label: str, schema_editor: Any, *args: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT n.nspname FROM pg_extension e"
-                " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            opclass = f"{schema_editor.quote_name(row[0])}.gin_trgm_ops"
+        schema = extension_schema(schema_editor.connection)
+        if schema is not None:
+            opclass = f"{schema_editor.quote_name(schema)}.gin_trgm_ops"
             schema_editor.execute(
                 f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name}"
                 f" ON {self.table} USING gin ({self.column} {opclass})"

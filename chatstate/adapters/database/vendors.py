@@ -112,10 +112,7 @@ class PostgreSQL(Vendor):
         # A kill can leave psycopg's connection open with a command still in progress, or
         # its state unknown. Every later statement then fails ("another command is already
         # in progress"): it is as unusable as a closed one.
-        raw = connection.connection
-        if raw is None:
-            return False
-        status = getattr(getattr(raw, "info", None), "transaction_status", None)
+        status = getattr(getattr(connection.connection, "info", None), "transaction_status", None)
         return super().broken(connection) or getattr(status, "name", "") in _PG_NOT_IDLE
 
     def sorts_by_code_point(self, connection: Any) -> bool:
