@@ -242,12 +242,15 @@ def test_a_killed_holders_message_is_handled_after_its_lease(
     request: pytest.FixtureRequest, store: Any, crew: Crew, figures: Callable[..., None]
 ) -> None:
     kind = request.node.callspec.params["store"]
-    ttl = 1.0
+    # Long enough that the first redelivery meets the claim in progress on a loaded machine
+    # (at 1 s, a cluster client's first connection once took as long as the whole lease).
+    ttl = 2.0
     held = crew.event("held")
     doomed = crew.start(
         "enter_and_hang", [{"message_id": "m1", "thread_id": "t", "ttl": ttl}], timeout=120
     )
     assert held.wait(timeout=60), "the holder never reported holding the message"
+    assert not store.is_subscribed("t")  # this process connected before the lease counts
     (holder,) = doomed.processes
     assert holder.pid is not None
     os.kill(holder.pid, signal.SIGKILL)
