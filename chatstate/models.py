@@ -79,9 +79,20 @@ class DedupeWindow(models.Model):
     # PostgreSQL's fast path: the newest minute whose ClaimMinute row it wrote, so that
     # the minute's later claims skip it (NULL: none yet).
     minute = models.DateTimeField(null=True, blank=True)
+    # The newest position a withdrawal emptied (an abort, the admin's delete; NULL: none).
+    # Until the window moves past it, PostgreSQL's fast path drops the oldest key, not the
+    # one at a position count.
+    gap = models.BigIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.namespace}: {self.head}"
+
+    def withdraw(self, count: int, newest: int | None) -> None:
+        """Count out ``count`` entries just deleted, the newest at ``newest``, and save."""
+        if count:
+            self.head = max(0, self.head - count)
+            self.gap = max(newest or 0, self.gap or 0)
+            self.save(update_fields=["head", "gap"])
 
 
 class ThreadState(models.Model):

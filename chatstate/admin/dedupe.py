@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
@@ -124,10 +124,10 @@ def delete_entries(queryset: QuerySet[Any]) -> int:
         windows = DedupeWindow.objects.using(using).select_for_update().order_by("namespace")
         deleted = 0
         for window in windows:
-            n, _ = queryset.filter(namespace=window.namespace).delete()
-            if n:
-                window.head = max(0, window.head - n)
-                window.save(update_fields=["head"])
+            mine = queryset.filter(namespace=window.namespace)
+            newest = mine.aggregate(newest=Max("seq"))["newest"]
+            n = mine.delete()[0] if newest is not None else 0
+            window.withdraw(n, newest)
             deleted += n
         rest, _ = queryset.delete()  # namespaces without a window row: nothing to count
     return deleted + rest

@@ -203,3 +203,23 @@ def test_the_async_cycle_keeps_the_same_rules(store: Any) -> None:
     run_async(cycle)
     assert store.thread_state("t") == {"n": 1}
     assert store.is_duplicate(KEY)
+
+
+def test_a_withdrawn_claim_leaves_the_window_its_newest_keys(store: Any) -> None:
+    """A claim withdrawn from the middle of the window costs it no later key."""
+    store.mark_dedupe(("s", "m1"), 5)
+    store.mark_dedupe(("s", "m2"), 5)
+    with pytest.raises(Boom):
+        with store.handle_message(("s", "m3"), thread_id="t", owner="a", dedupe_limit=5):
+            store.mark_dedupe(("s", "m4"), 5)
+            store.mark_dedupe(("s", "m5"), 5)
+            raise Boom
+    for mid in ("m6", "m7"):
+        assert store.claim_dedupe(("s", mid), 5) is True
+    # The newest five: m2 and m4 to m7. Only m1 left, the oldest.
+    newest = [("s", m) for m in ("m2", "m4", "m5", "m6", "m7")]
+    assert store.snapshot().dedupe_order == newest
+    assert store.is_duplicate(("s", "m2"))
+    assert not store.is_duplicate(("s", "m1"))
+    assert store.claim_dedupe(("s", "m8"), 5) is True
+    assert store.snapshot().dedupe_order == newest[1:] + [("s", "m8")]

@@ -362,6 +362,23 @@ def test_delete_dedupe_entries_after_confirmation(admin_client: Client, state: A
     assert a.claim_dedupe(("slack", "m1"), 2) is False
 
 
+def test_a_key_deleted_from_the_middle_of_the_window_costs_it_no_later_key(
+    admin_client: Client, db: None
+) -> None:
+    """The window still drops its oldest key first once a key in its middle is deleted."""
+    from chatstate.adapters.database import DatabaseStateAdapter
+
+    store = DatabaseStateAdapter(namespace="ns-gap")
+    for mid in ("m1", "m2", "m3", "m4", "m5"):
+        store.mark_dedupe(("s", mid), 5)
+    rows = list(DedupeEntry.objects.filter(namespace="ns-gap", message_id="m3"))
+    post_action(admin_client, "dedupeentry", "delete_entries", rows, post="yes")
+    for mid in ("m6", "m7"):
+        assert store.claim_dedupe(("s", mid), 5) is True
+    # The newest five: m2, m4 to m7. Only m1 left.
+    assert store.snapshot().dedupe_order == [("s", m) for m in ("m2", "m4", "m5", "m6", "m7")]
+
+
 def test_delete_across_a_filtered_namespace_clears_its_window(
     admin_client: Client, state: Any
 ) -> None:

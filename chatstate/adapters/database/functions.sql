@@ -59,9 +59,15 @@
 -- is a WAL record and a statement of its own. A full window's claim deletes the key that
 -- left it by the row's address (ctid), found through the window's order index: no second
 -- lookup through the primary key.
+--
+-- A withdrawn key's position (version 13): a full window's claim drops the key at position
+-- (its own - limit) only while no position from there up is empty. A withdrawal (an abort,
+-- the admin's delete) empties a position in the middle of the window, and the window row
+-- keeps the newest such position (gap). Until the window has moved past it, the key at that
+-- position may be newer than the oldest, so the claim drops the oldest key instead.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 12 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 13 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -148,7 +154,7 @@ CREATE OR REPLACE FUNCTION chatstate_claim(
 RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
-    v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
+    v_gap bigint; v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
                                 AT TIME ZONE 'UTC';
     v_until timestamptz := CASE WHEN p_owner IS NOT NULL
@@ -185,7 +191,8 @@ BEGIN
     IF v_id IS NULL THEN RETURN NULL; END IF;
     -- The minute's first claim records where the sequence stood (the admin's chart), and
     -- notes on the window row that it did, so later claims of the minute write nothing.
-    SELECT head, minute INTO v_count, v_minute FROM chatstate_dedupewindow WHERE namespace = p_ns;
+    SELECT head, minute, gap INTO v_count, v_minute, v_gap
+        FROM chatstate_dedupewindow WHERE namespace = p_ns;
     IF v_minute IS NULL OR v_minute < v_now_minute THEN
         INSERT INTO chatstate_claimminute (namespace, minute, first_seq)
             VALUES (p_ns, v_now_minute, v_seq)
@@ -196,9 +203,10 @@ BEGIN
     -- ``head`` counts the window's keys. Steady state -- the window is full -- one key in,
     -- one out: drop the key that just left the newest p_limit without touching the window
     -- row, so claims in a namespace do not queue behind one row lock (and its commit) one at
-    -- a time. A claim in progress and alive (or a young key) is not dropped.
+    -- a time. A claim in progress and alive (or a young key) is not dropped. The key at
+    -- that position is the oldest while no position from it up is empty (see the top).
     v_excess := v_count + 1 - p_limit;
-    IF v_excess = 1 AND p_min_age = 0 THEN
+    IF v_excess = 1 AND p_min_age = 0 AND (v_gap IS NULL OR v_gap < v_seq - p_limit) THEN
         -- (found by its row's address: no second lookup through the primary key)
         DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
             SELECT ctid FROM chatstate_dedupeentry
@@ -1158,15 +1166,18 @@ CREATE OR REPLACE FUNCTION chatstate_abort(
     p_slot boolean DEFAULT false)
 RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
-DECLARE v_withdrawn boolean; v_holders jsonb;
+DECLARE v_withdrawn boolean; v_holders jsonb; v_seq bigint;
 BEGIN
     PERFORM 1 FROM chatstate_dedupewindow WHERE namespace = p_ns FOR UPDATE;
     DELETE FROM chatstate_dedupeentry
         WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid
-            AND owner = p_owner;
+            AND owner = p_owner
+        RETURNING seq INTO v_seq;
     v_withdrawn := FOUND;
     IF v_withdrawn THEN
-        UPDATE chatstate_dedupewindow SET head = head - 1 WHERE namespace = p_ns;
+        -- (its position is empty now: see the top of this file)
+        UPDATE chatstate_dedupewindow SET head = head - 1, gap = greatest(gap, v_seq)
+            WHERE namespace = p_ns;
     END IF;
     IF p_locked THEN
         DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;

@@ -104,7 +104,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
     if not merge:
         for model in _MODELS:
             q(model).delete()
-        window.head = 0
+        window.head, window.gap = 0, None
     for threads in _batches(sections.subscriptions, using):
         Subscription.objects.using(using).bulk_create(
             [Subscription(namespace=ns, thread_id=t) for t in threads], ignore_conflicts=True
@@ -122,7 +122,7 @@ def _load_by_orm(adapter: NamespaceRows, sections: SnapshotSections, merge: bool
         )
         seq += len(keys)
     window.head += seq - newest
-    window.save(update_fields=["head"])
+    window.save(update_fields=["head", "gap"])
     _claim(adapter, sections.claims, newest, now)
     for kind, entries in (("thread", sections.thread_state), ("channel", sections.channel_state)):
         model, field = STATE_MODELS[kind], STATE_FIELDS[kind]
@@ -209,7 +209,7 @@ class _Copier:
         if not self.merge:
             for model in _MODELS:
                 self.execute(f"DELETE FROM {self.table(model)} WHERE namespace = %s", [ns])
-            window.head = 0
+            window.head, window.gap = 0, None
         self.upsert(
             Subscription,
             ("thread_id", "created_at"),
@@ -221,7 +221,7 @@ class _Copier:
         if self.merge:
             newest = adapter.queryset(DedupeEntry).aggregate(newest=Max("seq"))["newest"] or 0
         window.head += self.dedupe(sections.dedupe_order, newest, stamp)
-        window.save(update_fields=["head"])
+        window.save(update_fields=["head", "gap"])
         _claim(adapter, sections.claims, newest, now)
         for model, field, entries in (
             (ThreadState, "thread_id", sections.thread_state),
