@@ -1,8 +1,10 @@
 """The dedupe window against a model: a list of keys, the newest ``LIMIT`` kept.
 
 Random runs of marks, claims, and cycles that commit or fail, some with other keys claimed
-while they are open. After every step the window holds exactly the model's keys, in order,
-on every adapter: a withdrawn claim, wherever it sat, costs the window no other key.
+or refused (their thread busy) while they are open. After every step the window holds
+exactly the model's keys, in order, on every adapter: a withdrawn claim, wherever it sat,
+costs the window no other key; a refused one keeps its place, and is handled when delivered
+again.
 """
 
 from __future__ import annotations
@@ -21,15 +23,25 @@ class Failed(Exception):
 
 
 class Model:
-    """The window a store must hold: keys oldest first, the newest ``LIMIT`` kept."""
+    """The window a store must hold: keys oldest first, the newest ``LIMIT`` kept. A refused
+    key keeps its place but is not a duplicate (nor in a snapshot)."""
 
     def __init__(self) -> None:
         self.keys: list[tuple[str, str]] = []
+        self.refused: set[tuple[str, str]] = set()
+
+    def held(self) -> list[tuple[str, str]]:
+        """The keys that make a message a duplicate (what a snapshot holds), in order."""
+        return [key for key in self.keys if key not in self.refused]
 
     def add(self, key: tuple[str, str]) -> bool:
+        if key in self.refused:
+            self.refused.discard(key)
+            return True
         if key in self.keys:
             return False
         self.keys = [*self.keys, key][-LIMIT:]
+        self.refused &= set(self.keys)
         return True
 
 
@@ -43,7 +55,7 @@ def step(store: Any, model: Model, rng: random.Random, names: list[str]) -> None
         assert store.claim_dedupe(key, LIMIT) is model.add(key), key
     else:
         cycle(store, model, rng, names, key, fails=rng.random() < 0.5)
-    assert store.snapshot().dedupe_order == model.keys
+    assert store.snapshot().dedupe_order == model.held()
 
 
 def cycle(
@@ -57,7 +69,15 @@ def cycle(
         # Few enough other keys that the open claim stays in the window.
         for _ in range(rng.randint(0, 2) if new else 0):
             other = ("s", rng.choice(names))
-            assert store.claim_dedupe(other, LIMIT) is model.add(other), other
+            if rng.random() < 0.5:
+                assert store.claim_dedupe(other, LIMIT) is model.add(other), other
+                continue
+            # Delivered while the thread is busy: refused, unless a duplicate.
+            fresh = model.add(other)
+            with store.handle_message(other, thread_id="t", owner="p", dedupe_limit=LIMIT) as busy:
+                assert busy.duplicate is not fresh, other
+            if fresh:
+                model.refused.add(other)
         if fails:
             raise Failed
     if fails and new:
