@@ -387,9 +387,9 @@ class DatabaseStateAdapter(EffectRows, DedupeWindowRows, LockRows, ActivityRows,
     def _do_cycle_abort(self, request: CycleRequest) -> bool:
         def abort() -> bool:
             window = self.window()
-            mine = self._entry(request.dedupe_key).filter(owner=request.owner)
-            seq = mine.values_list("seq", flat=True).first()
-            deleted = mine.delete()[0] if seq is not None else 0
+            claim = self._entry(request.dedupe_key).filter(owner=request.owner)
+            seq = claim.values_list("seq", flat=True).first()
+            deleted = claim.delete()[0] if seq is not None else 0
             window.withdraw(deleted, seq)
             if request.locks:
                 mine = self.queryset(Lock).filter(key=request.thread_id, owner=request.owner)
