@@ -139,3 +139,20 @@ def test_the_bench_floor_calls_the_installed_functions() -> None:
     for i in range(4):
         run(i)
     assert store.thread_state("t1") == {"n": 2} and store.thread_state("t2") == {"n": 2}
+
+
+def test_a_claim_the_orm_path_withdrew_costs_the_fast_paths_window_no_key() -> None:
+    """Both paths on one namespace: the ORM path's abort records its empty position too."""
+    fast = adapter()
+    orm = DatabaseStateAdapter(namespace=fast.namespace, fast_sql=False)
+    for mid in ("m1", "m2"):
+        fast.mark_dedupe(("s", mid), 5)
+    with pytest.raises(KeyError), orm.handle_message(
+        ("s", "m3"), thread_id="t", owner="a", dedupe_limit=5
+    ):
+        fast.mark_dedupe(("s", "m4"), 5)
+        fast.mark_dedupe(("s", "m5"), 5)
+        raise KeyError
+    for mid in ("m6", "m7"):
+        assert fast.claim_dedupe(("s", mid), 5) is True
+    assert fast.snapshot().dedupe_order == [("s", m) for m in ("m2", "m4", "m5", "m6", "m7")]
