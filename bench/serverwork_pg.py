@@ -11,7 +11,8 @@ client -- parsing, planning, execution, commits -- and not stretched by a busy m
 ``exec_us`` (the statements' execution time, ``total_exec_time``); ``plan_us``
 (their planning, ``total_plan_time``: 0 unless ``pg_stat_statements.track_planning`` is on;
 statements a client sends unprepared, as the peer's driver does, are planned each time,
-while the planning of statements inside functions counts as execution); ``buffers``
+while the planning of statements inside functions counts as execution; the table adds
+the two, the time that compares across both); ``buffers``
 (shared buffers read or hit: ``shared_blks_hit + shared_blks_read``); ``dirtied`` and
 ``written`` (``shared_blks_dirtied``, ``shared_blks_written``); ``wal_bytes`` (the
 statements' own, from ``pg_stat_statements``) and ``wal_lsn_bytes`` (the WAL position's
@@ -294,6 +295,7 @@ def format_rows(figures: dict) -> str:
         "cpu_us": "server backend CPU (µs, /proc)",
         "exec_us": "statement execution (µs)",
         "plan_us": "statement planning (µs)",
+        "work_us": "execution + planning (µs)",
         "buffers": "shared buffers hit+read",
         "dirtied": "shared buffers dirtied",
         "written": "shared buffers written",
@@ -301,6 +303,9 @@ def format_rows(figures: dict) -> str:
         "wal_lsn_bytes": "WAL bytes (LSN advance)",
         "calls": "top-level statements",
     }
+    # (the peer's driver sends its statements unprepared: their planning is on every call,
+    # where the planning of statements inside chatstate's functions counts as execution)
+    rows = [{**r, "work_us": round(r["exec_us"] + r["plan_us"], 1)} for r in rows]
     for key, label in labels.items():
         cells = [f"{r[key]:,}" for r in rows]
         if len(rows) == 2:

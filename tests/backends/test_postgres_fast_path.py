@@ -156,3 +156,60 @@ def test_a_claim_the_orm_path_withdrew_costs_the_fast_paths_window_no_key() -> N
     for mid in ("m6", "m7"):
         assert fast.claim_dedupe(("s", mid), 5) is True
     assert fast.snapshot().dedupe_order == [("s", m) for m in ("m2", "m4", "m5", "m6", "m7")]
+
+
+def claim_row(claim_id: int) -> tuple[Any, ...]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT owner, thread_id, expires_at FROM chatstate_dedupeentry WHERE id = %s",
+            [claim_id],
+        )
+        return cursor.fetchone()
+
+
+def enter_and_commit(namespace: str, between: str) -> tuple[tuple[Any, ...], Any, Any]:
+    """A cycle's entry and commit called as the adapter calls them, with ``between`` run in
+    between: the claim's row before, the commit's (released, holder), the claim's row after."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT claim_id FROM chatstate_enter(%s, 's', 'm1', 5, 't', 'w', 'reject',"
+            " '{}'::jsonb, 60, 0, NULL, 'drop_oldest')",
+            [namespace],
+        )
+        (claim_id,) = cursor.fetchone()
+        before = claim_row(claim_id)
+        cursor.execute(between, [namespace])
+        cursor.execute(
+            "SELECT released, holder FROM chatstate_commit(%s, 't', 'w', '{\"n\": 1}'::jsonb,"
+            " %s, true, true, NULL)",
+            [namespace, claim_id],
+        )
+        outcome = cursor.fetchone()
+    return before, outcome, claim_row(claim_id)
+
+
+def test_a_commit_refused_for_a_lost_lock_leaves_the_claim_in_progress() -> None:
+    """The claim is still the cycle's, the lock is another's: the commit is refused and the
+    claim stays as it was, so its redelivery is handled once its lease ends."""
+    store = adapter()
+    before, outcome, after = enter_and_commit(
+        store.namespace, "UPDATE chatstate_lock SET owner = 'other' WHERE namespace = %s"
+    )
+    assert before[:2] == ("w", "t")
+    assert outcome == (False, "other")
+    assert after == before
+    assert store.thread_state("t") == {}
+
+
+def test_a_commit_refused_for_a_lost_claim_keeps_the_lock() -> None:
+    """The lock is the cycle's, the claim was taken over: refused, holder the cycle itself."""
+    store = adapter()
+    before, outcome, after = enter_and_commit(
+        store.namespace,
+        "UPDATE chatstate_dedupeentry SET owner = 'other' WHERE namespace = %s"
+        " AND message_id = 'm1'",
+    )
+    assert outcome == (False, "w")
+    assert after == ("other", *before[1:])
+    assert store.snapshot().locks["t"]["owner"] == "w"
+    assert store.thread_state("t") == {}

@@ -72,3 +72,18 @@ def test_a_refused_commit_writes_nothing_to_the_lock() -> None:
     # w's lock, its release, other's lock; the commit's delete found no row of w's
     assert records == {"INSERT": 2, "HEAP_CONFIRM": 2, "DELETE": 1}
     assert store.thread_state("t") == {}
+
+
+def test_a_commit_marks_its_claim_done_without_locking_its_row_first() -> None:
+    store = DatabaseStateAdapter(namespace="wal-claim")
+
+    def cycle() -> None:
+        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.acquired
+            msg.state["n"] = 1
+
+    records = heap_records("chatstate_dedupeentry", cycle)
+    # the claim's insert, its confirmation, and one update that marks it done (version 14)
+    assert records["LOCK"] == 0
+    assert (records["INSERT"], records["HEAP_CONFIRM"]) == (1, 1)
+    assert records["UPDATE"] + records["HOT_UPDATE"] == 1

@@ -25,6 +25,7 @@ def test_the_table_has_a_column_per_side_and_their_ratio() -> None:
     table = serverwork_pg.format_rows(figures)
     assert "| per message cycle | chatstate | peer | ratio |" in table
     assert "| shared buffers hit+read | 30.0 | 60.0 | 0.50× |" in table
+    assert "| execution + planning (µs) | 20.0 | 20.0 | 1.00× |" in table
     assert "\n   1.00     10.0  q\n" in table  # 5 calls and 50 µs over 5 cycles
 
 

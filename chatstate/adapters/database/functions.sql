@@ -65,9 +65,14 @@
 -- the admin's delete) empties a position in the middle of the window, and the window row
 -- keeps the newest such position (gap). Until the window has moved past it, the key at that
 -- position may be newer than the oldest, so the claim drops the oldest key instead.
+--
+-- A commit's claim (version 14): a cycle's commit under a lock marks its claim done in one
+-- statement that checks the claim is still its own, then checks its lock by deleting it.
+-- Locking the claim's row first wrote a WAL record of its own. When the lock is gone, the
+-- claim is put back as that statement found it, so the refused commit changes nothing.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 13 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 14 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -964,35 +969,67 @@ CREATE OR REPLACE FUNCTION chatstate_settle(
     p_locked boolean, p_claim boolean, p_effects jsonb, p_slot boolean,
     p_release boolean DEFAULT false, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
-DECLARE v_id bigint; v_owner text; v_holders jsonb;
+DECLARE v_id bigint; v_owner text; v_holders jsonb; v_marked boolean := false;
+    v_thread text; v_expires timestamptz;
 BEGIN
-    SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
-        WHERE id = p_claim_id FOR UPDATE;  -- by id alone: no other index can serve it
-    IF p_locked AND p_release AND NOT p_slot
-            AND (NOT p_claim OR v_owner IS NOT DISTINCT FROM p_owner) THEN
-        -- (one statement instead of locking the row, then deleting it: a row lock writes WAL)
-        DELETE FROM chatstate_lock WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
-        ok := FOUND;
+    IF p_locked AND p_release AND NOT p_slot AND p_claim THEN
+        -- A commit under a lock (the common case): the claim marked done if it is still
+        -- p_owner's, then the lock checked by deleting it; when the lock is gone, the claim
+        -- put back as it was (old: the row as this statement found it, by its address).
+        UPDATE chatstate_dedupeentry e SET owner = NULL, thread_id = NULL, expires_at = NULL
+            FROM (SELECT ctid, thread_id, expires_at FROM chatstate_dedupeentry
+                  WHERE id = p_claim_id) old
+            WHERE e.ctid = old.ctid AND e.owner = p_owner
+            RETURNING old.thread_id, old.expires_at INTO v_thread, v_expires;
+        v_marked := FOUND;
+        ok := false;
+        IF v_marked THEN
+            DELETE FROM chatstate_lock
+                WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+            ok := FOUND;
+        END IF;
         IF NOT ok THEN
+            IF v_marked THEN
+                UPDATE chatstate_dedupeentry
+                    SET owner = p_owner, thread_id = v_thread, expires_at = v_expires
+                    WHERE id = p_claim_id;
+            END IF;
+            -- (p_owner: the lock is its own, the claim is not)
             SELECT owner INTO holder FROM chatstate_lock
                 WHERE namespace = p_ns AND key = p_thread;
+            RETURN;
         END IF;
-    ELSIF p_locked THEN
-        SELECT owner INTO holder FROM chatstate_lock
-            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
-        ok := holder IS NOT DISTINCT FROM p_owner;
-    ELSIF p_slot THEN
-        SELECT l.holders INTO v_holders FROM chatstate_lock l
-            WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
-        ok := coalesce(v_holders ? p_owner, false);
     ELSE
-        ok := true;
+        SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+            WHERE id = p_claim_id FOR UPDATE;  -- by id alone: no other index can serve it
+        IF p_locked AND p_release AND NOT p_slot THEN
+            -- (one statement instead of locking the row, then deleting it: a row lock writes
+            -- WAL)
+            DELETE FROM chatstate_lock
+                WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+            ok := FOUND;
+            IF NOT ok THEN
+                SELECT owner INTO holder FROM chatstate_lock
+                    WHERE namespace = p_ns AND key = p_thread;
+            END IF;
+        ELSIF p_locked THEN
+            SELECT owner INTO holder FROM chatstate_lock
+                WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+            ok := holder IS NOT DISTINCT FROM p_owner;
+        ELSIF p_slot THEN
+            SELECT l.holders INTO v_holders FROM chatstate_lock l
+                WHERE namespace = p_ns AND key = p_thread FOR UPDATE;
+            ok := coalesce(v_holders ? p_owner, false);
+        ELSE
+            ok := true;
+        END IF;
+        IF ok AND (p_claim OR NOT (p_locked OR p_slot)) AND v_owner IS DISTINCT FROM p_owner
+        THEN
+            ok := false;
+            holder := p_owner;
+        END IF;
+        IF NOT ok THEN RETURN; END IF;
     END IF;
-    IF ok AND (p_claim OR NOT (p_locked OR p_slot)) AND v_owner IS DISTINCT FROM p_owner THEN
-        ok := false;
-        holder := p_owner;
-    END IF;
-    IF NOT ok THEN RETURN; END IF;
     holder := NULL;
     IF p_state IS NOT NULL THEN
         INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
@@ -1000,7 +1037,7 @@ BEGIN
             ON CONFLICT (namespace, thread_id)
             DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
     END IF;
-    IF p_claim THEN
+    IF p_claim AND NOT v_marked THEN
         UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
             WHERE id = v_id;
     END IF;
