@@ -70,9 +70,16 @@
 -- statement that checks the claim is still its own, then checks its lock by deleting it.
 -- Locking the claim's row first wrote a WAL record of its own. When the lock is gone, the
 -- claim is put back as that statement found it, so the refused commit changes nothing.
+--
+-- Claims at the same position (version 15): claims that run at the same time can share a
+-- position, and then both look for the same key to drop. The one that finds it taken waits
+-- for the call that holds it (chatstate_drop_oldest), then drops the window's oldest key
+-- from that position up. Until version 14 it counted and trimmed under the window row: at 8
+-- busy clients on one namespace, more than half of all claims did, and the server spent
+-- 0.45-0.5 ms a cycle instead of 0.3.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 14 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 15 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -147,6 +154,45 @@ BEGIN
     RETURN v_count;
 END $$;
 
+-- A full window's claim whose key to drop, at position p_floor (its own p_own - limit), was
+-- gone or held by another call: usually a claim at the same position dropping it. Wait for
+-- that call (at most 20 ms: well below deadlock_timeout), then drop the window's oldest
+-- key from p_floor up to p_own, not p_id (the claim's own) -- true when dropped. No key can
+-- sit below p_floor: the claim found the window full with no position from there up empty,
+-- and keys arrive above it. False (the caller counts under the window row): the window
+-- changed size, a withdrawal emptied a position from p_floor up, the oldest key is a claim
+-- in progress and alive, or the wait ran out.
+CREATE OR REPLACE FUNCTION chatstate_drop_oldest(
+    p_ns text, p_id bigint, p_floor bigint, p_own bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_head bigint; v_gap bigint; v_ctid tid; v_owner text; v_thread text;
+    v_expires timestamptz; v_dropped boolean; v_timeout text := current_setting('lock_timeout');
+BEGIN
+    FOR attempt IN 1..4 LOOP
+        SELECT head, gap INTO v_head, v_gap FROM chatstate_dedupewindow WHERE namespace = p_ns;
+        IF v_head IS DISTINCT FROM p_own - p_floor OR v_gap >= p_floor THEN RETURN false; END IF;
+        SELECT ctid, owner, thread_id, expires_at INTO v_ctid, v_owner, v_thread, v_expires
+            FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq >= p_floor AND seq < p_own AND id <> p_id
+            ORDER BY seq, id LIMIT 1;
+        IF NOT FOUND OR chatstate_claim_live(p_ns, v_owner, v_thread, v_expires) THEN
+            RETURN false;
+        END IF;
+        BEGIN
+            PERFORM set_config('lock_timeout', '20ms', true);
+            -- (gone or changed meanwhile: nothing deleted, look again)
+            DELETE FROM chatstate_dedupeentry d WHERE d.ctid = v_ctid
+                AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
+            v_dropped := FOUND;
+            PERFORM set_config('lock_timeout', v_timeout, true);
+        EXCEPTION WHEN lock_not_available THEN
+            RETURN false;  -- (the setting is restored with the block)
+        END;
+        IF v_dropped THEN RETURN true; END IF;
+    END LOOP;
+    RETURN false;
+END $$;
+
 -- Claim a dedupe key: the id of its row when this call now holds it, else NULL. p_owner NULL:
 -- done at once (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with
 -- a lease of p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
@@ -218,7 +264,9 @@ BEGIN
             WHERE namespace = p_ns AND seq = v_seq - p_limit
             LIMIT 1 FOR UPDATE SKIP LOCKED)
             AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
-        IF FOUND THEN RETURN v_id; END IF;
+        IF FOUND OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
+            RETURN v_id;
+        END IF;
     END IF;
     -- Full, or over-full by claims in progress or young keys: one out for one in when exactly
     -- one of the keys older than the newest p_limit may go, the count unchanged.
