@@ -87,3 +87,17 @@ def test_a_commit_marks_its_claim_done_without_locking_its_row_first() -> None:
     assert records["LOCK"] == 0
     assert (records["INSERT"], records["HEAP_CONFIRM"]) == (1, 1)
     assert records["UPDATE"] + records["HOT_UPDATE"] == 1
+
+
+def test_a_redelivery_of_a_handled_message_writes_nothing() -> None:
+    """A done key is read without a lock (version 16): no WAL, so no flush to wait for."""
+    store = DatabaseStateAdapter(namespace="wal-duplicate")
+    store.mark_dedupe(("s", "m1"), 5)
+
+    def redelivered() -> None:
+        assert store.claim_dedupe(("s", "m1"), 5) is False
+        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.duplicate
+        store.mark_dedupe(("s", "flush"), 5)  # a durable commit after, so all is flushed
+
+    assert heap_records("chatstate_dedupeentry", redelivered) == {"INSERT": 1, "HEAP_CONFIRM": 1}
