@@ -90,7 +90,7 @@ def test_a_commit_marks_its_claim_done_without_locking_its_row_first() -> None:
 
 
 def test_a_redelivery_of_a_handled_message_writes_nothing() -> None:
-    """A done key is read without a lock (version 16): no WAL, so no flush to wait for."""
+    """A done key is read without a lock (version 14): no WAL, so no flush to wait for."""
     store = DatabaseStateAdapter(namespace="wal-duplicate")
     store.mark_dedupe(("s", "m1"), 5)
 

@@ -72,20 +72,20 @@
 -- Locking the claim's row first wrote a WAL record of its own. When the lock is gone, the
 -- claim is put back as that statement found it, so the refused commit changes nothing.
 --
--- Claims at the same position (version 15): claims that run at the same time can share a
+-- Claims at the same position (version 14): claims that run at the same time can share a
 -- position, and then both look for the same key to drop. The one that finds it taken waits
 -- for the call that holds it (chatstate_drop_oldest), then drops the window's oldest key
--- from that position up. Until version 14 it counted and trimmed under the window row: at 8
+-- from that position up. Until version 13 it counted and trimmed under the window row: at 8
 -- busy clients on one namespace, more than half of all claims did, and the server spent about
 -- 0.5 ms of CPU a cycle (about 0.37 since).
 --
--- A done duplicate (version 16): a claim of a key already done reads it without locking it.
+-- A done duplicate (version 14): a claim of a key already done reads it without locking it.
 -- A done key never becomes a claim in progress again, and the lock was a WAL record on every
 -- redelivery of a handled message. (It also made a redelivery a holder of the key that does
 -- not delete it: chatstate_drop_oldest then waited for it.)
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 16 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 14 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
