@@ -262,8 +262,7 @@ def test_a_connection_the_server_closed_is_replaced_before_use(
 ) -> None:
     assert rstore.lock("k", "w") is LockResult.ACQUIRED
     pinned, _ = redis_connection._pinned.connections[rstore.connection.connection_pool]
-    pinned.send_command("CLIENT", "ID")
-    client_id = pinned.read_response()
+    client_id = pinned.call(("CLIENT", "ID"))
     assert rstore.connection.client_kill_filter(_id=client_id) == 1
     assert rstore.lock("k", "v") is LockResult.BUSY  # not BackendUnavailable
     assert rstore.release_lock("k", "w") == []

@@ -33,6 +33,7 @@ from chatstate.adapters.redis import multiplex
 from chatstate.adapters.redis.invoke import ScriptCalls, arecover, recover
 from chatstate.adapters.redis.multiplex import Pipelined
 from chatstate.adapters.redis.scripts import LuaScript
+from chatstate.adapters.redis.wire import PinnedConnection
 from chatstate.types import BackendUnavailable
 
 try:
@@ -185,35 +186,28 @@ def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]
     """Call ``script`` on the connection this thread keeps for ``client``'s pool.
 
     This is the hot path. It skips redis-py's pool checkout and wrappers, which cost more
-    than the round trip. It never sends a command again after a lost reply. A script must
-    not run twice. A connection the server closed meanwhile is replaced before use. A
-    connection that failed is dropped, so the next call connects afresh.
+    than the round trip: a plain pool's scripts go on a :class:`~.wire.Wire`. It never
+    sends a command again after a lost reply. A script must not run twice. A connection the
+    server closed meanwhile is replaced before use. A connection that failed is dropped, so
+    the next call connects afresh.
     """
     if _pinned.pid != os.getpid():  # a forked child: its parent's sockets are not its own
         _pinned.pid, _pinned.connections = os.getpid(), weakref.WeakKeyDictionary()
     pool = client.connection_pool
     pinned = _pinned.connections.get(pool)
     if pinned is None:
-        pinned = _pinned.connections[pool] = (pool.make_connection(), ScriptCalls())
+        pinned = _pinned.connections[pool] = (PinnedConnection.open(pool), ScriptCalls())
     connection, calls = pinned
-    try:
-        if connection.can_read():  # unread data, or the server hung up: start afresh
-            connection.disconnect()
-    except redis.ConnectionError:
-        connection.disconnect()
+    if connection.stale():  # unread data, or the server hung up: start afresh
+        connection.reconnect()
     try:
         try:
-            return _send(connection, calls.command(script, keys, args))
+            return connection.call(calls.command(script, keys, args))
         except redis.ResponseError as error:  # not run when the server lacks the script
-            return recover(calls.recovery(script, keys, args, error), partial(_send, connection))
+            return recover(calls.recovery(script, keys, args, error), connection.call)
     except UNAVAILABLE:
-        connection.disconnect()
+        connection.drop()
         raise
-
-
-def _send(connection: Any, command: tuple[Any, ...]) -> Any:
-    connection.send_packed_command(_pack(connection, command), check_health=False)
-    return connection.read_response()
 
 
 def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:

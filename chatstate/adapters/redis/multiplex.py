@@ -163,7 +163,7 @@ class Multiplexer(asyncio.Protocol):
             if future.done():  # its caller was cancelled: the reply is dropped
                 continue
             if isinstance(reply, redis.ResponseError):
-                future.set_exception(_refusal(reply))
+                future.set_exception(refusal(reply))
             else:
                 future.set_result(reply)
 
@@ -208,7 +208,8 @@ class Multiplexer(asyncio.Protocol):
             self._watch = asyncio.get_running_loop().call_later(due, self._check)
 
 
-def _refusal(reply: redis.ResponseError) -> redis.ResponseError:
+def refusal(reply: redis.ResponseError) -> redis.ResponseError:
+    """The error a reply error stands for: ``NoScriptError`` when the server lacks a script."""
     text = str(reply)
     if text.startswith("NOSCRIPT"):
         return NoScriptError(text)
