@@ -7,6 +7,7 @@ the Redis adapter on it already; these tests cover the settings they do not use.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import tempfile
@@ -18,6 +19,7 @@ import redis
 from chatstate import LockResult
 from chatstate.adapters.redis import RedisStateAdapter, scripts
 from chatstate.adapters.redis import connection as redis_connection
+from chatstate.adapters.redis.multiplex import Multiplexer
 from chatstate.adapters.redis.wire import PinnedConnection, Wire, supports
 from tests import services
 from tests.faults.redis_server import RedisServer
@@ -145,3 +147,23 @@ def test_a_server_not_there_is_a_connection_error_naming_its_address() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(redis.ConnectionError, match=f"at 127.0.0.1:{port} failed"):
         Wire({"host": "127.0.0.1", "port": port})
+
+
+def test_both_of_chatstates_connections_carry_the_client_name() -> None:
+    host, port, db = _test_server()
+    kwargs = {"host": host, "port": port, "db": db, "client_name": "chatstate-wire-test"}
+    wire = Wire(kwargs)
+    try:
+        assert wire.call(("CLIENT", "GETNAME")) == b"chatstate-wire-test"
+    finally:
+        wire.close()
+
+    async def run() -> bytes:
+        mux = await Multiplexer(kwargs).open()
+        try:
+            name: bytes = await mux.send(("CLIENT", "GETNAME"))
+            return name
+        finally:
+            mux.abort(redis.ConnectionError("done"))
+
+    assert asyncio.run(run()) == b"chatstate-wire-test"

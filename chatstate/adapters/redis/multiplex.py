@@ -17,9 +17,10 @@ whether it ran. The cycle's cleanup and the claims' leases handle that. The next
 opens a new connection. With ``socket_timeout`` set, a script unanswered for that long
 closes the connection the same way.
 
-:func:`supports` says which connection settings this carries. Those are plain TCP or a Unix
-socket, RESP2, a password and username, a database, and socket timeouts. For TLS, RESP3 or
-a credential provider, the caller uses redis-py's connections instead.
+:func:`supports` says which connection settings this carries. Those are plain TCP or a
+Unix socket, RESP2, a password and username, a database, a client name, and socket
+timeouts. For TLS, RESP3 or a credential provider, the caller uses redis-py's connections
+instead.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Multiplexer(asyncio.Protocol):
             greeting.append(self.send(("AUTH", *auth, kwargs["password"])))
         if int(kwargs.get("db") or 0):
             greeting.append(self.send(("SELECT", int(kwargs["db"]))))
+        if kwargs.get("client_name"):
+            greeting.append(self.send(("CLIENT", "SETNAME", kwargs["client_name"])))
         try:
             for reply in greeting:
                 await reply

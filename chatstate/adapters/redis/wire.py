@@ -1,11 +1,11 @@
 """A thread's own blocking socket to Redis, for the scripts of the hot path.
 
 A script's round trip through redis-py's connection costs more client CPU than the
-server spends on the script: a poller built per check, timeouts set and reset around each
-read, and several layers of wrappers. :class:`Wire` sends a packed command and reads its
-reply with hiredis, and nothing else. It carries the settings :func:`supports` accepts:
-plain TCP or a Unix socket, RESP2, a username and password, a database, socket timeouts
-and keepalive. Other pools keep redis-py's connections.
+server spends on the script: a poller built per check, and several layers of wrappers.
+:class:`Wire` sends a packed command and reads its reply with hiredis, and nothing else.
+It carries the settings :func:`supports` accepts: plain TCP or a Unix socket, RESP2, a
+username and password, a database, a client name, socket timeouts and keepalive. Other
+pools keep redis-py's connections.
 
 A command is never sent again. A lost connection raises :class:`redis.ConnectionError`, a
 timeout :class:`redis.TimeoutError`, and the wire is closed for good.
@@ -63,6 +63,8 @@ class Wire:
                 self.call(("AUTH", *user, kwargs["password"]))
             if int(kwargs.get("db") or 0):
                 self.call(("SELECT", int(kwargs["db"])))
+            if kwargs.get("client_name"):
+                self.call(("CLIENT", "SETNAME", kwargs["client_name"]))
         except redis.ResponseError as exc:
             self.close()
             raise redis.ConnectionError(f"Redis refused the connection's setup: {exc}") from exc
