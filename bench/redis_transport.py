@@ -2,7 +2,8 @@
 
 Both send the cycle's two ``FCALL`` (``bench.floors``: the entry and the commit, the
 requests ``chatstate_bench --mode floor`` sends) over one connection, one client, a fresh
-message per cycle on 100 threads. The bare socket packs and parses with hiredis and does
+message per cycle on 100 threads; a third runs chatstate's own cycle (``handle_message``,
+its validation, its transport) the same way. The bare socket packs and parses with hiredis and does
 nothing else: no pool, no health check, no retry. What it reaches is what any Python client
 of this cycle can reach on the machine. Rounds alternate; each prints cycles/s and the
 client's CPU per cycle.
@@ -60,15 +61,24 @@ def main() -> None:
         "redis-py fcall": client.fcall,
         "bare socket": lambda *request: bare("FCALL", *request),
     }
+    names = [*calls, "chatstate cycle"]
     for n in range(args.rounds):
-        for name, call in calls.items():
+        for name in names:
             prefix = f"{n}-{name[:4]}-{time.time_ns()}-"
             started, cpu = time.perf_counter(), time.process_time()
-            for i in range(args.cycles):
-                thread, member = f"t{i % 100}", f"bench\x00{prefix}{i}"
-                state = held_state(call(*enter(member, thread, "w")))
-                state["n"] = state.get("n", 0) + 1
-                committed(call(*commit(member, thread, "w", json.dumps(state))))
+            if name == "chatstate cycle":  # handle_message: the adapter's own transport
+                for i in range(args.cycles):
+                    with adapter.handle_message(
+                        ("bench", f"{prefix}{i}"), thread_id=f"t{i % 100}", owner="w"
+                    ) as msg:
+                        msg.state["n"] = msg.state.get("n", 0) + 1
+            else:
+                call = calls[name]
+                for i in range(args.cycles):
+                    thread, member = f"t{i % 100}", f"bench\x00{prefix}{i}"
+                    state = held_state(call(*enter(member, thread, "w")))
+                    state["n"] = state.get("n", 0) + 1
+                    committed(call(*commit(member, thread, "w", json.dumps(state))))
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             print(
                 f"round {n + 1} {name:15s} {args.cycles / seconds:7,.0f} cycles/s,"
