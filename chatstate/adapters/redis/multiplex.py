@@ -54,6 +54,29 @@ def supports(kwargs: dict[str, Any]) -> bool:
     return str(kwargs.get("protocol") or 2) == "2"
 
 
+def reply_reader(kwargs: dict[str, Any]) -> Any:
+    """A hiredis reader of a connection with ``kwargs``: reply errors as redis-py's."""
+    encoding = (
+        {"encoding": kwargs.get("encoding", "utf-8")} if kwargs.get("decode_responses") else {}
+    )
+    return hiredis.Reader(
+        replyError=redis.ResponseError, protocolError=redis.ConnectionError, **encoding
+    )
+
+
+def setup_commands(kwargs: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What a new connection with ``kwargs`` sends first: login, database, name."""
+    commands: list[tuple[Any, ...]] = []
+    if kwargs.get("password"):
+        user = [kwargs["username"]] if kwargs.get("username") else []
+        commands.append(("AUTH", *user, kwargs["password"]))
+    if int(kwargs.get("db") or 0):
+        commands.append(("SELECT", int(kwargs["db"])))
+    if kwargs.get("client_name"):
+        commands.append(("CLIENT", "SETNAME", kwargs["client_name"]))
+    return commands
+
+
 class Multiplexer(asyncio.Protocol):
     """One connection of one event loop; :meth:`eval` is safe from any of its coroutines."""
 
@@ -61,15 +84,7 @@ class Multiplexer(asyncio.Protocol):
         self.kwargs = kwargs
         self.timeout: float | None = kwargs.get("socket_timeout")
         self.transport: asyncio.Transport | None = None
-        self.reader = hiredis.Reader(
-            replyError=redis.ResponseError,
-            protocolError=redis.ConnectionError,
-            **(
-                {"encoding": kwargs.get("encoding", "utf-8")}
-                if kwargs.get("decode_responses")
-                else {}
-            ),
-        )
+        self.reader = reply_reader(kwargs)
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.outgoing: list[bytes] = []
         self._flush_due = False
@@ -93,14 +108,7 @@ class Multiplexer(asyncio.Protocol):
             await asyncio.wait_for(connecting, kwargs.get("socket_connect_timeout") or None)
         except (OSError, asyncio.TimeoutError) as exc:
             raise redis.ConnectionError(f"connecting to Redis failed: {exc}") from exc
-        greeting = []
-        if kwargs.get("password"):
-            auth = [kwargs["username"]] if kwargs.get("username") else []
-            greeting.append(self.send(("AUTH", *auth, kwargs["password"])))
-        if int(kwargs.get("db") or 0):
-            greeting.append(self.send(("SELECT", int(kwargs["db"]))))
-        if kwargs.get("client_name"):
-            greeting.append(self.send(("CLIENT", "SETNAME", kwargs["client_name"])))
+        greeting = [self.send(command) for command in setup_commands(kwargs)]
         try:
             for reply in greeting:
                 await reply

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from chatstate.adapters.redis.multiplex import hiredis, refusal
+from chatstate.adapters.redis.multiplex import hiredis, refusal, reply_reader, setup_commands
 from chatstate.adapters.redis.multiplex import supports as multiplexable
 
 #: Events that say a connection holds unread data or was hung up (POLLRDHUP: a half-close).
@@ -45,26 +45,13 @@ class Wire:
             raise redis.ConnectionError(
                 f"connecting to Redis at {_address(kwargs)} failed: {exc}"
             ) from exc
-        self.reader = hiredis.Reader(
-            replyError=redis.ResponseError,
-            protocolError=redis.ConnectionError,
-            **(
-                {"encoding": kwargs.get("encoding", "utf-8")}
-                if kwargs.get("decode_responses")
-                else {}
-            ),
-        )
+        self.reader = reply_reader(kwargs)
         self.poller = select.poll()
         self.poller.register(self.sock, _STALE)
         self.buffer = bytearray(65536)
         try:
-            if kwargs.get("password"):
-                user = [kwargs["username"]] if kwargs.get("username") else []
-                self.call(("AUTH", *user, kwargs["password"]))
-            if int(kwargs.get("db") or 0):
-                self.call(("SELECT", int(kwargs["db"])))
-            if kwargs.get("client_name"):
-                self.call(("CLIENT", "SETNAME", kwargs["client_name"]))
+            for command in setup_commands(kwargs):
+                self.call(command)
         except redis.ResponseError as exc:
             self.close()
             raise redis.ConnectionError(f"Redis refused the connection's setup: {exc}") from exc
