@@ -103,6 +103,28 @@ def test_many_slow_conversations_share_a_few_connections() -> None:
     store.close()
 
 
+def test_async_cycles_one_after_another_reuse_one_connection_and_its_statements() -> None:
+    """A loop's connection goes back to its pool after each statement and is taken again,
+    with its cursor and the statements it prepared."""
+    store = adapter()
+
+    async def run() -> list[str]:
+        for i in range(5):
+            async with store.ahandle_message(("s", f"r{i}"), thread_id="t", owner="w") as msg:
+                msg.state["n"] = i
+        pool = store._async._pools[asyncio.get_running_loop()]
+        assert len(pool.idle) == 1  # one connection served the ten statements
+        async with pool.idle[0].cursor() as cursor:
+            await cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in await cursor.fetchall()]
+
+    prepared = run_async(run)
+    assert sum("chatstate_enter(" in s for s in prepared) == 1
+    assert sum("chatstate_commit(" in s for s in prepared) == 1
+    assert store.thread_state("t") == {"n": 4}
+    store.close()
+
+
 def _enter_commits_durably(namespace: str, message_id: str, owner: str, strategy: str) -> tuple:
     """``chatstate_enter`` in a transaction of its own: its result, and whether the
     transaction's commit would wait for the WAL flush."""

@@ -44,6 +44,7 @@ Request = tuple[str, str, tuple[Any, ...]]
 #: Async connections each event loop may open per alias, at most.
 ASYNC_POOL_SIZE = 8
 PID_SQL = "SELECT pg_backend_pid()"
+_OK, _IDLE = psycopg.pq.ConnStatus.OK, psycopg.pq.TransactionStatus.IDLE
 
 
 def through_pooler(connection: psycopg.Connection[Any]) -> bool:
@@ -129,17 +130,20 @@ class AsyncDriver:
     def __init__(self, using: str, prepared: bool | None, size: int = ASYNC_POOL_SIZE) -> None:
         self.using, self.prepared, self.size = using, prepared, size
         self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
-        # Whether each connection prepares (``prepared=None``: decided when it opened).
-        self._prepares: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
+        # Each connection's cursor, kept while the connection lives, and whether it prepares
+        # (``prepared=None``: decided when it opened).
+        self._cursors: WeakKeyDictionary[Any, tuple[psycopg.AsyncCursor[Any], bool]] = (
+            WeakKeyDictionary()
+        )
 
-    async def _prepare(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        prepares = self._prepares.get(conn)
-        if prepares is None:
+    async def _cursor(self, conn: psycopg.AsyncConnection[Any]) -> tuple[Any, bool]:
+        found = self._cursors.get(conn)
+        if found is None:
             prepares = self.prepared
             if prepares is None:
                 prepares = not await athrough_pooler(conn)
-            self._prepares[conn] = prepares
-        return prepares
+            found = self._cursors[conn] = (conn.cursor(), prepares)
+        return found
 
     def _pool(self) -> _Pool:
         loop = asyncio.get_running_loop()
@@ -161,8 +165,7 @@ class AsyncDriver:
         conn = await pool.get(self.using)
         broken = False
         try:
-            prepare = await self._prepare(conn)
-            cursor = conn.cursor()
+            cursor, prepare = await self._cursor(conn)
             try:
                 kind, sql, params = next(op)
                 while True:
@@ -217,10 +220,11 @@ class _Pool:
 
 
 def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether ``conn`` is open and idle: a call cancelled mid-statement leaves it busy."""
-    return not (conn.closed or conn.broken) and (
-        conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
-    )
+    """Whether ``conn`` is open and idle: a call cancelled mid-statement leaves it busy.
+
+    A broken connection is closed too."""
+    pgconn = conn.pgconn
+    return pgconn.status == _OK and pgconn.transaction_status == _IDLE
 
 
 def _params(using: str) -> dict[str, Any]:
