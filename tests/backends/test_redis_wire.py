@@ -107,7 +107,7 @@ def test_a_wire_the_server_hung_up_is_stale_and_replaced_before_use() -> None:
         client_id = pinned.call(("CLIENT", "ID"))
         redis.Redis(connection_pool=pool).client_kill_filter(_id=client_id)
         assert pinned.stale()
-        pinned.reconnect()
+        pinned.drop()
         assert pinned.call(("CLIENT", "ID")) != client_id
     finally:
         pinned.drop()

@@ -199,7 +199,7 @@ def eval_pinned(client: Any, script: LuaScript, keys: list[str], args: list[Any]
         pinned = _pinned.connections[pool] = (PinnedConnection.open(pool), ScriptCalls())
     connection, calls = pinned
     if connection.stale():  # unread data, or the server hung up: start afresh
-        connection.reconnect()
+        connection.drop()
     try:
         try:
             return connection.call(calls.command(script, keys, args))

@@ -100,6 +100,7 @@ class PinnedConnection:
 
     @classmethod
     def open(cls, pool: Any) -> PinnedConnection:
+        """The connection for ``pool``'s scripts: a wire when the pool's settings allow."""
         return cls(pool, supports(pool.connection_class, pool.connection_kwargs))
 
     def stale(self) -> bool:
@@ -111,15 +112,8 @@ class PinnedConnection:
                 return True
         return self.wire is not None and self.wire.stale()
 
-    def reconnect(self) -> None:
-        """Close the connection; the next call opens a fresh one."""
-        if self.redis is not None:
-            self.redis.disconnect()
-        else:
-            self.drop()
-
     def drop(self) -> None:
-        """Close the connection after a failure."""
+        """Close the connection; the next call opens a fresh one."""
         if self.redis is not None:
             self.redis.disconnect()
         elif self.wire is not None:
