@@ -125,6 +125,36 @@ def test_async_cycles_one_after_another_reuse_one_connection_and_its_statements(
     store.close()
 
 
+def _one(sql: str) -> Any:
+    from chatstate.adapters.operations import ROW
+
+    return (yield (ROW, sql, ()))
+
+
+def test_without_wrappers_a_statement_error_is_djangos_and_the_connection_stays() -> None:
+    """No execute wrapper and no query log: the driver skips Django's cursor wrapper but
+    not what it does. The error is Django's; the connection serves the next call."""
+    from django.db import DataError
+
+    store = adapter()
+    assert not connection.execute_wrappers and not connection.queries_logged
+    with pytest.raises(DataError, match="division by zero"):
+        store._sync.drive(_one("SELECT 1 / 0"))
+    assert store._sync.drive(_one("SELECT 2")) == (2,)
+    assert store.is_subscribed("t") is False
+
+
+def test_without_wrappers_a_transaction_marked_for_rollback_is_refused() -> None:
+    from django.db import transaction
+    from django.db.transaction import TransactionManagementError
+
+    store = adapter()
+    with transaction.atomic():
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            store.is_subscribed("t")
+
+
 def _enter_commits_durably(namespace: str, message_id: str, owner: str, strategy: str) -> tuple:
     """``chatstate_enter`` in a transaction of its own: its result, and whether the
     transaction's commit would wait for the WAL flush."""

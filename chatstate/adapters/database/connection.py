@@ -64,19 +64,29 @@ def guard(using: str) -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
-        connection = connections[using]
-        vendor = vendor_of(connection)
-        if lock_conflict(vendor, exc):
-            raise BackendUnavailable(
-                f"database {using!r} kept refusing a transaction: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not connection_lost(connection.vendor, exc):
+        failure = unavailable(using, exc)
+        if failure is None:
             raise
-        if not connection.in_atomic_block and vendor.broken(connection):
-            connection.close()
-        raise BackendUnavailable(
-            f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
-        ) from exc
+        raise failure from exc
+
+
+def unavailable(using: str, exc: OperationalError | InterfaceError) -> BackendUnavailable | None:
+    """What :func:`guard` raises for ``exc`` on ``using``: None when it is raised as it is.
+
+    A broken connection is closed on the way, when no transaction is open."""
+    connection = connections[using]
+    vendor = vendor_of(connection)
+    if lock_conflict(vendor, exc):
+        return BackendUnavailable(
+            f"database {using!r} kept refusing a transaction: {type(exc).__name__}: {exc}"
+        )
+    if not connection_lost(connection.vendor, exc):
+        return None
+    if not connection.in_atomic_block and vendor.broken(connection):
+        connection.close()
+    return BackendUnavailable(
+        f"database {using!r} is unavailable: {type(exc).__name__}: {exc}".strip()
+    )
 
 
 def write(using: str, fn: Callable[[], T]) -> T:

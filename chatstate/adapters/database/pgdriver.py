@@ -4,10 +4,12 @@ An operation of :class:`~chatstate.adapters.database.postgres.PostgresStateAdapt
 ``(ROW, sql, params)`` (the reply is the first row) or ``(COUNT, sql, params)`` (the row
 count). Each statement runs on its own in autocommit mode: one round trip, one commit.
 
-- Sync (:class:`SyncDriver`): on the Django connection of the alias, through Django's cursor
-  wrappers (so ``execute_wrapper``, query logging and error translation apply), but on a
+- Sync (:class:`SyncDriver`): on the Django connection of the alias, on a
   server-side-binding psycopg cursor that *prepares* each statement: the server parses and
-  plans it once per connection, then only binds and executes it.
+  plans it once per connection, then only binds and executes it. With an
+  ``execute_wrapper`` or the query log on, statements go through Django's cursor wrapper.
+  Otherwise each runs as that wrapper would run it (a transaction marked for rollback is
+  refused, errors become Django's), without one built per statement.
 - Async (:class:`AsyncDriver`): on psycopg ``AsyncConnection``s opened with the alias's own
   connection settings, a small pool per event loop, so an ASGI view needs no thread per
   conversation; a connection is held only while its statement runs.
@@ -26,11 +28,13 @@ a broken async connection is dropped from its pool).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 from chatstate.adapters.database import connection as guarded
 from chatstate.adapters.operations import ROW, Op
@@ -106,22 +110,50 @@ class SyncDriver:
 
     def drive(self, op: Op[Any]) -> Any:
         connection = connections[self.using]
-        with guarded.guard(self.using):
+        try:
             connection.ensure_connection()
             raw: Any = self._cursor(connection.connection)
-            cursor = (
-                connection.make_debug_cursor(raw)
-                if connection.queries_logged
-                else connection.make_cursor(raw)
-            )
-            try:
-                kind, sql, params = next(op)
-                while True:
-                    cursor.execute(sql, params)
-                    reply = cursor.fetchone() if kind is ROW else cursor.rowcount
-                    kind, sql, params = op.send(reply)
-            except StopIteration as stop:
-                return stop.value
+            if connection.execute_wrappers or connection.queries_logged:
+                cursor = (
+                    connection.make_debug_cursor(raw)
+                    if connection.queries_logged
+                    else connection.make_cursor(raw)
+                )
+                return _run(op, partial(_wrapped_step, cursor))
+            return _run(op, partial(_plain_step, connection, raw))
+        except (OperationalError, InterfaceError) as exc:
+            failure = guarded.unavailable(self.using, exc)
+            if failure is None:
+                raise
+            raise failure from exc
+
+
+def _run(op: Op[Any], step: Callable[[str, str, Any], Any]) -> Any:
+    """Run ``op``'s statements, each with ``step(kind, sql, params)``, which replies."""
+    try:
+        kind, sql, params = next(op)
+        while True:
+            kind, sql, params = op.send(step(kind, sql, params))
+    except StopIteration as stop:
+        return stop.value
+
+
+def _wrapped_step(cursor: Any, kind: str, sql: str, params: Any) -> Any:
+    """One statement on a Django cursor wrapper: its execute wrappers and log apply."""
+    cursor.execute(sql, params)
+    return cursor.fetchone() if kind is ROW else cursor.rowcount
+
+
+def _plain_step(
+    connection: Any, cursor: psycopg.Cursor[Any], kind: str, sql: str, params: Any
+) -> Any:
+    """One statement as Django's cursor wrapper runs it with no wrapper and no log.
+
+    A broken transaction is refused, and errors become Django's."""
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if kind is ROW else cursor.rowcount
 
 
 class AsyncDriver:
