@@ -28,9 +28,11 @@ _STALE = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLL
 
 def supports(connection_class: type, kwargs: dict[str, Any]) -> bool:
     """Whether a :class:`Wire` can carry a pool of ``connection_class`` with ``kwargs``."""
-    plain = connection_class in (redis.connection.Connection,)
-    unix = connection_class is redis.connection.UnixDomainSocketConnection
-    return (plain or unix) and hasattr(select, "poll") and multiplexable(kwargs)
+    plain = connection_class in (
+        redis.connection.Connection,
+        redis.connection.UnixDomainSocketConnection,
+    )
+    return plain and hasattr(select, "poll") and multiplexable(kwargs)
 
 
 class Wire:
@@ -73,10 +75,11 @@ class Wire:
         except TimeoutError as exc:  # socket.timeout
             self.close()
             raise redis.TimeoutError(f"no reply from Redis in time: {exc}") from exc
-        except (OSError, redis.ConnectionError) as exc:
+        except redis.ConnectionError:
             self.close()
-            if isinstance(exc, redis.ConnectionError):
-                raise
+            raise
+        except OSError as exc:
+            self.close()
             raise redis.ConnectionError(f"the Redis connection failed: {exc}") from exc
         if isinstance(reply, redis.ResponseError):
             raise refusal(reply)
