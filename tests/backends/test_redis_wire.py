@@ -20,7 +20,7 @@ from chatstate import LockResult
 from chatstate.adapters.redis import RedisStateAdapter, scripts
 from chatstate.adapters.redis import connection as redis_connection
 from chatstate.adapters.redis.multiplex import Multiplexer
-from chatstate.adapters.redis.wire import PinnedConnection, Wire, supports
+from chatstate.adapters.redis.wire import PinnedConnection, Wire, keepalive_options, supports
 from tests import services
 from tests.faults.redis_server import RedisServer
 
@@ -66,6 +66,32 @@ def test_the_wire_selects_the_database_and_decodes_replies_when_asked() -> None:
         assert raw.call(("ECHO", "é")) == "é".encode()
     finally:
         raw.close()
+
+
+def test_a_client_with_redis_pys_defaults_runs_the_cycle_on_a_wire_with_its_keepalive() -> None:
+    # redis-py 8's Redis() passes a sentinel for "no keepalive options given", which its own
+    # connections turn into its defaults: the wire must set what they would set
+    host, port, db = _test_server()
+    client = redis.Redis(host=host, port=port, db=db)
+    pool = client.connection_pool
+    expected = dict(keepalive_options(pool.connection_kwargs))
+    store = RedisStateAdapter(namespace=f"wire-defaults-{os.getpid()}", client=client)
+    try:
+        with store.handle_message(("wire", "m1"), thread_id="t1", owner="o") as msg:
+            assert msg.acquired
+            msg.state["n"] = 1
+        assert store.thread_state("t1") == {"n": 1}
+        pinned, _ = redis_connection._pinned.connections[pool]
+        assert pinned.wire is not None
+        sock = pinned.wire.sock
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == bool(
+            pool.connection_kwargs.get("socket_keepalive")
+        )
+        for option, value in expected.items():
+            assert sock.getsockopt(socket.IPPROTO_TCP, option) == value
+    finally:
+        store.clear()
+        pool.disconnect()
 
 
 def test_a_refused_login_is_a_connection_error_naming_the_refusal() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import select
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -142,6 +143,16 @@ def _address(kwargs: dict[str, Any]) -> str:
     return f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 6379}"
 
 
+def keepalive_options(kwargs: dict[str, Any]) -> Mapping[int, int | bytes]:
+    """The TCP keepalive options a redis-py connection of the pool would set."""
+    options = kwargs.get("socket_keepalive_options")
+    if options is None or isinstance(options, Mapping):
+        return options or {}
+    # redis-py 8 marks "not given" with a sentinel: its connections then set its defaults
+    defaults = getattr(redis.connection, "get_default_socket_keepalive_options", None)
+    return defaults() if defaults else {}
+
+
 def _connect(kwargs: dict[str, Any]) -> socket.socket:
     if kwargs.get("path"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -153,7 +164,7 @@ def _connect(kwargs: dict[str, Any]) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if kwargs.get("socket_keepalive"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for option, value in (kwargs.get("socket_keepalive_options") or {}).items():
+            for option, value in keepalive_options(kwargs).items():
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
     sock.settimeout(kwargs.get("socket_timeout"))
     return sock
