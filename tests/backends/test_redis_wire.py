@@ -8,15 +8,17 @@ the Redis adapter on it already; these tests cover the settings they do not use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 import redis
 
-from chatstate import LockResult
+from chatstate import BackendUnavailable, LockResult
 from chatstate.adapters.redis import RedisStateAdapter, scripts
 from chatstate.adapters.redis import connection as redis_connection
 from chatstate.adapters.redis.multiplex import Multiplexer
@@ -193,3 +195,52 @@ def test_both_of_chatstates_connections_carry_the_client_name() -> None:
             mux.abort(redis.ConnectionError("done"))
 
     assert asyncio.run(run()) == b"chatstate-wire-test"
+
+
+def _loading_server() -> tuple[socket.socket, threading.Thread]:
+    """A server that answers every command as a Redis still loading its data does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    while conn.recv(65536):
+                        conn.sendall(b"-LOADING Redis is loading the dataset in memory\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_server_still_loading_its_data_is_unavailable_on_both_connections() -> None:
+    # a restarted server answers LOADING until its data is back: the script did not run,
+    # and redis-py calls that a connection error; so must the wire and the multiplexer
+    listener, _ = _loading_server()
+    port = listener.getsockname()[1]
+    try:
+        wire = Wire({"host": "127.0.0.1", "port": port})
+        with pytest.raises(redis.BusyLoadingError):
+            wire.call(("PING",))
+        wire.close()
+        store = RedisStateAdapter(
+            namespace="wire-loading", client=redis.Redis(host="127.0.0.1", port=port)
+        )
+        with (
+            pytest.raises(BackendUnavailable, match="loading"),
+            store.handle_message(("s", "m1"), thread_id="t", owner="w"),
+        ):
+            pass
+
+        async def run() -> None:
+            mux = await Multiplexer({"host": "127.0.0.1", "port": port}).open()
+            try:
+                with pytest.raises(redis.BusyLoadingError):
+                    await mux.send(("PING",))
+            finally:
+                mux.abort(redis.ConnectionError("done"))
+
+        asyncio.run(run())
+    finally:
+        listener.close()

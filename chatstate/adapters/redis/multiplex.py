@@ -31,7 +31,6 @@ import time
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from chatstate.adapters.redis.invoke import ScriptCalls, arecover
 from chatstate.adapters.redis.scripts import LuaScript
@@ -112,7 +111,7 @@ class Multiplexer(asyncio.Protocol):
         try:
             for reply in greeting:
                 await reply
-        except redis.ResponseError as exc:
+        except (redis.ResponseError, redis.AuthenticationError) as exc:  # a refused login
             self.abort(redis.ConnectionError(f"Redis refused the connection's setup: {exc}"))
             raise redis.ConnectionError(f"Redis refused the connection's setup: {exc}") from exc
         return self
@@ -219,12 +218,13 @@ class Multiplexer(asyncio.Protocol):
             self._watch = asyncio.get_running_loop().call_later(due, self._check)
 
 
-def refusal(reply: redis.ResponseError) -> redis.ResponseError:
-    """The error a reply error stands for: ``NoScriptError`` when the server lacks a script."""
-    text = str(reply)
-    if text.startswith("NOSCRIPT"):
-        return NoScriptError(text)
-    return reply
+def refusal(reply: redis.ResponseError) -> Exception:
+    """The error redis-py raises for a reply error, such as ``NoScriptError``.
+
+    A server still loading its data answers ``LOADING``: that is ``BusyLoadingError``, a
+    connection error, so the call counts as the server being unavailable."""
+    error: Exception = redis.connection.DefaultParser.parse_error(str(reply))
+    return error
 
 
 class Pipelined:

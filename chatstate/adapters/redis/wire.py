@@ -55,7 +55,7 @@ class Wire:
         try:
             for command in setup_commands(kwargs):
                 self.call(command)
-        except redis.ResponseError as exc:
+        except (redis.ResponseError, redis.AuthenticationError) as exc:  # a refused login
             self.close()
             raise redis.ConnectionError(f"Redis refused the connection's setup: {exc}") from exc
 
