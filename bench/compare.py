@@ -37,8 +37,8 @@ ENV = os.environ
 #: on one of the client's own 100 threads; the state written back).
 PGBENCH_SCRIPT = """\\set t random(0, 99)
 \\set m random(1, 1000000000000)
-SELECT claim_id FROM chatstate_enter('bench-pgbench', 'bench', 'pgb-' || :m, 1000, 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, 'reject', '{}'::jsonb, 300, 0, NULL, 'drop_oldest') \\gset
-SELECT * FROM chatstate_commit('bench-pgbench', 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, '{"n": 1}'::jsonb, :claim_id, true, true, NULL);
+SELECT claim_id, claim_at, lock_at, state_at FROM chatstate_enter('bench-pgbench', 'bench', 'pgb-' || :m, 1000, 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, 'reject', '{}'::jsonb, 300, 0, NULL, 'drop_oldest') \\gset
+SELECT * FROM chatstate_commit('bench-pgbench', 'pgb-' || :client_id || '-' || :t, 'pgb-w' || :client_id, '{"n": 1}'::jsonb, :claim_id, true, true, NULL, NULL, false, nullif(:claim_at, '')::tid, nullif(:lock_at, '')::tid, nullif(:state_at, '')::tid);
 """  # noqa: E501
 
 

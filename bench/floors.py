@@ -23,7 +23,7 @@ ENTER = (
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint, true,"
-    " true, NULL::float8)"
+    " true, NULL::float8, NULL::jsonb, false, %s::tid, %s::tid, %s::tid)"
 )
 
 
@@ -43,11 +43,13 @@ def floor_fn(
     def run(i: int) -> None:
         thread, message = threads[i % n_threads], f"{prefix}{i}"
         cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
-        claimed, _, result, state, *_, claim_id = cursor.fetchone()  # type: ignore[misc]
+        row = cursor.fetchone()
+        claimed, result, state, claim_id = row[0], row[2], row[3], row[9]  # type: ignore[index]
+        rows = row[10:]  # type: ignore[index]  # where the claim, the lock and the state lie
         if claimed and result == "acquired":
             state = json.loads(state) if isinstance(state, str) else (state or {})
             state["n"] = state.get("n", 0) + 1
-            params = (ns, thread, owner, json.dumps(state), claim_id)
+            params = (ns, thread, owner, json.dumps(state), claim_id, *rows)
             cursor.execute(COMMIT, params, prepare=True)
             if not cursor.fetchone()[0]:  # type: ignore[index]
                 raise RuntimeError(f"floor cycle lost the lock {thread!r}")

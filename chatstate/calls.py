@@ -207,6 +207,8 @@ class Staged:
       removes them from the queue.
     - ``claim_id``: the row of the cycle's claim, where the entry step gave one (see
       :class:`CycleEntry`). The step finds the claim by it.
+    - ``rows``: where the entry step left the claim's and the lock's rows, and read the
+      thread's state, where it gave them. The step looks there first.
     """
 
     state: str | None = None
@@ -218,6 +220,7 @@ class Staged:
     sends: tuple[Send, ...] = ()
     taken: tuple[str, ...] = ()
     claim_id: int | None = None
+    rows: tuple[str | None, ...] = ()
 
     @property
     def effects(self) -> bool:
@@ -243,6 +246,9 @@ class CycleEntry:
       hands those out first, then the message.
     - ``claim_id``: the claim's row, on a backend that keys claims by one (PostgreSQL's fast
       path). The cycle's steps hand it back in :class:`Staged`.
+    - ``rows``: where the claim's, the lock's and the state's rows lie, on a backend that
+      finds a row by its address (PostgreSQL's fast path). The commit hands them back in
+      :class:`Staged`.
     """
 
     claimed: bool
@@ -255,6 +261,7 @@ class CycleEntry:
     held: bool = False
     history: list[Any] = field(default_factory=list)
     claim_id: int | None = None
+    rows: tuple[str | None, ...] = ()
 
 
 def lease_lost(request: CycleRequest, holder: str | None) -> LeaseLost:

@@ -155,6 +155,7 @@ class MessageCycle(Staging):
         self.in_progress = entry.in_progress
         self._effects.subscribed = entry.subscribed
         self._effects.claim_id = entry.claim_id
+        self._effects.rows = entry.rows
         self.result = entry.result
         self._effects.result = entry.result
         self.state = entry.state

@@ -31,7 +31,7 @@ class Stage:
 
     __slots__ = ("request", "history_limit", "history_ttl", "channel", "subscribe", "lists",
                  "sends", "_source", "_sent", "open", "result", "subscribed",
-                 "taken", "claim_id")  # fmt: skip
+                 "taken", "claim_id", "rows")  # fmt: skip
 
     def __init__(
         self, request: CycleRequest, history_limit: int, history_ttl: float | None
@@ -51,6 +51,7 @@ class Stage:
         self.subscribed = False  # the thread's subscription, as read then as staged
         self.taken: list[str] = []  # the ids of the pending entries gather handed out
         self.claim_id: int | None = None  # the claim's row, where the entry gave one
+        self.rows: tuple[str | None, ...] = ()  # where its rows lie, where the entry gave them
 
     def check(self, what: str) -> Stage:
         """This stage, when the cycle can commit what it stages; else the error of ``what``."""
@@ -73,6 +74,7 @@ class Stage:
             tuple(self.sends),
             tuple(self.taken),
             self.claim_id,
+            self.rows,
         )
 
     def written(self) -> None:

@@ -109,6 +109,25 @@ if VENDOR == "postgresql":
         finally:
             _migrate(latest)
 
+    def test_version_15_goes_back_to_14_and_forward(transactional_db: None) -> None:
+        """0027 changes four signatures: reversed, version 14's are back, and none of 15's."""
+        latest = _latest()
+        v14 = (
+            "chatstate_commit(text, text, text, jsonb, bigint, boolean, boolean, float8, jsonb,"
+            " boolean)"
+        )
+        v15 = v14.replace("boolean)", "boolean, tid, tid, tid)")
+        try:
+            _migrate("0026")
+            assert installed_functions_version("default") == 14
+            assert _has_function(v14) and not _has_function(v15)
+            _migrate(latest)
+            assert installed_functions_version("default") == FUNCTIONS_VERSION
+            assert _has_function(v15) and not _has_function(v14)
+            _smoke(DatabaseStateAdapter(namespace="back-and-forth"))
+        finally:
+            _migrate(latest)
+
     def test_outdated_functions_are_a_system_check_error(transactional_db: None) -> None:
         with connection.cursor() as cursor:
             cursor.execute("DROP FUNCTION chatstate_functions_version()")

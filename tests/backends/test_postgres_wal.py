@@ -101,3 +101,20 @@ def test_a_redelivery_of_a_handled_message_writes_nothing() -> None:
         store.mark_dedupe(("s", "flush"), 5)  # a durable commit after, so all is flushed
 
     assert heap_records("chatstate_dedupeentry", redelivered) == {"INSERT": 1, "HEAP_CONFIRM": 1}
+
+
+def test_a_commit_updates_a_threads_state_row_without_locking_it_first() -> None:
+    """The state's row is updated where the entry read it (version 15): an upsert that finds
+    its row locks it first, a WAL record of its own."""
+    store = DatabaseStateAdapter(namespace="wal-state")
+    store.put_thread_state("t", {"n": 0})
+
+    def cycle() -> None:
+        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
+            assert msg.acquired
+            msg.state["n"] = 1
+
+    records = heap_records("chatstate_threadstate", cycle)
+    assert records["LOCK"] == 0
+    assert records["UPDATE"] + records["HOT_UPDATE"] == 1
+    assert store.thread_state("t") == {"n": 1}

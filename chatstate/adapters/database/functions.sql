@@ -83,9 +83,17 @@
 -- A done key never becomes a claim in progress again, and the lock was a WAL record on every
 -- redelivery of a handled message. (It also made a redelivery a holder of the key that does
 -- not delete it: chatstate_drop_oldest then waited for it.)
+--
+-- Rows by address (version 15): a cycle's entry returns where its claim's and its lock's rows
+-- lie (claim_at, lock_at: their ctid), and its commit looks for them there before it looks
+-- them up by key. Marking the claim done read the primary key's index, and deleting the lock
+-- the lock's unique index: about 4 buffers of the cycle's 56. A row a renewal rewrote since
+-- the entry has moved: not found there, it is looked up by key as before. Likewise the
+-- thread's state row, where the entry read one (state_at): the commit updates it in place
+-- instead of an upsert, which read the unique index and wrote a row lock record first.
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 14 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 15 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -199,7 +207,8 @@ BEGIN
     RETURN false;
 END $$;
 
--- Claim a dedupe key: the id of its row when this call now holds it, else NULL. p_owner NULL:
+-- Claim a dedupe key: claim_id, the id of its row, when this call now holds it, else NULL; and
+-- claim_at, where that row lies (a cycle's commit looks there first). p_owner NULL:
 -- done at once (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with
 -- a lease of p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
 -- nothing changes. An in-progress claim whose lease ran out is taken over in its place. A new
@@ -207,8 +216,8 @@ END $$;
 -- p_min_age seconds and every claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
-    p_ttl float8, p_min_age float8)
-RETURNS bigint LANGUAGE plpgsql SET enable_seqscan = off
+    p_ttl float8, p_min_age float8, OUT claim_id bigint, OUT claim_at tid)
+LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_gap bigint; v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
@@ -228,28 +237,30 @@ BEGIN
                 p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
             FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
             ON CONFLICT (namespace, adapter, message_id) DO NOTHING
-            RETURNING id, seq INTO v_id, v_seq;
+            RETURNING id, seq, ctid INTO v_id, v_seq, claim_at;
         EXIT WHEN FOUND;
         -- The key exists: a duplicate, unless its claim is in progress and its lease ran out
         -- (then taken over in its place). Gone meanwhile (trimmed, withdrawn): insert again.
         -- A done key stays done: it is read without a lock (a lock is a WAL record).
         SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-        IF FOUND AND v_owner IS NULL THEN RETURN NULL; END IF;
+        IF FOUND AND v_owner IS NULL THEN RETURN; END IF;
         SELECT id, owner, thread_id, expires_at INTO v_id, v_owner, v_thread, v_expires
             FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
         IF FOUND THEN
             IF chatstate_claim_holds(p_ns, v_owner, v_thread, v_expires) THEN
-                RETURN NULL;
+                RETURN;
             END IF;
             UPDATE chatstate_dedupeentry
                 SET owner = p_owner, thread_id = p_thread, expires_at = v_until
-                WHERE id = v_id;
-            RETURN v_id;
+                WHERE id = v_id RETURNING ctid INTO claim_at;
+            claim_id := v_id;
+            RETURN;
         END IF;
     END LOOP;
-    IF v_id IS NULL THEN RETURN NULL; END IF;
+    IF v_id IS NULL THEN RETURN; END IF;
+    claim_id := v_id;
     -- The minute's first claim records where the sequence stood (the admin's chart), and
     -- notes on the window row that it did, so later claims of the minute write nothing.
     SELECT head, minute, gap INTO v_count, v_minute, v_gap
@@ -275,7 +286,7 @@ BEGIN
             LIMIT 1 FOR UPDATE SKIP LOCKED)
             AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
         IF FOUND OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
-            RETURN v_id;
+            RETURN;
         END IF;
     END IF;
     -- Full, or over-full by claims in progress or young keys: one out for one in when exactly
@@ -290,7 +301,7 @@ BEGIN
             DELETE FROM chatstate_dedupeentry WHERE id = (
                 SELECT id FROM chatstate_dedupeentry WHERE id = v_free[1]
                 FOR UPDATE SKIP LOCKED);
-            IF FOUND THEN RETURN v_id; END IF;
+            IF FOUND THEN RETURN; END IF;
         END IF;
     END IF;
     -- Filling, shrinking (a smaller limit), or contended: count under the window row's lock,
@@ -301,7 +312,7 @@ BEGIN
         ON CONFLICT (namespace) DO UPDATE SET head = w.head + 1
         RETURNING head INTO v_count;
     PERFORM chatstate_trim(p_ns, v_id, v_count, p_limit, p_min_age, v_young);
-    RETURN v_id;
+    RETURN;
 END $$;
 
 -- Delete (and return) up to p_limit (NULL: all) oldest pending entries of p_key, or with
@@ -928,13 +939,16 @@ CREATE OR REPLACE FUNCTION chatstate_enter(
     p_cap integer DEFAULT NULL,
     OUT claimed boolean, OUT subscribed boolean, OUT result text, OUT state jsonb,
     OUT in_progress boolean, OUT dropped jsonb, OUT taken_over text, OUT held boolean,
-    OUT history jsonb, OUT claim_id bigint)
+    OUT history jsonb, OUT claim_id bigint, OUT claim_at tid, OUT lock_at tid,
+    OUT state_at tid)
 LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
-DECLARE v_depth integer; v_holders jsonb; v_lock record;
+DECLARE v_depth integer; v_holders jsonb; v_lock record; v_claim record;
 BEGIN
-    claim_id := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
-                                p_min_age);
+    v_claim := chatstate_claim(p_ns, p_adapter, p_mid, p_limit, p_owner, p_thread, p_ttl,
+                               p_min_age);
+    claim_id := v_claim.claim_id;
+    claim_at := v_claim.claim_at;
     claimed := claim_id IS NOT NULL;
     in_progress := false;
     held := false;
@@ -950,12 +964,23 @@ BEGIN
         ELSIF p_strategy = 'concurrent' THEN
             result := 'acquired';
         ELSE
-            -- (assigned, not selected: a plain call, no query around it)
-            v_lock := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
-                                     p_overflow);
-            result := v_lock.result;
-            dropped := v_lock.dropped;
-            taken_over := v_lock.taken_over;
+            -- Free (the common case): taken here, where its row lies kept for the commit.
+            INSERT INTO chatstate_lock
+                (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
+                VALUES (p_ns, p_thread, p_owner, p_strategy, p_meta, statement_timestamp(),
+                        statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
+                ON CONFLICT (namespace, key) DO NOTHING
+                RETURNING ctid INTO lock_at;
+            IF FOUND THEN
+                result := 'acquired';
+            ELSE
+                -- (assigned, not selected: a plain call, no query around it)
+                v_lock := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
+                                         p_max, p_overflow);
+                result := v_lock.result;
+                dropped := v_lock.dropped;
+                taken_over := v_lock.taken_over;
+            END IF;
         END IF;
         held := result = 'acquired';
         IF held AND p_cap IS NOT NULL THEN
@@ -1006,7 +1031,7 @@ BEGIN
             -- Nothing here is lost with the crash of the server (see the top of this file).
             PERFORM set_config('synchronous_commit', 'off', true);
         END IF;
-        SELECT value INTO state FROM chatstate_threadstate
+        SELECT value, ctid INTO state, state_at FROM chatstate_threadstate
             WHERE namespace = p_ns AND thread_id = p_thread;
         IF p_history > 0 THEN
             history := chatstate_list_items(p_ns, p_history_key, p_history);
@@ -1025,7 +1050,8 @@ END $$;
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_locked boolean, p_claim boolean, p_effects jsonb, p_slot boolean,
-    p_release boolean DEFAULT false, OUT ok boolean, OUT holder text)
+    p_release boolean DEFAULT false, p_claim_at tid DEFAULT NULL, p_lock_at tid DEFAULT NULL,
+    p_state_at tid DEFAULT NULL, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text; v_holders jsonb; v_marked boolean := false;
     v_thread text; v_expires timestamptz;
@@ -1033,18 +1059,33 @@ BEGIN
     IF p_locked AND p_release AND NOT p_slot AND p_claim THEN
         -- A commit under a lock (the common case): the claim marked done if it is still
         -- p_owner's, then the lock checked by deleting it; when the lock is gone, the claim
-        -- put back as it was (old: the row as this statement found it, by its address).
+        -- put back as it was (old: the row as this statement found it, by its address). Each
+        -- row is looked for where the entry left it first (p_claim_at, p_lock_at: no index
+        -- read), then, when it has moved since (a renewal rewrites it), by its key.
         UPDATE chatstate_dedupeentry e SET owner = NULL, thread_id = NULL, expires_at = NULL
             FROM (SELECT ctid, thread_id, expires_at FROM chatstate_dedupeentry
-                  WHERE id = p_claim_id) old
+                  WHERE ctid = p_claim_at AND id = p_claim_id) old
             WHERE e.ctid = old.ctid AND e.owner = p_owner
             RETURNING old.thread_id, old.expires_at INTO v_thread, v_expires;
         v_marked := FOUND;
+        IF NOT v_marked THEN
+            UPDATE chatstate_dedupeentry e SET owner = NULL, thread_id = NULL, expires_at = NULL
+                FROM (SELECT ctid, thread_id, expires_at FROM chatstate_dedupeentry
+                      WHERE id = p_claim_id) old
+                WHERE e.ctid = old.ctid AND e.owner = p_owner
+                RETURNING old.thread_id, old.expires_at INTO v_thread, v_expires;
+            v_marked := FOUND;
+        END IF;
         ok := false;
         IF v_marked THEN
-            DELETE FROM chatstate_lock
-                WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+            DELETE FROM chatstate_lock WHERE ctid = p_lock_at
+                AND namespace = p_ns AND key = p_thread AND owner = p_owner;
             ok := FOUND;
+            IF NOT ok THEN
+                DELETE FROM chatstate_lock
+                    WHERE namespace = p_ns AND key = p_thread AND owner = p_owner;
+                ok := FOUND;
+            END IF;
         END IF;
         IF NOT ok THEN
             IF v_marked THEN
@@ -1090,10 +1131,16 @@ BEGIN
     END IF;
     holder := NULL;
     IF p_state IS NOT NULL THEN
-        INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
-            VALUES (p_ns, p_thread, p_state, statement_timestamp())
-            ON CONFLICT (namespace, thread_id)
-            DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+        -- Where the entry read it (p_state_at), unless it moved since: no index read, and no
+        -- row lock record (an upsert that finds its row locks it, then updates it).
+        UPDATE chatstate_threadstate SET value = p_state, updated_at = statement_timestamp()
+            WHERE ctid = p_state_at AND namespace = p_ns AND thread_id = p_thread;
+        IF NOT FOUND THEN
+            INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
+                VALUES (p_ns, p_thread, p_state, statement_timestamp())
+                ON CONFLICT (namespace, thread_id)
+                DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+        END IF;
     END IF;
     IF p_claim AND NOT v_marked THEN
         UPDATE chatstate_dedupeentry SET owner = NULL, thread_id = NULL, expires_at = NULL
@@ -1107,18 +1154,21 @@ END $$;
 -- A cycle's commit: write the state, mark the claim done, write the effects and release the
 -- lock (p_slot: the slot, as chatstate_release_slot), in one step, handing over the pending
 -- entries; or, when the lease went to another holder (released false, holder: who has it),
--- nothing.
+-- nothing. p_claim_at, p_lock_at and p_state_at: where the entry left the claim's and the
+-- lock's rows, and where it read the thread's state.
 CREATE OR REPLACE FUNCTION chatstate_commit(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
     p_locked boolean, p_claim boolean, p_pending_ttl float8, p_effects jsonb DEFAULT NULL,
-    p_slot boolean DEFAULT false,
+    p_slot boolean DEFAULT false, p_claim_at tid DEFAULT NULL, p_lock_at tid DEFAULT NULL,
+    p_state_at tid DEFAULT NULL,
     OUT released boolean, OUT holder text, OUT pending jsonb, OUT expired jsonb)
 LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_settled record;
 BEGIN
     v_settled := chatstate_settle(p_ns, p_thread, p_owner, p_state, p_claim_id, p_locked,
-                                  p_claim, p_effects, p_slot, true);
+                                  p_claim, p_effects, p_slot, true, p_claim_at, p_lock_at,
+                                  p_state_at);
     released := v_settled.ok;
     holder := v_settled.holder;
     IF released AND p_slot THEN

@@ -35,7 +35,7 @@ from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingE
 from chatstate.validation import history_key
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
-FUNCTIONS_VERSION = 14
+FUNCTIONS_VERSION = 15
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
@@ -74,8 +74,8 @@ PUT_STATE = {
     )
 }
 CLAIM = (
-    "SELECT chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL, %s::float8)"
-    " IS NOT NULL"
+    "SELECT (chatstate_claim(%s::text, %s::text, %s::text, %s::bigint, NULL, NULL, NULL,"
+    " %s::float8)).claim_id IS NOT NULL"
 )
 LOCK = (
     "SELECT * FROM chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb,"
@@ -107,7 +107,8 @@ ENTER = (
 )
 COMMIT = (
     "SELECT * FROM chatstate_commit(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint,"
-    " %s::boolean, %s::boolean, %s::float8, %s::jsonb, %s::boolean)"
+    " %s::boolean, %s::boolean, %s::float8, %s::jsonb, %s::boolean, %s::tid, %s::tid,"
+    " %s::tid)"
 )
 DRAIN = (
     "SELECT * FROM chatstate_drain(%s::text, %s::text, %s::text, %s::jsonb, %s::bigint,"
@@ -285,6 +286,9 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             held,
             history,
             claim_id,
+            claim_at,
+            lock_at,
+            state_at,
         ) = yield (
             ROW,
             ENTER,
@@ -314,6 +318,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             if held:
                 entry.held, entry.state = True, jsonb_value(state) or {}
         entry.claim_id = claim_id
+        entry.rows = (claim_at, lock_at, state_at)
         if history is not None:
             entry.history = jsonb_value(history)
         if dropped is not None and dropped != "[]":
@@ -333,6 +338,7 @@ class PostgresStateAdapter(PostgresListsAndOutbox, DatabaseStateAdapter, vendor=
             self.pending_ttl,
             effects_json(staged),
             request.slots,
+            *(staged.rows or (None, None, None)),
         )
         released, holder, pending, expired = yield (ROW, COMMIT, params)
         if not released:
