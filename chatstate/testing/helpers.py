@@ -12,7 +12,7 @@ from chatstate import PendingEntry, Snapshot
 
 #: A lease short enough to outlive in a test, long enough that a loaded machine still acts
 #: within it; ``outlive`` sleeps just past it.
-LEASE = 0.4
+LEASE = 0.7
 
 TIMES = ("acquired_at", "expires_at", "enqueued_at")
 
