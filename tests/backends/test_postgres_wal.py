@@ -43,14 +43,19 @@ def heap_records(table: str, run: Callable[[], None]) -> Counter[str]:
         return Counter(record_type.split("+")[0] for (record_type,) in cursor.fetchall())
 
 
-def test_a_commit_releases_its_lock_without_locking_its_row_first() -> None:
-    store = DatabaseStateAdapter(namespace="wal-lock")
+def acquired_cycle(store: DatabaseStateAdapter) -> Callable[[], None]:
+    """A cycle of message m1 on thread t that acquires it and writes {"n": 1}."""
 
     def cycle() -> None:
         with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
             assert msg.acquired
             msg.state["n"] = 1
 
+    return cycle
+
+
+def test_a_commit_releases_its_lock_without_locking_its_row_first() -> None:
+    cycle = acquired_cycle(DatabaseStateAdapter(namespace="wal-lock"))
     # (an INSERT ... ON CONFLICT is a speculative insert, then its confirmation)
     assert heap_records("chatstate_lock", cycle) == {"INSERT": 1, "HEAP_CONFIRM": 1, "DELETE": 1}
 
@@ -75,14 +80,9 @@ def test_a_refused_commit_writes_nothing_to_the_lock() -> None:
 
 
 def test_a_commit_marks_its_claim_done_without_locking_its_row_first() -> None:
-    store = DatabaseStateAdapter(namespace="wal-claim")
-
-    def cycle() -> None:
-        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
-            assert msg.acquired
-            msg.state["n"] = 1
-
-    records = heap_records("chatstate_dedupeentry", cycle)
+    records = heap_records(
+        "chatstate_dedupeentry", acquired_cycle(DatabaseStateAdapter(namespace="wal-claim"))
+    )
     # the claim's insert, its confirmation, and one update that marks it done (version 14)
     assert records["LOCK"] == 0
     assert (records["INSERT"], records["HEAP_CONFIRM"]) == (1, 1)
@@ -108,13 +108,7 @@ def test_a_commit_updates_a_threads_state_row_without_locking_it_first() -> None
     its row locks it first, a WAL record of its own."""
     store = DatabaseStateAdapter(namespace="wal-state")
     store.put_thread_state("t", {"n": 0})
-
-    def cycle() -> None:
-        with store.handle_message(("s", "m1"), thread_id="t", owner="w") as msg:
-            assert msg.acquired
-            msg.state["n"] = 1
-
-    records = heap_records("chatstate_threadstate", cycle)
+    records = heap_records("chatstate_threadstate", acquired_cycle(store))
     assert records["LOCK"] == 0
     assert records["UPDATE"] + records["HOT_UPDATE"] == 1
     assert store.thread_state("t") == {"n": 1}
