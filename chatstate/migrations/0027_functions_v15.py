@@ -3,8 +3,9 @@
 A cycle's entry returns where its claim's and its lock's rows lie (their ``ctid``), and its
 commit looks for them there first. Marking the claim done read the primary key's index, and
 deleting the lock the lock's unique index. A row a renewal rewrote since the entry has moved:
-it is then looked up by key, as before. ``chatstate_claim`` returns the row's address beside
-its id, so four functions change their signature: their version 14 is dropped first.
+it is then looked up by key, as before. ``chatstate_claim`` and ``chatstate_lock`` return
+their row's address too, so five functions change their signature: their version 14 is
+dropped first.
 """
 
 from django.db import migrations

@@ -85,7 +85,7 @@
 -- not delete it: chatstate_drop_oldest then waited for it.)
 --
 -- Rows by address (version 15): a cycle's entry returns where its claim's and its lock's rows
--- lie (claim_at, lock_at: their ctid), and its commit looks for them there before it looks
+-- lie (claim_at, lock_at: their ctid, from chatstate_claim and chatstate_lock), and its commit looks for them there before it looks
 -- them up by key. Marking the claim done read the primary key's index, and deleting the lock
 -- the lock's unique index: about 4 buffers of the cycle's 56. A row a renewal rewrote since
 -- the entry has moved: not found there, it is looked up by key as before. Likewise the
@@ -344,12 +344,13 @@ BEGIN
 END $$;
 
 -- ``lock`` for a non-concurrent strategy: result 'acquired', 'busy', 'queued', 'debounced' or
--- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over. A key
--- held by live slots is held.
+-- 'dropped'; the entries an overflow or a debounce dropped; the expired holder taken over;
+-- where the lock's row lies, when taken (a cycle's commit looks there first). A key held by
+-- live slots is held.
 CREATE OR REPLACE FUNCTION chatstate_lock(
     p_ns text, p_key text, p_owner text, p_strategy text, p_meta jsonb, p_ttl float8,
     p_max integer, p_overflow text,
-    OUT result text, OUT dropped jsonb, OUT taken_over text)
+    OUT result text, OUT dropped jsonb, OUT taken_over text, OUT lock_at tid)
 LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_depth integer; v_previous text; v_updated boolean;
@@ -360,7 +361,8 @@ BEGIN
         (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
         VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
                 statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
-        ON CONFLICT (namespace, key) DO NOTHING;
+        ON CONFLICT (namespace, key) DO NOTHING
+        RETURNING ctid INTO lock_at;
     IF FOUND THEN result := 'acquired'; RETURN; END IF;
     FOR attempt IN 1..20 LOOP
         SELECT owner INTO v_previous FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
@@ -374,7 +376,7 @@ BEGIN
                     metadata = EXCLUDED.metadata, acquired_at = EXCLUDED.acquired_at,
                     expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl, holders = NULL
                 WHERE l.expires_at <= statement_timestamp()
-            RETURNING xmax <> 0 INTO v_updated;
+            RETURNING xmax <> 0, ctid INTO v_updated, lock_at;
         IF FOUND THEN
             result := 'acquired';
             -- (expired slots are no holder taken over: their row's owner is '')
@@ -964,23 +966,13 @@ BEGIN
         ELSIF p_strategy = 'concurrent' THEN
             result := 'acquired';
         ELSE
-            -- Free (the common case): taken here, where its row lies kept for the commit.
-            INSERT INTO chatstate_lock
-                (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
-                VALUES (p_ns, p_thread, p_owner, p_strategy, p_meta, statement_timestamp(),
-                        statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
-                ON CONFLICT (namespace, key) DO NOTHING
-                RETURNING ctid INTO lock_at;
-            IF FOUND THEN
-                result := 'acquired';
-            ELSE
-                -- (assigned, not selected: a plain call, no query around it)
-                v_lock := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl,
-                                         p_max, p_overflow);
-                result := v_lock.result;
-                dropped := v_lock.dropped;
-                taken_over := v_lock.taken_over;
-            END IF;
+            -- (assigned, not selected: a plain call, no query around it)
+            v_lock := chatstate_lock(p_ns, p_thread, p_owner, p_strategy, p_meta, p_ttl, p_max,
+                                     p_overflow);
+            result := v_lock.result;
+            dropped := v_lock.dropped;
+            taken_over := v_lock.taken_over;
+            lock_at := v_lock.lock_at;  -- where the lock's row lies, when taken
         END IF;
         held := result = 'acquired';
         IF held AND p_cap IS NOT NULL THEN

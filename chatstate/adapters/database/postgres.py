@@ -78,8 +78,8 @@ CLAIM = (
     " %s::float8)).claim_id IS NOT NULL"
 )
 LOCK = (
-    "SELECT * FROM chatstate_lock(%s::text, %s::text, %s::text, %s::text, %s::jsonb,"
-    " %s::float8, %s::integer, %s::text)"
+    "SELECT result, dropped, taken_over FROM chatstate_lock(%s::text, %s::text, %s::text,"
+    " %s::text, %s::jsonb, %s::float8, %s::integer, %s::text)"
 )
 TAKE_SLOT = (
     "SELECT result, dropped FROM chatstate_take_slot(%s::text, %s::text, %s::text, %s::jsonb,"
