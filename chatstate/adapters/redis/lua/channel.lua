@@ -59,7 +59,7 @@ local function ch_library()
 
     -- The text of the JSON string ``token`` (decoded only when it holds an escape).
     local function ch_string(token)
-        if ch_find(token, '\\', 1, true) then return cjson.decode(token) end
+        if ch_find(token, '\\', 1, true) then return decode(token) end
         return ch_sub(token, 2, -2)
     end
 

@@ -4,20 +4,20 @@
 -- stays for the next holder); frees ``owner``'s slot and unmarks the entries it was handed
 -- (they stay queued).
 local withdrawn = 0
-local rec = redis.call('HGET', KEYS[2], ARGV[1])
-if rec and cjson.decode(rec)[1] == ARGV[3] then
-    redis.call('ZREM', KEYS[1], ARGV[1])
-    redis.call('HDEL', KEYS[2], ARGV[1])
-    redis.call('HDEL', KEYS[3], ARGV[1])
+local rec = call('HGET', KEYS[2], ARGV[1])
+if rec and decode(rec)[1] == ARGV[3] then
+    call('ZREM', KEYS[1], ARGV[1])
+    call('HDEL', KEYS[2], ARGV[1])
+    call('HDEL', KEYS[3], ARGV[1])
     withdrawn = 1
 end
 if ARGV[4] == '1' then
-    local lock = redis.call('HGET', KEYS[4], ARGV[2])
-    local held = lock and cjson.decode(lock)
-    if held and held[1] == ARGV[3] and not held[9] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+    local lock = call('HGET', KEYS[4], ARGV[2])
+    local held = lock and decode(lock)
+    if held and held[1] == ARGV[3] and not held[9] then call('HDEL', KEYS[4], ARGV[2]) end
 elseif ARGV[4] == 's' then
-    local lock = redis.call('HGET', KEYS[4], ARGV[2])
-    local held = lock and cjson.decode(lock)
+    local lock = call('HGET', KEYS[4], ARGV[2])
+    local held = lock and decode(lock)
     -- @slots
     local slots = slot_functions()
     local slot = slots.index(held, ARGV[3])

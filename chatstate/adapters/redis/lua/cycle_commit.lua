@@ -13,24 +13,25 @@ local locked = ARGV[5] == '1'
 local settle = ARGV[7] == '1' or ARGV[5] == '0'
 local held, slots, slot = false, false, false
 local mine = false  -- the lock's record, read once: the release does not read it again
+local head = owner_head(ARGV[2])
 if locked then
-    mine = redis.call('HGET', KEYS[1], ARGV[1])
-    if not owns(mine, ARGV[2]) then
-        held = mine and cjson.decode(mine)
+    mine = call('HGET', KEYS[1], ARGV[1])
+    if not owns(mine, head) then
+        held = mine and decode(mine)
         local holder = held and held[1] or ''
         if holder ~= ARGV[2] or held[9] then return {0, holder} end
     end
 elseif ARGV[5] == 's' then
     -- @slots
     slots = slot_functions()
-    local lock = redis.call('HGET', KEYS[1], ARGV[1])
-    held = lock and cjson.decode(lock)
+    local lock = call('HGET', KEYS[1], ARGV[1])
+    held = lock and decode(lock)
     slot = slots.index(held, ARGV[2])
     if not slot then return {0, held and slots.first_live(held, now) or ''} end
 end
 if settle then
-    local rec = redis.call('HGET', KEYS[6], ARGV[4])
-    if not rec or not (after_owner(rec, ARGV[2]) or cjson.decode(rec)[1] == ARGV[2]) then
+    local rec = call('HGET', KEYS[6], ARGV[4])
+    if not rec or not (starts(rec, head) or decode(rec)[1] == ARGV[2]) then
         return {0, ARGV[2]}
     end
 end
@@ -40,7 +41,7 @@ if prepare_effects then
     plan, err = prepare_effects(8, 8, ARGV[1])
     if not plan then return {2, err} end
 end
-if settle then redis.call('HDEL', KEYS[6], ARGV[4]) end
+if settle then call('HDEL', KEYS[6], ARGV[4]) end
 if plan then remove_taken(plan, KEYS[2], KEYS[3], ARGV[1]) end
 local released = {1, '', {}, {}}
 if locked then
@@ -54,7 +55,7 @@ elseif slot then
     released = {1, '', entries, expired}
 end
 if ARGV[3] ~= '' then
-    redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+    call('HSET', KEYS[4], ARGV[1], ARGV[3])
     touch(KEYS[7], ARGV[1], now_text)
 end
 if plan then write_effects(plan, now, now_text) end

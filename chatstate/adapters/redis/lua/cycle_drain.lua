@@ -11,8 +11,8 @@
 -- the claim is no longer the owner's, {2, message} when an effect cannot be written
 -- (nothing written).
 local now = now_ms()
-local rec = redis.call('HGET', KEYS[1], ARGV[1])
-local held = rec and cjson.decode(rec)
+local rec = call('HGET', KEYS[1], ARGV[1])
+local held = rec and decode(rec)
 local slots, slot = false, false
 if ARGV[9] == 's' then
     -- @slots
@@ -24,8 +24,8 @@ elseif not held or held[1] ~= ARGV[2] or held[9] then
 end
 local settle = ARGV[8] == '1'
 if settle then
-    local claim = redis.call('HGET', KEYS[5], ARGV[4])
-    if not claim or cjson.decode(claim)[1] ~= ARGV[2] then return {0, ARGV[2]} end
+    local claim = call('HGET', KEYS[5], ARGV[4])
+    if not claim or decode(claim)[1] ~= ARGV[2] then return {0, ARGV[2]} end
 end
 local plan = false
 if prepare_effects then
@@ -33,23 +33,23 @@ if prepare_effects then
     plan, err = prepare_effects(8, 10, ARGV[1])
     if not plan then return {2, err} end
 end
-if settle then redis.call('HDEL', KEYS[5], ARGV[4]) end
+if settle then call('HDEL', KEYS[5], ARGV[4]) end
 if plan then
     write_effects(plan, now)
     remove_taken(plan, KEYS[2], KEYS[3], ARGV[1])
 end
 if ARGV[3] ~= '' then
-    redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+    call('HSET', KEYS[4], ARGV[1], ARGV[3])
     touch(KEYS[6], ARGV[1], now)
 end
 if ARGV[5] ~= '' then  -- the entry finished: at the front, unless dropped meanwhile
-    local first = redis.call('LINDEX', KEYS[2], 0)
-    if first and cjson.decode(first)[6] == ARGV[5] then
-        redis.call('LPOP', KEYS[2])
+    local first = call('LINDEX', KEYS[2], 0)
+    if first and decode(first)[6] == ARGV[5] then
+        call('LPOP', KEYS[2])
     else
-        for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-            if cjson.decode(raw)[6] == ARGV[5] then
-                redis.call('LREM', KEYS[2], 1, raw)
+        for _, raw in ipairs(call('LRANGE', KEYS[2], 0, -1)) do
+            if decode(raw)[6] == ARGV[5] then
+                call('LREM', KEYS[2], 1, raw)
                 break
             end
         end
@@ -61,19 +61,19 @@ if slots then
                                   ARGV[2], tonumber(ARGV[6]), now)
     return {1, '', head and {head} or {}, expired}
 end
-local head = redis.call('LINDEX', KEYS[2], 0)
+local head = call('LINDEX', KEYS[2], 0)
 if not head then
-    redis.call('HDEL', KEYS[1], ARGV[1])
-    redis.call('SREM', KEYS[3], ARGV[1])
+    call('HDEL', KEYS[1], ARGV[1])
+    call('SREM', KEYS[3], ARGV[1])
     return {1, '', {}, expired}
 end
-local entry = cjson.decode(head)
+local entry = decode(head)
 if not entry[6] then  -- queued before entries had ids: give it one where it stands
-    entry[6] = tostring(redis.call('INCR', KEYS[7]))
-    head = cjson.encode(entry)
-    redis.call('LSET', KEYS[2], 0, head)
+    entry[6] = tostring(call('INCR', KEYS[7]))
+    head = encode(entry)
+    call('LSET', KEYS[2], 0, head)
 end
 held[5] = now + tonumber(ARGV[6])
 held[7] = false
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+call('HSET', KEYS[1], ARGV[1], encode(held))
 return {1, '', {head}, expired}

@@ -21,7 +21,7 @@ local rec = claim_record(ARGV[4], ARGV[3], expires)
 local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], ARGV[1], tonumber(ARGV[2]),
                       tonumber(ARGV[8]), rec, now, now_text)
 if claimed == 0 then
-    return {0, redis.call('SISMEMBER', KEYS[5], ARGV[3]), redis.call('HEXISTS', KEYS[3], ARGV[1])}
+    return {0, call('SISMEMBER', KEYS[5], ARGV[3]), call('HEXISTS', KEYS[3], ARGV[1])}
 end
 local outcome = {'acquired', {}, false}
 local slots = false
@@ -36,7 +36,7 @@ elseif ARGV[12] then
 end
 local result = outcome[1]
 local held = result == 'acquired'
-if held and (((ARGV[5] == 'queue' or ARGV[5] == 'debounce') and redis.call('LLEN', KEYS[8]) > 0)
+if held and (((ARGV[5] == 'queue' or ARGV[5] == 'debounce') and call('LLEN', KEYS[8]) > 0)
              or (slots and slots.waiting(KEYS[7], KEYS[8], ARGV[3], ARGV[4], now))) then
     local behind = queue_behind(KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                                 tonumber(ARGV[9]), ARGV[10], now)
@@ -44,15 +44,15 @@ if held and (((ARGV[5] == 'queue' or ARGV[5] == 'debounce') and redis.call('LLEN
     outcome[2] = behind[2]
 end
 if result == 'busy' or result == 'dropped' then  -- refused: released, a redelivery is handled
-    redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({ARGV[4], '', now, false}))
+    call('HSET', KEYS[3], ARGV[1], encode({ARGV[4], '', now, false}))
 elseif result ~= 'acquired' then  -- stored behind the lock: done
-    redis.call('HDEL', KEYS[3], ARGV[1])
+    call('HDEL', KEYS[3], ARGV[1])
 end
-local subscribed = redis.call('SISMEMBER', KEYS[5], ARGV[3])
+local subscribed = call('SISMEMBER', KEYS[5], ARGV[3])
 local state, history = false, false
 if held then
-    state = redis.call('HGET', KEYS[6], ARGV[3])
-    if KEYS[11] then history = redis.call('LRANGE', KEYS[11], -tonumber(ARGV[11]), -1) end
+    state = call('HGET', KEYS[6], ARGV[3])
+    if KEYS[11] then history = call('LRANGE', KEYS[11], -tonumber(ARGV[11]), -1) end
 end
 if held and result == 'acquired' and #outcome[2] == 0 and not outcome[3]
         and not (history and #history > 0) then

@@ -4,27 +4,27 @@
 -- when renewed.
 local now = now_ms()
 if ARGV[4] == '1' then
-    local rec = redis.call('HGET', KEYS[1], ARGV[1])
+    local rec = call('HGET', KEYS[1], ARGV[1])
     if not rec then return 0 end
-    local held = cjson.decode(rec)
+    local held = decode(rec)
     if held[1] ~= ARGV[2] or held[9] or tonumber(held[5]) <= now then return 0 end
     held[5] = now + tonumber(ARGV[5])
     held[7] = false
-    redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(held))
+    call('HSET', KEYS[1], ARGV[1], encode(held))
     return 1
 end
 if ARGV[4] == 's' then
-    local rec = redis.call('HGET', KEYS[1], ARGV[1])
+    local rec = call('HGET', KEYS[1], ARGV[1])
     if not rec then return 0 end
     -- @slots
-    return slot_functions().extend(KEYS[1], ARGV[1], cjson.decode(rec), ARGV[2],
+    return slot_functions().extend(KEYS[1], ARGV[1], decode(rec), ARGV[2],
                                    tonumber(ARGV[5]), now)
 end
-local rec = redis.call('HGET', KEYS[2], ARGV[3])
+local rec = call('HGET', KEYS[2], ARGV[3])
 if not rec then return 0 end
-local claim = cjson.decode(rec)
+local claim = decode(rec)
 if claim[1] ~= ARGV[2] then return 0 end
 claim[3] = now + tonumber(ARGV[5])
 claim[4] = false
-redis.call('HSET', KEYS[2], ARGV[3], cjson.encode(claim))
+call('HSET', KEYS[2], ARGV[3], encode(claim))
 return 1

@@ -16,7 +16,7 @@ local function prepare_effects(kb, ab, thread)
     local a, text = ab + 2, false
     if count > 0 then
         local err
-        text, err = apply_channel_ops(redis.call('HGET', KEYS[kb], channel), a, count)
+        text, err = apply_channel_ops(call('HGET', KEYS[kb], channel), a, count)
         if not text then return nil, err end
     end
     a = a + 3 * count
@@ -34,25 +34,25 @@ local function remove_taken(plan, q, qkeys, key)
     if plan.taken == 0 then return end
     local ids = {}
     for i = 0, plan.taken - 1 do ids[ARGV[plan.taken_at + i]] = true end
-    for _, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
-        if ids[cjson.decode(raw)[6]] then redis.call('LREM', q, 1, raw) end
+    for _, raw in ipairs(call('LRANGE', q, 0, -1)) do
+        if ids[decode(raw)[6]] then call('LREM', q, 1, raw) end
     end
-    if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+    if call('LLEN', q) == 0 then call('SREM', qkeys, key) end
 end
 
 -- Write the prepared ``plan``; ``now_text``: ``now`` as text, when the caller has it.
 local function write_effects(plan, now, now_text)
     local kb, thread = plan.kb, plan.thread
     if plan.channel then
-        redis.call('HSET', KEYS[kb], plan.channel, plan.text)
+        call('HSET', KEYS[kb], plan.channel, plan.text)
         touch(KEYS[kb + 1], plan.channel, now_text or now)
     end
     if plan.subscribe == '1' then
-        redis.call('SADD', KEYS[kb + 2], thread)
+        call('SADD', KEYS[kb + 2], thread)
         touch(KEYS[kb + 3], thread, now_text or now)
     elseif plan.subscribe == '0' then
-        redis.call('SREM', KEYS[kb + 2], thread)
-        redis.call('ZREM', KEYS[kb + 3], thread)
+        call('SREM', KEYS[kb + 2], thread)
+        call('ZREM', KEYS[kb + 3], thread)
     end
     local k = kb + 5
     for i = 0, plan.lists - 1 do

@@ -12,8 +12,8 @@
 -- claims, lists, outbox}.
 local live, snap, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local function copy(name)
-    if redis.call('COPY', live .. name, snap .. name) == 1 then
-        redis.call('PEXPIRE', snap .. name, ttl)
+    if call('COPY', live .. name, snap .. name) == 1 then
+        call('PEXPIRE', snap .. name, ttl)
         return true
     end
     return false
@@ -21,21 +21,21 @@ end
 for _, name in ipairs({'subs', 'dd', 'ddc', 'ts', 'cs', 'locks', 'qkeys', 'lexp', 'ob', 'obp'}) do
     copy(name)
 end
-for _, k in ipairs(redis.call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
-local lists = redis.call('ZRANGEBYSCORE', live .. 'lkeys', '(' .. now_ms(), '+inf', 'WITHSCORES')
+for _, k in ipairs(call('SMEMBERS', live .. 'qkeys')) do copy('q:' .. k) end
+local lists = call('ZRANGEBYSCORE', live .. 'lkeys', '(' .. now_ms(), '+inf', 'WITHSCORES')
 for i = 1, #lists, 2 do
-    if copy('l:' .. lists[i]) then redis.call('ZADD', snap .. 'lkeys', lists[i + 1], lists[i]) end
+    if copy('l:' .. lists[i]) then call('ZADD', snap .. 'lkeys', lists[i + 1], lists[i]) end
 end
-redis.call('PEXPIRE', snap .. 'lkeys', ttl)
-local claims = redis.call('HGETALL', snap .. 'ddc')
+call('PEXPIRE', snap .. 'lkeys', ttl)
+local claims = call('HGETALL', snap .. 'ddc')
 for i = 1, #claims, 2 do
-    if cjson.decode(claims[i + 1])[2] == '' then
-        redis.call('ZREM', snap .. 'dd', claims[i])
-        redis.call('HDEL', snap .. 'ddc', claims[i])
+    if decode(claims[i + 1])[2] == '' then
+        call('ZREM', snap .. 'dd', claims[i])
+        call('HDEL', snap .. 'ddc', claims[i])
     end
 end
-return {redis.call('SCARD', snap .. 'subs'), redis.call('ZCARD', snap .. 'dd'),
-        redis.call('HLEN', snap .. 'ts'), redis.call('HLEN', snap .. 'cs'),
-        redis.call('HLEN', snap .. 'locks'), redis.call('SCARD', snap .. 'qkeys'),
-        redis.call('HLEN', snap .. 'ddc'), redis.call('ZCARD', snap .. 'lkeys'),
-        redis.call('HLEN', snap .. 'ob')}
+return {call('SCARD', snap .. 'subs'), call('ZCARD', snap .. 'dd'),
+        call('HLEN', snap .. 'ts'), call('HLEN', snap .. 'cs'),
+        call('HLEN', snap .. 'locks'), call('SCARD', snap .. 'qkeys'),
+        call('HLEN', snap .. 'ddc'), call('ZCARD', snap .. 'lkeys'),
+        call('HLEN', snap .. 'ob')}

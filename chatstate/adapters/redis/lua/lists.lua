@@ -6,12 +6,12 @@
 -- newest ``max_length`` items (nil: all) and renew its expiry to ``ttl`` ms from now (nil:
 -- left as it is; a list that starts over has none).
 local function append_item(lkeys, lkey, key, value, max_length, ttl, now)
-    local length = redis.call('RPUSH', lkey, value)
-    if max_length and length > max_length then redis.call('LTRIM', lkey, -max_length, -1) end
+    local length = call('RPUSH', lkey, value)
+    if max_length and length > max_length then call('LTRIM', lkey, -max_length, -1) end
     if ttl then
-        redis.call('PEXPIRE', lkey, ttl)
-        redis.call('ZADD', lkeys, now + ttl, key)
+        call('PEXPIRE', lkey, ttl)
+        call('ZADD', lkeys, now + ttl, key)
     elseif length == 1 then
-        redis.call('ZADD', lkeys, 'inf', key)
+        call('ZADD', lkeys, 'inf', key)
     end
 end

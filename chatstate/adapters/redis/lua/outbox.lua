@@ -8,37 +8,37 @@
 
 -- Store a new entry for ``thread`` unless an entry with ``key`` is waiting.
 local function ob_enqueue(o, queue, key, thread, payload, now)
-    if redis.call('HEXISTS', o[3], key) == 1 then return end
-    local id = tostring(redis.call('INCR', o[4]))
-    redis.call('HSET', o[1], id, cjson.encode({key, thread, now, now, 0, 0, '', 0}))
-    redis.call('HSET', o[2], id, payload)
-    redis.call('HSET', o[3], key, id)
-    if redis.call('RPUSH', queue, id) == 1 then redis.call('ZADD', o[5], now, thread) end
+    if call('HEXISTS', o[3], key) == 1 then return end
+    local id = tostring(call('INCR', o[4]))
+    call('HSET', o[1], id, encode({key, thread, now, now, 0, 0, '', 0}))
+    call('HSET', o[2], id, payload)
+    call('HSET', o[3], key, id)
+    if call('RPUSH', queue, id) == 1 then call('ZADD', o[5], now, thread) end
 end
 
 -- The record of entry ``id`` (nil when there is none).
 local function ob_entry(o, id)
-    local raw = redis.call('HGET', o[1], id)
-    return raw and cjson.decode(raw)
+    local raw = call('HGET', o[1], id)
+    return raw and decode(raw)
 end
 
 -- The thread's place in ``obh``, after a change of its queue or its head.
 local function ob_rescore(o, queue, thread, now)
-    local head = redis.call('LINDEX', queue, 0)
+    local head = call('LINDEX', queue, 0)
     if not head then
-        redis.call('ZREM', o[5], thread)
+        call('ZREM', o[5], thread)
         return
     end
     local e = ob_entry(o, head)
     local at = e[4]
     if e[7] ~= '' and e[8] > now then at = e[8] end
-    redis.call('ZADD', o[5], at, thread)
+    call('ZADD', o[5], at, thread)
 end
 
 -- Remove entry ``id`` (record ``e``) from every key (its thread's place is the caller's).
 local function ob_remove(o, queue, id, e)
-    redis.call('HDEL', o[1], id)
-    redis.call('HDEL', o[2], id)
-    if redis.call('HGET', o[3], e[1]) == id then redis.call('HDEL', o[3], e[1]) end
-    redis.call('LREM', queue, 1, id)
+    call('HDEL', o[1], id)
+    call('HDEL', o[2], id)
+    if call('HGET', o[3], e[1]) == id then call('HDEL', o[3], e[1]) end
+    call('LREM', queue, 1, id)
 end

@@ -13,11 +13,11 @@ local function leased(e) return e[7] ~= '' and e[8] > now end
 local heads, places, runs = {}, {}, 0  -- heads: {id number, id, record, thread, position}
 local offset = 0
 while runs < limit do
-    local page = redis.call('ZRANGEBYSCORE', o[5], '-inf', now, 'LIMIT', offset, limit)
+    local page = call('ZRANGEBYSCORE', o[5], '-inf', now, 'LIMIT', offset, limit)
     if #page == 0 then break end
     offset = offset + #page
     for _, thread in ipairs(page) do
-        local id = redis.call('LINDEX', prefix .. 'obq:' .. thread, 0)
+        local id = call('LINDEX', prefix .. 'obq:' .. thread, 0)
         local e = id and ob_entry(o, id)
         if not e then
             places[thread] = false
@@ -43,7 +43,7 @@ while #taken < limit and #heads > 0 do
     local thread = head[4]
     taken[#taken + 1] = head
     local position = head[5] + 1
-    local id = redis.call('LINDEX', prefix .. 'obq:' .. thread, position)
+    local id = call('LINDEX', prefix .. 'obq:' .. thread, position)
     local e = id and ob_entry(o, id)
     if e and leased(e) then  -- leased to someone: the thread waits for that lease
         skipped[thread] = e[8]
@@ -62,16 +62,16 @@ for _, head in ipairs(taken) do
     if not skipped[thread] then
         local e = head[3]
         e[7], e[8] = owner, until_ms
-        local record = cjson.encode(e)
-        redis.call('HSET', o[1], head[2], record)
+        local record = encode(e)
+        call('HSET', o[1], head[2], record)
         places[thread] = until_ms
         reply[#reply + 1] = head[2]
         reply[#reply + 1] = record
-        reply[#reply + 1] = redis.call('HGET', o[2], head[2])
+        reply[#reply + 1] = call('HGET', o[2], head[2])
     end
 end
 for thread, at in pairs(skipped) do places[thread] = at end
 for thread, at in pairs(places) do
-    if at then redis.call('ZADD', o[5], at, thread) else redis.call('ZREM', o[5], thread) end
+    if at then call('ZADD', o[5], at, thread) else call('ZREM', o[5], thread) end
 end
 return reply

@@ -28,32 +28,32 @@ for a = 6, #ARGV do
                 e[7], e[8] = '', 0
                 if e[5] >= tonumber(ARGV[5]) then
                     e[6] = 1
-                    redis.call('LREM', queue, 1, id)
+                    call('LREM', queue, 1, id)
                     count = 1
                 end
-                redis.call('HSET', o[1], id, cjson.encode(e))
+                call('HSET', o[1], id, encode(e))
                 threads[e[2]] = queue
             end
         elseif action == 'release' then
             if e[7] == owner then
                 e[7], e[8] = '', 0
-                redis.call('HSET', o[1], id, cjson.encode(e))
+                call('HSET', o[1], id, encode(e))
                 threads[e[2]] = queue
             end
         elseif action == 'requeue' and e[6] == 1 then
             e[4], e[5], e[6] = now, 0, 0
-            redis.call('HSET', o[1], id, cjson.encode(e))
+            call('HSET', o[1], id, encode(e))
             local pivot, n = nil, tonumber(id)
-            for _, other in ipairs(redis.call('LRANGE', queue, 0, -1)) do
+            for _, other in ipairs(call('LRANGE', queue, 0, -1)) do
                 if tonumber(other) > n then
                     pivot = other
                     break
                 end
             end
             if pivot then
-                redis.call('LINSERT', queue, 'BEFORE', pivot, id)
+                call('LINSERT', queue, 'BEFORE', pivot, id)
             else
-                redis.call('RPUSH', queue, id)
+                call('RPUSH', queue, id)
             end
             count = count + 1
             threads[e[2]] = queue

@@ -14,11 +14,11 @@ local expired = 0
 local slots = false
 local cursor = '0'
 repeat
-    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+    local page = call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
     cursor = page[1]
     local items = page[2]
     for i = 1, #items, 2 do
-        local held = cjson.decode(items[i + 1])
+        local held = decode(items[i + 1])
         if held[9] then  -- slots: each expired holder counts (``lua/slots.lua``)
             if not slots then
                 -- @slots
@@ -27,7 +27,7 @@ repeat
             expired = expired + slots.prune(KEYS[1], items[i], held, now, dry)
         elseif tonumber(held[5]) <= now then
             expired = expired + 1
-            if not dry then redis.call('HDEL', KEYS[1], items[i]) end
+            if not dry then call('HDEL', KEYS[1], items[i]) end
         end
     end
 until cursor == '0'
@@ -36,12 +36,12 @@ local trimmed = trim(KEYS[2], KEYS[3], KEYS[4], KEYS[1], tonumber(ARGV[1]), tonu
 local pending_ttl = tonumber(ARGV[4])
 local dropped, pending_expired = {}, 0
 if pending_ttl then
-    for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    for _, key in ipairs(call('SMEMBERS', KEYS[5])) do
         local q = prefix .. 'q:' .. key
         local old = {}
         if dry then
-            for _, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
-                if tonumber(cjson.decode(raw)[4]) < now - pending_ttl then old[#old + 1] = raw end
+            for _, raw in ipairs(call('LRANGE', q, 0, -1)) do
+                if tonumber(decode(raw)[4]) < now - pending_ttl then old[#old + 1] = raw end
             end
         else
             old = expire(q, KEYS[5], key, pending_ttl, now)
@@ -58,36 +58,36 @@ local older = tonumber(ARGV[5])
 if older then
     local cutoff = now - older
     -- A subscription is kept while its thread's state is touched, and the other way round.
-    for _, thread in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', '(' .. cutoff)) do
-        local touched = redis.call('ZSCORE', KEYS[8], thread)
+    for _, thread in ipairs(call('ZRANGEBYSCORE', KEYS[11], '-inf', '(' .. cutoff)) do
+        local touched = call('ZSCORE', KEYS[8], thread)
         if not touched or tonumber(touched) < cutoff then
             subs = subs + 1
             if not dry then
-                redis.call('SREM', KEYS[10], thread)
-                redis.call('ZREM', KEYS[11], thread)
+                call('SREM', KEYS[10], thread)
+                call('ZREM', KEYS[11], thread)
             end
         end
     end
     for _, pair in ipairs({{KEYS[6], KEYS[8], true}, {KEYS[7], KEYS[9], false}}) do
-        for _, id in ipairs(redis.call('ZRANGEBYSCORE', pair[2], '-inf', '(' .. cutoff)) do
-            local subscribed = pair[3] and redis.call('ZSCORE', KEYS[11], id)
+        for _, id in ipairs(call('ZRANGEBYSCORE', pair[2], '-inf', '(' .. cutoff)) do
+            local subscribed = pair[3] and call('ZSCORE', KEYS[11], id)
             if not (subscribed and tonumber(subscribed) >= cutoff) then
                 states = states + 1
                 if not dry then
-                    redis.call('HDEL', pair[1], id)
-                    redis.call('ZREM', pair[2], id)
+                    call('HDEL', pair[1], id)
+                    call('ZREM', pair[2], id)
                 end
             end
         end
     end
 end
 local lists = 0
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
-    if redis.call('EXISTS', prefix .. 'l:' .. key) == 0 then  -- Redis expired it
+for _, key in ipairs(call('ZRANGEBYSCORE', KEYS[12], '-inf', now)) do
+    if call('EXISTS', prefix .. 'l:' .. key) == 0 then  -- Redis expired it
         lists = lists + 1
         if not dry then
-            redis.call('ZREM', KEYS[12], key)
-            redis.call('HDEL', prefix .. 'lexp', key)
+            call('ZREM', KEYS[12], key)
+            call('HDEL', prefix .. 'lexp', key)
         end
     end
 end

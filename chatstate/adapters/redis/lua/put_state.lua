@@ -1,4 +1,4 @@
 -- KEYS: hash, touched zset. ARGV: field, json.
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+call('HSET', KEYS[1], ARGV[1], ARGV[2])
 touch(KEYS[2], ARGV[1], now_ms())
 return 1

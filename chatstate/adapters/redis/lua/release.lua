@@ -5,6 +5,6 @@ local released = release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3] ==
                          tonumber(ARGV[4]), now)
 if released[1] ~= 3 then return released end
 -- @slots
-local held = cjson.decode(redis.call('HGET', KEYS[1], ARGV[1]))
+local held = decode(call('HGET', KEYS[1], ARGV[1]))
 return slot_functions().release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], held, ARGV[2],
                                 ARGV[3] == '1', tonumber(ARGV[4]), now)

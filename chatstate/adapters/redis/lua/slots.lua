@@ -41,14 +41,14 @@ local function slot_functions()
     -- Store ``holders`` as the key's record (none: the record goes).
     local function store(locks, key, holders)
         if #holders == 0 then
-            redis.call('HDEL', locks, key)
+            call('HDEL', locks, key)
             return
         end
         local first, latest = holders[1], 0
         for _, h in ipairs(holders) do
             if tonumber(h[2]) > latest then latest = tonumber(h[2]) end
         end
-        redis.call('HSET', locks, key, cjson.encode({first[1], 'concurrent', first[5], first[3],
+        call('HSET', locks, key, encode({first[1], 'concurrent', first[5], first[3],
                                                      latest, false, false, first[4], holders}))
     end
 
@@ -62,10 +62,10 @@ local function slot_functions()
     -- Take a slot of ``key`` for ``owner`` (at most ``cap`` live holders; a key held by a
     -- lock is full); else queue the entry, within its bound. {result, dropped, false}.
     local function take(locks, q, qkeys, qseq, key, owner, meta, ttl, maxp, overflow, cap, now)
-        local rec = redis.call('HGET', locks, key)
+        local rec = call('HGET', locks, key)
         local holders, mine, dead = {}, nil, false
         if rec then
-            local held = cjson.decode(rec)
+            local held = decode(rec)
             if held[9] then
                 for _, h in ipairs(held[9]) do
                     if tonumber(h[2]) > now then
@@ -97,9 +97,9 @@ local function slot_functions()
     local function first_free(q, owner, owners, now)
         local at = 0
         while true do
-            local page = redis.call('LRANGE', q, at, at + 31)
+            local page = call('LRANGE', q, at, at + 31)
             for i, raw in ipairs(page) do
-                local e = cjson.decode(raw)
+                local e = decode(raw)
                 if not handed(e, owner, owners, now) then return at + i - 1, raw, e end
             end
             if #page < 32 then return nil end
@@ -109,37 +109,37 @@ local function slot_functions()
 
     -- Whether an entry of ``q`` waits that no other live holder of ``key`` was handed.
     local function waiting(locks, q, key, owner, now)
-        if redis.call('LLEN', q) == 0 then return false end
-        local owners = live(cjson.decode(redis.call('HGET', locks, key)), now)
+        if call('LLEN', q) == 0 then return false end
+        local owners = live(decode(call('HGET', locks, key)), now)
         return first_free(q, owner, owners, now) ~= nil
     end
 
     -- Remove and return up to ``limit`` (nil: all) oldest entries no other live holder was
     -- handed.
     local function hand_over(q, qkeys, key, owner, owners, limit, now)
-        local raws = redis.call('LRANGE', q, 0, -1)
+        local raws = call('LRANGE', q, 0, -1)
         local out = {}
         if #raws == 0 then return out end
         for _, raw in ipairs(raws) do
             if limit and #out >= limit then break end
-            if not handed(cjson.decode(raw), owner, owners, now) then out[#out + 1] = raw end
+            if not handed(decode(raw), owner, owners, now) then out[#out + 1] = raw end
         end
         if #out == #raws then
-            redis.call('DEL', q)
-            redis.call('SREM', qkeys, key)
+            call('DEL', q)
+            call('SREM', qkeys, key)
         else
-            for _, raw in ipairs(out) do redis.call('LREM', q, 1, raw) end
+            for _, raw in ipairs(out) do call('LREM', q, 1, raw) end
         end
         return out
     end
 
     -- Unmark the entries of ``q`` handed to ``owner``.
     local function unmark(q, owner)
-        for i, raw in ipairs(redis.call('LRANGE', q, 0, -1)) do
-            local e = cjson.decode(raw)
+        for i, raw in ipairs(call('LRANGE', q, 0, -1)) do
+            local e = decode(raw)
             if e[7] == owner then
                 e[7], e[8] = nil, nil
-                redis.call('LSET', q, i - 1, cjson.encode(e))
+                call('LSET', q, i - 1, encode(e))
             end
         end
     end
@@ -195,14 +195,14 @@ local function slot_functions()
     local function next_entry(locks, q, qkeys, qseq, key, held, i, owner, ttl, now)
         local at, _, e = first_free(q, owner, live(held, now), now)
         if at then
-            if not e[6] then e[6] = tostring(redis.call('INCR', qseq)) end
+            if not e[6] then e[6] = tostring(call('INCR', qseq)) end
             e[7], e[8] = owner, now + ttl
-            local raw = cjson.encode(e)
-            redis.call('LSET', q, at, raw)
+            local raw = encode(e)
+            call('LSET', q, at, raw)
             renew(locks, key, held, i, ttl, now)
             return raw
         end
-        if redis.call('LLEN', q) == 0 then redis.call('SREM', qkeys, key) end
+        if call('LLEN', q) == 0 then call('SREM', qkeys, key) end
         free(locks, q, key, held, i, owner, false)
         return false
     end

@@ -6,11 +6,11 @@
 local kind, position, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local members, step, next_position = {}, 1, '0'
 if kind == 'zset' then
-    members = redis.call('ZRANGE', KEYS[1], position, tonumber(position) + count - 1)
+    members = call('ZRANGE', KEYS[1], position, tonumber(position) + count - 1)
     if #members == count then next_position = tostring(tonumber(position) + count) end
 else
-    local page = redis.call(kind == 'set' and 'SSCAN' or 'HSCAN', KEYS[1], position,
-                            'COUNT', count)
+    local page = call(kind == 'set' and 'SSCAN' or 'HSCAN', KEYS[1], position,
+                      'COUNT', count)
     next_position, members = page[1], page[2]
     if kind ~= 'set' then step = 2 end
 end
@@ -19,10 +19,10 @@ for i = 1, #members, step do
     args[#args + 1] = kind == 'ids' and tonumber(members[i]) or 0
     args[#args + 1] = members[i]
     if #args >= 2000 then
-        redis.call('ZADD', KEYS[2], unpack(args))
+        call('ZADD', KEYS[2], unpack(args))
         args = {}
     end
 end
-if #args > 0 then redis.call('ZADD', KEYS[2], unpack(args)) end
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
+if #args > 0 then call('ZADD', KEYS[2], unpack(args)) end
+call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
 return next_position
