@@ -106,8 +106,8 @@ def held_state(reply: Any) -> dict[str, Any]:
     """The thread's state in a ``cycle_enter`` reply; an error unless the thread is held.
 
     A floor's threads are its own: every message must take its thread."""
-    if int(reply[0]) and len(reply) == 3:  # the short reply: acquired, nothing else to say
-        text = reply[2]
+    if isinstance(reply, (bytes, str)):  # the short reply: acquired, nothing else to say
+        text = reply[2:]
     elif int(reply[0]) and reply[2] in (b"acquired", "acquired"):
         text = reply[3]
     else:

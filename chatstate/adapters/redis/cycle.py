@@ -60,13 +60,10 @@ class RedisCycle:
         if request.slots:  # the cap follows the history count (0: none)
             args += [request.max_concurrent] if request.history else [0, request.max_concurrent]
         reply = yield (EVAL, scripts.CYCLE_ENTER, keys, args)
+        if isinstance(reply, (bytes, str)):  # acquired and held, nothing dropped, taken over
+            return _held(reply)  # or read: '1', subscribed ('1' or '0'), the state's JSON
         if not int(reply[0]):
             return CycleEntry(False, bool(int(reply[1])), in_progress=bool(int(reply[2])))
-        if len(reply) == 3:  # acquired and held, nothing dropped, taken over or read
-            entry = CycleEntry(True, bool(int(reply[1])), LockResult.ACQUIRED, held=True)
-            if reply[2] is not None:
-                entry.state = records.loads(reply[2])
-            return entry
         result = RESULTS[text(reply[2])]
         entry = CycleEntry(True, bool(int(reply[1])), result)
         if reply[3] is not None:
@@ -181,6 +178,14 @@ class RedisCycle:
             keys.append(k.q(request.thread_id))
         args = [member(request.dedupe_key), request.thread_id, request.owner, _holds(request)]
         return bool(int((yield (EVAL, scripts.CYCLE_ABORT, keys, args))))
+
+
+def _held(reply: bytes | str) -> CycleEntry:
+    """The entry of ``cycle_enter``'s one-string reply: acquired and held, nothing else."""
+    entry = CycleEntry(True, reply[1:2] in (b"1", "1"), LockResult.ACQUIRED, held=True)
+    if len(reply) > 2:
+        entry.state = records.loads(reply[2:])
+    return entry
 
 
 def _holds(request: CycleRequest) -> str:

@@ -4,9 +4,11 @@
 -- ARGV: member, limit, thread, owner, strategy, meta, ttl_ms, min_age_ms, max_pending|'',
 -- overflow[, how many newest history items to read (0: none)[, max_concurrent]].
 -- Returns {1, subscribed, result, state|false, dropped, taken-over holder|false, held,
--- history items (oldest first; false unless asked for and held)}, or {1, subscribed,
--- state|false} when acquired and held with nothing dropped, taken over or read from the
--- history, or {0, subscribed, in_progress} for a duplicate. A message queued or debounced
+-- history items (oldest first; false unless asked for and held)}, or {0, subscribed,
+-- in_progress} for a duplicate. Acquired and held with nothing dropped, taken over or read
+-- from the history (the common case), it returns one string instead: '1', then '1' or '0'
+-- (subscribed), then the state's JSON text, if any (a table reply costs the server a look
+-- for each of its special fields). A message queued or debounced
 -- behind the lock is done at once; one refused (busy, or dropped by a full queue) has its claim
 -- released at once, so that its redelivery is handled. A queue or debounce cycle that takes
 -- a lock with entries left queued (its previous holder died or failed) queues its message
@@ -56,6 +58,6 @@ if held then
 end
 if held and result == 'acquired' and #outcome[2] == 0 and not outcome[3]
         and not (history and #history > 0) then
-    return {1, subscribed, state}  -- the common reply, short (each element costs the server)
+    return (subscribed == 1 and '11' or '10') .. (state or '')  -- the common reply
 end
 return {1, subscribed, result, state, outcome[2], outcome[3], held and 1 or 0, history}
