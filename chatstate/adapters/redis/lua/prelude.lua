@@ -162,9 +162,15 @@ end
 -- ``lock`` for a non-concurrent strategy; an expired lease counts as free (a key held by
 -- slots is held until its latest slot's lease ends). Returns {result, dropped entries, the
 -- expired holder taken over (or false; slots are not reported)}. ``texts``: now, the lease's
--- end and ttl as text, when the caller has them.
+-- end and ttl as text, when the caller has them. A free key (the common case) is taken in one
+-- call.
 local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp, overflow, now,
                     texts)
+    texts = texts or {string.format('%d', now), string.format('%d', now + ttl),
+                      string.format('%d', ttl)}
+    local mine = '[' .. encode(owner) .. ',' .. encode(strategy) .. ',' .. encode(meta) .. ','
+        .. texts[1] .. ',' .. texts[2] .. ',false,false,' .. texts[3] .. ']'
+    if call('HSETNX', locks, key, mine) == 1 then return {'acquired', {}, false} end
     local rec = call('HGET', locks, key)
     local previous = false
     if rec then
@@ -190,11 +196,7 @@ local function take(locks, q, qkeys, qseq, key, owner, strategy, meta, ttl, maxp
         end
         previous = not held[9] and held[1]
     end
-    texts = texts or {string.format('%d', now), string.format('%d', now + ttl),
-                      string.format('%d', ttl)}
-    call('HSET', locks, key, '[' .. encode(owner) .. ',' .. encode(strategy)
-         .. ',' .. encode(meta) .. ',' .. texts[1] .. ',' .. texts[2]
-         .. ',false,false,' .. texts[3] .. ']')
+    call('HSET', locks, key, mine)
     return {'acquired', {}, previous}
 end
 
