@@ -25,8 +25,7 @@ local claimed = claim(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], ARGV[1], tonu
 if claimed == 0 then
     return {0, call('SISMEMBER', KEYS[5], ARGV[3]), call('HEXISTS', KEYS[3], ARGV[1])}
 end
-local outcome = {'acquired', {}, false}
-local slots = false
+local outcome, slots
 if ARGV[5] ~= 'concurrent' then
     outcome = take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ttl,
                    tonumber(ARGV[9]), ARGV[10], now, {now_text, expires, ARGV[7]})
@@ -35,6 +34,8 @@ elseif ARGV[12] then
     slots = slot_functions()
     outcome = slots.take(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[3], ARGV[4], ARGV[6], ttl,
                          tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[12]), now)
+else  -- uncapped 'concurrent': the claim is the lease
+    outcome = {'acquired', {}, false}
 end
 local result = outcome[1]
 local held = result == 'acquired'
