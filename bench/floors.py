@@ -43,18 +43,30 @@ def floor_fn(
     def run(i: int) -> None:
         thread, message = threads[i % n_threads], f"{prefix}{i}"
         cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
-        row = cursor.fetchone()
-        claimed, result, state, claim_id = row[0], row[2], row[3], row[9]  # type: ignore[index]
-        rows = row[10:]  # type: ignore[index]  # where the claim, the lock and the state lie
-        if claimed and result == "acquired":
-            state = json.loads(state) if isinstance(state, str) else (state or {})
-            state["n"] = state.get("n", 0) + 1
-            params = (ns, thread, owner, json.dumps(state), claim_id, *rows)
+        params = commit_params(cursor.fetchone(), ns, thread, owner)
+        if params:
             cursor.execute(COMMIT, params, prepare=True)
-            if not cursor.fetchone()[0]:  # type: ignore[index]
-                raise RuntimeError(f"floor cycle lost the lock {thread!r}")
+            released(cursor.fetchone(), thread)
 
     return run
+
+
+def commit_params(row: Any, ns: str, thread: str, owner: str) -> tuple[Any, ...] | None:
+    """``chatstate_commit``'s parameters after the ``chatstate_enter`` reply ``row``, its
+    state counted up; None unless the entry claimed the message and took the thread."""
+    claimed, result, state, claim_id = row[0], row[2], row[3], row[9]
+    if not (claimed and result == "acquired"):
+        return None
+    state = json.loads(state) if isinstance(state, str) else (state or {})
+    state["n"] = state.get("n", 0) + 1
+    # row[10:]: where the claim, the lock and the state lie
+    return (ns, thread, owner, json.dumps(state), claim_id, *row[10:])
+
+
+def released(row: Any, thread: str) -> None:
+    """An error unless the ``chatstate_commit`` reply ``row`` says the lock was released."""
+    if not row[0]:
+        raise RuntimeError(f"floor cycle lost the lock {thread!r}")
 
 
 def async_floor_fn(
@@ -90,14 +102,10 @@ def async_floor_fn(
         cursor = connection[0].cursor()
         thread, message = threads[i % n_threads], f"{prefix}{i}"
         await cursor.execute(ENTER, (ns, message, limit, thread, owner, ttl), prepare=True)
-        claimed, _, result, state, *_, claim_id = await cursor.fetchone()
-        if claimed and result == "acquired":
-            state = json.loads(state) if isinstance(state, str) else (state or {})
-            state["n"] = state.get("n", 0) + 1
-            await cursor.execute(
-                COMMIT, (ns, thread, owner, json.dumps(state), claim_id), prepare=True
-            )
-            await cursor.fetchone()
+        params = commit_params(await cursor.fetchone(), ns, thread, owner)
+        if params:
+            await cursor.execute(COMMIT, params, prepare=True)
+            released(await cursor.fetchone(), thread)
 
     return run_pg
 

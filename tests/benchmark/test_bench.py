@@ -332,3 +332,17 @@ def test_effects_runs_fill_postgresql_histories_in_one_statement(db: None) -> No
     store = DatabaseStateAdapter(namespace="bench-fill")
     store.append_to_list = None  # type: ignore[method-assign]  # not the adapter's appends
     assert _filled(store, config) == [[-3, -2, -1]] * 4
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.run_on("postgresql")
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_the_postgresql_floor_runs_the_functions_as_they_are(use_async: bool) -> None:
+    """The async floor still sent version 14's commit (five parameters) after version 15
+    added where the rows lie, and read the state's address as the claim's id."""
+    out = StringIO()
+    options = {"concurrency_async": True, "concurrency": 2} if use_async else {}
+    call_command("chatstate_bench", adapter="database", mode="floor", cycles=40, json=True,
+                 stdout=out, **options)  # fmt: skip
+    figures = json.loads(out.getvalue())
+    assert (figures["cycles"], figures["database_vendor"]) == (40, "postgresql")
