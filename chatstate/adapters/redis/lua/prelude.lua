@@ -62,13 +62,18 @@ local function holding(locks, key, owner, now)
     return held[1] == owner and tonumber(held[5]) > now
 end
 
--- Whether ``member``'s claim is in progress and alive: its own lease runs, or its owner holds
--- its thread's lock. The window never trims such a claim.
+-- Whether the claim in progress whose record is ``rec`` is alive: its own lease runs, or its
+-- owner holds its thread's lock. The window never trims such a claim.
+local function alive(rec, locks, now)
+    local c = decode(rec)
+    return tonumber(c[3]) > now or holding(locks, c[2], c[1], now)
+end
+
+-- Whether ``member``'s claim is in progress and alive.
 local function live(ddc, locks, member, now)
     local rec = call('HGET', ddc, member)
     if not rec then return false end
-    local c = decode(rec)
-    return tonumber(c[3]) > now or holding(locks, c[2], c[1], now)
+    return alive(rec, locks, now)
 end
 
 -- Whether ``member`` (in the window) makes its message a duplicate: its claim is done, or in
@@ -83,6 +88,21 @@ end
 local function trim(dd, ddc, ddt, locks, limit, min_age, now, dry)
     local n = call('ZCARD', dd) - limit
     if n <= 0 then return 0 end
+    if n == 1 and min_age == 0 and not dry then
+        -- One in, one out (a full window): pop the oldest, and put it back in its place if
+        -- its claim is in progress and alive. Counting the claims in progress first sent a
+        -- busy namespace (some claim always in progress) down the path below: three
+        -- commands and a table more a claim.
+        local oldest = call('ZPOPMIN', dd)
+        local rec = call('HGET', ddc, oldest[1])
+        if rec and alive(rec, locks, now) then
+            call('ZADD', dd, oldest[2], oldest[1])
+            return 0
+        end
+        if rec then call('HDEL', ddc, oldest[1]) end
+        call('HDEL', ddt, oldest[1])
+        return 1
+    end
     if min_age == 0 and call('HLEN', ddc) == 0 then  -- nothing in progress: pop
         if dry then return n end
         local left = n
