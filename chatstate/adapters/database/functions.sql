@@ -84,16 +84,27 @@
 -- redelivery of a handled message. (It also made a redelivery a holder of the key that does
 -- not delete it: chatstate_drop_oldest then waited for it.)
 --
--- Rows by address (version 15): a cycle's entry returns where its claim's and its lock's rows
--- lie (claim_at, lock_at: their ctid, from chatstate_claim and chatstate_lock), and its commit looks for them there before it looks
--- them up by key. Marking the claim done read the primary key's index, and deleting the lock
--- the lock's unique index: about 4 buffers of the cycle's 56. A row a renewal rewrote since
--- the entry has moved: not found there, it is looked up by key as before. Likewise the
--- thread's state row, where the entry read one (state_at): the commit updates it in place
--- instead of an upsert, which read the unique index and wrote a row lock record first.
+-- Rows by address (version 15): a cycle's entry returns where its claim's and its lock's rows lie
+-- (claim_at, lock_at: their ctid, from chatstate_claim and chatstate_lock), and its commit looks
+-- for them there before it looks them up by key. Marking the claim done read the primary key's
+-- index, and deleting the lock the lock's unique index: about 4 buffers of the cycle's 56. A row a
+-- renewal rewrote since the entry has moved: not found there, it is looked up by key as before.
+-- Likewise the thread's state row, where the entry read one (state_at): the commit updates it in
+-- place instead of an upsert, which read the unique index and wrote a row lock record first.
+--
+-- Plain inserts (version 16): a new dedupe key, a free lock, and the state row of a thread
+-- the entry found none of (state_at '(0,0)', an address no row has) are inserted plainly in
+-- a block of their own (a subtransaction), not upserted. An upsert looks its key up in the
+-- unique index before it inserts, then confirms its row: 3 buffers and a WAL record (about
+-- 45 bytes) more. A key taken meanwhile makes the insert fail and its block roll back: the
+-- call then decides as before. A claim looks its key up first, so a done duplicate still
+-- writes nothing. A lock held is the one common failure: its entry writes an aborted row,
+-- where the upsert wrote nothing. Likewise, a full window's claim deletes the key that left
+-- it without locking its row first (a row lock is a WAL record, 54 bytes). It waits at most
+-- 20 ms for a call that holds the row, then drops the oldest key instead (chatstate_drop_oldest).
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 15 $$;
+LANGUAGE sql IMMUTABLE AS $$ SELECT 16 $$;
 
 -- A list's rows below its first_seq are deleted when its newest position is a multiple of this.
 CREATE OR REPLACE FUNCTION chatstate_list_batch() RETURNS bigint
@@ -209,11 +220,11 @@ END $$;
 
 -- Claim a dedupe key: claim_id, the id of its row, when this call now holds it, else NULL; and
 -- claim_at, where that row lies (a cycle's commit looks there first). p_owner NULL:
--- done at once (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with
--- a lease of p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate: false,
--- nothing changes. An in-progress claim whose lease ran out is taken over in its place. A new
--- key is the newest; the window keeps the newest p_limit keys, every key younger than
--- p_min_age seconds and every claim in progress and alive.
+-- done at once (claim_dedupe, mark_dedupe); else in progress for p_owner on lock p_thread, with a
+-- lease of p_ttl seconds. A key already held (done, or in progress and alive) is a duplicate:
+-- false, nothing changes. An in-progress claim whose lease ran out is taken over in its place. A
+-- new key is the newest; the window keeps the newest p_limit keys, every key younger than p_min_age
+-- seconds and every claim in progress and alive.
 CREATE OR REPLACE FUNCTION chatstate_claim(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_owner text, p_thread text,
     p_ttl float8, p_min_age float8, OUT claim_id bigint, OUT claim_at tid)
@@ -221,30 +232,41 @@ LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_gap bigint; v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
+    v_constraint text; v_dropped boolean; v_timeout text := current_setting('lock_timeout');
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
                                 AT TIME ZONE 'UTC';
     v_until timestamptz := CASE WHEN p_owner IS NOT NULL
                            THEN statement_timestamp() + make_interval(secs => p_ttl) END;
     v_young timestamptz := statement_timestamp() - make_interval(secs => p_min_age);
 BEGIN
-    -- A new key first (the common case: one statement). The newest position + 1 (claims at
-    -- the same instant may share one: ties are ordered by id). The unique key makes exactly
-    -- one of two racing claims of a key win; the loser waits for the winner's commit.
+    -- A new key first (the common case): looked up, then inserted plainly (see version 16 at
+    -- the top). The newest position + 1 (claims at the same instant may share one: ties are
+    -- ordered by id). The unique key makes exactly one of two racing claims of a key win; the
+    -- loser waits for the winner's commit, then reads the key.
     FOR attempt IN 1..2 LOOP
-        INSERT INTO chatstate_dedupeentry
-                (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
-            SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
-                p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
-            FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
-            ON CONFLICT (namespace, adapter, message_id) DO NOTHING
-            RETURNING id, seq, ctid INTO v_id, v_seq, claim_at;
-        EXIT WHEN FOUND;
+        SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        IF NOT FOUND THEN
+            BEGIN
+                INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq,
+                        created_at, owner, thread_id, expires_at)
+                    SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1,
+                        statement_timestamp(), p_owner,
+                        CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
+                    FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+                    RETURNING id, seq, ctid INTO v_id, v_seq, claim_at;
+            EXCEPTION WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+                IF v_constraint IS DISTINCT FROM 'chatstate_dedupe_unique' THEN RAISE; END IF;
+                SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+                    WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+            END;
+            EXIT WHEN v_seq IS NOT NULL;
+        END IF;
         -- The key exists: a duplicate, unless its claim is in progress and its lease ran out
         -- (then taken over in its place). Gone meanwhile (trimmed, withdrawn): insert again.
         -- A done key stays done: it is read without a lock (a lock is a WAL record).
-        SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
-            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-        IF FOUND AND v_owner IS NULL THEN RETURN; END IF;
+        IF v_id IS NOT NULL AND v_owner IS NULL THEN RETURN; END IF;
         SELECT id, owner, thread_id, expires_at INTO v_id, v_owner, v_thread, v_expires
             FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
@@ -279,13 +301,21 @@ BEGIN
     -- that position is the oldest while no position from it up is empty (see the top).
     v_excess := v_count + 1 - p_limit;
     IF v_excess = 1 AND p_min_age = 0 AND (v_gap IS NULL OR v_gap < v_seq - p_limit) THEN
-        -- (found by its row's address: no second lookup through the primary key)
-        DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
-            SELECT ctid FROM chatstate_dedupeentry
-            WHERE namespace = p_ns AND seq = v_seq - p_limit
-            LIMIT 1 FOR UPDATE SKIP LOCKED)
-            AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
-        IF FOUND OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
+        -- Found by its row's address (no second lookup through the primary key), and not
+        -- locked first (a row lock is a WAL record): the delete waits at most 20 ms for a
+        -- call that holds the row, as chatstate_drop_oldest does.
+        BEGIN
+            PERFORM set_config('lock_timeout', '20ms', true);
+            DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
+                SELECT ctid FROM chatstate_dedupeentry
+                WHERE namespace = p_ns AND seq = v_seq - p_limit LIMIT 1)
+                AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
+            v_dropped := FOUND;
+            PERFORM set_config('lock_timeout', v_timeout, true);
+        EXCEPTION WHEN lock_not_available THEN
+            v_dropped := false;  -- (the setting is restored with the block)
+        END;
+        IF v_dropped OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
             RETURN;
         END IF;
     END IF;
@@ -353,17 +383,23 @@ CREATE OR REPLACE FUNCTION chatstate_lock(
     OUT result text, OUT dropped jsonb, OUT taken_over text, OUT lock_at tid)
 LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
-DECLARE v_depth integer; v_previous text; v_updated boolean;
+DECLARE v_depth integer; v_previous text; v_updated boolean; v_constraint text;
 BEGIN
     dropped := '[]';
-    -- Free (the common case): taken in one statement, nobody taken over.
-    INSERT INTO chatstate_lock
-        (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
-        VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
-                statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
-        ON CONFLICT (namespace, key) DO NOTHING
-        RETURNING ctid INTO lock_at;
-    IF FOUND THEN result := 'acquired'; RETURN; END IF;
+    -- Free (the common case): taken in one statement, nobody taken over; a plain insert (see
+    -- version 16 at the top). A key held (or taken meanwhile) fails it: decided below.
+    BEGIN
+        INSERT INTO chatstate_lock
+            (namespace, key, owner, strategy, metadata, acquired_at, expires_at, ttl)
+            VALUES (p_ns, p_key, p_owner, p_strategy, p_meta, statement_timestamp(),
+                    statement_timestamp() + make_interval(secs => p_ttl), p_ttl)
+            RETURNING ctid INTO lock_at;
+        result := 'acquired';
+        RETURN;
+    EXCEPTION WHEN unique_violation THEN
+        GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+        IF v_constraint IS DISTINCT FROM 'chatstate_lock_unique' THEN RAISE; END IF;
+    END;
     FOR attempt IN 1..20 LOOP
         SELECT owner INTO v_previous FROM chatstate_lock WHERE namespace = p_ns AND key = p_key;
         -- Free, or the lease expired: take it (pending entries stay for the new holder).
@@ -926,14 +962,14 @@ END $$;
 
 -- A handle_message cycle's entry: the claim (in progress for p_owner; claim_id, its row, is
 -- how the cycle's commit and drain steps find it), the lock, and the reads, in one step. A
--- message queued or debounced behind the lock is done at once; one refused (busy, or dropped
--- by a full queue) has its claim released at once, so that its redelivery is handled. A queue or debounce cycle that takes a lock with entries left queued
--- (its previous holder died or failed) queues its message behind them and holds the lock
--- (held), so that its drain hands them out in arrival order. A cycle that holds its thread
--- reads its state and the newest p_history items of its history list p_history_key. With
--- p_cap ('concurrent' capped at p_cap holders) the cycle takes a slot (chatstate_take_slot);
--- one that takes a slot while entries wait that no other live holder was handed is queued
--- behind them and holds the slot (held), as for a lock.
+-- message queued or debounced behind the lock is done at once; one refused (busy, or dropped by a
+-- full queue) has its claim released at once, so that its redelivery is handled. A queue or
+-- debounce cycle that takes a lock with entries left queued (its previous holder died or failed)
+-- queues its message behind them and holds the lock (held), so that its drain hands them out in
+-- arrival order. A cycle that holds its thread reads its state and the newest p_history items of
+-- its history list p_history_key. With p_cap ('concurrent' capped at p_cap holders) the cycle takes
+-- a slot (chatstate_take_slot); one that takes a slot while entries wait that no other live holder
+-- was handed is queued behind them and holds the slot (held), as for a lock.
 CREATE OR REPLACE FUNCTION chatstate_enter(
     p_ns text, p_adapter text, p_mid text, p_limit bigint, p_thread text, p_owner text,
     p_strategy text, p_meta jsonb, p_ttl float8, p_min_age float8, p_max integer,
@@ -1025,6 +1061,7 @@ BEGIN
         END IF;
         SELECT value, ctid INTO state, state_at FROM chatstate_threadstate
             WHERE namespace = p_ns AND thread_id = p_thread;
+        state_at := coalesce(state_at, '(0,0)');  -- none: its commit inserts it plainly
         IF p_history > 0 THEN
             history := chatstate_list_items(p_ns, p_history_key, p_history);
         END IF;
@@ -1035,9 +1072,9 @@ END $$;
 -- returned it; a commit under a lock marks it done instead, see version 14 at the top), then
 -- check the lease (the lock's; with p_slot, that p_owner still has its slot; under uncapped
 -- 'concurrent', the claim's) and, with p_claim, that the claim is still in progress and
--- p_owner's; then write the state, mark the claim done and write the effects (p_effects, NULL
--- when none: see chatstate_effects). ok false, and nothing written: holder has the lock, or holder is p_owner
--- when the lock is its own but the claim is not (NULL: the slot is gone). With p_release (a
+-- p_owner's; then write the state, mark the claim done and write the effects (p_effects, NULL when
+-- none: see chatstate_effects). ok false, and nothing written: holder has the lock, or holder is
+-- p_owner when the lock is its own but the claim is not (NULL: the slot is gone). With p_release (a
 -- commit's, under a lock), the lock is checked by deleting it: released with the rest.
 CREATE OR REPLACE FUNCTION chatstate_settle(
     p_ns text, p_thread text, p_owner text, p_state jsonb, p_claim_id bigint,
@@ -1046,7 +1083,7 @@ CREATE OR REPLACE FUNCTION chatstate_settle(
     p_state_at tid DEFAULT NULL, OUT ok boolean, OUT holder text)
 LANGUAGE plpgsql AS $$
 DECLARE v_id bigint; v_owner text; v_holders jsonb; v_marked boolean := false;
-    v_thread text; v_expires timestamptz;
+    v_thread text; v_expires timestamptz; v_inserted boolean; v_constraint text;
 BEGIN
     IF p_locked AND p_release AND NOT p_slot AND p_claim THEN
         -- A commit under a lock (the common case): the claim marked done if it is still
@@ -1124,10 +1161,26 @@ BEGIN
     holder := NULL;
     IF p_state IS NOT NULL THEN
         -- Where the entry read it (p_state_at), unless it moved since: no index read, and no
-        -- row lock record (an upsert that finds its row locks it, then updates it).
-        UPDATE chatstate_threadstate SET value = p_state, updated_at = statement_timestamp()
-            WHERE ctid = p_state_at AND namespace = p_ns AND thread_id = p_thread;
-        IF NOT FOUND THEN
+        -- row lock record (an upsert that finds its row locks it, then updates it). Where
+        -- the entry found none ('(0,0)'), inserted plainly, unless one was written since.
+        v_inserted := false;
+        IF p_state_at = '(0,0)' THEN
+            BEGIN
+                INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)
+                    VALUES (p_ns, p_thread, p_state, statement_timestamp());
+                v_inserted := true;
+            EXCEPTION WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+                IF v_constraint IS DISTINCT FROM 'chatstate_threadstate_unique' THEN
+                    RAISE;
+                END IF;
+            END;
+        ELSE
+            UPDATE chatstate_threadstate SET value = p_state, updated_at = statement_timestamp()
+                WHERE ctid = p_state_at AND namespace = p_ns AND thread_id = p_thread;
+            v_inserted := FOUND;
+        END IF;
+        IF NOT v_inserted THEN
             INSERT INTO chatstate_threadstate AS t (namespace, thread_id, value, updated_at)
                 VALUES (p_ns, p_thread, p_state, statement_timestamp())
                 ON CONFLICT (namespace, thread_id)
