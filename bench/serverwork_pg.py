@@ -47,7 +47,10 @@ FIELDS = (
     "written",
     "wal_bytes",
     "wal_lsn_bytes",
+    "xids",
 )
+#: The next transaction id to be assigned, read without assigning one.
+_NEXT_XID = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 
 
 def dsn_of(using: str) -> str:
@@ -91,13 +94,14 @@ class Observer:
         return [row[0] for row in rows]
 
     def start(self, pids: list[int] | None = None) -> None:
-        """Zero the statistics, note the WAL position and the CPU time of ``pids``."""
+        """Zero the statistics, note the WAL position, the next transaction id and the CPU
+        time of ``pids``."""
         self.pids = pids or []
         self.cpu = backend_cpu(self.pids)
         self.conn.execute("SELECT pg_stat_statements_reset()")
-        row = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        row = self.conn.execute(f"SELECT pg_current_wal_lsn()::text, {_NEXT_XID}").fetchone()
         assert row is not None
-        self.lsn = row[0]
+        self.lsn, self.xid = row
 
     def totals(self) -> dict[str, float]:
         """The sums since :meth:`start`, the observer's own statements left out."""
@@ -107,11 +111,12 @@ class Observer:
             " coalesce(sum(shared_blks_hit + shared_blks_read), 0),"
             " coalesce(sum(shared_blks_dirtied), 0), coalesce(sum(shared_blks_written), 0),"
             " coalesce(sum(wal_bytes), 0),"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn),"
+            f" {_NEXT_XID} - %s"
             " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
             " WHERE datname = current_database())"
             " AND query NOT LIKE ALL (%s)",
-            (self.lsn, [f"%{name}%" for name in _OBSERVER]),
+            (self.lsn, self.xid, [f"%{name}%" for name in _OBSERVER]),
         ).fetchone()
         assert row is not None
         totals = dict(zip(FIELDS, (float(v) for v in row), strict=True))
@@ -301,6 +306,7 @@ def format_rows(figures: dict) -> str:
         "written": "shared buffers written",
         "wal_bytes": "WAL bytes (statements)",
         "wal_lsn_bytes": "WAL bytes (LSN advance)",
+        "xids": "transaction ids (subtransactions' too)",
         "calls": "top-level statements",
     }
     # (the peer's driver sends its statements unprepared: their planning is on every call,

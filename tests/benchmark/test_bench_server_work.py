@@ -67,3 +67,4 @@ def test_a_private_server_is_refused_then_measured(django_db_blocker: Any) -> No
         server.close()
     (ours, *_) = json.loads(out.getvalue())["rows"]
     assert ours["who"] == "chatstate" and ours["calls"] == 2.0  # two statements a cycle
+    assert ours["xids"] >= 2.0  # both write: each takes a transaction id at least
