@@ -1,10 +1,9 @@
 """The PostgreSQL functions of version 16 (a frozen copy in ``sql/0028_functions_v16.sql``).
 
-A cycle inserts its claim, a free lock and a new thread's state row plainly, in a block of
-their own, not as upserts. An upsert looks its key up before it inserts, then confirms its
-row: 3 buffers and a WAL record more each. A key taken meanwhile makes the insert fail, and
-the call decides as before. A full window's claim deletes the key that left it without
-locking its row first (a WAL record). No signature changes.
+A cycle inserts a free lock and a new thread's state row plainly, in a block of their own,
+not as upserts. An upsert looks its key up before it inserts, then confirms its row: 3
+buffers and a WAL record more each. A key taken meanwhile makes the insert fail, and the
+call decides as before. No signature changes.
 """
 
 from django.db import migrations

@@ -121,3 +121,33 @@ def test_a_commit_finds_its_claim_by_id_whatever_the_statistics(db: None) -> Non
     # The claim's row by its primary key, then marked done: 9 buffers, 20 when the update
     # needs a new page. By the window's order index: 90 on every commit (5,000 keys).
     assert max(reads) < 45, reads
+
+
+def test_a_claim_reads_no_window_whatever_the_statistics(db: None) -> None:
+    """A claim's upsert finds its key through the unique index, whatever the planner
+    believes (functions version 16 keeps it: a lookup of the key by a query took the
+    window's order index here, and read the namespace's whole window, 100 buffers)."""
+    assert DatabaseStateAdapter(namespace="entry-plan").fast_sql  # its functions installed
+    with connection.cursor() as cursor:  # a full window of done keys
+        cursor.execute(
+            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
+            " SELECT 'entry-plan', 's', 'h' || g, g, now() FROM generate_series(1, %s) g",
+            [WINDOW],
+        )
+        cursor.execute(
+            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES ('entry-plan', %s)",
+            [WINDOW],
+        )
+    _forget_statistics("chatstate_dedupeentry", 0)  # as if analyzed while empty
+    with connection.cursor() as cursor:
+        before = _buffers("chatstate_dedupeentry")
+        cursor.execute(
+            "SELECT claimed, result FROM chatstate_enter('entry-plan', 's', 'm1', %s, 't', 'w',"
+            " 'reject', '{}'::jsonb, 30, 0, NULL, 'drop_oldest')",
+            [WINDOW],
+        )
+        assert cursor.fetchone() == (True, "acquired")
+        reads = _buffers("chatstate_dedupeentry") - before
+    # About 20: the key's insert, the newest position, the key that left. (Later claims in
+    # this one transaction read more: the rows it deleted stay in the indexes until it ends.)
+    assert reads < 45, reads

@@ -1,9 +1,9 @@
 """A cycle's plain writes (functions version 16), when another writer holds their key.
 
-A claim, a free lock and a new thread's state row are inserted plainly, not upserted. A key
-written meanwhile makes the insert fail; its block rolls back, and the call decides as an
-upsert would have. A full window's claim deletes the key that left it without locking it
-first, and waits a bounded time for a call that holds it. What they write is in
+A free lock and a new thread's state row are inserted plainly, not upserted. A key written
+meanwhile makes the insert fail; its block rolls back, and the call decides as an upsert
+would have. A claim stays an upsert: its race with an uncommitted insert of its key, and a
+key to drop that another transaction holds, are here too. What they write is in
 ``test_postgres_wal.py``.
 """
 
@@ -53,8 +53,8 @@ def _waiting_for_a_transaction(timeout: float = 10.0) -> None:
 def test_a_claim_racing_an_uncommitted_insert_of_its_key(
     other_commits: bool, claimed: bool
 ) -> None:
-    """The claim reads no key, then its insert waits for another's: a duplicate when that
-    commits, the claim's own when it rolls back."""
+    """The claim's insert waits for another's of its key: a duplicate when that commits, the
+    claim's own when it rolls back."""
     store = DatabaseStateAdapter(namespace="plain-claim")
     other = connections.create_connection("default")
     other.set_autocommit(False)
@@ -91,7 +91,7 @@ def test_a_claim_racing_an_uncommitted_insert_of_its_key(
 
 def test_a_claim_whose_key_to_drop_is_held_elsewhere_waits_a_bounded_time() -> None:
     """Another transaction holds the row of the key that leaves the window: the claim still
-    succeeds (it stops waiting after 20 ms), and the key leaves with a later claim."""
+    succeeds (it waits at most 20 ms), and the key leaves with a later claim."""
     store = DatabaseStateAdapter(namespace="plain-trim")
     store.mark_dedupe(("s", "m0"), 1)
     other = connections.create_connection("default")

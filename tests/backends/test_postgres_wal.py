@@ -2,7 +2,7 @@
 
 Counts, not times: a commit's lock row is inserted once and deleted once, with no row lock
 between (functions version 12), and a new thread's state writes no trigram index (0023). A
-claim, a free lock and a new thread's state are plain inserts, not upserts (version 16): no
+free lock and a new thread's state are plain inserts, not upserts (version 16): no
 speculative insert and its confirmation.
 """
 
@@ -85,9 +85,9 @@ def test_a_commit_marks_its_claim_done_without_locking_its_row_first() -> None:
     records = heap_records(
         "chatstate_dedupeentry", acquired_cycle(DatabaseStateAdapter(namespace="wal-claim"))
     )
-    # the claim's insert and one update that marks it done (version 14), no confirmation (16)
+    # the claim's insert, its confirmation, and one update that marks it done (version 14)
     assert records["LOCK"] == 0
-    assert (records["INSERT"], records["HEAP_CONFIRM"]) == (1, 0)
+    assert (records["INSERT"], records["HEAP_CONFIRM"]) == (1, 1)
     assert records["UPDATE"] + records["HOT_UPDATE"] == 1
 
 
@@ -102,7 +102,7 @@ def test_a_redelivery_of_a_handled_message_writes_nothing() -> None:
             assert msg.duplicate
         store.mark_dedupe(("s", "flush"), 5)  # a durable commit after, so all is flushed
 
-    assert heap_records("chatstate_dedupeentry", redelivered) == {"INSERT": 1}
+    assert heap_records("chatstate_dedupeentry", redelivered) == {"INSERT": 1, "HEAP_CONFIRM": 1}
 
 
 def test_a_commit_updates_a_threads_state_row_without_locking_it_first() -> None:
@@ -121,12 +121,3 @@ def test_a_new_threads_state_row_is_inserted_plainly() -> None:
     store = DatabaseStateAdapter(namespace="wal-new-state")
     assert heap_records("chatstate_threadstate", acquired_cycle(store)) == {"INSERT": 1}
     assert store.thread_state("t") == {"n": 1}
-
-
-def test_a_full_windows_claim_deletes_the_key_that_left_without_locking_it_first() -> None:
-    """A row lock is a WAL record of its own (version 16 deletes without one)."""
-    store = DatabaseStateAdapter(namespace="wal-trim")
-    store.mark_dedupe(("s", "m0"), 1)
-    records = heap_records("chatstate_dedupeentry", lambda: store.mark_dedupe(("s", "m1"), 1))
-    assert records == {"INSERT": 1, "DELETE": 1}
-    assert not store.is_duplicate(("s", "m0")) and store.is_duplicate(("s", "m1"))

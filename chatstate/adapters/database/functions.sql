@@ -92,16 +92,17 @@
 -- Likewise the thread's state row, where the entry read one (state_at): the commit updates it in
 -- place instead of an upsert, which read the unique index and wrote a row lock record first.
 --
--- Plain inserts (version 16): a new dedupe key, a free lock, and the state row of a thread
--- the entry found none of (state_at '(0,0)', an address no row has) are inserted plainly in
--- a block of their own (a subtransaction), not upserted. An upsert looks its key up in the
--- unique index before it inserts, then confirms its row: 3 buffers and a WAL record (about
--- 45 bytes) more. A key taken meanwhile makes the insert fail and its block roll back: the
--- call then decides as before. A claim looks its key up first, so a done duplicate still
--- writes nothing. A lock held is the one common failure: its entry writes an aborted row,
--- where the upsert wrote nothing. Likewise, a full window's claim deletes the key that left
--- it without locking its row first (a row lock is a WAL record, 54 bytes). It waits at most
--- 20 ms for a call that holds the row, then drops the oldest key instead (chatstate_drop_oldest).
+-- Plain inserts (version 16): a free lock, and the state row of a thread the entry found
+-- none of (state_at '(0,0)', an address no row has), are inserted plainly in a block of
+-- their own (a subtransaction), not upserted. An upsert looks its key up in the unique index
+-- before it inserts, then confirms its row: 3 buffers and a WAL record (about 45 bytes)
+-- more. A key taken meanwhile makes the insert fail and its block roll back: the call then
+-- decides as before. A lock held is the one common failure: its entry writes an aborted row,
+-- where the upsert wrote nothing. A claim stays an upsert (see chatstate_claim): a lookup of
+-- its key first would depend on the planner's statistics, and without one a redelivery
+-- would write an aborted row. The trim keeps locking the key that left the window before it
+-- deletes it (SKIP LOCKED, a 54-byte WAL record): a delete that waits a bounded time needs a
+-- lock timeout set and a block, which cost the server more CPU than the record (callgrind).
 
 CREATE OR REPLACE FUNCTION chatstate_functions_version() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 16 $$;
@@ -232,41 +233,33 @@ LANGUAGE plpgsql SET enable_seqscan = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE v_id bigint; v_seq bigint; v_count bigint; v_excess bigint; v_free bigint[];
     v_gap bigint; v_owner text; v_thread text; v_expires timestamptz; v_minute timestamptz;
-    v_constraint text; v_dropped boolean; v_timeout text := current_setting('lock_timeout');
     v_now_minute timestamptz := date_trunc('minute', statement_timestamp() AT TIME ZONE 'UTC')
                                 AT TIME ZONE 'UTC';
     v_until timestamptz := CASE WHEN p_owner IS NOT NULL
                            THEN statement_timestamp() + make_interval(secs => p_ttl) END;
     v_young timestamptz := statement_timestamp() - make_interval(secs => p_min_age);
 BEGIN
-    -- A new key first (the common case): looked up, then inserted plainly (see version 16 at
-    -- the top). The newest position + 1 (claims at the same instant may share one: ties are
-    -- ordered by id). The unique key makes exactly one of two racing claims of a key win; the
-    -- loser waits for the winner's commit, then reads the key.
+    -- A new key first (the common case: one statement). The newest position + 1 (claims at
+    -- the same instant may share one: ties are ordered by id). The unique key makes exactly
+    -- one of two racing claims of a key win; the loser waits for the winner's commit. (An
+    -- upsert, not a lookup and a plain insert as for a lock: the upsert's lookup takes the
+    -- unique index whatever the statistics, where a lookup of a table analyzed while empty
+    -- takes the window's order index and reads the namespace's whole window.)
     FOR attempt IN 1..2 LOOP
-        SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
-            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-        IF NOT FOUND THEN
-            BEGIN
-                INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq,
-                        created_at, owner, thread_id, expires_at)
-                    SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1,
-                        statement_timestamp(), p_owner,
-                        CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
-                    FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
-                    RETURNING id, seq, ctid INTO v_id, v_seq, claim_at;
-            EXCEPTION WHEN unique_violation THEN
-                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-                IF v_constraint IS DISTINCT FROM 'chatstate_dedupe_unique' THEN RAISE; END IF;
-                SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
-                    WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
-            END;
-            EXIT WHEN v_seq IS NOT NULL;
-        END IF;
+        INSERT INTO chatstate_dedupeentry
+                (namespace, adapter, message_id, seq, created_at, owner, thread_id, expires_at)
+            SELECT p_ns, p_adapter, p_mid, coalesce(max(d.seq), 0) + 1, statement_timestamp(),
+                p_owner, CASE WHEN p_owner IS NOT NULL THEN p_thread END, v_until
+            FROM chatstate_dedupeentry d WHERE d.namespace = p_ns
+            ON CONFLICT (namespace, adapter, message_id) DO NOTHING
+            RETURNING id, seq, ctid INTO v_id, v_seq, claim_at;
+        EXIT WHEN FOUND;
         -- The key exists: a duplicate, unless its claim is in progress and its lease ran out
         -- (then taken over in its place). Gone meanwhile (trimmed, withdrawn): insert again.
         -- A done key stays done: it is read without a lock (a lock is a WAL record).
-        IF v_id IS NOT NULL AND v_owner IS NULL THEN RETURN; END IF;
+        SELECT id, owner INTO v_id, v_owner FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid;
+        IF FOUND AND v_owner IS NULL THEN RETURN; END IF;
         SELECT id, owner, thread_id, expires_at INTO v_id, v_owner, v_thread, v_expires
             FROM chatstate_dedupeentry
             WHERE namespace = p_ns AND adapter = p_adapter AND message_id = p_mid FOR UPDATE;
@@ -301,21 +294,13 @@ BEGIN
     -- that position is the oldest while no position from it up is empty (see the top).
     v_excess := v_count + 1 - p_limit;
     IF v_excess = 1 AND p_min_age = 0 AND (v_gap IS NULL OR v_gap < v_seq - p_limit) THEN
-        -- Found by its row's address (no second lookup through the primary key), and not
-        -- locked first (a row lock is a WAL record): the delete waits at most 20 ms for a
-        -- call that holds the row, as chatstate_drop_oldest does.
-        BEGIN
-            PERFORM set_config('lock_timeout', '20ms', true);
-            DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
-                SELECT ctid FROM chatstate_dedupeentry
-                WHERE namespace = p_ns AND seq = v_seq - p_limit LIMIT 1)
-                AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
-            v_dropped := FOUND;
-            PERFORM set_config('lock_timeout', v_timeout, true);
-        EXCEPTION WHEN lock_not_available THEN
-            v_dropped := false;  -- (the setting is restored with the block)
-        END;
-        IF v_dropped OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
+        -- (found by its row's address: no second lookup through the primary key)
+        DELETE FROM chatstate_dedupeentry d WHERE d.ctid = (
+            SELECT ctid FROM chatstate_dedupeentry
+            WHERE namespace = p_ns AND seq = v_seq - p_limit
+            LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND NOT chatstate_claim_live(d.namespace, d.owner, d.thread_id, d.expires_at);
+        IF FOUND OR chatstate_drop_oldest(p_ns, v_id, v_seq - p_limit, v_seq) THEN
             RETURN;
         END IF;
     END IF;
