@@ -83,6 +83,23 @@ def test_a_claim_among_thousands_of_entries_without_statistics_reads_each_once(
 WINDOW = 5000
 
 
+def _full_window_without_statistics(namespace: str) -> None:
+    """A full window of ``WINDOW`` done keys, in a table whose statistics say it is empty (as
+    if analyzed while empty)."""
+    assert DatabaseStateAdapter(namespace=namespace).fast_sql  # its functions installed
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
+            " SELECT %s, 'h', 'h' || g, g, now() FROM generate_series(1, %s) g",
+            [namespace, WINDOW],
+        )
+        cursor.execute(
+            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
+            [namespace, WINDOW],
+        )
+    _forget_statistics("chatstate_dedupeentry", 0)
+
+
 def _cycle_commit_buffers(namespace: str, message_id: str) -> int:
     """A cycle's entry and commit (the fast path's statements, in this transaction): the
     buffers of the dedupe table and its indexes the commit read."""
@@ -105,18 +122,7 @@ def _cycle_commit_buffers(namespace: str, message_id: str) -> int:
 
 
 def test_a_commit_finds_its_claim_by_id_whatever_the_statistics(db: None) -> None:
-    assert DatabaseStateAdapter(namespace="commit-plan").fast_sql  # its functions installed
-    with connection.cursor() as cursor:  # a full window of done keys
-        cursor.execute(
-            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
-            " SELECT 'commit-plan', 'h', 'h' || g, g, now() FROM generate_series(1, %s) g",
-            [WINDOW],
-        )
-        cursor.execute(
-            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES ('commit-plan', %s)",
-            [WINDOW],
-        )
-    _forget_statistics("chatstate_dedupeentry", 0)  # as if analyzed while empty
+    _full_window_without_statistics("commit-plan")
     reads = [_cycle_commit_buffers("commit-plan", f"m{i}") for i in range(8)]
     # The claim's row by its primary key, then marked done: 9 buffers, 20 when the update
     # needs a new page. By the window's order index: 90 on every commit (5,000 keys).
@@ -127,18 +133,7 @@ def test_a_claim_reads_no_window_whatever_the_statistics(db: None) -> None:
     """A claim's upsert finds its key through the unique index, whatever the planner
     believes (functions version 16 keeps it: a lookup of the key by a query took the
     window's order index here, and read the namespace's whole window, 100 buffers)."""
-    assert DatabaseStateAdapter(namespace="entry-plan").fast_sql  # its functions installed
-    with connection.cursor() as cursor:  # a full window of done keys
-        cursor.execute(
-            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
-            " SELECT 'entry-plan', 's', 'h' || g, g, now() FROM generate_series(1, %s) g",
-            [WINDOW],
-        )
-        cursor.execute(
-            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES ('entry-plan', %s)",
-            [WINDOW],
-        )
-    _forget_statistics("chatstate_dedupeentry", 0)  # as if analyzed while empty
+    _full_window_without_statistics("entry-plan")
     with connection.cursor() as cursor:
         before = _buffers("chatstate_dedupeentry")
         cursor.execute(
