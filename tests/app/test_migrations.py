@@ -128,6 +128,31 @@ if VENDOR == "postgresql":
         finally:
             _migrate(latest)
 
+    def test_version_17_goes_back_to_16_and_forward(transactional_db: None) -> None:
+        """0029 gives five functions row types of their own: reversed, the types are gone;
+        forward again, they are back and a cycle runs."""
+        latest = _latest()
+
+        def row_types() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_type WHERE typname IN ('chatstate_claim_row',"
+                    " 'chatstate_lock_row', 'chatstate_enter_row', 'chatstate_settle_row',"
+                    " 'chatstate_commit_row')"
+                )
+                return int(cursor.fetchone()[0])
+
+        try:
+            _migrate("0028")
+            assert installed_functions_version("default") == 16
+            assert row_types() == 0
+            _migrate(latest)
+            assert installed_functions_version("default") == FUNCTIONS_VERSION
+            assert row_types() == 5
+            _smoke(DatabaseStateAdapter(namespace="forward-to-17"))
+        finally:
+            _migrate(latest)
+
     def test_outdated_functions_are_a_system_check_error(transactional_db: None) -> None:
         with connection.cursor() as cursor:
             cursor.execute("DROP FUNCTION chatstate_functions_version()")

@@ -146,3 +146,35 @@ def test_a_claim_reads_no_window_whatever_the_statistics(db: None) -> None:
     # About 20: the key's insert, the newest position, the key that left. (Later claims in
     # this one transaction read more: the rows it deleted stay in the indexes until it ends.)
     assert reads < 45, reads
+
+
+def test_a_commit_with_nothing_pending_reads_no_other_keys_entries(db: None) -> None:
+    """A commit looks for its own thread's pending entries through their key's index,
+    whatever the planner believes (functions version 17). Asked with EXISTS, a table with
+    no statistics took the (namespace, owner) index and read every entry of the namespace."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chatstate_pendinglockentry"
+            " (namespace, key, owner, strategy, metadata, enqueued_at)"
+            " SELECT 'pending-plan', 'other' || g, 'w' || g, 'queue', '{}', now()"
+            " FROM generate_series(1, %s) g",
+            [ENTRIES],
+        )
+        _forget_statistics("chatstate_pendinglockentry", 0)
+        cursor.execute(
+            "SELECT claimed, result, claim_id FROM chatstate_enter('pending-plan', 's', 'm1',"
+            " 100, 't', 'w', 'reject', '{}'::jsonb, 30, 0, NULL, 'drop_oldest')"
+        )
+        claimed, result, claim_id = cursor.fetchone()
+        assert claimed and result == "acquired"
+        before = _buffers("chatstate_pendinglockentry")
+        cursor.execute(
+            "SELECT released, pending FROM chatstate_commit('pending-plan', 't', 'w',"
+            " '{}'::jsonb, %s, true, true, NULL)",
+            [claim_id],
+        )
+        released, pending = cursor.fetchone()
+        assert released and json.loads(pending) == []
+        reads = _buffers("chatstate_pendinglockentry") - before
+    # 2: the key index's root and leaf. Through the owner index: the namespace's 4,000.
+    assert reads < 10, reads

@@ -35,7 +35,7 @@ from chatstate.types import RESULTS, STRATEGIES, DedupeKey, LockResult, PendingE
 from chatstate.validation import history_key
 
 #: The version ``chatstate_functions_version()`` reports for the functions this code calls.
-FUNCTIONS_VERSION = 16
+FUNCTIONS_VERSION = 17
 #: Their source: the text the latest migration installs (``migrations/sql/``).
 FUNCTIONS_FILE = Path(__file__).with_name("functions.sql")
 
