@@ -403,14 +403,15 @@ if VENDOR == "postgresql":
         assert adapter.get_list("user:U1") == [{"n": 1}]
         assert [e.payload for e in adapter.outbox()] == [{"text": "hello"}]
 
-    def test_queueing_locks_the_held_lock_row_inside_chatstate_lock(
+    def test_queueing_locks_the_held_lock_row_inside_the_lock_function(
         transactional_db: None, django_assert_num_queries: Any
     ) -> None:
         adapter = _adapter(fast_sql=True)
         _, sqls = _measure(adapter, "lock_queue", django_assert_num_queries, 1)
         assert "chatstate_lock(" in sqls[0]
         with connection.cursor() as cursor:
-            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'chatstate_lock'")
+            # (chatstate_lock sets the plan settings, then calls its step function)
+            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'chatstate_lock_step'")
             source = cursor.fetchone()[0]
         assert re.search(r"FROM chatstate_lock\s+WHERE .*FOR UPDATE", source, re.S)
 
