@@ -178,3 +178,31 @@ def test_a_commit_with_nothing_pending_reads_no_other_keys_entries(db: None) -> 
         reads = _buffers("chatstate_pendinglockentry") - before
     # 2: the key index's root and leaf. Through the owner index: the namespace's 4,000.
     assert reads < 10, reads
+
+
+def test_a_full_queues_count_reads_no_other_keys_entries(db: None) -> None:
+    """A queue with ``max_pending`` counts its key's entries through their key's index,
+    whatever the planner believes (functions version 17; counted plainly, a table with no
+    statistics took the (namespace, owner) index and read every entry of the namespace)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chatstate_pendinglockentry"
+            " (namespace, key, owner, strategy, metadata, enqueued_at)"
+            " SELECT 'depth-plan', 'other' || g, 'w' || g, 'queue', '{}', now()"
+            " FROM generate_series(1, %s) g",
+            [ENTRIES],
+        )
+        lock = (
+            "SELECT result FROM chatstate_lock('depth-plan', 't', %s, %s, '{}'::jsonb, 30, 5,"
+            " 'drop_oldest')"
+        )
+        cursor.execute(lock, ["a", "reject"])
+        assert cursor.fetchone()[0] == "acquired"
+        _forget_statistics("chatstate_pendinglockentry", 0)
+        before = _buffers("chatstate_pendinglockentry")
+        cursor.execute(lock, ["b", "queue"])
+        assert cursor.fetchone()[0] == "queued"
+        reads = _buffers("chatstate_pendinglockentry") - before
+    # About 10: the count through the key's index, the entry's insert into the table and its
+    # three indexes. Through the owner index: the namespace's 4,000 entries.
+    assert reads < 30, reads
