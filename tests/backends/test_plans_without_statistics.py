@@ -148,19 +148,26 @@ def test_a_claim_reads_no_window_whatever_the_statistics(db: None) -> None:
     assert reads < 45, reads
 
 
-def test_a_commit_with_nothing_pending_reads_no_other_keys_entries(db: None) -> None:
-    """A commit looks for its own thread's pending entries through their key's index,
-    whatever the planner believes (functions version 17). Asked with EXISTS, a table with
-    no statistics took the (namespace, owner) index and read every entry of the namespace."""
+def _others_pending(namespace: str) -> None:
+    """``ENTRIES`` pending entries of other keys in ``namespace``; the table's statistics
+    as PostgreSQL would have them before its first ANALYZE."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO chatstate_pendinglockentry"
             " (namespace, key, owner, strategy, metadata, enqueued_at)"
-            " SELECT 'pending-plan', 'other' || g, 'w' || g, 'queue', '{}', now()"
+            " SELECT %s, 'other' || g, 'w' || g, 'queue', '{}', now()"
             " FROM generate_series(1, %s) g",
-            [ENTRIES],
+            [namespace, ENTRIES],
         )
-        _forget_statistics("chatstate_pendinglockentry", 0)
+    _forget_statistics("chatstate_pendinglockentry", 0)
+
+
+def test_a_commit_with_nothing_pending_reads_no_other_keys_entries(db: None) -> None:
+    """A commit looks for its own thread's pending entries through their key's index,
+    whatever the planner believes (functions version 17). Asked with EXISTS, a table with
+    no statistics took the (namespace, owner) index and read every entry of the namespace."""
+    _others_pending("pending-plan")
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT claimed, result, claim_id FROM chatstate_enter('pending-plan', 's', 'm1',"
             " 100, 't', 'w', 'reject', '{}'::jsonb, 30, 0, NULL, 'drop_oldest')"
@@ -184,21 +191,14 @@ def test_a_full_queues_count_reads_no_other_keys_entries(db: None) -> None:
     """A queue with ``max_pending`` counts its key's entries through their key's index,
     whatever the planner believes (functions version 17; counted plainly, a table with no
     statistics took the (namespace, owner) index and read every entry of the namespace)."""
+    _others_pending("depth-plan")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO chatstate_pendinglockentry"
-            " (namespace, key, owner, strategy, metadata, enqueued_at)"
-            " SELECT 'depth-plan', 'other' || g, 'w' || g, 'queue', '{}', now()"
-            " FROM generate_series(1, %s) g",
-            [ENTRIES],
-        )
         lock = (
             "SELECT result FROM chatstate_lock('depth-plan', 't', %s, %s, '{}'::jsonb, 30, 5,"
             " 'drop_oldest')"
         )
         cursor.execute(lock, ["a", "reject"])
         assert cursor.fetchone()[0] == "acquired"
-        _forget_statistics("chatstate_pendinglockentry", 0)
         before = _buffers("chatstate_pendinglockentry")
         cursor.execute(lock, ["b", "queue"])
         assert cursor.fetchone()[0] == "queued"
