@@ -27,25 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from bench.floors import COMMIT, ENTER, commit_params, released  # noqa: E402
+from bench.serverwork_pg import FILL  # noqa: E402
 
 LIMIT = 1000
 
 
 def fill(conn: psycopg.Connection, ns: str) -> None:
-    """A full dedupe window and as many other threads' states, analyzed."""
-    conn.execute(
-        "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
-        " SELECT %s, 'fill', 'f' || i, i, now() FROM generate_series(1, %s) i",
-        (ns, LIMIT),
-    )
-    conn.execute(
-        "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
-        " SELECT %s, 'fill-t' || i, '{}', now() FROM generate_series(1, %s) i",
-        (ns, LIMIT),
-    )
-    conn.execute(
-        "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)", (ns, LIMIT)
-    )
+    """A full dedupe window and as many other threads' states (``--server-work``'s),
+    analyzed."""
+    for statement in FILL:
+        conn.execute(statement, (ns, LIMIT))
     for table in ("dedupeentry", "threadstate", "lock"):
         conn.execute(f"VACUUM ANALYZE chatstate_{table}")
 

@@ -160,26 +160,25 @@ def per_cycle(totals: dict[str, float], cycles: int) -> dict[str, float]:
     return {k: round(v / cycles, 1) for k, v in totals.items()}
 
 
+#: A full dedupe window of (namespace, limit): ``limit`` done keys (positions 1..limit), head
+#: ``limit``; and as many other threads' states (a table whose plans are not those of an
+#: empty one). Each statement takes the parameters (namespace, limit).
+FILL = (
+    "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
+    " SELECT %s, 'fill', 'f' || i, i, now() FROM generate_series(1, %s) i",
+    "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
+    " SELECT %s, 'fill-t' || i, '{}', now() FROM generate_series(1, %s) i",
+    "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
+)
+
+
 def fill_window(using: str, namespace: str, limit: int) -> None:
-    """A full dedupe window: ``limit`` done keys (positions 1..limit), head ``limit``; and
-    as many other threads' states (a table whose plans are not those of an empty one)."""
+    """:data:`FILL` on the database ``using``, in one transaction."""
     from django.db import connections, transaction
 
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO chatstate_dedupeentry (namespace, adapter, message_id, seq, created_at)"
-            " SELECT %s, 'fill', 'f' || i, i, now() FROM generate_series(1, %s) i",
-            (namespace, limit),
-        )
-        cursor.execute(
-            "INSERT INTO chatstate_threadstate (namespace, thread_id, value, updated_at)"
-            " SELECT %s, 'fill-t' || i, '{}', now() FROM generate_series(1, %s) i",
-            (namespace, limit),
-        )
-        cursor.execute(
-            "INSERT INTO chatstate_dedupewindow (namespace, head) VALUES (%s, %s)",
-            (namespace, limit),
-        )
+        for statement in FILL:
+            cursor.execute(statement, (namespace, limit))
 
 
 def clear(using: str, namespace: str) -> None:
