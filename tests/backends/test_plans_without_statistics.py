@@ -100,9 +100,12 @@ def _full_window_without_statistics(namespace: str) -> None:
     _forget_statistics("chatstate_dedupeentry", 0)
 
 
-def _cycle_commit_buffers(namespace: str, message_id: str) -> int:
-    """A cycle's entry and commit (the fast path's statements, in this transaction): the
-    buffers of the dedupe table and its indexes the commit read."""
+def _cycle_commit_buffers(
+    namespace: str, message_id: str, table: str = "chatstate_dedupeentry"
+) -> int:
+    """A cycle's entry and commit (the fast path's statements, in this transaction), with
+    nothing pending for its thread: the buffers of ``table`` and its indexes the commit
+    read."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT claimed, result, claim_id FROM chatstate_enter(%s, 's', %s, %s, 't', 'w',"
@@ -111,14 +114,15 @@ def _cycle_commit_buffers(namespace: str, message_id: str) -> int:
         )
         claimed, result, claim_id = cursor.fetchone()
         assert claimed and result == "acquired"
-        before = _buffers("chatstate_dedupeentry")
+        before = _buffers(table)
         cursor.execute(
-            "SELECT released FROM chatstate_commit(%s, 't', 'w', '{}'::jsonb, %s, true, true,"
-            " NULL)",
+            "SELECT released, pending FROM chatstate_commit(%s, 't', 'w', '{}'::jsonb, %s,"
+            " true, true, NULL)",
             [namespace, claim_id],
         )
-        assert cursor.fetchone()[0]
-        return _buffers("chatstate_dedupeentry") - before
+        released, pending = cursor.fetchone()
+        assert released and json.loads(pending) == []
+        return _buffers(table) - before
 
 
 def test_a_commit_finds_its_claim_by_id_whatever_the_statistics(db: None) -> None:
@@ -167,22 +171,7 @@ def test_a_commit_with_nothing_pending_reads_no_other_keys_entries(db: None) -> 
     whatever the planner believes (functions version 17). Asked with EXISTS, a table with
     no statistics took the (namespace, owner) index and read every entry of the namespace."""
     _others_pending("pending-plan")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT claimed, result, claim_id FROM chatstate_enter('pending-plan', 's', 'm1',"
-            " 100, 't', 'w', 'reject', '{}'::jsonb, 30, 0, NULL, 'drop_oldest')"
-        )
-        claimed, result, claim_id = cursor.fetchone()
-        assert claimed and result == "acquired"
-        before = _buffers("chatstate_pendinglockentry")
-        cursor.execute(
-            "SELECT released, pending FROM chatstate_commit('pending-plan', 't', 'w',"
-            " '{}'::jsonb, %s, true, true, NULL)",
-            [claim_id],
-        )
-        released, pending = cursor.fetchone()
-        assert released and json.loads(pending) == []
-        reads = _buffers("chatstate_pendinglockentry") - before
+    reads = _cycle_commit_buffers("pending-plan", "m1", "chatstate_pendinglockentry")
     # 2: the key index's root and leaf. Through the owner index: the namespace's 4,000.
     assert reads < 10, reads
 
